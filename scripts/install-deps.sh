@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything Warren needs from Debian 12's packages. Idempotent: it
+# only asks apt for what is missing, and only refreshes the package lists
+# when something is.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PACKAGES=(
+  # build
+  cmake g++ make ccache pkg-config
+  # libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libzookeeper-mt-dev librabbitmq-dev libspdlog-dev
+  libyaml-cpp-dev libgtest-dev libgmock-dev
+  # servers for the local stack and the tests
+  zookeeper rabbitmq-server
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  log "dependencies: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+log "dependencies: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# The package lists of a fresh machine may be stale or empty.
+as_root apt-get update -qq
+# Keep Debian's service scripts from starting system-wide servers: Warren
+# runs its own, on loopback, under the project folder.
+policy_added=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  policy_added=1
+fi
+trap 'if [ $policy_added -eq 1 ]; then as_root rm -f /usr/sbin/policy-rc.d; fi' EXIT
+as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+log "dependencies: installed"

@@ -1,0 +1,37 @@
+#include "server/common/stream_registry.h"
+
+#include <vector>
+
+namespace warren {
+
+StreamRegistry::Id StreamRegistry::Add(std::weak_ptr<Drainable> stream) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return 0;
+  const Id id = next_id_++;
+  streams_.emplace(id, std::move(stream));
+  return id;
+}
+
+void StreamRegistry::Remove(Id id) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(id);
+}
+
+void StreamRegistry::DrainAll() {
+  std::vector<std::shared_ptr<Drainable>> open;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    for (auto& [id, weak] : streams_) {
+      if (auto stream = weak.lock()) open.push_back(std::move(stream));
+    }
+  }
+  for (auto& stream : open) stream->Drain();
+}
+
+size_t StreamRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+}  // namespace warren

@@ -1,0 +1,467 @@
+#include "server/config/config_service.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/common/grpc_status.h"
+#include "server/common/logging.h"
+#include "server/common/names.h"
+#include "server/common/rejecting_reactors.h"
+
+namespace warren::config {
+namespace {
+
+namespace v1 = ::warren::v1;
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+constexpr char kPageTokenPrefix[] = "v1:";
+// Beyond this many undelivered events a slow watcher's queue is reduced to
+// the latest event per key: it still ends at the latest state.
+constexpr size_t kMaxPendingEvents = 10000;
+
+void FillEntry(const CachedEntry& entry, bool with_value,
+               v1::ConfigEntry* out) {
+  out->set_key(entry.key);
+  if (with_value) out->set_value(entry.value);
+  out->set_version(entry.stat.version);
+  *out->mutable_modify_time() =
+      google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
+          entry.stat.mtime_ms);
+}
+
+std::string MakePageToken(const std::string& last_key) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_key));
+}
+
+absl::StatusOr<std::string> ParsePageToken(const std::string& token,
+                                           const std::string& prefix) {
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(token, &decoded) ||
+      !absl::StartsWith(decoded, kPageTokenPrefix)) {
+    return absl::InvalidArgumentError(
+        "page_token is not a token this server issued");
+  }
+  std::string key = decoded.substr(sizeof(kPageTokenPrefix) - 1);
+  if (!ValidateName(key, "page_token").ok() ||
+      !IsSelfOrDescendant(key, prefix)) {
+    return absl::InvalidArgumentError(
+        "page_token does not belong to a listing of this prefix");
+  }
+  return key;
+}
+
+absl::Status ValidateHeartbeat(const google::protobuf::Duration& interval) {
+  if (interval.seconds() < 0 || interval.nanos() < 0) {
+    return absl::InvalidArgumentError("heartbeat_interval must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+// One WatchConfig stream. Owned by itself (self_) from start until OnDone;
+// the cache, the timer and the registry reach it through weak pointers or
+// under the cache's subscription contract.
+class WatchReactor final
+    : public grpc::ServerWriteReactor<v1::WatchConfigResponse>,
+      public WatchListener,
+      public Drainable,
+      public std::enable_shared_from_this<WatchReactor> {
+ public:
+  WatchReactor(WatchCache& cache, TimerQueue& timers, StreamRegistry& streams,
+               absl::Duration heartbeat)
+      : cache_(cache), timers_(timers), streams_(streams),
+        heartbeat_(heartbeat) {}
+
+  static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
+                             StreamRegistry& streams, absl::Duration heartbeat,
+                             const std::string& key, bool prefix) {
+    auto reactor =
+        std::make_shared<WatchReactor>(cache, timers, streams, heartbeat);
+    reactor->self_ = reactor;
+    reactor->registry_id_ = streams.Add(reactor);
+    if (reactor->registry_id_ == 0) {
+      absl::MutexLock lock(&reactor->mu_);
+      reactor->FinishLocked(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      return reactor.get();
+    }
+    // May deliver the initial state at once, from this thread.
+    const auto id = cache.Subscribe(key, prefix, reactor.get());
+    {
+      absl::MutexLock lock(&reactor->mu_);
+      reactor->subscription_ = id;
+      reactor->subscribed_ = true;
+      reactor->ScheduleHeartbeatLocked();
+    }
+    return reactor.get();
+  }
+
+  void OnInitialState(std::vector<CachedEntry> entries) override {
+    absl::MutexLock lock(&mu_);
+    initial_ = std::move(entries);
+    have_initial_ = true;
+    MaybeWriteLocked();
+  }
+
+  void OnChanges(std::vector<Change> changes) override {
+    absl::MutexLock lock(&mu_);
+    for (auto& change : changes) pending_.push_back(std::move(change));
+    if (pending_.size() > kMaxPendingEvents) CoalesceLocked();
+    MaybeWriteLocked();
+  }
+
+  void Drain() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server is shutting down; watch again"));
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    if (finish_after_write_) {
+      Finish(final_status_);
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    uint64_t subscription = 0;
+    bool subscribed;
+    TimerQueue::TimerId timer;
+    {
+      absl::MutexLock lock(&mu_);
+      subscribed = subscribed_;
+      subscription = subscription_;
+      timer = timer_;
+      done_ = true;
+    }
+    // Outside our lock: the cache calls us with its lock held.
+    if (subscribed) cache_.Unsubscribe(subscription);
+    if (timer != 0) timers_.Cancel(timer);
+    if (registry_id_ != 0) streams_.Remove(registry_id_);
+    self_.reset();  // may delete this
+  }
+
+ private:
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    if (writing_) {
+      finish_after_write_ = true;
+      final_status_ = std::move(status);
+    } else {
+      Finish(std::move(status));
+    }
+  }
+
+  void CoalesceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::map<std::string, size_t> last_index;
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      last_index[pending_[i].entry.key] = i;
+    }
+    std::deque<Change> kept;
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      if (last_index[pending_[i].entry.key] == i) {
+        kept.push_back(std::move(pending_[i]));
+      }
+    }
+    pending_.swap(kept);
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finishing_ || !have_initial_) return;
+    out_.Clear();
+    if (!initial_sent_) {
+      out_.set_initial_state(true);
+      for (const auto& entry : initial_) {
+        auto* event = out_.add_events();
+        event->set_type(v1::CONFIG_EVENT_TYPE_PUT);
+        FillEntry(entry, true, event->mutable_entry());
+      }
+      initial_.clear();
+      initial_sent_ = true;
+    } else if (!pending_.empty()) {
+      // Batch what is queued, up to a size that keeps messages reasonable.
+      size_t bytes = 0;
+      while (!pending_.empty() && bytes < (1u << 20)) {
+        Change& change = pending_.front();
+        auto* event = out_.add_events();
+        const bool put = change.type == Change::Type::kPut;
+        event->set_type(put ? v1::CONFIG_EVENT_TYPE_PUT
+                            : v1::CONFIG_EVENT_TYPE_DELETE);
+        FillEntry(change.entry, put, event->mutable_entry());
+        bytes += change.entry.key.size() + change.entry.value.size();
+        pending_.pop_front();
+      }
+    } else {
+      return;
+    }
+    Send();
+  }
+
+  void Send() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    wrote_since_tick_ = true;
+    StartWrite(&out_);
+  }
+
+  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    timer_ = timers_.ScheduleAfter(
+        heartbeat_, [weak = weak_from_this()] {
+          if (auto self = weak.lock()) self->OnHeartbeatTick();
+        });
+  }
+
+  void OnHeartbeatTick() {
+    absl::MutexLock lock(&mu_);
+    if (done_ || finishing_) return;
+    if (!wrote_since_tick_ && !writing_ && initial_sent_) {
+      out_.Clear();
+      *out_.mutable_heartbeat()->mutable_server_time() =
+          google::protobuf::util::TimeUtil::GetCurrentTime();
+      Send();
+    }
+    wrote_since_tick_ = false;
+    ScheduleHeartbeatLocked();
+  }
+
+  WatchCache& cache_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const absl::Duration heartbeat_;
+  std::shared_ptr<WatchReactor> self_;
+  StreamRegistry::Id registry_id_ = 0;
+
+  absl::Mutex mu_;
+  WatchCache::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<CachedEntry> initial_ ABSL_GUARDED_BY(mu_);
+  bool have_initial_ ABSL_GUARDED_BY(mu_) = false;
+  bool initial_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Change> pending_ ABSL_GUARDED_BY(mu_);
+  v1::WatchConfigResponse out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
+                                     WorkerPool& workers, TimerQueue& timers,
+                                     StreamRegistry& streams,
+                                     ConfigServiceOptions options)
+    : store_(store), cache_(cache), workers_(workers), timers_(timers),
+      streams_(streams), options_(options) {}
+
+absl::Time ConfigServiceImpl::DeadlineFor(
+    grpc::CallbackServerContext* context) const {
+  const absl::Time ours = absl::Now() + options_.operation_timeout;
+  const auto theirs = context->deadline();
+  if (theirs == std::chrono::system_clock::time_point::max()) return ours;
+  return std::min(ours, absl::FromChrono(theirs));
+}
+
+template <typename Work>
+void ConfigServiceImpl::Offload(grpc::CallbackServerContext* context,
+                                grpc::ServerUnaryReactor* reactor, Work work) {
+  const absl::Time deadline = DeadlineFor(context);
+  absl::Status queued = workers_.Submit(
+      [reactor, deadline, work = std::move(work)]() mutable {
+        reactor->Finish(ToGrpcStatus(work(deadline)));
+      });
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
+    grpc::CallbackServerContext* context, const v1::GetConfigRequest* request,
+    v1::GetConfigResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  if (absl::Status valid = ValidateName(request->key(), "key"); !valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  if (!request->consistent()) {
+    if (auto hit = cache_.Lookup(request->key())) {
+      cache_hits_.fetch_add(1);
+      if (!hit->has_value()) {
+        reactor->Finish(ToGrpcStatus(absl::NotFoundError(
+            absl::StrCat("key '", request->key(), "' not found"))));
+      } else {
+        FillEntry(**hit, true, response->mutable_entry());
+        reactor->Finish(grpc::Status::OK);
+      }
+      return reactor;
+    }
+    cache_misses_.fetch_add(1);
+  }
+  Offload(context, reactor, [this, request, response](absl::Time deadline) {
+    auto entry = store_.Get(request->key(), request->consistent(), deadline);
+    if (!entry.ok()) return entry.status();
+    FillEntry(*entry, true, response->mutable_entry());
+    return absl::OkStatus();
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
+    grpc::CallbackServerContext* context, const v1::PutConfigRequest* request,
+    v1::PutConfigResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::Status valid = ValidateName(request->key(), "key");
+  if (valid.ok() && request->value().size() > options_.max_value_bytes) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "value is ", request->value().size(), " bytes; at most ",
+        options_.max_value_bytes, " are allowed"));
+  }
+  if (valid.ok() && request->has_expected_version() && request->create_only()) {
+    valid = absl::InvalidArgumentError(
+        "expected_version and create_only cannot both be set");
+  }
+  if (valid.ok() && request->has_expected_version() &&
+      (request->expected_version() < 0 ||
+       request->expected_version() > std::numeric_limits<int32_t>::max())) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "expected_version ", request->expected_version(), " is out of range"));
+  }
+  if (!valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  Offload(context, reactor, [this, request, response](absl::Time deadline) {
+    PutParams params;
+    params.key = request->key();
+    params.value = request->value();
+    if (request->has_expected_version()) {
+      params.expected_version = request->expected_version();
+    }
+    params.create_only = request->create_only();
+    auto entry = store_.Put(params, deadline);
+    if (!entry.ok()) return entry.status();
+    FillEntry(*entry, true, response->mutable_entry());
+    return absl::OkStatus();
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
+    grpc::CallbackServerContext* context,
+    const v1::DeleteConfigRequest* request,
+    v1::DeleteConfigResponse* /*response*/) {
+  auto* reactor = context->DefaultReactor();
+  absl::Status valid = ValidateName(request->key(), "key");
+  if (valid.ok() && request->has_expected_version() &&
+      (request->expected_version() < 0 ||
+       request->expected_version() > std::numeric_limits<int32_t>::max())) {
+    valid = absl::InvalidArgumentError(absl::StrCat(
+        "expected_version ", request->expected_version(), " is out of range"));
+  }
+  if (!valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  Offload(context, reactor, [this, request](absl::Time deadline) {
+    DeleteParams params;
+    params.key = request->key();
+    if (request->has_expected_version()) {
+      params.expected_version = request->expected_version();
+    }
+    params.recursive = request->recursive();
+    return store_.Delete(params, deadline);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
+    grpc::CallbackServerContext* context, const v1::ListConfigRequest* request,
+    v1::ListConfigResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::Status valid =
+      ValidateName(request->prefix(), "prefix", /*allow_empty=*/true);
+  if (valid.ok() && request->page_size() < 0) {
+    valid = absl::InvalidArgumentError("page_size must not be negative");
+  }
+  std::string after;
+  if (valid.ok() && !request->page_token().empty()) {
+    auto parsed = ParsePageToken(request->page_token(), request->prefix());
+    if (parsed.ok()) {
+      after = *std::move(parsed);
+    } else {
+      valid = parsed.status();
+    }
+  }
+  if (!valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  Offload(context, reactor,
+          [this, request, response, after](absl::Time deadline) {
+            ListParams params;
+            params.prefix = request->prefix();
+            params.page_size =
+                request->page_size() == 0
+                    ? kDefaultPageSize
+                    : std::min(request->page_size(), kMaxPageSize);
+            params.after = after;
+            params.keys_only = request->keys_only();
+            auto page = store_.List(params, deadline);
+            if (!page.ok()) return page.status();
+            for (const auto& entry : page->entries) {
+              FillEntry(entry, !params.keys_only, response->add_entries());
+            }
+            if (page->more && !page->entries.empty()) {
+              response->set_next_page_token(
+                  MakePageToken(page->entries.back().key));
+            }
+            return absl::OkStatus();
+          });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchConfigResponse>*
+ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* /*context*/,
+                               const v1::WatchConfigRequest* request) {
+  absl::Status valid = ValidateName(request->key(), "key",
+                                    /*allow_empty=*/request->prefix());
+  if (valid.ok()) valid = ValidateHeartbeat(request->heartbeat_interval());
+  if (valid.ok() && cache_.subscription_count() >= options_.max_watches) {
+    valid = absl::ResourceExhaustedError(absl::StrCat(
+        "this server already serves max_watches (", options_.max_watches,
+        ") watches"));
+  }
+  if (!valid.ok()) {
+    return new RejectingWriteReactor<v1::WatchConfigResponse>(
+        ToGrpcStatus(valid));
+  }
+  absl::Duration heartbeat = absl::Seconds(request->heartbeat_interval().seconds()) +
+                             absl::Nanoseconds(request->heartbeat_interval().nanos());
+  if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
+  heartbeat = std::max(heartbeat, options_.min_heartbeat);
+  return WatchReactor::Start(cache_, timers_, streams_, heartbeat,
+                             request->key(), request->prefix());
+}
+
+}  // namespace warren::config

@@ -1,0 +1,76 @@
+// warren.v1.ConfigService over ZooKeeper: validation and status codes at the
+// edge, ConfigStore for the multi-step work (on the worker pool, so no gRPC
+// thread waits on ZooKeeper), the WatchCache for WatchConfig and for cached
+// reads of watched keys.
+#pragma once
+
+#include <cstddef>
+
+#include "absl/time/time.h"
+#include "server/common/stream_registry.h"
+#include "server/common/timer_queue.h"
+#include "server/common/worker_pool.h"
+#include "server/config/config_store.h"
+#include "server/config/watch_cache.h"
+#include "warren/v1/config.grpc.pb.h"
+
+namespace warren::config {
+
+struct ConfigServiceOptions {
+  size_t max_value_bytes = 1 << 20;
+  // The longest a backend operation may take when the call has no earlier
+  // deadline.
+  absl::Duration operation_timeout = absl::Seconds(10);
+  absl::Duration default_heartbeat = absl::Seconds(30);
+  absl::Duration min_heartbeat = absl::Milliseconds(100);
+  size_t max_watches = 10000;
+};
+
+class ConfigServiceImpl final : public warren::v1::ConfigService::CallbackService {
+ public:
+  ConfigServiceImpl(ConfigStore& store, WatchCache& cache, WorkerPool& workers,
+                    TimerQueue& timers, StreamRegistry& streams,
+                    ConfigServiceOptions options);
+
+  grpc::ServerUnaryReactor* GetConfig(
+      grpc::CallbackServerContext* context,
+      const warren::v1::GetConfigRequest* request,
+      warren::v1::GetConfigResponse* response) override;
+  grpc::ServerUnaryReactor* PutConfig(
+      grpc::CallbackServerContext* context,
+      const warren::v1::PutConfigRequest* request,
+      warren::v1::PutConfigResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteConfig(
+      grpc::CallbackServerContext* context,
+      const warren::v1::DeleteConfigRequest* request,
+      warren::v1::DeleteConfigResponse* response) override;
+  grpc::ServerUnaryReactor* ListConfig(
+      grpc::CallbackServerContext* context,
+      const warren::v1::ListConfigRequest* request,
+      warren::v1::ListConfigResponse* response) override;
+  grpc::ServerWriteReactor<warren::v1::WatchConfigResponse>* WatchConfig(
+      grpc::CallbackServerContext* context,
+      const warren::v1::WatchConfigRequest* request) override;
+
+  // Counters of cached reads, for metrics and tests.
+  uint64_t cache_hits() const { return cache_hits_.load(); }
+  uint64_t cache_misses() const { return cache_misses_.load(); }
+
+ private:
+  // Runs `work` on the worker pool and finishes the call with its status.
+  template <typename Work>
+  void Offload(grpc::CallbackServerContext* context,
+               grpc::ServerUnaryReactor* reactor, Work work);
+  absl::Time DeadlineFor(grpc::CallbackServerContext* context) const;
+
+  ConfigStore& store_;
+  WatchCache& cache_;
+  WorkerPool& workers_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const ConfigServiceOptions options_;
+  std::atomic<uint64_t> cache_hits_{0};
+  std::atomic<uint64_t> cache_misses_{0};
+};
+
+}  // namespace warren::config

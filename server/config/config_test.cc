@@ -1,0 +1,253 @@
+// Unit tests of the config component's logic: the key space and the watch
+// cache against an in-memory ZooKeeper (FakeZk). The RPCs themselves are
+// tested end to end against a real ZooKeeper in tests/integration.
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config/key_space.h"
+#include "server/config/watch_cache.h"
+#include "tests/fakes/fake_zk.h"
+
+namespace warren::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+TEST(KeySpaceTest, MapsKeysUnderTheConfigBase) {
+  KeySpace keys("/warren");
+  EXPECT_EQ(keys.base(), "/warren/config");
+  EXPECT_EQ(keys.PathOf("app/db"), "/warren/config/app/db");
+  EXPECT_EQ(keys.PathOf(""), "/warren/config");
+  EXPECT_EQ(keys.KeyOf("/warren/config/app/db"), "app/db");
+  EXPECT_EQ(keys.KeyOf("/warren/config"), "");
+  EXPECT_EQ(keys.KeyOf("/warren/configx/a"), std::nullopt);
+  EXPECT_EQ(keys.KeyOf("/warren"), std::nullopt);
+  EXPECT_EQ(KeySpace("/warren/").base(), "/warren/config");
+  EXPECT_EQ(KeySpace("/").base(), "/config");
+}
+
+TEST(PathLessTest, DescendantsComeBeforeLaterSiblings) {
+  std::vector<std::string> keys = {"a-c", "a/b", "a", "a.x", "a/b/c", "b", "a/a"};
+  std::sort(keys.begin(), keys.end(), PathLess);
+  EXPECT_THAT(keys, ElementsAre("a", "a/a", "a/b", "a/b/c", "a-c", "a.x", "b"));
+  EXPECT_TRUE(IsSelfOrDescendant("a/b", "a"));
+  EXPECT_TRUE(IsSelfOrDescendant("a", "a"));
+  EXPECT_FALSE(IsSelfOrDescendant("ab", "a"));
+  EXPECT_TRUE(IsSelfOrDescendant("x", ""));
+}
+
+// Records what a subscriber is told, as "PUT key=value@version" strings.
+class RecordingListener : public WatchListener {
+ public:
+  void OnInitialState(std::vector<CachedEntry> entries) override {
+    ++initial_count;
+    initial.clear();
+    for (auto& e : entries) initial.push_back(Describe("PUT", e));
+  }
+  void OnChanges(std::vector<Change> changes) override {
+    for (auto& c : changes) {
+      events.push_back(
+          Describe(c.type == Change::Type::kPut ? "PUT" : "DELETE", c.entry));
+    }
+  }
+  static std::string Describe(const char* type, const CachedEntry& e) {
+    return std::string(type) + " " + e.key + "=" + e.value + "@" +
+           std::to_string(e.stat.version);
+  }
+  int initial_count = 0;
+  std::vector<std::string> initial;
+  std::vector<std::string> events;
+};
+
+class WatchCacheTest : public ::testing::Test {
+ protected:
+  WatchCacheTest() : cache_(zk_, KeySpace("/w")) {
+    zk_.ExternalPut("/w", "");
+    zk_.ExternalPut("/w/config", "");
+    zk_.RunUntilIdle();
+  }
+  void Put(const std::string& key, const std::string& value) {
+    zk_.ExternalPut("/w/config/" + key, value);
+  }
+  void Delete(const std::string& key) {
+    zk_.ExternalDelete("/w/config/" + key);
+  }
+  testing::FakeZk zk_;
+  WatchCache cache_;
+};
+
+TEST_F(WatchCacheTest, KeyWatchSeesInitialValueThenEveryChange) {
+  Put("app", "");
+  Put("app/url", "v0");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("app/url", false, &listener);
+  zk_.RunUntilIdle();
+  EXPECT_EQ(listener.initial_count, 1);
+  EXPECT_THAT(listener.initial, ElementsAre("PUT app/url=v0@0"));
+
+  Put("app/url", "v1");
+  zk_.RunUntilIdle();
+  Delete("app/url");
+  zk_.RunUntilIdle();
+  Put("app/url", "v2");
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events,
+              ElementsAre("PUT app/url=v1@1", "DELETE app/url=v1@1",
+                          "PUT app/url=v2@0"));
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, KeyWatchOnMissingKeyStartsEmptyAndSeesCreation) {
+  RecordingListener listener;
+  auto id = cache_.Subscribe("later", false, &listener);
+  zk_.RunUntilIdle();
+  EXPECT_EQ(listener.initial_count, 1);
+  EXPECT_THAT(listener.initial, IsEmpty());
+  Put("later", "x");
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events, ElementsAre("PUT later=x@0"));
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, PrefixWatchSeesDescendantsCreatedLaterAtAnyDepth) {
+  Put("svc", "root");
+  Put("svc/a", "1");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("svc", true, &listener);
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.initial, ElementsAre("PUT svc=root@0", "PUT svc/a=1@0"));
+
+  Put("svc/b", "");
+  zk_.RunUntilIdle();
+  Put("svc/b/c", "deep");
+  zk_.RunUntilIdle();
+  Put("svc/a", "2");
+  zk_.RunUntilIdle();
+  Delete("svc/b/c");
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events,
+              ElementsAre("PUT svc/b=@0", "PUT svc/b/c=deep@0", "PUT svc/a=2@1",
+                          "DELETE svc/b/c=deep@0"));
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, WholeTreeWatchDoesNotReportTheBaseAsAKey) {
+  Put("x", "1");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("", true, &listener);
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.initial, ElementsAre("PUT x=1@0"));
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, ChangesWhileDisconnectedArriveAfterReconnect) {
+  Put("k", "old");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("k", true, &listener);
+  zk_.RunUntilIdle();
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  Put("k", "new");
+  Put("k/child", "c");
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events,
+              ElementsAre("PUT k=new@1", "PUT k/child=c@0"));
+  EXPECT_EQ(listener.initial_count, 1);
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, NewSessionDeliversOnlyTheDifferences) {
+  Put("p", "");
+  Put("p/same", "s");
+  Put("p/changed", "before");
+  Put("p/deleted", "d");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("p", true, &listener);
+  zk_.RunUntilIdle();
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  // The session expires; what changed meanwhile is not reported by any watch.
+  zk_.Expire();
+  Put("p/changed", "after");
+  Delete("p/deleted");
+  Put("p/added", "a");
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events,
+              ::testing::UnorderedElementsAre("PUT p/changed=after@1",
+                                              "DELETE p/deleted=d@0",
+                                              "PUT p/added=a@0"));
+  // And the tree keeps watching on the new session.
+  Put("p/same", "s2");
+  zk_.RunUntilIdle();
+  EXPECT_EQ(listener.events.back(), "PUT p/same=s2@1");
+  cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, LookupServesOnlyWhileInSync) {
+  Put("a", "");
+  Put("a/b", "v");
+  EXPECT_EQ(cache_.Lookup("a/b"), std::nullopt);  // not watched
+  RecordingListener listener;
+  auto id = cache_.Subscribe("a", true, &listener);
+  zk_.RunUntilIdle();
+  auto hit = cache_.Lookup("a/b");
+  ASSERT_TRUE(hit.has_value());
+  ASSERT_TRUE(hit->has_value());
+  EXPECT_EQ((*hit)->value, "v");
+  auto missing = cache_.Lookup("a/zzz");
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_FALSE(missing->has_value());
+  EXPECT_EQ(cache_.Lookup("other"), std::nullopt);
+
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(cache_.Lookup("a/b"), std::nullopt);
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(cache_.Lookup("a/b").has_value());
+  cache_.Unsubscribe(id);
+  EXPECT_EQ(cache_.Lookup("a/b"), std::nullopt);
+}
+
+TEST_F(WatchCacheTest, SubscribersShareOneTreeAndLateOnesGetTheState) {
+  Put("shared", "1");
+  RecordingListener first, second;
+  auto a = cache_.Subscribe("shared", false, &first);
+  zk_.RunUntilIdle();
+  auto b = cache_.Subscribe("shared", false, &second);
+  EXPECT_EQ(cache_.tree_count(), 1u);
+  EXPECT_THAT(second.initial, ElementsAre("PUT shared=1@0"));
+  cache_.Unsubscribe(a);
+  Put("shared", "2");
+  zk_.RunUntilIdle();
+  EXPECT_THAT(first.events, IsEmpty());
+  EXPECT_THAT(second.events, ElementsAre("PUT shared=2@1"));
+  cache_.Unsubscribe(b);
+  EXPECT_EQ(cache_.tree_count(), 0u);
+}
+
+TEST_F(WatchCacheTest, ReconnectsDoNotMultiplyWatches) {
+  Put("m", "");
+  for (int i = 0; i < 5; ++i) Put("m/" + std::to_string(i), "x");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("m", true, &listener);
+  zk_.RunUntilIdle();
+  const size_t watches = zk_.registered_watch_count();
+  EXPECT_EQ(watches, 12u);  // a data and a children watch on each of 6 nodes
+  for (int i = 0; i < 3; ++i) {
+    zk_.Disconnect();
+    zk_.RunUntilIdle();
+    zk_.Reconnect();
+    zk_.RunUntilIdle();
+  }
+  EXPECT_EQ(zk_.registered_watch_count(), watches);
+  EXPECT_THAT(listener.events, IsEmpty());
+  cache_.Unsubscribe(id);
+}
+
+}  // namespace
+}  // namespace warren::config

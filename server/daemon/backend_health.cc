@@ -1,0 +1,65 @@
+#include "server/daemon/backend_health.h"
+
+#include "server/common/logging.h"
+
+namespace warren::daemon {
+namespace {
+
+constexpr const char* kServices[] = {"", "warren.v1.ConfigService",
+                                     "warren.v1.ElectionService",
+                                     "warren.v1.MessagingService"};
+
+}  // namespace
+
+BackendHealth::BackendHealth(zk::ZkClient& zk,
+                             amqp::AmqpConnectionMonitor& amqp)
+    : zk_(zk), amqp_(amqp) {
+  zk_listener_ = zk_.AddSessionListener([this](zk::SessionState) { Update(); });
+  amqp_listener_ = amqp_.AddListener([this](amqp::BrokerState) { Update(); });
+}
+
+BackendHealth::~BackendHealth() {
+  zk_.RemoveSessionListener(zk_listener_);
+  amqp_.RemoveListener(amqp_listener_);
+}
+
+void BackendHealth::Attach(grpc::HealthCheckServiceInterface* health) {
+  {
+    absl::MutexLock lock(&mu_);
+    health_ = health;
+  }
+  Update();
+}
+
+void BackendHealth::StartDraining() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  if (health_ != nullptr) {
+    for (const char* service : kServices) {
+      health_->SetServingStatus(service, false);
+    }
+    // Ignores every later update.
+    health_->Shutdown();
+  }
+}
+
+void BackendHealth::Update() {
+  const bool zk_ok = zk_.state() == zk::SessionState::kConnected;
+  const bool amqp_ok = amqp_.reachable();
+  const int serving = zk_ok && amqp_ok ? 1 : 0;
+  absl::MutexLock lock(&mu_);
+  if (health_ == nullptr || draining_ || serving == last_) return;
+  last_ = serving;
+  for (const char* service : kServices) {
+    health_->SetServingStatus(service, serving == 1);
+  }
+  if (serving) {
+    WARREN_LOG_INFO("health: SERVING");
+  } else {
+    WARREN_LOG_WARN("health: NOT_SERVING (zookeeper {}, rabbitmq {})",
+                    zk_ok ? "connected" : "not connected",
+                    amqp_ok ? "connected" : "not connected");
+  }
+}
+
+}  // namespace warren::daemon

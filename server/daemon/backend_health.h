@@ -1,0 +1,42 @@
+// Publishes the truth about the backends through grpc.health.v1: SERVING
+// only while the ZooKeeper session is connected and RabbitMQ is reachable,
+// for the whole server ("") and for each warren.v1 service. Once draining
+// starts, everything stays NOT_SERVING.
+//
+// Thread-safe; updates come from the backends' threads.
+#pragma once
+
+#include <atomic>
+
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/amqp/amqp_connection_monitor.h"
+#include "server/zk/zk_client.h"
+
+namespace warren::daemon {
+
+class BackendHealth {
+ public:
+  BackendHealth(zk::ZkClient& zk, amqp::AmqpConnectionMonitor& amqp);
+  ~BackendHealth();
+
+  // Starts publishing to `health` (the server's default health service).
+  void Attach(grpc::HealthCheckServiceInterface* health);
+  // NOT_SERVING from now on.
+  void StartDraining();
+
+ private:
+  void Update();
+
+  zk::ZkClient& zk_;
+  amqp::AmqpConnectionMonitor& amqp_;
+  int zk_listener_ = 0;
+  int amqp_listener_ = 0;
+
+  absl::Mutex mu_;
+  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int last_ ABSL_GUARDED_BY(mu_) = -1;
+};
+
+}  // namespace warren::daemon

@@ -1,0 +1,75 @@
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/daemon/options.h"
+
+namespace warren::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string WriteTemp(const std::string& name, const std::string& text) {
+  const std::string path = std::string(::testing::TempDir()) + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// absl flags are process-wide, so the precedence rules are checked in one
+// pass: the file sets three settings, the environment overrides two of them,
+// the command line overrides one of those.
+TEST(LoadOptionsTest, FlagsBeatEnvironmentBeatFile) {
+  const std::string file = WriteTemp("warren.yaml",
+                                     "listen: 127.0.0.1:6000\n"
+                                     "zk_connect: file:1\n"
+                                     "root: /from-file\n"
+                                     "amqp_urls:\n"
+                                     "  - amqp://a/\n"
+                                     "  - amqp://b/\n");
+  setenv("WARREN_ZK_CONNECT", "env:2", 1);
+  setenv("WARREN_ROOT", "/from-env", 1);
+  std::string config_flag = "--config=" + file;
+  std::vector<std::string> args = {"warrend", config_flag, "--root=/from-flag"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto options = LoadOptions(static_cast<int>(argv.size()), argv.data());
+  unsetenv("WARREN_ZK_CONNECT");
+  unsetenv("WARREN_ROOT");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->listen, "127.0.0.1:6000");
+  EXPECT_EQ(options->zk_connect, "env:2");
+  EXPECT_EQ(options->root, "/from-flag");
+  EXPECT_THAT(options->amqp_urls,
+              ::testing::ElementsAre("amqp://a/", "amqp://b/"));
+  EXPECT_EQ(options->zk_session_timeout, absl::Seconds(10));  // default
+}
+
+TEST(LoadOptionsTest, UnknownFileSettingIsNamed) {
+  const std::string file = WriteTemp("bad.yaml", "listn: 1.2.3.4:5\n");
+  std::string config_flag = "--config=" + file;
+  std::vector<std::string> args = {"warrend", config_flag};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto options = LoadOptions(static_cast<int>(argv.size()), argv.data());
+  ASSERT_FALSE(options.ok());
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(options.status().message(), HasSubstr("unknown setting 'listn'"));
+}
+
+TEST(LoadOptionsTest, MalformedEnvironmentValueIsNamed) {
+  setenv("WARREN_ZK_SESSION_TIMEOUT", "ten seconds", 1);
+  std::vector<std::string> args = {"warrend"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto options = LoadOptions(1, argv.data());
+  unsetenv("WARREN_ZK_SESSION_TIMEOUT");
+  ASSERT_FALSE(options.ok());
+  EXPECT_THAT(options.status().message(),
+              HasSubstr("WARREN_ZK_SESSION_TIMEOUT"));
+}
+
+}  // namespace
+}  // namespace warren::daemon

@@ -1,0 +1,243 @@
+#include "server/daemon/options.h"
+
+#include <cstdlib>
+#include "absl/strings/string_view.h"
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "yaml-cpp/yaml.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Optional YAML file of settings (keys are these flag names).");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC listen address. Plaintext: keep it on loopback or a private "
+          "network until TLS is configured.");
+ABSL_FLAG(std::string, zk_connect, "127.0.0.1:2181",
+          "ZooKeeper connect string: host:port[,host:port...].");
+ABSL_FLAG(absl::Duration, zk_session_timeout, absl::Seconds(10),
+          "ZooKeeper session timeout requested from the ensemble.");
+ABSL_FLAG(std::string, root, "/warren",
+          "ZooKeeper path under which every Warren node lives.");
+ABSL_FLAG(std::vector<std::string>, amqp_urls,
+          {"amqp://guest:guest@127.0.0.1:5672/"},
+          "Comma-separated RabbitMQ URLs (amqp:// or amqps://), tried in "
+          "turn.");
+ABSL_FLAG(std::string, amqp_ca_file, "",
+          "CA bundle for amqps:// brokers (empty: the system's).");
+ABSL_FLAG(absl::Duration, amqp_heartbeat, absl::Seconds(10),
+          "AMQP heartbeat interval.");
+ABSL_FLAG(absl::Duration, backend_wait, absl::Seconds(30),
+          "How long start-up waits for ZooKeeper and RabbitMQ.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM/SIGINT, how long calls in progress may take to finish.");
+ABSL_FLAG(absl::Duration, operation_timeout, absl::Seconds(10),
+          "Longest backend operation of a call without an earlier deadline.");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30),
+          "Default heartbeat interval of long-lived streams.");
+ABSL_FLAG(int64_t, max_config_value_bytes, 1 << 20,
+          "Largest config value accepted (ZooKeeper's own limit is 1 MiB).");
+ABSL_FLAG(int64_t, max_message_bytes, 4 << 20,
+          "Largest gRPC message received.");
+ABSL_FLAG(int64_t, max_watches, 10000,
+          "Most WatchConfig streams served at once.");
+ABSL_FLAG(int64_t, max_concurrent_streams, 1000,
+          "Most concurrent calls per client connection (HTTP/2 streams).");
+ABSL_FLAG(int64_t, worker_threads, 8,
+          "Threads for multi-step backend operations of unary calls.");
+ABSL_FLAG(std::string, log_level, "info",
+          "trace, debug, info, warn, error or off.");
+ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
+
+namespace warren::daemon {
+namespace {
+
+// The settings that the environment and the YAML file may set.
+constexpr absl::string_view kSettings[] = {
+    "listen",          "zk_connect",          "zk_session_timeout",
+    "root",            "amqp_urls",           "amqp_ca_file",
+    "amqp_heartbeat",  "backend_wait",        "shutdown_grace",
+    "operation_timeout", "heartbeat_interval", "max_config_value_bytes",
+    "max_message_bytes", "max_watches",       "max_concurrent_streams",
+    "worker_threads",  "log_level",           "log_json"};
+
+bool IsSetting(absl::string_view name) {
+  for (auto s : kSettings) {
+    if (s == name) return true;
+  }
+  return false;
+}
+
+absl::Status Apply(absl::string_view name, const std::string& value,
+                   absl::string_view source) {
+  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  std::string error;
+  if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": invalid value '", value, "' for ", name,
+                     error.empty() ? "" : ": ", error));
+  }
+  return absl::OkStatus();
+}
+
+// The --config value, looked up before the full parse so that the file can
+// sit below the command line in precedence.
+std::string FindConfigPath(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    for (absl::string_view prefix : {"--config=", "-config="}) {
+      if (absl::StartsWith(arg, prefix)) {
+        return std::string(arg.substr(prefix.size()));
+      }
+    }
+    if ((arg == "--config" || arg == "-config") && i + 1 < argc) {
+      return argv[i + 1];
+    }
+  }
+  const char* env = std::getenv("WARREN_CONFIG");
+  return env == nullptr ? "" : env;
+}
+
+absl::Status ApplyYaml(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, ": ", e.what()));
+  }
+  if (root.IsNull()) return absl::OkStatus();
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, ": expected a map of settings"));
+  }
+  for (const auto& item : root) {
+    const std::string name = item.first.as<std::string>();
+    if (!IsSetting(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", path, ": unknown setting '", name, "'"));
+    }
+    std::string value;
+    if (item.second.IsSequence()) {
+      for (const auto& element : item.second) {
+        absl::StrAppend(&value, value.empty() ? "" : ",",
+                        element.as<std::string>());
+      }
+    } else if (item.second.IsScalar()) {
+      value = item.second.as<std::string>();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config file ", path, ": setting '", name, "' must be a value"));
+    }
+    absl::Status applied =
+        Apply(name, value, absl::StrCat("config file ", path));
+    if (!applied.ok()) return applied;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyEnvironment() {
+  for (absl::string_view name : kSettings) {
+    const std::string variable =
+        absl::StrCat("WARREN_", absl::AsciiStrToUpper(name));
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr) continue;
+    absl::Status applied = Apply(name, value, variable);
+    if (!applied.ok()) return applied;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Check(bool ok, absl::string_view message) {
+  return ok ? absl::OkStatus() : absl::InvalidArgumentError(message);
+}
+
+}  // namespace
+
+absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "warrend: Warren's gRPC server (messaging on RabbitMQ, election and "
+      "configuration on ZooKeeper).");
+  const std::string config_path = FindConfigPath(argc, argv);
+  if (!config_path.empty()) {
+    absl::Status loaded = ApplyYaml(config_path);
+    if (!loaded.ok()) return loaded;
+  }
+  absl::Status env = ApplyEnvironment();
+  if (!env.ok()) return env;
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unexpected argument '", rest[1], "' (settings are --name=value)"));
+  }
+
+  Options o;
+  o.listen = absl::GetFlag(FLAGS_listen);
+  o.zk_connect = absl::GetFlag(FLAGS_zk_connect);
+  o.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.root = absl::GetFlag(FLAGS_root);
+  o.amqp_urls = absl::GetFlag(FLAGS_amqp_urls);
+  o.amqp_ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
+  o.amqp_heartbeat = absl::GetFlag(FLAGS_amqp_heartbeat);
+  o.backend_wait = absl::GetFlag(FLAGS_backend_wait);
+  o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  o.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  o.max_config_value_bytes = absl::GetFlag(FLAGS_max_config_value_bytes);
+  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  o.max_watches = absl::GetFlag(FLAGS_max_watches);
+  o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.log_json = absl::GetFlag(FLAGS_log_json);
+
+  // Root: an absolute ZooKeeper path of valid segments.
+  absl::Status checks[] = {
+      Check(!o.listen.empty(), "listen is empty"),
+      Check(!o.zk_connect.empty(), "zk_connect is empty"),
+      Check(o.zk_session_timeout >= absl::Seconds(1),
+            "zk_session_timeout must be at least 1s"),
+      Check(absl::StartsWith(o.root, "/") &&
+                (o.root == "/" || !absl::EndsWith(o.root, "/")) &&
+                !absl::StrContains(o.root, "//") &&
+                !absl::StrContains(o.root, "/./") &&
+                !absl::StrContains(o.root, "/../") &&
+                !absl::EndsWith(o.root, "/..") && !absl::EndsWith(o.root, "/."),
+            "root must be an absolute path like /warren"),
+      Check(!o.amqp_urls.empty(), "amqp_urls is empty"),
+      Check(o.amqp_heartbeat >= absl::Seconds(1),
+            "amqp_heartbeat must be at least 1s"),
+      Check(o.backend_wait > absl::ZeroDuration(),
+            "backend_wait must be positive"),
+      Check(o.shutdown_grace >= absl::ZeroDuration(),
+            "shutdown_grace must not be negative"),
+      Check(o.operation_timeout > absl::ZeroDuration(),
+            "operation_timeout must be positive"),
+      Check(o.heartbeat_interval >= absl::Milliseconds(100),
+            "heartbeat_interval must be at least 100ms"),
+      Check(o.max_config_value_bytes > 0 &&
+                o.max_config_value_bytes <= (1 << 20),
+            "max_config_value_bytes must be between 1 and 1048576 "
+            "(ZooKeeper's limit)"),
+      Check(o.max_message_bytes >= o.max_config_value_bytes + 4096 &&
+                o.max_message_bytes <= (64 << 20),
+            "max_message_bytes must hold a config value plus its request "
+            "(max_config_value_bytes + 4096) and be at most 64 MiB"),
+      Check(o.max_watches > 0, "max_watches must be positive"),
+      Check(o.max_concurrent_streams > 0,
+            "max_concurrent_streams must be positive"),
+      Check(o.worker_threads > 0 && o.worker_threads <= 256,
+            "worker_threads must be between 1 and 256"),
+  };
+  for (const absl::Status& s : checks) {
+    if (!s.ok()) return s;
+  }
+  return o;
+}
+
+}  // namespace warren::daemon

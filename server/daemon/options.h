@@ -1,0 +1,40 @@
+// warrend's settings. Each one is a command-line flag (--name=value), an
+// environment variable (WARREN_NAME) and a key of the optional YAML file
+// (--config or WARREN_CONFIG), in that order of precedence.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace warren::daemon {
+
+struct Options {
+  std::string listen;
+  std::string zk_connect;
+  absl::Duration zk_session_timeout;
+  std::string root;
+  std::vector<std::string> amqp_urls;
+  std::string amqp_ca_file;
+  absl::Duration amqp_heartbeat;
+  absl::Duration backend_wait;
+  absl::Duration shutdown_grace;
+  absl::Duration operation_timeout;
+  absl::Duration heartbeat_interval;
+  int64_t max_config_value_bytes;
+  int64_t max_message_bytes;
+  int64_t max_watches;
+  int64_t max_concurrent_streams;
+  int64_t worker_threads;
+  std::string log_level;
+  bool log_json;
+};
+
+// Parses argv, the environment and the YAML file. Exits the process (status
+// 1, one line on stderr) on an unknown or malformed flag, as absl does;
+// answers INVALID_ARGUMENT for a bad file or environment value.
+absl::StatusOr<Options> LoadOptions(int argc, char** argv);
+
+}  // namespace warren::daemon

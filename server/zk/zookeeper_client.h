@@ -1,0 +1,116 @@
+// ZooKeeperClient: the ZkClient over the ZooKeeper C client (zookeeper_mt).
+//
+// It owns exactly one zhandle_t at a time and closes each exactly once. When
+// the session expires it opens a new one (with backoff if that fails), so the
+// process always converges back to one live session. Session transitions are
+// logged and reported to listeners.
+//
+// Threads: the C client's I/O and completion threads, plus one control thread
+// of ours that replaces expired handles and delivers results that failed
+// before reaching ZooKeeper (so no callback ever runs inline).
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/zk/zk_client.h"
+
+typedef struct _zhandle zhandle_t;
+
+namespace warren::zk {
+
+struct ZooKeeperOptions {
+  // host:port[,host:port...], optionally followed by a chroot.
+  std::string connect;
+  absl::Duration session_timeout = absl::Seconds(10);
+};
+
+class ZooKeeperClient final : public ZkClient {
+ public:
+  // Starts connecting in the background; INVALID_ARGUMENT for a connect
+  // string the C client refuses.
+  static absl::StatusOr<std::unique_ptr<ZooKeeperClient>> Create(
+      ZooKeeperOptions options);
+  ~ZooKeeperClient() override;
+
+  // Waits until the session is connected, or answers UNAVAILABLE.
+  absl::Status WaitConnected(absl::Duration timeout);
+  // The negotiated session timeout (0 while not connected).
+  absl::Duration negotiated_session_timeout() const;
+
+  SessionState state() const override { return state_.load(); }
+  uint64_t session_generation() const override { return generation_.load(); }
+  int AddSessionListener(SessionListener listener) override;
+  void RemoveSessionListener(int id) override;
+
+  void Get(const std::string& path, WatchFn watch,
+           Callback<NodeData> done) override;
+  void Exists(const std::string& path, WatchFn watch,
+              Callback<std::optional<NodeStat>> done) override;
+  void GetChildren(const std::string& path, WatchFn watch,
+                   Callback<Children> done) override;
+  void Create(const std::string& path, const std::string& value,
+              CreateMode mode, Callback<Created> done) override;
+  void Set(const std::string& path, const std::string& value, int32_t version,
+           Callback<NodeStat> done) override;
+  void Delete(const std::string& path, int32_t version,
+              DoneCallback done) override;
+  void Sync(const std::string& path, DoneCallback done) override;
+  void Multi(std::vector<Op> ops,
+             absl::AnyInvocable<void(MultiResult)> done) override;
+
+  // Called by the C client's threads through static trampolines.
+  void OnSessionEvent(zhandle_t* zh, int state);
+  void OnPathEvent(zhandle_t* zh, int type, const char* path);
+  void RegisterWatch(bool child, const std::string& path, WatchFn watch);
+
+ private:
+  explicit ZooKeeperClient(ZooKeeperOptions options);
+
+  zhandle_t* OpenHandle();  // nullptr with errno set on failure
+  void SetState(SessionState next);
+  // Runs `fn` on the control thread.
+  void Defer(absl::AnyInvocable<void()> fn);
+  void ControlLoop();
+  // Answers `done` with UNAVAILABLE on the control thread when the session is
+  // not connected; returns whether it did.
+  template <typename Done>
+  bool RefuseUnlessConnected(Done& done);
+
+  const ZooKeeperOptions options_;
+  std::atomic<SessionState> state_{SessionState::kConnecting};
+  std::atomic<uint64_t> generation_{0};
+
+  mutable absl::Mutex handle_mu_;
+  zhandle_t* handle_ ABSL_GUARDED_BY(handle_mu_) = nullptr;
+
+  absl::Mutex listeners_mu_;
+  std::map<int, SessionListener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  int next_listener_id_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+
+  // Our side of ZooKeeper's one-shot watches: ZooKeeper holds one watch per
+  // path and kind (it de-duplicates by watcher function and context), we hold
+  // every caller's callback for it.
+  absl::Mutex watches_mu_;
+  std::map<std::string, std::vector<WatchFn>> data_watches_
+      ABSL_GUARDED_BY(watches_mu_);
+  std::map<std::string, std::vector<WatchFn>> child_watches_
+      ABSL_GUARDED_BY(watches_mu_);
+
+  absl::Mutex control_mu_;
+  std::deque<absl::AnyInvocable<void()>> control_tasks_
+      ABSL_GUARDED_BY(control_mu_);
+  bool replace_handle_ ABSL_GUARDED_BY(control_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
+  std::thread control_thread_;
+};
+
+}  // namespace warren::zk

@@ -1,0 +1,396 @@
+#include "tests/fakes/fake_zk.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace warren::testing {
+namespace {
+
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string NameOf(const std::string& path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+}  // namespace
+
+FakeZk::FakeZk() { nodes_["/"] = Node{}; }
+
+void FakeZk::Post(absl::AnyInvocable<void()> fn) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(fn));
+}
+
+void FakeZk::RunUntilIdle() {
+  while (true) {
+    absl::AnyInvocable<void()> next;
+    {
+      absl::MutexLock lock(&mu_);
+      if (queue_.empty()) return;
+      next = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    next();
+  }
+}
+
+void FakeZk::SetStateLocked(zk::SessionState state) {
+  state_ = state;
+  queue_.push_back([this, state] {
+    // Listeners may start operations, which take mu_: call them without it.
+    std::vector<int> ids;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [id, listener] : listeners_) ids.push_back(id);
+    }
+    for (int id : ids) {
+      zk::SessionListener listener;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = listeners_.find(id);
+        if (it == listeners_.end()) continue;
+        listener = std::move(it->second);
+      }
+      listener(state);
+      absl::MutexLock lock(&mu_);
+      auto it = listeners_.find(id);
+      if (it != listeners_.end()) it->second = std::move(listener);
+    }
+  });
+}
+
+void FakeZk::Disconnect() {
+  absl::MutexLock lock(&mu_);
+  SetStateLocked(zk::SessionState::kSuspended);
+}
+
+void FakeZk::Reconnect() {
+  absl::MutexLock lock(&mu_);
+  SetStateLocked(zk::SessionState::kConnected);
+  auto missed = std::move(missed_);
+  missed_.clear();
+  for (auto& [child, event] : missed) {
+    TriggerLocked(child ? child_watches_ : data_watches_, event.path,
+                  event.type);
+  }
+}
+
+void FakeZk::Expire() {
+  absl::MutexLock lock(&mu_);
+  data_watches_.clear();
+  child_watches_.clear();
+  missed_.clear();
+  SetStateLocked(zk::SessionState::kExpired);
+  SetStateLocked(zk::SessionState::kConnecting);
+  ++generation_;
+  SetStateLocked(zk::SessionState::kConnected);
+}
+
+size_t FakeZk::registered_watch_count() {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (auto& [path, fns] : data_watches_) n += fns.size();
+  for (auto& [path, fns] : child_watches_) n += fns.size();
+  return n;
+}
+
+zk::SessionState FakeZk::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+uint64_t FakeZk::session_generation() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
+}
+
+int FakeZk::AddSessionListener(zk::SessionListener listener) {
+  absl::MutexLock lock(&mu_);
+  const int id = next_listener_++;
+  listeners_.emplace(id, std::move(listener));
+  return id;
+}
+
+void FakeZk::RemoveSessionListener(int id) {
+  absl::MutexLock lock(&mu_);
+  listeners_.erase(id);
+}
+
+absl::Status FakeZk::Unavailable() const {
+  return zk::MakeZkError(zk::ZkError::kConnectionLoss, "fake: not connected");
+}
+
+void FakeZk::TriggerLocked(
+    std::map<std::string, std::vector<zk::WatchFn>>& table,
+    const std::string& path, zk::EventType type) {
+  if (batch_ != nullptr) {
+    batch_->emplace_back(&table == &child_watches_, zk::WatchEvent{type, path});
+    return;
+  }
+  if (state_ != zk::SessionState::kConnected) {
+    missed_.emplace_back(&table == &child_watches_, zk::WatchEvent{type, path});
+    return;
+  }
+  auto it = table.find(path);
+  if (it == table.end()) return;
+  for (auto& fn : it->second) {
+    queue_.push_back([fn = std::move(fn), event = zk::WatchEvent{type, path}]()
+                         mutable { fn(event); });
+  }
+  table.erase(it);
+}
+
+absl::Status FakeZk::CreateLocked(const std::string& path,
+                                  const std::string& value,
+                                  zk::NodeStat* stat) {
+  if (nodes_.count(path) != 0) {
+    return zk::MakeZkError(zk::ZkError::kNodeExists, "fake: node exists");
+  }
+  const std::string parent = ParentOf(path);
+  auto p = nodes_.find(parent);
+  if (p == nodes_.end()) {
+    return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no parent");
+  }
+  Node node;
+  node.value = value;
+  node.stat.czxid = node.stat.mzxid = ++zxid_;
+  node.stat.ctime_ms = node.stat.mtime_ms = 1000 * zxid_;
+  p->second.children.insert(NameOf(path));
+  p->second.stat.cversion++;
+  p->second.stat.num_children++;
+  if (stat != nullptr) *stat = node.stat;
+  nodes_[path] = std::move(node);
+  TriggerLocked(data_watches_, path, zk::EventType::kCreated);
+  TriggerLocked(child_watches_, parent, zk::EventType::kChildrenChanged);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<zk::NodeStat> FakeZk::SetLocked(const std::string& path,
+                                               const std::string& value,
+                                               int32_t version) {
+  auto it = nodes_.find(path);
+  if (it == nodes_.end()) {
+    return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  }
+  if (version != -1 && version != it->second.stat.version) {
+    return zk::MakeZkError(zk::ZkError::kBadVersion, "fake: bad version");
+  }
+  it->second.value = value;
+  it->second.stat.version++;
+  it->second.stat.mzxid = ++zxid_;
+  it->second.stat.mtime_ms = 1000 * zxid_;
+  TriggerLocked(data_watches_, path, zk::EventType::kDataChanged);
+  return it->second.stat;
+}
+
+absl::Status FakeZk::DeleteLocked(const std::string& path, int32_t version) {
+  auto it = nodes_.find(path);
+  if (it == nodes_.end() || path == "/") {
+    return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  }
+  if (version != -1 && version != it->second.stat.version) {
+    return zk::MakeZkError(zk::ZkError::kBadVersion, "fake: bad version");
+  }
+  if (!it->second.children.empty()) {
+    return zk::MakeZkError(zk::ZkError::kNotEmpty, "fake: not empty");
+  }
+  nodes_.erase(it);
+  const std::string parent = ParentOf(path);
+  nodes_[parent].children.erase(NameOf(path));
+  nodes_[parent].stat.cversion++;
+  nodes_[parent].stat.num_children--;
+  ++zxid_;
+  TriggerLocked(data_watches_, path, zk::EventType::kDeleted);
+  TriggerLocked(child_watches_, path, zk::EventType::kDeleted);
+  TriggerLocked(child_watches_, parent, zk::EventType::kChildrenChanged);
+  return absl::OkStatus();
+}
+
+void FakeZk::ExternalPut(const std::string& path, const std::string& value) {
+  absl::MutexLock lock(&mu_);
+  if (nodes_.count(path) != 0) {
+    (void)SetLocked(path, value, -1);
+  } else {
+    (void)CreateLocked(path, value, nullptr);
+  }
+}
+
+void FakeZk::ExternalDelete(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  (void)DeleteLocked(path, -1);
+}
+
+void FakeZk::Get(const std::string& path, zk::WatchFn watch,
+                 zk::Callback<zk::NodeData> done) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<zk::NodeData> result;
+  if (state_ != zk::SessionState::kConnected) {
+    result = Unavailable();
+  } else if (auto it = nodes_.find(path); it == nodes_.end()) {
+    result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  } else {
+    result = zk::NodeData{it->second.value, it->second.stat};
+    if (watch) data_watches_[path].push_back(std::move(watch));
+  }
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Exists(const std::string& path, zk::WatchFn watch,
+                    zk::Callback<std::optional<zk::NodeStat>> done) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::optional<zk::NodeStat>> result;
+  if (state_ != zk::SessionState::kConnected) {
+    result = Unavailable();
+  } else {
+    auto it = nodes_.find(path);
+    result = it == nodes_.end() ? std::optional<zk::NodeStat>()
+                                : std::optional<zk::NodeStat>(it->second.stat);
+    if (watch) data_watches_[path].push_back(std::move(watch));
+  }
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
+                         zk::Callback<zk::Children> done) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<zk::Children> result;
+  if (state_ != zk::SessionState::kConnected) {
+    result = Unavailable();
+  } else if (auto it = nodes_.find(path); it == nodes_.end()) {
+    result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  } else {
+    zk::Children children;
+    children.names.assign(it->second.children.begin(),
+                          it->second.children.end());
+    children.stat = it->second.stat;
+    result = std::move(children);
+    if (watch) child_watches_[path].push_back(std::move(watch));
+  }
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Create(const std::string& path, const std::string& value,
+                    zk::CreateMode /*mode*/, zk::Callback<zk::Created> done) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<zk::Created> result;
+  if (state_ != zk::SessionState::kConnected) {
+    result = Unavailable();
+  } else {
+    zk::NodeStat stat;
+    absl::Status status = CreateLocked(path, value, &stat);
+    if (status.ok()) {
+      result = zk::Created{path, stat};
+    } else {
+      result = status;
+    }
+  }
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Set(const std::string& path, const std::string& value,
+                 int32_t version, zk::Callback<zk::NodeStat> done) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<zk::NodeStat> result =
+      state_ != zk::SessionState::kConnected ? Unavailable()
+                                             : SetLocked(path, value, version);
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Delete(const std::string& path, int32_t version,
+                    zk::DoneCallback done) {
+  absl::MutexLock lock(&mu_);
+  absl::Status result = state_ != zk::SessionState::kConnected
+                            ? Unavailable()
+                            : DeleteLocked(path, version);
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Sync(const std::string& /*path*/, zk::DoneCallback done) {
+  absl::MutexLock lock(&mu_);
+  absl::Status result = state_ != zk::SessionState::kConnected
+                            ? Unavailable()
+                            : absl::OkStatus();
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+void FakeZk::Multi(std::vector<zk::Op> ops,
+                   absl::AnyInvocable<void(zk::MultiResult)> done) {
+  absl::MutexLock lock(&mu_);
+  zk::MultiResult result;
+  result.results.resize(ops.size());
+  if (state_ != zk::SessionState::kConnected) {
+    result.status = Unavailable();
+  } else {
+    // All or nothing: apply to a copy, keep it only if every step works.
+    auto saved_nodes = nodes_;
+    auto saved_zxid = zxid_;
+    std::vector<std::pair<bool, zk::WatchEvent>> triggers;
+    batch_ = &triggers;
+    for (size_t i = 0; i < ops.size() && result.status.ok(); ++i) {
+      const zk::Op& op = ops[i];
+      absl::Status status;
+      switch (op.kind) {
+        case zk::Op::Kind::kCreate:
+          status = CreateLocked(op.path, op.value, &result.results[i].stat);
+          result.results[i].created_path = op.path;
+          break;
+        case zk::Op::Kind::kDelete:
+          status = DeleteLocked(op.path, op.version);
+          break;
+        case zk::Op::Kind::kSetData: {
+          auto stat = SetLocked(op.path, op.value, op.version);
+          status = stat.status();
+          if (stat.ok()) result.results[i].stat = *stat;
+          break;
+        }
+        case zk::Op::Kind::kCheck: {
+          auto it = nodes_.find(op.path);
+          if (it == nodes_.end()) {
+            status = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+          } else if (op.version != it->second.stat.version) {
+            status = zk::MakeZkError(zk::ZkError::kBadVersion, "fake: version");
+          }
+          break;
+        }
+      }
+      result.results[i].status = status;
+      if (!status.ok()) {
+        result.status = status;
+        result.failed_op = static_cast<int>(i);
+      }
+    }
+    batch_ = nullptr;
+    if (!result.status.ok()) {
+      nodes_ = std::move(saved_nodes);
+      zxid_ = saved_zxid;
+    } else {
+      for (auto& [child, event] : triggers) {
+        TriggerLocked(child ? child_watches_ : data_watches_, event.path,
+                      event.type);
+      }
+    }
+  }
+  queue_.push_back([done = std::move(done), result]() mutable {
+    done(std::move(result));
+  });
+}
+
+}  // namespace warren::testing

@@ -1,0 +1,105 @@
+// An in-memory ZkClient for unit tests of logic that sits on ZooKeeper (the
+// watch cache, recipes). It keeps a node tree with versions and zxids, one-shot
+// watches with ZooKeeper's trigger rules, and a session the test drives:
+// Disconnect (suspended; changes meanwhile are reported on Reconnect, as the
+// real client's watch re-registration does), Reconnect, Expire (watches gone,
+// a new session follows).
+//
+// Deterministic: nothing runs on its own. Results, watch events and session
+// notifications are queued and run by RunUntilIdle() on the test's thread.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "server/zk/zk_client.h"
+
+namespace warren::testing {
+
+class FakeZk final : public zk::ZkClient {
+ public:
+  FakeZk();
+
+  // Runs queued callbacks (and what they queue) until none is left.
+  void RunUntilIdle();
+
+  // Session control.
+  void Disconnect();
+  void Reconnect();
+  void Expire();  // ends with a new, connected session
+
+  // Changes made by "another client": they trigger watches like any write.
+  void ExternalPut(const std::string& path, const std::string& value);
+  void ExternalDelete(const std::string& path);
+
+  // Watches registered with ZooKeeper now (for leak checks).
+  size_t registered_watch_count();
+
+  zk::SessionState state() const override;
+  uint64_t session_generation() const override;
+  int AddSessionListener(zk::SessionListener listener) override;
+  void RemoveSessionListener(int id) override;
+
+  void Get(const std::string& path, zk::WatchFn watch,
+           zk::Callback<zk::NodeData> done) override;
+  void Exists(const std::string& path, zk::WatchFn watch,
+              zk::Callback<std::optional<zk::NodeStat>> done) override;
+  void GetChildren(const std::string& path, zk::WatchFn watch,
+                   zk::Callback<zk::Children> done) override;
+  void Create(const std::string& path, const std::string& value,
+              zk::CreateMode mode, zk::Callback<zk::Created> done) override;
+  void Set(const std::string& path, const std::string& value, int32_t version,
+           zk::Callback<zk::NodeStat> done) override;
+  void Delete(const std::string& path, int32_t version,
+              zk::DoneCallback done) override;
+  void Sync(const std::string& path, zk::DoneCallback done) override;
+  void Multi(std::vector<zk::Op> ops,
+             absl::AnyInvocable<void(zk::MultiResult)> done) override;
+
+ private:
+  struct Node {
+    std::string value;
+    zk::NodeStat stat;
+    std::set<std::string> children;
+  };
+
+  void Post(absl::AnyInvocable<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetStateLocked(zk::SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Unavailable() const;
+  // Tree mutations; they queue the watch events they trigger.
+  absl::Status CreateLocked(const std::string& path, const std::string& value,
+                            zk::NodeStat* stat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<zk::NodeStat> SetLocked(const std::string& path,
+                                         const std::string& value,
+                                         int32_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status DeleteLocked(const std::string& path, int32_t version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TriggerLocked(std::map<std::string, std::vector<zk::WatchFn>>& table,
+                     const std::string& path, zk::EventType type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
+  int64_t zxid_ ABSL_GUARDED_BY(mu_) = 1;
+  zk::SessionState state_ ABSL_GUARDED_BY(mu_) = zk::SessionState::kConnected;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, std::vector<zk::WatchFn>> data_watches_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<zk::WatchFn>> child_watches_
+      ABSL_GUARDED_BY(mu_);
+  // Events that happened while disconnected, reported on Reconnect.
+  std::vector<std::pair<bool, zk::WatchEvent>> missed_ ABSL_GUARDED_BY(mu_);
+  // While a multi-operation runs, the watch events it would trigger.
+  std::vector<std::pair<bool, zk::WatchEvent>>* batch_ ABSL_GUARDED_BY(mu_) =
+      nullptr;
+  std::map<int, zk::SessionListener> listeners_ ABSL_GUARDED_BY(mu_);
+  int next_listener_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<absl::AnyInvocable<void()>> queue_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace warren::testing

@@ -1,0 +1,598 @@
+// ConfigService end to end: the real warrend, the real ZooKeeper, the
+// generated stubs over a real socket.
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "health.grpc.pb.h"
+#include "reflection.grpc.pb.h"
+#include "tests/integration/harness.h"
+#include "warren/v1/config.grpc.pb.h"
+#include "warren/v1/election.grpc.pb.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::testing {
+namespace {
+
+namespace v1 = ::warren::v1;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class ConfigServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = WarrendProcess::Start();
+    ASSERT_TRUE(started.ok()) << started.status();
+    warrend_ = started->release();
+  }
+  static void TearDownTestSuite() {
+    delete warrend_;
+    warrend_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(warrend_, nullptr);
+    stub_ = v1::ConfigService::NewStub(warrend_->channel());
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Context(
+      absl::Duration timeout = absl::Seconds(30)) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return context;
+  }
+
+  grpc::Status Put(const std::string& key, const std::string& value,
+                   v1::PutConfigResponse* response = nullptr,
+                   std::optional<int64_t> expected = std::nullopt,
+                   bool create_only = false) {
+    v1::PutConfigRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    if (expected) request.set_expected_version(*expected);
+    request.set_create_only(create_only);
+    v1::PutConfigResponse ignored;
+    return stub_->PutConfig(Context().get(), request,
+                            response ? response : &ignored);
+  }
+
+  grpc::Status Get(const std::string& key, v1::GetConfigResponse* response,
+                   bool consistent = false) {
+    v1::GetConfigRequest request;
+    request.set_key(key);
+    request.set_consistent(consistent);
+    return stub_->GetConfig(Context().get(), request, response);
+  }
+
+  grpc::Status Delete(const std::string& key,
+                      std::optional<int64_t> expected = std::nullopt,
+                      bool recursive = false) {
+    v1::DeleteConfigRequest request;
+    request.set_key(key);
+    if (expected) request.set_expected_version(*expected);
+    request.set_recursive(recursive);
+    v1::DeleteConfigResponse response;
+    return stub_->DeleteConfig(Context().get(), request, &response);
+  }
+
+  // Every key below `prefix`, through all pages.
+  std::vector<std::string> ListAll(const std::string& prefix, int page_size,
+                                   int* pages = nullptr) {
+    std::vector<std::string> keys;
+    std::string token;
+    int count = 0;
+    do {
+      v1::ListConfigRequest request;
+      request.set_prefix(prefix);
+      request.set_page_size(page_size);
+      request.set_page_token(token);
+      request.set_keys_only(true);
+      v1::ListConfigResponse response;
+      grpc::Status status =
+          stub_->ListConfig(Context().get(), request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      EXPECT_LE(response.entries_size(), page_size);
+      for (const auto& entry : response.entries()) {
+        EXPECT_TRUE(entry.value().empty());
+        keys.push_back(entry.key());
+      }
+      token = response.next_page_token();
+      ++count;
+    } while (!token.empty());
+    if (pages != nullptr) *pages = count;
+    return keys;
+  }
+
+  static WarrendProcess* warrend_;
+  std::unique_ptr<v1::ConfigService::Stub> stub_;
+};
+
+WarrendProcess* ConfigServiceTest::warrend_ = nullptr;
+
+TEST_F(ConfigServiceTest, PutGetListDeleteRoundTrip) {
+  v1::PutConfigResponse put;
+  ASSERT_TRUE(Put("rt/db/url", "postgres://db:5432", &put).ok());
+  EXPECT_EQ(put.entry().key(), "rt/db/url");
+  EXPECT_EQ(put.entry().value(), "postgres://db:5432");
+  EXPECT_EQ(put.entry().version(), 0);
+  EXPECT_GT(put.entry().modify_time().seconds(), 1700000000);
+
+  v1::GetConfigResponse got;
+  ASSERT_TRUE(Get("rt/db/url", &got).ok());
+  EXPECT_EQ(got.entry().value(), "postgres://db:5432");
+  EXPECT_EQ(got.entry().version(), 0);
+
+  ASSERT_TRUE(Put("rt/db/url", "postgres://db2:5432", &put).ok());
+  EXPECT_EQ(put.entry().version(), 1);
+  ASSERT_TRUE(Get("rt/db/url", &got, /*consistent=*/true).ok());
+  EXPECT_EQ(got.entry().value(), "postgres://db2:5432");
+  EXPECT_EQ(got.entry().version(), 1);
+
+  // Parents were created; they are keys too, with empty values.
+  EXPECT_THAT(ListAll("rt", 10), ElementsAre("rt", "rt/db", "rt/db/url"));
+  v1::ListConfigRequest list;
+  list.set_prefix("rt/db");
+  v1::ListConfigResponse listed;
+  ASSERT_TRUE(stub_->ListConfig(Context().get(), list, &listed).ok());
+  ASSERT_EQ(listed.entries_size(), 2);
+  EXPECT_EQ(listed.entries(1).value(), "postgres://db2:5432");
+  EXPECT_EQ(listed.entries(1).version(), 1);
+  EXPECT_TRUE(listed.next_page_token().empty());
+
+  ASSERT_TRUE(Delete("rt/db/url").ok());
+  EXPECT_EQ(Get("rt/db/url", &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(Delete("rt", std::nullopt, /*recursive=*/true).ok());
+  EXPECT_TRUE(ListAll("rt", 10).empty());
+}
+
+TEST_F(ConfigServiceTest, MissingKeysAreNotFound) {
+  v1::GetConfigResponse got;
+  grpc::Status status = Get("nf/none", &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("nf/none"));
+  EXPECT_EQ(Get("nf/none", &got, true).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Delete("nf/none").error_code(), grpc::StatusCode::NOT_FOUND);
+  status = Put("nf/none", "v", nullptr, /*expected=*/0);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  // A refused write created nothing, not even parents.
+  EXPECT_EQ(Get("nf", &got, true).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ConfigServiceTest, CreateOnlyRefusesAnExistingKey) {
+  ASSERT_TRUE(Put("co/key", "first", nullptr, std::nullopt, true).ok());
+  grpc::Status status = Put("co/key", "second", nullptr, std::nullopt, true);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(status.error_message(), HasSubstr("co/key"));
+  v1::GetConfigResponse got;
+  ASSERT_TRUE(Get("co/key", &got, true).ok());
+  EXPECT_EQ(got.entry().value(), "first");
+}
+
+TEST_F(ConfigServiceTest, VersionMismatchesAreFailedPrecondition) {
+  v1::PutConfigResponse put;
+  ASSERT_TRUE(Put("cas/key", "v0", &put).ok());
+  ASSERT_TRUE(Put("cas/key", "v1", &put, /*expected=*/0).ok());
+  EXPECT_EQ(put.entry().version(), 1);
+  grpc::Status status = Put("cas/key", "stale", nullptr, /*expected=*/0);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("expected_version 0"));
+
+  status = Delete("cas/key", /*expected=*/5);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(Put("cas/key/child", "c").ok());
+  status = Delete("cas/key", /*expected=*/1);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("recursive"));
+  // A recursive delete with a wrong version deletes nothing.
+  status = Delete("cas/key", /*expected=*/7, /*recursive=*/true);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  v1::GetConfigResponse got;
+  EXPECT_TRUE(Get("cas/key/child", &got, true).ok());
+  EXPECT_TRUE(Delete("cas/key", /*expected=*/1, /*recursive=*/true).ok());
+  EXPECT_EQ(Get("cas/key/child", &got, true).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ConfigServiceTest, InvalidInputIsRefusedWithTheFieldNamed) {
+  struct Case {
+    std::string key;
+    std::string field;
+  };
+  for (const Case& c : std::vector<Case>{{"", "key"},
+                                         {"/abs", "key"},
+                                         {"a//b", "key"},
+                                         {"../escape", "key"},
+                                         {"a/./b", "key"},
+                                         {"sp ace", "key"},
+                                         {"caf\xc3\xa9", "key"},
+                                         {std::string(1025, 'k'), "key"}}) {
+    v1::GetConfigResponse got;
+    grpc::Status status = Get(c.key, &got);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.key;
+    EXPECT_THAT(status.error_message(), HasSubstr(c.field));
+    EXPECT_EQ(Put(c.key, "v").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(Delete(c.key).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  grpc::Status both = Put("inv/k", "v", nullptr, /*expected=*/0, true);
+  EXPECT_EQ(both.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(both.error_message(), HasSubstr("expected_version"));
+
+  // The largest allowed value is accepted, one byte more is refused before
+  // ZooKeeper sees it.
+  ASSERT_TRUE(Put("inv/big", std::string(1 << 20, 'x')).ok());
+  grpc::Status big = Put("inv/big", std::string((1 << 20) + 1, 'x'));
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(big.error_message(), HasSubstr("value"));
+  v1::GetConfigResponse got;
+  ASSERT_TRUE(Get("inv/big", &got, true).ok());
+  EXPECT_EQ(got.entry().value().size(), 1u << 20);
+
+  v1::ListConfigRequest list;
+  list.set_page_token("not-a-token");
+  v1::ListConfigResponse listed;
+  grpc::Status token = stub_->ListConfig(Context().get(), list, &listed);
+  EXPECT_EQ(token.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(token.error_message(), HasSubstr("page_token"));
+  list.set_page_token("");
+  list.set_page_size(-1);
+  EXPECT_EQ(stub_->ListConfig(Context().get(), list, &listed).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::WatchConfigRequest watch;
+  watch.set_key("a/../b");
+  auto context = Context();
+  auto reader = stub_->WatchConfig(context.get(), watch);
+  v1::WatchConfigResponse response;
+  EXPECT_FALSE(reader->Read(&response));
+  grpc::Status watched = reader->Finish();
+  EXPECT_EQ(watched.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(watched.error_message(), HasSubstr("key"));
+}
+
+TEST_F(ConfigServiceTest, ConcurrentCompareAndSetIncrementsLoseNothing) {
+  constexpr int kWorkers = 20;
+  constexpr int kIncrementsEach = 10;
+  ASSERT_TRUE(Put("counter", "0").ok());
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&] {
+      auto stub = v1::ConfigService::NewStub(warrend_->channel());
+      for (int done = 0; done < kIncrementsEach;) {
+        v1::GetConfigRequest get;
+        get.set_key("counter");
+        get.set_consistent(true);
+        v1::GetConfigResponse current;
+        ASSERT_TRUE(stub->GetConfig(Context().get(), get, &current).ok());
+        v1::PutConfigRequest put;
+        put.set_key("counter");
+        put.set_value(std::to_string(std::stoi(current.entry().value()) + 1));
+        put.set_expected_version(current.entry().version());
+        v1::PutConfigResponse written;
+        grpc::Status status = stub->PutConfig(Context().get(), put, &written);
+        if (status.ok()) {
+          ++done;
+        } else {
+          ASSERT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+              << status.error_message();
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  v1::GetConfigResponse final_value;
+  ASSERT_TRUE(Get("counter", &final_value, true).ok());
+  EXPECT_EQ(final_value.entry().value(),
+            std::to_string(kWorkers * kIncrementsEach));
+  EXPECT_EQ(final_value.entry().version(), kWorkers * kIncrementsEach);
+  RecordProperty("cas_conflicts", conflicts.load());
+}
+
+TEST_F(ConfigServiceTest, PaginationListsEveryKeyExactlyOnceInPathOrder) {
+  constexpr int kKeys = 1000;
+  std::vector<std::string> expected = {"many"};
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < 8; ++w) {
+    writers.emplace_back([&, w] {
+      auto stub = v1::ConfigService::NewStub(warrend_->channel());
+      for (int i = w; i < kKeys; i += 8) {
+        v1::PutConfigRequest put;
+        // Two levels, with names that sort differently byte-wise and
+        // segment-wise ('-' and '.' sort below '/').
+        put.set_key(absl::StrCat("many/g", i % 10, i % 3 == 0 ? "-x" : "",
+                                 "/k", i));
+        put.set_value(std::to_string(i));
+        v1::PutConfigResponse written;
+        if (!stub->PutConfig(Context().get(), put, &written).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  ASSERT_EQ(failures.load(), 0);
+
+  int pages = 0;
+  std::vector<std::string> listed = ListAll("many", 100, &pages);
+  std::set<std::string> unique(listed.begin(), listed.end());
+  EXPECT_EQ(unique.size(), listed.size()) << "a key was listed twice";
+  // 1000 leaves, 20 group nodes and the prefix itself.
+  EXPECT_EQ(listed.size(), 1021u);
+  EXPECT_GE(pages, 11);
+  // Path order: every key after its parent, siblings sorted.
+  for (size_t i = 1; i < listed.size(); ++i) {
+    const std::string& a = listed[i - 1];
+    const std::string& b = listed[i];
+    std::string ma = a, mb = b;
+    std::replace(ma.begin(), ma.end(), '/', '\x01');
+    std::replace(mb.begin(), mb.end(), '/', '\x01');
+    EXPECT_LT(ma, mb) << a << " listed before " << b;
+  }
+  // An odd page size gives the same result.
+  EXPECT_EQ(ListAll("many", 37), listed);
+  ASSERT_TRUE(Delete("many", std::nullopt, true).ok());
+}
+
+// Reads responses from a WatchConfig stream on a thread of its own, so that
+// the test can wait for a condition on them with a deadline.
+class WatchReader {
+ public:
+  WatchReader(v1::ConfigService::Stub* stub, const std::string& key,
+              bool prefix, absl::Duration heartbeat = absl::ZeroDuration()) {
+    v1::WatchConfigRequest request;
+    request.set_key(key);
+    request.set_prefix(prefix);
+    if (heartbeat > absl::ZeroDuration()) {
+      request.mutable_heartbeat_interval()->set_nanos(
+          static_cast<int32_t>(absl::ToInt64Nanoseconds(heartbeat)));
+    }
+    reader_ = stub->WatchConfig(&context_, request);
+    thread_ = std::thread([this] {
+      v1::WatchConfigResponse response;
+      while (reader_->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        responses_.push_back(response);
+      }
+      grpc::Status status = reader_->Finish();
+      absl::MutexLock lock(&mu_);
+      status_ = status;
+      ended_ = true;
+    });
+  }
+  ~WatchReader() {
+    context_.TryCancel();
+    thread_.join();
+  }
+  // Waits until `predicate` holds over the responses so far.
+  bool WaitUntil(
+      const std::function<bool(const std::vector<v1::WatchConfigResponse>&)>&
+          predicate,
+      absl::Duration timeout = absl::Seconds(30)) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return predicate(responses_) || ended_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return predicate(responses_);
+  }
+  // Waits for an event putting `value` on `key`.
+  bool WaitForValue(const std::string& key, const std::string& value,
+                    absl::Duration timeout = absl::Seconds(30)) {
+    return WaitUntil(
+        [&](const std::vector<v1::WatchConfigResponse>& responses) {
+          for (const auto& r : responses) {
+            for (const auto& e : r.events()) {
+              if (e.type() == v1::CONFIG_EVENT_TYPE_PUT &&
+                  e.entry().key() == key && e.entry().value() == value) {
+                return true;
+              }
+            }
+          }
+          return false;
+        },
+        timeout);
+  }
+  bool WaitEnded(absl::Duration timeout, grpc::Status* status) {
+    absl::MutexLock lock(&mu_);
+    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ended_; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&ended), timeout)) return false;
+    *status = status_;
+    return true;
+  }
+  std::vector<v1::WatchConfigResponse> responses() {
+    absl::MutexLock lock(&mu_);
+    return responses_;
+  }
+  // "PUT key=value@version" / "DELETE key@version" for every event so far.
+  std::vector<std::string> Events() {
+    std::vector<std::string> out;
+    for (const auto& r : responses()) {
+      for (const auto& e : r.events()) {
+        out.push_back(e.type() == v1::CONFIG_EVENT_TYPE_PUT
+                          ? absl::StrCat("PUT ", e.entry().key(), "=",
+                                         e.entry().value(), "@",
+                                         e.entry().version())
+                          : absl::StrCat("DELETE ", e.entry().key(), "@",
+                                         e.entry().version()));
+      }
+    }
+    return out;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> reader_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<v1::WatchConfigResponse> responses_ ABSL_GUARDED_BY(mu_);
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST_F(ConfigServiceTest, WatchDeliversCurrentStateThenEveryChange) {
+  ASSERT_TRUE(Put("w1/flag", "off").ok());
+  WatchReader watch(stub_.get(), "w1/flag", /*prefix=*/false);
+  ASSERT_TRUE(watch.WaitUntil([](const auto& r) { return !r.empty(); }));
+  auto first = watch.responses()[0];
+  EXPECT_TRUE(first.initial_state());
+  ASSERT_EQ(first.events_size(), 1);
+  EXPECT_EQ(first.events(0).entry().value(), "off");
+
+  // A cached read of the watched key sees each write once the watch has.
+  for (const char* value : {"on", "off2", "on3"}) {
+    ASSERT_TRUE(Put("w1/flag", value).ok());
+    ASSERT_TRUE(watch.WaitForValue("w1/flag", value));
+    v1::GetConfigResponse cached;
+    ASSERT_TRUE(Get("w1/flag", &cached).ok());
+    EXPECT_EQ(cached.entry().value(), value);
+  }
+  ASSERT_TRUE(Delete("w1/flag").ok());
+  ASSERT_TRUE(watch.WaitUntil([](const auto& responses) {
+    for (const auto& r : responses) {
+      for (const auto& e : r.events()) {
+        if (e.type() == v1::CONFIG_EVENT_TYPE_DELETE) return true;
+      }
+    }
+    return false;
+  }));
+  v1::GetConfigResponse gone;
+  EXPECT_EQ(Get("w1/flag", &gone).error_code(), grpc::StatusCode::NOT_FOUND);
+  // Versions only grow, and no response after the first is initial.
+  int64_t last = -1;
+  for (size_t i = 0; i < watch.responses().size(); ++i) {
+    const auto& r = watch.responses()[i];
+    EXPECT_EQ(r.initial_state(), i == 0);
+    for (const auto& e : r.events()) {
+      if (e.type() == v1::CONFIG_EVENT_TYPE_PUT) {
+        EXPECT_GT(e.entry().version(), last);
+        last = e.entry().version();
+      }
+    }
+  }
+  EXPECT_THAT(watch.Events(),
+              ElementsAre("PUT w1/flag=off@0", "PUT w1/flag=on@1",
+                          "PUT w1/flag=off2@2", "PUT w1/flag=on3@3",
+                          "DELETE w1/flag@3"));
+}
+
+TEST_F(ConfigServiceTest, PrefixWatchSeesChildrenAndGrandchildrenCreatedLater) {
+  ASSERT_TRUE(Put("w2/app/a", "1").ok());
+  WatchReader watch(stub_.get(), "w2/app", /*prefix=*/true);
+  ASSERT_TRUE(watch.WaitUntil([](const auto& r) { return !r.empty(); }));
+  EXPECT_THAT(watch.Events(), ElementsAre("PUT w2/app=@0", "PUT w2/app/a=1@0"));
+  ASSERT_TRUE(Put("w2/app/b/c/d", "deep").ok());
+  ASSERT_TRUE(watch.WaitForValue("w2/app/b/c/d", "deep"));
+  ASSERT_TRUE(Put("w2/app/b/c/d", "deeper").ok());
+  ASSERT_TRUE(watch.WaitForValue("w2/app/b/c/d", "deeper"));
+  ASSERT_TRUE(Put("w2/other", "x").ok());  // outside the prefix
+  ASSERT_TRUE(Delete("w2/app/b", std::nullopt, true).ok());
+  ASSERT_TRUE(watch.WaitUntil([&](const auto&) {
+    auto events = watch.Events();
+    return std::count_if(events.begin(), events.end(), [](const auto& e) {
+             return e.rfind("DELETE", 0) == 0;
+           }) == 3;
+  }));
+  for (const auto& e : watch.Events()) {
+    EXPECT_THAT(e, ::testing::Not(HasSubstr("w2/other")));
+  }
+  // Cached reads under a prefix watch, including a key that does not exist.
+  v1::GetConfigResponse got;
+  ASSERT_TRUE(Get("w2/app/a", &got).ok());
+  EXPECT_EQ(got.entry().value(), "1");
+  EXPECT_EQ(Get("w2/app/b/c/d", &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ConfigServiceTest, QuietWatchCarriesHeartbeats) {
+  WatchReader watch(stub_.get(), "w3/quiet", false, absl::Milliseconds(200));
+  ASSERT_TRUE(watch.WaitUntil([](const auto& responses) {
+    int heartbeats = 0;
+    for (const auto& r : responses) {
+      if (r.has_heartbeat()) {
+        EXPECT_EQ(r.events_size(), 0);
+        EXPECT_GT(r.heartbeat().server_time().seconds(), 1700000000);
+        ++heartbeats;
+      }
+    }
+    return heartbeats >= 2;
+  }));
+}
+
+TEST_F(ConfigServiceTest, OtherServicesAnswerUnimplementedClearly) {
+  auto messaging = v1::MessagingService::NewStub(warrend_->channel());
+  v1::PublishRequest publish;
+  v1::PublishResponse published;
+  grpc::Status status =
+      messaging->Publish(Context().get(), publish, &published);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Publish"));
+  auto election = v1::ElectionService::NewStub(warrend_->channel());
+  v1::GetLeaderRequest get;
+  v1::GetLeaderResponse leader;
+  status = election->GetLeader(Context().get(), get, &leader);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("GetLeader"));
+  auto context = Context();
+  auto stream = election->Elect(context.get());
+  v1::ElectResponse event;
+  EXPECT_FALSE(stream->Read(&event));
+  status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("Elect"));
+}
+
+TEST_F(ConfigServiceTest, HealthIsServingAndReflectionListsTheServices) {
+  auto health = grpc::health::v1::Health::NewStub(warrend_->channel());
+  for (const char* service : {"", "warren.v1.ConfigService"}) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(health->Check(Context().get(), request, &response).ok());
+    EXPECT_EQ(response.status(),
+              grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  auto reflection =
+      grpc::reflection::v1alpha::ServerReflection::NewStub(warrend_->channel());
+  auto context = Context();
+  auto stream = reflection->ServerReflectionInfo(context.get());
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::set<std::string> names;
+  for (const auto& s : response.list_services_response().service()) {
+    names.insert(s.name());
+  }
+  EXPECT_TRUE(names.count("warren.v1.ConfigService"));
+  EXPECT_TRUE(names.count("warren.v1.MessagingService"));
+  EXPECT_TRUE(names.count("warren.v1.ElectionService"));
+  EXPECT_TRUE(names.count("grpc.health.v1.Health"));
+}
+
+// Its own warrend: SIGTERM ends open streams with UNAVAILABLE, turns health
+// to NOT_SERVING first, and exits 0.
+TEST(ShutdownTest, SigtermEndsStreamsWithUnavailableAndExitsZero) {
+  auto started = WarrendProcess::Start();
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& warrend = *started;
+  auto stub = v1::ConfigService::NewStub(warrend->channel());
+  WatchReader watch(stub.get(), "", /*prefix=*/true);
+  ASSERT_TRUE(watch.WaitUntil([](const auto& r) { return !r.empty(); }));
+  EXPECT_EQ(warrend->Terminate(), 0) << warrend->Log();
+  grpc::Status status;
+  ASSERT_TRUE(watch.WaitEnded(absl::Seconds(30), &status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(warrend->Log(), HasSubstr("draining"));
+}
+
+}  // namespace
+}  // namespace warren::testing

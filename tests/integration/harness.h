@@ -1,0 +1,98 @@
+// What the integration tests need to run Warren the way users do: the real
+// `warrend` binary as a child process talking to real ZooKeeper and RabbitMQ
+// servers, and, for fault tests, a private ZooKeeper server they may kill,
+// stop and restart (started through scripts/stack.sh like the shared one).
+//
+// The shared servers come from scripts/test.sh, which exports
+// WARREN_TEST_ZK (connect string) and WARREN_TEST_AMQP_URL.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+
+namespace warren::testing {
+
+// The value of a variable that scripts/test.sh sets; fails the test (and
+// answers "") when it is missing.
+std::string TestEnv(const char* name);
+
+// A TCP port on loopback that nothing listened on a moment ago.
+int FreePort();
+
+// A fresh directory under the build tree's temporary space.
+std::string MakeTempDir(const std::string& prefix);
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes; answers
+// whether it held. For conditions that no event announces (another process's
+// state); everything the test itself drives is awaited through its streams.
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+
+class WarrendProcess {
+ public:
+  // Starts warrend on 127.0.0.1 with a port of its choice, against the
+  // shared servers (or `zk_connect` when given), with a root path of its own
+  // so that tests never see each other's keys; `extra_args` come last and
+  // win. Answers when it serves.
+  static absl::StatusOr<std::unique_ptr<WarrendProcess>> Start(
+      std::vector<std::string> extra_args = {}, std::string zk_connect = "");
+  ~WarrendProcess();  // SIGKILL if still running
+
+  const std::string& address() const { return address_; }
+  const std::string& root() const { return root_; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  pid_t pid() const { return pid_; }
+  // Everything warrend wrote to stderr so far.
+  std::string Log() const;
+  // SIGTERM, then the exit code (or -1 if it did not exit in time).
+  int Terminate(absl::Duration timeout = absl::Seconds(30));
+
+ private:
+  WarrendProcess() = default;
+  pid_t pid_ = -1;
+  std::string dir_;
+  std::string address_;
+  std::string root_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+struct ExitResult {
+  int code = -1;  // -1: did not exit in time (it was killed)
+  std::string stdout_text;
+  std::string stderr_text;
+};
+
+// Runs warrend with exactly `args` until it exits.
+ExitResult RunWarrendToExit(const std::vector<std::string>& args,
+                            absl::Duration timeout = absl::Seconds(60));
+
+// A private ZooKeeper server on its own port and data directory.
+class ZooKeeperServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ZooKeeperServer>> Start();
+  ~ZooKeeperServer();  // stops it
+
+  std::string connect() const;
+  absl::Status Restart();  // start again on the same port and data
+  void Kill9();
+  void Pause();   // SIGSTOP
+  void Resume();  // SIGCONT
+  absl::Status Stop();
+
+ private:
+  ZooKeeperServer() = default;
+  absl::Status Script(const std::string& verb);
+  pid_t ReadPid() const;
+
+  std::string dir_;
+  int port_ = 0;
+};
+
+}  // namespace warren::testing

@@ -1,0 +1,108 @@
+// warrend's start-up failure modes: each exits non-zero with one clear line.
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+
+namespace warren::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<std::string> Backends() {
+  return {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
+          "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
+          "--backend_wait=20s"};
+}
+
+// The line that explains the failure.
+std::string ReasonLine(const ExitResult& result) {
+  for (absl::string_view line : absl::StrSplit(result.stderr_text, '\n')) {
+    if (absl::StrContains(line, "cannot start") ||
+        absl::StrContains(line, "ERROR")) {
+      return std::string(line);
+    }
+  }
+  return "";
+}
+
+TEST(StartupTest, UnknownFlagExitsNonZero) {
+  ExitResult result = RunWarrendToExit({"--no_such_flag=1"});
+  EXPECT_NE(result.code, 0);
+  EXPECT_THAT(result.stderr_text, HasSubstr("no_such_flag"));
+}
+
+TEST(StartupTest, MalformedFlagValueExitsNonZero) {
+  ExitResult result = RunWarrendToExit({"--zk_session_timeout=soon"});
+  EXPECT_NE(result.code, 0);
+  EXPECT_THAT(result.stderr_text, HasSubstr("zk_session_timeout"));
+}
+
+TEST(StartupTest, InvalidSettingExitsWithOneClearLine) {
+  auto args = Backends();
+  args.push_back("--root=relative/path");
+  ExitResult result = RunWarrendToExit(args);
+  EXPECT_EQ(result.code, 1);
+  EXPECT_THAT(ReasonLine(result), HasSubstr("root must be an absolute path"));
+}
+
+TEST(StartupTest, UnreachableZooKeeperExitsAfterTheWait) {
+  ExitResult result = RunWarrendToExit(
+      {"--zk_connect=127.0.0.1:" + std::to_string(FreePort()),
+       "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
+       "--backend_wait=2s"});
+  EXPECT_EQ(result.code, 1);
+  EXPECT_THAT(ReasonLine(result),
+              HasSubstr("could not connect to ZooKeeper"));
+}
+
+TEST(StartupTest, UnreachableRabbitMqExitsAfterTheWait) {
+  ExitResult result = RunWarrendToExit(
+      {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
+       "--amqp_urls=amqp://guest:secret@127.0.0.1:" +
+           std::to_string(FreePort()) + "/",
+       "--backend_wait=2s"});
+  EXPECT_EQ(result.code, 1);
+  const std::string reason = ReasonLine(result);
+  EXPECT_THAT(reason, HasSubstr("could not connect to RabbitMQ"));
+  EXPECT_THAT(result.stderr_text, ::testing::Not(HasSubstr("secret")));
+}
+
+TEST(StartupTest, PortInUseExitsNonZero) {
+  // Hold a listening socket on a loopback port for the duration.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto args = Backends();
+  args.push_back(absl::StrCat("--listen=127.0.0.1:", ntohs(addr.sin_port)));
+  ExitResult result = RunWarrendToExit(args);
+  close(fd);
+  EXPECT_EQ(result.code, 1);
+  EXPECT_THAT(ReasonLine(result), HasSubstr("cannot listen on 127.0.0.1:"));
+}
+
+TEST(StartupTest, BadConfigFileExitsNonZero) {
+  const std::string dir = MakeTempDir("warren-config");
+  const std::string path = dir + "/warren.yaml";
+  FILE* f = fopen(path.c_str(), "w");
+  fputs("listen: [unclosed\n", f);
+  fclose(f);
+  ExitResult result = RunWarrendToExit({"--config=" + path});
+  EXPECT_EQ(result.code, 1);
+  EXPECT_THAT(ReasonLine(result), HasSubstr(path));
+}
+
+}  // namespace
+}  // namespace warren::testing

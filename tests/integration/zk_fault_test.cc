@@ -1,0 +1,178 @@
+// ConfigService across ZooKeeper faults, each on a private ZooKeeper server
+// that the test breaks: kill -9 and restart, and SIGSTOP past the session
+// timeout (the session expires). What must hold afterwards: an open watch
+// resumes and delivers the value written after the fault, and health tells
+// the truth throughout.
+#include <string>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "health.grpc.pb.h"
+#include "tests/integration/harness.h"
+#include "warren/v1/config.grpc.pb.h"
+
+namespace warren::testing {
+namespace {
+
+namespace v1 = ::warren::v1;
+using grpc::health::v1::HealthCheckResponse;
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  return context;
+}
+
+HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
+  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  if (!stub->Check(Context().get(), request, &response).ok()) {
+    return HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
+}
+
+// Puts until the write succeeds: right after a fault the server answers
+// UNAVAILABLE until its session is back, which is what a client retries on.
+void PutEventually(v1::ConfigService::Stub& stub, const std::string& key,
+                   const std::string& value) {
+  grpc::Status last;
+  const bool written = WaitFor(
+      [&] {
+        v1::PutConfigRequest put;
+        put.set_key(key);
+        put.set_value(value);
+        v1::PutConfigResponse response;
+        last = stub.PutConfig(Context().get(), put, &response);
+        EXPECT_TRUE(last.ok() ||
+                    last.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                    last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+            << last.error_message();
+        return last.ok();
+      },
+      absl::Seconds(60));
+  ASSERT_TRUE(written) << last.error_message();
+}
+
+// A watch stream read on its own thread; Wait blocks until a PUT of the
+// value arrives or the stream ends.
+class Watch {
+ public:
+  Watch(v1::ConfigService::Stub& stub, const std::string& key) {
+    v1::WatchConfigRequest request;
+    request.set_key(key);
+    reader_ = stub.WatchConfig(&context_, request);
+    thread_ = std::thread([this] {
+      v1::WatchConfigResponse response;
+      while (reader_->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        for (const auto& e : response.events()) {
+          if (e.type() == v1::CONFIG_EVENT_TYPE_PUT) {
+            values_.push_back(e.entry().value());
+          }
+        }
+        ++responses_;
+      }
+      reader_->Finish();
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+    });
+  }
+  ~Watch() {
+    context_.TryCancel();
+    thread_.join();
+  }
+  bool WaitForValue(const std::string& value, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return ended_ ||
+             std::find(values_.begin(), values_.end(), value) != values_.end();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&seen), timeout);
+    return std::find(values_.begin(), values_.end(), value) != values_.end();
+  }
+  bool ended() {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> reader_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<std::string> values_ ABSL_GUARDED_BY(mu_);
+  int responses_ ABSL_GUARDED_BY(mu_) = 0;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+TEST(ZooKeeperFaultTest, WatchSurvivesKillAndRestartOfTheServer) {
+  auto zk = ZooKeeperServer::Start();
+  ASSERT_TRUE(zk.ok()) << zk.status();
+  auto warrend = WarrendProcess::Start({"--zk_session_timeout=20s"},
+                                       (*zk)->connect());
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto stub = v1::ConfigService::NewStub((*warrend)->channel());
+  PutEventually(*stub, "fault/key", "before");
+  Watch watch(*stub, "fault/key");
+  ASSERT_TRUE(watch.WaitForValue("before", absl::Seconds(30)));
+  ASSERT_EQ(Health(**warrend), HealthCheckResponse::SERVING);
+
+  (*zk)->Kill9();
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::NOT_SERVING; },
+      absl::Seconds(30)))
+      << "health stayed SERVING with ZooKeeper down";
+  ASSERT_TRUE((*zk)->Restart().ok());
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)))
+      << (*warrend)->Log();
+
+  PutEventually(*stub, "fault/key", "after-restart");
+  EXPECT_TRUE(watch.WaitForValue("after-restart", absl::Seconds(30)))
+      << (*warrend)->Log();
+  EXPECT_FALSE(watch.ended());
+}
+
+TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
+  auto zk = ZooKeeperServer::Start();
+  ASSERT_TRUE(zk.ok()) << zk.status();
+  // The test server's tick is 1s: 2s is the shortest session it grants.
+  auto warrend = WarrendProcess::Start({"--zk_session_timeout=2s"},
+                                       (*zk)->connect());
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto stub = v1::ConfigService::NewStub((*warrend)->channel());
+  PutEventually(*stub, "expiry/key", "before");
+  Watch watch(*stub, "expiry/key");
+  ASSERT_TRUE(watch.WaitForValue("before", absl::Seconds(30)));
+
+  // Stopped well past the session timeout: when it resumes, the server
+  // expires the session instead of letting the client back in.
+  (*zk)->Pause();
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::NOT_SERVING; },
+      absl::Seconds(30)));
+  const absl::Time paused_until = absl::Now() + absl::Seconds(6);
+  // Waiting for wall-clock time to pass is the point here, not a stand-in
+  // for a condition.
+  absl::SleepFor(paused_until - absl::Now());
+  (*zk)->Resume();
+
+  EXPECT_TRUE(WaitFor(
+      [&] { return (*warrend)->Log().find("-> expired") != std::string::npos; },
+      absl::Seconds(30)))
+      << "the session did not expire: " << (*warrend)->Log();
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)));
+  PutEventually(*stub, "expiry/key", "after-expiry");
+  EXPECT_TRUE(watch.WaitForValue("after-expiry", absl::Seconds(30)))
+      << (*warrend)->Log();
+  EXPECT_FALSE(watch.ended());
+}
+
+}  // namespace
+}  // namespace warren::testing
