@@ -45,8 +45,9 @@ admin.enableServer=false
 CFG
   log "zookeeper: starting on 127.0.0.1:$WARREN_ZK_PORT (data in $ZK_DIR)"
   # zkServer.sh execs java in the foreground: $! is the server's own pid.
-  # JMX off: it would listen on every interface.
-  ZOO_LOG_DIR="$ZK_DIR/logs" JVMFLAGS="-Xmx256m" JMXDISABLE=true \
+  # JMX off: it would listen on every interface. jute.maxbuffer: room for
+  # a 1 MiB config value plus its request (the stock limit is just under 1 MiB).
+  ZOO_LOG_DIR="$ZK_DIR/logs" JVMFLAGS="-Xmx256m -Djute.maxbuffer=4194304" JMXDISABLE=true \
     nohup /usr/share/zookeeper/bin/zkServer.sh start-foreground "$ZK_DIR/zoo.cfg" \
     >"$ZK_DIR/logs/console.log" 2>&1 </dev/null &
   echo $! >"$ZK_PID"

@@ -63,7 +63,6 @@ std::string RpcReplyError(const amqp_rpc_reply_t& reply) {
   return "unknown reply";
 }
 
-
 }  // namespace
 
 absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url) {
@@ -91,7 +90,9 @@ absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url) {
   address.port = info.port;
   address.user = info.user;
   address.password = info.password;
-  address.vhost = info.vhost;
+  // "amqp://host/" names the empty vhost by the letter of the URI spec;
+  // like most clients, take it as the default vhost "/".
+  address.vhost = *info.vhost == '\0' ? "/" : info.vhost;
   address.tls = info.ssl != 0;
   address.redacted = std::move(redacted);
   return address;
@@ -110,8 +111,7 @@ AmqpConnectionMonitor::Create(AmqpMonitorOptions options) {
   }
   const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("eventfd: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
   std::unique_ptr<AmqpConnectionMonitor> monitor(new AmqpConnectionMonitor(
       std::move(options), std::move(brokers), wake_fd));
@@ -122,7 +122,8 @@ AmqpConnectionMonitor::Create(AmqpMonitorOptions options) {
 AmqpConnectionMonitor::AmqpConnectionMonitor(AmqpMonitorOptions options,
                                              std::vector<BrokerAddress> brokers,
                                              int wake_fd)
-    : options_(std::move(options)), brokers_(std::move(brokers)),
+    : options_(std::move(options)),
+      brokers_(std::move(brokers)),
       wake_fd_(wake_fd) {}
 
 AmqpConnectionMonitor::~AmqpConnectionMonitor() {
@@ -144,9 +145,9 @@ absl::Status AmqpConnectionMonitor::WaitConnected(absl::Duration timeout) {
       for (const auto& b : brokers_) {
         absl::StrAppend(&urls, urls.empty() ? "" : ", ", b.redacted);
       }
-      return absl::UnavailableError(absl::StrCat(
-          "could not connect to RabbitMQ at ", urls, " within ",
-          absl::FormatDuration(timeout)));
+      return absl::UnavailableError(
+          absl::StrCat("could not connect to RabbitMQ at ", urls, " within ",
+                       absl::FormatDuration(timeout)));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -155,14 +156,14 @@ absl::Status AmqpConnectionMonitor::WaitConnected(absl::Duration timeout) {
 
 int AmqpConnectionMonitor::AddListener(
     absl::AnyInvocable<void(BrokerState)> listener) {
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   const int id = next_listener_++;
   listeners_.emplace(id, std::move(listener));
   return id;
 }
 
 void AmqpConnectionMonitor::RemoveListener(int id) {
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   listeners_.erase(id);
 }
 
@@ -171,7 +172,7 @@ void AmqpConnectionMonitor::SetState(BrokerState next) {
   if (previous == next) return;
   WARREN_LOG_INFO("rabbitmq connection {} -> {}", StateName(previous),
                   StateName(next));
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(next);
 }
 
@@ -193,7 +194,8 @@ void AmqpConnectionMonitor::Run() {
     ++next;
     absl::Status ended = ServeOne(broker);
     if (stopping_.load()) break;
-    if (state() == BrokerState::kConnected || state() == BrokerState::kBlocked) {
+    if (state() == BrokerState::kConnected ||
+        state() == BrokerState::kBlocked) {
       ever_connected = true;
     }
     SetState(BrokerState::kConnecting);
@@ -238,9 +240,8 @@ absl::Status AmqpConnectionMonitor::ServeOne(const BrokerAddress& broker) {
   const int heartbeat_s = static_cast<int>(
       std::max<int64_t>(1, absl::ToInt64Seconds(options_.heartbeat)));
   amqp_rpc_reply_t login = amqp_login(
-      conn.get(), broker.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
-      heartbeat_s, AMQP_SASL_METHOD_PLAIN, broker.user.c_str(),
-      broker.password.c_str());
+      conn.get(), broker.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
+      AMQP_SASL_METHOD_PLAIN, broker.user.c_str(), broker.password.c_str());
   if (login.reply_type != AMQP_RESPONSE_NORMAL) {
     return absl::UnavailableError(
         absl::StrCat("login failed: ", RpcReplyError(login)));
@@ -256,7 +257,8 @@ absl::Status AmqpConnectionMonitor::ServeOne(const BrokerAddress& broker) {
         !amqp_data_in_buffer(conn.get())) {
       const int ready = poll(fds, 2, poll_ms);
       if (ready < 0 && errno != EINTR) {
-        return absl::InternalError(absl::StrCat("poll: ", std::strerror(errno)));
+        return absl::InternalError(
+            absl::StrCat("poll: ", std::strerror(errno)));
       }
       if (fds[1].revents != 0) break;
     }
@@ -264,7 +266,8 @@ absl::Status AmqpConnectionMonitor::ServeOne(const BrokerAddress& broker) {
     while (true) {
       amqp_frame_t frame;
       timeval zero{0, 0};
-      const int status = amqp_simple_wait_frame_noblock(conn.get(), &frame, &zero);
+      const int status =
+          amqp_simple_wait_frame_noblock(conn.get(), &frame, &zero);
       if (status == AMQP_STATUS_TIMEOUT) break;
       if (status != AMQP_STATUS_OK) {
         return absl::UnavailableError(

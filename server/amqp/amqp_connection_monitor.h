@@ -20,8 +20,8 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/mutex.h"
 
 namespace warren::amqp {
 
@@ -88,7 +88,7 @@ class AmqpConnectionMonitor {
   std::atomic<BrokerState> state_{BrokerState::kConnecting};
   std::atomic<uint64_t> reconnects_{0};
 
-  absl::Mutex listeners_mu_;
+  warren::Mutex listeners_mu_;
   std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_
       ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;

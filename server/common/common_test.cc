@@ -15,9 +15,8 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(ValidateNameTest, AcceptsSegmentsOfTheAllowedCharacters) {
-  for (const char* name :
-       {"a", "app/db/url", "A-Z_0.9", "x/y/z/w", ".hidden", "a..b", "...",
-        "v1.2.3/-_-"}) {
+  for (const char* name : {"a", "app/db/url", "A-Z_0.9", "x/y/z/w", ".hidden",
+                           "a..b", "...", "v1.2.3/-_-"}) {
     EXPECT_TRUE(ValidateName(name, "key").ok()) << name;
   }
   EXPECT_TRUE(ValidateName(std::string(kMaxNameBytes, 'k'), "key").ok());
@@ -59,27 +58,27 @@ TEST(ValidateNameTest, EmptyIsAcceptedOnlyWhenAllowed) {
 
 TEST(TimerQueueTest, RunsInTimeOrderAndHonoursCancel) {
   TimerQueue timers;
-  absl::Mutex mu;
+  warren::Mutex mu;
   std::string order;
   absl::Notification done;
   const absl::Time now = absl::Now();
   timers.Schedule(now + absl::Milliseconds(30), [&] {
-    absl::MutexLock lock(&mu);
+    warren::MutexLock lock(&mu);
     order += "b";
   });
   auto cancelled = timers.Schedule(now + absl::Milliseconds(20), [&] {
-    absl::MutexLock lock(&mu);
+    warren::MutexLock lock(&mu);
     order += "x";
   });
   timers.Schedule(now + absl::Milliseconds(10), [&] {
-    absl::MutexLock lock(&mu);
+    warren::MutexLock lock(&mu);
     order += "a";
   });
   timers.Schedule(now + absl::Milliseconds(40), [&] { done.Notify(); });
   EXPECT_TRUE(timers.Cancel(cancelled));
   EXPECT_FALSE(timers.Cancel(cancelled));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  absl::MutexLock lock(&mu);
+  warren::MutexLock lock(&mu);
   EXPECT_EQ(order, "ab");
 }
 
@@ -92,7 +91,8 @@ TEST(WorkerPoolTest, RunsEverythingQueuedAndRefusesBeyondTheBound) {
     ASSERT_TRUE(pool.Submit([&] {
                       release.WaitForNotification();
                       ran++;
-                    }).ok());
+                    })
+                    .ok());
     // The first task may not have been taken off the queue yet: fill until
     // the pool refuses, which must happen within the bound.
     int accepted = 0;

@@ -27,8 +27,8 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
           break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
-            const char escaped[] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 0xf],
-                                    kHex[c & 0xf]};
+            const char escaped[] = {
+                '\\', 'u', '0', '0', kHex[(c >> 4) & 0xf], kHex[c & 0xf]};
             dest.append(escaped, escaped + sizeof(escaped));
           } else {
             dest.push_back(c);

@@ -30,10 +30,10 @@ absl::Status ValidateName(absl::string_view name, absl::string_view field,
     const char c = name[i];
     if (c != '/' && !IsNameChar(c)) {
       const auto byte = static_cast<unsigned char>(c);
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " has a character that is not allowed at byte ", i,
-          " (0x", absl::Hex(byte, absl::kZeroPad2),
-          "); use segments of A-Z a-z 0-9 . _ - separated by /"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " has a character that is not allowed at byte ",
+                       i, " (0x", absl::Hex(byte, absl::kZeroPad2),
+                       "); use segments of A-Z a-z 0-9 . _ - separated by /"));
     }
   }
   for (absl::string_view segment : absl::StrSplit(name, '/')) {
@@ -43,9 +43,9 @@ absl::Status ValidateName(absl::string_view name, absl::string_view field,
           "' has an empty segment (a leading, trailing or double /)"));
     }
     if (segment == "." || segment == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " '", name, "' has a '", segment,
-          "' segment; relative segments are not allowed"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " '", name, "' has a '", segment,
+                       "' segment; relative segments are not allowed"));
     }
   }
   return absl::OkStatus();

@@ -3,9 +3,8 @@
 // segment, so that they can never address a node outside the server's root.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace warren {
 

@@ -5,7 +5,7 @@
 namespace warren {
 
 StreamRegistry::Id StreamRegistry::Add(std::weak_ptr<Drainable> stream) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   if (draining_) return 0;
   const Id id = next_id_++;
   streams_.emplace(id, std::move(stream));
@@ -13,14 +13,14 @@ StreamRegistry::Id StreamRegistry::Add(std::weak_ptr<Drainable> stream) {
 }
 
 void StreamRegistry::Remove(Id id) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   streams_.erase(id);
 }
 
 void StreamRegistry::DrainAll() {
   std::vector<std::shared_ptr<Drainable>> open;
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     draining_ = true;
     for (auto& [id, weak] : streams_) {
       if (auto stream = weak.lock()) open.push_back(std::move(stream));
@@ -30,7 +30,7 @@ void StreamRegistry::DrainAll() {
 }
 
 size_t StreamRegistry::size() const {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   return streams_.size();
 }
 

@@ -11,7 +11,7 @@
 #include <map>
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
+#include "server/common/mutex.h"
 
 namespace warren {
 
@@ -34,7 +34,7 @@ class StreamRegistry {
   size_t size() const;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable warren::Mutex mu_;
   std::map<Id, std::weak_ptr<Drainable>> streams_ ABSL_GUARDED_BY(mu_);
   Id next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;

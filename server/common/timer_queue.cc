@@ -6,7 +6,7 @@ TimerQueue::TimerQueue() : thread_([this] { Run(); }) {}
 
 TimerQueue::~TimerQueue() {
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     stopping_ = true;
   }
   thread_.join();
@@ -14,7 +14,7 @@ TimerQueue::~TimerQueue() {
 
 TimerQueue::TimerId TimerQueue::Schedule(absl::Time when,
                                          absl::AnyInvocable<void()> fn) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   const TimerId id = next_id_++;
   timers_.emplace(std::make_pair(when, id), std::move(fn));
   when_by_id_.emplace(id, when);
@@ -22,7 +22,7 @@ TimerQueue::TimerId TimerQueue::Schedule(absl::Time when,
 }
 
 bool TimerQueue::Cancel(TimerId id) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   auto it = when_by_id_.find(id);
   if (it == when_by_id_.end()) return false;
   timers_.erase(std::make_pair(it->second, id));
@@ -31,12 +31,12 @@ bool TimerQueue::Cancel(TimerId id) {
 }
 
 void TimerQueue::Run() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   while (true) {
     // Wake when stopping, when the earliest timer is due, or when a new,
     // earlier timer arrives (the condition is re-evaluated on every unlock).
-    const absl::Time wake = timers_.empty() ? absl::InfiniteFuture()
-                                            : timers_.begin()->first.first;
+    const absl::Time wake =
+        timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first.first;
     auto due_or_stopping = [this, wake]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ ||
              (!timers_.empty() && timers_.begin()->first.first < wake) ||

@@ -12,8 +12,8 @@
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/mutex.h"
 
 namespace warren {
 
@@ -37,7 +37,7 @@ class TimerQueue {
  private:
   void Run();
 
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   // Ordered by (time, id): ids make entries with the same time unique.
   std::map<std::pair<absl::Time, TimerId>, absl::AnyInvocable<void()>> timers_
       ABSL_GUARDED_BY(mu_);

@@ -12,14 +12,14 @@ WorkerPool::WorkerPool(size_t threads, size_t max_queued)
 
 WorkerPool::~WorkerPool() {
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     stopping_ = true;
   }
   for (auto& thread : threads_) thread.join();
 }
 
 absl::Status WorkerPool::Submit(absl::AnyInvocable<void()> work) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
   if (queue_.size() >= max_queued_) {
     return absl::ResourceExhaustedError(
@@ -34,7 +34,7 @@ void WorkerPool::Run() {
   while (true) {
     absl::AnyInvocable<void()> work;
     {
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !queue_.empty();
       };

@@ -14,7 +14,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
+#include "server/common/mutex.h"
 
 namespace warren {
 
@@ -32,7 +32,7 @@ class WorkerPool {
   void Run();
 
   const size_t max_queued_;
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   std::deque<absl::AnyInvocable<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -8,11 +8,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
+#include "server/common/mutex.h"
 #include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
 
@@ -61,7 +61,8 @@ absl::StatusOr<std::string> ParsePageToken(const std::string& token,
 
 absl::Status ValidateHeartbeat(const google::protobuf::Duration& interval) {
   if (interval.seconds() < 0 || interval.nanos() < 0) {
-    return absl::InvalidArgumentError("heartbeat_interval must not be negative");
+    return absl::InvalidArgumentError(
+        "heartbeat_interval must not be negative");
   }
   return absl::OkStatus();
 }
@@ -77,7 +78,9 @@ class WatchReactor final
  public:
   WatchReactor(WatchCache& cache, TimerQueue& timers, StreamRegistry& streams,
                absl::Duration heartbeat)
-      : cache_(cache), timers_(timers), streams_(streams),
+      : cache_(cache),
+        timers_(timers),
+        streams_(streams),
         heartbeat_(heartbeat) {}
 
   static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
@@ -88,15 +91,15 @@ class WatchReactor final
     reactor->self_ = reactor;
     reactor->registry_id_ = streams.Add(reactor);
     if (reactor->registry_id_ == 0) {
-      absl::MutexLock lock(&reactor->mu_);
-      reactor->FinishLocked(
-          grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      warren::MutexLock lock(&reactor->mu_);
+      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "server is shutting down"));
       return reactor.get();
     }
     // May deliver the initial state at once, from this thread.
     const auto id = cache.Subscribe(key, prefix, reactor.get());
     {
-      absl::MutexLock lock(&reactor->mu_);
+      warren::MutexLock lock(&reactor->mu_);
       reactor->subscription_ = id;
       reactor->subscribed_ = true;
       reactor->ScheduleHeartbeatLocked();
@@ -105,27 +108,27 @@ class WatchReactor final
   }
 
   void OnInitialState(std::vector<CachedEntry> entries) override {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     initial_ = std::move(entries);
     have_initial_ = true;
     MaybeWriteLocked();
   }
 
   void OnChanges(std::vector<Change> changes) override {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     for (auto& change : changes) pending_.push_back(std::move(change));
     if (pending_.size() > kMaxPendingEvents) CoalesceLocked();
     MaybeWriteLocked();
   }
 
   void Drain() override {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "server is shutting down; watch again"));
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     writing_ = false;
     if (!ok) {
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
@@ -139,7 +142,7 @@ class WatchReactor final
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     FinishLocked(grpc::Status::CANCELLED);
   }
 
@@ -148,7 +151,7 @@ class WatchReactor final
     bool subscribed;
     TimerQueue::TimerId timer;
     {
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       subscribed = subscribed_;
       subscription = subscription_;
       timer = timer_;
@@ -225,14 +228,13 @@ class WatchReactor final
   }
 
   void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    timer_ = timers_.ScheduleAfter(
-        heartbeat_, [weak = weak_from_this()] {
-          if (auto self = weak.lock()) self->OnHeartbeatTick();
-        });
+    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->OnHeartbeatTick();
+    });
   }
 
   void OnHeartbeatTick() {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     if (done_ || finishing_) return;
     if (!wrote_since_tick_ && !writing_ && initial_sent_) {
       out_.Clear();
@@ -251,7 +253,7 @@ class WatchReactor final
   std::shared_ptr<WatchReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   WatchCache::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
   TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
@@ -274,8 +276,12 @@ ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
                                      WorkerPool& workers, TimerQueue& timers,
                                      StreamRegistry& streams,
                                      ConfigServiceOptions options)
-    : store_(store), cache_(cache), workers_(workers), timers_(timers),
-      streams_(streams), options_(options) {}
+    : store_(store),
+      cache_(cache),
+      workers_(workers),
+      timers_(timers),
+      streams_(streams),
+      options_(options) {}
 
 absl::Time ConfigServiceImpl::DeadlineFor(
     grpc::CallbackServerContext* context) const {
@@ -289,8 +295,8 @@ template <typename Work>
 void ConfigServiceImpl::Offload(grpc::CallbackServerContext* context,
                                 grpc::ServerUnaryReactor* reactor, Work work) {
   const absl::Time deadline = DeadlineFor(context);
-  absl::Status queued = workers_.Submit(
-      [reactor, deadline, work = std::move(work)]() mutable {
+  absl::Status queued =
+      workers_.Submit([reactor, deadline, work = std::move(work)]() mutable {
         reactor->Finish(ToGrpcStatus(work(deadline)));
       });
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
@@ -333,9 +339,9 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidateName(request->key(), "key");
   if (valid.ok() && request->value().size() > options_.max_value_bytes) {
-    valid = absl::InvalidArgumentError(absl::StrCat(
-        "value is ", request->value().size(), " bytes; at most ",
-        options_.max_value_bytes, " are allowed"));
+    valid = absl::InvalidArgumentError(
+        absl::StrCat("value is ", request->value().size(), " bytes; at most ",
+                     options_.max_value_bytes, " are allowed"));
   }
   if (valid.ok() && request->has_expected_version() && request->create_only()) {
     valid = absl::InvalidArgumentError(
@@ -417,27 +423,26 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
-  Offload(context, reactor,
-          [this, request, response, after](absl::Time deadline) {
-            ListParams params;
-            params.prefix = request->prefix();
-            params.page_size =
-                request->page_size() == 0
-                    ? kDefaultPageSize
-                    : std::min(request->page_size(), kMaxPageSize);
-            params.after = after;
-            params.keys_only = request->keys_only();
-            auto page = store_.List(params, deadline);
-            if (!page.ok()) return page.status();
-            for (const auto& entry : page->entries) {
-              FillEntry(entry, !params.keys_only, response->add_entries());
-            }
-            if (page->more && !page->entries.empty()) {
-              response->set_next_page_token(
-                  MakePageToken(page->entries.back().key));
-            }
-            return absl::OkStatus();
-          });
+  Offload(
+      context, reactor, [this, request, response, after](absl::Time deadline) {
+        ListParams params;
+        params.prefix = request->prefix();
+        params.page_size = request->page_size() == 0
+                               ? kDefaultPageSize
+                               : std::min(request->page_size(), kMaxPageSize);
+        params.after = after;
+        params.keys_only = request->keys_only();
+        auto page = store_.List(params, deadline);
+        if (!page.ok()) return page.status();
+        for (const auto& entry : page->entries) {
+          FillEntry(entry, !params.keys_only, response->add_entries());
+        }
+        if (page->more && !page->entries.empty()) {
+          response->set_next_page_token(
+              MakePageToken(page->entries.back().key));
+        }
+        return absl::OkStatus();
+      });
   return reactor;
 }
 
@@ -448,16 +453,17 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* /*context*/,
                                     /*allow_empty=*/request->prefix());
   if (valid.ok()) valid = ValidateHeartbeat(request->heartbeat_interval());
   if (valid.ok() && cache_.subscription_count() >= options_.max_watches) {
-    valid = absl::ResourceExhaustedError(absl::StrCat(
-        "this server already serves max_watches (", options_.max_watches,
-        ") watches"));
+    valid = absl::ResourceExhaustedError(
+        absl::StrCat("this server already serves max_watches (",
+                     options_.max_watches, ") watches"));
   }
   if (!valid.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(valid));
   }
-  absl::Duration heartbeat = absl::Seconds(request->heartbeat_interval().seconds()) +
-                             absl::Nanoseconds(request->heartbeat_interval().nanos());
+  absl::Duration heartbeat =
+      absl::Seconds(request->heartbeat_interval().seconds()) +
+      absl::Nanoseconds(request->heartbeat_interval().nanos());
   if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
   heartbeat = std::max(heartbeat, options_.min_heartbeat);
   return WatchReactor::Start(cache_, timers_, streams_, heartbeat,

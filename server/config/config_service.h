@@ -26,7 +26,8 @@ struct ConfigServiceOptions {
   size_t max_watches = 10000;
 };
 
-class ConfigServiceImpl final : public warren::v1::ConfigService::CallbackService {
+class ConfigServiceImpl final
+    : public warren::v1::ConfigService::CallbackService {
  public:
   ConfigServiceImpl(ConfigStore& store, WatchCache& cache, WorkerPool& workers,
                     TimerQueue& timers, StreamRegistry& streams,

@@ -15,9 +15,9 @@ using zk::ZkErrorOf;
 constexpr int kMaxAttempts = 10;
 
 absl::Status Contended(absl::string_view what, absl::string_view key) {
-  return absl::AbortedError(absl::StrCat(
-      what, " of key '", key,
-      "' kept meeting concurrent changes of its parents; retry"));
+  return absl::AbortedError(
+      absl::StrCat(what, " of key '", key,
+                   "' kept meeting concurrent changes of its parents; retry"));
 }
 
 // Status codes that already say everything (connection trouble, deadlines)
@@ -143,13 +143,13 @@ absl::StatusOr<CachedEntry> ConfigStore::Put(const PutParams& params,
     if (stat.ok()) return CachedEntry{params.key, params.value, *stat};
     switch (ZkErrorOf(stat.status())) {
       case ZkError::kNoNode:
-        return absl::NotFoundError(absl::StrCat(
-            "key '", params.key, "' not found; expected_version ",
-            *params.expected_version, " needs an existing key"));
+        return absl::NotFoundError(
+            absl::StrCat("key '", params.key, "' not found; expected_version ",
+                         *params.expected_version, " needs an existing key"));
       case ZkError::kBadVersion:
-        return absl::FailedPreconditionError(absl::StrCat(
-            "key '", params.key, "' is not at expected_version ",
-            *params.expected_version));
+        return absl::FailedPreconditionError(
+            absl::StrCat("key '", params.key, "' is not at expected_version ",
+                         *params.expected_version));
       default:
         return Annotate(stat.status(), params.key);
     }
@@ -161,7 +161,8 @@ absl::StatusOr<CachedEntry> ConfigStore::Put(const PutParams& params,
       return Annotate(stat.status(), params.key);
     }
     auto created = CreateWithParents(params.key, params.value, deadline);
-    if (created.ok() || created.status().code() != absl::StatusCode::kAlreadyExists) {
+    if (created.ok() ||
+        created.status().code() != absl::StatusCode::kAlreadyExists) {
       return created;
     }
     // Created by someone else in between: write over it.
@@ -173,10 +174,9 @@ absl::Status ConfigStore::Delete(const DeleteParams& params,
                                  absl::Time deadline) {
   zk::ZkSync sync(zk_, deadline);
   const std::string path = keys_.PathOf(params.key);
-  const int32_t version =
-      params.expected_version.has_value()
-          ? static_cast<int32_t>(*params.expected_version)
-          : -1;
+  const int32_t version = params.expected_version.has_value()
+                              ? static_cast<int32_t>(*params.expected_version)
+                              : -1;
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     // The subtree, parents before children (only the key itself unless
     // recursive).
@@ -216,9 +216,8 @@ absl::Status ConfigStore::Delete(const DeleteParams& params,
           absl::StrCat("key '", params.key, "' not found"));
     }
     if (key_failed && error == ZkError::kBadVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("key '", params.key, "' is not at expected_version ",
-                       version));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "key '", params.key, "' is not at expected_version ", version));
     }
     if (error == ZkError::kNotEmpty && !params.recursive) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -282,7 +281,8 @@ absl::StatusOr<ListPage> ConfigStore::List(const ListParams& params,
     // Names hold no '/', so plain ordering is path ordering among siblings.
     std::sort(children->names.begin(), children->names.end());
     for (const std::string& name : children->names) {
-      const std::string child = key.empty() ? name : absl::StrCat(key, "/", name);
+      const std::string child =
+          key.empty() ? name : absl::StrCat(key, "/", name);
       if (!params.after.empty() && PathLess(child, params.after) &&
           !IsSelfOrDescendant(params.after, child)) {
         continue;  // wholly on earlier pages

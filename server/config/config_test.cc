@@ -30,7 +30,8 @@ TEST(KeySpaceTest, MapsKeysUnderTheConfigBase) {
 }
 
 TEST(PathLessTest, DescendantsComeBeforeLaterSiblings) {
-  std::vector<std::string> keys = {"a-c", "a/b", "a", "a.x", "a/b/c", "b", "a/a"};
+  std::vector<std::string> keys = {"a-c",   "a/b", "a",  "a.x",
+                                   "a/b/c", "b",   "a/a"};
   std::sort(keys.begin(), keys.end(), PathLess);
   EXPECT_THAT(keys, ElementsAre("a", "a/a", "a/b", "a/b/c", "a-c", "a.x", "b"));
   EXPECT_TRUE(IsSelfOrDescendant("a/b", "a"));
@@ -154,8 +155,7 @@ TEST_F(WatchCacheTest, ChangesWhileDisconnectedArriveAfterReconnect) {
   Put("k/child", "c");
   zk_.Reconnect();
   zk_.RunUntilIdle();
-  EXPECT_THAT(listener.events,
-              ElementsAre("PUT k=new@1", "PUT k/child=c@0"));
+  EXPECT_THAT(listener.events, ElementsAre("PUT k=new@1", "PUT k/child=c@0"));
   EXPECT_EQ(listener.initial_count, 1);
   cache_.Unsubscribe(id);
 }
@@ -176,10 +176,9 @@ TEST_F(WatchCacheTest, NewSessionDeliversOnlyTheDifferences) {
   Delete("p/deleted");
   Put("p/added", "a");
   zk_.RunUntilIdle();
-  EXPECT_THAT(listener.events,
-              ::testing::UnorderedElementsAre("PUT p/changed=after@1",
-                                              "DELETE p/deleted=d@0",
-                                              "PUT p/added=a@0"));
+  EXPECT_THAT(listener.events, ::testing::UnorderedElementsAre(
+                                   "PUT p/changed=after@1",
+                                   "DELETE p/deleted=d@0", "PUT p/added=a@0"));
   // And the tree keeps watching on the new session.
   Put("p/same", "s2");
   zk_.RunUntilIdle();

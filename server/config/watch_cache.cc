@@ -16,11 +16,13 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
  public:
   Tree(zk::ZkClient& zk, const KeySpace& keys, std::string root_path,
        bool prefix)
-      : zk_(zk), keys_(keys), root_path_(std::move(root_path)),
+      : zk_(zk),
+        keys_(keys),
+        root_path_(std::move(root_path)),
         prefix_(prefix) {}
 
   void AddSubscriber(SubscriptionId id, WatchListener* listener) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     subscribers_[id] = Subscriber{listener, false};
     if (synced_) {
       subscribers_[id].initialized = true;
@@ -30,13 +32,13 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
 
   // Answers whether subscribers remain.
   bool RemoveSubscriber(SubscriptionId id) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     subscribers_.erase(id);
     return !subscribers_.empty();
   }
 
   void OnSessionState(zk::SessionState state) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     switch (state) {
       case zk::SessionState::kConnected:
         StartEpochLocked();
@@ -54,12 +56,12 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   void Start() {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     if (zk_.state() == zk::SessionState::kConnected) StartEpochLocked();
   }
 
   std::optional<std::optional<CachedEntry>> Lookup(const std::string& path) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     if (!synced_) return std::nullopt;
     auto it = nodes_.find(path);
     if (it == nodes_.end()) return std::optional<CachedEntry>();
@@ -78,14 +80,11 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   };
 
   CachedEntry EntryOf(const std::string& path, const Node& node) const {
-    return CachedEntry{keys_.KeyOf(path).value_or(path), node.value,
-                       node.stat};
+    return CachedEntry{keys_.KeyOf(path).value_or(path), node.value, node.stat};
   }
 
   // The base node of all keys is not itself a key.
-  bool IsKeyPath(const std::string& path) const {
-    return path != keys_.base();
-  }
+  bool IsKeyPath(const std::string& path) const { return path != keys_.base(); }
 
   std::vector<CachedEntry> SnapshotLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -142,7 +141,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
 
   void OnData(const std::string& path, bool set_watch,
               const absl::StatusOr<zk::NodeData>& result) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     --pending_;
     if (result.ok()) {
       Node& node = nodes_[path];
@@ -183,12 +182,12 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
 
   void OnChildren(const std::string& path, bool set_watch,
                   const absl::StatusOr<zk::Children>& result) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     --pending_;
     if (result.ok()) {
       for (const std::string& name : result->names) {
-        const std::string child = absl::StrCat(path == "/" ? "" : path, "/",
-                                               name);
+        const std::string child =
+            absl::StrCat(path == "/" ? "" : path, "/", name);
         auto it = nodes_.find(child);
         if (it == nodes_.end() || it->second.seen_epoch < epoch_) {
           LoadLocked(child);
@@ -209,15 +208,15 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
     zk::WatchFn watch = DataWatchLocked(root_path_);
     const bool watching = static_cast<bool>(watch);
     zk_.Exists(root_path_, std::move(watch),
-               [weak = weak(), watching](
-                   absl::StatusOr<std::optional<zk::NodeStat>> r) {
+               [weak = weak(),
+                watching](absl::StatusOr<std::optional<zk::NodeStat>> r) {
                  if (auto tree = weak.lock()) tree->OnRootExists(watching, r);
                });
   }
 
   void OnRootExists(bool set_watch,
                     const absl::StatusOr<std::optional<zk::NodeStat>>& result) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     --pending_;
     if (!result.ok()) {
       if (set_watch) data_watched_.erase(root_path_);
@@ -230,7 +229,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   void OnDataEvent(const zk::WatchEvent& event) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     data_watched_.erase(event.path);
     if (event.type == zk::EventType::kDeleted) {
       // ZooKeeper deletes only nodes without children, and reports those
@@ -244,7 +243,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   void OnChildEvent(const zk::WatchEvent& event) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     child_watched_.erase(event.path);
     if (event.type == zk::EventType::kChildrenChanged) {
       LoadChildrenLocked(event.path);
@@ -252,7 +251,8 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   // Forgets a node and everything below it, telling subscribers.
-  void RemoveLocked(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void RemoveLocked(const std::string& path)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<Change> changes;
     auto it = nodes_.find(path);
     if (it == nodes_.end()) it = nodes_.upper_bound(path);
@@ -307,7 +307,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   const std::string root_path_;
   const bool prefix_;
 
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   std::map<std::string, Node, PathLessFn> nodes_ ABSL_GUARDED_BY(mu_);
   // Paths with a watch of ours registered and not yet fired: ZooKeeper holds
   // one per path anyway, and this keeps our callbacks at one per path too.
@@ -333,7 +333,7 @@ WatchCache::~WatchCache() { zk_.RemoveSessionListener(listener_id_); }
 void WatchCache::OnSessionState(zk::SessionState state) {
   std::vector<std::shared_ptr<Tree>> trees;
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     for (auto& [key, tree] : trees_) trees.push_back(tree);
   }
   for (auto& tree : trees) tree->OnSessionState(state);
@@ -346,7 +346,7 @@ WatchCache::SubscriptionId WatchCache::Subscribe(const std::string& key,
   SubscriptionId id;
   bool fresh = false;
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     const std::string path = keys_.PathOf(key);
     const std::string tree_key = prefix ? path + "+" : path;
     auto& slot = trees_[tree_key];
@@ -364,7 +364,7 @@ WatchCache::SubscriptionId WatchCache::Subscribe(const std::string& key,
 }
 
 void WatchCache::Unsubscribe(SubscriptionId id) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   auto it = subscriptions_.find(id);
   if (it == subscriptions_.end()) return;
   std::shared_ptr<Tree> tree = std::move(it->second.tree);
@@ -383,7 +383,7 @@ std::optional<std::optional<CachedEntry>> WatchCache::Lookup(
     const std::string& key) {
   std::vector<std::shared_ptr<Tree>> candidates;
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     const std::string path = keys_.PathOf(key);
     for (const std::string& tree_key : {path, path + "+"}) {
       auto it = trees_.find(tree_key);
@@ -407,12 +407,12 @@ std::optional<std::optional<CachedEntry>> WatchCache::Lookup(
 }
 
 size_t WatchCache::tree_count() const {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   return trees_.size();
 }
 
 size_t WatchCache::subscription_count() const {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   return subscriptions_.size();
 }
 

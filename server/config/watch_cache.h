@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "server/common/mutex.h"
 #include "server/config/key_space.h"
 #include "server/zk/zk_client.h"
 
@@ -84,7 +84,7 @@ class WatchCache {
   const KeySpace keys_;
   int listener_id_ = 0;
 
-  mutable absl::Mutex mu_;
+  mutable warren::Mutex mu_;
   // Keyed by the watched node's path plus "+" for a prefix watch.
   std::map<std::string, std::shared_ptr<Tree>> trees_ ABSL_GUARDED_BY(mu_);
   struct Subscription {

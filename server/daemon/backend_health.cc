@@ -25,14 +25,14 @@ BackendHealth::~BackendHealth() {
 
 void BackendHealth::Attach(grpc::HealthCheckServiceInterface* health) {
   {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     health_ = health;
   }
   Update();
 }
 
 void BackendHealth::StartDraining() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   draining_ = true;
   if (health_ != nullptr) {
     for (const char* service : kServices) {
@@ -47,7 +47,7 @@ void BackendHealth::Update() {
   const bool zk_ok = zk_.state() == zk::SessionState::kConnected;
   const bool amqp_ok = amqp_.reachable();
   const int serving = zk_ok && amqp_ok ? 1 : 0;
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   if (health_ == nullptr || draining_ || serving == last_) return;
   last_ = serving;
   for (const char* service : kServices) {

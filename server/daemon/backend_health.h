@@ -8,9 +8,9 @@
 
 #include <atomic>
 
-#include "absl/synchronization/mutex.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_connection_monitor.h"
+#include "server/common/mutex.h"
 #include "server/zk/zk_client.h"
 
 namespace warren::daemon {
@@ -33,7 +33,7 @@ class BackendHealth {
   int zk_listener_ = 0;
   int amqp_listener_ = 0;
 
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int last_ ABSL_GUARDED_BY(mu_) = -1;

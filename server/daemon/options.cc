@@ -1,7 +1,7 @@
 #include "server/daemon/options.h"
 
 #include <cstdlib>
-#include "absl/strings/string_view.h"
+#include <mutex>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "yaml-cpp/yaml.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -58,13 +59,24 @@ namespace warren::daemon {
 namespace {
 
 // The settings that the environment and the YAML file may set.
-constexpr absl::string_view kSettings[] = {
-    "listen",          "zk_connect",          "zk_session_timeout",
-    "root",            "amqp_urls",           "amqp_ca_file",
-    "amqp_heartbeat",  "backend_wait",        "shutdown_grace",
-    "operation_timeout", "heartbeat_interval", "max_config_value_bytes",
-    "max_message_bytes", "max_watches",       "max_concurrent_streams",
-    "worker_threads",  "log_level",           "log_json"};
+constexpr absl::string_view kSettings[] = {"listen",
+                                           "zk_connect",
+                                           "zk_session_timeout",
+                                           "root",
+                                           "amqp_urls",
+                                           "amqp_ca_file",
+                                           "amqp_heartbeat",
+                                           "backend_wait",
+                                           "shutdown_grace",
+                                           "operation_timeout",
+                                           "heartbeat_interval",
+                                           "max_config_value_bytes",
+                                           "max_message_bytes",
+                                           "max_watches",
+                                           "max_concurrent_streams",
+                                           "worker_threads",
+                                           "log_level",
+                                           "log_json"};
 
 bool IsSetting(absl::string_view name) {
   for (auto s : kSettings) {
@@ -160,9 +172,12 @@ absl::Status Check(bool ok, absl::string_view message) {
 }  // namespace
 
 absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "warrend: Warren's gRPC server (messaging on RabbitMQ, election and "
-      "configuration on ZooKeeper).");
+  static std::once_flag usage_once;
+  std::call_once(usage_once, [] {
+    absl::SetProgramUsageMessage(
+        "warrend: Warren's gRPC server (messaging on RabbitMQ, election and "
+        "configuration on ZooKeeper).");
+  });
   const std::string config_path = FindConfigPath(argc, argv);
   if (!config_path.empty()) {
     absl::Status loaded = ApplyYaml(config_path);
@@ -220,10 +235,10 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "operation_timeout must be positive"),
       Check(o.heartbeat_interval >= absl::Milliseconds(100),
             "heartbeat_interval must be at least 100ms"),
-      Check(o.max_config_value_bytes > 0 &&
-                o.max_config_value_bytes <= (1 << 20),
-            "max_config_value_bytes must be between 1 and 1048576 "
-            "(ZooKeeper's limit)"),
+      Check(
+          o.max_config_value_bytes > 0 && o.max_config_value_bytes <= (1 << 20),
+          "max_config_value_bytes must be between 1 and 1048576 "
+          "(ZooKeeper's limit)"),
       Check(o.max_message_bytes >= o.max_config_value_bytes + 4096 &&
                 o.max_message_bytes <= (64 << 20),
             "max_message_bytes must hold a config value plus its request "

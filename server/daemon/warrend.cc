@@ -66,19 +66,19 @@ int Run(int argc, char** argv) {
   if (absl::Status s = (*zk)->WaitConnected(options.backend_wait); !s.ok()) {
     return Fail(s);
   }
-  if (absl::Status s =
-          (*amqp)->WaitConnected(backend_deadline - absl::Now());
+  if (absl::Status s = (*amqp)->WaitConnected(backend_deadline - absl::Now());
       !s.ok()) {
     return Fail(s);
   }
 
   const config::KeySpace keys(options.root);
   config::ConfigStore store(**zk, keys);
-  if (absl::Status s = store.EnsureBase(absl::Now() + options.operation_timeout);
+  if (absl::Status s =
+          store.EnsureBase(absl::Now() + options.operation_timeout);
       !s.ok()) {
-    return Fail(absl::Status(
-        s.code(), absl::StrCat("cannot create ", keys.base(), " in ZooKeeper: ",
-                               s.message())));
+    return Fail(
+        absl::Status(s.code(), absl::StrCat("cannot create ", keys.base(),
+                                            " in ZooKeeper: ", s.message())));
   }
 
   TimerQueue timers;
@@ -119,9 +119,9 @@ int Run(int argc, char** argv) {
                              static_cast<int>(options.max_concurrent_streams));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return Fail(absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options.listen,
-        " (address in use, not local, or malformed)")));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen,
+                     " (address in use, not local, or malformed)")));
   }
   health.Attach(server->GetHealthCheckService());
 

@@ -15,12 +15,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace warren::zk {
@@ -31,7 +31,13 @@ namespace warren::zk {
 // and ephemeral nodes survive with it). kExpired: the session is gone, with
 // its watches and ephemeral nodes; a new session follows (kConnecting).
 // kClosed: the client was shut down.
-enum class SessionState { kConnecting, kConnected, kSuspended, kExpired, kClosed };
+enum class SessionState {
+  kConnecting,
+  kConnected,
+  kSuspended,
+  kExpired,
+  kClosed
+};
 
 const char* SessionStateName(SessionState state);
 
@@ -62,7 +68,12 @@ struct Created {
   NodeStat stat;
 };
 
-enum class CreateMode { kPersistent, kEphemeral, kEphemeralSequential, kContainer };
+enum class CreateMode {
+  kPersistent,
+  kEphemeral,
+  kEphemeralSequential,
+  kContainer
+};
 
 enum class EventType { kCreated, kDeleted, kDataChanged, kChildrenChanged };
 
@@ -84,25 +95,25 @@ struct Op {
   enum class Kind { kCreate, kDelete, kSetData, kCheck };
   Kind kind;
   std::string path;
-  std::string value;       // kCreate, kSetData
+  std::string value;                          // kCreate, kSetData
   CreateMode mode = CreateMode::kPersistent;  // kCreate
-  int32_t version = -1;    // kDelete, kSetData, kCheck; -1 = any
+  int32_t version = -1;  // kDelete, kSetData, kCheck; -1 = any
 
   static Op Create(std::string path, std::string value,
                    CreateMode mode = CreateMode::kPersistent) {
     return Op{Kind::kCreate, std::move(path), std::move(value), mode, -1};
   }
   static Op Delete(std::string path, int32_t version = -1) {
-    return Op{Kind::kDelete, std::move(path), {}, CreateMode::kPersistent,
-              version};
+    return Op{
+        Kind::kDelete, std::move(path), {}, CreateMode::kPersistent, version};
   }
   static Op SetData(std::string path, std::string value, int32_t version = -1) {
     return Op{Kind::kSetData, std::move(path), std::move(value),
               CreateMode::kPersistent, version};
   }
   static Op Check(std::string path, int32_t version) {
-    return Op{Kind::kCheck, std::move(path), {}, CreateMode::kPersistent,
-              version};
+    return Op{
+        Kind::kCheck, std::move(path), {}, CreateMode::kPersistent, version};
   }
 };
 

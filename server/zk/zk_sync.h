@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/mutex.h"
 #include "server/zk/zk_client.h"
 
 namespace warren::zk {
@@ -46,23 +46,23 @@ class ZkSync {
   }
   absl::Status Sync(const std::string& path) {
     return Await<bool>([&](Callback<bool> done) {
-             client_.Sync(path, [done = std::move(done)](
-                                    absl::Status status) mutable {
-               if (status.ok()) {
-                 done(true);
-               } else {
-                 done(status);
-               }
-             });
+             client_.Sync(
+                 path, [done = std::move(done)](absl::Status status) mutable {
+                   if (status.ok()) {
+                     done(true);
+                   } else {
+                     done(status);
+                   }
+                 });
            })
         .status();
   }
   absl::StatusOr<MultiResult> Multi(std::vector<Op> ops) {
     return Await<MultiResult>([&](Callback<MultiResult> done) {
-      client_.Multi(std::move(ops), [done = std::move(done)](
-                                        MultiResult result) mutable {
-        done(std::move(result));
-      });
+      client_.Multi(std::move(ops),
+                    [done = std::move(done)](MultiResult result) mutable {
+                      done(std::move(result));
+                    });
     });
   }
 
@@ -72,15 +72,15 @@ class ZkSync {
   template <typename T, typename Start>
   absl::StatusOr<T> Await(Start start) {
     struct Shared {
-      absl::Mutex mu;
+      warren::Mutex mu;
       std::optional<absl::StatusOr<T>> result ABSL_GUARDED_BY(mu);
     };
     auto shared = std::make_shared<Shared>();
     start([shared](absl::StatusOr<T> result) {
-      absl::MutexLock lock(&shared->mu);
+      warren::MutexLock lock(&shared->mu);
       shared->result = std::move(result);
     });
-    absl::MutexLock lock(&shared->mu);
+    warren::MutexLock lock(&shared->mu);
     auto answered = [&shared]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) {
       return shared->result.has_value();
     };

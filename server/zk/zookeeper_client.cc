@@ -16,7 +16,8 @@ namespace {
 absl::Status FromZkError(int rc, absl::string_view path) {
   if (rc == ZOK) return absl::OkStatus();
   const std::string where = absl::StrCat(" (", path, ")");
-  if (rc == ZNONODE) return MakeZkError(ZkError::kNoNode, "no such node" + where);
+  if (rc == ZNONODE)
+    return MakeZkError(ZkError::kNoNode, "no such node" + where);
   if (rc == ZNODEEXISTS) {
     return MakeZkError(ZkError::kNodeExists, "node exists" + where);
   }
@@ -127,10 +128,11 @@ absl::StatusOr<std::unique_ptr<ZooKeeperClient>> ZooKeeperClient::Create(
                      client->options_.connect, "': ", std::strerror(errno)));
   }
   {
-    absl::MutexLock lock(&client->handle_mu_);
+    warren::MutexLock lock(&client->handle_mu_);
     client->handle_ = zh;
   }
-  client->control_thread_ = std::thread([c = client.get()] { c->ControlLoop(); });
+  client->control_thread_ =
+      std::thread([c = client.get()] { c->ControlLoop(); });
   return client;
 }
 
@@ -139,13 +141,13 @@ ZooKeeperClient::ZooKeeperClient(ZooKeeperOptions options)
 
 ZooKeeperClient::~ZooKeeperClient() {
   {
-    absl::MutexLock lock(&control_mu_);
+    warren::MutexLock lock(&control_mu_);
     stopping_ = true;
   }
   if (control_thread_.joinable()) control_thread_.join();
   zhandle_t* zh;
   {
-    absl::MutexLock lock(&handle_mu_);
+    warren::MutexLock lock(&handle_mu_);
     zh = std::exchange(handle_, nullptr);
   }
   state_.store(SessionState::kClosed);
@@ -154,7 +156,7 @@ ZooKeeperClient::~ZooKeeperClient() {
   // Tasks deferred after the control thread stopped still owe an answer.
   std::deque<absl::AnyInvocable<void()>> leftover;
   {
-    absl::MutexLock lock(&control_mu_);
+    warren::MutexLock lock(&control_mu_);
     leftover.swap(control_tasks_);
   }
   for (auto& task : leftover) task();
@@ -174,10 +176,10 @@ absl::Status ZooKeeperClient::WaitConnected(absl::Duration timeout) {
   // machinery for this one start-up wait.
   while (state() != SessionState::kConnected) {
     if (absl::Now() >= deadline) {
-      return absl::UnavailableError(absl::StrCat(
-          "could not connect to ZooKeeper at ", options_.connect, " within ",
-          absl::FormatDuration(timeout), " (state: ",
-          SessionStateName(state()), ")"));
+      return absl::UnavailableError(
+          absl::StrCat("could not connect to ZooKeeper at ", options_.connect,
+                       " within ", absl::FormatDuration(timeout),
+                       " (state: ", SessionStateName(state()), ")"));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
@@ -185,7 +187,7 @@ absl::Status ZooKeeperClient::WaitConnected(absl::Duration timeout) {
 }
 
 absl::Duration ZooKeeperClient::negotiated_session_timeout() const {
-  absl::MutexLock lock(&handle_mu_);
+  warren::MutexLock lock(&handle_mu_);
   if (handle_ == nullptr || state() != SessionState::kConnected) {
     return absl::ZeroDuration();
   }
@@ -193,14 +195,14 @@ absl::Duration ZooKeeperClient::negotiated_session_timeout() const {
 }
 
 int ZooKeeperClient::AddSessionListener(SessionListener listener) {
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   const int id = next_listener_id_++;
   listeners_.emplace(id, std::move(listener));
   return id;
 }
 
 void ZooKeeperClient::RemoveSessionListener(int id) {
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   listeners_.erase(id);
 }
 
@@ -210,13 +212,13 @@ void ZooKeeperClient::SetState(SessionState next) {
   WARREN_LOG_INFO("zookeeper session {} -> {} (generation {}, servers {})",
                   SessionStateName(previous), SessionStateName(next),
                   generation_.load(), options_.connect);
-  absl::MutexLock lock(&listeners_mu_);
+  warren::MutexLock lock(&listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(next);
 }
 
 void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
   {
-    absl::MutexLock lock(&handle_mu_);
+    warren::MutexLock lock(&handle_mu_);
     if (zh != handle_) return;  // a handle being replaced or closed
   }
   if (zk_state == ZOO_CONNECTED_STATE) {
@@ -228,30 +230,31 @@ void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
   } else if (zk_state == ZOO_EXPIRED_SESSION_STATE ||
              zk_state == ZOO_AUTH_FAILED_STATE) {
     if (zk_state == ZOO_AUTH_FAILED_STATE) {
-      WARREN_LOG_ERROR("zookeeper authentication failed; opening a new session");
+      WARREN_LOG_ERROR(
+          "zookeeper authentication failed; opening a new session");
     }
     {
       // The session's watches are gone with it; the callbacks we hold for
       // them would never fire. Owners learn of the expiry and read again.
-      absl::MutexLock lock(&watches_mu_);
+      warren::MutexLock lock(&watches_mu_);
       data_watches_.clear();
       child_watches_.clear();
     }
     SetState(SessionState::kExpired);
-    absl::MutexLock lock(&control_mu_);
+    warren::MutexLock lock(&control_mu_);
     replace_handle_ = true;
   }
 }
 
 void ZooKeeperClient::OnPathEvent(zhandle_t* zh, int type, const char* path) {
   {
-    absl::MutexLock lock(&handle_mu_);
+    warren::MutexLock lock(&handle_mu_);
     if (zh != handle_) return;
   }
   WatchEvent event{EventType::kDataChanged, path == nullptr ? "" : path};
   std::vector<WatchFn> fire;
   {
-    absl::MutexLock lock(&watches_mu_);
+    warren::MutexLock lock(&watches_mu_);
     auto take = [&](std::map<std::string, std::vector<WatchFn>>& table) {
       auto it = table.find(event.path);
       if (it == table.end()) return;
@@ -281,12 +284,12 @@ void ZooKeeperClient::OnPathEvent(zhandle_t* zh, int type, const char* path) {
 void ZooKeeperClient::RegisterWatch(bool child, const std::string& path,
                                     WatchFn watch) {
   if (!watch) return;
-  absl::MutexLock lock(&watches_mu_);
+  warren::MutexLock lock(&watches_mu_);
   (child ? child_watches_ : data_watches_)[path].push_back(std::move(watch));
 }
 
 void ZooKeeperClient::Defer(absl::AnyInvocable<void()> fn) {
-  absl::MutexLock lock(&control_mu_);
+  warren::MutexLock lock(&control_mu_);
   control_tasks_.push_back(std::move(fn));
 }
 
@@ -305,7 +308,7 @@ bool ZooKeeperClient::RefuseUnlessConnected(Done& done) {
 void ZooKeeperClient::ControlLoop() {
   absl::Duration backoff = absl::Milliseconds(100);
   absl::BitGen rng;
-  absl::MutexLock lock(&control_mu_);
+  warren::MutexLock lock(&control_mu_);
   while (true) {
     auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
       return stopping_ || replace_handle_ || !control_tasks_.empty();
@@ -325,7 +328,7 @@ void ZooKeeperClient::ControlLoop() {
     zhandle_t* fresh = OpenHandle();
     zhandle_t* old;
     {
-      absl::MutexLock handle_lock(&handle_mu_);
+      warren::MutexLock handle_lock(&handle_mu_);
       old = handle_;
       if (fresh != nullptr) handle_ = fresh;
     }
@@ -372,13 +375,15 @@ void ZooKeeperClient::Get(const std::string& path, WatchFn watch,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_awget(handle_, path.c_str(),
                    pending->watch ? PathWatcherTrampoline : nullptr, this,
                    completion, pending);
   }
   if (rc != ZOK) {
-    Defer([pending, rc, completion] { completion(rc, nullptr, 0, nullptr, pending); });
+    Defer([pending, rc, completion] {
+      completion(rc, nullptr, 0, nullptr, pending);
+    });
   }
 }
 
@@ -403,12 +408,13 @@ void ZooKeeperClient::Exists(const std::string& path, WatchFn watch,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_awexists(handle_, path.c_str(),
                       pending->watch ? PathWatcherTrampoline : nullptr, this,
                       completion, pending);
   }
-  if (rc != ZOK) Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
+  if (rc != ZOK)
+    Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
 }
 
 void ZooKeeperClient::GetChildren(const std::string& path, WatchFn watch,
@@ -436,13 +442,15 @@ void ZooKeeperClient::GetChildren(const std::string& path, WatchFn watch,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_awget_children2(handle_, path.c_str(),
                              pending->watch ? PathWatcherTrampoline : nullptr,
                              this, completion, pending);
   }
   if (rc != ZOK) {
-    Defer([pending, rc, completion] { completion(rc, nullptr, nullptr, pending); });
+    Defer([pending, rc, completion] {
+      completion(rc, nullptr, nullptr, pending);
+    });
   }
 }
 
@@ -463,13 +471,15 @@ void ZooKeeperClient::Create(const std::string& path, const std::string& value,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_acreate2(handle_, path.c_str(), value.data(),
                       static_cast<int>(value.size()), &ZOO_OPEN_ACL_UNSAFE,
                       ZkCreateFlags(mode), completion, pending);
   }
   if (rc != ZOK) {
-    Defer([pending, rc, completion] { completion(rc, nullptr, nullptr, pending); });
+    Defer([pending, rc, completion] {
+      completion(rc, nullptr, nullptr, pending);
+    });
   }
 }
 
@@ -488,11 +498,12 @@ void ZooKeeperClient::Set(const std::string& path, const std::string& value,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_aset(handle_, path.c_str(), value.data(),
                   static_cast<int>(value.size()), version, completion, pending);
   }
-  if (rc != ZOK) Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
+  if (rc != ZOK)
+    Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
 }
 
 void ZooKeeperClient::Delete(const std::string& path, int32_t version,
@@ -506,7 +517,7 @@ void ZooKeeperClient::Delete(const std::string& path, int32_t version,
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_adelete(handle_, path.c_str(), version, completion, pending);
   }
   if (rc != ZOK) Defer([pending, rc, completion] { completion(rc, pending); });
@@ -522,10 +533,11 @@ void ZooKeeperClient::Sync(const std::string& path, DoneCallback done) {
   };
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_async(handle_, path.c_str(), completion, pending);
   }
-  if (rc != ZOK) Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
+  if (rc != ZOK)
+    Defer([pending, rc, completion] { completion(rc, nullptr, pending); });
 }
 
 namespace {
@@ -578,10 +590,10 @@ void ZooKeeperClient::Multi(std::vector<Op> ops,
     const SessionState now = state();
     Defer([done = std::move(done), now]() mutable {
       MultiResult result;
-      result.status = MakeZkError(
-          ZkError::kConnectionLoss,
-          absl::StrCat("ZooKeeper session is ", SessionStateName(now),
-                       "; retry later"));
+      result.status =
+          MakeZkError(ZkError::kConnectionLoss,
+                      absl::StrCat("ZooKeeper session is ",
+                                   SessionStateName(now), "; retry later"));
       done(std::move(result));
     });
     return;
@@ -620,7 +632,7 @@ void ZooKeeperClient::Multi(std::vector<Op> ops,
   }
   int rc;
   {
-    absl::ReaderMutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_amulti(handle_, static_cast<int>(n), p->zk_ops.data(),
                     p->zk_results.data(), MultiCompletion, p);
   }

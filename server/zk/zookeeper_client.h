@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/mutex.h"
 #include "server/zk/zk_client.h"
 
 typedef struct _zhandle zhandle_t;
@@ -89,23 +89,23 @@ class ZooKeeperClient final : public ZkClient {
   std::atomic<SessionState> state_{SessionState::kConnecting};
   std::atomic<uint64_t> generation_{0};
 
-  mutable absl::Mutex handle_mu_;
+  mutable warren::Mutex handle_mu_;
   zhandle_t* handle_ ABSL_GUARDED_BY(handle_mu_) = nullptr;
 
-  absl::Mutex listeners_mu_;
+  warren::Mutex listeners_mu_;
   std::map<int, SessionListener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_id_ ABSL_GUARDED_BY(listeners_mu_) = 1;
 
   // Our side of ZooKeeper's one-shot watches: ZooKeeper holds one watch per
   // path and kind (it de-duplicates by watcher function and context), we hold
   // every caller's callback for it.
-  absl::Mutex watches_mu_;
+  warren::Mutex watches_mu_;
   std::map<std::string, std::vector<WatchFn>> data_watches_
       ABSL_GUARDED_BY(watches_mu_);
   std::map<std::string, std::vector<WatchFn>> child_watches_
       ABSL_GUARDED_BY(watches_mu_);
 
-  absl::Mutex control_mu_;
+  warren::Mutex control_mu_;
   std::deque<absl::AnyInvocable<void()>> control_tasks_
       ABSL_GUARDED_BY(control_mu_);
   bool replace_handle_ ABSL_GUARDED_BY(control_mu_) = false;

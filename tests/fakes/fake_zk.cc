@@ -21,7 +21,7 @@ std::string NameOf(const std::string& path) {
 FakeZk::FakeZk() { nodes_["/"] = Node{}; }
 
 void FakeZk::Post(absl::AnyInvocable<void()> fn) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   queue_.push_back(std::move(fn));
 }
 
@@ -29,7 +29,7 @@ void FakeZk::RunUntilIdle() {
   while (true) {
     absl::AnyInvocable<void()> next;
     {
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       if (queue_.empty()) return;
       next = std::move(queue_.front());
       queue_.pop_front();
@@ -44,19 +44,19 @@ void FakeZk::SetStateLocked(zk::SessionState state) {
     // Listeners may start operations, which take mu_: call them without it.
     std::vector<int> ids;
     {
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       for (auto& [id, listener] : listeners_) ids.push_back(id);
     }
     for (int id : ids) {
       zk::SessionListener listener;
       {
-        absl::MutexLock lock(&mu_);
+        warren::MutexLock lock(&mu_);
         auto it = listeners_.find(id);
         if (it == listeners_.end()) continue;
         listener = std::move(it->second);
       }
       listener(state);
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       auto it = listeners_.find(id);
       if (it != listeners_.end()) it->second = std::move(listener);
     }
@@ -64,12 +64,12 @@ void FakeZk::SetStateLocked(zk::SessionState state) {
 }
 
 void FakeZk::Disconnect() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   SetStateLocked(zk::SessionState::kSuspended);
 }
 
 void FakeZk::Reconnect() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   SetStateLocked(zk::SessionState::kConnected);
   auto missed = std::move(missed_);
   missed_.clear();
@@ -80,7 +80,7 @@ void FakeZk::Reconnect() {
 }
 
 void FakeZk::Expire() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   data_watches_.clear();
   child_watches_.clear();
   missed_.clear();
@@ -91,7 +91,7 @@ void FakeZk::Expire() {
 }
 
 size_t FakeZk::registered_watch_count() {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   size_t n = 0;
   for (auto& [path, fns] : data_watches_) n += fns.size();
   for (auto& [path, fns] : child_watches_) n += fns.size();
@@ -99,24 +99,24 @@ size_t FakeZk::registered_watch_count() {
 }
 
 zk::SessionState FakeZk::state() const {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   return state_;
 }
 
 uint64_t FakeZk::session_generation() const {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   return generation_;
 }
 
 int FakeZk::AddSessionListener(zk::SessionListener listener) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   const int id = next_listener_++;
   listeners_.emplace(id, std::move(listener));
   return id;
 }
 
 void FakeZk::RemoveSessionListener(int id) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   listeners_.erase(id);
 }
 
@@ -138,8 +138,10 @@ void FakeZk::TriggerLocked(
   auto it = table.find(path);
   if (it == table.end()) return;
   for (auto& fn : it->second) {
-    queue_.push_back([fn = std::move(fn), event = zk::WatchEvent{type, path}]()
-                         mutable { fn(event); });
+    queue_.push_back(
+        [fn = std::move(fn), event = zk::WatchEvent{type, path}]() mutable {
+          fn(event);
+        });
   }
   table.erase(it);
 }
@@ -211,7 +213,7 @@ absl::Status FakeZk::DeleteLocked(const std::string& path, int32_t version) {
 }
 
 void FakeZk::ExternalPut(const std::string& path, const std::string& value) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   if (nodes_.count(path) != 0) {
     (void)SetLocked(path, value, -1);
   } else {
@@ -220,13 +222,13 @@ void FakeZk::ExternalPut(const std::string& path, const std::string& value) {
 }
 
 void FakeZk::ExternalDelete(const std::string& path) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   (void)DeleteLocked(path, -1);
 }
 
 void FakeZk::Get(const std::string& path, zk::WatchFn watch,
                  zk::Callback<zk::NodeData> done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::NodeData> result;
   if (state_ != zk::SessionState::kConnected) {
     result = Unavailable();
@@ -236,14 +238,13 @@ void FakeZk::Get(const std::string& path, zk::WatchFn watch,
     result = zk::NodeData{it->second.value, it->second.stat};
     if (watch) data_watches_[path].push_back(std::move(watch));
   }
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Exists(const std::string& path, zk::WatchFn watch,
                     zk::Callback<std::optional<zk::NodeStat>> done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   absl::StatusOr<std::optional<zk::NodeStat>> result;
   if (state_ != zk::SessionState::kConnected) {
     result = Unavailable();
@@ -253,14 +254,13 @@ void FakeZk::Exists(const std::string& path, zk::WatchFn watch,
                                 : std::optional<zk::NodeStat>(it->second.stat);
     if (watch) data_watches_[path].push_back(std::move(watch));
   }
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
                          zk::Callback<zk::Children> done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::Children> result;
   if (state_ != zk::SessionState::kConnected) {
     result = Unavailable();
@@ -274,14 +274,13 @@ void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
     result = std::move(children);
     if (watch) child_watches_[path].push_back(std::move(watch));
   }
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Create(const std::string& path, const std::string& value,
                     zk::CreateMode /*mode*/, zk::Callback<zk::Created> done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::Created> result;
   if (state_ != zk::SessionState::kConnected) {
     result = Unavailable();
@@ -294,46 +293,41 @@ void FakeZk::Create(const std::string& path, const std::string& value,
       result = status;
     }
   }
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Set(const std::string& path, const std::string& value,
                  int32_t version, zk::Callback<zk::NodeStat> done) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<zk::NodeStat> result =
-      state_ != zk::SessionState::kConnected ? Unavailable()
-                                             : SetLocked(path, value, version);
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  warren::MutexLock lock(&mu_);
+  absl::StatusOr<zk::NodeStat> result = state_ != zk::SessionState::kConnected
+                                            ? Unavailable()
+                                            : SetLocked(path, value, version);
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Delete(const std::string& path, int32_t version,
                     zk::DoneCallback done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   absl::Status result = state_ != zk::SessionState::kConnected
                             ? Unavailable()
                             : DeleteLocked(path, version);
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Sync(const std::string& /*path*/, zk::DoneCallback done) {
-  absl::MutexLock lock(&mu_);
-  absl::Status result = state_ != zk::SessionState::kConnected
-                            ? Unavailable()
-                            : absl::OkStatus();
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  warren::MutexLock lock(&mu_);
+  absl::Status result =
+      state_ != zk::SessionState::kConnected ? Unavailable() : absl::OkStatus();
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 void FakeZk::Multi(std::vector<zk::Op> ops,
                    absl::AnyInvocable<void(zk::MultiResult)> done) {
-  absl::MutexLock lock(&mu_);
+  warren::MutexLock lock(&mu_);
   zk::MultiResult result;
   result.results.resize(ops.size());
   if (state_ != zk::SessionState::kConnected) {
@@ -388,9 +382,8 @@ void FakeZk::Multi(std::vector<zk::Op> ops,
       }
     }
   }
-  queue_.push_back([done = std::move(done), result]() mutable {
-    done(std::move(result));
-  });
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
 }  // namespace warren::testing

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "server/common/mutex.h"
 #include "server/zk/zk_client.h"
 
 namespace warren::testing {
@@ -68,11 +68,13 @@ class FakeZk final : public zk::ZkClient {
   };
 
   void Post(absl::AnyInvocable<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
-  void SetStateLocked(zk::SessionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetStateLocked(zk::SessionState state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Unavailable() const;
   // Tree mutations; they queue the watch events they trigger.
   absl::Status CreateLocked(const std::string& path, const std::string& value,
-                            zk::NodeStat* stat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                            zk::NodeStat* stat)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<zk::NodeStat> SetLocked(const std::string& path,
                                          const std::string& value,
                                          int32_t version)
@@ -83,7 +85,7 @@ class FakeZk final : public zk::ZkClient {
                      const std::string& path, zk::EventType type)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable warren::Mutex mu_;
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   int64_t zxid_ ABSL_GUARDED_BY(mu_) = 1;
   zk::SessionState state_ ABSL_GUARDED_BY(mu_) = zk::SessionState::kConnected;

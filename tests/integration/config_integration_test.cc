@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "reflection.grpc.pb.h"
+#include "server/common/mutex.h"
 #include "tests/integration/harness.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
@@ -308,8 +309,8 @@ TEST_F(ConfigServiceTest, PaginationListsEveryKeyExactlyOnceInPathOrder) {
         v1::PutConfigRequest put;
         // Two levels, with names that sort differently byte-wise and
         // segment-wise ('-' and '.' sort below '/').
-        put.set_key(absl::StrCat("many/g", i % 10, i % 3 == 0 ? "-x" : "",
-                                 "/k", i));
+        put.set_key(
+            absl::StrCat("many/g", i % 10, i % 3 == 0 ? "-x" : "", "/k", i));
         put.set_value(std::to_string(i));
         v1::PutConfigResponse written;
         if (!stub->PutConfig(Context().get(), put, &written).ok()) ++failures;
@@ -357,11 +358,11 @@ class WatchReader {
     thread_ = std::thread([this] {
       v1::WatchConfigResponse response;
       while (reader_->Read(&response)) {
-        absl::MutexLock lock(&mu_);
+        warren::MutexLock lock(&mu_);
         responses_.push_back(response);
       }
       grpc::Status status = reader_->Finish();
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       status_ = status;
       ended_ = true;
     });
@@ -375,7 +376,7 @@ class WatchReader {
       const std::function<bool(const std::vector<v1::WatchConfigResponse>&)>&
           predicate,
       absl::Duration timeout = absl::Seconds(30)) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return predicate(responses_) || ended_;
     };
@@ -400,20 +401,22 @@ class WatchReader {
         timeout);
   }
   bool WaitEnded(absl::Duration timeout, grpc::Status* status) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ended_; };
     if (!mu_.AwaitWithTimeout(absl::Condition(&ended), timeout)) return false;
     *status = status_;
     return true;
   }
   std::vector<v1::WatchConfigResponse> responses() {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     return responses_;
   }
   // "PUT key=value@version" / "DELETE key@version" for every event so far.
-  std::vector<std::string> Events() {
+  std::vector<std::string> Events() { return EventsOf(responses()); }
+  static std::vector<std::string> EventsOf(
+      const std::vector<v1::WatchConfigResponse>& responses) {
     std::vector<std::string> out;
-    for (const auto& r : responses()) {
+    for (const auto& r : responses) {
       for (const auto& e : r.events()) {
         out.push_back(e.type() == v1::CONFIG_EVENT_TYPE_PUT
                           ? absl::StrCat("PUT ", e.entry().key(), "=",
@@ -430,7 +433,7 @@ class WatchReader {
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> reader_;
   std::thread thread_;
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   std::vector<v1::WatchConfigResponse> responses_ ABSL_GUARDED_BY(mu_);
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
@@ -466,8 +469,9 @@ TEST_F(ConfigServiceTest, WatchDeliversCurrentStateThenEveryChange) {
   EXPECT_EQ(Get("w1/flag", &gone).error_code(), grpc::StatusCode::NOT_FOUND);
   // Versions only grow, and no response after the first is initial.
   int64_t last = -1;
-  for (size_t i = 0; i < watch.responses().size(); ++i) {
-    const auto& r = watch.responses()[i];
+  const auto responses = watch.responses();
+  for (size_t i = 0; i < responses.size(); ++i) {
+    const auto& r = responses[i];
     EXPECT_EQ(r.initial_state(), i == 0);
     for (const auto& e : r.events()) {
       if (e.type() == v1::CONFIG_EVENT_TYPE_PUT) {
@@ -476,10 +480,10 @@ TEST_F(ConfigServiceTest, WatchDeliversCurrentStateThenEveryChange) {
       }
     }
   }
-  EXPECT_THAT(watch.Events(),
-              ElementsAre("PUT w1/flag=off@0", "PUT w1/flag=on@1",
-                          "PUT w1/flag=off2@2", "PUT w1/flag=on3@3",
-                          "DELETE w1/flag@3"));
+  EXPECT_THAT(
+      watch.Events(),
+      ElementsAre("PUT w1/flag=off@0", "PUT w1/flag=on@1", "PUT w1/flag=off2@2",
+                  "PUT w1/flag=on3@3", "DELETE w1/flag@3"));
 }
 
 TEST_F(ConfigServiceTest, PrefixWatchSeesChildrenAndGrandchildrenCreatedLater) {
@@ -493,8 +497,8 @@ TEST_F(ConfigServiceTest, PrefixWatchSeesChildrenAndGrandchildrenCreatedLater) {
   ASSERT_TRUE(watch.WaitForValue("w2/app/b/c/d", "deeper"));
   ASSERT_TRUE(Put("w2/other", "x").ok());  // outside the prefix
   ASSERT_TRUE(Delete("w2/app/b", std::nullopt, true).ok());
-  ASSERT_TRUE(watch.WaitUntil([&](const auto&) {
-    auto events = watch.Events();
+  ASSERT_TRUE(watch.WaitUntil([&](const auto& responses) {
+    auto events = WatchReader::EventsOf(responses);
     return std::count_if(events.begin(), events.end(), [](const auto& e) {
              return e.rfind("DELETE", 0) == 0;
            }) == 3;

@@ -56,8 +56,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& dir) {
 // (when it is killed).
 int WaitExit(pid_t pid, absl::Duration timeout) {
   int status = 0;
-  const bool exited = WaitFor(
-      [&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
+  const bool exited =
+      WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
   if (!exited) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
@@ -205,15 +205,15 @@ std::string ZooKeeperServer::connect() const {
 
 absl::Status ZooKeeperServer::Script(const std::string& verb) {
   // The admin server stays off, and only loopback is used.
-  const std::string command = absl::StrCat(
-      "WARREN_STACK_DIR='", dir_, "' WARREN_ZK_PORT=", port_,
-      " bash '", WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
-      " zookeeper >>'", dir_, "/script.log' 2>&1");
+  const std::string command =
+      absl::StrCat("WARREN_STACK_DIR='", dir_, "' WARREN_ZK_PORT=", port_,
+                   " bash '", WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
+                   " zookeeper >>'", dir_, "/script.log' 2>&1");
   const int rc = std::system(command.c_str());
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("stack.sh ", verb,
-                                            " zookeeper failed: ",
-                                            ReadFile(dir_ + "/script.log")));
+    return absl::InternalError(
+        absl::StrCat("stack.sh ", verb,
+                     " zookeeper failed: ", ReadFile(dir_ + "/script.log")));
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,6 @@
 // warrend's start-up failure modes: each exits non-zero with one clear line.
-#include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <string>
@@ -56,19 +56,17 @@ TEST(StartupTest, InvalidSettingExitsWithOneClearLine) {
 TEST(StartupTest, UnreachableZooKeeperExitsAfterTheWait) {
   ExitResult result = RunWarrendToExit(
       {"--zk_connect=127.0.0.1:" + std::to_string(FreePort()),
-       "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
-       "--backend_wait=2s"});
+       "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"), "--backend_wait=2s"});
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result),
-              HasSubstr("could not connect to ZooKeeper"));
+  EXPECT_THAT(ReasonLine(result), HasSubstr("could not connect to ZooKeeper"));
 }
 
 TEST(StartupTest, UnreachableRabbitMqExitsAfterTheWait) {
-  ExitResult result = RunWarrendToExit(
-      {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
-       "--amqp_urls=amqp://guest:secret@127.0.0.1:" +
-           std::to_string(FreePort()) + "/",
-       "--backend_wait=2s"});
+  ExitResult result =
+      RunWarrendToExit({"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
+                        "--amqp_urls=amqp://guest:secret@127.0.0.1:" +
+                            std::to_string(FreePort()) + "/",
+                        "--backend_wait=2s"});
   EXPECT_EQ(result.code, 1);
   const std::string reason = ReasonLine(result);
   EXPECT_THAT(reason, HasSubstr("could not connect to RabbitMQ"));

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
+#include "server/common/mutex.h"
 #include "tests/integration/harness.h"
 #include "warren/v1/config.grpc.pb.h"
 
@@ -67,7 +68,7 @@ class Watch {
     thread_ = std::thread([this] {
       v1::WatchConfigResponse response;
       while (reader_->Read(&response)) {
-        absl::MutexLock lock(&mu_);
+        warren::MutexLock lock(&mu_);
         for (const auto& e : response.events()) {
           if (e.type() == v1::CONFIG_EVENT_TYPE_PUT) {
             values_.push_back(e.entry().value());
@@ -76,7 +77,7 @@ class Watch {
         ++responses_;
       }
       reader_->Finish();
-      absl::MutexLock lock(&mu_);
+      warren::MutexLock lock(&mu_);
       ended_ = true;
     });
   }
@@ -85,7 +86,7 @@ class Watch {
     thread_.join();
   }
   bool WaitForValue(const std::string& value, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     auto seen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return ended_ ||
              std::find(values_.begin(), values_.end(), value) != values_.end();
@@ -94,7 +95,7 @@ class Watch {
     return std::find(values_.begin(), values_.end(), value) != values_.end();
   }
   bool ended() {
-    absl::MutexLock lock(&mu_);
+    warren::MutexLock lock(&mu_);
     return ended_;
   }
 
@@ -102,7 +103,7 @@ class Watch {
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> reader_;
   std::thread thread_;
-  absl::Mutex mu_;
+  warren::Mutex mu_;
   std::vector<std::string> values_ ABSL_GUARDED_BY(mu_);
   int responses_ ABSL_GUARDED_BY(mu_) = 0;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
@@ -111,8 +112,8 @@ class Watch {
 TEST(ZooKeeperFaultTest, WatchSurvivesKillAndRestartOfTheServer) {
   auto zk = ZooKeeperServer::Start();
   ASSERT_TRUE(zk.ok()) << zk.status();
-  auto warrend = WarrendProcess::Start({"--zk_session_timeout=20s"},
-                                       (*zk)->connect());
+  auto warrend =
+      WarrendProcess::Start({"--zk_session_timeout=20s"}, (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   auto stub = v1::ConfigService::NewStub((*warrend)->channel());
   PutEventually(*stub, "fault/key", "before");
@@ -126,9 +127,9 @@ TEST(ZooKeeperFaultTest, WatchSurvivesKillAndRestartOfTheServer) {
       absl::Seconds(30)))
       << "health stayed SERVING with ZooKeeper down";
   ASSERT_TRUE((*zk)->Restart().ok());
-  EXPECT_TRUE(WaitFor(
-      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-      absl::Seconds(60)))
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+              absl::Seconds(60)))
       << (*warrend)->Log();
 
   PutEventually(*stub, "fault/key", "after-restart");
@@ -141,8 +142,8 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
   auto zk = ZooKeeperServer::Start();
   ASSERT_TRUE(zk.ok()) << zk.status();
   // The test server's tick is 1s: 2s is the shortest session it grants.
-  auto warrend = WarrendProcess::Start({"--zk_session_timeout=2s"},
-                                       (*zk)->connect());
+  auto warrend =
+      WarrendProcess::Start({"--zk_session_timeout=2s"}, (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   auto stub = v1::ConfigService::NewStub((*warrend)->channel());
   PutEventually(*stub, "expiry/key", "before");
@@ -165,9 +166,9 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
       [&] { return (*warrend)->Log().find("-> expired") != std::string::npos; },
       absl::Seconds(30)))
       << "the session did not expire: " << (*warrend)->Log();
-  EXPECT_TRUE(WaitFor(
-      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-      absl::Seconds(60)));
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+              absl::Seconds(60)));
   PutEventually(*stub, "expiry/key", "after-expiry");
   EXPECT_TRUE(watch.WaitForValue("after-expiry", absl::Seconds(30)))
       << (*warrend)->Log();

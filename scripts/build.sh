@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Configures and builds one flavour of the tree under build/<flavour>:
+#   plain  RelWithDebInfo
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan   ThreadSanitizer
+# Extra arguments are passed to `cmake --build` (e.g. --target warrend).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+flavour="${1:-plain}"
+shift || true
+case "$flavour" in
+  plain) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+  asan) flags=(-DCMAKE_BUILD_TYPE=Debug -DWARREN_ASAN=ON) ;;
+  tsan) flags=(-DCMAKE_BUILD_TYPE=Debug -DWARREN_TSAN=ON) ;;
+  *) die "unknown build flavour '$flavour' (plain, asan, tsan)" ;;
+esac
+dir="$WARREN_ROOT_DIR/build/$flavour"
+if [ ! -f "$dir/CMakeCache.txt" ]; then
+  cmake -S "$WARREN_ROOT_DIR" -B "$dir" "${flags[@]}" >/dev/null
+fi
+start=$SECONDS
+cmake --build "$dir" -j "$(nproc)" "$@"
+log "build/$flavour: built in $((SECONDS - start))s"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Quick start, command 2: runs the whole test suite.
+#
+# Installs what is missing, builds the plain and the ASan+UBSan trees and the
+# unit tests under ThreadSanitizer, starts a test ZooKeeper and RabbitMQ on
+# loopback ports of their own (so a developer's servers can keep running),
+# runs every test of each tree with ctest, and stops the servers it started.
+# Exit status 0 only if everything passed.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$WARREN_ROOT_DIR"
+
+total_start=$SECONDS
+bash scripts/install-deps.sh
+bash scripts/build.sh plain
+bash scripts/build.sh asan
+bash scripts/build.sh tsan --target common_test config_test
+
+export WARREN_STACK_DIR="${WARREN_TEST_STACK_DIR:-$WARREN_ROOT_DIR/.stack/test}"
+export WARREN_ZK_PORT="${WARREN_TEST_ZK_PORT:-21810}"
+export WARREN_AMQP_PORT="${WARREN_TEST_AMQP_PORT:-35672}"
+export WARREN_EPMD_PORT="${WARREN_TEST_EPMD_PORT:-14369}"
+export WARREN_AMQP_DIST_PORT="${WARREN_TEST_AMQP_DIST_PORT:-35673}"
+trap 'bash scripts/stack.sh stop all' EXIT
+bash scripts/stack.sh start all
+
+export WARREN_TEST_ZK="127.0.0.1:$WARREN_ZK_PORT"
+export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_AMQP_PORT/"
+export TMPDIR="${TMPDIR:-$WARREN_STACK_DIR/tmp}"
+mkdir -p "$TMPDIR"
+# A sanitizer report fails the test that triggered it.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+
+status=0
+for flavour in plain asan; do
+  start=$SECONDS
+  log "tests: build/$flavour"
+  ctest --test-dir "build/$flavour" -j 2 --output-on-failure --timeout 300 || status=1
+  log "tests: build/$flavour took $((SECONDS - start))s"
+done
+log "tests: build/tsan (unit tests of concurrent code)"
+ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
+  -R '^(ValidateName|TimerQueue|WorkerPool|StreamRegistry|KeySpace|PathLess|WatchCache)' || status=1
+
+log "test suite: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $((SECONDS - total_start))s"
+exit $status
