@@ -112,7 +112,6 @@ rmq_start() {
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
   echo '[].' >"$RMQ_DIR/enabled_plugins"
   cat >"$RMQ_DIR/rabbitmq.conf" <<CFG
-listeners.tcp.default = 127.0.0.1:$WARREN_AMQP_PORT
 loopback_users.guest = true
 log.console = false
 log.file.level = warning

@@ -3,7 +3,7 @@
 #
 # Installs what is missing, builds the plain and the ASan+UBSan trees and the
 # unit tests under ThreadSanitizer, starts a test ZooKeeper and RabbitMQ on
-# loopback ports of their own (so a developer's servers can keep running),
+# loopback ports of their own, below the ephemeral range (so a developer's servers can keep running),
 # runs every test of each tree with ctest, and stops the servers it started.
 # Exit status 0 only if everything passed.
 set -euo pipefail
@@ -18,9 +18,9 @@ bash scripts/build.sh tsan --target common_test config_test
 
 export WARREN_STACK_DIR="${WARREN_TEST_STACK_DIR:-$WARREN_ROOT_DIR/.stack/test}"
 export WARREN_ZK_PORT="${WARREN_TEST_ZK_PORT:-21810}"
-export WARREN_AMQP_PORT="${WARREN_TEST_AMQP_PORT:-35672}"
+export WARREN_AMQP_PORT="${WARREN_TEST_AMQP_PORT:-15673}"
 export WARREN_EPMD_PORT="${WARREN_TEST_EPMD_PORT:-14369}"
-export WARREN_AMQP_DIST_PORT="${WARREN_TEST_AMQP_DIST_PORT:-35673}"
+export WARREN_AMQP_DIST_PORT="${WARREN_TEST_AMQP_DIST_PORT:-15674}"
 trap 'bash scripts/stack.sh stop all' EXIT
 bash scripts/stack.sh start all
 
