@@ -3,7 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/amqp/amqp_connection_monitor.h"
+#include "server/amqp/amqp_client.h"
 
 namespace warren::amqp {
 namespace {
@@ -38,11 +38,11 @@ TEST(ParseBrokerUrlTest, RefusesMalformedUrlsWithoutEchoingThePassword) {
   EXPECT_THAT(bad.status().message(), Not(HasSubstr("hunter2")));
 }
 
-TEST(AmqpConnectionMonitorTest, ReportsAnUnreachableBrokerAsUnavailable) {
-  AmqpMonitorOptions options;
+TEST(AmqpClientTest, ReportsAnUnreachableBrokerAsUnavailable) {
+  AmqpOptions options;
   // Port 1 on loopback: nothing listens there, the connect is refused.
   options.urls = {"amqp://guest:guest@127.0.0.1:1/"};
-  auto monitor = AmqpConnectionMonitor::Create(options);
+  auto monitor = AmqpClient::Create(options);
   ASSERT_TRUE(monitor.ok());
   absl::Status waited = (*monitor)->WaitConnected(absl::Milliseconds(300));
   EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable);
@@ -50,15 +50,15 @@ TEST(AmqpConnectionMonitorTest, ReportsAnUnreachableBrokerAsUnavailable) {
   EXPECT_FALSE((*monitor)->reachable());
 }
 
-TEST(AmqpConnectionMonitorTest, ConnectsToTheTestBroker) {
+TEST(AmqpClientTest, ConnectsToTheTestBroker) {
   const char* url = std::getenv("WARREN_TEST_AMQP_URL");
   ASSERT_NE(url, nullptr)
       << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
-  AmqpMonitorOptions options;
+  AmqpOptions options;
   // A dead broker first: the monitor must move on to the next URL.
   options.urls = {"amqp://guest:guest@127.0.0.1:1/", url};
   options.heartbeat = absl::Seconds(2);
-  auto monitor = AmqpConnectionMonitor::Create(options);
+  auto monitor = AmqpClient::Create(options);
   ASSERT_TRUE(monitor.ok());
   ASSERT_TRUE((*monitor)->WaitConnected(absl::Seconds(20)).ok());
   EXPECT_EQ((*monitor)->state(), BrokerState::kConnected);

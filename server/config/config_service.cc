@@ -368,6 +368,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
     auto entry = store_.Put(params, deadline);
     if (!entry.ok()) return entry.status();
     FillEntry(*entry, true, response->mutable_entry());
+    if (options_.on_change) options_.on_change(Change::Type::kPut, *entry);
     return absl::OkStatus();
   });
   return reactor;
@@ -396,7 +397,12 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
       params.expected_version = request->expected_version();
     }
     params.recursive = request->recursive();
-    return store_.Delete(params, deadline);
+    absl::Status deleted = store_.Delete(params, deadline);
+    if (deleted.ok() && options_.on_change) {
+      options_.on_change(Change::Type::kDelete,
+                         CachedEntry{request->key(), "", {}});
+    }
+    return deleted;
   });
   return reactor;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 
 #include "absl/time/time.h"
 #include "server/common/stream_registry.h"
@@ -24,6 +25,9 @@ struct ConfigServiceOptions {
   absl::Duration default_heartbeat = absl::Seconds(30);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
   size_t max_watches = 10000;
+  // Called after every successful write or delete through this service
+  // (e.g. to announce it on RabbitMQ); must not block.
+  std::function<void(Change::Type, const CachedEntry&)> on_change;
 };
 
 class ConfigServiceImpl final

@@ -9,7 +9,7 @@
 #include <atomic>
 
 #include "grpcpp/health_check_service_interface.h"
-#include "server/amqp/amqp_connection_monitor.h"
+#include "server/amqp/amqp_client.h"
 #include "server/common/mutex.h"
 #include "server/zk/zk_client.h"
 
@@ -17,7 +17,7 @@ namespace warren::daemon {
 
 class BackendHealth {
  public:
-  BackendHealth(zk::ZkClient& zk, amqp::AmqpConnectionMonitor& amqp);
+  BackendHealth(zk::ZkClient& zk, amqp::AmqpClient& amqp);
   ~BackendHealth();
 
   // Starts publishing to `health` (the server's default health service).
@@ -29,7 +29,7 @@ class BackendHealth {
   void Update();
 
   zk::ZkClient& zk_;
-  amqp::AmqpConnectionMonitor& amqp_;
+  amqp::AmqpClient& amqp_;
   int zk_listener_ = 0;
   int amqp_listener_ = 0;
 

@@ -51,6 +51,20 @@ ABSL_FLAG(int64_t, max_concurrent_streams, 1000,
           "Most concurrent calls per client connection (HTTP/2 streams).");
 ABSL_FLAG(int64_t, worker_threads, 8,
           "Threads for multi-step backend operations of unary calls.");
+ABSL_FLAG(int64_t, max_payload_bytes, 1 << 20,
+          "Largest message payload accepted by Publish and PublishStream.");
+ABSL_FLAG(int64_t, max_header_bytes, 64 << 10,
+          "Largest total size of a message's headers (keys and values).");
+ABSL_FLAG(int64_t, publish_window, 512,
+          "Most unconfirmed messages per PublishStream.");
+ABSL_FLAG(int64_t, default_max_in_flight, 100,
+          "Subscribe prefetch when the client asks for 0.");
+ABSL_FLAG(int64_t, max_in_flight_cap, 10000,
+          "Largest max_in_flight a subscriber may ask for.");
+ABSL_FLAG(bool, publish_config_changes, false,
+          "Announce every ConfigService change on RabbitMQ.");
+ABSL_FLAG(std::string, config_change_exchange, "warren.config",
+          "Topic exchange for announced config changes.");
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error or off.");
 ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
@@ -208,6 +222,13 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.max_watches = absl::GetFlag(FLAGS_max_watches);
   o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  o.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
+  o.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
+  o.publish_window = absl::GetFlag(FLAGS_publish_window);
+  o.default_max_in_flight = absl::GetFlag(FLAGS_default_max_in_flight);
+  o.max_in_flight_cap = absl::GetFlag(FLAGS_max_in_flight_cap);
+  o.publish_config_changes = absl::GetFlag(FLAGS_publish_config_changes);
+  o.config_change_exchange = absl::GetFlag(FLAGS_config_change_exchange);
   o.log_level = absl::GetFlag(FLAGS_log_level);
   o.log_json = absl::GetFlag(FLAGS_log_json);
 
@@ -248,6 +269,23 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "max_concurrent_streams must be positive"),
       Check(o.worker_threads > 0 && o.worker_threads <= 256,
             "worker_threads must be between 1 and 256"),
+      Check(o.max_payload_bytes > 0 &&
+                o.max_payload_bytes + o.max_header_bytes + 4096 <=
+                    o.max_message_bytes,
+            "max_payload_bytes must be positive, and payload plus headers "
+            "plus 4096 must fit in max_message_bytes"),
+      Check(o.max_header_bytes >= 0, "max_header_bytes must not be negative"),
+      Check(o.publish_window > 0 && o.publish_window <= 100000,
+            "publish_window must be between 1 and 100000"),
+      Check(o.max_in_flight_cap > 0 && o.max_in_flight_cap <= 65535,
+            "max_in_flight_cap must be between 1 and 65535 (the AMQP "
+            "prefetch limit)"),
+      Check(o.default_max_in_flight > 0 &&
+                o.default_max_in_flight <= o.max_in_flight_cap,
+            "default_max_in_flight must be between 1 and max_in_flight_cap"),
+      Check(!o.config_change_exchange.empty() &&
+                o.config_change_exchange.size() <= 255,
+            "config_change_exchange must be 1 to 255 bytes"),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;

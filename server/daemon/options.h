@@ -28,6 +28,13 @@ struct Options {
   int64_t max_watches;
   int64_t max_concurrent_streams;
   int64_t worker_threads;
+  int64_t max_payload_bytes;
+  int64_t max_header_bytes;
+  int64_t publish_window;
+  int64_t default_max_in_flight;
+  int64_t max_in_flight_cap;
+  bool publish_config_changes;
+  std::string config_change_exchange;
   std::string log_level;
   bool log_json;
 };

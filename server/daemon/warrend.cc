@@ -9,7 +9,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "server/amqp/amqp_connection_monitor.h"
+#include "server/amqp/amqp_client.h"
 #include "server/common/logging.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -20,6 +20,7 @@
 #include "server/daemon/backend_health.h"
 #include "server/daemon/options.h"
 #include "server/election/election_service.h"
+#include "server/messaging/config_change_publisher.h"
 #include "server/messaging/messaging_service.h"
 #include "server/zk/zookeeper_client.h"
 
@@ -54,11 +55,11 @@ int Run(int argc, char** argv) {
   auto zk = zk::ZooKeeperClient::Create(
       {options.zk_connect, options.zk_session_timeout});
   if (!zk.ok()) return Fail(zk.status());
-  amqp::AmqpMonitorOptions amqp_options;
+  amqp::AmqpOptions amqp_options;
   amqp_options.urls = options.amqp_urls;
   amqp_options.ca_file = options.amqp_ca_file;
   amqp_options.heartbeat = options.amqp_heartbeat;
-  auto amqp = amqp::AmqpConnectionMonitor::Create(amqp_options);
+  auto amqp = amqp::AmqpClient::Create(amqp_options);
   if (!amqp.ok()) return Fail(amqp.status());
 
   // Both connect in the background; wait for both within one budget.
@@ -91,9 +92,34 @@ int Run(int argc, char** argv) {
   config_options.operation_timeout = options.operation_timeout;
   config_options.default_heartbeat = options.heartbeat_interval;
   config_options.max_watches = static_cast<size_t>(options.max_watches);
+  std::unique_ptr<messaging::ConfigChangePublisher> announcer;
+  if (options.publish_config_changes) {
+    announcer = std::make_unique<messaging::ConfigChangePublisher>(
+        **amqp, options.config_change_exchange);
+    announcer->DeclareExchange();
+    config_options.on_change = [a = announcer.get()](
+                                   config::Change::Type type,
+                                   const config::CachedEntry& entry) {
+      a->Announce(type, entry);
+    };
+  }
   config::ConfigServiceImpl config_service(store, cache, workers, timers,
                                            streams, config_options);
-  messaging::MessagingServiceImpl messaging_service;
+  messaging::MessagingServiceOptions messaging_options;
+  messaging_options.max_payload_bytes =
+      static_cast<size_t>(options.max_payload_bytes);
+  messaging_options.max_header_bytes =
+      static_cast<size_t>(options.max_header_bytes);
+  messaging_options.operation_timeout = options.operation_timeout;
+  messaging_options.publish_window =
+      static_cast<uint32_t>(options.publish_window);
+  messaging_options.default_max_in_flight =
+      static_cast<uint32_t>(options.default_max_in_flight);
+  messaging_options.max_in_flight_cap =
+      static_cast<uint32_t>(options.max_in_flight_cap);
+  messaging_options.default_heartbeat = options.heartbeat_interval;
+  messaging::MessagingServiceImpl messaging_service(**amqp, timers, streams,
+                                                    messaging_options);
   election::ElectionServiceImpl election_service;
   BackendHealth health(**zk, **amqp);
 

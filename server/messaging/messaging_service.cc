@@ -1,41 +1,762 @@
 #include "server/messaging/messaging_service.h"
 
-#include <string>
+#include <deque>
+#include <memory>
+#include <set>
+#include <utility>
+#include <vector>
 
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/common/grpc_status.h"
+#include "server/common/logging.h"
+#include "server/common/mutex.h"
 #include "server/common/rejecting_reactors.h"
 
 namespace warren::messaging {
 namespace {
 
 namespace v1 = ::warren::v1;
+using google::protobuf::util::TimeUtil;
 
-grpc::Status NotYet(const std::string& method) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "warren.v1.MessagingService/" + method +
-                          " is not implemented by this server version yet");
+// AMQP short strings (names, keys, ids) hold at most 255 bytes.
+constexpr size_t kMaxShortString = 255;
+
+absl::Status CheckShort(const std::string& value, absl::string_view field) {
+  if (value.size() > kMaxShortString) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", value.size(), " bytes long; AMQP allows at most ",
+        kMaxShortString));
+  }
+  return absl::OkStatus();
 }
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Time DeadlineFor(grpc::CallbackServerContext* context,
+                       absl::Duration fallback) {
+  const absl::Time ours = absl::Now() + fallback;
+  const auto theirs = context->deadline();
+  if (theirs == std::chrono::system_clock::time_point::max()) return ours;
+  return std::min(ours, absl::FromChrono(theirs));
+}
+
+// Keeps responses of a bidi stream in order and writes one at a time; ends
+// the stream once asked to and every queued response is out. Shared by the
+// two bidi reactors below (callers hold `mu`).
+template <typename Response>
+class WriteQueue {
+ public:
+  void Push(Response response) { queue_.push_back(std::move(response)); }
+  bool empty() const { return queue_.empty() && !writing_; }
+  size_t size() const { return queue_.size(); }
+  // Starts the next write if none is in flight; answers whether it did.
+  template <typename Reactor>
+  bool MaybeWrite(Reactor* reactor) {
+    if (writing_ || queue_.empty()) return false;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    reactor->StartWrite(&current_);
+    return true;
+  }
+  void WriteDone() { writing_ = false; }
+  bool writing() const { return writing_; }
+
+ private:
+  std::deque<Response> queue_;
+  Response current_;
+  bool writing_ = false;
+};
+
+// ---------------------------------------------------------------------------
+
+class PublishStreamReactor final
+    : public grpc::ServerBidiReactor<v1::PublishStreamRequest,
+                                     v1::PublishStreamResponse>,
+      public Drainable,
+      public std::enable_shared_from_this<PublishStreamReactor> {
+ public:
+  PublishStreamReactor(amqp::AmqpClient& amqp, StreamRegistry& streams,
+                       const MessagingServiceOptions& options,
+                       absl::Time call_deadline)
+      : amqp_(amqp), streams_(streams), options_(options),
+        call_deadline_(call_deadline) {}
+
+  static PublishStreamReactor* Start(amqp::AmqpClient& amqp,
+                                     StreamRegistry& streams,
+                                     const MessagingServiceOptions& options,
+                                     absl::Time call_deadline) {
+    auto reactor = std::make_shared<PublishStreamReactor>(amqp, streams,
+                                                          options, call_deadline);
+    reactor->self_ = reactor;
+    reactor->registry_id_ = streams.Add(reactor);
+    warren::MutexLock lock(&reactor->mu_);
+    if (reactor->registry_id_ == 0) {
+      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "server is shutting down"));
+    } else {
+      reactor->MaybeReadLocked();
+    }
+    return reactor.get();
+  }
+
+  void OnReadDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    reading_ = false;
+    if (!ok) {
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    const uint64_t sequence = request_.sequence();
+    absl::Status valid =
+        request_.has_message()
+            ? ValidatePublish(request_.message(), options_, "message.")
+            : absl::InvalidArgumentError("message is required");
+    if (!valid.ok()) {
+      v1::PublishStreamResponse response;
+      response.set_sequence(sequence);
+      response.set_message_id(request_.message().message_id());
+      response.set_code(static_cast<int32_t>(valid.code()));
+      response.set_error_message(std::string(valid.message()));
+      writes_.Push(std::move(response));
+      writes_.MaybeWrite(this);
+      MaybeReadLocked();
+      return;
+    }
+    amqp::OutgoingMessage message = ToOutgoing(request_.message());
+    const std::string id = message.message_id;
+    ++in_flight_;
+    const absl::Time deadline =
+        std::min(call_deadline_, absl::Now() + options_.operation_timeout);
+    amqp_.Publish(std::move(message), deadline,
+                  [weak = weak_from_this(), sequence, id](absl::Status status) {
+                    if (auto self = weak.lock()) {
+                      self->OnConfirmed(sequence, id, status);
+                    }
+                  });
+    MaybeReadLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    writes_.WriteDone();
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    if (finish_after_write_) {
+      Finish(final_status_);
+      return;
+    }
+    writes_.MaybeWrite(this);
+    MaybeReadLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void Drain() override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server is shutting down; publish again "
+                              "elsewhere with the same message ids"));
+  }
+
+  void OnDone() override {
+    {
+      warren::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    if (registry_id_ != 0) streams_.Remove(registry_id_);
+    self_.reset();
+  }
+
+ private:
+  void OnConfirmed(uint64_t sequence, const std::string& id,
+                   const absl::Status& status) {
+    warren::MutexLock lock(&mu_);
+    --in_flight_;
+    if (done_ || finishing_) return;
+    v1::PublishStreamResponse response;
+    response.set_sequence(sequence);
+    response.set_message_id(id);
+    response.set_code(static_cast<int32_t>(status.code()));
+    if (!status.ok()) response.set_error_message(std::string(status.message()));
+    writes_.Push(std::move(response));
+    writes_.MaybeWrite(this);
+    MaybeReadLocked();
+    MaybeFinishLocked();
+  }
+
+  // Reads the next request while the window has room: unconfirmed
+  // publishes and unwritten responses both count.
+  void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || reads_done_ || finishing_) return;
+    if (in_flight_ + writes_.size() >= options_.publish_window) return;
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reads_done_ && in_flight_ == 0 && writes_.empty()) {
+      FinishLocked(grpc::Status::OK);
+    }
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    if (writes_.writing()) {
+      finish_after_write_ = true;
+      final_status_ = std::move(status);
+    } else {
+      Finish(std::move(status));
+    }
+  }
+
+  amqp::AmqpClient& amqp_;
+  StreamRegistry& streams_;
+  const MessagingServiceOptions& options_;
+  const absl::Time call_deadline_;
+  std::shared_ptr<PublishStreamReactor> self_;
+  StreamRegistry::Id registry_id_ = 0;
+
+  warren::Mutex mu_;
+  v1::PublishStreamRequest request_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  WriteQueue<v1::PublishStreamResponse> writes_ ABSL_GUARDED_BY(mu_);
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 
+absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
+    const v1::SubscribeStart& start, const MessagingServiceOptions& options) {
+  amqp::SubscribeSpec spec;
+  const auto& q = start.queue_options();
+  const bool quorum = q.queue_type() == v1::QUEUE_TYPE_QUORUM;
+  switch (start.source_case()) {
+    case v1::SubscribeStart::kQueue:
+      if (start.queue().empty()) {
+        return absl::InvalidArgumentError("start.queue must not be empty");
+      }
+      if (!start.group().empty()) {
+        return absl::InvalidArgumentError(
+            "start.group applies to a topic subscription, not to start.queue");
+      }
+      if (auto s = CheckShort(start.queue(), "start.queue"); !s.ok()) return s;
+      spec.queue.name = start.queue();
+      // Without options, an existing queue is consumed as it is.
+      spec.queue.use_existing = !start.has_queue_options();
+      break;
+    case v1::SubscribeStart::kTopic: {
+      const auto& topic = start.topic();
+      if (topic.exchange().empty()) {
+        return absl::InvalidArgumentError(
+            "start.topic.exchange is required (the default exchange cannot "
+            "be bound)");
+      }
+      if (auto s = CheckShort(topic.exchange(), "start.topic.exchange");
+          !s.ok()) {
+        return s;
+      }
+      spec.binding.emplace();
+      spec.binding->exchange = topic.exchange();
+      switch (topic.exchange_type()) {
+        case v1::EXCHANGE_TYPE_DIRECT:
+          spec.binding->kind = amqp::ExchangeKind::kDirect;
+          break;
+        case v1::EXCHANGE_TYPE_FANOUT:
+          spec.binding->kind = amqp::ExchangeKind::kFanout;
+          break;
+        case v1::EXCHANGE_TYPE_HEADERS:
+          spec.binding->kind = amqp::ExchangeKind::kHeaders;
+          break;
+        case v1::EXCHANGE_TYPE_TOPIC:
+        case v1::EXCHANGE_TYPE_UNSPECIFIED:
+          spec.binding->kind = amqp::ExchangeKind::kTopic;
+          break;
+        default:
+          return absl::InvalidArgumentError(absl::StrCat(
+              "start.topic.exchange_type ", topic.exchange_type(),
+              " is not a known exchange type"));
+      }
+      for (int i = 0; i < topic.binding_keys_size(); ++i) {
+        if (auto s = CheckShort(topic.binding_keys(i),
+                                absl::StrCat("start.topic.binding_keys[", i,
+                                             "]"));
+            !s.ok()) {
+          return s;
+        }
+        spec.binding->keys.push_back(topic.binding_keys(i));
+      }
+      if (start.group().empty()) {
+        if (quorum) {
+          return absl::InvalidArgumentError(
+              "start.queue_options.queue_type QUORUM needs a start.group: a "
+              "per-stream exclusive queue cannot be a quorum queue");
+        }
+        spec.queue.durable = false;
+        spec.queue.exclusive = true;
+        spec.queue.auto_delete = true;
+      } else {
+        if (auto s = CheckShort(start.group(), "start.group"); !s.ok()) {
+          return s;
+        }
+        spec.queue.name = start.group();
+      }
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          "start needs a source: start.queue or start.topic");
+  }
+  if (q.queue_type() != v1::QUEUE_TYPE_UNSPECIFIED &&
+      q.queue_type() != v1::QUEUE_TYPE_CLASSIC && !quorum) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("start.queue_options.queue_type ", q.queue_type(),
+                     " is not a known queue type"));
+  }
+  spec.queue.quorum = quorum;
+  if (auto s = CheckShort(q.dead_letter_exchange(),
+                          "start.queue_options.dead_letter_exchange");
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = CheckShort(q.dead_letter_routing_key(),
+                          "start.queue_options.dead_letter_routing_key");
+      !s.ok()) {
+    return s;
+  }
+  spec.queue.dead_letter_exchange = q.dead_letter_exchange();
+  spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
+  if (q.has_message_ttl()) {
+    const absl::Duration ttl = FromProto(q.message_ttl());
+    if (ttl < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "start.queue_options.message_ttl must not be negative");
+    }
+    spec.queue.message_ttl = ttl;
+  }
+  if (q.max_length() > static_cast<uint64_t>(INT64_MAX)) {
+    return absl::InvalidArgumentError(
+        "start.queue_options.max_length is out of range");
+  }
+  spec.queue.max_length = q.max_length();
+  uint32_t in_flight = start.max_in_flight();
+  if (in_flight == 0) in_flight = options.default_max_in_flight;
+  if (in_flight > options.max_in_flight_cap) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "start.max_in_flight ", in_flight, " exceeds this server's limit of ",
+        options.max_in_flight_cap));
+  }
+  spec.prefetch = static_cast<uint16_t>(std::min<uint32_t>(in_flight, 65535));
+  if (start.has_heartbeat_interval() &&
+      FromProto(start.heartbeat_interval()) < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "start.heartbeat_interval must not be negative");
+  }
+  return spec;
+}
+
+namespace {
+
+class SubscribeReactor final
+    : public grpc::ServerBidiReactor<v1::SubscribeRequest,
+                                     v1::SubscribeResponse>,
+      public amqp::SubscriptionSink,
+      public Drainable,
+      public std::enable_shared_from_this<SubscribeReactor> {
+ public:
+  SubscribeReactor(amqp::AmqpClient& amqp, TimerQueue& timers,
+                   StreamRegistry& streams,
+                   const MessagingServiceOptions& options)
+      : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
+
+  static SubscribeReactor* Start(amqp::AmqpClient& amqp, TimerQueue& timers,
+                                 StreamRegistry& streams,
+                                 const MessagingServiceOptions& options) {
+    auto reactor =
+        std::make_shared<SubscribeReactor>(amqp, timers, streams, options);
+    reactor->self_ = reactor;
+    reactor->registry_id_ = streams.Add(reactor);
+    warren::MutexLock lock(&reactor->mu_);
+    if (reactor->registry_id_ == 0) {
+      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                         "server is shutting down"));
+    } else {
+      reactor->StartRead(&reactor->request_);
+    }
+    return reactor.get();
+  }
+
+  void OnReadDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    if (finishing_) return;
+    if (!ok) {
+      // The client closed its side: no acks can come any more, so nothing
+      // more is delivered; what it did not ack goes back to the queue.
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    switch (request_.request_case()) {
+      case v1::SubscribeRequest::kStart:
+        HandleStartLocked();
+        break;
+      case v1::SubscribeRequest::kAck:
+        HandleSettleLocked(request_.ack().delivery_ids(), amqp::Settle::kAck,
+                           "ack");
+        break;
+      case v1::SubscribeRequest::kNack:
+        HandleSettleLocked(request_.nack().delivery_ids(),
+                           request_.nack().requeue() ? amqp::Settle::kRequeue
+                                                     : amqp::Settle::kReject,
+                           "nack");
+        break;
+      default:
+        FinishLocked(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            "a request must hold one of start, ack or nack"));
+        break;
+    }
+    if (!finishing_) StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    writes_.WriteDone();
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    if (finish_after_write_) {
+      Finish(final_status_);
+      return;
+    }
+    writes_.MaybeWrite(this);
+  }
+
+  void OnCancel() override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void Drain() override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server is shutting down; subscribe again"));
+  }
+
+  void OnDone() override {
+    TimerQueue::TimerId timer;
+    {
+      warren::MutexLock lock(&mu_);
+      done_ = true;
+      timer = timer_;
+      UnsubscribeLocked();
+    }
+    if (timer != 0) timers_.Cancel(timer);
+    if (registry_id_ != 0) streams_.Remove(registry_id_);
+    self_.reset();  // the AMQP client may hold the sink a little longer
+  }
+
+  // amqp::SubscriptionSink, on the AMQP I/O thread.
+  void OnSubscribed(const std::string& queue) override {
+    warren::MutexLock lock(&mu_);
+    if (done_ || finishing_) return;
+    v1::SubscribeResponse response;
+    response.mutable_subscribed()->set_queue(queue);
+    PushLocked(std::move(response));
+  }
+
+  void OnDelivery(amqp::Delivery d) override {
+    warren::MutexLock lock(&mu_);
+    if (done_ || finishing_) return;
+    outstanding_.insert(d.delivery_tag);
+    v1::SubscribeResponse response;
+    auto* out = response.mutable_delivery();
+    out->set_delivery_id(d.delivery_tag);
+    out->set_exchange(std::move(d.exchange));
+    out->set_routing_key(std::move(d.routing_key));
+    out->set_payload(std::move(d.payload));
+    for (auto& [key, value] : d.headers) (*out->mutable_headers())[key] = value;
+    out->set_content_type(std::move(d.content_type));
+    out->set_message_id(std::move(d.message_id));
+    out->set_redelivered(d.redelivered);
+    out->set_delivery_count(d.delivery_count);
+    if (d.timestamp.has_value()) {
+      *out->mutable_timestamp() =
+          TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(*d.timestamp));
+    }
+    PushLocked(std::move(response));
+  }
+
+  void OnEnded(absl::Status status) override {
+    warren::MutexLock lock(&mu_);
+    subscribed_ = false;  // the broker ended it: nothing to unsubscribe
+    if (done_) return;
+    FinishLocked(ToGrpcStatus(status));
+  }
+
+ private:
+  void HandleStartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (started_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "start was sent twice on one stream"));
+      return;
+    }
+    auto spec = ToSubscribeSpec(request_.start(), options_);
+    if (!spec.ok()) {
+      FinishLocked(ToGrpcStatus(spec.status()));
+      return;
+    }
+    started_ = true;
+    absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
+    if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
+    heartbeat_ = std::max(heartbeat, options_.min_heartbeat);
+    subscribed_ = true;
+    subscription_ = amqp_.Subscribe(*std::move(spec), shared_from_this());
+    ScheduleHeartbeatLocked();
+  }
+
+  template <typename Ids>
+  void HandleSettleLocked(const Ids& ids, amqp::Settle how,
+                          absl::string_view verb)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!started_) {
+      FinishLocked(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat(verb, " before start: the first request must be start")));
+      return;
+    }
+    if (ids.empty()) {
+      FinishLocked(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat(verb, ".delivery_ids is empty")));
+      return;
+    }
+    // All or nothing: check every id before settling any.
+    std::set<uint64_t> seen;
+    for (uint64_t id : ids) {
+      if (outstanding_.count(id) == 0 || !seen.insert(id).second) {
+        FinishLocked(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat(verb, ".delivery_ids: delivery_id ", id,
+                         " was never delivered on this stream or is already "
+                         "settled")));
+        return;
+      }
+    }
+    for (uint64_t id : ids) {
+      outstanding_.erase(id);
+      if (subscribed_) amqp_.Settle(subscription_, id, how);
+    }
+  }
+
+  void PushLocked(v1::SubscribeResponse response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    wrote_since_tick_ = true;
+    writes_.Push(std::move(response));
+    writes_.MaybeWrite(this);
+  }
+
+  void UnsubscribeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!subscribed_) return;
+    subscribed_ = false;
+    amqp_.Unsubscribe(subscription_);
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_) return;
+    finishing_ = true;
+    // Closing the channel hands every unacked delivery back to the queue.
+    UnsubscribeLocked();
+    if (writes_.writing()) {
+      finish_after_write_ = true;
+      final_status_ = std::move(status);
+    } else {
+      Finish(std::move(status));
+    }
+  }
+
+  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->OnHeartbeatTick();
+    });
+  }
+
+  void OnHeartbeatTick() {
+    warren::MutexLock lock(&mu_);
+    if (done_ || finishing_) return;
+    if (!wrote_since_tick_ && !writes_.writing()) {
+      v1::SubscribeResponse response;
+      *response.mutable_heartbeat()->mutable_server_time() =
+          TimeUtil::GetCurrentTime();
+      writes_.Push(std::move(response));
+      writes_.MaybeWrite(this);
+    }
+    wrote_since_tick_ = false;
+    ScheduleHeartbeatLocked();
+  }
+
+  amqp::AmqpClient& amqp_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const MessagingServiceOptions& options_;
+  std::shared_ptr<SubscribeReactor> self_;
+  StreamRegistry::Id registry_id_ = 0;
+
+  warren::Mutex mu_;
+  v1::SubscribeRequest request_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  amqp::AmqpClient::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
+  // Delivered and not yet settled: bounded by the prefetch.
+  std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
+  WriteQueue<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
+  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
+  bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+std::string NewMessageId() {
+  static thread_local absl::BitGen rng;
+  const uint64_t hi = absl::Uniform<uint64_t>(rng);
+  const uint64_t lo = absl::Uniform<uint64_t>(rng);
+  // Version 4, variant 10.
+  const uint64_t a = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  const uint64_t b = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32,
+                         (a >> 16) & 0xffff, a & 0xffff, b >> 48,
+                         b & 0xffffffffffffULL);
+}
+
+absl::Status ValidatePublish(const v1::PublishRequest& request,
+                             const MessagingServiceOptions& options,
+                             absl::string_view field) {
+  auto name = [&](absl::string_view f) { return absl::StrCat(field, f); };
+  for (const auto& [value, f] :
+       {std::pair<const std::string&, const char*>{request.exchange(),
+                                                   "exchange"},
+        {request.routing_key(), "routing_key"},
+        {request.content_type(), "content_type"},
+        {request.message_id(), "message_id"}}) {
+    if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
+  }
+  if (request.payload().size() > options.max_payload_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name("payload"), " is ", request.payload().size(),
+        " bytes; this server accepts at most ", options.max_payload_bytes));
+  }
+  size_t header_bytes = 0;
+  for (const auto& [key, value] : request.headers()) {
+    if (key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name("headers"), " has an empty key"));
+    }
+    if (auto s = CheckShort(key, absl::StrCat(name("headers"), " key '",
+                                              key.substr(0, 32), "'"));
+        !s.ok()) {
+      return s;
+    }
+    header_bytes += key.size() + value.size();
+  }
+  if (header_bytes > options.max_header_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name("headers"), " hold ", header_bytes,
+        " bytes; this server accepts at most ", options.max_header_bytes));
+  }
+  if (request.priority() > 255) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name("priority"), " is ", request.priority(), "; at most 255"));
+  }
+  if (request.has_ttl()) {
+    const absl::Duration ttl = FromProto(request.ttl());
+    if (ttl < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name("ttl"), " must not be negative"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
+  amqp::OutgoingMessage m;
+  m.exchange = request.exchange();
+  m.routing_key = request.routing_key();
+  m.payload = request.payload();
+  for (const auto& [key, value] : request.headers()) {
+    m.headers.emplace_back(key, value);
+  }
+  m.content_type = request.content_type();
+  m.message_id =
+      request.message_id().empty() ? NewMessageId() : request.message_id();
+  m.persistent = !request.transient();
+  if (request.priority() > 0) {
+    m.priority = static_cast<uint8_t>(request.priority());
+  }
+  if (request.has_ttl()) m.ttl = FromProto(request.ttl());
+  m.mandatory = request.mandatory();
+  return m;
+}
+
+MessagingServiceImpl::MessagingServiceImpl(amqp::AmqpClient& amqp,
+                                           TimerQueue& timers,
+                                           StreamRegistry& streams,
+                                           MessagingServiceOptions options)
+    : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
+
 grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
-    grpc::CallbackServerContext* context, const v1::PublishRequest*,
-    v1::PublishResponse*) {
+    grpc::CallbackServerContext* context, const v1::PublishRequest* request,
+    v1::PublishResponse* response) {
   auto* reactor = context->DefaultReactor();
-  reactor->Finish(NotYet("Publish"));
+  if (absl::Status valid = ValidatePublish(*request, options_); !valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  amqp::OutgoingMessage message = ToOutgoing(*request);
+  response->set_message_id(message.message_id);
+  amqp_.Publish(std::move(message),
+                DeadlineFor(context, options_.operation_timeout),
+                [reactor](absl::Status status) {
+                  reactor->Finish(ToGrpcStatus(status));
+                });
   return reactor;
 }
 
 grpc::ServerBidiReactor<v1::PublishStreamRequest, v1::PublishStreamResponse>*
-MessagingServiceImpl::PublishStream(grpc::CallbackServerContext*) {
-  return new RejectingBidiReactor<v1::PublishStreamRequest,
-                                  v1::PublishStreamResponse>(
-      NotYet("PublishStream"));
+MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
+  const auto theirs = context->deadline();
+  const absl::Time call_deadline =
+      theirs == std::chrono::system_clock::time_point::max()
+          ? absl::InfiniteFuture()
+          : absl::FromChrono(theirs);
+  return PublishStreamReactor::Start(amqp_, streams_, options_, call_deadline);
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-MessagingServiceImpl::Subscribe(grpc::CallbackServerContext*) {
-  return new RejectingBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>(
-      NotYet("Subscribe"));
+MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* /*context*/) {
+  return SubscribeReactor::Start(amqp_, timers_, streams_, options_);
 }
 
 }  // namespace warren::messaging

@@ -1,15 +1,69 @@
-// warren.v1.MessagingService. This server version does not carry messages
-// yet: every RPC answers UNIMPLEMENTED with a message saying so, so that
-// clients built against the whole v1 API get a clear answer.
+// warren.v1.MessagingService over RabbitMQ: validation and status codes at
+// the edge, AmqpClient for everything that touches the broker.
+//
+// Publish answers after the broker's confirm. PublishStream pipelines up to
+// `publish_window` unconfirmed messages per stream: it stops reading requests
+// while the window is full, so a fast producer is paced by the broker's
+// confirms and the server's memory stays bounded. Subscribe maps
+// max_in_flight to the AMQP prefetch: the broker never hands a stream more
+// unacknowledged deliveries than that, so a slow reader slows the broker,
+// not the server's memory; whatever a stream did not ack goes back to the
+// queue when it ends.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/amqp/amqp_client.h"
+#include "server/common/stream_registry.h"
+#include "server/common/timer_queue.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::messaging {
 
+struct MessagingServiceOptions {
+  size_t max_payload_bytes = 1 << 20;
+  size_t max_header_bytes = 64 << 10;
+  // Longest wait for a confirm when the call has no earlier deadline.
+  absl::Duration operation_timeout = absl::Seconds(10);
+  uint32_t publish_window = 512;
+  uint32_t default_max_in_flight = 100;
+  uint32_t max_in_flight_cap = 10000;
+  absl::Duration default_heartbeat = absl::Seconds(30);
+  absl::Duration min_heartbeat = absl::Milliseconds(100);
+};
+
+// Checks a publish request against the API's rules and the limits; answers
+// INVALID_ARGUMENT naming the field. `field` prefixes field names (e.g.
+// "message." inside a PublishStreamRequest).
+absl::Status ValidatePublish(const warren::v1::PublishRequest& request,
+                             const MessagingServiceOptions& options,
+                             absl::string_view field = "");
+
+// The request as the AMQP layer's message; generates a message id (a UUID)
+// when the request has none.
+amqp::OutgoingMessage ToOutgoing(const warren::v1::PublishRequest& request);
+
+// The AMQP side of a SubscribeStart: the queue to declare (a named durable
+// queue, a shared group queue, or an exclusive per-stream one), the binding,
+// the prefetch. INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED for a
+// max_in_flight over the cap.
+absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
+    const warren::v1::SubscribeStart& start,
+    const MessagingServiceOptions& options);
+
+// A random (version 4) UUID.
+std::string NewMessageId();
+
 class MessagingServiceImpl final
     : public warren::v1::MessagingService::CallbackService {
  public:
+  MessagingServiceImpl(amqp::AmqpClient& amqp, TimerQueue& timers,
+                       StreamRegistry& streams,
+                       MessagingServiceOptions options);
+
   grpc::ServerUnaryReactor* Publish(
       grpc::CallbackServerContext* context,
       const warren::v1::PublishRequest* request,
@@ -20,6 +74,12 @@ class MessagingServiceImpl final
   grpc::ServerBidiReactor<warren::v1::SubscribeRequest,
                           warren::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* context) override;
+
+ private:
+  amqp::AmqpClient& amqp_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const MessagingServiceOptions options_;
 };
 
 }  // namespace warren::messaging

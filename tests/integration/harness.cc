@@ -69,6 +69,17 @@ int WaitExit(pid_t pid, absl::Duration timeout) {
 
 std::atomic<int> root_counter{0};
 
+// Alive and not a zombie: a killed server that nobody reaped yet is dead.
+bool ProcessAlive(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) return false;
+  const char state = line[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
 }  // namespace
 
 std::string TestEnv(const char* name) {
@@ -231,9 +242,7 @@ void ZooKeeperServer::Kill9() {
   const pid_t pid = ReadPid();
   if (pid > 0) {
     kill(pid, SIGKILL);
-    // Reap it if it is our child (it is not: the script detached it), and
-    // wait until it is gone either way.
-    WaitFor([pid] { return kill(pid, 0) != 0; }, absl::Seconds(30));
+    WaitFor([pid] { return !ProcessAlive(pid); }, absl::Seconds(30));
   }
 }
 
@@ -248,5 +257,56 @@ void ZooKeeperServer::Resume() {
 }
 
 absl::Status ZooKeeperServer::Stop() { return Script("stop"); }
+
+absl::StatusOr<std::unique_ptr<RabbitMqServer>> RabbitMqServer::Start() {
+  std::unique_ptr<RabbitMqServer> mq(new RabbitMqServer);
+  mq->dir_ = MakeTempDir("rabbitmq");
+  mq->port_ = FreePort();
+  mq->dist_port_ = FreePort();
+  mq->epmd_port_ = FreePort();
+  absl::Status started = mq->Script("start");
+  if (!started.ok()) return started;
+  return mq;
+}
+
+RabbitMqServer::~RabbitMqServer() { (void)Stop(); }
+
+std::string RabbitMqServer::url() const {
+  return absl::StrCat("amqp://guest:guest@127.0.0.1:", port_, "/");
+}
+
+absl::Status RabbitMqServer::Script(const std::string& verb) {
+  const std::string command = absl::StrCat(
+      "WARREN_STACK_DIR='", dir_, "' WARREN_AMQP_PORT=", port_,
+      " WARREN_AMQP_DIST_PORT=", dist_port_, " WARREN_EPMD_PORT=", epmd_port_,
+      " bash '", WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
+      " rabbitmq >>'", dir_, "/script.log' 2>&1");
+  const int rc = std::system(command.c_str());
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("stack.sh ", verb,
+                                            " rabbitmq failed: ",
+                                            ReadFile(dir_ + "/script.log")));
+  }
+  return absl::OkStatus();
+}
+
+pid_t RabbitMqServer::ReadPid() const {
+  int pid = 0;
+  std::string text = ReadFile(dir_ + "/rabbitmq/rabbitmq.pid");
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &pid)) return -1;
+  return pid;
+}
+
+void RabbitMqServer::Kill9() {
+  const pid_t pid = ReadPid();
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    WaitFor([pid] { return !ProcessAlive(pid); }, absl::Seconds(30));
+  }
+}
+
+absl::Status RabbitMqServer::Restart() { return Script("start"); }
+
+absl::Status RabbitMqServer::Stop() { return Script("stop"); }
 
 }  // namespace warren::testing

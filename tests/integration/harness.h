@@ -95,4 +95,26 @@ class ZooKeeperServer {
   int port_ = 0;
 };
 
+// A private RabbitMQ node on its own ports and data directory.
+class RabbitMqServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<RabbitMqServer>> Start();
+  ~RabbitMqServer();  // stops it
+
+  std::string url() const;
+  absl::Status Restart();  // start again on the same ports and data
+  void Kill9();
+  absl::Status Stop();
+
+ private:
+  RabbitMqServer() = default;
+  absl::Status Script(const std::string& verb);
+  pid_t ReadPid() const;
+
+  std::string dir_;
+  int port_ = 0;
+  int dist_port_ = 0;
+  int epmd_port_ = 0;
+};
+
 }  // namespace warren::testing

@@ -1,0 +1,1239 @@
+#include "server/amqp/amqp_client.h"
+
+#include <amqp.h>
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+
+namespace warren::amqp {
+namespace {
+
+constexpr uint16_t kPublishChannel = 1;
+constexpr uint16_t kScratchChannel = 2;
+constexpr uint16_t kFirstSubscriptionChannel = 3;
+// How long a passive check that an exchange exists is trusted.
+constexpr absl::Duration kExchangeCheckTtl = absl::Seconds(30);
+
+struct ConnectionDeleter {
+  void operator()(amqp_connection_state_t conn) const {
+    amqp_destroy_connection(conn);
+  }
+};
+using Connection =
+    std::unique_ptr<std::remove_pointer_t<amqp_connection_state_t>,
+                    ConnectionDeleter>;
+
+const char* StateName(BrokerState state) {
+  switch (state) {
+    case BrokerState::kConnecting:
+      return "connecting";
+    case BrokerState::kConnected:
+      return "connected";
+    case BrokerState::kBlocked:
+      return "blocked by broker flow control";
+    case BrokerState::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+amqp_bytes_t Bytes(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string String(amqp_bytes_t b) {
+  return b.bytes == nullptr ? std::string()
+                            : std::string(static_cast<const char*>(b.bytes),
+                                          b.len);
+}
+
+// A broker's channel.close or connection.close as a status: its reply code
+// decides the canonical code, its text is kept.
+absl::Status FromReplyCode(int code, const std::string& text) {
+  const std::string message = absl::StrCat("RabbitMQ: ", text);
+  switch (code) {
+    case 404:
+      return absl::NotFoundError(message);
+    case 403:
+    case 530:
+      return absl::PermissionDeniedError(message);
+    case 405:
+    case 406:
+      return absl::FailedPreconditionError(message);
+    case 311:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::UnavailableError(message);
+  }
+}
+
+const char* ExchangeType(ExchangeKind kind) {
+  switch (kind) {
+    case ExchangeKind::kTopic:
+      return "topic";
+    case ExchangeKind::kDirect:
+      return "direct";
+    case ExchangeKind::kFanout:
+      return "fanout";
+    case ExchangeKind::kHeaders:
+      return "headers";
+  }
+  return "topic";
+}
+
+std::string FieldToString(const amqp_field_value_t& v) {
+  switch (v.kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+      return String(v.value.bytes);
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return v.value.boolean ? "true" : "false";
+    case AMQP_FIELD_KIND_I8:
+      return absl::StrCat(v.value.i8);
+    case AMQP_FIELD_KIND_U8:
+      return absl::StrCat(v.value.u8);
+    case AMQP_FIELD_KIND_I16:
+      return absl::StrCat(v.value.i16);
+    case AMQP_FIELD_KIND_U16:
+      return absl::StrCat(v.value.u16);
+    case AMQP_FIELD_KIND_I32:
+      return absl::StrCat(v.value.i32);
+    case AMQP_FIELD_KIND_U32:
+      return absl::StrCat(v.value.u32);
+    case AMQP_FIELD_KIND_I64:
+      return absl::StrCat(v.value.i64);
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return absl::StrCat(v.value.u64);
+    case AMQP_FIELD_KIND_F32:
+      return absl::StrCat(v.value.f32);
+    case AMQP_FIELD_KIND_F64:
+      return absl::StrCat(v.value.f64);
+    default:
+      return "";  // arrays, tables, decimals: not representable as a string
+  }
+}
+
+// Builds an AMQP field table that points into strings owned by the caller.
+class TableBuilder {
+ public:
+  void AddString(const std::string& key, const std::string& value) {
+    amqp_table_entry_t e;
+    e.key = Bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = Bytes(value);
+    entries_.push_back(e);
+  }
+  void AddLong(const std::string& key, int64_t value) {
+    amqp_table_entry_t e;
+    e.key = Bytes(key);
+    e.value.kind = AMQP_FIELD_KIND_I64;
+    e.value.value.i64 = value;
+    entries_.push_back(e);
+  }
+  amqp_table_t table() {
+    return amqp_table_t{static_cast<int>(entries_.size()),
+                        entries_.empty() ? nullptr : entries_.data()};
+  }
+
+ private:
+  std::vector<amqp_table_entry_t> entries_;
+};
+
+}  // namespace
+
+absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url) {
+  std::vector<char> buffer(url.begin(), url.end());
+  buffer.push_back('\0');
+  amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  // Redact before parsing so that no error message carries the password.
+  std::string redacted = url;
+  const size_t at = redacted.rfind('@');
+  const size_t scheme = redacted.find("://");
+  if (at != std::string::npos && scheme != std::string::npos) {
+    const size_t colon = redacted.find(':', scheme + 3);
+    if (colon != std::string::npos && colon < at) {
+      redacted.replace(colon + 1, at - colon - 1, "****");
+    }
+  }
+  if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "amqp_urls: '", redacted,
+        "' is not an AMQP URL (amqp[s]://user:password@host:port/vhost)"));
+  }
+  BrokerAddress address;
+  address.host = info.host;
+  address.port = info.port;
+  address.user = info.user;
+  address.password = info.password;
+  // "amqp://host/" names the empty vhost by the letter of the URI spec;
+  // like most clients, take it as the default vhost "/".
+  address.vhost = *info.vhost == '\0' ? "/" : info.vhost;
+  address.tls = info.ssl != 0;
+  address.redacted = std::move(redacted);
+  return address;
+}
+
+struct AmqpClient::Command {
+  enum class Kind {
+    kPublish,
+    kDeclareExchange,
+    kSubscribe,
+    kSettle,
+    kUnsubscribe
+  };
+  Kind kind;
+  OutgoingMessage message;
+  absl::Time deadline;
+  absl::AnyInvocable<void(absl::Status)> done;
+  SubscriptionId subscription = 0;
+  SubscribeSpec spec;
+  std::shared_ptr<SubscriptionSink> sink;
+  uint64_t delivery_tag = 0;
+  amqp::Settle settle = amqp::Settle::kAck;
+  ExchangeKind exchange_kind = ExchangeKind::kTopic;
+};
+
+// Everything that belongs to the I/O thread.
+class AmqpClient::IoLoop {
+ public:
+  explicit IoLoop(AmqpClient& client) : client_(client) {}
+
+  void Run();
+
+ private:
+  struct PendingPublish {
+    OutgoingMessage message;
+    absl::Time deadline;
+    absl::AnyInvocable<void(absl::Status)> done;  // empty once answered
+    bool returned = false;
+    std::string return_text;
+  };
+  struct Subscription {
+    uint16_t channel;
+    std::shared_ptr<SubscriptionSink> sink;
+  };
+  // A message arriving in frames: method, then header, then body.
+  struct Content {
+    enum class What { kDeliver, kReturn } what;
+    Delivery delivery;
+    uint64_t body_size = 0;
+    bool have_header = false;
+    std::string return_text;
+  };
+
+  absl::Status Serve(const BrokerAddress& broker);
+  // Commands that arrive while there is no connection fail at once.
+  void TakeCommands(bool connected, absl::Status* connection_error);
+  absl::Status Execute(Command& command);
+  absl::Status DoPublish(Command& command);
+  absl::Status DoDeclareExchange(Command& command);
+  absl::Status EnsureScratchChannel(absl::Status* connection_error);
+  absl::Status DoSubscribe(Command& command);
+  absl::Status DoSettle(Command& command);
+  absl::Status DoUnsubscribe(Command& command);
+  absl::Status HandleFrame(const amqp_frame_t& frame);
+  absl::Status HandleMethod(uint16_t channel, const amqp_method_t& method);
+  void CompleteContent(uint16_t channel, Content content);
+  void ResolveConfirms(uint64_t tag, bool multiple, bool ack);
+  void ExpireDeadlines();
+  // The outcome of a synchronous call on `channel`: OK, a channel error
+  // (the channel is closed and acknowledged), or a connection error, which
+  // is also stored in `*connection_error`.
+  absl::Status CheckReply(uint16_t channel, absl::string_view what,
+                          absl::Status* connection_error);
+  absl::Status OpenChannel(uint16_t channel, absl::Status* connection_error);
+  absl::Status OpenPublishChannel();
+  absl::Status ReplayUnconfirmed(const absl::Status& channel_error);
+  uint16_t AllocateChannel();
+  void FreeChannel(uint16_t channel);
+  void EndSubscription(uint16_t channel, absl::Status status);
+  void FailAll(const absl::Status& status);
+
+  AmqpClient& client_;
+  Connection conn_;
+  bool blocked_ = false;
+  bool scratch_open_ = false;
+  uint64_t next_publish_tag_ = 1;
+  std::map<uint64_t, PendingPublish> unconfirmed_;
+  std::map<std::string, absl::Time> known_exchanges_;
+  std::map<SubscriptionId, Subscription> subscriptions_;
+  std::map<uint16_t, SubscriptionId> subscription_by_channel_;
+  std::vector<uint16_t> free_channels_;
+  uint16_t next_channel_ = kFirstSubscriptionChannel;
+  std::map<uint16_t, Content> content_;
+};
+
+absl::StatusOr<std::unique_ptr<AmqpClient>> AmqpClient::Create(
+    AmqpOptions options) {
+  if (options.urls.empty()) {
+    return absl::InvalidArgumentError("amqp_urls is empty");
+  }
+  std::vector<BrokerAddress> brokers;
+  for (const std::string& url : options.urls) {
+    auto parsed = ParseBrokerUrl(url);
+    if (!parsed.ok()) return parsed.status();
+    brokers.push_back(*std::move(parsed));
+  }
+  const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) {
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+  }
+  std::unique_ptr<AmqpClient> client(
+      new AmqpClient(std::move(options), std::move(brokers), wake_fd));
+  client->loop_ = std::make_unique<IoLoop>(*client);
+  client->thread_ = std::thread([c = client.get()] { c->loop_->Run(); });
+  return client;
+}
+
+AmqpClient::AmqpClient(AmqpOptions options, std::vector<BrokerAddress> brokers,
+                       int wake_fd)
+    : options_(std::move(options)), brokers_(std::move(brokers)),
+      wake_fd_(wake_fd), commands_(new std::vector<Command>) {}
+
+AmqpClient::~AmqpClient() {
+  stopping_.store(true);
+  const uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    WARREN_LOG_ERROR("amqp: cannot wake the I/O thread: {}",
+                     std::strerror(errno));
+  }
+  if (thread_.joinable()) thread_.join();
+  close(wake_fd_);
+  delete commands_;
+}
+
+void AmqpClient::Post(Command command) {
+  {
+    warren::MutexLock lock(&commands_mu_);
+    commands_->push_back(std::move(command));
+  }
+  const uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    WARREN_LOG_ERROR("amqp: cannot wake the I/O thread: {}",
+                     std::strerror(errno));
+  }
+}
+
+absl::Status AmqpClient::WaitConnected(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!reachable()) {
+    if (absl::Now() >= deadline) {
+      std::string urls;
+      for (const auto& b : brokers_) {
+        absl::StrAppend(&urls, urls.empty() ? "" : ", ", b.redacted);
+      }
+      return absl::UnavailableError(
+          absl::StrCat("could not connect to RabbitMQ at ", urls, " within ",
+                       absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::OkStatus();
+}
+
+int AmqpClient::AddListener(absl::AnyInvocable<void(BrokerState)> listener) {
+  warren::MutexLock lock(&listeners_mu_);
+  const int id = next_listener_++;
+  listeners_.emplace(id, std::move(listener));
+  return id;
+}
+
+void AmqpClient::RemoveListener(int id) {
+  warren::MutexLock lock(&listeners_mu_);
+  listeners_.erase(id);
+}
+
+void AmqpClient::SetState(BrokerState next) {
+  const BrokerState previous = state_.exchange(next);
+  if (previous == next) return;
+  WARREN_LOG_INFO("rabbitmq connection {} -> {}", StateName(previous),
+                  StateName(next));
+  warren::MutexLock lock(&listeners_mu_);
+  for (auto& [id, listener] : listeners_) listener(next);
+}
+
+void AmqpClient::Publish(OutgoingMessage message, absl::Time deadline,
+                         absl::AnyInvocable<void(absl::Status)> done) {
+  Command c;
+  c.kind = Command::Kind::kPublish;
+  c.message = std::move(message);
+  c.deadline = deadline;
+  c.done = std::move(done);
+  Post(std::move(c));
+}
+
+AmqpClient::SubscriptionId AmqpClient::Subscribe(
+    SubscribeSpec spec, std::shared_ptr<SubscriptionSink> sink) {
+  Command c;
+  c.kind = Command::Kind::kSubscribe;
+  c.subscription = next_subscription_.fetch_add(1);
+  c.spec = std::move(spec);
+  c.sink = std::move(sink);
+  const SubscriptionId id = c.subscription;
+  Post(std::move(c));
+  return id;
+}
+
+void AmqpClient::DeclareExchange(std::string name, ExchangeKind kind,
+                                 absl::AnyInvocable<void(absl::Status)> done) {
+  Command c;
+  c.kind = Command::Kind::kDeclareExchange;
+  c.message.exchange = std::move(name);
+  c.exchange_kind = kind;
+  c.done = std::move(done);
+  Post(std::move(c));
+}
+
+void AmqpClient::Settle(SubscriptionId id, uint64_t delivery_tag,
+                        amqp::Settle how) {
+  Command c;
+  c.kind = Command::Kind::kSettle;
+  c.subscription = id;
+  c.delivery_tag = delivery_tag;
+  c.settle = how;
+  Post(std::move(c));
+}
+
+void AmqpClient::Unsubscribe(SubscriptionId id) {
+  Command c;
+  c.kind = Command::Kind::kUnsubscribe;
+  c.subscription = id;
+  Post(std::move(c));
+}
+
+// ---------------------------------------------------------------------------
+// The I/O thread.
+
+void AmqpClient::IoLoop::Run() {
+  absl::BitGen rng;
+  absl::Duration backoff = absl::Milliseconds(200);
+  size_t next = 0;
+  bool ever_connected = false;
+  const auto& brokers = client_.brokers_;
+  while (!client_.stopping_.load()) {
+    const BrokerAddress& broker = brokers[next % brokers.size()];
+    ++next;
+    absl::Status ended = Serve(broker);
+    const bool was_connected = client_.reachable();
+    if (was_connected) {
+      ever_connected = true;
+      backoff = absl::Milliseconds(200);
+    }
+    FailAll(absl::UnavailableError(absl::StrCat(
+        "connection to RabbitMQ lost (", ended.message(),
+        "); unconfirmed publishes may or may not have been delivered: retry "
+        "with the same message_id")));
+    conn_.reset();
+    if (client_.stopping_.load()) break;
+    client_.SetState(BrokerState::kConnecting);
+    if (was_connected) client_.reconnects_.fetch_add(1);
+    WARREN_LOG_WARN("rabbitmq {}: {}", broker.redacted, ended.message());
+    // Try the other brokers of a cluster at once; back off after a round.
+    if (!was_connected && next % brokers.size() != 0) continue;
+    (void)ever_connected;
+    const absl::Duration wait =
+        backoff + absl::Milliseconds(absl::Uniform(
+                      rng, 0, absl::ToInt64Milliseconds(backoff) / 2 + 1));
+    backoff = std::min(backoff * 2, absl::Seconds(10));
+    // Wait, failing whatever is asked meanwhile.
+    const absl::Time until = absl::Now() + wait;
+    while (!client_.stopping_.load() && absl::Now() < until) {
+      pollfd wake{client_.wake_fd_, POLLIN, 0};
+      const int ms = static_cast<int>(
+          std::max<int64_t>(1, absl::ToInt64Milliseconds(until - absl::Now())));
+      if (poll(&wake, 1, ms) > 0) {
+        uint64_t drained;
+        (void)!read(client_.wake_fd_, &drained, sizeof(drained));
+        TakeCommands(false, nullptr);
+      }
+    }
+  }
+  FailAll(absl::UnavailableError("the server is shutting down"));
+  TakeCommands(false, nullptr);
+  client_.SetState(BrokerState::kClosed);
+}
+
+void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
+  auto unconfirmed = std::move(unconfirmed_);
+  unconfirmed_.clear();
+  for (auto& [tag, pending] : unconfirmed) {
+    if (pending.done) pending.done(status);
+  }
+  auto subscriptions = std::move(subscriptions_);
+  subscriptions_.clear();
+  subscription_by_channel_.clear();
+  for (auto& [id, sub] : subscriptions) sub.sink->OnEnded(status);
+  content_.clear();
+  known_exchanges_.clear();
+  free_channels_.clear();
+  next_channel_ = kFirstSubscriptionChannel;
+  blocked_ = false;
+  scratch_open_ = false;
+}
+
+void AmqpClient::IoLoop::TakeCommands(bool connected,
+                                      absl::Status* connection_error) {
+  std::vector<Command> commands;
+  {
+    warren::MutexLock lock(&client_.commands_mu_);
+    commands.swap(*client_.commands_);
+  }
+  for (auto& command : commands) {
+    if (connected && connection_error->ok()) {
+      *connection_error = Execute(command);
+      continue;
+    }
+    // No connection (or it just failed): answer at once.
+    const absl::Status down =
+        client_.stopping_.load()
+            ? absl::UnavailableError("the server is shutting down")
+            : absl::UnavailableError(
+                  "RabbitMQ is not connected; retry (the server reconnects "
+                  "by itself)");
+    switch (command.kind) {
+      case Command::Kind::kPublish:
+      case Command::Kind::kDeclareExchange:
+        command.done(down);
+        break;
+      case Command::Kind::kSubscribe:
+        command.sink->OnEnded(down);
+        break;
+      case Command::Kind::kSettle:
+      case Command::Kind::kUnsubscribe:
+        break;  // the broker requeued everything with the connection
+    }
+  }
+}
+
+absl::Status AmqpClient::IoLoop::Execute(Command& command) {
+  switch (command.kind) {
+    case Command::Kind::kPublish:
+      return DoPublish(command);
+    case Command::Kind::kDeclareExchange:
+      return DoDeclareExchange(command);
+    case Command::Kind::kSubscribe:
+      return DoSubscribe(command);
+    case Command::Kind::kSettle:
+      return DoSettle(command);
+    case Command::Kind::kUnsubscribe:
+      return DoUnsubscribe(command);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
+  conn_.reset(amqp_new_connection());
+  if (conn_ == nullptr) return absl::ResourceExhaustedError("out of memory");
+  amqp_socket_t* socket = broker.tls ? amqp_ssl_socket_new(conn_.get())
+                                     : amqp_tcp_socket_new(conn_.get());
+  if (socket == nullptr) return absl::InternalError("cannot create a socket");
+  if (broker.tls) {
+    amqp_ssl_socket_set_verify_peer(socket, 1);
+    amqp_ssl_socket_set_verify_hostname(socket, 1);
+    if (!client_.options_.ca_file.empty() &&
+        amqp_ssl_socket_set_cacert(socket, client_.options_.ca_file.c_str()) !=
+            AMQP_STATUS_OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read amqp_ca_file ", client_.options_.ca_file));
+    }
+  }
+  timeval timeout = absl::ToTimeval(client_.options_.connect_timeout);
+  const int opened = amqp_socket_open_noblock(socket, broker.host.c_str(),
+                                              broker.port, &timeout);
+  if (opened != AMQP_STATUS_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect: ", amqp_error_string2(opened)));
+  }
+  amqp_set_handshake_timeout(conn_.get(), &timeout);
+  amqp_set_rpc_timeout(conn_.get(), &timeout);
+  const int heartbeat_s = static_cast<int>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(client_.options_.heartbeat)));
+  amqp_table_entry_t capability_entries[2];
+  capability_entries[0].key = amqp_cstring_bytes("publisher_confirms");
+  capability_entries[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  capability_entries[0].value.value.boolean = 1;
+  capability_entries[1].key = amqp_cstring_bytes("connection.blocked");
+  capability_entries[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  capability_entries[1].value.value.boolean = 1;
+  amqp_table_entry_t properties[2];
+  properties[0].key = amqp_cstring_bytes("capabilities");
+  properties[0].value.kind = AMQP_FIELD_KIND_TABLE;
+  properties[0].value.value.table = amqp_table_t{2, capability_entries};
+  properties[1].key = amqp_cstring_bytes("connection_name");
+  properties[1].value.kind = AMQP_FIELD_KIND_UTF8;
+  properties[1].value.value.bytes = amqp_cstring_bytes("warrend");
+  amqp_table_t client_properties{2, properties};
+  amqp_rpc_reply_t login = amqp_login_with_properties(
+      conn_.get(), broker.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
+      heartbeat_s, &client_properties, AMQP_SASL_METHOD_PLAIN,
+      broker.user.c_str(), broker.password.c_str());
+  if (login.reply_type != AMQP_RESPONSE_NORMAL) {
+    if (login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        login.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+      const auto* close =
+          static_cast<amqp_connection_close_t*>(login.reply.decoded);
+      return absl::UnavailableError(
+          absl::StrCat("login refused: ", close->reply_code, " ",
+                       String(close->reply_text)));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "login failed: ",
+        login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+            ? amqp_error_string2(login.library_error)
+            : "unexpected reply"));
+  }
+  if (absl::Status s = OpenPublishChannel(); !s.ok()) return s;
+  client_.SetState(BrokerState::kConnected);
+
+  const int sock_fd = amqp_get_sockfd(conn_.get());
+  while (!client_.stopping_.load()) {
+    if (amqp_frames_enqueued(conn_.get()) == 0 &&
+        !amqp_data_in_buffer(conn_.get())) {
+      // Wake twice per heartbeat interval so that ours go out in time, and
+      // often enough to answer publish deadlines promptly.
+      const int wait_ms = unconfirmed_.empty() ? heartbeat_s * 500 : 50;
+      pollfd fds[2] = {{sock_fd, POLLIN, 0}, {client_.wake_fd_, POLLIN, 0}};
+      const int ready = poll(fds, 2, wait_ms);
+      if (ready < 0 && errno != EINTR) {
+        return absl::InternalError(
+            absl::StrCat("poll: ", std::strerror(errno)));
+      }
+      if (fds[1].revents != 0) {
+        uint64_t drained;
+        (void)!read(client_.wake_fd_, &drained, sizeof(drained));
+      }
+    }
+    absl::Status connection_error;
+    TakeCommands(true, &connection_error);
+    if (!connection_error.ok()) return connection_error;
+    // Everything that has arrived; this also sends and checks heartbeats.
+    while (true) {
+      amqp_frame_t frame;
+      timeval zero{0, 0};
+      const int status =
+          amqp_simple_wait_frame_noblock(conn_.get(), &frame, &zero);
+      if (status == AMQP_STATUS_TIMEOUT) break;
+      if (status != AMQP_STATUS_OK) {
+        return absl::UnavailableError(
+            absl::StrCat("connection lost: ", amqp_error_string2(status)));
+      }
+      if (absl::Status s = HandleFrame(frame); !s.ok()) return s;
+    }
+    ExpireDeadlines();
+    amqp_maybe_release_buffers(conn_.get());
+  }
+  amqp_connection_close(conn_.get(), AMQP_REPLY_SUCCESS);
+  return absl::CancelledError("the server is shutting down");
+}
+
+absl::Status AmqpClient::IoLoop::CheckReply(uint16_t channel,
+                                            absl::string_view what,
+                                            absl::Status* connection_error) {
+  amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn_.get());
+  switch (reply.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+      return absl::OkStatus();
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        const auto* close =
+            static_cast<amqp_channel_close_t*>(reply.reply.decoded);
+        absl::Status status =
+            FromReplyCode(close->reply_code, String(close->reply_text));
+        amqp_channel_close_ok_t close_ok;
+        if (amqp_send_method(conn_.get(), channel,
+                             AMQP_CHANNEL_CLOSE_OK_METHOD,
+                             &close_ok) != AMQP_STATUS_OK) {
+          *connection_error = absl::UnavailableError("cannot send close-ok");
+        }
+        return status;
+      }
+      if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const auto* close =
+            static_cast<amqp_connection_close_t*>(reply.reply.decoded);
+        amqp_connection_close_ok_t close_ok;
+        amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+                         &close_ok);
+        *connection_error =
+            FromReplyCode(close->reply_code, String(close->reply_text));
+        return *connection_error;
+      }
+      *connection_error = absl::UnavailableError(
+          absl::StrCat(what, ": unexpected broker method ", reply.reply.id));
+      return *connection_error;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+    case AMQP_RESPONSE_NONE:
+    default:
+      *connection_error = absl::UnavailableError(absl::StrCat(
+          what, " failed: ",
+          reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+              ? amqp_error_string2(reply.library_error)
+              : "no reply"));
+      return *connection_error;
+  }
+}
+
+absl::Status AmqpClient::IoLoop::OpenChannel(uint16_t channel,
+                                             absl::Status* connection_error) {
+  amqp_channel_open(conn_.get(), channel);
+  return CheckReply(channel, "channel.open", connection_error);
+}
+
+absl::Status AmqpClient::IoLoop::OpenPublishChannel() {
+  absl::Status connection_error;
+  absl::Status s = OpenChannel(kPublishChannel, &connection_error);
+  if (s.ok()) {
+    amqp_confirm_select(conn_.get(), kPublishChannel);
+    s = CheckReply(kPublishChannel, "confirm.select", &connection_error);
+  }
+  if (!connection_error.ok()) return connection_error;
+  // A channel that cannot be opened on a healthy connection is a broker
+  // problem we cannot work around: reconnect.
+  if (!s.ok()) return absl::UnavailableError(s.message());
+  next_publish_tag_ = 1;
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
+  OutgoingMessage& m = command.message;
+  if (absl::Now() >= command.deadline) {
+    command.done(absl::DeadlineExceededError(
+        "the deadline passed before the message was published"));
+    return absl::OkStatus();
+  }
+  if (blocked_) {
+    command.done(absl::ResourceExhaustedError(
+        "RabbitMQ applies flow control (connection blocked: a resource "
+        "alarm); retry later"));
+    return absl::OkStatus();
+  }
+  // Publishing to a missing exchange would close the shared confirm channel
+  // and disturb every other publisher: check first (and remember).
+  if (!m.exchange.empty()) {
+    auto known = known_exchanges_.find(m.exchange);
+    if (known == known_exchanges_.end() || known->second < absl::Now()) {
+      absl::Status connection_error;
+      absl::Status opened = EnsureScratchChannel(&connection_error);
+      if (!opened.ok()) {
+        command.done(opened);
+        return connection_error;
+      }
+      amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(m.exchange),
+                            amqp_cstring_bytes("topic"), /*passive=*/1,
+                            /*durable=*/0, /*auto_delete=*/0, /*internal=*/0,
+                            amqp_empty_table);
+      absl::Status exists =
+          CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+      if (!connection_error.ok()) {
+        command.done(connection_error);
+        return connection_error;
+      }
+      if (!exists.ok()) {
+        scratch_open_ = false;  // the broker closed it
+        known_exchanges_.erase(m.exchange);
+        command.done(exists.code() == absl::StatusCode::kNotFound
+                         ? absl::NotFoundError(absl::StrCat(
+                               "exchange '", m.exchange, "' does not exist"))
+                         : exists);
+        return absl::OkStatus();
+      }
+      known_exchanges_[m.exchange] = absl::Now() + kExchangeCheckTtl;
+    }
+  }
+
+  amqp_basic_properties_t props;
+  std::memset(&props, 0, sizeof(props));
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                 AMQP_BASIC_TIMESTAMP_FLAG;
+  props.delivery_mode = m.persistent ? 2 : 1;
+  props.message_id = Bytes(m.message_id);
+  props.timestamp = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now()));
+  if (!m.content_type.empty()) {
+    props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+    props.content_type = Bytes(m.content_type);
+  }
+  if (m.priority.has_value()) {
+    props._flags |= AMQP_BASIC_PRIORITY_FLAG;
+    props.priority = *m.priority;
+  }
+  std::string expiration;
+  if (m.ttl.has_value()) {
+    expiration = absl::StrCat(absl::ToInt64Milliseconds(*m.ttl));
+    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
+    props.expiration = Bytes(expiration);
+  }
+  TableBuilder headers;
+  for (const auto& [key, value] : m.headers) headers.AddString(key, value);
+  if (!m.headers.empty()) {
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers = headers.table();
+  }
+  const int sent = amqp_basic_publish(
+      conn_.get(), kPublishChannel, Bytes(m.exchange), Bytes(m.routing_key),
+      m.mandatory ? 1 : 0, 0, &props, Bytes(m.payload));
+  if (sent != AMQP_STATUS_OK) {
+    absl::Status lost = absl::UnavailableError(absl::StrCat(
+        "connection to RabbitMQ lost while publishing: ",
+        amqp_error_string2(sent)));
+    command.done(lost);
+    return lost;
+  }
+  PendingPublish pending;
+  pending.message = std::move(command.message);
+  pending.deadline = command.deadline;
+  pending.done = std::move(command.done);
+  unconfirmed_.emplace(next_publish_tag_++, std::move(pending));
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::EnsureScratchChannel(
+    absl::Status* connection_error) {
+  if (scratch_open_) return absl::OkStatus();
+  absl::Status opened = OpenChannel(kScratchChannel, connection_error);
+  if (opened.ok()) scratch_open_ = true;
+  return opened;
+}
+
+absl::Status AmqpClient::IoLoop::DoDeclareExchange(Command& command) {
+  absl::Status connection_error;
+  absl::Status s = EnsureScratchChannel(&connection_error);
+  if (s.ok()) {
+    amqp_exchange_declare(conn_.get(), kScratchChannel,
+                          Bytes(command.message.exchange),
+                          amqp_cstring_bytes(ExchangeType(command.exchange_kind)),
+                          0, /*durable=*/1, 0, 0, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+    if (!s.ok()) scratch_open_ = false;  // the broker closed it
+  }
+  if (s.ok()) {
+    known_exchanges_[command.message.exchange] = absl::Now() + kExchangeCheckTtl;
+  }
+  command.done(s);
+  return connection_error;
+}
+
+void AmqpClient::IoLoop::ResolveConfirms(uint64_t tag, bool multiple,
+                                         bool ack) {
+  auto end = unconfirmed_.upper_bound(tag);
+  auto begin = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
+  if (begin == unconfirmed_.end()) return;
+  std::vector<PendingPublish> settled;
+  for (auto it = begin; it != end;) {
+    settled.push_back(std::move(it->second));
+    it = unconfirmed_.erase(it);
+  }
+  for (auto& p : settled) {
+    if (!p.done) continue;  // answered already (deadline)
+    if (!ack) {
+      p.done(absl::UnavailableError(
+          "RabbitMQ refused the message (basic.nack); retry"));
+    } else if (p.returned) {
+      p.done(absl::FailedPreconditionError(absl::StrCat(
+          "message is unroutable: no queue is bound for routing key '",
+          p.message.routing_key, "' on exchange '", p.message.exchange,
+          "' (", p.return_text, ")")));
+    } else {
+      p.done(absl::OkStatus());
+    }
+  }
+}
+
+void AmqpClient::IoLoop::ExpireDeadlines() {
+  const absl::Time now = absl::Now();
+  for (auto& [tag, pending] : unconfirmed_) {
+    if (pending.done && pending.deadline <= now) {
+      // The confirm may still come; the answer stays not-OK regardless.
+      pending.done(absl::DeadlineExceededError(
+          "RabbitMQ did not confirm the message before the deadline; it may "
+          "or may not have been delivered: retry with the same message_id"));
+      pending.done = nullptr;
+    }
+  }
+}
+
+absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
+    const absl::Status& channel_error) {
+  // The confirm channel was closed by the broker. Everything not yet
+  // confirmed goes out again on a fresh channel (same message ids, so a
+  // rare duplicate can be recognised); each message is checked again, so
+  // the one that caused the error fails alone.
+  WARREN_LOG_WARN("rabbitmq: confirm channel closed by the broker ({}); "
+                  "republishing {} unconfirmed messages",
+                  channel_error.message(), unconfirmed_.size());
+  auto replay = std::move(unconfirmed_);
+  unconfirmed_.clear();
+  known_exchanges_.clear();
+  if (absl::Status s = OpenPublishChannel(); !s.ok()) {
+    for (auto& [tag, p] : replay) {
+      if (p.done) p.done(s);
+    }
+    return s;
+  }
+  const bool specific = !absl::StrContains(channel_error.message(),
+                                           "no exchange");
+  for (auto& [tag, p] : replay) {
+    if (!p.done) continue;
+    if (specific && channel_error.code() != absl::StatusCode::kUnavailable) {
+      // An error we cannot pin on one message: all of them get it.
+      p.done(channel_error);
+      continue;
+    }
+    Command c;
+    c.kind = Command::Kind::kPublish;
+    c.message = std::move(p.message);
+    c.deadline = p.deadline;
+    c.done = std::move(p.done);
+    if (absl::Status s = DoPublish(c); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
+  const uint16_t channel = frame.channel;
+  if (frame.frame_type == AMQP_FRAME_METHOD) {
+    return HandleMethod(channel, frame.payload.method);
+  }
+  auto it = content_.find(channel);
+  if (it == content_.end()) return absl::OkStatus();  // a closed channel's
+  Content& content = it->second;
+  if (frame.frame_type == AMQP_FRAME_HEADER) {
+    content.have_header = true;
+    content.body_size = frame.payload.properties.body_size;
+    const auto* p = static_cast<const amqp_basic_properties_t*>(
+        frame.payload.properties.decoded);
+    Delivery& d = content.delivery;
+    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
+      d.content_type = String(p->content_type);
+    }
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+      d.message_id = String(p->message_id);
+    }
+    if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) {
+      d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(p->timestamp));
+    }
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+      for (int i = 0; i < p->headers.num_entries; ++i) {
+        const amqp_table_entry_t& e = p->headers.entries[i];
+        const std::string key = String(e.key);
+        if (key == "x-delivery-count") {
+          uint32_t count = 0;
+          if (absl::SimpleAtoi(FieldToString(e.value), &count)) {
+            d.delivery_count = count;
+          }
+          continue;
+        }
+        if (e.value.kind == AMQP_FIELD_KIND_ARRAY ||
+            e.value.kind == AMQP_FIELD_KIND_TABLE) {
+          continue;  // x-death and the like
+        }
+        d.headers.emplace_back(key, FieldToString(e.value));
+      }
+    }
+    d.payload.reserve(content.body_size);
+  } else if (frame.frame_type == AMQP_FRAME_BODY) {
+    content.delivery.payload.append(
+        static_cast<const char*>(frame.payload.body_fragment.bytes),
+        frame.payload.body_fragment.len);
+  } else {
+    return absl::OkStatus();
+  }
+  if (content.have_header &&
+      content.delivery.payload.size() >= content.body_size) {
+    Content done = std::move(content);
+    content_.erase(it);
+    CompleteContent(channel, std::move(done));
+  }
+  return absl::OkStatus();
+}
+
+void AmqpClient::IoLoop::CompleteContent(uint16_t channel, Content content) {
+  if (content.what == Content::What::kReturn) {
+    // The return comes before the confirm of the same message; mark the
+    // oldest unconfirmed message with this id that is not marked yet.
+    for (auto& [tag, p] : unconfirmed_) {
+      if (!p.returned && p.message.message_id == content.delivery.message_id) {
+        p.returned = true;
+        p.return_text = content.return_text;
+        break;
+      }
+    }
+    return;
+  }
+  auto sub = subscription_by_channel_.find(channel);
+  if (sub == subscription_by_channel_.end()) return;
+  subscriptions_[sub->second].sink->OnDelivery(std::move(content.delivery));
+}
+
+absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
+                                              const amqp_method_t& method) {
+  switch (method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+      const auto* m = static_cast<amqp_basic_ack_t*>(method.decoded);
+      if (channel == kPublishChannel) {
+        ResolveConfirms(m->delivery_tag, m->multiple != 0, true);
+      }
+      return absl::OkStatus();
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      const auto* m = static_cast<amqp_basic_nack_t*>(method.decoded);
+      if (channel == kPublishChannel) {
+        ResolveConfirms(m->delivery_tag, m->multiple != 0, false);
+      }
+      return absl::OkStatus();
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+      const auto* m = static_cast<amqp_basic_return_t*>(method.decoded);
+      Content c;
+      c.what = Content::What::kReturn;
+      c.return_text =
+          absl::StrCat(m->reply_code, " ", String(m->reply_text));
+      content_[channel] = std::move(c);
+      return absl::OkStatus();
+    }
+    case AMQP_BASIC_DELIVER_METHOD: {
+      const auto* m = static_cast<amqp_basic_deliver_t*>(method.decoded);
+      Content c;
+      c.what = Content::What::kDeliver;
+      c.delivery.delivery_tag = m->delivery_tag;
+      c.delivery.redelivered = m->redelivered != 0;
+      c.delivery.exchange = String(m->exchange);
+      c.delivery.routing_key = String(m->routing_key);
+      content_[channel] = std::move(c);
+      return absl::OkStatus();
+    }
+    case AMQP_BASIC_CANCEL_METHOD: {
+      // The broker cancelled the consumer (its queue was deleted).
+      EndSubscription(channel, absl::NotFoundError(
+                                   "the subscription's queue was deleted"));
+      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
+      absl::Status connection_error;
+      (void)CheckReply(channel, "channel.close", &connection_error);
+      FreeChannel(channel);
+      return connection_error;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD: {
+      const auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
+      const absl::Status status =
+          FromReplyCode(m->reply_code, String(m->reply_text));
+      amqp_channel_close_ok_t close_ok;
+      if (amqp_send_method(conn_.get(), channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                           &close_ok) != AMQP_STATUS_OK) {
+        return absl::UnavailableError("cannot acknowledge a channel close");
+      }
+      content_.erase(channel);
+      if (channel == kPublishChannel) return ReplayUnconfirmed(status);
+      if (channel == kScratchChannel) {
+        scratch_open_ = false;
+        return absl::OkStatus();
+      }
+      EndSubscription(channel, status);
+      FreeChannel(channel);
+      return absl::OkStatus();
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+      blocked_ = true;
+      client_.SetState(BrokerState::kBlocked);
+      return absl::OkStatus();
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+      blocked_ = false;
+      client_.SetState(BrokerState::kConnected);
+      return absl::OkStatus();
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      const auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
+      amqp_connection_close_ok_t close_ok;
+      amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+                       &close_ok);
+      return absl::UnavailableError(
+          absl::StrCat("broker closed the connection: ", m->reply_code, " ",
+                       String(m->reply_text)));
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+void AmqpClient::IoLoop::EndSubscription(uint16_t channel,
+                                         absl::Status status) {
+  auto it = subscription_by_channel_.find(channel);
+  if (it == subscription_by_channel_.end()) return;
+  auto sub = subscriptions_.find(it->second);
+  std::shared_ptr<SubscriptionSink> sink = std::move(sub->second.sink);
+  subscriptions_.erase(sub);
+  subscription_by_channel_.erase(it);
+  sink->OnEnded(std::move(status));
+}
+
+uint16_t AmqpClient::IoLoop::AllocateChannel() {
+  if (!free_channels_.empty()) {
+    const uint16_t channel = free_channels_.back();
+    free_channels_.pop_back();
+    return channel;
+  }
+  const int max = amqp_get_channel_max(conn_.get());
+  if (max != 0 && next_channel_ > max) return 0;
+  return next_channel_++;
+}
+
+void AmqpClient::IoLoop::FreeChannel(uint16_t channel) {
+  amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
+  free_channels_.push_back(channel);
+}
+
+absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
+  const SubscribeSpec& spec = command.spec;
+  const uint16_t channel = AllocateChannel();
+  if (channel == 0) {
+    command.sink->OnEnded(absl::ResourceExhaustedError(
+        "every AMQP channel of the server's connection is in use"));
+    return absl::OkStatus();
+  }
+  absl::Status connection_error;
+  // Any step that fails ends this subscription alone; its channel was
+  // closed by the broker (or never opened).
+  auto fail = [&](absl::Status status, bool channel_open) {
+    if (channel_open && connection_error.ok()) {
+      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
+      absl::Status ignored = CheckReply(channel, "channel.close",
+                                        &connection_error);
+      (void)ignored;
+    }
+    FreeChannel(channel);
+    command.sink->OnEnded(std::move(status));
+    return connection_error;
+  };
+  absl::Status s = OpenChannel(channel, &connection_error);
+  if (!s.ok()) return fail(s, false);
+
+  if (spec.binding.has_value()) {
+    amqp_exchange_declare(conn_.get(), channel, Bytes(spec.binding->exchange),
+                          amqp_cstring_bytes(ExchangeType(spec.binding->kind)),
+                          0, /*durable=*/1, 0, 0, amqp_empty_table);
+    s = CheckReply(channel, "exchange.declare", &connection_error);
+    if (!s.ok()) return fail(s, false);
+  }
+
+  const QueueSpec& q = spec.queue;
+  const std::string kXQueueType = "x-queue-type";
+  const std::string kDlx = "x-dead-letter-exchange";
+  const std::string kDlrk = "x-dead-letter-routing-key";
+  const std::string kTtl = "x-message-ttl";
+  const std::string kMaxLength = "x-max-length";
+  const std::string quorum = "quorum";
+  TableBuilder args;
+  if (q.quorum) args.AddString(kXQueueType, quorum);
+  if (!q.dead_letter_exchange.empty()) {
+    args.AddString(kDlx, q.dead_letter_exchange);
+  }
+  if (!q.dead_letter_routing_key.empty()) {
+    args.AddString(kDlrk, q.dead_letter_routing_key);
+  }
+  if (q.message_ttl.has_value()) {
+    args.AddLong(kTtl, absl::ToInt64Milliseconds(*q.message_ttl));
+  }
+  if (q.max_length > 0) {
+    args.AddLong(kMaxLength, static_cast<int64_t>(q.max_length));
+  }
+  amqp_queue_declare_ok_t* declared = nullptr;
+  if (q.use_existing) {
+    declared = amqp_queue_declare(conn_.get(), channel, Bytes(q.name),
+                                  /*passive=*/1, 0, 0, 0, amqp_empty_table);
+    s = CheckReply(channel, "queue.declare", &connection_error);
+    if (!connection_error.ok()) return fail(s, false);
+    if (!s.ok()) {
+      declared = nullptr;
+      // Missing (the broker closed the channel): declare it on a new one.
+      if (s.code() != absl::StatusCode::kNotFound) return fail(s, false);
+      s = OpenChannel(channel, &connection_error);
+      if (!s.ok()) return fail(s, false);
+    }
+  }
+  if (declared == nullptr) {
+    declared = amqp_queue_declare(
+        conn_.get(), channel, Bytes(q.name), 0, q.durable ? 1 : 0,
+        q.exclusive ? 1 : 0, q.auto_delete ? 1 : 0, args.table());
+    s = CheckReply(channel, "queue.declare", &connection_error);
+    if (!s.ok() || declared == nullptr) return fail(s, false);
+  }
+  const std::string queue = String(declared->queue);
+
+  if (spec.binding.has_value()) {
+    std::vector<std::string> keys = spec.binding->keys;
+    if (keys.empty()) keys.push_back(spec.binding->kind == ExchangeKind::kTopic
+                                         ? "#"
+                                         : "");
+    for (const std::string& key : keys) {
+      amqp_queue_bind(conn_.get(), channel, Bytes(queue),
+                      Bytes(spec.binding->exchange), Bytes(key),
+                      amqp_empty_table);
+      s = CheckReply(channel, "queue.bind", &connection_error);
+      if (!s.ok()) return fail(s, false);
+    }
+  }
+  amqp_basic_qos(conn_.get(), channel, 0, spec.prefetch, 0);
+  s = CheckReply(channel, "basic.qos", &connection_error);
+  if (!s.ok()) return fail(s, false);
+  amqp_basic_consume(conn_.get(), channel, Bytes(queue), amqp_empty_bytes, 0,
+                     /*no_ack=*/0, 0, amqp_empty_table);
+  s = CheckReply(channel, "basic.consume", &connection_error);
+  if (!s.ok()) return fail(s, false);
+
+  subscriptions_[command.subscription] = Subscription{channel, command.sink};
+  subscription_by_channel_[channel] = command.subscription;
+  command.sink->OnSubscribed(queue);
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::DoSettle(Command& command) {
+  auto it = subscriptions_.find(command.subscription);
+  if (it == subscriptions_.end()) return absl::OkStatus();
+  const uint16_t channel = it->second.channel;
+  int rc;
+  switch (command.settle) {
+    case amqp::Settle::kAck:
+      rc = amqp_basic_ack(conn_.get(), channel, command.delivery_tag, 0);
+      break;
+    case amqp::Settle::kRequeue:
+      rc = amqp_basic_nack(conn_.get(), channel, command.delivery_tag, 0, 1);
+      break;
+    case amqp::Settle::kReject:
+    default:
+      rc = amqp_basic_nack(conn_.get(), channel, command.delivery_tag, 0, 0);
+      break;
+  }
+  if (rc != AMQP_STATUS_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "connection to RabbitMQ lost while settling: ", amqp_error_string2(rc)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::DoUnsubscribe(Command& command) {
+  auto it = subscriptions_.find(command.subscription);
+  if (it == subscriptions_.end()) return absl::OkStatus();
+  const uint16_t channel = it->second.channel;
+  subscription_by_channel_.erase(channel);
+  subscriptions_.erase(it);
+  content_.erase(channel);
+  // Closing the channel hands every unacknowledged delivery back to the
+  // queue (and deletes an auto-delete queue with its last consumer).
+  amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
+  absl::Status connection_error;
+  (void)CheckReply(channel, "channel.close", &connection_error);
+  FreeChannel(channel);
+  return connection_error;
+}
+
+}  // namespace warren::amqp

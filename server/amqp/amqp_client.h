@@ -1,0 +1,213 @@
+// AmqpClient: Warren's one connection to RabbitMQ (or to the first reachable
+// broker of a cluster's URL list), and everything that goes over it:
+// confirmed publishes, subscriptions, acks.
+//
+// Threading: the rabbitmq-c connection, its state and all its channels belong
+// to one I/O thread. Other threads hand it commands through a queue and wake
+// it through an eventfd; it polls the socket and the eventfd together, so it
+// neither busy-loops nor blocks in a read while commands wait. Callbacks
+// (publish results, subscription events, state listeners) run on the I/O
+// thread and must not block.
+//
+// Failure model: a broker-side channel error ends only the operation that
+// caused it (a publish to a missing exchange is NOT_FOUND, a queue declared
+// with other arguments ends that subscription with FAILED_PRECONDITION).
+// When the connection is lost, unconfirmed publishes answer UNAVAILABLE,
+// subscriptions end with UNAVAILABLE (the broker requeues what they did not
+// ack), and the client reconnects with exponential backoff and jitter.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/mutex.h"
+
+namespace warren::amqp {
+
+// A parsed amqp:// or amqps:// URL.
+struct BrokerAddress {
+  std::string host;
+  int port = 5672;
+  std::string user;
+  std::string password;
+  std::string vhost;
+  bool tls = false;
+  // For logs: the URL without its password.
+  std::string redacted;
+};
+
+// Parses `amqp[s]://user:password@host:port/vhost`; INVALID_ARGUMENT naming
+// the URL (without its password) when it is malformed. An empty vhost is
+// the default vhost "/".
+absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url);
+
+struct AmqpOptions {
+  std::vector<std::string> urls;
+  absl::Duration heartbeat = absl::Seconds(10);
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // CA bundle for amqps:// brokers; empty uses the system's.
+  std::string ca_file;
+};
+
+enum class BrokerState { kConnecting, kConnected, kBlocked, kClosed };
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct OutgoingMessage {
+  std::string exchange;
+  std::string routing_key;
+  std::string payload;
+  Headers headers;
+  std::string content_type;
+  std::string message_id;
+  bool persistent = true;
+  std::optional<uint8_t> priority;
+  std::optional<absl::Duration> ttl;
+  bool mandatory = false;
+};
+
+struct Delivery {
+  uint64_t delivery_tag = 0;
+  std::string exchange;
+  std::string routing_key;
+  std::string payload;
+  Headers headers;
+  std::string content_type;
+  std::string message_id;
+  bool redelivered = false;
+  uint32_t delivery_count = 0;
+  std::optional<absl::Time> timestamp;
+};
+
+enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };
+
+struct QueueSpec {
+  // Empty: a server-named, exclusive queue deleted with its consumer.
+  std::string name;
+  bool durable = true;
+  bool exclusive = false;
+  bool auto_delete = false;
+  bool quorum = false;
+  std::string dead_letter_exchange;
+  std::string dead_letter_routing_key;
+  std::optional<absl::Duration> message_ttl;
+  uint64_t max_length = 0;
+  // Consume an existing queue as it is (whatever its arguments); declare it
+  // with the fields above only when it does not exist.
+  bool use_existing = false;
+};
+
+struct BindingSpec {
+  std::string exchange;
+  ExchangeKind kind = ExchangeKind::kTopic;
+  std::vector<std::string> keys;
+};
+
+struct SubscribeSpec {
+  QueueSpec queue;
+  std::optional<BindingSpec> binding;
+  uint16_t prefetch = 100;
+};
+
+// What a subscription tells its owner, on the I/O thread.
+class SubscriptionSink {
+ public:
+  virtual ~SubscriptionSink() = default;
+  // Consuming started on `queue` (the broker's name for a server-named one).
+  virtual void OnSubscribed(const std::string& queue) = 0;
+  virtual void OnDelivery(Delivery delivery) = 0;
+  // The subscription ended on the broker's side or with the connection;
+  // not called after Unsubscribe.
+  virtual void OnEnded(absl::Status status) = 0;
+};
+
+enum class Settle { kAck, kRequeue, kReject };
+
+class AmqpClient {
+ public:
+  using SubscriptionId = uint64_t;
+
+  static absl::StatusOr<std::unique_ptr<AmqpClient>> Create(
+      AmqpOptions options);
+  ~AmqpClient();
+  AmqpClient(const AmqpClient&) = delete;
+  AmqpClient& operator=(const AmqpClient&) = delete;
+
+  BrokerState state() const { return state_.load(); }
+  // Connected, blocked or not: the broker is reachable.
+  bool reachable() const {
+    const BrokerState s = state();
+    return s == BrokerState::kConnected || s == BrokerState::kBlocked;
+  }
+  absl::Status WaitConnected(absl::Duration timeout);
+  uint64_t reconnects() const { return reconnects_.load(); }
+
+  // Listeners must not add or remove listeners.
+  int AddListener(absl::AnyInvocable<void(BrokerState)> listener);
+  void RemoveListener(int id);
+
+  // Publishes `message` on a confirm-mode channel and calls `done` once:
+  // OK only after the broker's basic.ack; FAILED_PRECONDITION if a mandatory
+  // message was returned unroutable; NOT_FOUND for a missing exchange;
+  // UNAVAILABLE on basic.nack or a lost connection; RESOURCE_EXHAUSTED while
+  // the broker applies flow control; DEADLINE_EXCEEDED at `deadline`.
+  void Publish(OutgoingMessage message, absl::Time deadline,
+               absl::AnyInvocable<void(absl::Status)> done);
+
+  // Declares a durable exchange (idempotent); FAILED_PRECONDITION if it
+  // exists with another type.
+  void DeclareExchange(std::string name, ExchangeKind kind,
+                       absl::AnyInvocable<void(absl::Status)> done);
+
+  // Declares what `spec` names and starts consuming with `prefetch`
+  // unacknowledged deliveries at most. The sink is held until the
+  // subscription ends or Unsubscribe.
+  SubscriptionId Subscribe(SubscribeSpec spec,
+                           std::shared_ptr<SubscriptionSink> sink);
+  // Settles one delivery of a subscription (ignored once it ended: the
+  // broker has requeued its unacknowledged deliveries already).
+  void Settle(SubscriptionId id, uint64_t delivery_tag, Settle how);
+  // Stops consuming and closes the subscription's channel: the broker
+  // requeues every delivery not acknowledged.
+  void Unsubscribe(SubscriptionId id);
+
+ private:
+  class IoLoop;
+  struct Command;
+
+  AmqpClient(AmqpOptions options, std::vector<BrokerAddress> brokers,
+             int wake_fd);
+  void Post(Command command);
+  void SetState(BrokerState state);
+
+  const AmqpOptions options_;
+  const std::vector<BrokerAddress> brokers_;
+  const int wake_fd_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<BrokerState> state_{BrokerState::kConnecting};
+  std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> next_subscription_{1};
+
+  warren::Mutex listeners_mu_;
+  std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+  int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+
+  warren::Mutex commands_mu_;
+  std::vector<Command>* commands_ ABSL_GUARDED_BY(commands_mu_);
+
+  std::unique_ptr<IoLoop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace warren::amqp

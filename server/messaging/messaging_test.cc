@@ -1,0 +1,141 @@
+// Unit tests of the messaging service's request handling: validation,
+// mapping to the AMQP layer, message ids. Delivery semantics are tested end
+// to end against RabbitMQ in tests/integration.
+#include <set>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/messaging/messaging_service.h"
+
+namespace warren::messaging {
+namespace {
+
+namespace v1 = ::warren::v1;
+using ::testing::HasSubstr;
+
+TEST(ValidatePublishTest, AcceptsAFullMessage) {
+  v1::PublishRequest r;
+  r.set_exchange("orders");
+  r.set_routing_key("eu.created");
+  r.set_payload(std::string("a\0b", 3));
+  (*r.mutable_headers())["tenant"] = "acme";
+  r.set_priority(255);
+  r.mutable_ttl()->set_seconds(5);
+  EXPECT_TRUE(ValidatePublish(r, MessagingServiceOptions()).ok());
+}
+
+TEST(ValidatePublishTest, RefusesWhatAmqpOrTheLimitsCannotCarry) {
+  MessagingServiceOptions options;
+  options.max_payload_bytes = 10;
+  options.max_header_bytes = 8;
+  struct Case {
+    std::function<void(v1::PublishRequest&)> mutate;
+    std::string field;
+  };
+  const Case cases[] = {
+      {[](auto& r) { r.set_exchange(std::string(256, 'x')); }, "exchange"},
+      {[](auto& r) { r.set_routing_key(std::string(256, 'x')); },
+       "routing_key"},
+      {[](auto& r) { r.set_message_id(std::string(256, 'x')); },
+       "message_id"},
+      {[](auto& r) { r.set_payload(std::string(11, 'x')); }, "payload"},
+      {[](auto& r) { (*r.mutable_headers())["k"] = "123456789"; }, "headers"},
+      {[](auto& r) { (*r.mutable_headers())[""] = "v"; }, "headers"},
+      {[](auto& r) { r.set_priority(256); }, "priority"},
+      {[](auto& r) { r.mutable_ttl()->set_seconds(-1); }, "ttl"},
+  };
+  for (const Case& c : cases) {
+    v1::PublishRequest r;
+    c.mutate(r);
+    absl::Status s = ValidatePublish(r, options, "message.");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(s.message(), HasSubstr("message." + c.field));
+  }
+}
+
+TEST(ToOutgoingTest, MapsFieldsAndGeneratesUniqueIds) {
+  v1::PublishRequest r;
+  r.set_routing_key("q");
+  r.set_transient(true);
+  r.set_priority(3);
+  r.mutable_ttl()->set_nanos(250000000);
+  amqp::OutgoingMessage m = ToOutgoing(r);
+  EXPECT_FALSE(m.persistent);
+  EXPECT_EQ(m.priority, 3);
+  EXPECT_EQ(m.ttl, absl::Milliseconds(250));
+  EXPECT_THAT(m.message_id,
+              ::testing::MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-"
+                                      "[89ab][0-9a-f]{3}-[0-9a-f]{12}"));
+  std::set<std::string> ids;
+  for (int i = 0; i < 1000; ++i) ids.insert(ToOutgoing(r).message_id);
+  EXPECT_EQ(ids.size(), 1000u);
+  r.set_message_id("mine");
+  r.set_transient(false);
+  EXPECT_EQ(ToOutgoing(r).message_id, "mine");
+  EXPECT_TRUE(ToOutgoing(r).persistent);
+}
+
+TEST(ToSubscribeSpecTest, GroupIsADurableSharedQueueAndNoGroupAnExclusiveOne) {
+  MessagingServiceOptions options;
+  v1::SubscribeStart start;
+  start.mutable_topic()->set_exchange("events");
+  start.mutable_topic()->add_binding_keys("a.*");
+  auto fanout = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(fanout.ok()) << fanout.status();
+  EXPECT_TRUE(fanout->queue.name.empty());
+  EXPECT_TRUE(fanout->queue.exclusive);
+  EXPECT_TRUE(fanout->queue.auto_delete);
+  EXPECT_EQ(fanout->prefetch, options.default_max_in_flight);
+  EXPECT_EQ(fanout->binding->kind, amqp::ExchangeKind::kTopic);
+
+  start.set_group("billing");
+  start.set_max_in_flight(7);
+  start.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  start.mutable_queue_options()->set_dead_letter_exchange("dlx");
+  start.mutable_queue_options()->mutable_message_ttl()->set_seconds(60);
+  auto group = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ(group->queue.name, "billing");
+  EXPECT_TRUE(group->queue.durable);
+  EXPECT_FALSE(group->queue.exclusive);
+  EXPECT_TRUE(group->queue.quorum);
+  EXPECT_EQ(group->queue.dead_letter_exchange, "dlx");
+  EXPECT_EQ(group->queue.message_ttl, absl::Seconds(60));
+  EXPECT_EQ(group->prefetch, 7);
+}
+
+TEST(ToSubscribeSpecTest, RefusesIncoherentStarts) {
+  MessagingServiceOptions options;
+  options.max_in_flight_cap = 50;
+  v1::SubscribeStart none;
+  EXPECT_THAT(ToSubscribeSpec(none, options).status().message(),
+              HasSubstr("start.queue or start.topic"));
+
+  v1::SubscribeStart queue_with_group;
+  queue_with_group.set_queue("q");
+  queue_with_group.set_group("g");
+  EXPECT_THAT(ToSubscribeSpec(queue_with_group, options).status().message(),
+              HasSubstr("start.group"));
+
+  v1::SubscribeStart quorum_fanout;
+  quorum_fanout.mutable_topic()->set_exchange("x");
+  quorum_fanout.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  EXPECT_EQ(ToSubscribeSpec(quorum_fanout, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  v1::SubscribeStart default_exchange;
+  default_exchange.mutable_topic()->add_binding_keys("k");
+  EXPECT_THAT(ToSubscribeSpec(default_exchange, options).status().message(),
+              HasSubstr("start.topic.exchange"));
+
+  v1::SubscribeStart greedy;
+  greedy.set_queue("q");
+  greedy.set_max_in_flight(51);
+  absl::Status over = ToSubscribeSpec(greedy, options).status();
+  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(over.message(), HasSubstr("50"));
+}
+
+}  // namespace
+}  // namespace warren::messaging

@@ -1,0 +1,150 @@
+// MessagingService across a RabbitMQ crash, on a private broker the test
+// kills: kill -9 in the middle of a PublishStream run, then a restart. What
+// must hold: every message whose response was OK is consumed afterwards
+// (durable queue, persistent messages); every other one got a non-OK code;
+// the server recovers by itself and health returns to SERVING.
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "health.grpc.pb.h"
+#include "tests/integration/amqp_admin.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/messaging_clients.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::testing {
+namespace {
+
+namespace v1 = ::warren::v1;
+using grpc::health::v1::HealthCheckResponse;
+
+HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
+  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  if (!stub->Check(&context, request, &response).ok()) {
+    return HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
+}
+
+TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
+  auto broker = RabbitMqServer::Start();
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  auto warrend = WarrendProcess::Start(
+      {"--amqp_urls=" + (*broker)->url(), "--amqp_heartbeat=2s",
+       "--operation_timeout=5s"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  {
+    auto admin = AmqpAdmin::Connect((*broker)->url());
+    ASSERT_TRUE(admin.ok());
+    ASSERT_TRUE((*admin)->DeclareQueue("survivors").ok());
+  }
+  auto stub = v1::MessagingService::NewStub((*warrend)->channel());
+
+  constexpr size_t kMessages = 20000;
+  std::atomic<size_t> confirmed_so_far{0};
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    // Mid-run: once a good share is confirmed, the broker dies.
+    WaitFor([&] { return confirmed_so_far.load() >= 2000; },
+            absl::Seconds(120));
+    (*broker)->Kill9();
+    killed = true;
+  });
+  grpc::Status status;
+  auto outcomes = PublishAll(
+      *stub, kMessages,
+      [&](size_t i) {
+        v1::PublishRequest r;
+        r.set_routing_key("survivors");
+        r.set_message_id(absl::StrCat("s-", i));
+        r.set_payload("persistent");
+        return r;
+      },
+      &status, [&](const PublishOutcome& o) {
+        if (o.code == 0) confirmed_so_far++;
+      });
+  killer.join();
+  ASSERT_TRUE(killed.load());
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(outcomes.size(), kMessages) << "one response per request";
+  std::set<std::string> confirmed;
+  size_t failed = 0;
+  for (const auto& o : outcomes) {
+    if (o.code == 0) {
+      confirmed.insert(o.message_id);
+    } else {
+      ++failed;
+      EXPECT_TRUE(o.code == static_cast<int>(grpc::StatusCode::UNAVAILABLE) ||
+                  o.code ==
+                      static_cast<int>(grpc::StatusCode::DEADLINE_EXCEEDED))
+          << o.code << " " << o.error;
+    }
+  }
+  EXPECT_GE(confirmed.size(), 2000u);
+  EXPECT_GT(failed, 0u) << "the kill came after every confirm";
+  RecordProperty("confirmed_before_kill", static_cast<int>(confirmed.size()));
+
+  // While it is down: NOT_SERVING, and publishes fail fast, never OK.
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::NOT_SERVING; },
+      absl::Seconds(30)));
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    v1::PublishRequest r;
+    r.set_routing_key("survivors");
+    v1::PublishResponse response;
+    grpc::Status down = stub->Publish(&context, r, &response);
+    EXPECT_EQ(down.error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+
+  ASSERT_TRUE((*broker)->Restart().ok());
+  EXPECT_TRUE(WaitFor(
+      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(90)))
+      << (*warrend)->Log();
+
+  v1::SubscribeStart start;
+  start.set_queue("survivors");
+  start.set_max_in_flight(1000);
+  TestSubscriber sub(*stub, start);
+  std::set<std::string> consumed;
+  size_t acked = 0;
+  const bool all = WaitFor(
+      [&] {
+        auto ds = sub.deliveries();
+        std::vector<uint64_t> ids;
+        for (size_t i = acked; i < ds.size(); ++i) {
+          consumed.insert(ds[i].message_id());
+          ids.push_back(ds[i].delivery_id());
+        }
+        if (!ids.empty()) sub.Ack(ids);
+        acked = ds.size();
+        return std::includes(consumed.begin(), consumed.end(),
+                             confirmed.begin(), confirmed.end());
+      },
+      absl::Seconds(120));
+  size_t missing = 0;
+  for (const auto& id : confirmed) missing += consumed.count(id) == 0;
+  EXPECT_TRUE(all) << missing << " confirmed messages were lost";
+  EXPECT_EQ(missing, 0u);
+
+  // And it publishes again.
+  grpc::ClientContext context;
+  v1::PublishRequest r;
+  r.set_routing_key("survivors");
+  v1::PublishResponse response;
+  EXPECT_TRUE(stub->Publish(&context, r, &response).ok());
+}
+
+}  // namespace
+}  // namespace warren::testing

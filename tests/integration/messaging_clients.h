@@ -1,0 +1,72 @@
+// Test-side clients of MessagingService streams: a subscriber that reads on
+// its own thread and lets the test wait for conditions on what arrived, and
+// a pipelined publisher over PublishStream.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/common/mutex.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::testing {
+
+class TestSubscriber {
+ public:
+  TestSubscriber(warren::v1::MessagingService::Stub& stub,
+                 const warren::v1::SubscribeStart& start);
+  ~TestSubscriber();
+
+  // Waits for the `subscribed` response; answers the queue name ("" if the
+  // stream ended first).
+  std::string WaitSubscribed(absl::Duration timeout = absl::Seconds(30));
+  // Waits until at least `n` deliveries arrived (or the stream ended).
+  bool WaitDeliveries(size_t n, absl::Duration timeout = absl::Seconds(60));
+  bool WaitEnded(grpc::Status* status,
+                 absl::Duration timeout = absl::Seconds(30));
+  std::vector<warren::v1::Delivery> deliveries();
+  size_t delivery_count();
+
+  bool Ack(const std::vector<uint64_t>& ids);
+  bool Nack(const std::vector<uint64_t>& ids, bool requeue);
+  bool Send(const warren::v1::SubscribeRequest& request);
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<warren::v1::SubscribeRequest,
+                                           warren::v1::SubscribeResponse>>
+      stream_;
+  std::thread reader_;
+  warren::Mutex mu_;
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<warren::v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  warren::Mutex write_mu_;
+};
+
+struct PublishOutcome {
+  uint64_t sequence;
+  std::string message_id;
+  int32_t code;
+  std::string error;
+};
+
+// Publishes `count` messages built by `make` over one PublishStream and
+// answers every response (in arrival order) and the stream's status.
+std::vector<PublishOutcome> PublishAll(
+    warren::v1::MessagingService::Stub& stub, size_t count,
+    const std::function<warren::v1::PublishRequest(size_t)>& make,
+    grpc::Status* status,
+    const std::function<void(const PublishOutcome&)>& on_response = nullptr);
+
+}  // namespace warren::testing
