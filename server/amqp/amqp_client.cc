@@ -54,9 +54,9 @@ amqp_bytes_t Bytes(const std::string& s) {
 }
 
 std::string String(amqp_bytes_t b) {
-  return b.bytes == nullptr ? std::string()
-                            : std::string(static_cast<const char*>(b.bytes),
-                                          b.len);
+  return b.bytes == nullptr
+             ? std::string()
+             : std::string(static_cast<const char*>(b.bytes), b.len);
 }
 
 // A broker's channel.close or connection.close as a status: its reply code
@@ -301,8 +301,10 @@ absl::StatusOr<std::unique_ptr<AmqpClient>> AmqpClient::Create(
 
 AmqpClient::AmqpClient(AmqpOptions options, std::vector<BrokerAddress> brokers,
                        int wake_fd)
-    : options_(std::move(options)), brokers_(std::move(brokers)),
-      wake_fd_(wake_fd), commands_(new std::vector<Command>) {}
+    : options_(std::move(options)),
+      brokers_(std::move(brokers)),
+      wake_fd_(wake_fd),
+      commands_(new std::vector<Command>) {}
 
 AmqpClient::~AmqpClient() {
   stopping_.store(true);
@@ -591,10 +593,9 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
                        String(close->reply_text)));
     }
     return absl::UnavailableError(absl::StrCat(
-        "login failed: ",
-        login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-            ? amqp_error_string2(login.library_error)
-            : "unexpected reply"));
+        "login failed: ", login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                              ? amqp_error_string2(login.library_error)
+                              : "unexpected reply"));
   }
   if (absl::Status s = OpenPublishChannel(); !s.ok()) return s;
   client_.SetState(BrokerState::kConnected);
@@ -654,8 +655,7 @@ absl::Status AmqpClient::IoLoop::CheckReply(uint16_t channel,
         absl::Status status =
             FromReplyCode(close->reply_code, String(close->reply_text));
         amqp_channel_close_ok_t close_ok;
-        if (amqp_send_method(conn_.get(), channel,
-                             AMQP_CHANNEL_CLOSE_OK_METHOD,
+        if (amqp_send_method(conn_.get(), channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
                              &close_ok) != AMQP_STATUS_OK) {
           *connection_error = absl::UnavailableError("cannot send close-ok");
         }
@@ -677,11 +677,11 @@ absl::Status AmqpClient::IoLoop::CheckReply(uint16_t channel,
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
     case AMQP_RESPONSE_NONE:
     default:
-      *connection_error = absl::UnavailableError(absl::StrCat(
-          what, " failed: ",
-          reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-              ? amqp_error_string2(reply.library_error)
-              : "no reply"));
+      *connection_error = absl::UnavailableError(
+          absl::StrCat(what, " failed: ",
+                       reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                           ? amqp_error_string2(reply.library_error)
+                           : "no reply"));
       return *connection_error;
   }
 }
@@ -785,9 +785,9 @@ absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
       conn_.get(), kPublishChannel, Bytes(m.exchange), Bytes(m.routing_key),
       m.mandatory ? 1 : 0, 0, &props, Bytes(m.payload));
   if (sent != AMQP_STATUS_OK) {
-    absl::Status lost = absl::UnavailableError(absl::StrCat(
-        "connection to RabbitMQ lost while publishing: ",
-        amqp_error_string2(sent)));
+    absl::Status lost = absl::UnavailableError(
+        absl::StrCat("connection to RabbitMQ lost while publishing: ",
+                     amqp_error_string2(sent)));
     command.done(lost);
     return lost;
   }
@@ -811,15 +811,16 @@ absl::Status AmqpClient::IoLoop::DoDeclareExchange(Command& command) {
   absl::Status connection_error;
   absl::Status s = EnsureScratchChannel(&connection_error);
   if (s.ok()) {
-    amqp_exchange_declare(conn_.get(), kScratchChannel,
-                          Bytes(command.message.exchange),
-                          amqp_cstring_bytes(ExchangeType(command.exchange_kind)),
-                          0, /*durable=*/1, 0, 0, amqp_empty_table);
+    amqp_exchange_declare(
+        conn_.get(), kScratchChannel, Bytes(command.message.exchange),
+        amqp_cstring_bytes(ExchangeType(command.exchange_kind)), 0,
+        /*durable=*/1, 0, 0, amqp_empty_table);
     s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
     if (!s.ok()) scratch_open_ = false;  // the broker closed it
   }
   if (s.ok()) {
-    known_exchanges_[command.message.exchange] = absl::Now() + kExchangeCheckTtl;
+    known_exchanges_[command.message.exchange] =
+        absl::Now() + kExchangeCheckTtl;
   }
   command.done(s);
   return connection_error;
@@ -843,8 +844,8 @@ void AmqpClient::IoLoop::ResolveConfirms(uint64_t tag, bool multiple,
     } else if (p.returned) {
       p.done(absl::FailedPreconditionError(absl::StrCat(
           "message is unroutable: no queue is bound for routing key '",
-          p.message.routing_key, "' on exchange '", p.message.exchange,
-          "' (", p.return_text, ")")));
+          p.message.routing_key, "' on exchange '", p.message.exchange, "' (",
+          p.return_text, ")")));
     } else {
       p.done(absl::OkStatus());
     }
@@ -870,9 +871,10 @@ absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
   // confirmed goes out again on a fresh channel (same message ids, so a
   // rare duplicate can be recognised); each message is checked again, so
   // the one that caused the error fails alone.
-  WARREN_LOG_WARN("rabbitmq: confirm channel closed by the broker ({}); "
-                  "republishing {} unconfirmed messages",
-                  channel_error.message(), unconfirmed_.size());
+  WARREN_LOG_WARN(
+      "rabbitmq: confirm channel closed by the broker ({}); "
+      "republishing {} unconfirmed messages",
+      channel_error.message(), unconfirmed_.size());
   auto replay = std::move(unconfirmed_);
   unconfirmed_.clear();
   known_exchanges_.clear();
@@ -882,8 +884,8 @@ absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
     }
     return s;
   }
-  const bool specific = !absl::StrContains(channel_error.message(),
-                                           "no exchange");
+  const bool specific =
+      !absl::StrContains(channel_error.message(), "no exchange");
   for (auto& [tag, p] : replay) {
     if (!p.done) continue;
     if (specific && channel_error.code() != absl::StatusCode::kUnavailable) {
@@ -998,8 +1000,7 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       const auto* m = static_cast<amqp_basic_return_t*>(method.decoded);
       Content c;
       c.what = Content::What::kReturn;
-      c.return_text =
-          absl::StrCat(m->reply_code, " ", String(m->reply_text));
+      c.return_text = absl::StrCat(m->reply_code, " ", String(m->reply_text));
       content_[channel] = std::move(c);
       return absl::OkStatus();
     }
@@ -1016,8 +1017,8 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
     }
     case AMQP_BASIC_CANCEL_METHOD: {
       // The broker cancelled the consumer (its queue was deleted).
-      EndSubscription(channel, absl::NotFoundError(
-                                   "the subscription's queue was deleted"));
+      EndSubscription(
+          channel, absl::NotFoundError("the subscription's queue was deleted"));
       amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
       absl::Status connection_error;
       (void)CheckReply(channel, "channel.close", &connection_error);
@@ -1106,8 +1107,8 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   auto fail = [&](absl::Status status, bool channel_open) {
     if (channel_open && connection_error.ok()) {
       amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
-      absl::Status ignored = CheckReply(channel, "channel.close",
-                                        &connection_error);
+      absl::Status ignored =
+          CheckReply(channel, "channel.close", &connection_error);
       (void)ignored;
     }
     FreeChannel(channel);
@@ -1161,9 +1162,9 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
     }
   }
   if (declared == nullptr) {
-    declared = amqp_queue_declare(
-        conn_.get(), channel, Bytes(q.name), 0, q.durable ? 1 : 0,
-        q.exclusive ? 1 : 0, q.auto_delete ? 1 : 0, args.table());
+    declared = amqp_queue_declare(conn_.get(), channel, Bytes(q.name), 0,
+                                  q.durable ? 1 : 0, q.exclusive ? 1 : 0,
+                                  q.auto_delete ? 1 : 0, args.table());
     s = CheckReply(channel, "queue.declare", &connection_error);
     if (!s.ok() || declared == nullptr) return fail(s, false);
   }
@@ -1171,9 +1172,8 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
 
   if (spec.binding.has_value()) {
     std::vector<std::string> keys = spec.binding->keys;
-    if (keys.empty()) keys.push_back(spec.binding->kind == ExchangeKind::kTopic
-                                         ? "#"
-                                         : "");
+    if (keys.empty())
+      keys.push_back(spec.binding->kind == ExchangeKind::kTopic ? "#" : "");
     for (const std::string& key : keys) {
       amqp_queue_bind(conn_.get(), channel, Bytes(queue),
                       Bytes(spec.binding->exchange), Bytes(key),
@@ -1214,8 +1214,9 @@ absl::Status AmqpClient::IoLoop::DoSettle(Command& command) {
       break;
   }
   if (rc != AMQP_STATUS_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "connection to RabbitMQ lost while settling: ", amqp_error_string2(rc)));
+    return absl::UnavailableError(
+        absl::StrCat("connection to RabbitMQ lost while settling: ",
+                     amqp_error_string2(rc)));
   }
   return absl::OkStatus();
 }

@@ -1,9 +1,16 @@
+#include <atomic>
 #include <cstdlib>
+#include <functional>
+#include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/amqp/amqp_client.h"
+#include "server/common/mutex.h"
 
 namespace warren::amqp {
 namespace {
@@ -62,6 +69,112 @@ TEST(AmqpClientTest, ConnectsToTheTestBroker) {
   ASSERT_TRUE(monitor.ok());
   ASSERT_TRUE((*monitor)->WaitConnected(absl::Seconds(20)).ok());
   EXPECT_EQ((*monitor)->state(), BrokerState::kConnected);
+}
+
+// Polls `condition` (another thread changes it) for up to 60 s.
+bool WaitUntil(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+// Records a subscription's events and acks every delivery from the thread
+// that receives it (the client's I/O thread), as a gRPC reactor would not,
+// but as any caller may.
+class CollectingSink : public SubscriptionSink {
+ public:
+  explicit CollectingSink(AmqpClient& client) : client_(client) {}
+  void set_id(AmqpClient::SubscriptionId id) {
+    warren::MutexLock lock(&mu_);
+    id_ = id;
+  }
+  void OnSubscribed(const std::string& queue) override {
+    warren::MutexLock lock(&mu_);
+    queue_ = queue;
+  }
+  void OnDelivery(Delivery d) override {
+    warren::MutexLock lock(&mu_);
+    ids_.insert(d.message_id);
+    client_.Settle(id_, d.delivery_tag, Settle::kAck);
+  }
+  void OnEnded(absl::Status status) override {
+    warren::MutexLock lock(&mu_);
+    ended_ = status;
+  }
+  bool WaitFor(size_t n) {
+    warren::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return ids_.size() >= n || !ended_.ok();
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60)) &&
+           ids_.size() >= n;
+  }
+  std::string queue() {
+    warren::MutexLock lock(&mu_);
+    return queue_;
+  }
+
+ private:
+  AmqpClient& client_;
+  warren::Mutex mu_;
+  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> ids_ ABSL_GUARDED_BY(mu_);
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+};
+
+// Many threads hand the one connection work at once; every publish is
+// confirmed once, every message arrives once.
+TEST(AmqpClientTest, ConcurrentPublishersAndASubscriberShareTheConnection) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  auto client = AmqpClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+
+  auto sink = std::make_shared<CollectingSink>(**client);
+  SubscribeSpec spec;
+  spec.queue.durable = false;
+  spec.queue.exclusive = true;
+  spec.queue.auto_delete = true;  // a server-named queue of its own
+  spec.prefetch = 50;
+  // Subscribe and set the id before the first delivery can be acked.
+  {
+    const auto id = (*client)->Subscribe(spec, sink);
+    sink->set_id(id);
+  }
+  ASSERT_TRUE(WaitUntil([&] { return !sink->queue().empty(); }));
+  const std::string queue = sink->queue();
+
+  constexpr int kThreads = 4;
+  constexpr int kEach = 250;
+  std::atomic<int> confirmed{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        OutgoingMessage m;
+        m.routing_key = queue;
+        m.message_id = absl::StrCat(t, "-", i);
+        m.payload = "x";
+        (*client)->Publish(
+            std::move(m), absl::Now() + absl::Seconds(30),
+            [&](absl::Status s) { (s.ok() ? confirmed : failed)++; });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(sink->WaitFor(kThreads * kEach));
+  // Every publish was answered exactly once, and OK.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return confirmed.load() + failed.load() == kThreads * kEach; }));
+  EXPECT_EQ(failed.load(), 0);
 }
 
 }  // namespace

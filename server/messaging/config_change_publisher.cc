@@ -17,14 +17,13 @@ ConfigChangePublisher::ConfigChangePublisher(amqp::AmqpClient& amqp,
 namespace {
 
 void Declare(amqp::AmqpClient& amqp, const std::string& exchange) {
-  amqp.DeclareExchange(exchange, amqp::ExchangeKind::kTopic,
-                       [exchange](absl::Status status) {
-                         if (!status.ok()) {
-                           WARREN_LOG_WARN(
-                               "config changes: cannot declare exchange {}: {}",
-                               exchange, status.message());
-                         }
-                       });
+  amqp.DeclareExchange(
+      exchange, amqp::ExchangeKind::kTopic, [exchange](absl::Status status) {
+        if (!status.ok()) {
+          WARREN_LOG_WARN("config changes: cannot declare exchange {}: {}",
+                          exchange, status.message());
+        }
+      });
 }
 
 }  // namespace

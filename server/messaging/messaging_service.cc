@@ -26,9 +26,9 @@ constexpr size_t kMaxShortString = 255;
 
 absl::Status CheckShort(const std::string& value, absl::string_view field) {
   if (value.size() > kMaxShortString) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " is ", value.size(), " bytes long; AMQP allows at most ",
-        kMaxShortString));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(),
+                     " bytes long; AMQP allows at most ", kMaxShortString));
   }
   return absl::OkStatus();
 }
@@ -84,15 +84,17 @@ class PublishStreamReactor final
   PublishStreamReactor(amqp::AmqpClient& amqp, StreamRegistry& streams,
                        const MessagingServiceOptions& options,
                        absl::Time call_deadline)
-      : amqp_(amqp), streams_(streams), options_(options),
+      : amqp_(amqp),
+        streams_(streams),
+        options_(options),
         call_deadline_(call_deadline) {}
 
   static PublishStreamReactor* Start(amqp::AmqpClient& amqp,
                                      StreamRegistry& streams,
                                      const MessagingServiceOptions& options,
                                      absl::Time call_deadline) {
-    auto reactor = std::make_shared<PublishStreamReactor>(amqp, streams,
-                                                          options, call_deadline);
+    auto reactor = std::make_shared<PublishStreamReactor>(
+        amqp, streams, options, call_deadline);
     reactor->self_ = reactor;
     reactor->registry_id_ = streams.Add(reactor);
     warren::MutexLock lock(&reactor->mu_);
@@ -291,14 +293,14 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
           spec.binding->kind = amqp::ExchangeKind::kTopic;
           break;
         default:
-          return absl::InvalidArgumentError(absl::StrCat(
-              "start.topic.exchange_type ", topic.exchange_type(),
-              " is not a known exchange type"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("start.topic.exchange_type ", topic.exchange_type(),
+                           " is not a known exchange type"));
       }
       for (int i = 0; i < topic.binding_keys_size(); ++i) {
-        if (auto s = CheckShort(topic.binding_keys(i),
-                                absl::StrCat("start.topic.binding_keys[", i,
-                                             "]"));
+        if (auto s =
+                CheckShort(topic.binding_keys(i),
+                           absl::StrCat("start.topic.binding_keys[", i, "]"));
             !s.ok()) {
           return s;
         }
@@ -428,9 +430,9 @@ class SubscribeReactor final
                            "nack");
         break;
       default:
-        FinishLocked(grpc::Status(
-            grpc::StatusCode::INVALID_ARGUMENT,
-            "a request must hold one of start, ack or nack"));
+        FinishLocked(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "a request must hold one of start, ack or nack"));
         break;
     }
     if (!finishing_) StartRead(&request_);
@@ -526,7 +528,8 @@ class SubscribeReactor final
     }
     started_ = true;
     absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
-    if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
+    if (heartbeat == absl::ZeroDuration())
+      heartbeat = options_.default_heartbeat;
     heartbeat_ = std::max(heartbeat, options_.min_heartbeat);
     subscribed_ = true;
     subscription_ = amqp_.Subscribe(*std::move(spec), shared_from_this());
@@ -540,13 +543,13 @@ class SubscribeReactor final
     if (!started_) {
       FinishLocked(grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat(verb, " before start: the first request must be start")));
+          absl::StrCat(verb,
+                       " before start: the first request must be start")));
       return;
     }
     if (ids.empty()) {
-      FinishLocked(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat(verb, ".delivery_ids is empty")));
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                absl::StrCat(verb, ".delivery_ids is empty")));
       return;
     }
     // All or nothing: check every id before settling any.
@@ -655,12 +658,11 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                              const MessagingServiceOptions& options,
                              absl::string_view field) {
   auto name = [&](absl::string_view f) { return absl::StrCat(field, f); };
-  for (const auto& [value, f] :
-       {std::pair<const std::string&, const char*>{request.exchange(),
-                                                   "exchange"},
-        {request.routing_key(), "routing_key"},
-        {request.content_type(), "content_type"},
-        {request.message_id(), "message_id"}}) {
+  for (const auto& [value, f] : {std::pair<const std::string&, const char*>{
+                                     request.exchange(), "exchange"},
+                                 {request.routing_key(), "routing_key"},
+                                 {request.content_type(), "content_type"},
+                                 {request.message_id(), "message_id"}}) {
     if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
   }
   if (request.payload().size() > options.max_payload_bytes) {

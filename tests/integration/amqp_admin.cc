@@ -64,26 +64,26 @@ absl::Status AmqpAdmin::Reply(const char* what) {
     amqp_channel_close_ok_t ok;
     amqp_send_method(state_->conn, state_->channel,
                      AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": ", close->reply_code, " ",
-        std::string(static_cast<char*>(close->reply_text.bytes),
-                    close->reply_text.len)));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": ", close->reply_code, " ",
+                     std::string(static_cast<char*>(close->reply_text.bytes),
+                                 close->reply_text.len)));
   }
   return absl::UnavailableError(absl::StrCat(what, " failed"));
 }
 
-#define WARREN_ADMIN_CHANNEL()                                  \
-  do {                                                          \
-    ++state_->channel;                                          \
-    amqp_channel_open(state_->conn, state_->channel);           \
+#define WARREN_ADMIN_CHANNEL()                                     \
+  do {                                                             \
+    ++state_->channel;                                             \
+    amqp_channel_open(state_->conn, state_->channel);              \
     if (absl::Status s = Reply("channel.open"); !s.ok()) return s; \
   } while (0)
 
 absl::Status AmqpAdmin::DeclareExchange(const std::string& name,
                                         const std::string& type) {
   WARREN_ADMIN_CHANNEL();
-  amqp_exchange_declare(state_->conn, state_->channel, Bytes(name),
-                        Bytes(type), 0, 1, 0, 0, amqp_empty_table);
+  amqp_exchange_declare(state_->conn, state_->channel, Bytes(name), Bytes(type),
+                        0, 1, 0, 0, amqp_empty_table);
   return Reply("exchange.declare");
 }
 

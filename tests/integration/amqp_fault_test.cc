@@ -38,9 +38,9 @@ HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
 TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   auto broker = RabbitMqServer::Start();
   ASSERT_TRUE(broker.ok()) << broker.status();
-  auto warrend = WarrendProcess::Start(
-      {"--amqp_urls=" + (*broker)->url(), "--amqp_heartbeat=2s",
-       "--operation_timeout=5s"});
+  auto warrend =
+      WarrendProcess::Start({"--amqp_urls=" + (*broker)->url(),
+                             "--amqp_heartbeat=2s", "--operation_timeout=5s"});
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   {
     auto admin = AmqpAdmin::Connect((*broker)->url());
@@ -69,7 +69,8 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
         r.set_payload("persistent");
         return r;
       },
-      &status, [&](const PublishOutcome& o) {
+      &status,
+      [&](const PublishOutcome& o) {
         if (o.code == 0) confirmed_so_far++;
       });
   killer.join();
@@ -108,11 +109,18 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   }
 
   ASSERT_TRUE((*broker)->Restart().ok());
-  EXPECT_TRUE(WaitFor(
-      [&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-      absl::Seconds(90)))
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+              absl::Seconds(90)))
       << (*warrend)->Log();
 
+  {
+    auto admin = AmqpAdmin::Connect((*broker)->url());
+    ASSERT_TRUE(admin.ok());
+    auto ready = (*admin)->ReadyCount("survivors");
+    ASSERT_TRUE(ready.ok()) << ready.status();
+    EXPECT_GE(*ready, confirmed.size()) << "the broker kept fewer messages";
+  }
   v1::SubscribeStart start;
   start.set_queue("survivors");
   start.set_max_in_flight(1000);
@@ -133,6 +141,10 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
                              confirmed.begin(), confirmed.end());
       },
       absl::Seconds(120));
+  grpc::Status sub_status;
+  if (sub.WaitEnded(&sub_status, absl::ZeroDuration())) {
+    ADD_FAILURE() << "subscription ended: " << sub_status.error_message();
+  }
   size_t missing = 0;
   for (const auto& id : confirmed) missing += consumed.count(id) == 0;
   EXPECT_TRUE(all) << missing << " confirmed messages were lost";

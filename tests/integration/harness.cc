@@ -283,9 +283,9 @@ absl::Status RabbitMqServer::Script(const std::string& verb) {
       " rabbitmq >>'", dir_, "/script.log' 2>&1");
   const int rc = std::system(command.c_str());
   if (rc != 0) {
-    return absl::InternalError(absl::StrCat("stack.sh ", verb,
-                                            " rabbitmq failed: ",
-                                            ReadFile(dir_ + "/script.log")));
+    return absl::InternalError(
+        absl::StrCat("stack.sh ", verb,
+                     " rabbitmq failed: ", ReadFile(dir_ + "/script.log")));
   }
   return absl::OkStatus();
 }

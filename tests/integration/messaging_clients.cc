@@ -89,8 +89,7 @@ bool TestSubscriber::Nack(const std::vector<uint64_t>& ids, bool requeue) {
 
 std::vector<PublishOutcome> PublishAll(
     v1::MessagingService::Stub& stub, size_t count,
-    const std::function<v1::PublishRequest(size_t)>& make,
-    grpc::Status* status,
+    const std::function<v1::PublishRequest(size_t)>& make, grpc::Status* status,
     const std::function<void(const PublishOutcome&)>& on_response) {
   grpc::ClientContext context;
   auto stream = stub.PublishStream(&context);

@@ -387,7 +387,8 @@ TEST_F(MessagingTest, GroupMembersCompeteAndFanOutReachesEveryone) {
   fanout.clear_group();
   TestSubscriber w1(*stub_, group), w2(*stub_, group);
   TestSubscriber f1(*stub_, fanout), f2(*stub_, fanout);
-  for (auto* s : {&w1, &w2, &f1, &f2}) ASSERT_FALSE(s->WaitSubscribed().empty());
+  for (auto* s : {&w1, &w2, &f1, &f2})
+    ASSERT_FALSE(s->WaitSubscribed().empty());
   EXPECT_NE(f1.WaitSubscribed(), f2.WaitSubscribed());
 
   constexpr int kMessages = 200;
@@ -441,7 +442,8 @@ TEST_F(MessagingTest, GroupMembersCompeteAndFanOutReachesEveryone) {
           auto ds = f->deliveries();
           std::vector<uint64_t> ids;
           for (const auto& d : ds) {
-            if (got.insert(d.message_id()).second) ids.push_back(d.delivery_id());
+            if (got.insert(d.message_id()).second)
+              ids.push_back(d.delivery_id());
           }
           if (!ids.empty()) f->Ack(ids);
           return got.size() == kMessages;
@@ -527,10 +529,12 @@ TEST_F(MessagingTest, HundredThousandPipelinedMessagesArriveExactly) {
   const absl::Duration consume_time = absl::Now() - consume_start;
   EXPECT_EQ(consumed, confirmed);
   EXPECT_EQ(duplicates_unexplained, 0u);
-  RecordProperty("publish_stream_msgs_per_s",
-                 static_cast<int>(kMessages / absl::ToDoubleSeconds(publish_time)));
-  RecordProperty("subscribe_msgs_per_s",
-                 static_cast<int>(kMessages / absl::ToDoubleSeconds(consume_time)));
+  RecordProperty(
+      "publish_stream_msgs_per_s",
+      static_cast<int>(kMessages / absl::ToDoubleSeconds(publish_time)));
+  RecordProperty(
+      "subscribe_msgs_per_s",
+      static_cast<int>(kMessages / absl::ToDoubleSeconds(consume_time)));
 }
 
 TEST_F(MessagingTest, ConfigChangesAreAnnouncedOnRabbitMq) {
