@@ -15,6 +15,7 @@
 #include "server/common/mutex.h"
 #include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_writer.h"
 
 namespace warren::config {
 namespace {
@@ -129,16 +130,7 @@ class WatchReactor final
 
   void OnWriteDone(bool ok) override {
     warren::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    if (finish_after_write_) {
-      Finish(final_status_);
-      return;
-    }
-    MaybeWriteLocked();
+    if (writes_.WriteDone(this, ok)) MaybeWriteLocked();
   }
 
   void OnCancel() override {
@@ -166,14 +158,7 @@ class WatchReactor final
 
  private:
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
-    if (writing_) {
-      finish_after_write_ = true;
-      final_status_ = std::move(status);
-    } else {
-      Finish(std::move(status));
-    }
+    writes_.Finish(this, std::move(status));
   }
 
   void CoalesceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -190,13 +175,14 @@ class WatchReactor final
     pending_.swap(kept);
   }
 
+  // Turns what is pending into one response, when nothing is being written.
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finishing_ || !have_initial_) return;
-    out_.Clear();
+    if (writes_.writing() || writes_.finishing() || !have_initial_) return;
+    v1::WatchConfigResponse out;
     if (!initial_sent_) {
-      out_.set_initial_state(true);
+      out.set_initial_state(true);
       for (const auto& entry : initial_) {
-        auto* event = out_.add_events();
+        auto* event = out.add_events();
         event->set_type(v1::CONFIG_EVENT_TYPE_PUT);
         FillEntry(entry, true, event->mutable_entry());
       }
@@ -207,7 +193,7 @@ class WatchReactor final
       size_t bytes = 0;
       while (!pending_.empty() && bytes < (1u << 20)) {
         Change& change = pending_.front();
-        auto* event = out_.add_events();
+        auto* event = out.add_events();
         const bool put = change.type == Change::Type::kPut;
         event->set_type(put ? v1::CONFIG_EVENT_TYPE_PUT
                             : v1::CONFIG_EVENT_TYPE_DELETE);
@@ -218,13 +204,14 @@ class WatchReactor final
     } else {
       return;
     }
-    Send();
+    SendLocked(std::move(out));
   }
 
-  void Send() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    writing_ = true;
+  void SendLocked(v1::WatchConfigResponse response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     wrote_since_tick_ = true;
-    StartWrite(&out_);
+    writes_.Push(std::move(response));
+    writes_.MaybeWrite(this);
   }
 
   void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -235,12 +222,12 @@ class WatchReactor final
 
   void OnHeartbeatTick() {
     warren::MutexLock lock(&mu_);
-    if (done_ || finishing_) return;
-    if (!wrote_since_tick_ && !writing_ && initial_sent_) {
-      out_.Clear();
-      *out_.mutable_heartbeat()->mutable_server_time() =
+    if (done_ || writes_.finishing()) return;
+    if (!wrote_since_tick_ && !writes_.writing() && initial_sent_) {
+      v1::WatchConfigResponse heartbeat;
+      *heartbeat.mutable_heartbeat()->mutable_server_time() =
           google::protobuf::util::TimeUtil::GetCurrentTime();
-      Send();
+      SendLocked(std::move(heartbeat));
     }
     wrote_since_tick_ = false;
     ScheduleHeartbeatLocked();
@@ -261,12 +248,8 @@ class WatchReactor final
   bool have_initial_ ABSL_GUARDED_BY(mu_) = false;
   bool initial_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Change> pending_ ABSL_GUARDED_BY(mu_);
-  v1::WatchConfigResponse out_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  StreamWriter<v1::WatchConfigResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -283,18 +266,11 @@ ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
       streams_(streams),
       options_(options) {}
 
-absl::Time ConfigServiceImpl::DeadlineFor(
-    grpc::CallbackServerContext* context) const {
-  const absl::Time ours = absl::Now() + options_.operation_timeout;
-  const auto theirs = context->deadline();
-  if (theirs == std::chrono::system_clock::time_point::max()) return ours;
-  return std::min(ours, absl::FromChrono(theirs));
-}
-
 template <typename Work>
 void ConfigServiceImpl::Offload(grpc::CallbackServerContext* context,
                                 grpc::ServerUnaryReactor* reactor, Work work) {
-  const absl::Time deadline = DeadlineFor(context);
+  const absl::Time deadline =
+      OperationDeadline(*context, options_.operation_timeout);
   absl::Status queued =
       workers_.Submit([reactor, deadline, work = std::move(work)]() mutable {
         reactor->Finish(ToGrpcStatus(work(deadline)));

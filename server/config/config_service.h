@@ -66,7 +66,6 @@ class ConfigServiceImpl final
   template <typename Work>
   void Offload(grpc::CallbackServerContext* context,
                grpc::ServerUnaryReactor* reactor, Work work);
-  absl::Time DeadlineFor(grpc::CallbackServerContext* context) const;
 
   ConfigStore& store_;
   WatchCache& cache_;

@@ -1,6 +1,5 @@
 #include "server/messaging/messaging_service.h"
 
-#include <deque>
 #include <memory>
 #include <set>
 #include <utility>
@@ -14,6 +13,7 @@
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_writer.h"
 
 namespace warren::messaging {
 namespace {
@@ -36,42 +36,6 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
 absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
-
-absl::Time DeadlineFor(grpc::CallbackServerContext* context,
-                       absl::Duration fallback) {
-  const absl::Time ours = absl::Now() + fallback;
-  const auto theirs = context->deadline();
-  if (theirs == std::chrono::system_clock::time_point::max()) return ours;
-  return std::min(ours, absl::FromChrono(theirs));
-}
-
-// Keeps responses of a bidi stream in order and writes one at a time; ends
-// the stream once asked to and every queued response is out. Shared by the
-// two bidi reactors below (callers hold `mu`).
-template <typename Response>
-class WriteQueue {
- public:
-  void Push(Response response) { queue_.push_back(std::move(response)); }
-  bool empty() const { return queue_.empty() && !writing_; }
-  size_t size() const { return queue_.size(); }
-  // Starts the next write if none is in flight; answers whether it did.
-  template <typename Reactor>
-  bool MaybeWrite(Reactor* reactor) {
-    if (writing_ || queue_.empty()) return false;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    reactor->StartWrite(&current_);
-    return true;
-  }
-  void WriteDone() { writing_ = false; }
-  bool writing() const { return writing_; }
-
- private:
-  std::deque<Response> queue_;
-  Response current_;
-  bool writing_ = false;
-};
 
 // ---------------------------------------------------------------------------
 
@@ -147,15 +111,7 @@ class PublishStreamReactor final
 
   void OnWriteDone(bool ok) override {
     warren::MutexLock lock(&mu_);
-    writes_.WriteDone();
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    if (finish_after_write_) {
-      Finish(final_status_);
-      return;
-    }
+    if (!writes_.WriteDone(this, ok)) return;
     writes_.MaybeWrite(this);
     MaybeReadLocked();
     MaybeFinishLocked();
@@ -187,7 +143,7 @@ class PublishStreamReactor final
                    const absl::Status& status) {
     warren::MutexLock lock(&mu_);
     --in_flight_;
-    if (done_ || finishing_) return;
+    if (done_ || writes_.finishing()) return;
     v1::PublishStreamResponse response;
     response.set_sequence(sequence);
     response.set_message_id(id);
@@ -202,27 +158,20 @@ class PublishStreamReactor final
   // Reads the next request while the window has room: unconfirmed
   // publishes and unwritten responses both count.
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reading_ || reads_done_ || finishing_) return;
-    if (in_flight_ + writes_.size() >= options_.publish_window) return;
+    if (reading_ || reads_done_ || writes_.finishing()) return;
+    if (in_flight_ + writes_.queued() >= options_.publish_window) return;
     reading_ = true;
     StartRead(&request_);
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (reads_done_ && in_flight_ == 0 && writes_.empty()) {
+    if (reads_done_ && in_flight_ == 0 && writes_.idle()) {
       FinishLocked(grpc::Status::OK);
     }
   }
 
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
-    if (writes_.writing()) {
-      finish_after_write_ = true;
-      final_status_ = std::move(status);
-    } else {
-      Finish(std::move(status));
-    }
+    writes_.Finish(this, std::move(status));
   }
 
   amqp::AmqpClient& amqp_;
@@ -237,10 +186,7 @@ class PublishStreamReactor final
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  WriteQueue<v1::PublishStreamResponse> writes_ ABSL_GUARDED_BY(mu_);
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  StreamWriter<v1::PublishStreamResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -408,7 +354,7 @@ class SubscribeReactor final
 
   void OnReadDone(bool ok) override {
     warren::MutexLock lock(&mu_);
-    if (finishing_) return;
+    if (writes_.finishing()) return;
     if (!ok) {
       // The client closed its side: no acks can come any more, so nothing
       // more is delivered; what it did not ack goes back to the queue.
@@ -435,21 +381,12 @@ class SubscribeReactor final
                          "a request must hold one of start, ack or nack"));
         break;
     }
-    if (!finishing_) StartRead(&request_);
+    if (!writes_.finishing()) StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
     warren::MutexLock lock(&mu_);
-    writes_.WriteDone();
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    if (finish_after_write_) {
-      Finish(final_status_);
-      return;
-    }
-    writes_.MaybeWrite(this);
+    if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
   void OnCancel() override {
@@ -479,7 +416,7 @@ class SubscribeReactor final
   // amqp::SubscriptionSink, on the AMQP I/O thread.
   void OnSubscribed(const std::string& queue) override {
     warren::MutexLock lock(&mu_);
-    if (done_ || finishing_) return;
+    if (done_ || writes_.finishing()) return;
     v1::SubscribeResponse response;
     response.mutable_subscribed()->set_queue(queue);
     PushLocked(std::move(response));
@@ -487,7 +424,7 @@ class SubscribeReactor final
 
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
-    if (done_ || finishing_) return;
+    if (done_ || writes_.finishing()) return;
     outstanding_.insert(d.delivery_tag);
     v1::SubscribeResponse response;
     auto* out = response.mutable_delivery();
@@ -584,16 +521,10 @@ class SubscribeReactor final
   }
 
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finishing_) return;
-    finishing_ = true;
+    if (writes_.finishing()) return;
     // Closing the channel hands every unacked delivery back to the queue.
     UnsubscribeLocked();
-    if (writes_.writing()) {
-      finish_after_write_ = true;
-      final_status_ = std::move(status);
-    } else {
-      Finish(std::move(status));
-    }
+    writes_.Finish(this, std::move(status));
   }
 
   void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -604,7 +535,7 @@ class SubscribeReactor final
 
   void OnHeartbeatTick() {
     warren::MutexLock lock(&mu_);
-    if (done_ || finishing_) return;
+    if (done_ || writes_.finishing()) return;
     if (!wrote_since_tick_ && !writes_.writing()) {
       v1::SubscribeResponse response;
       *response.mutable_heartbeat()->mutable_server_time() =
@@ -630,13 +561,10 @@ class SubscribeReactor final
   amqp::AmqpClient::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   // Delivered and not yet settled: bounded by the prefetch.
   std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
-  WriteQueue<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
+  StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
   TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
-  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finish_after_write_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -739,7 +667,7 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
   amqp::OutgoingMessage message = ToOutgoing(*request);
   response->set_message_id(message.message_id);
   amqp_.Publish(std::move(message),
-                DeadlineFor(context, options_.operation_timeout),
+                OperationDeadline(*context, options_.operation_timeout),
                 [reactor](absl::Status status) {
                   reactor->Finish(ToGrpcStatus(status));
                 });

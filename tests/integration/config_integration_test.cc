@@ -16,7 +16,6 @@
 #include "tests/integration/harness.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
-#include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::testing {
 namespace {
@@ -530,13 +529,7 @@ TEST_F(ConfigServiceTest, QuietWatchCarriesHeartbeats) {
 }
 
 TEST_F(ConfigServiceTest, OtherServicesAnswerUnimplementedClearly) {
-  auto messaging = v1::MessagingService::NewStub(warrend_->channel());
-  v1::PublishRequest publish;
-  v1::PublishResponse published;
-  grpc::Status status =
-      messaging->Publish(Context().get(), publish, &published);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("Publish"));
+  grpc::Status status;
   auto election = v1::ElectionService::NewStub(warrend_->channel());
   v1::GetLeaderRequest get;
   v1::GetLeaderResponse leader;
