@@ -41,7 +41,7 @@ clientPort=$WARREN_ZK_PORT
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 admin.enableServer=false
-4lw.commands.whitelist=ruok,srvr,stat,mntr
+4lw.commands.whitelist=ruok,srvr,stat,mntr,wchc,wchs
 CFG
   log "zookeeper: starting on 127.0.0.1:$WARREN_ZK_PORT (data in $ZK_DIR)"
   # zkServer.sh execs java in the foreground: $! is the server's own pid.

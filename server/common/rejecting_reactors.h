@@ -1,5 +1,5 @@
-// Reactors that end a call at once with a given status: for RPCs this server
-// version does not implement yet, and for streams refused before they start.
+// A reactor that ends a server-streaming call at once with a given status:
+// for requests refused before the stream starts.
 #pragma once
 
 #include <utility>
@@ -7,16 +7,6 @@
 #include "grpcpp/support/server_callback.h"
 
 namespace warren {
-
-template <typename Request, typename Response>
-class RejectingBidiReactor final
-    : public grpc::ServerBidiReactor<Request, Response> {
- public:
-  explicit RejectingBidiReactor(grpc::Status status) {
-    this->Finish(std::move(status));
-  }
-  void OnDone() override { delete this; }
-};
 
 template <typename Response>
 class RejectingWriteReactor final : public grpc::ServerWriteReactor<Response> {

@@ -19,6 +19,7 @@
 #include "server/config/watch_cache.h"
 #include "server/daemon/backend_health.h"
 #include "server/daemon/options.h"
+#include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "server/messaging/config_change_publisher.h"
 #include "server/messaging/messaging_service.h"
@@ -120,7 +121,20 @@ int Run(int argc, char** argv) {
   messaging_options.default_heartbeat = options.heartbeat_interval;
   messaging::MessagingServiceImpl messaging_service(**amqp, timers, streams,
                                                     messaging_options);
-  election::ElectionServiceImpl election_service;
+  election::ElectionManager elections(**zk, options.root);
+  if (absl::Status s =
+          elections.EnsureBase(absl::Now() + options.operation_timeout);
+      !s.ok()) {
+    return Fail(absl::Status(s.code(),
+                             absl::StrCat("cannot create the elections node in "
+                                          "ZooKeeper: ",
+                                          s.message())));
+  }
+  election::ElectionServiceOptions election_options;
+  election_options.session_timeout = options.zk_session_timeout;
+  election_options.operation_timeout = options.operation_timeout;
+  election::ElectionServiceImpl election_service(elections, workers, timers,
+                                                 streams, election_options);
   BackendHealth health(**zk, **amqp);
 
   grpc::EnableDefaultHealthCheckService(true);

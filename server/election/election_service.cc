@@ -1,41 +1,546 @@
 #include "server/election/election_service.h"
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/common/grpc_status.h"
+#include "server/common/mutex.h"
+#include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_writer.h"
+#include "server/common/uuid.h"
+#include "server/zk/zk_sync.h"
 
 namespace warren::election {
 namespace {
 
 namespace v1 = ::warren::v1;
+using google::protobuf::util::TimeUtil;
 
-grpc::Status NotYet(const std::string& method) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "warren.v1.ElectionService/" + method +
-                          " is not implemented by this server version yet");
+absl::Status ValidateCandidateId(const std::string& id) {
+  if (id.size() > 255) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "campaign.candidate_id is ", id.size(), " bytes; at most 255"));
+  }
+  if (id.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "campaign.candidate_id must be one segment: no '/'");
+  }
+  return ValidateName(id, "campaign.candidate_id", /*allow_empty=*/true);
 }
+
+v1::LossReason ToProto(LossReason reason) {
+  switch (reason) {
+    case LossReason::kResigned:
+      return v1::LOSS_REASON_RESIGNED;
+    case LossReason::kConnectionSuspended:
+      return v1::LOSS_REASON_CONNECTION_SUSPENDED;
+    case LossReason::kSessionExpired:
+      return v1::LOSS_REASON_SESSION_EXPIRED;
+  }
+  return v1::LOSS_REASON_UNSPECIFIED;
+}
+
+class ElectReactor final
+    : public grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>,
+      public CandidacyObserver,
+      public Drainable,
+      public std::enable_shared_from_this<ElectReactor> {
+ public:
+  ElectReactor(ElectionManager& manager, TimerQueue& timers,
+               StreamRegistry& streams, const ElectionServiceOptions& options)
+      : manager_(manager),
+        timers_(timers),
+        streams_(streams),
+        options_(options) {}
+
+  static ElectReactor* Start(ElectionManager& manager, TimerQueue& timers,
+                             StreamRegistry& streams,
+                             const ElectionServiceOptions& options) {
+    auto reactor =
+        std::make_shared<ElectReactor>(manager, timers, streams, options);
+    reactor->self_ = reactor;
+    reactor->registry_id_ = streams.Add(reactor);
+    warren::MutexLock lock(&reactor->mu_);
+    if (reactor->registry_id_ == 0) {
+      reactor->writes_.Finish(reactor.get(),
+                              grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "server is shutting down"));
+    } else {
+      reactor->StartRead(&reactor->request_);
+    }
+    return reactor.get();
+  }
+
+  void OnReadDone(bool ok) override {
+    enum class Action {
+      kNone,
+      kCampaign,
+      kProclaim,
+      kResign
+    } action = Action::kNone;
+    CandidacyParams params;
+    std::string value;
+    std::shared_ptr<Candidacy> candidacy;
+    {
+      warren::MutexLock lock(&mu_);
+      if (writes_.finishing()) return;
+      if (!ok) {
+        // The client closed its side: resign (the node goes at once).
+        if (candidacy_ == nullptr) {
+          writes_.Finish(this, grpc::Status::OK);
+          return;
+        }
+        action = Action::kResign;
+        candidacy = candidacy_;
+      } else {
+        switch (request_.request_case()) {
+          case v1::ElectRequest::kCampaign: {
+            if (campaigned_) {
+              FailLocked("campaign was sent twice on one stream");
+              return;
+            }
+            absl::Status valid = ValidateCampaignLocked();
+            if (!valid.ok()) {
+              writes_.Finish(this, ToGrpcStatus(valid));
+              return;
+            }
+            campaigned_ = true;
+            const auto& c = request_.campaign();
+            params.election = c.election();
+            params.candidate_id =
+                c.candidate_id().empty() ? NewUuid() : c.candidate_id();
+            params.value = c.value();
+            params.rejoin_after_expiry = c.rejoin_after_expiry();
+            election_ = params.election;
+            candidate_id_ = params.candidate_id;
+            value_ = params.value;
+            action = Action::kCampaign;
+            break;
+          }
+          case v1::ElectRequest::kProclaim:
+            if (!campaigned_) {
+              FailLocked("proclaim before campaign");
+              return;
+            }
+            if (request_.proclaim().value().size() > options_.max_value_bytes) {
+              FailLocked(absl::StrCat(
+                  "proclaim.value is ", request_.proclaim().value().size(),
+                  " bytes; at most ", options_.max_value_bytes));
+              return;
+            }
+            value = request_.proclaim().value();
+            candidacy = candidacy_;
+            action = Action::kProclaim;
+            break;
+          case v1::ElectRequest::kResign:
+            if (!campaigned_) {
+              FailLocked("resign before campaign");
+              return;
+            }
+            candidacy = candidacy_;
+            action = Action::kResign;
+            break;
+          default:
+            FailLocked(
+                "a request must hold one of campaign, proclaim or "
+                "resign");
+            return;
+        }
+        if (action != Action::kResign) StartRead(&request_);
+      }
+    }
+    // Outside our lock: the candidacy calls us back.
+    switch (action) {
+      case Action::kCampaign:
+        StartCampaign(std::move(params));
+        break;
+      case Action::kProclaim:
+        candidacy->Proclaim(
+            value, [weak = weak_from_this(), value](absl::Status status) {
+              auto self = weak.lock();
+              if (!self) return;
+              warren::MutexLock lock(&self->mu_);
+              if (status.ok()) {
+                self->value_ = value;
+              } else {
+                self->writes_.Finish(self.get(), ToGrpcStatus(status));
+              }
+            });
+        break;
+      case Action::kResign:
+        candidacy->Resign();
+        break;
+      case Action::kNone:
+        break;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
+  }
+
+  void OnCancel() override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, grpc::Status::CANCELLED);
+  }
+
+  void Drain() override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this,
+                   grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "server is shutting down; campaign again"));
+  }
+
+  void OnDone() override {
+    std::shared_ptr<Candidacy> candidacy;
+    std::shared_ptr<LeaderWatch> watch;
+    uint64_t watch_id;
+    TimerQueue::TimerId timer;
+    {
+      warren::MutexLock lock(&mu_);
+      done_ = true;
+      candidacy = std::move(candidacy_);
+      watch = std::move(watch_);
+      watch_id = watch_id_;
+      timer = timer_;
+    }
+    // However the stream ended, the candidate node goes now.
+    if (candidacy) candidacy->Stop();
+    if (watch) watch->Unsubscribe(watch_id);
+    if (timer != 0) timers_.Cancel(timer);
+    if (registry_id_ != 0) streams_.Remove(registry_id_);
+    self_.reset();
+  }
+
+  // CandidacyObserver.
+  void OnElected(uint64_t token, absl::Time since) override {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    role_ = Role::kLeader;
+    token_ = token;
+    v1::ElectResponse response;
+    FillSelfLocked(response.mutable_elected()->mutable_leader(), since);
+    PushLocked(std::move(response));
+  }
+
+  void OnFollowing(uint64_t own_token) override {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    role_ = Role::kFollower;
+    own_token_ = own_token;
+    SendFollowingLocked();
+  }
+
+  void OnLost(LossReason reason) override {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    role_ = Role::kNone;
+    v1::ElectResponse response;
+    response.mutable_lost()->set_reason(ToProto(reason));
+    PushLocked(std::move(response));
+  }
+
+  void OnEnded(absl::Status status) override {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    writes_.Finish(this, ToGrpcStatus(status));
+  }
+
+ private:
+  enum class Role { kNone, kLeader, kFollower };
+
+  absl::Status ValidateCampaignLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto& c = request_.campaign();
+    if (auto s = ValidateName(c.election(), "campaign.election"); !s.ok()) {
+      return s;
+    }
+    if (auto s = ValidateCandidateId(c.candidate_id()); !s.ok()) return s;
+    if (c.value().size() > options_.max_value_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("campaign.value is ", c.value().size(),
+                       " bytes; at most ", options_.max_value_bytes));
+    }
+    const auto& hb = c.heartbeat_interval();
+    if (hb.seconds() < 0 || hb.nanos() < 0) {
+      return absl::InvalidArgumentError(
+          "campaign.heartbeat_interval must not be negative");
+    }
+    // The lease: two missed heartbeats must come before the session could
+    // expire.
+    const absl::Duration cap = options_.session_timeout / 3;
+    absl::Duration interval =
+        absl::Seconds(hb.seconds()) + absl::Nanoseconds(hb.nanos());
+    if (interval == absl::ZeroDuration() || interval > cap) interval = cap;
+    heartbeat_ = std::max(interval, absl::Milliseconds(100));
+    return absl::OkStatus();
+  }
+
+  void StartCampaign(CandidacyParams params) {
+    auto watch = manager_.Watch(params.election);
+    auto candidacy = manager_.Campaign(std::move(params), shared_from_this());
+    const uint64_t watch_id = watch->Subscribe(
+        [weak = weak_from_this()](const std::optional<v1::Leader>& leader) {
+          if (auto self = weak.lock()) self->OnLeaderChange(leader);
+        });
+    {
+      warren::MutexLock lock(&mu_);
+      if (!done_) {
+        candidacy_ = std::move(candidacy);
+        watch_ = std::move(watch);
+        watch_id_ = watch_id;
+        ScheduleHeartbeatLocked();
+        return;
+      }
+    }
+    // The stream ended meanwhile (outside our lock: lock order is always
+    // candidacy or watch first, then this reactor).
+    candidacy->Stop();
+    watch->Unsubscribe(watch_id);
+  }
+
+  void OnLeaderChange(const std::optional<v1::Leader>& leader) {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    leader_ = leader;
+    if (role_ == Role::kFollower) SendFollowingLocked();
+  }
+
+  void SendFollowingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // The watch may still show this candidate as leader for a moment after
+    // it lost: never tell a follower that it leads.
+    std::optional<v1::Leader> shown = leader_;
+    if (shown.has_value() && shown->fencing_token() != 0 &&
+        (shown->fencing_token() == token_ ||
+         shown->fencing_token() == own_token_)) {
+      shown.reset();
+    }
+    const std::string key =
+        shown ? shown->SerializeAsString() : std::string("none");
+    if (following_sent_ && key == last_following_) return;
+    following_sent_ = true;
+    last_following_ = key;
+    v1::ElectResponse response;
+    auto* following = response.mutable_following();
+    if (shown) *following->mutable_leader() = *shown;
+    PushLocked(std::move(response));
+  }
+
+  void FillSelfLocked(v1::Leader* leader, absl::Time since)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    leader->set_election(election_);
+    leader->set_candidate_id(candidate_id_);
+    leader->set_value(value_);
+    leader->set_fencing_token(token_);
+    *leader->mutable_elected_time() =
+        TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(since));
+  }
+
+  void FailLocked(const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.Finish(this,
+                   grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
+  }
+
+  void PushLocked(v1::ElectResponse response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writes_.Push(std::move(response));
+    writes_.MaybeWrite(this);
+  }
+
+  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->OnHeartbeatTick();
+    });
+  }
+
+  void OnHeartbeatTick() {
+    std::shared_ptr<Candidacy> candidacy;
+    {
+      warren::MutexLock lock(&mu_);
+      if (done_ || writes_.finishing()) return;
+      candidacy = candidacy_;
+    }
+    // The lease: only while leading on a connected session.
+    const bool leading = candidacy != nullptr && candidacy->leading();
+    warren::MutexLock lock(&mu_);
+    if (done_ || writes_.finishing()) return;
+    if (leading && role_ == Role::kLeader) {
+      v1::ElectResponse response;
+      *response.mutable_heartbeat()->mutable_server_time() =
+          TimeUtil::GetCurrentTime();
+      PushLocked(std::move(response));
+    }
+    ScheduleHeartbeatLocked();
+  }
+
+  ElectionManager& manager_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const ElectionServiceOptions& options_;
+  std::shared_ptr<ElectReactor> self_;
+  StreamRegistry::Id registry_id_ = 0;
+
+  warren::Mutex mu_;
+  v1::ElectRequest request_ ABSL_GUARDED_BY(mu_);
+  bool campaigned_ ABSL_GUARDED_BY(mu_) = false;
+  std::string election_ ABSL_GUARDED_BY(mu_);
+  std::string candidate_id_ ABSL_GUARDED_BY(mu_);
+  std::string value_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Candidacy> candidacy_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);
+  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
+  Role role_ ABSL_GUARDED_BY(mu_) = Role::kNone;
+  uint64_t token_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t own_token_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<v1::Leader> leader_ ABSL_GUARDED_BY(mu_);
+  bool following_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::string last_following_ ABSL_GUARDED_BY(mu_);
+  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
+  StreamWriter<v1::ElectResponse> writes_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class ObserveReactor final
+    : public grpc::ServerWriteReactor<v1::ObserveLeaderResponse>,
+      public Drainable,
+      public std::enable_shared_from_this<ObserveReactor> {
+ public:
+  explicit ObserveReactor(StreamRegistry& streams) : streams_(streams) {}
+
+  static ObserveReactor* Start(ElectionManager& manager,
+                               StreamRegistry& streams,
+                               const std::string& election) {
+    auto reactor = std::make_shared<ObserveReactor>(streams);
+    reactor->self_ = reactor;
+    reactor->registry_id_ = streams.Add(reactor);
+    if (reactor->registry_id_ == 0) {
+      warren::MutexLock lock(&reactor->mu_);
+      reactor->writes_.Finish(reactor.get(),
+                              grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                           "server is shutting down"));
+      return reactor.get();
+    }
+    auto watch = manager.Watch(election);
+    const uint64_t id =
+        watch->Subscribe([weak = std::weak_ptr<ObserveReactor>(reactor)](
+                             const std::optional<v1::Leader>& leader) {
+          if (auto self = weak.lock()) self->OnLeader(leader);
+        });
+    warren::MutexLock lock(&reactor->mu_);
+    reactor->watch_ = std::move(watch);
+    reactor->watch_id_ = id;
+    return reactor.get();
+  }
+
+  void OnLeader(const std::optional<v1::Leader>& leader) {
+    warren::MutexLock lock(&mu_);
+    if (done_) return;
+    v1::ObserveLeaderResponse response;
+    if (leader) *response.mutable_leader() = *leader;
+    writes_.Push(std::move(response));
+    writes_.MaybeWrite(this);
+  }
+
+  void OnWriteDone(bool ok) override {
+    warren::MutexLock lock(&mu_);
+    if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
+  }
+  void OnCancel() override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, grpc::Status::CANCELLED);
+  }
+  void Drain() override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                      "server is shutting down; observe "
+                                      "again"));
+  }
+  void OnDone() override {
+    std::shared_ptr<LeaderWatch> watch;
+    uint64_t id;
+    {
+      warren::MutexLock lock(&mu_);
+      done_ = true;
+      watch = std::move(watch_);
+      id = watch_id_;
+    }
+    if (watch) watch->Unsubscribe(id);
+    if (registry_id_ != 0) streams_.Remove(registry_id_);
+    self_.reset();
+  }
+
+ private:
+  StreamRegistry& streams_;
+  std::shared_ptr<ObserveReactor> self_;
+  StreamRegistry::Id registry_id_ = 0;
+  warren::Mutex mu_;
+  std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);
+  uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
+  StreamWriter<v1::ObserveLeaderResponse> writes_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 }  // namespace
 
+ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
+                                         WorkerPool& workers,
+                                         TimerQueue& timers,
+                                         StreamRegistry& streams,
+                                         ElectionServiceOptions options)
+    : manager_(manager),
+      workers_(workers),
+      timers_(timers),
+      streams_(streams),
+      options_(options) {}
+
 grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
-ElectionServiceImpl::Elect(grpc::CallbackServerContext*) {
-  return new RejectingBidiReactor<v1::ElectRequest, v1::ElectResponse>(
-      NotYet("Elect"));
+ElectionServiceImpl::Elect(grpc::CallbackServerContext* /*context*/) {
+  return ElectReactor::Start(manager_, timers_, streams_, options_);
 }
 
 grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
-    grpc::CallbackServerContext* context, const v1::GetLeaderRequest*,
-    v1::GetLeaderResponse*) {
+    grpc::CallbackServerContext* context, const v1::GetLeaderRequest* request,
+    v1::GetLeaderResponse* response) {
   auto* reactor = context->DefaultReactor();
-  reactor->Finish(NotYet("GetLeader"));
+  if (auto s = ValidateName(request->election(), "election"); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  const absl::Time deadline =
+      OperationDeadline(*context, options_.operation_timeout);
+  absl::Status queued =
+      workers_.Submit([this, reactor, request, response, deadline] {
+        zk::ZkSync sync(manager_.zk(), deadline);
+        auto leader = ReadLeader(sync, manager_.PathOf(request->election()));
+        if (!leader.ok()) {
+          reactor->Finish(ToGrpcStatus(leader.status()));
+        } else if (!leader->has_value()) {
+          reactor->Finish(ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+              "election '", request->election(), "' has no leader"))));
+        } else {
+          *response->mutable_leader() = **leader;
+          reactor->Finish(grpc::Status::OK);
+        }
+      });
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
-ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext*,
-                                   const v1::ObserveLeaderRequest*) {
-  return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
-      NotYet("ObserveLeader"));
+ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* /*context*/,
+                                   const v1::ObserveLeaderRequest* request) {
+  if (auto s = ValidateName(request->election(), "election"); !s.ok()) {
+    return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
+        ToGrpcStatus(s));
+  }
+  return ObserveReactor::Start(manager_, streams_, request->election());
 }
 
 }  // namespace warren::election

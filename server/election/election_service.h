@@ -1,15 +1,35 @@
-// warren.v1.ElectionService. This server version does not run elections
-// yet: every RPC answers UNIMPLEMENTED with a message saying so, so that
-// clients built against the whole v1 API get a clear answer.
+// warren.v1.ElectionService: validation and status codes at the edge; the
+// recipe in Candidacy, leader observation in LeaderWatch.
+//
+// Elect streams carry the leader's lease: heartbeats go out only while the
+// candidate leads and the server's ZooKeeper session is connected, at an
+// interval capped at a third of the session timeout, so a client that has
+// missed two of them can step down before the session could expire and a
+// successor be elected.
 #pragma once
 
+#include "absl/time/time.h"
+#include "server/common/stream_registry.h"
+#include "server/common/timer_queue.h"
+#include "server/common/worker_pool.h"
+#include "server/election/election_manager.h"
 #include "warren/v1/election.grpc.pb.h"
 
 namespace warren::election {
 
+struct ElectionServiceOptions {
+  absl::Duration session_timeout = absl::Seconds(10);
+  absl::Duration operation_timeout = absl::Seconds(10);
+  size_t max_value_bytes = 64 << 10;
+};
+
 class ElectionServiceImpl final
     : public warren::v1::ElectionService::CallbackService {
  public:
+  ElectionServiceImpl(ElectionManager& manager, WorkerPool& workers,
+                      TimerQueue& timers, StreamRegistry& streams,
+                      ElectionServiceOptions options);
+
   grpc::ServerBidiReactor<warren::v1::ElectRequest, warren::v1::ElectResponse>*
   Elect(grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetLeader(
@@ -19,6 +39,13 @@ class ElectionServiceImpl final
   grpc::ServerWriteReactor<warren::v1::ObserveLeaderResponse>* ObserveLeader(
       grpc::CallbackServerContext* context,
       const warren::v1::ObserveLeaderRequest* request) override;
+
+ private:
+  ElectionManager& manager_;
+  WorkerPool& workers_;
+  TimerQueue& timers_;
+  StreamRegistry& streams_;
+  const ElectionServiceOptions options_;
 };
 
 }  // namespace warren::election

@@ -5,7 +5,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/logging.h"
-#include "server/messaging/messaging_service.h"
+#include "server/common/uuid.h"
 #include "warren/v1/config.pb.h"
 
 namespace warren::messaging {
@@ -54,7 +54,7 @@ void ConfigChangePublisher::Announce(config::Change::Type type,
   (void)google::protobuf::util::MessageToJsonString(event, &message.payload,
                                                     json);
   message.content_type = "application/json";
-  message.message_id = NewMessageId();
+  message.message_id = NewUuid();
   message.headers.emplace_back("warren-change-type", put ? "PUT" : "DELETE");
   amqp_.Publish(std::move(message), absl::Now() + absl::Seconds(30),
                 [amqp = &amqp_, exchange = exchange_, failures = failures_,

@@ -5,15 +5,14 @@
 #include <utility>
 #include <vector>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
 #include "server/common/rejecting_reactors.h"
 #include "server/common/stream_writer.h"
+#include "server/common/uuid.h"
 
 namespace warren::messaging {
 namespace {
@@ -570,18 +569,6 @@ class SubscribeReactor final
 
 }  // namespace
 
-std::string NewMessageId() {
-  static thread_local absl::BitGen rng;
-  const uint64_t hi = absl::Uniform<uint64_t>(rng);
-  const uint64_t lo = absl::Uniform<uint64_t>(rng);
-  // Version 4, variant 10.
-  const uint64_t a = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  const uint64_t b = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32,
-                         (a >> 16) & 0xffff, a & 0xffff, b >> 48,
-                         b & 0xffffffffffffULL);
-}
-
 absl::Status ValidatePublish(const v1::PublishRequest& request,
                              const MessagingServiceOptions& options,
                              absl::string_view field) {
@@ -640,7 +627,7 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   }
   m.content_type = request.content_type();
   m.message_id =
-      request.message_id().empty() ? NewMessageId() : request.message_id();
+      request.message_id().empty() ? NewUuid() : request.message_id();
   m.persistent = !request.transient();
   if (request.priority() > 0) {
     m.priority = static_cast<uint8_t>(request.priority());

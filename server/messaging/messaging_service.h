@@ -54,9 +54,6 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
     const warren::v1::SubscribeStart& start,
     const MessagingServiceOptions& options);
 
-// A random (version 4) UUID.
-std::string NewMessageId();
-
 class MessagingServiceImpl final
     : public warren::v1::MessagingService::CallbackService {
  public:

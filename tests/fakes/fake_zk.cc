@@ -1,5 +1,6 @@
 #include "tests/fakes/fake_zk.h"
 
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -84,6 +85,17 @@ void FakeZk::Expire() {
   data_watches_.clear();
   child_watches_.clear();
   missed_.clear();
+  // The session's ephemeral nodes go with it (deepest first).
+  std::vector<std::string> ephemeral;
+  for (const auto& [path, node] : nodes_) {
+    if (node.stat.ephemeral_owner == static_cast<int64_t>(generation_)) {
+      ephemeral.push_back(path);
+    }
+  }
+  for (auto it = ephemeral.rbegin(); it != ephemeral.rend(); ++it) {
+    (void)DeleteLocked(*it, -1);
+  }
+  missed_.clear();
   SetStateLocked(zk::SessionState::kExpired);
   SetStateLocked(zk::SessionState::kConnecting);
   ++generation_;
@@ -147,8 +159,8 @@ void FakeZk::TriggerLocked(
 }
 
 absl::Status FakeZk::CreateLocked(const std::string& path,
-                                  const std::string& value,
-                                  zk::NodeStat* stat) {
+                                  const std::string& value, zk::NodeStat* stat,
+                                  int64_t ephemeral_owner) {
   if (nodes_.count(path) != 0) {
     return zk::MakeZkError(zk::ZkError::kNodeExists, "fake: node exists");
   }
@@ -161,6 +173,7 @@ absl::Status FakeZk::CreateLocked(const std::string& path,
   node.value = value;
   node.stat.czxid = node.stat.mzxid = ++zxid_;
   node.stat.ctime_ms = node.stat.mtime_ms = 1000 * zxid_;
+  node.stat.ephemeral_owner = ephemeral_owner;
   p->second.children.insert(NameOf(path));
   p->second.stat.cversion++;
   p->second.stat.num_children++;
@@ -279,22 +292,57 @@ void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
 }
 
 void FakeZk::Create(const std::string& path, const std::string& value,
-                    zk::CreateMode /*mode*/, zk::Callback<zk::Created> done) {
+                    zk::CreateMode mode, zk::Callback<zk::Created> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::Created> result;
   if (state_ != zk::SessionState::kConnected) {
     result = Unavailable();
   } else {
+    std::string actual = path;
+    if (mode == zk::CreateMode::kEphemeralSequential) {
+      const int n = sequence_[ParentOf(path)]++;
+      char digits[16];
+      std::snprintf(digits, sizeof(digits), "%010d", n);
+      actual += digits;
+    }
+    const bool ephemeral = mode == zk::CreateMode::kEphemeral ||
+                           mode == zk::CreateMode::kEphemeralSequential;
     zk::NodeStat stat;
-    absl::Status status = CreateLocked(path, value, &stat);
+    absl::Status status =
+        CreateLocked(actual, value, &stat,
+                     ephemeral ? static_cast<int64_t>(generation_) : 0);
     if (status.ok()) {
-      result = zk::Created{path, stat};
+      result = zk::Created{actual, stat};
     } else {
       result = status;
+    }
+    if (lose_next_create_) {
+      lose_next_create_ = false;
+      result = Unavailable();
+      SetStateLocked(zk::SessionState::kSuspended);
     }
   }
   queue_.push_back(
       [done = std::move(done), result]() mutable { done(std::move(result)); });
+}
+
+void FakeZk::LoseNextCreateResponse() {
+  warren::MutexLock lock(&mu_);
+  lose_next_create_ = true;
+}
+
+std::vector<std::string> FakeZk::Children(const std::string& path) {
+  warren::MutexLock lock(&mu_);
+  auto it = nodes_.find(path);
+  if (it == nodes_.end()) return {};
+  return std::vector<std::string>(it->second.children.begin(),
+                                  it->second.children.end());
+}
+
+size_t FakeZk::data_watch_count(const std::string& path) {
+  warren::MutexLock lock(&mu_);
+  auto it = data_watches_.find(path);
+  return it == data_watches_.end() ? 0 : it->second.size();
 }
 
 void FakeZk::Set(const std::string& path, const std::string& value,

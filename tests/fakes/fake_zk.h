@@ -36,8 +36,14 @@ class FakeZk final : public zk::ZkClient {
   void ExternalPut(const std::string& path, const std::string& value);
   void ExternalDelete(const std::string& path);
 
-  // Watches registered with ZooKeeper now (for leak checks).
+  // Watches registered with ZooKeeper now (for leak checks), in all or on
+  // one path (data and exists watches).
   size_t registered_watch_count();
+  size_t data_watch_count(const std::string& path);
+  // The next Create takes effect, but its answer is lost with the
+  // connection (the session is suspended, as by a network cut).
+  void LoseNextCreateResponse();
+  std::vector<std::string> Children(const std::string& path);
 
   zk::SessionState state() const override;
   uint64_t session_generation() const override;
@@ -73,7 +79,7 @@ class FakeZk final : public zk::ZkClient {
   absl::Status Unavailable() const;
   // Tree mutations; they queue the watch events they trigger.
   absl::Status CreateLocked(const std::string& path, const std::string& value,
-                            zk::NodeStat* stat)
+                            zk::NodeStat* stat, int64_t ephemeral_owner = 0)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<zk::NodeStat> SetLocked(const std::string& path,
                                          const std::string& value,
@@ -88,6 +94,8 @@ class FakeZk final : public zk::ZkClient {
   mutable warren::Mutex mu_;
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   int64_t zxid_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, int> sequence_ ABSL_GUARDED_BY(mu_);
+  bool lose_next_create_ ABSL_GUARDED_BY(mu_) = false;
   zk::SessionState state_ ABSL_GUARDED_BY(mu_) = zk::SessionState::kConnected;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, std::vector<zk::WatchFn>> data_watches_

@@ -15,7 +15,6 @@
 #include "server/common/mutex.h"
 #include "tests/integration/harness.h"
 #include "warren/v1/config.grpc.pb.h"
-#include "warren/v1/election.grpc.pb.h"
 
 namespace warren::testing {
 namespace {
@@ -526,23 +525,6 @@ TEST_F(ConfigServiceTest, QuietWatchCarriesHeartbeats) {
     }
     return heartbeats >= 2;
   }));
-}
-
-TEST_F(ConfigServiceTest, OtherServicesAnswerUnimplementedClearly) {
-  grpc::Status status;
-  auto election = v1::ElectionService::NewStub(warrend_->channel());
-  v1::GetLeaderRequest get;
-  v1::GetLeaderResponse leader;
-  status = election->GetLeader(Context().get(), get, &leader);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("GetLeader"));
-  auto context = Context();
-  auto stream = election->Elect(context.get());
-  v1::ElectResponse event;
-  EXPECT_FALSE(stream->Read(&event));
-  status = stream->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("Elect"));
 }
 
 TEST_F(ConfigServiceTest, HealthIsServingAndReflectionListsTheServices) {

@@ -1,0 +1,91 @@
+#include "server/election/election_manager.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/zk/zk_sync.h"
+
+namespace warren::election {
+
+ElectionManager::ElectionManager(zk::ZkClient& zk, const std::string& root)
+    : zk_(zk),
+      base_(root == "/" ? "/elections" : absl::StrCat(root, "/elections")) {
+  listener_id_ = zk_.AddSessionListener(
+      [this](zk::SessionState state) { OnSessionState(state); });
+}
+
+ElectionManager::~ElectionManager() { zk_.RemoveSessionListener(listener_id_); }
+
+std::string ElectionManager::PathOf(const std::string& election) const {
+  return absl::StrCat(base_, "/", election);
+}
+
+absl::Status ElectionManager::EnsureBase(absl::Time deadline) {
+  zk::ZkSync sync(zk_, deadline);
+  std::vector<std::string> chain;
+  for (std::string path = base_; !path.empty() && path != "/";
+       path.resize(path.rfind('/'))) {
+    chain.push_back(path);
+  }
+  std::reverse(chain.begin(), chain.end());
+  for (const std::string& path : chain) {
+    auto exists = sync.Exists(path);
+    if (!exists.ok()) return exists.status();
+    if (exists->has_value()) continue;
+    auto created = sync.Multi({zk::Op::Create(path, "")});
+    if (!created.ok()) return created.status();
+    if (!created->status.ok() &&
+        zk::ZkErrorOf(created->status) != zk::ZkError::kNodeExists) {
+      return created->status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<Candidacy> ElectionManager::Campaign(
+    CandidacyParams params, std::shared_ptr<CandidacyObserver> observer) {
+  params.election_path = PathOf(params.election);
+  auto candidacy =
+      Candidacy::Start(zk_, std::move(params), std::move(observer));
+  warren::MutexLock lock(&mu_);
+  candidacies_.erase(
+      std::remove_if(candidacies_.begin(), candidacies_.end(),
+                     [](const auto& weak) { return weak.expired(); }),
+      candidacies_.end());
+  candidacies_.push_back(candidacy);
+  return candidacy;
+}
+
+std::shared_ptr<LeaderWatch> ElectionManager::Watch(
+    const std::string& election) {
+  warren::MutexLock lock(&mu_);
+  auto& slot = watches_[election];
+  if (auto existing = slot.lock()) return existing;
+  auto watch = std::make_shared<LeaderWatch>(zk_, PathOf(election));
+  slot = watch;
+  watch->Start();
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    it = it->second.expired() ? watches_.erase(it) : std::next(it);
+  }
+  return watch;
+}
+
+void ElectionManager::OnSessionState(zk::SessionState state) {
+  std::vector<std::shared_ptr<Candidacy>> candidacies;
+  std::vector<std::shared_ptr<LeaderWatch>> watches;
+  {
+    warren::MutexLock lock(&mu_);
+    for (auto& weak : candidacies_) {
+      if (auto c = weak.lock()) candidacies.push_back(std::move(c));
+    }
+    for (auto& [name, weak] : watches_) {
+      if (auto w = weak.lock()) watches.push_back(std::move(w));
+    }
+  }
+  // Leaders hear about a suspension first: it is what keeps two of them
+  // from believing they lead.
+  for (auto& c : candidacies) c->OnSessionState(state);
+  for (auto& w : watches) w->OnSessionState(state);
+}
+
+}  // namespace warren::election

@@ -1,0 +1,211 @@
+// Unit tests of the election recipe against an in-memory ZooKeeper
+// (FakeZk): order, fencing tokens, predecessor-only watches, connection
+// loss, session expiry, a create whose answer was lost. The RPCs are tested
+// end to end against a real ZooKeeper in tests/integration.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/election/election_manager.h"
+#include "tests/fakes/fake_zk.h"
+#include "warren/v1/election.pb.h"
+
+namespace warren::election {
+namespace {
+
+using ::testing::ElementsAre;
+
+class RecordingObserver : public CandidacyObserver {
+ public:
+  void OnElected(uint64_t token, absl::Time) override {
+    events.push_back("elected");
+    tokens.push_back(token);
+  }
+  void OnFollowing(uint64_t) override { events.push_back("following"); }
+  void OnLost(LossReason reason) override {
+    events.push_back(reason == LossReason::kResigned ? "lost:resigned"
+                     : reason == LossReason::kConnectionSuspended
+                         ? "lost:suspended"
+                         : "lost:expired");
+  }
+  void OnEnded(absl::Status status) override {
+    events.push_back(
+        absl::StrCat("ended:", absl::StatusCodeToString(status.code())));
+  }
+  std::vector<std::string> events;
+  std::vector<uint64_t> tokens;
+};
+
+class ElectionTest : public ::testing::Test {
+ protected:
+  ElectionTest() : manager_(zk_, "/w") {
+    zk_.ExternalPut("/w", "");
+    zk_.ExternalPut("/w/elections", "");
+    zk_.RunUntilIdle();
+  }
+  std::pair<std::shared_ptr<Candidacy>, std::shared_ptr<RecordingObserver>>
+  Campaign(const std::string& id, bool rejoin = false) {
+    auto observer = std::make_shared<RecordingObserver>();
+    CandidacyParams params;
+    params.election = "jobs/dispatcher";
+    params.candidate_id = id;
+    params.value = id + "-address";
+    params.rejoin_after_expiry = rejoin;
+    auto candidacy = manager_.Campaign(params, observer);
+    zk_.RunUntilIdle();
+    return {candidacy, observer};
+  }
+  std::vector<std::string> Nodes() {
+    return zk_.Children("/w/elections/jobs/dispatcher");
+  }
+  testing::FakeZk zk_;
+  ElectionManager manager_;
+};
+
+TEST_F(ElectionTest, LowestLeadsOthersFollowAndTokensGrow) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  auto [c, co] = Campaign("c");
+  EXPECT_THAT(ao->events, ElementsAre("elected"));
+  EXPECT_THAT(bo->events, ElementsAre("following"));
+  EXPECT_THAT(co->events, ElementsAre("following"));
+  EXPECT_TRUE(a->leading());
+  EXPECT_FALSE(b->leading());
+  EXPECT_EQ(ao->tokens[0], a->token());
+
+  a->Resign();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(ao->events, ElementsAre("elected", "lost:resigned", "ended:OK"));
+  EXPECT_THAT(bo->events, ElementsAre("following", "elected"));
+  EXPECT_THAT(co->events, ElementsAre("following"));  // no herd
+  EXPECT_GT(bo->tokens[0], ao->tokens[0]);
+  EXPECT_EQ(Nodes().size(), 2u);
+
+  b->Stop();  // a stream that ends: the node goes at once
+  zk_.RunUntilIdle();
+  EXPECT_THAT(co->events, ElementsAre("following", "elected"));
+  EXPECT_GT(co->tokens[0], bo->tokens[0]);
+  EXPECT_EQ(Nodes().size(), 1u);
+}
+
+TEST_F(ElectionTest, ThousandCandidatesWatchOnlyTheirPredecessor) {
+  std::vector<std::shared_ptr<Candidacy>> candidacies;
+  std::vector<std::shared_ptr<RecordingObserver>> observers;
+  for (int i = 0; i < 1000; ++i) {
+    auto [c, o] = Campaign(absl::StrCat("c", i));
+    candidacies.push_back(c);
+    observers.push_back(o);
+  }
+  std::vector<std::string> nodes = SortCandidates(Nodes());
+  ASSERT_EQ(nodes.size(), 1000u);
+  // Each node but the last is watched once: by its successor.
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const size_t watches =
+        zk_.data_watch_count("/w/elections/jobs/dispatcher/" + nodes[i]);
+    EXPECT_EQ(watches, i + 1 < nodes.size() ? 1u : 0u) << i;
+  }
+  candidacies[0]->Resign();
+  zk_.RunUntilIdle();
+  int elected = 0;
+  for (size_t i = 1; i < observers.size(); ++i) {
+    for (const auto& e : observers[i]->events) elected += e == "elected";
+  }
+  EXPECT_EQ(elected, 1);
+  EXPECT_TRUE(candidacies[1]->leading());
+}
+
+TEST_F(ElectionTest, SuspensionTakesLeadershipAwayUntilTheSessionIsBack) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  const uint64_t token = a->token();
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  EXPECT_FALSE(a->leading());
+  EXPECT_THAT(ao->events, ElementsAre("elected", "lost:suspended"));
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(ao->events, ElementsAre("elected", "lost:suspended", "elected"));
+  EXPECT_EQ(ao->tokens[1], token);  // same node, same token
+  EXPECT_THAT(bo->events, ElementsAre("following"));
+}
+
+TEST_F(ElectionTest, ExpiryEndsTheCandidacyOrStartsAFreshOne) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b", /*rejoin=*/true);
+  const uint64_t old_token = a->token();
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  zk_.Expire();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(ao->events, ElementsAre("elected", "lost:suspended",
+                                      "lost:expired", "ended:ABORTED"));
+  // b campaigned again on the new session and now leads, with a new token.
+  EXPECT_THAT(bo->events, ElementsAre("following", "lost:expired", "elected"));
+  EXPECT_GT(b->token(), old_token);
+  EXPECT_EQ(Nodes().size(), 1u);
+}
+
+TEST_F(ElectionTest, ALostCreateAnswerIsFoundAgainNotDuplicated) {
+  zk_.ExternalPut("/w/elections/jobs", "");
+  zk_.ExternalPut("/w/elections/jobs/dispatcher", "");
+  zk_.RunUntilIdle();
+  zk_.LoseNextCreateResponse();
+  auto [a, ao] = Campaign("a");
+  EXPECT_TRUE(ao->events.empty());
+  EXPECT_EQ(Nodes().size(), 1u);  // it did happen
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);  // adopted, not made twice
+  EXPECT_THAT(ao->events, ElementsAre("elected"));
+  EXPECT_NE(a->token(), 0u);
+}
+
+TEST_F(ElectionTest, OnlyTheLeaderProclaims) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  absl::Status follower_status, leader_status;
+  b->Proclaim("b2", [&](absl::Status s) { follower_status = s; });
+  a->Proclaim("a2", [&](absl::Status s) { leader_status = s; });
+  zk_.RunUntilIdle();
+  EXPECT_EQ(follower_status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(leader_status.ok());
+  auto nodes = SortCandidates(Nodes());
+  zk::NodeData data;
+  zk_.Get("/w/elections/jobs/dispatcher/" + nodes[0], nullptr,
+          [&](absl::StatusOr<zk::NodeData> r) { data = *r; });
+  zk_.RunUntilIdle();
+  warren::v1::Leader leader = DecodeLeader(data.value, data.stat);
+  EXPECT_EQ(leader.value(), "a2");
+  EXPECT_EQ(leader.candidate_id(), "a");
+  EXPECT_EQ(leader.fencing_token(), a->token());
+  EXPECT_GT(leader.elected_time().seconds(), 0);
+}
+
+TEST_F(ElectionTest, ObserversShareOneWatchAndSeeEveryChange) {
+  auto watch = manager_.Watch("jobs/dispatcher");
+  EXPECT_EQ(watch, manager_.Watch("jobs/dispatcher"));
+  std::vector<std::string> seen;
+  auto id = watch->Subscribe([&](const std::optional<warren::v1::Leader>& l) {
+    seen.push_back(l ? l->candidate_id() : "none");
+  });
+  zk_.RunUntilIdle();
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  a->Resign();
+  zk_.RunUntilIdle();
+  b->Stop();
+  zk_.RunUntilIdle();
+  // "a" appears again when it records its election time (a data change).
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.front(), "none");
+  EXPECT_EQ(seen.back(), "none");
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "a"), seen.end());
+  EXPECT_NE(std::find(seen.begin(), seen.end(), "b"), seen.end());
+  watch->Unsubscribe(id);
+}
+
+}  // namespace
+}  // namespace warren::election

@@ -1,0 +1,89 @@
+#include "tests/integration/election_clients.h"
+
+namespace warren::testing {
+
+namespace v1 = ::warren::v1;
+
+TestCandidate::TestCandidate(v1::ElectionService::Stub& stub,
+                             const v1::Campaign& campaign) {
+  stream_ = stub.Elect(&context_);
+  v1::ElectRequest request;
+  *request.mutable_campaign() = campaign;
+  Send(request);
+  reader_ = std::thread([this] {
+    v1::ElectResponse response;
+    while (stream_->Read(&response)) {
+      warren::MutexLock lock(&mu_);
+      events_.push_back(ElectEvent{absl::Now(), response});
+    }
+    grpc::Status status = stream_->Finish();
+    warren::MutexLock lock(&mu_);
+    status_ = status;
+    ended_ = true;
+  });
+}
+
+TestCandidate::~TestCandidate() {
+  context_.TryCancel();
+  reader_.join();
+}
+
+bool TestCandidate::Send(const v1::ElectRequest& request) {
+  warren::MutexLock lock(&write_mu_);
+  return stream_->Write(request);
+}
+
+bool TestCandidate::Proclaim(const std::string& value) {
+  v1::ElectRequest request;
+  request.mutable_proclaim()->set_value(value);
+  return Send(request);
+}
+
+bool TestCandidate::Resign() {
+  v1::ElectRequest request;
+  request.mutable_resign();
+  return Send(request);
+}
+
+int TestCandidate::WaitFor(
+    const std::function<bool(const v1::ElectResponse&)>& predicate, size_t from,
+    absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  int found = -1;
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t i = from; i < events_.size(); ++i) {
+      if (predicate(events_[i].response)) {
+        found = static_cast<int>(i);
+        return true;
+      }
+    }
+    return ended_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return found;
+}
+
+int TestCandidate::WaitElected(size_t from, absl::Duration timeout) {
+  return WaitFor([](const v1::ElectResponse& r) { return r.has_elected(); },
+                 from, timeout);
+}
+
+bool TestCandidate::WaitEnded(grpc::Status* status, absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ended_; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ended), timeout)) return false;
+  *status = status_;
+  return true;
+}
+
+std::vector<ElectEvent> TestCandidate::events() {
+  warren::MutexLock lock(&mu_);
+  return events_;
+}
+
+bool TestCandidate::ended() {
+  warren::MutexLock lock(&mu_);
+  return ended_;
+}
+
+}  // namespace warren::testing

@@ -1,0 +1,57 @@
+// Test-side clients of ElectionService: a candidate whose stream is read on
+// its own thread, logging every event with the time it arrived.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/common/mutex.h"
+#include "warren/v1/election.grpc.pb.h"
+
+namespace warren::testing {
+
+struct ElectEvent {
+  absl::Time time;
+  warren::v1::ElectResponse response;
+};
+
+class TestCandidate {
+ public:
+  TestCandidate(warren::v1::ElectionService::Stub& stub,
+                const warren::v1::Campaign& campaign);
+  ~TestCandidate();
+
+  // Waits for an event matching `predicate` among those after `from`
+  // (an index into events()); answers its index or -1.
+  int WaitFor(
+      const std::function<bool(const warren::v1::ElectResponse&)>& predicate,
+      size_t from = 0, absl::Duration timeout = absl::Seconds(60));
+  int WaitElected(size_t from = 0, absl::Duration timeout = absl::Seconds(60));
+  bool WaitEnded(grpc::Status* status,
+                 absl::Duration timeout = absl::Seconds(60));
+  std::vector<ElectEvent> events();
+  bool ended();
+
+  bool Send(const warren::v1::ElectRequest& request);
+  bool Proclaim(const std::string& value);
+  bool Resign();
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<warren::v1::ElectRequest,
+                                           warren::v1::ElectResponse>>
+      stream_;
+  std::thread reader_;
+  warren::Mutex mu_;
+  std::vector<ElectEvent> events_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  warren::Mutex write_mu_;
+};
+
+}  // namespace warren::testing
