@@ -16,9 +16,9 @@ case "$flavour" in
   *) die "unknown build flavour '$flavour' (plain, asan, tsan)" ;;
 esac
 dir="$WARREN_ROOT_DIR/build/$flavour"
-if [ ! -f "$dir/CMakeCache.txt" ]; then
-  cmake -S "$WARREN_ROOT_DIR" -B "$dir" "${flags[@]}" >/dev/null
-fi
+# Configure every time (a few seconds): a tree configured before a target
+# existed would not know how to build it.
+cmake -S "$WARREN_ROOT_DIR" -B "$dir" "${flags[@]}" >/dev/null
 start=$SECONDS
 cmake --build "$dir" -j "$(nproc)" "$@"
 log "build/$flavour: built in $((SECONDS - start))s"
