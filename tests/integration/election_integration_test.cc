@@ -154,6 +154,13 @@ TEST_F(ElectionTest, TenCandidatesOneLeaderAtATimeTokensIncrease) {
         EXPECT_LT(candidates[i]->WaitElected(0, absl::ZeroDuration()), 0);
       }
     }
+    // The observer reports this leader before it steps down (a leader that
+    // comes and goes between two reads of the shared watch could be missed:
+    // watches report the latest state, not every intermediate one).
+    ASSERT_TRUE(observer.WaitUntil([&](const auto& seen) {
+      return !seen.empty() && seen.back().has_leader() &&
+             seen.back().leader().fencing_token() == term.token;
+    }));
     if (round % 2 == 0) {
       candidates[leader]->Resign();
     } else {
