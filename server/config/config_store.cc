@@ -41,24 +41,7 @@ std::string ParentOf(const std::string& path) {
 
 absl::Status ConfigStore::EnsureBase(absl::Time deadline) {
   zk::ZkSync sync(zk_, deadline);
-  // Create every missing node from the top; a concurrent creator is fine.
-  std::vector<std::string> chain;
-  for (std::string path = keys_.base(); path != "/"; path = ParentOf(path)) {
-    chain.push_back(path);
-  }
-  std::reverse(chain.begin(), chain.end());
-  for (const std::string& path : chain) {
-    auto exists = sync.Exists(path);
-    if (!exists.ok()) return exists.status();
-    if (exists->has_value()) continue;
-    auto created = sync.Multi({zk::Op::Create(path, "")});
-    if (!created.ok()) return created.status();
-    if (!created->status.ok() &&
-        ZkErrorOf(created->status) != ZkError::kNodeExists) {
-      return created->status;
-    }
-  }
-  return absl::OkStatus();
+  return sync.EnsurePath(keys_.base());
 }
 
 absl::StatusOr<CachedEntry> ConfigStore::Get(const std::string& key,

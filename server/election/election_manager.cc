@@ -22,24 +22,7 @@ std::string ElectionManager::PathOf(const std::string& election) const {
 
 absl::Status ElectionManager::EnsureBase(absl::Time deadline) {
   zk::ZkSync sync(zk_, deadline);
-  std::vector<std::string> chain;
-  for (std::string path = base_; !path.empty() && path != "/";
-       path.resize(path.rfind('/'))) {
-    chain.push_back(path);
-  }
-  std::reverse(chain.begin(), chain.end());
-  for (const std::string& path : chain) {
-    auto exists = sync.Exists(path);
-    if (!exists.ok()) return exists.status();
-    if (exists->has_value()) continue;
-    auto created = sync.Multi({zk::Op::Create(path, "")});
-    if (!created.ok()) return created.status();
-    if (!created->status.ok() &&
-        zk::ZkErrorOf(created->status) != zk::ZkError::kNodeExists) {
-      return created->status;
-    }
-  }
-  return absl::OkStatus();
+  return sync.EnsurePath(base_);
 }
 
 std::shared_ptr<Candidacy> ElectionManager::Campaign(

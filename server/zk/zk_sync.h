@@ -68,6 +68,27 @@ class ZkSync {
 
   absl::Time deadline() const { return deadline_; }
 
+  // Creates `path` and its missing ancestors as persistent nodes, from the
+  // top; a node someone else created meanwhile is fine.
+  absl::Status EnsurePath(const std::string& path) {
+    std::vector<std::string> chain;
+    for (std::string p = path; !p.empty() && p != "/"; p.resize(p.rfind('/'))) {
+      chain.push_back(p);
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+      auto exists = Exists(*it);
+      if (!exists.ok()) return exists.status();
+      if (exists->has_value()) continue;
+      auto created = Multi({Op::Create(*it, "")});
+      if (!created.ok()) return created.status();
+      if (!created->status.ok() &&
+          ZkErrorOf(created->status) != ZkError::kNodeExists) {
+        return created->status;
+      }
+    }
+    return absl::OkStatus();
+  }
+
  private:
   template <typename T, typename Start>
   absl::StatusOr<T> Await(Start start) {
