@@ -3,6 +3,7 @@
 # their data, logs and pid files under $WARREN_STACK_DIR (default .stack/).
 #
 #   scripts/stack.sh start|stop|status [zookeeper|rabbitmq|all]
+#   scripts/stack.sh ctl rabbitmq <rabbitmqctl arguments>   (our node only)
 #
 # Ports: WARREN_ZK_PORT (2181), WARREN_AMQP_PORT (5672),
 # WARREN_AMQP_DIST_PORT (AMQP port + 20000), WARREN_EPMD_PORT (4369).
@@ -187,6 +188,12 @@ status_of() {
 
 verb="${1:-}"
 which="${2:-all}"
+if [ "$verb" = ctl ]; then
+  [ "$which" = rabbitmq ] || die "ctl works on rabbitmq only"
+  shift 2
+  rmq_env
+  exec "$RMQ_BIN/rabbitmqctl" "$@"
+fi
 case "$which" in zookeeper | rabbitmq | all) ;; *) die "unknown server '$which' (zookeeper, rabbitmq or all)" ;; esac
 case "$verb" in
   start)

@@ -167,5 +167,46 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   EXPECT_TRUE(stub->Publish(&context, r, &response).ok());
 }
 
+// A resource alarm makes the broker block publishers (connection.blocked):
+// publishes answer RESOURCE_EXHAUSTED instead of piling up, the state is
+// logged, and publishing works again once the broker unblocks.
+TEST(RabbitMqFaultTest, BrokerFlowControlIsRespectedAndSurfaced) {
+  auto broker = RabbitMqServer::Start();
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  auto warrend = WarrendProcess::Start({"--amqp_urls=" + (*broker)->url()});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto stub = v1::MessagingService::NewStub((*warrend)->channel());
+  auto publish = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
+    v1::PublishRequest r;
+    r.set_routing_key("flow");
+    v1::PublishResponse response;
+    return stub->Publish(&context, r, &response);
+  };
+  ASSERT_TRUE(publish().ok());
+
+  // Every byte of memory is over the limit: the broker raises an alarm.
+  ASSERT_TRUE((*broker)->Ctl("set_vm_memory_high_watermark 0.000001").ok());
+  // The alarm is raised by the broker's next memory check, and the block
+  // reaches us with the next publish attempt.
+  grpc::Status last;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        last = publish();
+        return last.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      },
+      absl::Seconds(60)))
+      << last.error_message();
+  EXPECT_EQ(publish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(last.error_message(), ::testing::HasSubstr("flow control"));
+  EXPECT_THAT((*warrend)->Log(), ::testing::HasSubstr("blocked"));
+  EXPECT_EQ(Health(**warrend), HealthCheckResponse::SERVING)
+      << "a blocked broker is reachable";
+
+  ASSERT_TRUE((*broker)->Ctl("set_vm_memory_high_watermark 0.4").ok());
+  EXPECT_TRUE(WaitFor([&] { return publish().ok(); }, absl::Seconds(60)));
+}
+
 }  // namespace
 }  // namespace warren::testing

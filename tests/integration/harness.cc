@@ -280,7 +280,8 @@ absl::Status RabbitMqServer::Script(const std::string& verb) {
       "WARREN_STACK_DIR='", dir_, "' WARREN_AMQP_PORT=", port_,
       " WARREN_AMQP_DIST_PORT=", dist_port_, " WARREN_EPMD_PORT=", epmd_port_,
       " bash '", WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
-      " rabbitmq >>'", dir_, "/script.log' 2>&1");
+      absl::StartsWith(verb, "ctl ") ? "" : " rabbitmq", " >>'", dir_,
+      "/script.log' 2>&1");
   const int rc = std::system(command.c_str());
   if (rc != 0) {
     return absl::InternalError(
@@ -306,6 +307,10 @@ void RabbitMqServer::Kill9() {
 }
 
 absl::Status RabbitMqServer::Restart() { return Script("start"); }
+
+absl::Status RabbitMqServer::Ctl(const std::string& args) {
+  return Script("ctl rabbitmq " + args);
+}
 
 absl::Status RabbitMqServer::Stop() { return Script("stop"); }
 

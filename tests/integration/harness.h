@@ -105,6 +105,8 @@ class RabbitMqServer {
   absl::Status Restart();  // start again on the same ports and data
   void Kill9();
   absl::Status Stop();
+  // Runs `rabbitmqctl <args>` against this node.
+  absl::Status Ctl(const std::string& args);
 
  private:
   RabbitMqServer() = default;
