@@ -161,12 +161,14 @@ TEST_F(ElectionTest, TenCandidatesOneLeaderAtATimeTokensIncrease) {
       return !seen.empty() && seen.back().has_leader() &&
              seen.back().leader().fencing_token() == term.token;
     }));
+    // It stops believing it leads when it decides to step down, before
+    // the request leaves.
+    term.to = absl::Now();
     if (round % 2 == 0) {
       candidates[leader]->Resign();
     } else {
       candidates[leader]->Cancel();
     }
-    term.to = absl::Now();
     terms.push_back(term);
     gone.insert(leader);
   }
