@@ -23,27 +23,15 @@ namespace v1 = ::warren::v1;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class ConfigServiceTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    auto started = WarrendProcess::Start();
-    ASSERT_TRUE(started.ok()) << started.status();
-    warrend_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete warrend_;
-    warrend_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(warrend_, nullptr);
-    stub_ = v1::ConfigService::NewStub(warrend_->channel());
-  }
+struct ConfigFlags {
+  static std::vector<std::string> Args() { return {}; }
+};
 
-  static std::unique_ptr<grpc::ClientContext> Context(
-      absl::Duration timeout = absl::Seconds(30)) {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    return context;
+class ConfigServiceTest : public SharedWarrendTest<ConfigFlags> {
+ protected:
+  void SetUp() override {
+    SharedWarrendTest::SetUp();
+    stub_ = v1::ConfigService::NewStub(warrend_->channel());
   }
 
   grpc::Status Put(const std::string& key, const std::string& value,
@@ -56,7 +44,7 @@ class ConfigServiceTest : public ::testing::Test {
     if (expected) request.set_expected_version(*expected);
     request.set_create_only(create_only);
     v1::PutConfigResponse ignored;
-    return stub_->PutConfig(Context().get(), request,
+    return stub_->PutConfig(CallContext().get(), request,
                             response ? response : &ignored);
   }
 
@@ -65,7 +53,7 @@ class ConfigServiceTest : public ::testing::Test {
     v1::GetConfigRequest request;
     request.set_key(key);
     request.set_consistent(consistent);
-    return stub_->GetConfig(Context().get(), request, response);
+    return stub_->GetConfig(CallContext().get(), request, response);
   }
 
   grpc::Status Delete(const std::string& key,
@@ -76,7 +64,7 @@ class ConfigServiceTest : public ::testing::Test {
     if (expected) request.set_expected_version(*expected);
     request.set_recursive(recursive);
     v1::DeleteConfigResponse response;
-    return stub_->DeleteConfig(Context().get(), request, &response);
+    return stub_->DeleteConfig(CallContext().get(), request, &response);
   }
 
   // Every key below `prefix`, through all pages.
@@ -93,7 +81,7 @@ class ConfigServiceTest : public ::testing::Test {
       request.set_keys_only(true);
       v1::ListConfigResponse response;
       grpc::Status status =
-          stub_->ListConfig(Context().get(), request, &response);
+          stub_->ListConfig(CallContext().get(), request, &response);
       EXPECT_TRUE(status.ok()) << status.error_message();
       if (!status.ok()) break;
       EXPECT_LE(response.entries_size(), page_size);
@@ -108,11 +96,8 @@ class ConfigServiceTest : public ::testing::Test {
     return keys;
   }
 
-  static WarrendProcess* warrend_;
   std::unique_ptr<v1::ConfigService::Stub> stub_;
 };
-
-WarrendProcess* ConfigServiceTest::warrend_ = nullptr;
 
 TEST_F(ConfigServiceTest, PutGetListDeleteRoundTrip) {
   v1::PutConfigResponse put;
@@ -138,7 +123,7 @@ TEST_F(ConfigServiceTest, PutGetListDeleteRoundTrip) {
   v1::ListConfigRequest list;
   list.set_prefix("rt/db");
   v1::ListConfigResponse listed;
-  ASSERT_TRUE(stub_->ListConfig(Context().get(), list, &listed).ok());
+  ASSERT_TRUE(stub_->ListConfig(CallContext().get(), list, &listed).ok());
   ASSERT_EQ(listed.entries_size(), 2);
   EXPECT_EQ(listed.entries(1).value(), "postgres://db2:5432");
   EXPECT_EQ(listed.entries(1).version(), 1);
@@ -236,17 +221,17 @@ TEST_F(ConfigServiceTest, InvalidInputIsRefusedWithTheFieldNamed) {
   v1::ListConfigRequest list;
   list.set_page_token("not-a-token");
   v1::ListConfigResponse listed;
-  grpc::Status token = stub_->ListConfig(Context().get(), list, &listed);
+  grpc::Status token = stub_->ListConfig(CallContext().get(), list, &listed);
   EXPECT_EQ(token.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(token.error_message(), HasSubstr("page_token"));
   list.set_page_token("");
   list.set_page_size(-1);
-  EXPECT_EQ(stub_->ListConfig(Context().get(), list, &listed).error_code(),
+  EXPECT_EQ(stub_->ListConfig(CallContext().get(), list, &listed).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 
   v1::WatchConfigRequest watch;
   watch.set_key("a/../b");
-  auto context = Context();
+  auto context = CallContext();
   auto reader = stub_->WatchConfig(context.get(), watch);
   v1::WatchConfigResponse response;
   EXPECT_FALSE(reader->Read(&response));
@@ -269,13 +254,14 @@ TEST_F(ConfigServiceTest, ConcurrentCompareAndSetIncrementsLoseNothing) {
         get.set_key("counter");
         get.set_consistent(true);
         v1::GetConfigResponse current;
-        ASSERT_TRUE(stub->GetConfig(Context().get(), get, &current).ok());
+        ASSERT_TRUE(stub->GetConfig(CallContext().get(), get, &current).ok());
         v1::PutConfigRequest put;
         put.set_key("counter");
         put.set_value(std::to_string(std::stoi(current.entry().value()) + 1));
         put.set_expected_version(current.entry().version());
         v1::PutConfigResponse written;
-        grpc::Status status = stub->PutConfig(Context().get(), put, &written);
+        grpc::Status status =
+            stub->PutConfig(CallContext().get(), put, &written);
         if (status.ok()) {
           ++done;
         } else {
@@ -311,7 +297,8 @@ TEST_F(ConfigServiceTest, PaginationListsEveryKeyExactlyOnceInPathOrder) {
             absl::StrCat("many/g", i % 10, i % 3 == 0 ? "-x" : "", "/k", i));
         put.set_value(std::to_string(i));
         v1::PutConfigResponse written;
-        if (!stub->PutConfig(Context().get(), put, &written).ok()) ++failures;
+        if (!stub->PutConfig(CallContext().get(), put, &written).ok())
+          ++failures;
       }
     });
   }
@@ -533,13 +520,13 @@ TEST_F(ConfigServiceTest, HealthIsServingAndReflectionListsTheServices) {
     grpc::health::v1::HealthCheckRequest request;
     request.set_service(service);
     grpc::health::v1::HealthCheckResponse response;
-    ASSERT_TRUE(health->Check(Context().get(), request, &response).ok());
+    ASSERT_TRUE(health->Check(CallContext().get(), request, &response).ok());
     EXPECT_EQ(response.status(),
               grpc::health::v1::HealthCheckResponse::SERVING);
   }
   auto reflection =
       grpc::reflection::v1alpha::ServerReflection::NewStub(warrend_->channel());
-  auto context = Context();
+  auto context = CallContext();
   auto stream = reflection->ServerReflectionInfo(context.get());
   grpc::reflection::v1alpha::ServerReflectionRequest request;
   request.set_list_services("");

@@ -24,12 +24,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using ::testing::HasSubstr;
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  return context;
-}
-
 v1::Campaign MakeCampaign(const std::string& election, const std::string& id,
                           const std::string& value = "") {
   v1::Campaign c;
@@ -86,34 +80,26 @@ class TestObserver {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class ElectionTest : public ::testing::Test {
+struct ElectionFlags {
+  static std::vector<std::string> Args() { return {"--zk_session_timeout=6s"}; }
+};
+
+class ElectionTest : public SharedWarrendTest<ElectionFlags> {
  protected:
-  static void SetUpTestSuite() {
-    auto started = WarrendProcess::Start({"--zk_session_timeout=6s"});
-    ASSERT_TRUE(started.ok()) << started.status();
-    warrend_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete warrend_;
-    warrend_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(warrend_, nullptr);
+    SharedWarrendTest::SetUp();
     stub_ = v1::ElectionService::NewStub(warrend_->channel());
   }
   grpc::Status GetLeader(const std::string& election, v1::Leader* leader) {
     v1::GetLeaderRequest request;
     request.set_election(election);
     v1::GetLeaderResponse response;
-    grpc::Status s = stub_->GetLeader(Context().get(), request, &response);
+    grpc::Status s = stub_->GetLeader(CallContext().get(), request, &response);
     if (leader != nullptr) *leader = response.leader();
     return s;
   }
-  static WarrendProcess* warrend_;
   std::unique_ptr<v1::ElectionService::Stub> stub_;
 };
-
-WarrendProcess* ElectionTest::warrend_ = nullptr;
 
 TEST_F(ElectionTest, TenCandidatesOneLeaderAtATimeTokensIncrease) {
   const std::string election = "ten/leader";

@@ -114,6 +114,12 @@ std::string MakeTempDir(const std::string& prefix) {
   return made == nullptr ? "" : std::string(made);
 }
 
+std::unique_ptr<grpc::ClientContext> CallContext(absl::Duration timeout) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  return context;
+}
+
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (!condition()) {

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 
 namespace warren::testing {
 
@@ -118,5 +119,28 @@ class RabbitMqServer {
   int dist_port_ = 0;
   int epmd_port_ = 0;
 };
+
+// A test suite whose tests share one warrend, started with Flags::Args()
+// before the first test and stopped after the last.
+template <typename Flags>
+class SharedWarrendTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = WarrendProcess::Start(Flags::Args());
+    ASSERT_TRUE(started.ok()) << started.status();
+    warrend_ = started->release();
+  }
+  static void TearDownTestSuite() {
+    delete warrend_;
+    warrend_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(warrend_, nullptr); }
+
+  static inline WarrendProcess* warrend_ = nullptr;
+};
+
+// A client context with a deadline `timeout` from now.
+std::unique_ptr<grpc::ClientContext> CallContext(
+    absl::Duration timeout = absl::Seconds(30));
 
 }  // namespace warren::testing

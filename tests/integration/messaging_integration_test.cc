@@ -31,26 +31,16 @@ std::string Name(const std::string& base) {
   return absl::StrCat(base, "-", getpid());
 }
 
-std::unique_ptr<grpc::ClientContext> Context(
-    absl::Duration timeout = absl::Seconds(30)) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  return context;
-}
+struct MessagingFlags {
+  static std::vector<std::string> Args() {
+    return {"--publish_config_changes"};
+  }
+};
 
-class MessagingTest : public ::testing::Test {
+class MessagingTest : public SharedWarrendTest<MessagingFlags> {
  protected:
-  static void SetUpTestSuite() {
-    auto started = WarrendProcess::Start({"--publish_config_changes"});
-    ASSERT_TRUE(started.ok()) << started.status();
-    warrend_ = started->release();
-  }
-  static void TearDownTestSuite() {
-    delete warrend_;
-    warrend_ = nullptr;
-  }
   void SetUp() override {
-    ASSERT_NE(warrend_, nullptr);
+    SharedWarrendTest::SetUp();
     stub_ = v1::MessagingService::NewStub(warrend_->channel());
     auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
     ASSERT_TRUE(admin.ok()) << admin.status();
@@ -60,7 +50,7 @@ class MessagingTest : public ::testing::Test {
   grpc::Status Publish(const v1::PublishRequest& request,
                        v1::PublishResponse* response = nullptr) {
     v1::PublishResponse ignored;
-    return stub_->Publish(Context().get(), request,
+    return stub_->Publish(CallContext().get(), request,
                           response ? response : &ignored);
   }
   grpc::Status PublishTo(const std::string& queue, const std::string& payload) {
@@ -87,12 +77,9 @@ class MessagingTest : public ::testing::Test {
     return ids;
   }
 
-  static WarrendProcess* warrend_;
   std::unique_ptr<v1::MessagingService::Stub> stub_;
   std::unique_ptr<AmqpAdmin> admin_;
 };
-
-WarrendProcess* MessagingTest::warrend_ = nullptr;
 
 TEST_F(MessagingTest, EveryFieldSurvivesTheRoundTrip) {
   const std::string queue = Name("roundtrip");
@@ -265,7 +252,7 @@ TEST_F(MessagingTest, BadInputGetsItsCodeAndTheServerStaysHealthy) {
   auto health = grpc::health::v1::Health::NewStub(warrend_->channel());
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
-  ASSERT_TRUE(health->Check(Context().get(), request, &response).ok());
+  ASSERT_TRUE(health->Check(CallContext().get(), request, &response).ok());
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_TRUE(PublishTo(Name("still-fine"), "x").ok());
 }
@@ -548,11 +535,11 @@ TEST_F(MessagingTest, ConfigChangesAreAnnouncedOnRabbitMq) {
   put.set_key(Name("fan") + "/db/url");
   put.set_value("postgres://db");
   v1::PutConfigResponse written;
-  ASSERT_TRUE(config->PutConfig(Context().get(), put, &written).ok());
+  ASSERT_TRUE(config->PutConfig(CallContext().get(), put, &written).ok());
   v1::DeleteConfigRequest del;
   del.set_key(put.key());
   v1::DeleteConfigResponse deleted;
-  ASSERT_TRUE(config->DeleteConfig(Context().get(), del, &deleted).ok());
+  ASSERT_TRUE(config->DeleteConfig(CallContext().get(), del, &deleted).ok());
   ASSERT_TRUE(sub.WaitDeliveries(2));
   auto ds = sub.deliveries();
   EXPECT_EQ(ds[0].routing_key(), Name("fan") + ".db.url");

@@ -21,17 +21,12 @@ namespace {
 namespace v1 = ::warren::v1;
 using grpc::health::v1::HealthCheckResponse;
 
-std::unique_ptr<grpc::ClientContext> Context() {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  return context;
-}
-
 HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
   auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
-  if (!stub->Check(Context().get(), request, &response).ok()) {
+  if (!stub->Check(CallContext(absl::Seconds(10)).get(), request, &response)
+           .ok()) {
     return HealthCheckResponse::UNKNOWN;
   }
   return response.status();
@@ -48,7 +43,8 @@ void PutEventually(v1::ConfigService::Stub& stub, const std::string& key,
         put.set_key(key);
         put.set_value(value);
         v1::PutConfigResponse response;
-        last = stub.PutConfig(Context().get(), put, &response);
+        last = stub.PutConfig(CallContext(absl::Seconds(10)).get(), put,
+                              &response);
         EXPECT_TRUE(last.ok() ||
                     last.error_code() == grpc::StatusCode::UNAVAILABLE ||
                     last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
