@@ -2,6 +2,9 @@
 # Installs everything Warren needs from Debian 12's packages. Idempotent: it
 # only asks apt for what is missing, and only refreshes the package lists
 # when something is.
+#
+#   scripts/install-deps.sh            the server, its tests and the local stack
+#   scripts/install-deps.sh --clients  also the toolchains of the client libraries
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -13,8 +16,22 @@ PACKAGES=(
   libabsl-dev libzookeeper-mt-dev librabbitmq-dev libspdlog-dev
   libyaml-cpp-dev libgtest-dev libgmock-dev
   # servers for the local stack and the tests
-  zookeeper rabbitmq-server
+  zookeeper rabbitmq-server libslf4j-java
 )
+if [ "${1:-}" = "--clients" ]; then
+  PACKAGES+=(
+    # Python: Debian's interpreter and gRPC (PyPI is not reachable)
+    python3 python3-grpcio python3-protobuf
+    # Go, in GOPATH mode against Debian's Go libraries
+    golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
+    golang-google-protobuf-dev
+    # Java, compiled with javac against Debian's jars
+    default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin
+    libprotobuf-java junit4
+  )
+  # Node.js: the machine's own when it has one (its packages come from npm).
+  command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

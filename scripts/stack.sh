@@ -48,7 +48,12 @@ CFG
   # zkServer.sh execs java in the foreground: $! is the server's own pid.
   # JMX off: it would listen on every interface. jute.maxbuffer: room for
   # a 1 MiB config value plus its request (the stock limit is just under 1 MiB).
-  ZOO_LOG_DIR="$ZK_DIR/logs" JVMFLAGS="-Xmx256m -Djute.maxbuffer=4194304" JMXDISABLE=true \
+  # Debian's server has no SLF4J binding (it logs nothing); a second -cp
+  # (the last one wins) adds slf4j-simple, which logs to console.log.
+  local classpath="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+  [ -f /usr/share/java/slf4j-simple.jar ] && classpath="$classpath:/usr/share/java/slf4j-simple.jar"
+  ZOO_LOG_DIR="$ZK_DIR/logs" JMXDISABLE=true \
+    JVMFLAGS="-Xmx256m -Djute.maxbuffer=4194304 -cp $classpath -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS" \
     nohup /usr/share/zookeeper/bin/zkServer.sh start-foreground "$ZK_DIR/zoo.cfg" \
     >"$ZK_DIR/logs/console.log" 2>&1 </dev/null &
   echo $! >"$ZK_PID"

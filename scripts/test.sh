@@ -11,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$WARREN_ROOT_DIR"
 
 total_start=$SECONDS
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --clients
 bash scripts/build.sh plain
 bash scripts/build.sh asan
 bash scripts/build.sh tsan --target common_test config_test amqp_test messaging_test \
