@@ -1,0 +1,189 @@
+// Warren: one gRPC channel to a warrend, its raw stubs, and the wrappers.
+import * as grpc from '@grpc/grpc-js';
+import { loadWarrenProtos } from './proto.js';
+import { Publisher, unaryCall } from './publisher.js';
+import { Subscriber } from './subscriber.js';
+import { Elector } from './elector.js';
+import { ConfigWatcher } from './config-watcher.js';
+import { Backoff, entryFromProto, isFatal, leaderFromProto, sleep, toBytes, unexpectedEnd } from './util.js';
+
+export const DEFAULT_ADDRESS = '127.0.0.1:50051';
+
+/**
+ * Channel defaults. Keepalive: warrend accepts client pings every 10 s (also
+ * without calls) and answers faster pings with GOAWAY "too_many_pings", so the
+ * client pings every 20 s: a dead connection (a frozen server, a dropped NAT
+ * entry) is noticed within ~30 s even on a quiet Elect stream, where a
+ * follower gets no application heartbeats. Reconnect backoff is capped at 5 s
+ * (grpc-js default: 120 s) because the long-lived wrappers do their own
+ * jittered backoff on top, and a sidecar-style server is usually back quickly.
+ */
+export const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
+  'grpc.keepalive_time_ms': 20_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 5_000,
+});
+
+export class Warren {
+  #timeoutMs;
+  #publisher = null;
+
+  /**
+   * @param {string} [address] host:port; default WARREN_ADDRESS or 127.0.0.1:50051
+   * @param {object} [options] { credentials, channelOptions, interceptors, timeoutMs, protoDir }
+   */
+  constructor(address = process.env.WARREN_ADDRESS || DEFAULT_ADDRESS, {
+    credentials = grpc.credentials.createInsecure(),
+    channelOptions = {},
+    interceptors,
+    timeoutMs = 15_000,
+    protoDir,
+  } = {}) {
+    const pkg = loadWarrenProtos(protoDir);
+    const options = { ...DEFAULT_CHANNEL_OPTIONS, ...channelOptions };
+    if (interceptors) options.interceptors = interceptors;
+    this.address = address;
+    this.#timeoutMs = timeoutMs;
+    const messaging = new pkg.MessagingService(address, credentials, options);
+    // One HTTP/2 connection for all three services.
+    const shared = { ...options, channelOverride: messaging.getChannel() };
+    /** The raw generated stubs, for what the wrappers do not cover. */
+    this.raw = {
+      messaging,
+      config: new pkg.ConfigService(address, credentials, shared),
+      election: new pkg.ElectionService(address, credentials, shared),
+    };
+  }
+
+  /** Closes the channel. Close subscribers, electors and watchers first. */
+  close() {
+    this.raw.messaging.close();
+  }
+
+  /** Resolves when the channel is connected (or rejects after timeoutMs). */
+  waitForReady(timeoutMs = this.#timeoutMs) {
+    return new Promise((resolve, reject) => {
+      this.raw.messaging.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  // --- Messaging ---------------------------------------------------------
+
+  /** A Publisher with its own retry settings. */
+  publisher(options) {
+    return new Publisher(this.raw.messaging, options);
+  }
+
+  /** Publishes with the default Publisher: see Publisher.publish. */
+  publish(message, options) {
+    this.#publisher ??= new Publisher(this.raw.messaging);
+    return this.#publisher.publish(message, options);
+  }
+
+  /** Starts a Subscriber running `handler` for every delivery. */
+  subscribe(options, handler) {
+    return new Subscriber(this.raw.messaging, options, handler);
+  }
+
+  // --- Election ----------------------------------------------------------
+
+  /** Starts an Elector (a candidacy) in an election. */
+  elect(options) {
+    return new Elector(this.raw.election, options);
+  }
+
+  /** The current leader of an election, or null when nobody leads. */
+  async getLeader(election, { timeoutMs = this.#timeoutMs, signal } = {}) {
+    try {
+      const r = await unaryCall(this.raw.election, 'getLeader', { election }, Date.now() + timeoutMs, signal);
+      return leaderFromProto(r.leader);
+    } catch (err) {
+      if (err.code === grpc.status.NOT_FOUND) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Yields the current leader of an election (null while nobody leads), then
+   * every change, until `signal` aborts or the loop is left. A broken stream
+   * is reopened with backoff (the first answer of the new stream is the
+   * current leader again, so a change missed meanwhile is not lost).
+   */
+  async *observeLeader(election, { signal, backoff = {} } = {}) {
+    const retry = new Backoff(backoff);
+    while (!signal?.aborted) {
+      const call = this.raw.election.observeLeader({ election });
+      const onAbort = () => call.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let error = null;
+      try {
+        for await (const response of call) {
+          retry.reset();
+          yield leaderFromProto(response.leader);
+        }
+        error = unexpectedEnd('observeLeader');
+      } catch (err) {
+        error = err;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        call.cancel(); // also when the consumer left the loop early
+      }
+      if (signal?.aborted) return;
+      if (isFatal(error.code)) throw error;
+      try {
+        await sleep(retry.next(), signal);
+      } catch {
+        return; // aborted
+      }
+    }
+  }
+
+  // --- Config ------------------------------------------------------------
+
+  /** Reads a key: its entry { key, value, version, modifyTime }, or null when missing. */
+  async getConfig(key, { consistent = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+    try {
+      const r = await unaryCall(this.raw.config, 'getConfig', { key, consistent }, Date.now() + timeoutMs, signal);
+      return entryFromProto(r.entry);
+    } catch (err) {
+      if (err.code === grpc.status.NOT_FOUND) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes a key and returns its new entry. `expectedVersion`: compare-and-set
+   * (FAILED_PRECONDITION on mismatch); `createOnly`: ALREADY_EXISTS if present.
+   */
+  async putConfig(key, value, { expectedVersion, createOnly = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+    const request = { key, value: toBytes(value), createOnly };
+    if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+    const r = await unaryCall(this.raw.config, 'putConfig', request, Date.now() + timeoutMs, signal);
+    return entryFromProto(r.entry);
+  }
+
+  /** Deletes a key (optionally version-checked, optionally its whole subtree). */
+  async deleteConfig(key, { expectedVersion, recursive = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+    const request = { key, recursive };
+    if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+    await unaryCall(this.raw.config, 'deleteConfig', request, Date.now() + timeoutMs, signal);
+  }
+
+  /** Yields every entry under `prefix` in path order, fetching page by page. */
+  async *listConfig(prefix = '', { keysOnly = false, pageSize = 0, timeoutMs = this.#timeoutMs, signal } = {}) {
+    let pageToken = '';
+    do {
+      const r = await unaryCall(this.raw.config, 'listConfig', { prefix, pageSize, pageToken, keysOnly },
+        Date.now() + timeoutMs, signal);
+      for (const e of r.entries) yield entryFromProto(e);
+      pageToken = r.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** Starts a ConfigWatcher on a key (or, with { prefix: true }, a prefix). */
+  watchConfig(key, options) {
+    return new ConfigWatcher(this.raw.config, key, options);
+  }
+}

@@ -1,0 +1,244 @@
+// Elector: ElectionService.Elect as an EventEmitter, with the leader lease.
+//
+// Events: 'elected' { leader, fencingToken }, 'following' (leader | null),
+// 'lost' { reason, error? }, 'reconnecting' { error, delayMs }, 'error'
+// (fatal: the request itself is wrong), 'close'.
+//
+// Safety first: every doubt about leadership is reported as 'lost' at once.
+// - The lease: while leading, the server sends a heartbeat every
+//   `heartbeatIntervalMs`, and only while its ZooKeeper session is connected.
+//   If no message at all arrives for two intervals, this elector declares
+//   'lost' (reason 'lease_expired') by itself and drops the stream, without
+//   waiting for a 'lost' that a frozen server or a partition would never
+//   deliver. The server caps the interval at a third of its session timeout,
+//   so two missed heartbeats come before another candidate could be elected.
+// - A stream that breaks while leading is 'lost' (reason 'stream_broken')
+//   at once: the server deletes the candidate's node when the stream ends.
+//
+// By default (`recampaign: true`) the elector stays a candidate until
+// close(): after a loss it keeps (or reopens, with capped jittered backoff)
+// its candidacy, like Curator's LeaderLatch. With `recampaign: false` it ends
+// after the first loss of leadership or of its stream ('close' follows).
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { status as Status } from '@grpc/grpc-js';
+import { Backoff, Timer, durationFromMs, isFatal, leaderFromProto, statusError, toBytes, unexpectedEnd } from './util.js';
+
+const LOSS_REASONS = {
+  LOSS_REASON_RESIGNED: 'resigned',
+  LOSS_REASON_CONNECTION_SUSPENDED: 'connection_suspended',
+  LOSS_REASON_SESSION_EXPIRED: 'session_expired',
+};
+
+export class Elector extends EventEmitter {
+  #client;
+  #campaign;
+  #recampaign;
+  #heartbeatIntervalMs;
+  #backoff;
+  #call = null;
+  #generation = 0;
+  #leading = false;
+  #leader = null;
+  #closing = false;
+  #finished = false;
+  #leaseTimer = new Timer();
+  #reconnectTimer = new Timer();
+  #closed;
+  #resolveClosed;
+
+  /**
+   * @param {object} client a raw warren.v1.ElectionService client
+   * @param {object} options see index.d.ts (ElectOptions)
+   */
+  constructor(client, {
+    election, candidateId = randomUUID(), value = '', heartbeatIntervalMs = 3000,
+    recampaign = true, rejoinAfterExpiry = recampaign, backoff = {},
+  } = {}) {
+    super();
+    if (typeof election !== 'string' || election === '') throw new TypeError('elect: election is required');
+    this.#client = client;
+    this.#recampaign = recampaign;
+    this.#heartbeatIntervalMs = heartbeatIntervalMs;
+    this.#backoff = new Backoff(backoff);
+    this.#campaign = {
+      election,
+      candidateId,
+      value: toBytes(value),
+      rejoinAfterExpiry,
+      heartbeatInterval: durationFromMs(heartbeatIntervalMs),
+    };
+    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    process.nextTick(() => this.#connect());
+  }
+
+  /** This candidate's id (generated once, kept across re-campaigns). */
+  get candidateId() {
+    return this.#campaign.candidateId;
+  }
+
+  /** True while this candidate leads (and its lease holds). */
+  get isLeader() {
+    return this.#leading;
+  }
+
+  /** The leader as last reported (this candidate while it leads), or null. */
+  get leader() {
+    return this.#leader;
+  }
+
+  /** The fencing token while leading (a bigint), else null. */
+  get fencingToken() {
+    return this.#leading ? this.#leader.fencingToken : null;
+  }
+
+  /** Resolves after close() or after the elector ended by itself. */
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * Publishes a new value while leading. Throws when not leading; a proclaim
+   * that the server refuses ends the stream (reported as a loss).
+   */
+  proclaim(value) {
+    if (!this.#leading || !this.#call) throw new Error('proclaim: this candidate does not lead');
+    const bytes = toBytes(value);
+    this.#call.write({ proclaim: { value: bytes } });
+    this.#campaign.value = bytes; // a re-campaign carries the latest value
+  }
+
+  /** Resigns (a leader reports 'lost' with reason 'resigned') and ends the candidacy. */
+  async close() {
+    if (this.#closing) return this.#closed;
+    this.#closing = true;
+    this.#reconnectTimer.stop();
+    const call = this.#call;
+    if (call) {
+      await new Promise((resolve) => {
+        const fallback = setTimeout(() => { call.cancel(); resolve(); }, 5000);
+        call.on('status', () => { clearTimeout(fallback); resolve(); });
+        // The server answers a resign with 'lost' (if leading) and ends the stream.
+        call.write({ resign: {} });
+        call.end();
+      });
+    }
+    this.#call = null;
+    this.#loseLeadership('resigned');
+    this.#finish();
+    return this.#closed;
+  }
+
+  #connect() {
+    if (this.#closing) return;
+    const generation = ++this.#generation;
+    const call = this.#client.elect();
+    this.#call = call;
+    call.on('error', () => {}); // handled through 'status'
+    call.on('data', (response) => this.#onResponse(generation, response));
+    call.on('status', (status) => this.#onStatus(generation, status));
+    call.write({ campaign: this.#campaign });
+  }
+
+  #onResponse(generation, response) {
+    if (generation !== this.#generation) return;
+    // Any message while leading renews the lease, not only heartbeats.
+    if (this.#leading) this.#armLease(generation);
+    switch (response.event) {
+      case 'elected': {
+        this.#backoff.reset();
+        const leader = leaderFromProto(response.elected.leader);
+        this.#leading = true;
+        this.#leader = leader;
+        this.#armLease(generation);
+        this.emit('elected', { leader, fencingToken: leader.fencingToken });
+        break;
+      }
+      case 'following': {
+        this.#backoff.reset();
+        // Never both: a following while leading means leadership is gone.
+        this.#loseLeadership('superseded');
+        this.#leader = leaderFromProto(response.following.leader);
+        this.emit('following', this.#leader);
+        break;
+      }
+      case 'lost': {
+        this.#loseLeadership(LOSS_REASONS[response.lost.reason] ?? 'unknown');
+        if (!this.#recampaign && !this.#closing) this.#endCandidacy();
+        break;
+      }
+      default: // heartbeat: handled by the lease above
+        break;
+    }
+  }
+
+  #onStatus(generation, status) {
+    if (generation !== this.#generation) return;
+    this.#call = null;
+    if (this.#closing) return; // close() is waiting for this
+    const error = status.code === Status.OK ? unexpectedEnd('elect') : statusError('elect', status);
+    this.#loseLeadership('stream_broken', error);
+    this.#leader = null;
+    if (isFatal(status.code)) {
+      this.#closing = true;
+      this.emit('error', error);
+      this.#finish();
+    } else if (this.#recampaign) {
+      const delayMs = this.#backoff.next();
+      this.emit('reconnecting', { error, delayMs });
+      this.#reconnectTimer.start(delayMs, () => this.#connect());
+    } else {
+      this.#closing = true;
+      this.#finish();
+    }
+  }
+
+  #armLease(generation) {
+    this.#leaseTimer.start(2 * this.#heartbeatIntervalMs, () => {
+      if (generation !== this.#generation || !this.#leading) return;
+      this.#loseLeadership('lease_expired');
+      this.#leader = null;
+      // The stream is suspect: drop it (the server, if alive, deletes the
+      // candidate node when it sees the cancel) and campaign afresh.
+      const call = this.#call;
+      this.#generation++;
+      this.#call = null;
+      call?.cancel();
+      if (this.#recampaign && !this.#closing) {
+        const delayMs = this.#backoff.next();
+        const error = new Error('no heartbeat for 2 intervals while leading');
+        error.code = Status.DEADLINE_EXCEEDED;
+        this.emit('reconnecting', { error, delayMs });
+        this.#reconnectTimer.start(delayMs, () => this.#connect());
+      } else {
+        this.#closing = true;
+        this.#finish();
+      }
+    });
+  }
+
+  #loseLeadership(reason, error) {
+    this.#leaseTimer.stop();
+    if (!this.#leading) return;
+    this.#leading = false;
+    this.emit('lost', error ? { reason, error } : { reason });
+  }
+
+  #endCandidacy() {
+    this.#closing = true;
+    const call = this.#call;
+    this.#generation++;
+    this.#call = null;
+    call?.cancel();
+    this.#finish();
+  }
+
+  #finish() {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#leaseTimer.stop();
+    this.#reconnectTimer.stop();
+    this.emit('close');
+    this.#resolveClosed();
+  }
+}

@@ -1,0 +1,14 @@
+// @warren/client: the Node.js client of Warren (ESM).
+//
+//   import { Warren } from '@warren/client';
+//   const warren = new Warren(); // WARREN_ADDRESS or 127.0.0.1:50051
+//
+// See README.md and index.d.ts for the API.
+export { Warren, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS } from './client.js';
+export { Publisher, DEFAULT_RETRY_CODES } from './publisher.js';
+export { Subscriber, Message } from './subscriber.js';
+export { Elector } from './elector.js';
+export { ConfigWatcher } from './config-watcher.js';
+export { Backoff } from './util.js';
+export { loadWarrenProtos, LOADER_OPTIONS } from './proto.js';
+export { status, Metadata, credentials } from '@grpc/grpc-js';

@@ -1,0 +1,275 @@
+// Subscriber: MessagingService.Subscribe with handlers, acks and reconnects.
+//
+// What raw stubs leave to the caller, and this does:
+// - one handler call per delivery, acked when it resolves, nacked when it
+//   throws (requeue configurable, per error too);
+// - at most `maxInFlight` handlers at once, across reconnects: the same
+//   number is sent as the stream's prefetch, so the server never hands this
+//   client more than it will run;
+// - a stream that ends (UNAVAILABLE, an unexpected OK, a heartbeat watchdog)
+//   is reopened with capped, jittered backoff. Deliveries of the old stream
+//   are not settled any more: the server already put them back in the queue
+//   (at-least-once), so a handler still running for one may see it again;
+// - stop(): no new handlers, running ones finish and are settled, queued ones
+//   are nacked back to the queue, then the stream is half-closed.
+import { EventEmitter } from 'node:events';
+import { status as Status } from '@grpc/grpc-js';
+import { Backoff, Timer, dateFromTimestamp, durationFromMs, isFatal, statusError, unexpectedEnd } from './util.js';
+
+/** One delivery, as given to the handler. */
+export class Message {
+  constructor(d) {
+    this.deliveryId = d.deliveryId;
+    this.messageId = d.messageId;
+    this.exchange = d.exchange;
+    this.routingKey = d.routingKey;
+    this.payload = d.payload ?? Buffer.alloc(0);
+    this.headers = d.headers ?? {};
+    this.contentType = d.contentType;
+    this.redelivered = d.redelivered;
+    this.deliveryCount = d.deliveryCount;
+    this.timestamp = dateFromTimestamp(d.timestamp);
+  }
+
+  /** The payload decoded as UTF-8. */
+  get text() {
+    return this.payload.toString('utf8');
+  }
+}
+
+export class Subscriber extends EventEmitter {
+  #client;
+  #handler;
+  #opts;
+  #start;
+  #backoff;
+  #call = null;
+  #generation = 0;
+  #pending = []; // deliveries received and not started yet: { generation, delivery }
+  #running = 0;
+  #stopping = false;
+  #stopped = false;
+  #reconnectTimer = new Timer();
+  #idleTimer = new Timer();
+  #idle = []; // resolvers waiting for #running === 0
+  #closed;
+  #resolveClosed;
+
+  /**
+   * @param {object} client a raw warren.v1.MessagingService client
+   * @param {object} options see index.d.ts (SubscribeOptions)
+   * @param {(message: Message) => unknown | Promise<unknown>} handler
+   */
+  constructor(client, options, handler) {
+    super();
+    if (typeof handler !== 'function') throw new TypeError('subscribe: a handler function is required');
+    const {
+      queue, topic, group = '', queueOptions, maxInFlight = 10, requeueOnError = true,
+      heartbeatIntervalMs = 15_000, backoff = {},
+    } = options ?? {};
+    if ((queue == null) === (topic == null)) throw new TypeError('subscribe: exactly one of queue and topic is required');
+    if (!(Number.isInteger(maxInFlight) && maxInFlight > 0)) throw new RangeError('subscribe: maxInFlight must be a positive integer');
+    this.#client = client;
+    this.#handler = handler;
+    this.#opts = { maxInFlight, requeueOnError, heartbeatIntervalMs };
+    this.#backoff = new Backoff(backoff);
+    this.#start = {
+      queue: queue ?? undefined,
+      topic: topic == null ? undefined : {
+        exchange: topic.exchange,
+        exchangeType: topic.exchangeType ?? 'EXCHANGE_TYPE_UNSPECIFIED',
+        bindingKeys: topic.bindingKeys ?? [],
+      },
+      group,
+      queueOptions: queueOptions == null ? null : {
+        queueType: queueOptions.queueType ?? 'QUEUE_TYPE_UNSPECIFIED',
+        deadLetterExchange: queueOptions.deadLetterExchange ?? '',
+        deadLetterRoutingKey: queueOptions.deadLetterRoutingKey ?? '',
+        messageTtl: durationFromMs(queueOptions.messageTtlMs),
+        maxLength: String(queueOptions.maxLength ?? 0),
+      },
+      maxInFlight,
+      heartbeatInterval: durationFromMs(heartbeatIntervalMs),
+    };
+    /** The name of the queue consumed (known once subscribed). */
+    this.queue = null;
+    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    // Connect on the next tick, so that listeners added right after
+    // construction see the first 'subscribed'.
+    process.nextTick(() => this.#connect());
+  }
+
+  /** Handlers running right now. */
+  get running() {
+    return this.#running;
+  }
+
+  /** Resolves when the subscriber has stopped (by stop() or a fatal error). */
+  get closed() {
+    return this.#closed;
+  }
+
+  /**
+   * Stops: no new handlers start; deliveries not started are nacked back to
+   * the queue; running handlers finish and are acked or nacked; then the
+   * stream is closed. With `timeoutMs`, handlers still running then are
+   * abandoned (their deliveries go back to the queue when the stream ends).
+   */
+  async stop({ timeoutMs } = {}) {
+    if (this.#stopping) return this.#closed;
+    this.#stopping = true;
+    this.#reconnectTimer.stop();
+    const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
+    this.#pending = [];
+    if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
+    let timer;
+    const drained = new Promise((resolve) => {
+      if (this.#running === 0) resolve();
+      else this.#idle.push(resolve);
+    });
+    const limit = timeoutMs == null ? null : new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs); });
+    await (limit ? Promise.race([drained, limit]) : drained);
+    clearTimeout(timer);
+    await this.#closeStream();
+    this.#finish();
+    return this.#closed;
+  }
+
+  #connect() {
+    if (this.#stopping) return;
+    const generation = ++this.#generation;
+    const call = this.#client.subscribe();
+    this.#call = call;
+    // Every way the stream ends arrives as 'status'; the 'error' listener
+    // only keeps an error status from being thrown as an unhandled event.
+    call.on('error', () => {});
+    call.on('data', (response) => this.#onResponse(generation, response));
+    call.on('status', (status) => this.#onStatus(generation, status));
+    call.write({ start: this.#start });
+    this.#armIdleWatchdog(generation);
+  }
+
+  #onResponse(generation, response) {
+    if (generation !== this.#generation) return;
+    this.#armIdleWatchdog(generation);
+    switch (response.response) {
+      case 'subscribed':
+        this.#backoff.reset();
+        this.queue = response.subscribed.queue;
+        this.emit('subscribed', { queue: this.queue });
+        break;
+      case 'delivery':
+        if (this.#stopping) {
+          // Raced with stop(): give it straight back.
+          this.#write({ nack: { deliveryIds: [response.delivery.deliveryId], requeue: true } });
+          break;
+        }
+        this.#pending.push({ generation, delivery: response.delivery });
+        this.#pump();
+        break;
+      default: // heartbeat: its arrival (the watchdog re-armed above) is all it says
+        break;
+    }
+  }
+
+  #pump() {
+    while (!this.#stopping && this.#running < this.#opts.maxInFlight && this.#pending.length > 0) {
+      const { generation, delivery } = this.#pending.shift();
+      if (generation !== this.#generation) continue; // its stream is gone: already requeued
+      this.#run(generation, delivery);
+    }
+  }
+
+  async #run(generation, delivery) {
+    this.#running++;
+    const message = new Message(delivery);
+    let settle;
+    try {
+      await this.#handler(message);
+      settle = { ack: { deliveryIds: [delivery.deliveryId] } };
+    } catch (err) {
+      const requeue = typeof err?.requeue === 'boolean' ? err.requeue : this.#opts.requeueOnError;
+      settle = { nack: { deliveryIds: [delivery.deliveryId], requeue } };
+      if (this.listenerCount('handlerError') > 0) this.emit('handlerError', err, message);
+    }
+    this.#running--;
+    // A delivery id means something only on the stream that delivered it.
+    if (generation === this.#generation) this.#write(settle);
+    if (this.#running === 0) this.#idle.splice(0).forEach((resolve) => resolve());
+    this.#pump();
+  }
+
+  #write(request) {
+    const call = this.#call;
+    if (call && call.writable !== false) {
+      try {
+        call.write(request);
+      } catch {
+        // The stream is ending; its status handler takes over.
+      }
+    }
+  }
+
+  #onStatus(generation, status) {
+    if (generation !== this.#generation) return;
+    this.#idleTimer.stop();
+    this.#call = null;
+    this.#pending = [];
+    if (this.#stopping) return;
+    const error = status.code === Status.OK ? unexpectedEnd('subscribe') : statusError('subscribe', status);
+    if (isFatal(status.code)) {
+      this.#stopping = true;
+      this.emit('error', error);
+      this.#finish();
+      return;
+    }
+    this.#scheduleReconnect(error);
+  }
+
+  #scheduleReconnect(error) {
+    const delayMs = this.#backoff.next();
+    this.emit('reconnecting', { error, delayMs });
+    this.#reconnectTimer.start(delayMs, () => this.#connect());
+  }
+
+  // A stream that carries nothing, not even a heartbeat, for three intervals
+  // is dead even if TCP has not noticed (a proxy that swallowed it, a frozen
+  // server): drop it and open a new one.
+  #armIdleWatchdog(generation) {
+    this.#idleTimer.start(3 * this.#opts.heartbeatIntervalMs + 1000, () => {
+      if (generation !== this.#generation || this.#stopping) return;
+      const call = this.#call;
+      this.#generation++; // stale from now on: its status is ignored
+      this.#call = null;
+      this.#pending = [];
+      call?.cancel();
+      const error = new Error('no message or heartbeat on the subscribe stream for 3 heartbeat intervals');
+      error.code = Status.DEADLINE_EXCEEDED;
+      this.#scheduleReconnect(error);
+    });
+  }
+
+  async #closeStream() {
+    this.#idleTimer.stop();
+    const call = this.#call;
+    if (!call) return;
+    const generation = this.#generation;
+    // Half-close: the server then ends the stream with OK once it has read
+    // (and handed to the broker) every ack before it.
+    await new Promise((resolve) => {
+      const fallback = setTimeout(() => { call.cancel(); resolve(); }, 5000);
+      call.on('status', () => { clearTimeout(fallback); resolve(); });
+      call.end();
+    });
+    if (generation === this.#generation) this.#call = null;
+  }
+
+  #finish() {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#reconnectTimer.stop();
+    this.#idleTimer.stop();
+    this.emit('close');
+    this.#resolveClosed();
+  }
+}

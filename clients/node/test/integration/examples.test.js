@@ -1,0 +1,84 @@
+// Runs the example programs as a user would and checks what they print.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Warren } from '../../src/index.js';
+import { requireEnv, uniq, waitFor } from '../helpers.js';
+
+const { WARREN_ADDRESS } = requireEnv('WARREN_ADDRESS');
+const examples = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples');
+const warren = new Warren(WARREN_ADDRESS);
+after(() => warren.close());
+
+/** Starts an example; `out.lines` fills as it prints; `out.exit` resolves with its code. */
+function run(name, args = []) {
+  const child = spawn(process.execPath, [path.join(examples, name), ...args], {
+    env: { ...process.env, WARREN_ADDRESS },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = { child, lines: [], stderr: '' };
+  let partial = '';
+  child.stdout.on('data', (d) => {
+    const parts = (partial + d).split('\n');
+    partial = parts.pop();
+    out.lines.push(...parts);
+  });
+  child.stderr.on('data', (d) => { out.stderr += d; });
+  out.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  out.has = (re) => out.lines.find((l) => re.test(l));
+  return out;
+}
+
+test('hello: publishes to a durable queue and receives the message', async () => {
+  const queue = uniq('node_hello');
+  const hello = run('hello.js', [`--queue=${queue}`]);
+  const code = await hello.exit;
+  assert.equal(code, 0, hello.stderr + hello.lines.join('\n'));
+  const published = hello.has(/^published: "Hello, Zookeeper & RabbitMQ!" \(message id (.+)\)$/);
+  const received = hello.has(/^received: "Hello, Zookeeper & RabbitMQ!" \(message id [^,]+\)$/);
+  assert.ok(published && received, hello.lines.join('\n'));
+  assert.equal(published.match(/message id ([^)]+)/)[1], received.match(/message id ([^)]+)/)[1]);
+  assert.ok(hello.has(/^ok: the message came back$/));
+});
+
+test('campaign: two candidates, exactly one leads; it hands over on SIGTERM', async () => {
+  const election = `node/${uniq('demo')}`;
+  const a = run('campaign.js', [`--election=${election}`, '--id=alpha']);
+  await waitFor(() => a.has(/^alpha: elected/), { what: 'alpha elected' });
+  const b = run('campaign.js', [`--election=${election}`, '--id=beta']);
+  try {
+    await waitFor(() => b.has(/^beta: following, leader is alpha/), { what: 'beta following alpha' });
+    assert.equal(b.has(/elected/), undefined);
+    assert.equal((await warren.getLeader(election)).candidateId, 'alpha');
+    a.child.kill('SIGTERM');
+    assert.equal(await a.exit, 0);
+    assert.ok(a.has(/^alpha: lost leadership \(resigned\)$/), a.lines.join('\n'));
+    await waitFor(() => b.has(/^beta: elected, leader is beta \(fencing token \d+\)$/), { what: 'beta elected' });
+    const tokenA = BigInt(a.has(/fencing token/).match(/fencing token (\d+)/)[1]);
+    const tokenB = BigInt(b.has(/fencing token/).match(/fencing token (\d+)/)[1]);
+    assert.ok(tokenB > tokenA);
+  } finally {
+    a.child.kill('SIGTERM');
+    b.child.kill('SIGTERM');
+    assert.equal(await b.exit, 0, b.stderr);
+  }
+});
+
+test('config: prints the value, then again on each change', async () => {
+  const key = `node/${uniq('demo')}/greeting`;
+  await warren.putConfig(key, 'hello');
+  const cfg = run('config.js', [`--key=${key}`]);
+  try {
+    await waitFor(() => cfg.has(/^watching /), { what: 'the watch' });
+    assert.ok(cfg.has(new RegExp(`^${key} = "hello" \\(version 0\\)$`)), cfg.lines.join('\n'));
+    await warren.putConfig(key, 'bonjour');
+    await waitFor(() => cfg.has(new RegExp(`^${key} changed: "bonjour" \\(version 1\\)$`)), { what: 'the change' });
+    await warren.deleteConfig(key);
+    await waitFor(() => cfg.has(new RegExp(`^${key} deleted: \\(not set\\)$`)), { what: 'the delete' });
+  } finally {
+    cfg.child.kill('SIGTERM');
+    assert.equal(await cfg.exit, 0, cfg.stderr);
+  }
+});
