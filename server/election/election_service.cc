@@ -226,6 +226,10 @@ class ElectReactor final
     token_ = token;
     v1::ElectResponse response;
     FillSelfLocked(response.mutable_elected()->mutable_leader(), since);
+    // The client's lease must use the interval actually in force, which the
+    // cap may have shortened.
+    *response.mutable_elected()->mutable_heartbeat_interval() =
+        TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(heartbeat_));
     PushLocked(std::move(response));
   }
 

@@ -253,6 +253,32 @@ TEST_F(ElectionTest, TheLeaderAloneGetsLeaseHeartbeats) {
   }
 }
 
+TEST_F(ElectionTest, ElectedTellsTheLeaseIntervalInForce) {
+  v1::Campaign asked = MakeCampaign("lease/interval", "short");
+  asked.mutable_heartbeat_interval()->set_nanos(250 * 1000 * 1000);
+  {
+    TestCandidate candidate(*stub_, asked);
+    const int at = candidate.WaitElected();
+    ASSERT_GE(at, 0);
+    const auto interval =
+        candidate.events()[at].response.elected().heartbeat_interval();
+    EXPECT_EQ(interval.seconds(), 0);
+    EXPECT_EQ(interval.nanos(), 250 * 1000 * 1000);
+  }
+  // An interval longer than the session allows is capped, and the client is
+  // told the shorter one its lease must use.
+  asked.set_candidate_id("long");
+  asked.mutable_heartbeat_interval()->set_seconds(3600);
+  asked.mutable_heartbeat_interval()->set_nanos(0);
+  TestCandidate candidate(*stub_, asked);
+  const int at = candidate.WaitElected();
+  ASSERT_GE(at, 0);
+  const auto interval =
+      candidate.events()[at].response.elected().heartbeat_interval();
+  EXPECT_GT(interval.seconds() * 1000000000LL + interval.nanos(), 0);
+  EXPECT_LT(interval.seconds(), 3600);
+}
+
 TEST_F(ElectionTest, BadInputIsRefusedAndEmptyElectionsHaveNoLeader) {
   for (const auto& [campaign, field] :
        std::vector<std::pair<v1::Campaign, std::string>>{

@@ -1,0 +1,19 @@
+// Package warren is a thin, idiomatic Go wrapper over the generated warren.v1
+// gRPC stubs (import path github.com/warren/warren/gen/go/warren/v1). It adds
+// only what is easy to get wrong with the raw streams:
+//
+//   - Subscriber: runs a handler per delivery with bounded concurrency, acks
+//     when it returns nil, nacks when it returns an error or panics, and
+//     resubscribes with capped, jittered backoff when the stream breaks.
+//   - Elector: turns an Elect stream into events (elected with the fencing
+//     token, following, lost), enforces the client side of the leader LEASE
+//     and resigns on Close.
+//   - ConfigWatcher: keeps the latest value of a key or a prefix, re-watches
+//     after a broken stream and reports what changed meanwhile.
+//   - Publisher: publishes with a client-generated message id and retries
+//     transient failures with that SAME id, so consumers can de-duplicate.
+//
+// Everything takes a context.Context; errors are gRPC status errors (use
+// status.Code(err)). The raw stubs stay available on Client for everything
+// else (GetConfig, PutConfig, ListConfig, GetLeader, PublishStream, ...).
+package warren
