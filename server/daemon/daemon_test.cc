@@ -3,6 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon/options.h"
@@ -45,6 +48,29 @@ TEST(LoadOptionsTest, FlagsBeatEnvironmentBeatFile) {
   EXPECT_THAT(options->amqp_urls,
               ::testing::ElementsAre("amqp://a/", "amqp://b/"));
   EXPECT_EQ(options->zk_session_timeout, absl::Seconds(10));  // default
+}
+
+// Every flag of warrend (but --config itself) can also come from the file, so
+// a deployment can keep all of its settings in one ConfigMap.
+TEST(LoadOptionsTest, EveryFlagIsASettingOfTheFile) {
+  std::string yaml;
+  int flags = 0;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::EndsWith(flag->Filename(), "server/daemon/options.cc") ||
+        name == "config") {
+      continue;
+    }
+    ++flags;
+    absl::StrAppend(&yaml, name, ": \"", flag->CurrentValue(), "\"\n");
+  }
+  ASSERT_GT(flags, 20);
+  const std::string file = WriteTemp("every.yaml", yaml);
+  std::string config_flag = "--config=" + file;
+  std::vector<std::string> args = {"warrend", config_flag};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto options = LoadOptions(static_cast<int>(argv.size()), argv.data());
+  EXPECT_TRUE(options.ok()) << options.status() << "\n" << yaml;
 }
 
 TEST(LoadOptionsTest, UnknownFileSettingIsNamed) {

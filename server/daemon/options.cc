@@ -90,7 +90,14 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "max_concurrent_streams",
                                            "worker_threads",
                                            "log_level",
-                                           "log_json"};
+                                           "log_json",
+                                           "max_payload_bytes",
+                                           "max_header_bytes",
+                                           "publish_window",
+                                           "default_max_in_flight",
+                                           "max_in_flight_cap",
+                                           "publish_config_changes",
+                                           "config_change_exchange"};
 
 bool IsSetting(absl::string_view name) {
   for (auto s : kSettings) {
