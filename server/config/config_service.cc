@@ -226,7 +226,8 @@ class WatchReactor final
     if (!wrote_since_tick_ && !writes_.writing() && initial_sent_) {
       v1::WatchConfigResponse heartbeat;
       *heartbeat.mutable_heartbeat()->mutable_server_time() =
-          google::protobuf::util::TimeUtil::GetCurrentTime();
+          google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+              absl::ToUnixNanos(absl::Now()));
       SendLocked(std::move(heartbeat));
     }
     wrote_since_tick_ = false;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 #include "server/common/mutex.h"
@@ -151,7 +152,9 @@ class ElectReactor final
                 "resign");
             return;
         }
-        if (action != Action::kResign) StartRead(&request_);
+        // After a campaign, the next read starts once the candidacy exists
+        // (StartCampaign): a proclaim or resign read at once must find it.
+        if (action == Action::kProclaim) StartRead(&request_);
       }
     }
     // Outside our lock: the candidacy calls us back.
@@ -299,6 +302,7 @@ class ElectReactor final
         watch_ = std::move(watch);
         watch_id_ = watch_id;
         ScheduleHeartbeatLocked();
+        StartRead(&request_);
         return;
       }
     }
@@ -377,7 +381,7 @@ class ElectReactor final
     if (leading && role_ == Role::kLeader) {
       v1::ElectResponse response;
       *response.mutable_heartbeat()->mutable_server_time() =
-          TimeUtil::GetCurrentTime();
+          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
       PushLocked(std::move(response));
     }
     ScheduleHeartbeatLocked();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
@@ -538,7 +539,7 @@ class SubscribeReactor final
     if (!wrote_since_tick_ && !writes_.writing()) {
       v1::SubscribeResponse response;
       *response.mutable_heartbeat()->mutable_server_time() =
-          TimeUtil::GetCurrentTime();
+          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
       writes_.Push(std::move(response));
       writes_.MaybeWrite(this);
     }

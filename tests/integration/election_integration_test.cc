@@ -251,6 +251,12 @@ TEST_F(ElectionTest, TheLeaderAloneGetsLeaseHeartbeats) {
   for (const auto& e : follower.events()) {
     EXPECT_FALSE(e.response.has_heartbeat()) << "a follower holds no lease";
   }
+  // Sub-second intervals need sub-second server times to be read against.
+  bool fractional = false;
+  for (const auto& e : leader.events()) {
+    fractional |= e.response.heartbeat().server_time().nanos() != 0;
+  }
+  EXPECT_TRUE(fractional) << "heartbeat server_time has whole seconds only";
 }
 
 TEST_F(ElectionTest, ElectedTellsTheLeaseIntervalInForce) {
@@ -277,6 +283,38 @@ TEST_F(ElectionTest, ElectedTellsTheLeaseIntervalInForce) {
       candidate.events()[at].response.elected().heartbeat_interval();
   EXPECT_GT(interval.seconds() * 1000000000LL + interval.nanos(), 0);
   EXPECT_LT(interval.seconds(), 3600);
+}
+
+// A client may send its next request before the server has set the
+// candidacy up: resign or proclaim right behind the campaign must be served
+// (or refused), never crash the server.
+TEST_F(ElectionTest, RequestsRightBehindTheCampaignAreServed) {
+  for (int i = 0; i < 30; ++i) {
+    const std::string election = absl::StrCat("quick/resign", i);
+    TestCandidate candidate(*stub_, MakeCampaign(election, "r"));
+    ASSERT_TRUE(candidate.Resign());
+    grpc::Status s;
+    ASSERT_TRUE(candidate.WaitEnded(&s)) << "iteration " << i;
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(GetLeader(election, nullptr).error_code(),
+              grpc::StatusCode::NOT_FOUND)
+        << "a resigned candidate left its node behind";
+  }
+  for (int i = 0; i < 30; ++i) {
+    TestCandidate candidate(
+        *stub_, MakeCampaign(absl::StrCat("quick/proclaim", i), "p"));
+    ASSERT_TRUE(candidate.Proclaim("early"));
+    // Refused while not yet leading, or accepted once elected: either way
+    // the candidate is still served.
+    const int at = candidate.WaitFor(
+        [](const v1::ElectResponse& r) { return r.has_elected(); });
+    grpc::Status s;
+    if (at < 0) {
+      ASSERT_TRUE(candidate.WaitEnded(&s));
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+          << s.error_message();
+    }
+  }
 }
 
 TEST_F(ElectionTest, BadInputIsRefusedAndEmptyElectionsHaveNoLeader) {
