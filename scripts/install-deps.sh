@@ -27,7 +27,7 @@ if [ "${1:-}" = "--clients" ]; then
     golang-google-protobuf-dev
     # Java, compiled with javac against Debian's jars
     default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin
-    libprotobuf-java junit4
+    libprotobuf-java libperfmark-java junit4 libhamcrest-java
   )
   # Node.js: the machine's own when it has one (its packages come from npm).
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)

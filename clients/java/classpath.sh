@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Prints the class path of the Warren Java client, built from the jars that
+# Debian 12 installs in /usr/share/java (JAVA_LIB_DIR overrides the folder).
+#
+#   classpath.sh            the runtime class path (dependencies only)
+#   classpath.sh --test     plus JUnit 4 and Hamcrest
+#
+# Each jar comes from a Debian package, named beside it so that a fresh
+# machine knows what to install (scripts/install-deps.sh).
+set -euo pipefail
+lib="${JAVA_LIB_DIR:-/usr/share/java}"
+jars=(
+  grpc-api grpc-context grpc-core grpc-stub grpc-protobuf grpc-protobuf-lite
+  grpc-netty                           # libgrpc-java
+  protobuf                             # libprotobuf-java
+  guava                                # libguava-java (bundles failureaccess)
+  netty-common netty-buffer netty-resolver netty-transport netty-codec
+  netty-codec-http netty-codec-http2 netty-handler
+  netty-handler-proxy netty-codec-socks  # libnetty-java
+  perfmark-api                         # libperfmark-java: grpc-core calls it on
+                                       # every RPC, but libgrpc-java does not
+                                       # depend on it
+)
+if [ "${1:-}" = "--test" ]; then
+  jars+=(junit4 hamcrest)              # junit4, libhamcrest-java
+fi
+cp=""
+for jar in "${jars[@]}"; do
+  [ -f "$lib/$jar.jar" ] || { echo "classpath.sh: missing $lib/$jar.jar" >&2; exit 1; }
+  cp="${cp:+$cp:}$lib/$jar.jar"
+done
+echo "$cp"

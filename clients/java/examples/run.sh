@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs an example: examples/run.sh hello|campaign|config [--flag=value ...]
+# (build first: ./generate.sh && ./build.sh). Server: WARREN_ADDRESS.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+case "${1:-}" in
+  hello) main=io.warren.examples.HelloExample ;;
+  campaign) main=io.warren.examples.CampaignExample ;;
+  config) main=io.warren.examples.ConfigExample ;;
+  *) echo "usage: examples/run.sh hello|campaign|config [--flag=value ...]" >&2; exit 2 ;;
+esac
+shift
+exec java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+  -cp "$here/build/examples-classes:$here/build/classes:$("$here/classpath.sh")" "$main" "$@"

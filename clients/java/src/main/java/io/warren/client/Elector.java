@@ -1,0 +1,465 @@
+package io.warren.client;
+
+import com.google.common.util.concurrent.MoreExecutors;
+import com.google.protobuf.ByteString;
+import io.grpc.Status;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
+import io.warren.v1.Campaign;
+import io.warren.v1.ElectRequest;
+import io.warren.v1.ElectResponse;
+import io.warren.v1.ElectionServiceGrpc;
+import io.warren.v1.Leader;
+import io.warren.v1.Proclaim;
+import io.warren.v1.Resign;
+import java.time.Duration;
+import java.util.UUID;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A candidacy in a leader election, with the client half of the lease.
+ *
+ * <p>Events arrive in order on {@link Listener}, one at a time, on
+ * {@link Options#executor} (default: a thread of the elector's own):
+ * elected (with the fencing token), following (with the leader, or null
+ * while nobody leads), lost (with a {@link LossReason}).
+ *
+ * <p>Safety rules, so that at most one process believes it leads:
+ * <ul>
+ *   <li>A broken stream while leading is a loss at once ({@link LossReason#STREAM_BROKEN}):
+ *       the server resigns a candidacy whose stream ended.
+ *   <li>The lease: while leading, the server sends a heartbeat every interval
+ *       only while its ZooKeeper session is connected. When no message at all
+ *       arrives for two intervals, the elector steps down by itself
+ *       ({@link LossReason#LEASE_EXPIRED}) and drops the stream, even though
+ *       the server never said so — it may be frozen or cut off.
+ *   <li>{@link #isLeader()} turns false before the lost event is delivered.
+ * </ul>
+ *
+ * <p>The interval: the server caps the requested heartbeat interval at a third
+ * of its ZooKeeper session timeout and says which interval is in force in
+ * {@code Elected.heartbeat_interval}; the lease uses that. A server too old to
+ * send it leaves the elector with the requested interval, shortened to the
+ * smallest spacing observed between two heartbeats (spacings under 100 ms,
+ * i.e. bursts after a stall, are ignored) — so ask such a server for no more
+ * than a third of its {@code --zk_session_timeout} (the default, 2 s, suits
+ * the usual 6 s and more).
+ *
+ * <p>Re-campaigning: by default ({@link Options#recampaign} true) the elector
+ * campaigns again, after a jittered backoff, whenever its stream ended for a
+ * retryable reason (server restart, lease expiry, session expiry...), like
+ * Curator's LeaderLatch. With false it stays out after the first loss of its
+ * stream. Errors that retrying cannot fix (e.g. INVALID_ARGUMENT for a bad
+ * election name) stop it and go to {@link Listener#onError}.
+ *
+ * <p>{@link #close()} resigns: it sends Resign, ends the stream and waits
+ * (up to 5 s) for the server to end it.
+ */
+public final class Elector implements AutoCloseable {
+  /** Why leadership ended. */
+  public enum LossReason {
+    /** This candidate resigned (close()). */
+    RESIGNED,
+    /** The server's ZooKeeper connection was suspended; may come back with the same token. */
+    CONNECTION_SUSPENDED,
+    /** The server's ZooKeeper session expired. */
+    SESSION_EXPIRED,
+    /** No message for two heartbeat intervals: the elector stepped down by itself. */
+    LEASE_EXPIRED,
+    /** The stream to the server broke. */
+    STREAM_BROKEN,
+    /** The server gave no (known) reason. */
+    UNKNOWN
+  }
+
+  /** Leadership events, delivered in order, one at a time. */
+  public interface Listener {
+    /** This candidate leads; {@code self.getFencingToken()} fences its writes. */
+    default void onElected(Leader self) {}
+
+    /** Another candidate leads ({@code leader} null while nobody does). */
+    default void onFollowing(Leader leader) {}
+
+    /** This candidate no longer leads. */
+    default void onLost(LossReason reason) {}
+
+    /** The candidacy failed for good (not retryable); the elector stopped. */
+    default void onError(Status status) {}
+  }
+
+  /** The candidacy and its policies. */
+  public static final class Options {
+    final String election;
+    String candidateId = UUID.randomUUID().toString();
+    byte[] value = new byte[0];
+    Duration heartbeatInterval = Duration.ofSeconds(2);
+    boolean rejoinAfterExpiry;
+    boolean recampaign = true;
+    Executor executor;
+    BackoffPolicy backoff = BackoffPolicy.DEFAULT;
+
+    public Options(String election) {
+      this.election = election;
+    }
+
+    /** This candidate's id (default: a random UUID, kept across re-campaigns). */
+    public Options candidateId(String id) {
+      candidateId = id;
+      return this;
+    }
+
+    /** The value published while leading, e.g. an address. */
+    public Options value(byte[] v) {
+      value = v.clone();
+      return this;
+    }
+
+    /** The lease heartbeat interval asked of the server (default 2 s); see the class comment. */
+    public Options heartbeatInterval(Duration d) {
+      if (d.toMillis() < 100) throw new IllegalArgumentException("heartbeatInterval < 100ms");
+      heartbeatInterval = d;
+      return this;
+    }
+
+    /** Passed to the server: rejoin on a new ZooKeeper session after expiry (default false). */
+    public Options rejoinAfterExpiry(boolean b) {
+      rejoinAfterExpiry = b;
+      return this;
+    }
+
+    /** Campaign again after the stream ended (default true). */
+    public Options recampaign(boolean b) {
+      recampaign = b;
+      return this;
+    }
+
+    /** Where listener callbacks run (serialized; default: an elector thread). */
+    public Options executor(Executor e) {
+      executor = e;
+      return this;
+    }
+
+    public Options backoff(BackoffPolicy b) {
+      backoff = b;
+      return this;
+    }
+  }
+
+  private final Warren warren;
+  private final Options options;
+  private final Listener listener;
+  private final Executor events; // serialized
+  private final ExecutorService ownedExecutor;
+
+  // Guarded by `lock`.
+  private final Object lock = new Object();
+  private Stream stream;
+  private boolean closing;
+  private int failures;
+  private ScheduledFuture<?> retryTimer;
+  private volatile boolean leading;
+  private volatile Leader leader; // self while leading, else the followed leader
+  private long leaseNanos;
+  private boolean leaseIsServers; // the interval came from Elected.heartbeat_interval
+  private long lastHeartbeatNanos;
+  private ScheduledFuture<?> leaseCheck;
+
+  Elector(Warren warren, Options options, Listener listener) {
+    this.warren = warren;
+    this.options = options;
+    this.listener = listener;
+    if (options.executor != null) {
+      ownedExecutor = null;
+      events = MoreExecutors.newSequentialExecutor(options.executor);
+    } else {
+      ownedExecutor = Executors.newSingleThreadExecutor(Warren.daemonThreads("warren-elector"));
+      events = ownedExecutor;
+    }
+    synchronized (lock) {
+      openLocked();
+    }
+  }
+
+  /** Whether this candidate leads right now (by the lease, too). */
+  public boolean isLeader() {
+    return leading;
+  }
+
+  /** The leader as last known: this candidate while it leads, else the one it follows (or null). */
+  public Leader leader() {
+    return leader;
+  }
+
+  /** The lease's heartbeat interval in force (for tests). */
+  Duration leaseInterval() {
+    synchronized (lock) {
+      return Duration.ofNanos(leaseNanos);
+    }
+  }
+
+  /** This candidate's id. */
+  public String candidateId() {
+    return options.candidateId;
+  }
+
+  /** Updates this candidate's value (takes effect while it leads; the server refuses it otherwise). */
+  public void proclaim(byte[] value) {
+    synchronized (lock) {
+      options.value = value.clone(); // also the value of later campaigns
+      if (stream != null) {
+        stream.sendLocked(
+            ElectRequest.newBuilder()
+                .setProclaim(Proclaim.newBuilder().setValue(ByteString.copyFrom(value)))
+                .build());
+      }
+    }
+  }
+
+  /** Resigns and ends the candidacy. Idempotent. */
+  @Override
+  public void close() throws InterruptedException {
+    Stream s;
+    synchronized (lock) {
+      if (closing) return;
+      closing = true;
+      if (retryTimer != null) retryTimer.cancel(false);
+      s = stream;
+      if (s != null) {
+        s.sendLocked(ElectRequest.newBuilder().setResign(Resign.getDefaultInstance()).build());
+        s.halfCloseLocked();
+      }
+    }
+    if (s != null && !s.ended.await(5, TimeUnit.SECONDS)) s.cancel("elector closed");
+    synchronized (lock) {
+      stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come
+    }
+    if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
+  }
+
+  private void emit(Runnable r) {
+    try {
+      events.execute(r);
+    } catch (RejectedExecutionException ignored) {
+      // Closed: nobody listens any more.
+    }
+  }
+
+  private void openLocked() {
+    retryTimer = null;
+    if (closing) return;
+    Stream s = new Stream();
+    stream = s;
+    ElectionServiceGrpc.newStub(warren.channel()).elect(s);
+    s.sendLocked(
+        ElectRequest.newBuilder()
+            .setCampaign(
+                Campaign.newBuilder()
+                    .setElection(options.election)
+                    .setCandidateId(options.candidateId)
+                    .setValue(ByteString.copyFrom(options.value))
+                    .setRejoinAfterExpiry(options.rejoinAfterExpiry)
+                    .setHeartbeatInterval(Protos.duration(options.heartbeatInterval)))
+            .build());
+  }
+
+  private void stopLeadingLocked(LossReason reason) {
+    if (leaseCheck != null) {
+      leaseCheck.cancel(false);
+      leaseCheck = null;
+    }
+    if (!leading) return;
+    leading = false;
+    leader = null;
+    emit(() -> listener.onLost(reason));
+  }
+
+  private void checkLease() {
+    Stream s;
+    synchronized (lock) {
+      s = stream;
+      if (!leading || s == null) return;
+      long silent = System.nanoTime() - s.lastMessageNanos;
+      if (silent <= 2 * leaseNanos) return;
+      stopLeadingLocked(LossReason.LEASE_EXPIRED);
+    }
+    // Drop the stream: if the server still lives, that resigns us there too.
+    s.cancel("lease expired");
+  }
+
+  private static boolean retryable(Status.Code code) {
+    switch (code) {
+      case INVALID_ARGUMENT:
+      case NOT_FOUND:
+      case ALREADY_EXISTS:
+      case FAILED_PRECONDITION:
+      case PERMISSION_DENIED:
+      case UNAUTHENTICATED:
+      case UNIMPLEMENTED:
+      case OUT_OF_RANGE:
+        return false;
+      default:
+        return true;
+    }
+  }
+
+  private static LossReason reasonOf(io.warren.v1.LossReason r) {
+    switch (r) {
+      case LOSS_REASON_RESIGNED:
+        return LossReason.RESIGNED;
+      case LOSS_REASON_CONNECTION_SUSPENDED:
+        return LossReason.CONNECTION_SUSPENDED;
+      case LOSS_REASON_SESSION_EXPIRED:
+        return LossReason.SESSION_EXPIRED;
+      default:
+        return LossReason.UNKNOWN;
+    }
+  }
+
+  /** One Elect call; a re-campaign makes a new one. */
+  private final class Stream implements ClientResponseObserver<ElectRequest, ElectResponse> {
+    final CountDownLatch ended = new CountDownLatch(1);
+    ClientCallStreamObserver<ElectRequest> requests;
+    volatile long lastMessageNanos = System.nanoTime();
+    boolean halfClosed; // guarded by lock
+    Status ourCancel; // guarded by lock
+
+    @Override
+    public void beforeStart(ClientCallStreamObserver<ElectRequest> requestStream) {
+      requests = requestStream;
+    }
+
+    void sendLocked(ElectRequest r) {
+      if (!halfClosed && ended.getCount() > 0) requests.onNext(r);
+    }
+
+    void halfCloseLocked() {
+      if (!halfClosed && ended.getCount() > 0) {
+        halfClosed = true;
+        requests.onCompleted();
+      }
+    }
+
+    void cancel(String why) {
+      synchronized (lock) {
+        if (ourCancel == null) ourCancel = Status.UNAVAILABLE.withDescription(why);
+      }
+      requests.cancel(why, null);
+    }
+
+    @Override
+    public void onNext(ElectResponse response) {
+      long now = System.nanoTime();
+      lastMessageNanos = now;
+      synchronized (lock) {
+        if (stream != this) return;
+        switch (response.getEventCase()) {
+          case ELECTED:
+            {
+              failures = 0;
+              Leader self = response.getElected().getLeader();
+              leading = true;
+              leader = self;
+              com.google.protobuf.Duration inForce = response.getElected().getHeartbeatInterval();
+              long serverNanos = inForce.getSeconds() * 1_000_000_000L + inForce.getNanos();
+              leaseIsServers = serverNanos > 0;
+              leaseNanos = leaseIsServers ? serverNanos : options.heartbeatInterval.toNanos();
+              lastHeartbeatNanos = 0;
+              if (leaseCheck == null) {
+                // Small enough to notice expiry promptly even if the interval
+                // is learned (shortened) later.
+                long period =
+                    Math.max(
+                        TimeUnit.MILLISECONDS.toNanos(25),
+                        Math.min(leaseNanos / 4, TimeUnit.MILLISECONDS.toNanos(250)));
+                leaseCheck =
+                    warren
+                        .scheduler()
+                        .scheduleAtFixedRate(
+                            Elector.this::checkLease, period, period, TimeUnit.NANOSECONDS);
+              }
+              emit(() -> listener.onElected(self));
+              break;
+            }
+          case FOLLOWING:
+            {
+              failures = 0;
+              // A leader is told "lost" before "following"; in case it was
+              // not, it must not go on believing it leads.
+              stopLeadingLocked(LossReason.UNKNOWN);
+              Leader other =
+                  response.getFollowing().hasLeader() ? response.getFollowing().getLeader() : null;
+              leader = other;
+              emit(() -> listener.onFollowing(other));
+              break;
+            }
+          case LOST:
+            stopLeadingLocked(reasonOf(response.getLost().getReason()));
+            break;
+          case HEARTBEAT:
+            // An older server does not say which interval is in force: learn
+            // it (it may have capped ours).
+            if (leading && !leaseIsServers && lastHeartbeatNanos != 0) {
+              long gap = now - lastHeartbeatNanos;
+              if (gap >= TimeUnit.MILLISECONDS.toNanos(100) && gap < leaseNanos * 3 / 4) {
+                leaseNanos = gap;
+              }
+            }
+            lastHeartbeatNanos = now;
+            break;
+          default:
+            break;
+        }
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      ended(Status.fromThrowable(t));
+    }
+
+    @Override
+    public void onCompleted() {
+      ended(Status.OK);
+    }
+
+    private void ended(Status status) {
+      synchronized (lock) {
+        ended.countDown();
+        if (ourCancel != null) status = ourCancel;
+        if (stream != this) return;
+        stream = null;
+        if (closing) return;
+        // The server resigns a candidacy whose stream ended: a loss, now.
+        stopLeadingLocked(LossReason.STREAM_BROKEN);
+        if (!retryable(status.getCode())) {
+          closing = true;
+          Status failed = status;
+          emit(() -> listener.onError(failed));
+          return;
+        }
+        if (!options.recampaign) return;
+        try {
+          retryTimer =
+              warren
+                  .scheduler()
+                  .schedule(
+                      () -> {
+                        synchronized (lock) {
+                          openLocked();
+                        }
+                      },
+                      options.backoff.delay(failures++).toNanos(),
+                      TimeUnit.NANOSECONDS);
+        } catch (RejectedExecutionException e) {
+          // The Warren client was closed under us: nothing to campaign with.
+        }
+      }
+    }
+  }
+}

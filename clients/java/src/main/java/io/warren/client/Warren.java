@@ -1,0 +1,167 @@
+package io.warren.client;
+
+import com.google.protobuf.ByteString;
+import io.grpc.Channel;
+import io.grpc.ClientInterceptor;
+import io.grpc.ClientInterceptors;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.warren.v1.ConfigEntry;
+import io.warren.v1.ConfigServiceGrpc;
+import io.warren.v1.ElectionServiceGrpc;
+import io.warren.v1.GetConfigRequest;
+import io.warren.v1.MessagingServiceGrpc;
+import io.warren.v1.PutConfigRequest;
+import java.nio.charset.StandardCharsets;
+import java.util.Optional;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A connection to a Warren server ({@code warrend}) and the entry point to
+ * the wrappers: {@link Publisher}, {@link Subscriber}, {@link Elector} and
+ * {@link ConfigWatcher}. The raw gRPC stubs stay available through
+ * {@link #channel()} for everything the wrappers do not cover.
+ *
+ * <p>Thread-safe. Closing it closes the channel; close the wrappers first.
+ */
+public final class Warren implements AutoCloseable {
+  private static final AtomicInteger THREAD_IDS = new AtomicInteger();
+
+  private final ManagedChannel managed; // null when the caller owns the channel
+  private final Channel channel;
+  private final ScheduledExecutorService scheduler;
+
+  private Warren(ManagedChannel managed, Channel channel) {
+    this.managed = managed;
+    this.channel = channel;
+    // One daemon thread for backoff timers, lease and heartbeat checks: they
+    // only flip state and start calls, never block.
+    this.scheduler =
+        Executors.newSingleThreadScheduledExecutor(
+            daemonThreads("warren-timer"));
+  }
+
+  /**
+   * Connects (lazily, on the first call) to {@code target}, e.g.
+   * {@code "127.0.0.1:50051"}, in plaintext.
+   */
+  public static Warren connect(String target, ClientInterceptor... interceptors) {
+    ManagedChannel ch =
+        NettyChannelBuilder.forTarget(target)
+            .usePlaintext()
+            // Debian's grpc-core parses JSON service configs with Gson, which
+            // it does not depend on; Warren needs no service config.
+            .disableServiceConfigLookUp()
+            .build();
+    return new Warren(ch, ClientInterceptors.intercept(ch, interceptors));
+  }
+
+  /** Wraps a channel the caller owns (TLS, credentials...); close() leaves it open. */
+  public static Warren using(Channel channel) {
+    return new Warren(null, channel);
+  }
+
+  /** The channel, for the generated stubs ({@code io.warren.v1.*Grpc}). */
+  public Channel channel() {
+    return channel;
+  }
+
+  ScheduledExecutorService scheduler() {
+    return scheduler;
+  }
+
+  /** A publisher with the default retry policy. */
+  public Publisher publisher() {
+    return new Publisher(this, new Publisher.Options());
+  }
+
+  public Publisher publisher(Publisher.Options options) {
+    return new Publisher(this, options);
+  }
+
+  /** Starts a subscription; see {@link Subscriber}. */
+  public Subscriber subscribe(Subscriber.Options options, Subscriber.Handler handler) {
+    return new Subscriber(this, options, handler);
+  }
+
+  /** Starts a candidacy; see {@link Elector}. */
+  public Elector elect(Elector.Options options, Elector.Listener listener) {
+    return new Elector(this, options, listener);
+  }
+
+  /** Starts watching a key or a prefix; see {@link ConfigWatcher}. */
+  public ConfigWatcher watchConfig(
+      ConfigWatcher.Options options, ConfigWatcher.Listener listener) {
+    return new ConfigWatcher(this, options, listener);
+  }
+
+  /** Reads a key; empty when it does not exist. Other errors throw. */
+  public Optional<ConfigEntry> getConfig(String key) {
+    try {
+      return Optional.of(
+          ConfigServiceGrpc.newBlockingStub(channel)
+              .withDeadlineAfter(10, TimeUnit.SECONDS)
+              .getConfig(GetConfigRequest.newBuilder().setKey(key).build())
+              .getEntry());
+    } catch (StatusRuntimeException e) {
+      if (e.getStatus().getCode() == Status.Code.NOT_FOUND) return Optional.empty();
+      throw e;
+    }
+  }
+
+  /** Writes a key unconditionally (creating it and its parents). */
+  public ConfigEntry putConfig(String key, String value) {
+    return putConfig(key, value.getBytes(StandardCharsets.UTF_8));
+  }
+
+  public ConfigEntry putConfig(String key, byte[] value) {
+    return ConfigServiceGrpc.newBlockingStub(channel)
+        .withDeadlineAfter(10, TimeUnit.SECONDS)
+        .putConfig(
+            PutConfigRequest.newBuilder()
+                .setKey(key)
+                .setValue(ByteString.copyFrom(value))
+                .build())
+        .getEntry();
+  }
+
+  /** The raw stubs, for what the wrappers leave out. */
+  public MessagingServiceGrpc.MessagingServiceBlockingStub messaging() {
+    return MessagingServiceGrpc.newBlockingStub(channel);
+  }
+
+  public ElectionServiceGrpc.ElectionServiceBlockingStub election() {
+    return ElectionServiceGrpc.newBlockingStub(channel);
+  }
+
+  public ConfigServiceGrpc.ConfigServiceBlockingStub config() {
+    return ConfigServiceGrpc.newBlockingStub(channel);
+  }
+
+  @Override
+  public void close() {
+    scheduler.shutdownNow();
+    if (managed != null) {
+      managed.shutdown();
+      try {
+        if (!managed.awaitTermination(5, TimeUnit.SECONDS)) managed.shutdownNow();
+      } catch (InterruptedException e) {
+        managed.shutdownNow();
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  static java.util.concurrent.ThreadFactory daemonThreads(String prefix) {
+    return r -> {
+      Thread t = new Thread(r, prefix + "-" + THREAD_IDS.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
+  }
+}

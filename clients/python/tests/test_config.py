@@ -1,0 +1,81 @@
+"""ConfigWatcher against the live warrend, and across a restart of a warrend
+of our own (re-watch + reconcile)."""
+
+import unittest
+
+from support import ADDRESS, OwnServer, Recorder, unique, warren
+from warren_client.config_watcher import DELETE, PUT
+
+
+class ConfigWatcherTest(unittest.TestCase):
+    def setUp(self):
+        self.client = warren.connect(ADDRESS)
+        self.base = unique("py-config")
+
+    def tearDown(self):
+        self.client.config.DeleteConfig(
+            warren.config_pb2.DeleteConfigRequest(key=self.base, recursive=True))
+        self.client.close()
+
+    def test_key_watch_sees_every_change(self):
+        key = self.base + "/greeting"
+        self.client.put_config(key, "hello")
+        changes = Recorder()
+        with self.client.config_watcher(key, on_change=lambda cs: [changes(c) for c in cs]) as w:
+            self.assertTrue(w.wait_ready(10))
+            self.assertEqual(w.value, b"hello")
+            self.client.put_config(key, "bonjour")
+            self.assertTrue(w.wait_for(lambda e: e.get(key) == b"bonjour", 10))
+            self.client.config.DeleteConfig(warren.config_pb2.DeleteConfigRequest(key=key))
+            self.assertTrue(w.wait_for(lambda e: key not in e, 10))
+            self.assertIsNone(w.value)
+        self.assertEqual(
+            [(c.type, c.value) for c in changes.snapshot()],
+            [(PUT, b"hello"), (PUT, b"bonjour"), (DELETE, b"bonjour")],
+        )
+
+    def test_prefix_watch_keeps_a_map(self):
+        with self.client.config_watcher(self.base, prefix=True) as w:
+            self.assertTrue(w.wait_ready(10))
+            self.client.put_config(self.base + "/a", "1")
+            self.client.put_config(self.base + "/deep/b", "2")
+            self.assertTrue(w.wait_for(
+                lambda e: e.get(self.base + "/a") == b"1" and e.get(self.base + "/deep/b") == b"2", 10))
+            self.assertEqual(w.entries[self.base + "/deep/b"], b"2")
+
+    def test_rewatch_after_restart_reconciles(self):
+        keys = {n: "%s/%s" % (self.base, n) for n in ("same", "changed", "gone", "new")}
+        for name in ("same", "changed", "gone"):
+            self.client.put_config(keys[name], "v1")
+        with OwnServer() as server:
+            own = warren.connect(server.address)
+            changes = Recorder()
+            watcher = own.config_watcher(
+                self.base, prefix=True, on_change=changes,
+                backoff=warren.Backoff(0.05, 0.5))
+            self.assertTrue(watcher.wait_for(lambda e: len(e) >= 3, 10))
+            before = len(changes.snapshot())
+            server.stop()
+            # Changed while the watcher's server is down, through the other.
+            self.client.put_config(keys["changed"], "v2")
+            self.client.config.DeleteConfig(
+                warren.config_pb2.DeleteConfigRequest(key=keys["gone"]))
+            self.client.put_config(keys["new"], "v1")
+            server.start()  # same port
+            changes.wait_for(lambda c: len(c) > before, 30)
+            self.assertEqual(watcher.watches, 2)
+            reconciled = {(c.type, c.key, c.value) for c in changes.snapshot()[before]}
+            self.assertEqual(reconciled, {
+                (PUT, keys["changed"], b"v2"),
+                (DELETE, keys["gone"], b"v1"),
+                (PUT, keys["new"], b"v1"),
+            })
+            self.assertEqual(watcher.entries, {
+                self.base: watcher.entries.get(self.base, b""),  # the implicit parent
+                keys["same"]: b"v1", keys["changed"]: b"v2", keys["new"]: b"v1"})
+            watcher.close()
+            own.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,251 @@
+"""ConfigWatcher: the latest value of a config key, or of every key under a
+prefix, kept up to date by a WatchConfig stream that is re-opened when it
+breaks.
+
+Within one stream the server reports every change (and after its own
+ZooKeeper reconnects, the differences). A NEW stream, after UNAVAILABLE or a
+server restart, starts again with the complete current state; the watcher
+reconciles it with what it held: keys gone are reported as DELETE, new or
+changed keys as PUT, unchanged keys not at all. So the application sees one
+continuous sequence of changes that always ends at the latest state
+(intermediate versions may be coalesced, as ZooKeeper does).
+
+Threading: one thread owns the stream and calls on_change(changes) with the
+watcher's state already updated. Reading the state is safe from any thread.
+"""
+
+import dataclasses
+import logging
+import threading
+import time
+
+import grpc
+
+from ._backoff import Backoff
+from ._proto import config_pb2 as pb
+from ._proto import config_pb2_grpc
+from ._stream import StreamEnd, StreamReader, Wake, duration
+
+log = logging.getLogger("warren_client.config_watcher")
+
+FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+PUT = "PUT"
+DELETE = "DELETE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One change of one key: `type` is PUT or DELETE; for a DELETE, `value`
+    and `version` are the last ones known."""
+
+    type: str
+    key: str
+    value: bytes
+    version: int
+
+
+class ConfigWatcher:
+    """Watches `key` (with prefix=True: the key and everything below it).
+
+        with ConfigWatcher(channel, "app/db/url", on_change=print) as w:
+            w.wait_ready(5)
+            url = w.value           # bytes, or None while the key is absent
+    """
+
+    def __init__(
+        self,
+        channel,
+        key,
+        *,
+        prefix=False,
+        on_change=None,
+        heartbeat_interval=15.0,
+        backoff=None,
+    ):
+        self._stub = config_pb2_grpc.ConfigServiceStub(channel)
+        self._request = pb.WatchConfigRequest(
+            key=key, prefix=prefix, heartbeat_interval=duration(heartbeat_interval)
+        )
+        self.key = key
+        self.prefix = prefix
+        self._on_change = on_change
+        # A quiet stream has a heartbeat at least every interval; 3 intervals
+        # of silence means it is dead even if TCP did not notice.
+        self._idle_timeout = 3 * heartbeat_interval
+        self._backoff = backoff.copy() if backoff else Backoff()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._entries = {}  # key -> warren.v1.ConfigEntry
+        self._ready = False
+        self._closing = threading.Event()
+        self._reader = None
+        self._thread = None
+        self.watches = 0  # how many streams delivered an initial state
+        self.error = None
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def entries(self):
+        """A copy of the current state: {key: value bytes}."""
+        with self._lock:
+            return {k: e.value for k, e in self._entries.items()}
+
+    @property
+    def value(self):
+        """The watched key's value (bytes), or None while it does not exist."""
+        return self.get(self.key)
+
+    def get(self, key, default=None):
+        with self._lock:
+            entry = self._entries.get(key)
+            return default if entry is None else entry.value
+
+    def version(self, key=None):
+        """The version of `key` (default: the watched key), or None."""
+        with self._lock:
+            entry = self._entries.get(self.key if key is None else key)
+            return None if entry is None else entry.version
+
+    def wait_ready(self, timeout=None):
+        """Waits for the first complete state; returns whether it came."""
+        return self.wait_for(lambda _entries: True, timeout)
+
+    def wait_for(self, predicate, timeout=None):
+        """Waits until `predicate({key: value})` is true on a received state;
+        returns whether it became true within `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self._ready and predicate(
+                    {k: e.value for k, e in self._entries.items()}
+                ):
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if (remaining is not None and remaining <= 0) or (
+                    self._thread is not None and not self._thread.is_alive()
+                ):
+                    return False
+                self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self):
+        if self._thread is not None:
+            raise RuntimeError("ConfigWatcher.start() called twice")
+        self._thread = threading.Thread(
+            target=self._run, name="warren-config-watcher", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self):
+        self._closing.set()
+        with self._lock:
+            if self._reader is not None:
+                self._reader.cancel()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def __enter__(self):
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the stream loop -----------------------------------------------------------
+
+    def _run(self):
+        while not self._closing.is_set():
+            end = self._one_watch()
+            if self._closing.is_set():
+                break
+            if end.code in FATAL_CODES:
+                self.error = end
+                log.error("watch of %r refused, giving up: %s", self.key, end)
+                break
+            delay = self._backoff.next_delay()
+            log.warning("watch of %r ended (%s); again in %.2fs", self.key, end, delay)
+            if self._closing.wait(delay):
+                break
+        with self._changed:
+            self._changed.notify_all()
+
+    def _one_watch(self):
+        reader = StreamReader(
+            self._stub.WatchConfig(self._request), "warren-watch-reader"
+        )
+        with self._lock:
+            self._reader = reader
+        if self._closing.is_set():  # close() ran before _reader was set
+            reader.cancel()
+        try:
+            while True:
+                item = reader.next(timeout=self._idle_timeout)
+                if item is None:
+                    reader.cancel()
+                    continue  # the reader reports CANCELLED next
+                if isinstance(item, Wake):
+                    continue
+                if isinstance(item, StreamEnd):
+                    return item
+                if item.initial_state:
+                    self._backoff.reset()
+                    self._apply(self._reconcile(item.events))
+                elif item.events:
+                    self._apply(self._changes(item.events))
+        finally:
+            with self._lock:
+                self._reader = None
+
+    def _reconcile(self, events):
+        """A new stream's complete state, as changes against what we hold."""
+        fresh = {e.entry.key: e.entry for e in events if e.type == pb.CONFIG_EVENT_TYPE_PUT}
+        with self._lock:
+            old = dict(self._entries)
+            self._entries = fresh
+            self._ready = True
+            self.watches += 1
+        changes = [
+            Change(DELETE, k, e.value, e.version) for k, e in old.items() if k not in fresh
+        ]
+        for k, e in fresh.items():
+            before = old.get(k)
+            if before is None or (before.version, before.value) != (e.version, e.value):
+                changes.append(Change(PUT, k, e.value, e.version))
+        return changes
+
+    def _changes(self, events):
+        changes = []
+        with self._lock:
+            for event in events:
+                entry = event.entry
+                if event.type == pb.CONFIG_EVENT_TYPE_PUT:
+                    self._entries[entry.key] = entry
+                    changes.append(Change(PUT, entry.key, entry.value, entry.version))
+                elif event.type == pb.CONFIG_EVENT_TYPE_DELETE:
+                    # The server's DELETE carries the key and version only;
+                    # report the last value we knew.
+                    last = self._entries.pop(entry.key, None)
+                    value = last.value if last is not None else entry.value
+                    changes.append(Change(DELETE, entry.key, value, entry.version))
+        return changes
+
+    def _apply(self, changes):
+        with self._changed:
+            self._changed.notify_all()
+        if changes and self._on_change is not None:
+            try:
+                self._on_change(changes)
+            except Exception:
+                log.exception("on_change callback failed")
