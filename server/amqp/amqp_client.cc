@@ -362,8 +362,8 @@ void AmqpClient::RemoveListener(int id) {
 void AmqpClient::SetState(BrokerState next) {
   const BrokerState previous = state_.exchange(next);
   if (previous == next) return;
-  WARREN_LOG_INFO("rabbitmq connection {} -> {}", StateName(previous),
-                  StateName(next));
+  WARREN_LOG_INFO("rabbitmq connection {}: {} -> {}", options_.connection_name,
+                  StateName(previous), StateName(next));
   warren::MutexLock lock(&listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(next);
 }
@@ -443,7 +443,8 @@ void AmqpClient::IoLoop::Run() {
     if (client_.stopping_.load()) break;
     client_.SetState(BrokerState::kConnecting);
     if (was_connected) client_.reconnects_.fetch_add(1);
-    WARREN_LOG_WARN("rabbitmq {}: {}", broker.redacted, ended.message());
+    WARREN_LOG_WARN("rabbitmq {} ({}): {}", broker.redacted,
+                    client_.options_.connection_name, ended.message());
     // Try the other brokers of a cluster at once; back off after a round.
     if (!was_connected && next % brokers.size() != 0) continue;
     (void)ever_connected;
@@ -577,7 +578,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
   properties[0].value.value.table = amqp_table_t{2, capability_entries};
   properties[1].key = amqp_cstring_bytes("connection_name");
   properties[1].value.kind = AMQP_FIELD_KIND_UTF8;
-  properties[1].value.value.bytes = amqp_cstring_bytes("warrend");
+  properties[1].value.value.bytes =
+      amqp_cstring_bytes(client_.options_.connection_name.c_str());
   amqp_table_t client_properties{2, properties};
   amqp_rpc_reply_t login = amqp_login_with_properties(
       conn_.get(), broker.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
@@ -598,6 +600,12 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
                               : "unexpected reply"));
   }
   if (absl::Status s = OpenPublishChannel(); !s.ok()) return s;
+  // Channel 0 is the connection's own; 1 and 2 are the publish and scratch
+  // channels. A channel_max of 0 means no limit but the protocol's.
+  const int channel_max = amqp_get_channel_max(conn_.get());
+  client_.subscription_capacity_.store(
+      static_cast<size_t>(channel_max == 0 ? 65535 : channel_max) + 1 -
+      kFirstSubscriptionChannel);
   client_.SetState(BrokerState::kConnected);
 
   const int sock_fd = amqp_get_sockfd(conn_.get());
@@ -1098,7 +1106,7 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   const uint16_t channel = AllocateChannel();
   if (channel == 0) {
     command.sink->OnEnded(absl::ResourceExhaustedError(
-        "every AMQP channel of the server's connection is in use"));
+        "every AMQP channel of this RabbitMQ connection is in use"));
     return absl::OkStatus();
   }
   absl::Status connection_error;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,6 +58,8 @@ struct AmqpOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   // CA bundle for amqps:// brokers; empty uses the system's.
   std::string ca_file;
+  // Shown by the broker (management UI, rabbitmqctl list_connections).
+  std::string connection_name = "warrend";
 };
 
 enum class BrokerState { kConnecting, kConnected, kBlocked, kClosed };
@@ -133,28 +136,63 @@ class SubscriptionSink {
 
 enum class Settle { kAck, kRequeue, kReject };
 
-class AmqpClient {
+using SubscriptionId = uint64_t;
+
+// What the services need of RabbitMQ: one connection (AmqpClient) or several
+// (AmqpPool, server/amqp/amqp_pool.h). The contracts below are AmqpClient's;
+// callbacks run on an I/O thread and must not block.
+class AmqpBroker {
  public:
-  using SubscriptionId = uint64_t;
+  using SubscriptionId = amqp::SubscriptionId;
 
-  static absl::StatusOr<std::unique_ptr<AmqpClient>> Create(
-      AmqpOptions options);
-  ~AmqpClient();
-  AmqpClient(const AmqpClient&) = delete;
-  AmqpClient& operator=(const AmqpClient&) = delete;
+  virtual ~AmqpBroker() = default;
 
-  BrokerState state() const { return state_.load(); }
+  virtual BrokerState state() const = 0;
   // Connected, blocked or not: the broker is reachable.
   bool reachable() const {
     const BrokerState s = state();
     return s == BrokerState::kConnected || s == BrokerState::kBlocked;
   }
-  absl::Status WaitConnected(absl::Duration timeout);
-  uint64_t reconnects() const { return reconnects_.load(); }
+  virtual absl::Status WaitConnected(absl::Duration timeout) = 0;
+  virtual uint64_t reconnects() const = 0;
+  // How many subscriptions can be open at once (one channel each); 0 while
+  // it is not known yet (the broker's channel_max comes with the login).
+  virtual size_t subscription_capacity() const = 0;
 
   // Listeners must not add or remove listeners.
-  int AddListener(absl::AnyInvocable<void(BrokerState)> listener);
-  void RemoveListener(int id);
+  virtual int AddListener(absl::AnyInvocable<void(BrokerState)> listener) = 0;
+  virtual void RemoveListener(int id) = 0;
+
+  virtual void Publish(OutgoingMessage message, absl::Time deadline,
+                       absl::AnyInvocable<void(absl::Status)> done) = 0;
+  virtual void DeclareExchange(std::string name, ExchangeKind kind,
+                               absl::AnyInvocable<void(absl::Status)> done) = 0;
+  virtual SubscriptionId Subscribe(SubscribeSpec spec,
+                                   std::shared_ptr<SubscriptionSink> sink) = 0;
+  virtual void Settle(SubscriptionId id, uint64_t delivery_tag,
+                      amqp::Settle how) = 0;
+  virtual void Unsubscribe(SubscriptionId id) = 0;
+};
+
+class AmqpClient final : public AmqpBroker {
+ public:
+  static absl::StatusOr<std::unique_ptr<AmqpClient>> Create(
+      AmqpOptions options);
+  ~AmqpClient() override;
+  AmqpClient(const AmqpClient&) = delete;
+  AmqpClient& operator=(const AmqpClient&) = delete;
+
+  BrokerState state() const override { return state_.load(); }
+  absl::Status WaitConnected(absl::Duration timeout) override;
+  uint64_t reconnects() const override { return reconnects_.load(); }
+  // The broker's channel_max less the publish and scratch channels; kept
+  // from the last login.
+  size_t subscription_capacity() const override {
+    return subscription_capacity_.load();
+  }
+
+  int AddListener(absl::AnyInvocable<void(BrokerState)> listener) override;
+  void RemoveListener(int id) override;
 
   // Publishes `message` on a confirm-mode channel and calls `done` once:
   // OK only after the broker's basic.ack; FAILED_PRECONDITION if a mandatory
@@ -162,24 +200,25 @@ class AmqpClient {
   // UNAVAILABLE on basic.nack or a lost connection; RESOURCE_EXHAUSTED while
   // the broker applies flow control; DEADLINE_EXCEEDED at `deadline`.
   void Publish(OutgoingMessage message, absl::Time deadline,
-               absl::AnyInvocable<void(absl::Status)> done);
+               absl::AnyInvocable<void(absl::Status)> done) override;
 
   // Declares a durable exchange (idempotent); FAILED_PRECONDITION if it
   // exists with another type.
   void DeclareExchange(std::string name, ExchangeKind kind,
-                       absl::AnyInvocable<void(absl::Status)> done);
+                       absl::AnyInvocable<void(absl::Status)> done) override;
 
   // Declares what `spec` names and starts consuming with `prefetch`
   // unacknowledged deliveries at most. The sink is held until the
   // subscription ends or Unsubscribe.
   SubscriptionId Subscribe(SubscribeSpec spec,
-                           std::shared_ptr<SubscriptionSink> sink);
+                           std::shared_ptr<SubscriptionSink> sink) override;
   // Settles one delivery of a subscription (ignored once it ended: the
   // broker has requeued its unacknowledged deliveries already).
-  void Settle(SubscriptionId id, uint64_t delivery_tag, Settle how);
+  void Settle(SubscriptionId id, uint64_t delivery_tag,
+              amqp::Settle how) override;
   // Stops consuming and closes the subscription's channel: the broker
   // requeues every delivery not acknowledged.
-  void Unsubscribe(SubscriptionId id);
+  void Unsubscribe(SubscriptionId id) override;
 
  private:
   class IoLoop;
@@ -197,6 +236,7 @@ class AmqpClient {
   std::atomic<BrokerState> state_{BrokerState::kConnecting};
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> next_subscription_{1};
+  std::atomic<size_t> subscription_capacity_{0};
 
   warren::Mutex listeners_mu_;
   std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_

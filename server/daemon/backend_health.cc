@@ -11,7 +11,7 @@ constexpr const char* kServices[] = {"", "warren.v1.ConfigService",
 
 }  // namespace
 
-BackendHealth::BackendHealth(zk::ZkClient& zk, amqp::AmqpClient& amqp)
+BackendHealth::BackendHealth(zk::ZkClient& zk, amqp::AmqpBroker& amqp)
     : zk_(zk), amqp_(amqp) {
   zk_listener_ = zk_.AddSessionListener([this](zk::SessionState) { Update(); });
   amqp_listener_ = amqp_.AddListener([this](amqp::BrokerState) { Update(); });

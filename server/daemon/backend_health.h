@@ -1,6 +1,8 @@
 // Publishes the truth about the backends through grpc.health.v1: SERVING
-// only while the ZooKeeper session is connected and RabbitMQ is reachable,
-// for the whole server ("") and for each warren.v1 service. Once draining
+// only while the ZooKeeper session is connected and RabbitMQ is reachable
+// (for an AmqpPool: its primary connection, the one that publishes; a lost
+// secondary ends its own subscriptions, which resubscribe elsewhere), for
+// the whole server ("") and for each warren.v1 service. Once draining
 // starts, everything stays NOT_SERVING.
 //
 // Thread-safe; updates come from the backends' threads.
@@ -17,7 +19,7 @@ namespace warren::daemon {
 
 class BackendHealth {
  public:
-  BackendHealth(zk::ZkClient& zk, amqp::AmqpClient& amqp);
+  BackendHealth(zk::ZkClient& zk, amqp::AmqpBroker& amqp);
   ~BackendHealth();
 
   // Starts publishing to `health` (the server's default health service).
@@ -29,7 +31,7 @@ class BackendHealth {
   void Update();
 
   zk::ZkClient& zk_;
-  amqp::AmqpClient& amqp_;
+  amqp::AmqpBroker& amqp_;
   int zk_listener_ = 0;
   int amqp_listener_ = 0;
 

@@ -33,6 +33,11 @@ ABSL_FLAG(std::string, amqp_ca_file, "",
           "CA bundle for amqps:// brokers (empty: the system's).");
 ABSL_FLAG(absl::Duration, amqp_heartbeat, absl::Seconds(10),
           "AMQP heartbeat interval.");
+ABSL_FLAG(int64_t, amqp_max_connections, 8,
+          "Most AMQP connections to RabbitMQ. Each Subscribe stream takes a "
+          "channel, a connection has at most channel_max of them (2047 by "
+          "default, two kept for publishing), and more connections are "
+          "opened as they fill up: 8 carry 16,360 subscriptions.");
 ABSL_FLAG(absl::Duration, backend_wait, absl::Seconds(30),
           "How long start-up waits for ZooKeeper and RabbitMQ.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
@@ -80,6 +85,7 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "amqp_urls",
                                            "amqp_ca_file",
                                            "amqp_heartbeat",
+                                           "amqp_max_connections",
                                            "backend_wait",
                                            "shutdown_grace",
                                            "operation_timeout",
@@ -220,6 +226,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.amqp_urls = absl::GetFlag(FLAGS_amqp_urls);
   o.amqp_ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
   o.amqp_heartbeat = absl::GetFlag(FLAGS_amqp_heartbeat);
+  o.amqp_max_connections = absl::GetFlag(FLAGS_amqp_max_connections);
   o.backend_wait = absl::GetFlag(FLAGS_backend_wait);
   o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   o.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
@@ -255,6 +262,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(!o.amqp_urls.empty(), "amqp_urls is empty"),
       Check(o.amqp_heartbeat >= absl::Seconds(1),
             "amqp_heartbeat must be at least 1s"),
+      Check(o.amqp_max_connections >= 1 && o.amqp_max_connections <= 1000,
+            "amqp_max_connections must be between 1 and 1000"),
       Check(o.backend_wait > absl::ZeroDuration(),
             "backend_wait must be positive"),
       Check(o.shutdown_grace >= absl::ZeroDuration(),

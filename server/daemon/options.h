@@ -19,6 +19,7 @@ struct Options {
   std::vector<std::string> amqp_urls;
   std::string amqp_ca_file;
   absl::Duration amqp_heartbeat;
+  int64_t amqp_max_connections;
   absl::Duration backend_wait;
   absl::Duration shutdown_grace;
   absl::Duration operation_timeout;

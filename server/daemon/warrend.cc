@@ -10,6 +10,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_client.h"
+#include "server/amqp/amqp_pool.h"
 #include "server/common/logging.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -60,7 +61,12 @@ int Run(int argc, char** argv) {
   amqp_options.urls = options.amqp_urls;
   amqp_options.ca_file = options.amqp_ca_file;
   amqp_options.heartbeat = options.amqp_heartbeat;
-  auto amqp = amqp::AmqpClient::Create(amqp_options);
+  // Publishing, health and the broker state go over the pool's first
+  // connection; subscriptions spread over as many as they need.
+  amqp::AmqpPoolOptions pool_options;
+  pool_options.max_connections =
+      static_cast<size_t>(options.amqp_max_connections);
+  auto amqp = amqp::AmqpPool::Create(pool_options, amqp_options);
   if (!amqp.ok()) return Fail(amqp.status());
 
   // Both connect in the background; wait for both within one budget.

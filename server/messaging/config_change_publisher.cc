@@ -10,13 +10,13 @@
 
 namespace warren::messaging {
 
-ConfigChangePublisher::ConfigChangePublisher(amqp::AmqpClient& amqp,
+ConfigChangePublisher::ConfigChangePublisher(amqp::AmqpBroker& amqp,
                                              std::string exchange)
     : amqp_(amqp), exchange_(std::move(exchange)) {}
 
 namespace {
 
-void Declare(amqp::AmqpClient& amqp, const std::string& exchange) {
+void Declare(amqp::AmqpBroker& amqp, const std::string& exchange) {
   amqp.DeclareExchange(
       exchange, amqp::ExchangeKind::kTopic, [exchange](absl::Status status) {
         if (!status.ok()) {

@@ -22,7 +22,7 @@ namespace warren::messaging {
 
 class ConfigChangePublisher {
  public:
-  ConfigChangePublisher(amqp::AmqpClient& amqp, std::string exchange);
+  ConfigChangePublisher(amqp::AmqpBroker& amqp, std::string exchange);
 
   // Declares the exchange (durable topic); called again after a failure.
   void DeclareExchange();
@@ -31,7 +31,7 @@ class ConfigChangePublisher {
   uint64_t failures() const { return failures_->load(); }
 
  private:
-  amqp::AmqpClient& amqp_;
+  amqp::AmqpBroker& amqp_;
   const std::string exchange_;
   // Shared with publish callbacks, which may run after this is gone.
   std::shared_ptr<std::atomic<uint64_t>> failures_ =

@@ -45,7 +45,7 @@ class PublishStreamReactor final
       public Drainable,
       public std::enable_shared_from_this<PublishStreamReactor> {
  public:
-  PublishStreamReactor(amqp::AmqpClient& amqp, StreamRegistry& streams,
+  PublishStreamReactor(amqp::AmqpBroker& amqp, StreamRegistry& streams,
                        const MessagingServiceOptions& options,
                        absl::Time call_deadline)
       : amqp_(amqp),
@@ -53,7 +53,7 @@ class PublishStreamReactor final
         options_(options),
         call_deadline_(call_deadline) {}
 
-  static PublishStreamReactor* Start(amqp::AmqpClient& amqp,
+  static PublishStreamReactor* Start(amqp::AmqpBroker& amqp,
                                      StreamRegistry& streams,
                                      const MessagingServiceOptions& options,
                                      absl::Time call_deadline) {
@@ -174,7 +174,7 @@ class PublishStreamReactor final
     writes_.Finish(this, std::move(status));
   }
 
-  amqp::AmqpClient& amqp_;
+  amqp::AmqpBroker& amqp_;
   StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
   const absl::Time call_deadline_;
@@ -330,12 +330,12 @@ class SubscribeReactor final
       public Drainable,
       public std::enable_shared_from_this<SubscribeReactor> {
  public:
-  SubscribeReactor(amqp::AmqpClient& amqp, TimerQueue& timers,
+  SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
                    StreamRegistry& streams,
                    const MessagingServiceOptions& options)
       : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
 
-  static SubscribeReactor* Start(amqp::AmqpClient& amqp, TimerQueue& timers,
+  static SubscribeReactor* Start(amqp::AmqpBroker& amqp, TimerQueue& timers,
                                  StreamRegistry& streams,
                                  const MessagingServiceOptions& options) {
     auto reactor =
@@ -547,7 +547,7 @@ class SubscribeReactor final
     ScheduleHeartbeatLocked();
   }
 
-  amqp::AmqpClient& amqp_;
+  amqp::AmqpBroker& amqp_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
@@ -558,7 +558,7 @@ class SubscribeReactor final
   v1::SubscribeRequest request_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
-  amqp::AmqpClient::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
+  amqp::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   // Delivered and not yet settled: bounded by the prefetch.
   std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
@@ -638,7 +638,7 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   return m;
 }
 
-MessagingServiceImpl::MessagingServiceImpl(amqp::AmqpClient& amqp,
+MessagingServiceImpl::MessagingServiceImpl(amqp::AmqpBroker& amqp,
                                            TimerQueue& timers,
                                            StreamRegistry& streams,
                                            MessagingServiceOptions options)

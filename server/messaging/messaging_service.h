@@ -1,5 +1,5 @@
 // warren.v1.MessagingService over RabbitMQ: validation and status codes at
-// the edge, AmqpClient for everything that touches the broker.
+// the edge, AmqpBroker for everything that touches the broker.
 //
 // Publish answers after the broker's confirm. PublishStream pipelines up to
 // `publish_window` unconfirmed messages per stream: it stops reading requests
@@ -57,7 +57,7 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
 class MessagingServiceImpl final
     : public warren::v1::MessagingService::CallbackService {
  public:
-  MessagingServiceImpl(amqp::AmqpClient& amqp, TimerQueue& timers,
+  MessagingServiceImpl(amqp::AmqpBroker& amqp, TimerQueue& timers,
                        StreamRegistry& streams,
                        MessagingServiceOptions options);
 
@@ -73,7 +73,7 @@ class MessagingServiceImpl final
   Subscribe(grpc::CallbackServerContext* context) override;
 
  private:
-  amqp::AmqpClient& amqp_;
+  amqp::AmqpBroker& amqp_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions options_;

@@ -217,5 +217,62 @@ TEST(RabbitMqFaultTest, BrokerFlowControlIsRespectedAndSurfaced) {
   EXPECT_TRUE(WaitFor([&] { return publish().ok(); }, absl::Seconds(60)));
 }
 
+// Subscriptions beyond one connection's channels live on a second AMQP
+// connection. kill -9 of the broker must end those exactly like the
+// primary's, with UNAVAILABLE (so that clients resubscribe), not leave them
+// open and silent; after a restart, as many subscribe again.
+TEST(RabbitMqFaultTest, SubscriptionsOnEveryConnectionEndWhenTheBrokerDies) {
+  auto broker = RabbitMqServer::Start();
+  ASSERT_TRUE(broker.ok()) << broker.status();
+  auto warrend = WarrendProcess::Start({"--amqp_urls=" + (*broker)->url(),
+                                        "--amqp_heartbeat=2s",
+                                        "--max_concurrent_streams=5000"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto stub = v1::MessagingService::NewStub((*warrend)->channel());
+  v1::SubscribeStart start;
+  start.mutable_topic()->set_exchange("fault-fanout");
+  start.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_FANOUT);
+  constexpr size_t kStreams = 2100;  // 2045 on the first connection
+  auto all_answered = [](SubscriberSwarm& s) {
+    return s.subscribed() + s.ended() == s.size();
+  };
+  {
+    SubscriberSwarm swarm(*stub, start, kStreams);
+    ASSERT_TRUE(swarm.WaitUntil(all_answered, absl::Seconds(60)));
+    ASSERT_EQ(swarm.subscribed(), kStreams);
+    ASSERT_THAT((*warrend)->Log(),
+                ::testing::HasSubstr("opening connection 2 of"));
+
+    (*broker)->Kill9();
+    EXPECT_TRUE(swarm.WaitUntil(
+        [](SubscriberSwarm& s) { return s.ended() == s.size(); },
+        absl::Seconds(30)))
+        << swarm.ended() << " of " << kStreams << " ended";
+    const auto codes = swarm.end_codes();
+    EXPECT_EQ(codes.size(), 1u);
+    EXPECT_EQ(codes.count(grpc::StatusCode::UNAVAILABLE) == 0
+                  ? 0
+                  : codes.at(grpc::StatusCode::UNAVAILABLE),
+              kStreams);
+  }
+  ASSERT_TRUE((*broker)->Restart().ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+              absl::Seconds(90)));
+  // Clients resubscribe; the secondary reconnected by itself (a
+  // subscription sent to it while it still reconnects ends UNAVAILABLE and
+  // is opened again, as a client would).
+  size_t subscribed = 0;
+  const bool all = WaitFor(
+      [&] {
+        SubscriberSwarm swarm(*stub, start, kStreams);
+        if (!swarm.WaitUntil(all_answered, absl::Seconds(60))) return false;
+        subscribed = swarm.subscribed();
+        return subscribed == kStreams;
+      },
+      absl::Seconds(120));
+  EXPECT_TRUE(all) << subscribed << " of " << kStreams << " subscribed";
+}
+
 }  // namespace
 }  // namespace warren::testing

@@ -87,6 +87,119 @@ bool TestSubscriber::Nack(const std::vector<uint64_t>& ids, bool requeue) {
   return Send(request);
 }
 
+class SubscriberSwarm::Stream final
+    : public grpc::ClientBidiReactor<v1::SubscribeRequest,
+                                     v1::SubscribeResponse> {
+ public:
+  Stream(v1::MessagingService::Stub& stub, const v1::SubscribeStart& start,
+         warren::Mutex& mu)
+      : mu_(mu) {
+    *request_.mutable_start() = start;
+    stub.async()->Subscribe(&context_, this);
+    StartWrite(&request_);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnWriteDone(bool) override {}
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    {
+      warren::MutexLock lock(&mu_);
+      if (response_.has_subscribed()) subscribed_ = true;
+      if (response_.has_delivery()) ++deliveries_;
+    }
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
+  }
+  void Cancel() { context_.TryCancel(); }
+
+  // Guarded by the swarm's mutex.
+  bool subscribed_ = false;
+  size_t deliveries_ = 0;
+  bool done_ = false;
+  grpc::Status status_;
+
+ private:
+  warren::Mutex& mu_;
+  grpc::ClientContext context_;
+  v1::SubscribeRequest request_;
+  v1::SubscribeResponse response_;
+};
+
+SubscriberSwarm::SubscriberSwarm(v1::MessagingService::Stub& stub,
+                                 const v1::SubscribeStart& start,
+                                 size_t streams) {
+  streams_.reserve(streams);
+  for (size_t i = 0; i < streams; ++i) {
+    streams_.push_back(std::make_unique<Stream>(stub, start, mu_));
+  }
+}
+
+SubscriberSwarm::~SubscriberSwarm() {
+  CancelAll();
+  WaitUntil([](SubscriberSwarm& s) { return s.ended() == s.size(); },
+            absl::Seconds(60));
+}
+
+size_t SubscriberSwarm::subscribed() {
+  warren::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& s : streams_) n += s->subscribed_;
+  return n;
+}
+
+size_t SubscriberSwarm::with_deliveries(size_t count) {
+  warren::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& s : streams_) n += s->deliveries_ >= count;
+  return n;
+}
+
+size_t SubscriberSwarm::ended() {
+  warren::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& s : streams_) n += s->done_;
+  return n;
+}
+
+std::map<grpc::StatusCode, size_t> SubscriberSwarm::end_codes() {
+  warren::MutexLock lock(&mu_);
+  std::map<grpc::StatusCode, size_t> codes;
+  for (const auto& s : streams_) {
+    if (s->done_) ++codes[s->status_.error_code()];
+  }
+  return codes;
+}
+
+std::string SubscriberSwarm::end_message(grpc::StatusCode code) {
+  warren::MutexLock lock(&mu_);
+  for (const auto& s : streams_) {
+    if (s->done_ && s->status_.error_code() == code) {
+      return s->status_.error_message();
+    }
+  }
+  return "";
+}
+
+bool SubscriberSwarm::WaitUntil(
+    const std::function<bool(SubscriberSwarm&)>& condition,
+    absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition(*this)) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+void SubscriberSwarm::CancelAll() {
+  for (auto& s : streams_) s->Cancel();
+}
+
 std::vector<PublishOutcome> PublishAll(
     v1::MessagingService::Stub& stub, size_t count,
     const std::function<v1::PublishRequest(size_t)>& make, grpc::Status* status,

@@ -54,6 +54,36 @@ class TestSubscriber {
   warren::Mutex write_mu_;
 };
 
+// Many Subscribe streams at once on gRPC's callback API (no thread per
+// stream), all opened with the same `start`. Each reads until its stream ends
+// and counts its deliveries (it never acks: give max_in_flight room).
+class SubscriberSwarm {
+ public:
+  SubscriberSwarm(warren::v1::MessagingService::Stub& stub,
+                  const warren::v1::SubscribeStart& start, size_t streams);
+  ~SubscriberSwarm();  // cancels every stream and waits for it to end
+
+  size_t size() const { return streams_.size(); }
+  // Streams that were answered `subscribed`, that received at least `n`
+  // deliveries, that ended.
+  size_t subscribed();
+  size_t with_deliveries(size_t n);
+  size_t ended();
+  // How many streams ended with each status code.
+  std::map<grpc::StatusCode, size_t> end_codes();
+  // One message of a stream that ended with `code` ("" if none did).
+  std::string end_message(grpc::StatusCode code);
+  // Waits until `condition` holds over the swarm (checked at every event).
+  bool WaitUntil(const std::function<bool(SubscriberSwarm&)>& condition,
+                 absl::Duration timeout);
+  void CancelAll();
+
+ private:
+  class Stream;
+  warren::Mutex mu_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+};
+
 struct PublishOutcome {
   uint64_t sequence;
   std::string message_id;

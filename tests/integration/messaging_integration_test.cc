@@ -549,5 +549,83 @@ TEST_F(MessagingTest, ConfigChangesAreAnnouncedOnRabbitMq) {
   EXPECT_EQ(ds[1].headers().at("warren-change-type"), "DELETE");
 }
 
+// RabbitMQ gives a connection 2047 channels (channel_max) and every
+// subscription takes one: more concurrent streams than that need warrend to
+// spread them over more connections. All of them subscribe, every one gets a
+// fan-out message, and when they end their channels and exclusive queues go.
+TEST(MessagingScaleTest, MoreSubscriptionsThanOneConnectionHasChannels) {
+  // One client connection carries them all: let it.
+  auto warrend = WarrendProcess::Start({"--max_concurrent_streams=5000"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto stub = v1::MessagingService::NewStub((*warrend)->channel());
+  const std::string exchange = Name("scale-fanout");
+  v1::SubscribeStart start;
+  start.mutable_topic()->set_exchange(exchange);
+  start.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_FANOUT);
+  start.set_max_in_flight(10);
+  constexpr size_t kStreams = 2300;
+  v1::PublishRequest hello;
+  hello.set_exchange(exchange);
+  hello.set_payload("to everyone");
+  hello.set_mandatory(true);
+  const absl::Time began = absl::Now();
+  {
+    SubscriberSwarm swarm(*stub, start, kStreams);
+    ASSERT_TRUE(swarm.WaitUntil(
+        [](SubscriberSwarm& s) {
+          return s.subscribed() + s.ended() == s.size();
+        },
+        absl::Seconds(60)));
+    RecordProperty(
+        "subscribe_ms",
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - began)));
+    ASSERT_EQ(swarm.subscribed(), kStreams)
+        << swarm.ended() << " ended, e.g. "
+        << swarm.end_message(grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << swarm.end_message(grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT((*warrend)->Log(), HasSubstr("opening connection 2 of"));
+
+    v1::PublishResponse response;
+    ASSERT_TRUE(stub->Publish(CallContext().get(), hello, &response).ok());
+    EXPECT_TRUE(swarm.WaitUntil(
+        [](SubscriberSwarm& s) { return s.with_deliveries(1) == s.size(); },
+        absl::Seconds(30)))
+        << swarm.with_deliveries(1) << " of " << kStreams << " got it";
+    EXPECT_EQ(swarm.ended(), 0u);
+
+    RecordProperty(
+        "delivered_ms",
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - began)));
+    swarm.CancelAll();
+    EXPECT_TRUE(swarm.WaitUntil(
+        [](SubscriberSwarm& s) { return s.ended() == s.size(); },
+        absl::Seconds(30)));
+    RecordProperty(
+        "cancelled_ms",
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - began)));
+  }
+  // Every stream's queue went with its channel: nothing is bound any more,
+  // so a mandatory message is unroutable.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        v1::PublishResponse response;
+        return stub->Publish(CallContext().get(), hello, &response)
+                   .error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+      },
+      absl::Seconds(30)));
+  RecordProperty(
+      "unbound_ms",
+      static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - began)));
+  // And the freed channels are used again: no third connection.
+  {
+    SubscriberSwarm again(*stub, start, 100);
+    EXPECT_TRUE(again.WaitUntil(
+        [](SubscriberSwarm& s) { return s.subscribed() == s.size(); },
+        absl::Seconds(30)));
+  }
+  EXPECT_THAT((*warrend)->Log(),
+              ::testing::Not(HasSubstr("opening connection 3 of")));
+}
+
 }  // namespace
 }  // namespace warren::testing
