@@ -14,7 +14,7 @@ total_start=$SECONDS
 bash scripts/install-deps.sh --clients
 bash scripts/build.sh plain
 bash scripts/build.sh asan
-bash scripts/build.sh tsan --target common_test config_test amqp_test messaging_test \
+bash scripts/build.sh tsan --target common_test config_test amqp_test amqp_pool_test messaging_test \
   election_test
 
 export WARREN_STACK_DIR="${WARREN_TEST_STACK_DIR:-$WARREN_ROOT_DIR/.stack/test}"
@@ -43,7 +43,7 @@ for flavour in plain asan; do
 done
 log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
-  -R '^(ValidateName|TimerQueue|WorkerPool|StreamRegistry|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
+  -R '^(ValidateName|TimerQueue|WorkerPool|StreamRegistry|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
 
 log "test suite: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $((SECONDS - total_start))s"
 exit $status
