@@ -1,0 +1,71 @@
+// Publisher: Warren's unary Publish with the retries that are easy to get
+// wrong by hand.
+//
+// Every message gets a message id on the client before the first attempt,
+// and every retry sends the SAME id: a publish whose confirm was lost (the
+// server or the connection died after the broker took it) may reach the
+// queue twice, and consumers de-duplicate on the id. Only outcomes that say
+// "unknown, try again" are retried:
+//   - UNAVAILABLE: the server or its broker connection is down or
+//     restarting (DESIGN.md: retry is safe);
+//   - DEADLINE_EXCEEDED of one attempt (on by default, see
+//     PublisherOptions::retry_deadline_exceeded): the attempt's own timeout
+//     says nothing about whether the broker has the message, so it is the
+//     same "unknown" as a lost confirm, and the reused id keeps it safe.
+// Everything else (NOT_FOUND exchange, FAILED_PRECONDITION unroutable,
+// INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) is answered at once: the world
+// has to change before a retry could succeed.
+//
+// Thread-safe: one Publisher may be shared by any number of threads. Publish
+// blocks the calling thread until the broker confirmed (or it gave up).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "warren/client/backoff.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::client {
+
+struct PublisherOptions {
+  // Delays between attempts.
+  BackoffPolicy backoff;
+  // The deadline of one attempt.
+  absl::Duration attempt_timeout = absl::Seconds(10);
+  // No new attempt starts after this much time since the first one.
+  absl::Duration total_timeout = absl::Seconds(60);
+  // Whether an attempt that ran out of time is retried (see above).
+  bool retry_deadline_exceeded = true;
+  // Called before each retry with the failed attempt's number (1 = the
+  // first), its status and the message id the retry will carry again; for
+  // logging and metrics.
+  std::function<void(int attempt, const absl::Status& status,
+                     const std::string& message_id)>
+      on_retry;
+};
+
+class Publisher {
+ public:
+  explicit Publisher(std::shared_ptr<grpc::Channel> channel,
+                     PublisherOptions options = {});
+
+  // Publishes `request` and answers its message id once the broker confirmed
+  // it. An empty `request.message_id()` is filled with a new UUID first.
+  absl::StatusOr<std::string> Publish(warren::v1::PublishRequest request);
+
+  // To the default exchange: `queue` receives `payload`.
+  absl::StatusOr<std::string> PublishToQueue(const std::string& queue,
+                                             std::string payload);
+
+ private:
+  std::unique_ptr<warren::v1::MessagingService::Stub> stub_;
+  const PublisherOptions options_;
+};
+
+}  // namespace warren::client

@@ -1,0 +1,145 @@
+// Subscriber: consumes a queue through MessagingService.Subscribe and runs a
+// handler per delivery.
+//
+// What it does for you:
+//   - acks a delivery when the handler returns OK, nacks it (requeue or not,
+//     SubscriberOptions::requeue_on_error) when the handler returns an error
+//     or throws;
+//   - runs at most `max_in_flight` handlers at once (and asks the server for
+//     the same prefetch, so no delivery waits in this process for long);
+//   - opens the subscription again, after a capped, jittered backoff, when
+//     the stream breaks: UNAVAILABLE (server restart or broker reconnect),
+//     an unexpected end, or silence for 3 heartbeat intervals. Deliveries
+//     that were running when their stream broke are not acked on the new
+//     stream (delivery ids belong to one stream): the server has already put
+//     them back in the queue and they come again, so handlers must be
+//     idempotent (at-least-once; Delivery::message_id() helps de-duplicate);
+//   - Stop(): no new handlers start, running ones finish and are acked or
+//     nacked, queued ones are nacked with requeue, then the stream is closed
+//     (half-close, so the server has applied every ack before it ends).
+//
+// Threading: a reader thread per subscription plus `max_in_flight` handler
+// threads. We use gRPC's synchronous API with a reader thread instead of the
+// callback API: handlers are user code that may block, so they need threads
+// of their own anyway (a callback reaction must never block), a client
+// process has few streams, and a blocking read/retry loop reads like the
+// protocol. Handlers run concurrently with each other; on_subscribed and
+// on_stream_error run on the reader thread. Never call Stop() or destroy the
+// Subscriber from a handler or callback (it waits for them).
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/common/mutex.h"
+#include "warren/client/backoff.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::client {
+
+namespace internal {
+class Watchdog;
+}  // namespace internal
+
+// Handles one delivery: OK acks it, an error nacks it.
+using DeliveryHandler =
+    std::function<absl::Status(const warren::v1::Delivery& delivery)>;
+
+struct SubscriberOptions {
+  // What to consume: a queue (`start.set_queue(...)`, declared durable when
+  // missing) or a topic binding with an optional group, plus queue options.
+  // Its max_in_flight and heartbeat_interval are set from the fields below.
+  warren::v1::SubscribeStart start;
+  // The most handlers running at once (and the stream's prefetch).
+  uint32_t max_in_flight = 8;
+  // Whether a failed delivery goes back to the queue (true) or to the
+  // dead-letter exchange, if the queue has one, or is dropped (false).
+  bool requeue_on_error = true;
+  // Asked of the server; a stream silent for 3 of these is re-opened.
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  // Delays between attempts to subscribe again.
+  BackoffPolicy backoff;
+  // How long Start() waits for the first subscription.
+  absl::Duration start_timeout = absl::Seconds(30);
+  // How long Stop() waits for the server to end the stream after the last
+  // ack before it cancels the stream.
+  absl::Duration stop_timeout = absl::Seconds(10);
+  // Called each time a subscription is (re-)established, with the queue
+  // actually consumed.
+  std::function<void(const std::string& queue)> on_subscribed;
+  // Called each time a stream ends with `status` other than by Stop(): a
+  // retryable status before subscribing again, a final one before giving up.
+  std::function<void(const absl::Status& status)> on_stream_error;
+};
+
+class Subscriber {
+ public:
+  // Subscribes and answers once the server confirmed the subscription; an
+  // error that retrying cannot fix (INVALID_ARGUMENT, FAILED_PRECONDITION,
+  // ...) or no subscription within start_timeout (DEADLINE_EXCEEDED) is
+  // answered instead.
+  static absl::StatusOr<std::unique_ptr<Subscriber>> Start(
+      std::shared_ptr<grpc::Channel> channel, SubscriberOptions options,
+      DeliveryHandler handler);
+  ~Subscriber();  // Stop()
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  // Stops as described above; idempotent, blocks until done.
+  void Stop();
+
+  // The queue actually consumed (the server names exclusive queues).
+  std::string queue() const;
+  // How often a subscription was established (1 + resubscriptions).
+  int subscriptions() const;
+  // OK while running and after Stop(); the error that ended the
+  // subscription when it gave up.
+  absl::Status status() const;
+
+ private:
+  struct Session;
+  struct Task {
+    std::shared_ptr<Session> session;
+    warren::v1::Delivery delivery;
+  };
+
+  Subscriber(std::shared_ptr<grpc::Channel> channel, SubscriberOptions options,
+             DeliveryHandler handler);
+  void ReadLoop();
+  // Runs one stream until it ends; answers how it ended.
+  absl::Status RunSession(const std::shared_ptr<Session>& session);
+  void WorkLoop();
+  void OnSilence(uint64_t generation);
+
+  std::unique_ptr<warren::v1::MessagingService::Stub> stub_;
+  const SubscriberOptions options_;
+  const DeliveryHandler handler_;
+
+  mutable warren::Mutex mu_;
+  bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // no new handlers
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  int subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
+  uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread reader_;
+  std::vector<std::thread> workers_;
+  // Last: destroyed first, so its callback never sees a dead Subscriber.
+  std::unique_ptr<internal::Watchdog> watchdog_;
+};
+
+}  // namespace warren::client

@@ -1,0 +1,102 @@
+#include "src/internal.h"
+
+#include <cstdint>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_format.h"
+
+namespace warren::client::internal {
+
+std::string NewMessageId() {
+  static warren::Mutex mu;
+  static absl::BitGen* random = new absl::BitGen;
+  uint64_t hi, lo;
+  {
+    warren::MutexLock lock(&mu);
+    hi = absl::Uniform<uint64_t>(*random);
+    lo = absl::Uniform<uint64_t>(*random);
+  }
+  hi = (hi & ~0xF000ULL) | 0x4000ULL;                  // version 4
+  lo = (lo & ~(0xC000ULL << 48)) | (0x8000ULL << 48);  // RFC 4122 variant
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32,
+                         (hi >> 16) & 0xFFFF, hi & 0xFFFF, lo >> 48,
+                         lo & 0xFFFFFFFFFFFFULL);
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(nanos / 1000000000);
+  out.set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  return out;
+}
+
+Watchdog::Watchdog(std::function<void(uint64_t)> on_expired)
+    : on_expired_(std::move(on_expired)), thread_([this] { Run(); }) {}
+
+Watchdog::~Watchdog() {
+  {
+    warren::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+uint64_t Watchdog::Arm(absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  deadline_ = absl::Now() + timeout;
+  return ++generation_;
+}
+
+void Watchdog::Disarm() {
+  warren::MutexLock lock(&mu_);
+  deadline_ = absl::InfiniteFuture();
+  ++generation_;
+}
+
+void Watchdog::Run() {
+  warren::MutexLock lock(&mu_);
+  while (!stop_) {
+    // Wake up when stopped, re-armed (the generation changes) or expired.
+    const uint64_t seen = generation_;
+    auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || generation_ != seen;
+    };
+    if (mu_.AwaitWithDeadline(absl::Condition(&changed), deadline_)) continue;
+    // Expired: disarm, then report outside the lock.
+    deadline_ = absl::InfiniteFuture();
+    mu_.Unlock();
+    on_expired_(seen);
+    mu_.Lock();
+  }
+}
+
+}  // namespace warren::client::internal
+
+namespace warren::client::internal {
+
+bool IsRetryableStreamEnd(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kUnavailable:
+    // Not ours (our own cancels are Stop() and the silence check, which
+    // the callers tell apart): a server shutting down cancels the calls
+    // it still has, e.g. one that arrived while it was draining.
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
+                        absl::Duration delay) {
+  mu.AwaitWithTimeout(absl::Condition(stop), delay);
+  return !*stop;
+}
+
+}  // namespace warren::client::internal

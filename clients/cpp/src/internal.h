@@ -1,0 +1,98 @@
+// Pieces shared by the wrappers' implementations; not part of the API.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "server/common/mutex.h"
+
+namespace warren::client::internal {
+
+// A random (version 4) UUID, as the server itself would generate.
+std::string NewMessageId();
+
+google::protobuf::Duration ToProto(absl::Duration d);
+
+// Calls `on_expired` on its own thread when the armed deadline passes
+// without Arm() or Disarm() being called again; then it is disarmed. Used
+// for the elector's lease and for the streams' silence detection: a
+// blocking Read() cannot time out by itself.
+//
+// `on_expired` runs without the watchdog's lock held, so it may call Arm()
+// or Disarm(); it may race with a concurrent Arm(), so it must re-check its
+// own state (the generation passed to it says which arming expired).
+class Watchdog {
+ public:
+  explicit Watchdog(std::function<void(uint64_t generation)> on_expired);
+  ~Watchdog();  // joins the thread; no callback runs after it returns
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Expire `timeout` from now; answers the new generation.
+  uint64_t Arm(absl::Duration timeout);
+  void Disarm();
+
+ private:
+  void Run();
+
+  const std::function<void(uint64_t)> on_expired_;
+  warren::Mutex mu_;
+  absl::Time deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace warren::client::internal
+
+namespace warren::client::internal {
+
+// Whether a long-lived stream that ended with `status` is worth opening
+// again: the server or the connection went away (UNAVAILABLE, or the
+// transport's UNKNOWN/INTERNAL for a reset stream), the server ended it
+// without an error (it should not), a session-expiry ABORTED, a CANCELLED
+// from a server shutting down, or our own silence detection
+// (DEADLINE_EXCEEDED). Anything else (INVALID_ARGUMENT,
+// NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, ...) needs a change
+// that retrying cannot bring.
+bool IsRetryableStreamEnd(const absl::Status& status);
+
+// Sleeps `delay` on `mu` (held by the caller) unless `*stop` becomes true
+// first; answers whether it is still not stopping.
+bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
+                        absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+}  // namespace warren::client::internal
+
+namespace warren::client::internal {
+
+// One bidirectional stream with a single writer at a time. Writes stop once
+// the stream is half-closed, so a late ack or resign never reaches a stream
+// that is being finished (gRPC forbids writes after WritesDone/Finish).
+template <typename Request, typename Response>
+struct BidiSession {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<Request, Response>> stream;
+  warren::Mutex write_mu;
+  bool writes_closed ABSL_GUARDED_BY(write_mu) = false;
+
+  // False when the stream is closed or broken.
+  bool Write(const Request& request) {
+    warren::MutexLock lock(&write_mu);
+    return !writes_closed && stream->Write(request);
+  }
+  void CloseWrites() {
+    warren::MutexLock lock(&write_mu);
+    if (writes_closed) return;
+    writes_closed = true;
+    stream->WritesDone();
+  }
+};
+
+}  // namespace warren::client::internal
