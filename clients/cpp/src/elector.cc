@@ -249,6 +249,16 @@ void Elector::Handle(const v1::ElectResponse& response) {
         // A new term: heartbeat gaps of an earlier term say nothing.
         last_heartbeat_ = absl::InfinitePast();
         lease_interval_ = options_.heartbeat_interval;
+        // The server says which interval it uses (it caps long ones below
+        // its session timeout); older servers leave it out.
+        if (response.elected().has_heartbeat_interval()) {
+          const auto& in_force = response.elected().heartbeat_interval();
+          const absl::Duration told = absl::Seconds(in_force.seconds()) +
+                                      absl::Nanoseconds(in_force.nanos());
+          if (told > absl::ZeroDuration()) {
+            lease_interval_ = std::min(lease_interval_, told);
+          }
+        }
         ArmLeaseLocked();
       }
       if (options_.on_elected) options_.on_elected(response.elected().leader());

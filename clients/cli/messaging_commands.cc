@@ -1,0 +1,418 @@
+// warren publish, warren subscribe.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <random>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "clients/cli/cli.h"
+#include "clients/cli/stream.h"
+#include "google/protobuf/duration.pb.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::cli {
+namespace {
+
+using Kind = FlagSpec::Kind;
+
+// A random (version 4) UUID. The CLI picks the message id itself, rather
+// than let the server do it, so that it can name the id when the publish
+// fails and the caller can retry with the same one.
+std::string NewMessageId() {
+  std::random_device device;
+  std::mt19937_64 engine((static_cast<uint64_t>(device()) << 32) ^ device());
+  uint64_t hi = engine();
+  uint64_t lo = engine();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32,
+                         (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                         lo & 0xffffffffffffULL);
+}
+
+std::string ReadStdin() {
+  std::string text((std::istreambuf_iterator<char>(std::cin)),
+                   std::istreambuf_iterator<char>());
+  return text;
+}
+
+// --------------------------------------------------------------- publish
+
+absl::Status RunPublish(Context& context, const Args& args) {
+  v1::PublishRequest request;
+  size_t payload_index = 0;
+  if (auto queue = args.Get("queue")) {
+    if (auto s = args.ExpectPositional(0, 1); !s.ok()) return s;
+    request.set_routing_key(*queue);  // the default exchange routes by queue
+    payload_index = 0;
+  } else {
+    if (auto s = args.ExpectPositional(2, 3); !s.ok()) return s;
+    request.set_exchange(args.positional()[0]);
+    request.set_routing_key(args.positional()[1]);
+    payload_index = 2;
+  }
+  if (args.positional().size() > payload_index &&
+      args.positional()[payload_index] != "-") {
+    request.set_payload(args.positional()[payload_index]);
+  } else {
+    request.set_payload(ReadStdin());
+  }
+  for (const std::string& header : args.GetAll("header")) {
+    const size_t eq = header.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(
+          absl::StrCat("--header takes NAME=VALUE, not ", header));
+    }
+    (*request.mutable_headers())[header.substr(0, eq)] = header.substr(eq + 1);
+  }
+  if (auto v = args.Get("content-type")) request.set_content_type(*v);
+  request.set_message_id(args.Get("message-id").value_or(NewMessageId()));
+  auto transient = args.GetBool("transient");
+  if (!transient.ok()) return transient.status();
+  request.set_transient(*transient);
+  auto mandatory = args.GetBool("mandatory");
+  if (!mandatory.ok()) return mandatory.status();
+  request.set_mandatory(*mandatory);
+  auto priority = args.GetInt("priority");
+  if (!priority.ok()) return priority.status();
+  if (priority->has_value()) {
+    if (**priority < 0 || **priority > 255) {
+      return UsageError("--priority takes 0 to 255");
+    }
+    request.set_priority(static_cast<uint32_t>(**priority));
+  }
+  auto ttl = args.GetDuration("ttl");
+  if (!ttl.ok()) return ttl.status();
+  if (ttl->has_value()) SetDuration(**ttl, request.mutable_ttl());
+
+  auto stub = v1::MessagingService::NewStub(context.channel);
+  auto call = context.UnaryContext();
+  v1::PublishResponse response;
+  absl::Status status = FromGrpc(stub->Publish(call.get(), request, &response));
+  if (!status.ok()) {
+    if (status.code() == absl::StatusCode::kUnavailable ||
+        status.code() == absl::StatusCode::kDeadlineExceeded) {
+      // The broker may have the message even so: a retry with the same id
+      // lets consumers drop the duplicate.
+      return absl::Status(
+          status.code(),
+          absl::StrCat(status.message(), " (message id ", request.message_id(),
+                       "; it may have been published: retry with "
+                       "--message-id=",
+                       request.message_id(), ")"));
+    }
+    return status;
+  }
+  if (context.out.json()) {
+    context.out.Json(response);
+  } else {
+    context.out.Line(absl::StrCat("published ", response.message_id()));
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------- subscribe
+
+absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  if (lower == "topic") return v1::EXCHANGE_TYPE_TOPIC;
+  if (lower == "direct") return v1::EXCHANGE_TYPE_DIRECT;
+  if (lower == "fanout") return v1::EXCHANGE_TYPE_FANOUT;
+  if (lower == "headers") return v1::EXCHANGE_TYPE_HEADERS;
+  return UsageError(absl::StrCat(
+      "--exchange-type takes topic, direct, fanout or headers, not ", text));
+}
+
+absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
+  v1::SubscribeStart start;
+  if (auto exchange = args.Get("exchange")) {
+    if (auto s = args.ExpectPositional(0, 0); !s.ok()) {
+      return UsageError(
+          "with --exchange the queue is named by --group (or is exclusive): "
+          "give no QUEUE");
+    }
+    auto* topic = start.mutable_topic();
+    topic->set_exchange(*exchange);
+    if (auto type = args.Get("exchange-type")) {
+      auto parsed = ParseExchangeType(*type);
+      if (!parsed.ok()) return parsed.status();
+      topic->set_exchange_type(*parsed);
+    }
+    for (const std::string& key : args.GetAll("binding-key")) {
+      topic->add_binding_keys(key);
+    }
+    start.set_group(args.Get("group").value_or(""));
+  } else {
+    if (auto s = args.ExpectPositional(1, 1); !s.ok()) return s;
+    for (const char* topic_only : {"exchange-type", "binding-key", "group"}) {
+      if (args.Has(topic_only)) {
+        return UsageError(absl::StrCat("--", topic_only, " needs --exchange"));
+      }
+    }
+    start.set_queue(args.positional()[0]);
+  }
+
+  // Queue options: only sent when one is given, since a queue subscribed
+  // with options must match them (FAILED_PRECONDITION otherwise).
+  v1::QueueOptions options;
+  bool has_options = false;
+  if (auto type = args.Get("queue-type")) {
+    const std::string lower = absl::AsciiStrToLower(*type);
+    if (lower == "classic") {
+      options.set_queue_type(v1::QUEUE_TYPE_CLASSIC);
+    } else if (lower == "quorum") {
+      options.set_queue_type(v1::QUEUE_TYPE_QUORUM);
+    } else {
+      return UsageError(
+          absl::StrCat("--queue-type takes classic or quorum, not ", *type));
+    }
+    has_options = true;
+  }
+  if (auto v = args.Get("dead-letter-exchange")) {
+    options.set_dead_letter_exchange(*v);
+    has_options = true;
+  }
+  if (auto v = args.Get("dead-letter-routing-key")) {
+    options.set_dead_letter_routing_key(*v);
+    has_options = true;
+  }
+  auto ttl = args.GetDuration("message-ttl");
+  if (!ttl.ok()) return ttl.status();
+  if (ttl->has_value()) {
+    SetDuration(**ttl, options.mutable_message_ttl());
+    has_options = true;
+  }
+  auto max_length = args.GetInt("max-length");
+  if (!max_length.ok()) return max_length.status();
+  if (max_length->has_value()) {
+    if (**max_length < 0) return UsageError("--max-length must not be < 0");
+    options.set_max_length(static_cast<uint64_t>(**max_length));
+    has_options = true;
+  }
+  if (has_options) *start.mutable_queue_options() = options;
+
+  auto max_in_flight = args.GetInt("max-in-flight");
+  if (!max_in_flight.ok()) return max_in_flight.status();
+  auto max = args.GetInt("max");
+  if (!max.ok()) return max.status();
+  if (max->has_value() && **max <= 0) return UsageError("--max must be > 0");
+  if (max_in_flight->has_value()) {
+    if (**max_in_flight < 0 || **max_in_flight > UINT32_MAX) {
+      return UsageError("--max-in-flight is out of range");
+    }
+    start.set_max_in_flight(static_cast<uint32_t>(**max_in_flight));
+  } else if (max->has_value()) {
+    // No more in flight than will be printed: the rest would only come
+    // back to the queue marked redelivered.
+    start.set_max_in_flight(
+        static_cast<uint32_t>(std::min<int64_t>(**max, 1000)));
+  }
+  auto heartbeat = args.GetDuration("heartbeat-interval");
+  if (!heartbeat.ok()) return heartbeat.status();
+  if (heartbeat->has_value()) {
+    SetDuration(**heartbeat, start.mutable_heartbeat_interval());
+  }
+  return start;
+}
+
+std::string FormatDelivery(const v1::Delivery& d) {
+  std::string text = absl::StrCat(Printable(d.payload()), "  (");
+  if (!d.exchange().empty()) {
+    absl::StrAppend(&text, "exchange=", d.exchange(), ", ");
+  }
+  absl::StrAppend(&text, "routing_key=", d.routing_key(),
+                  ", message_id=", d.message_id());
+  if (!d.content_type().empty()) {
+    absl::StrAppend(&text, ", content_type=", d.content_type());
+  }
+  // Sorted, so that the same message always prints the same way.
+  std::vector<std::pair<std::string, std::string>> headers(d.headers().begin(),
+                                                           d.headers().end());
+  std::sort(headers.begin(), headers.end());
+  for (const auto& [name, value] : headers) {
+    absl::StrAppend(&text, ", header ", name, "=", Printable(value));
+  }
+  if (d.redelivered()) absl::StrAppend(&text, ", redelivered");
+  absl::StrAppend(&text, ")");
+  return text;
+}
+
+absl::Status RunSubscribe(Context& context, const Args& args) {
+  auto start = BuildStart(args);
+  if (!start.ok()) return start.status();
+  const std::optional<int64_t> max = *args.GetInt("max");  // checked above
+  const absl::Time deadline = context.StreamDeadline();
+
+  auto stub = v1::MessagingService::NewStub(context.channel);
+  grpc::ClientContext call;
+  auto stream = stub->Subscribe(&call);
+  v1::SubscribeRequest first;
+  *first.mutable_start() = *start;
+  // A failed write shows up as the end of the stream, with its status.
+  stream->Write(first);
+  StreamSession<v1::SubscribeResponse> session(&call, stream.get());
+
+  // Half-closing makes the server settle the acks sent so far, requeue the
+  // rest and end the stream with OK; cancelling instead could lose the last
+  // acks (their messages would be delivered again).
+  auto close = [&](absl::Status result) -> absl::Status {
+    stream->WritesDone();
+    if (!session.DrainUntilEnded(absl::Now() + absl::Seconds(10))) {
+      (void)session.CancelAndFinish();
+      return absl::UnavailableError(
+          "the server did not close the subscription in time; the last "
+          "deliveries may come again");
+    }
+    absl::Status finished = session.Finish();
+    return finished.ok() ? result : finished;
+  };
+
+  int64_t received = 0;
+  while (true) {
+    auto event = session.Next(deadline);
+    switch (event.kind) {
+      case StreamSession<v1::SubscribeResponse>::Kind::kStop:
+        return close(absl::OkStatus());
+      case StreamSession<v1::SubscribeResponse>::Kind::kTimeout:
+        return close(absl::DeadlineExceededError(
+            absl::StrCat("--timeout passed after ", received, " deliveries")));
+      case StreamSession<v1::SubscribeResponse>::Kind::kEnded: {
+        absl::Status status = session.Finish();
+        if (status.ok()) {
+          return absl::UnavailableError("the server ended the subscription");
+        }
+        return status;
+      }
+      case StreamSession<v1::SubscribeResponse>::Kind::kMessage:
+        break;
+    }
+    const v1::SubscribeResponse& response = event.message;
+    if (response.has_heartbeat()) continue;
+    if (response.has_subscribed()) {
+      if (context.out.json()) {
+        context.out.Json(response);
+      } else {
+        std::fprintf(stderr, "subscribed to queue %s\n",
+                     response.subscribed().queue().c_str());
+      }
+      continue;
+    }
+    if (!response.has_delivery()) continue;
+    // Printed first, acked after: a crash in between means the message comes
+    // again (at least once), never that it is lost.
+    if (context.out.json()) {
+      context.out.Json(response);
+    } else {
+      context.out.Line(FormatDelivery(response.delivery()));
+    }
+    v1::SubscribeRequest ack;
+    ack.mutable_ack()->add_delivery_ids(response.delivery().delivery_id());
+    stream->Write(ack);
+    ++received;
+    if (max.has_value() && received >= *max) return close(absl::OkStatus());
+  }
+}
+
+}  // namespace
+
+std::vector<Command> MessagingCommands() {
+  return {
+      {"publish",
+       "publish one message (answers after the broker's confirm)",
+       R"txt(Usage: warren publish EXCHANGE ROUTING_KEY [PAYLOAD|-] [options]
+       warren publish --queue=QUEUE [PAYLOAD|-] [options]
+
+Publishes one message and answers after the broker confirmed it. EXCHANGE ""
+is the default exchange, which routes by queue name; --queue=Q is short for
+publishing to Q through it. Without PAYLOAD (or with -) the payload is read
+from stdin, byte for byte. Prints the message id.
+
+Publishing to an exchange that does not exist fails with NOT_FOUND (exit 3);
+a --mandatory message that no queue receives fails with FAILED_PRECONDITION
+(exit 4). The CLI chooses the message id (a UUID) unless --message-id gives
+one; when the publish fails with UNAVAILABLE or DEADLINE_EXCEEDED (exit 5)
+the message may still have been published: retry with the id named in the
+error so that consumers can de-duplicate.
+
+Options:
+  --queue=QUEUE           publish to QUEUE through the default exchange
+  --header=NAME=VALUE     an application header (repeatable)
+  --content-type=TYPE     the MIME type of the payload, e.g. application/json
+  --message-id=ID         the message id (default: a new UUID)
+  --transient             not persisted by the broker (default: persistent)
+  --priority=N            0-255 (effective on priority queues only)
+  --ttl=DURATION          per-message time to live, e.g. 30s
+  --mandatory             fail when no queue receives the message
+
+Output: "published ID"; with --json {"messageId": ID}.
+)txt",
+       {{"queue"},
+        {"header", Kind::kRepeated},
+        {"content-type"},
+        {"message-id"},
+        {"transient", Kind::kBool},
+        {"priority"},
+        {"ttl"},
+        {"mandatory", Kind::kBool}},
+       RunPublish},
+      {"subscribe",
+       "consume a queue: print each delivery, then ack it",
+       R"txt(Usage: warren subscribe QUEUE [options]
+       warren subscribe --exchange=EXCHANGE [--binding-key=KEY...] [--group=GROUP] [options]
+
+Consumes messages and prints each one, then acknowledges it (so a message is
+printed at least once; one printed just before a crash may come again).
+Runs until --max deliveries were printed, SIGINT/SIGTERM (exit 0), or
+--timeout passed (exit 5); unacknowledged deliveries go back to the queue.
+
+QUEUE is consumed as it is when it exists, and declared durable when it
+does not. With --exchange, a queue is bound to the exchange (declared
+durable if missing) with each --binding-key: the durable queue named by
+--group, shared by every subscriber of the group (competing consumers), or
+without --group an exclusive queue deleted when the command ends (fan-out).
+
+Options:
+  --max=N                      exit 0 after N deliveries (and ask the server
+                               for at most N in flight)
+  --exchange=EXCHANGE          bind to EXCHANGE instead of consuming QUEUE
+  --exchange-type=TYPE         topic (default), direct, fanout or headers
+  --binding-key=KEY            a binding key (repeatable)
+  --group=GROUP                the shared durable queue of a consumer group
+  --max-in-flight=N            most unacknowledged deliveries (AMQP prefetch;
+                               default: the server's, or --max)
+  --heartbeat-interval=DUR     server heartbeat on a quiet stream
+Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
+if it exists with other arguments):
+  --queue-type=TYPE            classic or quorum
+  --dead-letter-exchange=X     where rejected or expired messages go
+  --dead-letter-routing-key=K  their routing key there
+  --message-ttl=DUR            how long a message may wait in the queue
+  --max-length=N               the most messages the queue holds
+
+Output: one line per delivery: PAYLOAD  (routing_key=..., message_id=...,
+header NAME=VALUE..., redelivered); "subscribed to queue Q" goes to stderr. With
+--json one line per response: {"subscribed":{"queue":...}} first, then
+{"delivery":{"deliveryId","exchange","routingKey","payload" (base64),
+"headers","contentType","messageId","redelivered",...}}.
+)txt",
+       {{"max"},
+        {"exchange"},
+        {"exchange-type"},
+        {"binding-key", Kind::kRepeated},
+        {"group"},
+        {"max-in-flight"},
+        {"heartbeat-interval"},
+        {"queue-type"},
+        {"dead-letter-exchange"},
+        {"dead-letter-routing-key"},
+        {"message-ttl"},
+        {"max-length"}},
+       RunSubscribe},
+  };
+}
+
+}  // namespace warren::cli

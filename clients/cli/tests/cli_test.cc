@@ -1,0 +1,768 @@
+// End-to-end tests of the `warren` CLI: the real binary, run as a child
+// process the way a shell script runs it, against a real warrend on the
+// shared ZooKeeper and RabbitMQ. They check what scripts rely on: the
+// output (human and --json, parsed back into the API's messages), and every
+// exit code of the table in README.md.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "tests/integration/amqp_admin.h"
+#include "tests/integration/harness.h"
+#include "warren/v1/config.pb.h"
+#include "warren/v1/election.pb.h"
+#include "warren/v1/messaging.pb.h"
+
+extern char** environ;
+
+namespace warren::testing {
+namespace {
+
+constexpr int kOk = 0;
+constexpr int kUsage = 2;
+constexpr int kNotFound = 3;
+constexpr int kPrecondition = 4;
+constexpr int kUnavailable = 5;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// A name no other test run uses: queues and exchanges live on the shared
+// broker.
+std::string Unique(const std::string& base) {
+  static std::atomic<int> counter{0};
+  return absl::StrCat(base, "-", getpid(), "-", counter++, "-",
+                      absl::ToUnixMicros(absl::Now()) % 1000000);
+}
+
+template <typename Message>
+Message ParseJson(const std::string& line) {
+  Message message;
+  auto status = google::protobuf::util::JsonStringToMessage(line, &message);
+  EXPECT_TRUE(status.ok()) << status.ToString() << " in: " << line;
+  return message;
+}
+
+struct RunOptions {
+  std::string stdin_text;
+  // Extra environment; WARREN_ADDRESS is removed unless given here, so that
+  // each test says which server it means.
+  std::vector<std::string> env;
+};
+
+// The binary under test: the one built beside this test, unless
+// $WARREN_CLI names another (e.g. a sanitizer build of it).
+std::string CliBinary() {
+  const char* other = std::getenv("WARREN_CLI");
+  return other != nullptr && *other != '\0' ? other : WARREN_CLI_PATH;
+}
+
+RunOptions Stdin(const std::string& text) {
+  RunOptions options;
+  options.stdin_text = text;
+  return options;
+}
+
+// `warren` as a child process, its stdout and stderr in files.
+class CliProcess {
+ public:
+  static std::unique_ptr<CliProcess> Start(const std::vector<std::string>& args,
+                                           const RunOptions& options = {}) {
+    std::unique_ptr<CliProcess> p(new CliProcess);
+    p->dir_ = MakeTempDir("warren-cli");
+    const std::string in = p->dir_ + "/stdin";
+    std::ofstream(in) << options.stdin_text;
+
+    // Everything the child needs is built before fork: after it, only
+    // async-signal-safe calls.
+    std::vector<std::string> argv_storage = {CliBinary()};
+    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_storage;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (!absl::StartsWith(*e, "WARREN_ADDRESS=")) env_storage.push_back(*e);
+    }
+    env_storage.insert(env_storage.end(), options.env.begin(),
+                       options.env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const std::string out = p->dir_ + "/stdout";
+    const std::string err = p->dir_ + "/stderr";
+
+    p->pid_ = fork();
+    if (p->pid_ == 0) {
+      const int in_fd = open(in.c_str(), O_RDONLY);
+      const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(in_fd, 0);
+      dup2(out_fd, 1);
+      dup2(err_fd, 2);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    return p;
+  }
+
+  ~CliProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  std::string Stdout() const { return ReadFile(dir_ + "/stdout"); }
+  std::string Stderr() const { return ReadFile(dir_ + "/stderr"); }
+  std::vector<std::string> StdoutLines() const { return Lines(Stdout()); }
+
+  // Waits until stdout has at least `n` lines.
+  bool WaitForLines(size_t n, absl::Duration timeout = absl::Seconds(30)) {
+    return WaitFor([&] { return StdoutLines().size() >= n; }, timeout);
+  }
+  bool WaitForOutput(const std::string& text,
+                     absl::Duration timeout = absl::Seconds(30)) {
+    return WaitFor([&] { return absl::StrContains(Stdout(), text); }, timeout);
+  }
+
+  void Signal(int sig) { kill(pid_, sig); }
+
+  // The exit code, 128 + signal when killed by one, or -1 when it did not
+  // end within `timeout` (it is killed then).
+  int Wait(absl::Duration timeout = absl::Seconds(60)) {
+    if (pid_ <= 0) return code_;
+    int status = 0;
+    const bool exited = WaitFor(
+        [&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
+    if (!exited) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      code_ = -1;
+    } else if (WIFEXITED(status)) {
+      code_ = WEXITSTATUS(status);
+    } else {
+      code_ = 128 + WTERMSIG(status);
+    }
+    pid_ = -1;
+    return code_;
+  }
+
+ private:
+  CliProcess() = default;
+  std::string dir_;
+  pid_t pid_ = -1;
+  int code_ = -1;
+};
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+  std::vector<std::string> lines() const { return Lines(out); }
+};
+
+Result RunWarren(const std::vector<std::string>& args,
+                 const RunOptions& options = {}) {
+  auto process = CliProcess::Start(args, options);
+  Result result;
+  result.code = process->Wait();
+  result.out = process->Stdout();
+  result.err = process->Stderr();
+  return result;
+}
+
+std::ostream& operator<<(std::ostream& os, const Result& r) {
+  return os << "exit " << r.code << "\nstdout:\n"
+            << r.out << "stderr:\n"
+            << r.err;
+}
+
+struct CliFlags {
+  static std::vector<std::string> Args() {
+    return {"--heartbeat_interval=1s", "--log_level=warn"};
+  }
+};
+
+class CliTest : public SharedWarrendTest<CliFlags> {
+ protected:
+  // `warren --server=<our warrend> args...`
+  static Result Cli(std::vector<std::string> args,
+                    const RunOptions& options = {}) {
+    args.insert(args.begin(), "--server=" + warrend_->address());
+    return RunWarren(args, options);
+  }
+  static std::unique_ptr<CliProcess> StartCli(std::vector<std::string> args,
+                                              const RunOptions& options = {}) {
+    args.insert(args.begin(), "--server=" + warrend_->address());
+    return CliProcess::Start(args, options);
+  }
+  // Waits for the `subscribed` line of a `subscribe --json`.
+  static void AwaitSubscribed(CliProcess& sub) {
+    ASSERT_TRUE(sub.WaitForLines(1)) << sub.Stderr();
+    auto first = ParseJson<v1::SubscribeResponse>(sub.StdoutLines()[0]);
+    ASSERT_TRUE(first.has_subscribed()) << sub.StdoutLines()[0];
+  }
+};
+
+// ------------------------------------------------------------------ help
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  Result main_help = RunWarren({"--help"});
+  EXPECT_EQ(main_help.code, kOk) << main_help;
+  EXPECT_TRUE(absl::StrContains(main_help.out, "Exit codes:")) << main_help;
+  EXPECT_EQ(RunWarren({"help"}).out, main_help.out);
+  for (std::string command :
+       {"publish", "subscribe", "elect", "leader", "config get", "config put",
+        "config delete", "config list", "config watch"}) {
+    std::vector<std::string> words = absl::StrSplit(command, ' ');
+    std::vector<std::string> help_args = {"help"};
+    help_args.insert(help_args.end(), words.begin(), words.end());
+    Result via_help = RunWarren(help_args);
+    EXPECT_EQ(via_help.code, kOk) << command << ": " << via_help;
+    EXPECT_TRUE(absl::StartsWith(via_help.out, "Usage: warren " + command))
+        << via_help;
+    words.push_back("--help");
+    Result via_flag = RunWarren(words);
+    EXPECT_EQ(via_flag.code, kOk) << command << ": " << via_flag;
+    EXPECT_EQ(via_flag.out, via_help.out);
+    // Help calls no server.
+    EXPECT_EQ(via_flag.err, "");
+  }
+  Result group = RunWarren({"config", "--help"});
+  EXPECT_EQ(group.code, kOk) << group;
+  EXPECT_TRUE(absl::StrContains(group.out, "config watch")) << group;
+}
+
+// --------------------------------------------------------------- usage: 2
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  const std::vector<std::vector<std::string>> wrong = {
+      {},
+      {"frobnicate"},
+      {"config"},
+      {"config", "frobnicate"},
+      {"config", "get"},
+      {"config", "get", "a", "b"},
+      {"config", "get", "key", "--bogus"},
+      {"--bogus", "config", "get", "key"},
+      {"--timeout=soon", "config", "get", "key"},
+      {"config", "get", "key", "--timeout"},
+      {"config", "put", "k", "v", "--expect-version=1", "--create-only"},
+      {"config", "put", "k", "v", "--expect-version=one"},
+      {"config", "watch"},
+      {"publish", "--queue=q", "x", "--priority=300"},
+      {"publish", "--queue=q", "x", "--header=novalue"},
+      {"publish", "exchange-only"},
+      {"subscribe"},
+      {"subscribe", "q", "--group=g"},
+      {"subscribe", "q", "--max=0"},
+      {"elect"},
+      {"elect", "e", "--heartbeat-interval=1ms"},
+      {"leader"},
+  };
+  for (const auto& args : wrong) {
+    Result r = Cli(args);
+    EXPECT_EQ(r.code, kUsage) << absl::StrJoin(args, " ") << "\n" << r;
+    EXPECT_TRUE(absl::StartsWith(r.err, "warren: ") ||
+                absl::StartsWith(r.err, "Usage: "))
+        << r;
+  }
+  // The server's INVALID_ARGUMENT is a usage error too: the same command
+  // can never succeed.
+  Result bad_key = Cli({"config", "get", "a//b"});
+  EXPECT_EQ(bad_key.code, kUsage) << bad_key;
+  EXPECT_TRUE(absl::StartsWith(bad_key.err, "warren: INVALID_ARGUMENT: "))
+      << bad_key;
+}
+
+// ---------------------------------------------------------------- config
+
+TEST_F(CliTest, ConfigPutGetCompareAndSetDelete) {
+  Result put = Cli({"--json", "config", "put", "app/x", "one"});
+  ASSERT_EQ(put.code, kOk) << put;
+  ASSERT_EQ(put.lines().size(), 1u) << put;
+  auto entry = ParseJson<v1::ConfigEntry>(put.lines()[0]);
+  EXPECT_EQ(entry.key(), "app/x");
+  EXPECT_EQ(entry.value(), "one");
+  EXPECT_EQ(entry.version(), 0);
+  // Even at version 0 the field is there for scripts to read.
+  EXPECT_TRUE(absl::StrContains(put.out, "\"version\":\"0\"")) << put;
+
+  Result get = Cli({"config", "get", "app/x"});
+  EXPECT_EQ(get.code, kOk) << get;
+  EXPECT_EQ(get.out, "one\n");
+  // Global options may also follow the command.
+  Result get_json = Cli({"config", "get", "app/x", "--json", "--consistent"});
+  EXPECT_EQ(get_json.code, kOk) << get_json;
+  EXPECT_EQ(ParseJson<v1::ConfigEntry>(get_json.out).value(), "one");
+
+  Result cas = Cli({"config", "put", "app/x", "two", "--expect-version=0"});
+  EXPECT_EQ(cas.code, kOk) << cas;
+  EXPECT_EQ(cas.out, "app/x: version 1\n");
+
+  Result stale = Cli({"config", "put", "app/x", "three", "--expect-version=0"});
+  EXPECT_EQ(stale.code, kPrecondition) << stale;
+  EXPECT_TRUE(absl::StartsWith(stale.err, "warren: FAILED_PRECONDITION: "))
+      << stale;
+  Result exists = Cli({"config", "put", "app/x", "three", "--create-only"});
+  EXPECT_EQ(exists.code, kPrecondition) << exists;
+  EXPECT_TRUE(absl::StartsWith(exists.err, "warren: ALREADY_EXISTS: "))
+      << exists;
+  EXPECT_EQ(Cli({"config", "get", "app/x"}).out, "two\n");
+
+  ASSERT_EQ(Cli({"config", "put", "app/x/child", "c"}).code, kOk);
+  Result has_children = Cli({"config", "delete", "app/x"});
+  EXPECT_EQ(has_children.code, kPrecondition) << has_children;
+  Result wrong_version =
+      Cli({"config", "delete", "app/x", "--recursive", "--expect-version=0"});
+  EXPECT_EQ(wrong_version.code, kPrecondition) << wrong_version;
+  Result deleted = Cli({"--json", "config", "delete", "app/x", "--recursive"});
+  EXPECT_EQ(deleted.code, kOk) << deleted;
+  auto deleted_json = ParseJson<google::protobuf::Struct>(deleted.out);
+  EXPECT_EQ(deleted_json.fields().at("key").string_value(), "app/x");
+  EXPECT_TRUE(deleted_json.fields().at("deleted").bool_value());
+
+  Result gone = Cli({"config", "get", "app/x/child"});
+  EXPECT_EQ(gone.code, kNotFound) << gone;
+  EXPECT_TRUE(absl::StartsWith(gone.err, "warren: NOT_FOUND: ")) << gone;
+  EXPECT_EQ(gone.out, "");
+  EXPECT_EQ(Cli({"config", "delete", "app/x"}).code, kNotFound);
+}
+
+TEST_F(CliTest, ConfigValueFromStdinIsKeptByteForByte) {
+  const std::string value = "line one\nline two\ttab \x01 end";
+  Result put = Cli({"config", "put", "stdin/key"}, Stdin(value));
+  ASSERT_EQ(put.code, kOk) << put;
+  Result raw = Cli({"config", "get", "stdin/key", "--raw"});
+  EXPECT_EQ(raw.code, kOk) << raw;
+  EXPECT_EQ(raw.out, value);
+  Result json = Cli({"--json", "config", "get", "stdin/key"});
+  EXPECT_EQ(ParseJson<v1::ConfigEntry>(json.out).value(), value);
+  // The human listing keeps one entry per line.
+  Result list = Cli({"config", "list", "stdin/key"});
+  EXPECT_EQ(list.out,
+            "stdin/key = \"line one\\nline two\\ttab \\001 end\" "
+            "(version 0)\n")
+      << list;
+}
+
+TEST_F(CliTest, ConfigListFollowsOrHandsOutPages) {
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_EQ(
+        Cli({"config", "put", absl::StrCat("list/k", i), absl::StrCat("v", i)})
+            .code,
+        kOk);
+  }
+  Result all = Cli({"--json", "config", "list", "list", "--page-size=2"});
+  ASSERT_EQ(all.code, kOk) << all;
+  // The parent key, which the first put created (with an empty value),
+  // comes first.
+  ASSERT_EQ(all.lines().size(), 6u) << all;
+  EXPECT_EQ(ParseJson<v1::ConfigEntry>(all.lines()[0]).key(), "list");
+  for (int i = 1; i <= 5; ++i) {
+    auto entry = ParseJson<v1::ConfigEntry>(all.lines()[i]);
+    EXPECT_EQ(entry.key(), absl::StrCat("list/k", i));
+    EXPECT_EQ(entry.value(), absl::StrCat("v", i));
+  }
+
+  Result page = Cli(
+      {"--json", "config", "list", "list", "--page-size=2", "--single-page"});
+  ASSERT_EQ(page.code, kOk) << page;
+  ASSERT_EQ(page.lines().size(), 3u) << page;
+  auto token = ParseJson<google::protobuf::Struct>(page.lines()[2])
+                   .fields()
+                   .at("nextPageToken")
+                   .string_value();
+  ASSERT_FALSE(token.empty()) << page;
+  Result next = Cli({"config", "list", "list", "--page-size=2", "--single-page",
+                     "--keys-only", "--page-token=" + token});
+  ASSERT_EQ(next.code, kOk) << next;
+  EXPECT_EQ(next.out, "list/k2\nlist/k3\n");
+  EXPECT_TRUE(absl::StrContains(next.err, "next page: --page-token=")) << next;
+
+  Result human = Cli({"config", "list", "list/k5"});
+  EXPECT_EQ(human.out, "list/k5 = v5 (version 0)\n") << human;
+  Result none = Cli({"config", "list", "nothing/here"});
+  EXPECT_EQ(none.code, kOk) << none;
+  EXPECT_EQ(none.out, "");
+}
+
+// Every event printed by a `config watch --json` so far, the initial state
+// first.
+std::vector<v1::ConfigEvent> WatchEvents(const CliProcess& watch) {
+  std::vector<v1::ConfigEvent> events;
+  for (const std::string& line : watch.StdoutLines()) {
+    auto response = ParseJson<v1::WatchConfigResponse>(line);
+    events.insert(events.end(), response.events().begin(),
+                  response.events().end());
+  }
+  return events;
+}
+
+bool HasEvent(const CliProcess& watch, v1::ConfigEventType type,
+              const std::string& key) {
+  for (const v1::ConfigEvent& event : WatchEvents(watch)) {
+    if (event.type() == type && event.entry().key() == key) return true;
+  }
+  return false;
+}
+
+TEST_F(CliTest, ConfigWatchPrintsStateThenChangesUntilStopped) {
+  ASSERT_EQ(Cli({"config", "put", "watched/a", "1"}).code, kOk);
+  auto watch = StartCli({"--json", "config", "watch", "watched", "--prefix"});
+  ASSERT_TRUE(watch->WaitForLines(1)) << watch->Stderr();
+  auto initial = ParseJson<v1::WatchConfigResponse>(watch->StdoutLines()[0]);
+  EXPECT_TRUE(initial.initial_state());
+  // The prefix key itself (created as a parent) and its child.
+  ASSERT_EQ(initial.events_size(), 2) << watch->Stdout();
+  EXPECT_EQ(initial.events(0).entry().key(), "watched");
+  EXPECT_EQ(initial.events(1).entry().key(), "watched/a");
+  EXPECT_EQ(initial.events(1).entry().value(), "1");
+
+  ASSERT_EQ(Cli({"config", "put", "watched/b/deep", "2"}).code, kOk);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return HasEvent(*watch, v1::CONFIG_EVENT_TYPE_PUT, "watched/b/deep");
+      },
+      absl::Seconds(30)))
+      << watch->Stdout();
+  auto second = ParseJson<v1::WatchConfigResponse>(watch->StdoutLines()[1]);
+  EXPECT_FALSE(second.initial_state());
+  for (const auto& event : WatchEvents(*watch)) {
+    if (event.entry().key() == "watched/b/deep") {
+      EXPECT_EQ(event.entry().value(), "2");
+    }
+  }
+
+  ASSERT_EQ(Cli({"config", "delete", "watched/a"}).code, kOk);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return HasEvent(*watch, v1::CONFIG_EVENT_TYPE_DELETE, "watched/a");
+      },
+      absl::Seconds(30)))
+      << watch->Stdout();
+  const size_t printed = watch->StdoutLines().size();
+
+  watch->Signal(SIGTERM);
+  EXPECT_EQ(watch->Wait(), kOk) << watch->Stderr();
+  // Nothing else was printed (heartbeats, every second on this server,
+  // are not).
+  EXPECT_EQ(watch->StdoutLines().size(), printed) << watch->Stdout();
+}
+
+TEST_F(CliTest, ConfigWatchMaxEndsAfterThatManyChanges) {
+  auto watch = StartCli({"config", "watch", "single", "--max=1"});
+  ASSERT_TRUE(WaitFor(
+      [&] { return absl::StrContains(watch->Stderr(), "watching: 0 keys"); },
+      absl::Seconds(30)))
+      << watch->Stderr();
+  ASSERT_EQ(Cli({"config", "put", "single", "x y"}).code, kOk);
+  EXPECT_EQ(watch->Wait(), kOk) << watch->Stderr();
+  EXPECT_EQ(watch->Stdout(), "PUT single = x y (version 0)\n");
+}
+
+// ------------------------------------------------------------- messaging
+
+TEST_F(CliTest, PublishedMessagesAreSubscribedAndAcked) {
+  const std::string queue = Unique("cli-queue");
+  auto sub = StartCli({"--json", "subscribe", queue, "--max=2"});
+  AwaitSubscribed(*sub);
+
+  Result first = Cli({"--json", "publish", "--queue=" + queue, "hello world",
+                      "--header=trace=t-1", "--header=lang=shell"});
+  ASSERT_EQ(first.code, kOk) << first;
+  const std::string first_id =
+      ParseJson<v1::PublishResponse>(first.out).message_id();
+  EXPECT_EQ(first_id.size(), 36u) << first;  // a UUID
+
+  const std::string binary = std::string("bin\0ary\n", 8);
+  Result second = Cli({"publish", "", queue, "--message-id=my-id-1",
+                       "--content-type=application/octet-stream"},
+                      Stdin(binary));
+  ASSERT_EQ(second.code, kOk) << second;
+  EXPECT_EQ(second.out, "published my-id-1\n");
+
+  ASSERT_EQ(sub->Wait(), kOk) << sub->Stderr();
+  auto lines = sub->StdoutLines();
+  ASSERT_EQ(lines.size(), 3u) << sub->Stdout();
+  auto d1 = ParseJson<v1::SubscribeResponse>(lines[1]).delivery();
+  auto d2 = ParseJson<v1::SubscribeResponse>(lines[2]).delivery();
+  EXPECT_EQ(d1.payload(), "hello world");
+  EXPECT_EQ(d1.message_id(), first_id);
+  EXPECT_EQ(d1.routing_key(), queue);
+  EXPECT_EQ(d1.headers().at("trace"), "t-1");
+  EXPECT_EQ(d1.headers().at("lang"), "shell");
+  EXPECT_FALSE(d1.redelivered());
+  EXPECT_EQ(d2.payload(), binary);
+  EXPECT_EQ(d2.message_id(), "my-id-1");
+  EXPECT_EQ(d2.content_type(), "application/octet-stream");
+
+  // Both were acked: only a new message comes next, and then nothing.
+  ASSERT_EQ(Cli({"publish", "--queue=" + queue, "third"}).code, kOk);
+  Result next = Cli({"subscribe", queue, "--max=1"});
+  EXPECT_EQ(next.code, kOk) << next;
+  EXPECT_TRUE(absl::StartsWith(next.out, "third  (routing_key=" + queue))
+      << next;
+  EXPECT_FALSE(absl::StrContains(next.out, "redelivered")) << next;
+  EXPECT_TRUE(absl::StrContains(next.err, "subscribed to queue " + queue))
+      << next;
+  Result empty = Cli({"--timeout=1s", "subscribe", queue});
+  EXPECT_EQ(empty.code, kUnavailable) << empty;
+  EXPECT_EQ(empty.out, "");
+  EXPECT_TRUE(absl::StrContains(empty.err, "\nwarren: DEADLINE_EXCEEDED: "))
+      << empty;
+
+  auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  auto ready = (*admin)->ReadyCount(queue);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(*ready, 0u);
+  EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
+}
+
+TEST_F(CliTest, StoppedSubscriberLeavesUnprintedMessagesQueued) {
+  const std::string queue = Unique("cli-stop");
+  auto sub = StartCli({"--json", "subscribe", queue});
+  AwaitSubscribed(*sub);
+  ASSERT_EQ(Cli({"publish", "--queue=" + queue, "m1"}).code, kOk);
+  ASSERT_TRUE(sub->WaitForLines(2)) << sub->Stderr();
+  sub->Signal(SIGINT);
+  EXPECT_EQ(sub->Wait(), kOk) << sub->Stderr();
+  // Published after the subscriber left: still there for the next one.
+  ASSERT_EQ(Cli({"publish", "--queue=" + queue, "m2"}).code, kOk);
+  Result next = Cli({"--json", "subscribe", queue, "--max=1"});
+  ASSERT_EQ(next.code, kOk) << next;
+  ASSERT_EQ(next.lines().size(), 2u) << next;
+  EXPECT_EQ(
+      ParseJson<v1::SubscribeResponse>(next.lines()[1]).delivery().payload(),
+      "m2");
+  auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
+}
+
+TEST_F(CliTest, TopicSubscriptionReceivesMatchingRoutingKeys) {
+  const std::string exchange = Unique("cli-topic");
+  auto sub = StartCli({"--json", "subscribe", "--exchange=" + exchange,
+                       "--binding-key=orders.*", "--max=1"});
+  AwaitSubscribed(*sub);
+  ASSERT_EQ(Cli({"publish", exchange, "invoices.new", "not for us"}).code, kOk);
+  ASSERT_EQ(Cli({"publish", exchange, "orders.new", "order 1"}).code, kOk);
+  ASSERT_EQ(sub->Wait(), kOk) << sub->Stderr();
+  auto lines = sub->StdoutLines();
+  ASSERT_EQ(lines.size(), 2u) << sub->Stdout();
+  auto d = ParseJson<v1::SubscribeResponse>(lines[1]).delivery();
+  EXPECT_EQ(d.payload(), "order 1");
+  EXPECT_EQ(d.exchange(), exchange);
+  EXPECT_EQ(d.routing_key(), "orders.new");
+}
+
+TEST_F(CliTest, PublishErrorsHaveTheirExitCodes) {
+  Result no_exchange =
+      Cli({"publish", Unique("cli-no-such-exchange"), "key", "x"});
+  EXPECT_EQ(no_exchange.code, kNotFound) << no_exchange;
+  EXPECT_TRUE(absl::StartsWith(no_exchange.err, "warren: NOT_FOUND: "))
+      << no_exchange;
+
+  Result unroutable =
+      Cli({"publish", "--queue=" + Unique("cli-no-queue"), "x", "--mandatory"});
+  EXPECT_EQ(unroutable.code, kPrecondition) << unroutable;
+  EXPECT_TRUE(absl::StartsWith(unroutable.err, "warren: FAILED_PRECONDITION: "))
+      << unroutable;
+}
+
+TEST_F(CliTest, OtherErrorsExitOne) {
+  // Beyond the server's max_in_flight_cap (10000): RESOURCE_EXHAUSTED.
+  Result r = Cli({"subscribe", Unique("cli-cap"), "--max-in-flight=20000"});
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(absl::StartsWith(r.err, "warren: RESOURCE_EXHAUSTED: ")) << r;
+}
+
+// -------------------------------------------------------------- election
+
+TEST_F(CliTest, ElectLeadsFollowsResignsAndLeaderReports) {
+  const std::string election = Unique("cli-election");
+  Result nobody = Cli({"leader", election});
+  EXPECT_EQ(nobody.code, kNotFound) << nobody;
+
+  auto a = StartCli({"--json", "elect", election, "--id=a", "--value=va"});
+  ASSERT_TRUE(a->WaitForLines(1)) << a->Stderr();
+  auto elected = ParseJson<v1::ElectResponse>(a->StdoutLines()[0]);
+  ASSERT_TRUE(elected.has_elected()) << a->Stdout();
+  EXPECT_EQ(elected.elected().leader().candidate_id(), "a");
+  EXPECT_EQ(elected.elected().leader().value(), "va");
+  const uint64_t token_a = elected.elected().leader().fencing_token();
+  EXPECT_GT(token_a, 0u);
+
+  Result leader = Cli({"--json", "leader", election});
+  ASSERT_EQ(leader.code, kOk) << leader;
+  auto got = ParseJson<v1::GetLeaderResponse>(leader.out);
+  EXPECT_EQ(got.leader().candidate_id(), "a");
+  EXPECT_EQ(got.leader().fencing_token(), token_a);
+  Result human = Cli({"leader", election});
+  EXPECT_TRUE(absl::StartsWith(
+      human.out, absl::StrCat("a (value=va, fencing_token=", token_a)))
+      << human;
+
+  auto b = StartCli({"--json", "elect", election, "--id=b"});
+  ASSERT_TRUE(b->WaitForLines(1)) << b->Stderr();
+  auto following = ParseJson<v1::ElectResponse>(b->StdoutLines()[0]);
+  ASSERT_TRUE(following.has_following()) << b->Stdout();
+  EXPECT_EQ(following.following().leader().candidate_id(), "a");
+
+  // SIGTERM: a resigns (and says so), b takes over with a larger token.
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(), kOk) << a->Stderr();
+  auto a_lines = a->StdoutLines();
+  ASSERT_EQ(a_lines.size(), 2u) << a->Stdout();
+  EXPECT_EQ(ParseJson<v1::ElectResponse>(a_lines[1]).lost().reason(),
+            v1::LOSS_REASON_RESIGNED);
+
+  ASSERT_TRUE(b->WaitForOutput("{\"elected\":")) << b->Stdout();
+  auto b_elected = ParseJson<v1::ElectResponse>(b->StdoutLines().back());
+  ASSERT_TRUE(b_elected.has_elected()) << b->Stdout();
+  EXPECT_GT(b_elected.elected().leader().fencing_token(), token_a);
+  b->Signal(SIGINT);
+  EXPECT_EQ(b->Wait(), kOk) << b->Stderr();
+
+  Result after = Cli({"leader", election});
+  EXPECT_EQ(after.code, kNotFound) << after;
+}
+
+TEST_F(CliTest, LeaderWatchPrintsEveryChange) {
+  const std::string election = Unique("cli-observe");
+  auto watch = StartCli({"leader", election, "--watch"});
+  ASSERT_TRUE(watch->WaitForOutput("no leader\n")) << watch->Stderr();
+  auto a = StartCli({"elect", election, "--id=watched-a", "--value=addr"});
+  ASSERT_TRUE(watch->WaitForOutput("watched-a (value=addr")) << watch->Stdout();
+  ASSERT_TRUE(a->WaitForOutput("elected: watched-a (value=addr"))
+      << a->Stdout();
+  a->Signal(SIGINT);
+  EXPECT_EQ(a->Wait(), kOk);
+  // (The server may report the new leader twice: first without its
+  // elected time.)
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto lines = watch->StdoutLines();
+        return lines.size() >= 3 && lines.back() == "no leader";
+      },
+      absl::Seconds(30)))
+      << watch->Stdout();
+  watch->Signal(SIGTERM);
+  EXPECT_EQ(watch->Wait(), kOk);
+}
+
+// ---------------------------------------------------- servers and timeouts
+
+TEST_F(CliTest, ServerComesFromWarrenAddress) {
+  RunOptions env;
+  env.env = {"WARREN_ADDRESS=" + warrend_->address()};
+  EXPECT_EQ(RunWarren({"config", "put", "env/key", "from-env"}, env).code, kOk);
+  Result get = RunWarren({"config", "get", "env/key"}, env);
+  EXPECT_EQ(get.code, kOk) << get;
+  EXPECT_EQ(get.out, "from-env\n");
+}
+
+TEST_F(CliTest, StreamingTimeoutStopsWithExitFive) {
+  Result watch = Cli({"--timeout=300ms", "config", "watch", "quiet/key"});
+  EXPECT_EQ(watch.code, kUnavailable) << watch;
+  EXPECT_TRUE(absl::StartsWith(watch.err, "watching: 0 keys")) << watch;
+  Result elect = Cli({"elect", Unique("cli-timeout"), "--timeout=500ms"});
+  EXPECT_EQ(elect.code, kUnavailable) << elect;
+  EXPECT_TRUE(absl::StartsWith(elect.out, "elected: ")) << elect;
+  EXPECT_TRUE(absl::StrContains(elect.out, "\nlost: RESIGNED\n")) << elect;
+}
+
+TEST(CliNoServerTest, EveryCommandExitsFiveWhenNothingListens) {
+  const std::string closed = absl::StrCat("127.0.0.1:", FreePort());
+  const std::vector<std::vector<std::string>> commands = {
+      {"config", "get", "k"},
+      {"config", "put", "k", "v"},
+      {"config", "list"},
+      {"config", "watch", "k"},
+      {"publish", "--queue=q", "x"},
+      {"subscribe", "q"},
+      {"elect", "e"},
+      {"leader", "e"},
+      {"leader", "e", "--watch"},
+  };
+  for (auto args : commands) {
+    args.insert(args.begin(), "--server=" + closed);
+    Result r = RunWarren(args);
+    EXPECT_EQ(r.code, kUnavailable) << absl::StrJoin(args, " ") << "\n" << r;
+    EXPECT_TRUE(absl::StartsWith(r.err, "warren: UNAVAILABLE: ")) << r;
+  }
+  // A failed publish names the id to retry with.
+  Result publish = RunWarren({"--server=" + closed, "publish", "--queue=q", "x",
+                              "--message-id=retry-me"});
+  EXPECT_TRUE(absl::StrContains(publish.err, "--message-id=retry-me"))
+      << publish;
+}
+
+// A server of its own: the tests stop and end it.
+TEST(CliElectLeaseTest, LeaderStepsDownWhenHeartbeatsStopOrTheStreamBreaks) {
+  auto warrend = WarrendProcess::Start({"--log_level=warn"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  const std::string server = "--server=" + (*warrend)->address();
+
+  // A frozen server: no heartbeat comes, so the lease (2 x 200ms) runs out.
+  auto frozen = CliProcess::Start({server, "--json", "elect", Unique("lease"),
+                                   "--heartbeat-interval=200ms"});
+  ASSERT_TRUE(frozen->WaitForOutput("elected")) << frozen->Stderr();
+  kill((*warrend)->pid(), SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  const int frozen_code = frozen->Wait(absl::Seconds(20));
+  const absl::Duration took = absl::Now() - stopped;
+  kill((*warrend)->pid(), SIGCONT);
+  EXPECT_EQ(frozen_code, kUnavailable) << frozen->Stderr();
+  EXPECT_LT(took, absl::Seconds(5));
+  auto lines = frozen->StdoutLines();
+  ASSERT_EQ(lines.size(), 2u) << frozen->Stdout();
+  auto lost = ParseJson<google::protobuf::Struct>(lines[1]);
+  EXPECT_EQ(lost.fields()
+                .at("lost")
+                .struct_value()
+                .fields()
+                .at("reason")
+                .string_value(),
+            "CLIENT_LEASE_EXPIRED");
+  EXPECT_TRUE(absl::StrContains(frozen->Stderr(), "leadership given up"))
+      << frozen->Stderr();
+
+  // A server that goes away: the stream breaks, and that is a loss at once.
+  auto broken = CliProcess::Start({server, "elect", Unique("broken")});
+  ASSERT_TRUE(broken->WaitForOutput("elected")) << broken->Stderr();
+  EXPECT_EQ((*warrend)->Terminate(), 0);
+  EXPECT_EQ(broken->Wait(), kUnavailable) << broken->Stderr();
+  EXPECT_TRUE(absl::StrContains(broken->Stdout(), "\nlost: STREAM_BROKEN\n"))
+      << broken->Stdout();
+}
+
+}  // namespace
+}  // namespace warren::testing
