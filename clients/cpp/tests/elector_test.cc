@@ -84,7 +84,10 @@ TEST_F(ElectorTest, ExactlyOneLeaderAndFailoverOnClose) {
   // Exactly one leads, and the others follow it.
   auto settled = [&] {
     auto l = leaders();
-    if (l.size() != 1) return false;
+    // leading() turns true just before the elected callback runs.
+    if (l.size() != 1 || candidates[l[0]]->events.Count("elected") == 0) {
+      return false;
+    }
     const std::string id = absl::StrCat("c", l[0]);
     for (int i = 0; i < 3; ++i) {
       if (i == l[0]) continue;
@@ -175,8 +178,10 @@ TEST_F(ElectorFaultTest, BrokenStreamIsLostAtOnceThenRecampaigns) {
   // recampaign (the default): elected again once a server is back (after
   // the dead server's ZooKeeper session, and its node, expired).
   ASSERT_TRUE((*warrend)->Restart().ok());
+  // The callback (the event) comes after leading() turns true: await it.
   ASSERT_TRUE(
-      WaitFor([&] { return (*elector)->leading(); }, absl::Seconds(60)));
+      WaitFor([&] { return events.Count("elected") >= 2; }, absl::Seconds(60)));
+  EXPECT_TRUE((*elector)->leading());
   EXPECT_GT((*elector)->fencing_token(), token);
   EXPECT_EQ(events.Count("elected"), 2u);
   (*elector)->Close();
