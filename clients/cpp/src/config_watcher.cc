@@ -36,22 +36,11 @@ absl::StatusOr<std::unique_ptr<ConfigWatcher>> ConfigWatcher::Start(
     std::shared_ptr<grpc::Channel> channel, ConfigWatcherOptions options) {
   std::unique_ptr<ConfigWatcher> watcher(
       new ConfigWatcher(std::move(channel), std::move(options)));
-  absl::Status failed;
-  {
-    ConfigWatcher& w = *watcher;
-    warren::MutexLock lock(&w.mu_);
-    auto settled = [&w]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(w.mu_) {
-      return w.loads_ > 0 || w.done_;
-    };
-    if (!w.mu_.AwaitWithTimeout(absl::Condition(&settled),
-                                w.options_.start_timeout)) {
-      failed = absl::DeadlineExceededError(
-          absl::StrCat("no config state within ",
-                       absl::FormatDuration(w.options_.start_timeout)));
-    } else if (w.loads_ == 0) {
-      failed = w.status_;
-    }
-  }
+  ConfigWatcher& w = *watcher;
+  const absl::Status failed = internal::AwaitFirstLoad(
+      w.mu_, [&w]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return w.loads_ > 0; },
+      [&w]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return w.done_; }, &w.status_,
+      w.options_.start_timeout, "no config state");
   if (!failed.ok()) {
     watcher->Stop();
     return failed;

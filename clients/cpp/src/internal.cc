@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace warren::client::internal {
@@ -29,6 +30,20 @@ google::protobuf::Duration ToProto(absl::Duration d) {
   out.set_seconds(nanos / 1000000000);
   out.set_nanos(static_cast<int32_t>(nanos % 1000000000));
   return out;
+}
+
+absl::Status AwaitFirstLoad(warren::Mutex& mu,
+                            const std::function<bool()>& loaded,
+                            const std::function<bool()>& gave_up,
+                            const absl::Status* failure, absl::Duration timeout,
+                            const std::string& what) {
+  warren::MutexLock lock(&mu);
+  auto settled = [&] { return loaded() || gave_up(); };
+  if (!mu.AwaitWithTimeout(absl::Condition(&settled), timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(what, " within ", absl::FormatDuration(timeout)));
+  }
+  return loaded() ? absl::OkStatus() : *failure;
 }
 
 Watchdog::Watchdog(std::function<void(uint64_t)> on_expired)

@@ -19,6 +19,16 @@ std::string NewMessageId();
 
 google::protobuf::Duration ToProto(absl::Duration d);
 
+// Start() of a stream wrapper: waits (taking `mu`) until `loaded` or
+// `gave_up` holds, both read under `mu`, for at most `timeout`. Answers OK
+// once loaded, `*failure` (read under `mu`) when the wrapper gave up first,
+// or DEADLINE_EXCEEDED saying "<what> within <timeout>".
+absl::Status AwaitFirstLoad(warren::Mutex& mu,
+                            const std::function<bool()>& loaded,
+                            const std::function<bool()>& gave_up,
+                            const absl::Status* failure, absl::Duration timeout,
+                            const std::string& what);
+
 // Calls `on_expired` on its own thread when the armed deadline passes
 // without Arm() or Disarm() being called again; then it is disarmed. Used
 // for the elector's lease and for the streams' silence detection: a

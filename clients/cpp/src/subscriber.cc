@@ -28,22 +28,12 @@ absl::StatusOr<std::unique_ptr<Subscriber>> Subscriber::Start(
   if (!handler) return absl::InvalidArgumentError("handler is empty");
   std::unique_ptr<Subscriber> subscriber(new Subscriber(
       std::move(channel), std::move(options), std::move(handler)));
-  absl::Status failed;
-  {
-    Subscriber& s = *subscriber;
-    warren::MutexLock lock(&s.mu_);
-    auto settled = [&s]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu_) {
-      return s.subscriptions_ > 0 || s.reader_done_;
-    };
-    if (!s.mu_.AwaitWithTimeout(absl::Condition(&settled),
-                                s.options_.start_timeout)) {
-      failed = absl::DeadlineExceededError(
-          absl::StrCat("not subscribed within ",
-                       absl::FormatDuration(s.options_.start_timeout)));
-    } else if (s.subscriptions_ == 0) {
-      failed = s.status_;
-    }
-  }
+  Subscriber& s = *subscriber;
+  const absl::Status failed = internal::AwaitFirstLoad(
+      s.mu_,
+      [&s]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return s.subscriptions_ > 0; },
+      [&s]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return s.reader_done_; },
+      &s.status_, s.options_.start_timeout, "not subscribed");
   if (!failed.ok()) {
     subscriber->Stop();
     return failed;
