@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/amqp/amqp_client.h"
@@ -175,6 +176,94 @@ TEST(AmqpClientTest, ConcurrentPublishersAndASubscriberShareTheConnection) {
   ASSERT_TRUE(WaitUntil(
       [&] { return confirmed.load() + failed.load() == kThreads * kEach; }));
   EXPECT_EQ(failed.load(), 0);
+}
+
+// Records deliveries and leaves settling to the test.
+class RecordingSink : public SubscriptionSink {
+ public:
+  void OnSubscribed(const std::string&) override {}
+  void OnDelivery(Delivery d) override {
+    warren::MutexLock lock(&mu_);
+    deliveries_.emplace_back(d.message_id, d.delivery_tag);
+  }
+  void OnEnded(absl::Status status) override {
+    warren::MutexLock lock(&mu_);
+    ended_ = status;
+  }
+  // The first `n` deliveries as (message id, delivery tag), once they came.
+  std::vector<std::pair<std::string, uint64_t>> Await(size_t n) {
+    warren::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return deliveries_.size() >= n || !ended_.ok();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
+    return deliveries_;
+  }
+
+ private:
+  warren::Mutex mu_;
+  std::vector<std::pair<std::string, uint64_t>> deliveries_
+      ABSL_GUARDED_BY(mu_);
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+};
+
+// Acks settled together go out as one basic.ack with `multiple` where they
+// are the oldest unacked deliveries; that must never settle a delivery the
+// consumer did not ack. Acks 1, 2, 3 and 5 of 5, not 4: after the channel
+// closes, only 4 comes back.
+TEST(AmqpClientTest, CoalescedAcksSettleOnlyTheDeliveriesNamed) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  auto client = AmqpClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+
+  SubscribeSpec spec;
+  spec.queue.name =
+      absl::StrCat("warren-amqp-test-acks-", absl::ToUnixNanos(absl::Now()));
+  spec.queue.durable = false;
+  spec.prefetch = 10;
+  auto publish = [&](const std::string& id) {
+    OutgoingMessage m;
+    m.routing_key = spec.queue.name;
+    m.message_id = id;
+    m.payload = id;
+    absl::Notification confirmed;
+    absl::Status result;
+    (*client)->Publish(std::move(m), absl::Now() + absl::Seconds(30),
+                       [&](absl::Status s) {
+                         result = s;
+                         confirmed.Notify();
+                       });
+    confirmed.WaitForNotification();
+    return result;
+  };
+
+  auto first = std::make_shared<RecordingSink>();
+  const auto first_id = (*client)->Subscribe(spec, first);
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(publish(absl::StrCat("m", i)).ok());
+  }
+  const auto delivered = first->Await(5);
+  ASSERT_EQ(delivered.size(), 5u);
+  for (int i : {0, 1, 2, 4}) {
+    ASSERT_EQ(delivered[i].first, absl::StrCat("m", i + 1));
+    (*client)->Settle(first_id, delivered[i].second, Settle::kAck);
+  }
+  (*client)->Unsubscribe(first_id);
+
+  // What comes back is m4, then the marker: m1-m3 and m5 stay settled.
+  auto second = std::make_shared<RecordingSink>();
+  const auto second_id = (*client)->Subscribe(spec, second);
+  ASSERT_TRUE(publish("marker").ok());
+  const auto again = second->Await(2);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].first, "m4");
+  EXPECT_EQ(again[1].first, "marker");
+  (*client)->Unsubscribe(second_id);
 }
 
 }  // namespace
