@@ -1,5 +1,6 @@
 #include "server/config/config_service.h"
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -301,12 +302,34 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
     }
     cache_misses_.fetch_add(1);
   }
-  Offload(context, reactor, [this, request, response](absl::Time deadline) {
-    auto entry = store_.Get(request->key(), request->consistent(), deadline);
-    if (!entry.ok()) return entry.status();
-    FillEntry(*entry, true, response->mutable_entry());
-    return absl::OkStatus();
-  });
+  // No worker thread: the read goes to ZooKeeper from here and the answer
+  // comes from its callback, or DEADLINE_EXCEEDED from the timer, whichever
+  // is first.
+  struct Answer {
+    std::atomic<bool> given{false};
+    std::atomic<TimerQueue::TimerId> timer{0};
+  };
+  auto answer = std::make_shared<Answer>();
+  answer->timer.store(timers_.Schedule(
+      OperationDeadline(*context, options_.operation_timeout),
+      [answer, reactor] {
+        if (answer->given.exchange(true)) return;
+        reactor->Finish(grpc::Status(
+            grpc::StatusCode::DEADLINE_EXCEEDED,
+            "ZooKeeper did not answer before the deadline; retry"));
+      }));
+  store_.GetAsync(
+      request->key(), request->consistent(),
+      [this, answer, reactor, response](absl::StatusOr<CachedEntry> entry) {
+        if (answer->given.exchange(true)) return;
+        timers_.Cancel(answer->timer.load());
+        if (!entry.ok()) {
+          reactor->Finish(ToGrpcStatus(entry.status()));
+          return;
+        }
+        FillEntry(*entry, true, response->mutable_entry());
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 

@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/mutex.h"
 #include "server/zk/zk_sync.h"
 
 namespace warren::config {
@@ -44,23 +48,64 @@ absl::Status ConfigStore::EnsureBase(absl::Time deadline) {
   return sync.EnsurePath(keys_.base());
 }
 
-absl::StatusOr<CachedEntry> ConfigStore::Get(const std::string& key,
-                                             bool consistent,
-                                             absl::Time deadline) {
-  zk::ZkSync sync(zk_, deadline);
-  const std::string path = keys_.PathOf(key);
-  if (consistent) {
-    absl::Status synced = sync.Sync(path);
-    if (!synced.ok()) return synced;
+namespace {
+
+// Joins a read with the sync sent before it (when there is one): answers
+// once both have come back, the sync's failure first.
+class PendingGet {
+ public:
+  PendingGet(std::string key, bool synced, zk::Callback<CachedEntry> done)
+      : key_(std::move(key)), synced_(synced), done_(std::move(done)) {}
+
+  void OnSynced(absl::Status status) {
+    warren::MutexLock lock(&mu_);
+    synced_ = true;
+    sync_status_ = std::move(status);
+    MaybeAnswerLocked();
   }
-  auto data = sync.Get(path);
-  if (!data.ok()) {
-    if (ZkErrorOf(data.status()) == ZkError::kNoNode) {
-      return absl::NotFoundError(absl::StrCat("key '", key, "' not found"));
+  void OnRead(absl::StatusOr<zk::NodeData> data) {
+    warren::MutexLock lock(&mu_);
+    data_ = std::move(data);
+    MaybeAnswerLocked();
+  }
+
+ private:
+  void MaybeAnswerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!synced_ || !data_.has_value()) return;
+    if (!sync_status_.ok()) {
+      done_(Annotate(sync_status_, key_));
+    } else if (!data_->ok()) {
+      done_(
+          ZkErrorOf(data_->status()) == ZkError::kNoNode
+              ? absl::NotFoundError(absl::StrCat("key '", key_, "' not found"))
+              : Annotate(data_->status(), key_));
+    } else {
+      done_(CachedEntry{key_, std::move((*data_)->value), (*data_)->stat});
     }
-    return Annotate(data.status(), key);
   }
-  return CachedEntry{key, std::move(data->value), data->stat};
+
+  const std::string key_;
+  warren::Mutex mu_;
+  bool synced_ ABSL_GUARDED_BY(mu_);
+  absl::Status sync_status_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::StatusOr<zk::NodeData>> data_ ABSL_GUARDED_BY(mu_);
+  zk::Callback<CachedEntry> done_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+void ConfigStore::GetAsync(const std::string& key, bool consistent,
+                           zk::Callback<CachedEntry> done) {
+  const std::string path = keys_.PathOf(key);
+  auto pending =
+      std::make_shared<PendingGet>(key, !consistent, std::move(done));
+  if (consistent) {
+    zk_.Sync(path,
+             [pending](absl::Status status) { pending->OnSynced(status); });
+  }
+  zk_.Get(path, nullptr, [pending](absl::StatusOr<zk::NodeData> data) {
+    pending->OnRead(std::move(data));
+  });
 }
 
 absl::StatusOr<CachedEntry> ConfigStore::CreateWithParents(

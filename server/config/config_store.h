@@ -1,8 +1,9 @@
-// The ConfigService operations as blocking steps over ZooKeeper, for worker
-// threads. Each call validates nothing the service already validated (keys,
-// sizes); it turns ZooKeeper's answers into the status codes of the API with
-// messages that name the key, and never leaves partial state: writes that
-// need more than one node change go through one atomic multi-operation.
+// The ConfigService operations over ZooKeeper: reads without blocking,
+// writes as blocking steps for worker threads. Each call validates nothing the
+// service already validated (keys, sizes); it turns ZooKeeper's answers into
+// the status codes of the API with messages that name the key, and never leaves
+// partial state: writes that need more than one node change go through one
+// atomic multi-operation.
 #pragma once
 
 #include <optional>
@@ -50,8 +51,13 @@ class ConfigStore {
   // Creates the base node (and the root) when missing.
   absl::Status EnsureBase(absl::Time deadline);
 
-  absl::StatusOr<CachedEntry> Get(const std::string& key, bool consistent,
-                                  absl::Time deadline);
+  // Reads `key` without blocking: `done` runs once, on a ZooKeeper callback
+  // thread (it must not block). A consistent read sends a sync and the read
+  // back to back: ZooKeeper serves one session's requests in order, so the
+  // read sees every write committed before the sync, at the cost of one
+  // round trip instead of two.
+  void GetAsync(const std::string& key, bool consistent,
+                zk::Callback<CachedEntry> done);
   absl::StatusOr<CachedEntry> Put(const PutParams& params, absl::Time deadline);
   absl::Status Delete(const DeleteParams& params, absl::Time deadline);
   absl::StatusOr<ListPage> List(const ListParams& params, absl::Time deadline);

@@ -31,6 +31,7 @@ class ConfigServiceTest : public SharedWarrendTest<ConfigFlags> {
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     stub_ = v1::ConfigService::NewStub(warrend_->channel());
   }
 

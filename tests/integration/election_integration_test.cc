@@ -88,6 +88,7 @@ class ElectionTest : public SharedWarrendTest<ElectionFlags> {
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     stub_ = v1::ElectionService::NewStub(warrend_->channel());
   }
   grpc::Status GetLeader(const std::string& election, v1::Leader* leader) {

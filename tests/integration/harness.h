@@ -125,18 +125,30 @@ class RabbitMqServer {
 template <typename Flags>
 class SharedWarrendTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto started = WarrendProcess::Start(Flags::Args());
-    ASSERT_TRUE(started.ok()) << started.status();
-    warrend_ = started->release();
-  }
+  // Started by the suite's first test, not in SetUpTestSuite: gtest marks
+  // every test of a suite whose SetUpTestSuite failed as skipped, and ctest
+  // counts skipped tests as passing. Here each test fails instead.
   static void TearDownTestSuite() {
     delete warrend_;
     warrend_ = nullptr;
+    delete start_error_;
+    start_error_ = nullptr;
   }
-  void SetUp() override { ASSERT_NE(warrend_, nullptr); }
+  void SetUp() override {
+    if (warrend_ == nullptr && start_error_ == nullptr) {
+      auto started = WarrendProcess::Start(Flags::Args());
+      if (started.ok()) {
+        warrend_ = started->release();
+      } else {
+        start_error_ = new absl::Status(started.status());
+      }
+    }
+    ASSERT_NE(warrend_, nullptr)
+        << (start_error_ != nullptr ? start_error_->ToString() : "");
+  }
 
   static inline WarrendProcess* warrend_ = nullptr;
+  static inline absl::Status* start_error_ = nullptr;
 };
 
 // A client context with a deadline `timeout` from now.

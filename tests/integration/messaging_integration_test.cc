@@ -27,8 +27,12 @@ namespace v1 = ::warren::v1;
 using ::testing::HasSubstr;
 
 // Names unique to this test process: durable queues outlive a run.
+// Unique per process and run: the broker keeps queues from earlier runs, and
+// a pid alone comes round again.
 std::string Name(const std::string& base) {
-  return absl::StrCat(base, "-", getpid());
+  static const std::string* const suffix = new std::string(
+      absl::StrCat(getpid(), "-", absl::ToUnixMicros(absl::Now())));
+  return absl::StrCat(base, "-", *suffix);
 }
 
 struct MessagingFlags {
@@ -41,6 +45,7 @@ class MessagingTest : public SharedWarrendTest<MessagingFlags> {
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     stub_ = v1::MessagingService::NewStub(warrend_->channel());
     auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
     ASSERT_TRUE(admin.ok()) << admin.status();

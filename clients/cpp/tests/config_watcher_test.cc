@@ -79,6 +79,7 @@ class ConfigWatcherTest : public warren::testing::SharedWarrendTest<Flags> {
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     channel_ = MakeChannel(warrend_->address());
     stub_ = v1::ConfigService::NewStub(channel_);
     base_ = absl::StrCat("cpp/", UniqueName("watch"));

@@ -58,6 +58,7 @@ class ElectorTest : public warren::testing::SharedWarrendTest<Flags> {
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     channel_ = MakeChannel(warrend_->address());
   }
   std::shared_ptr<grpc::Channel> channel_;

@@ -75,6 +75,7 @@ class PublisherSubscriberTest
  protected:
   void SetUp() override {
     SharedWarrendTest::SetUp();
+    if (HasFatalFailure()) return;
     channel_ = MakeChannel(warrend_->address());
     auto admin =
         warren::testing::AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
