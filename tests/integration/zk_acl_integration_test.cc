@@ -484,6 +484,71 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
   candidate.Cancel();
 }
 
+// ZooKeeper rejects credentials outright (AUTH_FAILED) only when it cannot
+// check them at all: here, a private server with its digest provider
+// switched off (zkServer.sh passes SERVER_JVMFLAGS to the JVM; stack.sh
+// runs it with this process's environment).
+constexpr char kDigestOff[] =
+    "-Dzookeeper.DigestAuthenticationProvider.enabled=false";
+
+absl::Status RestartZooKeeper(ZooKeeperServer& zk, bool digest_enabled) {
+  if (absl::Status stopped = zk.Stop(); !stopped.ok()) return stopped;
+  if (!digest_enabled) setenv("SERVER_JVMFLAGS", kDigestOff, 1);
+  absl::Status started = zk.Restart();
+  unsetenv("SERVER_JVMFLAGS");
+  return started;
+}
+
+TEST_F(ZkAclTest, RejectedCredentialsStopStartUpAndMeanNotServing) {
+  setenv("SERVER_JVMFLAGS", kDigestOff, 1);
+  auto zk = ZooKeeperServer::Start();
+  unsetenv("SERVER_JVMFLAGS");
+  ASSERT_TRUE(zk.ok()) << zk.status();
+
+  // At start-up: a clear error, at once (not after backend_wait).
+  std::vector<std::string> args =
+      BaseArgs(UniqueRoot("rejected"), (*zk)->connect());
+  args.push_back("--zk_auth_file=" + auth_file_);
+  ExitResult result = RunWarrendToExit(args);
+  EXPECT_EQ(result.code, 1) << result.stderr_text;
+  EXPECT_THAT(result.stderr_text,
+              HasSubstr("rejected the credentials of digest user '" +
+                        std::string(kUser) + "'"));
+  EXPECT_THAT(result.stderr_text, HasSubstr("AUTH_FAILED"));
+  EXPECT_THAT(result.stderr_text, Not(HasSubstr(password_)));
+
+  // While running: NOT_SERVING for as long as the credentials are refused,
+  // SERVING again once they are accepted.
+  ASSERT_TRUE(RestartZooKeeper(**zk, /*digest_enabled=*/true).ok());
+  auto warrend =
+      WarrendProcess::Start({"--zk_auth_file=" + auth_file_}, (*zk)->connect());
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto config = v1::ConfigService::NewStub((*warrend)->channel());
+  PutEventually(*config, "k", "before");
+
+  ASSERT_TRUE(RestartZooKeeper(**zk, /*digest_enabled=*/false).ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains((*warrend)->Log(), "rejected the credentials");
+      },
+      absl::Seconds(60)))
+      << (*warrend)->Log();
+  EXPECT_EQ(Health(**warrend), HealthCheckResponse::NOT_SERVING);
+  grpc::Status refused = Put(*config, "k", "while-rejected");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << refused.error_message();
+
+  ASSERT_TRUE(RestartZooKeeper(**zk, /*digest_enabled=*/true).ok());
+  EXPECT_TRUE(
+      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
+              absl::Seconds(60)))
+      << (*warrend)->Log();
+  PutEventually(*config, "k", "after");
+  auto value = GetValue(*config, "k");
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(*value, "after");
+}
+
 // A wrong password is simply another identity to ZooKeeper: such a warrend
 // must stop at start-up with an error that says so, not run and fail (or,
 // worse, succeed) call by call.
