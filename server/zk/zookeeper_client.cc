@@ -153,12 +153,13 @@ absl::StatusOr<std::unique_ptr<ZooKeeperClient>> ZooKeeperClient::Create(
       new ZooKeeperClient(std::move(options)));
   zhandle_t* refused = nullptr;
   bool opened;
+  int error;
   {
     warren::MutexLock lock(&client->session_mu_);
     opened = client->ReplaceHandleLocked(&refused);
+    error = errno;  // before anything else may set it
   }
   if (!opened) {
-    const int error = errno;
     if (refused != nullptr) zookeeper_close(refused);
     return absl::InvalidArgumentError(
         absl::StrCat("cannot use ZooKeeper connect string '",
@@ -333,7 +334,7 @@ void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
     SetState(SessionState::kExpired);
     warren::MutexLock lock(&control_mu_);
     replace_handle_ = true;
-    replace_delay_ = delay;
+    replace_after_ = absl::Now() + delay;
   }
 }
 
@@ -455,10 +456,16 @@ void ZooKeeperClient::ControlLoop() {
   absl::BitGen rng;
   warren::MutexLock lock(&control_mu_);
   while (true) {
-    auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-      return stopping_ || replace_handle_ || !control_tasks_.empty();
+    // A replacement may have to wait (backoff); deferred answers never do.
+    auto replace_due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+      return replace_handle_ && absl::Now() >= replace_after_;
     };
-    control_mu_.Await(absl::Condition(&has_work));
+    auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+      return stopping_ || !control_tasks_.empty() || replace_due();
+    };
+    control_mu_.AwaitWithDeadline(
+        absl::Condition(&has_work),
+        replace_handle_ ? replace_after_ : absl::InfiniteFuture());
     if (stopping_) return;
     while (!control_tasks_.empty()) {
       auto task = std::move(control_tasks_.front());
@@ -467,26 +474,18 @@ void ZooKeeperClient::ControlLoop() {
       task();
       control_mu_.Lock();
     }
-    if (!replace_handle_) continue;
+    if (!replace_due()) continue;
     replace_handle_ = false;
-    if (replace_delay_ > absl::ZeroDuration()) {
-      const absl::Duration delay =
-          std::exchange(replace_delay_, absl::Duration());
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-        return stopping_;
-      };
-      control_mu_.AwaitWithTimeout(absl::Condition(&stop), delay);
-      if (stopping_) return;
-    }
     control_mu_.Unlock();
     zhandle_t* retired = nullptr;
     bool opened;
+    int open_error;
     {
       warren::MutexLock session(&session_mu_);
       opened = ReplaceHandleLocked(&retired);
+      open_error = errno;  // before anything else may set it
       if (opened) SetState(SessionState::kConnecting);
     }
-    const int open_error = errno;
     // Operations still pending on the old handle are answered with
     // ZCLOSING from inside close, on this thread.
     if (retired != nullptr) zookeeper_close(retired);
@@ -501,10 +500,7 @@ void ZooKeeperClient::ControlLoop() {
       backoff = std::min(backoff * 2, absl::Seconds(10));
       control_mu_.Lock();
       replace_handle_ = true;
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-        return stopping_;
-      };
-      control_mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+      replace_after_ = absl::Now() + wait;
     }
   }
 }

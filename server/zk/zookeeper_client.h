@@ -152,9 +152,9 @@ class ZooKeeperClient final : public ZkClient {
   std::deque<absl::AnyInvocable<void()>> control_tasks_
       ABSL_GUARDED_BY(control_mu_);
   bool replace_handle_ ABSL_GUARDED_BY(control_mu_) = false;
-  // How long to wait before the next replacement (after rejected
-  // credentials, so as not to hammer the ensemble).
-  absl::Duration replace_delay_ ABSL_GUARDED_BY(control_mu_);
+  // No replacement before this time (backoff after a failed open or
+  // rejected credentials, so as not to hammer the ensemble).
+  absl::Time replace_after_ ABSL_GUARDED_BY(control_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
   std::thread control_thread_;
 };
