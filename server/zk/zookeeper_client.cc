@@ -8,7 +8,6 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "server/common/logging.h"
 
 namespace warren::zk {

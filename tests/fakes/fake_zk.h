@@ -40,7 +40,8 @@ class FakeZk final : public zk::ZkClient {
   void Expire();  // ends with a new, connected session
 
   // This client's identity and the ACL of the nodes it creates (what
-  // ZooKeeperOptions::acl is to the real client).
+  // ZooKeeperOptions::acl is to the real client). Set it before the code
+  // under test runs: acl_policy() hands out a reference.
   void SetAclPolicy(zk::AclPolicy policy);
 
   // Changes made by "another client": they trigger watches like any write.
