@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/mutex.h"
+#include "server/zk/zk_acl.h"
 #include "server/zk/zk_sync.h"
 
 namespace warren::config {
@@ -45,7 +46,16 @@ std::string ParentOf(const std::string& path) {
 
 absl::Status ConfigStore::EnsureBase(absl::Time deadline) {
   zk::ZkSync sync(zk_, deadline);
-  return sync.EnsurePath(keys_.base());
+  absl::Status ensured = sync.EnsurePath(keys_.base());
+  if (!ensured.ok()) return ensured;
+  // Nodes that existed already may belong to another identity: say so now,
+  // not at the first PutConfig. The root is Warren's too (unless it is "/").
+  const std::string root = ParentOf(keys_.base());
+  if (root != "/") {
+    absl::Status root_access = zk::CheckAccess(zk_, root, deadline);
+    if (!root_access.ok()) return root_access;
+  }
+  return zk::CheckAccess(zk_, keys_.base(), deadline);
 }
 
 namespace {

@@ -48,7 +48,9 @@ class ConfigStore {
  public:
   ConfigStore(zk::ZkClient& zk, KeySpace keys) : zk_(zk), keys_(keys) {}
 
-  // Creates the base node (and the root) when missing.
+  // Creates the base node (and the root) when missing; PERMISSION_DENIED
+  // when their ACL does not give this client's identity what Warren needs
+  // (zk::CheckAccess).
   absl::Status EnsureBase(absl::Time deadline);
 
   // Reads `key` without blocking: `done` runs once, on a ZooKeeper callback

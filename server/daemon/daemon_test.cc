@@ -97,5 +97,29 @@ TEST(LoadOptionsTest, MalformedEnvironmentValueIsNamed) {
               HasSubstr("WARREN_ZK_SESSION_TIMEOUT"));
 }
 
+// Without credentials every node is open to everyone: a world-read switch
+// would suggest a protection that is not there.
+TEST(LoadOptionsTest, ZkAclWorldReadNeedsZkAuthFile) {
+  setenv("WARREN_ZK_ACL_WORLD_READ", "true", 1);
+  std::vector<std::string> args = {"warrend"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  auto options = LoadOptions(1, argv.data());
+  ASSERT_FALSE(options.ok());
+  EXPECT_THAT(options.status().message(), HasSubstr("zk_auth_file"));
+
+  setenv("WARREN_ZK_AUTH_FILE", "/run/secrets/zk-auth", 1);
+  options = LoadOptions(1, argv.data());
+  unsetenv("WARREN_ZK_ACL_WORLD_READ");
+  unsetenv("WARREN_ZK_AUTH_FILE");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->zk_auth_file, "/run/secrets/zk-auth");
+  EXPECT_TRUE(options->zk_acl_world_read);
+  // Flags are process-wide: leave the defaults to the other tests.
+  std::string error;
+  absl::FindCommandLineFlag("zk_acl_world_read")->ParseFrom("false", &error);
+  absl::FindCommandLineFlag("zk_auth_file")->ParseFrom("", &error);
+}
+
 }  // namespace
 }  // namespace warren::daemon

@@ -23,6 +23,18 @@ ABSL_FLAG(std::string, zk_connect, "127.0.0.1:2181",
           "ZooKeeper connect string: host:port[,host:port...].");
 ABSL_FLAG(absl::Duration, zk_session_timeout, absl::Seconds(10),
           "ZooKeeper session timeout requested from the ensemble.");
+// ZooKeeper authentication and ACLs.
+ABSL_FLAG(std::string, zk_auth_file, "",
+          "File holding ZooKeeper digest credentials, one line user:password "
+          "(a file, so that the secret is on no command line). When set, "
+          "warrend authenticates every ZooKeeper session with them and gives "
+          "every node it creates an ACL granting only that identity "
+          "(digest:user:base64(sha1(user:password)):cdrwa). Empty: nodes are "
+          "open to every ZooKeeper client.");
+ABSL_FLAG(bool, zk_acl_world_read, false,
+          "With zk_auth_file: also let every ZooKeeper client read (never "
+          "change) the nodes warrend creates. Off by default, as config "
+          "values may hold secrets.");
 ABSL_FLAG(std::string, root, "/warren",
           "ZooKeeper path under which every Warren node lives.");
 ABSL_FLAG(std::vector<std::string>, amqp_urls,
@@ -81,6 +93,8 @@ namespace {
 constexpr absl::string_view kSettings[] = {"listen",
                                            "zk_connect",
                                            "zk_session_timeout",
+                                           "zk_auth_file",
+                                           "zk_acl_world_read",
                                            "root",
                                            "amqp_urls",
                                            "amqp_ca_file",
@@ -222,6 +236,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.listen = absl::GetFlag(FLAGS_listen);
   o.zk_connect = absl::GetFlag(FLAGS_zk_connect);
   o.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.zk_auth_file = absl::GetFlag(FLAGS_zk_auth_file);
+  o.zk_acl_world_read = absl::GetFlag(FLAGS_zk_acl_world_read);
   o.root = absl::GetFlag(FLAGS_root);
   o.amqp_urls = absl::GetFlag(FLAGS_amqp_urls);
   o.amqp_ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
@@ -252,6 +268,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(!o.zk_connect.empty(), "zk_connect is empty"),
       Check(o.zk_session_timeout >= absl::Seconds(1),
             "zk_session_timeout must be at least 1s"),
+      Check(!o.zk_acl_world_read || !o.zk_auth_file.empty(),
+            "zk_acl_world_read needs zk_auth_file (without credentials every "
+            "node is open to everyone anyway)"),
       Check(absl::StartsWith(o.root, "/") &&
                 (o.root == "/" || !absl::EndsWith(o.root, "/")) &&
                 !absl::StrContains(o.root, "//") &&

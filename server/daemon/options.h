@@ -15,6 +15,8 @@ struct Options {
   std::string listen;
   std::string zk_connect;
   absl::Duration zk_session_timeout;
+  std::string zk_auth_file;  // "": unauthenticated, open ACLs
+  bool zk_acl_world_read;
   std::string root;
   std::vector<std::string> amqp_urls;
   std::string amqp_ca_file;

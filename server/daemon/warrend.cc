@@ -25,6 +25,7 @@
 #include "server/election/election_service.h"
 #include "server/messaging/config_change_publisher.h"
 #include "server/messaging/messaging_service.h"
+#include "server/zk/zk_acl.h"
 #include "server/zk/zookeeper_client.h"
 
 namespace warren::daemon {
@@ -59,8 +60,25 @@ int Run(int argc, char** argv) {
     return Fail(s);
   }
 
-  auto zk = zk::ZooKeeperClient::Create(
-      {options.zk_connect, options.zk_session_timeout});
+  // ZooKeeper authentication and the ACL of the nodes Warren creates.
+  zk::ZooKeeperOptions zk_options;
+  zk_options.connect = options.zk_connect;
+  zk_options.session_timeout = options.zk_session_timeout;
+  if (!options.zk_auth_file.empty()) {
+    auto credentials = zk::ReadDigestCredentialsFile(options.zk_auth_file);
+    if (!credentials.ok()) return Fail(credentials.status());
+    zk_options.acl =
+        zk::AclPolicy(*std::move(credentials), options.zk_acl_world_read);
+    WARREN_LOG_INFO("zookeeper: authenticating as {}",
+                    zk_options.acl.Describe());
+  } else {
+    WARREN_LOG_WARN(
+        "zookeeper: zk_auth_file is not set, so the nodes Warren creates are "
+        "unprotected ({}): any ZooKeeper client can change elections and "
+        "config",
+        zk_options.acl.Describe());
+  }
+  auto zk = zk::ZooKeeperClient::Create(std::move(zk_options));
   if (!zk.ok()) return Fail(zk.status());
   amqp::AmqpOptions amqp_options;
   amqp_options.urls = options.amqp_urls;
@@ -89,9 +107,9 @@ int Run(int argc, char** argv) {
   if (absl::Status s =
           store.EnsureBase(absl::Now() + options.operation_timeout);
       !s.ok()) {
-    return Fail(
-        absl::Status(s.code(), absl::StrCat("cannot create ", keys.base(),
-                                            " in ZooKeeper: ", s.message())));
+    return Fail(absl::Status(s.code(),
+                             absl::StrCat("cannot create or use ", keys.base(),
+                                          " in ZooKeeper: ", s.message())));
   }
 
   TimerQueue timers;
@@ -136,10 +154,10 @@ int Run(int argc, char** argv) {
   if (absl::Status s =
           elections.EnsureBase(absl::Now() + options.operation_timeout);
       !s.ok()) {
-    return Fail(absl::Status(s.code(),
-                             absl::StrCat("cannot create the elections node in "
-                                          "ZooKeeper: ",
-                                          s.message())));
+    return Fail(
+        absl::Status(s.code(), absl::StrCat("cannot create or use the "
+                                            "elections node in ZooKeeper: ",
+                                            s.message())));
   }
   election::ElectionServiceOptions election_options;
   election_options.session_timeout = options.zk_session_timeout;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "server/zk/zk_acl.h"
 #include "server/zk/zk_sync.h"
 
 namespace warren::election {
@@ -22,7 +23,11 @@ std::string ElectionManager::PathOf(const std::string& election) const {
 
 absl::Status ElectionManager::EnsureBase(absl::Time deadline) {
   zk::ZkSync sync(zk_, deadline);
-  return sync.EnsurePath(base_);
+  absl::Status ensured = sync.EnsurePath(base_);
+  if (!ensured.ok()) return ensured;
+  // An elections node that existed already may belong to another identity:
+  // say so now, not at the first campaign.
+  return zk::CheckAccess(zk_, base_, deadline);
 }
 
 std::shared_ptr<Candidacy> ElectionManager::Campaign(

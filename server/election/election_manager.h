@@ -24,7 +24,8 @@ class ElectionManager {
   ElectionManager(zk::ZkClient& zk, const std::string& root);
   ~ElectionManager();
 
-  // Creates `<root>/elections` when missing.
+  // Creates `<root>/elections` when missing; PERMISSION_DENIED when its ACL
+  // does not give this client's identity what Warren needs.
   absl::Status EnsureBase(absl::Time deadline);
   std::string PathOf(const std::string& election) const;
 

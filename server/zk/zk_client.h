@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/zk/zk_acl.h"
 
 namespace warren::zk {
 
@@ -60,6 +61,11 @@ struct NodeData {
 
 struct Children {
   std::vector<std::string> names;  // unsorted, as ZooKeeper answers
+  NodeStat stat;
+};
+
+struct NodeAcl {
+  std::vector<AclEntry> entries;
   NodeStat stat;
 };
 
@@ -157,6 +163,9 @@ class ZkClient {
   virtual ~ZkClient() = default;
 
   virtual SessionState state() const = 0;
+  // Who the sessions authenticate as, and the ACL of every node this client
+  // creates (Create and the creates of Multi): callers never pass an ACL.
+  virtual const AclPolicy& acl_policy() const = 0;
   // Increments with every new session: lets callers tell "reconnected to the
   // same session" (watches survived) from "a new session" (they did not).
   virtual uint64_t session_generation() const = 0;
@@ -186,6 +195,9 @@ class ZkClient {
                    int32_t version, Callback<NodeStat> done) = 0;
   virtual void Delete(const std::string& path, int32_t version,
                       DoneCallback done) = 0;
+  // The node's ACL. ZooKeeper answers it to sessions with read or admin
+  // permission on the node; PERMISSION_DENIED otherwise.
+  virtual void GetAcl(const std::string& path, Callback<NodeAcl> done) = 0;
   // Makes this session's later reads see every write committed before it.
   virtual void Sync(const std::string& path, DoneCallback done) = 0;
   virtual void Multi(std::vector<Op> ops,

@@ -38,6 +38,10 @@ class ZkSync {
       client_.GetChildren(path, nullptr, std::move(done));
     });
   }
+  absl::StatusOr<NodeAcl> GetAcl(const std::string& path) {
+    return Await<NodeAcl>(
+        [&](Callback<NodeAcl> done) { client_.GetAcl(path, std::move(done)); });
+  }
   absl::StatusOr<NodeStat> Set(const std::string& path,
                                const std::string& value, int32_t version) {
     return Await<NodeStat>([&](Callback<NodeStat> done) {

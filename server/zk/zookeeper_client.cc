@@ -82,6 +82,17 @@ void PathWatcherTrampoline(zhandle_t* zh, int type, int /*state*/,
   static_cast<ZooKeeperClient*>(context)->OnPathEvent(zh, type, path);
 }
 
+std::vector<AclEntry> FromZkAcl(const struct ACL_vector* acl) {
+  std::vector<AclEntry> out;
+  if (acl == nullptr) return out;
+  for (int i = 0; i < acl->count; ++i) {
+    const struct ACL& entry = acl->data[i];
+    out.push_back({entry.id.scheme == nullptr ? "" : entry.id.scheme,
+                   entry.id.id == nullptr ? "" : entry.id.id, entry.perms});
+  }
+  return out;
+}
+
 void LogFromZooKeeper(const char* message) {
   WARREN_LOG_DEBUG("zookeeper client: {}", message);
 }
@@ -113,6 +124,24 @@ const char* SessionStateName(SessionState state) {
   return "unknown";
 }
 
+// The policy's ACL in the C client's form, pointing into the policy's
+// strings (the client's options outlive it).
+struct ZooKeeperClient::NativeAcl {
+  explicit NativeAcl(const AclPolicy& policy) {
+    for (const AclEntry& entry : policy.node_acl()) {
+      struct ACL acl;
+      acl.perms = entry.perms;
+      acl.id.scheme = const_cast<char*>(entry.scheme.c_str());
+      acl.id.id = const_cast<char*>(entry.id.c_str());
+      entries.push_back(acl);
+    }
+    vector.count = static_cast<int32_t>(entries.size());
+    vector.data = entries.data();
+  }
+  std::vector<struct ACL> entries;
+  struct ACL_vector vector;
+};
+
 absl::StatusOr<std::unique_ptr<ZooKeeperClient>> ZooKeeperClient::Create(
     ZooKeeperOptions options) {
   if (options.connect.empty()) {
@@ -121,15 +150,19 @@ absl::StatusOr<std::unique_ptr<ZooKeeperClient>> ZooKeeperClient::Create(
   zoo_set_debug_level(ZOO_LOG_LEVEL_WARN);
   std::unique_ptr<ZooKeeperClient> client(
       new ZooKeeperClient(std::move(options)));
-  zhandle_t* zh = client->OpenHandle();
-  if (zh == nullptr) {
+  zhandle_t* refused = nullptr;
+  bool opened;
+  int error;
+  {
+    warren::MutexLock lock(&client->session_mu_);
+    opened = client->ReplaceHandleLocked(&refused);
+    error = errno;  // before anything else may set it
+  }
+  if (!opened) {
+    if (refused != nullptr) zookeeper_close(refused);
     return absl::InvalidArgumentError(
         absl::StrCat("cannot use ZooKeeper connect string '",
-                     client->options_.connect, "': ", std::strerror(errno)));
-  }
-  {
-    warren::MutexLock lock(&client->handle_mu_);
-    client->handle_ = zh;
+                     client->options_.connect, "': ", std::strerror(error)));
   }
   client->control_thread_ =
       std::thread([c = client.get()] { c->ControlLoop(); });
@@ -137,7 +170,8 @@ absl::StatusOr<std::unique_ptr<ZooKeeperClient>> ZooKeeperClient::Create(
 }
 
 ZooKeeperClient::ZooKeeperClient(ZooKeeperOptions options)
-    : options_(std::move(options)) {}
+    : options_(std::move(options)),
+      native_acl_(std::make_unique<NativeAcl>(options_.acl)) {}
 
 ZooKeeperClient::~ZooKeeperClient() {
   {
@@ -145,14 +179,16 @@ ZooKeeperClient::~ZooKeeperClient() {
     stopping_ = true;
   }
   if (control_thread_.joinable()) control_thread_.join();
-  zhandle_t* zh;
+  zhandle_t* last;
   {
+    warren::MutexLock session(&session_mu_);
+    handle_seq_ = 0;  // answers still due on the handle are stale
     warren::MutexLock lock(&handle_mu_);
-    zh = std::exchange(handle_, nullptr);
+    last = std::exchange(handle_, nullptr);
   }
   state_.store(SessionState::kClosed);
   // Outstanding operations are answered (ZCLOSING) from inside close.
-  if (zh != nullptr) zookeeper_close(zh);
+  if (last != nullptr) zookeeper_close(last);
   // Tasks deferred after the control thread stopped still owe an answer.
   std::deque<absl::AnyInvocable<void()>> leftover;
   {
@@ -162,11 +198,43 @@ ZooKeeperClient::~ZooKeeperClient() {
   for (auto& task : leftover) task();
 }
 
-zhandle_t* ZooKeeperClient::OpenHandle() {
+bool ZooKeeperClient::ReplaceHandleLocked(zhandle_t** retired) {
   const int timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options_.session_timeout));
-  return zookeeper_init2(options_.connect.c_str(), SessionWatcherTrampoline,
-                         timeout_ms, nullptr, this, 0, LogFromZooKeeper);
+  // Opened under session_mu_: the new handle's first session event waits
+  // until it is the current handle, so none is dropped as stale.
+  zhandle_t* fresh =
+      zookeeper_init2(options_.connect.c_str(), SessionWatcherTrampoline,
+                      timeout_ms, nullptr, this, 0, LogFromZooKeeper);
+  if (fresh == nullptr) return false;
+  if (const auto& credentials = options_.acl.credentials()) {
+    // Queued now; the C client sends them as soon as a connection is
+    // established, ahead of every request (and again on every reconnect).
+    // No completion: it runs at most once per zoo_add_auth, and a lost
+    // connection consumes it (with ZCONNECTIONLOSS) although the credentials
+    // stay queued and are sent again, so it cannot say whether the current
+    // connection is authenticated. Rejected credentials arrive as the
+    // AUTH_FAILED session state instead.
+    const std::string plain =
+        absl::StrCat(credentials->user, ":", credentials->password);
+    const int rc =
+        zoo_add_auth(fresh, "digest", plain.data(),
+                     static_cast<int>(plain.size()), nullptr, nullptr);
+    if (rc != ZOK) {
+      WARREN_LOG_ERROR("cannot queue the ZooKeeper credentials: {}",
+                       zerror(rc));
+      *retired = fresh;
+      errno = EINVAL;
+      return false;
+    }
+  }
+  {
+    warren::MutexLock lock(&handle_mu_);
+    *retired = std::exchange(handle_, fresh);
+  }
+  handle_seq_ = ++next_seq_;
+  session_up_ = false;
+  return true;
 }
 
 absl::Status ZooKeeperClient::WaitConnected(absl::Duration timeout) {
@@ -175,6 +243,11 @@ absl::Status ZooKeeperClient::WaitConnected(absl::Duration timeout) {
   // short period rather than coupling a condition variable to the listener
   // machinery for this one start-up wait.
   while (state() != SessionState::kConnected) {
+    if (auth_failed_.load()) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "ZooKeeper at ", options_.connect, " rejected the credentials of ",
+          options_.acl.Describe(), " (AUTH_FAILED)"));
+    }
     if (absl::Now() >= deadline) {
       return absl::UnavailableError(
           absl::StrCat("could not connect to ZooKeeper at ", options_.connect,
@@ -217,21 +290,38 @@ void ZooKeeperClient::SetState(SessionState next) {
 }
 
 void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
+  warren::MutexLock session(&session_mu_);
   {
-    warren::MutexLock lock(&handle_mu_);
+    warren::ReaderMutexLock lock(&handle_mu_);
     if (zh != handle_) return;  // a handle being replaced or closed
   }
   if (zk_state == ZOO_CONNECTED_STATE) {
-    if (state() == SessionState::kConnecting) generation_.fetch_add(1);
-    SetState(SessionState::kConnected);
+    session_up_ = true;
+    if (state() != SessionState::kConnecting) {
+      // The same session is back; the C client sent the credentials again
+      // ahead of every other request.
+      SetState(SessionState::kConnected);
+    } else if (options_.acl.authenticated()) {
+      StartAuthProbeLocked(zh);
+    } else {
+      PromoteLocked();
+    }
   } else if (zk_state == ZOO_CONNECTING_STATE ||
              zk_state == ZOO_ASSOCIATING_STATE) {
+    session_up_ = false;
     if (state() == SessionState::kConnected) SetState(SessionState::kSuspended);
   } else if (zk_state == ZOO_EXPIRED_SESSION_STATE ||
              zk_state == ZOO_AUTH_FAILED_STATE) {
+    session_up_ = false;
+    absl::Duration delay;
     if (zk_state == ZOO_AUTH_FAILED_STATE) {
+      auth_failed_.store(true);
+      delay = auth_backoff_;
+      auth_backoff_ = std::min(auth_backoff_ * 2, absl::Seconds(10));
       WARREN_LOG_ERROR(
-          "zookeeper authentication failed; opening a new session");
+          "ZooKeeper rejected the credentials of {} (AUTH_FAILED): Warren is "
+          "not serving; a new session follows in {}",
+          options_.acl.Describe(), absl::FormatDuration(delay));
     }
     {
       // The session's watches are gone with it; the callbacks we hold for
@@ -243,7 +333,62 @@ void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
     SetState(SessionState::kExpired);
     warren::MutexLock lock(&control_mu_);
     replace_handle_ = true;
+    replace_after_ = absl::Now() + delay;
   }
+}
+
+namespace {
+
+struct AuthProbe {
+  ZooKeeperClient* client;
+  uint64_t handle_seq;
+};
+
+}  // namespace
+
+// ZooKeeper handles a connection's packets in order, and the credentials
+// before anything that follows them: had it rejected them, it would have
+// closed the connection before answering the probe. So a probe answered on
+// this connection means the session is authenticated, and every request
+// from now on runs as Warren's identity.
+void ZooKeeperClient::StartAuthProbeLocked(zhandle_t* zh) {
+  auto* probe = new AuthProbe{this, handle_seq_};
+  // Exists on "/" needs no permission and exists on every ensemble.
+  const int rc = zoo_aexists(zh, "/", 0, OnAuthProbeDone, probe);
+  if (rc != ZOK) {
+    // The connection is already gone; its next CONNECTED probes again.
+    delete probe;
+    WARREN_LOG_DEBUG("zookeeper: cannot probe the credentials yet: {}",
+                     zerror(rc));
+  }
+}
+
+void ZooKeeperClient::OnAuthProbeDone(int rc, const ::Stat* /*stat*/,
+                                      const void* data) {
+  std::unique_ptr<AuthProbe> probe(
+      static_cast<AuthProbe*>(const_cast<void*>(data)));
+  ZooKeeperClient* client = probe->client;
+  warren::MutexLock session(&client->session_mu_);
+  if (probe->handle_seq != client->handle_seq_) return;
+  if (rc != ZOK) {
+    // Connection lost (the next CONNECTED probes again) or, after
+    // AUTH_FAILED, the session event says so.
+    WARREN_LOG_DEBUG("zookeeper: credentials probe failed: {}", zerror(rc));
+    return;
+  }
+  if (!client->session_up_ || client->state() != SessionState::kConnecting) {
+    return;
+  }
+  WARREN_LOG_INFO("zookeeper session authenticated as {}",
+                  client->options_.acl.Describe());
+  client->PromoteLocked();
+}
+
+void ZooKeeperClient::PromoteLocked() {
+  auth_failed_.store(false);
+  auth_backoff_ = absl::Milliseconds(500);
+  generation_.fetch_add(1);
+  SetState(SessionState::kConnected);
 }
 
 void ZooKeeperClient::OnPathEvent(zhandle_t* zh, int type, const char* path) {
@@ -310,10 +455,16 @@ void ZooKeeperClient::ControlLoop() {
   absl::BitGen rng;
   warren::MutexLock lock(&control_mu_);
   while (true) {
-    auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-      return stopping_ || replace_handle_ || !control_tasks_.empty();
+    // A replacement may have to wait (backoff); deferred answers never do.
+    auto replace_due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+      return replace_handle_ && absl::Now() >= replace_after_;
     };
-    control_mu_.Await(absl::Condition(&has_work));
+    auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
+      return stopping_ || !control_tasks_.empty() || replace_due();
+    };
+    control_mu_.AwaitWithDeadline(
+        absl::Condition(&has_work),
+        replace_handle_ ? replace_after_ : absl::InfiniteFuture());
     if (stopping_) return;
     while (!control_tasks_.empty()) {
       auto task = std::move(control_tasks_.front());
@@ -322,35 +473,33 @@ void ZooKeeperClient::ControlLoop() {
       task();
       control_mu_.Lock();
     }
-    if (!replace_handle_) continue;
+    if (!replace_due()) continue;
     replace_handle_ = false;
     control_mu_.Unlock();
-    zhandle_t* fresh = OpenHandle();
-    zhandle_t* old;
+    zhandle_t* retired = nullptr;
+    bool opened;
+    int open_error;
     {
-      warren::MutexLock handle_lock(&handle_mu_);
-      old = handle_;
-      if (fresh != nullptr) handle_ = fresh;
+      warren::MutexLock session(&session_mu_);
+      opened = ReplaceHandleLocked(&retired);
+      open_error = errno;  // before anything else may set it
+      if (opened) SetState(SessionState::kConnecting);
     }
-    if (fresh != nullptr) {
+    // Operations still pending on the old handle are answered with
+    // ZCLOSING from inside close, on this thread.
+    if (retired != nullptr) zookeeper_close(retired);
+    if (opened) {
       backoff = absl::Milliseconds(100);
-      SetState(SessionState::kConnecting);
-      // Operations still pending on the old handle are answered with
-      // ZCLOSING from inside close, on this thread.
-      if (old != nullptr) zookeeper_close(old);
       control_mu_.Lock();
     } else {
       WARREN_LOG_ERROR("cannot open a new ZooKeeper session: {}; retrying",
-                       std::strerror(errno));
+                       std::strerror(open_error));
       const absl::Duration wait =
           backoff + absl::Milliseconds(absl::Uniform(rng, 0, 100));
       backoff = std::min(backoff * 2, absl::Seconds(10));
       control_mu_.Lock();
       replace_handle_ = true;
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-        return stopping_;
-      };
-      control_mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+      replace_after_ = absl::Now() + wait;
     }
   }
 }
@@ -473,7 +622,7 @@ void ZooKeeperClient::Create(const std::string& path, const std::string& value,
   {
     warren::ReaderMutexLock lock(&handle_mu_);
     rc = zoo_acreate2(handle_, path.c_str(), value.data(),
-                      static_cast<int>(value.size()), &ZOO_OPEN_ACL_UNSAFE,
+                      static_cast<int>(value.size()), &native_acl_->vector,
                       ZkCreateFlags(mode), completion, pending);
   }
   if (rc != ZOK) {
@@ -521,6 +670,31 @@ void ZooKeeperClient::Delete(const std::string& path, int32_t version,
     rc = zoo_adelete(handle_, path.c_str(), version, completion, pending);
   }
   if (rc != ZOK) Defer([pending, rc, completion] { completion(rc, pending); });
+}
+
+void ZooKeeperClient::GetAcl(const std::string& path, Callback<NodeAcl> done) {
+  if (RefuseUnlessConnected(done)) return;
+  using P = Pending<Callback<NodeAcl>>;
+  auto* pending = new P{this, path, nullptr, std::move(done)};
+  auto completion = [](int rc, struct ACL_vector* acl, struct Stat* stat,
+                       const void* data) {
+    std::unique_ptr<P> p(static_cast<P*>(const_cast<void*>(data)));
+    if (rc != ZOK) {
+      p->done(FromZkError(rc, p->path));
+      return;
+    }
+    p->done(NodeAcl{FromZkAcl(acl), FromZkStat(stat)});
+  };
+  int rc;
+  {
+    warren::ReaderMutexLock lock(&handle_mu_);
+    rc = zoo_aget_acl(handle_, path.c_str(), completion, pending);
+  }
+  if (rc != ZOK) {
+    Defer([pending, rc, completion] {
+      completion(rc, nullptr, nullptr, pending);
+    });
+  }
 }
 
 void ZooKeeperClient::Sync(const std::string& path, DoneCallback done) {
@@ -613,7 +787,7 @@ void ZooKeeperClient::Multi(std::vector<Op> ops,
         p->path_buffers[i].assign(op.path.size() + 32, '\0');
         zoo_create_op_init(&p->zk_ops[i], op.path.c_str(), op.value.data(),
                            static_cast<int>(op.value.size()),
-                           &ZOO_OPEN_ACL_UNSAFE, ZkCreateFlags(op.mode),
+                           &native_acl_->vector, ZkCreateFlags(op.mode),
                            p->path_buffers[i].data(),
                            static_cast<int>(p->path_buffers[i].size()));
         break;

@@ -5,6 +5,16 @@
 // process always converges back to one live session. Session transitions are
 // logged and reported to listeners.
 //
+// With digest credentials (ZooKeeperOptions::acl), every handle queues them
+// (zoo_add_auth) before it connects, and a new session only becomes
+// kConnected once a round trip that followed them on the same connection
+// succeeded, which proves ZooKeeper accepted them: no request of ours runs
+// unauthenticated. (On a reconnect of the same session the C client re-sends
+// them ahead of every other request.) Rejected credentials (AUTH_FAILED) are
+// logged as such, the state leaves kConnected, and new sessions are tried
+// with backoff. Every node created (Create, and the creates of Multi) gets
+// the policy's ACL.
+//
 // Threads: the C client's I/O and completion threads, plus one control thread
 // of ours that replaces expired handles and delivers results that failed
 // before reaching ZooKeeper (so no callback ever runs inline).
@@ -24,6 +34,7 @@
 #include "server/zk/zk_client.h"
 
 typedef struct _zhandle zhandle_t;
+struct Stat;  // the C client's node metadata
 
 namespace warren::zk {
 
@@ -31,6 +42,8 @@ struct ZooKeeperOptions {
   // host:port[,host:port...], optionally followed by a chroot.
   std::string connect;
   absl::Duration session_timeout = absl::Seconds(10);
+  // Who the sessions authenticate as and the ACL of every node created.
+  AclPolicy acl;
 };
 
 class ZooKeeperClient final : public ZkClient {
@@ -41,12 +54,14 @@ class ZooKeeperClient final : public ZkClient {
       ZooKeeperOptions options);
   ~ZooKeeperClient() override;
 
-  // Waits until the session is connected, or answers UNAVAILABLE.
+  // Waits until the session is connected, or answers UNAVAILABLE, or
+  // UNAUTHENTICATED as soon as ZooKeeper rejects the credentials.
   absl::Status WaitConnected(absl::Duration timeout);
   // The negotiated session timeout (0 while not connected).
   absl::Duration negotiated_session_timeout() const;
 
   SessionState state() const override { return state_.load(); }
+  const AclPolicy& acl_policy() const override { return options_.acl; }
   uint64_t session_generation() const override { return generation_.load(); }
   int AddSessionListener(SessionListener listener) override;
   void RemoveSessionListener(int id) override;
@@ -63,6 +78,7 @@ class ZooKeeperClient final : public ZkClient {
            Callback<NodeStat> done) override;
   void Delete(const std::string& path, int32_t version,
               DoneCallback done) override;
+  void GetAcl(const std::string& path, Callback<NodeAcl> done) override;
   void Sync(const std::string& path, DoneCallback done) override;
   void Multi(std::vector<Op> ops,
              absl::AnyInvocable<void(MultiResult)> done) override;
@@ -73,9 +89,22 @@ class ZooKeeperClient final : public ZkClient {
   void RegisterWatch(bool child, const std::string& path, WatchFn watch);
 
  private:
+  struct NativeAcl;
+
   explicit ZooKeeperClient(ZooKeeperOptions options);
 
-  zhandle_t* OpenHandle();  // nullptr with errno set on failure
+  // Opens a handle, queues the credentials on it and makes it the current
+  // one; the previous handle goes to `*retired`, for the caller to close
+  // outside every lock (closing joins the C client's threads, which may be
+  // waiting for session_mu_). False (errno set) when the C client refuses.
+  bool ReplaceHandleLocked(zhandle_t** retired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
+  // With credentials, a new session becomes kConnected only after a round
+  // trip that followed them on the same connection (see the .cc).
+  void StartAuthProbeLocked(zhandle_t* zh)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
+  static void OnAuthProbeDone(int rc, const ::Stat* stat, const void* data);
+  void PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
   void SetState(SessionState next);
   // Runs `fn` on the control thread.
   void Defer(absl::AnyInvocable<void()> fn);
@@ -86,8 +115,22 @@ class ZooKeeperClient final : public ZkClient {
   bool RefuseUnlessConnected(Done& done);
 
   const ZooKeeperOptions options_;
+  const std::unique_ptr<NativeAcl> native_acl_;
   std::atomic<SessionState> state_{SessionState::kConnecting};
   std::atomic<uint64_t> generation_{0};
+  // Set when ZooKeeper rejected the credentials, until a session succeeds.
+  std::atomic<bool> auth_failed_{false};
+
+  // Serializes session transitions (session events, the credentials probe,
+  // handle replacement), so that they are decided on current
+  // facts and reported in order. Taken before handle_mu_.
+  warren::Mutex session_mu_ ABSL_ACQUIRED_BEFORE(handle_mu_);
+  // Numbers the handles, so that a late answer on a replaced one is ignored.
+  uint64_t next_seq_ ABSL_GUARDED_BY(session_mu_) = 0;
+  uint64_t handle_seq_ ABSL_GUARDED_BY(session_mu_) = 0;  // 0: none
+  bool session_up_ ABSL_GUARDED_BY(session_mu_) = false;
+  absl::Duration auth_backoff_ ABSL_GUARDED_BY(session_mu_) =
+      absl::Milliseconds(500);
 
   mutable warren::Mutex handle_mu_;
   zhandle_t* handle_ ABSL_GUARDED_BY(handle_mu_) = nullptr;
@@ -109,6 +152,9 @@ class ZooKeeperClient final : public ZkClient {
   std::deque<absl::AnyInvocable<void()>> control_tasks_
       ABSL_GUARDED_BY(control_mu_);
   bool replace_handle_ ABSL_GUARDED_BY(control_mu_) = false;
+  // No replacement before this time (backoff after a failed open or
+  // rejected credentials, so as not to hammer the ensemble).
+  absl::Time replace_after_ ABSL_GUARDED_BY(control_mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(control_mu_) = false;
   std::thread control_thread_;
 };

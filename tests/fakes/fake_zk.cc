@@ -93,7 +93,7 @@ void FakeZk::Expire() {
     }
   }
   for (auto it = ephemeral.rbegin(); it != ephemeral.rend(); ++it) {
-    (void)DeleteLocked(*it, -1);
+    (void)DeleteLocked(*it, -1, /*external=*/true);
   }
   missed_.clear();
   SetStateLocked(zk::SessionState::kExpired);
@@ -158,18 +158,33 @@ void FakeZk::TriggerLocked(
   table.erase(it);
 }
 
+absl::Status FakeZk::CheckPermLocked(const std::string& path,
+                                     int32_t perm) const {
+  auto it = nodes_.find(path);
+  if (it == nodes_.end() || (policy_.PermsOn(it->second.acl) & perm) != 0) {
+    return absl::OkStatus();
+  }
+  return zk::MakeZkError(zk::ZkError::kNoAuth, "fake: not authorized");
+}
+
 absl::Status FakeZk::CreateLocked(const std::string& path,
                                   const std::string& value, zk::NodeStat* stat,
-                                  int64_t ephemeral_owner) {
+                                  int64_t ephemeral_owner, bool external) {
+  const std::string parent = ParentOf(path);
+  // ZooKeeper checks the parent's ACL before looking for the node.
+  if (!external) {
+    absl::Status allowed = CheckPermLocked(parent, zk::kPermCreate);
+    if (!allowed.ok()) return allowed;
+  }
   if (nodes_.count(path) != 0) {
     return zk::MakeZkError(zk::ZkError::kNodeExists, "fake: node exists");
   }
-  const std::string parent = ParentOf(path);
   auto p = nodes_.find(parent);
   if (p == nodes_.end()) {
     return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no parent");
   }
   Node node;
+  if (!external) node.acl = policy_.node_acl();
   node.value = value;
   node.stat.czxid = node.stat.mzxid = ++zxid_;
   node.stat.ctime_ms = node.stat.mtime_ms = 1000 * zxid_;
@@ -186,7 +201,11 @@ absl::Status FakeZk::CreateLocked(const std::string& path,
 
 absl::StatusOr<zk::NodeStat> FakeZk::SetLocked(const std::string& path,
                                                const std::string& value,
-                                               int32_t version) {
+                                               int32_t version, bool external) {
+  if (!external) {
+    absl::Status allowed = CheckPermLocked(path, zk::kPermWrite);
+    if (!allowed.ok()) return allowed;
+  }
   auto it = nodes_.find(path);
   if (it == nodes_.end()) {
     return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
@@ -202,7 +221,12 @@ absl::StatusOr<zk::NodeStat> FakeZk::SetLocked(const std::string& path,
   return it->second.stat;
 }
 
-absl::Status FakeZk::DeleteLocked(const std::string& path, int32_t version) {
+absl::Status FakeZk::DeleteLocked(const std::string& path, int32_t version,
+                                  bool external) {
+  if (!external && path != "/") {
+    absl::Status allowed = CheckPermLocked(ParentOf(path), zk::kPermDelete);
+    if (!allowed.ok()) return allowed;
+  }
   auto it = nodes_.find(path);
   if (it == nodes_.end() || path == "/") {
     return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
@@ -228,15 +252,38 @@ absl::Status FakeZk::DeleteLocked(const std::string& path, int32_t version) {
 void FakeZk::ExternalPut(const std::string& path, const std::string& value) {
   warren::MutexLock lock(&mu_);
   if (nodes_.count(path) != 0) {
-    (void)SetLocked(path, value, -1);
+    (void)SetLocked(path, value, -1, /*external=*/true);
   } else {
-    (void)CreateLocked(path, value, nullptr);
+    (void)CreateLocked(path, value, nullptr, 0, /*external=*/true);
   }
 }
 
 void FakeZk::ExternalDelete(const std::string& path) {
   warren::MutexLock lock(&mu_);
-  (void)DeleteLocked(path, -1);
+  (void)DeleteLocked(path, -1, /*external=*/true);
+}
+
+void FakeZk::ExternalSetAcl(const std::string& path,
+                            std::vector<zk::AclEntry> acl) {
+  warren::MutexLock lock(&mu_);
+  auto it = nodes_.find(path);
+  if (it != nodes_.end()) it->second.acl = std::move(acl);
+}
+
+std::vector<zk::AclEntry> FakeZk::AclOf(const std::string& path) {
+  warren::MutexLock lock(&mu_);
+  auto it = nodes_.find(path);
+  return it == nodes_.end() ? std::vector<zk::AclEntry>() : it->second.acl;
+}
+
+void FakeZk::SetAclPolicy(zk::AclPolicy policy) {
+  warren::MutexLock lock(&mu_);
+  policy_ = std::move(policy);
+}
+
+const zk::AclPolicy& FakeZk::acl_policy() const {
+  // Set before the code under test runs; not changed while it does.
+  return policy_;
 }
 
 void FakeZk::Get(const std::string& path, zk::WatchFn watch,
@@ -247,6 +294,9 @@ void FakeZk::Get(const std::string& path, zk::WatchFn watch,
     result = Unavailable();
   } else if (auto it = nodes_.find(path); it == nodes_.end()) {
     result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  } else if (absl::Status allowed = CheckPermLocked(path, zk::kPermRead);
+             !allowed.ok()) {
+    result = allowed;
   } else {
     result = zk::NodeData{it->second.value, it->second.stat};
     if (watch) data_watches_[path].push_back(std::move(watch));
@@ -279,6 +329,9 @@ void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
     result = Unavailable();
   } else if (auto it = nodes_.find(path); it == nodes_.end()) {
     result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  } else if (absl::Status allowed = CheckPermLocked(path, zk::kPermRead);
+             !allowed.ok()) {
+    result = allowed;
   } else {
     zk::Children children;
     children.names.assign(it->second.children.begin(),
@@ -365,6 +418,24 @@ void FakeZk::Delete(const std::string& path, int32_t version,
       [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
 
+void FakeZk::GetAcl(const std::string& path, zk::Callback<zk::NodeAcl> done) {
+  warren::MutexLock lock(&mu_);
+  absl::StatusOr<zk::NodeAcl> result;
+  if (state_ != zk::SessionState::kConnected) {
+    result = Unavailable();
+  } else if (auto it = nodes_.find(path); it == nodes_.end()) {
+    result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+  } else if (absl::Status allowed =
+                 CheckPermLocked(path, zk::kPermRead | zk::kPermAdmin);
+             !allowed.ok()) {
+    result = allowed;
+  } else {
+    result = zk::NodeAcl{it->second.acl, it->second.stat};
+  }
+  queue_.push_back(
+      [done = std::move(done), result]() mutable { done(std::move(result)); });
+}
+
 void FakeZk::Sync(const std::string& /*path*/, zk::DoneCallback done) {
   warren::MutexLock lock(&mu_);
   absl::Status result =
@@ -407,6 +478,10 @@ void FakeZk::Multi(std::vector<zk::Op> ops,
           auto it = nodes_.find(op.path);
           if (it == nodes_.end()) {
             status = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
+          } else if (absl::Status allowed =
+                         CheckPermLocked(op.path, zk::kPermRead);
+                     !allowed.ok()) {
+            status = allowed;
           } else if (op.version != it->second.stat.version) {
             status = zk::MakeZkError(zk::ZkError::kBadVersion, "fake: version");
           }

@@ -5,6 +5,13 @@
 // real client's watch re-registration does), Reconnect, Expire (watches gone,
 // a new session follows).
 //
+// ACLs as ZooKeeper applies them: nodes this client creates get its
+// AclPolicy's ACL (open by default), nodes of "another client" (External*)
+// are open unless ExternalSetAcl says otherwise, and this client's
+// operations are checked against them (read for Get, GetChildren and
+// GetAcl, write for Set, create and delete on the parent; Exists is never
+// checked, as in ZooKeeper).
+//
 // Deterministic: nothing runs on its own. Results, watch events and session
 // notifications are queued and run by RunUntilIdle() on the test's thread.
 #pragma once
@@ -32,9 +39,16 @@ class FakeZk final : public zk::ZkClient {
   void Reconnect();
   void Expire();  // ends with a new, connected session
 
+  // This client's identity and the ACL of the nodes it creates (what
+  // ZooKeeperOptions::acl is to the real client). Set it before the code
+  // under test runs: acl_policy() hands out a reference.
+  void SetAclPolicy(zk::AclPolicy policy);
+
   // Changes made by "another client": they trigger watches like any write.
   void ExternalPut(const std::string& path, const std::string& value);
   void ExternalDelete(const std::string& path);
+  void ExternalSetAcl(const std::string& path, std::vector<zk::AclEntry> acl);
+  std::vector<zk::AclEntry> AclOf(const std::string& path);
 
   // Watches registered with ZooKeeper now (for leak checks), in all or on
   // one path (data and exists watches).
@@ -46,6 +60,7 @@ class FakeZk final : public zk::ZkClient {
   std::vector<std::string> Children(const std::string& path);
 
   zk::SessionState state() const override;
+  const zk::AclPolicy& acl_policy() const override;
   uint64_t session_generation() const override;
   int AddSessionListener(zk::SessionListener listener) override;
   void RemoveSessionListener(int id) override;
@@ -62,6 +77,7 @@ class FakeZk final : public zk::ZkClient {
            zk::Callback<zk::NodeStat> done) override;
   void Delete(const std::string& path, int32_t version,
               zk::DoneCallback done) override;
+  void GetAcl(const std::string& path, zk::Callback<zk::NodeAcl> done) override;
   void Sync(const std::string& path, zk::DoneCallback done) override;
   void Multi(std::vector<zk::Op> ops,
              absl::AnyInvocable<void(zk::MultiResult)> done) override;
@@ -71,27 +87,36 @@ class FakeZk final : public zk::ZkClient {
     std::string value;
     zk::NodeStat stat;
     std::set<std::string> children;
+    std::vector<zk::AclEntry> acl = {{"world", "anyone", zk::kPermAll}};
   };
 
   void Post(absl::AnyInvocable<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
   void SetStateLocked(zk::SessionState state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Unavailable() const;
-  // Tree mutations; they queue the watch events they trigger.
+  // kNoAuth unless this client holds `perm` on `path` (OK for a missing
+  // node: the operation reports that).
+  absl::Status CheckPermLocked(const std::string& path, int32_t perm) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tree mutations; they queue the watch events they trigger. `external`
+  // ones are another client's: open ACL, no permission checks.
   absl::Status CreateLocked(const std::string& path, const std::string& value,
-                            zk::NodeStat* stat, int64_t ephemeral_owner = 0)
+                            zk::NodeStat* stat, int64_t ephemeral_owner = 0,
+                            bool external = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<zk::NodeStat> SetLocked(const std::string& path,
                                          const std::string& value,
-                                         int32_t version)
+                                         int32_t version, bool external = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status DeleteLocked(const std::string& path, int32_t version)
+  absl::Status DeleteLocked(const std::string& path, int32_t version,
+                            bool external = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TriggerLocked(std::map<std::string, std::vector<zk::WatchFn>>& table,
                      const std::string& path, zk::EventType type)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable warren::Mutex mu_;
+  zk::AclPolicy policy_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Node> nodes_ ABSL_GUARDED_BY(mu_);
   int64_t zxid_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, int> sequence_ ABSL_GUARDED_BY(mu_);
