@@ -138,25 +138,30 @@ class ListeningWarrend {
     argv.push_back(nullptr);
     const std::string out = dir_ + "/stdout";
     const std::string err = dir_ + "/stderr";
-    pid_ = fork();
-    if (pid_ == 0) {
+    const pid_t pid = fork();
+    if (pid == 0) {
       dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
       dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
       execv(argv[0], argv.data());
       _exit(127);
     }
+    pid_ = pid;
   }
   ~ListeningWarrend() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+    // Never kill(-1): that would signal every process there is.
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
   }
   // The port once it serves on `host` (0 if it exited or took too long).
   int AwaitPort(const std::string& host) {
     int port = 0;
     WaitFor(
         [&] {
+          if (pid_ <= 0) return true;
           if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-            pid_ = -1;
+            pid_ = -1;  // reaped: nothing left to kill
             return true;
           }
           for (absl::string_view line :
@@ -408,6 +413,8 @@ TEST(AmqpsTest, WithoutAClientCertificateTheBrokerRefusesAndStartUpFails) {
        "--backend_wait=3s"});
   EXPECT_EQ(result.code, 1);
   EXPECT_THAT(ReasonLine(result), HasSubstr("could not connect to RabbitMQ"));
+  // The log says why: the broker ended the TLS session at login.
+  EXPECT_THAT(result.stderr_text, HasSubstr("login failed: a SSL error"));
   EXPECT_THAT(result.stderr_text, Not(HasSubstr("guest:guest")));
 }
 
