@@ -29,6 +29,7 @@
 #include "health.grpc.pb.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/messaging_clients.h"
+#include "warren/client/channel.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::testing {
@@ -370,6 +371,45 @@ TEST_F(TlsTest, TlsMayListenOnEveryInterfaceWithoutTheOptIn) {
   EXPECT_TRUE(Health(TlsChannel(absl::StrCat("127.0.0.1:", port),
                                 Pem(pki_->crt("server-ca"))))
                   .ok());
+}
+
+// The C++ client library and the `warren` CLI reach a mutual-TLS warrend
+// with their TLS options.
+TEST_F(TlsTest, ClientLibraryAndCliConnectWithTheirTlsOptions) {
+  auto args = ServerTls("server");
+  args.push_back("--tls_client_ca_file=" + pki_->crt("client-ca"));
+  auto warrend = WarrendProcess::Start(args);
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  const std::string address = (*warrend)->address();
+
+  client::TlsOptions tls;
+  tls.ca_file = pki_->crt("server-ca");
+  tls.cert_file = pki_->crt("client");
+  tls.key_file = pki_->key("client");
+  auto channel = client::MakeChannel(address, tls);
+  ASSERT_TRUE(channel.ok()) << channel.status();
+  EXPECT_TRUE(Health(*channel).ok());
+  tls.ca_file = pki_->dir() + "/missing.crt";
+  auto missing = client::MakeChannel(address, tls);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("missing.crt"));
+
+  const std::string dir = MakeTempDir("warren-cli-tls");
+  auto cli = [&](const std::string& tls_flags) {
+    const std::string command = absl::StrCat(
+        "'", WARREN_CLI_PATH, "' --server=", address, " ", tls_flags,
+        " config list >'", dir, "/out' 2>'", dir, "/err'");
+    const int rc = std::system(command.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  const std::string ca = "--tls_ca=" + pki_->crt("server-ca");
+  EXPECT_EQ(cli(absl::StrCat(ca, " --tls_cert=", pki_->crt("client"),
+                             " --tls_key=", pki_->key("client"))),
+            0)
+      << ReadFile(dir + "/err");
+  EXPECT_NE(cli(ca), 0);
+  EXPECT_THAT(ReadFile(dir + "/err"), HasSubstr("UNAVAILABLE"));
+  EXPECT_NE(cli(""), 0);  // plaintext to a TLS port
 }
 
 // warrend's connection to RabbitMQ over amqps://, to the test broker that
