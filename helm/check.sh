@@ -27,6 +27,8 @@ export CGO_ENABLED=0
 mkdir -p "$here/.gopath" "$here/.cache" "$here/.out"
 
 warrend="${WARREND:-$root/build/plain/server/daemon/warrend}"
+# Absolute: the render check runs in another directory.
+[ -e "$warrend" ] && warrend="$(realpath "$warrend")"
 warrend_arg=()
 if [ -x "$warrend" ]; then
   warrend_arg=(-warrend "$warrend")

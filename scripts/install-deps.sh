@@ -14,9 +14,12 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libzookeeper-mt-dev librabbitmq-dev libspdlog-dev
-  libyaml-cpp-dev libgtest-dev libgmock-dev
-  # servers for the local stack and the tests
-  zookeeper rabbitmq-server libslf4j-java
+  libyaml-cpp-dev libgtest-dev libgmock-dev libssl-dev
+  # servers for the local stack and the tests (openssl: their certificates)
+  zookeeper rabbitmq-server libslf4j-java openssl
+  # the chart's render check (helm/check.sh), Go in GOPATH mode
+  golang-go golang-github-masterminds-sprig-dev
+  golang-github-xeipuuv-gojsonschema-dev golang-k8s-sigs-yaml-dev yamllint
 )
 if [ "${1:-}" = "--clients" ]; then
   PACKAGES+=(

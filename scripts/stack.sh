@@ -7,6 +7,10 @@
 #
 # Ports: WARREN_ZK_PORT (2181), WARREN_AMQP_PORT (5672),
 # WARREN_AMQP_DIST_PORT (AMQP port + 20000), WARREN_EPMD_PORT (4369).
+# WARREN_AMQPS_PORT (unset: none) adds an amqps:// listener on 127.0.0.1 that
+# requires a client certificate (verify_peer, fail_if_no_peer_cert); its CA,
+# server and client certificates are made with openssl (scripts/tls-certs.sh)
+# under $WARREN_STACK_DIR/rabbitmq/tls and printed by `start`.
 # `start` returns when each server really answers (ZooKeeper `ruok` -> imok,
 # `rabbitmqctl await_startup`). `stop` stops only processes this script
 # started, found by their pid files.
@@ -18,6 +22,7 @@ ZK_PID="$ZK_DIR/zookeeper.pid"
 RMQ_DIR="$WARREN_STACK_DIR/rabbitmq"
 RMQ_PID="$RMQ_DIR/rabbitmq.pid"
 EPMD_PID="$RMQ_DIR/epmd.pid"
+RMQ_TLS_DIR="$RMQ_DIR/tls"
 RMQ_BIN=/usr/lib/rabbitmq/bin
 
 zk_ruok() {
@@ -115,6 +120,9 @@ rmq_start() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$WARREN_AMQP_PORT") 2>/dev/null; then
     die "rabbitmq: port $WARREN_AMQP_PORT is in use by a process this script did not start; choose another WARREN_AMQP_PORT"
   fi
+  if [ -n "${WARREN_AMQPS_PORT:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$WARREN_AMQPS_PORT") 2>/dev/null; then
+    die "rabbitmq: port $WARREN_AMQPS_PORT is in use by a process this script did not start; choose another WARREN_AMQPS_PORT"
+  fi
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
   echo '[].' >"$RMQ_DIR/enabled_plugins"
   cat >"$RMQ_DIR/rabbitmq.conf" <<CFG
@@ -122,6 +130,24 @@ loopback_users.guest = true
 log.console = false
 log.file.level = warning
 CFG
+  if [ -n "${WARREN_AMQPS_PORT:-}" ]; then
+    # Made once per stack dir: a restart keeps the certificates that tests
+    # and clients already read.
+    if [ ! -f "$RMQ_TLS_DIR/client.crt" ]; then
+      local certs="$WARREN_ROOT_DIR/scripts/tls-certs.sh"
+      bash "$certs" ca "$RMQ_TLS_DIR" ca >/dev/null
+      bash "$certs" server "$RMQ_TLS_DIR" server ca >/dev/null
+      bash "$certs" client "$RMQ_TLS_DIR" client ca warren-client >/dev/null
+    fi
+    cat >>"$RMQ_DIR/rabbitmq.conf" <<CFG
+listeners.ssl.default = 127.0.0.1:$WARREN_AMQPS_PORT
+ssl_options.cacertfile = $RMQ_TLS_DIR/ca.crt
+ssl_options.certfile = $RMQ_TLS_DIR/server.crt
+ssl_options.keyfile = $RMQ_TLS_DIR/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+CFG
+  fi
   echo '[].' >"$RMQ_DIR/advanced.config"
   # Our own port mapper on loopback, unless one already serves that port
   # (then it is not ours to stop).
@@ -153,6 +179,11 @@ CFG
     sleep 0.5
   done
   log "rabbitmq: ready (pid $(pid_from_file "$RMQ_PID"))"
+  if [ -n "${WARREN_AMQPS_PORT:-}" ]; then
+    log "rabbitmq: amqps://guest:guest@localhost:$WARREN_AMQPS_PORT/ (client certificate required)"
+    log "rabbitmq:   CA $RMQ_TLS_DIR/ca.crt"
+    log "rabbitmq:   client certificate $RMQ_TLS_DIR/client.crt, key $RMQ_TLS_DIR/client.key"
+  fi
 }
 
 rmq_stop() {

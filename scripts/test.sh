@@ -5,6 +5,7 @@
 # unit tests under ThreadSanitizer, starts a test ZooKeeper and RabbitMQ on
 # loopback ports of their own, below the ephemeral range (so a developer's servers can keep running),
 # runs every test of each tree with ctest, and stops the servers it started.
+# The test RabbitMQ also listens for amqps:// (client certificates required).
 # Exit status 0 only if everything passed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,11 +23,19 @@ export WARREN_ZK_PORT="${WARREN_TEST_ZK_PORT:-21810}"
 export WARREN_AMQP_PORT="${WARREN_TEST_AMQP_PORT:-15673}"
 export WARREN_EPMD_PORT="${WARREN_TEST_EPMD_PORT:-14369}"
 export WARREN_AMQP_DIST_PORT="${WARREN_TEST_AMQP_DIST_PORT:-15674}"
+# amqps:// with client certificates (tests/integration/tls_integration_test).
+export WARREN_AMQPS_PORT="${WARREN_TEST_AMQPS_PORT:-15675}"
 trap 'bash scripts/stack.sh stop all' EXIT
 bash scripts/stack.sh start all
 
 export WARREN_TEST_ZK="127.0.0.1:$WARREN_ZK_PORT"
 export WARREN_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$WARREN_AMQP_PORT/"
+# The broker's certificate names localhost and 127.0.0.1; the CA and client
+# certificate are the ones stack.sh made for it.
+export WARREN_TEST_AMQPS_URL="amqps://guest:guest@localhost:$WARREN_AMQPS_PORT/"
+export WARREN_TEST_AMQPS_CA="$WARREN_STACK_DIR/rabbitmq/tls/ca.crt"
+export WARREN_TEST_AMQPS_CERT="$WARREN_STACK_DIR/rabbitmq/tls/client.crt"
+export WARREN_TEST_AMQPS_KEY="$WARREN_STACK_DIR/rabbitmq/tls/client.key"
 export TMPDIR="${TMPDIR:-$WARREN_STACK_DIR/tmp}"
 mkdir -p "$TMPDIR"
 # A sanitizer report fails the test that triggered it.

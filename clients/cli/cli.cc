@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +27,11 @@ const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
       {"server"},
       {"timeout"},
+      {"tls", FlagSpec::Kind::kBool},
+      {"tls_ca"},
+      {"tls_cert"},
+      {"tls_key"},
+      {"tls_server_name"},
       {"json", FlagSpec::Kind::kBool},
       {"help", FlagSpec::Kind::kBool},
   };
@@ -67,6 +76,15 @@ Commands:
 
 Global options (before or after the command):
   --server=HOST:PORT   the server (default: $WARREN_ADDRESS, else 127.0.0.1:50051)
+  --tls                connect with TLS (the system's CAs unless --tls_ca);
+                       implied by any --tls_* option or $WARREN_TLS_*
+  --tls_ca=FILE        PEM CA that signs the server's certificate
+                       (default: $WARREN_TLS_CA)
+  --tls_cert=FILE      PEM client certificate, for a server that requires
+  --tls_key=FILE       one (mutual TLS), and its key ($WARREN_TLS_CERT,
+                       $WARREN_TLS_KEY)
+  --tls_server_name=NAME  name the server's certificate carries, when not the
+                       host of --server ($WARREN_TLS_SERVER_NAME)
   --timeout=DURATION   deadline of each call, e.g. 500ms, 5s, 1m (default 10s);
                        streaming commands (subscribe, elect, leader --watch,
                        config watch) run until stopped unless it is given,
@@ -176,6 +194,68 @@ absl::Time Context::StreamDeadline() const {
   return timeout.has_value() ? absl::Now() + *timeout : absl::InfiniteFuture();
 }
 
+namespace {
+
+struct Credentials {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string server_name;
+};
+
+// Plaintext, or TLS when --tls or any TLS file or name is given (by flag
+// or $WARREN_TLS_*). `setting(flag, env)` answers the flag's value, else the
+// variable's, else "".
+absl::StatusOr<Credentials> ChannelCredentials(
+    bool tls,
+    const std::function<std::string(absl::string_view, const char*)>& setting) {
+  const std::string ca = setting("tls_ca", "WARREN_TLS_CA");
+  const std::string cert = setting("tls_cert", "WARREN_TLS_CERT");
+  const std::string key = setting("tls_key", "WARREN_TLS_KEY");
+  Credentials out;
+  out.server_name = setting("tls_server_name", "WARREN_TLS_SERVER_NAME");
+  const char* env_tls = std::getenv("WARREN_TLS");
+  if (env_tls != nullptr && std::string(env_tls) != "" &&
+      std::string(env_tls) != "0" && std::string(env_tls) != "false") {
+    tls = true;
+  }
+  if (!tls && ca.empty() && cert.empty() && key.empty() &&
+      out.server_name.empty()) {
+    out.credentials = grpc::InsecureChannelCredentials();
+    return out;
+  }
+  if (cert.empty() != key.empty()) {
+    return UsageError("--tls_cert and --tls_key go together");
+  }
+  auto read = [](const std::string& path,
+                 const char* flag) -> absl::StatusOr<std::string> {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", flag, " ", path));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  grpc::SslCredentialsOptions ssl;
+  if (!ca.empty()) {
+    auto pem = read(ca, "--tls_ca");
+    if (!pem.ok()) return pem.status();
+    ssl.pem_root_certs = *pem;
+  }
+  if (!cert.empty()) {
+    auto cert_pem = read(cert, "--tls_cert");
+    if (!cert_pem.ok()) return cert_pem.status();
+    auto key_pem = read(key, "--tls_key");
+    if (!key_pem.ok()) return key_pem.status();
+    ssl.pem_cert_chain = *cert_pem;
+    ssl.pem_private_key = *key_pem;
+  }
+  out.credentials = grpc::SslCredentials(ssl);
+  return out;
+}
+
+}  // namespace
+
 int Main(int argc, char** argv) {
   std::vector<std::string> words(argv + 1, argv + argc);
 
@@ -185,7 +265,9 @@ int Main(int argc, char** argv) {
   while (first < words.size() && absl::StartsWith(words[first], "-") &&
          words[first] != "-" && words[first] != "--") {
     const bool takes_value =
-        (words[first] == "--server" || words[first] == "--timeout");
+        (words[first] == "--server" || words[first] == "--timeout" ||
+         words[first] == "--tls_ca" || words[first] == "--tls_cert" ||
+         words[first] == "--tls_key" || words[first] == "--tls_server_name");
     first += takes_value ? 2 : 1;
   }
   first = std::min(first, words.size());
@@ -257,8 +339,30 @@ int Main(int argc, char** argv) {
           ->GetBool("json");
   if (!json.ok()) return PrintUsageError(json.status(), command->name);
   context.out = Output(*json);
-  context.channel =
-      grpc::CreateChannel(context.server, grpc::InsecureChannelCredentials());
+  auto tls_on =
+      Args::Parse({"--tls=" + global("tls").value_or("false")}, GlobalFlags())
+          ->GetBool("tls");
+  if (!tls_on.ok()) return PrintUsageError(tls_on.status(), command->name);
+  auto credentials =
+      ChannelCredentials(*tls_on, [&](absl::string_view flag, const char* env) {
+        if (auto value = global(flag)) return *value;
+        const char* from_env = std::getenv(env);
+        return std::string(from_env == nullptr ? "" : from_env);
+      });
+  if (!credentials.ok()) {
+    if (IsUsageError(credentials.status())) {
+      return PrintUsageError(credentials.status(), command->name);
+    }
+    std::fprintf(stderr, "warren: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return kExitUsage;
+  }
+  grpc::ChannelArguments channel_args;
+  if (!credentials->server_name.empty()) {
+    channel_args.SetSslTargetNameOverride(credentials->server_name);
+  }
+  context.channel = grpc::CreateCustomChannel(
+      context.server, credentials->credentials, channel_args);
 
   absl::Status status = command->run(context, *args);
   if (status.ok()) return kExitOk;

@@ -4,10 +4,17 @@ package main
 // the chart's own files (CheckChartStatic).
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io/ioutil"
+	"math/big"
 	"os"
 	"os/exec"
 	"path"
@@ -506,6 +513,26 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 		}
 	}
 	r.Check(grpcPort > 0, c.Name, "no container port named grpc")
+	// TLS from the mounted Secret, or the explicit plaintext opt-in
+	// (warrend refuses plaintext on 0.0.0.0 without it).
+	if truthy(c.v("tls", "enabled")) {
+		r.Check(fmt.Sprint(sc.File["tls_cert_file"]) == "/etc/warren/tls/"+fmt.Sprint(c.v("tls", "certFilename")) &&
+			fmt.Sprint(sc.File["tls_key_file"]) == "/etc/warren/tls/"+fmt.Sprint(c.v("tls", "keyFilename")),
+			c.Name, "tls.enabled: tls_cert_file/tls_key_file must name the mounted Secret's files, got %v %v", sc.File["tls_cert_file"], sc.File["tls_key_file"])
+		_, ca := sc.File["tls_client_ca_file"]
+		r.Check(ca == truthy(c.v("tls", "clientAuth")), c.Name, "tls_client_ca_file set=%v, tls.clientAuth=%v", ca, c.v("tls", "clientAuth"))
+		_, insecure := sc.File["allow_insecure_listen"]
+		r.Check(!insecure, c.Name, "allow_insecure_listen must not be set with tls.enabled")
+		mounted := false
+		for _, m := range listAt(ctr, "volumeMounts") {
+			if str(m, "mountPath") == "/etc/warren/tls" {
+				mounted = get(m, "subPath") == nil
+			}
+		}
+		r.Check(mounted, c.Name, "tls.enabled: the Secret must be mounted whole (no subPath) at /etc/warren/tls, so renewals reach warrend")
+	} else {
+		r.Check(fmt.Sprint(sc.File["allow_insecure_listen"]) == "true", c.Name, "plaintext on 0.0.0.0 needs allow_insecure_listen: true in the config file (warrend refuses to start otherwise)")
+	}
 	listen := fmt.Sprint(sc.File["listen"])
 	r.Check(listen == fmt.Sprintf("0.0.0.0:%d", grpcPort), c.Name, "listen %q does not match the grpc container port %d", listen, grpcPort)
 	want, _ := num(c.Values, "containerPorts", "grpc")
@@ -530,10 +557,26 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 		if !r.Check((p != nil) == enabled, c.Name, "%s present=%v, enabled=%v", probe, p != nil, enabled) || p == nil {
 			continue
 		}
-		port, _ := num(p, "grpc", "port")
-		r.Check(int(port) == grpcPort, c.Name, "%s: native gRPC probe on port %v, want %d", probe, port, grpcPort)
-		svc, hasSvc := get(p, "grpc", "service").(string)
-		r.Check(hasSvc && svc == "", c.Name, "%s: must ask the whole server's health (service \"\")", probe)
+		if truthy(c.v("tls", "enabled")) {
+			// Native gRPC probes speak plaintext only: warren-healthcheck
+			// over TLS on the pod's own port.
+			var parts []string
+			for _, a := range listAt(p, "exec", "command") {
+				parts = append(parts, fmt.Sprint(a))
+			}
+			cmd := strings.Join(parts, " ")
+			r.Check(strings.HasPrefix(cmd, "/usr/local/bin/warren-healthcheck ") &&
+				strings.Contains(cmd, fmt.Sprintf("-addr=127.0.0.1:%d", grpcPort)) &&
+				strings.Contains(cmd, " -tls ") && strings.Contains(cmd, " -service= "),
+				c.Name, "%s: with tls.enabled, want warren-healthcheck -tls on port %d, got %q", probe, grpcPort, cmd)
+			r.Check(strings.Contains(cmd, "-tls-cert=") == truthy(c.v("tls", "clientAuth")), c.Name,
+				"%s: presents a client certificate exactly when tls.clientAuth: %q", probe, cmd)
+		} else {
+			port, _ := num(p, "grpc", "port")
+			r.Check(int(port) == grpcPort, c.Name, "%s: native gRPC probe on port %v, want %d", probe, port, grpcPort)
+			svc, hasSvc := get(p, "grpc", "service").(string)
+			r.Check(hasSvc && svc == "", c.Name, "%s: must ask the whole server's health (service \"\")", probe)
+		}
 		handlers := 0
 		for _, h := range []string{"grpc", "httpGet", "tcpSocket", "exec"} {
 			if get(p, h) != nil {
@@ -833,8 +876,23 @@ func (c *Case) RunWarrend(r *Report, bin, outDir string) {
 		return
 	}
 	sc, _ := c.serverConfig(&deps[0])
+	// Files the pod gets from mounted Secrets (/etc/warren/...) are made
+	// under outDir, valid PEM, so that warrend's start-up check of them
+	// passes and the run stops only at connecting.
+	fileText := sc.FileText
+	mountRoot := filepath.Join(outDir, c.Name+".mounts")
+	for name, v := range sc.File {
+		target := fmt.Sprint(v)
+		if !strings.HasSuffix(name, "_file") || !strings.HasPrefix(target, "/etc/warren/") {
+			continue
+		}
+		if err := writeTestPem(filepath.Join(mountRoot, target), strings.HasSuffix(name, "_key_file")); !r.Check(err == nil, c.Name, "make %s: %v", target, err) {
+			return
+		}
+	}
+	fileText = strings.ReplaceAll(fileText, " /etc/warren/", " "+mountRoot+"/etc/warren/")
 	file := filepath.Join(outDir, c.Name+".warrend.yaml")
-	if !r.Check(ioutil.WriteFile(file, []byte(sc.FileText), 0o644) == nil, c.Name, "write %s", file) {
+	if !r.Check(ioutil.WriteFile(file, []byte(fileText), 0o644) == nil, c.Name, "write %s", file) {
 		return
 	}
 	var args []string
@@ -979,4 +1037,45 @@ func schemaCovers(node map[string]interface{}, keys []string) bool {
 		node = next
 	}
 	return node["type"] != nil || node["oneOf"] != nil
+}
+
+// testKey and testCert are one self-signed pair, made once per run, for the
+// mounted files of RunWarrend (a key file gets the key, any other the
+// certificate: the certificate is its own CA).
+var testKey, testCert []byte
+
+func writeTestPem(path string, key bool) error {
+	if testKey == nil {
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(1),
+			Subject:               pkix.Name{CommonName: "render-check"},
+			NotBefore:             time.Now().Add(-time.Hour),
+			NotAfter:              time.Now().Add(24 * time.Hour),
+			IsCA:                  true,
+			BasicConstraintsValid: true,
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+		if err != nil {
+			return err
+		}
+		keyDer, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return err
+		}
+		testCert = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		testKey = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDer})
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	content := testCert
+	if key {
+		content = testKey
+	}
+	return ioutil.WriteFile(path, content, 0o600)
 }

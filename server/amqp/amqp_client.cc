@@ -574,6 +574,14 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
       return absl::InvalidArgumentError(
           absl::StrCat("cannot read amqp_ca_file ", client_.options_.ca_file));
     }
+    if (!client_.options_.cert_file.empty() &&
+        amqp_ssl_socket_set_key(socket, client_.options_.cert_file.c_str(),
+                                client_.options_.key_file.c_str()) !=
+            AMQP_STATUS_OK) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot use amqp_cert_file ", client_.options_.cert_file,
+                       " with amqp_key_file ", client_.options_.key_file));
+    }
   }
   timeval timeout = absl::ToTimeval(client_.options_.connect_timeout);
   const int opened = amqp_socket_open_noblock(socket, broker.host.c_str(),

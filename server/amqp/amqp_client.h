@@ -58,6 +58,10 @@ struct AmqpOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   // CA bundle for amqps:// brokers; empty uses the system's.
   std::string ca_file;
+  // Client certificate (PEM chain) and its key, for amqps:// brokers that
+  // verify peers; both or neither.
+  std::string cert_file;
+  std::string key_file;
   // Shown by the broker (management UI, rabbitmqctl list_connections).
   std::string connection_name = "warrend";
 };

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/daemon/options.h"
+#include "server/daemon/tls.h"
 
 namespace warren::daemon {
 namespace {
@@ -119,6 +120,98 @@ TEST(LoadOptionsTest, ZkAclWorldReadNeedsZkAuthFile) {
   std::string error;
   absl::FindCommandLineFlag("zk_acl_world_read")->ParseFrom("false", &error);
   absl::FindCommandLineFlag("zk_auth_file")->ParseFrom("", &error);
+}
+
+TEST(IsLoopbackListenTest, OnlyAddressesReachableFromThisHostAreLoopback) {
+  for (const char* listen :
+       {"127.0.0.1:50051", "127.8.9.10:1", "localhost:50051", "LOCALHOST:1",
+        "[::1]:50051", "ipv6:[::1]:1", "[::ffff:127.0.0.1]:1",
+        "ipv4:127.0.0.1:1", "unix:/run/warren.sock"}) {
+    EXPECT_TRUE(IsLoopbackListen(listen)) << listen;
+  }
+  for (const char* listen :
+       {"0.0.0.0:50051", "[::]:50051", ":50051", "10.1.2.3:50051",
+        "[fe80::1]:1", "warren.example.com:50051", "128.0.0.1:1",
+        "[::ffff:10.0.0.1]:1", "[::1:1"}) {
+    EXPECT_FALSE(IsLoopbackListen(listen)) << listen;
+  }
+}
+
+// Loads `args` after resetting every TLS and listen setting to its default
+// (absl flags are process-wide: an earlier test's values would leak in).
+absl::StatusOr<Options> LoadWith(std::vector<std::string> args) {
+  std::vector<std::string> all = {"warrend",
+                                  "--listen=127.0.0.1:50051",
+                                  "--allow_insecure_listen=false",
+                                  "--tls_cert_file=",
+                                  "--tls_key_file=",
+                                  "--tls_client_ca_file=",
+                                  "--tls_client_auth=",
+                                  "--tls_reload_interval=60s",
+                                  "--amqp_cert_file=",
+                                  "--amqp_key_file="};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  return LoadOptions(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(LoadOptionsTest, PlaintextStaysOnLoopbackUnlessAllowed) {
+  auto loopback = LoadWith({});
+  ASSERT_TRUE(loopback.ok()) << loopback.status();
+  EXPECT_FALSE(TlsEnabled(*loopback));
+  EXPECT_EQ(loopback->tls_client_auth, "none");
+
+  auto refused = LoadWith({"--listen=0.0.0.0:50051"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("listen 0.0.0.0:50051 is not a loopback address"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("allow_insecure_listen"));
+
+  EXPECT_TRUE(
+      LoadWith({"--listen=0.0.0.0:50051", "--allow_insecure_listen"}).ok());
+  // TLS needs no opt-in (the files are checked at start-up, not here).
+  auto tls = LoadWith({"--listen=0.0.0.0:50051", "--tls_cert_file=a.crt",
+                       "--tls_key_file=a.key"});
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(TlsEnabled(*tls));
+  (void)LoadWith({});  // back to the defaults
+}
+
+TEST(LoadOptionsTest, TlsSettingsMustBeComplete) {
+  const std::string cert = "--tls_cert_file=a.crt";
+  const std::string key = "--tls_key_file=a.key";
+  const std::string ca = "--tls_client_ca_file=ca.crt";
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  } cases[] = {
+      {{cert}, "tls_cert_file and tls_key_file go together"},
+      {{key}, "tls_cert_file and tls_key_file go together"},
+      {{ca}, "tls_client_ca_file needs tls_cert_file"},
+      {{cert, key, "--tls_client_auth=require"},
+       "tls_client_auth=request or require needs tls_client_ca_file"},
+      {{cert, key, ca, "--tls_client_auth=none"},
+       "tls_client_auth=none contradicts"},
+      {{cert, key, ca, "--tls_client_auth=optional"},
+       "tls_client_auth must be none, request or require"},
+      {{cert, key, "--tls_reload_interval=500ms"},
+       "tls_reload_interval must be between 1s and 24h"},
+      {{"--amqp_cert_file=c.crt"}, "amqp_cert_file and amqp_key_file go"},
+  };
+  for (const Case& c : cases) {
+    auto options = LoadWith(c.args);
+    ASSERT_FALSE(options.ok()) << c.error;
+    EXPECT_THAT(options.status().message(), HasSubstr(c.error));
+  }
+  // A client CA alone means mutual TLS.
+  auto mtls = LoadWith({cert, key, ca});
+  ASSERT_TRUE(mtls.ok()) << mtls.status();
+  EXPECT_EQ(mtls->tls_client_auth, "require");
+  auto request = LoadWith({cert, key, ca, "--tls_client_auth=request"});
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->tls_client_auth, "request");
+  (void)LoadWith({});
 }
 
 }  // namespace

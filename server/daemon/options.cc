@@ -12,13 +12,34 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "server/daemon/tls.h"
 #include "yaml-cpp/yaml.h"
 
 ABSL_FLAG(std::string, config, "",
           "Optional YAML file of settings (keys are these flag names).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
-          "gRPC listen address. Plaintext: keep it on loopback or a private "
-          "network until TLS is configured.");
+          "gRPC listen address. Without TLS (tls_cert_file) only a loopback "
+          "address is accepted, unless allow_insecure_listen is set.");
+ABSL_FLAG(bool, allow_insecure_listen, false,
+          "Serve plaintext gRPC on a listen address other than loopback "
+          "(0.0.0.0, a pod or host address): only where the network itself "
+          "is trusted or encrypted, e.g. a service mesh's sidecar.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain (leaf first) served on the gRPC port; with "
+          "tls_key_file it turns TLS on. Re-read every tls_reload_interval.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of tls_cert_file (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle that signs client certificates; set, clients must "
+          "present one signed by it (mutual TLS) unless tls_client_auth "
+          "says request.");
+ABSL_FLAG(std::string, tls_client_auth, "",
+          "Client certificates: none, request (verified when presented) or "
+          "require (mutual TLS). Empty: require when tls_client_ca_file is "
+          "set, none otherwise.");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::Seconds(60),
+          "How often the TLS files are checked for changes; new "
+          "connections get the new certificate, open ones keep theirs.");
 ABSL_FLAG(std::string, zk_connect, "127.0.0.1:2181",
           "ZooKeeper connect string: host:port[,host:port...].");
 ABSL_FLAG(absl::Duration, zk_session_timeout, absl::Seconds(10),
@@ -43,6 +64,11 @@ ABSL_FLAG(std::vector<std::string>, amqp_urls,
           "turn.");
 ABSL_FLAG(std::string, amqp_ca_file, "",
           "CA bundle for amqps:// brokers (empty: the system's).");
+ABSL_FLAG(std::string, amqp_cert_file, "",
+          "PEM client certificate for amqps:// brokers that verify peers "
+          "(ssl_options.verify = verify_peer); needs amqp_key_file.");
+ABSL_FLAG(std::string, amqp_key_file, "",
+          "PEM private key of amqp_cert_file (unencrypted).");
 ABSL_FLAG(absl::Duration, amqp_heartbeat, absl::Seconds(10),
           "AMQP heartbeat interval.");
 ABSL_FLAG(int64_t, amqp_max_connections, 8,
@@ -91,6 +117,12 @@ namespace {
 
 // The settings that the environment and the YAML file may set.
 constexpr absl::string_view kSettings[] = {"listen",
+                                           "allow_insecure_listen",
+                                           "tls_cert_file",
+                                           "tls_key_file",
+                                           "tls_client_ca_file",
+                                           "tls_client_auth",
+                                           "tls_reload_interval",
                                            "zk_connect",
                                            "zk_session_timeout",
                                            "zk_auth_file",
@@ -98,6 +130,8 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "root",
                                            "amqp_urls",
                                            "amqp_ca_file",
+                                           "amqp_cert_file",
+                                           "amqp_key_file",
                                            "amqp_heartbeat",
                                            "amqp_max_connections",
                                            "backend_wait",
@@ -212,6 +246,10 @@ absl::Status Check(bool ok, absl::string_view message) {
 
 }  // namespace
 
+bool TlsEnabled(const Options& options) {
+  return !options.tls_cert_file.empty() && !options.tls_key_file.empty();
+}
+
 absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   static std::once_flag usage_once;
   std::call_once(usage_once, [] {
@@ -234,6 +272,12 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
 
   Options o;
   o.listen = absl::GetFlag(FLAGS_listen);
+  o.allow_insecure_listen = absl::GetFlag(FLAGS_allow_insecure_listen);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  o.tls_client_auth = absl::GetFlag(FLAGS_tls_client_auth);
+  o.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   o.zk_connect = absl::GetFlag(FLAGS_zk_connect);
   o.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
   o.zk_auth_file = absl::GetFlag(FLAGS_zk_auth_file);
@@ -241,6 +285,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.root = absl::GetFlag(FLAGS_root);
   o.amqp_urls = absl::GetFlag(FLAGS_amqp_urls);
   o.amqp_ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
+  o.amqp_cert_file = absl::GetFlag(FLAGS_amqp_cert_file);
+  o.amqp_key_file = absl::GetFlag(FLAGS_amqp_key_file);
   o.amqp_heartbeat = absl::GetFlag(FLAGS_amqp_heartbeat);
   o.amqp_max_connections = absl::GetFlag(FLAGS_amqp_max_connections);
   o.backend_wait = absl::GetFlag(FLAGS_backend_wait);
@@ -262,9 +308,40 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.log_level = absl::GetFlag(FLAGS_log_level);
   o.log_json = absl::GetFlag(FLAGS_log_json);
 
+  if (o.tls_client_auth.empty()) {
+    o.tls_client_auth = o.tls_client_ca_file.empty() ? "none" : "require";
+  }
+  const bool tls = TlsEnabled(o);
   // Root: an absolute ZooKeeper path of valid segments.
   absl::Status checks[] = {
       Check(!o.listen.empty(), "listen is empty"),
+      Check(o.tls_cert_file.empty() == o.tls_key_file.empty(),
+            "tls_cert_file and tls_key_file go together: set both (TLS) or "
+            "neither (plaintext)"),
+      Check(o.tls_client_ca_file.empty() || tls,
+            "tls_client_ca_file needs tls_cert_file and tls_key_file: client "
+            "certificates are checked only over TLS"),
+      Check(o.tls_client_auth == "none" || o.tls_client_auth == "request" ||
+                o.tls_client_auth == "require",
+            "tls_client_auth must be none, request or require"),
+      Check(o.tls_client_auth == "none" || !o.tls_client_ca_file.empty(),
+            "tls_client_auth=request or require needs tls_client_ca_file "
+            "(the CA that signs client certificates)"),
+      Check(o.tls_client_auth != "none" || o.tls_client_ca_file.empty(),
+            "tls_client_auth=none contradicts tls_client_ca_file: drop one"),
+      Check(o.tls_reload_interval >= absl::Seconds(1) &&
+                o.tls_reload_interval <= absl::Hours(24),
+            "tls_reload_interval must be between 1s and 24h"),
+      Check(tls || o.allow_insecure_listen || IsLoopbackListen(o.listen),
+            absl::StrCat("listen ", o.listen,
+                         " is not a loopback address and TLS is off: set "
+                         "tls_cert_file and tls_key_file, or "
+                         "allow_insecure_listen=true to serve plaintext gRPC "
+                         "on it (only on a trusted or mesh-encrypted "
+                         "network)")),
+      Check(o.amqp_cert_file.empty() == o.amqp_key_file.empty(),
+            "amqp_cert_file and amqp_key_file go together: set both or "
+            "neither"),
       Check(!o.zk_connect.empty(), "zk_connect is empty"),
       Check(o.zk_session_timeout >= absl::Seconds(1),
             "zk_session_timeout must be at least 1s"),

@@ -13,6 +13,16 @@ namespace warren::daemon {
 
 struct Options {
   std::string listen;
+  // Plaintext on a listen address other than loopback (see tls.h).
+  bool allow_insecure_listen;
+  // gRPC TLS: all empty serves plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // none, request or require (the empty flag value is resolved here:
+  // require with a client CA, none without).
+  std::string tls_client_auth;
+  absl::Duration tls_reload_interval;
   std::string zk_connect;
   absl::Duration zk_session_timeout;
   std::string zk_auth_file;  // "": unauthenticated, open ACLs
@@ -20,6 +30,9 @@ struct Options {
   std::string root;
   std::vector<std::string> amqp_urls;
   std::string amqp_ca_file;
+  // Client certificate and key for amqps:// brokers that ask for one.
+  std::string amqp_cert_file;
+  std::string amqp_key_file;
   absl::Duration amqp_heartbeat;
   int64_t amqp_max_connections;
   absl::Duration backend_wait;
@@ -41,6 +54,8 @@ struct Options {
   std::string log_level;
   bool log_json;
 };
+
+bool TlsEnabled(const Options& options);
 
 // Parses argv, the environment and the YAML file. Exits the process (status
 // 1, one line on stderr) on an unknown or malformed flag, as absl does;

@@ -1,9 +1,13 @@
 // warrend: wires the backends, the services and the gRPC server together,
-// and runs until SIGTERM or SIGINT.
+// and runs until SIGTERM or SIGINT. SIGHUP runs the reload hooks.
 #include <signal.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -21,6 +25,7 @@
 #include "server/config/watch_cache.h"
 #include "server/daemon/backend_health.h"
 #include "server/daemon/options.h"
+#include "server/daemon/tls.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "server/messaging/config_change_publisher.h"
@@ -38,6 +43,42 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
+// What SIGHUP does: each component that reads files while warrend runs
+// adds a hook that re-reads (or re-checks) them and logs the outcome. Hooks
+// run one after another on the main thread.
+class ReloadHooks {
+ public:
+  void Add(std::string name, std::function<void()> hook) {
+    hooks_.emplace_back(std::move(name), std::move(hook));
+  }
+  void RunAll() {
+    if (hooks_.empty()) {
+      WARREN_LOG_INFO("received SIGHUP: nothing to reload");
+      return;
+    }
+    for (auto& [name, hook] : hooks_) {
+      WARREN_LOG_INFO("received SIGHUP: reloading {}", name);
+      hook();
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::function<void()>>> hooks_;
+};
+
+ServerTlsFiles TlsFiles(const Options& options) {
+  ServerTlsFiles files;
+  files.cert_file = options.tls_cert_file;
+  files.key_file = options.tls_key_file;
+  files.client_ca_file = options.tls_client_ca_file;
+  files.client_auth =
+      options.tls_client_auth == "require"   ? ClientAuth::kRequire
+      : options.tls_client_auth == "request" ? ClientAuth::kRequest
+                                             : ClientAuth::kNone;
+  files.reload_interval = options.tls_reload_interval;
+  return files;
+}
+
 int Run(int argc, char** argv) {
   // Every thread created from here on inherits the blocked signals; the main
   // thread alone receives them, through sigwait.
@@ -45,6 +86,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   // Debian's Abseil is built with Mutex deadlock detection on: every lock
@@ -58,6 +100,28 @@ int Run(int argc, char** argv) {
   if (absl::Status s = InitLogging(options.log_level, options.log_json);
       !s.ok()) {
     return Fail(s);
+  }
+  // Certificate files first: a wrong path should not wait for the backends.
+  const bool tls = TlsEnabled(options);
+  const ServerTlsFiles tls_files = TlsFiles(options);
+  if (tls) {
+    if (absl::Status s = CheckServerTlsFiles(tls_files); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  if (!options.amqp_cert_file.empty()) {
+    if (absl::Status s =
+            CheckKeyPair(options.amqp_cert_file, options.amqp_key_file,
+                         "amqp_cert_file", "amqp_key_file");
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
+  if (!options.amqp_ca_file.empty()) {
+    if (absl::Status s = CheckCaBundle(options.amqp_ca_file, "amqp_ca_file");
+        !s.ok()) {
+      return Fail(s);
+    }
   }
 
   // ZooKeeper authentication and the ACL of the nodes Warren creates.
@@ -83,6 +147,8 @@ int Run(int argc, char** argv) {
   amqp::AmqpOptions amqp_options;
   amqp_options.urls = options.amqp_urls;
   amqp_options.ca_file = options.amqp_ca_file;
+  amqp_options.cert_file = options.amqp_cert_file;
+  amqp_options.key_file = options.amqp_key_file;
   amqp_options.heartbeat = options.amqp_heartbeat;
   // Publishing, health and the broker state go over the pool's first
   // connection; subscriptions spread over as many as they need.
@@ -170,7 +236,9 @@ int Run(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(options.listen,
+                           tls ? MakeServerCredentials(tls_files)
+                               : grpc::InsecureServerCredentials(),
                            &port);
   builder.RegisterService(&config_service);
   builder.RegisterService(&messaging_service);
@@ -195,19 +263,57 @@ int Run(int argc, char** argv) {
   health.Attach(server->GetHealthCheckService());
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  WARREN_LOG_INFO("warrend serving on {}:{} (zookeeper {}{}, rabbitmq {})",
-                  host, port, options.zk_connect, keys.base(),
+  const std::string security =
+      !tls ? "plaintext"
+           : absl::StrCat("TLS, client certificates ", options.tls_client_auth);
+  WARREN_LOG_INFO("warrend serving on {}:{} ({}; zookeeper {}{}, rabbitmq {})",
+                  host, port, security, options.zk_connect, keys.base(),
                   options.amqp_urls.size() == 1
                       ? amqp::ParseBrokerUrl(options.amqp_urls[0])->redacted
                       : absl::StrCat(options.amqp_urls.size(), " brokers"));
-  std::fprintf(stdout,
-               "warrend is serving on %s:%d\n"
-               "  try: grpcurl -plaintext %s:%d list\n",
-               host.c_str(), port, host.c_str(), port);
+  // The first line is what scripts and the tests wait for: keep its shape.
+  std::fprintf(stdout, "warrend is serving on %s:%d\n", host.c_str(), port);
+  if (tls) {
+    std::fprintf(stdout,
+                 "  TLS (client certificates: %s)\n"
+                 "  try: grpcurl -cacert <CA of %s>%s %s:%d list\n",
+                 options.tls_client_auth.c_str(), options.tls_cert_file.c_str(),
+                 options.tls_client_auth == "none"
+                     ? ""
+                     : " -cert <client.crt> -key <client.key>",
+                 host.c_str(), port);
+  } else {
+    std::fprintf(stdout, "  try: grpcurl -plaintext %s:%d list\n", host.c_str(),
+                 port);
+  }
   std::fflush(stdout);
 
+  ReloadHooks reload_hooks;
+  if (tls) {
+    // gRPC's file watcher re-reads the files every tls_reload_interval and
+    // has no way to be told sooner; SIGHUP checks the files at once, so
+    // that whoever replaced them learns now whether they will work.
+    reload_hooks.Add("TLS files", [&tls_files] {
+      if (absl::Status s = CheckServerTlsFiles(tls_files); !s.ok()) {
+        WARREN_LOG_ERROR(
+            "TLS files are not usable ({}); new connections may fail from "
+            "the next reload within {} until they are fixed",
+            std::string(s.message()),
+            absl::FormatDuration(tls_files.reload_interval));
+      } else {
+        WARREN_LOG_INFO(
+            "TLS files are valid; new connections get them within {}",
+            absl::FormatDuration(tls_files.reload_interval));
+      }
+    });
+  }
+
   int received = 0;
-  sigwait(&signals, &received);
+  while (true) {
+    sigwait(&signals, &received);
+    if (received != SIGHUP) break;
+    reload_hooks.RunAll();
+  }
   WARREN_LOG_INFO("received {}; draining (grace {})",
                   received == SIGTERM ? "SIGTERM" : "SIGINT",
                   absl::FormatDuration(options.shutdown_grace));

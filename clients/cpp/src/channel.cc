@@ -1,6 +1,10 @@
 #include "warren/client/channel.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
 
 namespace warren::client {
 
@@ -10,7 +14,25 @@ std::string AddressFromEnv() {
   return address;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+namespace {
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? "" : value;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read the TLS ", what, " file ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
   // Reconnect quickly after a server restart: the wrappers retry on their
   // own schedule (with jitter), and a channel stuck in a long reconnect
@@ -25,8 +47,61 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  return args;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+                                   ChannelArgs());
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& address, const TlsOptions& tls) {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS client certificate and key go together: give both or neither");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!tls.ca_file.empty()) {
+    auto ca = ReadPem(tls.ca_file, "CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+  }
+  if (!tls.cert_file.empty()) {
+    auto cert = ReadPem(tls.cert_file, "certificate");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem(tls.key_file, "key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *cert;
+    ssl.pem_private_key = *key;
+  }
+  grpc::ChannelArguments args = ChannelArgs();
+  if (!tls.server_name.empty()) {
+    args.SetSslTargetNameOverride(tls.server_name);
+  }
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+}
+
+std::optional<TlsOptions> TlsOptionsFromEnv() {
+  TlsOptions tls;
+  tls.ca_file = Env("WARREN_TLS_CA");
+  tls.cert_file = Env("WARREN_TLS_CERT");
+  tls.key_file = Env("WARREN_TLS_KEY");
+  tls.server_name = Env("WARREN_TLS_SERVER_NAME");
+  const std::string on = Env("WARREN_TLS");
+  if (tls.ca_file.empty() && tls.cert_file.empty() && tls.key_file.empty() &&
+      tls.server_name.empty() && (on.empty() || on == "0" || on == "false")) {
+    return std::nullopt;
+  }
+  return tls;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelFromEnv() {
+  const std::optional<TlsOptions> tls = TlsOptionsFromEnv();
+  if (!tls.has_value()) return MakeChannel(AddressFromEnv());
+  return MakeChannel(AddressFromEnv(), *tls);
 }
 
 absl::Status ToStatus(const grpc::Status& status) {

@@ -166,6 +166,25 @@ subchart
 
 {{- define "warren.configPath" -}}/etc/warren/config/warrend.yaml{{- end -}}
 {{- define "warren.amqpCaPath" -}}/etc/warren/amqp-ca/ca.crt{{- end -}}
+{{- define "warren.tlsDir" -}}/etc/warren/tls{{- end -}}
+
+{{/*
+The probe command when warrend serves TLS (native gRPC probes cannot):
+warren-healthcheck against the pod's own port. It checks health, not the
+certificate's identity (-tls-skip-verify); with clientAuth it presents the
+pod's own certificate.
+*/}}
+{{- define "warren.tlsProbeCommand" -}}
+- /usr/local/bin/warren-healthcheck
+- {{ printf "-addr=127.0.0.1:%d" (int .Values.containerPorts.grpc) | quote }}
+- -service=
+- -tls
+- -tls-skip-verify
+{{- if .Values.tls.clientAuth }}
+- {{ printf "-tls-cert=%s/%s" (include "warren.tlsDir" .) .Values.tls.certFilename | quote }}
+- {{ printf "-tls-key=%s/%s" (include "warren.tlsDir" .) .Values.tls.keyFilename | quote }}
+{{- end }}
+{{- end -}}
 
 {{/*
 The settings warrend reads from its --config YAML file (the keys are flag
@@ -194,6 +213,18 @@ also named in warren.extraFlags is left to the flag.
 -}}
 {{- if .Values.externalRabbitmq.caSecret -}}
 {{- $_ := set $s "amqp_ca_file" (include "warren.amqpCaPath" .) -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $dir := include "warren.tlsDir" . -}}
+{{- $_ := set $s "tls_cert_file" (printf "%s/%s" $dir .Values.tls.certFilename) -}}
+{{- $_ := set $s "tls_key_file" (printf "%s/%s" $dir .Values.tls.keyFilename) -}}
+{{- $_ := set $s "tls_reload_interval" .Values.tls.reloadInterval -}}
+{{- if .Values.tls.clientAuth -}}
+{{- $_ := set $s "tls_client_ca_file" (printf "%s/%s" $dir .Values.tls.caFilename) -}}
+{{- end -}}
+{{- else -}}
+{{/* Plaintext on the pod's every interface: an explicit opt-in. */}}
+{{- $_ := set $s "allow_insecure_listen" true -}}
 {{- end -}}
 {{- range $name, $_ := $w.extraFlags -}}
 {{- $_ := unset $s $name -}}
@@ -244,8 +275,8 @@ not know them) merged with warren.extraFlags (which win), as one
 
 {{/* Rejects values the binary cannot serve yet. Included by the Deployment. */}}
 {{- define "warren.validateValues" -}}
-{{- if .Values.tls.enabled -}}
-{{- fail "tls.enabled: warrend does not serve TLS yet (issue 8 adds it); keep tls.enabled=false and the gRPC port on a private network" -}}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) -}}
+{{- fail "tls.enabled needs tls.existingSecret: the Secret with the server certificate (tls.certFilename) and key (tls.keyFilename)" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true" -}}

@@ -9,9 +9,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 
 namespace warren::client {
@@ -21,6 +23,32 @@ std::string AddressFromEnv();
 
 // An insecure (plaintext) channel to `address` ("host:port").
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+
+// TLS to a warrend started with --tls_cert_file (README.md, "TLS").
+struct TlsOptions {
+  // PEM CA bundle that signs the server's certificate; empty: the system's.
+  std::string ca_file;
+  // PEM client certificate and key, for a server that requires one
+  // (--tls_client_ca_file, mutual TLS); both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name the server's certificate must carry when it is not the host
+  // of the address (e.g. dialing an IP); empty: the host.
+  std::string server_name;
+};
+
+// A TLS channel to `address` with the same settings as MakeChannel.
+// INVALID_ARGUMENT naming the file when one cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& address, const TlsOptions& tls);
+
+// TlsOptions from $WARREN_TLS_CA, $WARREN_TLS_CERT, $WARREN_TLS_KEY and
+// $WARREN_TLS_SERVER_NAME, or $WARREN_TLS=1 for TLS with the system's CAs;
+// nullopt (plaintext) when none is set.
+std::optional<TlsOptions> TlsOptionsFromEnv();
+
+// MakeChannel(AddressFromEnv()), over TLS when TlsOptionsFromEnv says so.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelFromEnv();
 
 // grpc::Status to absl::Status (the codes are the same numbers).
 absl::Status ToStatus(const grpc::Status& status);
