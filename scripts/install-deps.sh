@@ -14,7 +14,7 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libzookeeper-mt-dev librabbitmq-dev libspdlog-dev
-  libyaml-cpp-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev libgtest-dev libgmock-dev prometheus-cpp-dev
   # servers for the local stack and the tests
   zookeeper rabbitmq-server libslf4j-java
 )

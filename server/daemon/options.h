@@ -38,6 +38,8 @@ struct Options {
   std::string config_change_exchange;
   std::string log_level;
   bool log_json;
+  std::string metrics_listen;
+  bool metrics_allow_remote;
 };
 
 // Parses argv, the environment and the YAML file. Exits the process (status

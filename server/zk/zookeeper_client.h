@@ -47,6 +47,11 @@ class ZooKeeperClient final : public ZkClient {
   absl::Duration negotiated_session_timeout() const;
 
   SessionState state() const override { return state_.load(); }
+  // For metrics: how often the session came back to kConnected after the
+  // first connection (a resumed session or a new one), and how many
+  // sessions expired.
+  uint64_t reconnects() const { return reconnects_.load(); }
+  uint64_t session_expiries() const { return expiries_.load(); }
   uint64_t session_generation() const override { return generation_.load(); }
   int AddSessionListener(SessionListener listener) override;
   void RemoveSessionListener(int id) override;
@@ -88,6 +93,8 @@ class ZooKeeperClient final : public ZkClient {
   const ZooKeeperOptions options_;
   std::atomic<SessionState> state_{SessionState::kConnecting};
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> expiries_{0};
 
   mutable warren::Mutex handle_mu_;
   zhandle_t* handle_ ABSL_GUARDED_BY(handle_mu_) = nullptr;

@@ -195,6 +195,11 @@ also named in warren.extraFlags is left to the flag.
 {{- if .Values.externalRabbitmq.caSecret -}}
 {{- $_ := set $s "amqp_ca_file" (include "warren.amqpCaPath" .) -}}
 {{- end -}}
+{{- if .Values.metrics.enabled -}}
+{{- /* On the pod's addresses, for Prometheus: warrend wants the opt-in. */ -}}
+{{- $_ := set $s "metrics_listen" (printf "0.0.0.0:%d" (int .Values.containerPorts.metrics)) -}}
+{{- $_ := set $s "metrics_allow_remote" true -}}
+{{- end -}}
 {{- range $name, $_ := $w.extraFlags -}}
 {{- $_ := unset $s $name -}}
 {{- end -}}
