@@ -4,6 +4,7 @@
 // taken before the calls, so nothing depends on what start-up did.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +46,10 @@ struct Sample {
 // GET /metrics over HTTP/1.0; the body, or "" when the request failed.
 std::string Scrape(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  // A frozen server must fail the scrape, not hang the test.
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -342,6 +347,74 @@ TEST_F(MetricsTest, ServesTheTextFormat) {
   EXPECT_THAT(text, HasSubstr("le=\"0.005\""));
   EXPECT_THAT(text, HasSubstr("# TYPE warren_amqp_publish_confirm_seconds "
                               "histogram"));
+}
+
+// ZooKeeper faults on a private server: the gauges follow the session, and
+// the counters count the reconnect and the expiry.
+double ScrapeValue(int port, const std::string& name, const Labels& labels) {
+  return Find(Parse(Scrape(port)), name, labels).value_or(-1);
+}
+
+TEST(MetricsFaultTest, ZooKeeperRestartIsSeenAndCounted) {
+  auto zk = ZooKeeperServer::Start();
+  ASSERT_TRUE(zk.ok()) << zk.status();
+  const int port = FreePort();
+  auto warrend =
+      WarrendProcess::Start({absl::StrCat("--metrics_listen=127.0.0.1:", port),
+                             "--zk_session_timeout=20s"},
+                            (*zk)->connect());
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  ASSERT_EQ(ScrapeValue(port, "warren_backend_up", {{"backend", "zookeeper"}}),
+            1);
+
+  (*zk)->Kill9();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ScrapeValue(port, "warren_zookeeper_session_state",
+                           {{"state", "suspended"}}) == 1 &&
+               ScrapeValue(port, "warren_backend_up",
+                           {{"backend", "zookeeper"}}) == 0;
+      },
+      absl::Seconds(30)));
+  ASSERT_TRUE((*zk)->Restart().ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ScrapeValue(port, "warren_zookeeper_session_state",
+                           {{"state", "connected"}}) == 1;
+      },
+      absl::Seconds(60)))
+      << (*warrend)->Log();
+  EXPECT_EQ(ScrapeValue(port, "warren_zookeeper_reconnects_total", {}), 1);
+  EXPECT_EQ(ScrapeValue(port, "warren_zookeeper_session_expirations_total", {}),
+            0);
+}
+
+TEST(MetricsFaultTest, ZooKeeperSessionExpiryIsCounted) {
+  auto zk = ZooKeeperServer::Start();
+  ASSERT_TRUE(zk.ok()) << zk.status();
+  const int port = FreePort();
+  // 2s: the shortest session the test server grants (see zk_fault_test).
+  auto warrend =
+      WarrendProcess::Start({absl::StrCat("--metrics_listen=127.0.0.1:", port),
+                             "--zk_session_timeout=2s"},
+                            (*zk)->connect());
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  // Frozen well past the session timeout: ZooKeeper expires the session.
+  kill((*warrend)->pid(), SIGSTOP);
+  // Letting wall-clock time pass is the point here, not a stand-in for a
+  // condition.
+  absl::SleepFor(absl::Seconds(6));
+  kill((*warrend)->pid(), SIGCONT);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return ScrapeValue(port, "warren_zookeeper_session_expirations_total",
+                           {}) == 1 &&
+               ScrapeValue(port, "warren_zookeeper_session_state",
+                           {{"state", "connected"}}) == 1;
+      },
+      absl::Seconds(60)))
+      << (*warrend)->Log();
+  EXPECT_GE(ScrapeValue(port, "warren_zookeeper_reconnects_total", {}), 1);
 }
 
 TEST(MetricsStartupTest, NonLoopbackMetricsNeedTheOptIn) {
