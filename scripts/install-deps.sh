@@ -15,6 +15,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libzookeeper-mt-dev librabbitmq-dev libspdlog-dev
   libyaml-cpp-dev libgtest-dev libgmock-dev libssl-dev
+  prometheus-cpp-dev
   # servers for the local stack and the tests (openssl: their certificates)
   zookeeper rabbitmq-server libslf4j-java openssl
   # the chart's render check (helm/check.sh), Go in GOPATH mode

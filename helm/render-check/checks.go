@@ -539,12 +539,25 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 	r.Check(grpcPort == int(want), c.Name, "grpc container port %d, want containerPorts.grpc %v", grpcPort, want)
 
 	hasMetricsPort := false
+	metricsPort := -1
 	for _, p := range listAt(ctr, "ports") {
 		if str(p, "name") == "metrics" {
 			hasMetricsPort = true
+			f, _ := num(p, "containerPort")
+			metricsPort = int(f)
 		}
 	}
 	r.Check(hasMetricsPort == truthy(c.v("metrics", "enabled")), c.Name, "metrics container port present=%v, metrics.enabled=%v", hasMetricsPort, c.v("metrics", "enabled"))
+	// warrend serves metrics on that port, on the pod's addresses (which
+	// needs metrics_allow_remote), exactly when they are enabled.
+	metricsListen, listens := sc.File["metrics_listen"]
+	if _, overridden := mapAt(c.Values, "warren", "extraFlags")["metrics_listen"]; !overridden {
+		r.Check(listens == hasMetricsPort, c.Name, "metrics_listen set=%v, metrics.enabled=%v", listens, c.v("metrics", "enabled"))
+		if hasMetricsPort {
+			r.Check(fmt.Sprint(metricsListen) == fmt.Sprintf("0.0.0.0:%d", metricsPort), c.Name, "metrics_listen %v does not match the metrics container port %d", metricsListen, metricsPort)
+			r.Check(sc.File["metrics_allow_remote"] == true, c.Name, "metrics_listen on 0.0.0.0 needs metrics_allow_remote: true (warrend refuses otherwise)")
+		}
+	}
 
 	for _, probe := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
 		custom := "custom" + strings.ToUpper(probe[:1]) + probe[1:]
@@ -863,7 +876,7 @@ func (c *Case) checkNotes(r *Report) {
 	r.Check(strings.Contains(c.Notes, c.fullname()+"."+c.namespace()+".svc:"), c.Name, "NOTES.txt does not tell clients the Service address")
 	r.Check(!strings.Contains(c.Notes, "<no value>") && !strings.Contains(c.Notes, "%!"), c.Name, "NOTES.txt has unrendered values")
 	if truthy(c.v("metrics", "enabled")) {
-		r.Check(strings.Contains(c.Notes, "does not serve"), c.Name, "NOTES.txt must warn that metrics are not served yet")
+		r.Check(strings.Contains(c.Notes, fmt.Sprint(c.v("metrics", "path"))), c.Name, "NOTES.txt must tell where the metrics are served")
 	}
 }
 

@@ -221,6 +221,7 @@ class AmqpClient::IoLoop {
   struct PendingPublish {
     OutgoingMessage message;
     absl::Time deadline;
+    absl::Time published;                         // for AmqpOptions::on_confirm
     absl::AnyInvocable<void(absl::Status)> done;  // empty once answered
     bool returned = false;
     std::string return_text;
@@ -492,6 +493,7 @@ void AmqpClient::IoLoop::Run() {
 void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
   auto unconfirmed = std::move(unconfirmed_);
   unconfirmed_.clear();
+  client_.unconfirmed_publishes_.store(0, std::memory_order_relaxed);
   for (auto& [tag, pending] : unconfirmed) {
     if (pending.done) pending.done(status);
   }
@@ -639,6 +641,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
 
   const int sock_fd = amqp_get_sockfd(conn_.get());
   while (!client_.stopping_.load()) {
+    client_.unconfirmed_publishes_.store(unconfirmed_.size(),
+                                         std::memory_order_relaxed);
     if (amqp_frames_enqueued(conn_.get()) == 0 &&
         !amqp_data_in_buffer(conn_.get())) {
       // Wake twice per heartbeat interval so that ours go out in time, and
@@ -831,6 +835,7 @@ absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
   PendingPublish pending;
   pending.message = std::move(command.message);
   pending.deadline = command.deadline;
+  pending.published = absl::Now();
   pending.done = std::move(command.done);
   unconfirmed_.emplace(next_publish_tag_++, std::move(pending));
   return absl::OkStatus();
@@ -873,7 +878,11 @@ void AmqpClient::IoLoop::ResolveConfirms(uint64_t tag, bool multiple,
     settled.push_back(std::move(it->second));
     it = unconfirmed_.erase(it);
   }
+  const absl::Time now = absl::Now();
   for (auto& p : settled) {
+    if (ack && client_.options_.on_confirm) {
+      client_.options_.on_confirm(now - p.published);
+    }
     if (!p.done) continue;  // answered already (deadline)
     if (!ack) {
       p.done(absl::UnavailableError(

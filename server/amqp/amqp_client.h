@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,6 +65,9 @@ struct AmqpOptions {
   std::string key_file;
   // Shown by the broker (management UI, rabbitmqctl list_connections).
   std::string connection_name = "warrend";
+  // Optional (metrics): called on the I/O thread with the time from a
+  // message's basic.publish to its basic.ack; must not block.
+  std::function<void(absl::Duration)> on_confirm;
 };
 
 enum class BrokerState { kConnecting, kConnected, kBlocked, kClosed };
@@ -159,6 +163,9 @@ class AmqpBroker {
   }
   virtual absl::Status WaitConnected(absl::Duration timeout) = 0;
   virtual uint64_t reconnects() const = 0;
+  // Publishes sent and not yet confirmed by the broker (for metrics; as of
+  // the I/O thread's last wait, so it may lag by one batch).
+  virtual size_t unconfirmed_publishes() const { return 0; }
   // How many subscriptions can be open at once (one channel each); 0 while
   // it is not known yet (the broker's channel_max comes with the login).
   virtual size_t subscription_capacity() const = 0;
@@ -189,6 +196,9 @@ class AmqpClient final : public AmqpBroker {
   BrokerState state() const override { return state_.load(); }
   absl::Status WaitConnected(absl::Duration timeout) override;
   uint64_t reconnects() const override { return reconnects_.load(); }
+  size_t unconfirmed_publishes() const override {
+    return unconfirmed_publishes_.load(std::memory_order_relaxed);
+  }
   // The broker's channel_max less the publish and scratch channels; kept
   // from the last login.
   size_t subscription_capacity() const override {
@@ -241,6 +251,7 @@ class AmqpClient final : public AmqpBroker {
   std::atomic<uint64_t> reconnects_{0};
   std::atomic<uint64_t> next_subscription_{1};
   std::atomic<size_t> subscription_capacity_{0};
+  std::atomic<size_t> unconfirmed_publishes_{0};
 
   warren::Mutex listeners_mu_;
   std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_

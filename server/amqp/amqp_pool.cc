@@ -113,6 +113,17 @@ size_t AmqpPool::subscriptions(size_t index) const {
   return index < slots_.size() ? slots_[index]->open.load() : 0;
 }
 
+BrokerState AmqpPool::connection_state(size_t index) const {
+  warren::ReaderMutexLock lock(&mu_);
+  return index < slots_.size() ? slots_[index]->broker->state()
+                               : BrokerState::kClosed;
+}
+
+uint64_t AmqpPool::connection_reconnects(size_t index) const {
+  warren::ReaderMutexLock lock(&mu_);
+  return index < slots_.size() ? slots_[index]->broker->reconnects() : 0;
+}
+
 size_t AmqpPool::PickLocked() {
   // A reachable connection with a free channel; else any with one (it
   // answers UNAVAILABLE while it reconnects: opening more connections

@@ -65,6 +65,9 @@ class AmqpPool final : public AmqpBroker {
     return primary_->WaitConnected(timeout);
   }
   uint64_t reconnects() const override { return primary_->reconnects(); }
+  size_t unconfirmed_publishes() const override {
+    return primary_->unconfirmed_publishes();
+  }
   int AddListener(absl::AnyInvocable<void(BrokerState)> listener) override {
     return primary_->AddListener(std::move(listener));
   }
@@ -90,6 +93,10 @@ class AmqpPool final : public AmqpBroker {
   // Connections opened so far, and the subscriptions counted on one.
   size_t connections() const;
   size_t subscriptions(size_t index) const;
+  // One connection's state and reconnect count (for metrics); kClosed and 0
+  // for an index not opened.
+  BrokerState connection_state(size_t index) const;
+  uint64_t connection_reconnects(size_t index) const;
 
  private:
   struct Slot {

@@ -195,6 +195,14 @@ TEST(AmqpPoolTest, OpensAConnectionWhenTheOthersAreFullAndRoutesById) {
   EXPECT_EQ(fakes.at(2).open(), 1u);
   EXPECT_EQ(pool->subscriptions(2), 1u);
   EXPECT_EQ(std::set<SubscriptionId>(ids.begin(), ids.end()).size(), 7u);
+  // Each connection's own state and reconnects (metrics label them).
+  fakes.at(1).state_ = BrokerState::kConnecting;
+  EXPECT_EQ(pool->connection_state(0), BrokerState::kConnected);
+  EXPECT_EQ(pool->connection_state(1), BrokerState::kConnecting);
+  EXPECT_EQ(pool->connection_state(3), BrokerState::kClosed);  // not open
+  EXPECT_EQ(pool->connection_reconnects(2), 7u);
+  EXPECT_EQ(pool->connection_reconnects(3), 0u);
+  fakes.at(1).state_ = BrokerState::kConnected;
 
   // Settle and Unsubscribe reach the connection that holds the subscription,
   // with that connection's own id.

@@ -214,5 +214,33 @@ TEST(LoadOptionsTest, TlsSettingsMustBeComplete) {
   (void)LoadWith({});
 }
 
+// /metrics is plaintext and unauthenticated: like an exposed port that
+// nobody meant to expose, a non-loopback address needs an explicit opt-in.
+TEST(LoadOptionsTest, RemoteMetricsListenNeedsTheOptIn) {
+  auto load = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "warrend");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return LoadOptions(static_cast<int>(argv.size()), argv.data());
+  };
+  auto local = load({"--metrics_listen=127.0.0.1:9090"});
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(local->metrics_listen, "127.0.0.1:9090");
+
+  auto remote = load({"--metrics_listen=0.0.0.0:9090"});
+  ASSERT_FALSE(remote.ok());
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(remote.status().message(), HasSubstr("metrics_allow_remote"));
+
+  auto allowed =
+      load({"--metrics_listen=0.0.0.0:9090", "--metrics_allow_remote"});
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  EXPECT_TRUE(allowed->metrics_allow_remote);
+
+  auto off = load({"--metrics_listen=", "--metrics_allow_remote=false"});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(off->metrics_listen, "");  // the default: no metrics
+}
+
 }  // namespace
 }  // namespace warren::daemon

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "server/daemon/tls.h"
+#include "server/metrics/metrics_server.h"
 #include "yaml-cpp/yaml.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -111,6 +112,14 @@ ABSL_FLAG(std::string, config_change_exchange, "warren.config",
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error or off.");
 ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "HTTP address (host:port) of the Prometheus metrics at /metrics; "
+          "empty: no metrics. Plaintext and unauthenticated: a non-loopback "
+          "address also needs --metrics_allow_remote.");
+ABSL_FLAG(bool, metrics_allow_remote, false,
+          "Let metrics_listen be a non-loopback address (e.g. 0.0.0.0:9090 "
+          "in a pod that Prometheus scrapes): anyone who reaches it can read "
+          "the metrics.");
 
 namespace warren::daemon {
 namespace {
@@ -151,7 +160,9 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "default_max_in_flight",
                                            "max_in_flight_cap",
                                            "publish_config_changes",
-                                           "config_change_exchange"};
+                                           "config_change_exchange",
+                                           "metrics_listen",
+                                           "metrics_allow_remote"};
 
 bool IsSetting(absl::string_view name) {
   for (auto s : kSettings) {
@@ -307,6 +318,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.config_change_exchange = absl::GetFlag(FLAGS_config_change_exchange);
   o.log_level = absl::GetFlag(FLAGS_log_level);
   o.log_json = absl::GetFlag(FLAGS_log_json);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
 
   if (o.tls_client_auth.empty()) {
     o.tls_client_auth = o.tls_client_ca_file.empty() ? "none" : "require";
@@ -398,6 +411,18 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(!o.config_change_exchange.empty() &&
                 o.config_change_exchange.size() <= 255,
             "config_change_exchange must be 1 to 255 bytes"),
+      Check(
+          o.metrics_listen.empty() || absl::StrContains(o.metrics_listen, ':'),
+          "metrics_listen must be host:port, like 127.0.0.1:9090"),
+      // Like a plaintext gRPC port, /metrics has no authentication or TLS:
+      // it leaves loopback only when the operator says so.
+      Check(o.metrics_listen.empty() || o.metrics_allow_remote ||
+                metrics::IsLoopbackAddress(o.metrics_listen),
+            absl::StrCat("metrics_listen ", o.metrics_listen,
+                         " is not a loopback address, and /metrics has no "
+                         "authentication or TLS: set metrics_allow_remote="
+                         "true to serve it there (on a network where only "
+                         "your scrapers reach it)")),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;

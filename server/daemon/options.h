@@ -53,6 +53,8 @@ struct Options {
   std::string config_change_exchange;
   std::string log_level;
   bool log_json;
+  std::string metrics_listen;
+  bool metrics_allow_remote;
 };
 
 bool TlsEnabled(const Options& options);

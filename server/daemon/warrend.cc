@@ -31,6 +31,9 @@
 #include "server/messaging/config_change_publisher.h"
 #include "server/messaging/messaging_service.h"
 #include "server/zk/zk_acl.h"
+#include "server/metrics/grpc_metrics.h"
+#include "server/metrics/metrics_server.h"
+#include "server/metrics/warren_metrics.h"
 #include "server/zk/zookeeper_client.h"
 
 namespace warren::daemon {
@@ -124,6 +127,29 @@ int Run(int argc, char** argv) {
     }
   }
 
+  // Metrics (optional) come first: a bad address fails at once, and
+  // Prometheus sees the backends' state while start-up waits for them. The
+  // declaration order is the teardown order in reverse: each collector is
+  // unregistered before what it reads is destroyed.
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<metrics::GrpcServerMetrics> grpc_metrics;
+  prometheus::Histogram* confirm_seconds = nullptr;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  metrics::MetricsServer::Registration registry_metrics;
+  if (!options.metrics_listen.empty()) {
+    registry = std::make_shared<prometheus::Registry>();
+    grpc_metrics = std::make_unique<metrics::GrpcServerMetrics>(*registry);
+    confirm_seconds = &metrics::AddPublishConfirmHistogram(*registry);
+    auto started = metrics::MetricsServer::Start(options.metrics_listen);
+    if (!started.ok()) return Fail(started.status());
+    metrics_server = *std::move(started);
+    registry_metrics = metrics_server->Add(registry);
+    WARREN_LOG_INFO(
+        "serving metrics on http://{}:{}/metrics",
+        options.metrics_listen.substr(0, options.metrics_listen.rfind(':')),
+        metrics_server->port());
+  }
+
   // ZooKeeper authentication and the ACL of the nodes Warren creates.
   zk::ZooKeeperOptions zk_options;
   zk_options.connect = options.zk_connect;
@@ -150,6 +176,12 @@ int Run(int argc, char** argv) {
   amqp_options.cert_file = options.amqp_cert_file;
   amqp_options.key_file = options.amqp_key_file;
   amqp_options.heartbeat = options.amqp_heartbeat;
+  if (confirm_seconds != nullptr) {
+    // On the AMQP I/O thread: an atomic bucket update, no blocking.
+    amqp_options.on_confirm = [confirm_seconds](absl::Duration latency) {
+      confirm_seconds->Observe(absl::ToDoubleSeconds(latency));
+    };
+  }
   // Publishing, health and the broker state go over the pool's first
   // connection; subscriptions spread over as many as they need.
   amqp::AmqpPoolOptions pool_options;
@@ -157,6 +189,26 @@ int Run(int argc, char** argv) {
       static_cast<size_t>(options.amqp_max_connections);
   auto amqp = amqp::AmqpPool::Create(pool_options, amqp_options);
   if (!amqp.ok()) return Fail(amqp.status());
+  metrics::MetricsServer::Registration backend_metrics;
+  if (metrics_server != nullptr) {
+    zk::ZooKeeperClient* z = zk->get();
+    amqp::AmqpPool* a = amqp->get();
+    metrics::WarrenProbes probes;
+    probes.zk_state = [z] { return z->state(); };
+    probes.zk_reconnects = [z] { return z->reconnects(); };
+    probes.zk_session_expirations = [z] { return z->session_expiries(); };
+    probes.amqp_connections = [a] { return a->connections(); };
+    probes.amqp_state = [a](size_t i) { return a->connection_state(i); };
+    probes.amqp_reconnects = [a](size_t i) {
+      return a->connection_reconnects(i);
+    };
+    probes.amqp_subscriptions = [a](size_t i) { return a->subscriptions(i); };
+    probes.amqp_unconfirmed_publishes = [a] {
+      return a->unconfirmed_publishes();
+    };
+    backend_metrics = metrics_server->Add(
+        std::make_shared<metrics::WarrenCollector>(std::move(probes)));
+  }
 
   // Both connect in the background; wait for both within one budget.
   const absl::Time backend_deadline = absl::Now() + options.backend_wait;
@@ -231,6 +283,23 @@ int Run(int argc, char** argv) {
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);
   BackendHealth health(**zk, **amqp);
+  metrics::MetricsServer::Registration service_metrics;
+  if (metrics_server != nullptr) {
+    metrics::WarrenProbes probes;
+    probes.unacked_deliveries = [&messaging_service] {
+      return messaging_service.unacked_deliveries();
+    };
+    probes.election_leaders = [&elections] { return elections.leaders(); };
+    probes.config_watches = [&cache] { return cache.subscription_count(); };
+    probes.config_cache_hits = [&config_service] {
+      return config_service.cache_hits();
+    };
+    probes.config_cache_misses = [&config_service] {
+      return config_service.cache_misses();
+    };
+    service_metrics = metrics_server->Add(
+        std::make_shared<metrics::WarrenCollector>(std::move(probes)));
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -243,6 +312,27 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&config_service);
   builder.RegisterService(&messaging_service);
   builder.RegisterService(&election_service);
+  if (grpc_metrics != nullptr) {
+    // Every method this server serves, so that each series starts at zero
+    // and calls to made-up methods are not counted.
+    for (const char* service :
+         {"warren.v1.ConfigService", "warren.v1.MessagingService",
+          "warren.v1.ElectionService",
+          "grpc.reflection.v1alpha.ServerReflection"}) {
+      if (!grpc_metrics->InitializeService(service)) {
+        WARREN_LOG_WARN("metrics: service {} not found", service);
+      }
+    }
+    grpc_metrics->InitializeMethod("/grpc.health.v1.Health/Check",
+                                   metrics::RpcType::UNARY);
+    grpc_metrics->InitializeMethod("/grpc.health.v1.Health/Watch",
+                                   metrics::RpcType::SERVER_STREAMING);
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(grpc_metrics->InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // Keepalive: ping idle clients every 60s, drop them after 20s without an

@@ -58,6 +58,20 @@ std::shared_ptr<LeaderWatch> ElectionManager::Watch(
   return watch;
 }
 
+size_t ElectionManager::leaders() const {
+  std::vector<std::shared_ptr<Candidacy>> candidacies;
+  {
+    warren::MutexLock lock(&mu_);
+    for (const auto& weak : candidacies_) {
+      if (auto c = weak.lock()) candidacies.push_back(std::move(c));
+    }
+  }
+  // Outside the lock: a candidacy takes its own lock to answer.
+  size_t leading = 0;
+  for (const auto& c : candidacies) leading += c->leading() ? 1 : 0;
+  return leading;
+}
+
 void ElectionManager::OnSessionState(zk::SessionState state) {
   std::vector<std::shared_ptr<Candidacy>> candidacies;
   std::vector<std::shared_ptr<LeaderWatch>> watches;

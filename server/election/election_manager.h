@@ -37,6 +37,9 @@ class ElectionManager {
 
   zk::ZkClient& zk() { return zk_; }
 
+  // For metrics: the candidacies of this process that lead now.
+  size_t leaders() const;
+
  private:
   void OnSessionState(zk::SessionState state);
 
@@ -44,7 +47,7 @@ class ElectionManager {
   const std::string base_;
   int listener_id_ = 0;
 
-  warren::Mutex mu_;
+  mutable warren::Mutex mu_;
   std::vector<std::weak_ptr<Candidacy>> candidacies_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::weak_ptr<LeaderWatch>> watches_
       ABSL_GUARDED_BY(mu_);

@@ -332,14 +332,20 @@ class SubscribeReactor final
  public:
   SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
                    StreamRegistry& streams,
-                   const MessagingServiceOptions& options)
-      : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
+                   const MessagingServiceOptions& options,
+                   std::atomic<int64_t>& unacked)
+      : amqp_(amqp),
+        timers_(timers),
+        streams_(streams),
+        options_(options),
+        unacked_(unacked) {}
 
   static SubscribeReactor* Start(amqp::AmqpBroker& amqp, TimerQueue& timers,
                                  StreamRegistry& streams,
-                                 const MessagingServiceOptions& options) {
-    auto reactor =
-        std::make_shared<SubscribeReactor>(amqp, timers, streams, options);
+                                 const MessagingServiceOptions& options,
+                                 std::atomic<int64_t>& unacked) {
+    auto reactor = std::make_shared<SubscribeReactor>(amqp, timers, streams,
+                                                      options, unacked);
     reactor->self_ = reactor;
     reactor->registry_id_ = streams.Add(reactor);
     warren::MutexLock lock(&reactor->mu_);
@@ -407,6 +413,8 @@ class SubscribeReactor final
       done_ = true;
       timer = timer_;
       UnsubscribeLocked();
+      unacked_.fetch_sub(static_cast<int64_t>(outstanding_.size()));
+      outstanding_.clear();
     }
     if (timer != 0) timers_.Cancel(timer);
     if (registry_id_ != 0) streams_.Remove(registry_id_);
@@ -426,6 +434,7 @@ class SubscribeReactor final
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
     outstanding_.insert(d.delivery_tag);
+    unacked_.fetch_add(1);
     v1::SubscribeResponse response;
     auto* out = response.mutable_delivery();
     out->set_delivery_id(d.delivery_tag);
@@ -505,6 +514,7 @@ class SubscribeReactor final
       outstanding_.erase(id);
       if (subscribed_) amqp_.Settle(subscription_, id, how);
     }
+    unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
   }
 
   void PushLocked(v1::SubscribeResponse response)
@@ -551,6 +561,7 @@ class SubscribeReactor final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
+  std::atomic<int64_t>& unacked_;  // the service's, across streams
   std::shared_ptr<SubscribeReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
@@ -674,7 +685,8 @@ MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
 MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* /*context*/) {
-  return SubscribeReactor::Start(amqp_, timers_, streams_, options_);
+  return SubscribeReactor::Start(amqp_, timers_, streams_, options_,
+                                 unacked_deliveries_);
 }
 
 }  // namespace warren::messaging

@@ -11,6 +11,7 @@
 // queue when it ends.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -72,11 +73,16 @@ class MessagingServiceImpl final
                           warren::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* context) override;
 
+  // For metrics: deliveries handed to Subscribe streams and not yet acked
+  // or nacked (they go back to the queue when their stream ends).
+  int64_t unacked_deliveries() const { return unacked_deliveries_.load(); }
+
  private:
   amqp::AmqpBroker& amqp_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions options_;
+  std::atomic<int64_t> unacked_deliveries_{0};
 };
 
 }  // namespace warren::messaging

@@ -282,6 +282,11 @@ void ZooKeeperClient::RemoveSessionListener(int id) {
 void ZooKeeperClient::SetState(SessionState next) {
   const SessionState previous = state_.exchange(next);
   if (previous == next) return;
+  if (next == SessionState::kExpired) expiries_.fetch_add(1);
+  if (next == SessionState::kConnected &&
+      (previous == SessionState::kSuspended || generation_.load() > 1)) {
+    reconnects_.fetch_add(1);
+  }
   WARREN_LOG_INFO("zookeeper session {} -> {} (generation {}, servers {})",
                   SessionStateName(previous), SessionStateName(next),
                   generation_.load(), options_.connect);

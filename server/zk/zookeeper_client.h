@@ -62,6 +62,11 @@ class ZooKeeperClient final : public ZkClient {
 
   SessionState state() const override { return state_.load(); }
   const AclPolicy& acl_policy() const override { return options_.acl; }
+  // For metrics: how often the session came back to kConnected after the
+  // first connection (a resumed session or a new one), and how many
+  // sessions expired.
+  uint64_t reconnects() const { return reconnects_.load(); }
+  uint64_t session_expiries() const { return expiries_.load(); }
   uint64_t session_generation() const override { return generation_.load(); }
   int AddSessionListener(SessionListener listener) override;
   void RemoveSessionListener(int id) override;
@@ -131,6 +136,8 @@ class ZooKeeperClient final : public ZkClient {
   bool session_up_ ABSL_GUARDED_BY(session_mu_) = false;
   absl::Duration auth_backoff_ ABSL_GUARDED_BY(session_mu_) =
       absl::Milliseconds(500);
+  std::atomic<uint64_t> reconnects_{0};
+  std::atomic<uint64_t> expiries_{0};
 
   mutable warren::Mutex handle_mu_;
   zhandle_t* handle_ ABSL_GUARDED_BY(handle_mu_) = nullptr;

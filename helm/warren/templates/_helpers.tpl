@@ -226,6 +226,11 @@ also named in warren.extraFlags is left to the flag.
 {{/* Plaintext on the pod's every interface: an explicit opt-in. */}}
 {{- $_ := set $s "allow_insecure_listen" true -}}
 {{- end -}}
+{{- if .Values.metrics.enabled -}}
+{{- /* On the pod's addresses, for Prometheus: warrend wants the opt-in. */ -}}
+{{- $_ := set $s "metrics_listen" (printf "0.0.0.0:%d" (int .Values.containerPorts.metrics)) -}}
+{{- $_ := set $s "metrics_allow_remote" true -}}
+{{- end -}}
 {{- range $name, $_ := $w.extraFlags -}}
 {{- $_ := unset $s $name -}}
 {{- end -}}

@@ -1,0 +1,243 @@
+#include "server/metrics/warren_metrics.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_type.h"
+
+namespace warren::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+constexpr zk::SessionState kSessionStates[] = {
+    zk::SessionState::kConnecting, zk::SessionState::kConnected,
+    zk::SessionState::kSuspended, zk::SessionState::kExpired,
+    zk::SessionState::kClosed};
+
+constexpr amqp::BrokerState kBrokerStates[] = {
+    amqp::BrokerState::kConnecting, amqp::BrokerState::kConnected,
+    amqp::BrokerState::kBlocked, amqp::BrokerState::kClosed};
+
+const char* BrokerStateName(amqp::BrokerState state) {
+  switch (state) {
+    case amqp::BrokerState::kConnecting:
+      return "connecting";
+    case amqp::BrokerState::kConnected:
+      return "connected";
+    case amqp::BrokerState::kBlocked:
+      return "blocked";
+    case amqp::BrokerState::kClosed:
+      return "closed";
+  }
+  return "unknown";
+}
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = type;
+  return family;
+}
+
+ClientMetric Sample(double value, MetricType type,
+                    std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric metric;
+  metric.label = std::move(labels);
+  if (type == MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  return metric;
+}
+
+// One family with a single unlabelled sample.
+MetricFamily Single(std::string name, std::string help, MetricType type,
+                    double value) {
+  MetricFamily family = Family(std::move(name), std::move(help), type);
+  family.metric.push_back(Sample(value, type));
+  return family;
+}
+
+}  // namespace
+
+std::vector<MetricFamily> WarrenCollector::Collect() const {
+  const WarrenProbes& p = probes_;
+  std::vector<MetricFamily> out;
+
+  // Read each backend state once, so that the families agree.
+  std::optional<zk::SessionState> zk_state;
+  if (p.zk_state) zk_state = p.zk_state();
+  size_t connections = 0;
+  if (p.amqp_connections) connections = p.amqp_connections();
+  std::vector<amqp::BrokerState> amqp_states;
+  if (p.amqp_state) {
+    for (size_t i = 0; i < connections; ++i) {
+      amqp_states.push_back(p.amqp_state(i));
+    }
+  }
+
+  if (zk_state.has_value() || !amqp_states.empty()) {
+    MetricFamily up = Family(
+        "warren_backend_up",
+        "1 while the backend is usable: the ZooKeeper session is connected, "
+        "the primary RabbitMQ connection is connected or blocked (what "
+        "health reports).",
+        MetricType::Gauge);
+    if (zk_state.has_value()) {
+      up.metric.push_back(
+          Sample(*zk_state == zk::SessionState::kConnected ? 1 : 0,
+                 MetricType::Gauge, {{"backend", "zookeeper"}}));
+    }
+    if (!amqp_states.empty()) {
+      const bool reachable = amqp_states[0] == amqp::BrokerState::kConnected ||
+                             amqp_states[0] == amqp::BrokerState::kBlocked;
+      up.metric.push_back(Sample(reachable ? 1 : 0, MetricType::Gauge,
+                                 {{"backend", "rabbitmq"}}));
+    }
+    out.push_back(std::move(up));
+  }
+
+  if (zk_state.has_value()) {
+    MetricFamily state =
+        Family("warren_zookeeper_session_state",
+               "The ZooKeeper session's state: 1 for the current one.",
+               MetricType::Gauge);
+    for (zk::SessionState s : kSessionStates) {
+      state.metric.push_back(Sample(s == *zk_state ? 1 : 0, MetricType::Gauge,
+                                    {{"state", zk::SessionStateName(s)}}));
+    }
+    out.push_back(std::move(state));
+  }
+  if (p.zk_reconnects) {
+    out.push_back(Single("warren_zookeeper_reconnects_total",
+                         "Times the ZooKeeper session came back to connected "
+                         "after the first connection (resumed or new).",
+                         MetricType::Counter,
+                         static_cast<double>(p.zk_reconnects())));
+  }
+  if (p.zk_session_expirations) {
+    out.push_back(Single("warren_zookeeper_session_expirations_total",
+                         "ZooKeeper sessions that expired (their ephemeral "
+                         "nodes and watches were lost).",
+                         MetricType::Counter,
+                         static_cast<double>(p.zk_session_expirations())));
+  }
+
+  if (p.amqp_connections) {
+    out.push_back(Single("warren_amqp_connections",
+                         "RabbitMQ connections open (the pool opens more as "
+                         "subscriptions fill their channels).",
+                         MetricType::Gauge, static_cast<double>(connections)));
+  }
+  auto connection_label = [](size_t i) {
+    return ClientMetric::Label{"connection", absl::StrCat(i + 1)};
+  };
+  if (!amqp_states.empty()) {
+    MetricFamily state = Family(
+        "warren_amqp_connection_state",
+        "Each RabbitMQ connection's state: 1 for the current one. Connection "
+        "1 publishes and is what health reports.",
+        MetricType::Gauge);
+    for (size_t i = 0; i < amqp_states.size(); ++i) {
+      for (amqp::BrokerState s : kBrokerStates) {
+        state.metric.push_back(
+            Sample(s == amqp_states[i] ? 1 : 0, MetricType::Gauge,
+                   {connection_label(i), {"state", BrokerStateName(s)}}));
+      }
+    }
+    out.push_back(std::move(state));
+  }
+  if (p.amqp_reconnects && connections > 0) {
+    MetricFamily reconnects =
+        Family("warren_amqp_reconnects_total",
+               "Times a RabbitMQ connection was lost and opened again.",
+               MetricType::Counter);
+    for (size_t i = 0; i < connections; ++i) {
+      reconnects.metric.push_back(
+          Sample(static_cast<double>(p.amqp_reconnects(i)), MetricType::Counter,
+                 {connection_label(i)}));
+    }
+    out.push_back(std::move(reconnects));
+  }
+  if (p.amqp_subscriptions && connections > 0) {
+    MetricFamily subscriptions =
+        Family("warren_amqp_subscriptions",
+               "Open subscriptions (Subscribe streams, one channel each) per "
+               "RabbitMQ connection.",
+               MetricType::Gauge);
+    for (size_t i = 0; i < connections; ++i) {
+      subscriptions.metric.push_back(
+          Sample(static_cast<double>(p.amqp_subscriptions(i)),
+                 MetricType::Gauge, {connection_label(i)}));
+    }
+    out.push_back(std::move(subscriptions));
+  }
+  if (p.amqp_unconfirmed_publishes) {
+    out.push_back(
+        Single("warren_amqp_unconfirmed_publishes",
+               "Messages published to RabbitMQ and not yet confirmed by it.",
+               MetricType::Gauge,
+               static_cast<double>(p.amqp_unconfirmed_publishes())));
+  }
+
+  if (p.unacked_deliveries) {
+    out.push_back(Single("warren_subscribe_unacked_deliveries",
+                         "Deliveries sent on Subscribe streams and not yet "
+                         "acked or nacked by their clients.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.unacked_deliveries())));
+  }
+  if (p.election_leaders) {
+    out.push_back(Single("warren_election_leaders",
+                         "Elections in which a client of this server leads "
+                         "now.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.election_leaders())));
+  }
+  if (p.config_watches) {
+    out.push_back(Single("warren_config_watches", "Open WatchConfig streams.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.config_watches())));
+  }
+  if (p.config_cache_hits) {
+    out.push_back(Single("warren_config_cache_hits_total",
+                         "GetConfig reads answered from the watch cache.",
+                         MetricType::Counter,
+                         static_cast<double>(p.config_cache_hits())));
+  }
+  if (p.config_cache_misses) {
+    out.push_back(Single("warren_config_cache_misses_total",
+                         "GetConfig reads (not consistent ones) that no "
+                         "watch covered: they went to ZooKeeper.",
+                         MetricType::Counter,
+                         static_cast<double>(p.config_cache_misses())));
+  }
+  return out;
+}
+
+const prometheus::Histogram::BucketBoundaries& ConfirmSecondsBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10};
+  return *buckets;
+}
+
+prometheus::Histogram& AddPublishConfirmHistogram(
+    prometheus::Registry& registry) {
+  return prometheus::BuildHistogram()
+      .Name("warren_amqp_publish_confirm_seconds")
+      .Help(
+          "Time from basic.publish to the broker's basic.ack (publisher "
+          "confirm).")
+      .Register(registry)
+      .Add({}, ConfirmSecondsBuckets());
+}
+
+}  // namespace warren::metrics
