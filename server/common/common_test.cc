@@ -120,12 +120,33 @@ TEST(StreamRegistryTest, DrainsOpenStreamsAndRefusesNewOnes) {
   auto closed = std::make_shared<FakeStream>();
   auto open_id = registry.Add(open);
   auto closed_id = registry.Add(closed);
-  EXPECT_NE(open_id, 0u);
-  registry.Remove(closed_id);
+  ASSERT_TRUE(open_id.ok());
+  ASSERT_TRUE(closed_id.ok());
+  EXPECT_NE(*open_id, 0u);
+  EXPECT_NE(*open_id, *closed_id);
+  registry.Remove(*closed_id);
   registry.DrainAll();
   EXPECT_EQ(open->drained, 1);
   EXPECT_EQ(closed->drained, 0);
-  EXPECT_EQ(registry.Add(std::make_shared<FakeStream>()), 0u);
+  EXPECT_EQ(registry.Add(std::make_shared<FakeStream>()).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(StreamRegistryTest, RefusesStreamsBeyondTheLimitUntilOneLeaves) {
+  StreamRegistry registry(2);
+  auto a = std::make_shared<FakeStream>();
+  auto b = std::make_shared<FakeStream>();
+  auto c = std::make_shared<FakeStream>();
+  auto a_id = registry.Add(a);
+  ASSERT_TRUE(a_id.ok());
+  ASSERT_TRUE(registry.Add(b).ok());
+  auto refused = registry.Add(c);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("max_streams (2)"));
+  registry.Remove(*a_id);
+  EXPECT_TRUE(registry.Add(c).ok());
+  EXPECT_EQ(registry.size(), 2u);
 }
 
 }  // namespace

@@ -2,11 +2,22 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace warren {
 
-StreamRegistry::Id StreamRegistry::Add(std::weak_ptr<Drainable> stream) {
+absl::StatusOr<StreamRegistry::Id> StreamRegistry::Add(
+    std::weak_ptr<Drainable> stream) {
   warren::MutexLock lock(&mu_);
-  if (draining_) return 0;
+  if (draining_) {
+    return absl::UnavailableError(
+        "server is shutting down; open the stream elsewhere");
+  }
+  if (max_streams_ != 0 && streams_.size() >= max_streams_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "max_streams (", max_streams_,
+        ") streams are open on this server; retry later or elsewhere"));
+  }
   const Id id = next_id_++;
   streams_.emplace(id, std::move(stream));
   return id;

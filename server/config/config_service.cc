@@ -91,11 +91,11 @@ class WatchReactor final
     auto reactor =
         std::make_shared<WatchReactor>(cache, timers, streams, heartbeat);
     reactor->self_ = reactor;
-    reactor->registry_id_ = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     if (reactor->registry_id_ == 0) {
       warren::MutexLock lock(&reactor->mu_);
-      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                         "server is shutting down"));
+      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
       return reactor.get();
     }
     // May deliver the initial state at once, from this thread.

@@ -91,6 +91,10 @@ ABSL_FLAG(int64_t, max_message_bytes, 4 << 20,
           "Largest gRPC message received.");
 ABSL_FLAG(int64_t, max_watches, 10000,
           "Most WatchConfig streams served at once.");
+ABSL_FLAG(int64_t, max_streams, 30000,
+          "Most long-lived streams (PublishStream, Subscribe, Elect, "
+          "ObserveLeader, WatchConfig) open at once over all clients; more "
+          "get RESOURCE_EXHAUSTED. Each idle one costs about 30 KiB.");
 ABSL_FLAG(int64_t, max_concurrent_streams, 1000,
           "Most concurrent calls per client connection (HTTP/2 streams).");
 ABSL_FLAG(int64_t, worker_threads, 8,
@@ -151,6 +155,7 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "max_message_bytes",
                                            "max_watches",
                                            "max_concurrent_streams",
+                                           "max_streams",
                                            "worker_threads",
                                            "log_level",
                                            "log_json",
@@ -308,6 +313,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.max_watches = absl::GetFlag(FLAGS_max_watches);
   o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   o.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
   o.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
@@ -392,6 +398,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(o.max_watches > 0, "max_watches must be positive"),
       Check(o.max_concurrent_streams > 0,
             "max_concurrent_streams must be positive"),
+      Check(o.max_streams > 0, "max_streams must be positive"),
       Check(o.worker_threads > 0 && o.worker_threads <= 256,
             "worker_threads must be between 1 and 256"),
       Check(o.max_payload_bytes > 0 &&

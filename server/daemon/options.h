@@ -43,6 +43,7 @@ struct Options {
   int64_t max_message_bytes;
   int64_t max_watches;
   int64_t max_concurrent_streams;
+  int64_t max_streams;
   int64_t worker_threads;
   int64_t max_payload_bytes;
   int64_t max_header_bytes;

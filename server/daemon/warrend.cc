@@ -30,10 +30,10 @@
 #include "server/election/election_service.h"
 #include "server/messaging/config_change_publisher.h"
 #include "server/messaging/messaging_service.h"
-#include "server/zk/zk_acl.h"
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/warren_metrics.h"
+#include "server/zk/zk_acl.h"
 #include "server/zk/zookeeper_client.h"
 
 namespace warren::daemon {
@@ -232,7 +232,7 @@ int Run(int argc, char** argv) {
 
   TimerQueue timers;
   WorkerPool workers(static_cast<size_t>(options.worker_threads), 10000);
-  StreamRegistry streams;
+  StreamRegistry streams(static_cast<size_t>(options.max_streams));
   config::WatchCache cache(**zk, keys);
   config::ConfigServiceOptions config_options;
   config_options.max_value_bytes =

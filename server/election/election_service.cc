@@ -65,12 +65,11 @@ class ElectReactor final
     auto reactor =
         std::make_shared<ElectReactor>(manager, timers, streams, options);
     reactor->self_ = reactor;
-    reactor->registry_id_ = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
-      reactor->writes_.Finish(reactor.get(),
-                              grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                           "server is shutting down"));
+      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted.status()));
     } else {
       reactor->StartRead(&reactor->request_);
     }
@@ -427,12 +426,11 @@ class ObserveReactor final
                                const std::string& election) {
     auto reactor = std::make_shared<ObserveReactor>(streams);
     reactor->self_ = reactor;
-    reactor->registry_id_ = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     if (reactor->registry_id_ == 0) {
       warren::MutexLock lock(&reactor->mu_);
-      reactor->writes_.Finish(reactor.get(),
-                              grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                           "server is shutting down"));
+      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted.status()));
       return reactor.get();
     }
     auto watch = manager.Watch(election);

@@ -60,11 +60,11 @@ class PublishStreamReactor final
     auto reactor = std::make_shared<PublishStreamReactor>(
         amqp, streams, options, call_deadline);
     reactor->self_ = reactor;
-    reactor->registry_id_ = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
-      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                         "server is shutting down"));
+      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
     } else {
       reactor->MaybeReadLocked();
     }
@@ -347,11 +347,11 @@ class SubscribeReactor final
     auto reactor = std::make_shared<SubscribeReactor>(amqp, timers, streams,
                                                       options, unacked);
     reactor->self_ = reactor;
-    reactor->registry_id_ = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
-      reactor->FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                         "server is shutting down"));
+      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
     } else {
       reactor->StartRead(&reactor->request_);
     }

@@ -561,5 +561,48 @@ TEST(ShutdownTest, SigtermEndsStreamsWithUnavailableAndExitsZero) {
   EXPECT_THAT(warrend->Log(), HasSubstr("draining"));
 }
 
+// A flood of streams beyond max_streams is refused with RESOURCE_EXHAUSTED
+// naming the limit, while the streams already open keep working; a slot
+// that frees up is taken again.
+TEST(StreamLimitTest, StreamsBeyondMaxStreamsAreRefusedAndOpenOnesKeepWorking) {
+  auto started = WarrendProcess::Start({"--max_streams=3"});
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& warrend = *started;
+  auto stub = v1::ConfigService::NewStub(warrend->channel());
+  auto has_state = [](const std::vector<v1::WatchConfigResponse>& r) {
+    return !r.empty();
+  };
+  std::vector<std::unique_ptr<WatchReader>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<WatchReader>(stub.get(), "flood/key",
+                                                 /*prefix=*/false));
+    ASSERT_TRUE(open.back()->WaitUntil(has_state)) << i;
+  }
+  for (int i = 0; i < 5; ++i) {
+    WatchReader refused(stub.get(), "flood/key", /*prefix=*/false);
+    grpc::Status status;
+    ASSERT_TRUE(refused.WaitEnded(absl::Seconds(30), &status));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(), HasSubstr("max_streams (3)"));
+  }
+  // The open ones still see changes.
+  v1::PutConfigRequest put;
+  put.set_key("flood/key");
+  put.set_value("v1");
+  v1::PutConfigResponse ignored;
+  ASSERT_TRUE(stub->PutConfig(CallContext().get(), put, &ignored).ok());
+  for (auto& watch : open) {
+    EXPECT_TRUE(watch->WaitForValue("flood/key", "v1"));
+  }
+  // Closing one makes room for one.
+  open.pop_back();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        WatchReader again(stub.get(), "flood/key", /*prefix=*/false);
+        return again.WaitUntil(has_state, absl::Seconds(5));
+      },
+      absl::Seconds(30)));
+}
+
 }  // namespace
 }  // namespace warren::testing
