@@ -73,6 +73,16 @@ ABSL_FLAG(std::string, config_change_exchange, "warren.config",
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error or off.");
 ABSL_FLAG(bool, log_json, false, "Write logs as JSON lines.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "YAML file of bearer tokens and their principals (see README). "
+          "Setting it or auth_policy_file turns authentication on.");
+ABSL_FLAG(std::string, auth_policy_file, "",
+          "YAML policy: which principal may do which action on which "
+          "resources (see README). Without it, every authenticated caller "
+          "may do everything.");
+ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(2),
+          "How often the auth files are checked for changes (0: only on "
+          "SIGHUP).");
 
 namespace warren::daemon {
 namespace {
@@ -103,7 +113,10 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "default_max_in_flight",
                                            "max_in_flight_cap",
                                            "publish_config_changes",
-                                           "config_change_exchange"};
+                                           "config_change_exchange",
+                                           "auth_tokens_file",
+                                           "auth_policy_file",
+                                           "auth_reload_interval"};
 
 bool IsSetting(absl::string_view name) {
   for (auto s : kSettings) {
@@ -245,6 +258,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.config_change_exchange = absl::GetFlag(FLAGS_config_change_exchange);
   o.log_level = absl::GetFlag(FLAGS_log_level);
   o.log_json = absl::GetFlag(FLAGS_log_json);
+  o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  o.auth_policy_file = absl::GetFlag(FLAGS_auth_policy_file);
+  o.auth_reload_interval = absl::GetFlag(FLAGS_auth_reload_interval);
 
   // Root: an absolute ZooKeeper path of valid segments.
   absl::Status checks[] = {
@@ -302,6 +318,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(!o.config_change_exchange.empty() &&
                 o.config_change_exchange.size() <= 255,
             "config_change_exchange must be 1 to 255 bytes"),
+      Check(o.auth_reload_interval >= absl::ZeroDuration(),
+            "auth_reload_interval must not be negative"),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;

@@ -38,6 +38,10 @@ struct Options {
   std::string config_change_exchange;
   std::string log_level;
   bool log_json;
+  // Authentication and authorization: on when either file is set.
+  std::string auth_tokens_file;
+  std::string auth_policy_file;
+  absl::Duration auth_reload_interval;
 };
 
 // Parses argv, the environment and the YAML file. Exits the process (status

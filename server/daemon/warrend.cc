@@ -1,5 +1,5 @@
 // warrend: wires the backends, the services and the gRPC server together,
-// and runs until SIGTERM or SIGINT.
+// and runs until SIGTERM or SIGINT (SIGHUP reloads the auth files).
 #include <signal.h>
 
 #include <cstdio>
@@ -11,6 +11,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_client.h"
 #include "server/amqp/amqp_pool.h"
+#include "server/auth/authorizer.h"
 #include "server/common/logging.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -43,6 +44,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -52,6 +54,21 @@ int Run(int argc, char** argv) {
   if (absl::Status s = InitLogging(options.log_level, options.log_json);
       !s.ok()) {
     return Fail(s);
+  }
+
+  // Auth first: a bad tokens or policy file stops start-up at once.
+  std::unique_ptr<auth::Authorizer> authorizer;
+  if (!options.auth_tokens_file.empty() || !options.auth_policy_file.empty()) {
+    auto created = auth::Authorizer::Create({options.auth_tokens_file,
+                                             options.auth_policy_file,
+                                             options.auth_reload_interval});
+    if (!created.ok()) return Fail(created.status());
+    authorizer = *std::move(created);
+    WARREN_LOG_INFO("{}", authorizer->Describe());
+  } else {
+    WARREN_LOG_WARN(
+        "auth is off: every caller may do everything (set auth_tokens_file "
+        "or auth_policy_file to turn it on)");
   }
 
   auto zk = zk::ZooKeeperClient::Create(
@@ -99,6 +116,7 @@ int Run(int argc, char** argv) {
   config_options.operation_timeout = options.operation_timeout;
   config_options.default_heartbeat = options.heartbeat_interval;
   config_options.max_watches = static_cast<size_t>(options.max_watches);
+  config_options.authorizer = authorizer.get();
   std::unique_ptr<messaging::ConfigChangePublisher> announcer;
   if (options.publish_config_changes) {
     announcer = std::make_unique<messaging::ConfigChangePublisher>(
@@ -125,6 +143,7 @@ int Run(int argc, char** argv) {
   messaging_options.max_in_flight_cap =
       static_cast<uint32_t>(options.max_in_flight_cap);
   messaging_options.default_heartbeat = options.heartbeat_interval;
+  messaging_options.authorizer = authorizer.get();
   messaging::MessagingServiceImpl messaging_service(**amqp, timers, streams,
                                                     messaging_options);
   election::ElectionManager elections(**zk, options.root);
@@ -139,6 +158,7 @@ int Run(int argc, char** argv) {
   election::ElectionServiceOptions election_options;
   election_options.session_timeout = options.zk_session_timeout;
   election_options.operation_timeout = options.operation_timeout;
+  election_options.authorizer = authorizer.get();
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);
   BackendHealth health(**zk, **amqp);
@@ -170,6 +190,7 @@ int Run(int argc, char** argv) {
                      " (address in use, not local, or malformed)")));
   }
   health.Attach(server->GetHealthCheckService());
+  if (authorizer != nullptr) authorizer->StartPolling();
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   WARREN_LOG_INFO("warrend serving on {}:{} (zookeeper {}{}, rabbitmq {})",
@@ -184,7 +205,13 @@ int Run(int argc, char** argv) {
   std::fflush(stdout);
 
   int received = 0;
-  sigwait(&signals, &received);
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    if (authorizer == nullptr) {
+      WARREN_LOG_INFO("received SIGHUP; auth is off, nothing to reload");
+    } else if (authorizer->Reload().ok()) {
+      WARREN_LOG_INFO("received SIGHUP; auth files are current");
+    }
+  }
   WARREN_LOG_INFO("received {}; draining (grace {})",
                   received == SIGTERM ? "SIGTERM" : "SIGINT",
                   absl::FormatDuration(options.shutdown_grace));

@@ -1,6 +1,10 @@
 #include "warren/client/channel.h"
 
 #include <cstdlib>
+#include <utility>
+#include <vector>
+
+#include "grpcpp/support/client_interceptor.h"
 
 namespace warren::client {
 
@@ -10,7 +14,49 @@ std::string AddressFromEnv() {
   return address;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+namespace {
+
+class BearerInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(const std::string& token) : token_(token) {}
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert(
+          {"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string token_;
+};
+
+class BearerInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerInterceptorFactory(std::string token)
+      : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerInterceptor(token_);
+  }
+
+ private:
+  const std::string token_;
+};
+
+}  // namespace
+
+std::string TokenFromEnv() {
+  const char* token = std::getenv("WARREN_TOKEN");
+  return token == nullptr ? "" : token;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelOptions& options) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a server restart: the wrappers retry on their
   // own schedule (with jitter), and a channel stuck in a long reconnect
@@ -25,8 +71,18 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  if (options.token.empty()) {
+    return grpc::CreateCustomChannel(address,
+                                     grpc::InsecureChannelCredentials(), args);
+  }
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(
+      std::make_unique<BearerInterceptorFactory>(options.token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, grpc::InsecureChannelCredentials(), args,
+      std::move(interceptors));
 }
 
 absl::Status ToStatus(const grpc::Status& status) {

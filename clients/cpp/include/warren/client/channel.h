@@ -19,8 +19,20 @@ namespace warren::client {
 // The address the examples use: $WARREN_ADDRESS, or 127.0.0.1:50051.
 std::string AddressFromEnv();
 
+// $WARREN_TOKEN, or "" when it is not set.
+std::string TokenFromEnv();
+
+struct ChannelOptions {
+  // A bearer token for a server with authentication on: every call of the
+  // channel carries "authorization: Bearer <token>". Empty: none. (Sent by a
+  // client interceptor, not call credentials, which gRPC sends over TLS
+  // only; over plaintext anyone on the path can read it.)
+  std::string token;
+};
+
 // An insecure (plaintext) channel to `address` ("host:port").
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelOptions& options = {});
 
 // grpc::Status to absl::Status (the codes are the same numbers).
 absl::Status ToStatus(const grpc::Status& status);
