@@ -16,8 +16,8 @@ namespace {
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "auth file ", path, ": cannot open: ", std::strerror(errno)));
   }
   std::ostringstream text;
   text << in.rdbuf();
