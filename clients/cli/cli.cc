@@ -17,11 +17,62 @@
 #include "clients/cli/exit_codes.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/client_interceptor.h"
 
 namespace warren::cli {
 namespace {
 
 constexpr char kDefaultServer[] = "127.0.0.1:50051";
+
+// Sends "authorization: Bearer <token>" with every call of the channel. An
+// interceptor rather than call credentials: gRPC sends call credentials
+// only over TLS, and a token must reach a plaintext server on loopback too.
+class BearerInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(const std::string& token) : token_(token) {}
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert(
+          {"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string token_;
+};
+
+class BearerInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerInterceptorFactory(std::string token)
+      : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerInterceptor(token_);
+  }
+
+ private:
+  const std::string token_;
+};
+
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& server,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const grpc::ChannelArguments& args, const std::string& token) {
+  if (token.empty()) {
+    return grpc::CreateCustomChannel(server, credentials, args);
+  }
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      server, credentials, args, std::move(interceptors));
+}
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
@@ -32,6 +83,7 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"tls_cert"},
       {"tls_key"},
       {"tls_server_name"},
+      {"token"},
       {"json", FlagSpec::Kind::kBool},
       {"help", FlagSpec::Kind::kBool},
   };
@@ -85,6 +137,8 @@ Global options (before or after the command):
                        $WARREN_TLS_KEY)
   --tls_server_name=NAME  name the server's certificate carries, when not the
                        host of --server ($WARREN_TLS_SERVER_NAME)
+  --token=TOKEN        bearer token sent with every call (default:
+                       $WARREN_TOKEN); for a server with authentication on
   --timeout=DURATION   deadline of each call, e.g. 500ms, 5s, 1m (default 10s);
                        streaming commands (subscribe, elect, leader --watch,
                        config watch) run until stopped unless it is given,
@@ -267,7 +321,8 @@ int Main(int argc, char** argv) {
     const bool takes_value =
         (words[first] == "--server" || words[first] == "--timeout" ||
          words[first] == "--tls_ca" || words[first] == "--tls_cert" ||
-         words[first] == "--tls_key" || words[first] == "--tls_server_name");
+         words[first] == "--tls_key" || words[first] == "--tls_server_name" ||
+         words[first] == "--token");
     first += takes_value ? 2 : 1;
   }
   first = std::min(first, words.size());
@@ -361,8 +416,10 @@ int Main(int argc, char** argv) {
   if (!credentials->server_name.empty()) {
     channel_args.SetSslTargetNameOverride(credentials->server_name);
   }
-  context.channel = grpc::CreateCustomChannel(
-      context.server, credentials->credentials, channel_args);
+  const char* env_token = std::getenv("WARREN_TOKEN");
+  context.channel = MakeChannel(
+      context.server, credentials->credentials, channel_args,
+      global("token").value_or(env_token != nullptr ? env_token : ""));
 
   absl::Status status = command->run(context, *args);
   if (status.ok()) return kExitOk;

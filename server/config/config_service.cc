@@ -61,6 +61,15 @@ absl::StatusOr<std::string> ParsePageToken(const std::string& token,
   return key;
 }
 
+// The check at the top of each handler (auth.h: a null authorizer allows).
+absl::Status Authorize(const ConfigServiceOptions& options,
+                       const grpc::CallbackServerContext& context,
+                       absl::string_view method, auth::Action action,
+                       const std::string& key, bool subtree = false) {
+  return auth::Check(options.authorizer, context, method, action,
+                     {key, subtree});
+}
+
 absl::Status ValidateHeartbeat(const google::protobuf::Duration& interval) {
   if (interval.seconds() < 0 || interval.nanos() < 0) {
     return absl::InvalidArgumentError(
@@ -284,7 +293,10 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
     grpc::CallbackServerContext* context, const v1::GetConfigRequest* request,
     v1::GetConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (absl::Status valid = ValidateName(request->key(), "key"); !valid.ok()) {
+  absl::Status valid = Authorize(options_, *context, "GetConfig",
+                                 auth::Action::kConfigRead, request->key());
+  if (valid.ok()) valid = ValidateName(request->key(), "key");
+  if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
@@ -337,7 +349,9 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
     grpc::CallbackServerContext* context, const v1::PutConfigRequest* request,
     v1::PutConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = ValidateName(request->key(), "key");
+  absl::Status valid = Authorize(options_, *context, "PutConfig",
+                                 auth::Action::kConfigWrite, request->key());
+  if (valid.ok()) valid = ValidateName(request->key(), "key");
   if (valid.ok() && request->value().size() > options_.max_value_bytes) {
     valid = absl::InvalidArgumentError(
         absl::StrCat("value is ", request->value().size(), " bytes; at most ",
@@ -379,7 +393,10 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
     const v1::DeleteConfigRequest* request,
     v1::DeleteConfigResponse* /*response*/) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = ValidateName(request->key(), "key");
+  absl::Status valid =
+      Authorize(options_, *context, "DeleteConfig", auth::Action::kConfigWrite,
+                request->key(), request->recursive());
+  if (valid.ok()) valid = ValidateName(request->key(), "key");
   if (valid.ok() && request->has_expected_version() &&
       (request->expected_version() < 0 ||
        request->expected_version() > std::numeric_limits<int32_t>::max())) {
@@ -412,7 +429,11 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
     v1::ListConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
   absl::Status valid =
-      ValidateName(request->prefix(), "prefix", /*allow_empty=*/true);
+      Authorize(options_, *context, "ListConfig", auth::Action::kConfigRead,
+                request->prefix(), /*subtree=*/true);
+  if (valid.ok()) {
+    valid = ValidateName(request->prefix(), "prefix", /*allow_empty=*/true);
+  }
   if (valid.ok() && request->page_size() < 0) {
     valid = absl::InvalidArgumentError("page_size must not be negative");
   }
@@ -453,10 +474,15 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
 }
 
 grpc::ServerWriteReactor<v1::WatchConfigResponse>*
-ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* /*context*/,
+ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
                                const v1::WatchConfigRequest* request) {
-  absl::Status valid = ValidateName(request->key(), "key",
-                                    /*allow_empty=*/request->prefix());
+  absl::Status valid =
+      Authorize(options_, *context, "WatchConfig", auth::Action::kConfigRead,
+                request->key(), request->prefix());
+  if (valid.ok()) {
+    valid = ValidateName(request->key(), "key",
+                         /*allow_empty=*/request->prefix());
+  }
   if (valid.ok()) valid = ValidateHeartbeat(request->heartbeat_interval());
   if (valid.ok() && cache_.subscription_count() >= options_.max_watches) {
     valid = absl::ResourceExhaustedError(

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "absl/time/time.h"
+#include "server/auth/authorizer.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
@@ -28,6 +29,8 @@ struct ConfigServiceOptions {
   // Called after every successful write or delete through this service
   // (e.g. to announce it on RabbitMQ); must not block.
   std::function<void(Change::Type, const CachedEntry&)> on_change;
+  // Checks every call (config_read, config_write); null: auth off.
+  const auth::Authorizer* authorizer = nullptr;
 };
 
 class ConfigServiceImpl final

@@ -124,6 +124,16 @@ ABSL_FLAG(bool, metrics_allow_remote, false,
           "Let metrics_listen be a non-loopback address (e.g. 0.0.0.0:9090 "
           "in a pod that Prometheus scrapes): anyone who reaches it can read "
           "the metrics.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "YAML file of bearer tokens and their principals (see README). "
+          "Setting it or auth_policy_file turns authentication on.");
+ABSL_FLAG(std::string, auth_policy_file, "",
+          "YAML policy: which principal may do which action on which "
+          "resources (see README). Without it, every authenticated caller "
+          "may do everything.");
+ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(2),
+          "How often the auth files are checked for changes (0: only on "
+          "SIGHUP).");
 
 namespace warren::daemon {
 namespace {
@@ -167,7 +177,11 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "publish_config_changes",
                                            "config_change_exchange",
                                            "metrics_listen",
-                                           "metrics_allow_remote"};
+                                           "metrics_allow_remote",
+
+"auth_tokens_file",
+                                           "auth_policy_file",
+                                           "auth_reload_interval"};
 
 bool IsSetting(absl::string_view name) {
   for (auto s : kSettings) {
@@ -326,6 +340,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.log_json = absl::GetFlag(FLAGS_log_json);
   o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   o.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
+  o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  o.auth_policy_file = absl::GetFlag(FLAGS_auth_policy_file);
+  o.auth_reload_interval = absl::GetFlag(FLAGS_auth_reload_interval);
 
   if (o.tls_client_auth.empty()) {
     o.tls_client_auth = o.tls_client_ca_file.empty() ? "none" : "require";
@@ -430,6 +447,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
                          "authentication or TLS: set metrics_allow_remote="
                          "true to serve it there (on a network where only "
                          "your scrapers reach it)")),
+      Check(o.auth_reload_interval >= absl::ZeroDuration(),
+            "auth_reload_interval must not be negative"),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;

@@ -56,6 +56,10 @@ struct Options {
   bool log_json;
   std::string metrics_listen;
   bool metrics_allow_remote;
+  // Authentication and authorization: on when either file is set.
+  std::string auth_tokens_file;
+  std::string auth_policy_file;
+  absl::Duration auth_reload_interval;
 };
 
 bool TlsEnabled(const Options& options);

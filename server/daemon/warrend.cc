@@ -1,5 +1,6 @@
 // warrend: wires the backends, the services and the gRPC server together,
-// and runs until SIGTERM or SIGINT. SIGHUP runs the reload hooks.
+// and runs until SIGTERM or SIGINT. SIGHUP runs the reload hooks (TLS and
+// auth files).
 #include <signal.h>
 
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_client.h"
 #include "server/amqp/amqp_pool.h"
+#include "server/auth/authorizer.h"
 #include "server/common/logging.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -150,6 +152,21 @@ int Run(int argc, char** argv) {
         metrics_server->port());
   }
 
+  // Auth first: a bad tokens or policy file stops start-up at once.
+  std::unique_ptr<auth::Authorizer> authorizer;
+  if (!options.auth_tokens_file.empty() || !options.auth_policy_file.empty()) {
+    auto created = auth::Authorizer::Create({options.auth_tokens_file,
+                                             options.auth_policy_file,
+                                             options.auth_reload_interval});
+    if (!created.ok()) return Fail(created.status());
+    authorizer = *std::move(created);
+    WARREN_LOG_INFO("{}", authorizer->Describe());
+  } else {
+    WARREN_LOG_WARN(
+        "auth is off: every caller may do everything (set auth_tokens_file "
+        "or auth_policy_file to turn it on)");
+  }
+
   // ZooKeeper authentication and the ACL of the nodes Warren creates.
   zk::ZooKeeperOptions zk_options;
   zk_options.connect = options.zk_connect;
@@ -240,6 +257,7 @@ int Run(int argc, char** argv) {
   config_options.operation_timeout = options.operation_timeout;
   config_options.default_heartbeat = options.heartbeat_interval;
   config_options.max_watches = static_cast<size_t>(options.max_watches);
+  config_options.authorizer = authorizer.get();
   std::unique_ptr<messaging::ConfigChangePublisher> announcer;
   if (options.publish_config_changes) {
     announcer = std::make_unique<messaging::ConfigChangePublisher>(
@@ -266,6 +284,7 @@ int Run(int argc, char** argv) {
   messaging_options.max_in_flight_cap =
       static_cast<uint32_t>(options.max_in_flight_cap);
   messaging_options.default_heartbeat = options.heartbeat_interval;
+  messaging_options.authorizer = authorizer.get();
   messaging::MessagingServiceImpl messaging_service(**amqp, timers, streams,
                                                     messaging_options);
   election::ElectionManager elections(**zk, options.root);
@@ -280,6 +299,7 @@ int Run(int argc, char** argv) {
   election::ElectionServiceOptions election_options;
   election_options.session_timeout = options.zk_session_timeout;
   election_options.operation_timeout = options.operation_timeout;
+  election_options.authorizer = authorizer.get();
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);
   BackendHealth health(**zk, **amqp);
@@ -351,6 +371,7 @@ int Run(int argc, char** argv) {
                      " (address in use, not local, or malformed)")));
   }
   health.Attach(server->GetHealthCheckService());
+  if (authorizer != nullptr) authorizer->StartPolling();
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   const std::string security =
@@ -394,6 +415,14 @@ int Run(int argc, char** argv) {
         WARREN_LOG_INFO(
             "TLS files are valid; new connections get them within {}",
             absl::FormatDuration(tls_files.reload_interval));
+      }
+    });
+  }
+
+  if (authorizer != nullptr) {
+    reload_hooks.Add("auth files", [&authorizer] {
+      if (authorizer->Reload().ok()) {
+        WARREN_LOG_INFO("auth files are current");
       }
     });
   }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/auth/rejecting_bidi_reactor.h"
 #include "server/common/grpc_status.h"
 #include "server/common/mutex.h"
 #include "server/common/names.h"
@@ -53,17 +54,20 @@ class ElectReactor final
       public std::enable_shared_from_this<ElectReactor> {
  public:
   ElectReactor(ElectionManager& manager, TimerQueue& timers,
-               StreamRegistry& streams, const ElectionServiceOptions& options)
+               StreamRegistry& streams, const ElectionServiceOptions& options,
+               auth::Caller caller)
       : manager_(manager),
         timers_(timers),
         streams_(streams),
-        options_(options) {}
+        options_(options),
+        caller_(std::move(caller)) {}
 
   static ElectReactor* Start(ElectionManager& manager, TimerQueue& timers,
                              StreamRegistry& streams,
-                             const ElectionServiceOptions& options) {
-    auto reactor =
-        std::make_shared<ElectReactor>(manager, timers, streams, options);
+                             const ElectionServiceOptions& options,
+                             auth::Caller caller) {
+    auto reactor = std::make_shared<ElectReactor>(manager, timers, streams,
+                                                  options, std::move(caller));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -105,6 +109,10 @@ class ElectReactor final
               return;
             }
             absl::Status valid = ValidateCampaignLocked();
+            if (valid.ok()) {
+              valid = caller_.Check(auth::Action::kCampaign,
+                                    {request_.campaign().election()});
+            }
             if (!valid.ok()) {
               writes_.Finish(this, ToGrpcStatus(valid));
               return;
@@ -390,6 +398,7 @@ class ElectReactor final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const ElectionServiceOptions& options_;
+  const auth::Caller caller_;
   std::shared_ptr<ElectReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
@@ -507,15 +516,24 @@ ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
       options_(options) {}
 
 grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
-ElectionServiceImpl::Elect(grpc::CallbackServerContext* /*context*/) {
-  return ElectReactor::Start(manager_, timers_, streams_, options_);
+ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
+  auto caller = auth::Authenticate(options_.authorizer, *context, "Elect");
+  if (!caller.ok()) {
+    return new auth::RejectingBidiReactor<v1::ElectRequest, v1::ElectResponse>(
+        ToGrpcStatus(caller.status()));
+  }
+  return ElectReactor::Start(manager_, timers_, streams_, options_,
+                             *std::move(caller));
 }
 
 grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
     grpc::CallbackServerContext* context, const v1::GetLeaderRequest* request,
     v1::GetLeaderResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (auto s = ValidateName(request->election(), "election"); !s.ok()) {
+  absl::Status s = auth::Check(options_.authorizer, *context, "GetLeader",
+                               auth::Action::kObserve, {request->election()});
+  if (s.ok()) s = ValidateName(request->election(), "election");
+  if (!s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
@@ -540,9 +558,12 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
 }
 
 grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
-ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* /*context*/,
+ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
-  if (auto s = ValidateName(request->election(), "election"); !s.ok()) {
+  absl::Status s = auth::Check(options_.authorizer, *context, "ObserveLeader",
+                               auth::Action::kObserve, {request->election()});
+  if (s.ok()) s = ValidateName(request->election(), "election");
+  if (!s.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
         ToGrpcStatus(s));
   }

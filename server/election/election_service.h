@@ -9,6 +9,7 @@
 #pragma once
 
 #include "absl/time/time.h"
+#include "server/auth/authorizer.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
@@ -21,6 +22,9 @@ struct ElectionServiceOptions {
   absl::Duration session_timeout = absl::Seconds(10);
   absl::Duration operation_timeout = absl::Seconds(10);
   size_t max_value_bytes = 64 << 10;
+  // Checks every call (campaign at Elect's campaign, observe); null: auth
+  // off.
+  const auth::Authorizer* authorizer = nullptr;
 };
 
 class ElectionServiceImpl final

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/auth/rejecting_bidi_reactor.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
@@ -47,18 +48,20 @@ class PublishStreamReactor final
  public:
   PublishStreamReactor(amqp::AmqpBroker& amqp, StreamRegistry& streams,
                        const MessagingServiceOptions& options,
-                       absl::Time call_deadline)
+                       absl::Time call_deadline, auth::Caller caller)
       : amqp_(amqp),
         streams_(streams),
         options_(options),
-        call_deadline_(call_deadline) {}
+        call_deadline_(call_deadline),
+        caller_(std::move(caller)) {}
 
   static PublishStreamReactor* Start(amqp::AmqpBroker& amqp,
                                      StreamRegistry& streams,
                                      const MessagingServiceOptions& options,
-                                     absl::Time call_deadline) {
+                                     absl::Time call_deadline,
+                                     auth::Caller caller) {
     auto reactor = std::make_shared<PublishStreamReactor>(
-        amqp, streams, options, call_deadline);
+        amqp, streams, options, call_deadline, std::move(caller));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -84,6 +87,12 @@ class PublishStreamReactor final
         request_.has_message()
             ? ValidatePublish(request_.message(), options_, "message.")
             : absl::InvalidArgumentError("message is required");
+    // Per message: a denied one gets PERMISSION_DENIED, the stream goes on.
+    if (valid.ok()) {
+      valid = caller_.Check(
+          auth::Action::kPublish,
+          {auth::ExchangeResource(request_.message().exchange())});
+    }
     if (!valid.ok()) {
       v1::PublishStreamResponse response;
       response.set_sequence(sequence);
@@ -178,6 +187,7 @@ class PublishStreamReactor final
   StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
   const absl::Time call_deadline_;
+  const auth::Caller caller_;
   std::shared_ptr<PublishStreamReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
@@ -323,6 +333,20 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
 
 namespace {
 
+// A queue subscription needs subscribe on the queue; a topic subscription
+// on the exchange (it receives what is published there), and with a group
+// also on the group (the name of the shared queue it declares).
+absl::Status AuthorizeSubscribe(const auth::Caller& caller,
+                                const v1::SubscribeStart& start) {
+  if (start.has_topic()) {
+    absl::Status status =
+        caller.Check(auth::Action::kSubscribe, {start.topic().exchange()});
+    if (!status.ok() || start.group().empty()) return status;
+    return caller.Check(auth::Action::kSubscribe, {start.group()});
+  }
+  return caller.Check(auth::Action::kSubscribe, {start.queue()});
+}
+
 class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
                                      v1::SubscribeResponse>,
@@ -333,19 +357,21 @@ class SubscribeReactor final
   SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
                    StreamRegistry& streams,
                    const MessagingServiceOptions& options,
-                   std::atomic<int64_t>& unacked)
+                   std::atomic<int64_t>& unacked, auth::Caller caller)
       : amqp_(amqp),
         timers_(timers),
         streams_(streams),
         options_(options),
-        unacked_(unacked) {}
+        unacked_(unacked),
+        caller_(std::move(caller)) {}
 
   static SubscribeReactor* Start(amqp::AmqpBroker& amqp, TimerQueue& timers,
                                  StreamRegistry& streams,
                                  const MessagingServiceOptions& options,
-                                 std::atomic<int64_t>& unacked) {
-    auto reactor = std::make_shared<SubscribeReactor>(amqp, timers, streams,
-                                                      options, unacked);
+                                 std::atomic<int64_t>& unacked,
+                                 auth::Caller caller) {
+    auto reactor = std::make_shared<SubscribeReactor>(
+        amqp, timers, streams, options, unacked, std::move(caller));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -472,6 +498,11 @@ class SubscribeReactor final
       FinishLocked(ToGrpcStatus(spec.status()));
       return;
     }
+    if (absl::Status allowed = AuthorizeSubscribe(caller_, request_.start());
+        !allowed.ok()) {
+      FinishLocked(ToGrpcStatus(allowed));
+      return;
+    }
     started_ = true;
     absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
     if (heartbeat == absl::ZeroDuration())
@@ -562,6 +593,7 @@ class SubscribeReactor final
   StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
   std::atomic<int64_t>& unacked_;  // the service's, across streams
+  const auth::Caller caller_;
   std::shared_ptr<SubscribeReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
@@ -659,7 +691,11 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
     v1::PublishResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (absl::Status valid = ValidatePublish(*request, options_); !valid.ok()) {
+  absl::Status valid = auth::Check(
+      options_.authorizer, *context, "Publish", auth::Action::kPublish,
+      {auth::ExchangeResource(request->exchange())});
+  if (valid.ok()) valid = ValidatePublish(*request, options_);
+  if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
@@ -675,18 +711,32 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
 
 grpc::ServerBidiReactor<v1::PublishStreamRequest, v1::PublishStreamResponse>*
 MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
+  auto caller =
+      auth::Authenticate(options_.authorizer, *context, "PublishStream");
+  if (!caller.ok()) {
+    return new auth::RejectingBidiReactor<v1::PublishStreamRequest,
+                                          v1::PublishStreamResponse>(
+        ToGrpcStatus(caller.status()));
+  }
   const auto theirs = context->deadline();
   const absl::Time call_deadline =
       theirs == std::chrono::system_clock::time_point::max()
           ? absl::InfiniteFuture()
           : absl::FromChrono(theirs);
-  return PublishStreamReactor::Start(amqp_, streams_, options_, call_deadline);
+  return PublishStreamReactor::Start(amqp_, streams_, options_, call_deadline,
+                                     *std::move(caller));
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
-MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* /*context*/) {
+MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* context) {
+  auto caller = auth::Authenticate(options_.authorizer, *context, "Subscribe");
+  if (!caller.ok()) {
+    return new auth::RejectingBidiReactor<v1::SubscribeRequest,
+                                          v1::SubscribeResponse>(
+        ToGrpcStatus(caller.status()));
+  }
   return SubscribeReactor::Start(amqp_, timers_, streams_, options_,
-                                 unacked_deliveries_);
+                                 unacked_deliveries_, *std::move(caller));
 }
 
 }  // namespace warren::messaging

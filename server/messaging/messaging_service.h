@@ -18,6 +18,7 @@
 
 #include "absl/time/time.h"
 #include "server/amqp/amqp_client.h"
+#include "server/auth/authorizer.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "warren/v1/messaging.grpc.pb.h"
@@ -34,6 +35,9 @@ struct MessagingServiceOptions {
   uint32_t max_in_flight_cap = 10000;
   absl::Duration default_heartbeat = absl::Seconds(30);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
+  // Checks every call (publish per message, subscribe at start); null: auth
+  // off.
+  const auth::Authorizer* authorizer = nullptr;
 };
 
 // Checks a publish request against the API's rules and the limits; answers

@@ -3,8 +3,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/support/client_interceptor.h"
 
 namespace warren::client {
 
@@ -50,15 +53,67 @@ grpc::ChannelArguments ChannelArgs() {
   return args;
 }
 
+class BearerInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(const std::string& token) : token_(token) {}
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert(
+          {"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string token_;
+};
+
+class BearerInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerInterceptorFactory(std::string token)
+      : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerInterceptor(token_);
+  }
+
+ private:
+  const std::string token_;
+};
+
+// A channel with `credentials` whose calls carry `token` when it is set.
+std::shared_ptr<grpc::Channel> Create(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const grpc::ChannelArguments& args, const std::string& token) {
+  if (token.empty()) {
+    return grpc::CreateCustomChannel(address, credentials, args);
+  }
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, credentials, args, std::move(interceptors));
+}
+
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   ChannelArgs());
+std::string TokenFromEnv() { return Env("WARREN_TOKEN"); }
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelOptions& options) {
+  return Create(address, grpc::InsecureChannelCredentials(), ChannelArgs(),
+                options.token);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const std::string& address, const TlsOptions& tls) {
+    const std::string& address, const TlsOptions& tls,
+    const ChannelOptions& options) {
   if (tls.cert_file.empty() != tls.key_file.empty()) {
     return absl::InvalidArgumentError(
         "TLS client certificate and key go together: give both or neither");
@@ -81,7 +136,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   if (!tls.server_name.empty()) {
     args.SetSslTargetNameOverride(tls.server_name);
   }
-  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+  return Create(address, grpc::SslCredentials(ssl), args, options.token);
 }
 
 std::optional<TlsOptions> TlsOptionsFromEnv() {
@@ -100,8 +155,9 @@ std::optional<TlsOptions> TlsOptionsFromEnv() {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelFromEnv() {
   const std::optional<TlsOptions> tls = TlsOptionsFromEnv();
-  if (!tls.has_value()) return MakeChannel(AddressFromEnv());
-  return MakeChannel(AddressFromEnv(), *tls);
+  const ChannelOptions options{TokenFromEnv()};
+  if (!tls.has_value()) return MakeChannel(AddressFromEnv(), options);
+  return MakeChannel(AddressFromEnv(), *tls, options);
 }
 
 absl::Status ToStatus(const grpc::Status& status) {

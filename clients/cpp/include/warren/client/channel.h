@@ -21,8 +21,20 @@ namespace warren::client {
 // The address the examples use: $WARREN_ADDRESS, or 127.0.0.1:50051.
 std::string AddressFromEnv();
 
+// $WARREN_TOKEN, or "" when it is not set.
+std::string TokenFromEnv();
+
+struct ChannelOptions {
+  // A bearer token for a server with authentication on: every call of the
+  // channel carries "authorization: Bearer <token>". Empty: none. (Sent by a
+  // client interceptor, not call credentials, which gRPC sends over TLS
+  // only; over plaintext anyone on the path can read it.)
+  std::string token;
+};
+
 // An insecure (plaintext) channel to `address` ("host:port").
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           const ChannelOptions& options = {});
 
 // TLS to a warrend started with --tls_cert_file (README.md, "TLS").
 struct TlsOptions {
@@ -40,14 +52,16 @@ struct TlsOptions {
 // A TLS channel to `address` with the same settings as MakeChannel.
 // INVALID_ARGUMENT naming the file when one cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
-    const std::string& address, const TlsOptions& tls);
+    const std::string& address, const TlsOptions& tls,
+    const ChannelOptions& options = {});
 
 // TlsOptions from $WARREN_TLS_CA, $WARREN_TLS_CERT, $WARREN_TLS_KEY and
 // $WARREN_TLS_SERVER_NAME, or $WARREN_TLS=1 for TLS with the system's CAs;
 // nullopt (plaintext) when none is set.
 std::optional<TlsOptions> TlsOptionsFromEnv();
 
-// MakeChannel(AddressFromEnv()), over TLS when TlsOptionsFromEnv says so.
+// MakeChannel(AddressFromEnv()) with TokenFromEnv(), over TLS when
+// TlsOptionsFromEnv says so.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannelFromEnv();
 
 // grpc::Status to absl::Status (the codes are the same numbers).

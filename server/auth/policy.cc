@@ -1,0 +1,171 @@
+#include "server/auth/policy.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "yaml-cpp/yaml.h"
+
+namespace warren::auth {
+namespace {
+
+constexpr Action kActions[] = {Action::kPublish,    Action::kSubscribe,
+                               Action::kCampaign,   Action::kObserve,
+                               Action::kConfigRead, Action::kConfigWrite};
+
+std::string Where(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  if (mark.is_null()) return "";
+  return absl::StrCat(" (line ", mark.line + 1, ")");
+}
+
+}  // namespace
+
+absl::string_view ActionName(Action action) {
+  switch (action) {
+    case Action::kPublish:
+      return "publish";
+    case Action::kSubscribe:
+      return "subscribe";
+    case Action::kCampaign:
+      return "campaign";
+    case Action::kObserve:
+      return "observe";
+    case Action::kConfigRead:
+      return "config_read";
+    case Action::kConfigWrite:
+      return "config_write";
+  }
+  return "unknown";
+}
+
+char SeparatorOf(Action action) {
+  return action == Action::kPublish || action == Action::kSubscribe ? '.' : '/';
+}
+
+std::string Resource::ToString(char separator) const {
+  if (!subtree) return absl::StrCat("'", name, "'");
+  if (name.empty()) return "'**'";
+  return absl::StrCat("'", name, std::string(1, separator), "**'");
+}
+
+Policy Policy::AllowAll() {
+  Policy policy;
+  policy.allow_all_ = true;
+  return policy;
+}
+
+absl::StatusOr<Policy> Policy::Parse(const std::string& yaml) {
+  YAML::Node loaded;
+  try {
+    loaded = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
+  }
+  // Const: a non-const operator[] would add the keys it looks up.
+  const YAML::Node& root = loaded;
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(
+        "expected a map with the key 'principals'");
+  }
+  Policy policy;
+  for (const auto& item : root) {
+    const std::string key = item.first.Scalar();
+    if (key != "principals") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown key '", key, "'", Where(item.first),
+                       "; the policy has one key, 'principals'"));
+    }
+  }
+  const YAML::Node principals = root["principals"];
+  if (principals.IsNull()) return policy;  // no grants: nothing allowed
+  if (!principals.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'principals' must map principal names to grants", Where(principals)));
+  }
+  for (const auto& principal : principals) {
+    if (!principal.first.IsScalar() || principal.first.Scalar().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a principal name must be a non-empty string",
+                       Where(principal.first)));
+    }
+    const std::string name = principal.first.Scalar();
+    if (policy.grants_.count(name) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "principal '", name, "' is listed twice", Where(principal.first)));
+    }
+    Grants& grants = policy.grants_[name];
+    if (principal.second.IsNull()) continue;
+    if (!principal.second.IsMap()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("principal '", name,
+                       "' must map actions to lists of resource patterns",
+                       Where(principal.second)));
+    }
+    for (const auto& grant : principal.second) {
+      const std::string action_name = grant.first.Scalar();
+      const Action* action = nullptr;
+      for (const Action& a : kActions) {
+        if (ActionName(a) == action_name) action = &a;
+      }
+      if (action == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("principal '", name, "': unknown action '",
+                         action_name, "'", Where(grant.first),
+                         "; actions are publish, subscribe, campaign, observe, "
+                         "config_read, config_write"));
+      }
+      std::vector<std::string> texts;
+      if (grant.second.IsScalar()) {
+        texts.push_back(grant.second.Scalar());
+      } else if (grant.second.IsSequence()) {
+        for (const auto& element : grant.second) {
+          if (!element.IsScalar()) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "principal '", name, "', ", action_name,
+                ": resource patterns must be strings", Where(element)));
+          }
+          texts.push_back(element.Scalar());
+        }
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "principal '", name, "', ", action_name,
+            ": expected a list of resource patterns", Where(grant.second)));
+      }
+      for (const std::string& text : texts) {
+        auto pattern = ResourcePattern::Parse(text, SeparatorOf(*action));
+        if (!pattern.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("principal '", name, "', ", action_name, ": ",
+                           pattern.status().message(), Where(grant.second)));
+        }
+        grants[*action].push_back(*std::move(pattern));
+      }
+    }
+  }
+  return policy;
+}
+
+bool Policy::Allows(absl::string_view principal, Action action,
+                    const Resource& resource) const {
+  if (allow_all_) return true;
+  return AllowsBy(principal, action, resource) ||
+         AllowsBy(kAnyPrincipal, action, resource);
+}
+
+bool Policy::AllowsBy(absl::string_view principal, Action action,
+                      const Resource& resource) const {
+  auto grants = grants_.find(principal);
+  if (grants == grants_.end()) return false;
+  auto patterns = grants->second.find(action);
+  if (patterns == grants->second.end()) return false;
+  for (const ResourcePattern& pattern : patterns->second) {
+    if (resource.subtree ? pattern.CoversSubtree(resource.name)
+                         : pattern.Matches(resource.name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace warren::auth

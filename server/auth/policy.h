@@ -1,0 +1,88 @@
+// The authorization policy: which principal may do which action on which
+// resources. Loaded from YAML:
+//
+//   principals:
+//     billing:                       # a bearer-token principal
+//       publish: [orders, "(default)"]
+//       subscribe: ["orders.**"]
+//       config_read: ["billing/**"]
+//     "CN=ops,O=Acme":               # a client certificate's subject
+//       config_write: ["**"]
+//     "*":                           # every authenticated principal
+//       observe: ["**"]
+//
+// Grants only (nothing is allowed unless granted); a principal's own grants
+// and those of "*" add up. Patterns: see pattern.h. Immutable once parsed.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/auth/pattern.h"
+
+namespace warren::auth {
+
+// What a call does, each on its own kind of resource.
+enum class Action {
+  kPublish,      // exchange name; the default exchange is "(default)"
+  kSubscribe,    // queue name, or the exchange (and group) of a topic
+  kCampaign,     // election name (Elect)
+  kObserve,      // election name (GetLeader, ObserveLeader)
+  kConfigRead,   // config key (GetConfig, ListConfig, WatchConfig)
+  kConfigWrite,  // config key (PutConfig, DeleteConfig)
+};
+
+// The name used in policy files and messages, e.g. "config_read".
+absl::string_view ActionName(Action action);
+
+// The separator of the action's resource names: '.' or '/'.
+char SeparatorOf(Action action);
+
+// How the default exchange ("") is written in policies and messages.
+inline constexpr absl::string_view kDefaultExchange = "(default)";
+
+// The resource name of an exchange: `name`, or kDefaultExchange for "".
+inline std::string ExchangeResource(absl::string_view name) {
+  return std::string(name.empty() ? kDefaultExchange : name);
+}
+
+// The principal whose grants apply to every authenticated principal.
+inline constexpr absl::string_view kAnyPrincipal = "*";
+
+// A resource a call touches: one name, or a name and everything below it.
+struct Resource {
+  std::string name;
+  bool subtree = false;
+
+  // As messages and logs show it, e.g. 'orders' or 'app/**'.
+  std::string ToString(char separator) const;
+};
+
+class Policy {
+ public:
+  // INVALID_ARGUMENT naming the place of an error (an unknown action, a bad
+  // pattern, a malformed document).
+  static absl::StatusOr<Policy> Parse(const std::string& yaml);
+
+  // A policy that allows everything: used when tokens are configured but
+  // no policy file is.
+  static Policy AllowAll();
+
+  bool Allows(absl::string_view principal, Action action,
+              const Resource& resource) const;
+
+  size_t principal_count() const { return grants_.size(); }
+
+ private:
+  using Grants = std::map<Action, std::vector<ResourcePattern>>;
+  bool AllowsBy(absl::string_view principal, Action action,
+                const Resource& resource) const;
+
+  bool allow_all_ = false;
+  std::map<std::string, Grants, std::less<>> grants_;
+};
+
+}  // namespace warren::auth

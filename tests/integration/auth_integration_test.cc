@@ -1,0 +1,526 @@
+// Authentication and authorization end to end: the real warrend with a
+// tokens file and a policy file, called through the generated stubs with
+// "authorization: Bearer <token>" metadata, for every RPC family: one call
+// the policy allows, one it denies, and calls without or with a wrong token.
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "gtest/gtest.h"
+#include "health.grpc.pb.h"
+#include "reflection.grpc.pb.h"
+#include "tests/integration/election_clients.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/messaging_clients.h"
+#include "warren/v1/config.grpc.pb.h"
+#include "warren/v1/election.grpc.pb.h"
+#include "warren/v1/messaging.grpc.pb.h"
+
+namespace warren::testing {
+namespace {
+
+namespace v1 = ::warren::v1;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kAliceToken[] = "alice-token-7c1e0b5d9a3f4e2b8d6c";
+constexpr char kBobToken[] = "bob-token-2f9a8e7d6c5b4a3f2e1d";
+constexpr char kCarolToken[] = "carol-token-5e4d3c2b1a0f9e8d7c6b";
+constexpr char kWrongToken[] = "wrong-token-0000000000000000";
+
+constexpr char kPolicy[] = R"yaml(principals:
+  alice:
+    publish: ["(default)"]
+    subscribe: ["amq.topic"]
+    campaign: ["jobs/*"]
+    observe: ["jobs/**"]
+    config_read: ["app/**"]
+    config_write: ["app/**"]
+  bob:
+    config_read: ["app/**"]
+)yaml";
+
+std::string Tokens(bool with_carol) {
+  std::string text =
+      absl::StrCat("tokens:\n  - {principal: alice, token: ", kAliceToken,
+                   "}\n  - {principal: bob, token: ", kBobToken, "}\n");
+  if (with_carol) {
+    absl::StrAppend(&text, "  - {principal: carol, token: ", kCarolToken,
+                    "}\n");
+  }
+  return text;
+}
+
+// Replaced by a rename, as deployments do (a reader never sees half a file).
+void WriteFile(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".tmp";
+  std::ofstream(temp) << text;
+  ASSERT_EQ(std::rename(temp.c_str(), path.c_str()), 0);
+}
+
+// Adds "authorization: Bearer <token>" to every call of a channel, the way
+// a client sets a token once for all of its stubs.
+class BearerInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerInterceptor(const std::string& token) : token_(token) {}
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::
+                PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert(
+          {"authorization", "Bearer " + token_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string token_;
+};
+
+class BearerInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerInterceptorFactory(std::string token)
+      : token_(std::move(token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerInterceptor(token_);
+  }
+
+ private:
+  const std::string token_;
+};
+
+std::shared_ptr<grpc::Channel> ChannelWithToken(const std::string& address,
+                                                const std::string& token) {
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
+      std::move(interceptors));
+}
+
+struct AuthFlags {
+  static std::vector<std::string> Args() {
+    dir = MakeTempDir("warren-auth");
+    WriteFile(dir + "/tokens.yaml", Tokens(false));
+    WriteFile(dir + "/policy.yaml", kPolicy);
+    return {"--auth_tokens_file=" + dir + "/tokens.yaml",
+            "--auth_policy_file=" + dir + "/policy.yaml",
+            "--auth_reload_interval=100ms"};
+  }
+  static inline std::string dir;
+};
+
+// Stubs per caller: alice, bob, none (no token), wrong (an unknown token).
+template <typename Service>
+struct Stubs {
+  std::unique_ptr<typename Service::Stub> alice, bob, none, wrong;
+};
+
+class AuthTest : public SharedWarrendTest<AuthFlags> {
+ protected:
+  void SetUp() override {
+    SharedWarrendTest::SetUp();
+    const std::string& address = warrend_->address();
+    Make(&config_, address);
+    Make(&messaging_, address);
+    Make(&election_, address);
+  }
+
+  template <typename Service>
+  static void Make(Stubs<Service>* stubs, const std::string& address) {
+    stubs->alice = Service::NewStub(ChannelWithToken(address, kAliceToken));
+    stubs->bob = Service::NewStub(ChannelWithToken(address, kBobToken));
+    stubs->wrong = Service::NewStub(ChannelWithToken(address, kWrongToken));
+    stubs->none = Service::NewStub(warrend_->channel());
+  }
+
+  static grpc::Status Put(v1::ConfigService::Stub& stub,
+                          const std::string& key) {
+    v1::PutConfigRequest request;
+    request.set_key(key);
+    request.set_value("v");
+    v1::PutConfigResponse response;
+    return stub.PutConfig(CallContext().get(), request, &response);
+  }
+  static grpc::Status Get(v1::ConfigService::Stub& stub,
+                          const std::string& key) {
+    v1::GetConfigRequest request;
+    request.set_key(key);
+    v1::GetConfigResponse response;
+    return stub.GetConfig(CallContext().get(), request, &response);
+  }
+  static grpc::Status Delete(v1::ConfigService::Stub& stub,
+                             const std::string& key, bool recursive = false) {
+    v1::DeleteConfigRequest request;
+    request.set_key(key);
+    request.set_recursive(recursive);
+    v1::DeleteConfigResponse response;
+    return stub.DeleteConfig(CallContext().get(), request, &response);
+  }
+  static grpc::Status List(v1::ConfigService::Stub& stub,
+                           const std::string& prefix) {
+    v1::ListConfigRequest request;
+    request.set_prefix(prefix);
+    v1::ListConfigResponse response;
+    return stub.ListConfig(CallContext().get(), request, &response);
+  }
+  // The first response of a watch, or its status when it ends first.
+  static grpc::Status Watch(v1::ConfigService::Stub& stub,
+                            const std::string& key, bool* got_initial) {
+    v1::WatchConfigRequest request;
+    request.set_key(key);
+    request.set_prefix(true);
+    auto context = CallContext();
+    auto reader = stub.WatchConfig(context.get(), request);
+    v1::WatchConfigResponse response;
+    *got_initial = reader->Read(&response) && response.initial_state();
+    if (*got_initial) {
+      context->TryCancel();
+      return grpc::Status::OK;
+    }
+    return reader->Finish();
+  }
+  static grpc::Status Publish(v1::MessagingService::Stub& stub,
+                              const std::string& exchange) {
+    v1::PublishRequest request;
+    request.set_exchange(exchange);
+    request.set_routing_key("warren-auth-test-nowhere");
+    request.set_payload("p");
+    v1::PublishResponse response;
+    return stub.Publish(CallContext().get(), request, &response);
+  }
+  static grpc::Status GetLeader(v1::ElectionService::Stub& stub,
+                                const std::string& election) {
+    v1::GetLeaderRequest request;
+    request.set_election(election);
+    v1::GetLeaderResponse response;
+    return stub.GetLeader(CallContext().get(), request, &response);
+  }
+  // The first response of ObserveLeader, or its status when it ends first.
+  static grpc::Status Observe(v1::ElectionService::Stub& stub,
+                              const std::string& election, bool* got_first) {
+    v1::ObserveLeaderRequest request;
+    request.set_election(election);
+    auto context = CallContext();
+    auto reader = stub.ObserveLeader(context.get(), request);
+    v1::ObserveLeaderResponse response;
+    *got_first = reader->Read(&response);
+    if (*got_first) {
+      context->TryCancel();
+      return grpc::Status::OK;
+    }
+    return reader->Finish();
+  }
+
+  Stubs<v1::ConfigService> config_;
+  Stubs<v1::MessagingService> messaging_;
+  Stubs<v1::ElectionService> election_;
+};
+
+void ExpectDenied(const grpc::Status& status, absl::string_view principal,
+                  absl::string_view action, absl::string_view resource) {
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << status.error_message();
+  EXPECT_EQ(status.error_message(),
+            absl::StrCat("principal '", principal, "' may not ", action,
+                         " on '", resource, "'"));
+}
+
+TEST_F(AuthTest, MissingOrInvalidTokensAreUnauthenticated) {
+  grpc::Status missing = Get(*config_.none, "app/x");
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_THAT(missing.error_message(), HasSubstr("missing bearer token"));
+  grpc::Status invalid = Get(*config_.wrong, "app/x");
+  EXPECT_EQ(invalid.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(invalid.error_message(), "invalid bearer token");
+  // Another scheme is not a bearer token.
+  auto context = CallContext();
+  context->AddMetadata("authorization", "Basic YWxpY2U6c2VjcmV0");
+  v1::GetConfigRequest request;
+  request.set_key("app/x");
+  v1::GetConfigResponse response;
+  EXPECT_EQ(
+      config_.none->GetConfig(context.get(), request, &response).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
+  // Streams too, before anything is read.
+  grpc::Status status;
+  PublishAll(
+      *messaging_.none, 1, [](size_t) { return v1::PublishRequest(); },
+      &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  v1::SubscribeStart start;
+  start.mutable_topic()->set_exchange("amq.topic");
+  TestSubscriber subscriber(*messaging_.wrong, start);
+  ASSERT_TRUE(subscriber.WaitEnded(&status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  v1::Campaign campaign;
+  campaign.set_election("jobs/unauthenticated");
+  TestCandidate candidate(*election_.none, campaign);
+  ASSERT_TRUE(candidate.WaitEnded(&status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // One log line per rejection, without the token.
+  ASSERT_TRUE(WaitFor(
+      [] {
+        return absl::StrContains(warrend_->Log(), "auth: rejected Elect from");
+      },
+      absl::Seconds(10)));
+  const std::string log = warrend_->Log();
+  EXPECT_THAT(log, HasSubstr("auth: rejected GetConfig from"));
+  EXPECT_THAT(log, HasSubstr("invalid bearer token"));
+  EXPECT_THAT(log, Not(HasSubstr(kWrongToken)));
+  EXPECT_THAT(log, Not(HasSubstr(kAliceToken)));
+  EXPECT_THAT(log, Not(HasSubstr("YWxpY2U6c2VjcmV0")));
+}
+
+TEST_F(AuthTest, HealthAndReflectionStayOpen) {
+  auto health = grpc::health::v1::Health::NewStub(warrend_->channel());
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(health->Check(CallContext().get(), request, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  auto reflection =
+      grpc::reflection::v1alpha::ServerReflection::NewStub(warrend_->channel());
+  auto context = CallContext();
+  auto stream = reflection->ServerReflectionInfo(context.get());
+  grpc::reflection::v1alpha::ServerReflectionRequest list;
+  list.set_list_services("");
+  ASSERT_TRUE(stream->Write(list));
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse services;
+  ASSERT_TRUE(stream->Read(&services));
+  EXPECT_GT(services.list_services_response().service_size(), 3);
+}
+
+TEST_F(AuthTest, PutAndDeleteConfigNeedConfigWrite) {
+  EXPECT_TRUE(Put(*config_.alice, "app/written").ok());
+  ExpectDenied(Put(*config_.bob, "app/written"), "bob", "config_write",
+               "app/written");
+  ExpectDenied(Put(*config_.alice, "secret/x"), "alice", "config_write",
+               "secret/x");
+  ExpectDenied(Delete(*config_.bob, "app/written"), "bob", "config_write",
+               "app/written");
+  // A recursive delete needs the whole subtree.
+  ExpectDenied(Delete(*config_.alice, "secret", /*recursive=*/true), "alice",
+               "config_write", "secret/**");
+  EXPECT_TRUE(Delete(*config_.alice, "app/written").ok());
+  // Denied before the backend: the key does not exist, and a denial is what
+  // the caller learns, not NOT_FOUND.
+  EXPECT_EQ(Get(*config_.bob, "app/written").error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get(*config_.bob, "elsewhere/nothing").error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(AuthTest, GetListAndWatchConfigNeedConfigRead) {
+  ASSERT_TRUE(Put(*config_.alice, "app/read/a").ok());
+  EXPECT_TRUE(Get(*config_.bob, "app/read/a").ok());
+  ExpectDenied(Get(*config_.bob, "secret/a"), "bob", "config_read", "secret/a");
+  EXPECT_TRUE(List(*config_.bob, "app").ok());
+  // Listing everything needs read on everything.
+  ExpectDenied(List(*config_.bob, ""), "bob", "config_read", "**");
+  bool initial = false;
+  EXPECT_TRUE(Watch(*config_.bob, "app/read", &initial).ok());
+  EXPECT_TRUE(initial);
+  ExpectDenied(Watch(*config_.bob, "secret", &initial), "bob", "config_read",
+               "secret/**");
+  EXPECT_FALSE(initial);
+}
+
+TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
+  EXPECT_TRUE(Publish(*messaging_.alice, "").ok());
+  ExpectDenied(Publish(*messaging_.alice, "amq.direct"), "alice", "publish",
+               "amq.direct");
+  ExpectDenied(Publish(*messaging_.bob, ""), "bob", "publish", "(default)");
+}
+
+TEST_F(AuthTest, PublishStreamChecksEveryMessageAndGoesOn) {
+  grpc::Status status;
+  auto outcomes = PublishAll(
+      *messaging_.alice, 3,
+      [](size_t i) {
+        v1::PublishRequest r;
+        r.set_exchange(i == 1 ? "amq.direct" : "");
+        r.set_routing_key("warren-auth-test-nowhere");
+        r.set_message_id(absl::StrCat("auth-stream-", i));
+        return r;
+      },
+      &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(outcomes.size(), 3u);
+  std::map<uint64_t, PublishOutcome> by_sequence;
+  for (const auto& o : outcomes) by_sequence[o.sequence] = o;
+  ASSERT_EQ(by_sequence.size(), 3u);
+  auto first = by_sequence.begin();
+  EXPECT_EQ(first->second.code, 0) << first->second.error;
+  auto second = std::next(first);
+  EXPECT_EQ(second->second.code, grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(second->second.error,
+            "principal 'alice' may not publish on 'amq.direct'");
+  EXPECT_EQ(std::next(second)->second.code, 0)
+      << std::next(second)->second.error;
+}
+
+TEST_F(AuthTest, SubscribeNeedsSubscribeOnTheQueueOrExchange) {
+  v1::SubscribeStart topic;
+  topic.mutable_topic()->set_exchange("amq.topic");
+  topic.mutable_topic()->add_binding_keys("warren.auth.test");
+  TestSubscriber allowed(*messaging_.alice, topic);
+  EXPECT_FALSE(allowed.WaitSubscribed().empty());
+
+  grpc::Status status;
+  v1::SubscribeStart queue;
+  queue.set_queue("warren-auth-test-no-such-queue");
+  TestSubscriber denied_queue(*messaging_.alice, queue);
+  ASSERT_TRUE(denied_queue.WaitEnded(&status));
+  ExpectDenied(status, "alice", "subscribe", "warren-auth-test-no-such-queue");
+
+  // With a group, the group's queue needs a grant too.
+  v1::SubscribeStart group = topic;
+  group.set_group("warren-auth-test-group");
+  TestSubscriber denied_group(*messaging_.alice, group);
+  ASSERT_TRUE(denied_group.WaitEnded(&status));
+  ExpectDenied(status, "alice", "subscribe", "warren-auth-test-group");
+
+  TestSubscriber denied_exchange(*messaging_.bob, topic);
+  ASSERT_TRUE(denied_exchange.WaitEnded(&status));
+  ExpectDenied(status, "bob", "subscribe", "amq.topic");
+}
+
+TEST_F(AuthTest, ElectNeedsCampaignOnTheElection) {
+  v1::Campaign campaign;
+  campaign.set_election("jobs/elect");
+  TestCandidate allowed(*election_.alice, campaign);
+  EXPECT_GE(allowed.WaitElected(), 0);
+
+  grpc::Status status;
+  TestCandidate denied(*election_.bob, campaign);
+  ASSERT_TRUE(denied.WaitEnded(&status));
+  ExpectDenied(status, "bob", "campaign", "jobs/elect");
+  v1::Campaign elsewhere;
+  elsewhere.set_election("jobs/elect/deeper");
+  TestCandidate denied_deeper(*election_.alice, elsewhere);
+  ASSERT_TRUE(denied_deeper.WaitEnded(&status));
+  ExpectDenied(status, "alice", "campaign", "jobs/elect/deeper");
+  EXPECT_TRUE(allowed.Resign());
+}
+
+TEST_F(AuthTest, GetLeaderAndObserveLeaderNeedObserve) {
+  // Allowed: the answer is the backend's (nobody leads).
+  EXPECT_EQ(GetLeader(*election_.alice, "jobs/observed").error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ExpectDenied(GetLeader(*election_.bob, "jobs/observed"), "bob", "observe",
+               "jobs/observed");
+  bool first = false;
+  EXPECT_TRUE(Observe(*election_.alice, "jobs/observed", &first).ok());
+  EXPECT_TRUE(first);
+  ExpectDenied(Observe(*election_.alice, "other/observed", &first), "alice",
+               "observe", "other/observed");
+  EXPECT_FALSE(first);
+}
+
+TEST_F(AuthTest, ChangedFilesAreReloaded) {
+  auto carol = v1::ConfigService::NewStub(
+      ChannelWithToken(warrend_->address(), kCarolToken));
+  EXPECT_EQ(Get(*carol, "app/x").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  WriteFile(AuthFlags::dir + "/tokens.yaml", Tokens(true));
+  // Known now, but without grants.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Get(*carol, "app/x").error_code() ==
+               grpc::StatusCode::PERMISSION_DENIED;
+      },
+      absl::Seconds(20)));
+  WriteFile(AuthFlags::dir + "/policy.yaml",
+            absl::StrCat(kPolicy, "  carol:\n    config_read: [\"app/**\"]\n"));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Get(*carol, "app/x").error_code() == grpc::StatusCode::NOT_FOUND;
+      },
+      absl::Seconds(20)));
+  // A broken file is refused and logged; what was in force stays.
+  WriteFile(AuthFlags::dir + "/tokens.yaml", "tokens: [\n");
+  EXPECT_TRUE(WaitFor(
+      [] { return absl::StrContains(warrend_->Log(), "auth: reload failed"); },
+      absl::Seconds(20)));
+  EXPECT_EQ(Get(*carol, "app/x").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(Put(*config_.alice, "app/still").ok());
+  WriteFile(AuthFlags::dir + "/tokens.yaml", Tokens(true));
+}
+
+// SIGHUP reloads at once, also without polling.
+TEST(AuthReloadTest, SighupReloadsTheFiles) {
+  const std::string dir = MakeTempDir("warren-auth-hup");
+  WriteFile(dir + "/tokens.yaml", Tokens(false));
+  auto warrend =
+      WarrendProcess::Start({"--auth_tokens_file=" + dir + "/tokens.yaml",
+                             "--auth_reload_interval=0"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  EXPECT_THAT((*warrend)->Log(), HasSubstr("auth is on: 2 bearer tokens"));
+  EXPECT_THAT((*warrend)->Log(), HasSubstr("no policy file"));
+  auto carol = v1::ConfigService::NewStub(
+      ChannelWithToken((*warrend)->address(), kCarolToken));
+  v1::GetConfigRequest request;
+  request.set_key("app/x");
+  v1::GetConfigResponse response;
+  EXPECT_EQ(
+      carol->GetConfig(CallContext().get(), request, &response).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
+  WriteFile(dir + "/tokens.yaml", Tokens(true));
+  ASSERT_EQ(kill((*warrend)->pid(), SIGHUP), 0);
+  // Without a policy, every authenticated caller may do everything.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return carol->GetConfig(CallContext().get(), request, &response)
+                   .error_code() == grpc::StatusCode::NOT_FOUND;
+      },
+      absl::Seconds(20)));
+  EXPECT_THAT((*warrend)->Log(), HasSubstr("received SIGHUP"));
+  EXPECT_EQ((*warrend)->Terminate(), 0);
+}
+
+TEST(AuthStartupTest, BadTokensFileStopsStartupWithOneLine) {
+  const std::string dir = MakeTempDir("warren-auth-bad");
+  const std::string secret = "tooshort";
+  WriteFile(dir + "/tokens.yaml",
+            absl::StrCat("tokens:\n  - {principal: a, token: ", secret, "}\n"));
+  ExitResult result = RunWarrendToExit(
+      {"--auth_tokens_file=" + dir + "/tokens.yaml", "--listen=127.0.0.1:0",
+       "--zk_connect=" + TestEnv("WARREN_TEST_ZK")});
+  EXPECT_EQ(result.code, 1);
+  // One line, naming the file and the entry (and never the token).
+  EXPECT_THAT(
+      result.stderr_text,
+      HasSubstr(absl::StrCat("warrend: cannot start: auth_tokens_file ", dir,
+                             "/tokens.yaml: tokens[0] (line 2): "
+                             "the token of 'a' must be at least 16")));
+  EXPECT_EQ(
+      std::count(result.stderr_text.begin(), result.stderr_text.end(), '\n'), 1)
+      << result.stderr_text;
+  EXPECT_THAT(result.stderr_text, Not(HasSubstr(secret)));
+}
+
+TEST(AuthStartupTest, AuthOffIsSaidAtStartup) {
+  auto warrend = WarrendProcess::Start();
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  EXPECT_THAT((*warrend)->Log(), HasSubstr("auth is off"));
+}
+
+}  // namespace
+}  // namespace warren::testing
