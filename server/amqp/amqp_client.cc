@@ -3,8 +3,11 @@
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -273,6 +276,8 @@ class AmqpClient::IoLoop {
   void EndSubscription(uint16_t channel, absl::Status status);
   void FailAll(const absl::Status& status);
   absl::Status FlushAcks(Subscription& subscription);
+  // Whether executing `command` waits for an answer from the broker.
+  bool WaitsForBroker(const Command& command) const;
   absl::Status FlushAllAcks();
 
   AmqpClient& client_;
@@ -510,6 +515,59 @@ void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
   scratch_open_ = false;
 }
 
+namespace {
+
+// Holds back partial TCP segments while a batch of frames that need no
+// answer (publishes, acks) is written: rabbitmq-c sends every frame by
+// itself, and the broker then reads one small segment per message, which
+// costs it more CPU per message than the same frames in full segments.
+// Released before anything that waits for the broker, and at the end.
+class SocketCork {
+ public:
+  explicit SocketCork(int fd) : fd_(fd) {}
+  ~SocketCork() { Release(); }
+  SocketCork(const SocketCork&) = delete;
+  SocketCork& operator=(const SocketCork&) = delete;
+
+  void Hold() {
+    if (!held_ && fd_ >= 0) Set(1);
+  }
+  void Release() {
+    if (held_) Set(0);
+  }
+
+ private:
+  void Set(int on) {
+    // A failure only loses the batching, never a frame.
+    held_ =
+        setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) == 0 && on == 1;
+  }
+
+  const int fd_;
+  bool held_ = false;
+};
+
+}  // namespace
+
+bool AmqpClient::IoLoop::WaitsForBroker(const Command& command) const {
+  switch (command.kind) {
+    case Command::Kind::kPublish: {
+      // A publish to an exchange not checked lately checks it first.
+      const std::string& exchange = command.message.exchange;
+      if (exchange.empty()) return false;
+      auto known = known_exchanges_.find(exchange);
+      return known == known_exchanges_.end() || known->second < absl::Now();
+    }
+    case Command::Kind::kSettle:
+      return false;
+    case Command::Kind::kDeclareExchange:
+    case Command::Kind::kSubscribe:
+    case Command::Kind::kUnsubscribe:
+      return true;
+  }
+  return true;
+}
+
 void AmqpClient::IoLoop::TakeCommands(bool connected,
                                       absl::Status* connection_error) {
   std::vector<Command> commands;
@@ -517,8 +575,15 @@ void AmqpClient::IoLoop::TakeCommands(bool connected,
     warren::MutexLock lock(&client_.commands_mu_);
     commands.swap(*client_.commands_);
   }
+  SocketCork cork(
+      connected && commands.size() > 1 ? amqp_get_sockfd(conn_.get()) : -1);
   for (auto& command : commands) {
     if (connected && connection_error->ok()) {
+      if (WaitsForBroker(command)) {
+        cork.Release();
+      } else {
+        cork.Hold();
+      }
       *connection_error = Execute(command);
       continue;
     }

@@ -67,7 +67,9 @@ int main(int argc, char** argv) {
   std::printf("campaigning in %s as %s via %s\n", options.election.c_str(),
               candidate.c_str(), address.c_str());
   auto elector = client::Elector::Start(
-      client::MakeChannel(address, {client::TokenFromEnv()}), options);
+      client::MakeChannel(address,
+                          client::ChannelOptions{client::TokenFromEnv()}),
+      options);
   if (!elector.ok()) {
     std::fprintf(stderr, "campaign failed: %s\n",
                  elector.status().ToString().c_str());

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   };
 
   auto watcher = client::ConfigWatcher::Start(
-      client::MakeChannel(client::AddressFromEnv(), {client::TokenFromEnv()}),
+      client::MakeChannel(client::AddressFromEnv(),
+                          client::ChannelOptions{client::TokenFromEnv()}),
       options);
   if (!watcher.ok()) {
     std::fprintf(stderr, "watch failed: %s\n",

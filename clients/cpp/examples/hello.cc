@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string queue = absl::GetFlag(FLAGS_queue);
   const std::string address = client::AddressFromEnv();
-  auto channel = client::MakeChannel(address, {client::TokenFromEnv()});
+  auto channel = client::MakeChannel(
+      address, client::ChannelOptions{client::TokenFromEnv()});
   std::printf("connecting to %s\n", address.c_str());
 
   // Our own id, known before the publish: the message may come back before
