@@ -17,62 +17,14 @@
 #include "clients/cli/exit_codes.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "grpcpp/support/client_interceptor.h"
+#include "warren/client/channel.h"
 
 namespace warren::cli {
 namespace {
 
+namespace client = warren::client;
+
 constexpr char kDefaultServer[] = "127.0.0.1:50051";
-
-// Sends "authorization: Bearer <token>" with every call of the channel. An
-// interceptor rather than call credentials: gRPC sends call credentials
-// only over TLS, and a token must reach a plaintext server on loopback too.
-class BearerInterceptor final : public grpc::experimental::Interceptor {
- public:
-  explicit BearerInterceptor(const std::string& token) : token_(token) {}
-  void Intercept(
-      grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::
-                PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->insert(
-          {"authorization", "Bearer " + token_});
-    }
-    methods->Proceed();
-  }
-
- private:
-  const std::string token_;
-};
-
-class BearerInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  explicit BearerInterceptorFactory(std::string token)
-      : token_(std::move(token)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo* /*info*/) override {
-    return new BearerInterceptor(token_);
-  }
-
- private:
-  const std::string token_;
-};
-
-std::shared_ptr<grpc::Channel> MakeChannel(
-    const std::string& server,
-    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
-    const grpc::ChannelArguments& args, const std::string& token) {
-  if (token.empty()) {
-    return grpc::CreateCustomChannel(server, credentials, args);
-  }
-  std::vector<
-      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-      interceptors;
-  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(token));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      server, credentials, args, std::move(interceptors));
-}
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
@@ -417,7 +369,7 @@ int Main(int argc, char** argv) {
     channel_args.SetSslTargetNameOverride(credentials->server_name);
   }
   const char* env_token = std::getenv("WARREN_TOKEN");
-  context.channel = MakeChannel(
+  context.channel = client::CreateChannelWithToken(
       context.server, credentials->credentials, channel_args,
       global("token").value_or(env_token != nullptr ? env_token : ""));
 

@@ -15,13 +15,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
-#include "grpcpp/support/client_interceptor.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "reflection.grpc.pb.h"
 #include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/messaging_clients.h"
+#include "warren/client/channel.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
@@ -30,6 +30,7 @@ namespace warren::testing {
 namespace {
 
 namespace v1 = ::warren::v1;
+namespace client = ::warren::client;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -68,49 +69,11 @@ void WriteFile(const std::string& path, const std::string& text) {
   ASSERT_EQ(std::rename(temp.c_str(), path.c_str()), 0);
 }
 
-// Adds "authorization: Bearer <token>" to every call of a channel, the way
-// a client sets a token once for all of its stubs.
-class BearerInterceptor final : public grpc::experimental::Interceptor {
- public:
-  explicit BearerInterceptor(const std::string& token) : token_(token) {}
-  void Intercept(
-      grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::
-                PRE_SEND_INITIAL_METADATA)) {
-      methods->GetSendInitialMetadata()->insert(
-          {"authorization", "Bearer " + token_});
-    }
-    methods->Proceed();
-  }
-
- private:
-  const std::string token_;
-};
-
-class BearerInterceptorFactory final
-    : public grpc::experimental::ClientInterceptorFactoryInterface {
- public:
-  explicit BearerInterceptorFactory(std::string token)
-      : token_(std::move(token)) {}
-  grpc::experimental::Interceptor* CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo* /*info*/) override {
-    return new BearerInterceptor(token_);
-  }
-
- private:
-  const std::string token_;
-};
-
+// A channel whose every call carries the token, the way a client sets it
+// once for all of its stubs.
 std::shared_ptr<grpc::Channel> ChannelWithToken(const std::string& address,
                                                 const std::string& token) {
-  std::vector<
-      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-      interceptors;
-  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(token));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(),
-      std::move(interceptors));
+  return client::MakeChannel(address, client::ChannelOptions{token});
 }
 
 struct AuthFlags {

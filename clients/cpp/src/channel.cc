@@ -85,8 +85,11 @@ class BearerInterceptorFactory final
   const std::string token_;
 };
 
-// A channel with `credentials` whose calls carry `token` when it is set.
-std::shared_ptr<grpc::Channel> Create(
+}  // namespace
+
+std::string TokenFromEnv() { return Env("WARREN_TOKEN"); }
+
+std::shared_ptr<grpc::Channel> CreateChannelWithToken(
     const std::string& address,
     const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     const grpc::ChannelArguments& args, const std::string& token) {
@@ -101,14 +104,10 @@ std::shared_ptr<grpc::Channel> Create(
       address, credentials, args, std::move(interceptors));
 }
 
-}  // namespace
-
-std::string TokenFromEnv() { return Env("WARREN_TOKEN"); }
-
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const ChannelOptions& options) {
-  return Create(address, grpc::InsecureChannelCredentials(), ChannelArgs(),
-                options.token);
+  return CreateChannelWithToken(address, grpc::InsecureChannelCredentials(),
+                                ChannelArgs(), options.token);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
@@ -136,7 +135,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   if (!tls.server_name.empty()) {
     args.SetSslTargetNameOverride(tls.server_name);
   }
-  return Create(address, grpc::SslCredentials(ssl), args, options.token);
+  return CreateChannelWithToken(address, grpc::SslCredentials(ssl), args,
+                                options.token);
 }
 
 std::optional<TlsOptions> TlsOptionsFromEnv() {

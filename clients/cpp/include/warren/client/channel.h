@@ -32,6 +32,14 @@ struct ChannelOptions {
   std::string token;
 };
 
+// A channel to `address` with `credentials` and `args` whose calls carry
+// "authorization: Bearer <token>" when `token` is not empty. MakeChannel is
+// built on it; tools that make their own credentials (the CLI) use it too.
+std::shared_ptr<grpc::Channel> CreateChannelWithToken(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const grpc::ChannelArguments& args, const std::string& token);
+
 // An insecure (plaintext) channel to `address` ("host:port").
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const ChannelOptions& options = {});
