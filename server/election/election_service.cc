@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/auth/rejecting_bidi_reactor.h"
 #include "server/common/grpc_status.h"
 #include "server/common/mutex.h"
 #include "server/common/names.h"
@@ -519,7 +518,7 @@ grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
 ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
   auto caller = auth::Authenticate(options_.authorizer, *context, "Elect");
   if (!caller.ok()) {
-    return new auth::RejectingBidiReactor<v1::ElectRequest, v1::ElectResponse>(
+    return new RejectingBidiReactor<v1::ElectRequest, v1::ElectResponse>(
         ToGrpcStatus(caller.status()));
   }
   return ElectReactor::Start(manager_, timers_, streams_, options_,

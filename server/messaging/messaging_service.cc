@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/auth/rejecting_bidi_reactor.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
@@ -714,8 +713,8 @@ MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
   auto caller =
       auth::Authenticate(options_.authorizer, *context, "PublishStream");
   if (!caller.ok()) {
-    return new auth::RejectingBidiReactor<v1::PublishStreamRequest,
-                                          v1::PublishStreamResponse>(
+    return new RejectingBidiReactor<v1::PublishStreamRequest,
+                                    v1::PublishStreamResponse>(
         ToGrpcStatus(caller.status()));
   }
   const auto theirs = context->deadline();
@@ -731,8 +730,8 @@ grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
 MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* context) {
   auto caller = auth::Authenticate(options_.authorizer, *context, "Subscribe");
   if (!caller.ok()) {
-    return new auth::RejectingBidiReactor<v1::SubscribeRequest,
-                                          v1::SubscribeResponse>(
+    return new RejectingBidiReactor<v1::SubscribeRequest,
+                                    v1::SubscribeResponse>(
         ToGrpcStatus(caller.status()));
   }
   return SubscribeReactor::Start(amqp_, timers_, streams_, options_,
