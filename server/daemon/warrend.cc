@@ -27,6 +27,7 @@
 #include "server/config/watch_cache.h"
 #include "server/daemon/backend_health.h"
 #include "server/daemon/options.h"
+#include "server/daemon/rejection_log.h"
 #include "server/daemon/tls.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
@@ -332,6 +333,10 @@ int Run(int argc, char** argv) {
   builder.RegisterService(&config_service);
   builder.RegisterService(&messaging_service);
   builder.RegisterService(&election_service);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(RejectionLogInterceptorFactory());
   if (grpc_metrics != nullptr) {
     // Every method this server serves, so that each series starts at zero
     // and calls to made-up methods are not counted.
@@ -347,12 +352,9 @@ int Run(int argc, char** argv) {
                                    metrics::RpcType::UNARY);
     grpc_metrics->InitializeMethod("/grpc.health.v1.Health/Watch",
                                    metrics::RpcType::SERVER_STREAMING);
-    std::vector<
-        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors;
     interceptors.push_back(grpc_metrics->InterceptorFactory());
-    builder.experimental().SetInterceptorCreators(std::move(interceptors));
   }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // Keepalive: ping idle clients every 60s, drop them after 20s without an

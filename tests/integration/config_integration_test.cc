@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -239,6 +240,17 @@ TEST_F(ConfigServiceTest, InvalidInputIsRefusedWithTheFieldNamed) {
   grpc::Status watched = reader->Finish();
   EXPECT_EQ(watched.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(watched.error_message(), HasSubstr("key"));
+
+  // Each rejection is one log line naming the method and the code (the
+  // status message names the field; no payload).
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(
+            warrend_->Log(),
+            "rejected /warren.v1.ConfigService/GetConfig from ipv4:127.0.0.1:");
+      },
+      absl::Seconds(10)));
+  EXPECT_THAT(warrend_->Log(), HasSubstr(": INVALID_ARGUMENT: key"));
 }
 
 TEST_F(ConfigServiceTest, ConcurrentCompareAndSetIncrementsLoseNothing) {

@@ -1,0 +1,78 @@
+#include "server/daemon/rejection_log.h"
+
+#include <string>
+
+#include "grpcpp/server_context.h"
+#include "server/common/logging.h"
+
+namespace warren::daemon {
+namespace {
+
+bool IsRejection(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    default:
+      return "OTHER";
+  }
+}
+
+class RejectionLogInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit RejectionLogInterceptor(grpc::experimental::ServerRpcInfo* info)
+      : info_(info) {}
+
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      if (IsRejection(status.error_code())) {
+        const grpc::ServerContextBase* context = info_->server_context();
+        WARREN_LOG_INFO("rejected {} from {}: {}: {}", info_->method(),
+                        context != nullptr ? context->peer() : "?",
+                        CodeName(status.error_code()), status.error_message());
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  grpc::experimental::ServerRpcInfo* const info_;
+};
+
+class Factory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new RejectionLogInterceptor(info);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+RejectionLogInterceptorFactory() {
+  return std::make_unique<Factory>();
+}
+
+}  // namespace warren::daemon
