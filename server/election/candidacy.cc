@@ -64,6 +64,22 @@ void Candidacy::EmitLocked(Event event) {
   events_.push_back(std::move(event));
 }
 
+void Candidacy::LoseLocked(LossReason reason) {
+  // One line per transition out of a campaign's role, whatever caused it.
+  const char* why = reason == LossReason::kResigned ? "resigned"
+                    : reason == LossReason::kConnectionSuspended
+                        ? "ZooKeeper connection suspended"
+                        : "ZooKeeper session expired";
+  if (reason == LossReason::kResigned) {
+    WARREN_LOG_INFO("election {}: {} {}", params_.election,
+                    params_.candidate_id, why);
+  } else {
+    WARREN_LOG_WARN("election {}: {} lost leadership: {}", params_.election,
+                    params_.candidate_id, why);
+  }
+  EmitLocked([reason](CandidacyObserver& o) { o.OnLost(reason); });
+}
+
 void Candidacy::Deliver() {
   while (true) {
     Event event;
@@ -257,8 +273,7 @@ void Candidacy::OnChildren(uint64_t check,
         params_.election, node_);
     if (leader_) {
       leader_ = false;
-      EmitLocked(
-          [](CandidacyObserver& o) { o.OnLost(LossReason::kSessionExpired); });
+      LoseLocked(LossReason::kSessionExpired);
     }
     CreateLocked();
     return;
@@ -295,8 +310,7 @@ void Candidacy::OnPredecessor(
   if (leader_) {
     // Only after a reconnection can a node of ours stop being first.
     leader_ = false;
-    EmitLocked(
-        [](CandidacyObserver& o) { o.OnLost(LossReason::kSessionExpired); });
+    LoseLocked(LossReason::kSessionExpired);
   }
   if (!follower_told_) {
     follower_told_ = true;
@@ -331,13 +345,7 @@ void Candidacy::OnSessionState(zk::SessionState state) {
       case zk::SessionState::kSuspended:
         if (leader_) {
           leader_ = false;
-          WARREN_LOG_WARN(
-              "election {}: {} loses leadership: ZooKeeper "
-              "connection suspended",
-              params_.election, params_.candidate_id);
-          EmitLocked([](CandidacyObserver& o) {
-            o.OnLost(LossReason::kConnectionSuspended);
-          });
+          LoseLocked(LossReason::kConnectionSuspended);
         }
         break;
       case zk::SessionState::kConnected:
@@ -359,9 +367,7 @@ void Candidacy::OnSessionState(zk::SessionState state) {
         elected_since_ = absl::Time();
         ++check_;
         ++attempt_;
-        EmitLocked([](CandidacyObserver& o) {
-          o.OnLost(LossReason::kSessionExpired);
-        });
+        LoseLocked(LossReason::kSessionExpired);
         if (params_.rejoin_after_expiry) {
           phase_ = Phase::kRejoinWait;
           // Waits for the next session's first connection.
@@ -435,7 +441,7 @@ void Candidacy::Resign() {
       keepalive_ = shared_from_this();  // delete it once it is known
     }
     if (was_leader) {
-      EmitLocked([](CandidacyObserver& o) { o.OnLost(LossReason::kResigned); });
+      LoseLocked(LossReason::kResigned);
     }
     EmitLocked([](CandidacyObserver& o) { o.OnEnded(absl::OkStatus()); });
   }
@@ -462,8 +468,7 @@ void Candidacy::FailLocked(const absl::Status& status) {
   if (phase_ == Phase::kStopped) return;
   if (leader_) {
     leader_ = false;
-    EmitLocked(
-        [](CandidacyObserver& o) { o.OnLost(LossReason::kSessionExpired); });
+    LoseLocked(LossReason::kSessionExpired);
   }
   EmitLocked([status](CandidacyObserver& o) {
     o.OnEnded(absl::Status(status.code(),

@@ -104,6 +104,8 @@ class Candidacy : public std::enable_shared_from_this<Candidacy> {
   void FailLocked(const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EmitLocked(Event event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs the loss and tells the observer.
+  void LoseLocked(LossReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Delivers queued events, outside the lock, one thread at a time.
   void Deliver();
 

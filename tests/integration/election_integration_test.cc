@@ -286,6 +286,26 @@ TEST_F(ElectionTest, ElectedTellsTheLeaseIntervalInForce) {
   EXPECT_LT(interval.seconds(), 3600);
 }
 
+// Every election transition is one log line at info: elected (with the
+// token) and resigned.
+TEST_F(ElectionTest, TransitionsAreLogged) {
+  TestCandidate candidate(*stub_, MakeCampaign("logged/transitions", "lg-1"));
+  ASSERT_GE(candidate.WaitElected(), 0);
+  ASSERT_TRUE(candidate.Resign());
+  grpc::Status s;
+  ASSERT_TRUE(candidate.WaitEnded(&s));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::string log = warrend_->Log();
+        return log.find("election logged/transitions: lg-1 elected (token") !=
+                   std::string::npos &&
+               log.find("election logged/transitions: lg-1 resigned") !=
+                   std::string::npos;
+      },
+      absl::Seconds(10)))
+      << warrend_->Log();
+}
+
 // A client may send its next request before the server has set the
 // candidacy up: resign or proclaim right behind the campaign must be served
 // (or refused), never crash the server.
