@@ -285,7 +285,10 @@ absl::Status RabbitMqServer::Script(const std::string& verb) {
   const std::string command = absl::StrCat(
       "WARREN_STACK_DIR='", dir_, "' WARREN_AMQP_PORT=", port_,
       " WARREN_AMQP_DIST_PORT=", dist_port_, " WARREN_EPMD_PORT=", epmd_port_,
-      " bash '", WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
+      // A private broker has no amqps listener: the suite's own broker
+      // (scripts/test.sh exports WARREN_AMQPS_PORT) already holds that port.
+      " WARREN_AMQPS_PORT=", " bash '", WARREN_SOURCE_DIR,
+      "/scripts/stack.sh' ", verb,
       absl::StartsWith(verb, "ctl ") ? "" : " rabbitmq", " >>'", dir_,
       "/script.log' 2>&1");
   const int rc = std::system(command.c_str());
