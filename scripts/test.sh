@@ -41,6 +41,8 @@ mkdir -p "$TMPDIR"
 # A sanitizer report fails the test that triggered it.
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# Leaks inside third-party libraries (tests/lsan.supp) are theirs, not ours.
+export LSAN_OPTIONS="suppressions=$WARREN_ROOT_DIR/tests/lsan.supp:print_suppressions=0"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 
 status=0
