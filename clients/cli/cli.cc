@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,8 +13,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "clients/cli/exit_codes.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "warren/client/channel.h"
 
 namespace warren::cli {
@@ -202,62 +198,28 @@ absl::Time Context::StreamDeadline() const {
 
 namespace {
 
-struct Credentials {
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  std::string server_name;
-};
-
-// Plaintext, or TLS when --tls or any TLS file or name is given (by flag
-// or $WARREN_TLS_*). `setting(flag, env)` answers the flag's value, else the
-// variable's, else "".
-absl::StatusOr<Credentials> ChannelCredentials(
-    bool tls,
+// The channel to the server: plaintext, or TLS when --tls or any TLS file
+// or name is given (by flag or $WARREN_TLS_*); a bearer token when --token
+// or $WARREN_TOKEN gives one. `setting(flag, env)` answers the flag's
+// value, else the variable's, else "".
+absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(
+    const std::string& address, bool tls,
     const std::function<std::string(absl::string_view, const char*)>& setting) {
-  const std::string ca = setting("tls_ca", "WARREN_TLS_CA");
-  const std::string cert = setting("tls_cert", "WARREN_TLS_CERT");
-  const std::string key = setting("tls_key", "WARREN_TLS_KEY");
-  Credentials out;
-  out.server_name = setting("tls_server_name", "WARREN_TLS_SERVER_NAME");
-  const char* env_tls = std::getenv("WARREN_TLS");
-  if (env_tls != nullptr && std::string(env_tls) != "" &&
-      std::string(env_tls) != "0" && std::string(env_tls) != "false") {
-    tls = true;
+  client::TlsOptions options;
+  options.ca_file = setting("tls_ca", "WARREN_TLS_CA");
+  options.cert_file = setting("tls_cert", "WARREN_TLS_CERT");
+  options.key_file = setting("tls_key", "WARREN_TLS_KEY");
+  options.server_name = setting("tls_server_name", "WARREN_TLS_SERVER_NAME");
+  const client::ChannelOptions channel{setting("token", "WARREN_TOKEN")};
+  if (client::TlsOptionsFromEnv().has_value()) tls = true;
+  if (!tls && options.ca_file.empty() && options.cert_file.empty() &&
+      options.key_file.empty() && options.server_name.empty()) {
+    return client::MakeChannel(address, channel);
   }
-  if (!tls && ca.empty() && cert.empty() && key.empty() &&
-      out.server_name.empty()) {
-    out.credentials = grpc::InsecureChannelCredentials();
-    return out;
-  }
-  if (cert.empty() != key.empty()) {
+  if (options.cert_file.empty() != options.key_file.empty()) {
     return UsageError("--tls_cert and --tls_key go together");
   }
-  auto read = [](const std::string& path,
-                 const char* flag) -> absl::StatusOr<std::string> {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot read ", flag, " ", path));
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  };
-  grpc::SslCredentialsOptions ssl;
-  if (!ca.empty()) {
-    auto pem = read(ca, "--tls_ca");
-    if (!pem.ok()) return pem.status();
-    ssl.pem_root_certs = *pem;
-  }
-  if (!cert.empty()) {
-    auto cert_pem = read(cert, "--tls_cert");
-    if (!cert_pem.ok()) return cert_pem.status();
-    auto key_pem = read(key, "--tls_key");
-    if (!key_pem.ok()) return key_pem.status();
-    ssl.pem_cert_chain = *cert_pem;
-    ssl.pem_private_key = *key_pem;
-  }
-  out.credentials = grpc::SslCredentials(ssl);
-  return out;
+  return client::MakeChannel(address, options, channel);
 }
 
 }  // namespace
@@ -350,28 +312,21 @@ int Main(int argc, char** argv) {
       Args::Parse({"--tls=" + global("tls").value_or("false")}, GlobalFlags())
           ->GetBool("tls");
   if (!tls_on.ok()) return PrintUsageError(tls_on.status(), command->name);
-  auto credentials =
-      ChannelCredentials(*tls_on, [&](absl::string_view flag, const char* env) {
+  auto channel = OpenChannel(
+      context.server, *tls_on, [&](absl::string_view flag, const char* env) {
         if (auto value = global(flag)) return *value;
         const char* from_env = std::getenv(env);
         return std::string(from_env == nullptr ? "" : from_env);
       });
-  if (!credentials.ok()) {
-    if (IsUsageError(credentials.status())) {
-      return PrintUsageError(credentials.status(), command->name);
+  if (!channel.ok()) {
+    if (IsUsageError(channel.status())) {
+      return PrintUsageError(channel.status(), command->name);
     }
     std::fprintf(stderr, "warren: %s\n",
-                 std::string(credentials.status().message()).c_str());
+                 std::string(channel.status().message()).c_str());
     return kExitUsage;
   }
-  grpc::ChannelArguments channel_args;
-  if (!credentials->server_name.empty()) {
-    channel_args.SetSslTargetNameOverride(credentials->server_name);
-  }
-  const char* env_token = std::getenv("WARREN_TOKEN");
-  context.channel = client::CreateChannelWithToken(
-      context.server, credentials->credentials, channel_args,
-      global("token").value_or(env_token != nullptr ? env_token : ""));
+  context.channel = *std::move(channel);
 
   absl::Status status = command->run(context, *args);
   if (status.ok()) return kExitOk;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/auth/yaml_document.h"
 #include "yaml-cpp/yaml.h"
 
 namespace warren::auth {
@@ -55,15 +56,10 @@ Policy Policy::AllowAll() {
 }
 
 absl::StatusOr<Policy> Policy::Parse(const std::string& yaml) {
-  YAML::Node loaded;
-  try {
-    loaded = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
-  }
+  absl::StatusOr<YAML::Node> loaded = ParseYamlDocument(yaml);
+  if (!loaded.ok()) return loaded.status();
   // Const: a non-const operator[] would add the keys it looks up.
-  const YAML::Node& root = loaded;
+  const YAML::Node& root = *loaded;
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(
         "expected a map with the key 'principals'");

@@ -1,7 +1,10 @@
 #include "server/auth/token_table.h"
 
+#include <openssl/evp.h>
+
 #include "absl/strings/str_cat.h"
 #include "server/auth/policy.h"
+#include "server/auth/yaml_document.h"
 #include "yaml-cpp/yaml.h"
 
 namespace warren::auth {
@@ -15,19 +18,27 @@ bool IsTokenText(absl::string_view token) {
   return true;
 }
 
+// SHA-256 of the token. The table is keyed by it so that a lookup's timing
+// (hashing, comparing) depends on the digest, which tells an attacker
+// nothing about the tokens, not on how much of a guess matches one.
+std::string Digest(absl::string_view token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(token.data(), token.size(), digest, &length, EVP_sha256(),
+                 nullptr) != 1) {
+    // Only on allocation failure inside OpenSSL; no token matches then.
+    return std::string();
+  }
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
 }  // namespace
 
 absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml) {
-  YAML::Node loaded;
-  try {
-    loaded = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    // yaml-cpp's parser messages are fixed texts, never the document's.
-    return absl::InvalidArgumentError(
-        absl::StrCat("line ", e.mark.line + 1, ": ", e.msg));
-  }
+  absl::StatusOr<YAML::Node> loaded = ParseYamlDocument(yaml);
+  if (!loaded.ok()) return loaded.status();
   // Const: a non-const operator[] would add the keys it looks up.
-  const YAML::Node& root = loaded;
+  const YAML::Node& root = *loaded;
   if (!root.IsMap() || !root["tokens"] || root.size() != 1) {
     return absl::InvalidArgumentError(
         "expected a map with one key, 'tokens': a list of "
@@ -79,7 +90,7 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml) {
           " visible ASCII characters without spaces (e.g. openssl rand -hex "
           "32)"));
     }
-    if (!table.principals_.emplace(text, principal.Scalar()).second) {
+    if (!table.principals_.emplace(Digest(text), principal.Scalar()).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(where,
                        ": this token is already listed for another "
@@ -90,7 +101,9 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml) {
 }
 
 const std::string* TokenTable::Find(absl::string_view token) const {
-  auto found = principals_.find(token);
+  const std::string digest = Digest(token);
+  if (digest.empty()) return nullptr;
+  auto found = principals_.find(digest);
   return found == principals_.end() ? nullptr : &found->second;
 }
 

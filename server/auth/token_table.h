@@ -36,6 +36,7 @@ class TokenTable {
   size_t size() const { return principals_.size(); }
 
  private:
+  // SHA-256 of a token → its principal (token_table.cc says why).
   absl::flat_hash_map<std::string, std::string> principals_;
 };
 
