@@ -464,12 +464,18 @@ void ZooKeeperClient::ControlLoop() {
     auto replace_due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
       return replace_handle_ && absl::Now() >= replace_after_;
     };
+    // The deadline is fixed when the wait starts, and a condition is only
+    // looked at again when the mutex is released, not when time passes: a
+    // replacement scheduled during the wait (a session event on another
+    // thread) must end it, or the wait would outlast the replacement's
+    // time — forever when it started with none due.
+    const absl::Time deadline =
+        replace_handle_ ? replace_after_ : absl::InfiniteFuture();
     auto has_work = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_) {
-      return stopping_ || !control_tasks_.empty() || replace_due();
+      return stopping_ || !control_tasks_.empty() || replace_due() ||
+             (replace_handle_ && replace_after_ != deadline);
     };
-    control_mu_.AwaitWithDeadline(
-        absl::Condition(&has_work),
-        replace_handle_ ? replace_after_ : absl::InfiniteFuture());
+    control_mu_.AwaitWithDeadline(absl::Condition(&has_work), deadline);
     if (stopping_) return;
     while (!control_tasks_.empty()) {
       auto task = std::move(control_tasks_.front());

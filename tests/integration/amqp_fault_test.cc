@@ -23,18 +23,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using grpc::health::v1::HealthCheckResponse;
 
-HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
-  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-  grpc::health::v1::HealthCheckRequest request;
-  grpc::health::v1::HealthCheckResponse response;
-  if (!stub->Check(&context, request, &response).ok()) {
-    return HealthCheckResponse::UNKNOWN;
-  }
-  return response.status();
-}
-
 TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   auto broker = RabbitMqServer::Start();
   ASSERT_TRUE(broker.ok()) << broker.status();
@@ -53,9 +41,9 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   // durable before the test starts, so the crash below tests messages only.
   ASSERT_TRUE((*broker)->Stop().ok());
   ASSERT_TRUE((*broker)->Restart().ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(90)));
+  ASSERT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(90)));
   auto stub = v1::MessagingService::NewStub((*warrend)->channel());
 
   constexpr size_t kMessages = 20000;
@@ -105,7 +93,7 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
 
   // While it is down: NOT_SERVING, and publishes fail fast, never OK.
   EXPECT_TRUE(WaitFor(
-      [&] { return Health(**warrend) == HealthCheckResponse::NOT_SERVING; },
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::NOT_SERVING; },
       absl::Seconds(30)));
   {
     grpc::ClientContext context;
@@ -118,9 +106,9 @@ TEST(RabbitMqFaultTest, ConfirmedMessagesSurviveABrokerKill) {
   }
 
   ASSERT_TRUE((*broker)->Restart().ok());
-  EXPECT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(90)))
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(90)))
       << (*warrend)->Log();
 
   {
@@ -210,7 +198,7 @@ TEST(RabbitMqFaultTest, BrokerFlowControlIsRespectedAndSurfaced) {
   EXPECT_EQ(publish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(last.error_message(), ::testing::HasSubstr("flow control"));
   EXPECT_THAT((*warrend)->Log(), ::testing::HasSubstr("blocked"));
-  EXPECT_EQ(Health(**warrend), HealthCheckResponse::SERVING)
+  EXPECT_EQ(HealthOf(**warrend), HealthCheckResponse::SERVING)
       << "a blocked broker is reachable";
 
   ASSERT_TRUE((*broker)->Ctl("set_vm_memory_high_watermark 0.4").ok());
@@ -256,9 +244,9 @@ TEST(RabbitMqFaultTest, SubscriptionsOnEveryConnectionEndWhenTheBrokerDies) {
               kStreams);
   }
   ASSERT_TRUE((*broker)->Restart().ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(90)));
+  ASSERT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(90)));
   // Clients resubscribe; the secondary reconnected by itself (a
   // subscription sent to it while it still reconnects ends UNAVAILABLE and
   // is opened again, as a client would).

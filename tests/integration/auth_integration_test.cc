@@ -251,6 +251,44 @@ TEST_F(AuthTest, MissingOrInvalidTokensAreUnauthenticated) {
   EXPECT_THAT(log, Not(HasSubstr("YWxpY2U6c2VjcmV0")));
 }
 
+// The `warren` CLI sends its token from --token or $WARREN_TOKEN; the exit
+// code and message say which refusal it met (both map to exit code 1).
+TEST_F(AuthTest, CliSendsItsTokenFromTheFlagOrTheEnvironment) {
+  const std::string dir = MakeTempDir("warren-cli-auth");
+  auto cli = [&](const std::string& prefix, const std::string& flags) {
+    const std::string command = absl::StrCat(
+        prefix, " '", WARREN_CLI_PATH, "' --server=", warrend_->address(), " ",
+        flags, " >'", dir, "/out' 2>'", dir, "/err'");
+    const int rc = std::system(command.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  // Without one, whatever the caller's environment holds.
+  const std::string no_env = "env -u WARREN_TOKEN";
+  EXPECT_EQ(cli(no_env, absl::StrCat("--token=", kAliceToken,
+                                     " config put app/cli/flag v")),
+            0)
+      << ReadFile(dir + "/err");
+  EXPECT_EQ(cli(absl::StrCat("WARREN_TOKEN=", kAliceToken),
+                "config get app/cli/flag"),
+            0)
+      << ReadFile(dir + "/err");
+  EXPECT_EQ(ReadFile(dir + "/out"), "v\n");
+
+  EXPECT_EQ(cli(no_env, "config get app/cli/flag"), 1);
+  EXPECT_THAT(ReadFile(dir + "/err"), HasSubstr("UNAUTHENTICATED"));
+  EXPECT_EQ(cli(no_env, absl::StrCat("--token=", kBobToken,
+                                     " config put app/cli/flag w")),
+            1);
+  EXPECT_THAT(ReadFile(dir + "/err"), HasSubstr("PERMISSION_DENIED"));
+  // The flag wins over the variable.
+  EXPECT_EQ(
+      cli(absl::StrCat("WARREN_TOKEN=", kWrongToken),
+          absl::StrCat("--token=", kAliceToken, " config get app/cli/flag")),
+      0)
+      << ReadFile(dir + "/err");
+  EXPECT_THAT(ReadFile(dir + "/err"), Not(HasSubstr(kAliceToken)));
+}
+
 TEST_F(AuthTest, HealthAndReflectionStayOpen) {
   auto health = grpc::health::v1::Health::NewStub(warrend_->channel());
   grpc::health::v1::HealthCheckRequest request;

@@ -22,7 +22,6 @@
 #include "gtest/gtest.h"
 
 namespace warren::testing {
-namespace {
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -30,6 +29,8 @@ std::string ReadFile(const std::string& path) {
   buffer << in.rdbuf();
   return buffer.str();
 }
+
+namespace {
 
 // Forks and execs warrend with stdout and stderr in files of `dir`.
 pid_t Spawn(const std::vector<std::string>& args, const std::string& dir) {
@@ -322,5 +323,71 @@ absl::Status RabbitMqServer::Ctl(const std::string& args) {
 }
 
 absl::Status RabbitMqServer::Stop() { return Script("stop"); }
+
+std::vector<std::string> TestBackendFlags() {
+  return {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
+          "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
+          "--backend_wait=20s"};
+}
+
+std::string StartupFailureLine(const ExitResult& result) {
+  std::string first_error;
+  for (absl::string_view line : absl::StrSplit(result.stderr_text, '\n')) {
+    if (absl::StrContains(line, "cannot start")) return std::string(line);
+    if (first_error.empty() && absl::StrContains(line, "ERROR")) {
+      first_error = std::string(line);
+    }
+  }
+  return first_error;
+}
+
+grpc::health::v1::HealthCheckResponse::ServingStatus HealthOf(
+    const WarrendProcess& warrend) {
+  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  if (!stub->Check(CallContext(absl::Seconds(10)).get(), request, &response)
+           .ok()) {
+    return grpc::health::v1::HealthCheckResponse::UNKNOWN;
+  }
+  return response.status();
+}
+
+void PutConfigEventually(v1::ConfigService::Stub& stub, const std::string& key,
+                         const std::string& value) {
+  grpc::Status last;
+  const bool written = WaitFor(
+      [&] {
+        v1::PutConfigRequest put;
+        put.set_key(key);
+        put.set_value(value);
+        v1::PutConfigResponse response;
+        last = stub.PutConfig(CallContext(absl::Seconds(10)).get(), put,
+                              &response);
+        EXPECT_TRUE(last.ok() ||
+                    last.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                    last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+            << last.error_message();
+        return last.ok();
+      },
+      absl::Seconds(60));
+  ASSERT_TRUE(written) << last.error_message();
+}
+
+void Pki::Make(const std::string& kind, const std::string& name,
+               const std::string& ca) {
+  const std::string command =
+      absl::StrCat("bash '", WARREN_SOURCE_DIR, "/scripts/tls-certs.sh' ", kind,
+                   " '", dir_, "' ", name, " ", ca, " >/dev/null");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+std::string Pki::crt(const std::string& name) const {
+  return absl::StrCat(dir_, "/", name, ".crt");
+}
+
+std::string Pki::key(const std::string& name) const {
+  return absl::StrCat(dir_, "/", name, ".key");
+}
 
 }  // namespace warren::testing

@@ -18,8 +18,13 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "health.grpc.pb.h"
+#include "warren/v1/config.grpc.pb.h"
 
 namespace warren::testing {
+
+// The whole contents of a file; "" when it cannot be read.
+std::string ReadFile(const std::string& path);
 
 // The value of a variable that scripts/test.sh sets; fails the test (and
 // answers "") when it is missing.
@@ -73,6 +78,44 @@ struct ExitResult {
 // Runs warrend with exactly `args` until it exits.
 ExitResult RunWarrendToExit(const std::vector<std::string>& args,
                             absl::Duration timeout = absl::Seconds(60));
+
+// The flags that point a warrend at the shared test servers (for
+// RunWarrendToExit, which adds none of its own).
+std::vector<std::string> TestBackendFlags();
+
+// The line of warrend's stderr that says why it did not start: the
+// "cannot start" line, else the first ERROR line, else "".
+std::string StartupFailureLine(const ExitResult& result);
+
+// The server's health as its health service answers it; UNKNOWN when the
+// call itself fails.
+grpc::health::v1::HealthCheckResponse::ServingStatus HealthOf(
+    const WarrendProcess& warrend);
+
+// Puts `key` = `value` until the write succeeds: right after a fault the
+// server answers UNAVAILABLE until its session is back, which is what a
+// client retries on. Any other answer fails the test.
+void PutConfigEventually(v1::ConfigService::Stub& stub, const std::string& key,
+                         const std::string& value);
+
+// A private PKI in a temporary directory, made with scripts/tls-certs.sh:
+// Make("ca", "a") writes a.crt and a.key.
+class Pki {
+ public:
+  Pki() : dir_(MakeTempDir("warren-pki")) {}
+
+  // kind: ca, server (signed by `ca`, for localhost and 127.0.0.1) or
+  // client (signed by `ca`).
+  void Make(const std::string& kind, const std::string& name,
+            const std::string& ca = "");
+  std::string crt(const std::string& name) const;
+  std::string key(const std::string& name) const;
+  std::string pem(const std::string& path) const { return ReadFile(path); }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+};
 
 // A private ZooKeeper server on its own port and data directory.
 class ZooKeeperServer {

@@ -16,23 +16,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::vector<std::string> Backends() {
-  return {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
-          "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
-          "--backend_wait=20s"};
-}
-
-// The line that explains the failure.
-std::string ReasonLine(const ExitResult& result) {
-  for (absl::string_view line : absl::StrSplit(result.stderr_text, '\n')) {
-    if (absl::StrContains(line, "cannot start") ||
-        absl::StrContains(line, "ERROR")) {
-      return std::string(line);
-    }
-  }
-  return "";
-}
-
 TEST(StartupTest, UnknownFlagExitsNonZero) {
   ExitResult result = RunWarrendToExit({"--no_such_flag=1"});
   EXPECT_NE(result.code, 0);
@@ -46,11 +29,12 @@ TEST(StartupTest, MalformedFlagValueExitsNonZero) {
 }
 
 TEST(StartupTest, InvalidSettingExitsWithOneClearLine) {
-  auto args = Backends();
+  auto args = TestBackendFlags();
   args.push_back("--root=relative/path");
   ExitResult result = RunWarrendToExit(args);
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result), HasSubstr("root must be an absolute path"));
+  EXPECT_THAT(StartupFailureLine(result),
+              HasSubstr("root must be an absolute path"));
 }
 
 TEST(StartupTest, UnreachableZooKeeperExitsAfterTheWait) {
@@ -58,7 +42,8 @@ TEST(StartupTest, UnreachableZooKeeperExitsAfterTheWait) {
       {"--zk_connect=127.0.0.1:" + std::to_string(FreePort()),
        "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"), "--backend_wait=2s"});
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result), HasSubstr("could not connect to ZooKeeper"));
+  EXPECT_THAT(StartupFailureLine(result),
+              HasSubstr("could not connect to ZooKeeper"));
 }
 
 TEST(StartupTest, UnreachableRabbitMqExitsAfterTheWait) {
@@ -68,7 +53,7 @@ TEST(StartupTest, UnreachableRabbitMqExitsAfterTheWait) {
                             std::to_string(FreePort()) + "/",
                         "--backend_wait=2s"});
   EXPECT_EQ(result.code, 1);
-  const std::string reason = ReasonLine(result);
+  const std::string reason = StartupFailureLine(result);
   EXPECT_THAT(reason, HasSubstr("could not connect to RabbitMQ"));
   EXPECT_THAT(result.stderr_text, ::testing::Not(HasSubstr("secret")));
 }
@@ -83,12 +68,13 @@ TEST(StartupTest, PortInUseExitsNonZero) {
   ASSERT_EQ(listen(fd, 1), 0);
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto args = Backends();
+  auto args = TestBackendFlags();
   args.push_back(absl::StrCat("--listen=127.0.0.1:", ntohs(addr.sin_port)));
   ExitResult result = RunWarrendToExit(args);
   close(fd);
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result), HasSubstr("cannot listen on 127.0.0.1:"));
+  EXPECT_THAT(StartupFailureLine(result),
+              HasSubstr("cannot listen on 127.0.0.1:"));
 }
 
 TEST(StartupTest, BadConfigFileExitsNonZero) {
@@ -99,7 +85,7 @@ TEST(StartupTest, BadConfigFileExitsNonZero) {
   fclose(f);
   ExitResult result = RunWarrendToExit({"--config=" + path});
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result), HasSubstr(path));
+  EXPECT_THAT(StartupFailureLine(result), HasSubstr(path));
 }
 
 }  // namespace

@@ -39,40 +39,6 @@ namespace v1 = ::warren::v1;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// A private PKI in a temporary directory, made with scripts/tls-certs.sh:
-// Make("ca", "a") writes a.crt and a.key.
-class Pki {
- public:
-  Pki() : dir_(MakeTempDir("warren-pki")) {}
-
-  // kind: ca, server (signed by `ca`, for localhost and 127.0.0.1) or client.
-  void Make(const std::string& kind, const std::string& name,
-            const std::string& ca = "") {
-    const std::string command =
-        absl::StrCat("bash '", WARREN_SOURCE_DIR, "/scripts/tls-certs.sh' ",
-                     kind, " '", dir_, "' ", name, " ", ca, " >/dev/null");
-    ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  }
-  std::string crt(const std::string& name) const {
-    return absl::StrCat(dir_, "/", name, ".crt");
-  }
-  std::string key(const std::string& name) const {
-    return absl::StrCat(dir_, "/", name, ".key");
-  }
-  std::string pem(const std::string& path) const { return ReadFile(path); }
-  const std::string& dir() const { return dir_; }
-
- private:
-  std::string dir_;
-};
-
 // A channel of its own (no subchannel shared with other channels, so that
 // each one makes a fresh handshake) trusting `ca_pem`, presenting a client
 // certificate when given one.
@@ -109,20 +75,6 @@ grpc::Status Health(const std::shared_ptr<grpc::Channel>& channel) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "not SERVING");
   }
   return status;
-}
-
-std::vector<std::string> Backends() {
-  return {"--zk_connect=" + TestEnv("WARREN_TEST_ZK"),
-          "--amqp_urls=" + TestEnv("WARREN_TEST_AMQP_URL"),
-          "--backend_wait=20s"};
-}
-
-// The line that explains a start-up failure.
-std::string ReasonLine(const ExitResult& result) {
-  for (absl::string_view line : absl::StrSplit(result.stderr_text, '\n')) {
-    if (absl::StrContains(line, "cannot start")) return std::string(line);
-  }
-  return "";
 }
 
 // warrend on a listen address the harness does not handle (0.0.0.0): run
@@ -313,46 +265,46 @@ TEST_F(TlsTest, ReplacedCertificateFilesAreServedToNewConnections) {
 }
 
 TEST_F(TlsTest, UnusableCertificateFilesStopStartUpWithTheSettingNamed) {
-  auto args = Backends();
+  auto args = TestBackendFlags();
   args.push_back("--tls_cert_file=" + pki_->dir() + "/missing.crt");
   args.push_back("--tls_key_file=" + pki_->key("server"));
   ExitResult missing = RunWarrendToExit(args);
   EXPECT_EQ(missing.code, 1);
-  EXPECT_THAT(ReasonLine(missing),
+  EXPECT_THAT(StartupFailureLine(missing),
               HasSubstr("tls_cert_file " + pki_->dir() + "/missing.crt"));
 
   // A key that belongs to another certificate.
-  args = Backends();
+  args = TestBackendFlags();
   args.push_back("--tls_cert_file=" + pki_->crt("server"));
   args.push_back("--tls_key_file=" + pki_->key("other-server"));
   ExitResult mismatched = RunWarrendToExit(args);
   EXPECT_EQ(mismatched.code, 1);
-  EXPECT_THAT(ReasonLine(mismatched),
+  EXPECT_THAT(StartupFailureLine(mismatched),
               HasSubstr("tls_key_file " + pki_->key("other-server") +
                         ": is not the key of the certificate"));
 
   // A client CA file that holds no certificate.
-  args = Backends();
+  args = TestBackendFlags();
   for (auto& a : ServerTls("server")) args.push_back(a);
   args.push_back("--tls_client_ca_file=" + pki_->key("client-ca"));
   ExitResult not_a_ca = RunWarrendToExit(args);
   EXPECT_EQ(not_a_ca.code, 1);
-  EXPECT_THAT(ReasonLine(not_a_ca),
+  EXPECT_THAT(StartupFailureLine(not_a_ca),
               HasSubstr("tls_client_ca_file " + pki_->key("client-ca") +
                         ": holds no PEM certificate"));
 }
 
 TEST_F(TlsTest, PlaintextOnANonLoopbackAddressNeedsTheOptIn) {
-  auto args = Backends();
+  auto args = TestBackendFlags();
   args.push_back("--listen=0.0.0.0:0");
   ExitResult refused = RunWarrendToExit(args);
   EXPECT_EQ(refused.code, 1);
-  EXPECT_THAT(ReasonLine(refused),
+  EXPECT_THAT(StartupFailureLine(refused),
               HasSubstr("listen 0.0.0.0:0 is not a loopback address and TLS "
                         "is off"));
-  EXPECT_THAT(ReasonLine(refused), HasSubstr("allow_insecure_listen"));
+  EXPECT_THAT(StartupFailureLine(refused), HasSubstr("allow_insecure_listen"));
 
-  args = Backends();
+  args = TestBackendFlags();
   args.push_back("--listen=0.0.0.0:0");
   args.push_back("--allow_insecure_listen");
   ListeningWarrend allowed(args);
@@ -362,7 +314,7 @@ TEST_F(TlsTest, PlaintextOnANonLoopbackAddressNeedsTheOptIn) {
 }
 
 TEST_F(TlsTest, TlsMayListenOnEveryInterfaceWithoutTheOptIn) {
-  auto args = Backends();
+  auto args = TestBackendFlags();
   args.push_back("--listen=0.0.0.0:0");
   for (auto& a : ServerTls("server")) args.push_back(a);
   ListeningWarrend warrend(args);
@@ -452,7 +404,8 @@ TEST(AmqpsTest, WithoutAClientCertificateTheBrokerRefusesAndStartUpFails) {
        "--amqp_ca_file=" + TestEnv("WARREN_TEST_AMQPS_CA"),
        "--backend_wait=3s"});
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result), HasSubstr("could not connect to RabbitMQ"));
+  EXPECT_THAT(StartupFailureLine(result),
+              HasSubstr("could not connect to RabbitMQ"));
   // The log says why: the broker ended the TLS session at login.
   EXPECT_THAT(result.stderr_text, HasSubstr("login failed: a SSL error"));
   EXPECT_THAT(result.stderr_text, Not(HasSubstr("guest:guest")));
@@ -465,7 +418,7 @@ TEST(AmqpsTest, UnusableClientCertificateStopsStartUpWithTheSettingNamed) {
        "--amqp_cert_file=" + TestEnv("WARREN_TEST_AMQPS_CERT"),
        "--amqp_key_file=" + TestEnv("WARREN_TEST_AMQPS_CERT")});
   EXPECT_EQ(result.code, 1);
-  EXPECT_THAT(ReasonLine(result),
+  EXPECT_THAT(StartupFailureLine(result),
               HasSubstr("amqp_key_file " + TestEnv("WARREN_TEST_AMQPS_CERT") +
                         ": holds no unencrypted PEM private key"));
 }

@@ -177,17 +177,6 @@ class RawZk {
   std::atomic<int> auth_rc_{kPending};
 };
 
-HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
-  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
-  grpc::health::v1::HealthCheckRequest request;
-  grpc::health::v1::HealthCheckResponse response;
-  if (!stub->Check(CallContext(absl::Seconds(10)).get(), request, &response)
-           .ok()) {
-    return HealthCheckResponse::UNKNOWN;
-  }
-  return response.status();
-}
-
 grpc::Status Put(v1::ConfigService::Stub& stub, const std::string& key,
                  const std::string& value) {
   v1::PutConfigRequest put;
@@ -195,24 +184,6 @@ grpc::Status Put(v1::ConfigService::Stub& stub, const std::string& key,
   put.set_value(value);
   v1::PutConfigResponse response;
   return stub.PutConfig(CallContext().get(), put, &response);
-}
-
-// Puts until the write succeeds: right after a fault the server answers
-// UNAVAILABLE until its session is back, which is what a client retries on.
-void PutEventually(v1::ConfigService::Stub& stub, const std::string& key,
-                   const std::string& value) {
-  grpc::Status last;
-  const bool written = WaitFor(
-      [&] {
-        last = Put(stub, key, value);
-        EXPECT_TRUE(last.ok() ||
-                    last.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                    last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-            << last.error_message();
-        return last.ok();
-      },
-      absl::Seconds(60));
-  ASSERT_TRUE(written) << last.error_message();
 }
 
 absl::StatusOr<std::string> GetValue(v1::ConfigService::Stub& stub,
@@ -418,7 +389,7 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
   const std::string root = (*warrend)->root();
   auto config = v1::ConfigService::NewStub((*warrend)->channel());
   auto elections = v1::ElectionService::NewStub((*warrend)->channel());
-  PutEventually(*config, "svc/key", "before");
+  PutConfigEventually(*config, "svc/key", "before");
   TestCandidate candidate(*elections,
                           MakeCampaign("svc/leader", "c1", /*rejoin=*/true));
   ASSERT_GE(candidate.WaitElected(), 0);
@@ -435,9 +406,9 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
       [&] { return (*warrend)->Log().find("-> expired") != std::string::npos; },
       absl::Seconds(30)))
       << "the session did not expire: " << (*warrend)->Log();
-  EXPECT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(60)))
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)))
       << (*warrend)->Log();
 
   // The new session authenticated before serving (with the old identity's
@@ -452,8 +423,8 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
   EXPECT_GE(authenticated, 2u) << log;
 
   // The new session reads and writes the protected nodes, and campaigns.
-  PutEventually(*config, "svc/key", "after-expiry");
-  PutEventually(*config, "svc/new/key", "created-after-expiry");
+  PutConfigEventually(*config, "svc/key", "after-expiry");
+  PutConfigEventually(*config, "svc/new/key", "created-after-expiry");
   auto value = GetValue(*config, "svc/key");
   ASSERT_TRUE(value.ok()) << value.status();
   EXPECT_EQ(*value, "after-expiry");
@@ -524,7 +495,7 @@ TEST_F(ZkAclTest, RejectedCredentialsStopStartUpAndMeanNotServing) {
       WarrendProcess::Start({"--zk_auth_file=" + auth_file_}, (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   auto config = v1::ConfigService::NewStub((*warrend)->channel());
-  PutEventually(*config, "k", "before");
+  PutConfigEventually(*config, "k", "before");
 
   ASSERT_TRUE(RestartZooKeeper(**zk, /*digest_enabled=*/false).ok());
   EXPECT_TRUE(WaitFor(
@@ -533,17 +504,17 @@ TEST_F(ZkAclTest, RejectedCredentialsStopStartUpAndMeanNotServing) {
       },
       absl::Seconds(60)))
       << (*warrend)->Log();
-  EXPECT_EQ(Health(**warrend), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(HealthOf(**warrend), HealthCheckResponse::NOT_SERVING);
   grpc::Status refused = Put(*config, "k", "while-rejected");
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE)
       << refused.error_message();
 
   ASSERT_TRUE(RestartZooKeeper(**zk, /*digest_enabled=*/true).ok());
-  EXPECT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(60)))
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)))
       << (*warrend)->Log();
-  PutEventually(*config, "k", "after");
+  PutConfigEventually(*config, "k", "after");
   auto value = GetValue(*config, "k");
   ASSERT_TRUE(value.ok()) << value.status();
   EXPECT_EQ(*value, "after");

@@ -21,40 +21,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using grpc::health::v1::HealthCheckResponse;
 
-HealthCheckResponse::ServingStatus Health(const WarrendProcess& warrend) {
-  auto stub = grpc::health::v1::Health::NewStub(warrend.channel());
-  grpc::health::v1::HealthCheckRequest request;
-  grpc::health::v1::HealthCheckResponse response;
-  if (!stub->Check(CallContext(absl::Seconds(10)).get(), request, &response)
-           .ok()) {
-    return HealthCheckResponse::UNKNOWN;
-  }
-  return response.status();
-}
-
-// Puts until the write succeeds: right after a fault the server answers
-// UNAVAILABLE until its session is back, which is what a client retries on.
-void PutEventually(v1::ConfigService::Stub& stub, const std::string& key,
-                   const std::string& value) {
-  grpc::Status last;
-  const bool written = WaitFor(
-      [&] {
-        v1::PutConfigRequest put;
-        put.set_key(key);
-        put.set_value(value);
-        v1::PutConfigResponse response;
-        last = stub.PutConfig(CallContext(absl::Seconds(10)).get(), put,
-                              &response);
-        EXPECT_TRUE(last.ok() ||
-                    last.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                    last.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-            << last.error_message();
-        return last.ok();
-      },
-      absl::Seconds(60));
-  ASSERT_TRUE(written) << last.error_message();
-}
-
 // A watch stream read on its own thread; Wait blocks until a PUT of the
 // value arrives or the stream ends.
 class Watch {
@@ -114,23 +80,23 @@ TEST(ZooKeeperFaultTest, WatchSurvivesKillAndRestartOfTheServer) {
       WarrendProcess::Start({"--zk_session_timeout=20s"}, (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   auto stub = v1::ConfigService::NewStub((*warrend)->channel());
-  PutEventually(*stub, "fault/key", "before");
+  PutConfigEventually(*stub, "fault/key", "before");
   Watch watch(*stub, "fault/key");
   ASSERT_TRUE(watch.WaitForValue("before", absl::Seconds(30)));
-  ASSERT_EQ(Health(**warrend), HealthCheckResponse::SERVING);
+  ASSERT_EQ(HealthOf(**warrend), HealthCheckResponse::SERVING);
 
   (*zk)->Kill9();
   EXPECT_TRUE(WaitFor(
-      [&] { return Health(**warrend) == HealthCheckResponse::NOT_SERVING; },
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::NOT_SERVING; },
       absl::Seconds(30)))
       << "health stayed SERVING with ZooKeeper down";
   ASSERT_TRUE((*zk)->Restart().ok());
-  EXPECT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(60)))
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)))
       << (*warrend)->Log();
 
-  PutEventually(*stub, "fault/key", "after-restart");
+  PutConfigEventually(*stub, "fault/key", "after-restart");
   EXPECT_TRUE(watch.WaitForValue("after-restart", absl::Seconds(30)))
       << (*warrend)->Log();
   EXPECT_FALSE(watch.ended());
@@ -144,7 +110,7 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
       WarrendProcess::Start({"--zk_session_timeout=2s"}, (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   auto stub = v1::ConfigService::NewStub((*warrend)->channel());
-  PutEventually(*stub, "expiry/key", "before");
+  PutConfigEventually(*stub, "expiry/key", "before");
   Watch watch(*stub, "expiry/key");
   ASSERT_TRUE(watch.WaitForValue("before", absl::Seconds(30)));
 
@@ -163,7 +129,7 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
   auto writer_stub = v1::ConfigService::NewStub((*writer)->channel());
   kill((*warrend)->pid(), SIGSTOP);
   const absl::Time frozen = absl::Now();
-  PutEventually(*writer_stub, "expiry/key", "during-expiry");
+  PutConfigEventually(*writer_stub, "expiry/key", "during-expiry");
   // Waiting for wall-clock time to pass is the point here, not a stand-in
   // for a condition.
   absl::SleepFor(frozen + absl::Seconds(6) - absl::Now());
@@ -175,10 +141,10 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
       [&] { return (*warrend)->Log().find("-> expired") != std::string::npos; },
       absl::Seconds(30)))
       << "the session did not expire: " << (*warrend)->Log();
-  EXPECT_TRUE(
-      WaitFor([&] { return Health(**warrend) == HealthCheckResponse::SERVING; },
-              absl::Seconds(60)));
-  PutEventually(*stub, "expiry/key", "after-expiry");
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthOf(**warrend) == HealthCheckResponse::SERVING; },
+      absl::Seconds(60)));
+  PutConfigEventually(*stub, "expiry/key", "after-expiry");
   EXPECT_TRUE(watch.WaitForValue("after-expiry", absl::Seconds(30)))
       << (*warrend)->Log();
   EXPECT_FALSE(watch.ended());

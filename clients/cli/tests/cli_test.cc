@@ -41,13 +41,6 @@ constexpr int kNotFound = 3;
 constexpr int kPrecondition = 4;
 constexpr int kUnavailable = 5;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
