@@ -85,6 +85,21 @@ func TestMutualTLSNeedsTheClientCertificate(t *testing.T) {
 	}
 }
 
+func TestTheServersCertificateIsVerified(t *testing.T) {
+	t.Parallel()
+	ca, _, _, token := secureEnv(t)
+	address := os.Getenv("WARREN_TEST_TLS_ADDRESS")
+	key := unique("go-verify") + "/k"
+	// Not signed by the system's CAs; not issued to another name.
+	_, err := getConfig(dialSecure(t, address, warren.Security{TLS: true, Token: token}), key)
+	wantCode(t, err, codes.Unavailable)
+	_, err = getConfig(dialSecure(t, address, warren.Security{CAFile: ca, ServerName: "other.example", Token: token}), key)
+	wantCode(t, err, codes.Unavailable)
+	// The certificate names localhost too.
+	_, err = getConfig(dialSecure(t, address, warren.Security{CAFile: ca, ServerName: "localhost", Token: token}), key)
+	wantCode(t, err, codes.NotFound)
+}
+
 func TestWatchStreamCarriesTheToken(t *testing.T) {
 	t.Parallel()
 	ca, _, _, token := secureEnv(t)

@@ -65,6 +65,16 @@ class SecureWarrendTest(unittest.TestCase):
         with_cert.put_config(self.key, "mutual")
         self.assertEqual(with_cert.get_config(self.key), b"mutual")
 
+    def test_the_servers_certificate_is_verified(self):
+        # Not signed by the system's CAs; not issued to another name.
+        self.assertCode(grpc.StatusCode.UNAVAILABLE,
+                        lambda: get(self.connect(TLS_ADDRESS, tls=True, token=TOKEN), self.key))
+        self.assertCode(grpc.StatusCode.UNAVAILABLE, lambda: get(
+            self.connect(TLS_ADDRESS, ca_file=CA, server_name="other.example", token=TOKEN), self.key))
+        # The certificate names localhost too.
+        client = self.connect(TLS_ADDRESS, ca_file=CA, server_name="localhost", token=TOKEN)
+        self.assertCode(grpc.StatusCode.NOT_FOUND, lambda: get(client, self.key))
+
     def test_watch_stream_carries_the_token(self):
         client = self.connect(TLS_ADDRESS, ca_file=CA, token=TOKEN)
         client.put_config(self.key, "one")

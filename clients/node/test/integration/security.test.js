@@ -47,6 +47,16 @@ test('mutual TLS: no client certificate fails the handshake, the right one succe
   assert.equal((await client.getConfig(key)).value.toString(), 'mutual');
 });
 
+test("the server's certificate is verified", { skip }, async () => {
+  const key = `node/${uniq('verify')}/k`;
+  // Not signed by the system's CAs; not issued to another name.
+  await assert.rejects(connect(tlsAddress, { tls: true, token }).getConfig(key), code(grpc.status.UNAVAILABLE));
+  await assert.rejects(connect(tlsAddress, { caFile, serverName: 'other.example', token }).getConfig(key),
+    code(grpc.status.UNAVAILABLE));
+  // The certificate names localhost too (getConfig: null for a missing key).
+  assert.equal(await connect(tlsAddress, { caFile, serverName: 'localhost', token }).getConfig(key), null);
+});
+
 test('a WatchConfig stream carries the token', { skip }, async () => {
   const key = `node/${uniq('secure-watch')}/k`;
   const client = connect(tlsAddress, { caFile, token });

@@ -99,6 +99,17 @@ public class SecurityTest {
   }
 
   @Test
+  public void theServersCertificateIsVerified() {
+    String key = unique("java-verify") + "/k";
+    // Not signed by the system's CAs; not issued to another name.
+    assertEquals(Status.Code.UNAVAILABLE, codeOf(connect(TLS, new Security().tls().token(TOKEN)), key));
+    assertEquals(Status.Code.UNAVAILABLE,
+        codeOf(connect(TLS, new Security().caFile(CA).serverName("other.example").token(TOKEN)), key));
+    // The certificate names localhost too (getConfig: empty for a missing key).
+    assertTrue(connect(TLS, new Security().caFile(CA).serverName("localhost").token(TOKEN)).getConfig(key).isEmpty());
+  }
+
+  @Test
   public void watchStreamCarriesTheToken() throws Exception {
     String key = unique("java-secure-watch") + "/k";
     Warren w = connect(TLS, new Security().caFile(CA).token(TOKEN));
