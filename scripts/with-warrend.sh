@@ -68,12 +68,13 @@ start_warrend() {
 stop_warrend() {
   local status=$?
   local pid warrend_status
+  # All at once: each drains its streams for up to shutdown_grace.
+  for pid in "${pids[@]}"; do
+    pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null || true
+  done
   for pid in "${pids[@]}"; do
     warrend_status=0
-    if pid_alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait "$pid" || warrend_status=$?
-    fi
+    wait "$pid" || warrend_status=$?
     if [ $warrend_status -ne 0 ]; then
       log "warrend (pid $pid) exited with status $warrend_status; its log:"
       tail -n 50 "$(grep -l -x "$pid" "$run_dir"/*.pid | sed 's/\.pid$/.stderr/')" >&2
