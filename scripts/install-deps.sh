@@ -32,6 +32,8 @@ if [ "${1:-}" = "--clients" ]; then
     # Java, compiled with javac against Debian's jars
     default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin
     libprotobuf-java libperfmark-java junit4 libhamcrest-java
+    # TLS: Debian's netty has no JDK ALPN; grpc-java uses OpenSSL through tcnative
+    libnetty-tcnative-java libnetty-tcnative-jni
   )
   # Node.js: the machine's own when it has one (its packages come from npm).
   command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)

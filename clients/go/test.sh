@@ -4,7 +4,7 @@
 # tests (unit + integration, some starting warrends of their own from
 # WARREN_WARREND), then run the examples with assertions on their output.
 #
-#   scripts/with-warrend.sh -- bash clients/go/test.sh
+#   scripts/with-warrend.sh --secure -- bash clients/go/test.sh
 #
 # GOPATH mode (GO111MODULE=off), no network: grpc-go, protobuf and x/net come
 # from Debian's /usr/share/gocode; the stubs and the build cache live under

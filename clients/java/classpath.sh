@@ -17,6 +17,8 @@ jars=(
   netty-common netty-buffer netty-resolver netty-transport netty-codec
   netty-codec-http netty-codec-http2 netty-handler
   netty-handler-proxy netty-codec-socks  # libnetty-java
+  netty-tcnative                       # libnetty-tcnative-java (+ -jni): TLS,
+                                       # as Debian's netty has no JDK ALPN
   perfmark-api                         # libperfmark-java: grpc-core calls it on
                                        # every RPC, but libgrpc-java does not
                                        # depend on it

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Generates, builds and tests the Warren Java client against the live warrend
-# in WARREN_ADDRESS (run it under scripts/with-warrend.sh, which also sets
+# in WARREN_ADDRESS (run it under scripts/with-warrend.sh --secure, which also sets
 # WARREN_WARREND, WARREN_ROOT, WARREN_TEST_ZK and WARREN_TEST_AMQP_URL for
-# the fault tests that start servers of their own). Exits non-zero on failure.
+# the fault tests that start servers of their own, and with --secure the TLS +
+# auth warrends of SecurityTest). Exits non-zero on failure.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

@@ -8,7 +8,7 @@
 #
 #   cd /work/main && WARREN_TEST_ZK=127.0.0.1:21810 \
 #     WARREN_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:15673/ \
-#     bash scripts/with-warrend.sh -- bash clients/node/test.sh
+#     bash scripts/with-warrend.sh --secure -- bash clients/node/test.sh
 #
 # Without WARREN_ADDRESS but with WARREN_TEST_ZK set, it does that itself.
 # Exits non-zero on any failure and ends with "node: N passed, N failed".
@@ -18,7 +18,7 @@ repo="$(cd "$here/../.." && pwd)"
 
 if [ -z "${WARREN_ADDRESS:-}" ]; then
   if [ -n "${WARREN_TEST_ZK:-}" ] && [ -n "${WARREN_TEST_AMQP_URL:-}" ]; then
-    exec bash "$repo/scripts/with-warrend.sh" -- bash "$here/test.sh" "$@"
+    exec bash "$repo/scripts/with-warrend.sh" --secure -- bash "$here/test.sh" "$@"
   fi
   echo "test.sh: set WARREN_ADDRESS (or WARREN_TEST_ZK and WARREN_TEST_AMQP_URL); see the header of this file" >&2
   exit 2

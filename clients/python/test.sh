@@ -5,7 +5,9 @@
 # (WARREN_WARREND, same WARREN_ROOT). Run it through scripts/with-warrend.sh:
 #
 #   cd /work/main && WARREN_TEST_ZK=... WARREN_TEST_AMQP_URL=... \
-#     bash scripts/with-warrend.sh -- bash clients/python/test.sh
+#     bash scripts/with-warrend.sh --secure -- bash clients/python/test.sh
+#
+# (--secure: the TLS + auth warrends of tests/test_security.py.)
 #
 # Uses Debian's /usr/bin/python3 (python3-grpcio, python3-protobuf); set
 # WARREN_PYTHON to use another interpreter that has grpcio and protobuf.

@@ -192,6 +192,7 @@ func (c *Case) CheckAll(r *Report) {
 	c.checkDeployment(r, dep, podLabels)
 	c.checkSecurity(r, "Deployment", mapAt(pod, "spec"))
 	c.checkServerConfig(r, dep)
+	c.checkAuth(r, dep)
 	c.checkServices(r, podLabels)
 	c.checkOptional(r, dep, podLabels)
 	c.checkTestPod(r, dep)
@@ -212,11 +213,14 @@ func (c *Case) checkObjectsPresent(r *Report) {
 	existingAmqp := truthy(c.v("externalRabbitmq", "existingSecret"))
 	chartSecret := !existingAmqp && truthy(c.v("externalRabbitmq", "urls"))
 	metrics := truthy(c.v("metrics", "enabled"))
+	auth := truthy(c.v("auth", "enabled"))
+	authSecret := auth && truthy(c.v("auth", "tokens")) && !truthy(c.v("auth", "existingSecret"))
+	authPolicy := auth && truthy(c.v("auth", "policy"))
 	want := map[string]int{
 		"Deployment":              1,
-		"ConfigMap":               1,
+		"ConfigMap":               1 + b2i(authPolicy),
 		"Service":                 1 + b2i(truthy(c.v("service", "headless", "enabled"))),
-		"Secret":                  b2i(chartSecret),
+		"Secret":                  b2i(chartSecret) + b2i(authSecret),
 		"ServiceAccount":          b2i(truthy(c.v("serviceAccount", "create"))),
 		"PodDisruptionBudget":     b2i(truthy(c.v("pdb", "create"))),
 		"HorizontalPodAutoscaler": b2i(truthy(c.v("autoscaling", "enabled"))),
@@ -426,13 +430,24 @@ func (c *Case) serverConfig(dep *Doc) (*serverConfig, string) {
 			configPath = strings.TrimPrefix(a, "--config=")
 		}
 	}
-	cms := c.find("ConfigMap")
-	if len(cms) != 1 {
+	cm := c.configMap()
+	if cm == nil {
 		return sc, configPath
 	}
-	sc.FileText = str(cms[0].Obj, "data", path.Base(configPath))
+	sc.FileText = str(cm.Obj, "data", path.Base(configPath))
 	_ = yaml.Unmarshal([]byte(sc.FileText), &sc.File)
 	return sc, configPath
+}
+
+// configMap is warrend's settings ConfigMap (named like the release; the
+// auth policy has one of its own).
+func (c *Case) configMap() *Doc {
+	for _, cm := range c.find("ConfigMap") {
+		if cm.Name() == c.fullname() {
+			return &cm
+		}
+	}
+	return nil
 }
 
 // Ports, probes, flags, config file and environment agree with warrend.
@@ -449,7 +464,7 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 	for _, m := range listAt(ctr, "volumeMounts") {
 		if str(m, "mountPath") == path.Dir(configPath) {
 			for _, v := range listAt(dep.Obj, "spec", "template", "spec", "volumes") {
-				if str(v, "name") == str(m, "name") && str(v, "configMap", "name") == c.find("ConfigMap")[0].Name() {
+				if str(v, "name") == str(m, "name") && c.configMap() != nil && str(v, "configMap", "name") == c.configMap().Name() {
 					mounted = true
 				}
 			}
@@ -683,6 +698,130 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 	}
 }
 
+// mountedFrom returns the volume mounted (whole: no subPath) at dir and the
+// path, below dir, of the file that its item `key` becomes.
+func (c *Case) mountedFrom(dep *Doc, dir string) (volume map[string]interface{}, items map[string]string) {
+	ctr := c.container(dep)
+	for _, m := range listAt(ctr, "volumeMounts") {
+		if str(m, "mountPath") != dir || get(m, "subPath") != nil {
+			continue
+		}
+		for _, v := range listAt(dep.Obj, "spec", "template", "spec", "volumes") {
+			if str(v, "name") == str(m, "name") {
+				items = map[string]string{}
+				for _, kind := range []string{"secret", "configMap"} {
+					for _, it := range listAt(v, kind, "items") {
+						items[str(it, "key")] = str(it, "path")
+					}
+				}
+				return v.(map[string]interface{}), items
+			}
+		}
+	}
+	return nil, nil
+}
+
+// Authentication files and ZooKeeper credentials: each setting names a file
+// of a volume mounted whole (edits reach warrend, which re-reads them) from
+// the right Secret or ConfigMap, holding what the values say.
+func (c *Case) checkAuth(r *Report, dep *Doc) {
+	sc, _ := c.serverConfig(dep)
+	auth := truthy(c.v("auth", "enabled"))
+	existing := str(c.Values, "auth", "existingSecret")
+	wantTokens := auth && (existing != "" || truthy(c.v("auth", "tokens")))
+	wantPolicy := auth && truthy(c.v("auth", "policy"))
+	tokensFile, hasTokens := sc.File["auth_tokens_file"]
+	policyFile, hasPolicy := sc.File["auth_policy_file"]
+	r.Check(hasTokens == wantTokens, c.Name, "auth_tokens_file set=%v, want %v", hasTokens, wantTokens)
+	r.Check(hasPolicy == wantPolicy, c.Name, "auth_policy_file set=%v, want %v", hasPolicy, wantPolicy)
+	_, hasReload := sc.File["auth_reload_interval"]
+	r.Check(hasReload == auth, c.Name, "auth_reload_interval set=%v, auth.enabled=%v", hasReload, auth)
+	if hasTokens {
+		f := fmt.Sprint(tokensFile)
+		v, items := c.mountedFrom(dep, path.Dir(f))
+		secretName := str(v, "secret", "secretName")
+		key := ""
+		for k, p := range items {
+			if p == path.Base(f) {
+				key = k
+			}
+		}
+		if existing != "" {
+			r.Check(secretName == existing && key == str(c.Values, "auth", "existingSecretKey"), c.Name,
+				"auth_tokens_file %s must be key %s of the mounted auth.existingSecret %s, is %s/%s", f, str(c.Values, "auth", "existingSecretKey"), existing, secretName, key)
+		} else {
+			var doc *Doc
+			for _, s := range c.find("Secret") {
+				if s.Name() == secretName {
+					s := s
+					doc = &s
+				}
+			}
+			if r.Check(doc != nil && key != "", c.Name, "auth_tokens_file %s is not a key of a chart Secret mounted whole (secret %q, key %q)", f, secretName, key) {
+				raw, err := secretText(doc, key)
+				var got map[string]interface{}
+				_ = yaml.Unmarshal([]byte(raw), &got)
+				want := map[string]interface{}{"tokens": c.v("auth", "tokens")}
+				r.Check(err == nil && reflect.DeepEqual(jsonRound(got), jsonRound(want)), c.Name,
+					"the chart's tokens Secret holds %q, want the tokens of auth.tokens", raw)
+			}
+		}
+	}
+	if hasPolicy {
+		f := fmt.Sprint(policyFile)
+		v, _ := c.mountedFrom(dep, path.Dir(f))
+		name := str(v, "configMap", "name")
+		var got map[string]interface{}
+		found := false
+		for _, cm := range c.find("ConfigMap") {
+			if cm.Name() == name && name != c.fullname() {
+				found = yaml.Unmarshal([]byte(str(cm.Obj, "data", path.Base(f))), &got) == nil
+			}
+		}
+		want := map[string]interface{}{"principals": c.v("auth", "policy")}
+		r.Check(found && reflect.DeepEqual(jsonRound(got), jsonRound(want)), c.Name,
+			"auth_policy_file %s must be the mounted policy ConfigMap %q holding auth.policy, holds %v", f, name, got)
+	}
+	zkSecret := str(c.Values, "zookeeper", "auth", "existingSecret")
+	zkFile, hasZk := sc.File["zk_auth_file"]
+	r.Check(hasZk == (zkSecret != ""), c.Name, "zk_auth_file set=%v, zookeeper.auth.existingSecret=%q", hasZk, zkSecret)
+	if hasZk {
+		f := fmt.Sprint(zkFile)
+		v, items := c.mountedFrom(dep, path.Dir(f))
+		key := str(c.Values, "zookeeper", "auth", "existingSecretKey")
+		r.Check(str(v, "secret", "secretName") == zkSecret && items[key] == path.Base(f), c.Name,
+			"zk_auth_file %s must be key %s of the mounted Secret %s (mounted whole)", f, key, zkSecret)
+		r.Check(sc.File["zk_acl_world_read"] == truthy(c.v("zookeeper", "auth", "worldRead")), c.Name,
+			"zk_acl_world_read %v, want zookeeper.auth.worldRead", sc.File["zk_acl_world_read"])
+	}
+	// Nothing about auth rides on the pod's checksum annotations: an
+	// edited tokens Secret or policy must not restart every replica.
+	ann := stringMap(mapAt(dep.Obj, "spec", "template", "metadata", "annotations"))
+	for k := range ann {
+		r.Check(!strings.Contains(k, "auth-"), c.Name, "annotation %s would restart the pods on an auth edit", k)
+	}
+}
+
+// secretText is a Secret's key, from stringData or (base64) data.
+func secretText(s *Doc, key string) (string, error) {
+	if v, ok := get(s.Obj, "stringData", key).(string); ok {
+		return v, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(str(s.Obj, "data", key))
+	return string(raw), err
+}
+
+// jsonRound normalizes decoded YAML for comparison (numbers, map types).
+func jsonRound(v interface{}) interface{} {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out interface{}
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
 // The referenced Secret: the chart's (holding exactly the URLs) or the
 // user's existing one.
 func (c *Case) checkAmqpSecretRef(r *Report, name, key string) {
@@ -899,7 +1038,16 @@ func (c *Case) RunWarrend(r *Report, bin, outDir string) {
 		if !strings.HasSuffix(name, "_file") || !strings.HasPrefix(target, "/etc/warren/") {
 			continue
 		}
-		if err := writeTestPem(filepath.Join(mountRoot, target), strings.HasSuffix(name, "_key_file")); !r.Check(err == nil, c.Name, "make %s: %v", target, err) {
+		dest := filepath.Join(mountRoot, target)
+		var err error
+		if content, ok := c.mountedText(&deps[0], name, target); ok {
+			if err = os.MkdirAll(filepath.Dir(dest), 0o755); err == nil {
+				err = ioutil.WriteFile(dest, []byte(content), 0o600)
+			}
+		} else {
+			err = writeTestPem(dest, strings.HasSuffix(name, "_key_file"))
+		}
+		if !r.Check(err == nil, c.Name, "make %s: %v", target, err) {
 			return
 		}
 	}
@@ -940,6 +1088,36 @@ func (c *Case) RunWarrend(r *Report, bin, outDir string) {
 	}
 	r.Check(err != nil && strings.Contains(string(output), "could not connect to"), c.Name,
 		"warrend must accept the rendered configuration and stop only at connecting; it said:\n%s", output)
+}
+
+// mountedText is what a mounted auth file holds in the pod: the rendered
+// Secret's or ConfigMap's text, so that warrend parses what the chart makes;
+// for a user's existing Secret, a valid stand-in. ok false: a PEM file.
+func (c *Case) mountedText(dep *Doc, setting, target string) (string, bool) {
+	switch setting {
+	case "auth_tokens_file":
+		v, items := c.mountedFrom(dep, path.Dir(target))
+		for _, s := range c.find("Secret") {
+			for key, p := range items {
+				if s.Name() == str(v, "secret", "secretName") && p == path.Base(target) {
+					if text, err := secretText(&s, key); err == nil {
+						return text, true
+					}
+				}
+			}
+		}
+		return "tokens:\n  - {principal: render-check, token: render-check-token-0123456789}\n", true
+	case "auth_policy_file":
+		v, _ := c.mountedFrom(dep, path.Dir(target))
+		for _, cm := range c.find("ConfigMap") {
+			if cm.Name() == str(v, "configMap", "name") {
+				return str(cm.Obj, "data", path.Base(target)), true
+			}
+		}
+	case "zk_auth_file":
+		return "warren:render-check-password\n", true
+	}
+	return "", false
 }
 
 // ---- the chart's own files ----

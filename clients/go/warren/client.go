@@ -17,7 +17,7 @@ type Client struct {
 }
 
 // Dial connects to address ("host:port"). Without options it uses a
-// plaintext connection; pass grpc.WithTransportCredentials(...) for TLS.
+// plaintext connection; DialSecure (or DialFromEnv) adds TLS and a token.
 // Like grpc.DialContext it does not wait for the connection unless asked to
 // (grpc.WithBlock()): the first RPC fails with UNAVAILABLE if the server is
 // down, which the wrapper's retry loops handle.

@@ -1,4 +1,5 @@
 // Warren: one gRPC channel to a warrend, its raw stubs, and the wrappers.
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadWarrenProtos } from './proto.js';
 import { Publisher, unaryCall } from './publisher.js';
@@ -26,16 +27,68 @@ export const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
   'grpc.max_reconnect_backoff_ms': 5_000,
 });
 
+/**
+ * Channel credentials for TLS from PEM files: `caFile` (the CA of the
+ * server's certificate; default the system's), `certFile` + `keyFile` (a
+ * client certificate, for mutual TLS; both or neither). An unreadable file
+ * throws naming it.
+ */
+export function tlsCredentials({ caFile, certFile, keyFile } = {}) {
+  if (!certFile !== !keyFile) {
+    throw new Error('TLS client certificate and key go together: give both or neither');
+  }
+  const read = (file) => (file ? readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
+}
+
+/** A client interceptor adding "authorization: Bearer <token>" to every call. */
+export function bearerInterceptor(token) {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/**
+ * The Warren constructor options that the environment sets, from the
+ * variables the C++ client and the CLI read: WARREN_TOKEN, WARREN_TLS_CA,
+ * WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_SERVER_NAME, and WARREN_TLS
+ * (TLS unless empty, "0" or "false").
+ */
+export function optionsFromEnv(env = process.env) {
+  const options = {};
+  const names = {
+    WARREN_TLS_CA: 'caFile', WARREN_TLS_CERT: 'certFile', WARREN_TLS_KEY: 'keyFile',
+    WARREN_TLS_SERVER_NAME: 'serverName', WARREN_TOKEN: 'token',
+  };
+  for (const [name, option] of Object.entries(names)) if (env[name]) options[option] = env[name];
+  if (!['', '0', 'false'].includes(env.WARREN_TLS ?? '')) options.tls = true;
+  return options;
+}
+
 export class Warren {
   #timeoutMs;
   #publisher = null;
 
   /**
    * @param {string} [address] host:port; default WARREN_ADDRESS or 127.0.0.1:50051
-   * @param {object} [options] { credentials, channelOptions, interceptors, timeoutMs, protoDir }
+   * @param {object} [options] { credentials, tls, caFile, certFile, keyFile,
+   *   serverName, token, channelOptions, interceptors, timeoutMs, protoDir }.
+   *   TLS when `credentials` are given, `tls` is true (system CAs) or any of
+   *   caFile/certFile/keyFile/serverName is set; `token`: every call, streams
+   *   included, carries "authorization: Bearer <token>".
    */
   constructor(address = process.env.WARREN_ADDRESS || DEFAULT_ADDRESS, {
-    credentials = grpc.credentials.createInsecure(),
+    credentials,
+    tls = false,
+    caFile,
+    certFile,
+    keyFile,
+    serverName,
+    token,
     channelOptions = {},
     interceptors,
     timeoutMs = 15_000,
@@ -43,7 +96,26 @@ export class Warren {
   } = {}) {
     const pkg = loadWarrenProtos(protoDir);
     const options = { ...DEFAULT_CHANNEL_OPTIONS, ...channelOptions };
-    if (interceptors) options.interceptors = interceptors;
+    if (serverName) options['grpc.ssl_target_name_override'] = serverName;
+    if (!credentials && (tls || caFile || certFile || keyFile || serverName)) {
+      credentials = tlsCredentials({ caFile, certFile, keyFile });
+    }
+    const all = [...(interceptors ?? [])];
+    if (!credentials) {
+      credentials = grpc.credentials.createInsecure();
+      // grpc-js refuses call credentials on an insecure channel: over
+      // plaintext the token goes in by an interceptor (anyone on the path
+      // can read it: keep such a listener on loopback or a private network).
+      if (token) all.push(bearerInterceptor(token));
+    } else if (token) {
+      credentials = grpc.credentials.combineChannelCredentials(credentials,
+        grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+          const metadata = new grpc.Metadata();
+          metadata.set('authorization', `Bearer ${token}`);
+          callback(null, metadata);
+        }));
+    }
+    if (all.length) options.interceptors = all;
     this.address = address;
     this.#timeoutMs = timeoutMs;
     const messaging = new pkg.MessagingService(address, credentials, options);
@@ -55,6 +127,15 @@ export class Warren {
       config: new pkg.ConfigService(address, credentials, shared),
       election: new pkg.ElectionService(address, credentials, shared),
     };
+  }
+
+  /**
+   * A Warren configured like the C++ client's MakeChannelFromEnv and the
+   * CLI: WARREN_ADDRESS, WARREN_TOKEN and WARREN_TLS_* (see optionsFromEnv);
+   * `options` are added (e.g. timeoutMs).
+   */
+  static fromEnv(options = {}, env = process.env) {
+    return new Warren(env.WARREN_ADDRESS || DEFAULT_ADDRESS, { ...options, ...optionsFromEnv(env) });
   }
 
   /** Closes the channel. Close subscribers, electors and watchers first. */

@@ -31,8 +31,23 @@ export declare class Backoff {
   reset(): void;
 }
 
-export interface WarrenOptions {
+export interface TlsFiles {
+  /** PEM CA of the server's certificate (default: the system's CAs). */
+  caFile?: string;
+  /** PEM client certificate and key, for mutual TLS: both or neither. */
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface WarrenOptions extends TlsFiles {
+  /** Channel credentials of your own (TLS); otherwise built from the options below. */
   credentials?: ChannelCredentials;
+  /** TLS with the system's CAs (implied by caFile, certFile, keyFile, serverName). */
+  tls?: boolean;
+  /** The name the server's certificate carries, when dialing another (e.g. an IP). */
+  serverName?: string;
+  /** Sent on every call, streams included, as "authorization: Bearer <token>". */
+  token?: string;
   /** Merged over DEFAULT_CHANNEL_OPTIONS (keepalive 20 s, reconnect backoff ≤ 5 s). */
   channelOptions?: ChannelOptions;
   interceptors?: Interceptor[];
@@ -234,8 +249,17 @@ export declare class ConfigWatcher extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
+/** grpc.credentials.createSsl from PEM files; throws naming a file it cannot read. */
+export declare function tlsCredentials(files?: TlsFiles): ChannelCredentials;
+/** A client interceptor adding "authorization: Bearer <token>" to every call. */
+export declare function bearerInterceptor(token: string): Interceptor;
+/** WarrenOptions from WARREN_TOKEN, WARREN_TLS_CA/_CERT/_KEY/_SERVER_NAME and WARREN_TLS. */
+export declare function optionsFromEnv(env?: Record<string, string | undefined>): WarrenOptions;
+
 export declare class Warren {
   constructor(address?: string, options?: WarrenOptions);
+  /** WARREN_ADDRESS with optionsFromEnv(env) over `options` (as the C++ client's MakeChannelFromEnv). */
+  static fromEnv(options?: WarrenOptions, env?: Record<string, string | undefined>): Warren;
   readonly address: string;
   /** The raw grpc-js clients (messages as in generated/types, longs as strings). */
   readonly raw: { messaging: Client & Record<string, any>; config: Client & Record<string, any>; election: Client & Record<string, any> };

@@ -4,7 +4,7 @@
 //   const warren = new Warren(); // WARREN_ADDRESS or 127.0.0.1:50051
 //
 // See README.md and index.d.ts for the API.
-export { Warren, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS } from './client.js';
+export { Warren, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, tlsCredentials, bearerInterceptor, optionsFromEnv } from './client.js';
 export { Publisher, DEFAULT_RETRY_CODES } from './publisher.js';
 export { Subscriber, Message } from './subscriber.js';
 export { Elector } from './elector.js';

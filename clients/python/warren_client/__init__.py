@@ -15,6 +15,7 @@ the generated stubs with grpc.aio directly (`warren_client.messaging_pb2_grpc`
 works with an aio channel) or call these wrappers from a thread.
 """
 
+import collections
 import os
 
 import grpc
@@ -47,15 +48,142 @@ CHANNEL_OPTIONS = (
 )
 
 
-def channel(address=None, *, options=(), credentials=None):
-    """A gRPC channel to warrend (plaintext unless `credentials` are given).
-    `address` defaults to $WARREN_ADDRESS, then 127.0.0.1:50051."""
+def channel(
+    address=None,
+    *,
+    options=(),
+    credentials=None,
+    tls=False,
+    ca_file=None,
+    cert_file=None,
+    key_file=None,
+    server_name=None,
+    token=None,
+):
+    """A gRPC channel to warrend. `address` defaults to $WARREN_ADDRESS, then
+    127.0.0.1:50051.
+
+    Plaintext unless TLS is asked for: `credentials` (grpc.ChannelCredentials
+    of your own), `tls=True` (the system's CAs), or any of `ca_file` (PEM CA
+    of the server's certificate), `cert_file` + `key_file` (a client
+    certificate, for a server with tls_client_ca_file) and `server_name`
+    (the name the server's certificate carries, when dialing another, e.g.
+    an IP). `token`: every call, streams included, carries
+    "authorization: Bearer <token>" (for a server with auth_tokens_file).
+    A file that cannot be read raises OSError naming it."""
     address = address or os.environ.get("WARREN_ADDRESS") or DEFAULT_ADDRESS
     merged = dict(CHANNEL_OPTIONS)
     merged.update(dict(options))
-    if credentials is not None:
-        return grpc.secure_channel(address, credentials, options=list(merged.items()))
-    return grpc.insecure_channel(address, options=list(merged.items()))
+    if server_name:
+        merged["grpc.ssl_target_name_override"] = server_name
+    if credentials is None and (tls or ca_file or cert_file or key_file or server_name):
+        credentials = tls_credentials(ca_file, cert_file, key_file)
+    if credentials is None:
+        plain = grpc.insecure_channel(address, options=list(merged.items()))
+        # gRPC sends call credentials over TLS only: over plaintext the token
+        # goes in by an interceptor (keep such a listener on loopback or a
+        # private network: anyone on the path can read it).
+        return grpc.intercept_channel(plain, _BearerInterceptor(token)) if token else plain
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return grpc.secure_channel(address, credentials, options=list(merged.items()))
+
+
+def tls_credentials(ca_file=None, cert_file=None, key_file=None):
+    """grpc.ssl_channel_credentials from PEM files: the CA of the server's
+    certificate (None: the system's) and a client certificate and key
+    (both or neither)."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("TLS client certificate and key go together: give both or neither")
+
+    def read(path):
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file),
+        private_key=read(key_file),
+        certificate_chain=read(cert_file),
+    )
+
+
+def channel_options_from_env(environ=None):
+    """The keyword arguments of channel() that the environment sets, with the
+    names the C++ client and the CLI read: WARREN_TOKEN, and TLS when any of
+    WARREN_TLS_CA, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_SERVER_NAME is
+    set or WARREN_TLS is neither empty, "0" nor "false"."""
+    env = os.environ if environ is None else environ
+    kwargs = {}
+    for name, key in (
+        ("WARREN_TLS_CA", "ca_file"),
+        ("WARREN_TLS_CERT", "cert_file"),
+        ("WARREN_TLS_KEY", "key_file"),
+        ("WARREN_TLS_SERVER_NAME", "server_name"),
+        ("WARREN_TOKEN", "token"),
+    ):
+        if env.get(name):
+            kwargs[key] = env[name]
+    if env.get("WARREN_TLS", "") not in ("", "0", "false"):
+        kwargs["tls"] = True
+    return kwargs
+
+
+def channel_from_env(environ=None, **kwargs):
+    """channel() to $WARREN_ADDRESS (else 127.0.0.1:50051) with the TLS and
+    token settings of channel_options_from_env(); `kwargs` (e.g. options=)
+    are added."""
+    env = os.environ if environ is None else environ
+    kwargs.update(channel_options_from_env(env))
+    return channel(env.get("WARREN_ADDRESS") or DEFAULT_ADDRESS, **kwargs)
+
+
+class _BearerInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds "authorization: Bearer <token>" to every call's metadata."""
+
+    def __init__(self, token):
+        self._header = ("authorization", "Bearer " + token)
+
+    def _with_token(self, details):
+        metadata = list(details.metadata or ()) + [self._header]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._with_token(details), request_iterator)
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
 
 
 class Client:
@@ -116,8 +244,19 @@ class Client:
 
 
 def connect(address=None, **kwargs):
-    """A Client for `address` (default: $WARREN_ADDRESS, then 127.0.0.1:50051)."""
+    """A Client for `address` (default: $WARREN_ADDRESS, then 127.0.0.1:50051).
+    kwargs: channel()'s (ca_file=, cert_file=, key_file=, token=, ...) or
+    grpc_channel= for a channel of your own."""
     return Client(address, **kwargs)
+
+
+def connect_from_env(environ=None, **kwargs):
+    """A Client configured like the C++ client's MakeChannelFromEnv and the
+    CLI: WARREN_ADDRESS, WARREN_TOKEN and WARREN_TLS_* (see
+    channel_options_from_env)."""
+    env = os.environ if environ is None else environ
+    kwargs.update(channel_options_from_env(env))
+    return Client(env.get("WARREN_ADDRESS") or DEFAULT_ADDRESS, **kwargs)
 
 
 __all__ = [
@@ -132,7 +271,11 @@ __all__ = [
     "Subscriber",
     "SubscriptionError",
     "channel",
+    "channel_from_env",
+    "channel_options_from_env",
     "connect",
+    "connect_from_env",
+    "tls_credentials",
     "common_pb2",
     "config_pb2",
     "config_pb2_grpc",

@@ -167,6 +167,35 @@ subchart
 {{- define "warren.configPath" -}}/etc/warren/config/warrend.yaml{{- end -}}
 {{- define "warren.amqpCaPath" -}}/etc/warren/amqp-ca/ca.crt{{- end -}}
 {{- define "warren.tlsDir" -}}/etc/warren/tls{{- end -}}
+{{- define "warren.authDir" -}}/etc/warren/auth{{- end -}}
+{{- define "warren.authPolicyDir" -}}/etc/warren/auth-policy{{- end -}}
+{{- define "warren.zkAuthDir" -}}/etc/warren/zk-auth{{- end -}}
+
+{{/* The Secret with the tokens file: the user's, or the chart's from auth.tokens. */}}
+{{- define "warren.authSecretName" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecret -}}
+{{- else -}}
+{{- printf "%s-auth" (include "warren.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The key of the tokens file in that Secret. */}}
+{{- define "warren.authSecretKey" -}}
+{{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecretKey }}{{- else -}}tokens.yaml{{- end -}}
+{{- end -}}
+
+{{- define "warren.authPolicyName" -}}
+{{- printf "%s-auth-policy" (include "warren.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "true" when warrend gets a tokens file, a policy file. */}}
+{{- define "warren.authTokens" -}}
+{{- if and .Values.auth.enabled (or .Values.auth.existingSecret .Values.auth.tokens) -}}true{{- end -}}
+{{- end -}}
+{{- define "warren.authPolicy" -}}
+{{- if and .Values.auth.enabled .Values.auth.policy -}}true{{- end -}}
+{{- end -}}
 
 {{/*
 The probe command when warrend serves TLS (native gRPC probes cannot):
@@ -225,6 +254,19 @@ also named in warren.extraFlags is left to the flag.
 {{- else -}}
 {{/* Plaintext on the pod's every interface: an explicit opt-in. */}}
 {{- $_ := set $s "allow_insecure_listen" true -}}
+{{- end -}}
+{{- if include "warren.authTokens" . -}}
+{{- $_ := set $s "auth_tokens_file" (printf "%s/tokens.yaml" (include "warren.authDir" .)) -}}
+{{- end -}}
+{{- if include "warren.authPolicy" . -}}
+{{- $_ := set $s "auth_policy_file" (printf "%s/policy.yaml" (include "warren.authPolicyDir" .)) -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- $_ := set $s "auth_reload_interval" .Values.auth.reloadInterval -}}
+{{- end -}}
+{{- if .Values.zookeeper.auth.existingSecret -}}
+{{- $_ := set $s "zk_auth_file" (printf "%s/zk-auth" (include "warren.zkAuthDir" .)) -}}
+{{- $_ := set $s "zk_acl_world_read" .Values.zookeeper.auth.worldRead -}}
 {{- end -}}
 {{- if .Values.metrics.enabled -}}
 {{- /* On the pod's addresses, for Prometheus: warrend wants the opt-in. */ -}}
@@ -288,6 +330,16 @@ not know them) merged with warren.extraFlags (which win), as one
 {{- end -}}
 {{- if and .Values.zookeeper.enabled .Values.externalZookeeper.connect -}}
 {{- fail "set either zookeeper.enabled or externalZookeeper.connect, not both" -}}
+{{- end -}}
+{{- $a := .Values.auth -}}
+{{- if and $a.enabled (not (or $a.existingSecret $a.tokens)) (not (and $a.policy .Values.tls.enabled .Values.tls.clientAuth)) -}}
+{{- fail "auth.enabled needs bearer tokens (auth.tokens or auth.existingSecret), or a policy (auth.policy) for the client certificates of tls.clientAuth: otherwise no caller could authenticate" -}}
+{{- end -}}
+{{- if and (not $a.enabled) (or $a.existingSecret $a.tokens $a.policy) -}}
+{{- fail "auth.tokens, auth.existingSecret or auth.policy is set but auth.enabled is false: warrend would let every caller do everything" -}}
+{{- end -}}
+{{- if and .Values.zookeeper.auth.worldRead (not .Values.zookeeper.auth.existingSecret) -}}
+{{- fail "zookeeper.auth.worldRead needs zookeeper.auth.existingSecret (without digest credentials Warren's nodes are open anyway)" -}}
 {{- end -}}
 {{- end -}}
 

@@ -31,6 +31,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class Warren implements AutoCloseable {
   private static final AtomicInteger THREAD_IDS = new AtomicInteger();
+  /** The address connectFromEnv uses without WARREN_ADDRESS. */
+  public static final String DEFAULT_ADDRESS = "127.0.0.1:50051";
 
   private final ManagedChannel managed; // null when the caller owns the channel
   private final Channel channel;
@@ -51,14 +53,42 @@ public final class Warren implements AutoCloseable {
    * {@code "127.0.0.1:50051"}, in plaintext.
    */
   public static Warren connect(String target, ClientInterceptor... interceptors) {
-    ManagedChannel ch =
-        NettyChannelBuilder.forTarget(target)
-            .usePlaintext()
+    return connect(target, new Security(), interceptors);
+  }
+
+  /**
+   * Connects (lazily) to {@code target} with TLS, a client certificate and a
+   * bearer token as {@code security} says.
+   *
+   * @throws IllegalArgumentException naming a TLS file that cannot be read
+   */
+  public static Warren connect(
+      String target, Security security, ClientInterceptor... interceptors) {
+    NettyChannelBuilder builder =
+        NettyChannelBuilder.forTarget(target, security.channelCredentials())
             // Debian's grpc-core parses JSON service configs with Gson, which
             // it does not depend on; Warren needs no service config.
-            .disableServiceConfigLookUp()
-            .build();
+            .disableServiceConfigLookUp();
+    if (security.serverName() != null) builder.overrideAuthority(security.serverName());
+    ManagedChannel ch = builder.build();
     return new Warren(ch, ClientInterceptors.intercept(ch, interceptors));
+  }
+
+  /**
+   * Connects like the C++ client's MakeChannelFromEnv and the CLI: to
+   * WARREN_ADDRESS (else 127.0.0.1:50051) with {@link Security#fromEnv}
+   * (WARREN_TOKEN, WARREN_TLS_*).
+   */
+  public static Warren connectFromEnv(ClientInterceptor... interceptors) {
+    return connectFromEnv(System.getenv(), interceptors);
+  }
+
+  /** {@link #connectFromEnv()} reading {@code env} instead of the process's. */
+  public static Warren connectFromEnv(
+      java.util.Map<String, String> env, ClientInterceptor... interceptors) {
+    String address = env.getOrDefault("WARREN_ADDRESS", "");
+    return connect(
+        address.isEmpty() ? DEFAULT_ADDRESS : address, Security.fromEnv(env), interceptors);
   }
 
   /** Wraps a channel the caller owns (TLS, credentials...); close() leaves it open. */

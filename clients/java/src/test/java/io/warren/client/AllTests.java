@@ -11,7 +11,9 @@ public final class AllTests {
   private AllTests() {}
 
   public static void main(String[] args) {
-    Class<?>[] classes = {MessagingTest.class, ElectorTest.class, ConfigWatcherTest.class, FaultTest.class};
+    Class<?>[] classes = {
+      MessagingTest.class, ElectorTest.class, ConfigWatcherTest.class, SecurityTest.class, FaultTest.class
+    };
     JUnitCore core = new JUnitCore();
     core.addListener(new RunListener() {
       private long start;
