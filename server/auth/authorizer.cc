@@ -193,8 +193,12 @@ std::string Authorizer::Describe() const {
 absl::Status Authorizer::Reject(absl::Status status, absl::string_view method,
                                 absl::string_view peer,
                                 absl::string_view principal) const {
-  WARREN_LOG_WARN("auth: rejected {} from {} (principal {}): {}", method, peer,
-                  principal.empty() ? "unknown" : principal, status.message());
+  int64_t suppressed = 0;
+  if (reject_log_limit_.Admit(&suppressed)) {
+    WARREN_LOG_WARN("auth: rejected {} from {} (principal {}): {}{}", method,
+                    peer, principal.empty() ? "unknown" : principal,
+                    status.message(), SuppressedNote(suppressed));
+  }
   return status;
 }
 

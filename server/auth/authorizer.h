@@ -28,6 +28,7 @@
 #include "grpcpp/server_context.h"
 #include "server/auth/policy.h"
 #include "server/auth/token_table.h"
+#include "server/common/log_rate_limit.h"
 #include "server/common/mutex.h"
 
 namespace warren::auth {
@@ -116,6 +117,9 @@ class Authorizer {
   std::string failed_tokens_text_ ABSL_GUARDED_BY(mu_);
   std::string failed_policy_text_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Refusals are logged, but a client cannot make that fill the disk.
+  mutable LogRateLimit reject_log_limit_{kRejectionLinesPerSecond,
+                                         absl::Seconds(1)};
   std::thread poller_;
 };
 

@@ -1,9 +1,12 @@
 #include <atomic>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/log_rate_limit.h"
 #include "server/common/names.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -54,6 +57,44 @@ TEST(ValidateNameTest, EmptyIsAcceptedOnlyWhenAllowed) {
   EXPECT_TRUE(ValidateName("", "prefix", /*allow_empty=*/true).ok());
   EXPECT_THAT(ValidateName("", "election").message(),
               HasSubstr("election is required"));
+}
+
+TEST(LogRateLimitTest, WritesABurstPerWindowAndCountsTheRest) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogRateLimit limit(3, absl::Seconds(1), [&] { return now; });
+  int64_t suppressed = -1;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(limit.Admit(&suppressed)) << i;
+    EXPECT_EQ(suppressed, 0);
+  }
+  int64_t untouched = -1;
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(limit.Admit(&untouched));
+  EXPECT_EQ(untouched, -1);
+  now += absl::Milliseconds(999);
+  EXPECT_FALSE(limit.Admit(&untouched));
+  // The next window's first line tells how many were held back.
+  now += absl::Milliseconds(1);
+  ASSERT_TRUE(limit.Admit(&suppressed));
+  EXPECT_EQ(suppressed, 6);
+  ASSERT_TRUE(limit.Admit(&suppressed));
+  EXPECT_EQ(suppressed, 0);
+}
+
+TEST(LogRateLimitTest, ConcurrentCallersShareOneBudget) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogRateLimit limit(10, absl::Hours(1), [&] { return now; });
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) {
+        int64_t suppressed = 0;
+        if (limit.Admit(&suppressed)) admitted.fetch_add(1);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(admitted.load(), 10);
 }
 
 TEST(TimerQueueTest, RunsInTimeOrderAndHonoursCancel) {

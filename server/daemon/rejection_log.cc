@@ -3,6 +3,7 @@
 #include <string>
 
 #include "grpcpp/server_context.h"
+#include "server/common/log_rate_limit.h"
 #include "server/common/logging.h"
 
 namespace warren::daemon {
@@ -37,19 +38,22 @@ const char* CodeName(grpc::StatusCode code) {
 
 class RejectionLogInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit RejectionLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : info_(info) {}
+  RejectionLogInterceptor(grpc::experimental::ServerRpcInfo* info,
+                          LogRateLimit& limit)
+      : info_(info), limit_(limit) {}
 
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
-      if (IsRejection(status.error_code())) {
+      int64_t suppressed = 0;
+      if (IsRejection(status.error_code()) && limit_.Admit(&suppressed)) {
         const grpc::ServerContextBase* context = info_->server_context();
-        WARREN_LOG_INFO("rejected {} from {}: {}: {}", info_->method(),
+        WARREN_LOG_INFO("rejected {} from {}: {}: {}{}", info_->method(),
                         context != nullptr ? context->peer() : "?",
-                        CodeName(status.error_code()), status.error_message());
+                        CodeName(status.error_code()), status.error_message(),
+                        SuppressedNote(suppressed));
       }
     }
     methods->Proceed();
@@ -57,6 +61,7 @@ class RejectionLogInterceptor final : public grpc::experimental::Interceptor {
 
  private:
   grpc::experimental::ServerRpcInfo* const info_;
+  LogRateLimit& limit_;
 };
 
 class Factory final
@@ -64,8 +69,13 @@ class Factory final
  public:
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new RejectionLogInterceptor(info);
+    return new RejectionLogInterceptor(info, limit_);
   }
+
+ private:
+  // One budget for every call: a flood of bad requests costs at most this
+  // many lines a second.
+  LogRateLimit limit_{kRejectionLinesPerSecond, absl::Seconds(1)};
 };
 
 }  // namespace

@@ -5,7 +5,9 @@
 // RESOURCE_EXHAUSTED); authentication and permission refusals are logged by
 // the authorizer with the principal, so they are not repeated here. The line
 // names the method, the peer, the code and the status message (which names
-// fields and keys, never payloads or tokens).
+// fields and keys, never payloads or tokens). At most
+// kRejectionLinesPerSecond such lines a second are written; the next one
+// written says how many were held back.
 //
 // Threading: the interceptors run on gRPC's threads and only log.
 #pragma once

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
@@ -251,6 +252,45 @@ TEST_F(ConfigServiceTest, InvalidInputIsRefusedWithTheFieldNamed) {
       },
       absl::Seconds(10)));
   EXPECT_THAT(warrend_->Log(), HasSubstr(": INVALID_ARGUMENT: key"));
+}
+
+// A client that sends bad requests as fast as it can gets each one refused,
+// but costs the log at most 20 lines a second; the line after a held-back
+// stretch says how many were held back.
+TEST_F(ConfigServiceTest, RejectionLinesAreRateLimited) {
+  const auto count_lines = [] {
+    size_t lines = 0;
+    for (absl::string_view line : absl::StrSplit(warrend_->Log(), '\n')) {
+      if (absl::StrContains(line,
+                            "rejected /warren.v1.ConfigService/GetConfig"))
+        ++lines;
+    }
+    return lines;
+  };
+  const size_t before = count_lines();
+  constexpr int kFlood = 300;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kFlood; ++i) {
+    v1::GetConfigResponse got;
+    ASSERT_EQ(Get("flood//key", &got).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  const int64_t windows = absl::ToInt64Seconds(absl::Now() - start) +
+                          2;  // partial ones at both ends
+  const size_t flood_lines = count_lines() - before;
+  EXPECT_GE(flood_lines, 1u);
+  EXPECT_LE(flood_lines, static_cast<size_t>(20 * windows))
+      << "in " << absl::Now() - start;
+  // Once a new second has begun, the next rejection is written with the
+  // count of those held back.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        v1::GetConfigResponse got;
+        Get("flood//key", &got);
+        return absl::StrContains(warrend_->Log(), "similar lines suppressed)");
+      },
+      absl::Seconds(10)))
+      << warrend_->Log();
 }
 
 TEST_F(ConfigServiceTest, ConcurrentCompareAndSetIncrementsLoseNothing) {
