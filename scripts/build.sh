@@ -16,6 +16,9 @@ case "$flavour" in
   *) die "unknown build flavour '$flavour' (plain, asan, tsan)" ;;
 esac
 dir="$WARREN_ROOT_DIR/build/$flavour"
+# ccache keys on relative paths below the checkout, so that another clone or
+# worktree of the same sources reuses the cache.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WARREN_ROOT_DIR}"
 # Configure every time (a few seconds): a tree configured before a target
 # existed would not know how to build it.
 cmake -S "$WARREN_ROOT_DIR" -B "$dir" "${flags[@]}" >/dev/null

@@ -11,6 +11,8 @@
 # requires a client certificate (verify_peer, fail_if_no_peer_cert); its CA,
 # server and client certificates are made with openssl (scripts/tls-certs.sh)
 # under $WARREN_STACK_DIR/rabbitmq/tls and printed by `start`.
+# WARREN_AMQP_CHANNEL_MAX (unset: RabbitMQ's 2047) caps the channels of a
+# connection, so that tests can fill a connection with a few subscriptions.
 # `start` returns when each server really answers (ZooKeeper `ruok` -> imok,
 # `rabbitmqctl await_startup`). `stop` stops only processes this script
 # started, found by their pid files.
@@ -130,6 +132,9 @@ loopback_users.guest = true
 log.console = false
 log.file.level = warning
 CFG
+  if [ -n "${WARREN_AMQP_CHANNEL_MAX:-}" ]; then
+    echo "channel_max = $WARREN_AMQP_CHANNEL_MAX" >>"$RMQ_DIR/rabbitmq.conf"
+  fi
   if [ -n "${WARREN_AMQPS_PORT:-}" ]; then
     # Made once per stack dir: a restart keeps the certificates that tests
     # and clients already read.

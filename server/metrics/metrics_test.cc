@@ -1,8 +1,3 @@
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <map>
 #include <memory>
@@ -24,6 +19,7 @@
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/warren_metrics.h"
+#include "tests/util/http_get.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
@@ -469,30 +465,7 @@ TEST(IsLoopbackAddressTest, OnlyLoopbackHosts) {
   EXPECT_FALSE(IsLoopbackAddress("metrics.example.com:9090"));
 }
 
-// GET `path` over plain HTTP/1.0; the whole response, or "" on error.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\n\r\n");
-  if (write(fd, request.data(), request.size()) !=
-      static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return "";
-  }
-  std::string response;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-  close(fd);
-  return response;
-}
+using ::warren::testing::HttpGet;
 
 TEST(MetricsServerTest, ServesRegisteredCollectablesOverHttp) {
   auto server = MetricsServer::Start("127.0.0.1:0");

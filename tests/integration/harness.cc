@@ -265,8 +265,10 @@ void ZooKeeperServer::Resume() {
 
 absl::Status ZooKeeperServer::Stop() { return Script("stop"); }
 
-absl::StatusOr<std::unique_ptr<RabbitMqServer>> RabbitMqServer::Start() {
+absl::StatusOr<std::unique_ptr<RabbitMqServer>> RabbitMqServer::Start(
+    int channel_max) {
   std::unique_ptr<RabbitMqServer> mq(new RabbitMqServer);
+  mq->channel_max_ = channel_max;
   mq->dir_ = MakeTempDir("rabbitmq");
   mq->port_ = FreePort();
   mq->dist_port_ = FreePort();
@@ -288,8 +290,9 @@ absl::Status RabbitMqServer::Script(const std::string& verb) {
       " WARREN_AMQP_DIST_PORT=", dist_port_, " WARREN_EPMD_PORT=", epmd_port_,
       // A private broker has no amqps listener: the suite's own broker
       // (scripts/test.sh exports WARREN_AMQPS_PORT) already holds that port.
-      " WARREN_AMQPS_PORT=", " bash '", WARREN_SOURCE_DIR,
-      "/scripts/stack.sh' ", verb,
+      " WARREN_AMQPS_PORT=", " WARREN_AMQP_CHANNEL_MAX=",
+      channel_max_ > 0 ? absl::StrCat(channel_max_) : "", " bash '",
+      WARREN_SOURCE_DIR, "/scripts/stack.sh' ", verb,
       absl::StartsWith(verb, "ctl ") ? "" : " rabbitmq", " >>'", dir_,
       "/script.log' 2>&1");
   const int rc = std::system(command.c_str());

@@ -142,7 +142,10 @@ class ZooKeeperServer {
 // A private RabbitMQ node on its own ports and data directory.
 class RabbitMqServer {
  public:
-  static absl::StatusOr<std::unique_ptr<RabbitMqServer>> Start();
+  // channel_max: the most channels a connection may open (0: RabbitMQ's
+  // default, 2047), kept across Restart().
+  static absl::StatusOr<std::unique_ptr<RabbitMqServer>> Start(
+      int channel_max = 0);
   ~RabbitMqServer();  // stops it
 
   std::string url() const;
@@ -161,6 +164,7 @@ class RabbitMqServer {
   int port_ = 0;
   int dist_port_ = 0;
   int epmd_port_ = 0;
+  int channel_max_ = 0;
 };
 
 // A test suite whose tests share one warrend, started with Flags::Args()

@@ -2,10 +2,7 @@
 // backends, calls through the generated stubs, and /metrics scraped over
 // plain HTTP the way Prometheus does. Counts are compared with a scrape
 // taken before the calls, so nothing depends on what start-up did.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <map>
@@ -26,6 +23,7 @@
 #include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/messaging_clients.h"
+#include "tests/util/http_get.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
@@ -43,32 +41,9 @@ struct Sample {
   double value = 0;
 };
 
-// GET /metrics over HTTP/1.0; the body, or "" when the request failed.
+// GET /metrics; the body, or "" when the request failed.
 std::string Scrape(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  // A frozen server must fail the scrape, not hang the test.
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
-  std::string response;
-  if (write(fd, request.data(), request.size()) ==
-      static_cast<ssize_t>(request.size())) {
-    char buffer[8192];
-    ssize_t n;
-    while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
-      response.append(buffer, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
+  const std::string response = HttpGet(port, "/metrics");
   const size_t body = response.find("\r\n\r\n");
   if (!absl::StartsWith(response, "HTTP/1.1 200") || body == std::string::npos)
     return "";
