@@ -484,7 +484,7 @@ TEST(AuthReloadTest, SighupReloadsTheFiles) {
       carol->GetConfig(CallContext().get(), request, &response).error_code(),
       grpc::StatusCode::UNAUTHENTICATED);
   WriteFile(dir + "/tokens.yaml", Tokens(true));
-  ASSERT_EQ(kill((*warrend)->pid(), SIGHUP), 0);
+  ASSERT_TRUE((*warrend)->Signal(SIGHUP));
   // Without a policy, every authenticated caller may do everything.
   EXPECT_TRUE(WaitFor(
       [&] {

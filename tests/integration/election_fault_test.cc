@@ -61,7 +61,7 @@ TEST(ElectionFaultTest, KillOfTheLeadersProcessElectsAfterSessionExpiry) {
       b.WaitFor([](const v1::ElectResponse& r) { return r.has_following(); }),
       0);
   const absl::Time killed = absl::Now();
-  kill(pair.first->pid(), SIGKILL);
+  pair.first->Signal(SIGKILL);
   const int elected = b.WaitElected(0, absl::Seconds(60));
   ASSERT_GE(elected, 0);
   const absl::Duration failover = b.events()[elected].time - killed;
@@ -85,10 +85,10 @@ TEST(ElectionFaultTest, AFrozenLeaderIsReplacedAndNeverHearsItLeads) {
       b.WaitFor([](const v1::ElectResponse& r) { return r.has_following(); }),
       0);
   const size_t before = a.events().size();
-  kill(pair.first->pid(), SIGSTOP);
+  pair.first->Signal(SIGSTOP);
   // The frozen process stops sending the lease: no heartbeat arrives.
   ASSERT_GE(b.WaitElected(0, absl::Seconds(60)), 0);
-  kill(pair.first->pid(), SIGCONT);
+  pair.first->Signal(SIGCONT);
   // Once resumed, a's client hears it lost (or its stream ends) ...
   const bool told = a.WaitFor(IsLoss, before, absl::Seconds(60)) >= 0;
   EXPECT_TRUE(told || a.ended());

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -31,42 +32,6 @@ std::string ReadFile(const std::string& path) {
 }
 
 namespace {
-
-// Forks and execs warrend with stdout and stderr in files of `dir`.
-pid_t Spawn(const std::vector<std::string>& args, const std::string& dir) {
-  std::vector<std::string> argv_storage = {WARREN_WARREND_PATH};
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_storage) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string out = dir + "/stdout";
-  const std::string err = dir + "/stderr";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(out_fd, 1);
-    dup2(err_fd, 2);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits for `pid` to exit; answers its exit code, or -1 after `timeout`
-// (when it is killed).
-int WaitExit(pid_t pid, absl::Duration timeout) {
-  int status = 0;
-  const bool exited =
-      WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
-  if (!exited) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
-}
 
 std::atomic<int> root_counter{0};
 
@@ -130,10 +95,103 @@ bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
   return true;
 }
 
+std::unique_ptr<ChildProcess> ChildProcess::Start(
+    const std::vector<std::string>& argv, const Options& options) {
+  std::unique_ptr<ChildProcess> child(new ChildProcess);
+  child->dir_ = MakeTempDir(options.dir_prefix);
+  // Everything the child needs is prepared before fork(): after it, only
+  // async-signal-safe calls (the test process has threads).
+  std::vector<std::string> argv_storage = argv;
+  std::vector<char*> argv_pointers;
+  for (auto& a : argv_storage) argv_pointers.push_back(a.data());
+  argv_pointers.push_back(nullptr);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const absl::string_view name =
+        absl::string_view(*e).substr(0, absl::string_view(*e).find('='));
+    if (std::find(options.unset_env.begin(), options.unset_env.end(), name) ==
+        options.unset_env.end()) {
+      env_storage.push_back(*e);
+    }
+  }
+  env_storage.insert(env_storage.end(), options.set_env.begin(),
+                     options.set_env.end());
+  std::vector<char*> env_pointers;
+  for (auto& e : env_storage) env_pointers.push_back(e.data());
+  env_pointers.push_back(nullptr);
+  const std::string in = child->dir_ + "/stdin";
+  std::ofstream(in) << options.stdin_text;
+  const int in_fd = open(in.c_str(), O_RDONLY | O_CLOEXEC);
+  const int out_fd = open((child->dir_ + "/stdout").c_str(),
+                          O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int err_fd = open((child->dir_ + "/stderr").c_str(),
+                          O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  child->pid_ = fork();
+  if (child->pid_ == 0) {
+    // The test may block signals in its threads; the child starts clean.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(in_fd, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    execve(argv_pointers[0], argv_pointers.data(), env_pointers.data());
+    _exit(127);
+  }
+  close(in_fd);
+  close(out_fd);
+  close(err_fd);
+  EXPECT_GT(child->pid_, 0) << "fork failed";
+  return child;
+}
+
+ChildProcess::~ChildProcess() {
+  // Never kill(-1) or kill(0): that would signal every process there is.
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string ChildProcess::Stdout() const { return ReadFile(dir_ + "/stdout"); }
+
+std::string ChildProcess::Stderr() const { return ReadFile(dir_ + "/stderr"); }
+
+bool ChildProcess::WaitForStdout(const std::string& needle,
+                                 absl::Duration timeout) const {
+  return WaitFor([&] { return absl::StrContains(Stdout(), needle); }, timeout);
+}
+
+bool ChildProcess::Signal(int signal) const {
+  return pid_ > 0 && kill(pid_, signal) == 0;
+}
+
+void ChildProcess::Reaped(int status) {
+  pid_ = -1;
+  code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool ChildProcess::Exited() {
+  if (pid_ <= 0) return true;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+  Reaped(status);
+  return true;
+}
+
+int ChildProcess::Wait(absl::Duration timeout) {
+  if (!WaitFor([&] { return Exited(); }, timeout)) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    code_ = -1;
+  }
+  return code_;
+}
+
 absl::StatusOr<std::unique_ptr<WarrendProcess>> WarrendProcess::Start(
     std::vector<std::string> extra_args, std::string zk_connect) {
   std::unique_ptr<WarrendProcess> p(new WarrendProcess);
-  p->dir_ = MakeTempDir("warrend");
   p->root_ = absl::StrCat("/warren-test-", getpid(), "-", root_counter++);
   if (zk_connect.empty()) zk_connect = TestEnv("WARREN_TEST_ZK");
   std::vector<std::string> args = {
@@ -145,18 +203,20 @@ absl::StatusOr<std::unique_ptr<WarrendProcess>> WarrendProcess::Start(
       "--log_level=debug",
   };
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  p->pid_ = Spawn(args, p->dir_);
+  args.insert(args.begin(), WARREN_WARREND_PATH);
+  ChildProcess::Options options;
+  options.dir_prefix = "warrend";
+  p->child_ = ChildProcess::Start(args, options);
   int port = 0;
-  int status = 0;
   bool exited = false;
   const bool serving = WaitFor(
       [&] {
-        if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {
+        if (p->child_->Exited()) {
           exited = true;
           return true;
         }
         for (absl::string_view line :
-             absl::StrSplit(ReadFile(p->dir_ + "/stdout"), '\n')) {
+             absl::StrSplit(p->child_->Stdout(), '\n')) {
           if (absl::ConsumePrefix(&line, "warrend is serving on 127.0.0.1:")) {
             return absl::SimpleAtoi(line, &port);
           }
@@ -165,9 +225,8 @@ absl::StatusOr<std::unique_ptr<WarrendProcess>> WarrendProcess::Start(
       },
       absl::Seconds(90));
   if (exited || !serving) {
-    if (exited) p->pid_ = -1;
     return absl::UnavailableError(
-        absl::StrCat("warrend did not start: ", ReadFile(p->dir_ + "/stderr")));
+        absl::StrCat("warrend did not start: ", p->child_->Stderr()));
   }
   p->address_ = absl::StrCat("127.0.0.1:", port);
   p->channel_ =
@@ -175,31 +234,27 @@ absl::StatusOr<std::unique_ptr<WarrendProcess>> WarrendProcess::Start(
   return p;
 }
 
-WarrendProcess::~WarrendProcess() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-}
+WarrendProcess::~WarrendProcess() = default;
 
-std::string WarrendProcess::Log() const { return ReadFile(dir_ + "/stderr"); }
+std::string WarrendProcess::Log() const { return child_->Stderr(); }
 
 int WarrendProcess::Terminate(absl::Duration timeout) {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  const int code = WaitExit(pid_, timeout);
-  pid_ = -1;
-  return code;
+  if (child_->pid() <= 0) return -1;
+  child_->Signal(SIGTERM);
+  return child_->Wait(timeout);
 }
 
 ExitResult RunWarrendToExit(const std::vector<std::string>& args,
                             absl::Duration timeout) {
-  const std::string dir = MakeTempDir("warrend-exit");
-  const pid_t pid = Spawn(args, dir);
+  std::vector<std::string> argv = {WARREN_WARREND_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ChildProcess::Options options;
+  options.dir_prefix = "warrend-exit";
+  auto child = ChildProcess::Start(argv, options);
   ExitResult result;
-  result.code = WaitExit(pid, timeout);
-  result.stdout_text = ReadFile(dir + "/stdout");
-  result.stderr_text = ReadFile(dir + "/stderr");
+  result.code = child->Wait(timeout);
+  result.stdout_text = child->Stdout();
+  result.stderr_text = child->Stderr();
   return result;
 }
 

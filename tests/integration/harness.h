@@ -41,6 +41,53 @@ std::string MakeTempDir(const std::string& prefix);
 // state); everything the test itself drives is awaited through its streams.
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
 
+// A program run as a child process: stdin from a string, stdout and stderr
+// in files of a directory of its own, so that a test can read what it wrote
+// so far. Killed (SIGKILL) on destruction if still running; it only ever
+// signals its own child, never a pid it does not hold.
+class ChildProcess {
+ public:
+  struct Options {
+    std::string stdin_text;
+    // The test's own environment without the variables named here...
+    std::vector<std::string> unset_env;
+    // ...and with these NAME=value settings.
+    std::vector<std::string> set_env;
+    // Prefix of its directory (see MakeTempDir).
+    std::string dir_prefix = "child";
+  };
+  // argv[0] is the program's path.
+  static std::unique_ptr<ChildProcess> Start(
+      const std::vector<std::string>& argv, const Options& options);
+  static std::unique_ptr<ChildProcess> Start(
+      const std::vector<std::string>& argv) {
+    return Start(argv, Options());
+  }
+  ~ChildProcess();
+
+  // -1 once it has exited and been reaped.
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  std::string Stdout() const;
+  std::string Stderr() const;
+  bool WaitForStdout(const std::string& needle,
+                     absl::Duration timeout = absl::Seconds(30)) const;
+  // Signals it while it runs (true); nothing once it has exited (false).
+  bool Signal(int signal) const;
+  // Whether it has exited (reaping it, and keeping its exit code for Wait).
+  bool Exited();
+  // The exit code, 128 + the signal that ended it, or -1 when it did not
+  // exit within `timeout` (it is killed then).
+  int Wait(absl::Duration timeout = absl::Seconds(60));
+
+ private:
+  ChildProcess() = default;
+  void Reaped(int status);
+  pid_t pid_ = -1;
+  int code_ = -1;
+  std::string dir_;
+};
+
 class WarrendProcess {
  public:
   // Starts warrend on 127.0.0.1 with a port of its choice, against the
@@ -54,7 +101,10 @@ class WarrendProcess {
   const std::string& address() const { return address_; }
   const std::string& root() const { return root_; }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
-  pid_t pid() const { return pid_; }
+  // -1 once it has exited: signal it through Signal(), never kill(pid()).
+  pid_t pid() const { return child_->pid(); }
+  // Signals it while it runs (true); nothing once it has exited (false).
+  bool Signal(int signal) const { return child_->Signal(signal); }
   // Everything warrend wrote to stderr so far.
   std::string Log() const;
   // SIGTERM, then the exit code (or -1 if it did not exit in time).
@@ -62,8 +112,7 @@ class WarrendProcess {
 
  private:
   WarrendProcess() = default;
-  pid_t pid_ = -1;
-  std::string dir_;
+  std::unique_ptr<ChildProcess> child_;
   std::string address_;
   std::string root_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -375,11 +375,11 @@ TEST(MetricsFaultTest, ZooKeeperSessionExpiryIsCounted) {
                             (*zk)->connect());
   ASSERT_TRUE(warrend.ok()) << warrend.status();
   // Frozen well past the session timeout: ZooKeeper expires the session.
-  kill((*warrend)->pid(), SIGSTOP);
+  (*warrend)->Signal(SIGSTOP);
   // Letting wall-clock time pass is the point here, not a stand-in for a
   // condition.
   absl::SleepFor(absl::Seconds(6));
-  kill((*warrend)->pid(), SIGCONT);
+  (*warrend)->Signal(SIGCONT);
   EXPECT_TRUE(WaitFor(
       [&] {
         return ScrapeValue(port, "warren_zookeeper_session_expirations_total",

@@ -81,44 +81,21 @@ grpc::Status Health(const std::shared_ptr<grpc::Channel>& channel) {
 // until it prints where it serves; killed on destruction.
 class ListeningWarrend {
  public:
-  explicit ListeningWarrend(const std::vector<std::string>& args)
-      : dir_(MakeTempDir("warrend-any")) {
-    std::vector<std::string> storage = {WARREN_WARREND_PATH};
-    storage.insert(storage.end(), args.begin(), args.end());
-    storage.push_back(absl::StrCat("--root=/warren-tls-test-", getpid()));
-    std::vector<char*> argv;
-    for (auto& a : storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out = dir_ + "/stdout";
-    const std::string err = dir_ + "/stderr";
-    const pid_t pid = fork();
-    if (pid == 0) {
-      dup2(open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-      dup2(open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    pid_ = pid;
-  }
-  ~ListeningWarrend() {
-    // Never kill(-1): that would signal every process there is.
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+  explicit ListeningWarrend(std::vector<std::string> args) {
+    args.insert(args.begin(), WARREN_WARREND_PATH);
+    args.push_back(absl::StrCat("--root=/warren-tls-test-", getpid()));
+    ChildProcess::Options options;
+    options.dir_prefix = "warrend-any";
+    child_ = ChildProcess::Start(args, options);
   }
   // The port once it serves on `host` (0 if it exited or took too long).
   int AwaitPort(const std::string& host) {
     int port = 0;
     WaitFor(
         [&] {
-          if (pid_ <= 0) return true;
-          if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-            pid_ = -1;  // reaped: nothing left to kill
-            return true;
-          }
+          if (child_->Exited()) return true;
           for (absl::string_view line :
-               absl::StrSplit(ReadFile(dir_ + "/stdout"), '\n')) {
+               absl::StrSplit(child_->Stdout(), '\n')) {
             if (absl::ConsumePrefix(
                     &line, absl::StrCat("warrend is serving on ", host, ":"))) {
               return absl::SimpleAtoi(line, &port);
@@ -129,11 +106,10 @@ class ListeningWarrend {
         absl::Seconds(60));
     return port;
   }
-  std::string Log() const { return ReadFile(dir_ + "/stderr"); }
+  std::string Log() const { return child_->Stderr(); }
 
  private:
-  std::string dir_;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> child_;
 };
 
 class TlsTest : public ::testing::Test {
@@ -254,7 +230,7 @@ TEST_F(TlsTest, ReplacedCertificateFilesAreServedToNewConnections) {
   EXPECT_FALSE(Health(TlsChannel(address, old_ca)).ok());
 
   // SIGHUP checks the files at once and says so; warrend keeps serving.
-  kill((*warrend)->pid(), SIGHUP);
+  (*warrend)->Signal(SIGHUP);
   EXPECT_TRUE(WaitFor(
       [&] {
         return absl::StrContains((*warrend)->Log(), "TLS files are valid");

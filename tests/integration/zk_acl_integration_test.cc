@@ -396,12 +396,12 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
 
   // Expire the session for certain: freeze warrend (the client) well past
   // the session timeout while ZooKeeper runs on (zk_fault_test's technique).
-  kill((*warrend)->pid(), SIGSTOP);
+  (*warrend)->Signal(SIGSTOP);
   const absl::Time frozen = absl::Now();
   // Waiting for wall-clock time to pass is the point here, not a stand-in
   // for a condition.
   absl::SleepFor(frozen + absl::Seconds(6) - absl::Now());
-  kill((*warrend)->pid(), SIGCONT);
+  (*warrend)->Signal(SIGCONT);
   EXPECT_TRUE(WaitFor(
       [&] { return (*warrend)->Log().find("-> expired") != std::string::npos; },
       absl::Seconds(30)))

@@ -127,13 +127,13 @@ TEST(ZooKeeperFaultTest, WatchSurvivesSessionExpiry) {
       (*zk)->connect());
   ASSERT_TRUE(writer.ok()) << writer.status();
   auto writer_stub = v1::ConfigService::NewStub((*writer)->channel());
-  kill((*warrend)->pid(), SIGSTOP);
+  (*warrend)->Signal(SIGSTOP);
   const absl::Time frozen = absl::Now();
   PutConfigEventually(*writer_stub, "expiry/key", "during-expiry");
   // Waiting for wall-clock time to pass is the point here, not a stand-in
   // for a condition.
   absl::SleepFor(frozen + absl::Seconds(6) - absl::Now());
-  kill((*warrend)->pid(), SIGCONT);
+  (*warrend)->Signal(SIGCONT);
   EXPECT_TRUE(watch.WaitForValue("during-expiry", absl::Seconds(30)))
       << (*warrend)->Log();
 

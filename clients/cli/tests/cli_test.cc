@@ -86,53 +86,20 @@ class CliProcess {
  public:
   static std::unique_ptr<CliProcess> Start(const std::vector<std::string>& args,
                                            const RunOptions& options = {}) {
+    std::vector<std::string> argv = {CliBinary()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess::Options child;
+    child.stdin_text = options.stdin_text;
+    child.unset_env = {"WARREN_ADDRESS"};
+    child.set_env = options.env;
+    child.dir_prefix = "warren-cli";
     std::unique_ptr<CliProcess> p(new CliProcess);
-    p->dir_ = MakeTempDir("warren-cli");
-    const std::string in = p->dir_ + "/stdin";
-    std::ofstream(in) << options.stdin_text;
-
-    // Everything the child needs is built before fork: after it, only
-    // async-signal-safe calls.
-    std::vector<std::string> argv_storage = {CliBinary()};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_storage;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (!absl::StartsWith(*e, "WARREN_ADDRESS=")) env_storage.push_back(*e);
-    }
-    env_storage.insert(env_storage.end(), options.env.begin(),
-                       options.env.end());
-    std::vector<char*> envp;
-    for (auto& e : env_storage) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const std::string out = p->dir_ + "/stdout";
-    const std::string err = p->dir_ + "/stderr";
-
-    p->pid_ = fork();
-    if (p->pid_ == 0) {
-      const int in_fd = open(in.c_str(), O_RDONLY);
-      const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(in_fd, 0);
-      dup2(out_fd, 1);
-      dup2(err_fd, 2);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
+    p->child_ = ChildProcess::Start(argv, child);
     return p;
   }
 
-  ~CliProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  std::string Stdout() const { return ReadFile(dir_ + "/stdout"); }
-  std::string Stderr() const { return ReadFile(dir_ + "/stderr"); }
+  std::string Stdout() const { return child_->Stdout(); }
+  std::string Stderr() const { return child_->Stderr(); }
   std::vector<std::string> StdoutLines() const { return Lines(Stdout()); }
 
   // Waits until stdout has at least `n` lines.
@@ -141,36 +108,20 @@ class CliProcess {
   }
   bool WaitForOutput(const std::string& text,
                      absl::Duration timeout = absl::Seconds(30)) {
-    return WaitFor([&] { return absl::StrContains(Stdout(), text); }, timeout);
+    return child_->WaitForStdout(text, timeout);
   }
 
-  void Signal(int sig) { kill(pid_, sig); }
+  void Signal(int sig) { child_->Signal(sig); }
 
   // The exit code, 128 + signal when killed by one, or -1 when it did not
   // end within `timeout` (it is killed then).
   int Wait(absl::Duration timeout = absl::Seconds(60)) {
-    if (pid_ <= 0) return code_;
-    int status = 0;
-    const bool exited = WaitFor(
-        [&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
-    if (!exited) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      code_ = -1;
-    } else if (WIFEXITED(status)) {
-      code_ = WEXITSTATUS(status);
-    } else {
-      code_ = 128 + WTERMSIG(status);
-    }
-    pid_ = -1;
-    return code_;
+    return child_->Wait(timeout);
   }
 
  private:
   CliProcess() = default;
-  std::string dir_;
-  pid_t pid_ = -1;
-  int code_ = -1;
+  std::unique_ptr<ChildProcess> child_;
 };
 
 struct Result {
@@ -728,11 +679,11 @@ TEST(CliElectLeaseTest, LeaderStepsDownWhenHeartbeatsStopOrTheStreamBreaks) {
   auto frozen = CliProcess::Start({server, "--json", "elect", Unique("lease"),
                                    "--heartbeat-interval=200ms"});
   ASSERT_TRUE(frozen->WaitForOutput("elected")) << frozen->Stderr();
-  kill((*warrend)->pid(), SIGSTOP);
+  (*warrend)->Signal(SIGSTOP);
   const absl::Time stopped = absl::Now();
   const int frozen_code = frozen->Wait(absl::Seconds(20));
   const absl::Duration took = absl::Now() - stopped;
-  kill((*warrend)->pid(), SIGCONT);
+  (*warrend)->Signal(SIGCONT);
   EXPECT_EQ(frozen_code, kUnavailable) << frozen->Stderr();
   EXPECT_LT(took, absl::Seconds(5));
   auto lines = frozen->StdoutLines();

@@ -203,8 +203,8 @@ TEST_F(ElectorFaultTest, LeaseExpiresWhenHeartbeatsStop) {
 
   // SIGSTOP: the connection stays open but nothing comes any more, as with
   // a frozen server or a partition; the stream does not break.
-  const pid_t pid = (*warrend)->process()->pid();
-  kill(pid, SIGSTOP);
+  warren::testing::WarrendProcess* process = (*warrend)->process();
+  ASSERT_TRUE(process->Signal(SIGSTOP));
   const absl::Time stopped = absl::Now();
   ASSERT_TRUE(events.WaitFor("lost", absl::Seconds(10)));
   const absl::Duration after = absl::Now() - stopped;
@@ -218,7 +218,7 @@ TEST_F(ElectorFaultTest, LeaseExpiresWhenHeartbeatsStop) {
   const absl::Time closing = absl::Now();
   (*elector)->Close();
   EXPECT_LT(absl::Now() - closing, absl::Seconds(5));
-  kill(pid, SIGCONT);
+  process->Signal(SIGCONT);
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ class Child {
   static std::unique_ptr<Child> Spawn(const std::string& path,
                                       const std::vector<std::string>& args,
                                       const std::string& address);
-  ~Child();  // SIGKILL if still running
+  // SIGKILL on destruction if still running.
 
   std::string Output() const;  // stdout so far
   std::string Errors() const;  // stderr so far
@@ -39,8 +39,7 @@ class Child {
 
  private:
   Child() = default;
-  pid_t pid_ = -1;
-  std::string dir_;
+  std::unique_ptr<warren::testing::ChildProcess> process_;
 };
 
 // Lines appended by callbacks on any thread, awaited by the test.
