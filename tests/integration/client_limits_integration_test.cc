@@ -32,19 +32,6 @@ bool HasState(const std::vector<v1::WatchConfigResponse>& responses) {
   return !responses.empty();
 }
 
-// Answers whether a watch of `key` is served (its initial state arrives), or
-// fills `status` with why it ended.
-bool WatchServed(v1::ConfigService::Stub* stub, const std::string& key,
-                 grpc::Status* status = nullptr) {
-  WatchReader watch(stub, key, /*prefix=*/false);
-  if (watch.WaitUntil(HasState)) return true;
-  grpc::Status ended;
-  if (status != nullptr && watch.WaitEnded(absl::Seconds(30), &ended)) {
-    *status = ended;
-  }
-  return false;
-}
-
 // A watch that must be refused with RESOURCE_EXHAUSTED; answers its message.
 std::string RefusedWatch(v1::ConfigService::Stub* stub,
                          const std::string& key) {
