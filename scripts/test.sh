@@ -54,7 +54,7 @@ for flavour in plain asan; do
 done
 log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
-  -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
+  -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|ClientQuota|QuotaClient|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
 
 log "test suite: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $((SECONDS - total_start))s"
 exit $status

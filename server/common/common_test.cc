@@ -6,6 +6,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/client_quota.h"
 #include "server/common/log_rate_limit.h"
 #include "server/common/names.h"
 #include "server/common/stream_registry.h"
@@ -188,6 +189,125 @@ TEST(StreamRegistryTest, RefusesStreamsBeyondTheLimitUntilOneLeaves) {
   registry.Remove(*a_id);
   EXPECT_TRUE(registry.Add(c).ok());
   EXPECT_EQ(registry.size(), 2u);
+}
+
+TEST(QuotaClientTest, IsThePrincipalElseThePeerAddressWithoutItsPort) {
+  EXPECT_EQ(QuotaClient("alice", "ipv4:127.0.0.1:5000"), "alice");
+  EXPECT_EQ(QuotaClient("", "ipv4:127.0.0.1:54321"), "127.0.0.1");
+  EXPECT_EQ(QuotaClient("", "ipv4:10.1.2.3:1"), "10.1.2.3");
+  EXPECT_EQ(QuotaClient("", "ipv6:[::1]:54321"), "::1");
+  EXPECT_EQ(QuotaClient("", "ipv6:%5B::1%5D:54321"), "::1");
+  EXPECT_EQ(QuotaClient("", "ipv6:[fe80::1%25eth0]:7"), "fe80::1%25eth0");
+  EXPECT_EQ(QuotaClient("", "unix:/run/warren.sock"), "unix:/run/warren.sock");
+  EXPECT_EQ(QuotaClient("", "unix-abstract:warren"), "unix-abstract:warren");
+  // Two connections of one host are one client.
+  EXPECT_EQ(QuotaClient("", "ipv4:192.0.2.7:1000"),
+            QuotaClient("", "ipv4:192.0.2.7:2000"));
+}
+
+ClientQuota::Limits TestLimits(size_t total, size_t per_client) {
+  return {"max_watches", "max_watches_per_client", "watches", total,
+          per_client};
+}
+
+TEST(ClientQuotaTest, RefusesAClientBeyondItsLimitWhileOthersStillGetSlots) {
+  ClientQuota quota(TestLimits(10, 2));
+  auto a1 = quota.Acquire("a");
+  auto a2 = quota.Acquire("a");
+  ASSERT_TRUE(a1.ok());
+  ASSERT_TRUE(a2.ok());
+  auto refused = quota.Acquire("a");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("max_watches_per_client (2) watches are open for "
+                        "client 'a'"));
+  auto b = quota.Acquire("b");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(quota.count("a"), 2u);
+  EXPECT_EQ(quota.count("b"), 1u);
+  EXPECT_EQ(quota.total(), 3u);
+  // A released slot is the client's again.
+  a1->Release();
+  EXPECT_EQ(quota.count("a"), 1u);
+  EXPECT_TRUE(quota.Acquire("a").ok());  // and released at once
+}
+
+TEST(ClientQuotaTest, RefusesEveryClientAtTheTotal) {
+  ClientQuota quota(TestLimits(2, 2));
+  auto a = quota.Acquire("a");
+  auto b = quota.Acquire("b");
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  auto refused = quota.Acquire("c");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("max_watches (2) watches are open on this server"));
+  b->Release();
+  EXPECT_TRUE(quota.Acquire("c").ok());
+}
+
+TEST(ClientQuotaTest, ZeroMeansNoLimit) {
+  ClientQuota quota(TestLimits(0, 0));
+  std::vector<ClientQuota::Lease> leases;
+  for (int i = 0; i < 1000; ++i) {
+    auto lease = quota.Acquire("a");
+    ASSERT_TRUE(lease.ok()) << i;
+    leases.push_back(*std::move(lease));
+  }
+  EXPECT_EQ(quota.count("a"), 1000u);
+}
+
+TEST(ClientQuotaTest, ReleasesExactlyOnceAndForgetsIdleClients) {
+  ClientQuota quota(TestLimits(10, 1));
+  {
+    auto lease = quota.Acquire("a");
+    ASSERT_TRUE(lease.ok());
+    EXPECT_TRUE(lease->held());
+    // Moving hands the slot over; the moved-from lease releases nothing.
+    ClientQuota::Lease moved = *std::move(lease);
+    EXPECT_FALSE(lease->held());
+    lease->Release();
+    EXPECT_EQ(quota.count("a"), 1u);
+    auto other = quota.Acquire("b");
+    ASSERT_TRUE(other.ok());
+    // Assigning over a held lease gives back the slot it held.
+    moved = *std::move(other);
+    EXPECT_EQ(quota.count("a"), 0u);
+    EXPECT_EQ(quota.count("b"), 1u);
+    moved.Release();
+    moved.Release();
+    EXPECT_EQ(quota.total(), 0u);
+    EXPECT_EQ(quota.clients(), 0u);
+  }
+  EXPECT_EQ(quota.total(), 0u);
+  // Many clients that came and went leave nothing behind.
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(quota.Acquire(std::to_string(i)).ok());
+  }
+  EXPECT_EQ(quota.clients(), 0u);
+  EXPECT_TRUE(quota.Acquire("a").ok());
+}
+
+TEST(ClientQuotaTest, ConcurrentClientsNeverExceedTheirLimits) {
+  constexpr size_t kPerClient = 3;
+  constexpr int kThreads = 8;
+  ClientQuota quota(TestLimits(0, kPerClient));
+  std::atomic<bool> over{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string client = t % 2 == 0 ? "even" : "odd";
+      for (int i = 0; i < 2000; ++i) {
+        auto lease = quota.Acquire(client);
+        if (quota.count(client) > kPerClient) over = true;
+        if (lease.ok() && i % 3 == 0) lease->Release();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(over.load());
+  EXPECT_EQ(quota.total(), 0u);
+  EXPECT_EQ(quota.clients(), 0u);
 }
 
 }  // namespace

@@ -88,17 +88,19 @@ class WatchReactor final
       public std::enable_shared_from_this<WatchReactor> {
  public:
   WatchReactor(WatchCache& cache, TimerQueue& timers, StreamRegistry& streams,
-               absl::Duration heartbeat)
+               absl::Duration heartbeat, ClientQuota::Lease lease)
       : cache_(cache),
         timers_(timers),
         streams_(streams),
-        heartbeat_(heartbeat) {}
+        heartbeat_(heartbeat),
+        lease_(std::move(lease)) {}
 
   static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
                              StreamRegistry& streams, absl::Duration heartbeat,
-                             const std::string& key, bool prefix) {
-    auto reactor =
-        std::make_shared<WatchReactor>(cache, timers, streams, heartbeat);
+                             ClientQuota::Lease lease, const std::string& key,
+                             bool prefix) {
+    auto reactor = std::make_shared<WatchReactor>(cache, timers, streams,
+                                                  heartbeat, std::move(lease));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -163,6 +165,8 @@ class WatchReactor final
     if (subscribed) cache_.Unsubscribe(subscription);
     if (timer != 0) timers_.Cancel(timer);
     if (registry_id_ != 0) streams_.Remove(registry_id_);
+    // Now, not with the reactor: a timer may still hold it for a moment.
+    lease_.Release();
     self_.reset();  // may delete this
   }
 
@@ -248,6 +252,8 @@ class WatchReactor final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const absl::Duration heartbeat_;
+  // The stream's slot of max_watches(_per_client); given back in OnDone.
+  ClientQuota::Lease lease_;
   std::shared_ptr<WatchReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
@@ -275,7 +281,9 @@ ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
       workers_(workers),
       timers_(timers),
       streams_(streams),
-      options_(options) {}
+      options_(options),
+      watch_quota_({"max_watches", "max_watches_per_client", "watches",
+                    options.max_watches, options.max_watches_per_client}) {}
 
 template <typename Work>
 void ConfigServiceImpl::Offload(grpc::CallbackServerContext* context,
@@ -476,22 +484,28 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
 grpc::ServerWriteReactor<v1::WatchConfigResponse>*
 ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
                                const v1::WatchConfigRequest* request) {
-  absl::Status valid =
-      Authorize(options_, *context, "WatchConfig", auth::Action::kConfigRead,
-                request->key(), request->prefix());
+  auto caller =
+      auth::Authenticate(options_.authorizer, *context, "WatchConfig");
+  absl::Status valid = caller.status();
+  if (valid.ok()) {
+    valid = caller->Check(auth::Action::kConfigRead,
+                          {request->key(), request->prefix()});
+  }
   if (valid.ok()) {
     valid = ValidateName(request->key(), "key",
                          /*allow_empty=*/request->prefix());
   }
   if (valid.ok()) valid = ValidateHeartbeat(request->heartbeat_interval());
-  if (valid.ok() && cache_.subscription_count() >= options_.max_watches) {
-    valid = absl::ResourceExhaustedError(
-        absl::StrCat("this server already serves max_watches (",
-                     options_.max_watches, ") watches"));
-  }
   if (!valid.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(valid));
+  }
+  // Last, so that a refused request takes no slot; before any backend work.
+  auto lease =
+      watch_quota_.Acquire(QuotaClient(caller->principal(), context->peer()));
+  if (!lease.ok()) {
+    return new RejectingWriteReactor<v1::WatchConfigResponse>(
+        ToGrpcStatus(lease.status()));
   }
   absl::Duration heartbeat =
       absl::Seconds(request->heartbeat_interval().seconds()) +
@@ -499,7 +513,8 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
   if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
   heartbeat = std::max(heartbeat, options_.min_heartbeat);
   return WatchReactor::Start(cache_, timers_, streams_, heartbeat,
-                             request->key(), request->prefix());
+                             *std::move(lease), request->key(),
+                             request->prefix());
 }
 
 }  // namespace warren::config

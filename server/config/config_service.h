@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
+#include "server/common/client_quota.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
@@ -25,7 +26,10 @@ struct ConfigServiceOptions {
   absl::Duration operation_timeout = absl::Seconds(10);
   absl::Duration default_heartbeat = absl::Seconds(30);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
+  // WatchConfig streams open at once over all clients, and per client
+  // (client_quota.h: the principal, or the peer's address); 0: no limit.
   size_t max_watches = 10000;
+  size_t max_watches_per_client = 10000;
   // Called after every successful write or delete through this service
   // (e.g. to announce it on RabbitMQ); must not block.
   std::function<void(Change::Type, const CachedEntry&)> on_change;
@@ -76,6 +80,7 @@ class ConfigServiceImpl final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const ConfigServiceOptions options_;
+  ClientQuota watch_quota_;
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};
 };

@@ -91,6 +91,14 @@ ABSL_FLAG(int64_t, max_message_bytes, 4 << 20,
           "Largest gRPC message received.");
 ABSL_FLAG(int64_t, max_watches, 10000,
           "Most WatchConfig streams served at once.");
+ABSL_FLAG(int64_t, max_watches_per_client, 10000,
+          "Most WatchConfig streams served at once to one client (its "
+          "principal with auth on, else its IP address).");
+ABSL_FLAG(int64_t, max_candidates, 20000,
+          "Most Elect streams that have campaigned, open at once.");
+ABSL_FLAG(int64_t, max_candidates_per_client, 20000,
+          "Most Elect streams that have campaigned, open at once for one "
+          "client (its principal with auth on, else its IP address).");
 ABSL_FLAG(int64_t, max_streams, 30000,
           "Most long-lived streams (PublishStream, Subscribe, Elect, "
           "ObserveLeader, WatchConfig) open at once over all clients; more "
@@ -164,6 +172,9 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "max_config_value_bytes",
                                            "max_message_bytes",
                                            "max_watches",
+                                           "max_watches_per_client",
+                                           "max_candidates",
+                                           "max_candidates_per_client",
                                            "max_concurrent_streams",
                                            "max_streams",
                                            "worker_threads",
@@ -179,7 +190,7 @@ constexpr absl::string_view kSettings[] = {"listen",
                                            "metrics_listen",
                                            "metrics_allow_remote",
 
-"auth_tokens_file",
+                                           "auth_tokens_file",
                                            "auth_policy_file",
                                            "auth_reload_interval"};
 
@@ -326,6 +337,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.max_config_value_bytes = absl::GetFlag(FLAGS_max_config_value_bytes);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   o.max_watches = absl::GetFlag(FLAGS_max_watches);
+  o.max_watches_per_client = absl::GetFlag(FLAGS_max_watches_per_client);
+  o.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  o.max_candidates_per_client = absl::GetFlag(FLAGS_max_candidates_per_client);
   o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
@@ -413,6 +427,11 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "max_message_bytes must hold a config value plus its request "
             "(max_config_value_bytes + 4096) and be at most 64 MiB"),
       Check(o.max_watches > 0, "max_watches must be positive"),
+      Check(o.max_watches_per_client > 0,
+            "max_watches_per_client must be positive"),
+      Check(o.max_candidates > 0, "max_candidates must be positive"),
+      Check(o.max_candidates_per_client > 0,
+            "max_candidates_per_client must be positive"),
       Check(o.max_concurrent_streams > 0,
             "max_concurrent_streams must be positive"),
       Check(o.max_streams > 0, "max_streams must be positive"),

@@ -42,6 +42,9 @@ struct Options {
   int64_t max_config_value_bytes;
   int64_t max_message_bytes;
   int64_t max_watches;
+  int64_t max_watches_per_client;
+  int64_t max_candidates;
+  int64_t max_candidates_per_client;
   int64_t max_concurrent_streams;
   int64_t max_streams;
   int64_t worker_threads;

@@ -258,6 +258,8 @@ int Run(int argc, char** argv) {
   config_options.operation_timeout = options.operation_timeout;
   config_options.default_heartbeat = options.heartbeat_interval;
   config_options.max_watches = static_cast<size_t>(options.max_watches);
+  config_options.max_watches_per_client =
+      static_cast<size_t>(options.max_watches_per_client);
   config_options.authorizer = authorizer.get();
   std::unique_ptr<messaging::ConfigChangePublisher> announcer;
   if (options.publish_config_changes) {
@@ -300,6 +302,9 @@ int Run(int argc, char** argv) {
   election::ElectionServiceOptions election_options;
   election_options.session_timeout = options.zk_session_timeout;
   election_options.operation_timeout = options.operation_timeout;
+  election_options.max_candidates = static_cast<size_t>(options.max_candidates);
+  election_options.max_candidates_per_client =
+      static_cast<size_t>(options.max_candidates_per_client);
   election_options.authorizer = authorizer.get();
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);

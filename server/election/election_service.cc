@@ -53,20 +53,24 @@ class ElectReactor final
       public std::enable_shared_from_this<ElectReactor> {
  public:
   ElectReactor(ElectionManager& manager, TimerQueue& timers,
-               StreamRegistry& streams, const ElectionServiceOptions& options,
-               auth::Caller caller)
+               StreamRegistry& streams, ClientQuota& candidates,
+               const ElectionServiceOptions& options, auth::Caller caller,
+               std::string client)
       : manager_(manager),
         timers_(timers),
         streams_(streams),
+        candidates_(candidates),
         options_(options),
-        caller_(std::move(caller)) {}
+        caller_(std::move(caller)),
+        client_(std::move(client)) {}
 
   static ElectReactor* Start(ElectionManager& manager, TimerQueue& timers,
-                             StreamRegistry& streams,
+                             StreamRegistry& streams, ClientQuota& candidates,
                              const ElectionServiceOptions& options,
-                             auth::Caller caller) {
-    auto reactor = std::make_shared<ElectReactor>(manager, timers, streams,
-                                                  options, std::move(caller));
+                             auth::Caller caller, std::string client) {
+    auto reactor = std::make_shared<ElectReactor>(
+        manager, timers, streams, candidates, options, std::move(caller),
+        std::move(client));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -116,6 +120,13 @@ class ElectReactor final
               writes_.Finish(this, ToGrpcStatus(valid));
               return;
             }
+            // Before the candidacy exists: a refused campaign leaves no node.
+            auto lease = candidates_.Acquire(client_);
+            if (!lease.ok()) {
+              writes_.Finish(this, ToGrpcStatus(lease.status()));
+              return;
+            }
+            lease_ = *std::move(lease);
             campaigned_ = true;
             const auto& c = request_.campaign();
             params.election = c.election();
@@ -224,6 +235,11 @@ class ElectReactor final
     if (watch) watch->Unsubscribe(watch_id);
     if (timer != 0) timers_.Cancel(timer);
     if (registry_id_ != 0) streams_.Remove(registry_id_);
+    {
+      // Now, not with the reactor: a timer may still hold it for a moment.
+      warren::MutexLock lock(&mu_);
+      lease_.Release();
+    }
     self_.reset();
   }
 
@@ -262,6 +278,10 @@ class ElectReactor final
   void OnEnded(absl::Status status) override {
     warren::MutexLock lock(&mu_);
     if (done_) return;
+    // The node is gone: the slot is free before the client can see the end,
+    // so that a client that resigned may campaign again at once. Every other
+    // end gives it back in OnDone, after the node goes.
+    lease_.Release();
     writes_.Finish(this, ToGrpcStatus(status));
   }
 
@@ -396,14 +416,20 @@ class ElectReactor final
   ElectionManager& manager_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
+  ClientQuota& candidates_;
   const ElectionServiceOptions& options_;
   const auth::Caller caller_;
+  // Who the stream counts against in max_candidates_per_client.
+  const std::string client_;
   std::shared_ptr<ElectReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
 
   warren::Mutex mu_;
   v1::ElectRequest request_ ABSL_GUARDED_BY(mu_);
   bool campaigned_ ABSL_GUARDED_BY(mu_) = false;
+  // The slot of max_candidates(_per_client), held from the campaign until
+  // the stream ends.
+  ClientQuota::Lease lease_ ABSL_GUARDED_BY(mu_);
   std::string election_ ABSL_GUARDED_BY(mu_);
   std::string candidate_id_ ABSL_GUARDED_BY(mu_);
   std::string value_ ABSL_GUARDED_BY(mu_);
@@ -512,7 +538,10 @@ ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
       workers_(workers),
       timers_(timers),
       streams_(streams),
-      options_(options) {}
+      options_(options),
+      candidate_quota_({"max_candidates", "max_candidates_per_client",
+                        "candidacies", options.max_candidates,
+                        options.max_candidates_per_client}) {}
 
 grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
 ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
@@ -521,8 +550,9 @@ ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
     return new RejectingBidiReactor<v1::ElectRequest, v1::ElectResponse>(
         ToGrpcStatus(caller.status()));
   }
-  return ElectReactor::Start(manager_, timers_, streams_, options_,
-                             *std::move(caller));
+  std::string client = QuotaClient(caller->principal(), context->peer());
+  return ElectReactor::Start(manager_, timers_, streams_, candidate_quota_,
+                             options_, *std::move(caller), std::move(client));
 }
 
 grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(

@@ -10,6 +10,7 @@
 
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
+#include "server/common/client_quota.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
@@ -22,6 +23,11 @@ struct ElectionServiceOptions {
   absl::Duration session_timeout = absl::Seconds(10);
   absl::Duration operation_timeout = absl::Seconds(10);
   size_t max_value_bytes = 64 << 10;
+  // Elect streams that have campaigned and not ended, over all clients and
+  // per client (client_quota.h: the principal, or the peer's address); 0:
+  // no limit.
+  size_t max_candidates = 20000;
+  size_t max_candidates_per_client = 20000;
   // Checks every call (campaign at Elect's campaign, observe); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
@@ -50,6 +56,7 @@ class ElectionServiceImpl final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const ElectionServiceOptions options_;
+  ClientQuota candidate_quota_;
 };
 
 }  // namespace warren::election
