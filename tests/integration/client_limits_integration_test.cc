@@ -44,14 +44,6 @@ std::string RefusedWatch(v1::ConfigService::Stub* stub,
   return status.error_message();
 }
 
-v1::Campaign MakeCampaign(const std::string& election, const std::string& id) {
-  v1::Campaign campaign;
-  campaign.set_election(election);
-  campaign.set_candidate_id(id);
-  campaign.set_value(id);
-  return campaign;
-}
-
 // Waits for the first answer to a campaign: elected or following.
 bool Campaigning(TestCandidate& candidate) {
   return candidate.WaitFor([](const v1::ElectResponse& r) {

@@ -2,6 +2,16 @@
 
 namespace warren::testing {
 
+warren::v1::Campaign MakeCampaign(const std::string& election,
+                                  const std::string& id,
+                                  const std::string& value) {
+  warren::v1::Campaign campaign;
+  campaign.set_election(election);
+  campaign.set_candidate_id(id);
+  campaign.set_value(value.empty() ? id + ":8080" : value);
+  return campaign;
+}
+
 namespace v1 = ::warren::v1;
 
 TestCandidate::TestCandidate(v1::ElectionService::Stub& stub,

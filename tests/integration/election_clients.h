@@ -14,6 +14,12 @@
 
 namespace warren::testing {
 
+// A campaign of candidate `id` in `election`, offering `value`
+// ("<id>:8080" when empty).
+warren::v1::Campaign MakeCampaign(const std::string& election,
+                                  const std::string& id,
+                                  const std::string& value = "");
+
 struct ElectEvent {
   absl::Time time;
   warren::v1::ElectResponse response;

@@ -22,13 +22,6 @@ namespace v1 = ::warren::v1;
 
 constexpr absl::Duration kSessionTimeout = absl::Seconds(4);
 
-v1::Campaign MakeCampaign(const std::string& election, const std::string& id) {
-  v1::Campaign c;
-  c.set_election(election);
-  c.set_candidate_id(id);
-  return c;
-}
-
 struct Pair {
   std::unique_ptr<WarrendProcess> first, second;
 };

@@ -24,15 +24,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using ::testing::HasSubstr;
 
-v1::Campaign MakeCampaign(const std::string& election, const std::string& id,
-                          const std::string& value = "") {
-  v1::Campaign c;
-  c.set_election(election);
-  c.set_candidate_id(id);
-  c.set_value(value.empty() ? id + ":8080" : value);
-  return c;
-}
-
 // Reads an ObserveLeader stream on its own thread.
 class TestObserver {
  public:

@@ -197,16 +197,6 @@ absl::StatusOr<std::string> GetValue(v1::ConfigService::Stub& stub,
   return response.entry().value();
 }
 
-v1::Campaign MakeCampaign(const std::string& election, const std::string& id,
-                          bool rejoin = false) {
-  v1::Campaign c;
-  c.set_election(election);
-  c.set_candidate_id(id);
-  c.set_value(id + ":8080");
-  c.set_rejoin_after_expiry(rejoin);
-  return c;
-}
-
 // The arguments WarrendProcess::Start gives, for runs that must exit.
 std::vector<std::string> BaseArgs(const std::string& root,
                                   const std::string& zk_connect) {
@@ -390,8 +380,9 @@ TEST_F(ZkAclTest, IdentitySurvivesSessionExpiry) {
   auto config = v1::ConfigService::NewStub((*warrend)->channel());
   auto elections = v1::ElectionService::NewStub((*warrend)->channel());
   PutConfigEventually(*config, "svc/key", "before");
-  TestCandidate candidate(*elections,
-                          MakeCampaign("svc/leader", "c1", /*rejoin=*/true));
+  v1::Campaign rejoining = MakeCampaign("svc/leader", "c1");
+  rejoining.set_rejoin_after_expiry(true);
+  TestCandidate candidate(*elections, rejoining);
   ASSERT_GE(candidate.WaitElected(), 0);
 
   // Expire the session for certain: freeze warrend (the client) well past
