@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -146,59 +147,22 @@ ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(2),
 namespace warren::daemon {
 namespace {
 
-// The settings that the environment and the YAML file may set.
-constexpr absl::string_view kSettings[] = {"listen",
-                                           "allow_insecure_listen",
-                                           "tls_cert_file",
-                                           "tls_key_file",
-                                           "tls_client_ca_file",
-                                           "tls_client_auth",
-                                           "tls_reload_interval",
-                                           "zk_connect",
-                                           "zk_session_timeout",
-                                           "zk_auth_file",
-                                           "zk_acl_world_read",
-                                           "root",
-                                           "amqp_urls",
-                                           "amqp_ca_file",
-                                           "amqp_cert_file",
-                                           "amqp_key_file",
-                                           "amqp_heartbeat",
-                                           "amqp_max_connections",
-                                           "backend_wait",
-                                           "shutdown_grace",
-                                           "operation_timeout",
-                                           "heartbeat_interval",
-                                           "max_config_value_bytes",
-                                           "max_message_bytes",
-                                           "max_watches",
-                                           "max_watches_per_client",
-                                           "max_candidates",
-                                           "max_candidates_per_client",
-                                           "max_concurrent_streams",
-                                           "max_streams",
-                                           "worker_threads",
-                                           "log_level",
-                                           "log_json",
-                                           "max_payload_bytes",
-                                           "max_header_bytes",
-                                           "publish_window",
-                                           "default_max_in_flight",
-                                           "max_in_flight_cap",
-                                           "publish_config_changes",
-                                           "config_change_exchange",
-                                           "metrics_listen",
-                                           "metrics_allow_remote",
-
-                                           "auth_tokens_file",
-                                           "auth_policy_file",
-                                           "auth_reload_interval"};
+// The settings: every flag defined in this file but --config itself. A
+// setting may be given as a flag, in the --config file or as WARREN_<NAME>;
+// the registry is the one list, so a new flag is all three at once.
+std::vector<absl::string_view> Settings() {
+  std::vector<absl::string_view> names;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (flag->Filename() == __FILE__ && name != "config") {
+      names.push_back(name);
+    }
+  }
+  return names;
+}
 
 bool IsSetting(absl::string_view name) {
-  for (auto s : kSettings) {
-    if (s == name) return true;
-  }
-  return false;
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  return flag != nullptr && flag->Filename() == __FILE__ && name != "config";
 }
 
 absl::Status Apply(absl::string_view name, const std::string& value,
@@ -270,7 +234,7 @@ absl::Status ApplyYaml(const std::string& path) {
 }
 
 absl::Status ApplyEnvironment() {
-  for (absl::string_view name : kSettings) {
+  for (absl::string_view name : Settings()) {
     const std::string variable =
         absl::StrCat("WARREN_", absl::AsciiStrToUpper(name));
     const char* value = std::getenv(variable.c_str());
