@@ -1,0 +1,273 @@
+// Writes the seed corpus of the fuzz targets: valid flows and typical bad
+// inputs, one file each, under <dir>/<target>/. Run it again when the protos
+// or the step encoding change:
+//   build/fuzz/tests/fuzz/fuzz_seeds tests/fuzz/corpus
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "google/protobuf/message.h"
+#include "tests/fuzz/fuzz_support.h"
+#include "warren/v1/config.pb.h"
+#include "warren/v1/election.pb.h"
+#include "warren/v1/messaging.pb.h"
+
+namespace warren::fuzz {
+namespace {
+
+namespace v1 = ::warren::v1;
+
+// Must match the enums of the fuzzers.
+enum : uint8_t {  // validation_fuzzer
+  kPublish = 0,
+  kPublishStream = 1,
+  kSubscribeStart = 2,
+  kPutConfig = 3,
+  kDeleteConfig = 4,
+  kListConfig = 5,
+  kWatchConfig = 6,
+  kCampaign = 7,
+  kName = 8,
+};
+enum : uint8_t {  // subscribe_fuzzer
+  kSubWrite = 0,
+  kSubDeliver = 1,
+  kSubBrokerEnd = 2,
+  kSubAwait = 3,
+  kSubWritesDone = 4,
+  kSubCancel = 5,
+  kSubSettleAll = 6,
+};
+enum : uint8_t {  // elect_fuzzer
+  kElWrite = 0,
+  kElAwait = 1,
+  kElDisconnect = 2,
+  kElReconnect = 3,
+  kElExpire = 4,
+  kElRivalJoins = 5,
+  kElRivalLeaves = 6,
+  kElEnd = 7,
+};
+
+std::filesystem::path root;
+
+void Write(const std::string& target, const std::string& name,
+           const std::string& bytes) {
+  const auto dir = root / target;
+  std::filesystem::create_directories(dir);
+  std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+std::string Validation(uint8_t which, const google::protobuf::Message& m) {
+  return std::string(1, static_cast<char>(which)) + m.SerializeAsString();
+}
+
+void ValidationSeeds() {
+  const std::string t = "validation_fuzzer";
+  v1::PublishRequest p;
+  p.set_exchange("orders");
+  p.set_routing_key("orders.created");
+  p.set_payload("hello");
+  (*p.mutable_headers())["trace"] = "abc";
+  p.set_priority(5);
+  p.mutable_ttl()->set_seconds(60);
+  Write(t, "publish_ok", Validation(kPublish, p));
+  v1::PublishRequest bad = p;
+  bad.set_routing_key(std::string(300, 'k'));
+  Write(t, "publish_long_key", Validation(kPublish, bad));
+  bad = p;
+  bad.set_priority(256);
+  bad.mutable_ttl()->set_seconds(-1);
+  Write(t, "publish_bad_priority", Validation(kPublish, bad));
+  bad = p;
+  (*bad.mutable_headers())[""] = "x";
+  Write(t, "publish_empty_header", Validation(kPublish, bad));
+  v1::PublishStreamRequest ps;
+  ps.set_sequence(7);
+  *ps.mutable_message() = p;
+  ps.mutable_message()->set_payload(std::string(5000, 'p'));
+  Write(t, "publish_stream_big", Validation(kPublishStream, ps));
+
+  v1::SubscribeStart s;
+  s.set_queue("orders");
+  s.set_max_in_flight(10);
+  Write(t, "subscribe_queue", Validation(kSubscribeStart, s));
+  v1::SubscribeStart topic;
+  topic.mutable_topic()->set_exchange("events");
+  topic.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_TOPIC);
+  topic.mutable_topic()->add_binding_keys("a.*");
+  topic.set_group("workers");
+  topic.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  topic.mutable_queue_options()->set_dead_letter_exchange("dlx");
+  topic.mutable_queue_options()->mutable_message_ttl()->set_seconds(30);
+  topic.mutable_queue_options()->set_max_length(1000);
+  Write(t, "subscribe_topic_group", Validation(kSubscribeStart, topic));
+  topic.clear_group();
+  Write(t, "subscribe_quorum_no_group", Validation(kSubscribeStart, topic));
+  s.set_max_in_flight(100000);
+  Write(t, "subscribe_over_cap", Validation(kSubscribeStart, s));
+  v1::SubscribeStart none;
+  Write(t, "subscribe_no_source", Validation(kSubscribeStart, none));
+
+  v1::PutConfigRequest put;
+  put.set_key("app/db/url");
+  put.set_value("postgres://db");
+  put.set_expected_version(3);
+  Write(t, "put_ok", Validation(kPutConfig, put));
+  put.set_create_only(true);
+  Write(t, "put_both", Validation(kPutConfig, put));
+  put.clear_create_only();
+  put.set_key("app/../etc");
+  Write(t, "put_dotdot", Validation(kPutConfig, put));
+  v1::DeleteConfigRequest del;
+  del.set_key("app/db");
+  del.set_recursive(true);
+  del.set_expected_version(-1);
+  Write(t, "delete_bad_version", Validation(kDeleteConfig, del));
+  v1::ListConfigRequest list;
+  list.set_prefix("app");
+  list.set_page_size(10);
+  // "v1:app/db" in web-safe base64: a token this server issues.
+  list.set_page_token("djE6YXBwL2Ri");
+  Write(t, "list_token", Validation(kListConfig, list));
+  list.set_page_token("not a token");
+  Write(t, "list_bad_token", Validation(kListConfig, list));
+  v1::WatchConfigRequest watch;
+  watch.set_key("");
+  watch.set_prefix(true);
+  watch.mutable_heartbeat_interval()->set_seconds(5);
+  Write(t, "watch_all", Validation(kWatchConfig, watch));
+
+  v1::Campaign c;
+  c.set_election("jobs/leader");
+  c.set_candidate_id("host-a");
+  c.set_value("10.0.0.1");
+  c.mutable_heartbeat_interval()->set_seconds(60);
+  Write(t, "campaign_ok", Validation(kCampaign, c));
+  c.set_candidate_id("a/b");
+  Write(t, "campaign_bad_id", Validation(kCampaign, c));
+
+  Write(t, "name_ok", std::string(1, kName) + "a/b.c/d_e-f");
+  Write(t, "name_empty_segment", std::string(1, kName) + "a//b");
+  Write(t, "name_bad_byte", std::string(1, kName) + "a/\xff");
+}
+
+std::string Step(uint8_t op, const std::string& arg = "") {
+  std::string out;
+  AppendStep(&out, op, arg);
+  return out;
+}
+std::string Sub(const v1::SubscribeRequest& r) {
+  return Step(kSubWrite, r.SerializeAsString());
+}
+std::string El(const v1::ElectRequest& r) {
+  return Step(kElWrite, r.SerializeAsString());
+}
+
+void SubscribeSeeds() {
+  const std::string t = "subscribe_fuzzer";
+  v1::SubscribeRequest start;
+  start.mutable_start()->set_queue("orders");
+  start.mutable_start()->set_max_in_flight(5);
+  v1::SubscribeRequest ack;
+  ack.mutable_ack()->add_delivery_ids(1);
+  v1::SubscribeRequest nack;
+  nack.mutable_nack()->add_delivery_ids(2);
+  nack.mutable_nack()->set_requeue(true);
+  Write(t, "start_deliver_ack_nack",
+        Sub(start) + Step(kSubAwait) + Step(kSubDeliver, "one") +
+            Step(kSubDeliver, std::string("\x03two", 4)) + Sub(ack) +
+            Sub(nack) + Step(kSubWritesDone));
+  Write(t, "start_deliver_settle_all",
+        Sub(start) + Step(kSubDeliver, "a") + Step(kSubDeliver, "b") +
+            Step(kSubSettleAll, std::string("\x01", 1)));
+  Write(t, "ack_before_start", Sub(ack) + Sub(start));
+  Write(t, "start_twice", Sub(start) + Sub(start));
+  Write(t, "ack_unknown", Sub(start) + Sub(ack));
+  Write(t, "ack_twice",
+        Sub(start) + Step(kSubDeliver, "x") + Sub(ack) + Sub(ack));
+  Write(t, "broker_ends",
+        Sub(start) + Step(kSubDeliver, "x") +
+            Step(kSubBrokerEnd, std::string("\x02", 1)) + Sub(ack));
+  Write(t, "cancel_with_unacked",
+        Sub(start) + Step(kSubDeliver, "x") + Step(kSubCancel));
+  Write(t, "half_close_with_unacked",
+        Sub(start) + Step(kSubDeliver, "x") + Step(kSubWritesDone) +
+            Step(kSubDeliver, "y"));
+  v1::SubscribeRequest topic;
+  topic.mutable_start()->mutable_topic()->set_exchange("events");
+  topic.mutable_start()->mutable_topic()->add_binding_keys("#");
+  topic.mutable_start()->mutable_heartbeat_interval()->set_nanos(100000000);
+  Write(t, "topic_fanout", Sub(topic) + Step(kSubAwait) + Step(kSubAwait));
+  v1::SubscribeRequest empty;
+  Write(t, "empty_request", Sub(empty));
+  v1::SubscribeRequest bad;
+  bad.mutable_start()->set_queue(std::string(256, 'q'));
+  Write(t, "bad_start", Sub(bad));
+}
+
+void ElectSeeds() {
+  const std::string t = "elect_fuzzer";
+  v1::ElectRequest campaign;
+  campaign.mutable_campaign()->set_election("jobs/leader");
+  campaign.mutable_campaign()->set_candidate_id("host-a");
+  campaign.mutable_campaign()->set_value("v1");
+  v1::ElectRequest rejoin = campaign;
+  rejoin.mutable_campaign()->set_rejoin_after_expiry(true);
+  v1::ElectRequest proclaim;
+  proclaim.mutable_proclaim()->set_value("v2");
+  v1::ElectRequest resign;
+  resign.mutable_resign();
+  const std::string ahead(1, '\x01'), behind(1, '\x00');
+  Write(t, "campaign_proclaim_resign",
+        El(campaign) + Step(kElAwait) + El(proclaim) + El(resign) +
+            Step(kElAwait));
+  Write(t, "follower_proclaims",
+        El(campaign) + Step(kElRivalJoins, ahead) + Step(kElAwait) +
+            El(proclaim));
+  Write(t, "rival_behind_then_leaves",
+        El(campaign) + Step(kElRivalJoins, behind) + Step(kElAwait) +
+            Step(kElRivalLeaves) + Step(kElAwait));
+  Write(t, "leader_leaves_follower_elected",
+        Step(kElWrite, campaign.SerializeAsString()) + Step(kElAwait) +
+            Step(kElRivalJoins, ahead) + Step(kElAwait) + Step(kElRivalLeaves) +
+            Step(kElAwait));
+  Write(t, "suspend_reconnect",
+        El(campaign) + Step(kElAwait) + Step(kElDisconnect) + Step(kElAwait) +
+            Step(kElReconnect) + Step(kElAwait));
+  Write(t, "expire_no_rejoin",
+        El(campaign) + Step(kElAwait) + Step(kElExpire) + Step(kElAwait));
+  Write(t, "expire_rejoin",
+        El(rejoin) + Step(kElAwait) + Step(kElExpire) + Step(kElAwait) +
+            Step(kElAwait));
+  Write(t, "cancel_while_suspended",
+        El(campaign) + Step(kElAwait) + Step(kElDisconnect) +
+            Step(kElEnd, ahead));
+  Write(t, "half_close_at_once", El(campaign) + Step(kElEnd, behind));
+  Write(t, "campaign_twice", El(campaign) + El(campaign));
+  Write(t, "proclaim_before_campaign", El(proclaim));
+  Write(t, "resign_before_campaign", El(resign));
+  v1::ElectRequest bad = campaign;
+  bad.mutable_campaign()->set_election("jobs/../x");
+  Write(t, "bad_election", El(bad));
+  v1::ElectRequest empty;
+  Write(t, "empty_request", El(empty));
+}
+
+}  // namespace
+}  // namespace warren::fuzz
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
+    return 2;
+  }
+  warren::fuzz::root = argv[1];
+  warren::fuzz::ValidationSeeds();
+  warren::fuzz::SubscribeSeeds();
+  warren::fuzz::ElectSeeds();
+  return 0;
+}
