@@ -22,6 +22,7 @@
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
+#include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace warren::fuzz {
@@ -31,19 +32,6 @@ namespace v1 = ::warren::v1;
 using Stream = ClientStream<v1::ElectRequest, v1::ElectResponse>;
 
 constexpr char kBase[] = "/w/elections";
-
-// The steps' operations (the op byte modulo kOps); seeds.cc writes them.
-enum ElectOp : uint8_t {
-  kWrite = 0,  // arg: a serialized ElectRequest
-  kAwait = 1,  // wait briefly for the next response
-  kDisconnect = 2,
-  kReconnect = 3,
-  kExpire = 4,
-  kRivalJoins = 5,  // flags bit 0: ahead of every candidate (it leads)
-  kRivalLeaves = 6,
-  kEnd = 7,  // flags bit 0: cancel, else half-close
-  kOps = 8,
-};
 
 struct World {
   World() : manager(zk, "/w"), workers(2, 1000) {
@@ -109,8 +97,8 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
   StepReader reader(data, size);
   Step step;
   while (reader.Next(&step) && !stream.done()) {
-    switch (step.op % kOps) {
-      case kWrite: {
+    switch (step.op % kElectOps) {
+      case kElectWrite: {
         v1::ElectRequest request;
         if (!request.ParseFromArray(step.arg.data(),
                                     static_cast<int>(step.arg.size()))) {
@@ -123,7 +111,7 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         stream.Write(request);
         break;
       }
-      case kAwait:
+      case kElectAwait:
         stream.AwaitResponses(stream.response_count(), absl::Milliseconds(20));
         break;
       case kDisconnect:
@@ -152,7 +140,7 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         w.zk.ExternalDelete(rivals.back());
         rivals.pop_back();
         break;
-      case kEnd:
+      case kElectEnd:
         if (step.flags() & 1) {
           cancelled = true;
           stream.Cancel();
@@ -165,27 +153,12 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
   // A connected session, so that resigning can finish.
   if (w.zk.state() != zk::SessionState::kConnected) w.zk.Reconnect();
   stream.WritesDone();
-  Check(stream.AwaitDone(absl::Seconds(30)),
-        "Elect did not end after the client half-closed");
-  const grpc::Status status = stream.status();
-  const grpc::StatusCode code = status.error_code();
-  const std::string where = absl::StrCat("Elect ended with ", code, " '",
-                                         status.error_message(), "'");
-  switch (code) {
-    case grpc::StatusCode::OK:
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::ABORTED:
-    case grpc::StatusCode::UNAVAILABLE:
-      break;
-    case grpc::StatusCode::CANCELLED:
-      Check(cancelled, where + " though the client did not cancel");
-      break;
-    default:
-      Check(false, where + ": not a status of DESIGN.md's table");
-  }
-  Check(code == grpc::StatusCode::OK || !status.error_message().empty(),
-        where + ": an error without a message");
+  const std::string where =
+      CheckEnded(stream, "Elect",
+                 {grpc::StatusCode::INVALID_ARGUMENT,
+                  grpc::StatusCode::FAILED_PRECONDITION,
+                  grpc::StatusCode::ABORTED, grpc::StatusCode::UNAVAILABLE},
+                 cancelled);
   for (const auto& r : stream.responses()) {
     if (r.has_elected()) {
       Check(r.elected().leader().fencing_token() != 0,

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -213,6 +214,29 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
   grpc::Status status_;
   std::deque<Response> responses_;
 };
+
+// The end of a fuzzed call: it ended (after the client half-closed) with one
+// of `allowed` (CANCELLED only if the client cancelled), and an error has a
+// message. Answers a description for later checks' messages.
+template <typename Stream>
+std::string CheckEnded(Stream& stream, const std::string& method,
+                       std::initializer_list<grpc::StatusCode> allowed,
+                       bool cancelled) {
+  Check(stream.AwaitDone(absl::Seconds(30)),
+        method + " did not end after the client half-closed");
+  const grpc::Status status = stream.status();
+  const grpc::StatusCode code = status.error_code();
+  const std::string where = method + " ended with " +
+                            std::to_string(static_cast<int>(code)) + " '" +
+                            status.error_message() + "'";
+  bool ok = code == grpc::StatusCode::OK ||
+            (code == grpc::StatusCode::CANCELLED && cancelled);
+  for (grpc::StatusCode a : allowed) ok = ok || code == a;
+  Check(ok, where + ": not a status DESIGN.md's table gives this call");
+  Check(code == grpc::StatusCode::OK || !status.error_message().empty(),
+        where + ": an error without a message");
+  return where;
+}
 
 // The server of a stream fuzzer: in-process, built once per process.
 inline std::unique_ptr<grpc::Server> StartInProcessServer(

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "google/protobuf/message.h"
+#include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "warren/v1/config.pb.h"
 #include "warren/v1/election.pb.h"
@@ -18,38 +19,6 @@ namespace warren::fuzz {
 namespace {
 
 namespace v1 = ::warren::v1;
-
-// Must match the enums of the fuzzers.
-enum : uint8_t {  // validation_fuzzer
-  kPublish = 0,
-  kPublishStream = 1,
-  kSubscribeStart = 2,
-  kPutConfig = 3,
-  kDeleteConfig = 4,
-  kListConfig = 5,
-  kWatchConfig = 6,
-  kCampaign = 7,
-  kName = 8,
-};
-enum : uint8_t {  // subscribe_fuzzer
-  kSubWrite = 0,
-  kSubDeliver = 1,
-  kSubBrokerEnd = 2,
-  kSubAwait = 3,
-  kSubWritesDone = 4,
-  kSubCancel = 5,
-  kSubSettleAll = 6,
-};
-enum : uint8_t {  // elect_fuzzer
-  kElWrite = 0,
-  kElAwait = 1,
-  kElDisconnect = 2,
-  kElReconnect = 3,
-  kElExpire = 4,
-  kElRivalJoins = 5,
-  kElRivalLeaves = 6,
-  kElEnd = 7,
-};
 
 std::filesystem::path root;
 
@@ -155,16 +124,16 @@ void ValidationSeeds() {
   Write(t, "name_bad_byte", std::string(1, kName) + "a/\xff");
 }
 
-std::string Step(uint8_t op, const std::string& arg = "") {
+std::string Op(uint8_t op, const std::string& arg = "") {
   std::string out;
   AppendStep(&out, op, arg);
   return out;
 }
 std::string Sub(const v1::SubscribeRequest& r) {
-  return Step(kSubWrite, r.SerializeAsString());
+  return Op(kSubscribeWrite, r.SerializeAsString());
 }
 std::string El(const v1::ElectRequest& r) {
-  return Step(kElWrite, r.SerializeAsString());
+  return Op(kElectWrite, r.SerializeAsString());
 }
 
 void SubscribeSeeds() {
@@ -178,30 +147,30 @@ void SubscribeSeeds() {
   nack.mutable_nack()->add_delivery_ids(2);
   nack.mutable_nack()->set_requeue(true);
   Write(t, "start_deliver_ack_nack",
-        Sub(start) + Step(kSubAwait) + Step(kSubDeliver, "one") +
-            Step(kSubDeliver, std::string("\x03two", 4)) + Sub(ack) +
-            Sub(nack) + Step(kSubWritesDone));
+        Sub(start) + Op(kSubscribeAwait) + Op(kDeliver, "one") +
+            Op(kDeliver, std::string("\x03two", 4)) + Sub(ack) + Sub(nack) +
+            Op(kSubscribeWritesDone));
   Write(t, "start_deliver_settle_all",
-        Sub(start) + Step(kSubDeliver, "a") + Step(kSubDeliver, "b") +
-            Step(kSubSettleAll, std::string("\x01", 1)));
+        Sub(start) + Op(kDeliver, "a") + Op(kDeliver, "b") +
+            Op(kSettleAll, std::string("\x01", 1)));
   Write(t, "ack_before_start", Sub(ack) + Sub(start));
   Write(t, "start_twice", Sub(start) + Sub(start));
   Write(t, "ack_unknown", Sub(start) + Sub(ack));
-  Write(t, "ack_twice",
-        Sub(start) + Step(kSubDeliver, "x") + Sub(ack) + Sub(ack));
+  Write(t, "ack_twice", Sub(start) + Op(kDeliver, "x") + Sub(ack) + Sub(ack));
   Write(t, "broker_ends",
-        Sub(start) + Step(kSubDeliver, "x") +
-            Step(kSubBrokerEnd, std::string("\x02", 1)) + Sub(ack));
+        Sub(start) + Op(kDeliver, "x") +
+            Op(kBrokerEnd, std::string("\x02", 1)) + Sub(ack));
   Write(t, "cancel_with_unacked",
-        Sub(start) + Step(kSubDeliver, "x") + Step(kSubCancel));
+        Sub(start) + Op(kDeliver, "x") + Op(kSubscribeCancel));
   Write(t, "half_close_with_unacked",
-        Sub(start) + Step(kSubDeliver, "x") + Step(kSubWritesDone) +
-            Step(kSubDeliver, "y"));
+        Sub(start) + Op(kDeliver, "x") + Op(kSubscribeWritesDone) +
+            Op(kDeliver, "y"));
   v1::SubscribeRequest topic;
   topic.mutable_start()->mutable_topic()->set_exchange("events");
   topic.mutable_start()->mutable_topic()->add_binding_keys("#");
   topic.mutable_start()->mutable_heartbeat_interval()->set_nanos(100000000);
-  Write(t, "topic_fanout", Sub(topic) + Step(kSubAwait) + Step(kSubAwait));
+  Write(t, "topic_fanout",
+        Sub(topic) + Op(kSubscribeAwait) + Op(kSubscribeAwait));
   v1::SubscribeRequest empty;
   Write(t, "empty_request", Sub(empty));
   v1::SubscribeRequest bad;
@@ -223,30 +192,29 @@ void ElectSeeds() {
   resign.mutable_resign();
   const std::string ahead(1, '\x01'), behind(1, '\x00');
   Write(t, "campaign_proclaim_resign",
-        El(campaign) + Step(kElAwait) + El(proclaim) + El(resign) +
-            Step(kElAwait));
+        El(campaign) + Op(kElectAwait) + El(proclaim) + El(resign) +
+            Op(kElectAwait));
   Write(t, "follower_proclaims",
-        El(campaign) + Step(kElRivalJoins, ahead) + Step(kElAwait) +
-            El(proclaim));
+        El(campaign) + Op(kRivalJoins, ahead) + Op(kElectAwait) + El(proclaim));
   Write(t, "rival_behind_then_leaves",
-        El(campaign) + Step(kElRivalJoins, behind) + Step(kElAwait) +
-            Step(kElRivalLeaves) + Step(kElAwait));
+        El(campaign) + Op(kRivalJoins, behind) + Op(kElectAwait) +
+            Op(kRivalLeaves) + Op(kElectAwait));
   Write(t, "leader_leaves_follower_elected",
-        Step(kElWrite, campaign.SerializeAsString()) + Step(kElAwait) +
-            Step(kElRivalJoins, ahead) + Step(kElAwait) + Step(kElRivalLeaves) +
-            Step(kElAwait));
+        Op(kElectWrite, campaign.SerializeAsString()) + Op(kElectAwait) +
+            Op(kRivalJoins, ahead) + Op(kElectAwait) + Op(kRivalLeaves) +
+            Op(kElectAwait));
   Write(t, "suspend_reconnect",
-        El(campaign) + Step(kElAwait) + Step(kElDisconnect) + Step(kElAwait) +
-            Step(kElReconnect) + Step(kElAwait));
+        El(campaign) + Op(kElectAwait) + Op(kDisconnect) + Op(kElectAwait) +
+            Op(kReconnect) + Op(kElectAwait));
   Write(t, "expire_no_rejoin",
-        El(campaign) + Step(kElAwait) + Step(kElExpire) + Step(kElAwait));
+        El(campaign) + Op(kElectAwait) + Op(kExpire) + Op(kElectAwait));
   Write(t, "expire_rejoin",
-        El(rejoin) + Step(kElAwait) + Step(kElExpire) + Step(kElAwait) +
-            Step(kElAwait));
-  Write(t, "cancel_while_suspended",
-        El(campaign) + Step(kElAwait) + Step(kElDisconnect) +
-            Step(kElEnd, ahead));
-  Write(t, "half_close_at_once", El(campaign) + Step(kElEnd, behind));
+        El(rejoin) + Op(kElectAwait) + Op(kExpire) + Op(kElectAwait) +
+            Op(kElectAwait));
+  Write(
+      t, "cancel_while_suspended",
+      El(campaign) + Op(kElectAwait) + Op(kDisconnect) + Op(kElectEnd, ahead));
+  Write(t, "half_close_at_once", El(campaign) + Op(kElectEnd, behind));
   Write(t, "campaign_twice", El(campaign) + El(campaign));
   Write(t, "proclaim_before_campaign", El(proclaim));
   Write(t, "resign_before_campaign", El(resign));

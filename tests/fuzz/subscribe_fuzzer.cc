@@ -18,6 +18,7 @@
 #include "server/common/timer_queue.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fakes/fake_amqp.h"
+#include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace warren::fuzz {
@@ -25,18 +26,6 @@ namespace {
 
 namespace v1 = ::warren::v1;
 using Stream = ClientStream<v1::SubscribeRequest, v1::SubscribeResponse>;
-
-// The steps' operations (the op byte modulo kOps); seeds.cc writes them.
-enum SubscribeOp : uint8_t {
-  kWrite = 0,      // arg: a serialized SubscribeRequest
-  kDeliver = 1,    // arg: the payload; flags bit 0 headers, bit 1 redelivered
-  kBrokerEnd = 2,  // flags pick the channel error
-  kAwait = 3,      // wait briefly for the next response
-  kWritesDone = 4,
-  kCancel = 5,
-  kSettleAll = 6,  // ack (or nack: flags bit 0; requeue: bit 1) every delivery
-  kOps = 7,
-};
 
 struct World {
   World() {
@@ -77,8 +66,8 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
   StepReader reader(data, size);
   Step step;
   while (reader.Next(&step) && !stream.done()) {
-    switch (step.op % kOps) {
-      case kWrite: {
+    switch (step.op % kSubscribeOps) {
+      case kSubscribeWrite: {
         v1::SubscribeRequest request;
         if (!request.ParseFromArray(step.arg.data(),
                                     static_cast<int>(step.arg.size()))) {
@@ -121,13 +110,13 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         }
         break;
       }
-      case kAwait:
+      case kSubscribeAwait:
         stream.AwaitResponses(stream.response_count(), absl::Milliseconds(20));
         break;
-      case kWritesDone:
+      case kSubscribeWritesDone:
         stream.WritesDone();
         break;
-      case kCancel:
+      case kSubscribeCancel:
         cancelled = true;
         stream.Cancel();
         break;
@@ -149,28 +138,12 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
     }
   }
   stream.WritesDone();
-  Check(stream.AwaitDone(absl::Seconds(30)),
-        "Subscribe did not end after the client half-closed");
-  const grpc::Status status = stream.status();
-  const grpc::StatusCode code = status.error_code();
-  const std::string where = absl::StrCat("Subscribe ended with ", code, " '",
-                                         status.error_message(), "'");
-  switch (code) {
-    case grpc::StatusCode::OK:
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-    case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::UNAVAILABLE:
-      break;
-    case grpc::StatusCode::CANCELLED:
-      Check(cancelled, where + " though the client did not cancel");
-      break;
-    default:
-      Check(false, where + ": not a status of DESIGN.md's table");
-  }
-  Check(code == grpc::StatusCode::OK || !status.error_message().empty(),
-        where + ": an error without a message");
+  const std::string where = CheckEnded(
+      stream, "Subscribe",
+      {grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::RESOURCE_EXHAUSTED,
+       grpc::StatusCode::NOT_FOUND, grpc::StatusCode::FAILED_PRECONDITION,
+       grpc::StatusCode::UNAVAILABLE},
+      cancelled);
   // The protocol: subscribed first, then deliveries with fresh ids.
   bool subscribed = false;
   std::set<uint64_t> ids;

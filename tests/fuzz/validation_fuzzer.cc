@@ -19,26 +19,13 @@
 #include "server/config/key_space.h"
 #include "server/election/election_service.h"
 #include "server/messaging/messaging_service.h"
+#include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace warren::fuzz {
 namespace {
 
 namespace v1 = ::warren::v1;
-
-// Which validator (the first byte modulo kValidators); seeds.cc writes them.
-enum Validator : uint8_t {
-  kPublish = 0,
-  kPublishStream = 1,
-  kSubscribeStart = 2,
-  kPutConfig = 3,
-  kDeleteConfig = 4,
-  kListConfig = 5,
-  kWatchConfig = 6,
-  kCampaign = 7,
-  kName = 8,
-  kValidators = 9,
-};
 
 // Small limits, so that inputs reach them.
 messaging::MessagingServiceOptions MessagingOptions() {
