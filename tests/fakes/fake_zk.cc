@@ -392,6 +392,15 @@ std::vector<std::string> FakeZk::Children(const std::string& path) {
                                   it->second.children.end());
 }
 
+std::vector<std::string> FakeZk::EphemeralNodes() {
+  warren::MutexLock lock(&mu_);
+  std::vector<std::string> paths;
+  for (const auto& [path, node] : nodes_) {
+    if (node.stat.ephemeral_owner != 0) paths.push_back(path);
+  }
+  return paths;
+}
+
 size_t FakeZk::data_watch_count(const std::string& path) {
   warren::MutexLock lock(&mu_);
   auto it = data_watches_.find(path);

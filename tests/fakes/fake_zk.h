@@ -58,6 +58,8 @@ class FakeZk final : public zk::ZkClient {
   // connection (the session is suspended, as by a network cut).
   void LoseNextCreateResponse();
   std::vector<std::string> Children(const std::string& path);
+  // The ephemeral nodes this client holds now (for leak checks).
+  std::vector<std::string> EphemeralNodes();
 
   zk::SessionState state() const override;
   const zk::AclPolicy& acl_policy() const override;

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/names.h"
 #include "server/common/stream_registry.h"
@@ -74,15 +73,6 @@ void Walk(testing::FakeZk& zk, const std::string& path,
     out->push_back(absl::StrCat(path, "/", child));
     Walk(zk, out->back(), out);
   }
-}
-
-std::vector<std::string> CandidateNodes(testing::FakeZk& zk) {
-  std::vector<std::string> all, candidates;
-  Walk(zk, kBase, &all);
-  for (const auto& path : all) {
-    if (absl::StrContains(path, "/c_")) candidates.push_back(path);
-  }
-  return candidates;
 }
 
 void RunInput(World& w, const uint8_t* data, size_t size) {
@@ -169,10 +159,10 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
   const bool clean = WaitFor(
       [&] {
         return w.streams.size() == 0 && w.manager.leaders() == 0 &&
-               CandidateNodes(w.zk).empty();
+               w.zk.EphemeralNodes().empty();
       },
       absl::Seconds(10));
-  const auto left = CandidateNodes(w.zk);
+  const auto left = w.zk.EphemeralNodes();
   Check(clean,
         absl::StrCat(where, "; left behind: ", w.streams.size(), " streams, ",
                      w.manager.leaders(), " leaders, ", left.size(),

@@ -25,7 +25,9 @@ enum Validator : uint8_t {
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).
 enum SubscribeOp : uint8_t {
   kSubscribeWrite = 0,  // arg: a serialized SubscribeRequest
-  kDeliver = 1,         // arg: the payload; flags bit 0 headers, 1 redelivered
+  // arg: the payload; flags bit 0 headers, 1 redelivered, 2 a timestamp
+  // (the arg's next 8 bytes)
+  kDeliver = 1,
   kBrokerEnd = 2,       // flags pick the channel error
   kSubscribeAwait = 3,  // wait briefly for the next response
   kSubscribeWritesDone = 4,

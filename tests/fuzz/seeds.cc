@@ -165,6 +165,12 @@ void SubscribeSeeds() {
   Write(t, "half_close_with_unacked",
         Sub(start) + Op(kDeliver, "x") + Op(kSubscribeWritesDone) +
             Op(kDeliver, "y"));
+  // A publisher's timestamp property far outside the Timestamp range.
+  Write(
+      t, "delivery_far_timestamp",
+      Sub(start) +
+          Op(kDeliver, std::string("\x04\xff\xff\xff\xff\xff\xff\xff\x7f", 9)) +
+          Op(kSettleAll));
   v1::SubscribeRequest topic;
   topic.mutable_start()->mutable_topic()->set_exchange("events");
   topic.mutable_start()->mutable_topic()->add_binding_keys("#");

@@ -9,6 +9,7 @@
 // never a settle the broker would refuse (an id not outstanding).
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <string>
@@ -88,6 +89,12 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         if (step.flags() & 1) d.headers = {{"h", std::string(step.arg)}};
         d.redelivered = (step.flags() & 2) != 0;
         d.message_id = "m";
+        // Any publisher may set the timestamp property to any 64 bits.
+        if ((step.flags() & 4) && step.arg.size() >= 9) {
+          uint64_t seconds = 0;
+          std::memcpy(&seconds, step.arg.data() + 1, sizeof(seconds));
+          d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(seconds));
+        }
         const uint64_t tag = w.broker.Deliver(open.back(), std::move(d));
         if (tag == 0) break;
         // The next steps may ack it: wait until the client has it.
