@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/election/election_manager.h"
+#include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
 #include "warren/v1/election.pb.h"
 
@@ -205,6 +206,37 @@ TEST_F(ElectionTest, ObserversShareOneWatchAndSeeEveryChange) {
   EXPECT_NE(std::find(seen.begin(), seen.end(), "a"), seen.end());
   EXPECT_NE(std::find(seen.begin(), seen.end(), "b"), seen.end());
   watch->Unsubscribe(id);
+}
+
+// The campaign's checks at the edge (also fuzzed: tests/fuzz): the lease
+// interval in force, and rejections that name the field.
+TEST(ValidateCampaignTest, CapsTheLeaseAndNamesTheField) {
+  ElectionServiceOptions options;
+  options.session_timeout = absl::Seconds(3);
+  options.max_value_bytes = 4;
+  warren::v1::Campaign c;
+  c.set_election("jobs/leader");
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Seconds(1));  // the cap
+  c.mutable_heartbeat_interval()->set_seconds(60);
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Seconds(1));
+  c.mutable_heartbeat_interval()->set_seconds(0);
+  c.mutable_heartbeat_interval()->set_nanos(1000);
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Milliseconds(100));
+  auto rejected = [&](const std::string& field) {
+    auto s = ValidateCampaign(c, options).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(field));
+  };
+  c.mutable_heartbeat_interval()->set_nanos(-1);
+  rejected("campaign.heartbeat_interval");
+  c.clear_heartbeat_interval();
+  c.set_value("12345");
+  rejected("campaign.value");
+  c.set_value("");
+  c.set_candidate_id("a/b");
+  rejected("campaign.candidate_id");
+  c.set_election("jobs/../x");
+  rejected("campaign.election");
 }
 
 }  // namespace
