@@ -417,12 +417,22 @@ void Candidacy::Proclaim(std::string value,
 }
 
 void Candidacy::DeleteNodeLocked(const std::string& node) {
-  zk_.Delete(node, -1, [node](absl::Status s) {
-    if (!s.ok() && zk::ZkErrorOf(s) != zk::ZkError::kNoNode) {
-      // The session ends eventually and takes the node with it.
-      WARREN_LOG_WARN("election: cannot delete candidate node {}: {}", node,
-                      s.message());
+  zk_.Delete(node, -1, [self = shared_from_this(), node](absl::Status s) {
+    if (s.ok() || zk::ZkErrorOf(s) == zk::ZkError::kNoNode) return;
+    if (zk::ZkErrorOf(s) == zk::ZkError::kConnectionLoss) {
+      // A suspended session may come back with the node still in it, and
+      // then it would stay (and lead, if it was first) for as long as the
+      // session lives: kept alive, the stopped candidacy looks for its node
+      // again on reconnection and deletes it (or lets go on expiry, which
+      // takes the node).
+      warren::MutexLock lock(&self->mu_);
+      if (self->phase_ == Phase::kStopped) {
+        self->keepalive_ = self;
+        return;
+      }
     }
+    WARREN_LOG_WARN("election: cannot delete candidate node {}: {}", node,
+                    s.message());
   });
 }
 

@@ -133,6 +133,27 @@ TEST_F(ElectionTest, SuspensionTakesLeadershipAwayUntilTheSessionIsBack) {
   EXPECT_THAT(bo->events, ElementsAre("following"));
 }
 
+// Found by tests/fuzz/elect_fuzzer: a leader's stream that ended while the
+// session was suspended could not delete its node, and when the same
+// session came back the node stayed, leading for as long as it lived.
+TEST_F(ElectionTest, ANodeThatCouldNotGoWhileSuspendedGoesOnReconnection) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  a->Stop();
+  std::weak_ptr<Candidacy> weak_a = a;
+  a.reset();  // the stream is gone
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 2u);  // nothing can be deleted meanwhile
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);
+  EXPECT_TRUE(b->leading());
+  EXPECT_THAT(bo->events, ElementsAre("following", "elected"));
+  EXPECT_TRUE(weak_a.expired());  // and then it lets go
+}
+
 TEST_F(ElectionTest, ExpiryEndsTheCandidacyOrStartsAFreshOne) {
   auto [a, ao] = Campaign("a");
   auto [b, bo] = Campaign("b", /*rejoin=*/true);

@@ -120,8 +120,12 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         const std::string path =
             absl::StrCat(w.manager.PathOf(election), "/c_rival", rivals.size(),
                          "-", (step.flags() & 1) ? "0000000000" : "2147483647");
-        w.zk.ExternalPut(path, election::EncodeCandidate(election, "rival", "v",
-                                                         absl::Now()));
+        // Another client's node holds what that client wrote: a candidate's
+        // encoding, or (with more argument) any bytes.
+        w.zk.ExternalPut(path, step.arg.size() > 1
+                                   ? std::string(step.arg.substr(1))
+                                   : election::EncodeCandidate(
+                                         election, "rival", "v", absl::Now()));
         rivals.push_back(path);
         break;
       }

@@ -43,7 +43,9 @@ enum ElectOp : uint8_t {
   kDisconnect = 2,
   kReconnect = 3,
   kExpire = 4,
-  kRivalJoins = 5,  // flags bit 0: ahead of every candidate (it leads)
+  // flags bit 0: ahead of every candidate (it leads); the rest of the arg,
+  // if any, is its node's data (else a valid candidate's)
+  kRivalJoins = 5,
   kRivalLeaves = 6,
   kElectEnd = 7,  // flags bit 0: cancel, else half-close
   kElectOps = 8,

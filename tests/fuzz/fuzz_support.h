@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/support/client_callback.h"
 
 namespace warren::fuzz {
 
@@ -110,6 +111,9 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
   ClientStream(StartFn start, absl::Duration deadline) {
     context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     start(&context_, this);
+    // Held until AwaitDone: OnDone (after which no operation may be
+    // started) cannot come while the fuzzer may still write.
+    this->AddHold();
     this->StartRead(&response_);
     this->StartCall();
   }
@@ -118,7 +122,7 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
   // any more).
   bool Write(const Request& request) {
     std::unique_lock<std::mutex> lock(mu_);
-    if (done_ || writes_done_) return false;
+    if (writes_done_) return false;
     request_ = request;
     writing_ = true;
     this->StartWrite(&request_);
@@ -136,24 +140,31 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
   // Waits until more than `count` responses came or the call ended.
   void AwaitResponses(size_t count, absl::Duration timeout) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                 [&] { return done_ || responses_.size() > count; });
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
+      return done_ || reads_ended_ || responses_.size() > count;
+    });
   }
   // Waits for a response that `match` accepts (or the end of the call).
   void AwaitResponse(const std::function<bool(const Response&)>& match,
                      absl::Duration timeout) {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
-      if (done_) return true;
+      if (done_ || reads_ended_) return true;
       for (const auto& r : responses_) {
         if (match(r)) return true;
       }
       return false;
     });
   }
-  // Waits for the end of the call; false if it did not end in time.
+  // Lets the call end and waits for that; false if it did not end in time.
+  // No write after this.
   bool AwaitDone(absl::Duration timeout) {
     std::unique_lock<std::mutex> lock(mu_);
+    if (!released_) {
+      released_ = true;
+      writes_done_ = true;  // no write any more
+      this->RemoveHold();
+    }
     return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                         [&] { return done_; });
   }
@@ -166,9 +177,10 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
     std::unique_lock<std::mutex> lock(mu_);
     return responses_.size();
   }
+  // The server ended the call (its responses are all read).
   bool done() {
     std::unique_lock<std::mutex> lock(mu_);
-    return done_;
+    return done_ || reads_ended_;
   }
   bool writes_done() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -186,7 +198,12 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
     cv_.notify_all();
   }
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      std::unique_lock<std::mutex> lock(mu_);
+      reads_ended_ = true;
+      cv_.notify_all();
+      return;
+    }
     {
       std::unique_lock<std::mutex> lock(mu_);
       responses_.push_back(response_);
@@ -210,6 +227,8 @@ class ClientStream final : public grpc::ClientBidiReactor<Request, Response> {
   bool writing_ = false;
   bool write_ok_ = false;
   bool writes_done_ = false;
+  bool reads_ended_ = false;
+  bool released_ = false;
   bool done_ = false;
   grpc::Status status_;
   std::deque<Response> responses_;
