@@ -20,8 +20,10 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/stubs/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/support/client_callback.h"
+#include "server/common/logging.h"
 
 namespace warren::fuzz {
 
@@ -30,6 +32,14 @@ inline void Check(bool ok, const std::string& what) {
   if (ok) return;
   std::fprintf(stderr, "FUZZ INVARIANT BROKEN: %s\n", what.c_str());
   std::abort();
+}
+
+// For LLVMFuzzerInitialize: no log lines per input (protobuf's about
+// invalid UTF-8 in string fields, the server's info lines); findings abort
+// with their own message.
+inline void QuietLogs() {
+  google::protobuf::SetLogHandler(nullptr);
+  Check(InitLogging("off", false).ok(), "logging would not turn off");
 }
 
 // Waits (polling) until `done()` or `timeout`; answers done().

@@ -182,6 +182,11 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
 }  // namespace
 }  // namespace warren::fuzz
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  warren::fuzz::QuietLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& world = warren::fuzz::TheWorld();
   warren::fuzz::RunInput(world, data, size);

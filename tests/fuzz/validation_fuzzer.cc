@@ -259,6 +259,11 @@ bool Parse(const std::string& bytes, Message* message) {
 }  // namespace
 }  // namespace warren::fuzz
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  warren::fuzz::QuietLogs();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace warren::fuzz;  // NOLINT: the entry point only
   namespace v1 = ::warren::v1;
