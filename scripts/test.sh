@@ -67,7 +67,7 @@ if bash scripts/build.sh fuzz; then
     mkdir "$work/corpus"
     cp "tests/fuzz/corpus/$fuzzer/"* "$work/corpus/"
     if (cd "$work" && "$WARREN_ROOT_DIR/build/fuzz/tests/fuzz/$fuzzer" corpus \
-      -max_total_time=25 -timeout=60 -print_final_stats=1 >log 2>&1); then
+      -max_total_time=24 -timeout=60 -print_final_stats=1 >log 2>&1); then
       log "tests: $fuzzer: $(grep -E '^Done [0-9]+ runs' "$work/log" || echo 'no summary')"
     else
       status=1
