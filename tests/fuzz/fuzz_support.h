@@ -278,3 +278,19 @@ inline std::unique_ptr<grpc::Server> StartInProcessServer(
 }
 
 }  // namespace warren::fuzz
+
+namespace warren::fuzz {
+// Each target's work per input (defined by the target).
+void FuzzOne(const uint8_t* data, size_t size);
+}  // namespace warren::fuzz
+
+// The libFuzzer entry points of a target: FuzzOne.
+#define WARREN_FUZZ_ENTRY_POINTS                                            \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {                      \
+    warren::fuzz::QuietLogs();                                              \
+    return 0;                                                               \
+  }                                                                         \
+  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
+    warren::fuzz::FuzzOne(data, size);                                      \
+    return 0;                                                               \
+  }

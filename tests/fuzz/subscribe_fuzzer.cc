@@ -180,15 +180,11 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
 }
 
 }  // namespace
+
+void FuzzOne(const uint8_t* data, size_t size) {
+  RunInput(TheWorld(), data, size);
+}
+
 }  // namespace warren::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  warren::fuzz::QuietLogs();
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto& world = warren::fuzz::TheWorld();
-  warren::fuzz::RunInput(world, data, size);
-  return 0;
-}
+WARREN_FUZZ_ENTRY_POINTS

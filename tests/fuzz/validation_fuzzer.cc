@@ -257,17 +257,9 @@ bool Parse(const std::string& bytes, Message* message) {
 }
 
 }  // namespace
-}  // namespace warren::fuzz
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  warren::fuzz::QuietLogs();
-  return 0;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace warren::fuzz;  // NOLINT: the entry point only
-  namespace v1 = ::warren::v1;
-  if (size == 0) return 0;
+void FuzzOne(const uint8_t* data, size_t size) {
+  if (size == 0) return;
   const uint8_t which = data[0] % kValidators;
   const std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (which) {
@@ -315,5 +307,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FuzzName(rest, /*allow_empty=*/(data[0] & 0x80) != 0);
       break;
   }
-  return 0;
 }
+
+}  // namespace warren::fuzz
+
+WARREN_FUZZ_ENTRY_POINTS
