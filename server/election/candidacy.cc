@@ -161,7 +161,13 @@ void Candidacy::EnsureParentsThenCreateLocked() {
 void Candidacy::OnCreated(uint64_t attempt,
                           absl::StatusOr<zk::Created> result) {
   warren::MutexLock lock(&mu_);
-  if (attempt != attempt_) return;
+  if (attempt != attempt_) {
+    // An attempt given up on (the session expired meanwhile) may still have
+    // made a node, in the new session if the create went out there before
+    // the expiry was heard of: nobody would own it, and it could lead.
+    if (result.ok()) DeleteNodeLocked(result->path);
+    return;
+  }
   if (result.ok()) {
     if (phase_ == Phase::kStopped) {
       DeleteNodeLocked(result->path);

@@ -154,6 +154,28 @@ TEST_F(ElectionTest, ANodeThatCouldNotGoWhileSuspendedGoesOnReconnection) {
   EXPECT_TRUE(weak_a.expired());  // and then it lets go
 }
 
+// Found by tests/fuzz/elect_fuzzer: a create that went out in the new
+// session before the candidacy heard of the expiry was given up on with its
+// attempt, and its node stayed, owned by nobody.
+TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
+  auto observer = std::make_shared<RecordingObserver>();
+  CandidacyParams params;
+  params.election = "jobs/dispatcher";
+  params.candidate_id = "a";
+  params.rejoin_after_expiry = true;
+  auto a = manager_.Campaign(params, observer);
+  // The first create finds no election node: the parents go out, and their
+  // answers (then the create) come after the session has expired.
+  ASSERT_TRUE(zk_.RunOne());
+  zk_.Expire();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);
+  EXPECT_TRUE(a->leading());
+  a->Stop();
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(Nodes().empty());
+}
+
 TEST_F(ElectionTest, ExpiryEndsTheCandidacyOrStartsAFreshOne) {
   auto [a, ao] = Campaign("a");
   auto [b, bo] = Campaign("b", /*rejoin=*/true);

@@ -27,16 +27,20 @@ void FakeZk::Post(absl::AnyInvocable<void()> fn) {
 }
 
 void FakeZk::RunUntilIdle() {
-  while (true) {
-    absl::AnyInvocable<void()> next;
-    {
-      warren::MutexLock lock(&mu_);
-      if (queue_.empty()) return;
-      next = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    next();
+  while (RunOne()) {
   }
+}
+
+bool FakeZk::RunOne() {
+  absl::AnyInvocable<void()> next;
+  {
+    warren::MutexLock lock(&mu_);
+    if (queue_.empty()) return false;
+    next = std::move(queue_.front());
+    queue_.pop_front();
+  }
+  next();
+  return true;
 }
 
 void FakeZk::SetStateLocked(zk::SessionState state) {

@@ -33,6 +33,8 @@ class FakeZk final : public zk::ZkClient {
 
   // Runs queued callbacks (and what they queue) until none is left.
   void RunUntilIdle();
+  // Runs the first queued callback only; false if none was queued.
+  bool RunOne();
 
   // Session control.
   void Disconnect();
