@@ -221,6 +221,8 @@ void ElectSeeds() {
       t, "cancel_while_suspended",
       El(campaign) + Op(kElectAwait) + Op(kDisconnect) + Op(kElectEnd, ahead));
   Write(t, "half_close_at_once", El(campaign) + Op(kElectEnd, behind));
+  // The session expires while the first create is still on its way.
+  Write(t, "expire_at_once_rejoin", El(rejoin) + Op(kExpire));
   Write(t, "campaign_twice", El(campaign) + El(campaign));
   Write(t, "proclaim_before_campaign", El(proclaim));
   Write(t, "resign_before_campaign", El(resign));
