@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/message.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -30,8 +32,21 @@ void Write(const std::string& target, const std::string& name,
   out << bytes;
 }
 
+// Deterministic (map entries in key order), so that regenerated seeds only
+// change when their content does.
+std::string Serialize(const google::protobuf::Message& m) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
 std::string Validation(uint8_t which, const google::protobuf::Message& m) {
-  return std::string(1, static_cast<char>(which)) + m.SerializeAsString();
+  return std::string(1, static_cast<char>(which)) + Serialize(m);
 }
 
 void ValidationSeeds() {
@@ -130,10 +145,10 @@ std::string Op(uint8_t op, const std::string& arg = "") {
   return out;
 }
 std::string Sub(const v1::SubscribeRequest& r) {
-  return Op(kSubscribeWrite, r.SerializeAsString());
+  return Op(kSubscribeWrite, Serialize(r));
 }
 std::string El(const v1::ElectRequest& r) {
-  return Op(kElectWrite, r.SerializeAsString());
+  return Op(kElectWrite, Serialize(r));
 }
 
 void SubscribeSeeds() {
@@ -206,7 +221,7 @@ void ElectSeeds() {
         El(campaign) + Op(kRivalJoins, behind) + Op(kElectAwait) +
             Op(kRivalLeaves) + Op(kElectAwait));
   Write(t, "leader_leaves_follower_elected",
-        Op(kElectWrite, campaign.SerializeAsString()) + Op(kElectAwait) +
+        Op(kElectWrite, Serialize(campaign)) + Op(kElectAwait) +
             Op(kRivalJoins, ahead) + Op(kElectAwait) + Op(kRivalLeaves) +
             Op(kElectAwait));
   Write(t, "suspend_reconnect",
