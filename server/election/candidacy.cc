@@ -138,8 +138,12 @@ void Candidacy::EnsureParentsThenCreateLocked() {
                 attempt = attempt_](absl::StatusOr<zk::Created> result) {
                  {
                    warren::MutexLock lock(&self->mu_);
-                   if (!result.ok() && zk::ZkErrorOf(result.status()) !=
-                                           zk::ZkError::kNodeExists) {
+                   if (self->phase_ == Phase::kStopped) {
+                     // Stopped before its node was asked for: nothing to
+                     // delete, and no retry may bring it back to life.
+                     self->keepalive_.reset();
+                   } else if (!result.ok() && zk::ZkErrorOf(result.status()) !=
+                                                  zk::ZkError::kNodeExists) {
                      // Connection trouble: the next connection retries.
                      if (zk::ZkErrorOf(result.status()) ==
                          zk::ZkError::kConnectionLoss) {

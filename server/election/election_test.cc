@@ -176,6 +176,26 @@ TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
   EXPECT_TRUE(Nodes().empty());
 }
 
+// Found by tests/fuzz/elect_fuzzer: a candidacy stopped while its election's
+// nodes were being created without a connection was brought back by that
+// failure (in doubt), campaigned on reconnection and led with no stream.
+TEST_F(ElectionTest, AStoppedCandidacyStaysStoppedWhenItsParentsFail) {
+  auto observer = std::make_shared<RecordingObserver>();
+  CandidacyParams params;
+  params.election = "jobs/dispatcher";
+  params.candidate_id = "a";
+  auto a = manager_.Campaign(params, observer);
+  zk_.Disconnect();
+  ASSERT_TRUE(zk_.RunOne());  // no election node: the parents go out, and fail
+  a->Stop();
+  a.reset();
+  zk_.RunUntilIdle();
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(Nodes().empty());
+  EXPECT_EQ(manager_.leaders(), 0u);
+}
+
 TEST_F(ElectionTest, ExpiryEndsTheCandidacyOrStartsAFreshOne) {
   auto [a, ao] = Campaign("a");
   auto [b, bo] = Campaign("b", /*rejoin=*/true);
