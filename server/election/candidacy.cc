@@ -142,12 +142,24 @@ void Candidacy::EnsureParentsThenCreateLocked() {
                      // Stopped before its node was asked for: nothing to
                      // delete, and no retry may bring it back to life.
                      self->keepalive_.reset();
+                   } else if (attempt != self->attempt_) {
+                     // A later attempt is under way.
                    } else if (!result.ok() && zk::ZkErrorOf(result.status()) !=
                                                   zk::ZkError::kNodeExists) {
-                     // Connection trouble: the next connection retries.
-                     if (zk::ZkErrorOf(result.status()) ==
-                         zk::ZkError::kConnectionLoss) {
+                     const zk::ZkError error = zk::ZkErrorOf(result.status());
+                     if (error == zk::ZkError::kConnectionLoss) {
+                       // Connection trouble: the next connection retries.
                        self->phase_ = Phase::kInDoubt;
+                     } else if (error == zk::ZkError::kNoNode) {
+                       // A level above was not made (its create went out
+                       // without a connection, which came back before this
+                       // one) or was reaped as an empty container: whoever
+                       // handles that (the reconnection, in doubt) or a
+                       // fresh attempt makes them again. Not the client's
+                       // error.
+                       if (self->phase_ == Phase::kCreating) {
+                         self->CreateLocked();
+                       }
                      } else {
                        self->FailLocked(result.status());
                      }
