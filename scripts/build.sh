@@ -3,6 +3,7 @@
 #   plain  RelWithDebInfo
 #   asan   AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan   ThreadSanitizer
+#   fuzz   clang, libFuzzer + ASan + UBSan: only the fuzz targets (tests/fuzz)
 # Extra arguments are passed to `cmake --build` (e.g. --target warrend).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,7 +14,13 @@ case "$flavour" in
   plain) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   asan) flags=(-DCMAKE_BUILD_TYPE=Debug -DWARREN_ASAN=ON) ;;
   tsan) flags=(-DCMAKE_BUILD_TYPE=Debug -DWARREN_TSAN=ON) ;;
-  *) die "unknown build flavour '$flavour' (plain, asan, tsan)" ;;
+  fuzz)
+    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DWARREN_FUZZ=ON
+      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+    # The fuzz targets and what they link, not the whole tree.
+    [ $# -gt 0 ] || set -- --target warren_fuzzers
+    ;;
+  *) die "unknown build flavour '$flavour' (plain, asan, tsan, fuzz)" ;;
 esac
 dir="$WARREN_ROOT_DIR/build/$flavour"
 # ccache keys on relative paths below the checkout, so that another clone or

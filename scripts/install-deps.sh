@@ -21,6 +21,8 @@ PACKAGES=(
   # the chart's render check (helm/check.sh), Go in GOPATH mode
   golang-go golang-github-masterminds-sprig-dev
   golang-github-xeipuuv-gojsonschema-dev golang-k8s-sigs-yaml-dev yamllint
+  # fuzzing (scripts/build.sh fuzz, tests/fuzz): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
 )
 if [ "${1:-}" = "--clients" ]; then
   PACKAGES+=(

@@ -56,5 +56,30 @@ log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
   -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|ClientQuota|QuotaClient|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
 
+# Fuzzing smoke run: each libFuzzer target (tests/fuzz) for a bounded time
+# over a copy of its seed corpus (the repository is never written); a crash,
+# sanitizer report or broken invariant fails the suite.
+start=$SECONDS
+log "tests: fuzz smoke run (build/fuzz)"
+if bash scripts/build.sh fuzz; then
+  for fuzzer in validation_fuzzer subscribe_fuzzer elect_fuzzer; do
+    work="$(mktemp -d)"
+    mkdir "$work/corpus"
+    cp "tests/fuzz/corpus/$fuzzer/"* "$work/corpus/"
+    if (cd "$work" && "$WARREN_ROOT_DIR/build/fuzz/tests/fuzz/$fuzzer" corpus \
+      -max_total_time=24 -timeout=60 -print_final_stats=1 >log 2>&1); then
+      log "tests: $fuzzer: $(grep -E '^Done [0-9]+ runs' "$work/log" || echo 'no summary')"
+    else
+      status=1
+      tail -n 60 "$work/log"
+      log "tests: $fuzzer FAILED (its input: $(ls "$work" | grep -E '^(crash|leak|timeout|oom)-' || echo none))"
+    fi
+    rm -rf "$work"
+  done
+else
+  status=1
+fi
+log "tests: fuzz smoke run took $((SECONDS - start))s"
+
 log "test suite: $([ $status -eq 0 ] && echo PASSED || echo FAILED) in $((SECONDS - total_start))s"
 exit $status

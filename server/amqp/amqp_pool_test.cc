@@ -11,97 +11,15 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/fake_amqp.h"
 
 namespace warren::amqp {
 namespace {
 
-// A connection that records what it is asked; sinks are held until the test
-// ends the subscription or the pool unsubscribes, as AmqpClient does.
-class FakeBroker final : public AmqpBroker {
- public:
-  explicit FakeBroker(size_t capacity) : capacity_(capacity) {}
-
-  BrokerState state() const override { return state_.load(); }
-  absl::Status WaitConnected(absl::Duration) override {
-    return absl::OkStatus();
-  }
-  uint64_t reconnects() const override { return 7; }
-  size_t subscription_capacity() const override { return capacity_.load(); }
-  int AddListener(absl::AnyInvocable<void(BrokerState)>) override {
-    return ++listeners_;
-  }
-  void RemoveListener(int) override { --listeners_; }
-  void Publish(OutgoingMessage, absl::Time,
-               absl::AnyInvocable<void(absl::Status)> done) override {
-    ++publishes_;
-    done(absl::OkStatus());
-  }
-  void DeclareExchange(std::string, ExchangeKind,
-                       absl::AnyInvocable<void(absl::Status)> done) override {
-    done(absl::OkStatus());
-  }
-  SubscriptionId Subscribe(SubscribeSpec,
-                           std::shared_ptr<SubscriptionSink> sink) override {
-    warren::MutexLock lock(&mu_);
-    const SubscriptionId id = next_++;
-    const size_t capacity = capacity_.load();
-    if (capacity > 0 && sinks_.size() >= capacity) {
-      ++refused_;
-      sink->OnEnded(absl::ResourceExhaustedError("full"));
-      return id;
-    }
-    sinks_.emplace(id, std::move(sink));
-    return id;
-  }
-  void Settle(SubscriptionId id, uint64_t tag, amqp::Settle) override {
-    warren::MutexLock lock(&mu_);
-    settled_.emplace_back(id, tag);
-  }
-  void Unsubscribe(SubscriptionId id) override {
-    std::shared_ptr<SubscriptionSink> sink;
-    warren::MutexLock lock(&mu_);
-    auto it = sinks_.find(id);
-    if (it == sinks_.end()) return;
-    sink = std::move(it->second);
-    sinks_.erase(it);
-  }
-
-  // The connection ends every subscription (it was lost).
-  void EndAll(absl::Status status) {
-    std::map<SubscriptionId, std::shared_ptr<SubscriptionSink>> sinks;
-    {
-      warren::MutexLock lock(&mu_);
-      sinks.swap(sinks_);
-    }
-    for (auto& [id, sink] : sinks) sink->OnEnded(status);
-  }
-  size_t open() {
-    warren::MutexLock lock(&mu_);
-    return sinks_.size();
-  }
-  std::vector<std::pair<SubscriptionId, uint64_t>> settled() {
-    warren::MutexLock lock(&mu_);
-    return settled_;
-  }
-  size_t refused() {
-    warren::MutexLock lock(&mu_);
-    return refused_;
-  }
-
-  std::atomic<BrokerState> state_{BrokerState::kConnected};
-  std::atomic<size_t> capacity_;
-  std::atomic<int> publishes_{0};
-  std::atomic<int> listeners_{0};
-
- private:
-  warren::Mutex mu_;
-  std::map<SubscriptionId, std::shared_ptr<SubscriptionSink>> sinks_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<SubscriptionId, uint64_t>> settled_
-      ABSL_GUARDED_BY(mu_);
-  SubscriptionId next_ ABSL_GUARDED_BY(mu_) = 1;
-  size_t refused_ ABSL_GUARDED_BY(mu_) = 0;
-};
+// Connections are FakeAmqp (tests/fakes): they record what they are asked
+// and hold sinks until the test ends the subscription or the pool
+// unsubscribes; their callbacks run when the test calls RunUntilIdle().
+using FakeBroker = testing::FakeAmqp;
 
 class RecordingSink final : public SubscriptionSink {
  public:
@@ -171,6 +89,7 @@ TEST(AmqpPoolTest, EverythingButSubscriptionsGoesToThePrimary) {
   pool->Publish(OutgoingMessage(), absl::InfiniteFuture(),
                 [&](absl::Status s) { answered += s.ok(); });
   const int listener = pool->AddListener([](BrokerState) {});
+  fakes.at(0).RunUntilIdle();
   EXPECT_EQ(answered, 1);
   EXPECT_EQ(fakes.at(0).publishes_.load(), 1);
   EXPECT_EQ(fakes.at(0).listeners_.load(), 1);
@@ -231,6 +150,7 @@ TEST(AmqpPoolTest, ChannelsComeBackWhenAConnectionEndsItsSubscriptions) {
   ASSERT_EQ(fakes.count(), 2u);
   // The secondary is lost: its subscriptions end like the primary's would.
   fakes.at(1).EndAll(absl::UnavailableError("connection lost"));
+  fakes.at(1).RunUntilIdle();
   ASSERT_EQ(sink->ended().size(), 2u);
   EXPECT_EQ(sink->ended()[0].code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(pool->subscriptions(1), 0u);
@@ -244,6 +164,7 @@ TEST(AmqpPoolTest, BeyondTheMaximumTheConnectionRefuses) {
   auto sink = std::make_shared<RecordingSink>();
   for (int i = 0; i < 5; ++i) pool->Subscribe({}, sink);
   EXPECT_EQ(fakes.count(), 2u);
+  fakes.at(0).RunUntilIdle();
   ASSERT_EQ(sink->ended().size(), 1u);
   EXPECT_EQ(sink->ended()[0].code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(fakes.at(0).refused(), 1u);
@@ -260,6 +181,7 @@ TEST(AmqpPoolTest, PrefersReachableConnectionsAndOpensNoneInAnOutage) {
   pool->Subscribe({}, sink);  // opens the second
   ASSERT_EQ(fakes.count(), 2u);
   fakes.at(0).EndAll(absl::UnavailableError("lost"));
+  fakes.at(0).RunUntilIdle();
   fakes.at(0).state_ = BrokerState::kConnecting;
   pool->Subscribe({}, sink);  // the reachable secondary has room
   EXPECT_EQ(fakes.at(1).open(), 2u);

@@ -40,10 +40,6 @@ void FillEntry(const CachedEntry& entry, bool with_value,
           entry.stat.mtime_ms);
 }
 
-std::string MakePageToken(const std::string& last_key) {
-  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_key));
-}
-
 absl::StatusOr<std::string> ParsePageToken(const std::string& token,
                                            const std::string& prefix) {
   std::string decoded;
@@ -70,10 +66,10 @@ absl::Status Authorize(const ConfigServiceOptions& options,
                      {key, subtree});
 }
 
-absl::Status ValidateHeartbeat(const google::protobuf::Duration& interval) {
-  if (interval.seconds() < 0 || interval.nanos() < 0) {
+absl::Status ValidateExpectedVersion(int64_t version) {
+  if (version < 0 || version > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(
-        "heartbeat_interval must not be negative");
+        absl::StrCat("expected_version ", version, " is out of range"));
   }
   return absl::OkStatus();
 }
@@ -297,6 +293,58 @@ void ConfigServiceImpl::Offload(grpc::CallbackServerContext* context,
   if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
 }
 
+std::string MakePageToken(const std::string& last_key) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_key));
+}
+
+absl::Status ValidatePut(const v1::PutConfigRequest& request,
+                         const ConfigServiceOptions& options) {
+  if (auto s = ValidateName(request.key(), "key"); !s.ok()) return s;
+  if (request.value().size() > options.max_value_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("value is ", request.value().size(), " bytes; at most ",
+                     options.max_value_bytes, " are allowed"));
+  }
+  if (!request.has_expected_version()) return absl::OkStatus();
+  if (request.create_only()) {
+    return absl::InvalidArgumentError(
+        "expected_version and create_only cannot both be set");
+  }
+  return ValidateExpectedVersion(request.expected_version());
+}
+
+absl::Status ValidateDelete(const v1::DeleteConfigRequest& request) {
+  if (auto s = ValidateName(request.key(), "key"); !s.ok()) return s;
+  if (!request.has_expected_version()) return absl::OkStatus();
+  return ValidateExpectedVersion(request.expected_version());
+}
+
+absl::StatusOr<std::string> ValidateList(const v1::ListConfigRequest& request) {
+  if (auto s = ValidateName(request.prefix(), "prefix", /*allow_empty=*/true);
+      !s.ok()) {
+    return s;
+  }
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError("page_size must not be negative");
+  }
+  if (request.page_token().empty()) return std::string();
+  return ParsePageToken(request.page_token(), request.prefix());
+}
+
+absl::Status ValidateWatch(const v1::WatchConfigRequest& request) {
+  if (auto s = ValidateName(request.key(), "key",
+                            /*allow_empty=*/request.prefix());
+      !s.ok()) {
+    return s;
+  }
+  const auto& interval = request.heartbeat_interval();
+  if (interval.seconds() < 0 || interval.nanos() < 0) {
+    return absl::InvalidArgumentError(
+        "heartbeat_interval must not be negative");
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
     grpc::CallbackServerContext* context, const v1::GetConfigRequest* request,
     v1::GetConfigResponse* response) {
@@ -359,22 +407,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = Authorize(options_, *context, "PutConfig",
                                  auth::Action::kConfigWrite, request->key());
-  if (valid.ok()) valid = ValidateName(request->key(), "key");
-  if (valid.ok() && request->value().size() > options_.max_value_bytes) {
-    valid = absl::InvalidArgumentError(
-        absl::StrCat("value is ", request->value().size(), " bytes; at most ",
-                     options_.max_value_bytes, " are allowed"));
-  }
-  if (valid.ok() && request->has_expected_version() && request->create_only()) {
-    valid = absl::InvalidArgumentError(
-        "expected_version and create_only cannot both be set");
-  }
-  if (valid.ok() && request->has_expected_version() &&
-      (request->expected_version() < 0 ||
-       request->expected_version() > std::numeric_limits<int32_t>::max())) {
-    valid = absl::InvalidArgumentError(absl::StrCat(
-        "expected_version ", request->expected_version(), " is out of range"));
-  }
+  if (valid.ok()) valid = ValidatePut(*request, options_);
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
@@ -404,13 +437,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
   absl::Status valid =
       Authorize(options_, *context, "DeleteConfig", auth::Action::kConfigWrite,
                 request->key(), request->recursive());
-  if (valid.ok()) valid = ValidateName(request->key(), "key");
-  if (valid.ok() && request->has_expected_version() &&
-      (request->expected_version() < 0 ||
-       request->expected_version() > std::numeric_limits<int32_t>::max())) {
-    valid = absl::InvalidArgumentError(absl::StrCat(
-        "expected_version ", request->expected_version(), " is out of range"));
-  }
+  if (valid.ok()) valid = ValidateDelete(*request);
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
@@ -439,15 +466,9 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
   absl::Status valid =
       Authorize(options_, *context, "ListConfig", auth::Action::kConfigRead,
                 request->prefix(), /*subtree=*/true);
-  if (valid.ok()) {
-    valid = ValidateName(request->prefix(), "prefix", /*allow_empty=*/true);
-  }
-  if (valid.ok() && request->page_size() < 0) {
-    valid = absl::InvalidArgumentError("page_size must not be negative");
-  }
   std::string after;
-  if (valid.ok() && !request->page_token().empty()) {
-    auto parsed = ParsePageToken(request->page_token(), request->prefix());
+  if (valid.ok()) {
+    auto parsed = ValidateList(*request);
     if (parsed.ok()) {
       after = *std::move(parsed);
     } else {
@@ -491,11 +512,7 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
     valid = caller->Check(auth::Action::kConfigRead,
                           {request->key(), request->prefix()});
   }
-  if (valid.ok()) {
-    valid = ValidateName(request->key(), "key",
-                         /*allow_empty=*/request->prefix());
-  }
-  if (valid.ok()) valid = ValidateHeartbeat(request->heartbeat_interval());
+  if (valid.ok()) valid = ValidateWatch(*request);
   if (!valid.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(valid));

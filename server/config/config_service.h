@@ -6,7 +6,9 @@
 
 #include <cstddef>
 #include <functional>
+#include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
 #include "server/common/client_quota.h"
@@ -36,6 +38,20 @@ struct ConfigServiceOptions {
   // Checks every call (config_read, config_write); null: auth off.
   const auth::Authorizer* authorizer = nullptr;
 };
+
+// The checks at the edge of each RPC, before any backend work:
+// INVALID_ARGUMENT naming the field. (GetConfig's is ValidateName of its key;
+// WatchConfig's limit, max_watches, is the service's.)
+absl::Status ValidatePut(const warren::v1::PutConfigRequest& request,
+                         const ConfigServiceOptions& options);
+absl::Status ValidateDelete(const warren::v1::DeleteConfigRequest& request);
+// Answers the key the page starts after: the one in page_token, empty for
+// the first page.
+absl::StatusOr<std::string> ValidateList(
+    const warren::v1::ListConfigRequest& request);
+absl::Status ValidateWatch(const warren::v1::WatchConfigRequest& request);
+// The page_token of a listing page whose last key is `last_key`.
+std::string MakePageToken(const std::string& last_key);
 
 class ConfigServiceImpl final
     : public warren::v1::ConfigService::CallbackService {

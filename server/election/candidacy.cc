@@ -138,12 +138,28 @@ void Candidacy::EnsureParentsThenCreateLocked() {
                 attempt = attempt_](absl::StatusOr<zk::Created> result) {
                  {
                    warren::MutexLock lock(&self->mu_);
-                   if (!result.ok() && zk::ZkErrorOf(result.status()) !=
-                                           zk::ZkError::kNodeExists) {
-                     // Connection trouble: the next connection retries.
-                     if (zk::ZkErrorOf(result.status()) ==
-                         zk::ZkError::kConnectionLoss) {
+                   if (self->phase_ == Phase::kStopped) {
+                     // Stopped before its node was asked for: nothing to
+                     // delete, and no retry may bring it back to life.
+                     self->keepalive_.reset();
+                   } else if (attempt != self->attempt_) {
+                     // A later attempt is under way.
+                   } else if (!result.ok() && zk::ZkErrorOf(result.status()) !=
+                                                  zk::ZkError::kNodeExists) {
+                     const zk::ZkError error = zk::ZkErrorOf(result.status());
+                     if (error == zk::ZkError::kConnectionLoss) {
+                       // Connection trouble: the next connection retries.
                        self->phase_ = Phase::kInDoubt;
+                     } else if (error == zk::ZkError::kNoNode) {
+                       // A level above was not made (its create went out
+                       // without a connection, which came back before this
+                       // one) or was reaped as an empty container: whoever
+                       // handles that (the reconnection, in doubt) or a
+                       // fresh attempt makes them again. Not the client's
+                       // error.
+                       if (self->phase_ == Phase::kCreating) {
+                         self->CreateLocked();
+                       }
                      } else {
                        self->FailLocked(result.status());
                      }
@@ -161,7 +177,13 @@ void Candidacy::EnsureParentsThenCreateLocked() {
 void Candidacy::OnCreated(uint64_t attempt,
                           absl::StatusOr<zk::Created> result) {
   warren::MutexLock lock(&mu_);
-  if (attempt != attempt_) return;
+  if (attempt != attempt_) {
+    // An attempt given up on (the session expired meanwhile) may still have
+    // made a node, in the new session if the create went out there before
+    // the expiry was heard of: nobody would own it, and it could lead.
+    if (result.ok()) DeleteNodeLocked(result->path);
+    return;
+  }
   if (result.ok()) {
     if (phase_ == Phase::kStopped) {
       DeleteNodeLocked(result->path);
@@ -417,12 +439,22 @@ void Candidacy::Proclaim(std::string value,
 }
 
 void Candidacy::DeleteNodeLocked(const std::string& node) {
-  zk_.Delete(node, -1, [node](absl::Status s) {
-    if (!s.ok() && zk::ZkErrorOf(s) != zk::ZkError::kNoNode) {
-      // The session ends eventually and takes the node with it.
-      WARREN_LOG_WARN("election: cannot delete candidate node {}: {}", node,
-                      s.message());
+  zk_.Delete(node, -1, [self = shared_from_this(), node](absl::Status s) {
+    if (s.ok() || zk::ZkErrorOf(s) == zk::ZkError::kNoNode) return;
+    if (zk::ZkErrorOf(s) == zk::ZkError::kConnectionLoss) {
+      // A suspended session may come back with the node still in it, and
+      // then it would stay (and lead, if it was first) for as long as the
+      // session lives: kept alive, the stopped candidacy looks for its node
+      // again on reconnection and deletes it (or lets go on expiry, which
+      // takes the node).
+      warren::MutexLock lock(&self->mu_);
+      if (self->phase_ == Phase::kStopped) {
+        self->keepalive_ = self;
+        return;
+      }
     }
+    WARREN_LOG_WARN("election: cannot delete candidate node {}: {}", node,
+                    s.message());
   });
 }
 

@@ -111,7 +111,9 @@ class ElectReactor final
               FailLocked("campaign was sent twice on one stream");
               return;
             }
-            absl::Status valid = ValidateCampaignLocked();
+            absl::StatusOr<absl::Duration> heartbeat =
+                ValidateCampaign(request_.campaign(), options_);
+            absl::Status valid = heartbeat.status();
             if (valid.ok()) {
               valid = caller_.Check(auth::Action::kCampaign,
                                     {request_.campaign().election()});
@@ -128,6 +130,7 @@ class ElectReactor final
             }
             lease_ = *std::move(lease);
             campaigned_ = true;
+            heartbeat_ = *heartbeat;
             const auto& c = request_.campaign();
             params.election = c.election();
             params.candidate_id =
@@ -287,32 +290,6 @@ class ElectReactor final
 
  private:
   enum class Role { kNone, kLeader, kFollower };
-
-  absl::Status ValidateCampaignLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const auto& c = request_.campaign();
-    if (auto s = ValidateName(c.election(), "campaign.election"); !s.ok()) {
-      return s;
-    }
-    if (auto s = ValidateCandidateId(c.candidate_id()); !s.ok()) return s;
-    if (c.value().size() > options_.max_value_bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("campaign.value is ", c.value().size(),
-                       " bytes; at most ", options_.max_value_bytes));
-    }
-    const auto& hb = c.heartbeat_interval();
-    if (hb.seconds() < 0 || hb.nanos() < 0) {
-      return absl::InvalidArgumentError(
-          "campaign.heartbeat_interval must not be negative");
-    }
-    // The lease: two missed heartbeats must come before the session could
-    // expire.
-    const absl::Duration cap = options_.session_timeout / 3;
-    absl::Duration interval =
-        absl::Seconds(hb.seconds()) + absl::Nanoseconds(hb.nanos());
-    if (interval == absl::ZeroDuration() || interval > cap) interval = cap;
-    heartbeat_ = std::max(interval, absl::Milliseconds(100));
-    return absl::OkStatus();
-  }
 
   void StartCampaign(CandidacyParams params) {
     auto watch = manager_.Watch(params.election);
@@ -528,6 +505,32 @@ class ObserveReactor final
 };
 
 }  // namespace
+
+absl::StatusOr<absl::Duration> ValidateCampaign(
+    const v1::Campaign& campaign, const ElectionServiceOptions& options) {
+  if (auto s = ValidateName(campaign.election(), "campaign.election");
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = ValidateCandidateId(campaign.candidate_id()); !s.ok()) return s;
+  if (campaign.value().size() > options.max_value_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("campaign.value is ", campaign.value().size(),
+                     " bytes; at most ", options.max_value_bytes));
+  }
+  const auto& hb = campaign.heartbeat_interval();
+  if (hb.seconds() < 0 || hb.nanos() < 0) {
+    return absl::InvalidArgumentError(
+        "campaign.heartbeat_interval must not be negative");
+  }
+  // The lease: two missed heartbeats must come before the session could
+  // expire.
+  const absl::Duration cap = options.session_timeout / 3;
+  absl::Duration interval =
+      absl::Seconds(hb.seconds()) + absl::Nanoseconds(hb.nanos());
+  if (interval == absl::ZeroDuration() || interval > cap) interval = cap;
+  return std::max(interval, absl::Milliseconds(100));
+}
 
 ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
                                          WorkerPool& workers,

@@ -8,6 +8,7 @@
 // successor be elected.
 #pragma once
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
 #include "server/common/client_quota.h"
@@ -32,6 +33,13 @@ struct ElectionServiceOptions {
   // off.
   const auth::Authorizer* authorizer = nullptr;
 };
+
+// Checks a campaign against the API's rules and the limits (INVALID_ARGUMENT
+// naming the field); answers the lease's heartbeat interval in force: the
+// one asked for, capped at a third of the session timeout, at least 100 ms.
+absl::StatusOr<absl::Duration> ValidateCampaign(
+    const warren::v1::Campaign& campaign,
+    const ElectionServiceOptions& options);
 
 class ElectionServiceImpl final
     : public warren::v1::ElectionService::CallbackService {

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/election/election_manager.h"
+#include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
 #include "warren/v1/election.pb.h"
 
@@ -132,6 +133,69 @@ TEST_F(ElectionTest, SuspensionTakesLeadershipAwayUntilTheSessionIsBack) {
   EXPECT_THAT(bo->events, ElementsAre("following"));
 }
 
+// Found by tests/fuzz/elect_fuzzer: a leader's stream that ended while the
+// session was suspended could not delete its node, and when the same
+// session came back the node stayed, leading for as long as it lived.
+TEST_F(ElectionTest, ANodeThatCouldNotGoWhileSuspendedGoesOnReconnection) {
+  auto [a, ao] = Campaign("a");
+  auto [b, bo] = Campaign("b");
+  zk_.Disconnect();
+  zk_.RunUntilIdle();
+  a->Stop();
+  std::weak_ptr<Candidacy> weak_a = a;
+  a.reset();  // the stream is gone
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 2u);  // nothing can be deleted meanwhile
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);
+  EXPECT_TRUE(b->leading());
+  EXPECT_THAT(bo->events, ElementsAre("following", "elected"));
+  EXPECT_TRUE(weak_a.expired());  // and then it lets go
+}
+
+// Found by tests/fuzz/elect_fuzzer: a create that went out in the new
+// session before the candidacy heard of the expiry was given up on with its
+// attempt, and its node stayed, owned by nobody.
+TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
+  auto observer = std::make_shared<RecordingObserver>();
+  CandidacyParams params;
+  params.election = "jobs/dispatcher";
+  params.candidate_id = "a";
+  params.rejoin_after_expiry = true;
+  auto a = manager_.Campaign(params, observer);
+  // The first create finds no election node: the parents go out, and their
+  // answers (then the create) come after the session has expired.
+  ASSERT_TRUE(zk_.RunOne());
+  zk_.Expire();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);
+  EXPECT_TRUE(a->leading());
+  a->Stop();
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(Nodes().empty());
+}
+
+// Found by tests/fuzz/elect_fuzzer: a candidacy stopped while its election's
+// nodes were being created without a connection was brought back by that
+// failure (in doubt), campaigned on reconnection and led with no stream.
+TEST_F(ElectionTest, AStoppedCandidacyStaysStoppedWhenItsParentsFail) {
+  auto observer = std::make_shared<RecordingObserver>();
+  CandidacyParams params;
+  params.election = "jobs/dispatcher";
+  params.candidate_id = "a";
+  auto a = manager_.Campaign(params, observer);
+  zk_.Disconnect();
+  ASSERT_TRUE(zk_.RunOne());  // no election node: the parents go out, and fail
+  a->Stop();
+  a.reset();
+  zk_.RunUntilIdle();
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(Nodes().empty());
+  EXPECT_EQ(manager_.leaders(), 0u);
+}
+
 TEST_F(ElectionTest, ExpiryEndsTheCandidacyOrStartsAFreshOne) {
   auto [a, ao] = Campaign("a");
   auto [b, bo] = Campaign("b", /*rejoin=*/true);
@@ -205,6 +269,37 @@ TEST_F(ElectionTest, ObserversShareOneWatchAndSeeEveryChange) {
   EXPECT_NE(std::find(seen.begin(), seen.end(), "a"), seen.end());
   EXPECT_NE(std::find(seen.begin(), seen.end(), "b"), seen.end());
   watch->Unsubscribe(id);
+}
+
+// The campaign's checks at the edge (also fuzzed: tests/fuzz): the lease
+// interval in force, and rejections that name the field.
+TEST(ValidateCampaignTest, CapsTheLeaseAndNamesTheField) {
+  ElectionServiceOptions options;
+  options.session_timeout = absl::Seconds(3);
+  options.max_value_bytes = 4;
+  warren::v1::Campaign c;
+  c.set_election("jobs/leader");
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Seconds(1));  // the cap
+  c.mutable_heartbeat_interval()->set_seconds(60);
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Seconds(1));
+  c.mutable_heartbeat_interval()->set_seconds(0);
+  c.mutable_heartbeat_interval()->set_nanos(1000);
+  EXPECT_EQ(*ValidateCampaign(c, options), absl::Milliseconds(100));
+  auto rejected = [&](const std::string& field) {
+    auto s = ValidateCampaign(c, options).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(field));
+  };
+  c.mutable_heartbeat_interval()->set_nanos(-1);
+  rejected("campaign.heartbeat_interval");
+  c.clear_heartbeat_interval();
+  c.set_value("12345");
+  rejected("campaign.value");
+  c.set_value("");
+  c.set_candidate_id("a/b");
+  rejected("campaign.candidate_id");
+  c.set_election("jobs/../x");
+  rejected("campaign.election");
 }
 
 }  // namespace

@@ -471,9 +471,15 @@ class SubscribeReactor final
     out->set_message_id(std::move(d.message_id));
     out->set_redelivered(d.redelivered);
     out->set_delivery_count(d.delivery_count);
+    // Any publisher may set the timestamp property to any 64 bits; one that
+    // a Timestamp cannot hold (outside years 1 to 9999) is left out: the
+    // conversion would abort the server.
     if (d.timestamp.has_value()) {
-      *out->mutable_timestamp() =
-          TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(*d.timestamp));
+      const int64_t seconds = absl::ToUnixSeconds(*d.timestamp);
+      if (seconds >= TimeUtil::kTimestampMinSeconds &&
+          seconds <= TimeUtil::kTimestampMaxSeconds) {
+        *out->mutable_timestamp() = TimeUtil::SecondsToTimestamp(seconds);
+      }
     }
     PushLocked(std::move(response));
   }

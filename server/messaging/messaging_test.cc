@@ -1,12 +1,15 @@
 // Unit tests of the messaging service's request handling: validation,
-// mapping to the AMQP layer, message ids. Delivery semantics are tested end
-// to end against RabbitMQ in tests/integration.
+// mapping to the AMQP layer, message ids, and the Subscribe stream over a
+// fake broker. Delivery semantics are tested end to end against RabbitMQ in
+// tests/integration.
 #include <set>
 #include <string>
 
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/messaging/messaging_service.h"
+#include "tests/fakes/fake_amqp.h"
 
 namespace warren::messaging {
 namespace {
@@ -134,6 +137,73 @@ TEST(ToSubscribeSpecTest, RefusesIncoherentStarts) {
   absl::Status over = ToSubscribeSpec(greedy, options).status();
   EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(over.message(), HasSubstr("50"));
+}
+
+// The Subscribe reactor on an in-process server over FakeAmqp; the test
+// runs the broker's queued events itself.
+class SubscribeStreamTest : public ::testing::Test {
+ protected:
+  SubscribeStreamTest()
+      : service_(broker_, timers_, streams_, MessagingServiceOptions()) {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    stub_ = v1::MessagingService::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+  ~SubscribeStreamTest() override { server_->Shutdown(); }
+
+  // Waits until the broker holds `n` subscriptions (the server reads the
+  // start on its own threads).
+  void AwaitOpen(size_t n) {
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (broker_.open() != n && absl::Now() < end) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_EQ(broker_.open(), n);
+  }
+
+  testing::FakeAmqp broker_;
+  TimerQueue timers_;
+  StreamRegistry streams_;
+  MessagingServiceImpl service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::MessagingService::Stub> stub_;
+};
+
+// Found by tests/fuzz/subscribe_fuzzer: a publisher's timestamp property
+// beyond what a Timestamp holds aborted the server in the conversion.
+TEST_F(SubscribeStreamTest, ATimestampOutOfRangeIsLeftOutNotFatal) {
+  grpc::ClientContext context;
+  auto stream = stub_->Subscribe(&context);
+  v1::SubscribeRequest start;
+  start.mutable_start()->set_queue("orders");
+  ASSERT_TRUE(stream->Write(start));
+  AwaitOpen(1);
+  const auto id = broker_.open_ids()[0];
+  amqp::Delivery far;
+  far.payload = "far";
+  far.timestamp = absl::FromUnixSeconds(INT64_MAX);
+  amqp::Delivery near = far;
+  near.payload = "near";
+  near.timestamp = absl::FromUnixSeconds(1700000000);
+  ASSERT_NE(broker_.Deliver(id, far), 0u);
+  ASSERT_NE(broker_.Deliver(id, near), 0u);
+  broker_.RunUntilIdle();
+  v1::SubscribeResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_TRUE(response.has_subscribed());
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.delivery().payload(), "far");
+  EXPECT_FALSE(response.delivery().has_timestamp());
+  ASSERT_TRUE(stream->Read(&response));
+  EXPECT_EQ(response.delivery().payload(), "near");
+  EXPECT_EQ(response.delivery().timestamp().seconds(), 1700000000);
+  // Unacked: they go back to the queue when the stream ends.
+  EXPECT_EQ(broker_.unsettled(), 2u);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  AwaitOpen(0);
 }
 
 }  // namespace

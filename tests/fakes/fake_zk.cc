@@ -27,16 +27,20 @@ void FakeZk::Post(absl::AnyInvocable<void()> fn) {
 }
 
 void FakeZk::RunUntilIdle() {
-  while (true) {
-    absl::AnyInvocable<void()> next;
-    {
-      warren::MutexLock lock(&mu_);
-      if (queue_.empty()) return;
-      next = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    next();
+  while (RunOne()) {
   }
+}
+
+bool FakeZk::RunOne() {
+  absl::AnyInvocable<void()> next;
+  {
+    warren::MutexLock lock(&mu_);
+    if (queue_.empty()) return false;
+    next = std::move(queue_.front());
+    queue_.pop_front();
+  }
+  next();
+  return true;
 }
 
 void FakeZk::SetStateLocked(zk::SessionState state) {
@@ -390,6 +394,15 @@ std::vector<std::string> FakeZk::Children(const std::string& path) {
   if (it == nodes_.end()) return {};
   return std::vector<std::string>(it->second.children.begin(),
                                   it->second.children.end());
+}
+
+std::vector<std::string> FakeZk::EphemeralNodes() {
+  warren::MutexLock lock(&mu_);
+  std::vector<std::string> paths;
+  for (const auto& [path, node] : nodes_) {
+    if (node.stat.ephemeral_owner != 0) paths.push_back(path);
+  }
+  return paths;
 }
 
 size_t FakeZk::data_watch_count(const std::string& path) {

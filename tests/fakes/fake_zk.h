@@ -33,6 +33,8 @@ class FakeZk final : public zk::ZkClient {
 
   // Runs queued callbacks (and what they queue) until none is left.
   void RunUntilIdle();
+  // Runs the first queued callback only; false if none was queued.
+  bool RunOne();
 
   // Session control.
   void Disconnect();
@@ -58,6 +60,8 @@ class FakeZk final : public zk::ZkClient {
   // connection (the session is suspended, as by a network cut).
   void LoseNextCreateResponse();
   std::vector<std::string> Children(const std::string& path);
+  // The ephemeral nodes this client holds now (for leak checks).
+  std::vector<std::string> EphemeralNodes();
 
   zk::SessionState state() const override;
   const zk::AclPolicy& acl_policy() const override;

@@ -1,0 +1,191 @@
+// Fuzzes the Elect stream: the real ElectionServiceImpl reactor on an
+// in-process gRPC server over an in-memory ZooKeeper (FakeZk). An input is a
+// sequence of steps (fuzz_support.h): the client's requests, waits, the
+// session's suspension, reconnection and expiry, a rival candidate joining
+// ahead of or behind this one and leaving, a half-close or a cancel.
+//
+// After every input: the call ended with a status DESIGN.md allows, and
+// nothing is left behind: no candidate node of this server in ZooKeeper, no
+// leader counted, no stream in the registry.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/names.h"
+#include "server/common/stream_registry.h"
+#include "server/common/timer_queue.h"
+#include "server/common/worker_pool.h"
+#include "server/election/election_manager.h"
+#include "server/election/election_service.h"
+#include "tests/fakes/fake_zk.h"
+#include "tests/fuzz/fuzz_ops.h"
+#include "tests/fuzz/fuzz_support.h"
+
+namespace warren::fuzz {
+namespace {
+
+namespace v1 = ::warren::v1;
+using Stream = ClientStream<v1::ElectRequest, v1::ElectResponse>;
+
+constexpr char kBase[] = "/w/elections";
+
+struct World {
+  World() : manager(zk, "/w"), workers(2, 1000) {
+    zk.ExternalPut("/w", "");
+    zk.ExternalPut(kBase, "");
+    zk.RunUntilIdle();
+    election::ElectionServiceOptions options;
+    options.session_timeout = absl::Seconds(3);
+    options.max_value_bytes = 1024;
+    service = std::make_unique<election::ElectionServiceImpl>(
+        manager, workers, timers, streams, options);
+    server = StartInProcessServer({service.get()});
+    stub = v1::ElectionService::NewStub(
+        server->InProcessChannel(grpc::ChannelArguments()));
+  }
+  testing::FakeZk zk;
+  election::ElectionManager manager;
+  WorkerPool workers;
+  TimerQueue timers;
+  StreamRegistry streams;
+  std::unique_ptr<election::ElectionServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::ElectionService::Stub> stub;
+  Pump pump{[this] {
+    zk.RunUntilIdle();
+    return false;
+  }};
+};
+
+World& TheWorld() {
+  // Never destroyed: libFuzzer exits without unwinding.
+  static World* world = new World();
+  return *world;
+}
+
+// Every node below `path`, parents before children.
+void Walk(testing::FakeZk& zk, const std::string& path,
+          std::vector<std::string>* out) {
+  for (const auto& child : zk.Children(path)) {
+    out->push_back(absl::StrCat(path, "/", child));
+    Walk(zk, out->back(), out);
+  }
+}
+
+void RunInput(World& w, const uint8_t* data, size_t size) {
+  Stream stream(
+      [&](grpc::ClientContext* context, Stream* reactor) {
+        w.stub->async()->Elect(context, reactor);
+      },
+      absl::Seconds(20));
+  bool cancelled = false;
+  std::string election;  // of the last valid campaign sent
+  std::vector<std::string> rivals;
+  StepReader reader(data, size);
+  Step step;
+  while (reader.Next(&step) && !stream.done()) {
+    switch (step.op % kElectOps) {
+      case kElectWrite: {
+        v1::ElectRequest request;
+        if (!request.ParseFromArray(step.arg.data(),
+                                    static_cast<int>(step.arg.size()))) {
+          break;
+        }
+        if (request.has_campaign() &&
+            ValidateName(request.campaign().election(), "election").ok()) {
+          election = request.campaign().election();
+        }
+        stream.Write(request);
+        break;
+      }
+      case kElectAwait:
+        stream.AwaitResponses(stream.response_count(), absl::Milliseconds(20));
+        break;
+      case kDisconnect:
+        w.zk.Disconnect();
+        break;
+      case kReconnect:
+        if (w.zk.state() != zk::SessionState::kConnected) w.zk.Reconnect();
+        break;
+      case kExpire:
+        w.zk.Expire();
+        break;
+      case kRivalJoins: {
+        if (election.empty()) break;
+        // Sequence 0 sorts before every candidate this server makes, the
+        // largest after them.
+        const std::string path =
+            absl::StrCat(w.manager.PathOf(election), "/c_rival", rivals.size(),
+                         "-", (step.flags() & 1) ? "0000000000" : "2147483647");
+        // Another client's node holds what that client wrote: a candidate's
+        // encoding, or (with more argument) any bytes.
+        w.zk.ExternalPut(path, step.arg.size() > 1
+                                   ? std::string(step.arg.substr(1))
+                                   : election::EncodeCandidate(
+                                         election, "rival", "v", absl::Now()));
+        rivals.push_back(path);
+        break;
+      }
+      case kRivalLeaves:
+        if (rivals.empty()) break;
+        w.zk.ExternalDelete(rivals.back());
+        rivals.pop_back();
+        break;
+      case kElectEnd:
+        if (step.flags() & 1) {
+          cancelled = true;
+          stream.Cancel();
+        } else {
+          stream.WritesDone();
+        }
+        break;
+    }
+  }
+  // A connected session, so that resigning can finish.
+  if (w.zk.state() != zk::SessionState::kConnected) w.zk.Reconnect();
+  stream.WritesDone();
+  const std::string where =
+      CheckEnded(stream, "Elect",
+                 {grpc::StatusCode::INVALID_ARGUMENT,
+                  grpc::StatusCode::FAILED_PRECONDITION,
+                  grpc::StatusCode::ABORTED, grpc::StatusCode::UNAVAILABLE},
+                 cancelled);
+  for (const auto& r : stream.responses()) {
+    if (r.has_elected()) {
+      Check(r.elected().leader().fencing_token() != 0,
+            "elected without a fencing token");
+    }
+  }
+  for (const auto& rival : rivals) w.zk.ExternalDelete(rival);
+  const bool clean = WaitFor(
+      [&] {
+        return w.streams.size() == 0 && w.manager.leaders() == 0 &&
+               w.zk.EphemeralNodes().empty();
+      },
+      absl::Seconds(10));
+  const auto left = w.zk.EphemeralNodes();
+  Check(clean,
+        absl::StrCat(where, "; left behind: ", w.streams.size(), " streams, ",
+                     w.manager.leaders(), " leaders, ", left.size(),
+                     " candidate nodes (", left.empty() ? "" : left[0], ")"));
+  // The election nodes (containers, which ZooKeeper would remove once
+  // empty), so that the tree stays small over millions of inputs.
+  std::vector<std::string> nodes;
+  Walk(w.zk, kBase, &nodes);
+  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
+    w.zk.ExternalDelete(*it);
+  }
+}
+
+}  // namespace
+
+void FuzzOne(const uint8_t* data, size_t size) {
+  RunInput(TheWorld(), data, size);
+}
+
+}  // namespace warren::fuzz
+
+WARREN_FUZZ_ENTRY_POINTS

@@ -1,0 +1,314 @@
+// Fuzzes request validation: every validator at the edge of the API, fed
+// requests parsed from the input. The first byte picks the validator, the
+// rest is the serialized request (or, for names, the raw bytes).
+//
+// Invariants a client relies on: a rejection is INVALID_ARGUMENT (or
+// RESOURCE_EXHAUSTED for a cap) and its message names a field of the
+// request; an accepted request converts without crashing and within the
+// limits (AMQP short strings, sizes, names that stay under the root).
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/names.h"
+#include "server/config/config_service.h"
+#include "server/config/key_space.h"
+#include "server/election/election_service.h"
+#include "server/messaging/messaging_service.h"
+#include "tests/fuzz/fuzz_ops.h"
+#include "tests/fuzz/fuzz_support.h"
+
+namespace warren::fuzz {
+namespace {
+
+namespace v1 = ::warren::v1;
+
+// Small limits, so that inputs reach them.
+messaging::MessagingServiceOptions MessagingOptions() {
+  messaging::MessagingServiceOptions options;
+  options.max_payload_bytes = 4096;
+  options.max_header_bytes = 512;
+  options.max_in_flight_cap = 1000;
+  return options;
+}
+config::ConfigServiceOptions ConfigOptions() {
+  config::ConfigServiceOptions options;
+  options.max_value_bytes = 1024;
+  return options;
+}
+election::ElectionServiceOptions ElectionOptions() {
+  election::ElectionServiceOptions options;
+  options.session_timeout = absl::Seconds(3);
+  options.max_value_bytes = 1024;
+  return options;
+}
+
+// A rejection: the right code, and a message that names one of `fields`.
+void CheckRejection(const absl::Status& status,
+                    std::initializer_list<absl::string_view> fields,
+                    bool may_be_exhausted = false) {
+  const std::string what = status.ToString();
+  Check(status.code() == absl::StatusCode::kInvalidArgument ||
+            (may_be_exhausted &&
+             status.code() == absl::StatusCode::kResourceExhausted),
+        "a rejection with the wrong code: " + what);
+  bool named = false;
+  for (absl::string_view field : fields) {
+    named = named || absl::StrContains(status.message(), field);
+  }
+  Check(named, "a rejection that names no field: " + what);
+}
+
+// An accepted name: what ValidateName promises, and it stays under the root.
+void CheckValidName(const std::string& name, bool allow_empty) {
+  Check(allow_empty || !name.empty(), "an empty name was accepted");
+  Check(name.size() <= kMaxNameBytes, "an over-long name was accepted");
+  if (name.empty()) return;
+  Check(name.front() != '/' && name.back() != '/' &&
+            !absl::StrContains(name, "//"),
+        "a name with an empty segment was accepted: " + name);
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                    c == '-' || c == '/';
+    Check(ok, "a name with a disallowed byte was accepted");
+  }
+  const std::string slashed = absl::StrCat("/", name, "/");
+  Check(
+      !absl::StrContains(slashed, "/./") && !absl::StrContains(slashed, "/../"),
+      "a name with a relative segment was accepted: " + name);
+  const config::KeySpace keys("/w");
+  const std::string path = keys.PathOf(name);
+  Check(absl::StartsWith(path, "/w/config/"), "a key outside the root");
+  Check(keys.KeyOf(path) == name, "a key does not round-trip: " + name);
+}
+
+void CheckShortString(const std::string& value, const char* what) {
+  Check(value.size() <= 255, absl::StrCat(what, " over 255 bytes accepted"));
+}
+
+void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
+  const auto options = MessagingOptions();
+  absl::Status valid = messaging::ValidatePublish(request, options, prefix);
+  if (!valid.ok()) {
+    Check(absl::StartsWith(valid.message(), prefix),
+          "a rejection without the field prefix: " + valid.ToString());
+    CheckRejection(valid,
+                   {"exchange", "routing_key", "content_type", "message_id",
+                    "payload", "headers", "priority", "ttl"});
+    return;
+  }
+  const amqp::OutgoingMessage m = messaging::ToOutgoing(request);
+  CheckShortString(m.exchange, "exchange");
+  CheckShortString(m.routing_key, "routing_key");
+  CheckShortString(m.content_type, "content_type");
+  CheckShortString(m.message_id, "message_id");
+  Check(!m.message_id.empty(), "a message without an id");
+  Check(m.payload.size() <= options.max_payload_bytes,
+        "payload over the limit");
+  size_t header_bytes = 0;
+  for (const auto& [key, value] : m.headers) {
+    Check(!key.empty(), "an empty header key accepted");
+    CheckShortString(key, "a header key");
+    header_bytes += key.size() + value.size();
+  }
+  Check(header_bytes <= options.max_header_bytes, "headers over the limit");
+  Check(m.headers.size() == static_cast<size_t>(request.headers_size()),
+        "headers lost");
+  Check(!m.priority.has_value() || *m.priority == request.priority(),
+        "priority changed");
+  Check(!m.ttl.has_value() || *m.ttl >= absl::ZeroDuration(),
+        "a negative ttl accepted");
+  Check(m.persistent == !request.transient(), "persistence changed");
+}
+
+void FuzzSubscribeStart(const v1::SubscribeStart& start) {
+  const auto options = MessagingOptions();
+  auto spec = messaging::ToSubscribeSpec(start, options);
+  if (!spec.ok()) {
+    CheckRejection(spec.status(), {"start."}, /*may_be_exhausted=*/true);
+    if (spec.status().code() == absl::StatusCode::kResourceExhausted) {
+      Check(absl::StrContains(spec.status().message(), "max_in_flight"),
+            "RESOURCE_EXHAUSTED for another field than max_in_flight");
+    }
+    return;
+  }
+  Check(spec->prefetch >= 1 && spec->prefetch <= options.max_in_flight_cap,
+        absl::StrCat("prefetch ", spec->prefetch, " out of range"));
+  CheckShortString(spec->queue.name, "queue");
+  CheckShortString(spec->queue.dead_letter_exchange, "dead_letter_exchange");
+  CheckShortString(spec->queue.dead_letter_routing_key,
+                   "dead_letter_routing_key");
+  Check(spec->queue.name.empty() == spec->queue.exclusive,
+        "only a server-named queue is exclusive");
+  Check(!spec->queue.quorum || (spec->queue.durable && !spec->queue.exclusive),
+        "a quorum queue that is not durable and shared");
+  Check(!spec->queue.message_ttl.has_value() ||
+            *spec->queue.message_ttl >= absl::ZeroDuration(),
+        "a negative message_ttl accepted");
+  if (spec->binding.has_value()) {
+    Check(!spec->binding->exchange.empty(),
+          "a binding to the default exchange");
+    CheckShortString(spec->binding->exchange, "exchange");
+    for (const auto& key : spec->binding->keys) {
+      CheckShortString(key, "binding key");
+    }
+  } else {
+    Check(!spec->queue.name.empty(), "a queue subscription without a queue");
+  }
+}
+
+void FuzzPut(const v1::PutConfigRequest& request) {
+  const auto options = ConfigOptions();
+  absl::Status valid = config::ValidatePut(request, options);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"key", "value", "expected_version", "create_only"});
+    return;
+  }
+  CheckValidName(request.key(), /*allow_empty=*/false);
+  Check(request.value().size() <= options.max_value_bytes,
+        "value over the limit");
+  Check(!request.has_expected_version() ||
+            (!request.create_only() && request.expected_version() >= 0 &&
+             request.expected_version() <= std::numeric_limits<int32_t>::max()),
+        "an expected_version out of range accepted");
+}
+
+void FuzzDelete(const v1::DeleteConfigRequest& request) {
+  absl::Status valid = config::ValidateDelete(request);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"key", "expected_version"});
+    return;
+  }
+  CheckValidName(request.key(), /*allow_empty=*/false);
+  Check(!request.has_expected_version() ||
+            (request.expected_version() >= 0 &&
+             request.expected_version() <= std::numeric_limits<int32_t>::max()),
+        "an expected_version out of range accepted");
+}
+
+void FuzzList(const v1::ListConfigRequest& request) {
+  auto after = config::ValidateList(request);
+  if (!after.ok()) {
+    CheckRejection(after.status(), {"prefix", "page_size", "page_token"});
+    return;
+  }
+  CheckValidName(request.prefix(), /*allow_empty=*/true);
+  Check(request.page_size() >= 0, "a negative page_size accepted");
+  if (after->empty()) {
+    Check(request.page_token().empty(), "a page token that names no key");
+    return;
+  }
+  CheckValidName(*after, /*allow_empty=*/false);
+  Check(config::IsSelfOrDescendant(*after, request.prefix()),
+        "a page token of another prefix accepted");
+  // The server's own token for that key reads back the same.
+  v1::ListConfigRequest again = request;
+  again.set_page_token(config::MakePageToken(*after));
+  auto reread = config::ValidateList(again);
+  Check(reread.ok() && *reread == *after, "a page token does not round-trip");
+}
+
+void FuzzWatch(const v1::WatchConfigRequest& request) {
+  absl::Status valid = config::ValidateWatch(request);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"key", "heartbeat_interval"});
+    return;
+  }
+  CheckValidName(request.key(), /*allow_empty=*/request.prefix());
+}
+
+void FuzzCampaign(const v1::Campaign& campaign) {
+  const auto options = ElectionOptions();
+  auto heartbeat = election::ValidateCampaign(campaign, options);
+  if (!heartbeat.ok()) {
+    CheckRejection(heartbeat.status(), {"campaign."});
+    return;
+  }
+  CheckValidName(campaign.election(), /*allow_empty=*/false);
+  CheckShortString(campaign.candidate_id(), "candidate_id");
+  Check(campaign.candidate_id().find('/') == std::string::npos,
+        "a candidate_id with '/' accepted");
+  Check(campaign.value().size() <= options.max_value_bytes,
+        "campaign.value over the limit");
+  Check(*heartbeat >= absl::Milliseconds(100) &&
+            *heartbeat <=
+                std::max(options.session_timeout / 3, absl::Milliseconds(100)),
+        absl::StrCat("heartbeat ", absl::FormatDuration(*heartbeat),
+                     " outside the lease's bounds"));
+}
+
+void FuzzName(const std::string& name, bool allow_empty) {
+  absl::Status valid = ValidateName(name, "key", allow_empty);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"key"});
+    return;
+  }
+  CheckValidName(name, allow_empty);
+}
+
+template <typename Message>
+bool Parse(const std::string& bytes, Message* message) {
+  return message->ParseFromString(bytes);
+}
+
+}  // namespace
+
+void FuzzOne(const uint8_t* data, size_t size) {
+  if (size == 0) return;
+  const uint8_t which = data[0] % kValidators;
+  const std::string rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (which) {
+    case kPublish: {
+      v1::PublishRequest r;
+      if (Parse(rest, &r)) FuzzPublish(r, "");
+      break;
+    }
+    case kPublishStream: {
+      v1::PublishStreamRequest r;
+      if (Parse(rest, &r)) FuzzPublish(r.message(), "message.");
+      break;
+    }
+    case kSubscribeStart: {
+      v1::SubscribeStart r;
+      if (Parse(rest, &r)) FuzzSubscribeStart(r);
+      break;
+    }
+    case kPutConfig: {
+      v1::PutConfigRequest r;
+      if (Parse(rest, &r)) FuzzPut(r);
+      break;
+    }
+    case kDeleteConfig: {
+      v1::DeleteConfigRequest r;
+      if (Parse(rest, &r)) FuzzDelete(r);
+      break;
+    }
+    case kListConfig: {
+      v1::ListConfigRequest r;
+      if (Parse(rest, &r)) FuzzList(r);
+      break;
+    }
+    case kWatchConfig: {
+      v1::WatchConfigRequest r;
+      if (Parse(rest, &r)) FuzzWatch(r);
+      break;
+    }
+    case kCampaign: {
+      v1::Campaign r;
+      if (Parse(rest, &r)) FuzzCampaign(r);
+      break;
+    }
+    case kName:
+      FuzzName(rest, /*allow_empty=*/(data[0] & 0x80) != 0);
+      break;
+  }
+}
+
+}  // namespace warren::fuzz
+
+WARREN_FUZZ_ENTRY_POINTS
