@@ -23,9 +23,12 @@ case "$flavour" in
   *) die "unknown build flavour '$flavour' (plain, asan, tsan, fuzz)" ;;
 esac
 dir="$WARREN_ROOT_DIR/build/$flavour"
-# ccache keys on relative paths below the checkout, so that another clone or
-# worktree of the same sources reuses the cache.
+# ccache keys on relative paths below the checkout, and not on the build
+# directory (which it would with -g), so that another clone or worktree of
+# the same sources reuses the cache. The price: a cached object's debug info
+# names the directory of the checkout that compiled it first.
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$WARREN_ROOT_DIR}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}"
 # Configure every time (a few seconds): a tree configured before a target
 # existed would not know how to build it.
 cmake -S "$WARREN_ROOT_DIR" -B "$dir" "${flags[@]}" >/dev/null
