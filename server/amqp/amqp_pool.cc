@@ -94,7 +94,16 @@ AmqpPool::~AmqpPool() {
 
 size_t AmqpPool::Capacity(const Slot& slot) const {
   const size_t known = slot.broker->subscription_capacity();
-  return known > 0 ? known : options_.default_capacity;
+  if (known > 0) return known;
+  // Still in its handshake: it will get what the brokers gave the others
+  // (the same URLs), not the default. Assuming more would route a burst of
+  // subscriptions to it that its channel_max then refuses, while another
+  // connection could have taken them.
+  for (const auto& other : slots_) {
+    const size_t learned = other->broker->subscription_capacity();
+    if (learned > 0) return learned;
+  }
+  return options_.default_capacity;
 }
 
 size_t AmqpPool::subscription_capacity() const {

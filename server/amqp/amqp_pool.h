@@ -109,7 +109,8 @@ class AmqpPool final : public AmqpBroker {
 
   AmqpPool(AmqpPoolOptions options, AmqpConnectionFactory factory,
            std::unique_ptr<AmqpBroker> primary);
-  size_t Capacity(const Slot& slot) const;
+  // What a connection carries: its own negotiated capacity, once known.
+  size_t Capacity(const Slot& slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // The connection for one more subscription; opens one when all are full.
   size_t PickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Slot* Find(SubscriptionId id, SubscriptionId* inner) const;

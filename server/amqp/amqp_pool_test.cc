@@ -207,6 +207,32 @@ TEST(AmqpPoolTest, UsesTheDefaultCapacityUntilTheConnectionKnowsItsOwn) {
   EXPECT_EQ(fakes.count(), 2u);
 }
 
+// A connection still in its handshake does not know its channel_max yet;
+// it gets what the brokers gave the primary, so a burst of subscriptions
+// spreads over connections instead of piling onto the new one beyond what it
+// will be allowed (seen with a broker of channel_max 32: 10 of 70 refused).
+TEST(AmqpPoolTest, AConnectionStillOpeningIsFilledOnlyAsFarAsThePrimary) {
+  std::vector<FakeBroker*> brokers;
+  AmqpPoolOptions options;
+  options.max_connections = 3;
+  options.default_capacity = 100;
+  auto pool = AmqpPool::Create(
+      options,
+      [&](size_t index) -> absl::StatusOr<std::unique_ptr<AmqpBroker>> {
+        // Only the primary has finished its handshake (0: not known yet).
+        auto broker = std::make_unique<FakeBroker>(index == 0 ? 3 : 0);
+        brokers.push_back(broker.get());
+        return std::unique_ptr<AmqpBroker>(std::move(broker));
+      });
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  auto sink = std::make_shared<RecordingSink>();
+  for (int i = 0; i < 7; ++i) (*pool)->Subscribe({}, sink);
+  ASSERT_EQ(brokers.size(), 3u);
+  EXPECT_EQ((*pool)->subscriptions(0), 3u);
+  EXPECT_EQ((*pool)->subscriptions(1), 3u);
+  EXPECT_EQ((*pool)->subscriptions(2), 1u);
+}
+
 TEST(AmqpPoolTest, ConcurrentCallersNeverOverfillAConnection) {
   constexpr size_t kCapacity = 50;
   constexpr int kThreads = 8;
