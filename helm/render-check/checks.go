@@ -475,7 +475,7 @@ func (c *Case) checkServerConfig(r *Report, dep *Doc) {
 
 	// Every file key is one warrend's YAML file accepts (it exits on others).
 	for k := range sc.File {
-		r.Check(c.Known.Settings[k], c.Name, "config file key %q is not a setting warrend's --config accepts (kSettings in options.cc)", k)
+		r.Check(c.Known.Settings[k], c.Name, "config file key %q is not a setting warrend's --config accepts (a flag of options.cc)", k)
 	}
 	// Every flag exists; no setting is given twice.
 	seen := map[string]bool{}

@@ -293,11 +293,13 @@ func RunFailCases(r *Report, chart *Chart, dir string, rel Release) int {
 // WarrendOptions are the names warrend knows, read from options.cc.
 type WarrendOptions struct {
 	Flags    map[string]bool // every ABSL_FLAG
-	Settings map[string]bool // kSettings: what its YAML file and WARREN_* env accept
+	Settings map[string]bool // what its YAML file and WARREN_* env accept
 }
 
-// ParseWarrendOptions reads the flag names (ABSL_FLAG) and the file/env
-// settings (kSettings) from warrend's options.cc.
+// ParseWarrendOptions reads the flag names (ABSL_FLAG) from warrend's
+// options.cc. Every flag defined there but --config is also a setting of
+// the --config file and of WARREN_* (options.cc takes the list from absl's
+// flag registry).
 func ParseWarrendOptions(p string) (*WarrendOptions, error) {
 	src, err := ioutil.ReadFile(p)
 	if err != nil {
@@ -306,16 +308,12 @@ func ParseWarrendOptions(p string) (*WarrendOptions, error) {
 	o := &WarrendOptions{Flags: map[string]bool{}, Settings: map[string]bool{}}
 	for _, m := range regexp.MustCompile(`ABSL_FLAG\(\s*[^,]+,\s*(\w+)\s*,`).FindAllStringSubmatch(string(src), -1) {
 		o.Flags[m[1]] = true
+		if m[1] != "config" {
+			o.Settings[m[1]] = true
+		}
 	}
-	block := regexp.MustCompile(`(?s)kSettings\[\]\s*=\s*\{(.*?)\};`).FindStringSubmatch(string(src))
-	if block == nil {
-		return nil, fmt.Errorf("%s: kSettings not found", p)
-	}
-	for _, m := range regexp.MustCompile(`"(\w+)"`).FindAllStringSubmatch(block[1], -1) {
-		o.Settings[m[1]] = true
-	}
-	if len(o.Flags) < 10 || len(o.Settings) < 5 {
-		return nil, fmt.Errorf("%s: found only %d flags and %d settings", p, len(o.Flags), len(o.Settings))
+	if len(o.Flags) < 10 {
+		return nil, fmt.Errorf("%s: found only %d flags", p, len(o.Flags))
 	}
 	return o, nil
 }

@@ -198,6 +198,27 @@ ZooKeeperClient::~ZooKeeperClient() {
   for (auto& task : leftover) task();
 }
 
+bool ZooKeeperClient::QueueCredentialsLocked(zhandle_t* zh) {
+  const auto& credentials = options_.acl.credentials();
+  if (!credentials) return true;
+  // No completion: it runs at most once per zoo_add_auth, and a lost
+  // connection consumes it (with ZCONNECTIONLOSS) although the credentials
+  // stay queued and are sent again, so it cannot say whether the current
+  // connection is authenticated. Rejected credentials arrive as the
+  // AUTH_FAILED session state instead.
+  const std::string plain =
+      absl::StrCat(credentials->user, ":", credentials->password);
+  const int rc = zoo_add_auth(zh, "digest", plain.data(),
+                              static_cast<int>(plain.size()), nullptr, nullptr);
+  if (rc == ZOK) return true;
+  // ZINVALIDSTATE right after zookeeper_init2 when the first server refused
+  // the connection: the handle is fine and keeps trying; the credentials
+  // are queued at its next session event, before anything is sent on a
+  // connection (the session counts as connected only after the probe).
+  WARREN_LOG_DEBUG("zookeeper: credentials not queued yet: {}", zerror(rc));
+  return false;
+}
+
 bool ZooKeeperClient::ReplaceHandleLocked(zhandle_t** retired) {
   const int timeout_ms =
       static_cast<int>(absl::ToInt64Milliseconds(options_.session_timeout));
@@ -207,27 +228,9 @@ bool ZooKeeperClient::ReplaceHandleLocked(zhandle_t** retired) {
       zookeeper_init2(options_.connect.c_str(), SessionWatcherTrampoline,
                       timeout_ms, nullptr, this, 0, LogFromZooKeeper);
   if (fresh == nullptr) return false;
-  if (const auto& credentials = options_.acl.credentials()) {
-    // Queued now; the C client sends them as soon as a connection is
-    // established, ahead of every request (and again on every reconnect).
-    // No completion: it runs at most once per zoo_add_auth, and a lost
-    // connection consumes it (with ZCONNECTIONLOSS) although the credentials
-    // stay queued and are sent again, so it cannot say whether the current
-    // connection is authenticated. Rejected credentials arrive as the
-    // AUTH_FAILED session state instead.
-    const std::string plain =
-        absl::StrCat(credentials->user, ":", credentials->password);
-    const int rc =
-        zoo_add_auth(fresh, "digest", plain.data(),
-                     static_cast<int>(plain.size()), nullptr, nullptr);
-    if (rc != ZOK) {
-      WARREN_LOG_ERROR("cannot queue the ZooKeeper credentials: {}",
-                       zerror(rc));
-      *retired = fresh;
-      errno = EINVAL;
-      return false;
-    }
-  }
+  // Queued now; the C client sends them as soon as a connection is
+  // established, ahead of every request (and again on every reconnect).
+  credentials_pending_ = !QueueCredentialsLocked(fresh);
   {
     warren::MutexLock lock(&handle_mu_);
     *retired = std::exchange(handle_, fresh);
@@ -300,6 +303,7 @@ void ZooKeeperClient::OnSessionEvent(zhandle_t* zh, int zk_state) {
     warren::ReaderMutexLock lock(&handle_mu_);
     if (zh != handle_) return;  // a handle being replaced or closed
   }
+  if (credentials_pending_) credentials_pending_ = !QueueCredentialsLocked(zh);
   if (zk_state == ZOO_CONNECTED_STATE) {
     session_up_ = true;
     if (state() != SessionState::kConnecting) {

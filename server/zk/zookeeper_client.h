@@ -108,6 +108,11 @@ class ZooKeeperClient final : public ZkClient {
   // trip that followed them on the same connection (see the .cc).
   void StartAuthProbeLocked(zhandle_t* zh)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
+  // Queues the digest credentials on `zh`; false when the C client refuses
+  // for now (ZINVALIDSTATE while its first connection attempt fails), and
+  // then the next session event of the handle queues them.
+  bool QueueCredentialsLocked(zhandle_t* zh)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
   static void OnAuthProbeDone(int rc, const ::Stat* stat, const void* data);
   void PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(session_mu_);
   void SetState(SessionState next);
@@ -134,6 +139,9 @@ class ZooKeeperClient final : public ZkClient {
   uint64_t next_seq_ ABSL_GUARDED_BY(session_mu_) = 0;
   uint64_t handle_seq_ ABSL_GUARDED_BY(session_mu_) = 0;  // 0: none
   bool session_up_ ABSL_GUARDED_BY(session_mu_) = false;
+  // The current handle's credentials are not queued yet (see
+  // QueueCredentialsLocked).
+  bool credentials_pending_ ABSL_GUARDED_BY(session_mu_) = false;
   absl::Duration auth_backoff_ ABSL_GUARDED_BY(session_mu_) =
       absl::Milliseconds(500);
   std::atomic<uint64_t> reconnects_{0};
