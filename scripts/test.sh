@@ -4,7 +4,8 @@
 # Installs what is missing, builds the plain and the ASan+UBSan trees and the
 # unit tests under ThreadSanitizer, starts a test ZooKeeper and RabbitMQ on
 # loopback ports of their own, below the ephemeral range (so a developer's servers can keep running),
-# runs every test of each tree with ctest, and stops the servers it started.
+# runs every test of each tree with ctest, then a bounded libFuzzer run of
+# each fuzz target (build/fuzz, clang), and stops the servers it started.
 # The test RabbitMQ also listens for amqps:// (client certificates required).
 # Exit status 0 only if everything passed.
 set -euo pipefail
