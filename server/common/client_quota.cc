@@ -2,32 +2,16 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
+#include "server/common/net_address.h"
 
 namespace warren {
 
 std::string QuotaClient(absl::string_view principal, absl::string_view peer) {
   if (!principal.empty()) return std::string(principal);
-  absl::string_view address = peer;
-  if (absl::ConsumePrefix(&address, "ipv4:")) {
-    const size_t colon = address.rfind(':');
-    if (colon != absl::string_view::npos) address = address.substr(0, colon);
-    return std::string(address);
-  }
-  if (absl::ConsumePrefix(&address, "ipv6:")) {
-    // "[addr]:port"; some gRPC versions percent-encode the brackets.
-    for (const auto& [open, close] :
-         {std::pair<absl::string_view, absl::string_view>{"[", "]"},
-          {"%5B", "%5D"}}) {
-      if (absl::ConsumePrefix(&address, open)) {
-        const size_t end = address.find(close);
-        if (end != absl::string_view::npos) {
-          return std::string(address.substr(0, end));
-        }
-        break;
-      }
-    }
+  if (absl::StartsWith(peer, "ipv4:") || absl::StartsWith(peer, "ipv6:")) {
+    return HostOf(peer);
   }
   return std::string(peer);
 }

@@ -1,7 +1,5 @@
 #include "server/daemon/tls.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -18,12 +16,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
+#include "server/common/net_address.h"
 
 namespace warren::daemon {
 namespace {
@@ -81,30 +78,8 @@ bool IsLoopbackListen(absl::string_view listen) {
       absl::StartsWith(listen, "unix-abstract:")) {
     return true;
   }
-  absl::ConsumePrefix(&listen, "ipv4:");
-  absl::ConsumePrefix(&listen, "ipv6:");
-  std::string host;
-  if (absl::StartsWith(listen, "[")) {
-    const size_t close = listen.find(']');
-    if (close == absl::string_view::npos) return false;
-    host = std::string(listen.substr(1, close - 1));
-  } else {
-    const size_t colon = listen.rfind(':');
-    host = std::string(
-        colon == absl::string_view::npos ? listen : listen.substr(0, colon));
-  }
-  if (absl::AsciiStrToLower(host) == "localhost") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-    if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
-    // ::ffff:127.x.y.z
-    return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
-  }
-  return false;  // 0.0.0.0 and [::] are caught above; names may be anywhere
+  // 0.0.0.0 and [::] are not loopback; names may be anywhere.
+  return IsLoopbackHost(HostOf(listen));
 }
 
 absl::Status CheckKeyPair(const std::string& cert_file,
