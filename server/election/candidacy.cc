@@ -54,6 +54,53 @@ bool Candidacy::leading() const {
   return leader_ && zk_.state() == zk::SessionState::kConnected;
 }
 
+void Candidacy::ConfirmLeadership(absl::AnyInvocable<void(absl::Status)> done) {
+  std::string node;
+  uint64_t term = 0;
+  uint64_t generation = 0;
+  uint64_t token = 0;
+  {
+    warren::MutexLock lock(&mu_);
+    if (!leader_ || zk_.state() != zk::SessionState::kConnected) {
+      node.clear();
+    } else {
+      node = node_;
+      term = term_;
+      generation = node_generation_;
+      token = token_;
+    }
+  }
+  if (node.empty()) {
+    done(absl::FailedPreconditionError("not the leader now"));
+    return;
+  }
+  // ZooKeeper answers a session's requests in order: the exists below is
+  // answered after the sync, so by a server at least as recent as the
+  // ensemble's leader was when the sync reached it. A session that expired
+  // there has lost its node (or its connection) by then.
+  zk_.Sync(node, [](absl::Status) {});
+  zk_.Exists(
+      node, nullptr,
+      [self = shared_from_this(), done = std::move(done), term, generation,
+       token](absl::StatusOr<std::optional<zk::NodeStat>> result) mutable {
+        absl::Status proof;
+        if (!result.ok()) {
+          proof = result.status();
+        } else if (!result->has_value() ||
+                   static_cast<uint64_t>((*result)->czxid) != token) {
+          proof = absl::FailedPreconditionError("the leader's node is gone");
+        } else {
+          warren::MutexLock lock(&self->mu_);
+          if (!self->leader_ || self->term_ != term ||
+              self->node_generation_ != generation ||
+              self->zk_.session_generation() != generation) {
+            proof = absl::FailedPreconditionError("leadership ended meanwhile");
+          }
+        }
+        done(std::move(proof));
+      });
+}
+
 uint64_t Candidacy::token() const {
   warren::MutexLock lock(&mu_);
   return token_;
@@ -345,6 +392,7 @@ void Candidacy::BecomeLeaderLocked() {
   if (leader_) return;
   if (zk_.state() != zk::SessionState::kConnected) return;
   leader_ = true;
+  ++term_;
   follower_told_ = false;
   if (elected_since_ == absl::Time()) elected_since_ = absl::Now();
   const absl::Time since = elected_since_;

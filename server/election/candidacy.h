@@ -78,8 +78,17 @@ class Candidacy : public std::enable_shared_from_this<Candidacy> {
   // The stream ended: the node is deleted at once, no more events.
   void Stop();
 
-  // Leads now, with a connected session.
+  // Leads now, with a connected session (as far as this process knows: a
+  // process that was frozen past its session timeout still believes it).
   bool leading() const;
+  // Fresh proof for a lease heartbeat: asks the ensemble, through the
+  // leader's log (sync), whether this leader's node still exists. `done`
+  // gets OK only if the answer came back in the same session and the same
+  // term of leadership, with the node still this candidate's; then the
+  // session was alive on the ensemble at some instant after the call.
+  // Called on a ZooKeeper callback thread, or inline with
+  // FAILED_PRECONDITION when this candidacy does not lead now.
+  void ConfirmLeadership(absl::AnyInvocable<void(absl::Status)> done);
   // The creation zxid of this candidate's node (0 while unknown).
   uint64_t token() const;
 
@@ -122,6 +131,9 @@ class Candidacy : public std::enable_shared_from_this<Candidacy> {
   uint64_t node_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::string value_ ABSL_GUARDED_BY(mu_);
   bool leader_ ABSL_GUARDED_BY(mu_) = false;
+  // Counts terms of leadership (a suspension ends one; the same node can
+  // begin another), so that a proof asked in one term never serves the next.
+  uint64_t term_ ABSL_GUARDED_BY(mu_) = 0;
   bool follower_told_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time elected_since_ ABSL_GUARDED_BY(mu_);
   uint64_t check_ ABSL_GUARDED_BY(mu_) = 0;

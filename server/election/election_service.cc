@@ -46,6 +46,11 @@ v1::LossReason ToProto(LossReason reason) {
   return v1::LOSS_REASON_UNSPECIFIED;
 }
 
+absl::Duration RequestedInterval(const v1::Campaign& campaign) {
+  return absl::Seconds(campaign.heartbeat_interval().seconds()) +
+         absl::Nanoseconds(campaign.heartbeat_interval().nanos());
+}
+
 class ElectReactor final
     : public grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>,
       public CandidacyObserver,
@@ -130,7 +135,9 @@ class ElectReactor final
             }
             lease_ = *std::move(lease);
             campaigned_ = true;
-            heartbeat_ = *heartbeat;
+            requested_heartbeat_ = RequestedInterval(request_.campaign());
+            heartbeat_ =
+                LeaseInterval(requested_heartbeat_, SessionTimeoutInForce());
             const auto& c = request_.campaign();
             params.election = c.election();
             params.candidate_id =
@@ -252,6 +259,14 @@ class ElectReactor final
     if (done_) return;
     role_ = Role::kLeader;
     token_ = token;
+    // The interval in force follows the session the ensemble granted now
+    // (a new session may have been granted another timeout).
+    const absl::Duration interval =
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce());
+    if (interval != heartbeat_) {
+      heartbeat_ = interval;
+      ScheduleHeartbeatLocked();
+    }
     v1::ElectResponse response;
     FillSelfLocked(response.mutable_elected()->mutable_leader(), since);
     // The client's lease must use the interval actually in force, which the
@@ -364,30 +379,58 @@ class ElectReactor final
     writes_.MaybeWrite(this);
   }
 
-  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->OnHeartbeatTick();
-    });
+  absl::Duration SessionTimeoutInForce() const {
+    const absl::Duration negotiated =
+        manager_.zk().negotiated_session_timeout();
+    return negotiated > absl::ZeroDuration() ? negotiated
+                                             : options_.session_timeout;
   }
 
-  void OnHeartbeatTick() {
+  // A newer schedule replaces an older one: ticks of the older chain stop.
+  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t chain = ++tick_chain_;
+    timer_ =
+        timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this(), chain] {
+          if (auto self = weak.lock()) self->OnHeartbeatTick(chain);
+        });
+  }
+
+  // A tick never sends a heartbeat by itself: a process that was frozen
+  // past its session timeout fires overdue timers while it still believes
+  // its session is connected, and a successor may already lead. The tick
+  // asks the ensemble for proof; the heartbeat follows the answer.
+  void OnHeartbeatTick(uint64_t chain) {
     std::shared_ptr<Candidacy> candidacy;
     {
       warren::MutexLock lock(&mu_);
-      if (done_ || writes_.finishing()) return;
+      if (done_ || writes_.finishing() || chain != tick_chain_) return;
+      ScheduleHeartbeatLocked();
+      if (role_ != Role::kLeader || proving_ || candidacy_ == nullptr) return;
+      proving_ = true;
       candidacy = candidacy_;
     }
-    // The lease: only while leading on a connected session.
-    const bool leading = candidacy != nullptr && candidacy->leading();
+    const absl::Time asked = absl::Now();
+    candidacy->ConfirmLeadership(
+        [weak = weak_from_this(), asked](absl::Status proof) {
+          if (auto self = weak.lock()) self->OnLeadershipProof(asked, proof);
+        });
+  }
+
+  void OnLeadershipProof(absl::Time asked, const absl::Status& proof) {
     warren::MutexLock lock(&mu_);
-    if (done_ || writes_.finishing()) return;
-    if (leading && role_ == Role::kLeader) {
-      v1::ElectResponse response;
-      *response.mutable_heartbeat()->mutable_server_time() =
-          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
-      PushLocked(std::move(response));
-    }
-    ScheduleHeartbeatLocked();
+    proving_ = false;
+    if (done_ || writes_.finishing() || role_ != Role::kLeader) return;
+    if (!proof.ok()) return;
+    // The session lives on the ensemble until at least `asked` + the
+    // session timeout; the client's lease runs from the heartbeat's arrival
+    // for two intervals. A proof older than half the margin between them
+    // (the other half is for the way to the client) renews nothing.
+    const absl::Duration margin = SessionTimeoutInForce() - 2 * heartbeat_;
+    if (absl::Now() - asked > margin / 2) return;
+    v1::ElectResponse response;
+    *response.mutable_heartbeat()->mutable_server_time() =
+        TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+    PushLocked(std::move(response));
   }
 
   ElectionManager& manager_;
@@ -410,7 +453,13 @@ class ElectReactor final
   std::string election_ ABSL_GUARDED_BY(mu_);
   std::string candidate_id_ ABSL_GUARDED_BY(mu_);
   std::string value_ ABSL_GUARDED_BY(mu_);
+  // As the campaign asked (0: the longest allowed), and in force: capped by
+  // the session timeout.
+  absl::Duration requested_heartbeat_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
+  uint64_t tick_chain_ ABSL_GUARDED_BY(mu_) = 0;
+  // A proof for a heartbeat is on its way.
+  bool proving_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<Candidacy> candidacy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);
   uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -523,12 +572,16 @@ absl::StatusOr<absl::Duration> ValidateCampaign(
     return absl::InvalidArgumentError(
         "campaign.heartbeat_interval must not be negative");
   }
+  return LeaseInterval(RequestedInterval(campaign), options.session_timeout);
+}
+
+absl::Duration LeaseInterval(absl::Duration requested,
+                             absl::Duration session_timeout) {
   // The lease: two missed heartbeats must come before the session could
   // expire.
-  const absl::Duration cap = options.session_timeout / 3;
-  absl::Duration interval =
-      absl::Seconds(hb.seconds()) + absl::Nanoseconds(hb.nanos());
-  if (interval == absl::ZeroDuration() || interval > cap) interval = cap;
+  const absl::Duration cap = session_timeout / 3;
+  absl::Duration interval = requested;
+  if (interval <= absl::ZeroDuration() || interval > cap) interval = cap;
   return std::max(interval, absl::Milliseconds(100));
 }
 

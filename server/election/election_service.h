@@ -1,11 +1,11 @@
 // warren.v1.ElectionService: validation and status codes at the edge; the
 // recipe in Candidacy, leader observation in LeaderWatch.
 //
-// Elect streams carry the leader's lease: heartbeats go out only while the
-// candidate leads and the server's ZooKeeper session is connected, at an
-// interval capped at a third of the session timeout, so a client that has
-// missed two of them can step down before the session could expire and a
-// successor be elected.
+// Elect streams carry the leader's lease: each heartbeat follows fresh proof
+// from the ensemble that the leader's node (and so the session) is alive,
+// never a timer alone, at an interval capped at a third of the session
+// timeout the ensemble negotiated, so a client that has missed two of them
+// can step down before the session could expire and a successor be elected.
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -21,6 +21,8 @@
 namespace warren::election {
 
 struct ElectionServiceOptions {
+  // The session timeout asked for; the one the ensemble negotiated wins
+  // once known.
   absl::Duration session_timeout = absl::Seconds(10);
   absl::Duration operation_timeout = absl::Seconds(10);
   size_t max_value_bytes = 64 << 10;
@@ -35,11 +37,16 @@ struct ElectionServiceOptions {
 };
 
 // Checks a campaign against the API's rules and the limits (INVALID_ARGUMENT
-// naming the field); answers the lease's heartbeat interval in force: the
-// one asked for, capped at a third of the session timeout, at least 100 ms.
+// naming the field); answers the lease's heartbeat interval for a session of
+// options.session_timeout (see LeaseInterval).
 absl::StatusOr<absl::Duration> ValidateCampaign(
     const warren::v1::Campaign& campaign,
     const ElectionServiceOptions& options);
+
+// The lease's heartbeat interval: the one asked for (0: the longest),
+// capped at a third of the session timeout, at least 100 ms.
+absl::Duration LeaseInterval(absl::Duration requested,
+                             absl::Duration session_timeout);
 
 class ElectionServiceImpl final
     : public warren::v1::ElectionService::CallbackService {

@@ -1,18 +1,23 @@
 // Unit tests of the election recipe against an in-memory ZooKeeper
 // (FakeZk): order, fencing tokens, predecessor-only watches, connection
-// loss, session expiry, a create whose answer was lost. The RPCs are tested
-// end to end against a real ZooKeeper in tests/integration.
+// loss, session expiry, a create whose answer was lost; and the Elect
+// stream's lease. The RPCs are tested end to end against a real ZooKeeper
+// in tests/integration.
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
-#include "warren/v1/election.pb.h"
+#include "warren/v1/election.grpc.pb.h"
 
 namespace warren::election {
 namespace {
@@ -300,6 +305,114 @@ TEST(ValidateCampaignTest, CapsTheLeaseAndNamesTheField) {
   rejected("campaign.candidate_id");
   c.set_election("jobs/../x");
   rejected("campaign.election");
+}
+
+// The Elect reactor on an in-process server over FakeZk; a pump thread runs
+// the fake's queued answers, as ZooKeeper's callback thread would.
+class ElectStreamTest : public ::testing::Test {
+ protected:
+  ElectStreamTest() : manager_(zk_, "/w"), workers_(1, 100) {
+    zk_.ExternalPut("/w", "");
+    zk_.ExternalPut("/w/elections", "");
+    zk_.RunUntilIdle();
+  }
+  ~ElectStreamTest() override {
+    if (server_) server_->Shutdown();
+    stop_ = true;
+    if (pump_.joinable()) pump_.join();
+  }
+  void Serve(absl::Duration session_timeout) {
+    ElectionServiceOptions options;
+    options.session_timeout = session_timeout;
+    service_ = std::make_unique<ElectionServiceImpl>(
+        manager_, workers_, timers_, streams_, options);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    stub_ = warren::v1::ElectionService::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+    pump_ = std::thread([this] {
+      while (!stop_) {
+        zk_.RunUntilIdle();
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+    });
+  }
+  static warren::v1::ElectRequest CampaignRequest(absl::Duration interval) {
+    warren::v1::ElectRequest request;
+    request.mutable_campaign()->set_election("jobs/leader");
+    *request.mutable_campaign()->mutable_heartbeat_interval() =
+        google::protobuf::util::TimeUtil::NanosecondsToDuration(
+            absl::ToInt64Nanoseconds(interval));
+    return request;
+  }
+
+  testing::FakeZk zk_;
+  ElectionManager manager_;
+  WorkerPool workers_;
+  TimerQueue timers_;
+  StreamRegistry streams_;
+  std::unique_ptr<ElectionServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<warren::v1::ElectionService::Stub> stub_;
+  std::atomic<bool> stop_{false};
+  std::thread pump_;
+};
+
+// Seen on a cluster: a leader's process frozen past its session timeout
+// resumed, and an overdue timer sent a heartbeat before the process heard
+// that its session had expired (and a successor was elected). A heartbeat
+// needs an answer from the ensemble; a tick alone renews nothing.
+TEST_F(ElectStreamTest, AFrozenLeaderThatResumesSendsNoHeartbeatBeforeLost) {
+  Serve(absl::Seconds(30));
+  const absl::Duration interval = absl::Milliseconds(100);
+  grpc::ClientContext context;
+  auto stream = stub_->Elect(&context);
+  ASSERT_TRUE(stream->Write(CampaignRequest(interval)));
+  warren::v1::ElectResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_elected()) << response.DebugString();
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_heartbeat()) << response.DebugString();
+
+  // The session is gone on the ensemble; this process still believes it is
+  // connected for five intervals (its ticks come due all the while), then
+  // hears of the expiry.
+  zk_.ExpireUnnoticed();
+  absl::SleepFor(5 * interval);
+  zk_.Expire();
+
+  // At most one heartbeat: one whose proof was answered before the expiry.
+  int heartbeats = 0;
+  while (stream->Read(&response) && !response.has_lost()) {
+    if (response.has_heartbeat()) ++heartbeats;
+  }
+  ASSERT_TRUE(response.has_lost()) << response.DebugString();
+  EXPECT_EQ(response.lost().reason(), warren::v1::LOSS_REASON_SESSION_EXPIRED);
+  EXPECT_LE(heartbeats, 1);
+  while (stream->Read(&response)) {
+    EXPECT_FALSE(response.has_heartbeat());
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::ABORTED);
+}
+
+// An ensemble whose maxSessionTimeout is below the one asked for grants
+// less: the lease's cap follows what was granted, and Elected says so.
+TEST_F(ElectStreamTest, TheLeaseIsCappedByTheNegotiatedSessionTimeout) {
+  zk_.SetNegotiatedSessionTimeout(absl::Seconds(3));
+  Serve(absl::Seconds(30));
+  grpc::ClientContext context;
+  auto stream = stub_->Elect(&context);
+  ASSERT_TRUE(stream->Write(CampaignRequest(absl::ZeroDuration())));
+  warren::v1::ElectResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_elected()) << response.DebugString();
+  EXPECT_EQ(response.elected().heartbeat_interval().seconds(), 1);
+  EXPECT_EQ(response.elected().heartbeat_interval().nanos(), 0);
+  ASSERT_TRUE(stream->WritesDone());
+  while (stream->Read(&response)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace

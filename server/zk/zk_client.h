@@ -169,6 +169,10 @@ class ZkClient {
   // Increments with every new session: lets callers tell "reconnected to the
   // same session" (watches survived) from "a new session" (they did not).
   virtual uint64_t session_generation() const = 0;
+  // The session timeout the ensemble granted (within its min/max session
+  // timeout, so it may differ from the one asked for); 0 while not
+  // connected. Leases are capped by it.
+  virtual absl::Duration negotiated_session_timeout() const = 0;
 
   // Listeners are called on the callback thread for every transition. A
   // listener must not add or remove listeners. After RemoveSessionListener

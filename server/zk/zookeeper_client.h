@@ -57,8 +57,7 @@ class ZooKeeperClient final : public ZkClient {
   // Waits until the session is connected, or answers UNAVAILABLE, or
   // UNAUTHENTICATED as soon as ZooKeeper rejects the credentials.
   absl::Status WaitConnected(absl::Duration timeout);
-  // The negotiated session timeout (0 while not connected).
-  absl::Duration negotiated_session_timeout() const;
+  absl::Duration negotiated_session_timeout() const override;
 
   SessionState state() const override { return state_.load(); }
   const AclPolicy& acl_policy() const override { return options_.acl; }

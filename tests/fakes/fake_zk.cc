@@ -84,8 +84,14 @@ void FakeZk::Reconnect() {
   }
 }
 
+void FakeZk::ExpireUnnoticed() {
+  warren::MutexLock lock(&mu_);
+  server_lost_ = true;
+}
+
 void FakeZk::Expire() {
   warren::MutexLock lock(&mu_);
+  server_lost_ = false;
   data_watches_.clear();
   child_watches_.clear();
   missed_.clear();
@@ -134,6 +140,21 @@ int FakeZk::AddSessionListener(zk::SessionListener listener) {
 void FakeZk::RemoveSessionListener(int id) {
   warren::MutexLock lock(&mu_);
   listeners_.erase(id);
+}
+
+bool FakeZk::AnsweringLocked() const {
+  return state_ == zk::SessionState::kConnected && !server_lost_;
+}
+
+void FakeZk::SetNegotiatedSessionTimeout(absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  negotiated_ = timeout;
+}
+
+absl::Duration FakeZk::negotiated_session_timeout() const {
+  warren::MutexLock lock(&mu_);
+  return state_ == zk::SessionState::kConnected ? negotiated_
+                                                : absl::ZeroDuration();
 }
 
 absl::Status FakeZk::Unavailable() const {
@@ -294,7 +315,7 @@ void FakeZk::Get(const std::string& path, zk::WatchFn watch,
                  zk::Callback<zk::NodeData> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::NodeData> result;
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result = Unavailable();
   } else if (auto it = nodes_.find(path); it == nodes_.end()) {
     result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
@@ -313,7 +334,7 @@ void FakeZk::Exists(const std::string& path, zk::WatchFn watch,
                     zk::Callback<std::optional<zk::NodeStat>> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<std::optional<zk::NodeStat>> result;
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result = Unavailable();
   } else {
     auto it = nodes_.find(path);
@@ -329,7 +350,7 @@ void FakeZk::GetChildren(const std::string& path, zk::WatchFn watch,
                          zk::Callback<zk::Children> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::Children> result;
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result = Unavailable();
   } else if (auto it = nodes_.find(path); it == nodes_.end()) {
     result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
@@ -352,7 +373,7 @@ void FakeZk::Create(const std::string& path, const std::string& value,
                     zk::CreateMode mode, zk::Callback<zk::Created> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::Created> result;
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result = Unavailable();
   } else {
     std::string actual = path;
@@ -414,9 +435,8 @@ size_t FakeZk::data_watch_count(const std::string& path) {
 void FakeZk::Set(const std::string& path, const std::string& value,
                  int32_t version, zk::Callback<zk::NodeStat> done) {
   warren::MutexLock lock(&mu_);
-  absl::StatusOr<zk::NodeStat> result = state_ != zk::SessionState::kConnected
-                                            ? Unavailable()
-                                            : SetLocked(path, value, version);
+  absl::StatusOr<zk::NodeStat> result =
+      !AnsweringLocked() ? Unavailable() : SetLocked(path, value, version);
   queue_.push_back(
       [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
@@ -424,9 +444,8 @@ void FakeZk::Set(const std::string& path, const std::string& value,
 void FakeZk::Delete(const std::string& path, int32_t version,
                     zk::DoneCallback done) {
   warren::MutexLock lock(&mu_);
-  absl::Status result = state_ != zk::SessionState::kConnected
-                            ? Unavailable()
-                            : DeleteLocked(path, version);
+  absl::Status result =
+      !AnsweringLocked() ? Unavailable() : DeleteLocked(path, version);
   queue_.push_back(
       [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
@@ -434,7 +453,7 @@ void FakeZk::Delete(const std::string& path, int32_t version,
 void FakeZk::GetAcl(const std::string& path, zk::Callback<zk::NodeAcl> done) {
   warren::MutexLock lock(&mu_);
   absl::StatusOr<zk::NodeAcl> result;
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result = Unavailable();
   } else if (auto it = nodes_.find(path); it == nodes_.end()) {
     result = zk::MakeZkError(zk::ZkError::kNoNode, "fake: no node");
@@ -451,8 +470,7 @@ void FakeZk::GetAcl(const std::string& path, zk::Callback<zk::NodeAcl> done) {
 
 void FakeZk::Sync(const std::string& /*path*/, zk::DoneCallback done) {
   warren::MutexLock lock(&mu_);
-  absl::Status result =
-      state_ != zk::SessionState::kConnected ? Unavailable() : absl::OkStatus();
+  absl::Status result = !AnsweringLocked() ? Unavailable() : absl::OkStatus();
   queue_.push_back(
       [done = std::move(done), result]() mutable { done(std::move(result)); });
 }
@@ -462,7 +480,7 @@ void FakeZk::Multi(std::vector<zk::Op> ops,
   warren::MutexLock lock(&mu_);
   zk::MultiResult result;
   result.results.resize(ops.size());
-  if (state_ != zk::SessionState::kConnected) {
+  if (!AnsweringLocked()) {
     result.status = Unavailable();
   } else {
     // All or nothing: apply to a copy, keep it only if every step works.

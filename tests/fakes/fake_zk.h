@@ -40,6 +40,14 @@ class FakeZk final : public zk::ZkClient {
   void Disconnect();
   void Reconnect();
   void Expire();  // ends with a new, connected session
+  // The session expired on the server, but this client has not heard yet
+  // (as a process frozen past its session timeout sees it when it resumes):
+  // state() still says kConnected, every operation fails with connection
+  // loss. Expire() then tells the client.
+  void ExpireUnnoticed();
+  // What negotiated_session_timeout() answers while connected (default:
+  // 10 s).
+  void SetNegotiatedSessionTimeout(absl::Duration timeout);
 
   // This client's identity and the ACL of the nodes it creates (what
   // ZooKeeperOptions::acl is to the real client). Set it before the code
@@ -66,6 +74,7 @@ class FakeZk final : public zk::ZkClient {
   zk::SessionState state() const override;
   const zk::AclPolicy& acl_policy() const override;
   uint64_t session_generation() const override;
+  absl::Duration negotiated_session_timeout() const override;
   int AddSessionListener(zk::SessionListener listener) override;
   void RemoveSessionListener(int id) override;
 
@@ -98,6 +107,8 @@ class FakeZk final : public zk::ZkClient {
   void SetStateLocked(zk::SessionState state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Unavailable() const;
+  // Operations get answers: connected, and the server has the session.
+  bool AnsweringLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // kNoAuth unless this client holds `perm` on `path` (OK for a missing
   // node: the operation reports that).
   absl::Status CheckPermLocked(const std::string& path, int32_t perm) const
@@ -127,6 +138,8 @@ class FakeZk final : public zk::ZkClient {
   bool lose_next_create_ ABSL_GUARDED_BY(mu_) = false;
   zk::SessionState state_ ABSL_GUARDED_BY(mu_) = zk::SessionState::kConnected;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 1;
+  bool server_lost_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration negotiated_ ABSL_GUARDED_BY(mu_) = absl::Seconds(10);
   std::map<std::string, std::vector<zk::WatchFn>> data_watches_
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<zk::WatchFn>> child_watches_
