@@ -21,14 +21,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/amqp/publish_refusals.h"
 #include "server/common/logging.h"
 
 namespace warren::amqp {
 namespace {
 
+// Publishes go over one confirm channel at a time, 1 or 3: a replacement
+// (PublishRefusals) takes the other number, so that acks of the old channel
+// still queued in rabbitmq-c cannot settle the new channel's publishes.
 constexpr uint16_t kPublishChannel = 1;
 constexpr uint16_t kScratchChannel = 2;
-constexpr uint16_t kFirstSubscriptionChannel = 3;
+constexpr uint16_t kSparePublishChannel = 3;
+constexpr uint16_t kFirstSubscriptionChannel = 4;
 // How long a passive check that an exchange exists is trusted.
 constexpr absl::Duration kExchangeCheckTtl = absl::Seconds(30);
 
@@ -268,8 +273,16 @@ class AmqpClient::IoLoop {
   // is also stored in `*connection_error`.
   absl::Status CheckReply(uint16_t channel, absl::string_view what,
                           absl::Status* connection_error);
+  // The same for a reply that rabbitmq-c hands back instead of keeping it
+  // (amqp_channel_close).
+  absl::Status CheckReplyOf(const amqp_rpc_reply_t& reply, uint16_t channel,
+                            absl::string_view what,
+                            absl::Status* connection_error);
   absl::Status OpenChannel(uint16_t channel, absl::Status* connection_error);
   absl::Status OpenPublishChannel();
+  // Closes the confirm channel and republishes what it left unconfirmed on
+  // a fresh one (the other publish channel number).
+  absl::Status ReplacePublishChannel();
   absl::Status ReplayUnconfirmed(const absl::Status& channel_error);
   uint16_t AllocateChannel();
   void FreeChannel(uint16_t channel);
@@ -284,6 +297,8 @@ class AmqpClient::IoLoop {
   Connection conn_;
   bool blocked_ = false;
   bool scratch_open_ = false;
+  uint16_t publish_channel_ = kPublishChannel;
+  PublishRefusals refusals_;
   uint64_t next_publish_tag_ = 1;
   std::map<uint64_t, PendingPublish> unconfirmed_;
   absl::Time next_deadline_scan_ = absl::InfinitePast();
@@ -448,11 +463,12 @@ void AmqpClient::Unsubscribe(SubscriptionId id) {
 void AmqpClient::IoLoop::Run() {
   absl::BitGen rng;
   absl::Duration backoff = absl::Milliseconds(200);
-  size_t next = 0;
+  size_t next = 0;  // counted from AmqpOptions::first_url
   bool ever_connected = false;
   const auto& brokers = client_.brokers_;
   while (!client_.stopping_.load()) {
-    const BrokerAddress& broker = brokers[next % brokers.size()];
+    const BrokerAddress& broker =
+        brokers[(client_.options_.first_url + next) % brokers.size()];
     ++next;
     absl::Status ended = Serve(broker);
     const bool was_connected = client_.reachable();
@@ -511,6 +527,7 @@ void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
   known_exchanges_.clear();
   free_channels_.clear();
   next_channel_ = kFirstSubscriptionChannel;
+  publish_channel_ = kPublishChannel;
   blocked_ = false;
   scratch_open_ = false;
 }
@@ -696,8 +713,10 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
                               : "unexpected reply"));
   }
   if (absl::Status s = OpenPublishChannel(); !s.ok()) return s;
-  // Channel 0 is the connection's own; 1 and 2 are the publish and scratch
-  // channels. A channel_max of 0 means no limit but the protocol's.
+  refusals_.OnConnected(absl::Now());
+  // Channel 0 is the connection's own; 1 to 3 are the publish, scratch
+  // and spare publish channels. A channel_max of 0 means no limit but the
+  // protocol's.
   const int channel_max = amqp_get_channel_max(conn_.get());
   client_.subscription_capacity_.store(
       static_cast<size_t>(channel_max == 0 ? 65535 : channel_max) + 1 -
@@ -741,6 +760,18 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
       if (absl::Status s = HandleFrame(frame); !s.ok()) return s;
     }
     ExpireDeadlines();
+    switch (refusals_.Next(absl::Now())) {
+      case PublishRefusals::Action::kNone:
+        break;
+      case PublishRefusals::Action::kReplaceChannel:
+        if (absl::Status s = ReplacePublishChannel(); !s.ok()) return s;
+        break;
+      case PublishRefusals::Action::kMoveConnection:
+        return absl::UnavailableError(
+            "every publish through this node is refused (basic.nack) since "
+            "the connection failed over, also on fresh channels; moving to "
+            "another node");
+    }
     amqp_maybe_release_buffers(conn_.get());
   }
   amqp_connection_close(conn_.get(), AMQP_REPLY_SUCCESS);
@@ -750,7 +781,14 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
 absl::Status AmqpClient::IoLoop::CheckReply(uint16_t channel,
                                             absl::string_view what,
                                             absl::Status* connection_error) {
-  amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn_.get());
+  return CheckReplyOf(amqp_get_rpc_reply(conn_.get()), channel, what,
+                      connection_error);
+}
+
+absl::Status AmqpClient::IoLoop::CheckReplyOf(const amqp_rpc_reply_t& reply,
+                                              uint16_t channel,
+                                              absl::string_view what,
+                                              absl::Status* connection_error) {
   switch (reply.reply_type) {
     case AMQP_RESPONSE_NORMAL:
       return absl::OkStatus();
@@ -800,10 +838,10 @@ absl::Status AmqpClient::IoLoop::OpenChannel(uint16_t channel,
 
 absl::Status AmqpClient::IoLoop::OpenPublishChannel() {
   absl::Status connection_error;
-  absl::Status s = OpenChannel(kPublishChannel, &connection_error);
+  absl::Status s = OpenChannel(publish_channel_, &connection_error);
   if (s.ok()) {
-    amqp_confirm_select(conn_.get(), kPublishChannel);
-    s = CheckReply(kPublishChannel, "confirm.select", &connection_error);
+    amqp_confirm_select(conn_.get(), publish_channel_);
+    s = CheckReply(publish_channel_, "confirm.select", &connection_error);
   }
   if (!connection_error.ok()) return connection_error;
   // A channel that cannot be opened on a healthy connection is a broker
@@ -888,7 +926,7 @@ absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
     props.headers = headers.table();
   }
   const int sent = amqp_basic_publish(
-      conn_.get(), kPublishChannel, Bytes(m.exchange), Bytes(m.routing_key),
+      conn_.get(), publish_channel_, Bytes(m.exchange), Bytes(m.routing_key),
       m.mandatory ? 1 : 0, 0, &props, Bytes(m.payload));
   if (sent != AMQP_STATUS_OK) {
     absl::Status lost = absl::UnavailableError(
@@ -948,6 +986,11 @@ void AmqpClient::IoLoop::ResolveConfirms(uint64_t tag, bool multiple,
     if (ack && client_.options_.on_confirm) {
       client_.options_.on_confirm(now - p.published);
     }
+    if (ack) {
+      refusals_.OnConfirmed();
+    } else {
+      refusals_.OnRefused(now);
+    }
     if (!p.done) continue;  // answered already (deadline)
     if (!ack) {
       p.done(absl::UnavailableError(
@@ -978,6 +1021,24 @@ void AmqpClient::IoLoop::ExpireDeadlines() {
       pending.done = nullptr;
     }
   }
+}
+
+absl::Status AmqpClient::IoLoop::ReplacePublishChannel() {
+  WARREN_LOG_WARN(
+      "rabbitmq ({}): publishes on confirm channel {} keep being refused "
+      "(basic.nack); replacing the channel",
+      client_.options_.connection_name, publish_channel_);
+  const uint16_t old = publish_channel_;
+  absl::Status connection_error;
+  (void)CheckReplyOf(amqp_channel_close(conn_.get(), old, AMQP_REPLY_SUCCESS),
+                     old, "channel.close", &connection_error);
+  if (!connection_error.ok()) return connection_error;
+  content_.erase(old);
+  publish_channel_ =
+      old == kPublishChannel ? kSparePublishChannel : kPublishChannel;
+  refusals_.OnChannelReplaced(absl::Now());
+  return ReplayUnconfirmed(
+      absl::UnavailableError("the confirm channel was replaced"));
 }
 
 absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
@@ -1078,6 +1139,8 @@ absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
 
 void AmqpClient::IoLoop::CompleteContent(uint16_t channel, Content content) {
   if (content.what == Content::What::kReturn) {
+    // A replaced channel's returns: its messages are republished.
+    if (channel != publish_channel_) return;
     // The return comes before the confirm of the same message; mark the
     // oldest unconfirmed message with this id that is not marked yet.
     for (auto& [tag, p] : unconfirmed_) {
@@ -1101,14 +1164,14 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
   switch (method.id) {
     case AMQP_BASIC_ACK_METHOD: {
       const auto* m = static_cast<amqp_basic_ack_t*>(method.decoded);
-      if (channel == kPublishChannel) {
+      if (channel == publish_channel_) {
         ResolveConfirms(m->delivery_tag, m->multiple != 0, true);
       }
       return absl::OkStatus();
     }
     case AMQP_BASIC_NACK_METHOD: {
       const auto* m = static_cast<amqp_basic_nack_t*>(method.decoded);
-      if (channel == kPublishChannel) {
+      if (channel == publish_channel_) {
         ResolveConfirms(m->delivery_tag, m->multiple != 0, false);
       }
       return absl::OkStatus();
@@ -1152,7 +1215,10 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
         return absl::UnavailableError("cannot acknowledge a channel close");
       }
       content_.erase(channel);
-      if (channel == kPublishChannel) return ReplayUnconfirmed(status);
+      if (channel == publish_channel_) return ReplayUnconfirmed(status);
+      if (channel == kPublishChannel || channel == kSparePublishChannel) {
+        return absl::OkStatus();  // a replaced one's
+      }
       if (channel == kScratchChannel) {
         scratch_open_ = false;
         return absl::OkStatus();

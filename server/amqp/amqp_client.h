@@ -65,6 +65,8 @@ struct AmqpOptions {
   std::string key_file;
   // Shown by the broker (management UI, rabbitmqctl list_connections).
   std::string connection_name = "warrend";
+  // The URL tried first; after it the list is tried in order, wrapping.
+  size_t first_url = 0;
   // Optional (metrics): called on the I/O thread with the time from a
   // message's basic.publish to its basic.ack; must not block.
   std::function<void(absl::Duration)> on_confirm;

@@ -64,8 +64,10 @@ absl::StatusOr<std::unique_ptr<AmqpPool>> AmqpPool::Create(
                   AmqpOptions o = amqp;
                   if (index > 0) {
                     o.connection_name =
-                        absl::StrCat(amqp.connection_name, "-", index + 1);
+                        absl::StrCat(amqp.connection_name, " #", index + 1);
                   }
+                  // A replica's connections spread over a cluster's nodes.
+                  o.first_url = amqp.first_url + index;
                   auto client = AmqpClient::Create(std::move(o));
                   if (!client.ok()) return client.status();
                   return std::unique_ptr<AmqpBroker>(*std::move(client));

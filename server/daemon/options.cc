@@ -62,8 +62,9 @@ ABSL_FLAG(std::string, root, "/warren",
           "ZooKeeper path under which every Warren node lives.");
 ABSL_FLAG(std::vector<std::string>, amqp_urls,
           {"amqp://guest:guest@127.0.0.1:5672/"},
-          "Comma-separated RabbitMQ URLs (amqp:// or amqps://), tried in "
-          "turn.");
+          "Comma-separated RabbitMQ URLs (amqp:// or amqps://) of one "
+          "broker or the nodes of a cluster: each process starts at a random "
+          "one and tries the others in turn after it.");
 ABSL_FLAG(std::string, amqp_ca_file, "",
           "CA bundle for amqps:// brokers (empty: the system's).");
 ABSL_FLAG(std::string, amqp_cert_file, "",

@@ -2,6 +2,7 @@
 // and runs until SIGTERM or SIGINT. SIGHUP runs the reload hooks (TLS and
 // auth files).
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -41,6 +43,15 @@
 
 namespace warren::daemon {
 namespace {
+
+// What the broker shows for this process's connections (rabbitmqctl
+// list_connections), so that replicas can be told apart: the listen
+// address, the host and the pid.
+std::string ConnectionName(const std::string& listen) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return absl::StrCat("warrend ", listen, " on ", host, " pid ", getpid());
+}
 
 int Fail(const absl::Status& status) {
   // One clear line, also when logging is off or JSON.
@@ -194,6 +205,12 @@ int Run(int argc, char** argv) {
   amqp_options.cert_file = options.amqp_cert_file;
   amqp_options.key_file = options.amqp_key_file;
   amqp_options.heartbeat = options.amqp_heartbeat;
+  // Replicas given the same URL list must not all crowd onto its first
+  // node: each process starts at a random one (and its pool's further
+  // connections at the ones after it).
+  amqp_options.first_url =
+      absl::Uniform<size_t>(absl::BitGen(), 0, options.amqp_urls.size());
+  amqp_options.connection_name = ConnectionName(options.listen);
   if (confirm_seconds != nullptr) {
     // On the AMQP I/O thread: an atomic bucket update, no blocking.
     amqp_options.on_confirm = [confirm_seconds](absl::Duration latency) {
@@ -360,6 +377,10 @@ int Run(int argc, char** argv) {
     interceptors.push_back(grpc_metrics->InterceptorFactory());
   }
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  // gRPC turns SO_REUSEPORT on by default: a second warrend on the same
+  // address would start, and the kernel would split new connections
+  // between an old and a new process. A taken port is an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // Keepalive: ping idle clients every 60s, drop them after 20s without an

@@ -210,9 +210,9 @@ TEST(RabbitMqFaultTest, BrokerFlowControlIsRespectedAndSurfaced) {
 // primary's, with UNAVAILABLE (so that clients resubscribe), not leave them
 // open and silent; after a restart, as many subscribe again.
 TEST(RabbitMqFaultTest, SubscriptionsOnEveryConnectionEndWhenTheBrokerDies) {
-  // A connection of this broker carries 30 subscriptions (channel_max 32,
-  // less the connection's own channel and warrend's two): a few streams
-  // fill three connections.
+  // A connection of this broker carries 29 subscriptions (channel_max 32,
+  // less the connection's own channel and warrend's publish, scratch and
+  // spare publish channels): a few streams fill three connections.
   auto broker = RabbitMqServer::Start(/*channel_max=*/32);
   ASSERT_TRUE(broker.ok()) << broker.status();
   auto warrend = WarrendProcess::Start(
