@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/match.h"
 #include "grpcpp/server_context.h"
 #include "server/common/log_rate_limit.h"
 #include "server/common/logging.h"
@@ -48,8 +49,19 @@ class RejectionLogInterceptor final : public grpc::experimental::Interceptor {
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::Status status = methods->GetSendStatus();
       int64_t suppressed = 0;
-      if (IsRejection(status.error_code()) && limit_.Admit(&suppressed)) {
-        const grpc::ServerContextBase* context = info_->server_context();
+      const grpc::ServerContextBase* context = info_->server_context();
+      // Only refusals by Warren's own API are worth a line. gRPC's built-in
+      // health and reflection services refuse only requests they cannot
+      // parse, and in practice those are calls their clients gave up on
+      // (e.g. health checks that timed out while this process was frozen
+      // arrive without their request when it resumes); nobody sees the
+      // answer. Neither the cancellation nor the deadline is known yet at
+      // this point (the deadline travels relative and restarts when the
+      // process reads it), so it is the service that decides.
+      const bool ours = absl::StartsWith(info_->method(), "/warren.");
+      const bool abandoned = context != nullptr && context->IsCancelled();
+      if (IsRejection(status.error_code()) && ours && !abandoned &&
+          limit_.Admit(&suppressed)) {
         WARREN_LOG_INFO("rejected {} from {}: {}: {}{}", info_->method(),
                         context != nullptr ? context->peer() : "?",
                         CodeName(status.error_code()), status.error_message(),

@@ -1,5 +1,7 @@
 // ConfigService end to end: the real warrend, the real ZooKeeper, the
 // generated stubs over a real socket.
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <set>
@@ -292,6 +294,47 @@ TEST_F(ConfigServiceTest, RejectionLinesAreRateLimited) {
       },
       absl::Seconds(10)))
       << warrend_->Log();
+}
+
+// Health checks that their clients gave up on while warrend was frozen
+// arrive cancelled when it resumes; their failed requests are nobody's
+// mistake and not worth a line each. Real rejections still are.
+TEST_F(ConfigServiceTest, CallsCancelledWhileFrozenAreNotLoggedAsRejections) {
+  auto health = grpc::health::v1::Health::NewStub(warrend_->channel());
+  ASSERT_TRUE(warrend_->Signal(SIGSTOP));
+  // SIGSTOP takes effect asynchronously: wait until the process is stopped.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string stat =
+            ReadFile(absl::StrCat("/proc/", warrend_->pid(), "/stat"));
+        const size_t paren = stat.rfind(')');
+        return paren != std::string::npos && paren + 2 < stat.size() &&
+               stat[paren + 2] == 'T';
+      },
+      absl::Seconds(10)));
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+    EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  ASSERT_TRUE(warrend_->Signal(SIGCONT));
+  // A rejection after the cancelled calls: once it is in the log, they have
+  // all been answered.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        v1::GetConfigResponse got;
+        Get("after//freeze", &got);
+        return absl::StrContains(warrend_->Log(), "after//freeze");
+      },
+      absl::Seconds(30)))
+      << warrend_->Log();
+  EXPECT_THAT(warrend_->Log(),
+              ::testing::Not(HasSubstr("could not parse request")));
+  EXPECT_THAT(warrend_->Log(), ::testing::Not(HasSubstr("Health/Check")));
 }
 
 TEST_F(ConfigServiceTest, ConcurrentCompareAndSetIncrementsLoseNothing) {

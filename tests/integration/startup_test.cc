@@ -97,6 +97,20 @@ TEST(StartupTest, PortInUseExitsNonZero) {
               HasSubstr("cannot listen on 127.0.0.1:"));
 }
 
+// gRPC turns SO_REUSEPORT on by default: a second warrend on a running
+// one's address would start, and the two would share its connections.
+TEST(StartupTest, AnotherWarrendsAddressExitsNonZero) {
+  auto first = WarrendProcess::Start();
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto args = TestBackendFlags();
+  args.push_back("--listen=" + (*first)->address());
+  ExitResult result = RunWarrendToExit(args, absl::Seconds(30));
+  EXPECT_EQ(result.code, 1) << result.stdout_text;
+  EXPECT_THAT(StartupFailureLine(result),
+              HasSubstr("cannot listen on " + (*first)->address()));
+  EXPECT_THAT(result.stdout_text, ::testing::Not(HasSubstr("serving")));
+}
+
 TEST(StartupTest, BadConfigFileExitsNonZero) {
   const std::string dir = MakeTempDir("warren-config");
   const std::string path = dir + "/warren.yaml";
