@@ -43,10 +43,14 @@ void BackendHealth::StartDraining() {
 }
 
 void BackendHealth::Update() {
+  // The states are read under the lock: two backends' listeners may update
+  // at once, and the one that takes the lock last must see both states as
+  // they are now (read before the lock, a stale "not connected" could be
+  // written last and stay: warrend NOT_SERVING with both backends up).
+  warren::MutexLock lock(&mu_);
   const bool zk_ok = zk_.state() == zk::SessionState::kConnected;
   const bool amqp_ok = amqp_.reachable();
   const int serving = zk_ok && amqp_ok ? 1 : 0;
-  warren::MutexLock lock(&mu_);
   if (health_ == nullptr || draining_ || serving == last_) return;
   last_ = serving;
   for (const char* service : kServices) {
