@@ -272,7 +272,12 @@ class AmqpClient::IoLoop {
   absl::Status OpenPublishChannel();
   absl::Status ReplayUnconfirmed(const absl::Status& channel_error);
   uint16_t AllocateChannel();
+  // Takes back a subscription channel once it is closed (close-ok received,
+  // or never opened); it is reused only after ReleaseClosedChannels().
   void FreeChannel(uint16_t channel);
+  // Makes the channels closed so far reusable; only while rabbitmq-c holds
+  // no queued frame.
+  void ReleaseClosedChannels();
   void EndSubscription(uint16_t channel, absl::Status status);
   void FailAll(const absl::Status& status);
   absl::Status FlushAcks(Subscription& subscription);
@@ -292,6 +297,16 @@ class AmqpClient::IoLoop {
   std::map<uint16_t, SubscriptionId> subscription_by_channel_;
   std::vector<SubscriptionId> with_pending_acks_;
   std::vector<uint16_t> free_channels_;
+  // Subscription channels closed since rabbitmq-c's frame queue was last
+  // empty. While it waits for a reply (the channel.close-ok, or anything
+  // synchronous on another channel), rabbitmq-c queues every other frame
+  // that arrives, and the broker sends deliveries until it has our close:
+  // so the queue may still hold deliveries of the closed channel's consumer
+  // after its close-ok. Those frames are dropped, and the number is not
+  // reused until they are gone: a new subscription on the same number would
+  // otherwise take them for its own and ack tags its channel does not know
+  // (PRECONDITION_FAILED), or settle a message of its own it never saw.
+  std::set<uint16_t> closed_channels_;
   uint16_t next_channel_ = kFirstSubscriptionChannel;
   std::map<uint16_t, Content> content_;
 };
@@ -510,6 +525,7 @@ void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
   content_.clear();
   known_exchanges_.clear();
   free_channels_.clear();
+  closed_channels_.clear();
   next_channel_ = kFirstSubscriptionChannel;
   blocked_ = false;
   scratch_open_ = false;
@@ -740,6 +756,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
       }
       if (absl::Status s = HandleFrame(frame); !s.ok()) return s;
     }
+    // Nothing queued is left: no stale frame of a closed channel either.
+    ReleaseClosedChannels();
     ExpireDeadlines();
     amqp_maybe_release_buffers(conn_.get());
   }
@@ -1020,6 +1038,9 @@ absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
 
 absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
   const uint16_t channel = frame.channel;
+  // A frame that reached us after its channel was closed (see
+  // closed_channels_) belongs to no subscription.
+  if (closed_channels_.count(channel) != 0) return absl::OkStatus();
   if (frame.frame_type == AMQP_FRAME_METHOD) {
     return HandleMethod(channel, frame.payload.method);
   }
@@ -1206,8 +1227,16 @@ uint16_t AmqpClient::IoLoop::AllocateChannel() {
 }
 
 void AmqpClient::IoLoop::FreeChannel(uint16_t channel) {
-  amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
-  free_channels_.push_back(channel);
+  closed_channels_.insert(channel);
+}
+
+void AmqpClient::IoLoop::ReleaseClosedChannels() {
+  if (closed_channels_.empty() || amqp_frames_enqueued(conn_.get())) return;
+  for (uint16_t channel : closed_channels_) {
+    amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
+    free_channels_.push_back(channel);
+  }
+  closed_channels_.clear();
 }
 
 absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
