@@ -296,7 +296,7 @@ class AmqpClient::IoLoop {
   std::map<SubscriptionId, Subscription> subscriptions_;
   std::map<uint16_t, SubscriptionId> subscription_by_channel_;
   std::vector<SubscriptionId> with_pending_acks_;
-  std::vector<uint16_t> free_channels_;
+  std::deque<uint16_t> free_channels_;  // oldest first
   // Subscription channels closed since rabbitmq-c's frame queue was last
   // empty. While it waits for a reply (the channel.close-ok, or anything
   // synchronous on another channel), rabbitmq-c queues every other frame
@@ -307,7 +307,7 @@ class AmqpClient::IoLoop {
   // otherwise take them for its own and ack tags its channel does not know
   // (PRECONDITION_FAILED), or settle a message of its own it never saw.
   std::set<uint16_t> closed_channels_;
-  uint16_t next_channel_ = kFirstSubscriptionChannel;
+  int next_channel_ = kFirstSubscriptionChannel;
   std::map<uint16_t, Content> content_;
 };
 
@@ -1216,14 +1216,20 @@ void AmqpClient::IoLoop::EndSubscription(uint16_t channel,
 }
 
 uint16_t AmqpClient::IoLoop::AllocateChannel() {
-  if (!free_channels_.empty()) {
-    const uint16_t channel = free_channels_.back();
-    free_channels_.pop_back();
-    return channel;
-  }
+  // Numbers never used on this connection first, then the one freed
+  // longest ago: a number comes back as late as possible. Closing a channel
+  // is not over for the broker when we see its close-ok if it closed the
+  // channel at the same time (a refused ack crossing our channel.close): a
+  // channel.open of the same number right after is a connection error
+  // ("second 'channel.open' seen") that would end every subscription.
   const int max = amqp_get_channel_max(conn_.get());
-  if (max != 0 && next_channel_ > max) return 0;
-  return next_channel_++;
+  if (next_channel_ <= (max == 0 ? 65535 : max)) {
+    return static_cast<uint16_t>(next_channel_++);
+  }
+  if (free_channels_.empty()) return 0;
+  const uint16_t channel = free_channels_.front();
+  free_channels_.pop_front();
+  return channel;
 }
 
 void AmqpClient::IoLoop::FreeChannel(uint16_t channel) {

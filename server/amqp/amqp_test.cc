@@ -289,10 +289,14 @@ class AckingRecorder : public SubscriptionSink {
     warren::MutexLock lock(&mu_);
     ended_ = status;
   }
+  // Whether it was subscribed (false if it ended first).
   bool WaitSubscribed() {
     warren::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(absl::Condition(&subscribed_),
-                                absl::Seconds(60));
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return subscribed_ || !ended_.ok();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
+    return subscribed_;
   }
   std::vector<std::string> message_ids() {
     warren::MutexLock lock(&mu_);
@@ -424,6 +428,99 @@ TEST(AmqpClientTest, AResubscriptionNeverGetsTheCancelledOnesDeliveries) {
     EXPECT_TRUE(next->ended().ok()) << next->ended();
     (*client)->Unsubscribe(next->id());
   }
+}
+
+// At its first delivery (on the I/O thread), acks a tag its channel never
+// had, cancels itself and starts `next`, all in one command batch: the
+// broker closes the channel for the ack while our channel.close is on its
+// way (the closes cross).
+class BadAckSink : public SubscriptionSink {
+ public:
+  BadAckSink(AmqpClient& client, SubscribeSpec next_spec,
+             std::shared_ptr<AckingRecorder> next)
+      : client_(client), next_spec_(std::move(next_spec)), next_(next) {}
+  void set_id(AmqpClient::SubscriptionId id) {
+    warren::MutexLock lock(&mu_);
+    id_ = id;
+  }
+  void OnSubscribed(const std::string&) override {}
+  void OnDelivery(Delivery) override {
+    warren::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
+    if (churned_) return;
+    churned_ = true;
+    client_.Settle(id_, 1u << 30, Settle::kAck);
+    client_.Unsubscribe(id_);
+    next_->set_id(client_.Subscribe(next_spec_, next_));
+  }
+  void OnEnded(absl::Status) override {}
+
+ private:
+  AmqpClient& client_;
+  const SubscribeSpec next_spec_;
+  const std::shared_ptr<AckingRecorder> next_;
+  warren::Mutex mu_;
+  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool churned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The broker's channel.close crosses ours (an ack it refuses, then our
+// close): the channel number is reused only once the broker has answered
+// our close too, or the next channel.open on it is a connection error.
+TEST(AmqpClientTest, CrossedChannelClosesNeverCostTheConnection) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  auto client = AmqpClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+
+  const std::string stamp = absl::StrCat(absl::ToUnixNanos(absl::Now()));
+  SubscribeSpec busy;
+  busy.queue.name = absl::StrCat("warren-amqp-test-cross-busy-", stamp);
+  busy.queue.durable = false;
+  busy.prefetch = 100;
+  SubscribeSpec quiet;
+  quiet.queue.name = absl::StrCat("warren-amqp-test-cross-quiet-", stamp);
+  quiet.queue.durable = false;
+  {
+    auto declare = std::make_shared<AckingRecorder>(**client);
+    const auto id = (*client)->Subscribe(busy, declare);
+    declare->set_id(id);
+    ASSERT_TRUE(declare->WaitSubscribed());
+    (*client)->Unsubscribe(id);
+  }
+  std::atomic<int> confirmed{0}, failed{0};
+  for (int i = 0; i < 200; ++i) {
+    OutgoingMessage m;
+    m.routing_key = busy.queue.name;
+    m.message_id = absl::StrCat("m", i);
+    m.payload = "x";
+    m.persistent = false;
+    (*client)->Publish(
+        std::move(m), absl::Now() + absl::Seconds(30),
+        [&](absl::Status s) { (s.ok() ? confirmed : failed)++; });
+  }
+  ASSERT_TRUE(
+      WaitUntil([&] { return confirmed.load() + failed.load() == 200; }));
+
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    auto next = std::make_shared<AckingRecorder>(**client);
+    auto bad = std::make_shared<BadAckSink>(**client, quiet, next);
+    bad->set_id((*client)->Subscribe(busy, bad));
+    ASSERT_TRUE(next->WaitSubscribed());
+    (*client)->Unsubscribe(next->id());
+  }
+  // One more subscription on the reused numbers, then a round trip.
+  auto last = std::make_shared<AckingRecorder>(**client);
+  last->set_id((*client)->Subscribe(quiet, last));
+  ASSERT_TRUE(last->WaitSubscribed());
+  EXPECT_EQ((*client)->reconnects(), 0u);
+  EXPECT_TRUE(last->ended().ok()) << last->ended();
 }
 
 }  // namespace
