@@ -124,13 +124,16 @@ class Ledger {
     warren::MutexLock lock(&mu_);
     ++dropped_;
   }
-  // One life of a Subscribe stream ended. The test cancels every stream,
-  // so anything but CANCELLED is the server's doing: an error.
-  void StreamEnded(const grpc::Status& status, size_t duplicate_ids) {
+  // One life of a Subscribe stream ended: by the test's cancel
+  // (`cancelled`, and then CANCELLED) or else by the server, an error.
+  void StreamEnded(const grpc::Status& status, bool cancelled,
+                   size_t duplicate_ids) {
     warren::MutexLock lock(&mu_);
     ++lives_;
     duplicate_ids_ += duplicate_ids;
-    if (status.error_code() == grpc::StatusCode::CANCELLED) return;
+    if (cancelled && status.error_code() == grpc::StatusCode::CANCELLED) {
+      return;
+    }
     stream_errors_.push_back(
         absl::StrCat(status.error_code(), ": ", status.error_message()));
   }
@@ -178,8 +181,7 @@ class Consumer {
   }
   void Stop() {
     warren::MutexLock lock(&mu_);
-    stopping_ = true;
-    if (context_ != nullptr) context_->TryCancel();
+    stopping_ = true;  // the life's canceller cancels its stream
   }
   size_t lives() {
     warren::MutexLock lock(&mu_);
@@ -194,7 +196,6 @@ class Consumer {
       {
         warren::MutexLock lock(&mu_);
         if (stopping_) return;
-        context_ = &context;
         ++lives_;
       }
       const absl::Time end = absl::Now() + absl::Milliseconds(life_ms(rng_));
@@ -205,10 +206,19 @@ class Consumer {
                                                      : kDropperMaxInFlight);
       stream->Write(start);
       // The life's end cancels the stream from another thread, as a
-      // client that gives up on it does, whether or not a delivery comes.
+      // client that gives up on it does, whether or not a delivery comes;
+      // not once the server ended it: a cancel before Finish() would hide
+      // the server's status behind CANCELLED.
+      bool read_done = false;
+      bool cancelled = false;
       std::thread canceller([&] {
         warren::MutexLock lock(&mu_);
-        mu_.AwaitWithDeadline(absl::Condition(&stopping_), end);
+        auto wake = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || read_done;
+        };
+        mu_.AwaitWithDeadline(absl::Condition(&wake), end);
+        if (read_done) return;
+        cancelled = true;
         context.TryCancel();
       });
       std::set<uint64_t> seen;
@@ -225,15 +235,18 @@ class Consumer {
         ledger_.Processed(d.message_id());
         v1::SubscribeRequest ack;
         ack.mutable_ack()->add_delivery_ids(d.delivery_id());
-        if (!stream->Write(ack)) break;
+        // A failed write (the server ended the stream) is seen by Read:
+        // reading on until it fails drains what came before, which
+        // Finish() needs.
+        stream->Write(ack);
+      }
+      {
+        warren::MutexLock lock(&mu_);
+        read_done = true;
       }
       canceller.join();
       const grpc::Status status = stream->Finish();
-      {
-        warren::MutexLock lock(&mu_);
-        context_ = nullptr;
-      }
-      ledger_.StreamEnded(status, duplicates);
+      ledger_.StreamEnded(status, cancelled, duplicates);
     }
   }
 
@@ -245,7 +258,6 @@ class Consumer {
   std::thread thread_;
   warren::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   size_t lives_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
