@@ -285,7 +285,12 @@ class AmqpClient::IoLoop {
   absl::Status ReplacePublishChannel();
   absl::Status ReplayUnconfirmed(const absl::Status& channel_error);
   uint16_t AllocateChannel();
+  // Takes back a subscription channel once it is closed (close-ok received,
+  // or never opened); it is reused only after ReleaseClosedChannels().
   void FreeChannel(uint16_t channel);
+  // Makes the channels closed so far reusable; only while rabbitmq-c holds
+  // no queued frame.
+  void ReleaseClosedChannels();
   void EndSubscription(uint16_t channel, absl::Status status);
   void FailAll(const absl::Status& status);
   absl::Status FlushAcks(Subscription& subscription);
@@ -306,8 +311,18 @@ class AmqpClient::IoLoop {
   std::map<SubscriptionId, Subscription> subscriptions_;
   std::map<uint16_t, SubscriptionId> subscription_by_channel_;
   std::vector<SubscriptionId> with_pending_acks_;
-  std::vector<uint16_t> free_channels_;
-  uint16_t next_channel_ = kFirstSubscriptionChannel;
+  std::deque<uint16_t> free_channels_;  // oldest first
+  // Subscription channels closed since rabbitmq-c's frame queue was last
+  // empty. While it waits for a reply (the channel.close-ok, or anything
+  // synchronous on another channel), rabbitmq-c queues every other frame
+  // that arrives, and the broker sends deliveries until it has our close:
+  // so the queue may still hold deliveries of the closed channel's consumer
+  // after its close-ok. Those frames are dropped, and the number is not
+  // reused until they are gone: a new subscription on the same number would
+  // otherwise take them for its own and ack tags its channel does not know
+  // (PRECONDITION_FAILED), or settle a message of its own it never saw.
+  std::set<uint16_t> closed_channels_;
+  int next_channel_ = kFirstSubscriptionChannel;
   std::map<uint16_t, Content> content_;
 };
 
@@ -526,6 +541,7 @@ void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
   content_.clear();
   known_exchanges_.clear();
   free_channels_.clear();
+  closed_channels_.clear();
   next_channel_ = kFirstSubscriptionChannel;
   publish_channel_ = kPublishChannel;
   blocked_ = false;
@@ -759,6 +775,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
       }
       if (absl::Status s = HandleFrame(frame); !s.ok()) return s;
     }
+    // Nothing queued is left: no stale frame of a closed channel either.
+    ReleaseClosedChannels();
     ExpireDeadlines();
     switch (refusals_.Next(absl::Now())) {
       case PublishRefusals::Action::kNone:
@@ -1081,6 +1099,9 @@ absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
 
 absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
   const uint16_t channel = frame.channel;
+  // A frame that reached us after its channel was closed (see
+  // closed_channels_) belongs to no subscription.
+  if (closed_channels_.count(channel) != 0) return absl::OkStatus();
   if (frame.frame_type == AMQP_FRAME_METHOD) {
     return HandleMethod(channel, frame.payload.method);
   }
@@ -1261,19 +1282,33 @@ void AmqpClient::IoLoop::EndSubscription(uint16_t channel,
 }
 
 uint16_t AmqpClient::IoLoop::AllocateChannel() {
-  if (!free_channels_.empty()) {
-    const uint16_t channel = free_channels_.back();
-    free_channels_.pop_back();
-    return channel;
-  }
+  // Numbers never used on this connection first, then the one freed
+  // longest ago: a number comes back as late as possible. Closing a channel
+  // is not over for the broker when we see its close-ok if it closed the
+  // channel at the same time (a refused ack crossing our channel.close): a
+  // channel.open of the same number right after is a connection error
+  // ("second 'channel.open' seen") that would end every subscription.
   const int max = amqp_get_channel_max(conn_.get());
-  if (max != 0 && next_channel_ > max) return 0;
-  return next_channel_++;
+  if (next_channel_ <= (max == 0 ? 65535 : max)) {
+    return static_cast<uint16_t>(next_channel_++);
+  }
+  if (free_channels_.empty()) return 0;
+  const uint16_t channel = free_channels_.front();
+  free_channels_.pop_front();
+  return channel;
 }
 
 void AmqpClient::IoLoop::FreeChannel(uint16_t channel) {
-  amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
-  free_channels_.push_back(channel);
+  closed_channels_.insert(channel);
+}
+
+void AmqpClient::IoLoop::ReleaseClosedChannels() {
+  if (closed_channels_.empty() || amqp_frames_enqueued(conn_.get())) return;
+  for (uint16_t channel : closed_channels_) {
+    amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
+    free_channels_.push_back(channel);
+  }
+  closed_channels_.clear();
 }
 
 absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {

@@ -266,5 +266,262 @@ TEST(AmqpClientTest, CoalescedAcksSettleOnlyTheDeliveriesNamed) {
   (*client)->Unsubscribe(second_id);
 }
 
+// Acks whatever it receives, as a client would, and records it.
+class AckingRecorder : public SubscriptionSink {
+ public:
+  explicit AckingRecorder(AmqpClient& client) : client_(client) {}
+  void set_id(AmqpClient::SubscriptionId id) {
+    warren::MutexLock lock(&mu_);
+    id_ = id;
+  }
+  void OnSubscribed(const std::string&) override {
+    warren::MutexLock lock(&mu_);
+    subscribed_ = true;
+  }
+  void OnDelivery(Delivery d) override {
+    warren::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
+    message_ids_.push_back(d.message_id);
+    client_.Settle(id_, d.delivery_tag, Settle::kAck);
+  }
+  void OnEnded(absl::Status status) override {
+    warren::MutexLock lock(&mu_);
+    ended_ = status;
+  }
+  // Whether it was subscribed (false if it ended first).
+  bool WaitSubscribed() {
+    warren::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return subscribed_ || !ended_.ok();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
+    return subscribed_;
+  }
+  std::vector<std::string> message_ids() {
+    warren::MutexLock lock(&mu_);
+    return message_ids_;
+  }
+  absl::Status ended() {
+    warren::MutexLock lock(&mu_);
+    return ended_;
+  }
+  AmqpClient::SubscriptionId id() {
+    warren::MutexLock lock(&mu_);
+    return id_;
+  }
+
+ private:
+  AmqpClient& client_;
+  warren::Mutex mu_;
+  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::string> message_ids_ ABSL_GUARDED_BY(mu_);
+  absl::Status ended_ ABSL_GUARDED_BY(mu_);
+};
+
+// At its first delivery (on the I/O thread, so that both commands wait in
+// one batch), cancels itself and starts `next`, as a client that cancels
+// its stream and subscribes again at once.
+class ChurningSink : public SubscriptionSink {
+ public:
+  ChurningSink(AmqpClient& client, SubscribeSpec next_spec,
+               std::shared_ptr<AckingRecorder> next)
+      : client_(client), next_spec_(std::move(next_spec)), next_(next) {}
+  void set_id(AmqpClient::SubscriptionId id) {
+    warren::MutexLock lock(&mu_);
+    id_ = id;
+  }
+  void OnSubscribed(const std::string&) override {}
+  void OnDelivery(Delivery) override {
+    warren::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
+    if (churned_) return;
+    churned_ = true;
+    client_.Unsubscribe(id_);
+    next_->set_id(client_.Subscribe(next_spec_, next_));
+  }
+  void OnEnded(absl::Status) override {}
+
+ private:
+  AmqpClient& client_;
+  const SubscribeSpec next_spec_;
+  const std::shared_ptr<AckingRecorder> next_;
+  warren::Mutex mu_;
+  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool churned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A subscription cancelled while the broker is still pushing its
+// deliveries, and another one started in the same breath: the second may
+// get the first one's channel number, but never one of the first one's
+// deliveries (they arrived before the first channel's close-ok). Acking one
+// on the new channel is what the broker answers with PRECONDITION_FAILED
+// "unknown delivery tag", or, where the tag exists there, settles a message
+// the new consumer never saw.
+TEST(AmqpClientTest, AResubscriptionNeverGetsTheCancelledOnesDeliveries) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  auto client = AmqpClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+
+  const std::string stamp = absl::StrCat(absl::ToUnixNanos(absl::Now()));
+  constexpr int kMessages = 1000;
+  constexpr int kRounds = 3;
+  SubscribeSpec busy;
+  busy.queue.name = absl::StrCat("warren-amqp-test-churn-busy-", stamp);
+  busy.queue.durable = false;
+  busy.queue.auto_delete = false;
+  // Everything at once: most of it is still on the wire when the
+  // subscription is cancelled.
+  busy.prefetch = kMessages;
+  SubscribeSpec quiet;
+  quiet.queue.name = absl::StrCat("warren-amqp-test-churn-quiet-", stamp);
+  quiet.queue.durable = false;
+  quiet.queue.auto_delete = true;
+
+  // Declare the busy queue, then fill it.
+  {
+    auto declare = std::make_shared<AckingRecorder>(**client);
+    SubscribeSpec idle = busy;
+    const auto id = (*client)->Subscribe(idle, declare);
+    declare->set_id(id);
+    ASSERT_TRUE(declare->WaitSubscribed());
+    (*client)->Unsubscribe(id);
+  }
+  std::atomic<int> confirmed{0}, failed{0};
+  for (int i = 0; i < kMessages; ++i) {
+    OutgoingMessage m;
+    m.routing_key = busy.queue.name;
+    m.message_id = absl::StrCat("m", i);
+    m.payload = std::string(200, 'x');
+    m.persistent = false;
+    (*client)->Publish(
+        std::move(m), absl::Now() + absl::Seconds(30),
+        [&](absl::Status s) { (s.ok() ? confirmed : failed)++; });
+  }
+  ASSERT_TRUE(
+      WaitUntil([&] { return confirmed.load() + failed.load() == kMessages; }));
+  ASSERT_EQ(failed.load(), 0);
+
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    auto next = std::make_shared<AckingRecorder>(**client);
+    auto churning = std::make_shared<ChurningSink>(**client, quiet, next);
+    churning->set_id((*client)->Subscribe(busy, churning));
+    ASSERT_TRUE(next->WaitSubscribed());
+    // A round trip through the I/O thread after the subscribe: every frame
+    // that came before has been handled by the time it answers.
+    auto declared = std::make_shared<std::promise<absl::Status>>();
+    std::future<absl::Status> barrier = declared->get_future();
+    (*client)->DeclareExchange(
+        absl::StrCat("warren-amqp-test-churn-", stamp), ExchangeKind::kTopic,
+        [declared](absl::Status s) { declared->set_value(s); });
+    ASSERT_TRUE(barrier.get().ok());
+    // The quiet queue is empty: anything it got was the busy one's.
+    EXPECT_THAT(next->message_ids(), ::testing::IsEmpty());
+    EXPECT_TRUE(next->ended().ok()) << next->ended();
+    (*client)->Unsubscribe(next->id());
+  }
+}
+
+// At its first delivery (on the I/O thread), acks a tag its channel never
+// had, cancels itself and starts `next`, all in one command batch: the
+// broker closes the channel for the ack while our channel.close is on its
+// way (the closes cross).
+class BadAckSink : public SubscriptionSink {
+ public:
+  BadAckSink(AmqpClient& client, SubscribeSpec next_spec,
+             std::shared_ptr<AckingRecorder> next)
+      : client_(client), next_spec_(std::move(next_spec)), next_(next) {}
+  void set_id(AmqpClient::SubscriptionId id) {
+    warren::MutexLock lock(&mu_);
+    id_ = id;
+  }
+  void OnSubscribed(const std::string&) override {}
+  void OnDelivery(Delivery) override {
+    warren::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
+    if (churned_) return;
+    churned_ = true;
+    client_.Settle(id_, 1u << 30, Settle::kAck);
+    client_.Unsubscribe(id_);
+    next_->set_id(client_.Subscribe(next_spec_, next_));
+  }
+  void OnEnded(absl::Status) override {}
+
+ private:
+  AmqpClient& client_;
+  const SubscribeSpec next_spec_;
+  const std::shared_ptr<AckingRecorder> next_;
+  warren::Mutex mu_;
+  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool churned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The broker's channel.close crosses ours (an ack it refuses, then our
+// close): the channel number is reused only once the broker has answered
+// our close too, or the next channel.open on it is a connection error.
+TEST(AmqpClientTest, CrossedChannelClosesNeverCostTheConnection) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  auto client = AmqpClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+
+  const std::string stamp = absl::StrCat(absl::ToUnixNanos(absl::Now()));
+  SubscribeSpec busy;
+  busy.queue.name = absl::StrCat("warren-amqp-test-cross-busy-", stamp);
+  busy.queue.durable = false;
+  busy.prefetch = 100;
+  SubscribeSpec quiet;
+  quiet.queue.name = absl::StrCat("warren-amqp-test-cross-quiet-", stamp);
+  quiet.queue.durable = false;
+  {
+    auto declare = std::make_shared<AckingRecorder>(**client);
+    const auto id = (*client)->Subscribe(busy, declare);
+    declare->set_id(id);
+    ASSERT_TRUE(declare->WaitSubscribed());
+    (*client)->Unsubscribe(id);
+  }
+  std::atomic<int> confirmed{0}, failed{0};
+  for (int i = 0; i < 200; ++i) {
+    OutgoingMessage m;
+    m.routing_key = busy.queue.name;
+    m.message_id = absl::StrCat("m", i);
+    m.payload = "x";
+    m.persistent = false;
+    (*client)->Publish(
+        std::move(m), absl::Now() + absl::Seconds(30),
+        [&](absl::Status s) { (s.ok() ? confirmed : failed)++; });
+  }
+  ASSERT_TRUE(
+      WaitUntil([&] { return confirmed.load() + failed.load() == 200; }));
+
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    auto next = std::make_shared<AckingRecorder>(**client);
+    auto bad = std::make_shared<BadAckSink>(**client, quiet, next);
+    bad->set_id((*client)->Subscribe(busy, bad));
+    ASSERT_TRUE(next->WaitSubscribed());
+    (*client)->Unsubscribe(next->id());
+  }
+  // One more subscription on the reused numbers, then a round trip.
+  auto last = std::make_shared<AckingRecorder>(**client);
+  last->set_id((*client)->Subscribe(quiet, last));
+  ASSERT_TRUE(last->WaitSubscribed());
+  EXPECT_EQ((*client)->reconnects(), 0u);
+  EXPECT_TRUE(last->ended().ok()) << last->ended();
+}
+
 }  // namespace
 }  // namespace warren::amqp
