@@ -78,7 +78,7 @@ node_kind() {
     rmq[1-3]) echo rmq ;;
     w[1-9] | w[1-9][0-9])
       [ "$(node_num "$1")" -le "$(replica_count)" ] && echo w && return 0
-      die "$1: no such replica (started with start-warrend: $(replica_count))"
+      die "$1: no such replica (start-warrend started $(replica_count))"
       ;;
     *) die "unknown node '$1' (zk1..zk3, rmq1..rmq3, w1..wN)" ;;
   esac
@@ -88,6 +88,14 @@ node_kind() {
 # cluster (a marker in its environment), so a recycled pid is never signalled.
 ours() {
   pid_alive "$1" && grep -qzxF "WARREN_CLUSTER_NODE=$CLUSTER_DIR/$2" "/proc/$1/environ" 2>/dev/null
+}
+
+# launched PID NODE: waits until the process just forked for NODE has
+# exec'd (until then its environment is still this script's, without the
+# marker), so that `ours` holds for it from now on.
+launched() {
+  local t=$((SECONDS + 10))
+  while pid_alive "$1" && ! ours "$1" "$2" && [ $SECONDS -lt $t ]; do sleep 0.02; done
 }
 
 # node_pid NODE: prints its pid if it runs (frozen or not), else fails.
@@ -187,6 +195,7 @@ zk_launch() {
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$d/zoo.cfg" \
     >>"$d/console.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pid_file "$node")"
+  launched $! "$node"
 }
 
 # zk_await NODE: until it is leader or follower of the ensemble.
@@ -264,6 +273,7 @@ epmd_ensure() {
   WARREN_CLUSTER_NODE="$CLUSTER_DIR/epmd" nohup epmd -address 127.0.0.1 -port "$EPMD_PORT" \
     >"$CLUSTER_DIR/epmd/epmd.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pid_file epmd)"
+  launched $! epmd
   local t=$((SECONDS + 10))
   until port_open "$EPMD_PORT"; do
     [ $SECONDS -lt $t ] || die "epmd: not listening on $EPMD_PORT after 10s"
@@ -294,6 +304,7 @@ rmq_launch() {
     exec nohup "$RMQ_BIN/rabbitmq-server" >>"$d/log/console.log" 2>&1 </dev/null 9>&-
   ) &
   echo $! >"$d/launcher.pid"
+  launched $! "$node"
 }
 
 # rmq_await NODE: until the node has booted (in whatever cluster it has).
@@ -362,6 +373,7 @@ w_launch() {
   WARREN_CLUSTER_NODE="$d" nohup "$binary" "${flags[@]}" \
     >"$d/stdout.log" 2>>"$d/stderr.log" </dev/null 9>&- &
   echo $! >"$(pid_file "$node")"
+  launched $! "$node"
 }
 
 # w_await NODE: until it says it serves (as scripts/with-warrend.sh waits).
@@ -689,7 +701,11 @@ case "$verb" in
       restart)
         stop_node "$1"
         begin=$SECONDS
-        start_node "$1"
+        # A node that does not come up is stopped again, then reported.
+        if ! error="$(run_parallel start_node "$1")"; then
+          stop_node "$1" 2>/dev/null
+          die "$error"
+        fi
         log "$1: restarted in $((SECONDS - begin))s"
         ;;
       pid) node_pid "$1" || die "$1: not running" ;;
