@@ -229,13 +229,17 @@ rmq_env() {
   export WARREN_CLUSTER_NODE="$d"
   export HOME="$CLUSTER_DIR/rabbitmq-home" # the shared Erlang cookie
   export RABBITMQ_CONF_ENV_FILE="$CLUSTER_DIR/rabbitmq-env.conf" # empty: no /etc/rabbitmq
-  export RABBITMQ_NODENAME="$(rmq_name "$node")"
+  RABBITMQ_NODENAME="$(rmq_name "$node")"
+  export RABBITMQ_NODENAME
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-  export RABBITMQ_NODE_PORT="$(amqp_port "$node")"
-  export RABBITMQ_DIST_PORT="$(dist_port "$node")"
+  RABBITMQ_NODE_PORT="$(amqp_port "$node")"
+  export RABBITMQ_NODE_PORT
+  RABBITMQ_DIST_PORT="$(dist_port "$node")"
+  export RABBITMQ_DIST_PORT
   export RABBITMQ_MNESIA_BASE="$d/mnesia"
   export RABBITMQ_LOG_BASE="$d/log"
-  export RABBITMQ_PID_FILE="$(pid_file "$node")"
+  RABBITMQ_PID_FILE="$(pid_file "$node")"
+  export RABBITMQ_PID_FILE
   export RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins"
   export RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf"
   export RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config"
