@@ -19,7 +19,9 @@
 // Environment: WARREN_CLUSTER_REPEATS (2) repeats of each single fault,
 // WARREN_CLUSTER_ROLLING_REPEATS (1) of each rolling restart,
 // WARREN_CLUSTER_FAULTS (all) a comma-separated subset of the fault names,
-// WARREN_TEST_CLUSTER_PORT_BASE (25000) the cluster's ports.
+// WARREN_TEST_CLUSTER_PORT_BASE (25000) the cluster's ports,
+// WARREN_TEST_CLUSTER_SCRIPT (scripts/cluster.sh of this tree) another copy
+// of the script (bash reads a script as it runs: one being edited breaks).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -82,9 +84,9 @@ class Cluster {
   // Runs `cluster.sh <args>`; its stdout in *out, its stderr in the log.
   absl::Status Run(const std::string& args, std::string* out = nullptr) {
     const std::string out_file = dir_ + "/last.out";
-    const std::string command = absl::StrCat(
-        Env(), " bash '", WARREN_SOURCE_DIR, "/scripts/cluster.sh' ", args,
-        " >'", out_file, "' 2>>'", dir_, "/cluster.log'");
+    const std::string command =
+        absl::StrCat(Env(), " bash '", Script(), "' ", args, " >'", out_file,
+                     "' 2>>'", dir_, "/cluster.log'");
     const int rc = std::system(command.c_str());
     if (out != nullptr) *out = ReadFile(out_file);
     if (rc != 0) {
@@ -107,6 +109,12 @@ class Cluster {
                         " WARREN_WARREND='", WARREN_WARREND_PATH, "'");
   }
   const std::string& dir() const { return dir_; }
+  static std::string Script() {
+    const char* script = std::getenv("WARREN_TEST_CLUSTER_SCRIPT");
+    return script != nullptr && *script != '\0'
+               ? std::string(script)
+               : absl::StrCat(WARREN_SOURCE_DIR, "/scripts/cluster.sh");
+  }
   std::string LastLogLine() const {
     std::vector<std::string> lines = absl::StrSplit(
         ReadFile(dir_ + "/cluster.log"), '\n', absl::SkipWhitespace());
@@ -119,8 +127,7 @@ class Cluster {
     int fds[2];
     ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
     const std::string command = absl::StrCat(
-        Env(), " bash '", WARREN_SOURCE_DIR, "/scripts/cluster.sh' stop >>'",
-        dir_, "/cluster.log' 2>&1");
+        Env(), " bash '", Script(), "' stop >>'", dir_, "/cluster.log' 2>&1");
     janitor_ = fork();
     if (janitor_ == 0) {
       setsid();
@@ -238,7 +245,7 @@ class ClusterFaultTest : public ::testing::Test {
       *why = healthy.ToString();
       return false;
     }
-    int64_t version = 0;
+    int64_t version = -1;
     const bool ok = WaitFor(
         [&] {
           for (size_t r = 0; r < channels_.size(); ++r) {
@@ -265,7 +272,7 @@ class ClusterFaultTest : public ::testing::Test {
             *why = "no config write since the fault";
             return false;
           }
-          if (version == 0) version = recorder_.LastConfigAck().first;
+          if (version < 0) version = recorder_.LastConfigAck().first;
           for (const auto& w : workload_->watchers()) {
             if (recorder_.WatchedVersion(w) < version) {
               *why = absl::StrCat(w, " has not seen version ", version);

@@ -70,7 +70,8 @@ void Recorder::Add(Ev kind, const std::string& actor, const std::string& id,
       last_success_[actor] = e.t;
       break;
     case Ev::kWatchValue:
-      watched_[actor] = std::max(watched_[actor], a);
+      if (watched_.count(actor) == 0 || a > watched_[actor])
+        watched_[actor] = a;
       last_success_[actor] = e.t;
       break;
     case Ev::kElected:
@@ -132,7 +133,7 @@ std::pair<int64_t, std::string> Recorder::LastConfigAck() {
 int64_t Recorder::WatchedVersion(const std::string& actor) {
   warren::MutexLock lock(&mu_);
   auto it = watched_.find(actor);
-  return it == watched_.end() ? 0 : it->second;
+  return it == watched_.end() ? -1 : it->second;
 }
 
 void Recorder::Dump(const std::string& path) {
@@ -280,7 +281,7 @@ std::vector<std::string> FencingViolations(const std::vector<Event>& log) {
 std::vector<std::string> ConfigViolations(const std::vector<Event>& log) {
   std::vector<std::string> out;
   std::map<int64_t, std::string> acked;
-  int64_t last = 0;
+  int64_t last = -1;  // ZooKeeper's first version is 0
   for (const Event& e : log) {
     if (e.kind != Ev::kConfigAck) continue;
     if (e.a <= last) {

@@ -67,9 +67,9 @@ class Recorder {
   // The last success (publish OK, delivery, config ack, watch value,
   // elected/heartbeat) of `actor`; InfinitePast when none.
   absl::Duration LastSuccess(const std::string& actor);
-  // The last config write acknowledged: version and value (0 if none).
+  // The last config write acknowledged: version and value (-1 if none).
   std::pair<int64_t, std::string> LastConfigAck();
-  // The highest version a watcher has seen.
+  // The highest version a watcher has seen (-1 if none).
   int64_t WatchedVersion(const std::string& actor);
 
   // Writes the whole log, one event a line.
@@ -83,7 +83,7 @@ class Recorder {
   std::unordered_map<std::string, int> consumed_ ABSL_GUARDED_BY(mu_);
   size_t duplicates_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, absl::Duration> last_success_ ABSL_GUARDED_BY(mu_);
-  std::pair<int64_t, std::string> last_ack_ ABSL_GUARDED_BY(mu_);
+  std::pair<int64_t, std::string> last_ack_ ABSL_GUARDED_BY(mu_) = {-1, ""};
   std::map<std::string, int64_t> watched_ ABSL_GUARDED_BY(mu_);
 };
 
