@@ -249,10 +249,11 @@ std::vector<std::string> LeaseOverlaps(const std::vector<Event>& log) {
         continue;
       }
       out.push_back(absl::StrCat(
-          a.actor, " (token ", a.token, ") holds a lease until ",
-          FormatSeconds(a.to), "s while ", b.actor, " (token ", b.token,
-          ") holds one from ", FormatSeconds(b.from), "s: overlap ",
-          FormatSeconds(std::min(a.to, b.to) - b.from), "s"));
+          b.actor, " (token ", b.token, ") was given a lease at ",
+          FormatSeconds(b.from), "s while ", a.actor, " (token ", a.token,
+          ") held one from ", FormatSeconds(a.from), "s to ",
+          FormatSeconds(a.to), "s: overlap ",
+          absl::ToInt64Milliseconds(std::min(a.to, b.to) - b.from), " ms"));
       if (out.size() >= 20) return out;
     }
   }
