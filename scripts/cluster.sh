@@ -380,22 +380,26 @@ w_launch() {
   launched $! "$node"
 }
 
-# w_await NODE: until it says it serves (as scripts/with-warrend.sh waits).
-w_await() {
-  local node="$1" d deadline=$((SECONDS + 90))
-  d="$(node_dir "$node")"
-  until grep -q '^warrend is serving on ' "$d/stdout.log" 2>/dev/null; do
-    node_pid "$node" >/dev/null || die "$node: exited during start-up (log: $d/stderr.log)"
-    [ $SECONDS -lt $deadline ] || die "$node: not serving after 90s (log: $d/stderr.log)"
-    sleep 0.1
-  done
+# w_health NODE: SERVING when both backends are up (warren_backend_up, which
+# is what its gRPC health check reports), NOT_SERVING, or nothing when its
+# metrics endpoint does not answer (not serving yet, stopped or frozen).
+w_health() {
+  local got
+  got="$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$(w_metrics_port "$1") && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null || true)"
+  [[ $got == "HTTP/1."?" 200"* ]] || return 0
+  if [ "$(grep -c '^warren_backend_up{.*} 1' <<<"$got")" -eq 2 ]; then echo SERVING; else echo NOT_SERVING; fi
 }
 
-# w_answers NODE: its metrics endpoint answers (so the process is not stuck).
-w_answers() {
-  local got
-  got="$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$(w_metrics_port "$1") && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && head -c 12 <&3" 2>/dev/null || true)"
-  [[ $got == "HTTP/1."?" 200" ]]
+# w_await NODE: until it says it serves (as scripts/with-warrend.sh waits)
+# and its health is SERVING.
+w_await() {
+  local node="$1" d deadline=$((SECONDS + 90)) health=""
+  d="$(node_dir "$node")"
+  until grep -q '^warrend is serving on ' "$d/stdout.log" 2>/dev/null && health="$(w_health "$node")" && [ "$health" = SERVING ]; do
+    node_pid "$node" >/dev/null || die "$node: exited during start-up (log: $d/stderr.log)"
+    [ $SECONDS -lt $deadline ] || die "$node: not SERVING after 90s (health ${health:-unknown}; log: $d/stderr.log)"
+    sleep 0.1
+  done
 }
 
 # ------------------------------------------------------------ node control
@@ -675,7 +679,9 @@ cmd_wait_healthy() {
       bad="rmq1: the cluster does not have 3 running nodes"
     fi
     if [ -z "$bad" ]; then
-      for ((k = 1; k <= $(replica_count); k++)); do w_answers "w$k" || { bad="w$k: does not answer"; break; }; done
+      for ((k = 1; k <= $(replica_count); k++)); do
+        [ "$(w_health "w$k")" = SERVING ] || { bad="w$k: health not SERVING"; break; }
+      done
     fi
     [ -n "$bad" ] || return 0
     [ $SECONDS -lt $deadline ] || die "$bad (after ${limit}s)"
