@@ -16,8 +16,9 @@
 #   scripts/cluster.sh restart NODE          (stops it if running,) starts it,
 #                                            returns when it is healthy and
 #                                            back in its cluster
-#   scripts/cluster.sh start-warrend N [FLAG...]   replicas w1..wN; prints
-#                                            their addresses, one a line
+#   scripts/cluster.sh start-warrend N [FLAG...]   replicas w1..wN; returns
+#                                            when each one's health is SERVING,
+#                                            prints their addresses, one a line
 #   scripts/cluster.sh stop-warrend
 #   scripts/cluster.sh wait-healthy [SECONDS]   every node (and replica) up
 #   scripts/cluster.sh zk-leader             e.g. "zk2"
@@ -38,7 +39,9 @@
 # Also: WARREN_CLUSTER_ZK_TICK_MS (1000), WARREN_CLUSTER_RMQ_PARTITION_HANDLING
 # (unset: RabbitMQ's "ignore"), WARREN_WARREND (the binary, default
 # build/plain/server/daemon/warrend), WARREN_CLUSTER_WARREND_FLAGS (extra
-# warrend flags, split on spaces; flags after N come after them).
+# warrend flags, split on spaces; flags after N come after them). Replica K
+# gets --listen, --metrics_listen (its health is read there), and the
+# ZooKeeper and AMQP lists rotated to start at node K; the default --root.
 #
 # Only processes this script started are signalled: each one's pid file is
 # checked against a marker in the process's environment. Errors are one line
@@ -56,6 +59,12 @@ MAX_REPLICAS=99
 
 [[ $BASE =~ ^[0-9]+$ ]] && [ "$BASE" -ge 1024 ] && [ $((BASE + 200 + MAX_REPLICAS)) -le 65535 ] ||
   die "WARREN_CLUSTER_PORT_BASE=$BASE: need a number from 1024 to $((65535 - 200 - MAX_REPLICAS))"
+
+# Ports inside the kernel's ephemeral range may be taken by any connection.
+if read -r eph_low eph_high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null &&
+  [ $((BASE + 200 + MAX_REPLICAS)) -ge "$eph_low" ] && [ "$BASE" -le "$eph_high" ]; then
+  log "warning: ports $BASE-$((BASE + 200 + MAX_REPLICAS)) overlap the ephemeral range $eph_low-$eph_high"
+fi
 
 EPMD_PORT=$((BASE + 50))
 node_num() { echo "${1//[!0-9]/}"; }
