@@ -114,6 +114,26 @@ node_pid() {
   ours "$pid" "$1" && echo "$pid"
 }
 
+# gone PID: no thread of the process is left. A JVM's or a VM's main thread
+# can be a zombie while other threads still run and hold its sockets, which
+# is all that pid_alive sees.
+gone() {
+  local stat state
+  for stat in /proc/"$1"/task/*/stat; do
+    state="$(cat "$stat" 2>/dev/null)" || continue
+    state="${state##*) }"
+    state="${state%% *}"
+    [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ] || return 1
+  done
+  return 0
+}
+
+# wait_gone PID: until gone (at most 10 s: by then the pid could be reused).
+wait_gone() {
+  local t=$((SECONDS + 10))
+  until gone "$1" || [ $SECONDS -ge $t ]; do sleep 0.05; done
+}
+
 frozen() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; }
 
 node_state() {
@@ -423,6 +443,7 @@ signal_wait() {
     if [ $SECONDS -ge $deadline ]; then kill -KILL "$pid" 2>/dev/null || true; fi
     sleep 0.1
   done
+  wait_gone "$pid"
 }
 
 # stop_node NODE: graceful; quiet when it does not run.
@@ -454,6 +475,7 @@ kill_node() {
   pid="$(node_pid "$node")" || die "$node: not running"
   kill -KILL "$pid"
   while ours "$pid" "$node"; do sleep 0.05; done
+  wait_gone "$pid"
   if [[ $node == rmq* ]]; then
     # The rabbitmq-server shell ends with its VM.
     launcher="$(pid_from_file "$d/launcher.pid" 2>/dev/null || true)"
