@@ -11,6 +11,7 @@
 // After each fault the observer's log must show: no confirmed message lost
 // (duplicates are counted), no acknowledged config write lost and every
 // watcher at the latest value, no two candidates' leases overlapping,
+// no call or stream failing with a status no fault explains,
 // fencing tokens growing, no stream silent past a bound; and where the
 // design promises it (a RabbitMQ node killed), publishing back within
 // seconds while the node is still down. A markdown table per fault kind goes to
@@ -531,6 +532,8 @@ class ClusterFaultTest : public ::testing::Test {
     expect_none("overlapping leases", Fresh(LeaseOverlaps(log)));
     expect_none("fencing tokens not increasing", Fresh(FencingViolations(log)));
     expect_none("config writes lost", Fresh(ConfigViolations(log)));
+    expect_none("failures no fault explains",
+                Fresh(UnexpectedStatuses(log, window)));
     expect_none("silent streams",
                 Fresh(SilentStreams(log, window, kSilenceBound)));
     if (fault.publish_resumes_during_fault) {

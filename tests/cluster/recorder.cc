@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "grpcpp/support/status.h"
 
 namespace warren::cluster {
 
@@ -353,6 +354,33 @@ std::vector<std::string> SilentStreams(const std::vector<Event>& log, Window w,
     s.last = e.t;
   }
   for (auto& [actor, s] : state) check(actor, s, w.to);
+  return out;
+}
+
+std::vector<std::string> UnexpectedStatuses(const std::vector<Event>& log,
+                                            Window w) {
+  std::vector<std::string> out;
+  for (const Event& e : log) {
+    if (e.t < w.from || e.t > w.to) continue;
+    if (e.kind != Ev::kStreamEnd && e.kind != Ev::kPublishFail &&
+        e.kind != Ev::kConfigFail) {
+      continue;
+    }
+    switch (static_cast<grpc::StatusCode>(e.a)) {
+      case grpc::StatusCode::OK:
+      case grpc::StatusCode::CANCELLED:
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+      case grpc::StatusCode::ABORTED:
+      case grpc::StatusCode::UNAVAILABLE:
+        continue;
+      default:
+        break;
+    }
+    out.push_back(absl::StrCat(e.actor, " ", EvName(e.kind), " at ",
+                               FormatSeconds(e.t), "s: code ", e.a, " ", e.id,
+                               " ", e.text));
+    if (out.size() >= 20) break;
+  }
   return out;
 }
 

@@ -128,6 +128,12 @@ std::vector<std::string> ConfigViolations(const std::vector<Event>& log);
 std::vector<std::string> SilentStreams(const std::vector<Event>& log, Window w,
                                        absl::Duration bound);
 
+// Calls and streams that failed with a status no fault explains: a fault may
+// cost UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or our own CANCELLED, never
+// e.g. INVALID_ARGUMENT (our acks name delivered ids) or INTERNAL.
+std::vector<std::string> UnexpectedStatuses(const std::vector<Event>& log,
+                                            Window w);
+
 std::string FormatSeconds(absl::Duration d);
 
 }  // namespace warren::cluster

@@ -103,7 +103,10 @@ bool Workload::Start(absl::Duration timeout) {
   const size_t n = options_.replicas.size();
   for (size_t r = 0; r < n; ++r) {
     subscribers_.push_back(absl::StrCat("sub", r + 1));
-    threads_.emplace_back([this, r] { Subscriber(subscribers_[r], r); });
+  }
+  // Each thread has its own copy of its name: the lists grow meanwhile.
+  for (size_t r = 0; r < n; ++r) {
+    threads_.emplace_back([this, r, a = subscribers_[r]] { Subscriber(a, r); });
   }
   const absl::Time deadline = absl::Now() + timeout;
   for (const auto& s : subscribers_) {
