@@ -541,8 +541,8 @@ class ClusterFaultTest : public ::testing::Test {
           MeasureUnavailability(log, Window{injected, healed});
       if (during.publish > kPublishResumeBound) {
         expect_none("publishing did not resume while the node was down",
-                    {absl::StrCat("a publisher had no confirm for ",
-                                  FormatSeconds(during.publish), "s (bound ",
+                    {absl::StrCat(WorstPublisher(log, Window{injected, healed}),
+                                  " (bound ",
                                   FormatSeconds(kPublishResumeBound), "s)")});
       }
     }

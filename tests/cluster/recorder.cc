@@ -254,7 +254,9 @@ std::vector<std::string> LeaseOverlaps(const std::vector<Event>& log) {
           FormatSeconds(b.from), "s while ", a.actor, " (token ", a.token,
           ") held one from ", FormatSeconds(a.from), "s to ",
           FormatSeconds(a.to), "s: overlap ",
-          absl::ToInt64Milliseconds(std::min(a.to, b.to) - b.from), " ms"));
+          absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(
+                                      std::min(a.to, b.to) - b.from)),
+          " ms"));
       if (out.size() >= 20) return out;
     }
   }
@@ -354,6 +356,32 @@ std::vector<std::string> SilentStreams(const std::vector<Event>& log, Window w,
     s.last = e.t;
   }
   for (auto& [actor, s] : state) check(actor, s, w.to);
+  return out;
+}
+
+std::string WorstPublisher(const std::vector<Event>& log, Window w) {
+  std::map<std::string, std::vector<absl::Duration>> oks;
+  std::map<std::string, std::map<std::string, int>> failures;
+  for (const Event& e : log) {
+    if (e.kind == Ev::kPublishOk) oks[e.actor].push_back(e.t);
+    if (e.kind == Ev::kPublishFail && e.t >= w.from && e.t <= w.to) {
+      ++failures[e.actor][e.text];
+    }
+  }
+  std::string worst;
+  absl::Duration gap = absl::ZeroDuration();
+  for (const auto& [actor, times] : oks) {
+    const absl::Duration g = MaxGap(times, w);
+    if (g > gap) {
+      gap = g;
+      worst = actor;
+    }
+  }
+  std::string out = absl::StrCat(worst, ": no confirm for ", FormatSeconds(gap),
+                                 "s; its failures:");
+  for (const auto& [text, count] : failures[worst]) {
+    absl::StrAppend(&out, " ", count, " x '", text, "'");
+  }
   return out;
 }
 

@@ -128,6 +128,10 @@ std::vector<std::string> ConfigViolations(const std::vector<Event>& log);
 std::vector<std::string> SilentStreams(const std::vector<Event>& log, Window w,
                                        absl::Duration bound);
 
+// The publisher that went longest without a confirm in the window, and
+// what its failures said.
+std::string WorstPublisher(const std::vector<Event>& log, Window w);
+
 // Calls and streams that failed with a status no fault explains: a fault may
 // cost UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or our own CANCELLED, never
 // e.g. INVALID_ARGUMENT (our acks name delivered ids) or INTERNAL.
