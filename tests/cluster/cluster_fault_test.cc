@@ -96,22 +96,8 @@ class Cluster {
     }
     return absl::OkStatus();
   }
-  // `restart NODE`, again while the node's old process still holds its
-  // port: cluster.sh's stop returns when the process's main thread has
-  // exited, which can be before the JVM closed its sockets.
   absl::Status Restart(const std::string& node) {
-    absl::Status s;
-    const absl::Time deadline = absl::Now() + absl::Seconds(15);
-    while (true) {
-      s = Run("restart " + node);
-      if (s.ok() || !absl::StrContains(s.message(), "is in use") ||
-          absl::Now() > deadline) {
-        return s;
-      }
-      std::cout << "cluster.sh restart " << node
-                << ": its port was still in use; again\n";
-      absl::SleepFor(absl::Milliseconds(500));
-    }
+    return Run("restart " + node);
   }
   std::string Out(const std::string& args) {
     std::string out;

@@ -21,8 +21,9 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+// The code is in the event already.
 std::string Describe(const grpc::Status& status) {
-  return absl::StrCat(status.error_code(), " ", status.error_message());
+  return status.error_message();
 }
 
 // Cancels a call whose answer is overdue: a frozen replica keeps its TCP
