@@ -4,7 +4,8 @@
 # Installs what is missing, builds the plain and the ASan+UBSan trees and the
 # unit tests under ThreadSanitizer, starts a test ZooKeeper and RabbitMQ on
 # loopback ports of their own, below the ephemeral range (so a developer's servers can keep running),
-# runs every test of each tree with ctest, then a bounded libFuzzer run of
+# runs every test of each tree with ctest, the cluster fault suite once
+# (plain tree, its own cluster), then a bounded libFuzzer run of
 # each fuzz target (build/fuzz, clang), and stops the servers it started.
 # The test RabbitMQ also listens for amqps:// (client certificates required).
 # Exit status 0 only if everything passed.
@@ -50,9 +51,19 @@ status=0
 for flavour in plain asan; do
   start=$SECONDS
   log "tests: build/$flavour"
-  ctest --test-dir "build/$flavour" -j 2 --output-on-failure --timeout 300 || status=1
+  ctest --test-dir "build/$flavour" -j 2 --output-on-failure --timeout 300 -LE cluster || status=1
   log "tests: build/$flavour took $((SECONDS - start))s"
 done
+
+# The cluster fault suite (tests/cluster, label `cluster`): once, in the
+# plain tree, alone (it starts its own three-node ZooKeeper ensemble and
+# RabbitMQ cluster and three warrend replicas with scripts/cluster.sh, and
+# stops them). Verbose: its per-fault table is the README's numbers.
+# WARREN_CLUSTER_REPEATS / WARREN_CLUSTER_ROLLING_REPEATS lengthen it.
+start=$SECONDS
+log "tests: cluster fault suite (build/plain, label cluster)"
+ctest --test-dir build/plain -L cluster -V --timeout 1200 || status=1
+log "tests: cluster fault suite took $((SECONDS - start))s"
 log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
   -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|ClientQuota|QuotaClient|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
