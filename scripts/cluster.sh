@@ -359,14 +359,25 @@ rmq_running_nodes() {
     awk '/^Running Nodes/ {on = 1; next} on && /^[A-Z]/ {on = 0} on && /@/ {sub(/@.*/, ""); print}'
 }
 
-# rmq_join NODE: on its first start, NODE joins rmq1's cluster.
+# rmq_join NODE: on its first start, NODE joins rmq1's cluster. Nodes join
+# one at a time (two joining at once can fail to start Mnesia: "badmatch
+# ... mnesia_app"), and a failed join is retried from a reset node (its
+# data is new anyway).
 rmq_join() {
-  local node="$1" d
+  local node="$1" d attempt
   d="$(node_dir "$node")"
-  {
-    ctl "$node" stop_app && ctl "$node" join_cluster "$(rmq_name rmq1)" && ctl "$node" start_app
-  } >"$d/log/join.log" 2>&1 || die "$node: could not join $(rmq_name rmq1) (log: $d/log/join.log)"
-  touch "$d/clustered"
+  : >"$d/log/join.log"
+  for attempt in 1 2 3; do
+    if {
+      ctl "$node" stop_app && ctl "$node" reset &&
+        ctl "$node" join_cluster "$(rmq_name rmq1)" && ctl "$node" start_app
+    } >>"$d/log/join.log" 2>&1; then
+      touch "$d/clustered"
+      return 0
+    fi
+    log "rabbitmq: $node: join attempt $attempt failed"
+  done
+  die "$node: could not join $(rmq_name rmq1) (log: $d/log/join.log)"
 }
 
 # amqp_answers NODE: the broker answers an AMQP protocol header (a frozen
@@ -580,7 +591,9 @@ cmd_start() {
   local joining=()
   for node in rmq2 rmq3; do [ -f "$(node_dir "$node")/clustered" ] || joining+=("$node"); done
   if [ ${#joining[@]} -gt 0 ]; then
-    error="$(run_parallel rmq_join "${joining[@]}")" || abort "$error"
+    for node in "${joining[@]}"; do
+      error="$(run_parallel rmq_join "$node")" || abort "$error"
+    done
     touch "$(node_dir rmq1)/clustered"
     log "rabbitmq: ${joining[*]} joined rmq1 ($((SECONDS - begin))s)"
   fi

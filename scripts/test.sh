@@ -62,7 +62,7 @@ done
 # WARREN_CLUSTER_REPEATS / WARREN_CLUSTER_ROLLING_REPEATS lengthen it.
 start=$SECONDS
 log "tests: cluster fault suite (build/plain, label cluster)"
-ctest --test-dir build/plain -L cluster -V --timeout 1200 || status=1
+ctest --test-dir build/plain -L cluster -V --timeout 1200 --no-tests=error || status=1
 log "tests: cluster fault suite took $((SECONDS - start))s"
 log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
