@@ -320,14 +320,19 @@ class AckingRecorder : public SubscriptionSink {
   absl::Status ended_ ABSL_GUARDED_BY(mu_);
 };
 
-// At its first delivery (on the I/O thread, so that both commands wait in
+// At its first delivery (on the I/O thread, so that the commands wait in
 // one batch), cancels itself and starts `next`, as a client that cancels
-// its stream and subscribes again at once.
+// its stream and subscribes again at once. With `bad_ack_tag`, it first
+// acks that tag, which its channel never had: the broker closes the channel
+// for it while our channel.close is on its way (the closes cross).
 class ChurningSink : public SubscriptionSink {
  public:
   ChurningSink(AmqpClient& client, SubscribeSpec next_spec,
-               std::shared_ptr<AckingRecorder> next)
-      : client_(client), next_spec_(std::move(next_spec)), next_(next) {}
+               std::shared_ptr<AckingRecorder> next, uint64_t bad_ack_tag = 0)
+      : client_(client),
+        next_spec_(std::move(next_spec)),
+        next_(next),
+        bad_ack_tag_(bad_ack_tag) {}
   void set_id(AmqpClient::SubscriptionId id) {
     warren::MutexLock lock(&mu_);
     id_ = id;
@@ -339,6 +344,7 @@ class ChurningSink : public SubscriptionSink {
         +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
     if (churned_) return;
     churned_ = true;
+    if (bad_ack_tag_ != 0) client_.Settle(id_, bad_ack_tag_, Settle::kAck);
     client_.Unsubscribe(id_);
     next_->set_id(client_.Subscribe(next_spec_, next_));
   }
@@ -348,6 +354,7 @@ class ChurningSink : public SubscriptionSink {
   AmqpClient& client_;
   const SubscribeSpec next_spec_;
   const std::shared_ptr<AckingRecorder> next_;
+  const uint64_t bad_ack_tag_;
   warren::Mutex mu_;
   AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
   bool churned_ ABSL_GUARDED_BY(mu_) = false;
@@ -430,41 +437,6 @@ TEST(AmqpClientTest, AResubscriptionNeverGetsTheCancelledOnesDeliveries) {
   }
 }
 
-// At its first delivery (on the I/O thread), acks a tag its channel never
-// had, cancels itself and starts `next`, all in one command batch: the
-// broker closes the channel for the ack while our channel.close is on its
-// way (the closes cross).
-class BadAckSink : public SubscriptionSink {
- public:
-  BadAckSink(AmqpClient& client, SubscribeSpec next_spec,
-             std::shared_ptr<AckingRecorder> next)
-      : client_(client), next_spec_(std::move(next_spec)), next_(next) {}
-  void set_id(AmqpClient::SubscriptionId id) {
-    warren::MutexLock lock(&mu_);
-    id_ = id;
-  }
-  void OnSubscribed(const std::string&) override {}
-  void OnDelivery(Delivery) override {
-    warren::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](AmqpClient::SubscriptionId* id) { return *id != 0; }, &id_));
-    if (churned_) return;
-    churned_ = true;
-    client_.Settle(id_, 1u << 30, Settle::kAck);
-    client_.Unsubscribe(id_);
-    next_->set_id(client_.Subscribe(next_spec_, next_));
-  }
-  void OnEnded(absl::Status) override {}
-
- private:
-  AmqpClient& client_;
-  const SubscribeSpec next_spec_;
-  const std::shared_ptr<AckingRecorder> next_;
-  warren::Mutex mu_;
-  AmqpClient::SubscriptionId id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool churned_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 // The broker's channel.close crosses ours (an ack it refuses, then our
 // close): the channel number is reused only once the broker has answered
 // our close too, or the next channel.open on it is a connection error.
@@ -510,7 +482,8 @@ TEST(AmqpClientTest, CrossedChannelClosesNeverCostTheConnection) {
   for (int round = 0; round < 5; ++round) {
     SCOPED_TRACE(absl::StrCat("round ", round));
     auto next = std::make_shared<AckingRecorder>(**client);
-    auto bad = std::make_shared<BadAckSink>(**client, quiet, next);
+    auto bad = std::make_shared<ChurningSink>(**client, quiet, next,
+                                              /*bad_ack_tag=*/1u << 30);
     bad->set_id((*client)->Subscribe(busy, bad));
     ASSERT_TRUE(next->WaitSubscribed());
     (*client)->Unsubscribe(next->id());
