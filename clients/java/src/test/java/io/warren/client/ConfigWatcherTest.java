@@ -66,7 +66,8 @@ public class ConfigWatcherTest {
       await("c added and a deleted", WAIT,
           () -> w.get(prefix + "/c/deep").isPresent() && w.get(prefix + "/a").isEmpty());
       assertEquals("3", value(w.get(prefix + "/c/deep")));
-      assertTrue(changes.stream().anyMatch(
+      // Listeners run on the watcher's executor, after the map has changed.
+      await("a's DELETE reaches the listener", WAIT, () -> changes.stream().anyMatch(
           c -> c.type == ConfigWatcher.ChangeType.DELETE && c.key.equals(prefix + "/a")));
     }
   }
