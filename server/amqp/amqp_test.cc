@@ -73,6 +73,19 @@ TEST(AmqpClientTest, ConnectsToTheTestBroker) {
   EXPECT_EQ((*monitor)->state(), BrokerState::kConnected);
 }
 
+// A client connected to the suite's broker (WARREN_TEST_AMQP_URL, set by
+// scripts/test.sh); fails the test when there is none.
+void ConnectToTestBroker(absl::StatusOr<std::unique_ptr<AmqpClient>>* client) {
+  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
+  ASSERT_NE(url, nullptr)
+      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
+  AmqpOptions options;
+  options.urls = {url};
+  *client = AmqpClient::Create(options);
+  ASSERT_TRUE(client->ok());
+  ASSERT_TRUE((**client)->WaitConnected(absl::Seconds(20)).ok());
+}
+
 // Polls `condition` (another thread changes it) for up to 60 s.
 bool WaitUntil(const std::function<bool()>& condition) {
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
@@ -131,14 +144,8 @@ class CollectingSink : public SubscriptionSink {
 // Many threads hand the one connection work at once; every publish is
 // confirmed once, every message arrives once.
 TEST(AmqpClientTest, ConcurrentPublishersAndASubscriberShareTheConnection) {
-  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
-  ASSERT_NE(url, nullptr)
-      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
-  AmqpOptions options;
-  options.urls = {url};
-  auto client = AmqpClient::Create(options);
-  ASSERT_TRUE(client.ok());
-  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
 
   auto sink = std::make_shared<CollectingSink>(**client);
   SubscribeSpec spec;
@@ -213,14 +220,8 @@ class RecordingSink : public SubscriptionSink {
 // consumer did not ack. Acks 1, 2, 3 and 5 of 5, not 4: after the channel
 // closes, only 4 comes back.
 TEST(AmqpClientTest, CoalescedAcksSettleOnlyTheDeliveriesNamed) {
-  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
-  ASSERT_NE(url, nullptr)
-      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
-  AmqpOptions options;
-  options.urls = {url};
-  auto client = AmqpClient::Create(options);
-  ASSERT_TRUE(client.ok());
-  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
 
   SubscribeSpec spec;
   spec.queue.name =
@@ -368,14 +369,8 @@ class ChurningSink : public SubscriptionSink {
 // "unknown delivery tag", or, where the tag exists there, settles a message
 // the new consumer never saw.
 TEST(AmqpClientTest, AResubscriptionNeverGetsTheCancelledOnesDeliveries) {
-  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
-  ASSERT_NE(url, nullptr)
-      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
-  AmqpOptions options;
-  options.urls = {url};
-  auto client = AmqpClient::Create(options);
-  ASSERT_TRUE(client.ok());
-  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
 
   const std::string stamp = absl::StrCat(absl::ToUnixNanos(absl::Now()));
   constexpr int kMessages = 1000;
@@ -441,14 +436,8 @@ TEST(AmqpClientTest, AResubscriptionNeverGetsTheCancelledOnesDeliveries) {
 // close): the channel number is reused only once the broker has answered
 // our close too, or the next channel.open on it is a connection error.
 TEST(AmqpClientTest, CrossedChannelClosesNeverCostTheConnection) {
-  const char* url = std::getenv("WARREN_TEST_AMQP_URL");
-  ASSERT_NE(url, nullptr)
-      << "WARREN_TEST_AMQP_URL is not set: run the suite with scripts/test.sh";
-  AmqpOptions options;
-  options.urls = {url};
-  auto client = AmqpClient::Create(options);
-  ASSERT_TRUE(client.ok());
-  ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(20)).ok());
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
 
   const std::string stamp = absl::StrCat(absl::ToUnixNanos(absl::Now()));
   SubscribeSpec busy;
