@@ -7,7 +7,7 @@
 // queue twice, and consumers de-duplicate on the id. Only outcomes that say
 // "unknown, try again" are retried:
 //   - UNAVAILABLE: the server or its broker connection is down or
-//     restarting (DESIGN.md: retry is safe);
+//     restarting (docs/status-codes.md: retry is safe);
 //   - DEADLINE_EXCEEDED of one attempt (on by default, see
 //     PublisherOptions::retry_deadline_exceeded): the attempt's own timeout
 //     says nothing about whether the broker has the message, so it is the

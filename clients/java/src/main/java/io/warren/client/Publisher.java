@@ -22,7 +22,7 @@ import java.util.concurrent.TimeUnit;
  * consumer can tell the copies apart by id.
  *
  * <p>Retried: {@code UNAVAILABLE} (server or broker down, or reconnecting —
- * DESIGN.md says retry is safe) and {@code DEADLINE_EXCEEDED} of one attempt
+ * docs/status-codes.md: retry is safe) and {@code DEADLINE_EXCEEDED} of one attempt
  * (the server may simply not have had the confirm yet; the same id keeps the
  * retry harmless). Retries stop when {@link Options#retryTimeout} has passed
  * since the first attempt. Every other code (NOT_FOUND exchange,
