@@ -193,11 +193,15 @@ std::string Authorizer::Describe() const {
 absl::Status Authorizer::Reject(absl::Status status, absl::string_view method,
                                 absl::string_view peer,
                                 absl::string_view principal) const {
+  // Everything here but the method may come from the client: each part is
+  // capped (the text log escapes it), and the budget counts bytes.
+  std::string line = absl::StrCat(
+      "auth: rejected ", method, " from ", Abbreviated(peer, 100),
+      " (principal ", principal.empty() ? "unknown" : Abbreviated(principal),
+      "): ", Abbreviated(status.message(), 2 * kMaxEchoBytes));
   int64_t suppressed = 0;
-  if (reject_log_limit_.Admit(&suppressed)) {
-    WARREN_LOG_WARN("auth: rejected {} from {} (principal {}): {}{}", method,
-                    peer, principal.empty() ? "unknown" : principal,
-                    status.message(), SuppressedNote(suppressed));
+  if (reject_log_limit_.Admit(line.size(), &suppressed)) {
+    WARREN_LOG_WARN("{}{}", line, SuppressedNote(suppressed));
   }
   return status;
 }

@@ -118,8 +118,8 @@ class Authorizer {
   std::string failed_policy_text_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Refusals are logged, but a client cannot make that fill the disk.
-  mutable LogRateLimit reject_log_limit_{kRejectionLinesPerSecond,
-                                         absl::Seconds(1)};
+  mutable LogRateLimit reject_log_limit_{
+      kRejectionLinesPerSecond, kRejectionBytesPerSecond, absl::Seconds(1)};
   std::thread poller_;
 };
 

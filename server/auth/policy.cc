@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/auth/yaml_document.h"
+#include "server/common/logging.h"
 #include "yaml-cpp/yaml.h"
 
 namespace warren::auth {
@@ -44,9 +45,10 @@ char SeparatorOf(Action action) {
 }
 
 std::string Resource::ToString(char separator) const {
-  if (!subtree) return absl::StrCat("'", name, "'");
+  // Names come from the client: a refusal echoes at most kMaxEchoBytes.
+  if (!subtree) return absl::StrCat("'", Abbreviated(name), "'");
   if (name.empty()) return "'**'";
-  return absl::StrCat("'", name, std::string(1, separator), "**'");
+  return absl::StrCat("'", Abbreviated(name), std::string(1, separator), "**'");
 }
 
 Policy Policy::AllowAll() {

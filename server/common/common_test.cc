@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "server/common/client_quota.h"
 #include "server/common/log_rate_limit.h"
+#include "server/common/logging.h"
 #include "server/common/names.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
@@ -79,6 +80,56 @@ TEST(LogRateLimitTest, WritesABurstPerWindowAndCountsTheRest) {
   EXPECT_EQ(suppressed, 6);
   ASSERT_TRUE(limit.Admit(&suppressed));
   EXPECT_EQ(suppressed, 0);
+}
+
+TEST(LogRateLimitTest, BoundsBytesAsWellAsLines) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  LogRateLimit limit(100, 1000, absl::Seconds(1), [&] { return now; });
+  int64_t suppressed = -1;
+  // A window's first line passes whatever its size, so that a long line is
+  // written (it is capped elsewhere) rather than never.
+  ASSERT_TRUE(limit.Admit(5000, &suppressed));
+  EXPECT_FALSE(limit.Admit(10, &suppressed));
+  now += absl::Seconds(1);
+  ASSERT_TRUE(limit.Admit(600, &suppressed));
+  EXPECT_EQ(suppressed, 1);
+  ASSERT_TRUE(limit.Admit(400, &suppressed));
+  EXPECT_FALSE(limit.Admit(1, &suppressed));
+}
+
+TEST(LogEscapingTest, KeepsALineOnOneLineAndAwayFromTheTerminal) {
+  std::string out;
+  AppendEscapedForLog("key\n2026-12-07T00:00:00Z I 1] forged", &out);
+  EXPECT_EQ(out, "key\\n2026-12-07T00:00:00Z I 1] forged");
+  out.clear();
+  AppendEscapedForLog("red \x1b[31m bell \x07 del \x7f cr \r tab \t", &out);
+  EXPECT_EQ(out, "red \\x1b[31m bell \\x07 del \\x7f cr \\r tab \\t");
+  // A backslash is doubled: "\\n" in the log was written as one, never
+  // forged from a newline.
+  out.clear();
+  AppendEscapedForLog("a\\nb", &out);
+  EXPECT_EQ(out, "a\\\\nb");
+}
+
+TEST(LogEscapingTest, KeepsUtf8ButNotC1ControlsBidiOverridesOrBrokenBytes) {
+  std::string out;
+  AppendEscapedForLog("gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x90\x87", &out);
+  EXPECT_EQ(out, "gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x90\x87");
+  out.clear();
+  // U+009B (CSI as a C1 control), U+202E (right-to-left override), a lone
+  // continuation byte, an overlong '/' and a truncated sequence at the end.
+  AppendEscapedForLog("\xc2\x9b|\xe2\x80\xae|\x80|\xc0\xaf|\xe2\x82", &out);
+  EXPECT_EQ(out, "\\xc2\\x9b|\\xe2\\x80\\xae|\\x80|\\xc0\\xaf|\\xe2\\x82");
+}
+
+TEST(LogEscapingTest, CutsLongMessagesAndSaysTheirLength) {
+  std::string out;
+  AppendEscapedForLog(std::string(3900000, 'k'), &out, 100);
+  EXPECT_EQ(out, std::string(100, 'k') + "... (3900000 bytes)");
+  // Never half a character: the cut steps back to the euro sign's start.
+  EXPECT_EQ(Abbreviated(std::string(9, 'a') + "\xe2\x82\xac", 10),
+            std::string(9, 'a') + "... (12 bytes)");
+  EXPECT_EQ(Abbreviated("short", 10), "short");
 }
 
 TEST(LogRateLimitTest, ConcurrentCallersShareOneBudget) {

@@ -25,6 +25,31 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
 
 namespace warren {
 
+// A value a client chose (a key, a name, a routing key) is echoed into a log
+// line or an error message with at most this many bytes: a client must not
+// be able to make one line megabytes long.
+inline constexpr size_t kMaxEchoBytes = 200;
+
+// The longest message a log line carries; a longer one is cut and says its
+// length. A safety net under kMaxEchoBytes, for text nobody capped.
+inline constexpr size_t kMaxLogMessageBytes = 4096;
+
+// `value` whole when it has at most `max_bytes` bytes; else its first
+// `max_bytes` bytes (never half a UTF-8 character) followed by
+// "... (N bytes)".
+std::string Abbreviated(absl::string_view value,
+                        size_t max_bytes = kMaxEchoBytes);
+
+// Appends `message` to `out` so that it stays on one line and cannot steer
+// a terminal: control characters (newline, carriage return, escape, ...),
+// DEL, C1 controls and bytes that are not well-formed UTF-8 become \n, \r,
+// \t or \xNN; a backslash is doubled so that an escape cannot be forged.
+// Well-formed UTF-8 text stays as it is. At most `max_bytes` of `message`
+// are written (see Abbreviated). The text log writes every message through
+// this.
+void AppendEscapedForLog(absl::string_view message, std::string* out,
+                         size_t max_bytes = kMaxLogMessageBytes);
+
 // Configures the process-wide logger. `level` is one of trace, debug, info,
 // warn, error; `json` switches to one JSON object per line.
 absl::Status InitLogging(const std::string& level, bool json);

@@ -349,9 +349,13 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
     grpc::CallbackServerContext* context, const v1::GetConfigRequest* request,
     v1::GetConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = Authorize(options_, *context, "GetConfig",
-                                 auth::Action::kConfigRead, request->key());
-  if (valid.ok()) valid = ValidateName(request->key(), "key");
+  // Validated before authorized, here and in every handler: a refusal
+  // then never echoes a name that is too long or holds control characters.
+  absl::Status valid = ValidateName(request->key(), "key");
+  if (valid.ok()) {
+    valid = Authorize(options_, *context, "GetConfig",
+                      auth::Action::kConfigRead, request->key());
+  }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
@@ -405,9 +409,11 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
     grpc::CallbackServerContext* context, const v1::PutConfigRequest* request,
     v1::PutConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = Authorize(options_, *context, "PutConfig",
-                                 auth::Action::kConfigWrite, request->key());
-  if (valid.ok()) valid = ValidatePut(*request, options_);
+  absl::Status valid = ValidatePut(*request, options_);
+  if (valid.ok()) {
+    valid = Authorize(options_, *context, "PutConfig",
+                      auth::Action::kConfigWrite, request->key());
+  }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
@@ -434,10 +440,12 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
     const v1::DeleteConfigRequest* request,
     v1::DeleteConfigResponse* /*response*/) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid =
-      Authorize(options_, *context, "DeleteConfig", auth::Action::kConfigWrite,
-                request->key(), request->recursive());
-  if (valid.ok()) valid = ValidateDelete(*request);
+  absl::Status valid = ValidateDelete(*request);
+  if (valid.ok()) {
+    valid = Authorize(options_, *context, "DeleteConfig",
+                      auth::Action::kConfigWrite, request->key(),
+                      request->recursive());
+  }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
@@ -463,17 +471,17 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
     grpc::CallbackServerContext* context, const v1::ListConfigRequest* request,
     v1::ListConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid =
-      Authorize(options_, *context, "ListConfig", auth::Action::kConfigRead,
-                request->prefix(), /*subtree=*/true);
   std::string after;
+  absl::Status valid = absl::OkStatus();
+  if (auto parsed = ValidateList(*request); parsed.ok()) {
+    after = *std::move(parsed);
+  } else {
+    valid = parsed.status();
+  }
   if (valid.ok()) {
-    auto parsed = ValidateList(*request);
-    if (parsed.ok()) {
-      after = *std::move(parsed);
-    } else {
-      valid = parsed.status();
-    }
+    valid =
+        Authorize(options_, *context, "ListConfig", auth::Action::kConfigRead,
+                  request->prefix(), /*subtree=*/true);
   }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
@@ -505,14 +513,16 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
 grpc::ServerWriteReactor<v1::WatchConfigResponse>*
 ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
                                const v1::WatchConfigRequest* request) {
-  auto caller =
-      auth::Authenticate(options_.authorizer, *context, "WatchConfig");
-  absl::Status valid = caller.status();
+  absl::Status valid = ValidateWatch(*request);
+  absl::StatusOr<auth::Caller> caller = absl::UnauthenticatedError("");
+  if (valid.ok()) {
+    caller = auth::Authenticate(options_.authorizer, *context, "WatchConfig");
+    valid = caller.status();
+  }
   if (valid.ok()) {
     valid = caller->Check(auth::Action::kConfigRead,
                           {request->key(), request->prefix()});
   }
-  if (valid.ok()) valid = ValidateWatch(*request);
   if (!valid.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(valid));

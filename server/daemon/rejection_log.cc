@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "grpcpp/server_context.h"
 #include "server/common/log_rate_limit.h"
 #include "server/common/logging.h"
@@ -60,12 +61,17 @@ class RejectionLogInterceptor final : public grpc::experimental::Interceptor {
       // process reads it), so it is the service that decides.
       const bool ours = absl::StartsWith(info_->method(), "/warren.");
       const bool abandoned = context != nullptr && context->IsCancelled();
-      if (IsRejection(status.error_code()) && ours && !abandoned &&
-          limit_.Admit(&suppressed)) {
-        WARREN_LOG_INFO("rejected {} from {}: {}: {}{}", info_->method(),
-                        context != nullptr ? context->peer() : "?",
-                        CodeName(status.error_code()), status.error_message(),
-                        SuppressedNote(suppressed));
+      if (IsRejection(status.error_code()) && ours && !abandoned) {
+        // The message may echo what the client sent: capped (the text log
+        // escapes it), and the budget counts bytes as well as lines.
+        std::string line = absl::StrCat(
+            "rejected ", info_->method(), " from ",
+            context != nullptr ? Abbreviated(context->peer(), 100) : "?", ": ",
+            CodeName(status.error_code()), ": ",
+            Abbreviated(status.error_message(), 2 * kMaxEchoBytes));
+        if (limit_.Admit(line.size(), &suppressed)) {
+          WARREN_LOG_INFO("{}{}", line, SuppressedNote(suppressed));
+        }
       }
     }
     methods->Proceed();
@@ -87,7 +93,8 @@ class Factory final
  private:
   // One budget for every call: a flood of bad requests costs at most this
   // many lines a second.
-  LogRateLimit limit_{kRejectionLinesPerSecond, absl::Seconds(1)};
+  LogRateLimit limit_{kRejectionLinesPerSecond, kRejectionBytesPerSecond,
+                      absl::Seconds(1)};
 };
 
 }  // namespace

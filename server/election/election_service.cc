@@ -615,9 +615,12 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
     grpc::CallbackServerContext* context, const v1::GetLeaderRequest* request,
     v1::GetLeaderResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status s = auth::Check(options_.authorizer, *context, "GetLeader",
-                               auth::Action::kObserve, {request->election()});
-  if (s.ok()) s = ValidateName(request->election(), "election");
+  // Validated before authorized: a refusal never echoes an oversized name.
+  absl::Status s = ValidateName(request->election(), "election");
+  if (s.ok()) {
+    s = auth::Check(options_.authorizer, *context, "GetLeader",
+                    auth::Action::kObserve, {request->election()});
+  }
   if (!s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
@@ -645,9 +648,11 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
 grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
 ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
-  absl::Status s = auth::Check(options_.authorizer, *context, "ObserveLeader",
-                               auth::Action::kObserve, {request->election()});
-  if (s.ok()) s = ValidateName(request->election(), "election");
+  absl::Status s = ValidateName(request->election(), "election");
+  if (s.ok()) {
+    s = auth::Check(options_.authorizer, *context, "ObserveLeader",
+                    auth::Action::kObserve, {request->election()});
+  }
   if (!s.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
         ToGrpcStatus(s));

@@ -696,10 +696,13 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
     v1::PublishResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = auth::Check(
-      options_.authorizer, *context, "Publish", auth::Action::kPublish,
-      {auth::ExchangeResource(request->exchange())});
-  if (valid.ok()) valid = ValidatePublish(*request, options_);
+  // Validated before authorized: a refusal never echoes an oversized name.
+  absl::Status valid = ValidatePublish(*request, options_);
+  if (valid.ok()) {
+    valid = auth::Check(options_.authorizer, *context, "Publish",
+                        auth::Action::kPublish,
+                        {auth::ExchangeResource(request->exchange())});
+  }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
