@@ -246,8 +246,23 @@ TEST(TokenTableTest, ErrorsNameTheEntryButNeverTheToken) {
   auto typo = TokenTable::Parse(
       absl::StrCat("tokens:\n  - {principal: a, tokn: ", kBillingToken, "}\n"));
   ASSERT_FALSE(typo.ok());
-  EXPECT_THAT(typo.status().message(), HasSubstr("unknown field 'tokn'"));
+  EXPECT_THAT(typo.status().message(),
+              HasSubstr("tokens[0] (line 2): unknown field of 4 characters"));
   EXPECT_THAT(typo.status().message(), Not(HasSubstr(kBillingToken)));
+
+  // The mistake the issue found: the token written as a key (here as the
+  // key of the principal's entry). The error names the place, never the
+  // secret.
+  auto token_as_key = TokenTable::Parse(
+      absl::StrCat("tokens:\n  - {principal: a, ", kBillingToken, ": a}\n"));
+  ASSERT_FALSE(token_as_key.ok());
+  EXPECT_THAT(token_as_key.status().message(), HasSubstr("line 2"));
+  EXPECT_THAT(token_as_key.status().message(), Not(HasSubstr(kBillingToken)));
+  auto token_as_map_key = TokenTable::Parse(
+      absl::StrCat("tokens:\n  - principal: a\n    ", kBillingToken, ":\n"));
+  ASSERT_FALSE(token_as_map_key.ok());
+  EXPECT_THAT(token_as_map_key.status().message(),
+              Not(HasSubstr(kBillingToken)));
 
   EXPECT_FALSE(TokenTable::Parse("tokens: {a: b}\n").ok());
   EXPECT_FALSE(TokenTable::Parse("other: []\n").ok());

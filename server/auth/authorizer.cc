@@ -42,6 +42,26 @@ absl::Status Caller::Check(Action action, const Resource& resource) const {
       method_, peer_, principal_);
 }
 
+absl::Status Caller::Reauthenticate() const {
+  if (authorizer_ == nullptr || token_.empty()) return absl::OkStatus();
+  auto state = authorizer_->Current();
+  const std::string* principal =
+      state->tokens.has_value() ? state->tokens->Find(token_) : nullptr;
+  if (principal != nullptr && *principal == principal_) {
+    return absl::OkStatus();
+  }
+  return authorizer_->Reject(
+      absl::UnauthenticatedError(absl::StrCat(
+          "the bearer token of principal '", Abbreviated(principal_),
+          "' was revoked while this stream was open")),
+      method_, peer_, principal_);
+}
+
+absl::Status Caller::Recheck(Action action, const Resource& resource) const {
+  if (absl::Status valid = Reauthenticate(); !valid.ok()) return valid;
+  return Check(action, resource);
+}
+
 absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(
     AuthOptions options) {
   if (options.tokens_file.empty() && options.policy_file.empty()) {
@@ -65,7 +85,9 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(
   return authorizer;
 }
 
-Authorizer::~Authorizer() {
+Authorizer::~Authorizer() { StopPolling(); }
+
+void Authorizer::StopPolling() {
   {
     warren::MutexLock lock(&mu_);
     stopping_ = true;
@@ -119,32 +141,40 @@ absl::Status Authorizer::Reload() {
   }
   absl::StatusOr<std::shared_ptr<const State>> loaded =
       read.ok() ? Load(tokens_text, policy_text) : read;
-  warren::MutexLock lock(&mu_);
-  if (!loaded.ok()) {
-    // Log a broken version once; an unreadable file (e.g. in the middle of
-    // a replacement) at each attempt would be noise too, so it counts as
-    // one version.
-    if (tokens_text != failed_tokens_text_ ||
-        policy_text != failed_policy_text_) {
-      failed_tokens_text_ = tokens_text;
-      failed_policy_text_ = policy_text;
-      WARREN_LOG_ERROR(
-          "auth: reload failed, keeping the previous tokens and policy: {}",
-          loaded.status().message());
+  {
+    warren::MutexLock lock(&mu_);
+    if (!loaded.ok()) {
+      // Log a broken version once; an unreadable file (e.g. in the middle of
+      // a replacement) at each attempt would be noise too, so it counts as
+      // one version.
+      if (tokens_text != failed_tokens_text_ ||
+          policy_text != failed_policy_text_) {
+        failed_tokens_text_ = tokens_text;
+        failed_policy_text_ = policy_text;
+        WARREN_LOG_ERROR(
+            "auth: reload failed, keeping the previous tokens and policy: {}",
+            loaded.status().message());
+      }
+      return loaded.status();
     }
-    return loaded.status();
+    failed_tokens_text_.clear();
+    failed_policy_text_.clear();
+    state_ = *std::move(loaded);
+    WARREN_LOG_INFO(
+        "auth: reloaded: {}",
+        absl::StrCat(
+            state_->tokens
+                ? absl::StrCat(state_->tokens->size(), " bearer tokens, ")
+                : "",
+            state_->policy.principal_count(), " principals in the policy"));
   }
-  failed_tokens_text_.clear();
-  failed_policy_text_.clear();
-  state_ = *std::move(loaded);
-  WARREN_LOG_INFO(
-      "auth: reloaded: {}",
-      absl::StrCat(
-          state_->tokens
-              ? absl::StrCat(state_->tokens->size(), " bearer tokens, ")
-              : "",
-          state_->policy.principal_count(), " principals in the policy"));
+  // Outside the lock: the hook checks open streams, which call Current().
+  if (on_change_) on_change_();
   return absl::OkStatus();
+}
+
+void Authorizer::OnChange(std::function<void()> on_change) {
+  on_change_ = std::move(on_change);
 }
 
 void Authorizer::StartPolling() {
@@ -229,6 +259,7 @@ absl::StatusOr<Caller> Authorizer::Authenticate(
                     peer, "");
     }
     caller.principal_ = *principal;
+    caller.token_ = std::string(**bearer);
     return caller;
   }
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();

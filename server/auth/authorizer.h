@@ -17,6 +17,7 @@
 // immutable snapshot.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,14 @@ class Caller {
   // OK, or PERMISSION_DENIED naming the action and the resource.
   absl::Status Check(Action action, const Resource& resource) const;
 
+  // For a stream that is already open, after the tokens or the policy
+  // changed: UNAUTHENTICATED when the bearer token that opened it is no
+  // longer valid (or names another principal now), else Check.
+  absl::Status Recheck(Action action, const Resource& resource) const;
+  // Only the token part of Recheck, for streams whose every message is
+  // checked on its own (PublishStream).
+  absl::Status Reauthenticate() const;
+
   const std::string& principal() const { return principal_; }
 
  private:
@@ -64,6 +73,10 @@ class Caller {
   std::string principal_;
   std::string method_;
   std::string peer_;
+  // The bearer token of the call, kept to re-authenticate its stream after
+  // a reload; empty for a client certificate (its verification does not
+  // change while the connection lives). Never logged.
+  std::string token_;
 };
 
 class Authorizer {
@@ -82,6 +95,14 @@ class Authorizer {
   // Polls the files every reload_interval (when not zero) on a thread of
   // its own, until destroyed.
   void StartPolling();
+  // Stops the polling thread (waits for a reload in progress, and its
+  // OnChange hook, to end). Also done by the destructor.
+  void StopPolling();
+
+  // Runs `on_change` after each reload that put new tokens or a new policy
+  // in force (on the polling thread, or the thread calling Reload), e.g. to
+  // recheck open streams. Set before StartPolling.
+  void OnChange(std::function<void()> on_change);
 
   // Identifies the caller of a call named `method` (for logs), or answers
   // UNAUTHENTICATED.
@@ -117,6 +138,7 @@ class Authorizer {
   std::string failed_tokens_text_ ABSL_GUARDED_BY(mu_);
   std::string failed_policy_text_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_change_;
   // Refusals are logged, but a client cannot make that fill the disk.
   mutable LogRateLimit reject_log_limit_{
       kRejectionLinesPerSecond, kRejectionBytesPerSecond, absl::Seconds(1)};

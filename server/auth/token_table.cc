@@ -62,8 +62,12 @@ absl::StatusOr<TokenTable> TokenTable::Parse(const std::string& yaml) {
     for (const auto& field : entry) {
       const std::string name = field.first.Scalar();
       if (name != "principal" && name != "token") {
+        // Not echoed: in this file an unexpected key is most often a token
+        // written where a field name belongs, and the error reaches logs.
         return absl::InvalidArgumentError(absl::StrCat(
-            where, ": unknown field '", name, "' (fields: principal, token)"));
+            where, ": unknown field of ", name.size(),
+            " characters (not shown, as it may be a secret; the fields are "
+            "principal and token)"));
       }
     }
     const YAML::Node principal = entry["principal"];

@@ -204,8 +204,39 @@ TEST(WorkerPoolTest, RunsEverythingQueuedAndRefusesBeyondTheBound) {
 class FakeStream : public Drainable {
  public:
   void Drain() override { drained++; }
+  void Revoke(const absl::Status& status) override { revoked = status; }
   int drained = 0;
+  absl::Status revoked;
 };
+
+TEST(StreamRegistryTest, RevokesOnlyStreamsWhoseCheckNowFails) {
+  StreamRegistry registry;
+  auto kept = std::make_shared<FakeStream>();
+  auto lost = std::make_shared<FakeStream>();
+  auto unchecked = std::make_shared<FakeStream>();
+  auto kept_id = registry.Add(kept);
+  auto lost_id = registry.Add(lost);
+  ASSERT_TRUE(kept_id.ok() && lost_id.ok() && registry.Add(unchecked).ok());
+  bool grant_held = true;
+  registry.SetReauthorizer(*kept_id, [] { return absl::OkStatus(); });
+  registry.SetReauthorizer(*lost_id, [&grant_held] {
+    return grant_held ? absl::OkStatus()
+                      : absl::PermissionDeniedError("grant removed");
+  });
+  EXPECT_EQ(registry.ReauthorizeAll(), 0u);
+  EXPECT_TRUE(lost->revoked.ok());
+  grant_held = false;
+  EXPECT_EQ(registry.ReauthorizeAll(), 1u);
+  EXPECT_EQ(lost->revoked, absl::PermissionDeniedError("grant removed"));
+  EXPECT_TRUE(kept->revoked.ok());
+  EXPECT_TRUE(unchecked->revoked.ok());
+  EXPECT_EQ(kept->drained + lost->drained + unchecked->drained, 0);
+  // A stream that left is not asked again.
+  registry.Remove(*lost_id);
+  lost->revoked = absl::OkStatus();
+  EXPECT_EQ(registry.ReauthorizeAll(), 0u);
+  EXPECT_TRUE(lost->revoked.ok());
+}
 
 TEST(StreamRegistryTest, DrainsOpenStreamsAndRefusesNewOnes) {
   StreamRegistry registry;

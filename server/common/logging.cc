@@ -5,6 +5,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/support/log.h"
+#include "server/common/log_rate_limit.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 
@@ -200,6 +202,43 @@ void AppendEscapedForLog(absl::string_view message, std::string* out,
   }
   if (end < message.size()) AppendLengthNote(message.size(), out);
 }
+
+namespace {
+
+void ForwardGrpcLog(gpr_log_func_args* args) {
+  // Never freed: gRPC may log from its threads until the process exits.
+  static auto* const limit =
+      new LogRateLimit(kGrpcLogLines, kGrpcLogBytes, kGrpcLogWindow);
+  absl::string_view file = args->file != nullptr ? args->file : "?";
+  if (const size_t slash = file.rfind('/'); slash != file.npos) {
+    file.remove_prefix(slash + 1);
+  }
+  const std::string line =
+      absl::StrCat("grpc: ",
+                   Abbreviated(args->message != nullptr ? args->message : "",
+                               2 * kMaxEchoBytes),
+                   " (", file, ":", args->line, ")");
+  int64_t suppressed = 0;
+  if (!limit->Admit(line.size(), &suppressed)) return;
+  const std::string note =
+      suppressed == 0
+          ? ""
+          : absl::StrCat(" (", suppressed, " gRPC lines held back before it)");
+  switch (args->severity) {
+    case GPR_LOG_SEVERITY_ERROR:
+      WARREN_LOG_ERROR("{}{}", line, note);
+      break;
+    case GPR_LOG_SEVERITY_INFO:
+      WARREN_LOG_INFO("{}{}", line, note);
+      break;
+    default:
+      WARREN_LOG_DEBUG("{}{}", line, note);
+  }
+}
+
+}  // namespace
+
+void RouteGrpcLogging() { gpr_set_log_function(ForwardGrpcLog); }
 
 absl::Status InitLogging(const std::string& level, bool json) {
   spdlog::level::level_enum parsed = spdlog::level::from_str(level);

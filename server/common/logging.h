@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 
 // Debian's Abseil has its own string_view (not std's): teach fmt to print it,
@@ -53,6 +54,17 @@ void AppendEscapedForLog(absl::string_view message, std::string* out,
 // Configures the process-wide logger. `level` is one of trace, debug, info,
 // warn, error; `json` switches to one JSON object per line.
 absl::Status InitLogging(const std::string& level, bool json);
+
+// Sends gRPC's own log lines (gpr_log) through this logger, escaped and
+// capped like every line, and within a budget of their own: gRPC logs one
+// line per failed TLS handshake, which anyone who can connect can cause.
+// At most kGrpcLogLines lines and kGrpcLogBytes bytes per kGrpcLogWindow;
+// the next line written tells how many were held back. Call after
+// InitLogging.
+inline constexpr int64_t kGrpcLogLines = 20;
+inline constexpr int64_t kGrpcLogBytes = 4096;
+inline constexpr absl::Duration kGrpcLogWindow = absl::Seconds(10);
+void RouteGrpcLogging();
 
 }  // namespace warren
 

@@ -1,5 +1,6 @@
 #include "server/common/stream_registry.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -19,7 +20,7 @@ absl::StatusOr<StreamRegistry::Id> StreamRegistry::Add(
         ") streams are open on this server; retry later or elsewhere"));
   }
   const Id id = next_id_++;
-  streams_.emplace(id, std::move(stream));
+  streams_.emplace(id, Entry{std::move(stream), nullptr});
   return id;
 }
 
@@ -33,11 +34,38 @@ void StreamRegistry::DrainAll() {
   {
     warren::MutexLock lock(&mu_);
     draining_ = true;
-    for (auto& [id, weak] : streams_) {
-      if (auto stream = weak.lock()) open.push_back(std::move(stream));
+    for (auto& [id, entry] : streams_) {
+      if (auto stream = entry.stream.lock()) open.push_back(std::move(stream));
     }
   }
   for (auto& stream : open) stream->Drain();
+}
+
+void StreamRegistry::SetReauthorizer(Id id, Reauthorizer check) {
+  warren::MutexLock lock(&mu_);
+  auto found = streams_.find(id);
+  if (found != streams_.end()) found->second.reauthorize = std::move(check);
+}
+
+size_t StreamRegistry::ReauthorizeAll() {
+  std::vector<std::pair<std::shared_ptr<Drainable>, Reauthorizer>> checked;
+  {
+    warren::MutexLock lock(&mu_);
+    for (auto& [id, entry] : streams_) {
+      if (!entry.reauthorize) continue;
+      if (auto stream = entry.stream.lock()) {
+        checked.emplace_back(std::move(stream), entry.reauthorize);
+      }
+    }
+  }
+  size_t ended = 0;
+  for (auto& [stream, reauthorize] : checked) {
+    if (absl::Status allowed = reauthorize(); !allowed.ok()) {
+      stream->Revoke(allowed);
+      ++ended;
+    }
+  }
+  return ended;
 }
 
 size_t StreamRegistry::size() const {

@@ -1,13 +1,16 @@
 // The open long-lived streams of the server, so that shutdown can end each of
 // them with UNAVAILABLE (clients then reconnect elsewhere) before the server
-// waits for calls to finish. Streams register when they start and leave in
-// OnDone.
+// waits for calls to finish, and so that a change of the tokens or the policy
+// reaches streams already open: each stream may leave a check of what
+// opening it needed, and ReauthorizeAll ends those whose check now fails.
+// Streams register when they start and leave in OnDone.
 //
 // Thread-safe. Drain() is called without the registry's lock held, so a
 // stream may leave the registry from inside its Drain.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -21,6 +24,13 @@ class Drainable {
   virtual ~Drainable() = default;
   // Ends the stream with UNAVAILABLE; must not block.
   virtual void Drain() = 0;
+  // Ends the stream with `status` (UNAUTHENTICATED or PERMISSION_DENIED: its
+  // caller lost what opening it needed); must not block. Streams that leave
+  // a reauthorization check override it.
+  virtual void Revoke(const absl::Status& status) {
+    static_cast<void>(status);
+    Drain();
+  }
 };
 
 class StreamRegistry {
@@ -36,6 +46,17 @@ class StreamRegistry {
   // caller then ends its stream with that status.
   absl::StatusOr<Id> Add(std::weak_ptr<Drainable> stream);
   void Remove(Id id);
+
+  // What the stream `id` must still be allowed for to stay open: OK, or the
+  // status to end it with. Set once its resources are known (e.g. after a
+  // Subscribe's start); runs on the thread that calls ReauthorizeAll.
+  using Reauthorizer = std::function<absl::Status()>;
+  void SetReauthorizer(Id id, Reauthorizer check);
+  // Runs every open stream's check (without the registry's lock) and
+  // Revokes those whose check fails; answers how many it ended. Called
+  // after the tokens or the policy changed.
+  size_t ReauthorizeAll();
+
   // Refuses new streams from now on and drains every open one.
   void DrainAll();
   size_t size() const;
@@ -43,7 +64,11 @@ class StreamRegistry {
  private:
   const size_t max_streams_;
   mutable warren::Mutex mu_;
-  std::map<Id, std::weak_ptr<Drainable>> streams_ ABSL_GUARDED_BY(mu_);
+  struct Entry {
+    std::weak_ptr<Drainable> stream;
+    Reauthorizer reauthorize;  // empty: nothing to check
+  };
+  std::map<Id, Entry> streams_ ABSL_GUARDED_BY(mu_);
   Id next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };

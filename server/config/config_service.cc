@@ -94,7 +94,8 @@ class WatchReactor final
   static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
                              StreamRegistry& streams, absl::Duration heartbeat,
                              ClientQuota::Lease lease, const std::string& key,
-                             bool prefix) {
+                             bool prefix,
+                             StreamRegistry::Reauthorizer reauthorize) {
     auto reactor = std::make_shared<WatchReactor>(cache, timers, streams,
                                                   heartbeat, std::move(lease));
     reactor->self_ = reactor;
@@ -105,6 +106,7 @@ class WatchReactor final
       reactor->FinishLocked(ToGrpcStatus(admitted.status()));
       return reactor.get();
     }
+    streams.SetReauthorizer(reactor->registry_id_, std::move(reauthorize));
     // May deliver the initial state at once, from this thread.
     const auto id = cache.Subscribe(key, prefix, reactor.get());
     {
@@ -134,6 +136,10 @@ class WatchReactor final
     warren::MutexLock lock(&mu_);
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "server is shutting down; watch again"));
+  }
+  void Revoke(const absl::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(ToGrpcStatus(status));
   }
 
   void OnWriteDone(bool ok) override {
@@ -539,9 +545,13 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
       absl::Nanoseconds(request->heartbeat_interval().nanos());
   if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
   heartbeat = std::max(heartbeat, options_.min_heartbeat);
-  return WatchReactor::Start(cache_, timers_, streams_, heartbeat,
-                             *std::move(lease), request->key(),
-                             request->prefix());
+  return WatchReactor::Start(
+      cache_, timers_, streams_, heartbeat, *std::move(lease), request->key(),
+      request->prefix(),
+      [caller = *std::move(caller), key = request->key(),
+       prefix = request->prefix()] {
+        return caller.Recheck(auth::Action::kConfigRead, {key, prefix});
+      });
 }
 
 }  // namespace warren::config

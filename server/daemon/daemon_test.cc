@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/daemon/cert_expiry.h"
 #include "server/daemon/options.h"
 #include "server/daemon/tls.h"
 
@@ -240,6 +241,38 @@ TEST(LoadOptionsTest, RemoteMetricsListenNeedsTheOptIn) {
   auto off = load({"--metrics_listen=", "--metrics_allow_remote=false"});
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ(off->metrics_listen, "");  // the default: no metrics
+}
+
+}  // namespace
+}  // namespace warren::daemon
+
+namespace warren::daemon {
+namespace {
+
+TEST(CertificateExpiryTest, WarnsWhenExpiredOrWithinTwoWeeks) {
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  EXPECT_EQ(CertificateExpiryWarning(now + absl::Hours(24 * 15), now),
+            std::nullopt);
+  std::optional<std::string> soon =
+      CertificateExpiryWarning(now + absl::Hours(24 * 13), now);
+  ASSERT_TRUE(soon.has_value());
+  EXPECT_THAT(*soon, ::testing::HasSubstr("expires on"));
+  EXPECT_THAT(*soon, ::testing::HasSubstr("in 312h"));
+  std::optional<std::string> expired =
+      CertificateExpiryWarning(now - absl::Seconds(1), now);
+  ASSERT_TRUE(expired.has_value());
+  EXPECT_THAT(*expired, ::testing::HasSubstr("expired on"));
+}
+
+TEST(CertificateExpiryTest, AnUnreadableFileIsNamedAndKnowsNoExpiry) {
+  auto read =
+      LeafCertificateNotAfter("/nonexistent/server.crt", "tls_cert_file");
+  ASSERT_FALSE(read.ok());
+  EXPECT_THAT(read.status().message(),
+              ::testing::HasSubstr("tls_cert_file /nonexistent/server.crt"));
+  CertificateExpiry expiry("/nonexistent/server.crt");
+  expiry.Check();
+  EXPECT_EQ(expiry.not_after(), std::nullopt);
 }
 
 }  // namespace

@@ -82,6 +82,25 @@ bool IsLoopbackListen(absl::string_view listen) {
   return IsLoopbackHost(HostOf(listen));
 }
 
+absl::StatusOr<absl::Time> LeafCertificateNotAfter(const std::string& cert_file,
+                                                   absl::string_view setting) {
+  absl::StatusOr<std::string> pem = ReadFile(cert_file, setting);
+  if (!pem.ok()) return pem.status();
+  std::vector<X509Ptr> chain = ParseCertificates(*pem);
+  if (chain.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(setting, " ", cert_file, ": holds no PEM certificate"));
+  }
+  std::tm not_after = {};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(chain.front().get()), &not_after) !=
+      1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        setting, " ", cert_file, ": the certificate's notAfter is unreadable"));
+  }
+  return absl::FromTM(not_after, absl::UTCTimeZone());
+}
+
 absl::Status CheckKeyPair(const std::string& cert_file,
                           const std::string& key_file,
                           absl::string_view cert_setting,

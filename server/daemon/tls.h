@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/security/server_credentials.h"
@@ -49,6 +50,12 @@ absl::Status CheckKeyPair(const std::string& cert_file,
 // Reads a PEM CA bundle; INVALID_ARGUMENT naming the setting when it is
 // unreadable or holds no certificate.
 absl::Status CheckCaBundle(const std::string& file, absl::string_view setting);
+
+// When the first (leaf) certificate of a PEM chain expires: its notAfter.
+// INVALID_ARGUMENT naming the setting when the file cannot be read or holds
+// no certificate.
+absl::StatusOr<absl::Time> LeafCertificateNotAfter(const std::string& cert_file,
+                                                   absl::string_view setting);
 
 // All the files of `files`, checked as above.
 absl::Status CheckServerTlsFiles(const ServerTlsFiles& files);

@@ -28,6 +28,7 @@
 #include "server/config/config_store.h"
 #include "server/config/watch_cache.h"
 #include "server/daemon/backend_health.h"
+#include "server/daemon/cert_expiry.h"
 #include "server/daemon/options.h"
 #include "server/daemon/rejection_log.h"
 #include "server/daemon/tls.h"
@@ -118,6 +119,7 @@ int Run(int argc, char** argv) {
       !s.ok()) {
     return Fail(s);
   }
+  RouteGrpcLogging();
   // Certificate files first: a wrong path should not wait for the backends.
   const bool tls = TlsEnabled(options);
   const ServerTlsFiles tls_files = TlsFiles(options);
@@ -265,7 +267,16 @@ int Run(int argc, char** argv) {
                                           " in ZooKeeper: ", s.message())));
   }
 
+  // Declared before the timers, whose thread checks it: destroyed after.
+  std::unique_ptr<CertificateExpiry> certificate_expiry;
+  if (tls) {
+    certificate_expiry =
+        std::make_unique<CertificateExpiry>(options.tls_cert_file);
+  }
   TimerQueue timers;
+  if (certificate_expiry != nullptr) {
+    certificate_expiry->CheckEvery(timers, options.tls_reload_interval);
+  }
   WorkerPool workers(static_cast<size_t>(options.worker_threads), 10000);
   StreamRegistry streams(static_cast<size_t>(options.max_streams));
   config::WatchCache cache(**zk, keys);
@@ -340,6 +351,11 @@ int Run(int argc, char** argv) {
     probes.config_cache_misses = [&config_service] {
       return config_service.cache_misses();
     };
+    if (certificate_expiry != nullptr) {
+      probes.tls_certificate_expiry = [c = certificate_expiry.get()] {
+        return c->not_after();
+      };
+    }
     service_metrics = metrics_server->Add(
         std::make_shared<metrics::WarrenCollector>(std::move(probes)));
   }
@@ -399,7 +415,21 @@ int Run(int argc, char** argv) {
                      " (address in use, not local, or malformed)")));
   }
   health.Attach(server->GetHealthCheckService());
-  if (authorizer != nullptr) authorizer->StartPolling();
+  if (authorizer != nullptr) {
+    // Revocation reaches streams already open: after every reload that
+    // changed the tokens or the policy, each stream's caller is checked
+    // again and those that lost what they needed end (UNAUTHENTICATED or
+    // PERMISSION_DENIED).
+    authorizer->OnChange([&streams] {
+      if (const size_t ended = streams.ReauthorizeAll(); ended > 0) {
+        WARREN_LOG_INFO(
+            "auth: ended {} open streams whose caller lost the "
+            "grant or the token they were opened with",
+            ended);
+      }
+    });
+    authorizer->StartPolling();
+  }
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   const std::string security =
@@ -432,7 +462,8 @@ int Run(int argc, char** argv) {
     // gRPC's file watcher re-reads the files every tls_reload_interval and
     // has no way to be told sooner; SIGHUP checks the files at once, so
     // that whoever replaced them learns now whether they will work.
-    reload_hooks.Add("TLS files", [&tls_files] {
+    reload_hooks.Add("TLS files", [&tls_files, &certificate_expiry] {
+      certificate_expiry->Check();
       if (absl::Status s = CheckServerTlsFiles(tls_files); !s.ok()) {
         WARREN_LOG_ERROR(
             "TLS files are not usable ({}); new connections may fail from "
@@ -468,6 +499,8 @@ int Run(int argc, char** argv) {
   streams.DrainAll();
   server->Shutdown(absl::ToChronoTime(absl::Now() + options.shutdown_grace));
   server->Wait();
+  // Before the streams registry it rechecks goes away.
+  if (authorizer != nullptr) authorizer->StopPolling();
   WARREN_LOG_INFO("warrend stopped");
   return 0;
 }

@@ -145,6 +145,12 @@ class ElectReactor final
             params.value = c.value();
             params.rejoin_after_expiry = c.rejoin_after_expiry();
             election_ = params.election;
+            // A reload that takes the grant (or the token) away ends the
+            // stream, and with it the candidacy.
+            streams_.SetReauthorizer(
+                registry_id_, [caller = caller_, election = election_] {
+                  return caller.Recheck(auth::Action::kCampaign, {election});
+                });
             candidate_id_ = params.candidate_id;
             value_ = params.value;
             action = Action::kCampaign;
@@ -225,6 +231,10 @@ class ElectReactor final
     writes_.Finish(this,
                    grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                 "server is shutting down; campaign again"));
+  }
+  void Revoke(const absl::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, ToGrpcStatus(status));
   }
 
   void OnDone() override {
@@ -483,7 +493,8 @@ class ObserveReactor final
 
   static ObserveReactor* Start(ElectionManager& manager,
                                StreamRegistry& streams,
-                               const std::string& election) {
+                               const std::string& election,
+                               StreamRegistry::Reauthorizer reauthorize) {
     auto reactor = std::make_shared<ObserveReactor>(streams);
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
@@ -493,6 +504,7 @@ class ObserveReactor final
       reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted.status()));
       return reactor.get();
     }
+    streams.SetReauthorizer(reactor->registry_id_, std::move(reauthorize));
     auto watch = manager.Watch(election);
     const uint64_t id =
         watch->Subscribe([weak = std::weak_ptr<ObserveReactor>(reactor)](
@@ -527,6 +539,10 @@ class ObserveReactor final
     writes_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                       "server is shutting down; observe "
                                       "again"));
+  }
+  void Revoke(const absl::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, ToGrpcStatus(status));
   }
   void OnDone() override {
     std::shared_ptr<LeaderWatch> watch;
@@ -649,15 +665,21 @@ grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
 ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
   absl::Status s = ValidateName(request->election(), "election");
+  absl::StatusOr<auth::Caller> caller = absl::UnauthenticatedError("");
   if (s.ok()) {
-    s = auth::Check(options_.authorizer, *context, "ObserveLeader",
-                    auth::Action::kObserve, {request->election()});
+    caller = auth::Authenticate(options_.authorizer, *context, "ObserveLeader");
+    s = caller.status();
   }
+  if (s.ok()) s = caller->Check(auth::Action::kObserve, {request->election()});
   if (!s.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
         ToGrpcStatus(s));
   }
-  return ObserveReactor::Start(manager_, streams_, request->election());
+  return ObserveReactor::Start(
+      manager_, streams_, request->election(),
+      [caller = *std::move(caller), election = request->election()] {
+        return caller.Recheck(auth::Action::kObserve, {election});
+      });
 }
 
 }  // namespace warren::election

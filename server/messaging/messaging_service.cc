@@ -64,6 +64,13 @@ class PublishStreamReactor final
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
+    if (reactor->registry_id_ != 0) {
+      // Each message is checked on its own; the stream itself only needs
+      // its caller's token to stay valid.
+      streams.SetReauthorizer(
+          reactor->registry_id_,
+          [caller = reactor->caller_] { return caller.Reauthenticate(); });
+    }
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
       reactor->FinishLocked(ToGrpcStatus(admitted.status()));
@@ -135,6 +142,10 @@ class PublishStreamReactor final
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "server is shutting down; publish again "
                               "elsewhere with the same message ids"));
+  }
+  void Revoke(const absl::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(ToGrpcStatus(status));
   }
 
   void OnDone() override {
@@ -430,6 +441,10 @@ class SubscribeReactor final
     FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                               "server is shutting down; subscribe again"));
   }
+  void Revoke(const absl::Status& status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(ToGrpcStatus(status));
+  }
 
   void OnDone() override {
     TimerQueue::TimerId timer;
@@ -509,6 +524,14 @@ class SubscribeReactor final
       return;
     }
     started_ = true;
+    // A reload that takes a grant it needed (or the token) away ends it.
+    streams_.SetReauthorizer(
+        registry_id_, [caller = caller_, start = request_.start()] {
+          if (absl::Status valid = caller.Reauthenticate(); !valid.ok()) {
+            return valid;
+          }
+          return AuthorizeSubscribe(caller, start);
+        });
     absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
     if (heartbeat == absl::ZeroDuration())
       heartbeat = options_.default_heartbeat;

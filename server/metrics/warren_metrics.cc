@@ -220,6 +220,16 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Counter,
                          static_cast<double>(p.config_cache_misses())));
   }
+  if (p.tls_certificate_expiry) {
+    if (std::optional<absl::Time> expiry = p.tls_certificate_expiry()) {
+      out.push_back(Single(
+          "warren_tls_certificate_expiry_timestamp_seconds",
+          "When the server certificate (tls_cert_file) expires, in seconds "
+          "since the Unix epoch: alert on it minus time() being small.",
+          MetricType::Gauge,
+          absl::ToDoubleSeconds(*expiry - absl::UnixEpoch())));
+    }
+  }
   return out;
 }
 

@@ -30,9 +30,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "prometheus/collectable.h"
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
@@ -62,6 +64,9 @@ struct WarrenProbes {
   std::function<size_t()> config_watches;
   std::function<uint64_t()> config_cache_hits;
   std::function<uint64_t()> config_cache_misses;
+
+  // With TLS: when the served certificate expires (nullopt until read).
+  std::function<std::optional<absl::Time>()> tls_certificate_expiry;
 };
 
 class WarrenCollector final : public prometheus::Collectable {
