@@ -9,7 +9,8 @@
 # Each writes DIR/NAME.crt and DIR/NAME.key; CA names DIR/CA.crt and
 # DIR/CA.key of an earlier `ca`. SAN defaults to DNS:localhost,IP:127.0.0.1
 # (openssl's subjectAltName syntax); CN defaults to NAME. Certificates are
-# valid for 825 days.
+# valid for 825 days; WARREN_CERT_DAYS sets the days of server and client
+# certificates (tests of expiry warnings).
 set -euo pipefail
 
 die() { echo "tls-certs.sh: $*" >&2; exit 1; }
@@ -28,7 +29,7 @@ sign() {  # CA extensions-file
   local ca="$1" ext="$2"
   [ -f "$dir/$ca.crt" ] && [ -f "$dir/$ca.key" ] || die "no CA $dir/$ca.crt/.key (run: $0 ca $dir $ca)"
   openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" \
-    -CAcreateserial -days 825 -sha256 -extfile "$ext" -out "$crt" 2>/dev/null
+    -CAcreateserial -days "${WARREN_CERT_DAYS:-825}" -sha256 -extfile "$ext" -out "$crt" 2>/dev/null
   rm -f "$dir/$name.csr" "$ext"
 }
 

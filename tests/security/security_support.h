@@ -70,7 +70,7 @@ class AuthFiles {
 // A channel of its own (not shared with other principals' calls) whose
 // every call carries `token`.
 inline std::shared_ptr<grpc::Channel> ChannelAs(const std::string& address,
-                                               const std::string& token) {
+                                                const std::string& token) {
   return ::warren::client::MakeChannel(address,
                                        ::warren::client::ChannelOptions{token});
 }
