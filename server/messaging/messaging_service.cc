@@ -14,6 +14,7 @@
 #include "server/common/rejecting_reactors.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
+#include "server/messaging/authorization.h"
 
 namespace warren::messaging {
 namespace {
@@ -88,9 +89,8 @@ class PublishStreamReactor final
             : absl::InvalidArgumentError("message is required");
     // Per message: a denied one gets PERMISSION_DENIED, the stream goes on.
     if (valid.ok()) {
-      valid = caller_.Check(
-          auth::Action::kPublish,
-          {auth::ExchangeResource(request_.message().exchange())});
+      valid = caller_.Check(auth::Action::kPublish,
+                            PublishTarget(request_.message()));
     }
     if (!valid.ok()) {
       v1::PublishStreamResponse response;
@@ -231,6 +231,10 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
           !s.ok()) {
         return s;
       }
+      if (auto s = CheckExchangeName(topic.exchange(), "start.topic.exchange");
+          !s.ok()) {
+        return s;
+      }
       spec.binding.emplace();
       spec.binding->exchange = topic.exchange();
       switch (topic.exchange_type()) {
@@ -299,6 +303,11 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
       !s.ok()) {
     return s;
   }
+  if (auto s = CheckExchangeName(q.dead_letter_exchange(),
+                                 "start.queue_options.dead_letter_exchange");
+      !s.ok()) {
+    return s;
+  }
   spec.queue.dead_letter_exchange = q.dead_letter_exchange();
   spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
   if (q.has_message_ttl()) {
@@ -331,20 +340,6 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
 }
 
 namespace {
-
-// A queue subscription needs subscribe on the queue; a topic subscription
-// on the exchange (it receives what is published there), and with a group
-// also on the group (the name of the shared queue it declares).
-absl::Status AuthorizeSubscribe(const auth::Caller& caller,
-                                const v1::SubscribeStart& start) {
-  if (start.has_topic()) {
-    absl::Status status =
-        caller.Check(auth::Action::kSubscribe, {start.topic().exchange()});
-    if (!status.ok() || start.group().empty()) return status;
-    return caller.Check(auth::Action::kSubscribe, {start.group()});
-  }
-  return caller.Check(auth::Action::kSubscribe, {start.queue()});
-}
 
 class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
@@ -503,7 +498,8 @@ class SubscribeReactor final
       FinishLocked(ToGrpcStatus(spec.status()));
       return;
     }
-    if (absl::Status allowed = AuthorizeSubscribe(caller_, request_.start());
+    if (absl::Status allowed =
+            CheckAll(caller_, SubscribeRequirements(request_.start()));
         !allowed.ok()) {
       FinishLocked(ToGrpcStatus(allowed));
       return;
@@ -629,6 +625,10 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                                  {request.message_id(), "message_id"}}) {
     if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
   }
+  if (auto s = CheckExchangeName(request.exchange(), name("exchange"));
+      !s.ok()) {
+    return s;
+  }
   if (request.payload().size() > options.max_payload_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         name("payload"), " is ", request.payload().size(),
@@ -696,9 +696,9 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
     v1::PublishResponse* response) {
   auto* reactor = context->DefaultReactor();
-  absl::Status valid = auth::Check(
-      options_.authorizer, *context, "Publish", auth::Action::kPublish,
-      {auth::ExchangeResource(request->exchange())});
+  absl::Status valid =
+      auth::Check(options_.authorizer, *context, "Publish",
+                  auth::Action::kPublish, PublishTarget(*request));
   if (valid.ok()) valid = ValidatePublish(*request, options_);
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));

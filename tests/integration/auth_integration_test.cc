@@ -347,7 +347,9 @@ TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
   EXPECT_TRUE(Publish(*messaging_.alice, "").ok());
   ExpectDenied(Publish(*messaging_.alice, "amq.direct"), "alice", "publish",
                "amq.direct");
-  ExpectDenied(Publish(*messaging_.bob, ""), "bob", "publish", "(default)");
+  // On the default exchange the routing key (the queue) is the resource.
+  ExpectDenied(Publish(*messaging_.bob, ""), "bob", "publish",
+               "(default)/warren-auth-test-nowhere");
 }
 
 TEST_F(AuthTest, PublishStreamChecksEveryMessageAndGoesOn) {
