@@ -7,6 +7,7 @@
 // published after the attempt, did arrive.
 #include <unistd.h>
 
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,17 +41,20 @@ std::string Name(const std::string& base) {
 const Principal kAlice{"alice", "alice-token-0d9e8f7a6b5c4d3e2f1a"};
 const Principal kBob{"bob", "bob-token-1a2b3c4d5e6f7a8b9c0d"};
 
+// Alice: her exchange, her queues on the default exchange, and
+// "amq.default" (to show that it is no alias); Bob likewise; both may use
+// a shared exchange.
 std::string PolicyText() {
-  return absl::StrCat(R"(principals:
-  alice:
-    publish: [")",
-                      Name("alice-ex"), R"(", "(default)/alice-*", amq.default]
-    subscribe: ["alice-*"]
-  bob:
-    publish: [")",
-                      Name("bob-ex"), R"(", "(default)/bob-*"]
-    subscribe: ["bob-*"]
-)");
+  const std::string shared = Name("shared-ex");
+  return absl::StrCat("principals:\n",  //
+                      "  alice:\n",     //
+                      "    publish: [", Name("alice-ex"),
+                      ", \"(default)/alice-*\", amq.default]\n",       //
+                      "    subscribe: [\"alice-*\", ", shared, "]\n",  //
+                      "  bob:\n",                                      //
+                      "    publish: [", Name("bob-ex"), ", ", shared,
+                      ", \"(default)/bob-*\"]\n",  //
+                      "    subscribe: [\"bob-*\", ", shared, "]\n");
 }
 
 struct Flags {
@@ -247,6 +251,80 @@ TEST_F(DeadLetterTest, DefaultExchangeGrantIsScopedByQueueName) {
   EXPECT_THAT(Payloads(bob_sub), ::testing::ElementsAre("control"));
   // Her own queues stay open to her.
   EXPECT_TRUE(Publish(*alice_, "", Name("alice-nowhere"), "p").ok());
+}
+
+// Reading Bob's exchange through a binding of her own queue needs a
+// subscribe grant on the exchange, whatever queue she binds.
+TEST_F(DeadLetterTest, BindingHerQueueToBobsExchangeNeedsSubscribeOnIt) {
+  TestSubscriber bob_sub(*bob_, TopicStart(Name("bob-ex")));
+  ASSERT_FALSE(bob_sub.WaitSubscribed().empty());
+  const std::string queue = Name("alice-q6");
+  v1::SubscribeStart mine;
+  mine.set_queue(queue);
+  TestSubscriber declared(*alice_, mine);
+  ASSERT_FALSE(declared.WaitSubscribed().empty());
+
+  v1::SubscribeStart bind = TopicStart(Name("bob-ex"));
+  bind.set_group(queue);
+  TestSubscriber attack(*alice_, bind);
+  grpc::Status status;
+  ASSERT_TRUE(attack.WaitEnded(&status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(),
+            absl::StrCat("principal 'alice' may not subscribe on '",
+                         Name("bob-ex"), "'"));
+  // A confirmed publish has been routed to every bound queue: Bob's got it,
+  // hers did not.
+  ExpectOnlyControlReaches(bob_sub, "control-bind");
+  EXPECT_EQ(declared.delivery_count(), 0u);
+  auto ready = admin_->ReadyCount(queue);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(*ready, 0u);
+}
+
+// With a grant on a shared exchange, declaring it with another type is
+// refused by the broker and changes nothing for the others.
+TEST_F(DeadLetterTest,
+       RedeclaringASharedExchangeWithAnotherTypeChangesNothing) {
+  const std::string shared = Name("shared-ex");
+  TestSubscriber bob_sub(*bob_, TopicStart(shared));
+  ASSERT_FALSE(bob_sub.WaitSubscribed().empty());
+  v1::SubscribeStart fanout = TopicStart(shared);
+  fanout.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_FANOUT);
+  TestSubscriber attack(*alice_, fanout);
+  grpc::Status status;
+  ASSERT_TRUE(attack.WaitEnded(&status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << status.error_message();
+  // Still a topic exchange routing to Bob's binding.
+  ASSERT_TRUE(Publish(*bob_, shared, "still.topic", "after").ok());
+  ASSERT_TRUE(bob_sub.WaitDeliveries(1));
+  EXPECT_THAT(Payloads(bob_sub), ::testing::ElementsAre("after"));
+}
+
+// RabbitMQ routes copies to the queues named in array-typed CC/BCC
+// headers; Warren's headers are strings, so they never add a destination.
+TEST_F(DeadLetterTest, CcHeadersDoNotRouteIntoOtherQueues) {
+  const std::string bob_queue = Name("bob-q3");
+  v1::SubscribeStart start;
+  start.set_queue(bob_queue);
+  TestSubscriber bob_sub(*bob_, start);
+  ASSERT_FALSE(bob_sub.WaitSubscribed().empty());
+  for (const char* header : {"CC", "BCC"}) {
+    v1::PublishRequest request;
+    request.set_routing_key(Name("alice-q7"));
+    request.set_payload(absl::StrCat("via-", header));
+    (*request.mutable_headers())[header] = bob_queue;
+    v1::PublishResponse response;
+    grpc::Status status =
+        alice_->Publish(CallContext().get(), request, &response);
+    // Refused or not, what matters is where it went.
+    std::cerr << header << " publish: " << status.error_code() << " "
+              << status.error_message() << "\n";
+  }
+  ASSERT_TRUE(Publish(*bob_, "", bob_queue, "control").ok());
+  ASSERT_TRUE(bob_sub.WaitDeliveries(1));
+  EXPECT_THAT(Payloads(bob_sub), ::testing::ElementsAre("control"));
 }
 
 // "amq.default" is not the default exchange for RabbitMQ (no exchange of
