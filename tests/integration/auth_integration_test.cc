@@ -352,6 +352,15 @@ TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
                "(default)/warren-auth-test-nowhere");
 }
 
+// Alice's plain "(default)" still grants every queue, and the log says so
+// (docs/policy.md: "(default)/<queue pattern>" narrows it).
+TEST_F(AuthTest, PlainDefaultExchangeGrantIsWarnedAboutAtStartup) {
+  EXPECT_THAT(warrend_->Log(),
+              HasSubstr("principal 'alice', publish '(default)' grants the "
+                        "default exchange with every routing key"));
+  EXPECT_TRUE(Publish(*messaging_.alice, "").ok());
+}
+
 TEST_F(AuthTest, PublishStreamChecksEveryMessageAndGoesOn) {
   grpc::Status status;
   auto outcomes = PublishAll(
