@@ -645,6 +645,15 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
         !s.ok()) {
       return s;
     }
+    // RabbitMQ reads these as extra routing keys (sender-selected
+    // distribution) and closes the channel over a string-typed one: the
+    // confirm channel every publisher shares.
+    if (key == "CC" || key == "BCC") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name("headers"), " key '", key,
+                       "' is reserved: RabbitMQ routes by it (sender-selected "
+                       "distribution)"));
+    }
     header_bytes += key.size() + value.size();
   }
   if (header_bytes > options.max_header_bytes) {

@@ -162,6 +162,23 @@ TEST(ToSubscribeSpecTest, RefusesTheDefaultExchangesSpellingAsAnExchange) {
   EXPECT_TRUE(ValidatePublish(publish, options).ok());
 }
 
+TEST(ValidatePublishTest, RefusesTheHeadersRabbitMqRoutesBy) {
+  MessagingServiceOptions options;
+  for (const char* key : {"CC", "BCC"}) {
+    v1::PublishRequest request;
+    (*request.mutable_headers())[key] = "someone-elses-queue";
+    absl::Status refused = ValidatePublish(request, options, "message.");
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.message(),
+                HasSubstr(absl::StrCat("message.headers key '", key, "'")));
+  }
+  // Only those exact names are RabbitMQ's.
+  v1::PublishRequest request;
+  (*request.mutable_headers())["cc"] = "x";
+  (*request.mutable_headers())["X-CC"] = "x";
+  EXPECT_TRUE(ValidatePublish(request, options).ok());
+}
+
 // ---------------------------------------------------------------------------
 // What each request needs grants for
 
