@@ -2,6 +2,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -153,6 +154,87 @@ TEST(PolicyTest, GrantsWhatIsListedAndNothingElse) {
   EXPECT_TRUE(policy->Allows("stranger", Action::kObserve, {"x"}));
   EXPECT_FALSE(policy->Allows("stranger", Action::kConfigRead, {"x"}));
   EXPECT_FALSE(policy->Allows("nobody", Action::kPublish, {"orders"}));
+}
+
+Resource DefaultExchange(std::optional<std::string> routing_key) {
+  return PublishResource("", routing_key);
+}
+
+TEST(PolicyTest, DefaultExchangeGrantsAreScopedByQueueName) {
+  auto policy = Policy::Parse(R"yaml(principals:
+  alice:
+    publish: [alice-ex, "(default)/alice-*", "(default)/shared.**"]
+  admin:
+    publish: ["(default)/**"]
+  legacy:
+    publish: ["(default)"]
+)yaml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_TRUE(
+      policy->Allows("alice", Action::kPublish, DefaultExchange("alice-jobs")));
+  EXPECT_TRUE(
+      policy->Allows("alice", Action::kPublish, DefaultExchange("shared.a.b")));
+  EXPECT_FALSE(
+      policy->Allows("alice", Action::kPublish, DefaultExchange("bob-jobs")));
+  // A '*' stays within one segment, as in every pattern.
+  EXPECT_FALSE(policy->Allows("alice", Action::kPublish,
+                              DefaultExchange("alice-jobs.x")));
+  // Any routing key (a dead-letter exchange without a key) needs a
+  // pattern that accepts every queue.
+  EXPECT_FALSE(
+      policy->Allows("alice", Action::kPublish, DefaultExchange(std::nullopt)));
+  EXPECT_TRUE(
+      policy->Allows("admin", Action::kPublish, DefaultExchange(std::nullopt)));
+  EXPECT_TRUE(
+      policy->Allows("admin", Action::kPublish, DefaultExchange("bob-jobs")));
+  // The scoped grant is about the default exchange only.
+  EXPECT_FALSE(policy->Allows("admin", Action::kPublish, {"alice-ex"}));
+  EXPECT_FALSE(policy->Allows("alice", Action::kPublish, {"alice-jobs"}));
+  EXPECT_FALSE(policy->Allows("alice", Action::kSubscribe, {"alice-jobs"}));
+  EXPECT_TRUE(policy->Allows("alice", Action::kPublish,
+                             PublishResource("alice-ex", "anything")));
+  // Plain "(default)" keeps its meaning: every queue.
+  EXPECT_TRUE(
+      policy->Allows("legacy", Action::kPublish, DefaultExchange("bob-jobs")));
+  EXPECT_TRUE(policy->Allows("legacy", Action::kPublish,
+                             DefaultExchange(std::nullopt)));
+  // Under other actions "(default)/..." is an ordinary (one-segment) name.
+  auto subscribe =
+      Policy::Parse("principals:\n  a:\n    subscribe: [\"(default)/x\"]\n");
+  ASSERT_TRUE(subscribe.ok()) << subscribe.status();
+  EXPECT_TRUE(subscribe->Allows("a", Action::kSubscribe, {"(default)/x"}));
+}
+
+TEST(PolicyTest, GrantsOfEveryQueueAreWarnedAbout) {
+  auto policy = Policy::Parse(R"yaml(principals:
+  alice:
+    publish: [alice-ex, "(default)/alice-*"]
+  legacy:
+    publish: [orders, "(default)"]
+  admin:
+    publish: ["**"]
+    subscribe: ["**"]
+)yaml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_THAT(
+      policy->warnings(),
+      ::testing::ElementsAre(HasSubstr("principal 'legacy', publish "
+                                       "'(default)' grants the default "
+                                       "exchange with every routing key"),
+                             HasSubstr("principal 'admin', publish '**'")));
+}
+
+TEST(PolicyTest, DeniedDefaultExchangePublishesNameTheQueue) {
+  EXPECT_EQ(DefaultExchange("bob-jobs").ToString('.'), "'(default)/bob-jobs'");
+  EXPECT_EQ(DefaultExchange(std::nullopt).ToString('.'), "'(default)/**'");
+  EXPECT_EQ(PublishResource("orders", "k").ToString('.'), "'orders'");
+  auto bad =
+      Policy::Parse("principals:\n  a:\n    publish: [\"(default)/x**\"]\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("'(default)/x**': the queue pattern"));
+  EXPECT_FALSE(
+      Policy::Parse("principals:\n  a:\n    publish: [\"(default)/\"]\n").ok());
 }
 
 TEST(PolicyTest, EmptyPolicyAllowsNothing) {

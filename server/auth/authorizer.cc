@@ -29,7 +29,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 }  // namespace
 
-absl::Status Caller::Check(Action action, const Resource& resource) const {
+absl::Status Caller::Check(Action action, const Resource& resource,
+                           absl::string_view why) const {
   if (authorizer_ == nullptr) return absl::OkStatus();
   auto state = authorizer_->Current();
   if (state->policy.Allows(principal_, action, resource)) {
@@ -38,9 +39,22 @@ absl::Status Caller::Check(Action action, const Resource& resource) const {
   return authorizer_->Reject(
       absl::PermissionDeniedError(absl::StrCat(
           "principal '", principal_, "' may not ", ActionName(action), " on ",
-          resource.ToString(SeparatorOf(action)))),
+          resource.ToString(SeparatorOf(action)),
+          why.empty() ? "" : absl::StrCat(" (", why, ")"))),
       method_, peer_, principal_);
 }
+
+namespace {
+
+// Grants wider than they look are said at every load, so that whoever
+// edits the policy sees them in the log of that change.
+void LogPolicyWarnings(const Policy& policy) {
+  for (const std::string& warning : policy.warnings()) {
+    WARREN_LOG_WARN("auth: policy: {}", warning);
+  }
+}
+
+}  // namespace
 
 absl::Status Caller::Reauthenticate() const {
   if (authorizer_ == nullptr || token_.empty()) return absl::OkStatus();
@@ -80,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::Create(
   }
   auto state = authorizer->Load(tokens_text, policy_text);
   if (!state.ok()) return state.status();
+  LogPolicyWarnings((*state)->policy);
   warren::MutexLock lock(&authorizer->mu_);
   authorizer->state_ = *std::move(state);
   return authorizer;
@@ -160,6 +175,7 @@ absl::Status Authorizer::Reload() {
     failed_tokens_text_.clear();
     failed_policy_text_.clear();
     state_ = *std::move(loaded);
+    if (policy_text != current->policy_text) LogPolicyWarnings(state_->policy);
     WARREN_LOG_INFO(
         "auth: reloaded: {}",
         absl::StrCat(

@@ -54,8 +54,12 @@ class Caller {
  public:
   Caller() = default;
 
-  // OK, or PERMISSION_DENIED naming the action and the resource.
-  absl::Status Check(Action action, const Resource& resource) const;
+  // OK, or PERMISSION_DENIED naming the action and the resource, and when
+  // given `why` (in parentheses): the request field that needs the grant
+  // and what the broker would do with it, for a grant the caller may not
+  // expect to need (e.g. publish for a queue's dead-letter exchange).
+  absl::Status Check(Action action, const Resource& resource,
+                     absl::string_view why = "") const;
 
   // For a stream that is already open, after the tokens or the policy
   // changed: UNAUTHENTICATED when the bearer token that opened it is no

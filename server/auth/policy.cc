@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/auth/yaml_document.h"
 #include "server/common/logging.h"
@@ -46,9 +47,28 @@ char SeparatorOf(Action action) {
 
 std::string Resource::ToString(char separator) const {
   // Names come from the client: a refusal echoes at most kMaxEchoBytes.
+  // The default exchange as a grant would spell it: '(default)/<queue>', or
+  // '(default)/**' for every queue.
+  if (default_exchange) {
+    return absl::StrCat(
+        "'", kDefaultExchange, "/",
+        routing_key.has_value() ? Abbreviated(*routing_key) : "**", "'");
+  }
   if (!subtree) return absl::StrCat("'", Abbreviated(name), "'");
   if (name.empty()) return "'**'";
   return absl::StrCat("'", Abbreviated(name), std::string(1, separator), "**'");
+}
+
+Resource PublishResource(absl::string_view exchange,
+                         std::optional<absl::string_view> routing_key) {
+  Resource resource;
+  resource.name = ExchangeResource(exchange);
+  if (exchange.empty()) {
+    resource.default_exchange = true;
+    if (routing_key.has_value())
+      resource.routing_key = std::string(*routing_key);
+  }
+  return resource;
 }
 
 Policy Policy::AllowAll() {
@@ -131,13 +151,35 @@ absl::StatusOr<Policy> Policy::Parse(const std::string& yaml) {
             ": expected a list of resource patterns", Where(grant.second)));
       }
       for (const std::string& text : texts) {
-        auto pattern = ResourcePattern::Parse(text, SeparatorOf(*action));
+        // `(default)/<pattern>`: the default exchange, for the routing keys
+        // (queue names) the pattern matches.
+        const bool default_keys =
+            *action == Action::kPublish &&
+            absl::StartsWith(text, absl::StrCat(kDefaultExchange, "/"));
+        auto pattern = ResourcePattern::Parse(
+            default_keys
+                ? absl::string_view(text).substr(kDefaultExchange.size() + 1)
+                : absl::string_view(text),
+            SeparatorOf(*action));
         if (!pattern.ok()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("principal '", name, "', ", action_name, ": ",
-                           pattern.status().message(), Where(grant.second)));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "principal '", name, "', ", action_name, ": ",
+              default_keys ? absl::StrCat("'", text, "': the queue pattern: ")
+                           : "",
+              pattern.status().message(), Where(grant.second)));
         }
-        grants[*action].push_back(*std::move(pattern));
+        if (default_keys) {
+          grants.default_exchange_keys.push_back(*std::move(pattern));
+          continue;
+        }
+        if (*action == Action::kPublish && pattern->Matches(kDefaultExchange)) {
+          policy.warnings_.push_back(absl::StrCat(
+              "principal '", name, "', publish '", text,
+              "' grants the default exchange with every routing key, i.e. "
+              "publishing into every queue; grant '",
+              kDefaultExchange, "/<queue pattern>' to narrow it"));
+        }
+        grants.patterns[*action].push_back(*std::move(pattern));
       }
     }
   }
@@ -155,11 +197,22 @@ bool Policy::AllowsBy(absl::string_view principal, Action action,
                       const Resource& resource) const {
   auto grants = grants_.find(principal);
   if (grants == grants_.end()) return false;
-  auto patterns = grants->second.find(action);
-  if (patterns == grants->second.end()) return false;
-  for (const ResourcePattern& pattern : patterns->second) {
-    if (resource.subtree ? pattern.CoversSubtree(resource.name)
-                         : pattern.Matches(resource.name)) {
+  // A pattern that matches the resource's name: for the default exchange,
+  // a grant of every routing key.
+  auto patterns = grants->second.patterns.find(action);
+  if (patterns != grants->second.patterns.end()) {
+    for (const ResourcePattern& pattern : patterns->second) {
+      if (resource.subtree ? pattern.CoversSubtree(resource.name)
+                           : pattern.Matches(resource.name)) {
+        return true;
+      }
+    }
+  }
+  if (action != Action::kPublish || !resource.default_exchange) return false;
+  for (const ResourcePattern& keys : grants->second.default_exchange_keys) {
+    // Any routing key needs a pattern that accepts every queue name.
+    if (resource.routing_key.has_value() ? keys.Matches(*resource.routing_key)
+                                         : keys.CoversSubtree("")) {
       return true;
     }
   }

@@ -3,7 +3,7 @@
 //
 //   principals:
 //     billing:                       # a bearer-token principal
-//       publish: [orders, "(default)"]
+//       publish: [orders, "(default)/billing-*"]
 //       subscribe: ["orders.**"]
 //       config_read: ["billing/**"]
 //     "CN=ops,O=Acme":               # a client certificate's subject
@@ -13,10 +13,19 @@
 //
 // Grants only (nothing is allowed unless granted); a principal's own grants
 // and those of "*" add up. Patterns: see pattern.h. Immutable once parsed.
+//
+// The default exchange routes by queue name, so a publish grant on it is a
+// grant to write into queues: `(default)/<pattern>` grants it for the
+// routing keys (queue names) the pattern matches ('.'-separated, like queue
+// patterns). A publish pattern that matches the name "(default)" itself
+// (`(default)`, `*`, `**`) grants every routing key, i.e. every queue: kept
+// for existing policies, and reported by warnings().
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,12 +63,31 @@ inline constexpr absl::string_view kAnyPrincipal = "*";
 
 // A resource a call touches: one name, or a name and everything below it.
 struct Resource {
+  // Not an aggregate, so that `{name}` and `{name, subtree}` stay complete
+  // initializations with the fields below.
+  Resource() = default;
+  Resource(std::string name, bool subtree = false)  // NOLINT: implicit
+      : name(std::move(name)), subtree(subtree) {}
+
   std::string name;
   bool subtree = false;
+  // Publishing on the default exchange (name kDefaultExchange): grants on
+  // it are scoped by routing key, i.e. by the queue written to. Grants on a
+  // named exchange cover all of its routing keys.
+  bool default_exchange = false;
+  // With default_exchange: the routing key; nullopt: any routing key (when
+  // the broker chooses it, e.g. the original keys of dead-lettered
+  // messages).
+  std::optional<std::string> routing_key;
 
   // As messages and logs show it, e.g. 'orders' or 'app/**'.
   std::string ToString(char separator) const;
 };
+
+// What publishing to `exchange` ("" is the default exchange) with
+// `routing_key` (nullopt: any) needs a grant on.
+Resource PublishResource(absl::string_view exchange,
+                         std::optional<absl::string_view> routing_key);
 
 class Policy {
  public:
@@ -76,13 +104,24 @@ class Policy {
 
   size_t principal_count() const { return grants_.size(); }
 
+  // Grants that allow more than their author may think, one sentence each,
+  // for the log at load time (e.g. a plain `(default)` publish grant, which
+  // allows writing into every queue).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
  private:
-  using Grants = std::map<Action, std::vector<ResourcePattern>>;
+  struct Grants {
+    std::map<Action, std::vector<ResourcePattern>> patterns;
+    // Publish grants `(default)/<pattern>`: routing keys (queue names) of
+    // the default exchange.
+    std::vector<ResourcePattern> default_exchange_keys;
+  };
   bool AllowsBy(absl::string_view principal, Action action,
                 const Resource& resource) const;
 
   bool allow_all_ = false;
   std::map<std::string, Grants, std::less<>> grants_;
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace warren::auth

@@ -14,6 +14,7 @@
 #include "server/common/rejecting_reactors.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
+#include "server/messaging/authorization.h"
 
 namespace warren::messaging {
 namespace {
@@ -95,9 +96,8 @@ class PublishStreamReactor final
             : absl::InvalidArgumentError("message is required");
     // Per message: a denied one gets PERMISSION_DENIED, the stream goes on.
     if (valid.ok()) {
-      valid = caller_.Check(
-          auth::Action::kPublish,
-          {auth::ExchangeResource(request_.message().exchange())});
+      valid = caller_.Check(auth::Action::kPublish,
+                            PublishTarget(request_.message()));
     }
     if (!valid.ok()) {
       v1::PublishStreamResponse response;
@@ -242,6 +242,10 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
           !s.ok()) {
         return s;
       }
+      if (auto s = CheckExchangeName(topic.exchange(), "start.topic.exchange");
+          !s.ok()) {
+        return s;
+      }
       spec.binding.emplace();
       spec.binding->exchange = topic.exchange();
       switch (topic.exchange_type()) {
@@ -310,6 +314,11 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
       !s.ok()) {
     return s;
   }
+  if (auto s = CheckExchangeName(q.dead_letter_exchange(),
+                                 "start.queue_options.dead_letter_exchange");
+      !s.ok()) {
+    return s;
+  }
   spec.queue.dead_letter_exchange = q.dead_letter_exchange();
   spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
   if (q.has_message_ttl()) {
@@ -342,20 +351,6 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
 }
 
 namespace {
-
-// A queue subscription needs subscribe on the queue; a topic subscription
-// on the exchange (it receives what is published there), and with a group
-// also on the group (the name of the shared queue it declares).
-absl::Status AuthorizeSubscribe(const auth::Caller& caller,
-                                const v1::SubscribeStart& start) {
-  if (start.has_topic()) {
-    absl::Status status =
-        caller.Check(auth::Action::kSubscribe, {start.topic().exchange()});
-    if (!status.ok() || start.group().empty()) return status;
-    return caller.Check(auth::Action::kSubscribe, {start.group()});
-  }
-  return caller.Check(auth::Action::kSubscribe, {start.queue()});
-}
 
 class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
@@ -518,7 +513,8 @@ class SubscribeReactor final
       FinishLocked(ToGrpcStatus(spec.status()));
       return;
     }
-    if (absl::Status allowed = AuthorizeSubscribe(caller_, request_.start());
+    if (absl::Status allowed =
+            CheckAll(caller_, SubscribeRequirements(request_.start()));
         !allowed.ok()) {
       FinishLocked(ToGrpcStatus(allowed));
       return;
@@ -526,11 +522,12 @@ class SubscribeReactor final
     started_ = true;
     // A reload that takes a grant it needed (or the token) away ends it.
     streams_.SetReauthorizer(
-        registry_id_, [caller = caller_, start = request_.start()] {
+        registry_id_, [caller = caller_,
+                       requirements = SubscribeRequirements(request_.start())] {
           if (absl::Status valid = caller.Reauthenticate(); !valid.ok()) {
             return valid;
           }
-          return AuthorizeSubscribe(caller, start);
+          return CheckAll(caller, requirements);
         });
     absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
     if (heartbeat == absl::ZeroDuration())
@@ -652,6 +649,10 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                                  {request.message_id(), "message_id"}}) {
     if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
   }
+  if (auto s = CheckExchangeName(request.exchange(), name("exchange"));
+      !s.ok()) {
+    return s;
+  }
   if (request.payload().size() > options.max_payload_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         name("payload"), " is ", request.payload().size(),
@@ -667,6 +668,15 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                                               key.substr(0, 32), "'"));
         !s.ok()) {
       return s;
+    }
+    // RabbitMQ reads these as extra routing keys (sender-selected
+    // distribution) and closes the channel over a string-typed one: the
+    // confirm channel every publisher shares.
+    if (key == "CC" || key == "BCC") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name("headers"), " key '", key,
+                       "' is reserved: RabbitMQ routes by it (sender-selected "
+                       "distribution)"));
     }
     header_bytes += key.size() + value.size();
   }
@@ -723,8 +733,7 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
   absl::Status valid = ValidatePublish(*request, options_);
   if (valid.ok()) {
     valid = auth::Check(options_.authorizer, *context, "Publish",
-                        auth::Action::kPublish,
-                        {auth::ExchangeResource(request->exchange())});
+                        auth::Action::kPublish, PublishTarget(*request));
   }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));

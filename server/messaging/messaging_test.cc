@@ -4,10 +4,13 @@
 // tests/integration.
 #include <set>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/messaging/authorization.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fakes/fake_amqp.h"
 
@@ -137,6 +140,113 @@ TEST(ToSubscribeSpecTest, RefusesIncoherentStarts) {
   absl::Status over = ToSubscribeSpec(greedy, options).status();
   EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(over.message(), HasSubstr("50"));
+}
+
+TEST(ToSubscribeSpecTest, RefusesTheDefaultExchangesSpellingAsAnExchange) {
+  MessagingServiceOptions options;
+  v1::SubscribeStart topic;
+  topic.mutable_topic()->set_exchange("(default)");
+  EXPECT_THAT(ToSubscribeSpec(topic, options).status().message(),
+              HasSubstr("start.topic.exchange '(default)' is reserved"));
+  v1::SubscribeStart dlx;
+  dlx.set_queue("q");
+  dlx.mutable_queue_options()->set_dead_letter_exchange("(default)/victim");
+  EXPECT_THAT(ToSubscribeSpec(dlx, options).status().message(),
+              HasSubstr("start.queue_options.dead_letter_exchange"));
+  v1::PublishRequest publish;
+  publish.set_exchange("(default)");
+  EXPECT_THAT(ValidatePublish(publish, options, "message.").message(),
+              HasSubstr("message.exchange '(default)' is reserved"));
+  // Names that only contain it are ordinary names.
+  publish.set_exchange("x(default)");
+  EXPECT_TRUE(ValidatePublish(publish, options).ok());
+}
+
+TEST(ValidatePublishTest, RefusesTheHeadersRabbitMqRoutesBy) {
+  MessagingServiceOptions options;
+  for (const char* key : {"CC", "BCC"}) {
+    v1::PublishRequest request;
+    (*request.mutable_headers())[key] = "someone-elses-queue";
+    absl::Status refused = ValidatePublish(request, options, "message.");
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.message(),
+                HasSubstr(absl::StrCat("message.headers key '", key, "'")));
+  }
+  // Only those exact names are RabbitMQ's.
+  v1::PublishRequest request;
+  (*request.mutable_headers())["cc"] = "x";
+  (*request.mutable_headers())["X-CC"] = "x";
+  EXPECT_TRUE(ValidatePublish(request, options).ok());
+}
+
+// ---------------------------------------------------------------------------
+// What each request needs grants for
+
+std::string Describe(const Requirement& need) {
+  return absl::StrCat(auth::ActionName(need.action), " ",
+                      need.resource.ToString('.'));
+}
+
+std::vector<std::string> Needs(const v1::SubscribeStart& start) {
+  std::vector<std::string> out;
+  for (const Requirement& need : SubscribeRequirements(start)) {
+    out.push_back(Describe(need));
+  }
+  return out;
+}
+
+TEST(AuthorizationTest, PublishOnTheDefaultExchangeIsScopedByRoutingKey) {
+  v1::PublishRequest request;
+  request.set_routing_key("billing-q");
+  auth::Resource target = PublishTarget(request);
+  EXPECT_TRUE(target.default_exchange);
+  EXPECT_EQ(target.ToString('.'), "'(default)/billing-q'");
+  request.set_exchange("orders");
+  target = PublishTarget(request);
+  EXPECT_FALSE(target.default_exchange);
+  // A named exchange's grant covers all of its keys.
+  EXPECT_EQ(target.ToString('.'), "'orders'");
+}
+
+TEST(AuthorizationTest, SubscribeNeedsItsSourceAndItsDeadLetterExchange) {
+  v1::SubscribeStart queue;
+  queue.set_queue("alice-q");
+  EXPECT_THAT(Needs(queue), ::testing::ElementsAre("subscribe 'alice-q'"));
+
+  v1::SubscribeStart topic;
+  topic.mutable_topic()->set_exchange("orders");
+  topic.set_group("billing");
+  EXPECT_THAT(Needs(topic), ::testing::ElementsAre("subscribe 'orders'",
+                                                   "subscribe 'billing'"));
+
+  // A dead-letter exchange with a key: publish there with that key.
+  queue.mutable_queue_options()->set_dead_letter_exchange("bob-ex");
+  queue.mutable_queue_options()->set_dead_letter_routing_key("injected");
+  auto needs = SubscribeRequirements(queue);
+  ASSERT_EQ(needs.size(), 2u);
+  EXPECT_EQ(Describe(needs[1]), "publish 'bob-ex'");
+  EXPECT_THAT(needs[1].why,
+              HasSubstr("start.queue_options.dead_letter_exchange"));
+  // Without a key the broker keeps the messages' own keys: any key.
+  queue.mutable_queue_options()->clear_dead_letter_routing_key();
+  needs = SubscribeRequirements(queue);
+  ASSERT_EQ(needs.size(), 2u);
+  EXPECT_EQ(Describe(needs[1]), "publish 'bob-ex'");
+  EXPECT_THAT(needs[1].why, HasSubstr("original routing keys"));
+  // A per-stream topic queue dead-letters too.
+  topic.clear_group();
+  topic.mutable_queue_options()->set_dead_letter_exchange("dlx");
+  EXPECT_THAT(Needs(topic),
+              ::testing::ElementsAre("subscribe 'orders'", "publish 'dlx'"));
+  // The other options route nothing elsewhere (TTL and max length expire
+  // into the same dead-letter exchange): no further grant.
+  v1::SubscribeStart limits;
+  limits.set_queue("alice-q");
+  limits.mutable_queue_options()->set_max_length(5);
+  limits.mutable_queue_options()->mutable_message_ttl()->set_seconds(5);
+  limits.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  limits.mutable_queue_options()->set_dead_letter_routing_key("ignored");
+  EXPECT_THAT(Needs(limits), ::testing::ElementsAre("subscribe 'alice-q'"));
 }
 
 // The Subscribe reactor on an in-process server over FakeAmqp; the test

@@ -347,7 +347,18 @@ TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
   EXPECT_TRUE(Publish(*messaging_.alice, "").ok());
   ExpectDenied(Publish(*messaging_.alice, "amq.direct"), "alice", "publish",
                "amq.direct");
-  ExpectDenied(Publish(*messaging_.bob, ""), "bob", "publish", "(default)");
+  // On the default exchange the routing key (the queue) is the resource.
+  ExpectDenied(Publish(*messaging_.bob, ""), "bob", "publish",
+               "(default)/warren-auth-test-nowhere");
+}
+
+// Alice's plain "(default)" still grants every queue, and the log says so
+// (docs/policy.md: "(default)/<queue pattern>" narrows it).
+TEST_F(AuthTest, PlainDefaultExchangeGrantIsWarnedAboutAtStartup) {
+  EXPECT_THAT(warrend_->Log(),
+              HasSubstr("principal 'alice', publish '(default)' grants the "
+                        "default exchange with every routing key"));
+  EXPECT_TRUE(Publish(*messaging_.alice, "").ok());
 }
 
 TEST_F(AuthTest, PublishStreamChecksEveryMessageAndGoesOn) {
