@@ -249,6 +249,26 @@ TEST_F(OversizedValueTest, OneByteOverTheLimitDropsTheSession) {
   EXPECT_TRUE(deleted.ok() && deleted->status.ok());
 }
 
+// A value limit the ensemble cannot take is a configuration error: warrend
+// says so at start-up (before connecting) instead of failing such writes.
+TEST(ValueLimitAtStartupTest, AValueLimitOverTheRequestLimitIsRefused) {
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{
+           {"--max_config_value_bytes=1048576"},  // the old default
+           {"--zk_max_request_bytes=2097152",
+            "--max_config_value_bytes=2096640",
+            "--max_message_bytes=4194304"}}) {
+    std::vector<std::string> args = TestBackendFlags();
+    args.insert(args.end(), flags.begin(), flags.end());
+    ExitResult result = RunWarrendToExit(args);
+    EXPECT_NE(result.code, 0) << flags.back();
+    const std::string line = StartupFailureLine(result);
+    EXPECT_THAT(line, HasSubstr("max_config_value_bytes"))
+        << result.stderr_text;
+    EXPECT_THAT(line, HasSubstr("zk_max_request_bytes")) << result.stderr_text;
+  }
+}
+
 // Default limits: values of 900 KB, six of them in one prefix (over 5 MiB,
 // more than one gRPC message holds).
 struct DefaultFlags {
