@@ -29,6 +29,7 @@
 #include "tests/integration/config_clients.h"
 #include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
+#include "warren/client/config_watcher.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
 
@@ -351,6 +352,33 @@ TEST_F(LargePrefixTest, IsWatchedCompletelyThenChangesArrive) {
   }
   ASSERT_TRUE(Put(*config, "big/watch/k2", "changed").ok());
   EXPECT_TRUE(watch.WaitForValue("big/watch/k2", "changed"));
+}
+
+}  // namespace
+}  // namespace warren::testing
+
+namespace warren::testing {
+namespace {
+
+// The C++ wrapper gathers the parts into one state before Start() returns
+// (through a channel with gRPC's default 4 MiB receive limit).
+TEST_F(LargePrefixTest, TheCppWatcherHoldsTheWholePrefix) {
+  auto config = v1::ConfigService::NewStub(warrend_->channel());
+  for (int i = 0; i < kValues; ++i) {
+    grpc::Status put = Put(*config, absl::StrCat("big/cpp/k", i), ValueOf(i));
+    ASSERT_TRUE(put.ok()) << put.error_message();
+  }
+  client::ConfigWatcherOptions options;
+  options.key = "big/cpp";
+  options.prefix = true;
+  auto watcher = client::ConfigWatcher::Start(warrend_->channel(), options);
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  auto snapshot = (*watcher)->Snapshot();
+  ASSERT_EQ(snapshot.size(), static_cast<size_t>(kValues) + 1);
+  for (int i = 0; i < kValues; ++i) {
+    EXPECT_TRUE(snapshot[absl::StrCat("big/cpp/k", i)].value() == ValueOf(i))
+        << i;
+  }
 }
 
 }  // namespace
