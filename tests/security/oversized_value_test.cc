@@ -244,6 +244,32 @@ TEST_F(OversizedValueTest, OneByteOverTheLimitDropsTheSession) {
     const absl::Status status = over.ok() ? over->status : over.status();
     EXPECT_EQ(zk::ZkErrorOf(status), zk::ZkError::kConnectionLoss) << status;
   }
+  // Told the real limit, the client refuses that request itself, for every
+  // caller (elections too): INVALID_ARGUMENT, and the session stays.
+  zk::ZooKeeperOptions guarded_options;
+  guarded_options.connect = zk_->connect();
+  guarded_options.max_request_bytes = EnsembleLimit();
+  auto guarded = zk::ZooKeeperClient::Create(guarded_options);
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  ASSERT_TRUE((*guarded)->WaitConnected(absl::Seconds(30)).ok());
+  {
+    zk::ZkSync sync(**guarded, absl::Now() + absl::Seconds(30));
+    auto refused =
+        sync.Set(path, std::string(EnsembleLimit() - overhead + 1, 'g'), -1);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+        << refused.status();
+    auto refused_multi = sync.Multi(
+        {zk::Op::Check(path, -1),
+         zk::Op::SetData(
+             path, std::string(EnsembleLimit() - multi_overhead + 1, 'g'))});
+    ASSERT_TRUE(refused_multi.ok());
+    EXPECT_EQ(refused_multi->status.code(), absl::StatusCode::kInvalidArgument)
+        << refused_multi->status;
+    EXPECT_TRUE(sync.Sync(path).ok());
+    EXPECT_EQ((*guarded)->reconnects(), 0u);
+    EXPECT_EQ((*guarded)->state(), zk::SessionState::kConnected);
+  }
+
   ASSERT_TRUE((*client)->WaitConnected(absl::Seconds(30)).ok());
   zk::ZkSync sync(**client, absl::Now() + absl::Seconds(30));
   auto deleted = sync.Multi({zk::Op::Delete(path)});
