@@ -148,8 +148,11 @@ absl::Status RunList(Context& context, const Args& args) {
   }
 }
 
+// `initial_keys`: the keys of the initial state so far, this response's
+// included (a large one spans several responses; the last is marked).
 void PrintWatchResponse(const Context& context,
-                        const v1::WatchConfigResponse& response) {
+                        const v1::WatchConfigResponse& response,
+                        int64_t initial_keys) {
   if (context.out.json()) {
     context.out.Json(response);
     return;
@@ -164,8 +167,8 @@ void PrintWatchResponse(const Context& context,
     }
   }
   if (response.initial_state()) {
-    std::fprintf(stderr, "watching: %d keys now; changes follow\n",
-                 response.events_size());
+    std::fprintf(stderr, "watching: %lld keys now; changes follow\n",
+                 static_cast<long long>(initial_keys));
   }
 }
 
@@ -195,6 +198,10 @@ absl::Status RunWatch(Context& context, const Args& args) {
   using Session = StreamSession<v1::WatchConfigResponse>;
   const absl::Time deadline = context.StreamDeadline();
   int64_t changes = 0;
+  // Until a response says initial_state, responses hold the initial state
+  // (docs/config-limits.md): not changes.
+  bool synced = false;
+  int64_t initial_keys = 0;
   while (true) {
     auto event = session.Next(deadline);
     switch (event.kind) {
@@ -217,8 +224,13 @@ absl::Status RunWatch(Context& context, const Args& args) {
     }
     const v1::WatchConfigResponse& response = event.message;
     if (response.has_heartbeat() && response.events_size() == 0) continue;
-    PrintWatchResponse(context, response);
-    if (response.initial_state()) continue;
+    if (!synced) {
+      initial_keys += response.events_size();
+      synced = response.initial_state();
+      PrintWatchResponse(context, response, initial_keys);
+      continue;
+    }
+    PrintWatchResponse(context, response, initial_keys);
     changes += response.events_size();
     if (max->has_value() && changes >= **max) {
       (void)session.CancelAndFinish();
@@ -323,8 +335,9 @@ Options:
 
 Output: "PUT KEY = VALUE (version N)" and "DELETE KEY (version N)", one per
 line, the initial state first as PUTs ("watching: N keys now" on stderr).
-With --json one WatchConfigResponse per line: first
-{"events":[...],"initialState":true}, then {"events":[{"type":
+With --json one WatchConfigResponse per line: first the initial state,
+{"events":[...],"initialState":true} (a large one in several lines, only the
+last with "initialState":true), then {"events":[{"type":
 "CONFIG_EVENT_TYPE_PUT"|"CONFIG_EVENT_TYPE_DELETE","entry":{...}}],
 "initialState":false}. Heartbeats are not printed.
 )txt",

@@ -29,6 +29,8 @@ constexpr char kPageTokenPrefix[] = "v1:";
 // Beyond this many undelivered events a slow watcher's queue is reduced to
 // the latest event per key: it still ends at the latest state.
 constexpr size_t kMaxPendingEvents = 10000;
+// The most events in one WatchConfig response (besides the byte bound).
+constexpr size_t kMaxEventsPerResponse = 1000;
 
 void FillEntry(const CachedEntry& entry, bool with_value,
                v1::ConfigEntry* out) {
@@ -84,20 +86,24 @@ class WatchReactor final
       public std::enable_shared_from_this<WatchReactor> {
  public:
   WatchReactor(WatchCache& cache, TimerQueue& timers, StreamRegistry& streams,
-               absl::Duration heartbeat, ClientQuota::Lease lease)
+               absl::Duration heartbeat, size_t max_response_bytes,
+               ClientQuota::Lease lease)
       : cache_(cache),
         timers_(timers),
         streams_(streams),
         heartbeat_(heartbeat),
+        max_response_bytes_(max_response_bytes),
         lease_(std::move(lease)) {}
 
   static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
                              StreamRegistry& streams, absl::Duration heartbeat,
+                             size_t max_response_bytes,
                              ClientQuota::Lease lease, const std::string& key,
                              bool prefix,
                              StreamRegistry::Reauthorizer reauthorize) {
-    auto reactor = std::make_shared<WatchReactor>(cache, timers, streams,
-                                                  heartbeat, std::move(lease));
+    auto reactor =
+        std::make_shared<WatchReactor>(cache, timers, streams, heartbeat,
+                                       max_response_bytes, std::move(lease));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -121,6 +127,7 @@ class WatchReactor final
   void OnInitialState(std::vector<CachedEntry> entries) override {
     warren::MutexLock lock(&mu_);
     initial_ = std::move(entries);
+    next_initial_ = 0;
     have_initial_ = true;
     MaybeWriteLocked();
   }
@@ -192,29 +199,45 @@ class WatchReactor final
   }
 
   // Turns what is pending into one response, when nothing is being written.
+  // Responses stay within max_response_bytes (and kMaxEventsPerResponse)
+  // but hold at least one event: one entry always fits (config_limits.h).
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (writes_.writing() || writes_.finishing() || !have_initial_) return;
     v1::WatchConfigResponse out;
+    size_t bytes = 0;
+    auto full = [&](const CachedEntry& entry) {
+      return out.events_size() > 0 &&
+             (static_cast<size_t>(out.events_size()) == kMaxEventsPerResponse ||
+              bytes + EntryBytes(entry.key.size(), entry.value.size()) >
+                  max_response_bytes_);
+    };
     if (!initial_sent_) {
-      out.set_initial_state(true);
-      for (const auto& entry : initial_) {
+      // A large initial state spans several responses: only the last one
+      // says initial_state, which tells the client the state is complete
+      // (the ones before it hold only PUTs of the same state).
+      while (next_initial_ < initial_.size() &&
+             !full(initial_[next_initial_])) {
+        const CachedEntry& entry = initial_[next_initial_++];
         auto* event = out.add_events();
         event->set_type(v1::CONFIG_EVENT_TYPE_PUT);
         FillEntry(entry, true, event->mutable_entry());
+        bytes += EntryBytes(entry.key.size(), entry.value.size());
       }
-      initial_.clear();
-      initial_sent_ = true;
+      if (next_initial_ == initial_.size()) {
+        out.set_initial_state(true);
+        initial_.clear();
+        initial_sent_ = true;
+      }
     } else if (!pending_.empty()) {
-      // Batch what is queued, up to a size that keeps messages reasonable.
-      size_t bytes = 0;
-      while (!pending_.empty() && bytes < (1u << 20)) {
+      while (!pending_.empty() && !full(pending_.front().entry)) {
         Change& change = pending_.front();
         auto* event = out.add_events();
         const bool put = change.type == Change::Type::kPut;
         event->set_type(put ? v1::CONFIG_EVENT_TYPE_PUT
                             : v1::CONFIG_EVENT_TYPE_DELETE);
         FillEntry(change.entry, put, event->mutable_entry());
-        bytes += change.entry.key.size() + change.entry.value.size();
+        bytes += EntryBytes(change.entry.key.size(),
+                            put ? change.entry.value.size() : 0);
         pending_.pop_front();
       }
     } else {
@@ -254,6 +277,7 @@ class WatchReactor final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const absl::Duration heartbeat_;
+  const size_t max_response_bytes_;
   // The stream's slot of max_watches(_per_client); given back in OnDone.
   ClientQuota::Lease lease_;
   std::shared_ptr<WatchReactor> self_;
@@ -264,6 +288,8 @@ class WatchReactor final
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
   TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<CachedEntry> initial_ ABSL_GUARDED_BY(mu_);
+  // The first entry of initial_ not sent yet.
+  size_t next_initial_ ABSL_GUARDED_BY(mu_) = 0;
   bool have_initial_ ABSL_GUARDED_BY(mu_) = false;
   bool initial_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Change> pending_ ABSL_GUARDED_BY(mu_);
@@ -417,6 +443,10 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidatePut(*request, options_);
   if (valid.ok()) {
+    valid = CheckPutFits(store_.request_limits(), request->key(),
+                         request->value().size(), options_.max_value_bytes);
+  }
+  if (valid.ok()) {
     valid = Authorize(options_, *context, "PutConfig",
                       auth::Action::kConfigWrite, request->key());
   }
@@ -502,6 +532,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::ListConfig(
                                : std::min(request->page_size(), kMaxPageSize);
         params.after = after;
         params.keys_only = request->keys_only();
+        params.max_bytes = options_.max_response_bytes;
         auto page = store_.List(params, deadline);
         if (!page.ok()) return page.status();
         for (const auto& entry : page->entries) {
@@ -546,8 +577,8 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
   if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
   heartbeat = std::max(heartbeat, options_.min_heartbeat);
   return WatchReactor::Start(
-      cache_, timers_, streams_, heartbeat, *std::move(lease), request->key(),
-      request->prefix(),
+      cache_, timers_, streams_, heartbeat, options_.max_response_bytes,
+      *std::move(lease), request->key(), request->prefix(),
       [caller = *std::move(caller), key = request->key(),
        prefix = request->prefix()] {
         return caller.Recheck(auth::Action::kConfigRead, {key, prefix});

@@ -15,6 +15,7 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
+#include "server/config/config_limits.h"
 #include "server/config/config_store.h"
 #include "server/config/watch_cache.h"
 #include "warren/v1/config.grpc.pb.h"
@@ -22,7 +23,10 @@
 namespace warren::config {
 
 struct ConfigServiceOptions {
-  size_t max_value_bytes = 1 << 20;
+  size_t max_value_bytes = kDefaultMaxValueBytes;
+  // The most one ListConfig page or WatchConfig response holds
+  // (config_limits.h, ResponseBudget of max_message_bytes).
+  size_t max_response_bytes = ResponseBudget(4 << 20);
   // The longest a backend operation may take when the call has no earlier
   // deadline.
   absl::Duration operation_timeout = absl::Seconds(10);

@@ -275,6 +275,7 @@ absl::StatusOr<ListPage> ConfigStore::List(const ListParams& params,
   zk::ZkSync sync(zk_, deadline);
   ListPage page;
   const size_t limit = static_cast<size_t>(params.page_size);
+  size_t bytes = 0;
   absl::Status failure;
 
   // Depth-first in path order; subtrees that lie wholly before `after` are
@@ -308,6 +309,14 @@ absl::StatusOr<ListPage> ConfigStore::List(const ListParams& params,
         entry.value = std::move(data->value);
         entry.stat = data->stat;
       }
+      // A page ends early rather than grow past what one message may hold;
+      // the next page starts with this entry (it is after the last key).
+      const size_t entry_bytes = EntryBytes(key.size(), entry.value.size());
+      if (!page.entries.empty() && bytes + entry_bytes > params.max_bytes) {
+        page.more = true;
+        return false;
+      }
+      bytes += entry_bytes;
       page.entries.push_back(std::move(entry));
     }
     auto children = sync.GetChildren(path);

@@ -6,12 +6,14 @@
 // atomic multi-operation.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/config/config_limits.h"
 #include "server/config/key_space.h"
 #include "server/config/watch_cache.h"
 #include "server/zk/zk_client.h"
@@ -37,6 +39,9 @@ struct ListParams {
   // The last key of the previous page; empty for the first page.
   std::string after;
   bool keys_only = false;
+  // The page ends before an entry that would take it over this many bytes
+  // (EntryBytes), unless it is the page's first.
+  size_t max_bytes = SIZE_MAX;
 };
 
 struct ListPage {
@@ -63,6 +68,12 @@ class ConfigStore {
   absl::StatusOr<CachedEntry> Put(const PutParams& params, absl::Time deadline);
   absl::Status Delete(const DeleteParams& params, absl::Time deadline);
   absl::StatusOr<ListPage> List(const ListParams& params, absl::Time deadline);
+
+  // What a write's size is checked against (config_limits.h).
+  RequestLimits request_limits() const {
+    return {&keys_, &zk_.acl_policy().node_acl(), zk_.path_prefix_bytes(),
+            zk_.max_request_bytes()};
+  }
 
   // How many nodes a recursive delete may remove in its one atomic step.
   static constexpr size_t kMaxRecursiveDelete = 10000;

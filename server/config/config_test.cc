@@ -6,14 +6,17 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/config/config_limits.h"
 #include "server/config/key_space.h"
 #include "server/config/watch_cache.h"
+#include "server/zk/request_size.h"
 #include "tests/fakes/fake_zk.h"
 
 namespace warren::config {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 TEST(KeySpaceTest, MapsKeysUnderTheConfigBase) {
@@ -38,6 +41,89 @@ TEST(PathLessTest, DescendantsComeBeforeLaterSiblings) {
   EXPECT_TRUE(IsSelfOrDescendant("a", "a"));
   EXPECT_FALSE(IsSelfOrDescendant("ab", "a"));
   EXPECT_TRUE(IsSelfOrDescendant("x", ""));
+}
+
+// The sizes jute gives these requests, counted by hand (each was also sent
+// to a real ZooKeeper at its limit: tests/security/oversized_value_test).
+TEST(RequestSizeTest, CountsEveryByteOfTheRequest) {
+  const std::vector<zk::AclEntry> open = {{"world", "anyone", zk::kPermAll}};
+  // header 8 + path (4+2) + data (4+3) + version 4
+  EXPECT_EQ(zk::RequestBytes(zk::Op::Kind::kSetData, 2, 3, open), 25u);
+  // header 8 + path 6 + data 7 + acl (4 + 4+(4+5)+(4+6)) + flags 4
+  EXPECT_EQ(zk::RequestBytes(zk::Op::Kind::kCreate, 2, 3, open), 52u);
+  // header 8 + (9 + path 6 + data 7 + acl 27 + flags 4) + end 9
+  EXPECT_EQ(zk::MultiRequestBytes({zk::Op::Create("/a", "xyz")}, open), 70u);
+  // The chroot is part of every path.
+  EXPECT_EQ(zk::MultiRequestBytes({zk::Op::Create("/a", "xyz")}, open, 5), 75u);
+  EXPECT_EQ(zk::ChrootOf("h1:2181,h2:2181/apps/warren"), "/apps/warren");
+  EXPECT_EQ(zk::ChrootOf("h1:2181"), "");
+  EXPECT_EQ(zk::ChrootOf("h1:2181/"), "");
+}
+
+TEST(ConfigLimitsTest, PutBoundCountsEveryMissingParent) {
+  const KeySpace keys("/warren");
+  const zk::AclPolicy open_policy;
+  const RequestLimits limits{&keys, &open_policy.node_acl(), 0,
+                             zk::kStockMaxRequestBytes};
+  const auto& acl = open_policy.node_acl();
+  EXPECT_EQ(
+      PutRequestBound(limits, "a", 10),
+      zk::MultiRequestBytes({zk::Op::Create("/warren/config/a", "")}, acl) +
+          10);
+  EXPECT_EQ(PutRequestBound(limits, "a/b/c", 10),
+            zk::MultiRequestBytes({zk::Op::Create("/warren/config/a", ""),
+                                   zk::Op::Create("/warren/config/a/b", ""),
+                                   zk::Op::Create("/warren/config/a/b/c", "")},
+                                  acl) +
+                10);
+}
+
+TEST(ConfigLimitsTest, AValueTheEnsembleWouldRefuseFailsNamingBothLimits) {
+  const KeySpace keys("/warren");
+  const zk::AclPolicy open_policy;
+  const RequestLimits limits{&keys, &open_policy.node_acl(), 0,
+                             zk::kStockMaxRequestBytes};
+  const size_t fits =
+      zk::kStockMaxRequestBytes - PutRequestBound(limits, "app/key", 0);
+  EXPECT_TRUE(CheckPutFits(limits, "app/key", fits, fits).ok());
+  const absl::Status over = CheckPutFits(limits, "app/key", fits + 1, fits + 1);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(over.message(), HasSubstr("value is"));
+  EXPECT_THAT(over.message(), HasSubstr("zk_max_request_bytes (1048575)"));
+  EXPECT_THAT(over.message(),
+              HasSubstr(absl::StrCat("max_config_value_bytes is ", fits + 1)));
+}
+
+TEST(ConfigLimitsTest, TheDefaultValueLimitFitsAStockEnsemble) {
+  const KeySpace keys("/warren");
+  const zk::AclPolicy open_policy;
+  const zk::AclPolicy digest_policy(
+      zk::DigestCredentials{"warren-service-user", "secret"},
+      /*world_read=*/true);
+  for (const zk::AclPolicy* policy : {&open_policy, &digest_policy}) {
+    const RequestLimits limits{&keys, &policy->node_acl(),
+                               zk::ChrootOf("zk:2181/some/chroot").size(),
+                               zk::kStockMaxRequestBytes};
+    EXPECT_TRUE(CheckValueLimitFits(limits, kDefaultMaxValueBytes).ok());
+    // The old default, 1 MiB, cannot fit: start-up says what would.
+    const absl::Status refused = CheckValueLimitFits(limits, 1 << 20);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.message(),
+                HasSubstr("lower max_config_value_bytes to at most"));
+    // Under the longest key (parent existing) the default value fits.
+    EXPECT_LE(
+        PutRequestBound(limits, std::string(1024, 'k'), kDefaultMaxValueBytes),
+        zk::kStockMaxRequestBytes);
+  }
+}
+
+TEST(ConfigLimitsTest, ResponsesStayBelowTheMessageLimitsAndHoldOneEntry) {
+  EXPECT_EQ(ResponseBudget(4 << 20), (4u << 20) - (64u << 10));
+  // Clients accept 4 MiB by default, whatever the server's own limit.
+  EXPECT_EQ(ResponseBudget(64 << 20), (4u << 20) - (64u << 10));
+  EXPECT_LT(ResponseBudget(1 << 20), 1u << 20);
+  EXPECT_GT(ResponseBudget(8 << 10), 0u);
+  EXPECT_GE(EntryBytes(1024, 100), 1124u);
 }
 
 // Records what a subscriber is told, as "PUT key=value@version" strings.

@@ -46,6 +46,13 @@ ABSL_FLAG(std::string, zk_connect, "127.0.0.1:2181",
           "ZooKeeper connect string: host:port[,host:port...].");
 ABSL_FLAG(absl::Duration, zk_session_timeout, absl::Seconds(10),
           "ZooKeeper session timeout requested from the ensemble.");
+ABSL_FLAG(int64_t, zk_max_request_bytes, 0xfffff,
+          "Largest ZooKeeper request warrend sends: the ensemble's "
+          "jute.maxbuffer (0xfffff = 1048575 unless raised). A larger request "
+          "would make the ensemble drop the connection of every session "
+          "user, so such a write fails alone with INVALID_ARGUMENT instead. "
+          "Raise both together with the ensemble's jute.maxbuffer "
+          "(docs/config-limits.md).");
 // ZooKeeper authentication and ACLs.
 ABSL_FLAG(std::string, zk_auth_file, "",
           "File holding ZooKeeper digest credentials, one line user:password "
@@ -87,8 +94,11 @@ ABSL_FLAG(absl::Duration, operation_timeout, absl::Seconds(10),
           "Longest backend operation of a call without an earlier deadline.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30),
           "Default heartbeat interval of long-lived streams.");
-ABSL_FLAG(int64_t, max_config_value_bytes, 1 << 20,
-          "Largest config value accepted (ZooKeeper's own limit is 1 MiB).");
+ABSL_FLAG(int64_t, max_config_value_bytes, 960 << 10,
+          "Largest config value accepted. With the request around it (path, "
+          "ACL, missing parents) it must fit in zk_max_request_bytes; the "
+          "default leaves 64 KiB of a stock ensemble's limit for that "
+          "(docs/config-limits.md).");
 ABSL_FLAG(int64_t, max_message_bytes, 4 << 20,
           "Largest gRPC message received.");
 ABSL_FLAG(int64_t, max_watches, 10000,
@@ -286,6 +296,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
   o.zk_connect = absl::GetFlag(FLAGS_zk_connect);
   o.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.zk_max_request_bytes = absl::GetFlag(FLAGS_zk_max_request_bytes);
   o.zk_auth_file = absl::GetFlag(FLAGS_zk_auth_file);
   o.zk_acl_world_read = absl::GetFlag(FLAGS_zk_acl_world_read);
   o.root = absl::GetFlag(FLAGS_root);
@@ -383,10 +394,16 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "operation_timeout must be positive"),
       Check(o.heartbeat_interval >= absl::Milliseconds(100),
             "heartbeat_interval must be at least 100ms"),
-      Check(
-          o.max_config_value_bytes > 0 && o.max_config_value_bytes <= (1 << 20),
-          "max_config_value_bytes must be between 1 and 1048576 "
-          "(ZooKeeper's limit)"),
+      // Election writes (a 64 KiB value, names, the ACL) must always fit.
+      Check(o.zk_max_request_bytes >= (128 << 10) &&
+                o.zk_max_request_bytes <= (1 << 30),
+            "zk_max_request_bytes must be between 131072 and 1073741824 "
+            "(and match the ensemble's jute.maxbuffer)"),
+      // Whether it fits with its request is checked once the ACL is known.
+      Check(o.max_config_value_bytes > 0 &&
+                o.max_config_value_bytes < o.zk_max_request_bytes,
+            "max_config_value_bytes must be positive and below "
+            "zk_max_request_bytes"),
       Check(o.max_message_bytes >= o.max_config_value_bytes + 4096 &&
                 o.max_message_bytes <= (64 << 20),
             "max_message_bytes must hold a config value plus its request "

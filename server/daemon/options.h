@@ -25,6 +25,8 @@ struct Options {
   absl::Duration tls_reload_interval;
   std::string zk_connect;
   absl::Duration zk_session_timeout;
+  // The largest request the ensemble accepts: its jute.maxbuffer.
+  int64_t zk_max_request_bytes;
   std::string zk_auth_file;  // "": unauthenticated, open ACLs
   bool zk_acl_world_read;
   std::string root;

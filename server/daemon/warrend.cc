@@ -24,6 +24,7 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
+#include "server/config/config_limits.h"
 #include "server/config/config_service.h"
 #include "server/config/config_store.h"
 #include "server/config/watch_cache.h"
@@ -39,6 +40,7 @@
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/warren_metrics.h"
+#include "server/zk/request_size.h"
 #include "server/zk/zk_acl.h"
 #include "server/zk/zookeeper_client.h"
 
@@ -199,6 +201,21 @@ int Run(int argc, char** argv) {
         "config",
         zk_options.acl.Describe());
   }
+  zk_options.max_request_bytes =
+      static_cast<size_t>(options.zk_max_request_bytes);
+  {
+    // A config value of the maximum size must fit in one ZooKeeper request
+    // (config_limits.h); refuse to start rather than fail every such write.
+    const config::KeySpace config_keys(options.root);
+    const std::string chroot(zk::ChrootOf(options.zk_connect));
+    if (absl::Status s = config::CheckValueLimitFits(
+            {&config_keys, &zk_options.acl.node_acl(), chroot.size(),
+             zk_options.max_request_bytes},
+            static_cast<size_t>(options.max_config_value_bytes));
+        !s.ok()) {
+      return Fail(s);
+    }
+  }
   auto zk = zk::ZooKeeperClient::Create(std::move(zk_options));
   if (!zk.ok()) return Fail(zk.status());
   amqp::AmqpOptions amqp_options;
@@ -283,6 +300,8 @@ int Run(int argc, char** argv) {
   config::ConfigServiceOptions config_options;
   config_options.max_value_bytes =
       static_cast<size_t>(options.max_config_value_bytes);
+  config_options.max_response_bytes =
+      config::ResponseBudget(static_cast<size_t>(options.max_message_bytes));
   config_options.operation_timeout = options.operation_timeout;
   config_options.default_heartbeat = options.heartbeat_interval;
   config_options.max_watches = static_cast<size_t>(options.max_watches);

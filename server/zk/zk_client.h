@@ -32,6 +32,10 @@ namespace warren::zk {
 // and ephemeral nodes survive with it). kExpired: the session is gone, with
 // its watches and ephemeral nodes; a new session follows (kConnecting).
 // kClosed: the client was shut down.
+// A stock ensemble's jute.maxbuffer: the largest request it accepts (the
+// whole request, request_size.h).
+inline constexpr size_t kStockMaxRequestBytes = 0xfffff;
+
 enum class SessionState {
   kConnecting,
   kConnected,
@@ -173,6 +177,12 @@ class ZkClient {
   // timeout, so it may differ from the one asked for); 0 while not
   // connected. Leases are capped by it.
   virtual absl::Duration negotiated_session_timeout() const = 0;
+  // The largest request this client sends (zk_max_request_bytes: what the
+  // ensemble's jute.maxbuffer accepts), and the bytes the connect string's
+  // chroot adds to every path. Create, Set and Multi answer INVALID_ARGUMENT
+  // for a larger request instead of sending it (request_size.h says why).
+  virtual size_t max_request_bytes() const { return kStockMaxRequestBytes; }
+  virtual size_t path_prefix_bytes() const { return 0; }
 
   // Listeners are called on the callback thread for every transition. A
   // listener must not add or remove listeners. After RemoveSessionListener

@@ -9,6 +9,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
+#include "server/zk/request_size.h"
 
 namespace warren::zk {
 namespace {
@@ -459,6 +460,20 @@ bool ZooKeeperClient::RefuseUnlessConnected(Done& done) {
   return true;
 }
 
+template <typename Done>
+bool ZooKeeperClient::RefuseOversized(size_t bytes, const std::string& path,
+                                      Done& done) {
+  absl::Status refused = CheckRequestBytes(bytes, options_.max_request_bytes,
+                                           absl::StrCat("write to ", path));
+  if (refused.ok()) return false;
+  Defer([done = std::move(done), refused]() mutable { done(refused); });
+  return true;
+}
+
+size_t ZooKeeperClient::path_prefix_bytes() const {
+  return ChrootOf(options_.connect).size();
+}
+
 void ZooKeeperClient::ControlLoop() {
   absl::Duration backoff = absl::Milliseconds(100);
   absl::BitGen rng;
@@ -621,6 +636,12 @@ void ZooKeeperClient::GetChildren(const std::string& path, WatchFn watch,
 void ZooKeeperClient::Create(const std::string& path, const std::string& value,
                              CreateMode mode, Callback<Created> done) {
   if (RefuseUnlessConnected(done)) return;
+  if (RefuseOversized(
+          RequestBytes(Op::Kind::kCreate, path_prefix_bytes() + path.size(),
+                       value.size(), options_.acl.node_acl()),
+          path, done)) {
+    return;
+  }
   using P = Pending<Callback<Created>>;
   auto* pending = new P{this, path, nullptr, std::move(done)};
   auto completion = [](int rc, const char* created_path,
@@ -650,6 +671,12 @@ void ZooKeeperClient::Create(const std::string& path, const std::string& value,
 void ZooKeeperClient::Set(const std::string& path, const std::string& value,
                           int32_t version, Callback<NodeStat> done) {
   if (RefuseUnlessConnected(done)) return;
+  if (RefuseOversized(
+          RequestBytes(Op::Kind::kSetData, path_prefix_bytes() + path.size(),
+                       value.size(), options_.acl.node_acl()),
+          path, done)) {
+    return;
+  }
   using P = Pending<Callback<NodeStat>>;
   auto* pending = new P{this, path, nullptr, std::move(done)};
   auto completion = [](int rc, const struct Stat* stat, const void* data) {
@@ -783,6 +810,18 @@ void ZooKeeperClient::Multi(std::vector<Op> ops,
           MakeZkError(ZkError::kConnectionLoss,
                       absl::StrCat("ZooKeeper session is ",
                                    SessionStateName(now), "; retry later"));
+      done(std::move(result));
+    });
+    return;
+  }
+  if (absl::Status refused = CheckRequestBytes(
+          MultiRequestBytes(ops, options_.acl.node_acl(), path_prefix_bytes()),
+          options_.max_request_bytes,
+          absl::StrCat("multi-operation of ", ops.size(), " steps"));
+      !refused.ok()) {
+    Defer([done = std::move(done), refused]() mutable {
+      MultiResult result;
+      result.status = refused;
       done(std::move(result));
     });
     return;

@@ -44,6 +44,8 @@ struct ZooKeeperOptions {
   absl::Duration session_timeout = absl::Seconds(10);
   // Who the sessions authenticate as and the ACL of every node created.
   AclPolicy acl;
+  // The largest request sent (request_size.h): the ensemble's jute.maxbuffer.
+  size_t max_request_bytes = kStockMaxRequestBytes;
 };
 
 class ZooKeeperClient final : public ZkClient {
@@ -60,6 +62,10 @@ class ZooKeeperClient final : public ZkClient {
   absl::Duration negotiated_session_timeout() const override;
 
   SessionState state() const override { return state_.load(); }
+  size_t max_request_bytes() const override {
+    return options_.max_request_bytes;
+  }
+  size_t path_prefix_bytes() const override;
   const AclPolicy& acl_policy() const override { return options_.acl; }
   // For metrics: how often the session came back to kConnected after the
   // first connection (a resumed session or a new one), and how many
@@ -122,6 +128,10 @@ class ZooKeeperClient final : public ZkClient {
   // not connected; returns whether it did.
   template <typename Done>
   bool RefuseUnlessConnected(Done& done);
+  // Answers INVALID_ARGUMENT (deferred) instead of sending a request of
+  // `bytes` over max_request_bytes: the ensemble would drop the connection.
+  template <typename Done>
+  bool RefuseOversized(size_t bytes, const std::string& path, Done& done);
 
   const ZooKeeperOptions options_;
   const std::unique_ptr<NativeAcl> native_acl_;

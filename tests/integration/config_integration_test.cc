@@ -214,15 +214,16 @@ TEST_F(ConfigServiceTest, InvalidInputIsRefusedWithTheFieldNamed) {
   EXPECT_EQ(both.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(both.error_message(), HasSubstr("expected_version"));
 
-  // The largest allowed value is accepted, one byte more is refused before
-  // ZooKeeper sees it.
-  ASSERT_TRUE(Put("inv/big", std::string(1 << 20, 'x')).ok());
-  grpc::Status big = Put("inv/big", std::string((1 << 20) + 1, 'x'));
+  // The largest allowed value (max_config_value_bytes' default, 960 KiB) is
+  // accepted, one byte more is refused before ZooKeeper sees it.
+  constexpr size_t kMaxValue = 960 << 10;
+  ASSERT_TRUE(Put("inv/big", std::string(kMaxValue, 'x')).ok());
+  grpc::Status big = Put("inv/big", std::string(kMaxValue + 1, 'x'));
   EXPECT_EQ(big.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(big.error_message(), HasSubstr("value"));
   v1::GetConfigResponse got;
   ASSERT_TRUE(Get("inv/big", &got, true).ok());
-  EXPECT_EQ(got.entry().value().size(), 1u << 20);
+  EXPECT_EQ(got.entry().value().size(), kMaxValue);
 
   v1::ListConfigRequest list;
   list.set_page_token("not-a-token");

@@ -147,9 +147,23 @@ absl::Status ConfigWatcher::RunSession(
   arm();
   session->stream = stub_->WatchConfig(&session->context, request);
   v1::WatchConfigResponse response;
+  // A large initial state arrives in several responses: the ones before
+  // the one marked initial_state hold PUTs of the same state
+  // (docs/config-limits.md). They are gathered and applied as one state.
+  v1::WatchConfigResponse initial;
+  bool synced = false;
   while (session->stream->Read(&response)) {
     arm();
-    Apply(response);
+    if (synced) {
+      Apply(response);
+      continue;
+    }
+    initial.mutable_events()->MergeFrom(response.events());
+    if (!response.initial_state()) continue;
+    initial.set_initial_state(true);
+    Apply(initial);
+    initial.Clear();
+    synced = true;
   }
   watchdog_->Disarm();
   absl::Status status = ToStatus(session->stream->Finish());

@@ -213,6 +213,11 @@ func (w *ConfigWatcher) runStream(ctx context.Context) (progressed bool, err err
 			}
 		}
 	}()
+	// A large initial state arrives in several responses: the ones before
+	// the one marked InitialState hold Puts of the same state
+	// (docs/config-limits.md). They are gathered and reconciled as one.
+	var initial []*warrenv1.ConfigEvent
+	synced := false
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -225,9 +230,15 @@ func (w *ConfigWatcher) runStream(ctx context.Context) (progressed bool, err err
 			return progressed, err
 		}
 		atomic.StoreInt64(&lastRecv, time.Now().UnixNano())
-		if resp.InitialState {
+		if !synced {
+			initial = append(initial, resp.Events...)
+			if !resp.InitialState {
+				continue
+			}
 			progressed = true
-			w.reconcile(resp.Events)
+			synced = true
+			w.reconcile(initial)
+			initial = nil
 			continue
 		}
 		for _, ev := range resp.Events {

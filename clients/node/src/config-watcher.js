@@ -23,6 +23,7 @@ export class ConfigWatcher extends EventEmitter {
   #call = null;
   #generation = 0;
   #synced = false; // the current stream has sent its initial state
+  #initialParts = []; // the current stream's initial state so far
   #isReady = false;
   #closing = false;
   #idleTimer = new Timer();
@@ -106,6 +107,7 @@ export class ConfigWatcher extends EventEmitter {
     if (this.#closing) return;
     const generation = ++this.#generation;
     this.#synced = false;
+    this.#initialParts = [];
     const call = this.#client.watchConfig(this.#request);
     this.#call = call;
     call.on('error', () => {}); // handled through 'status'
@@ -117,17 +119,22 @@ export class ConfigWatcher extends EventEmitter {
   #onResponse(generation, response) {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
-    if (response.initialState) {
+    if (!this.#synced) {
+      // A large initial state arrives in several responses: the ones before
+      // the one marked initialState hold PUTs of the same state
+      // (docs/config-limits.md). They are gathered and applied as one state.
+      this.#initialParts.push(...response.events);
+      if (!response.initialState) return;
       this.#backoff.reset();
       this.#synced = true;
       const fresh = new Map();
-      for (const ev of response.events) {
+      for (const ev of this.#initialParts) {
         if (ev.type === 'CONFIG_EVENT_TYPE_PUT') fresh.set(ev.entry.key, entryFromProto(ev.entry));
       }
+      this.#initialParts = [];
       this.#replace(fresh);
       return;
     }
-    if (!this.#synced) return; // cannot happen: the first response is the initial state
     for (const ev of response.events) {
       const entry = entryFromProto(ev.entry);
       const previous = this.#entries.get(entry.key);

@@ -189,6 +189,11 @@ class ConfigWatcher:
             self._reader = reader
         if self._closing.is_set():  # close() ran before _reader was set
             reader.cancel()
+        # A large initial state arrives in several responses: the ones before
+        # the one marked initial_state hold PUTs of the same state
+        # (docs/config-limits.md). They are gathered and reconciled as one.
+        initial = []
+        synced = False
         try:
             while True:
                 item = reader.next(timeout=self._idle_timeout)
@@ -199,9 +204,14 @@ class ConfigWatcher:
                     continue
                 if isinstance(item, StreamEnd):
                     return item
-                if item.initial_state:
+                if not synced:
+                    initial.extend(item.events)
+                    if not item.initial_state:
+                        continue
+                    synced = True
                     self._backoff.reset()
-                    self._apply(self._reconcile(item.events))
+                    self._apply(self._reconcile(initial))
+                    initial = []
                 elif item.events:
                     self._apply(self._changes(item.events))
         finally:

@@ -32,6 +32,30 @@ test('keeps the latest state and reports changes', async () => {
   assert.equal(call.cancelled, true);
 });
 
+test('an initial state split over several responses is gathered before ready, on every stream', async () => {
+  const client = fakeStreamingClient();
+  const watcher = new ConfigWatcher(client, 'app', { prefix: true, backoff: { initialMs: 1, maxMs: 1 } });
+  const log = recordEvents(watcher, ['change', 'ready']);
+  await flush();
+  // Only the last part says initialState (docs/config-limits.md).
+  client.last().push(changes(put('app/a', '1', 0)));
+  client.last().push(changes(put('app/b', '1', 0)));
+  assert.equal(log.of('ready').length, 0, 'not ready before the state is complete');
+  client.last().push(initial(put('app/c', '1', 0)));
+  await watcher.ready();
+  assert.deepEqual([...watcher.entries.keys()].sort(), ['app/a', 'app/b', 'app/c']);
+  assert.equal(log.of('change').length, 0, 'the first state is not reported as changes');
+  // A new stream: its parts together replace the state.
+  client.last().finish(Status.UNAVAILABLE, 'server is shutting down');
+  await waitFor(() => client.calls.length === 2);
+  client.last().push(changes(put('app/a', '1', 0)));
+  client.last().push(initial(put('app/d', '1', 0)));
+  const seen = log.of('change').map((e) => e.args[0]).map((c) => `${c.type} ${c.key}`).sort();
+  assert.deepEqual(seen, ['delete app/b', 'delete app/c', 'put app/d']);
+  assert.deepEqual([...watcher.entries.keys()].sort(), ['app/a', 'app/d']);
+  await watcher.close();
+});
+
 test('re-watches after a broken stream and reports the differences', async () => {
   const client = fakeStreamingClient();
   const watcher = new ConfigWatcher(client, 'app', { prefix: true, backoff: { initialMs: 1, maxMs: 1 } });

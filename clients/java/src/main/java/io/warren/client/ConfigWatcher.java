@@ -281,6 +281,10 @@ public final class ConfigWatcher implements AutoCloseable {
     ClientCallStreamObserver<WatchConfigRequest> requests;
     ScheduledFuture<?> watchdog;
     volatile long lastMessageNanos = System.nanoTime();
+    // A large initial state arrives in several responses: the ones before the
+    // one marked initial_state hold PUTs of the same state
+    // (docs/config-limits.md). gRPC calls onNext one at a time per stream.
+    private WatchConfigResponse.Builder initialParts = WatchConfigResponse.newBuilder();
 
     @Override
     public void beforeStart(ClientCallStreamObserver<WatchConfigRequest> requestStream) {
@@ -296,6 +300,12 @@ public final class ConfigWatcher implements AutoCloseable {
     @Override
     public void onNext(WatchConfigResponse response) {
       lastMessageNanos = System.nanoTime();
+      if (initialParts != null) {
+        initialParts.addAllEvents(response.getEventsList());
+        if (!response.getInitialState()) return;
+        response = initialParts.setInitialState(true).build();
+        initialParts = null;
+      }
       if (response.getEventsCount() == 0 && !response.getInitialState()) return; // heartbeat
       synchronized (lock) {
         if (stream != this) return;
