@@ -14,6 +14,7 @@
 #include "server/common/rejecting_reactors.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
+#include "server/election/candidate_node.h"
 #include "server/zk/zk_sync.h"
 
 namespace warren::election {
@@ -479,12 +480,16 @@ class ObserveReactor final
       public Drainable,
       public std::enable_shared_from_this<ObserveReactor> {
  public:
-  explicit ObserveReactor(StreamRegistry& streams) : streams_(streams) {}
+  ObserveReactor(StreamRegistry& streams, ClientQuota::Lease lease)
+      : streams_(streams), lease_(std::move(lease)) {}
 
+  // `lease`: the stream's slot of max_observers(_per_client), given back
+  // when the stream is done.
   static ObserveReactor* Start(ElectionManager& manager,
                                StreamRegistry& streams,
+                               ClientQuota::Lease lease,
                                const std::string& election) {
-    auto reactor = std::make_shared<ObserveReactor>(streams);
+    auto reactor = std::make_shared<ObserveReactor>(streams, std::move(lease));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -539,11 +544,14 @@ class ObserveReactor final
     }
     if (watch) watch->Unsubscribe(id);
     if (registry_id_ != 0) streams_.Remove(registry_id_);
+    lease_.Release();
     self_.reset();
   }
 
  private:
   StreamRegistry& streams_;
+  // Only OnDone touches it after construction.
+  ClientQuota::Lease lease_;
   std::shared_ptr<ObserveReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
   warren::Mutex mu_;
@@ -557,7 +565,7 @@ class ObserveReactor final
 
 absl::StatusOr<absl::Duration> ValidateCampaign(
     const v1::Campaign& campaign, const ElectionServiceOptions& options) {
-  if (auto s = ValidateName(campaign.election(), "campaign.election");
+  if (auto s = ValidateRecipeName(campaign.election(), "campaign.election");
       !s.ok()) {
     return s;
   }
@@ -597,7 +605,10 @@ ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
       options_(options),
       candidate_quota_({"max_candidates", "max_candidates_per_client",
                         "candidacies", options.max_candidates,
-                        options.max_candidates_per_client}) {}
+                        options.max_candidates_per_client}),
+      observer_quota_({"max_observers", "max_observers_per_client",
+                       "ObserveLeader streams", options.max_observers,
+                       options.max_observers_per_client}) {}
 
 grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
 ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
@@ -617,7 +628,7 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
   auto* reactor = context->DefaultReactor();
   absl::Status s = auth::Check(options_.authorizer, *context, "GetLeader",
                                auth::Action::kObserve, {request->election()});
-  if (s.ok()) s = ValidateName(request->election(), "election");
+  if (s.ok()) s = ValidateRecipeName(request->election(), "election");
   if (!s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
@@ -645,14 +656,22 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
 grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
 ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
-  absl::Status s = auth::Check(options_.authorizer, *context, "ObserveLeader",
-                               auth::Action::kObserve, {request->election()});
-  if (s.ok()) s = ValidateName(request->election(), "election");
-  if (!s.ok()) {
+  auto caller =
+      auth::Authenticate(options_.authorizer, *context, "ObserveLeader");
+  absl::Status s = caller.status();
+  if (s.ok()) s = caller->Check(auth::Action::kObserve, {request->election()});
+  if (s.ok()) s = ValidateRecipeName(request->election(), "election");
+  // Before the watch exists: a refused stream costs ZooKeeper nothing.
+  absl::StatusOr<ClientQuota::Lease> lease =
+      s.ok() ? observer_quota_.Acquire(
+                   QuotaClient(caller->principal(), context->peer()))
+             : absl::StatusOr<ClientQuota::Lease>(s);
+  if (!lease.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
-        ToGrpcStatus(s));
+        ToGrpcStatus(lease.status()));
   }
-  return ObserveReactor::Start(manager_, streams_, request->election());
+  return ObserveReactor::Start(manager_, streams_, *std::move(lease),
+                               request->election());
 }
 
 }  // namespace warren::election
