@@ -104,7 +104,7 @@ ABSL_FLAG(int64_t, max_candidates_per_client, 20000,
 // ObserveLeader limits (security issue 15, item 5).
 ABSL_FLAG(int64_t, max_observers, 10000,
           "Most ObserveLeader streams open at once over all clients.");
-ABSL_FLAG(int64_t, max_observers_per_client, 1000,
+ABSL_FLAG(int64_t, max_observers_per_client, 10000,
           "Most ObserveLeader streams open at once for one client (its "
           "principal with auth on, else its IP address).");
 ABSL_FLAG(int64_t, max_streams, 30000,

@@ -35,7 +35,7 @@ struct ElectionServiceOptions {
   // above); 0: no limit. Each observed name costs a ZooKeeper watch, and
   // its first read waits its turn on the one session (request_gate.h).
   size_t max_observers = 10000;
-  size_t max_observers_per_client = 1000;
+  size_t max_observers_per_client = 10000;
   // Checks every call (campaign at Elect's campaign, observe); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
