@@ -45,7 +45,7 @@ class ElectionManager {
   // elections: another call on the session waits behind no more than these
   // (request_gate.h). Each read is a getChildren, then one get or exists.
   static constexpr size_t kMaxLeaderReadsInFlight = 32;
-  const RequestGate& leader_reads() const { return leader_reads_; }
+  const RequestGate& leader_reads() const { return *leader_reads_; }
 
  private:
   void OnSessionState(zk::SessionState state);
@@ -53,8 +53,8 @@ class ElectionManager {
   zk::ZkClient& zk_;
   const std::string base_;
   int listener_id_ = 0;
-  // Before the watches that use it, so that it outlives them here.
-  RequestGate leader_reads_{kMaxLeaderReadsInFlight};
+  const std::shared_ptr<RequestGate> leader_reads_ =
+      std::make_shared<RequestGate>(kMaxLeaderReadsInFlight);
 
   mutable warren::Mutex mu_;
   std::vector<std::weak_ptr<Candidacy>> candidacies_ ABSL_GUARDED_BY(mu_);

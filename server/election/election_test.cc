@@ -435,7 +435,8 @@ TEST_F(ElectionTest, LeaderReadsOfManyWatchesAreBounded) {
 }
 
 TEST(RequestGateTest, AWaiterGetsTheSlotThatIsGivenBack) {
-  RequestGate gate(2);
+  auto owned = std::make_shared<RequestGate>(2);
+  RequestGate& gate = *owned;
   auto first = gate.AcquireOrWait([](RequestGate::Slot) { FAIL(); });
   auto second = gate.AcquireOrWait([](RequestGate::Slot) { FAIL(); });
   ASSERT_TRUE(first.has_value() && second.has_value());
@@ -453,6 +454,19 @@ TEST(RequestGateTest, AWaiterGetsTheSlotThatIsGivenBack) {
   handed.Release();
   second.reset();
   EXPECT_EQ(gate.in_flight(), 0u);
+}
+
+// ZooKeeper answers what is outstanding when its client closes, after the
+// manager (and its handle on the gate) may be gone: a slot keeps its gate.
+TEST(RequestGateTest, ASlotOutlivesTheGatesOwner) {
+  auto owned = std::make_shared<RequestGate>(1);
+  std::weak_ptr<RequestGate> weak = owned;
+  auto slot = owned->AcquireOrWait([](RequestGate::Slot) {});
+  ASSERT_TRUE(slot.has_value());
+  owned.reset();
+  EXPECT_FALSE(weak.expired());
+  slot.reset();  // gives the slot back to a gate nobody else holds
+  EXPECT_TRUE(weak.expired());
 }
 
 // The campaign's checks at the edge (also fuzzed: tests/fuzz): the lease

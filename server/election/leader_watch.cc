@@ -48,8 +48,9 @@ absl::StatusOr<std::optional<warren::v1::Leader>> ReadLeader(
   return absl::AbortedError("the leader kept changing while being read");
 }
 
-LeaderWatch::LeaderWatch(zk::ZkClient& zk, RequestGate& gate, std::string path)
-    : zk_(zk), gate_(gate), path_(std::move(path)) {}
+LeaderWatch::LeaderWatch(zk::ZkClient& zk, std::shared_ptr<RequestGate> gate,
+                         std::string path)
+    : zk_(zk), gate_(std::move(gate)), path_(std::move(path)) {}
 
 void LeaderWatch::Start() {
   warren::MutexLock lock(&mu_);
@@ -95,7 +96,7 @@ zk::WatchFn LeaderWatch::RefreshOnEvent() {
 void LeaderWatch::RefreshLocked() {
   if (waiting_) return;
   std::optional<RequestGate::Slot> slot =
-      gate_.AcquireOrWait([weak = weak_from_this()](RequestGate::Slot slot) {
+      gate_->AcquireOrWait([weak = weak_from_this()](RequestGate::Slot slot) {
         auto self = weak.lock();
         if (!self) return;  // the slot goes back with it
         warren::MutexLock lock(&self->mu_);

@@ -48,8 +48,9 @@ class LeaderWatch : public std::enable_shared_from_this<LeaderWatch> {
   using Listener =
       absl::AnyInvocable<void(const std::optional<warren::v1::Leader>&)>;
 
-  // `gate` bounds the children reads in flight; it outlives the watch.
-  LeaderWatch(zk::ZkClient& zk, RequestGate& gate, std::string path);
+  // `gate` bounds the children reads in flight.
+  LeaderWatch(zk::ZkClient& zk, std::shared_ptr<RequestGate> gate,
+              std::string path);
 
   // Starts reading (call once, after construction).
   void Start();
@@ -73,7 +74,7 @@ class LeaderWatch : public std::enable_shared_from_this<LeaderWatch> {
   zk::WatchFn RefreshOnEvent();
 
   zk::ZkClient& zk_;
-  RequestGate& gate_;
+  const std::shared_ptr<RequestGate> gate_;
   const std::string path_;
 
   warren::Mutex mu_;

@@ -8,7 +8,7 @@ std::optional<RequestGate::Slot> RequestGate::AcquireOrWait(Waiter waiter) {
   warren::MutexLock lock(&mu_);
   if (max_ == 0 || (in_flight_ < max_ && waiters_.empty())) {
     ++in_flight_;
-    return Slot(this);
+    return Slot(shared_from_this());
   }
   waiters_.push_back(std::move(waiter));
   return std::nullopt;
@@ -33,7 +33,7 @@ void RequestGate::Release() {
       waiters_.pop_front();
       ++in_flight_;
     }
-    waiter(Slot(this));
+    waiter(Slot(shared_from_this()));
   }
 }
 

@@ -8,7 +8,10 @@
 // gate's few requests, and the burst drains at ZooKeeper's pace.
 //
 // Thread-safe. A waiter runs on the thread of the Release that frees its
-// slot, with no lock of the gate held, never inside AcquireOrWait.
+// slot, with no lock of the gate held, never inside AcquireOrWait. Owned by
+// shared_ptr (make it with std::make_shared): a slot keeps its gate alive,
+// since ZooKeeper answers outstanding requests, and so releases their
+// slots, when the client closes, after the gate's owner may be gone.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +24,7 @@
 
 namespace warren::election {
 
-class RequestGate {
+class RequestGate : public std::enable_shared_from_this<RequestGate> {
  public:
   // One request chain's place. Move-only; gives the place back when
   // released or destroyed, once.
@@ -40,13 +43,15 @@ class RequestGate {
     Slot& operator=(const Slot&) = delete;
     ~Slot() { Release(); }
     void Release() {
-      if (RequestGate* gate = std::exchange(gate_, nullptr)) gate->Release();
+      if (std::shared_ptr<RequestGate> gate = std::exchange(gate_, nullptr)) {
+        gate->Release();
+      }
     }
 
    private:
     friend class RequestGate;
-    explicit Slot(RequestGate* gate) : gate_(gate) {}
-    RequestGate* gate_ = nullptr;
+    explicit Slot(std::shared_ptr<RequestGate> gate) : gate_(std::move(gate)) {}
+    std::shared_ptr<RequestGate> gate_;
   };
   using Waiter = absl::AnyInvocable<void(Slot)>;
 
