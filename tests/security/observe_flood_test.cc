@@ -315,6 +315,54 @@ TEST_F(ObserveFloodTest, PastTheCapRefusedAndOthersKeepTheirLatency) {
             << "\n";
 }
 
+struct TotalFlags {
+  static std::vector<std::string> Args() {
+    static AuthFiles* files = new AuthFiles({kMallory, Many(0)}, kPolicy);
+    std::vector<std::string> args = files->Flags();
+    args.push_back("--max_observers=3");
+    return args;
+  }
+};
+using ObserveTotalTest = SharedWarrendTest<TotalFlags>;
+
+// The total bounds all clients together: once mallory holds all of it,
+// another client's stream is refused too, naming max_observers; a slot
+// mallory gives back is the other client's.
+TEST_F(ObserveTotalTest, TheTotalCapRefusesEveryoneAndFreesOnEnd) {
+  auto mallory = v1::ElectionService::NewStub(
+      ConnectionAs(warrend_->address(), kMallory.token, 1));
+  auto other = v1::ElectionService::NewStub(
+      ConnectionAs(warrend_->address(), Many(0).token, 2));
+  const std::string prefix =
+      absl::StrCat("total-", absl::ToUnixNanos(absl::Now()));
+  auto held = std::make_unique<ObserverFlood>();
+  for (int i = 0; i < 3; ++i) {
+    held->Open(*mallory, absl::StrCat(prefix, "/", i));
+  }
+  ASSERT_TRUE(held->WaitSettled(absl::Seconds(30)));
+  ASSERT_EQ(held->answered(), 3u);
+  {
+    ObserverFlood refused;
+    refused.Open(*other, prefix + "/other");
+    ASSERT_TRUE(refused.WaitSettled(absl::Seconds(30)));
+    ASSERT_EQ(refused.ended().size(), 1u);
+    EXPECT_EQ(refused.ended()[0].error_code(),
+              grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(refused.ended()[0].error_message(),
+                HasSubstr("max_observers (3)"));
+  }
+  held.reset();  // mallory's streams end; their slots are free
+  // The server hears of the cancellations on its own time: the first
+  // stream it admits shows the slots came back.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        ObserverFlood again;
+        again.Open(*other, prefix + "/other");
+        return again.WaitSettled(absl::Seconds(30)) && again.answered() == 1;
+      },
+      absl::Seconds(30)));
+}
+
 // A measurement, not a check (run with --gtest_also_run_disabled_tests):
 // ten principals at their cap each, max_observers (10,000) streams at once,
 // with the other client's latency and warrend's memory.
