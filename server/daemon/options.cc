@@ -111,6 +111,12 @@ ABSL_FLAG(int64_t, max_candidates, 20000,
 ABSL_FLAG(int64_t, max_candidates_per_client, 20000,
           "Most Elect streams that have campaigned, open at once for one "
           "client (its principal with auth on, else its IP address).");
+// ObserveLeader limits (security issue 15, item 5).
+ABSL_FLAG(int64_t, max_observers, 10000,
+          "Most ObserveLeader streams open at once over all clients.");
+ABSL_FLAG(int64_t, max_observers_per_client, 10000,
+          "Most ObserveLeader streams open at once for one client (its "
+          "principal with auth on, else its IP address).");
 ABSL_FLAG(int64_t, max_streams, 30000,
           "Most long-lived streams (PublishStream, Subscribe, Elect, "
           "ObserveLeader, WatchConfig) open at once over all clients; more "
@@ -316,6 +322,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.max_watches_per_client = absl::GetFlag(FLAGS_max_watches_per_client);
   o.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   o.max_candidates_per_client = absl::GetFlag(FLAGS_max_candidates_per_client);
+  o.max_observers = absl::GetFlag(FLAGS_max_observers);
+  o.max_observers_per_client = absl::GetFlag(FLAGS_max_observers_per_client);
   o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
   o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
@@ -414,6 +422,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(o.max_candidates > 0, "max_candidates must be positive"),
       Check(o.max_candidates_per_client > 0,
             "max_candidates_per_client must be positive"),
+      Check(o.max_observers > 0, "max_observers must be positive"),
+      Check(o.max_observers_per_client > 0,
+            "max_observers_per_client must be positive"),
       Check(o.max_concurrent_streams > 0,
             "max_concurrent_streams must be positive"),
       Check(o.max_streams > 0, "max_streams must be positive"),

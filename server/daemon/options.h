@@ -47,6 +47,8 @@ struct Options {
   int64_t max_watches_per_client;
   int64_t max_candidates;
   int64_t max_candidates_per_client;
+  int64_t max_observers;
+  int64_t max_observers_per_client;
   int64_t max_concurrent_streams;
   int64_t max_streams;
   int64_t worker_threads;

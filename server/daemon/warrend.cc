@@ -352,6 +352,9 @@ int Run(int argc, char** argv) {
   election_options.max_candidates = static_cast<size_t>(options.max_candidates);
   election_options.max_candidates_per_client =
       static_cast<size_t>(options.max_candidates_per_client);
+  election_options.max_observers = static_cast<size_t>(options.max_observers);
+  election_options.max_observers_per_client =
+      static_cast<size_t>(options.max_observers_per_client);
   election_options.authorizer = authorizer.get();
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);

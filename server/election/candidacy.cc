@@ -9,15 +9,11 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/common/logging.h"
 #include "server/common/uuid.h"
+#include "server/election/candidate_node.h"
 #include "server/election/leader_watch.h"
 #include "warren/v1/election.pb.h"
 
 namespace warren::election {
-namespace {
-
-constexpr char kNodePrefix[] = "c_";
-
-}  // namespace
 
 std::string EncodeCandidate(const std::string& election,
                             const std::string& candidate_id,
@@ -154,7 +150,7 @@ void Candidacy::CreateLocked() {
   const uint64_t attempt = ++attempt_;
   node_generation_ = zk_.session_generation();
   zk_.Create(
-      absl::StrCat(params_.election_path, "/", kNodePrefix, guid_, "-"),
+      absl::StrCat(params_.election_path, "/", CandidateNodePrefix(guid_)),
       EncodeCandidate(params_.election, params_.candidate_id, value_,
                       absl::InfinitePast()),
       zk::CreateMode::kEphemeralSequential,
@@ -267,7 +263,8 @@ void Candidacy::FindOwnNodeLocked() {
           std::string found;
           if (r.ok()) {
             for (const auto& name : r->names) {
-              if (absl::StrContains(name, self->guid_)) found = name;
+              auto parsed = ParseCandidateNode(name);
+              if (parsed && parsed->guid == self->guid_) found = name;
             }
           } else if (zk::ZkErrorOf(r.status()) != zk::ZkError::kNoNode) {
             return;  // still no connection: the next one looks again
@@ -330,8 +327,10 @@ void Candidacy::OnChildren(uint64_t check,
     }
     return;  // connection trouble: the reconnection checks again
   }
-  const std::vector<std::string> candidates =
-      SortCandidates(std::move(result->names));
+  std::vector<std::string> candidates;
+  for (std::string& name : SortCandidates(std::move(result->names))) {
+    if (not_candidates_.count(name) == 0) candidates.push_back(std::move(name));
+  }
   const std::string own = node_.substr(node_.rfind('/') + 1);
   auto it = std::find(candidates.begin(), candidates.end(), own);
   if (it == candidates.end()) {
@@ -351,8 +350,9 @@ void Candidacy::OnChildren(uint64_t check,
     BecomeLeaderLocked();
     return;
   }
+  const std::string predecessor_name = *(it - 1);
   const std::string predecessor =
-      absl::StrCat(params_.election_path, "/", *(it - 1));
+      absl::StrCat(params_.election_path, "/", predecessor_name);
   zk::WatchFn watch = [self = shared_from_this()](const zk::WatchEvent&) {
     {
       warren::MutexLock lock(&self->mu_);
@@ -361,19 +361,27 @@ void Candidacy::OnChildren(uint64_t check,
     self->Deliver();
   };
   zk_.Exists(predecessor, std::move(watch),
-             [self = shared_from_this(),
-              check](absl::StatusOr<std::optional<zk::NodeStat>> r) {
-               self->OnPredecessor(check, std::move(r));
+             [self = shared_from_this(), check,
+              predecessor_name](absl::StatusOr<std::optional<zk::NodeStat>> r) {
+               self->OnPredecessor(check, predecessor_name, std::move(r));
                self->Deliver();
              });
 }
 
 void Candidacy::OnPredecessor(
-    uint64_t check, absl::StatusOr<std::optional<zk::NodeStat>> result) {
+    uint64_t check, const std::string& predecessor,
+    absl::StatusOr<std::optional<zk::NodeStat>> result) {
   warren::MutexLock lock(&mu_);
   if (check != check_ || phase_ != Phase::kActive || !result.ok()) return;
   if (!result->has_value()) {
     CheckLocked();  // gone in between: look again
+    return;
+  }
+  if (!IsSessionOwned((*result)->ephemeral_owner)) {
+    // Named like a candidate but held by no session (candidate_node.h):
+    // not in the queue. Its exists watch stays; a change only re-checks.
+    not_candidates_.insert(predecessor);
+    CheckLocked();
     return;
   }
   if (leader_) {

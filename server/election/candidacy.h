@@ -5,8 +5,9 @@
 //   the election's node (a container, which ZooKeeper removes when empty).
 //   The guid is unique to this attempt, so a create whose answer was lost in
 //   a disconnect is found again by listing the children, never made twice.
-// - The lowest sequence leads. Every other candidate watches only the node
-//   just before its own (no herd effect when the leader goes).
+// - The lowest sequence leads, among children of the exact candidate form
+//   held by a session (candidate_node.h). Every other candidate watches
+//   only the node just before its own (no herd effect when the leader goes).
 // - The fencing token is the leader node's creation zxid, which only grows
 //   from one leader to the next.
 // - Connection suspended: a leader is told it lost leadership at once
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/functional/any_invocable.h"
@@ -105,7 +107,7 @@ class Candidacy : public std::enable_shared_from_this<Candidacy> {
   void FindOwnNodeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnChildren(uint64_t check, absl::StatusOr<zk::Children> result);
-  void OnPredecessor(uint64_t check,
+  void OnPredecessor(uint64_t check, const std::string& predecessor,
                      absl::StatusOr<std::optional<zk::NodeStat>> result);
   void BecomeLeaderLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeleteNodeLocked(const std::string& node)
@@ -137,6 +139,9 @@ class Candidacy : public std::enable_shared_from_this<Candidacy> {
   bool follower_told_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time elected_since_ ABSL_GUARDED_BY(mu_);
   uint64_t check_ ABSL_GUARDED_BY(mu_) = 0;
+  // Children of the candidates' form that no session holds (persistent or
+  // container nodes): never predecessors. Only ever a handful.
+  std::set<std::string> not_candidates_ ABSL_GUARDED_BY(mu_);
   bool resigning_ ABSL_GUARDED_BY(mu_) = false;
   // Held while a stopped candidacy still has to delete a node whose
   // creation was in doubt.

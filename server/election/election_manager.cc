@@ -49,11 +49,15 @@ std::shared_ptr<LeaderWatch> ElectionManager::Watch(
   warren::MutexLock lock(&mu_);
   auto& slot = watches_[election];
   if (auto existing = slot.lock()) return existing;
-  auto watch = std::make_shared<LeaderWatch>(zk_, PathOf(election));
+  auto watch =
+      std::make_shared<LeaderWatch>(zk_, leader_reads_, PathOf(election));
   slot = watch;
   watch->Start();
-  for (auto it = watches_.begin(); it != watches_.end();) {
-    it = it->second.expired() ? watches_.erase(it) : std::next(it);
+  if (watches_.size() >= 2 * swept_size_ + 64) {
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      it = it->second.expired() ? watches_.erase(it) : std::next(it);
+    }
+    swept_size_ = watches_.size();
   }
   return watch;
 }

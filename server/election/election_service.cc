@@ -14,6 +14,7 @@
 #include "server/common/rejecting_reactors.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
+#include "server/election/candidate_node.h"
 #include "server/zk/zk_sync.h"
 
 namespace warren::election {
@@ -489,13 +490,17 @@ class ObserveReactor final
       public Drainable,
       public std::enable_shared_from_this<ObserveReactor> {
  public:
-  explicit ObserveReactor(StreamRegistry& streams) : streams_(streams) {}
+  ObserveReactor(StreamRegistry& streams, ClientQuota::Lease lease)
+      : streams_(streams), lease_(std::move(lease)) {}
 
+  // `lease`: the stream's slot of max_observers(_per_client), given back
+  // when the stream is done.
   static ObserveReactor* Start(ElectionManager& manager,
                                StreamRegistry& streams,
+                               ClientQuota::Lease lease,
                                const std::string& election,
                                StreamRegistry::Reauthorizer reauthorize) {
-    auto reactor = std::make_shared<ObserveReactor>(streams);
+    auto reactor = std::make_shared<ObserveReactor>(streams, std::move(lease));
     reactor->self_ = reactor;
     absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
@@ -555,11 +560,14 @@ class ObserveReactor final
     }
     if (watch) watch->Unsubscribe(id);
     if (registry_id_ != 0) streams_.Remove(registry_id_);
+    lease_.Release();
     self_.reset();
   }
 
  private:
   StreamRegistry& streams_;
+  // Only OnDone touches it after construction.
+  ClientQuota::Lease lease_;
   std::shared_ptr<ObserveReactor> self_;
   StreamRegistry::Id registry_id_ = 0;
   warren::Mutex mu_;
@@ -573,7 +581,7 @@ class ObserveReactor final
 
 absl::StatusOr<absl::Duration> ValidateCampaign(
     const v1::Campaign& campaign, const ElectionServiceOptions& options) {
-  if (auto s = ValidateName(campaign.election(), "campaign.election");
+  if (auto s = ValidateRecipeName(campaign.election(), "campaign.election");
       !s.ok()) {
     return s;
   }
@@ -613,7 +621,10 @@ ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,
       options_(options),
       candidate_quota_({"max_candidates", "max_candidates_per_client",
                         "candidacies", options.max_candidates,
-                        options.max_candidates_per_client}) {}
+                        options.max_candidates_per_client}),
+      observer_quota_({"max_observers", "max_observers_per_client",
+                       "ObserveLeader streams", options.max_observers,
+                       options.max_observers_per_client}) {}
 
 grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>*
 ElectionServiceImpl::Elect(grpc::CallbackServerContext* context) {
@@ -632,7 +643,7 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
     v1::GetLeaderResponse* response) {
   auto* reactor = context->DefaultReactor();
   // Validated before authorized: a refusal never echoes an oversized name.
-  absl::Status s = ValidateName(request->election(), "election");
+  absl::Status s = ValidateRecipeName(request->election(), "election");
   if (s.ok()) {
     s = auth::Check(options_.authorizer, *context, "GetLeader",
                     auth::Action::kObserve, {request->election()});
@@ -664,19 +675,24 @@ grpc::ServerUnaryReactor* ElectionServiceImpl::GetLeader(
 grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
 ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
-  absl::Status s = ValidateName(request->election(), "election");
+  absl::Status s = ValidateRecipeName(request->election(), "election");
   absl::StatusOr<auth::Caller> caller = absl::UnauthenticatedError("");
   if (s.ok()) {
     caller = auth::Authenticate(options_.authorizer, *context, "ObserveLeader");
     s = caller.status();
   }
   if (s.ok()) s = caller->Check(auth::Action::kObserve, {request->election()});
-  if (!s.ok()) {
+  // Before the watch exists: a refused stream costs ZooKeeper nothing.
+  absl::StatusOr<ClientQuota::Lease> lease =
+      s.ok() ? observer_quota_.Acquire(
+                   QuotaClient(caller->principal(), context->peer()))
+             : absl::StatusOr<ClientQuota::Lease>(s);
+  if (!lease.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
-        ToGrpcStatus(s));
+        ToGrpcStatus(lease.status()));
   }
   return ObserveReactor::Start(
-      manager_, streams_, request->election(),
+      manager_, streams_, *std::move(lease), request->election(),
       [caller = *std::move(caller), election = request->election()] {
         return caller.Recheck(auth::Action::kObserve, {election});
       });

@@ -31,14 +31,20 @@ struct ElectionServiceOptions {
   // no limit.
   size_t max_candidates = 20000;
   size_t max_candidates_per_client = 20000;
+  // ObserveLeader streams open, over all clients and per client (as
+  // above); 0: no limit. Each observed name costs a ZooKeeper watch, and
+  // its first read waits its turn on the one session (request_gate.h).
+  size_t max_observers = 10000;
+  size_t max_observers_per_client = 10000;
   // Checks every call (campaign at Elect's campaign, observe); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
 };
 
 // Checks a campaign against the API's rules and the limits (INVALID_ARGUMENT
-// naming the field); answers the lease's heartbeat interval for a session of
-// options.session_timeout (see LeaseInterval).
+// naming the field; the election's name by candidate_node.h's rule); answers
+// the lease's heartbeat interval for a session of options.session_timeout (see
+// LeaseInterval).
 absl::StatusOr<absl::Duration> ValidateCampaign(
     const warren::v1::Campaign& campaign,
     const ElectionServiceOptions& options);
@@ -72,6 +78,7 @@ class ElectionServiceImpl final
   StreamRegistry& streams_;
   const ElectionServiceOptions options_;
   ClientQuota candidate_quota_;
+  ClientQuota observer_quota_;
 };
 
 }  // namespace warren::election

@@ -3,7 +3,9 @@
 // loss, session expiry, a create whose answer was lost; and the Elect
 // stream's lease. The RPCs are tested end to end against a real ZooKeeper
 // in tests/integration.
+#include <algorithm>
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,8 +16,10 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/election/candidate_node.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
+#include "server/election/request_gate.h"
 #include "tests/fakes/fake_zk.h"
 #include "warren/v1/election.grpc.pb.h"
 
@@ -276,6 +280,195 @@ TEST_F(ElectionTest, ObserversShareOneWatchAndSeeEveryChange) {
   watch->Unsubscribe(id);
 }
 
+constexpr char kGuid[] = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d";
+
+// Only the exact form counts: the strings old releases took (any "c_" child,
+// sorted by its last ten characters) are refused.
+TEST(CandidateNodeTest, OnlyTheExactFormParses) {
+  const std::string exact = absl::StrCat("c_", kGuid, "-0000000042");
+  auto parsed = ParseCandidateNode(exact);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->guid, kGuid);
+  EXPECT_EQ(parsed->sequence, 42);
+  EXPECT_EQ(CandidateNodePrefix(kGuid) + "0000000042", exact);
+  for (const std::string& name : {
+           std::string("c_a----------"),  // the issue's attack
+           std::string("c_a-0000000001"),
+           absl::StrCat("c_", kGuid, "-000000004"),    // 9 digits
+           absl::StrCat("c_", kGuid, "-00000000420"),  // 11 digits
+           absl::StrCat("c_", kGuid, "--000000042"),   // a sign
+           absl::StrCat("c_", kGuid, "-+000000042"),
+           absl::StrCat("c_", kGuid, "-00000 0042"),
+           absl::StrCat("c_", "0A1B2C3D-4E5F-4A6B-8C7D-8E9F0A1B2C3D",
+                        "-0000000042"),  // not as NewUuid writes it
+           absl::StrCat("c_", "0a1b2c3d_4e5f-4a6b-8c7d-8e9f0a1b2c3d",
+                        "-0000000042"),
+           absl::StrCat("x_", kGuid, "-0000000042"),
+       }) {
+    EXPECT_FALSE(ParseCandidateNode(name).has_value()) << name;
+  }
+  // Sorted by the parsed sequence, others left out.
+  EXPECT_THAT(
+      SortCandidates({absl::StrCat("c_", kGuid, "-0000000010"), "c_a----------",
+                      absl::StrCat("c_", kGuid, "-0000000002"), "team"}),
+      ElementsAre(absl::StrCat("c_", kGuid, "-0000000002"),
+                  absl::StrCat("c_", kGuid, "-0000000010")));
+  EXPECT_FALSE(IsSessionOwned(0));  // persistent
+  EXPECT_FALSE(
+      IsSessionOwned(std::numeric_limits<int64_t>::min()));  // container
+  EXPECT_TRUE(IsSessionOwned(0x0100000000000001));
+}
+
+// No name can put a node of the candidates' prefix under another election.
+TEST(CandidateNodeTest, NamesWithACandidateSegmentAreRefusedNamingTheField) {
+  EXPECT_TRUE(ValidateRecipeName("team", "election").ok());
+  EXPECT_TRUE(ValidateRecipeName("team/cand/C_x/xc_", "election").ok());
+  for (const char* name : {"team/c_a----------", "c_x", "a/c_/b"}) {
+    absl::Status s = ValidateRecipeName(name, "campaign.election");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(std::string(s.message()),
+                ::testing::HasSubstr("campaign.election"));
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("c_"));
+  }
+  // The older rules still hold.
+  EXPECT_FALSE(ValidateRecipeName("team/../x", "election").ok());
+}
+
+// A child of the candidates' exact form that no session holds: a container
+// (what an old release makes for a nested name such as
+// `jobs/dispatcher/c_<guid>-<seq>`) or a persistent node. It sorts first and
+// still never leads, whichever came first; a real rival's ephemeral does.
+TEST_F(ElectionTest, OnlySessionHeldCandidatesLead) {
+  auto [a, ao] = Campaign("a");  // creates the election's node
+  a->Stop();
+  zk_.RunUntilIdle();
+  const std::string base = "/w/elections/jobs/dispatcher/";
+  // Sequence 0 sorts before every later candidate (the fake counts from 0).
+  const std::string phantom = absl::StrCat("c_", kGuid, "-0000000000");
+  // As an old release would for the nested name: a container.
+  CandidacyParams nested;
+  nested.election = "jobs/dispatcher/" + phantom;
+  nested.candidate_id = "alice";
+  auto nested_observer = std::make_shared<RecordingObserver>();
+  auto alice = manager_.Campaign(nested, nested_observer);
+  zk_.RunUntilIdle();
+  ASSERT_THAT(Nodes(), ::testing::Contains(phantom));
+
+  auto watch = manager_.Watch("jobs/dispatcher");
+  std::vector<std::string> seen;
+  auto id = watch->Subscribe([&](const std::optional<warren::v1::Leader>& l) {
+    seen.push_back(l ? absl::StrCat(l->candidate_id(), "@", l->fencing_token())
+                     : "none");
+  });
+  zk_.RunUntilIdle();
+  EXPECT_THAT(seen, ElementsAre("none"));
+
+  auto [b, bo] = Campaign("b");
+  EXPECT_THAT(bo->events, ElementsAre("elected"));
+  ASSERT_TRUE(b->leading());
+  const std::string bob = absl::StrCat("b@", b->token());
+  EXPECT_EQ(seen.back(), bob);
+
+  // Bob leads first, then a persistent phantom appears with a lower number.
+  b->Stop();
+  zk_.RunUntilIdle();
+  auto [c, co] = Campaign("c");
+  ASSERT_TRUE(c->leading());
+  zk_.ExternalPut(
+      base + absl::StrCat("c_", kGuid, "-0000000001"),
+      EncodeCandidate("jobs/dispatcher", "phantom", "", absl::Now()));
+  zk_.RunUntilIdle();
+  EXPECT_TRUE(c->leading());
+  EXPECT_EQ(seen.back(), absl::StrCat("c@", c->token()));
+  for (const auto& s : seen)
+    EXPECT_THAT(s, ::testing::Not(::testing::StartsWith("phantom")));
+  EXPECT_THAT(co->events, ElementsAre("elected"));
+
+  // A rival's ephemeral node with a lower sequence is a candidate like any.
+  auto [d, dobs] = Campaign("d");
+  zk_.ExternalPutEphemeral(
+      base + absl::StrCat("c_", kGuid, "-0000000002"),
+      EncodeCandidate("jobs/dispatcher", "rival", "", absl::Now()));
+  zk_.RunUntilIdle();
+  c->Stop();
+  zk_.RunUntilIdle();
+  EXPECT_FALSE(d->leading());  // the rival is before it
+  EXPECT_THAT(seen.back(), ::testing::StartsWith("rival@"));
+  watch->Unsubscribe(id);
+  alice->Stop();
+  d->Stop();
+  zk_.RunUntilIdle();
+}
+
+// Many watches starting at once (ObserveLeader on fresh names) read through
+// the gate: at most kMaxLeaderReadsInFlight chains are in the session's queue
+// at any moment, and every one of them gets its answer in the end.
+TEST_F(ElectionTest, LeaderReadsOfManyWatchesAreBounded) {
+  constexpr int kWatches = 500;
+  std::vector<std::shared_ptr<LeaderWatch>> watches;
+  int answered = 0;
+  for (int i = 0; i < kWatches; ++i) {
+    watches.push_back(manager_.Watch(absl::StrCat("flood/", i)));
+    watches.back()->Subscribe([&](const std::optional<warren::v1::Leader>& l) {
+      answered += l.has_value() ? 1000000 : 1;
+    });
+  }
+  EXPECT_EQ(manager_.leader_reads().in_flight(),
+            ElectionManager::kMaxLeaderReadsInFlight);
+  EXPECT_EQ(manager_.leader_reads().waiting(),
+            kWatches - ElectionManager::kMaxLeaderReadsInFlight);
+  size_t most = 0;
+  while (zk_.RunOne()) {
+    most = std::max(most, manager_.leader_reads().in_flight());
+  }
+  EXPECT_LE(most, ElectionManager::kMaxLeaderReadsInFlight);
+  EXPECT_EQ(answered, kWatches);
+  EXPECT_EQ(manager_.leader_reads().in_flight(), 0u);
+  // Watches dropped while waiting give their turn back (no leak, no
+  // recursion through thousands of dropped waiters).
+  for (int i = 0; i < 5000; ++i) {
+    manager_.Watch(absl::StrCat("dropped/", i));
+  }
+  zk_.RunUntilIdle();
+  EXPECT_EQ(manager_.leader_reads().in_flight(), 0u);
+  EXPECT_EQ(manager_.leader_reads().waiting(), 0u);
+}
+
+TEST(RequestGateTest, AWaiterGetsTheSlotThatIsGivenBack) {
+  auto owned = std::make_shared<RequestGate>(2);
+  RequestGate& gate = *owned;
+  auto first = gate.AcquireOrWait([](RequestGate::Slot) { FAIL(); });
+  auto second = gate.AcquireOrWait([](RequestGate::Slot) { FAIL(); });
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  RequestGate::Slot handed;
+  bool ran = false;
+  EXPECT_FALSE(gate.AcquireOrWait([&](RequestGate::Slot slot) {
+                     ran = true;
+                     handed = std::move(slot);
+                   })
+                   .has_value());
+  EXPECT_FALSE(ran);
+  first->Release();
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(gate.in_flight(), 2u);
+  handed.Release();
+  second.reset();
+  EXPECT_EQ(gate.in_flight(), 0u);
+}
+
+// ZooKeeper answers what is outstanding when its client closes, after the
+// manager (and its handle on the gate) may be gone: a slot keeps its gate.
+TEST(RequestGateTest, ASlotOutlivesTheGatesOwner) {
+  auto owned = std::make_shared<RequestGate>(1);
+  std::weak_ptr<RequestGate> weak = owned;
+  auto slot = owned->AcquireOrWait([](RequestGate::Slot) {});
+  ASSERT_TRUE(slot.has_value());
+  owned.reset();
+  EXPECT_FALSE(weak.expired());
+  slot.reset();  // gives the slot back to a gate nobody else holds
+  EXPECT_TRUE(weak.expired());
+}
+
 // The campaign's checks at the edge (also fuzzed: tests/fuzz): the lease
 // interval in force, and rejections that name the field.
 TEST(ValidateCampaignTest, CapsTheLeaseAndNamesTheField) {
@@ -304,6 +497,8 @@ TEST(ValidateCampaignTest, CapsTheLeaseAndNamesTheField) {
   c.set_candidate_id("a/b");
   rejected("campaign.candidate_id");
   c.set_election("jobs/../x");
+  rejected("campaign.election");
+  c.set_election("team/c_a----------");  // security issue 15, item 2
   rejected("campaign.election");
 }
 

@@ -7,26 +7,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace warren::election {
-namespace {
-
-constexpr size_t kSequenceDigits = 10;
-
-}  // namespace
-
-std::vector<std::string> SortCandidates(std::vector<std::string> names) {
-  std::vector<std::string> candidates;
-  for (auto& name : names) {
-    if (absl::StartsWith(name, "c_") && name.size() > kSequenceDigits + 2) {
-      candidates.push_back(std::move(name));
-    }
-  }
-  std::sort(candidates.begin(), candidates.end(),
-            [](const std::string& a, const std::string& b) {
-              return a.compare(a.size() - kSequenceDigits, kSequenceDigits, b,
-                               b.size() - kSequenceDigits, kSequenceDigits) < 0;
-            });
-  return candidates;
-}
 
 warren::v1::Leader DecodeLeader(const std::string& data,
                                 const zk::NodeStat& stat) {
@@ -47,23 +27,30 @@ absl::StatusOr<std::optional<warren::v1::Leader>> ReadLeader(
       }
       return children.status();
     }
-    auto candidates = SortCandidates(std::move(children->names));
-    if (candidates.empty()) return std::optional<warren::v1::Leader>();
-    auto data = zk.Get(absl::StrCat(election_path, "/", candidates.front()));
-    if (data.ok()) {
-      return std::optional<warren::v1::Leader>(
-          DecodeLeader(data->value, data->stat));
+    bool gone = false;
+    for (const std::string& candidate :
+         SortCandidates(std::move(children->names))) {
+      auto data = zk.Get(absl::StrCat(election_path, "/", candidate));
+      if (data.ok()) {
+        if (!IsSessionOwned(data->stat.ephemeral_owner)) continue;
+        return std::optional<warren::v1::Leader>(
+            DecodeLeader(data->value, data->stat));
+      }
+      if (zk::ZkErrorOf(data.status()) != zk::ZkError::kNoNode) {
+        return data.status();
+      }
+      // The leader left between the two reads: look again.
+      gone = true;
+      break;
     }
-    if (zk::ZkErrorOf(data.status()) != zk::ZkError::kNoNode) {
-      return data.status();
-    }
-    // The leader left between the two reads: look again.
+    if (!gone) return std::optional<warren::v1::Leader>();
   }
   return absl::AbortedError("the leader kept changing while being read");
 }
 
-LeaderWatch::LeaderWatch(zk::ZkClient& zk, std::string path)
-    : zk_(zk), path_(std::move(path)) {}
+LeaderWatch::LeaderWatch(zk::ZkClient& zk, std::shared_ptr<RequestGate> gate,
+                         std::string path)
+    : zk_(zk), gate_(std::move(gate)), path_(std::move(path)) {}
 
 void LeaderWatch::Start() {
   warren::MutexLock lock(&mu_);
@@ -107,19 +94,38 @@ zk::WatchFn LeaderWatch::RefreshOnEvent() {
 }
 
 void LeaderWatch::RefreshLocked() {
+  if (waiting_) return;
+  std::optional<RequestGate::Slot> slot =
+      gate_->AcquireOrWait([weak = weak_from_this()](RequestGate::Slot slot) {
+        auto self = weak.lock();
+        if (!self) return;  // the slot goes back with it
+        warren::MutexLock lock(&self->mu_);
+        self->waiting_ = false;
+        self->ReadChildrenLocked(std::move(slot));
+      });
+  if (!slot.has_value()) {
+    waiting_ = true;
+    return;
+  }
+  ReadChildrenLocked(*std::move(slot));
+}
+
+void LeaderWatch::ReadChildrenLocked(RequestGate::Slot slot) {
   const uint64_t refresh = ++refresh_;
   zk::WatchFn watch;
   if (!children_watched_) {
     children_watched_ = true;
     watch = RefreshOnEvent();
   }
-  zk_.GetChildren(
-      path_, std::move(watch),
-      [weak = weak_from_this(), refresh](absl::StatusOr<zk::Children> r) {
-        if (auto self = weak.lock()) {
-          self->OnChildren(refresh, std::move(r));
-        }
-      });
+  zk_.GetChildren(path_, std::move(watch),
+                  [weak = weak_from_this(), refresh, slot = std::move(slot)](
+                      absl::StatusOr<zk::Children> r) mutable {
+                    if (auto self = weak.lock()) {
+                      self->OnChildren(refresh, std::move(r));
+                    }
+                    // After the leader's read went out: a chain holds one slot.
+                    slot.Release();
+                  });
 }
 
 void LeaderWatch::OnChildren(uint64_t refresh,
@@ -141,7 +147,16 @@ void LeaderWatch::OnChildren(uint64_t refresh,
     return;
   }
   if (refresh != refresh_) return;
-  auto candidates = SortCandidates(std::move(result->names));
+  std::vector<std::string> candidates;
+  std::set<std::string> still_there;
+  for (std::string& name : SortCandidates(std::move(result->names))) {
+    if (not_candidates_.count(name) != 0) {
+      still_there.insert(std::move(name));
+    } else {
+      candidates.push_back(std::move(name));
+    }
+  }
+  not_candidates_ = std::move(still_there);
   if (candidates.empty()) {
     PublishLocked(std::nullopt, "", 0);
     return;
@@ -170,6 +185,12 @@ void LeaderWatch::OnLeaderData(uint64_t refresh, const std::string& node,
     return;
   }
   if (refresh != refresh_) return;
+  if (!IsSessionOwned(result->stat.ephemeral_owner)) {
+    // Not a candidate, whatever its name: the next child may lead.
+    not_candidates_.insert(node.substr(node.rfind('/') + 1));
+    RefreshLocked();
+    return;
+  }
   PublishLocked(DecodeLeader(result->value, result->stat), node,
                 result->stat.mzxid);
 }

@@ -283,6 +283,13 @@ void FakeZk::ExternalPut(const std::string& path, const std::string& value) {
   }
 }
 
+void FakeZk::ExternalPutEphemeral(const std::string& path,
+                                  const std::string& value) {
+  warren::MutexLock lock(&mu_);
+  (void)CreateLocked(path, value, nullptr, kOtherSessionOwner,
+                     /*external=*/true);
+}
+
 void FakeZk::ExternalDelete(const std::string& path) {
   warren::MutexLock lock(&mu_);
   (void)DeleteLocked(path, -1, /*external=*/true);
@@ -385,10 +392,13 @@ void FakeZk::Create(const std::string& path, const std::string& value,
     }
     const bool ephemeral = mode == zk::CreateMode::kEphemeral ||
                            mode == zk::CreateMode::kEphemeralSequential;
+    // As ZooKeeper marks them: a container's ephemeralOwner is the lowest
+    // int64 (EphemeralType.CONTAINER_EPHEMERAL_OWNER), not 0.
+    const int64_t owner = ephemeral ? static_cast<int64_t>(generation_)
+                          : mode == zk::CreateMode::kContainer ? kContainerOwner
+                                                               : 0;
     zk::NodeStat stat;
-    absl::Status status =
-        CreateLocked(actual, value, &stat,
-                     ephemeral ? static_cast<int64_t>(generation_) : 0);
+    absl::Status status = CreateLocked(actual, value, &stat, owner);
     if (status.ok()) {
       result = zk::Created{actual, stat};
     } else {
@@ -421,7 +431,10 @@ std::vector<std::string> FakeZk::EphemeralNodes() {
   warren::MutexLock lock(&mu_);
   std::vector<std::string> paths;
   for (const auto& [path, node] : nodes_) {
-    if (node.stat.ephemeral_owner != 0) paths.push_back(path);
+    if (node.stat.ephemeral_owner != 0 &&
+        node.stat.ephemeral_owner != kContainerOwner) {
+      paths.push_back(path);
+    }
   }
   return paths;
 }

@@ -16,7 +16,9 @@
 // notifications are queued and run by RunUntilIdle() on the test's thread.
 #pragma once
 
+#include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -29,6 +31,10 @@ namespace warren::testing {
 
 class FakeZk final : public zk::ZkClient {
  public:
+  static constexpr int64_t kContainerOwner =
+      std::numeric_limits<int64_t>::min();
+  static constexpr int64_t kOtherSessionOwner = 0x7e57000000000001;
+
   FakeZk();
 
   // Runs queued callbacks (and what they queue) until none is left.
@@ -56,6 +62,9 @@ class FakeZk final : public zk::ZkClient {
 
   // Changes made by "another client": they trigger watches like any write.
   void ExternalPut(const std::string& path, const std::string& value);
+  // A node of another client's live session (its ephemeralOwner is
+  // kOtherSessionOwner; this client's session expiring leaves it).
+  void ExternalPutEphemeral(const std::string& path, const std::string& value);
   void ExternalDelete(const std::string& path);
   void ExternalSetAcl(const std::string& path, std::vector<zk::AclEntry> acl);
   std::vector<zk::AclEntry> AclOf(const std::string& path);

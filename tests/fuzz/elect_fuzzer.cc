@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/names.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
+#include "server/election/candidate_node.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
@@ -95,7 +97,9 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
           break;
         }
         if (request.has_campaign() &&
-            ValidateName(request.campaign().election(), "election").ok()) {
+            election::ValidateRecipeName(request.campaign().election(),
+                                         "election")
+                .ok()) {
           election = request.campaign().election();
         }
         stream.Write(request);
@@ -116,16 +120,29 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
       case kRivalJoins: {
         if (election.empty()) break;
         // Sequence 0 sorts before every candidate this server makes, the
-        // largest after them.
+        // largest after them. A rival is another session's candidate (an
+        // ephemeral node); with flag 2 it is a phantom instead: a node of the
+        // same exact form that no session holds (persistent), which must
+        // never lead nor be shown as leader.
+        const bool phantom = (step.flags() & 2) != 0;
         const std::string path =
-            absl::StrCat(w.manager.PathOf(election), "/c_rival", rivals.size(),
-                         "-", (step.flags() & 1) ? "0000000000" : "2147483647");
+            absl::StrCat(w.manager.PathOf(election), "/",
+                         election::CandidateNodePrefix(absl::StrFormat(
+                             "00000000-0000-4000-8000-%012d", rivals.size())),
+                         (step.flags() & 1) ? "0000000000" : "2147483647");
         // Another client's node holds what that client wrote: a candidate's
         // encoding, or (with more argument) any bytes.
-        w.zk.ExternalPut(path, step.arg.size() > 1
-                                   ? std::string(step.arg.substr(1))
-                                   : election::EncodeCandidate(
-                                         election, "rival", "v", absl::Now()));
+        const std::string value =
+            phantom ? election::EncodeCandidate(election, "phantom", "v",
+                                                absl::Now())
+            : step.arg.size() > 1 ? std::string(step.arg.substr(1))
+                                  : election::EncodeCandidate(election, "rival",
+                                                              "v", absl::Now());
+        if (phantom) {
+          w.zk.ExternalPut(path, value);
+        } else {
+          w.zk.ExternalPutEphemeral(path, value);
+        }
         rivals.push_back(path);
         break;
       }
@@ -157,6 +174,10 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
     if (r.has_elected()) {
       Check(r.elected().leader().fencing_token() != 0,
             "elected without a fencing token");
+    }
+    if (r.has_following()) {
+      Check(r.following().leader().candidate_id() != "phantom",
+            "a node no session holds was shown as the leader");
     }
   }
   for (const auto& rival : rivals) w.zk.ExternalDelete(rival);

@@ -217,6 +217,11 @@ void ElectSeeds() {
             Op(kElectAwait));
   Write(t, "follower_proclaims",
         El(campaign) + Op(kRivalJoins, ahead) + Op(kElectAwait) + El(proclaim));
+  // A node of the candidates' form that no session holds, ahead of this
+  // candidate: it leads all the same (the proclaim succeeds).
+  Write(t, "phantom_ahead_is_no_leader",
+        El(campaign) + Op(kRivalJoins, std::string(1, '\x03')) +
+            Op(kElectAwait) + El(proclaim) + Op(kElectAwait));
   Write(t, "rival_behind_then_leaves",
         El(campaign) + Op(kRivalJoins, behind) + Op(kElectAwait) +
             Op(kRivalLeaves) + Op(kElectAwait));
@@ -244,6 +249,9 @@ void ElectSeeds() {
   v1::ElectRequest bad = campaign;
   bad.mutable_campaign()->set_election("jobs/../x");
   Write(t, "bad_election", El(bad));
+  // Security issue 15, item 2: a nested name in the candidates' form.
+  bad.mutable_campaign()->set_election("jobs/leader/c_a----------");
+  Write(t, "nested_candidate_election", El(bad));
   v1::ElectRequest empty;
   Write(t, "empty_request", El(empty));
 }

@@ -230,6 +230,11 @@ void FuzzCampaign(const v1::Campaign& campaign) {
     return;
   }
   CheckValidName(campaign.election(), /*allow_empty=*/false);
+  // No segment in the candidates' form: its node would be a phantom
+  // candidate of the parent election (candidate_node.h).
+  Check(!absl::StartsWith(campaign.election(), "c_") &&
+            !absl::StrContains(campaign.election(), "/c_"),
+        "an election with a c_ segment accepted: " + campaign.election());
   CheckShortString(campaign.candidate_id(), "candidate_id");
   Check(campaign.candidate_id().find('/') == std::string::npos,
         "a candidate_id with '/' accepted");

@@ -112,7 +112,8 @@ func (e Event) String() string {
 
 // ElectorOptions configure an Elector.
 type ElectorOptions struct {
-	// Election is the election's name (`/`-separated [A-Za-z0-9._-]).
+	// Election is the election's name (`/`-separated [A-Za-z0-9._-]; no
+	// segment may start with "c_": see docs/elections.md).
 	Election string
 	// CandidateID names this candidate; empty lets the server generate one
 	// per campaign.

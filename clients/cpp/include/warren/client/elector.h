@@ -69,7 +69,8 @@ enum class LossReason {
 const char* LossReasonName(LossReason reason);
 
 struct ElectorOptions {
-  // The election's name: `/`-separated segments of [A-Za-z0-9._-].
+  // The election's name: `/`-separated segments of [A-Za-z0-9._-], none of
+  // them starting with "c_" (docs/elections.md).
   std::string election;
   // This candidate's id; empty lets the server generate one (see
   // Elector::candidate_id() once elected or following).
