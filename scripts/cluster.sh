@@ -216,7 +216,8 @@ zk_launch() {
   zk_write_config "$node"
   # java directly, not zkServer.sh (which reads /etc/zookeeper): $! is the
   # JVM. No JMX (it is off unless asked for), no admin server; slf4j-simple
-  # logs to console.log. jute.maxbuffer: room for 1 MiB config values.
+  # logs to console.log. jute.maxbuffer: 4 MiB, above warrend's default
+  # zk_max_request_bytes (the stock 1048575).
   WARREN_CLUSTER_NODE="$d" nohup java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -Djute.maxbuffer=4194304 \
     -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \

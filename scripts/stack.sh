@@ -53,8 +53,9 @@ admin.enableServer=false
 CFG
   log "zookeeper: starting on 127.0.0.1:$WARREN_ZK_PORT (data in $ZK_DIR)"
   # zkServer.sh execs java in the foreground: $! is the server's own pid.
-  # JMX off: it would listen on every interface. jute.maxbuffer: room for
-  # a 1 MiB config value plus its request (the stock limit is just under 1 MiB).
+  # JMX off: it would listen on every interface. jute.maxbuffer: 4 MiB, above
+  # warrend's default zk_max_request_bytes (the stock 1048575), so that a
+  # developer may raise the pair; tests of the stock limit start their own.
   # Debian's server has no SLF4J binding (it logs nothing); a second -cp
   # (the last one wins) adds slf4j-simple, which logs to console.log.
   local classpath="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
