@@ -273,6 +273,27 @@ TEST(StreamRegistryTest, RefusesStreamsBeyondTheLimitUntilOneLeaves) {
   EXPECT_EQ(registry.size(), 2u);
 }
 
+TEST(StreamRegistryTest, BoundsEachClientAndFreesItsSlotsOnRemove) {
+  StreamRegistry registry(10, 2);
+  auto stream = std::make_shared<FakeStream>();
+  auto first = registry.Add(stream, "mallory");
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(registry.Add(stream, "mallory").ok());
+  auto refused = registry.Add(stream, "mallory");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr(
+                  "max_streams_per_client (2) streams are open for client "
+                  "'mallory'"));
+  // Another client, and streams of no client, still fit.
+  EXPECT_TRUE(registry.Add(stream, "bob").ok());
+  EXPECT_TRUE(registry.Add(stream).ok());
+  registry.Remove(*first);
+  registry.Remove(*first);  // twice: counted once
+  EXPECT_TRUE(registry.Add(stream, "mallory").ok());
+  EXPECT_FALSE(registry.Add(stream, "mallory").ok());
+}
+
 TEST(QuotaClientTest, IsThePrincipalElseThePeerAddressWithoutItsPort) {
   EXPECT_EQ(QuotaClient("alice", "ipv4:127.0.0.1:5000"), "alice");
   EXPECT_EQ(QuotaClient("", "ipv4:127.0.0.1:54321"), "127.0.0.1");

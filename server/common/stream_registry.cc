@@ -4,11 +4,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
 
 namespace warren {
 
 absl::StatusOr<StreamRegistry::Id> StreamRegistry::Add(
-    std::weak_ptr<Drainable> stream) {
+    std::weak_ptr<Drainable> stream, const std::string& client) {
   warren::MutexLock lock(&mu_);
   if (draining_) {
     return absl::UnavailableError(
@@ -19,14 +20,32 @@ absl::StatusOr<StreamRegistry::Id> StreamRegistry::Add(
         "max_streams (", max_streams_,
         ") streams are open on this server; retry later or elsewhere"));
   }
+  if (!client.empty() && max_streams_per_client_ != 0) {
+    auto held = per_client_.find(client);
+    if (held != per_client_.end() && held->second >= max_streams_per_client_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("max_streams_per_client (", max_streams_per_client_,
+                       ") streams are open for client '", Abbreviated(client),
+                       "'; end one first"));
+    }
+  }
   const Id id = next_id_++;
-  streams_.emplace(id, Entry{std::move(stream), nullptr});
+  streams_.emplace(id, Entry{std::move(stream), nullptr, client});
+  if (!client.empty()) ++per_client_[client];
   return id;
 }
 
 void StreamRegistry::Remove(Id id) {
   warren::MutexLock lock(&mu_);
-  streams_.erase(id);
+  auto found = streams_.find(id);
+  if (found == streams_.end()) return;
+  if (!found->second.client.empty()) {
+    auto held = per_client_.find(found->second.client);
+    if (held != per_client_.end() && --held->second == 0) {
+      per_client_.erase(held);
+    }
+  }
+  streams_.erase(found);
 }
 
 void StreamRegistry::DrainAll() {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "server/common/mutex.h"
@@ -37,14 +38,22 @@ class StreamRegistry {
  public:
   using Id = uint64_t;
 
-  // At most `max_streams` streams are open at once (0: no limit), so that
-  // clients cannot make the server's memory grow without bound.
-  explicit StreamRegistry(size_t max_streams = 0) : max_streams_(max_streams) {}
+  // At most `max_streams` streams are open at once, and at most
+  // `max_streams_per_client` of one client (0: no limit), so that clients
+  // cannot make the server's memory grow without bound, and one client
+  // cannot take every slot.
+  explicit StreamRegistry(size_t max_streams = 0,
+                          size_t max_streams_per_client = 0)
+      : max_streams_(max_streams),
+        max_streams_per_client_(max_streams_per_client) {}
 
   // The new stream's id (never 0), or why it may not open: UNAVAILABLE while
-  // the server drains, RESOURCE_EXHAUSTED when max_streams are open. The
-  // caller then ends its stream with that status.
-  absl::StatusOr<Id> Add(std::weak_ptr<Drainable> stream);
+  // the server drains, RESOURCE_EXHAUSTED when max_streams are open, or
+  // max_streams_per_client of `client` (QuotaClient: the principal, else
+  // the peer's address; "" counts toward the total only). The caller then
+  // ends its stream with that status.
+  absl::StatusOr<Id> Add(std::weak_ptr<Drainable> stream,
+                         const std::string& client = "");
   void Remove(Id id);
 
   // What the stream `id` must still be allowed for to stay open: OK, or the
@@ -63,12 +72,16 @@ class StreamRegistry {
 
  private:
   const size_t max_streams_;
+  const size_t max_streams_per_client_;
   mutable warren::Mutex mu_;
   struct Entry {
     std::weak_ptr<Drainable> stream;
     Reauthorizer reauthorize;  // empty: nothing to check
+    std::string client;
   };
   std::map<Id, Entry> streams_ ABSL_GUARDED_BY(mu_);
+  // Open streams per client; clients at zero are erased.
+  std::map<std::string, size_t> per_client_ ABSL_GUARDED_BY(mu_);
   Id next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -99,13 +99,13 @@ class WatchReactor final
                              StreamRegistry& streams, absl::Duration heartbeat,
                              size_t max_response_bytes,
                              ClientQuota::Lease lease, const std::string& key,
-                             bool prefix,
+                             bool prefix, const std::string& client,
                              StreamRegistry::Reauthorizer reauthorize) {
     auto reactor =
         std::make_shared<WatchReactor>(cache, timers, streams, heartbeat,
                                        max_response_bytes, std::move(lease));
     reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     if (reactor->registry_id_ == 0) {
       warren::MutexLock lock(&reactor->mu_);
@@ -565,8 +565,8 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
         ToGrpcStatus(valid));
   }
   // Last, so that a refused request takes no slot; before any backend work.
-  auto lease =
-      watch_quota_.Acquire(QuotaClient(caller->principal(), context->peer()));
+  const std::string client = QuotaClient(caller->principal(), context->peer());
+  auto lease = watch_quota_.Acquire(client);
   if (!lease.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(lease.status()));
@@ -578,7 +578,7 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
   heartbeat = std::max(heartbeat, options_.min_heartbeat);
   return WatchReactor::Start(
       cache_, timers_, streams_, heartbeat, options_.max_response_bytes,
-      *std::move(lease), request->key(), request->prefix(),
+      *std::move(lease), request->key(), request->prefix(), client,
       [caller = *std::move(caller), key = request->key(),
        prefix = request->prefix()] {
         return caller.Recheck(auth::Action::kConfigRead, {key, prefix});

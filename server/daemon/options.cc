@@ -121,6 +121,11 @@ ABSL_FLAG(int64_t, max_streams, 30000,
           "Most long-lived streams (PublishStream, Subscribe, Elect, "
           "ObserveLeader, WatchConfig) open at once over all clients; more "
           "get RESOURCE_EXHAUSTED. Each idle one costs about 30 KiB.");
+ABSL_FLAG(int64_t, max_streams_per_client, 30000,
+          "Most long-lived streams of every kind open at once for one client "
+          "(its principal with auth on, else its IP address). Equal to "
+          "max_streams by default, as clients behind one NAT share an "
+          "address; with auth on, set a fair share.");
 ABSL_FLAG(int64_t, max_concurrent_streams, 1000,
           "Most concurrent calls per client connection (HTTP/2 streams).");
 ABSL_FLAG(int64_t, worker_threads, 8,
@@ -326,6 +331,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.max_observers_per_client = absl::GetFlag(FLAGS_max_observers_per_client);
   o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   o.max_streams = absl::GetFlag(FLAGS_max_streams);
+  o.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
   o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   o.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
   o.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
@@ -428,6 +434,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
       Check(o.max_concurrent_streams > 0,
             "max_concurrent_streams must be positive"),
       Check(o.max_streams > 0, "max_streams must be positive"),
+      Check(o.max_streams_per_client > 0,
+            "max_streams_per_client must be positive"),
       Check(o.worker_threads > 0 && o.worker_threads <= 256,
             "worker_threads must be between 1 and 256"),
       Check(o.max_payload_bytes > 0 &&

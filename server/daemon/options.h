@@ -51,6 +51,7 @@ struct Options {
   int64_t max_observers_per_client;
   int64_t max_concurrent_streams;
   int64_t max_streams;
+  int64_t max_streams_per_client;
   int64_t worker_threads;
   int64_t max_payload_bytes;
   int64_t max_header_bytes;

@@ -295,7 +295,8 @@ int Run(int argc, char** argv) {
     certificate_expiry->CheckEvery(timers, options.tls_reload_interval);
   }
   WorkerPool workers(static_cast<size_t>(options.worker_threads), 10000);
-  StreamRegistry streams(static_cast<size_t>(options.max_streams));
+  StreamRegistry streams(static_cast<size_t>(options.max_streams),
+                         static_cast<size_t>(options.max_streams_per_client));
   config::WatchCache cache(**zk, keys);
   config::ConfigServiceOptions config_options;
   config_options.max_value_bytes =

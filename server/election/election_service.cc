@@ -78,7 +78,8 @@ class ElectReactor final
         manager, timers, streams, candidates, options, std::move(caller),
         std::move(client));
     reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted =
+        streams.Add(reactor, reactor->client_);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
@@ -499,10 +500,11 @@ class ObserveReactor final
                                StreamRegistry& streams,
                                ClientQuota::Lease lease,
                                const std::string& election,
+                               const std::string& client,
                                StreamRegistry::Reauthorizer reauthorize) {
     auto reactor = std::make_shared<ObserveReactor>(streams, std::move(lease));
     reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     if (reactor->registry_id_ == 0) {
       warren::MutexLock lock(&reactor->mu_);
@@ -683,16 +685,17 @@ ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
   }
   if (s.ok()) s = caller->Check(auth::Action::kObserve, {request->election()});
   // Before the watch exists: a refused stream costs ZooKeeper nothing.
+  const std::string client =
+      s.ok() ? QuotaClient(caller->principal(), context->peer()) : "";
   absl::StatusOr<ClientQuota::Lease> lease =
-      s.ok() ? observer_quota_.Acquire(
-                   QuotaClient(caller->principal(), context->peer()))
+      s.ok() ? observer_quota_.Acquire(client)
              : absl::StatusOr<ClientQuota::Lease>(s);
   if (!lease.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
         ToGrpcStatus(lease.status()));
   }
   return ObserveReactor::Start(
-      manager_, streams_, *std::move(lease), request->election(),
+      manager_, streams_, *std::move(lease), request->election(), client,
       [caller = *std::move(caller), election = request->election()] {
         return caller.Recheck(auth::Action::kObserve, {election});
       });

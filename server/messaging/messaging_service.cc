@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/common/client_quota.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
@@ -59,11 +60,12 @@ class PublishStreamReactor final
                                      StreamRegistry& streams,
                                      const MessagingServiceOptions& options,
                                      absl::Time call_deadline,
-                                     auth::Caller caller) {
+                                     auth::Caller caller,
+                                     const std::string& client) {
     auto reactor = std::make_shared<PublishStreamReactor>(
         amqp, streams, options, call_deadline, std::move(caller));
     reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     if (reactor->registry_id_ != 0) {
       // Each message is checked on its own; the stream itself only needs
@@ -374,11 +376,12 @@ class SubscribeReactor final
                                  StreamRegistry& streams,
                                  const MessagingServiceOptions& options,
                                  std::atomic<int64_t>& unacked,
-                                 auth::Caller caller) {
+                                 auth::Caller caller,
+                                 const std::string& client) {
     auto reactor = std::make_shared<SubscribeReactor>(
         amqp, timers, streams, options, unacked, std::move(caller));
     reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor);
+    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
     reactor->registry_id_ = admitted.ok() ? *admitted : 0;
     warren::MutexLock lock(&reactor->mu_);
     if (reactor->registry_id_ == 0) {
@@ -763,8 +766,9 @@ MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
       theirs == std::chrono::system_clock::time_point::max()
           ? absl::InfiniteFuture()
           : absl::FromChrono(theirs);
+  const std::string client = QuotaClient(caller->principal(), context->peer());
   return PublishStreamReactor::Start(amqp_, streams_, options_, call_deadline,
-                                     *std::move(caller));
+                                     *std::move(caller), client);
 }
 
 grpc::ServerBidiReactor<v1::SubscribeRequest, v1::SubscribeResponse>*
@@ -775,8 +779,10 @@ MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* context) {
                                     v1::SubscribeResponse>(
         ToGrpcStatus(caller.status()));
   }
+  const std::string client = QuotaClient(caller->principal(), context->peer());
   return SubscribeReactor::Start(amqp_, timers_, streams_, options_,
-                                 unacked_deliveries_, *std::move(caller));
+                                 unacked_deliveries_, *std::move(caller),
+                                 client);
 }
 
 }  // namespace warren::messaging
