@@ -17,6 +17,10 @@
 //   warren_election_leaders                                gauge
 //   warren_config_watches                                  gauge
 //   warren_config_cache_hits_total, ..._misses_total       counters
+//   warren_listener_accepting                              gauge 1/0
+//   warren_connections                                     gauge
+//   warren_connections_refused_total{reason}               counter
+//   warren_health_watches                                  gauge
 //
 // connection is "1" for the pool's primary connection (the one that
 // publishes and that health reports), "2", ... for the others. (*) The one
@@ -30,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -62,6 +67,13 @@ struct WarrenProbes {
   std::function<size_t()> config_watches;
   std::function<uint64_t()> config_cache_hits;
   std::function<uint64_t()> config_cache_misses;
+
+  // The gRPC listener (server/daemon/listener.h) and the health service.
+  std::function<bool()> listener_accepting;
+  std::function<size_t()> connections;
+  // By reason: max_connections, max_connections_per_peer, no_descriptors.
+  std::function<uint64_t(const std::string&)> connections_refused;
+  std::function<size_t()> health_watches;
 };
 
 class WarrenCollector final : public prometheus::Collectable {
