@@ -1,3 +1,9 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -6,8 +12,10 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/daemon/listener.h"
 #include "server/daemon/options.h"
 #include "server/daemon/tls.h"
 
@@ -240,6 +248,125 @@ TEST(LoadOptionsTest, RemoteMetricsListenNeedsTheOptIn) {
   auto off = load({"--metrics_listen=", "--metrics_allow_remote=false"});
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ(off->metrics_listen, "");  // the default: no metrics
+}
+
+// The connection table counts a connection until its descriptor is closed,
+// and refuses past either limit.
+TEST(ConnectionTableTest, CountsOpenDescriptorsAgainstBothLimits) {
+  ConnectionTable table(/*max_total=*/3, /*max_per_peer=*/2);
+  int a[2], b[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+  UniqueFd a0(a[0]), a1(a[1]), b0(b[0]), b1(b[1]);
+  ASSERT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kAdmit);
+  table.Add(a0.get(), "10.0.0.1");
+  table.Add(a1.get(), "10.0.0.1");
+  EXPECT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kPeerLimit);
+  EXPECT_EQ(table.Check("10.0.0.2"), ConnectionTable::Verdict::kAdmit);
+  table.Add(b0.get(), "10.0.0.2");
+  EXPECT_EQ(table.Check("10.0.0.3"), ConnectionTable::Verdict::kTotalLimit);
+  // Closed by its owner (gRPC): forgotten at the next check that would
+  // refuse.
+  a0.reset();
+  EXPECT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kAdmit);
+  EXPECT_EQ(table.total(), 2u);
+  EXPECT_EQ(table.count("10.0.0.1"), 1u);
+}
+
+// A descriptor number reused for another file is not the connection it
+// was: the table forgets the old entry.
+TEST(ConnectionTableTest, AReusedDescriptorNumberIsANewConnection) {
+  ConnectionTable table(0, 0);
+  int p[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+  UniqueFd keep(p[1]);
+  const int number = p[0];
+  table.Add(number, "10.0.0.1");
+  close(number);
+  int q[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, q), 0);
+  UniqueFd q0(q[0]), q1(q[1]);
+  ASSERT_EQ(q[0], number);  // the lowest free number
+  EXPECT_EQ(table.Sweep(), 1u);
+  table.Add(q0.get(), "10.0.0.2");
+  EXPECT_EQ(table.count("10.0.0.1"), 0u);
+  EXPECT_EQ(table.count("10.0.0.2"), 1u);
+}
+
+int ConnectTo(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Whether the peer closed `fd` within 10 s.
+bool ClosedByPeer(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) return false;
+  char c;
+  return recv(fd, &c, 1, 0) <= 0;
+}
+
+TEST(ListenerTest, PicksAPortAndATakenPortIsAnError) {
+  auto first = Listener::Bind({"127.0.0.1:0"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GT((*first)->port(), 0);
+  auto second = Listener::Bind({absl::StrCat("127.0.0.1:", (*first)->port())});
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("Address already in use"));
+  EXPECT_FALSE(Listener::Bind({"127.0.0.1"}).ok());
+}
+
+// Admitted connections are handed over; past the per-peer limit one is
+// closed at once; a slot comes back when a handed-over one is closed.
+TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
+  ListenerOptions options;
+  options.address = "127.0.0.1:0";
+  options.max_connections_per_peer = 1;
+  options.sweep_interval = absl::Milliseconds(20);
+  auto listener = Listener::Bind(options);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  absl::Mutex mu;
+  std::vector<int> handed;
+  (*listener)->Start(
+      [&](int fd) {
+        absl::MutexLock lock(&mu);
+        handed.push_back(fd);
+      },
+      [](bool) {});
+  UniqueFd first(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(first.valid());
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<int>* h) { return !h->empty(); }, &handed));
+  }
+  UniqueFd second(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(second.valid());
+  EXPECT_TRUE(ClosedByPeer(second.get()));
+  EXPECT_EQ((*listener)->stats().refused_peer_limit, 1u);
+  // The owner of the first one closes it: a new one is admitted.
+  {
+    absl::MutexLock lock(&mu);
+    close(handed[0]);
+  }
+  UniqueFd third(ConnectTo((*listener)->port()));
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<int>* h) { return h->size() == 2; }, &handed));
+    close(handed[1]);
+  }
+  (*listener)->Stop();
+  EXPECT_EQ((*listener)->stats().accepted, 2u);
 }
 
 }  // namespace

@@ -379,9 +379,11 @@ void Listener::AcceptFrom(int listen_fd) {
     ConnectionTable::Verdict verdict;
     {
       warren::MutexLock lock(&mu_);
-      // A client that hammers a full limit must not cost a sweep per
-      // connection: at most one every 100 ms.
+      // A client that hammers a full limit must not cost a sweep of a big
+      // table per connection: then at most one every 100 ms (a small table
+      // is swept every time, so a freed slot is seen at once).
       const bool may_sweep =
+          table_.total() <= 1024 ||
           absl::Now() - last_sweep_ >= absl::Milliseconds(100);
       verdict = table_.Check(peer, may_sweep);
       if (may_sweep && verdict != ConnectionTable::Verdict::kAdmit) {
