@@ -14,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "server/daemon/health_service.h"
 #include "server/daemon/listener.h"
 #include "server/daemon/options.h"
 #include "server/daemon/tls.h"
@@ -367,6 +369,103 @@ TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
   }
   (*listener)->Stop();
   EXPECT_EQ((*listener)->stats().accepted, 2u);
+}
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// A HealthService in a gRPC server of its own, called in-process.
+class HealthServiceTest : public ::testing::Test {
+ protected:
+  void Start(HealthServiceOptions options) {
+    service_ = std::make_unique<HealthService>(streams_, options);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    stub_ = grpc::health::v1::Health::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+  void TearDown() override {
+    if (server_ != nullptr) {
+      streams_.DrainAll();
+      server_->Shutdown();
+    }
+  }
+  grpc::Status Check(const std::string& service,
+                     HealthCheckResponse* response) {
+    grpc::ClientContext context;
+    HealthCheckRequest request;
+    request.set_service(service);
+    return stub_->Check(&context, request, response);
+  }
+
+  StreamRegistry streams_{100};
+  std::unique_ptr<HealthService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
+};
+
+// Check and Watch answer as gRPC's default health service does.
+TEST_F(HealthServiceTest, AnswersLikeGrpcsDefaultService) {
+  Start({});
+  service_->SetServingStatus("", true);
+  service_->SetServingStatus("a", false);
+  HealthCheckResponse response;
+  ASSERT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  ASSERT_TRUE(Check("a", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check("b", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext context;
+  HealthCheckRequest request;
+  request.set_service("b");
+  auto watch = stub_->Watch(&context, request);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVICE_UNKNOWN);
+  service_->SetServingStatus("b", true);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  // Shutdown: NOT_SERVING for good.
+  service_->Shutdown();
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  service_->SetServingStatus("", true);
+  ASSERT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  context.TryCancel();
+  watch->Finish();
+}
+
+// Past max_watches_per_client, Watch is refused with RESOURCE_EXHAUSTED;
+// Check needs no slot.
+TEST_F(HealthServiceTest, WatchesPastTheLimitAreRefused) {
+  HealthServiceOptions options;
+  options.max_watches = 10;
+  options.max_watches_per_client = 2;
+  Start(options);
+  service_->SetServingStatus("", true);
+  HealthCheckRequest request;
+  HealthCheckResponse response;
+  grpc::ClientContext c1, c2, c3;
+  auto w1 = stub_->Watch(&c1, request);
+  auto w2 = stub_->Watch(&c2, request);
+  ASSERT_TRUE(w1->Read(&response));
+  ASSERT_TRUE(w2->Read(&response));
+  auto w3 = stub_->Watch(&c3, request);
+  EXPECT_FALSE(w3->Read(&response));
+  grpc::Status refused = w3->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("max_health_watches_per_client"));
+  EXPECT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(service_->watches(), 2u);
+  EXPECT_EQ(streams_.size(), 2u);  // they count in max_streams
+  // (That a slot comes back when a stream ends: health_flood_test.)
+  c1.TryCancel();
+  w1->Finish();
+  c2.TryCancel();
+  w2->Finish();
 }
 
 }  // namespace
