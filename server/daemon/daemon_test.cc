@@ -327,6 +327,17 @@ TEST(ListenerTest, PicksAPortAndATakenPortIsAnError) {
   EXPECT_FALSE(Listener::Bind({"127.0.0.1"}).ok());
 }
 
+// The addresses gRPC took: IPv6, a name (every address of it, one port),
+// every interface.
+TEST(ListenerTest, BindsIpv6NamesAndWildcards) {
+  for (const char* address :
+       {"[::1]:0", "localhost:0", "0.0.0.0:0", "[::]:0"}) {
+    auto listener = Listener::Bind({address});
+    ASSERT_TRUE(listener.ok()) << address << ": " << listener.status();
+    EXPECT_GT((*listener)->port(), 0) << address;
+  }
+}
+
 // Admitted connections are handed over; past the per-peer limit one is
 // closed at once; a slot comes back when a handed-over one is closed.
 TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {

@@ -406,14 +406,13 @@ void Listener::AcceptFrom(int listen_fd) {
       int64_t suppressed = 0;
       if (RefusalLogLimit().Admit(&suppressed)) {
         WARREN_LOG_WARN(
-            "listener: closed a connection from {}: {} connections reached{}",
-            peer,
+            "listener: closed a connection from {}: {}{}", peer,
             verdict == ConnectionTable::Verdict::kTotalLimit
                 ? absl::StrCat("max_connections (", options_.max_connections,
-                               ")")
+                               ") reached")
                 : absl::StrCat("max_connections_per_peer (",
                                options_.max_connections_per_peer,
-                               ") for this address"),
+                               ") reached for this address"),
             SuppressedNote(suppressed));
       }
       continue;  // fd closes here
