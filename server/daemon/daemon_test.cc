@@ -1,6 +1,8 @@
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -380,6 +383,97 @@ TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
   }
   (*listener)->Stop();
   EXPECT_EQ((*listener)->stats().accepted, 2u);
+}
+
+// Out of descriptors, the listener closes queued connections at once (the
+// reserve descriptor) instead of leaving them in the queue, says it cannot
+// accept, and says it accepts again once descriptors are free.
+TEST(ListenerTest, OutOfDescriptorsDropsQueuedConnectionsAndRecovers) {
+  ListenerOptions options;
+  options.address = "127.0.0.1:0";
+  auto listener = Listener::Bind(options);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  absl::Mutex mu;
+  std::vector<int> handed;
+  std::vector<bool> accepting;
+  (*listener)->Start(
+      [&](int fd) {
+        absl::MutexLock lock(&mu);
+        handed.push_back(fd);
+      },
+      [&](bool now) {
+        absl::MutexLock lock(&mu);
+        accepting.push_back(now);
+      });
+  // The clients' sockets first: the limit below leaves room for two
+  // accepted connections and no more.
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  }
+  UniqueFd probe(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(probe.get()) + 2;
+  probe.reset();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((*listener)->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (UniqueFd& c : clients) {
+    ASSERT_EQ(
+        connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<bool>* a) { return !a->empty(); }, &accepting));
+    EXPECT_FALSE(accepting.front());
+  }
+  // Every client beyond the ones accepted is closed, none left queued.
+  std::vector<int> handed_ports;
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_LE(handed.size(), 2u);
+    for (int fd : handed) {
+      sockaddr_in peer{};
+      socklen_t len = sizeof(peer);
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+      handed_ports.push_back(ntohs(peer.sin_port));
+    }
+  }
+  int closed = 0;
+  for (UniqueFd& c : clients) {
+    sockaddr_in local{};
+    socklen_t len = sizeof(local);
+    getsockname(c.get(), reinterpret_cast<sockaddr*>(&local), &len);
+    if (absl::c_linear_search(handed_ports, ntohs(local.sin_port))) continue;
+    if (ClosedByPeer(c.get())) ++closed;
+  }
+  EXPECT_EQ(closed + handed_ports.size(), clients.size())
+      << "queued connections must be closed, not left waiting";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  {
+    absl::MutexLock lock(&mu);
+    for (int fd : handed) close(fd);
+    mu.Await(absl::Condition(
+        +[](std::vector<bool>* a) -> bool { return a->back(); }, &accepting));
+  }
+  // Served again.
+  UniqueFd again(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(again.valid());
+  {
+    absl::MutexLock lock(&mu);
+    const size_t before = handed.size();
+    auto grew = [&] { return handed.size() > before; };
+    mu.Await(absl::Condition(&grew));
+    close(handed.back());
+  }
+  (*listener)->Stop();
+  const Listener::Stats stats = (*listener)->stats();
+  EXPECT_GE(stats.dropped_no_descriptors + 2, clients.size());
 }
 
 using grpc::health::v1::HealthCheckRequest;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -30,6 +31,9 @@ namespace {
 constexpr int kAcceptsPerWake = 256;
 // The listen queue: the kernel caps it at net.core.somaxconn.
 constexpr int kBacklog = 4096;
+// How long accept must have gone without running out of descriptors before
+// the listener says it accepts again.
+constexpr absl::Duration kRecoveryQuiet = absl::Seconds(1);
 
 std::string ErrnoText(int error) { return std::strerror(error); }
 
@@ -323,8 +327,11 @@ void Listener::Run() {
       accepting = stats_.accepting;
     }
     // Without a reserve descriptor a full queue would wake the poll at once
-    // again: look again a little later instead.
-    const int timeout = !reserve_.valid() ? 50 : sweep_ms;
+    // again: look again a little later instead. While out of descriptors,
+    // look for free ones four times a second.
+    const int timeout = !reserve_.valid() ? 50
+                        : !accepting      ? std::min(sweep_ms, 250)
+                                          : sweep_ms;
     const int ready = poll(fds.data(), fds.size(), timeout);
     if (stopping_) break;
     if (ready < 0 && errno != EINTR) {
@@ -339,9 +346,12 @@ void Listener::Run() {
       warren::MutexLock lock(&mu_);
       table_.Sweep();
     }
-    if (!accepting && reserve_.valid()) {
-      // A descriptor is free again when one more can be opened: serve new
-      // connections without waiting for one to arrive.
+    if (!accepting && reserve_.valid() &&
+        now - last_no_descriptors_ >= kRecoveryQuiet) {
+      // Descriptors are free again when none was missing for a while and
+      // one more can be opened now. (Not at the first accept that works:
+      // under a steady flood each connection gRPC closes frees one
+      // descriptor for one accept, and health would flap with every one.)
       UniqueFd probe(dup(reserve_.get()));
       if (probe.valid()) SetAccepting(true);
     }
@@ -361,12 +371,14 @@ void Listener::AcceptFrom(int listen_fd) {
       const int error = errno;
       if (error == EAGAIN || error == EWOULDBLOCK) return;
       if (error == EMFILE || error == ENFILE) {
+        last_no_descriptors_ = absl::Now();
         SetAccepting(false);
         if (!reserve_.valid()) return;
         DropOne(listen_fd);
         continue;
       }
       if (error == ENOBUFS || error == ENOMEM) {
+        last_no_descriptors_ = absl::Now();
         SetAccepting(false);
         return;  // the poll's timeout: look again soon
       }
@@ -374,7 +386,6 @@ void Listener::AcceptFrom(int listen_fd) {
       // next ones may be fine.
       continue;
     }
-    SetAccepting(true);
     const std::string peer = PeerAddress(addr);
     ConnectionTable::Verdict verdict;
     {

@@ -124,7 +124,9 @@ class Listener {
   // Starts accepting on a thread of its own. `hand_over` takes ownership of
   // each admitted connection's descriptor (non-blocking, close-on-exec);
   // `on_accepting` is told when accepting stops working for lack of
-  // descriptors (false) and when it works again (true).
+  // descriptors (false) and when it works again (true: no descriptor was
+  // missing for a second and one is free now; new connections are served
+  // as soon as a descriptor is free, before that).
   void Start(std::function<void(int fd)> hand_over,
              std::function<void(bool accepting)> on_accepting);
   // Stops accepting and closes the listening sockets; waits for the accept
@@ -159,7 +161,9 @@ class Listener {
   std::function<void(bool)> on_accepting_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  // The accept thread's own.
   absl::Time last_sweep_ = absl::InfinitePast();
+  absl::Time last_no_descriptors_ = absl::InfinitePast();
 
   mutable warren::Mutex mu_;
   ConnectionTable table_ ABSL_GUARDED_BY(mu_);
