@@ -121,26 +121,6 @@ int Run(int argc, char** argv) {
       !s.ok()) {
     return Fail(s);
   }
-  // Every connection costs a descriptor: use all the process may have (the
-  // soft limit is often 1024 while the hard one is far higher).
-  if (auto limits = RaiseFdLimit(); limits.ok()) {
-    WARREN_LOG_INFO(
-        "file descriptors: soft limit {} (was {}), hard limit {}; "
-        "max_connections {}, max_connections_per_peer {}",
-        limits->soft, limits->soft_before, limits->hard,
-        options.max_connections, options.max_connections_per_peer);
-    if (options.max_connections == 0 ||
-        static_cast<uint64_t>(options.max_connections) + 256 > limits->soft) {
-      WARREN_LOG_WARN(
-          "max_connections ({}) plus what the backends need may exceed the "
-          "file descriptor limit ({}): connections past it are closed at "
-          "once and health says NOT_SERVING until descriptors are free",
-          options.max_connections, limits->soft);
-    }
-  } else {
-    WARREN_LOG_WARN("file descriptors: cannot raise the soft limit: {}",
-                    limits.status().message());
-  }
   // Certificate files first: a wrong path should not wait for the backends.
   const bool tls = TlsEnabled(options);
   const ServerTlsFiles tls_files = TlsFiles(options);
@@ -376,6 +356,27 @@ int Run(int argc, char** argv) {
         std::make_shared<metrics::WarrenCollector>(std::move(probes)));
   }
 
+  // Every connection costs a descriptor: use all the process may have (the
+  // soft limit is often 1024 while the hard one is far higher). Here, not
+  // first: a start-up that fails on a setting says so in one line.
+  if (auto limits = RaiseFdLimit(); limits.ok()) {
+    WARREN_LOG_INFO(
+        "file descriptors: soft limit {} (was {}), hard limit {}; "
+        "max_connections {}, max_connections_per_peer {}",
+        limits->soft, limits->soft_before, limits->hard,
+        options.max_connections, options.max_connections_per_peer);
+    if (options.max_connections == 0 ||
+        static_cast<uint64_t>(options.max_connections) + 256 > limits->soft) {
+      WARREN_LOG_WARN(
+          "max_connections ({}) plus what the backends need may exceed the "
+          "file descriptor limit ({}): connections past it are closed at "
+          "once and health says NOT_SERVING until descriptors are free",
+          options.max_connections, limits->soft);
+    }
+  } else {
+    WARREN_LOG_WARN("file descriptors: cannot raise the soft limit: {}",
+                    limits.status().message());
+  }
   // warrend owns the listening socket and its accept loop (listener.h):
   // gRPC gets each admitted connection through an external acceptor.
   ListenerOptions listener_options;
