@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "tests/integration/harness.h"
+#include "tests/util/http_get.h"
 
 namespace warren::testing::security {
 namespace {
@@ -177,7 +178,9 @@ void RaiseOwnFdLimit() {
 // descriptors are back to what it had before.
 TEST(FdExhaustionTest, FloodPastTheFdLimitDoesNotDeafenWarrend) {
   RaiseOwnFdLimit();
-  auto started = StartLimitedWarrend(256, {});
+  const int metrics_port = FreePort();
+  auto started = StartLimitedWarrend(
+      256, {absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port)});
   ASSERT_TRUE(started.ok()) << started.status();
   LimitedWarrend& w = *started;
   ASSERT_EQ(CheckOnce(w.channel, absl::Seconds(10)),
@@ -239,6 +242,19 @@ TEST(FdExhaustionTest, FloodPastTheFdLimitDoesNotDeafenWarrend) {
   watch_context.TryCancel();
   watch->Finish();
   EXPECT_NE(w.child->Stderr().find("out of file descriptors"),
+            std::string::npos);
+  // Metrics tell what happened: connections closed for lack of
+  // descriptors, and accepting again.
+  const std::string metrics = HttpGet(metrics_port, "/metrics");
+  EXPECT_NE(metrics.find("\nwarren_listener_accepting 1"), std::string::npos)
+      << metrics;
+  EXPECT_EQ(
+      metrics.find(
+          "warren_connections_refused_total{reason=\"no_descriptors\"} 0\n"),
+      std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(
+                "warren_connections_refused_total{reason=\"no_descriptors\"}"),
             std::string::npos);
 }
 
