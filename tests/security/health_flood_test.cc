@@ -18,6 +18,15 @@
 namespace warren::testing::security {
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// The sanitizers' allocators keep freed memory (ASan's quarantine) and
+// never give it back as glibc's malloc_trim does: there the floods run (a
+// memory error shows at any volume) and the plain tree checks the RSS.
+constexpr bool kRssIsGlibcs = false;
+#else
+constexpr bool kRssIsGlibcs = true;
+#endif
+
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
@@ -265,6 +274,10 @@ TEST(HealthFloodTest, MemoryReturnsAfterAWatchFlood) {
     flood.Close();
   }
   int64_t after = RssKib(pid);
+  if (!kRssIsGlibcs) {
+    EXPECT_EQ(HealthOf(**warrend), HealthCheckResponse::SERVING);
+    return;
+  }
   const bool returned = WaitFor(
       [&] {
         after = RssKib(pid);
