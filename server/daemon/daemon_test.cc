@@ -461,12 +461,17 @@ TEST(ListenerTest, OutOfDescriptorsDropsQueuedConnectionsAndRecovers) {
     mu.Await(absl::Condition(
         +[](std::vector<bool>* a) -> bool { return a->back(); }, &accepting));
   }
-  // Served again.
+  // Served again. (The count before connecting: the listener may hand the
+  // connection over before this thread looks.)
+  size_t before;
+  {
+    absl::MutexLock lock(&mu);
+    before = handed.size();
+  }
   UniqueFd again(ConnectTo((*listener)->port()));
   ASSERT_TRUE(again.valid());
   {
     absl::MutexLock lock(&mu);
-    const size_t before = handed.size();
     auto grew = [&] { return handed.size() > before; };
     mu.Await(absl::Condition(&grew));
     close(handed.back());
