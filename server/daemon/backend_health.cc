@@ -22,7 +22,15 @@ BackendHealth::~BackendHealth() {
   amqp_.RemoveListener(amqp_listener_);
 }
 
-void BackendHealth::Attach(grpc::HealthCheckServiceInterface* health) {
+void BackendHealth::SetAccepting(bool accepting) {
+  {
+    warren::MutexLock lock(&mu_);
+    accepting_ = accepting;
+  }
+  Update();
+}
+
+void BackendHealth::Attach(HealthService* health) {
   {
     warren::MutexLock lock(&mu_);
     health_ = health;
@@ -50,7 +58,7 @@ void BackendHealth::Update() {
   warren::MutexLock lock(&mu_);
   const bool zk_ok = zk_.state() == zk::SessionState::kConnected;
   const bool amqp_ok = amqp_.reachable();
-  const int serving = zk_ok && amqp_ok ? 1 : 0;
+  const int serving = zk_ok && amqp_ok && accepting_ ? 1 : 0;
   if (health_ == nullptr || draining_ || serving == last_) return;
   last_ = serving;
   for (const char* service : kServices) {
@@ -59,9 +67,11 @@ void BackendHealth::Update() {
   if (serving) {
     WARREN_LOG_INFO("health: SERVING");
   } else {
-    WARREN_LOG_WARN("health: NOT_SERVING (zookeeper {}, rabbitmq {})",
-                    zk_ok ? "connected" : "not connected",
-                    amqp_ok ? "connected" : "not connected");
+    WARREN_LOG_WARN(
+        "health: NOT_SERVING (zookeeper {}, rabbitmq {}, listener {})",
+        zk_ok ? "connected" : "not connected",
+        amqp_ok ? "connected" : "not connected",
+        accepting_ ? "accepting" : "out of file descriptors");
   }
 }
 

@@ -1,18 +1,19 @@
 // Publishes the truth about the backends through grpc.health.v1: SERVING
 // only while the ZooKeeper session is connected and RabbitMQ is reachable
 // (for an AmqpPool: its primary connection, the one that publishes; a lost
-// secondary ends its own subscriptions, which resubscribe elsewhere), for
-// the whole server ("") and for each warren.v1 service. Once draining
-// starts, everything stays NOT_SERVING.
+// secondary ends its own subscriptions, which resubscribe elsewhere) and
+// while the listener can accept connections (it cannot while the process
+// is out of file descriptors), for the whole server ("") and for each
+// warren.v1 service. Once draining starts, everything stays NOT_SERVING.
 //
 // Thread-safe; updates come from the backends' threads.
 #pragma once
 
 #include <atomic>
 
-#include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_client.h"
 #include "server/common/mutex.h"
+#include "server/daemon/health_service.h"
 #include "server/zk/zk_client.h"
 
 namespace warren::daemon {
@@ -22,8 +23,10 @@ class BackendHealth {
   BackendHealth(zk::ZkClient& zk, amqp::AmqpBroker& amqp);
   ~BackendHealth();
 
-  // Starts publishing to `health` (the server's default health service).
-  void Attach(grpc::HealthCheckServiceInterface* health);
+  // Starts publishing to `health`.
+  void Attach(HealthService* health);
+  // Whether the listener can accept connections now.
+  void SetAccepting(bool accepting);
   // NOT_SERVING from now on.
   void StartDraining();
 
@@ -36,7 +39,8 @@ class BackendHealth {
   int amqp_listener_ = 0;
 
   warren::Mutex mu_;
-  grpc::HealthCheckServiceInterface* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+  HealthService* health_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int last_ ABSL_GUARDED_BY(mu_) = -1;
 };

@@ -1,14 +1,27 @@
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/daemon/cert_expiry.h"
+#include "server/daemon/health_service.h"
+#include "server/daemon/listener.h"
 #include "server/daemon/options.h"
 #include "server/daemon/tls.h"
 
@@ -241,6 +254,329 @@ TEST(LoadOptionsTest, RemoteMetricsListenNeedsTheOptIn) {
   auto off = load({"--metrics_listen=", "--metrics_allow_remote=false"});
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_EQ(off->metrics_listen, "");  // the default: no metrics
+}
+
+// The connection table counts a connection until its descriptor is closed,
+// and refuses past either limit.
+TEST(ConnectionTableTest, CountsOpenDescriptorsAgainstBothLimits) {
+  ConnectionTable table(/*max_total=*/3, /*max_per_peer=*/2);
+  int a[2], b[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+  UniqueFd a0(a[0]), a1(a[1]), b0(b[0]), b1(b[1]);
+  ASSERT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kAdmit);
+  table.Add(a0.get(), "10.0.0.1");
+  table.Add(a1.get(), "10.0.0.1");
+  EXPECT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kPeerLimit);
+  EXPECT_EQ(table.Check("10.0.0.2"), ConnectionTable::Verdict::kAdmit);
+  table.Add(b0.get(), "10.0.0.2");
+  EXPECT_EQ(table.Check("10.0.0.3"), ConnectionTable::Verdict::kTotalLimit);
+  // Closed by its owner (gRPC): forgotten at the next check that would
+  // refuse.
+  a0.reset();
+  EXPECT_EQ(table.Check("10.0.0.1"), ConnectionTable::Verdict::kAdmit);
+  EXPECT_EQ(table.total(), 2u);
+  EXPECT_EQ(table.count("10.0.0.1"), 1u);
+}
+
+// A descriptor number reused for another file is not the connection it
+// was: the table forgets the old entry.
+TEST(ConnectionTableTest, AReusedDescriptorNumberIsANewConnection) {
+  ConnectionTable table(0, 0);
+  int p[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
+  UniqueFd keep(p[1]);
+  const int number = p[0];
+  table.Add(number, "10.0.0.1");
+  close(number);
+  int q[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, q), 0);
+  UniqueFd q0(q[0]), q1(q[1]);
+  ASSERT_EQ(q[0], number);  // the lowest free number
+  EXPECT_EQ(table.Sweep(), 1u);
+  table.Add(q0.get(), "10.0.0.2");
+  EXPECT_EQ(table.count("10.0.0.1"), 0u);
+  EXPECT_EQ(table.count("10.0.0.2"), 1u);
+}
+
+int ConnectTo(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Whether the peer closed `fd` within 10 s.
+bool ClosedByPeer(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) != 1) return false;
+  char c;
+  return recv(fd, &c, 1, 0) <= 0;
+}
+
+TEST(ListenerTest, PicksAPortAndATakenPortIsAnError) {
+  auto first = Listener::Bind({"127.0.0.1:0"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GT((*first)->port(), 0);
+  auto second = Listener::Bind({absl::StrCat("127.0.0.1:", (*first)->port())});
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("Address already in use"));
+  EXPECT_FALSE(Listener::Bind({"127.0.0.1"}).ok());
+}
+
+// The addresses gRPC took: IPv6, a name (every address of it, one port),
+// every interface.
+TEST(ListenerTest, BindsIpv6NamesAndWildcards) {
+  for (const char* address :
+       {"[::1]:0", "localhost:0", "0.0.0.0:0", "[::]:0"}) {
+    auto listener = Listener::Bind({address});
+    ASSERT_TRUE(listener.ok()) << address << ": " << listener.status();
+    EXPECT_GT((*listener)->port(), 0) << address;
+  }
+}
+
+// Admitted connections are handed over; past the per-peer limit one is
+// closed at once; a slot comes back when a handed-over one is closed.
+TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
+  ListenerOptions options;
+  options.address = "127.0.0.1:0";
+  options.max_connections_per_peer = 1;
+  options.sweep_interval = absl::Milliseconds(20);
+  auto listener = Listener::Bind(options);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  absl::Mutex mu;
+  std::vector<int> handed;
+  (*listener)->Start(
+      [&](int fd) {
+        absl::MutexLock lock(&mu);
+        handed.push_back(fd);
+      },
+      [](bool) {});
+  UniqueFd first(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(first.valid());
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<int>* h) { return !h->empty(); }, &handed));
+  }
+  UniqueFd second(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(second.valid());
+  EXPECT_TRUE(ClosedByPeer(second.get()));
+  EXPECT_EQ((*listener)->stats().refused_peer_limit, 1u);
+  // The owner of the first one closes it: a new one is admitted.
+  {
+    absl::MutexLock lock(&mu);
+    close(handed[0]);
+  }
+  UniqueFd third(ConnectTo((*listener)->port()));
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<int>* h) { return h->size() == 2; }, &handed));
+    close(handed[1]);
+  }
+  (*listener)->Stop();
+  EXPECT_EQ((*listener)->stats().accepted, 2u);
+}
+
+// Out of descriptors, the listener closes queued connections at once (the
+// reserve descriptor) instead of leaving them in the queue, says it cannot
+// accept, and says it accepts again once descriptors are free.
+TEST(ListenerTest, OutOfDescriptorsDropsQueuedConnectionsAndRecovers) {
+  ListenerOptions options;
+  options.address = "127.0.0.1:0";
+  auto listener = Listener::Bind(options);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  absl::Mutex mu;
+  std::vector<int> handed;
+  std::vector<bool> accepting;
+  (*listener)->Start(
+      [&](int fd) {
+        absl::MutexLock lock(&mu);
+        handed.push_back(fd);
+      },
+      [&](bool now) {
+        absl::MutexLock lock(&mu);
+        accepting.push_back(now);
+      });
+  // The clients' sockets first: the limit below leaves room for two
+  // accepted connections and no more.
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  }
+  UniqueFd probe(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(probe.get()) + 2;
+  probe.reset();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((*listener)->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (UniqueFd& c : clients) {
+    ASSERT_EQ(
+        connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<bool>* a) { return !a->empty(); }, &accepting));
+    EXPECT_FALSE(accepting.front());
+  }
+  // Every client beyond the ones accepted is closed, none left queued.
+  std::vector<int> handed_ports;
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_LE(handed.size(), 2u);
+    for (int fd : handed) {
+      sockaddr_in peer{};
+      socklen_t len = sizeof(peer);
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+      handed_ports.push_back(ntohs(peer.sin_port));
+    }
+  }
+  int closed = 0;
+  for (UniqueFd& c : clients) {
+    sockaddr_in local{};
+    socklen_t len = sizeof(local);
+    getsockname(c.get(), reinterpret_cast<sockaddr*>(&local), &len);
+    if (absl::c_linear_search(handed_ports, ntohs(local.sin_port))) continue;
+    if (ClosedByPeer(c.get())) ++closed;
+  }
+  EXPECT_EQ(closed + handed_ports.size(), clients.size())
+      << "queued connections must be closed, not left waiting";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  {
+    absl::MutexLock lock(&mu);
+    for (int fd : handed) close(fd);
+    mu.Await(absl::Condition(
+        +[](std::vector<bool>* a) -> bool { return a->back(); }, &accepting));
+  }
+  // Served again. (The count before connecting: the listener may hand the
+  // connection over before this thread looks.)
+  size_t before;
+  {
+    absl::MutexLock lock(&mu);
+    before = handed.size();
+  }
+  UniqueFd again(ConnectTo((*listener)->port()));
+  ASSERT_TRUE(again.valid());
+  {
+    absl::MutexLock lock(&mu);
+    auto grew = [&] { return handed.size() > before; };
+    mu.Await(absl::Condition(&grew));
+    close(handed.back());
+  }
+  (*listener)->Stop();
+  const Listener::Stats stats = (*listener)->stats();
+  EXPECT_GE(stats.dropped_no_descriptors + 2, clients.size());
+}
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// A HealthService in a gRPC server of its own, called in-process.
+class HealthServiceTest : public ::testing::Test {
+ protected:
+  void Start(HealthServiceOptions options) {
+    service_ = std::make_unique<HealthService>(streams_, options);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    stub_ = grpc::health::v1::Health::NewStub(
+        server_->InProcessChannel(grpc::ChannelArguments()));
+  }
+  void TearDown() override {
+    if (server_ != nullptr) {
+      streams_.DrainAll();
+      server_->Shutdown();
+    }
+  }
+  grpc::Status Check(const std::string& service,
+                     HealthCheckResponse* response) {
+    grpc::ClientContext context;
+    HealthCheckRequest request;
+    request.set_service(service);
+    return stub_->Check(&context, request, response);
+  }
+
+  StreamRegistry streams_{100};
+  std::unique_ptr<HealthService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
+};
+
+// Check and Watch answer as gRPC's default health service does.
+TEST_F(HealthServiceTest, AnswersLikeGrpcsDefaultService) {
+  Start({});
+  service_->SetServingStatus("", true);
+  service_->SetServingStatus("a", false);
+  HealthCheckResponse response;
+  ASSERT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  ASSERT_TRUE(Check("a", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Check("b", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext context;
+  HealthCheckRequest request;
+  request.set_service("b");
+  auto watch = stub_->Watch(&context, request);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVICE_UNKNOWN);
+  service_->SetServingStatus("b", true);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  // Shutdown: NOT_SERVING for good.
+  service_->Shutdown();
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  service_->SetServingStatus("", true);
+  ASSERT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  context.TryCancel();
+  watch->Finish();
+}
+
+// Past max_watches_per_client, Watch is refused with RESOURCE_EXHAUSTED;
+// Check needs no slot.
+TEST_F(HealthServiceTest, WatchesPastTheLimitAreRefused) {
+  HealthServiceOptions options;
+  options.max_watches = 10;
+  options.max_watches_per_client = 2;
+  Start(options);
+  service_->SetServingStatus("", true);
+  HealthCheckRequest request;
+  HealthCheckResponse response;
+  grpc::ClientContext c1, c2, c3;
+  auto w1 = stub_->Watch(&c1, request);
+  auto w2 = stub_->Watch(&c2, request);
+  ASSERT_TRUE(w1->Read(&response));
+  ASSERT_TRUE(w2->Read(&response));
+  auto w3 = stub_->Watch(&c3, request);
+  EXPECT_FALSE(w3->Read(&response));
+  grpc::Status refused = w3->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("max_health_watches_per_client"));
+  EXPECT_TRUE(Check("", &response).ok());
+  EXPECT_EQ(service_->watches(), 2u);
+  EXPECT_EQ(streams_.size(), 2u);  // they count in max_streams
+  // (That a slot comes back when a stream ends: health_flood_test.)
+  c1.TryCancel();
+  w1->Finish();
+  c2.TryCancel();
+  w2->Finish();
 }
 
 }  // namespace

@@ -165,6 +165,28 @@ ABSL_FLAG(std::string, auth_policy_file, "",
 ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(2),
           "How often the auth files are checked for changes (0: only on "
           "SIGHUP).");
+// Connections and health streams (docs/connections.md): what one client,
+// and all of them together, may hold open before authentication.
+ABSL_FLAG(int64_t, max_connections, 20000,
+          "Most client connections open at once; more are closed as soon as "
+          "they are accepted (0: no limit but the file descriptor limit).");
+ABSL_FLAG(int64_t, max_connections_per_peer, 2000,
+          "Most client connections open at once from one IP address (0: no "
+          "limit). Behind NAT or a sidecar proxy every client shares one "
+          "address: raise it to max_connections there.");
+ABSL_FLAG(absl::Duration, handshake_timeout, absl::Seconds(10),
+          "A new connection that has not completed its TLS handshake and "
+          "HTTP/2 preface within this time is closed.");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
+          "warrend pings a connection after this long without activity...");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "...and closes it when the ping is not answered within this time.");
+ABSL_FLAG(int64_t, max_health_watches, 1000,
+          "Most grpc.health.v1 Watch streams open at once over all clients; "
+          "more get RESOURCE_EXHAUSTED. Check calls are not limited.");
+ABSL_FLAG(int64_t, max_health_watches_per_client, 100,
+          "Most health Watch streams open at once for one client (its "
+          "principal with auth on, else its IP address).");
 
 namespace warren::daemon {
 namespace {
@@ -347,6 +369,14 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   o.auth_policy_file = absl::GetFlag(FLAGS_auth_policy_file);
   o.auth_reload_interval = absl::GetFlag(FLAGS_auth_reload_interval);
+  o.max_connections = absl::GetFlag(FLAGS_max_connections);
+  o.max_connections_per_peer = absl::GetFlag(FLAGS_max_connections_per_peer);
+  o.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  o.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  o.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  o.max_health_watches = absl::GetFlag(FLAGS_max_health_watches);
+  o.max_health_watches_per_client =
+      absl::GetFlag(FLAGS_max_health_watches_per_client);
 
   if (o.tls_client_auth.empty()) {
     o.tls_client_auth = o.tls_client_ca_file.empty() ? "none" : "require";
@@ -469,6 +499,19 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
                          "your scrapers reach it)")),
       Check(o.auth_reload_interval >= absl::ZeroDuration(),
             "auth_reload_interval must not be negative"),
+      Check(o.max_connections >= 0, "max_connections must not be negative"),
+      Check(o.max_connections_per_peer >= 0,
+            "max_connections_per_peer must not be negative"),
+      Check(o.handshake_timeout >= absl::Milliseconds(100) &&
+                o.handshake_timeout <= absl::Minutes(10),
+            "handshake_timeout must be between 100ms and 10m"),
+      Check(o.keepalive_time >= absl::Seconds(1),
+            "keepalive_time must be at least 1s"),
+      Check(o.keepalive_timeout >= absl::Seconds(1),
+            "keepalive_timeout must be at least 1s"),
+      Check(o.max_health_watches > 0, "max_health_watches must be positive"),
+      Check(o.max_health_watches_per_client > 0,
+            "max_health_watches_per_client must be positive"),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;

@@ -68,6 +68,15 @@ struct Options {
   std::string auth_tokens_file;
   std::string auth_policy_file;
   absl::Duration auth_reload_interval;
+  // Connections (listener.h) and health streams: 0 is no limit for the
+  // connection counts.
+  int64_t max_connections;
+  int64_t max_connections_per_peer;
+  absl::Duration handshake_timeout;
+  absl::Duration keepalive_time;
+  absl::Duration keepalive_timeout;
+  int64_t max_health_watches;
+  int64_t max_health_watches_per_client;
 };
 
 bool TlsEnabled(const Options& options);

@@ -1,9 +1,11 @@
 // warrend: wires the backends, the services and the gRPC server together,
 // and runs until SIGTERM or SIGINT. SIGHUP runs the reload hooks (TLS and
 // auth files).
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -16,7 +18,6 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "server/amqp/amqp_client.h"
 #include "server/amqp/amqp_pool.h"
 #include "server/auth/authorizer.h"
@@ -30,6 +31,8 @@
 #include "server/config/watch_cache.h"
 #include "server/daemon/backend_health.h"
 #include "server/daemon/cert_expiry.h"
+#include "server/daemon/health_service.h"
+#include "server/daemon/listener.h"
 #include "server/daemon/options.h"
 #include "server/daemon/rejection_log.h"
 #include "server/daemon/tls.h"
@@ -359,6 +362,12 @@ int Run(int argc, char** argv) {
   election_options.authorizer = authorizer.get();
   election::ElectionServiceImpl election_service(elections, workers, timers,
                                                  streams, election_options);
+  HealthServiceOptions health_options;
+  health_options.max_watches = static_cast<size_t>(options.max_health_watches);
+  health_options.max_watches_per_client =
+      static_cast<size_t>(options.max_health_watches_per_client);
+  health_options.authorizer = authorizer.get();
+  HealthService health_service(streams, health_options);
   BackendHealth health(**zk, **amqp);
   metrics::MetricsServer::Registration service_metrics;
   if (metrics_server != nullptr) {
@@ -379,18 +388,56 @@ int Run(int argc, char** argv) {
         return c->not_after();
       };
     }
+    probes.health_watches = [&health_service] {
+      return health_service.watches();
+    };
     service_metrics = metrics_server->Add(
         std::make_shared<metrics::WarrenCollector>(std::move(probes)));
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // Every connection costs a descriptor: use all the process may have (the
+  // soft limit is often 1024 while the hard one is far higher). Here, not
+  // first: a start-up that fails on a setting says so in one line.
+  if (auto limits = RaiseFdLimit(); limits.ok()) {
+    WARREN_LOG_INFO(
+        "file descriptors: soft limit {} (was {}), hard limit {}; "
+        "max_connections {}, max_connections_per_peer {}",
+        limits->soft, limits->soft_before, limits->hard,
+        options.max_connections, options.max_connections_per_peer);
+    if (options.max_connections == 0 ||
+        static_cast<uint64_t>(options.max_connections) + 256 > limits->soft) {
+      WARREN_LOG_WARN(
+          "max_connections ({}) plus what the backends need may exceed the "
+          "file descriptor limit ({}): connections past it are closed at "
+          "once and health says NOT_SERVING until descriptors are free",
+          options.max_connections, limits->soft);
+    }
+  } else {
+    WARREN_LOG_WARN("file descriptors: cannot raise the soft limit: {}",
+                    limits.status().message());
+  }
+  // warrend owns the listening socket and its accept loop (listener.h):
+  // gRPC gets each admitted connection through an external acceptor.
+  ListenerOptions listener_options;
+  listener_options.address = options.listen;
+  listener_options.max_connections =
+      static_cast<size_t>(options.max_connections);
+  listener_options.max_connections_per_peer =
+      static_cast<size_t>(options.max_connections_per_peer);
+  auto bound = Listener::Bind(listener_options);
+  if (!bound.ok()) return Fail(bound.status());
+  std::unique_ptr<Listener> listener = *std::move(bound);
+  const int port = listener->port();
+
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen,
-                           tls ? MakeServerCredentials(tls_files)
-                               : grpc::InsecureServerCredentials(),
-                           &port);
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor =
+      builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::
+              FROM_FD,
+          tls ? MakeServerCredentials(tls_files)
+              : grpc::InsecureServerCredentials());
+  builder.RegisterService(&health_service);
   builder.RegisterService(&config_service);
   builder.RegisterService(&messaging_service);
   builder.RegisterService(&election_service);
@@ -416,28 +463,42 @@ int Run(int argc, char** argv) {
     interceptors.push_back(grpc_metrics->InterceptorFactory());
   }
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  // gRPC turns SO_REUSEPORT on by default: a second warrend on the same
-  // address would start, and the kernel would split new connections
-  // between an old and a new process. A taken port is an error.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  // Keepalive: ping idle clients every 60s, drop them after 20s without an
-  // answer; accept client pings every 10s, also without calls in flight.
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000);
+  // A connection must finish its TLS handshake and HTTP/2 preface (the
+  // client's SETTINGS) within handshake_timeout, or it is closed: a client
+  // that sends a few bytes and waits holds a descriptor no longer.
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.handshake_timeout)));
+  // Keepalive: ping idle clients every keepalive_time, drop them after
+  // keepalive_timeout without an answer; accept client pings every 10s,
+  // also without calls in flight (more often: GOAWAY after 2 strikes).
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(
       GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              static_cast<int>(options.max_concurrent_streams));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    return Fail(absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.listen,
-                     " (address in use, not local, or malformed)")));
+  if (server == nullptr) {
+    return Fail(absl::UnavailableError("cannot start the gRPC server"));
   }
-  health.Attach(server->GetHealthCheckService());
+  health.Attach(&health_service);
+  listener->Start(
+      [&acceptor](int fd) {
+        // gRPC owns the descriptor from here on and closes it.
+        grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters
+            params;
+        params.fd = fd;
+        acceptor->HandleNewConnection(&params);
+      },
+      [&health](bool accepting) { health.SetAccepting(accepting); });
   if (authorizer != nullptr) {
     // Revocation reaches streams already open: after every reload that
     // changed the tokens or the policy, each stream's caller is checked
@@ -452,6 +513,22 @@ int Run(int argc, char** argv) {
       }
     });
     authorizer->StartPolling();
+  }
+  metrics::MetricsServer::Registration listener_metrics;
+  if (metrics_server != nullptr) {
+    metrics::WarrenProbes probes;
+    Listener* l = listener.get();
+    probes.listener_accepting = [l] { return l->stats().accepting; };
+    probes.connections = [l] { return l->stats().open; };
+    probes.connections_refused = [l](const std::string& reason) {
+      const Listener::Stats stats = l->stats();
+      return reason == "max_connections" ? stats.refused_total_limit
+             : reason == "max_connections_per_peer"
+                 ? stats.refused_peer_limit
+                 : stats.dropped_no_descriptors;
+    };
+    listener_metrics = metrics_server->Add(
+        std::make_shared<metrics::WarrenCollector>(std::move(probes)));
   }
 
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
@@ -509,15 +586,38 @@ int Run(int argc, char** argv) {
     });
   }
 
+  // glibc keeps the memory of freed streams in its arenas: after a flood of
+  // streams (say 90,000 health watches) has closed, warrend would stay at
+  // its peak size. The main thread hands it back, between signals, once
+  // the open streams fell by many.
+  size_t peak_streams = 0;
+  auto maybe_trim = [&streams, &peak_streams] {
+    const size_t open = streams.size();
+    peak_streams = std::max(peak_streams, open);
+    if (peak_streams >= open + 1000 && open <= peak_streams / 2) {
+      malloc_trim(0);
+      WARREN_LOG_DEBUG("memory: trimmed after open streams fell from {} to {}",
+                       peak_streams, open);
+      peak_streams = open;
+    }
+  };
   int received = 0;
   while (true) {
-    sigwait(&signals, &received);
+    const timespec tick{2, 0};
+    received = sigtimedwait(&signals, nullptr, &tick);
+    if (received < 0) {
+      maybe_trim();
+      continue;
+    }
     if (received != SIGHUP) break;
     reload_hooks.RunAll();
   }
   WARREN_LOG_INFO("received {}; draining (grace {})",
                   received == SIGTERM ? "SIGTERM" : "SIGINT",
                   absl::FormatDuration(options.shutdown_grace));
+  // New connections first: gRPC would not close one handed over after its
+  // shutdown.
+  listener->Stop();
   health.StartDraining();
   streams.DrainAll();
   server->Shutdown(absl::ToChronoTime(absl::Now() + options.shutdown_grace));

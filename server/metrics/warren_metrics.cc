@@ -213,6 +213,39 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Counter,
                          static_cast<double>(p.config_cache_hits())));
   }
+  if (p.listener_accepting) {
+    out.push_back(Single("warren_listener_accepting",
+                         "1 while the gRPC listener can accept connections; "
+                         "0 while the process is out of file descriptors "
+                         "(new connections are closed at once).",
+                         MetricType::Gauge, p.listener_accepting() ? 1 : 0));
+  }
+  if (p.connections) {
+    out.push_back(Single("warren_connections",
+                         "Client connections open now (as of the listener's "
+                         "last check, at most a second old).",
+                         MetricType::Gauge,
+                         static_cast<double>(p.connections())));
+  }
+  if (p.connections_refused) {
+    MetricFamily refused =
+        Family("warren_connections_refused_total",
+               "Client connections closed as soon as accepted: reason "
+               "max_connections, max_connections_per_peer or no_descriptors.",
+               MetricType::Counter);
+    for (const char* reason :
+         {"max_connections", "max_connections_per_peer", "no_descriptors"}) {
+      refused.metric.push_back(
+          Sample(static_cast<double>(p.connections_refused(reason)),
+                 MetricType::Counter, {{"reason", reason}}));
+    }
+    out.push_back(std::move(refused));
+  }
+  if (p.health_watches) {
+    out.push_back(
+        Single("warren_health_watches", "Open grpc.health.v1 Watch streams.",
+               MetricType::Gauge, static_cast<double>(p.health_watches())));
+  }
   if (p.config_cache_misses) {
     out.push_back(Single("warren_config_cache_misses_total",
                          "GetConfig reads (not consistent ones) that no "

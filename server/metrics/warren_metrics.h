@@ -17,6 +17,10 @@
 //   warren_election_leaders                                gauge
 //   warren_config_watches                                  gauge
 //   warren_config_cache_hits_total, ..._misses_total       counters
+//   warren_listener_accepting                              gauge 1/0
+//   warren_connections                                     gauge
+//   warren_connections_refused_total{reason}               counter
+//   warren_health_watches                                  gauge
 //
 // connection is "1" for the pool's primary connection (the one that
 // publishes and that health reports), "2", ... for the others. (*) The one
@@ -31,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -67,6 +72,12 @@ struct WarrenProbes {
 
   // With TLS: when the served certificate expires (nullopt until read).
   std::function<std::optional<absl::Time>()> tls_certificate_expiry;
+  // The gRPC listener (server/daemon/listener.h) and the health service.
+  std::function<bool()> listener_accepting;
+  std::function<size_t()> connections;
+  // By reason: max_connections, max_connections_per_peer, no_descriptors.
+  std::function<uint64_t(const std::string&)> connections_refused;
+  std::function<size_t()> health_watches;
 };
 
 class WarrenCollector final : public prometheus::Collectable {
