@@ -229,21 +229,6 @@ class ConsistentReader {
   std::vector<std::string> failures_ ABSL_GUARDED_BY(mu_);
 };
 
-// warrend's resident memory, from /proc.
-int64_t RssKiB(pid_t pid) {
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (absl::StartsWith(line, "VmRSS:")) {
-      std::vector<std::string> parts =
-          absl::StrSplit(line, ' ', absl::SkipEmpty());
-      int64_t kib = 0;
-      if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) return kib;
-    }
-  }
-  return -1;
-}
-
 struct FloodFlags {
   static std::vector<std::string> Args() {
     std::vector<Principal> principals = {kMallory, kBob};
@@ -361,42 +346,6 @@ TEST_F(ObserveTotalTest, TheTotalCapRefusesEveryoneAndFreesOnEnd) {
         return again.WaitSettled(absl::Seconds(30)) && again.answered() == 1;
       },
       absl::Seconds(30)));
-}
-
-// A measurement, not a check (run with --gtest_also_run_disabled_tests):
-// ten principals at their cap each, max_observers (10,000) streams at once,
-// with the other client's latency and warrend's memory.
-TEST_F(ObserveFloodTest, DISABLED_MeasureAFloodUpToTheTotalCap) {
-  PutKey("app/flood-measure");
-  const int64_t rss_before = RssKiB(warrend_->pid());
-  ConsistentReader bob(ChannelAs(warrend_->address(), kBob.token),
-                       "app/flood-measure");
-  bob.Start();
-  std::vector<std::unique_ptr<v1::ElectionService::Stub>> stubs;
-  for (int c = 0; c < 10; ++c) {
-    stubs.push_back(v1::ElectionService::NewStub(
-        ConnectionAs(warrend_->address(), Many(c).token, 100 + c)));
-  }
-  ObserverFlood flood;
-  const std::string prefix =
-      absl::StrCat("measure-", absl::ToUnixNanos(absl::Now()));
-  const absl::Time start = absl::Now();
-  for (int i = 0; i < 10000; ++i) {
-    flood.Open(*stubs[i % 10], absl::StrCat(prefix, "/", i));
-  }
-  ASSERT_TRUE(flood.WaitSettled(absl::Seconds(120)));
-  const absl::Duration settled = absl::Now() - start;
-  const int64_t rss_after = RssKiB(warrend_->pid());
-  bob.Stop();
-  std::cout << "streams served: " << flood.answered()
-            << ", refused: " << flood.ended().size() << ", settled in "
-            << absl::FormatDuration(settled) << "\nwarrend RSS: " << rss_before
-            << " KiB before, " << rss_after << " KiB with the streams open ("
-            << (rss_after - rss_before) * 1024 /
-                   std::max<int64_t>(1, static_cast<int64_t>(flood.answered()))
-            << " bytes each)\nbob: " << bob.calls() << " calls, slowest "
-            << absl::FormatDuration(bob.slowest()) << ", "
-            << bob.failures().size() << " failed\n";
 }
 
 }  // namespace
