@@ -498,6 +498,10 @@ void Candidacy::DeleteNodeLocked(const std::string& node) {
   zk_.Delete(node, -1, [self = shared_from_this(), node](absl::Status s) {
     if (s.ok() || zk::ZkErrorOf(s) == zk::ZkError::kNoNode) return;
     if (zk::ZkErrorOf(s) == zk::ZkError::kConnectionLoss) {
+      // The client closing (warrend stopping) answers every request this
+      // way too; no reconnection will come, and the session's end takes
+      // the node. Kept alive then, the candidacy would never be freed.
+      if (self->zk_.state() == zk::SessionState::kClosed) return;
       // A suspended session may come back with the node still in it, and
       // then it would stay (and lead, if it was first) for as long as the
       // session lives: kept alive, the stopped candidacy looks for its node
