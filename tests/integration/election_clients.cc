@@ -96,4 +96,51 @@ bool TestCandidate::ended() {
   return ended_;
 }
 
+TestObserver::TestObserver(v1::ElectionService::Stub& stub,
+                           const std::string& election) {
+  v1::ObserveLeaderRequest request;
+  request.set_election(election);
+  reader_ = stub.ObserveLeader(&context_, request);
+  thread_ = std::thread([this] {
+    v1::ObserveLeaderResponse response;
+    while (reader_->Read(&response)) {
+      warren::MutexLock lock(&mu_);
+      seen_.push_back(response);
+    }
+    grpc::Status status = reader_->Finish();
+    warren::MutexLock lock(&mu_);
+    status_ = std::move(status);
+    ended_ = true;
+  });
+}
+
+TestObserver::~TestObserver() {
+  context_.TryCancel();
+  thread_.join();
+}
+
+bool TestObserver::WaitUntil(
+    const std::function<bool(const std::vector<v1::ObserveLeaderResponse>&)>&
+        pred,
+    absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pred(seen_) || ended_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return pred(seen_);
+}
+
+std::vector<v1::ObserveLeaderResponse> TestObserver::seen() {
+  warren::MutexLock lock(&mu_);
+  return seen_;
+}
+
+bool TestObserver::WaitEnded(grpc::Status* status, absl::Duration timeout) {
+  warren::MutexLock lock(&mu_);
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ended_), timeout)) return false;
+  *status = status_;
+  return true;
+}
+
 }  // namespace warren::testing

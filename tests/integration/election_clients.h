@@ -1,7 +1,9 @@
 // Test-side clients of ElectionService: a candidate whose stream is read on
-// its own thread, logging every event with the time it arrived.
+// its own thread, logging every event with the time it arrived, and an
+// ObserveLeader stream read the same way.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,6 +60,35 @@ class TestCandidate {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
   warren::Mutex write_mu_;
+};
+
+// Reads an ObserveLeader stream on its own thread until it ends.
+class TestObserver {
+ public:
+  TestObserver(warren::v1::ElectionService::Stub& stub,
+               const std::string& election);
+  ~TestObserver();  // cancels the stream and waits for its end
+
+  // Waits until `pred` holds over the responses so far (or the stream
+  // ended); answers whether it holds.
+  bool WaitUntil(
+      const std::function<
+          bool(const std::vector<warren::v1::ObserveLeaderResponse>&)>& pred,
+      absl::Duration timeout = absl::Seconds(60));
+  std::vector<warren::v1::ObserveLeaderResponse> seen();
+  // Waits for the stream's end and answers its status; false on timeout.
+  bool WaitEnded(grpc::Status* status,
+                 absl::Duration timeout = absl::Seconds(30));
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<warren::v1::ObserveLeaderResponse>>
+      reader_;
+  std::thread thread_;
+  warren::Mutex mu_;
+  std::vector<warren::v1::ObserveLeaderResponse> seen_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace warren::testing

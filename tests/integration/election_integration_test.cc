@@ -24,53 +24,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using ::testing::HasSubstr;
 
-// Reads an ObserveLeader stream on its own thread.
-class TestObserver {
- public:
-  TestObserver(v1::ElectionService::Stub& stub, const std::string& election) {
-    v1::ObserveLeaderRequest request;
-    request.set_election(election);
-    reader_ = stub.ObserveLeader(&context_, request);
-    thread_ = std::thread([this] {
-      v1::ObserveLeaderResponse response;
-      while (reader_->Read(&response)) {
-        warren::MutexLock lock(&mu_);
-        seen_.push_back(response);
-      }
-      status_ = reader_->Finish();
-      warren::MutexLock lock(&mu_);
-      ended_ = true;
-    });
-  }
-  ~TestObserver() {
-    context_.TryCancel();
-    thread_.join();
-  }
-  bool WaitUntil(
-      const std::function<bool(const std::vector<v1::ObserveLeaderResponse>&)>&
-          pred) {
-    warren::MutexLock lock(&mu_);
-    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return pred(seen_) || ended_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(60));
-    return pred(seen_);
-  }
-  std::vector<v1::ObserveLeaderResponse> seen() {
-    warren::MutexLock lock(&mu_);
-    return seen_;
-  }
-  grpc::Status status_;
-
- private:
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<v1::ObserveLeaderResponse>> reader_;
-  std::thread thread_;
-  warren::Mutex mu_;
-  std::vector<v1::ObserveLeaderResponse> seen_ ABSL_GUARDED_BY(mu_);
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 struct ElectionFlags {
   static std::vector<std::string> Args() { return {"--zk_session_timeout=6s"}; }
 };

@@ -7,13 +7,11 @@
 // 100 ms; the tests allow seconds). Another principal's streams stay open.
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/common/mutex.h"
 #include "server/common/uuid.h"
 #include "tests/integration/config_clients.h"
 #include "tests/integration/election_clients.h"
@@ -52,55 +50,6 @@ constexpr char kOnlyBob[] = R"yaml(principals:
     config_write: ["app/**"]
     observe: ["jobs/**"]
 )yaml";
-
-// An ObserveLeader stream read on a thread of its own until it ends.
-class ObserveReader {
- public:
-  ObserveReader(v1::ElectionService::Stub& stub, const std::string& election) {
-    v1::ObserveLeaderRequest request;
-    request.set_election(election);
-    reader_ = stub.ObserveLeader(&context_, request);
-    thread_ = std::thread([this] {
-      v1::ObserveLeaderResponse response;
-      while (reader_->Read(&response)) {
-        warren::MutexLock lock(&mu_);
-        ++responses_;
-      }
-      grpc::Status status = reader_->Finish();
-      warren::MutexLock lock(&mu_);
-      status_ = status;
-      ended_ = true;
-    });
-  }
-  ~ObserveReader() {
-    context_.TryCancel();
-    thread_.join();
-  }
-  bool WaitResponse(absl::Duration timeout = absl::Seconds(30)) {
-    warren::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return responses_ > 0 || ended_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    return responses_ > 0;
-  }
-  bool WaitEnded(grpc::Status* status,
-                 absl::Duration timeout = absl::Seconds(30)) {
-    warren::MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout(absl::Condition(&ended_), timeout)) return false;
-    *status = status_;
-    return true;
-  }
-
- private:
-  grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<v1::ObserveLeaderResponse>> reader_;
-  std::thread thread_;
-  warren::Mutex mu_;
-  int responses_ ABSL_GUARDED_BY(mu_) = 0;
-  bool ended_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
-};
 
 // A PublishStream kept open: one message published and confirmed, then the
 // stream idles until the server ends it.
@@ -180,8 +129,11 @@ TEST_F(RevocationTest, RemovedGrantsEndEveryStreamWithPermissionDenied) {
   campaign.set_election(absl::StrCat("jobs/revocation-", NewUuid()));
   TestCandidate candidate(*election, campaign);
   ASSERT_GE(candidate.WaitElected(), 0);
-  ObserveReader observer(*election, campaign.election());
-  ASSERT_TRUE(observer.WaitResponse());
+  TestObserver observer(*election, campaign.election());
+  ASSERT_TRUE(observer.WaitUntil(
+      [](const std::vector<v1::ObserveLeaderResponse>& seen) {
+        return !seen.empty();
+      }));
   // Bob's watch on the same key: a control that must stay open.
   WatchReader bob_watch(bob_config.get(), "app/x", false);
 
