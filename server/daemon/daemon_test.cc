@@ -25,6 +25,7 @@
 #include "server/daemon/listener.h"
 #include "server/daemon/options.h"
 #include "server/daemon/tls.h"
+#include "tests/util/loopback.h"
 
 namespace warren::daemon {
 namespace {
@@ -300,19 +301,6 @@ TEST(ConnectionTableTest, AReusedDescriptorNumberIsANewConnection) {
   EXPECT_EQ(table.count("10.0.0.2"), 1u);
 }
 
-int ConnectTo(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Whether the peer closed `fd` within 10 s.
 bool ClosedByPeer(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -360,14 +348,14 @@ TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
         handed.push_back(fd);
       },
       [](bool) {});
-  UniqueFd first(ConnectTo((*listener)->port()));
+  UniqueFd first(warren::testing::ConnectToLoopback((*listener)->port()));
   ASSERT_TRUE(first.valid());
   {
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(
         +[](std::vector<int>* h) { return !h->empty(); }, &handed));
   }
-  UniqueFd second(ConnectTo((*listener)->port()));
+  UniqueFd second(warren::testing::ConnectToLoopback((*listener)->port()));
   ASSERT_TRUE(second.valid());
   EXPECT_TRUE(ClosedByPeer(second.get()));
   EXPECT_EQ((*listener)->stats().refused_peer_limit, 1u);
@@ -376,7 +364,7 @@ TEST(ListenerTest, HandsOverWithinTheLimitAndClosesPastIt) {
     absl::MutexLock lock(&mu);
     close(handed[0]);
   }
-  UniqueFd third(ConnectTo((*listener)->port()));
+  UniqueFd third(warren::testing::ConnectToLoopback((*listener)->port()));
   {
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(
@@ -476,7 +464,7 @@ TEST(ListenerTest, OutOfDescriptorsDropsQueuedConnectionsAndRecovers) {
     absl::MutexLock lock(&mu);
     before = handed.size();
   }
-  UniqueFd again(ConnectTo((*listener)->port()));
+  UniqueFd again(warren::testing::ConnectToLoopback((*listener)->port()));
   ASSERT_TRUE(again.valid());
   {
     absl::MutexLock lock(&mu);

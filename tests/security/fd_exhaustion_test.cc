@@ -40,18 +40,7 @@ constexpr char kPartialPreface[] = "PRI * HTTP";
 class RawConnection {
  public:
   // Connects to 127.0.0.1:port; -1 in fd() when it could not.
-  explicit RawConnection(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
+  explicit RawConnection(int port) : fd_(ConnectToLoopback(port)) {}
   ~RawConnection() {
     if (fd_ >= 0) close(fd_);
   }

@@ -24,6 +24,7 @@
 #include "tests/integration/harness.h"
 #include "tests/security/security_support.h"
 #include "tests/util/http_get.h"
+#include "tests/util/loopback.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
@@ -154,16 +155,10 @@ TEST_F(LogFloodTest, HugeNamesAreRefusedWithoutBeingEchoed) {
 // until the server closes it (so the server has handled it, and logged
 // whatever it logs, before the next one).
 void BadHandshake(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectToLoopback(port);
   ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   timeval timeout{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-            0);
   const char garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_GT(write(fd, garbage, sizeof(garbage) - 1), 0);
   char buffer[512];

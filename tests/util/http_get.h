@@ -12,31 +12,27 @@
 
 #include <string>
 
+#include "tests/util/loopback.h"
+
 namespace warren::testing {
 
 // GET `path` from 127.0.0.1:`port`; the whole response (status line,
 // headers, body), or "" when the connection failed. A server that stops
 // answering fails the request after 5 s instead of hanging the test.
 inline std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = ConnectToLoopback(port);
   if (fd < 0) return "";
   timeval timeout{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
-    if (write(fd, request.data(), request.size()) ==
-        static_cast<ssize_t>(request.size())) {
-      char buffer[8192];
-      ssize_t n;
-      while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
-        response.append(buffer, static_cast<size_t>(n));
-      }
+  const std::string request = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (write(fd, request.data(), request.size()) ==
+      static_cast<ssize_t>(request.size())) {
+    char buffer[8192];
+    ssize_t n;
+    while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+      response.append(buffer, static_cast<size_t>(n));
     }
   }
   close(fd);
