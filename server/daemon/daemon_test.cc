@@ -1,3 +1,4 @@
+#include <amqp.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -5,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zookeeper/zookeeper_version.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +15,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -31,6 +34,7 @@ namespace warren::daemon {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
   const std::string path = std::string(::testing::TempDir()) + "/" + name;
@@ -59,12 +63,12 @@ TEST(LoadOptionsTest, FlagsBeatEnvironmentBeatFile) {
   unsetenv("WARREN_ZK_CONNECT");
   unsetenv("WARREN_ROOT");
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_EQ(options->listen, "127.0.0.1:6000");
-  EXPECT_EQ(options->zk_connect, "env:2");
+  EXPECT_EQ(options->serving.listener.address, "127.0.0.1:6000");
+  EXPECT_EQ(options->zk.connect, "env:2");
   EXPECT_EQ(options->root, "/from-flag");
-  EXPECT_THAT(options->amqp_urls,
+  EXPECT_THAT(options->amqp.urls,
               ::testing::ElementsAre("amqp://a/", "amqp://b/"));
-  EXPECT_EQ(options->zk_session_timeout, absl::Seconds(10));  // default
+  EXPECT_EQ(options->zk.session_timeout, absl::Seconds(10));  // default
 }
 
 // Every flag of warrend (but --config itself) can also come from the file, so
@@ -88,6 +92,47 @@ TEST(LoadOptionsTest, EveryFlagIsASettingOfTheFile) {
   for (auto& a : args) argv.push_back(a.data());
   auto options = LoadOptions(static_cast<int>(argv.size()), argv.data());
   EXPECT_TRUE(options.ok()) << options.status() << "\n" << yaml;
+}
+
+// --help lists every setting exactly once, under its group, with its
+// default and its variable: a new flag that no group names fails here.
+TEST(HelpTextTest, EverySettingOnceInAGroupWithDefaultAndVariable) {
+  const std::string help = HelpText();
+  for (absl::string_view group :
+       {"\nListen and TLS:\n", "\nBackends:\n", "\nAuth:\n", "\nLimits:\n",
+        "\nStreams and messaging:\n", "\nLogging and metrics:\n"}) {
+    EXPECT_THAT(help, HasSubstr(group));
+  }
+  int settings = 0;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::EndsWith(flag->Filename(), "server/daemon/options.cc")) {
+      continue;
+    }
+    ++settings;
+    const std::string value = flag->DefaultValue();
+    const std::string line =
+        absl::StrCat("\n  --", name, "=", value.empty() ? "\"\"" : value,
+                     "  [WARREN_", absl::AsciiStrToUpper(name), "]\n");
+    size_t first = help.find(line);
+    EXPECT_NE(first, std::string::npos) << line;
+    EXPECT_EQ(help.find(line, first + 1), std::string::npos)
+        << name << " is listed twice";
+  }
+  ASSERT_GT(settings, 50);
+  EXPECT_THAT(help, HasSubstr("--listen=127.0.0.1:50051  [WARREN_LISTEN]"));
+  EXPECT_THAT(help, HasSubstr("--max_watches=10000  [WARREN_MAX_WATCHES]"));
+  // Other libraries' flags stay in --helpfull.
+  EXPECT_THAT(help, Not(HasSubstr("--flagfile")));
+}
+
+TEST(HelpTextTest, VersionNamesWarrenAndTheLibrariesItWasBuiltWith) {
+  const std::string version = VersionText();
+  EXPECT_THAT(version, HasSubstr(absl::StrCat("warrend ", WARREN_VERSION)));
+  EXPECT_THAT(version, HasSubstr(absl::StrCat("gRPC ", grpc::Version())));
+  EXPECT_THAT(version, HasSubstr("protobuf 3."));
+  EXPECT_THAT(version,
+              HasSubstr(absl::StrCat("ZooKeeper C client ", ZOO_VERSION)));
+  EXPECT_THAT(version, HasSubstr(absl::StrCat("rabbitmq-c ", amqp_version())));
 }
 
 TEST(LoadOptionsTest, UnknownFileSettingIsNamed) {
@@ -176,7 +221,7 @@ TEST(LoadOptionsTest, PlaintextStaysOnLoopbackUnlessAllowed) {
   auto loopback = LoadWith({});
   ASSERT_TRUE(loopback.ok()) << loopback.status();
   EXPECT_FALSE(TlsEnabled(*loopback));
-  EXPECT_EQ(loopback->tls_client_auth, "none");
+  EXPECT_EQ(loopback->serving.tls.client_auth, ClientAuth::kNone);
 
   auto refused = LoadWith({"--listen=0.0.0.0:50051"});
   ASSERT_FALSE(refused.ok());
@@ -223,10 +268,10 @@ TEST(LoadOptionsTest, TlsSettingsMustBeComplete) {
   // A client CA alone means mutual TLS.
   auto mtls = LoadWith({cert, key, ca});
   ASSERT_TRUE(mtls.ok()) << mtls.status();
-  EXPECT_EQ(mtls->tls_client_auth, "require");
+  EXPECT_EQ(mtls->serving.tls.client_auth, ClientAuth::kRequire);
   auto request = LoadWith({cert, key, ca, "--tls_client_auth=request"});
   ASSERT_TRUE(request.ok()) << request.status();
-  EXPECT_EQ(request->tls_client_auth, "request");
+  EXPECT_EQ(request->serving.tls.client_auth, ClientAuth::kRequest);
   (void)LoadWith({});
 }
 

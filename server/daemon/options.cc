@@ -1,5 +1,9 @@
 #include "server/daemon/options.h"
 
+#include <amqp.h>
+#include <zookeeper/zookeeper_version.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -13,6 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/stubs/common.h"
+#include "grpcpp/version_info.h"
+#include "server/config/config_limits.h"
 #include "server/daemon/tls.h"
 #include "server/metrics/metrics_server.h"
 #include "yaml-cpp/yaml.h"
@@ -156,11 +163,11 @@ ABSL_FLAG(bool, metrics_allow_remote, false,
           "in a pod that Prometheus scrapes): anyone who reaches it can read "
           "the metrics.");
 ABSL_FLAG(std::string, auth_tokens_file, "",
-          "YAML file of bearer tokens and their principals (see README). "
+          "YAML file of bearer tokens and their principals (docs/policy.md). "
           "Setting it or auth_policy_file turns authentication on.");
 ABSL_FLAG(std::string, auth_policy_file, "",
           "YAML policy: which principal may do which action on which "
-          "resources (see README). Without it, every authenticated caller "
+          "resources (docs/policy.md). Without it, every authenticated caller "
           "may do everything.");
 ABSL_FLAG(absl::Duration, auth_reload_interval, absl::Seconds(2),
           "How often the auth files are checked for changes (0: only on "
@@ -190,6 +197,8 @@ ABSL_FLAG(int64_t, max_health_watches_per_client, 100,
 
 namespace warren::daemon {
 namespace {
+
+size_t Size(int64_t checked) { return static_cast<size_t>(checked); }
 
 // The settings: every flag defined in this file but --config itself. A
 // setting may be given as a flag, in the --config file or as WARREN_<NAME>;
@@ -289,6 +298,67 @@ absl::Status ApplyEnvironment() {
   return absl::OkStatus();
 }
 
+constexpr char kUsage[] =
+    "warrend: Warren's gRPC server (messaging on RabbitMQ, election and "
+    "configuration on ZooKeeper).";
+
+struct SettingGroup {
+  absl::string_view title;
+  std::vector<absl::string_view> settings;
+};
+
+// --help's groups. Every setting is in exactly one (daemon_test checks).
+const std::vector<SettingGroup> kSettingGroups = {
+    {"Listen and TLS",
+     {"listen", "allow_insecure_listen", "tls_cert_file", "tls_key_file",
+      "tls_client_ca_file", "tls_client_auth", "tls_reload_interval",
+      "handshake_timeout", "keepalive_time", "keepalive_timeout"}},
+    {"Backends",
+     {"zk_connect", "zk_session_timeout", "zk_max_request_bytes",
+      "zk_auth_file", "zk_acl_world_read", "root", "amqp_urls", "amqp_ca_file",
+      "amqp_cert_file", "amqp_key_file", "amqp_heartbeat",
+      "amqp_max_connections", "backend_wait", "operation_timeout"}},
+    {"Auth", {"auth_tokens_file", "auth_policy_file", "auth_reload_interval"}},
+    {"Limits",
+     {"max_connections", "max_connections_per_peer", "max_concurrent_streams",
+      "max_message_bytes", "max_config_value_bytes", "max_payload_bytes",
+      "max_header_bytes", "max_streams", "max_streams_per_client",
+      "max_watches", "max_watches_per_client", "max_candidates",
+      "max_candidates_per_client", "max_observers", "max_observers_per_client",
+      "max_health_watches", "max_health_watches_per_client",
+      "max_in_flight_cap", "worker_threads"}},
+    {"Streams and messaging",
+     {"heartbeat_interval", "publish_window", "default_max_in_flight",
+      "publish_config_changes", "config_change_exchange", "shutdown_grace"}},
+    {"Logging and metrics",
+     {"log_level", "log_json", "metrics_listen", "metrics_allow_remote"}},
+};
+
+// Appends `prose` wrapped at 78 columns, each line indented by `indent`.
+void AppendWrapped(absl::string_view prose, size_t indent, std::string* text) {
+  constexpr size_t kWidth = 78;
+  const std::string margin(indent, ' ');
+  std::string line = margin;
+  for (absl::string_view word : absl::StrSplit(prose, ' ', absl::SkipEmpty())) {
+    if (line.size() > indent && line.size() + 1 + word.size() > kWidth) {
+      absl::StrAppend(text, line, "\n");
+      line = margin;
+    }
+    absl::StrAppend(&line, line.size() > indent ? " " : "", word);
+  }
+  absl::StrAppend(text, line, "\n");
+}
+
+// Appends "  --name=default  [WARREN_NAME]" and the flag's help.
+void AppendSetting(absl::string_view name, std::string* text) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr) return;
+  const std::string value = flag->DefaultValue();
+  absl::StrAppend(text, "  --", name, "=", value.empty() ? "\"\"" : value,
+                  "  [WARREN_", absl::AsciiStrToUpper(name), "]\n");
+  AppendWrapped(flag->Help(), 6, text);
+}
+
 absl::Status Check(bool ok, absl::string_view message) {
   return ok ? absl::OkStatus() : absl::InvalidArgumentError(message);
 }
@@ -296,16 +366,70 @@ absl::Status Check(bool ok, absl::string_view message) {
 }  // namespace
 
 bool TlsEnabled(const Options& options) {
-  return !options.tls_cert_file.empty() && !options.tls_key_file.empty();
+  return !options.serving.tls.cert_file.empty() &&
+         !options.serving.tls.key_file.empty();
+}
+
+bool AuthEnabled(const Options& options) {
+  return !options.auth.tokens_file.empty() || !options.auth.policy_file.empty();
+}
+
+absl::string_view ClientAuthName(ClientAuth client_auth) {
+  switch (client_auth) {
+    case ClientAuth::kRequire:
+      return "require";
+    case ClientAuth::kRequest:
+      return "request";
+    case ClientAuth::kNone:
+      break;
+  }
+  return "none";
+}
+
+std::string HelpText() {
+  std::string text;
+  AppendWrapped(kUsage, 0, &text);
+  absl::StrAppend(&text, "\nUsage: warrend [--name=value ...]\n\n");
+  AppendWrapped(
+      "Every setting is also an environment variable WARREN_<NAME> and a key "
+      "of the YAML file named by --config (or WARREN_CONFIG); a flag beats "
+      "the variable, which beats the file. --helpfull lists every flag of "
+      "the binary, gRPC's and Abseil's too; --version prints the versions.",
+      0, &text);
+  absl::StrAppend(&text, "\n");
+  AppendSetting("config", &text);
+  for (const SettingGroup& group : kSettingGroups) {
+    absl::StrAppend(&text, "\n", group.title, ":\n");
+    for (absl::string_view name : group.settings) AppendSetting(name, &text);
+  }
+  return text;
+}
+
+std::string VersionText() {
+  return absl::StrCat(
+      "warrend ", WARREN_VERSION, "\nbuilt with gRPC ", GRPC_CPP_VERSION_STRING,
+      ", protobuf ",
+      google::protobuf::internal::VersionString(GOOGLE_PROTOBUF_VERSION),
+      ", ZooKeeper C client ", ZOO_VERSION, ", rabbitmq-c ", AMQ_VERSION_STRING,
+      "\n");
 }
 
 absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   static std::once_flag usage_once;
-  std::call_once(usage_once, [] {
-    absl::SetProgramUsageMessage(
-        "warrend: Warren's gRPC server (messaging on RabbitMQ, election and "
-        "configuration on ZooKeeper).");
-  });
+  std::call_once(usage_once, [] { absl::SetProgramUsageMessage(kUsage); });
+  // Before anything else, so that they work whatever else is set: absl's own
+  // --help would show only flags of a file named like the binary (none).
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help") {
+      std::fputs(HelpText().c_str(), stdout);
+      std::exit(0);
+    }
+    if (arg == "--version" || arg == "-version") {
+      std::fputs(VersionText().c_str(), stdout);
+      std::exit(0);
+    }
+  }
   const std::string config_path = FindConfigPath(argc, argv);
   if (!config_path.empty()) {
     absl::Status loaded = ApplyYaml(config_path);
@@ -319,203 +443,257 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
         "unexpected argument '", rest[1], "' (settings are --name=value)"));
   }
 
-  Options o;
-  o.listen = absl::GetFlag(FLAGS_listen);
-  o.allow_insecure_listen = absl::GetFlag(FLAGS_allow_insecure_listen);
-  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  o.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
-  o.tls_client_auth = absl::GetFlag(FLAGS_tls_client_auth);
-  o.tls_reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
-  o.zk_connect = absl::GetFlag(FLAGS_zk_connect);
-  o.zk_session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
-  o.zk_max_request_bytes = absl::GetFlag(FLAGS_zk_max_request_bytes);
-  o.zk_auth_file = absl::GetFlag(FLAGS_zk_auth_file);
-  o.zk_acl_world_read = absl::GetFlag(FLAGS_zk_acl_world_read);
-  o.root = absl::GetFlag(FLAGS_root);
-  o.amqp_urls = absl::GetFlag(FLAGS_amqp_urls);
-  o.amqp_ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
-  o.amqp_cert_file = absl::GetFlag(FLAGS_amqp_cert_file);
-  o.amqp_key_file = absl::GetFlag(FLAGS_amqp_key_file);
-  o.amqp_heartbeat = absl::GetFlag(FLAGS_amqp_heartbeat);
-  o.amqp_max_connections = absl::GetFlag(FLAGS_amqp_max_connections);
-  o.backend_wait = absl::GetFlag(FLAGS_backend_wait);
-  o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
-  o.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
-  o.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
-  o.max_config_value_bytes = absl::GetFlag(FLAGS_max_config_value_bytes);
-  o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  o.max_watches = absl::GetFlag(FLAGS_max_watches);
-  o.max_watches_per_client = absl::GetFlag(FLAGS_max_watches_per_client);
-  o.max_candidates = absl::GetFlag(FLAGS_max_candidates);
-  o.max_candidates_per_client = absl::GetFlag(FLAGS_max_candidates_per_client);
-  o.max_observers = absl::GetFlag(FLAGS_max_observers);
-  o.max_observers_per_client = absl::GetFlag(FLAGS_max_observers_per_client);
-  o.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
-  o.max_streams = absl::GetFlag(FLAGS_max_streams);
-  o.max_streams_per_client = absl::GetFlag(FLAGS_max_streams_per_client);
-  o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
-  o.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
-  o.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
-  o.publish_window = absl::GetFlag(FLAGS_publish_window);
-  o.default_max_in_flight = absl::GetFlag(FLAGS_default_max_in_flight);
-  o.max_in_flight_cap = absl::GetFlag(FLAGS_max_in_flight_cap);
-  o.publish_config_changes = absl::GetFlag(FLAGS_publish_config_changes);
-  o.config_change_exchange = absl::GetFlag(FLAGS_config_change_exchange);
-  o.log_level = absl::GetFlag(FLAGS_log_level);
-  o.log_json = absl::GetFlag(FLAGS_log_json);
-  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  o.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
-  o.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
-  o.auth_policy_file = absl::GetFlag(FLAGS_auth_policy_file);
-  o.auth_reload_interval = absl::GetFlag(FLAGS_auth_reload_interval);
-  o.max_connections = absl::GetFlag(FLAGS_max_connections);
-  o.max_connections_per_peer = absl::GetFlag(FLAGS_max_connections_per_peer);
-  o.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
-  o.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
-  o.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
-  o.max_health_watches = absl::GetFlag(FLAGS_max_health_watches);
-  o.max_health_watches_per_client =
-      absl::GetFlag(FLAGS_max_health_watches_per_client);
-
-  if (o.tls_client_auth.empty()) {
-    o.tls_client_auth = o.tls_client_ca_file.empty() ? "none" : "require";
+  // Every check reads the flags as given (a negative count is caught before
+  // it becomes a size).
+  std::string client_auth = absl::GetFlag(FLAGS_tls_client_auth);
+  if (client_auth.empty()) {
+    client_auth =
+        absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "none" : "require";
   }
-  const bool tls = TlsEnabled(o);
+  const bool tls = !absl::GetFlag(FLAGS_tls_cert_file).empty() &&
+                   !absl::GetFlag(FLAGS_tls_key_file).empty();
   // Root: an absolute ZooKeeper path of valid segments.
   absl::Status checks[] = {
-      Check(!o.listen.empty(), "listen is empty"),
-      Check(o.tls_cert_file.empty() == o.tls_key_file.empty(),
+      Check(!absl::GetFlag(FLAGS_listen).empty(), "listen is empty"),
+      Check(absl::GetFlag(FLAGS_tls_cert_file).empty() ==
+                absl::GetFlag(FLAGS_tls_key_file).empty(),
             "tls_cert_file and tls_key_file go together: set both (TLS) or "
             "neither (plaintext)"),
-      Check(o.tls_client_ca_file.empty() || tls,
+      Check(absl::GetFlag(FLAGS_tls_client_ca_file).empty() || tls,
             "tls_client_ca_file needs tls_cert_file and tls_key_file: client "
             "certificates are checked only over TLS"),
-      Check(o.tls_client_auth == "none" || o.tls_client_auth == "request" ||
-                o.tls_client_auth == "require",
+      Check(client_auth == "none" || client_auth == "request" ||
+                client_auth == "require",
             "tls_client_auth must be none, request or require"),
-      Check(o.tls_client_auth == "none" || !o.tls_client_ca_file.empty(),
+      Check(client_auth == "none" ||
+                !absl::GetFlag(FLAGS_tls_client_ca_file).empty(),
             "tls_client_auth=request or require needs tls_client_ca_file "
             "(the CA that signs client certificates)"),
-      Check(o.tls_client_auth != "none" || o.tls_client_ca_file.empty(),
+      Check(client_auth != "none" ||
+                absl::GetFlag(FLAGS_tls_client_ca_file).empty(),
             "tls_client_auth=none contradicts tls_client_ca_file: drop one"),
-      Check(o.tls_reload_interval >= absl::Seconds(1) &&
-                o.tls_reload_interval <= absl::Hours(24),
+      Check(absl::GetFlag(FLAGS_tls_reload_interval) >= absl::Seconds(1) &&
+                absl::GetFlag(FLAGS_tls_reload_interval) <= absl::Hours(24),
             "tls_reload_interval must be between 1s and 24h"),
-      Check(tls || o.allow_insecure_listen || IsLoopbackListen(o.listen),
-            absl::StrCat("listen ", o.listen,
+      Check(tls || absl::GetFlag(FLAGS_allow_insecure_listen) ||
+                IsLoopbackListen(absl::GetFlag(FLAGS_listen)),
+            absl::StrCat("listen ", absl::GetFlag(FLAGS_listen),
                          " is not a loopback address and TLS is off: set "
                          "tls_cert_file and tls_key_file, or "
                          "allow_insecure_listen=true to serve plaintext gRPC "
                          "on it (only on a trusted or mesh-encrypted "
                          "network)")),
-      Check(o.amqp_cert_file.empty() == o.amqp_key_file.empty(),
+      Check(absl::GetFlag(FLAGS_amqp_cert_file).empty() ==
+                absl::GetFlag(FLAGS_amqp_key_file).empty(),
             "amqp_cert_file and amqp_key_file go together: set both or "
             "neither"),
-      Check(!o.zk_connect.empty(), "zk_connect is empty"),
-      Check(o.zk_session_timeout >= absl::Seconds(1),
+      Check(!absl::GetFlag(FLAGS_zk_connect).empty(), "zk_connect is empty"),
+      Check(absl::GetFlag(FLAGS_zk_session_timeout) >= absl::Seconds(1),
             "zk_session_timeout must be at least 1s"),
-      Check(!o.zk_acl_world_read || !o.zk_auth_file.empty(),
+      Check(!absl::GetFlag(FLAGS_zk_acl_world_read) ||
+                !absl::GetFlag(FLAGS_zk_auth_file).empty(),
             "zk_acl_world_read needs zk_auth_file (without credentials every "
             "node is open to everyone anyway)"),
-      Check(absl::StartsWith(o.root, "/") &&
-                (o.root == "/" || !absl::EndsWith(o.root, "/")) &&
-                !absl::StrContains(o.root, "//") &&
-                !absl::StrContains(o.root, "/./") &&
-                !absl::StrContains(o.root, "/../") &&
-                !absl::EndsWith(o.root, "/..") && !absl::EndsWith(o.root, "/."),
+      Check(absl::StartsWith(absl::GetFlag(FLAGS_root), "/") &&
+                (absl::GetFlag(FLAGS_root) == "/" ||
+                 !absl::EndsWith(absl::GetFlag(FLAGS_root), "/")) &&
+                !absl::StrContains(absl::GetFlag(FLAGS_root), "//") &&
+                !absl::StrContains(absl::GetFlag(FLAGS_root), "/./") &&
+                !absl::StrContains(absl::GetFlag(FLAGS_root), "/../") &&
+                !absl::EndsWith(absl::GetFlag(FLAGS_root), "/..") &&
+                !absl::EndsWith(absl::GetFlag(FLAGS_root), "/."),
             "root must be an absolute path like /warren"),
-      Check(!o.amqp_urls.empty(), "amqp_urls is empty"),
-      Check(o.amqp_heartbeat >= absl::Seconds(1),
+      Check(!absl::GetFlag(FLAGS_amqp_urls).empty(), "amqp_urls is empty"),
+      Check(absl::GetFlag(FLAGS_amqp_heartbeat) >= absl::Seconds(1),
             "amqp_heartbeat must be at least 1s"),
-      Check(o.amqp_max_connections >= 1 && o.amqp_max_connections <= 1000,
+      Check(absl::GetFlag(FLAGS_amqp_max_connections) >= 1 &&
+                absl::GetFlag(FLAGS_amqp_max_connections) <= 1000,
             "amqp_max_connections must be between 1 and 1000"),
-      Check(o.backend_wait > absl::ZeroDuration(),
+      Check(absl::GetFlag(FLAGS_backend_wait) > absl::ZeroDuration(),
             "backend_wait must be positive"),
-      Check(o.shutdown_grace >= absl::ZeroDuration(),
+      Check(absl::GetFlag(FLAGS_shutdown_grace) >= absl::ZeroDuration(),
             "shutdown_grace must not be negative"),
-      Check(o.operation_timeout > absl::ZeroDuration(),
+      Check(absl::GetFlag(FLAGS_operation_timeout) > absl::ZeroDuration(),
             "operation_timeout must be positive"),
-      Check(o.heartbeat_interval >= absl::Milliseconds(100),
+      Check(absl::GetFlag(FLAGS_heartbeat_interval) >= absl::Milliseconds(100),
             "heartbeat_interval must be at least 100ms"),
       // Election writes (a 64 KiB value, names, the ACL) must always fit.
-      Check(o.zk_max_request_bytes >= (128 << 10) &&
-                o.zk_max_request_bytes <= (1 << 30),
+      Check(absl::GetFlag(FLAGS_zk_max_request_bytes) >= (128 << 10) &&
+                absl::GetFlag(FLAGS_zk_max_request_bytes) <= (1 << 30),
             "zk_max_request_bytes must be between 131072 and 1073741824 "
             "(and match the ensemble's jute.maxbuffer)"),
       // Whether it fits with its request is checked once the ACL is known.
-      Check(o.max_config_value_bytes > 0 &&
-                o.max_config_value_bytes < o.zk_max_request_bytes,
+      Check(absl::GetFlag(FLAGS_max_config_value_bytes) > 0 &&
+                absl::GetFlag(FLAGS_max_config_value_bytes) <
+                    absl::GetFlag(FLAGS_zk_max_request_bytes),
             "max_config_value_bytes must be positive and below "
             "zk_max_request_bytes"),
-      Check(o.max_message_bytes >= o.max_config_value_bytes + 4096 &&
-                o.max_message_bytes <= (64 << 20),
+      Check(absl::GetFlag(FLAGS_max_message_bytes) >=
+                    absl::GetFlag(FLAGS_max_config_value_bytes) + 4096 &&
+                absl::GetFlag(FLAGS_max_message_bytes) <= (64 << 20),
             "max_message_bytes must hold a config value plus its request "
             "(max_config_value_bytes + 4096) and be at most 64 MiB"),
-      Check(o.max_watches > 0, "max_watches must be positive"),
-      Check(o.max_watches_per_client > 0,
+      Check(absl::GetFlag(FLAGS_max_watches) > 0,
+            "max_watches must be positive"),
+      Check(absl::GetFlag(FLAGS_max_watches_per_client) > 0,
             "max_watches_per_client must be positive"),
-      Check(o.max_candidates > 0, "max_candidates must be positive"),
-      Check(o.max_candidates_per_client > 0,
+      Check(absl::GetFlag(FLAGS_max_candidates) > 0,
+            "max_candidates must be positive"),
+      Check(absl::GetFlag(FLAGS_max_candidates_per_client) > 0,
             "max_candidates_per_client must be positive"),
-      Check(o.max_observers > 0, "max_observers must be positive"),
-      Check(o.max_observers_per_client > 0,
+      Check(absl::GetFlag(FLAGS_max_observers) > 0,
+            "max_observers must be positive"),
+      Check(absl::GetFlag(FLAGS_max_observers_per_client) > 0,
             "max_observers_per_client must be positive"),
-      Check(o.max_concurrent_streams > 0,
+      Check(absl::GetFlag(FLAGS_max_concurrent_streams) > 0,
             "max_concurrent_streams must be positive"),
-      Check(o.max_streams > 0, "max_streams must be positive"),
-      Check(o.max_streams_per_client > 0,
+      Check(absl::GetFlag(FLAGS_max_streams) > 0,
+            "max_streams must be positive"),
+      Check(absl::GetFlag(FLAGS_max_streams_per_client) > 0,
             "max_streams_per_client must be positive"),
-      Check(o.worker_threads > 0 && o.worker_threads <= 256,
+      Check(absl::GetFlag(FLAGS_worker_threads) > 0 &&
+                absl::GetFlag(FLAGS_worker_threads) <= 256,
             "worker_threads must be between 1 and 256"),
-      Check(o.max_payload_bytes > 0 &&
-                o.max_payload_bytes + o.max_header_bytes + 4096 <=
-                    o.max_message_bytes,
+      Check(absl::GetFlag(FLAGS_max_payload_bytes) > 0 &&
+                absl::GetFlag(FLAGS_max_payload_bytes) +
+                        absl::GetFlag(FLAGS_max_header_bytes) + 4096 <=
+                    absl::GetFlag(FLAGS_max_message_bytes),
             "max_payload_bytes must be positive, and payload plus headers "
             "plus 4096 must fit in max_message_bytes"),
-      Check(o.max_header_bytes >= 0, "max_header_bytes must not be negative"),
-      Check(o.publish_window > 0 && o.publish_window <= 100000,
+      Check(absl::GetFlag(FLAGS_max_header_bytes) >= 0,
+            "max_header_bytes must not be negative"),
+      Check(absl::GetFlag(FLAGS_publish_window) > 0 &&
+                absl::GetFlag(FLAGS_publish_window) <= 100000,
             "publish_window must be between 1 and 100000"),
-      Check(o.max_in_flight_cap > 0 && o.max_in_flight_cap <= 65535,
+      Check(absl::GetFlag(FLAGS_max_in_flight_cap) > 0 &&
+                absl::GetFlag(FLAGS_max_in_flight_cap) <= 65535,
             "max_in_flight_cap must be between 1 and 65535 (the AMQP "
             "prefetch limit)"),
-      Check(o.default_max_in_flight > 0 &&
-                o.default_max_in_flight <= o.max_in_flight_cap,
+      Check(absl::GetFlag(FLAGS_default_max_in_flight) > 0 &&
+                absl::GetFlag(FLAGS_default_max_in_flight) <=
+                    absl::GetFlag(FLAGS_max_in_flight_cap),
             "default_max_in_flight must be between 1 and max_in_flight_cap"),
-      Check(!o.config_change_exchange.empty() &&
-                o.config_change_exchange.size() <= 255,
+      Check(!absl::GetFlag(FLAGS_config_change_exchange).empty() &&
+                absl::GetFlag(FLAGS_config_change_exchange).size() <= 255,
             "config_change_exchange must be 1 to 255 bytes"),
-      Check(
-          o.metrics_listen.empty() || absl::StrContains(o.metrics_listen, ':'),
-          "metrics_listen must be host:port, like 127.0.0.1:9090"),
+      Check(absl::GetFlag(FLAGS_metrics_listen).empty() ||
+                absl::StrContains(absl::GetFlag(FLAGS_metrics_listen), ':'),
+            "metrics_listen must be host:port, like 127.0.0.1:9090"),
       // Like a plaintext gRPC port, /metrics has no authentication or TLS:
       // it leaves loopback only when the operator says so.
-      Check(o.metrics_listen.empty() || o.metrics_allow_remote ||
-                metrics::IsLoopbackAddress(o.metrics_listen),
-            absl::StrCat("metrics_listen ", o.metrics_listen,
+      Check(absl::GetFlag(FLAGS_metrics_listen).empty() ||
+                absl::GetFlag(FLAGS_metrics_allow_remote) ||
+                metrics::IsLoopbackAddress(absl::GetFlag(FLAGS_metrics_listen)),
+            absl::StrCat("metrics_listen ", absl::GetFlag(FLAGS_metrics_listen),
                          " is not a loopback address, and /metrics has no "
                          "authentication or TLS: set metrics_allow_remote="
                          "true to serve it there (on a network where only "
                          "your scrapers reach it)")),
-      Check(o.auth_reload_interval >= absl::ZeroDuration(),
+      Check(absl::GetFlag(FLAGS_auth_reload_interval) >= absl::ZeroDuration(),
             "auth_reload_interval must not be negative"),
-      Check(o.max_connections >= 0, "max_connections must not be negative"),
-      Check(o.max_connections_per_peer >= 0,
+      Check(absl::GetFlag(FLAGS_max_connections) >= 0,
+            "max_connections must not be negative"),
+      Check(absl::GetFlag(FLAGS_max_connections_per_peer) >= 0,
             "max_connections_per_peer must not be negative"),
-      Check(o.handshake_timeout >= absl::Milliseconds(100) &&
-                o.handshake_timeout <= absl::Minutes(10),
+      Check(absl::GetFlag(FLAGS_handshake_timeout) >= absl::Milliseconds(100) &&
+                absl::GetFlag(FLAGS_handshake_timeout) <= absl::Minutes(10),
             "handshake_timeout must be between 100ms and 10m"),
-      Check(o.keepalive_time >= absl::Seconds(1),
+      Check(absl::GetFlag(FLAGS_keepalive_time) >= absl::Seconds(1),
             "keepalive_time must be at least 1s"),
-      Check(o.keepalive_timeout >= absl::Seconds(1),
+      Check(absl::GetFlag(FLAGS_keepalive_timeout) >= absl::Seconds(1),
             "keepalive_timeout must be at least 1s"),
-      Check(o.max_health_watches > 0, "max_health_watches must be positive"),
-      Check(o.max_health_watches_per_client > 0,
+      Check(absl::GetFlag(FLAGS_max_health_watches) > 0,
+            "max_health_watches must be positive"),
+      Check(absl::GetFlag(FLAGS_max_health_watches_per_client) > 0,
             "max_health_watches_per_client must be positive"),
   };
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;
   }
+
+  // Checked: now each component's struct, once.
+  Options o;
+  ServingOptions& serving = o.serving;
+  serving.listener.address = absl::GetFlag(FLAGS_listen);
+  serving.listener.max_connections = Size(absl::GetFlag(FLAGS_max_connections));
+  serving.listener.max_connections_per_peer =
+      Size(absl::GetFlag(FLAGS_max_connections_per_peer));
+  serving.allow_insecure_listen = absl::GetFlag(FLAGS_allow_insecure_listen);
+  serving.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  serving.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  serving.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  serving.tls.client_auth = client_auth == "require"   ? ClientAuth::kRequire
+                            : client_auth == "request" ? ClientAuth::kRequest
+                                                       : ClientAuth::kNone;
+  serving.tls.reload_interval = absl::GetFlag(FLAGS_tls_reload_interval);
+  serving.handshake_timeout = absl::GetFlag(FLAGS_handshake_timeout);
+  serving.keepalive_time = absl::GetFlag(FLAGS_keepalive_time);
+  serving.keepalive_timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  serving.max_concurrent_streams =
+      Size(absl::GetFlag(FLAGS_max_concurrent_streams));
+  serving.max_message_bytes = Size(absl::GetFlag(FLAGS_max_message_bytes));
+
+  o.zk.connect = absl::GetFlag(FLAGS_zk_connect);
+  o.zk.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.zk.max_request_bytes = Size(absl::GetFlag(FLAGS_zk_max_request_bytes));
+  o.zk_auth_file = absl::GetFlag(FLAGS_zk_auth_file);
+  o.zk_acl_world_read = absl::GetFlag(FLAGS_zk_acl_world_read);
+  o.root = absl::GetFlag(FLAGS_root);
+  o.amqp.urls = absl::GetFlag(FLAGS_amqp_urls);
+  o.amqp.ca_file = absl::GetFlag(FLAGS_amqp_ca_file);
+  o.amqp.cert_file = absl::GetFlag(FLAGS_amqp_cert_file);
+  o.amqp.key_file = absl::GetFlag(FLAGS_amqp_key_file);
+  o.amqp.heartbeat = absl::GetFlag(FLAGS_amqp_heartbeat);
+  o.amqp_pool.max_connections = Size(absl::GetFlag(FLAGS_amqp_max_connections));
+  o.backend_wait = absl::GetFlag(FLAGS_backend_wait);
+
+  o.auth.tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  o.auth.policy_file = absl::GetFlag(FLAGS_auth_policy_file);
+  o.auth.reload_interval = absl::GetFlag(FLAGS_auth_reload_interval);
+
+  o.config.max_value_bytes = Size(absl::GetFlag(FLAGS_max_config_value_bytes));
+  o.config.max_response_bytes =
+      config::ResponseBudget(Size(absl::GetFlag(FLAGS_max_message_bytes)));
+  o.config.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.config.default_heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
+  o.config.max_watches = Size(absl::GetFlag(FLAGS_max_watches));
+  o.config.max_watches_per_client =
+      Size(absl::GetFlag(FLAGS_max_watches_per_client));
+
+  o.messaging.max_payload_bytes = Size(absl::GetFlag(FLAGS_max_payload_bytes));
+  o.messaging.max_header_bytes = Size(absl::GetFlag(FLAGS_max_header_bytes));
+  o.messaging.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.messaging.publish_window =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_publish_window));
+  o.messaging.default_max_in_flight =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_default_max_in_flight));
+  o.messaging.max_in_flight_cap =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_max_in_flight_cap));
+  o.messaging.default_heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
+
+  o.election.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.election.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.election.max_candidates = Size(absl::GetFlag(FLAGS_max_candidates));
+  o.election.max_candidates_per_client =
+      Size(absl::GetFlag(FLAGS_max_candidates_per_client));
+  o.election.max_observers = Size(absl::GetFlag(FLAGS_max_observers));
+  o.election.max_observers_per_client =
+      Size(absl::GetFlag(FLAGS_max_observers_per_client));
+
+  o.health.max_watches = Size(absl::GetFlag(FLAGS_max_health_watches));
+  o.health.max_watches_per_client =
+      Size(absl::GetFlag(FLAGS_max_health_watches_per_client));
+  o.max_streams = Size(absl::GetFlag(FLAGS_max_streams));
+  o.max_streams_per_client = Size(absl::GetFlag(FLAGS_max_streams_per_client));
+  o.worker_threads = Size(absl::GetFlag(FLAGS_worker_threads));
+  o.publish_config_changes = absl::GetFlag(FLAGS_publish_config_changes);
+  o.config_change_exchange = absl::GetFlag(FLAGS_config_change_exchange);
+
+  o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.log_json = absl::GetFlag(FLAGS_log_json);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.metrics_allow_remote = absl::GetFlag(FLAGS_metrics_allow_remote);
+  o.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   return o;
 }
 

@@ -1,4 +1,5 @@
 // warrend's start-up failure modes: each exits non-zero with one clear line.
+// And what it says when asked (--help, --version) before it starts at all.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,38 @@ namespace warren::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
+
+// --help works on a machine with no backends and no settings: it lists
+// Warren's own settings by group, with defaults and variables, and exits 0.
+TEST(StartupTest, HelpListsWarrensSettingsGroupedAndExitsZero) {
+  ExitResult result = RunWarrendToExit({"--help"}, absl::Seconds(10));
+  EXPECT_EQ(result.code, 0) << result.stderr_text;
+  EXPECT_THAT(result.stdout_text, Not(HasSubstr("No flags matched")));
+  for (const char* expected :
+       {"Listen and TLS:", "Backends:", "Auth:", "Limits:",
+        "Streams and messaging:", "Logging and metrics:",
+        "--zk_connect=127.0.0.1:2181  [WARREN_ZK_CONNECT]",
+        "--amqp_max_connections=8  [WARREN_AMQP_MAX_CONNECTIONS]",
+        "--auth_policy_file=\"\"  [WARREN_AUTH_POLICY_FILE]",
+        "--log_level=info  [WARREN_LOG_LEVEL]", "--helpfull"}) {
+    EXPECT_THAT(result.stdout_text, HasSubstr(expected));
+  }
+  // --helpfull still lists everything, gRPC's and Abseil's flags too.
+  ExitResult full = RunWarrendToExit({"--helpfull"}, absl::Seconds(10));
+  EXPECT_THAT(full.stdout_text + full.stderr_text, HasSubstr("--flagfile"));
+  EXPECT_THAT(full.stdout_text + full.stderr_text, HasSubstr("--zk_connect"));
+}
+
+TEST(StartupTest, VersionPrintsWarrenAndLibraryVersionsAndExitsZero) {
+  ExitResult result = RunWarrendToExit({"--version"}, absl::Seconds(10));
+  EXPECT_EQ(result.code, 0) << result.stderr_text;
+  EXPECT_THAT(result.stdout_text, ::testing::StartsWith("warrend 0."));
+  for (const char* library :
+       {"gRPC 1.", "protobuf 3.", "ZooKeeper C client 3.", "rabbitmq-c 0."}) {
+    EXPECT_THAT(result.stdout_text, HasSubstr(library));
+  }
+}
 
 TEST(StartupTest, UnknownFlagExitsNonZero) {
   ExitResult result = RunWarrendToExit({"--no_such_flag=1"});

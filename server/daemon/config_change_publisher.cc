@@ -1,4 +1,4 @@
-#include "server/messaging/config_change_publisher.h"
+#include "server/daemon/config_change_publisher.h"
 
 #include <algorithm>
 
@@ -8,7 +8,7 @@
 #include "server/common/uuid.h"
 #include "warren/v1/config.pb.h"
 
-namespace warren::messaging {
+namespace warren::daemon {
 
 ConfigChangePublisher::ConfigChangePublisher(amqp::AmqpBroker& amqp,
                                              std::string exchange)
@@ -70,4 +70,4 @@ void ConfigChangePublisher::Announce(config::Change::Type type,
                 });
 }
 
-}  // namespace warren::messaging
+}  // namespace warren::daemon

@@ -18,7 +18,7 @@
 #include "server/amqp/amqp_client.h"
 #include "server/config/watch_cache.h"
 
-namespace warren::messaging {
+namespace warren::daemon {
 
 class ConfigChangePublisher {
  public:
@@ -38,4 +38,4 @@ class ConfigChangePublisher {
       std::make_shared<std::atomic<uint64_t>>(0);
 };
 
-}  // namespace warren::messaging
+}  // namespace warren::daemon
