@@ -217,8 +217,10 @@ class RabbitMqServer {
 };
 
 // A test suite whose tests share one warrend, started with Flags::Args()
-// before the first test and stopped after the last.
-template <typename Flags>
+// before the first test and stopped after the last; with
+// `private_zookeeper`, against a ZooKeeper server of the suite's own
+// (zk_), for tests that need its settings or must not disturb the shared one.
+template <typename Flags, bool private_zookeeper = false>
 class SharedWarrendTest : public ::testing::Test {
  protected:
   // Started by the suite's first test, not in SetUpTestSuite: gtest marks
@@ -227,24 +229,38 @@ class SharedWarrendTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete warrend_;
     warrend_ = nullptr;
+    delete zk_;
+    zk_ = nullptr;
     delete start_error_;
     start_error_ = nullptr;
   }
   void SetUp() override {
     if (warrend_ == nullptr && start_error_ == nullptr) {
-      auto started = WarrendProcess::Start(Flags::Args());
-      if (started.ok()) {
-        warrend_ = started->release();
-      } else {
-        start_error_ = new absl::Status(started.status());
-      }
+      absl::Status started = Start();
+      if (!started.ok()) start_error_ = new absl::Status(started);
     }
     ASSERT_NE(warrend_, nullptr)
         << (start_error_ != nullptr ? start_error_->ToString() : "");
   }
 
+  static inline ZooKeeperServer* zk_ = nullptr;
   static inline WarrendProcess* warrend_ = nullptr;
   static inline absl::Status* start_error_ = nullptr;
+
+ private:
+  static absl::Status Start() {
+    std::string zk_connect;
+    if (private_zookeeper) {
+      auto zk = ZooKeeperServer::Start();
+      if (!zk.ok()) return zk.status();
+      zk_ = zk->release();
+      zk_connect = zk_->connect();
+    }
+    auto started = WarrendProcess::Start(Flags::Args(), zk_connect);
+    if (!started.ok()) return started.status();
+    warrend_ = started->release();
+    return absl::OkStatus();
+  }
 };
 
 // A client context with a deadline `timeout` from now.

@@ -43,34 +43,11 @@ using ::testing::HasSubstr;
 // The private ZooKeeper's jute.maxbuffer (scripts/stack.sh).
 size_t EnsembleLimit() { return 4194304; }
 
-// One private ZooKeeper and one warrend on it per suite, started by the
-// suite's first test (as SharedWarrendTest does, so that a failed start
-// fails each test instead of skipping them).
+// One private ZooKeeper (its jute.maxbuffer is EnsembleLimit()) and one
+// warrend on it per suite.
 template <typename Flags>
-class PrivateZooKeeperTest : public ::testing::Test {
- protected:
-  static void TearDownTestSuite() {
-    delete warrend_;
-    warrend_ = nullptr;
-    delete zk_;
-    zk_ = nullptr;
-  }
-  void SetUp() override {
-    if (zk_ == nullptr) {
-      auto zk = ZooKeeperServer::Start();
-      ASSERT_TRUE(zk.ok()) << zk.status();
-      zk_ = zk->release();
-    }
-    if (warrend_ == nullptr) {
-      auto started = WarrendProcess::Start(Flags::Args(), zk_->connect());
-      ASSERT_TRUE(started.ok()) << started.status();
-      warrend_ = started->release();
-    }
-  }
-
-  static inline ZooKeeperServer* zk_ = nullptr;
-  static inline WarrendProcess* warrend_ = nullptr;
-};
+using PrivateZooKeeperTest =
+    SharedWarrendTest<Flags, /*private_zookeeper=*/true>;
 
 // The request bound of a PutConfig on this warrend (no chroot, no
 // credentials: the open ACL).
