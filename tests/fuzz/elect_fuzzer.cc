@@ -4,7 +4,7 @@
 // session's suspension, reconnection and expiry, a rival candidate joining
 // ahead of or behind this one and leaving, a half-close or a cancel.
 //
-// After every input: the call ended with a status docs/status-codes.md allows,
+// After every input: the call ended with a status docs/semantics.md allows,
 // and nothing is left behind: no candidate node of this server in ZooKeeper, no
 // leader counted, no stream in the registry.
 #include <cstddef>

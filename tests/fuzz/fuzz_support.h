@@ -261,7 +261,7 @@ std::string CheckEnded(Stream& stream, const std::string& method,
   bool ok = code == grpc::StatusCode::OK ||
             (code == grpc::StatusCode::CANCELLED && cancelled);
   for (grpc::StatusCode a : allowed) ok = ok || code == a;
-  Check(ok, where + ": not a status docs/status-codes.md gives this call");
+  Check(ok, where + ": not a status docs/semantics.md gives this call");
   Check(code == grpc::StatusCode::OK || !status.error_message().empty(),
         where + ": an error without a message");
   return where;

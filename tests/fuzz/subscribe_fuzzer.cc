@@ -3,7 +3,7 @@
 // sequence of steps (fuzz_support.h): the client's requests, the broker's
 // deliveries and channel errors, waits, a half-close or a cancel.
 //
-// After every input: the call ended with a status docs/status-codes.md allows,
+// After every input: the call ended with a status docs/semantics.md allows,
 // and nothing is left behind: no open subscription, no delivery neither settled
 // nor requeued, no stream in the registry, the unacked gauge at zero, and
 // never a settle the broker would refuse (an id not outstanding).
