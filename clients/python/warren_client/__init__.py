@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import grpc
 
@@ -131,7 +131,7 @@ def tls_credentials(
     )
 
 
-def channel_options_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def channel_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The keyword arguments of channel() that the environment sets, with the
     names the C++ client and the CLI read: WARREN_TOKEN, and TLS when any of
     WARREN_TLS_CA, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_SERVER_NAME is
@@ -152,7 +152,7 @@ def channel_options_from_env(environ: dict[str, str] | None = None) -> dict[str,
     return kwargs
 
 
-def channel_from_env(environ: dict[str, str] | None = None, **kwargs: Any) -> grpc.Channel:
+def channel_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> grpc.Channel:
     """channel() to $WARREN_ADDRESS (else 127.0.0.1:50051) with the TLS and
     token settings of channel_options_from_env(); `kwargs` (e.g. options=)
     are added."""
@@ -291,7 +291,7 @@ def connect(address: str | None = None, **kwargs: Any) -> Client:
     return Client(address, **kwargs)
 
 
-def connect_from_env(environ: dict[str, str] | None = None, **kwargs: Any) -> Client:
+def connect_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Client:
     """A Client configured like the C++ client's MakeChannelFromEnv and the
     CLI: WARREN_ADDRESS, WARREN_TOKEN and WARREN_TLS_* (see
     channel_options_from_env)."""

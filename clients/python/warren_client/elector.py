@@ -142,8 +142,9 @@ class Elector:
         Send it with every leader-only action so that receivers can reject a
         stale leader (a token lower than one they have seen)."""
         with self._lock:
-            if self._leading and time.monotonic() < self._lease_deadline:
-                return int(self._leader.fencing_token)
+            leader = self._leader
+            if leader is not None and self._leading and time.monotonic() < self._lease_deadline:
+                return int(leader.fencing_token)
             return None
 
     @property

@@ -88,7 +88,7 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     a grpc.RpcError that has one, UNKNOWN for anything else."""
     code = getattr(error, "code", None)
     if isinstance(error, grpc.RpcError) and callable(code):
-        details = error.details() if callable(getattr(error, "details", None)) else ""  # type: ignore[attr-defined]
+        details = error.details() if callable(getattr(error, "details", None)) else ""
         return code(), details or ""
     return grpc.StatusCode.UNKNOWN, repr(error)
 
