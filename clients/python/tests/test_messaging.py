@@ -242,6 +242,39 @@ class SubscriberTest(unittest.TestCase):
 class RestartTest(unittest.TestCase):
     """A warrend of our own is stopped and started again on the same port."""
 
+    def test_retry_goes_out_once_the_channel_reconnects(self):
+        # A backoff far longer than the server is away: the retry must not
+        # wait it out but go as soon as the channel is connected again.
+        queue = unique("py-reconnect")
+        server = OwnServer().start()
+        own = warren.connect(server.address)
+        try:
+            own.publisher().publish(queue, b"warm-up", mandatory=False)  # connected
+            server.stop()
+            log = AttemptLog()
+            publisher = warren.Publisher(
+                grpc.intercept_channel(own.channel, log), timeout=60,
+                backoff=warren.Backoff(20.0, 20.0))  # each wait 10..20 s
+            result = {}
+
+            def publish():
+                result["id"] = publisher.publish(queue, b"x", mandatory=False)
+                result["at"] = time.monotonic()
+
+            publishing = threading.Thread(target=publish)
+            publishing.start()
+            log.attempts.wait_for(lambda a: len(a) >= 1)
+            server.start()
+            back = time.monotonic()
+            publishing.join(30)
+            self.assertIn("id", result)
+            self.assertLess(result["at"] - back, 8.0)
+            self.assertEqual([code for _, code in log.attempts.snapshot()],
+                             [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK])
+        finally:
+            own.close()
+            server.stop()
+
     def test_subscriber_resubscribes_and_publisher_retries_across_a_restart(self):
         queue = unique("py-restart")
         main = warren.connect(ADDRESS)

@@ -232,6 +232,54 @@ class WrapperDecisionTest(unittest.TestCase):
             close()
 
 
+class ClosingTest(unittest.TestCase):
+    """A stream the caller closed is never reopened; a channel closed under
+    a wrapper stops it with ClosedError."""
+
+    @staticmethod
+    def _wrappers(channel, **kwargs):
+        return {
+            "Subscribe": lambda: warren.Subscriber(
+                channel, print, queue="q", backoff=FAST, **kwargs),
+            "WatchConfig": lambda: warren.ConfigWatcher(channel, "k", backoff=FAST, **kwargs),
+            "Elect": lambda: warren.Elector(channel, "e", backoff=FAST, **kwargs),
+        }
+
+    @staticmethod
+    def _close(wrapper):
+        (wrapper.stop if isinstance(wrapper, warren.Subscriber) else wrapper.close)()
+
+    def test_closed_by_the_caller_is_not_reopened(self):
+        server = _FakeServer(grpc.StatusCode.OK)  # first stream ends, second stays
+        try:
+            for method, make in self._wrappers(server.channel).items():
+                with self.subTest(method=method):
+                    wrapper = make().start()
+                    wait_until(lambda: server.fake.calls[method] == 2, 5)
+                    self._close(wrapper)  # returns once its thread ended
+                    self.assertEqual(server.fake.calls[method], 2)
+                    self.assertIsNone(wrapper.error)
+        finally:
+            server.close()
+
+    def test_channel_closed_under_a_wrapper_is_a_closed_error(self):
+        for method in ("Subscribe", "WatchConfig", "Elect"):
+            server = _FakeServer(grpc.StatusCode.OK)
+            try:
+                with self.subTest(method=method):
+                    reported = Recorder()
+                    wrapper = self._wrappers(server.channel, on_error=reported)[method]()
+                    wrapper.start()
+                    wait_until(lambda: server.fake.calls[method] == 2, 5)
+                    server.channel.close()
+                    reported.wait_for(lambda r: len(r) == 1, 5)
+                    self.assertIsInstance(wrapper.error, warren.ClosedError)
+                    self.assertEqual(reported.snapshot(), [wrapper.error])
+                    self._close(wrapper)
+            finally:
+                server.close()
+
+
 class DefaultsFileTest(unittest.TestCase):
     """What the wrappers send when the caller chooses nothing is what
     clients/defaults.json says; and streams are opened wait-for-ready."""
