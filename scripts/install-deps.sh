@@ -26,8 +26,9 @@ PACKAGES=(
 )
 if [ "${1:-}" = "--clients" ]; then
   PACKAGES+=(
-    # Python: Debian's interpreter and gRPC (PyPI is not reachable)
-    python3 python3-grpcio python3-protobuf
+    # Python: Debian's interpreter and gRPC (PyPI is not reachable), and
+    # mypy for clients/python/test.sh's type check
+    python3 python3-grpcio python3-protobuf mypy
     # Go, in GOPATH mode against Debian's Go libraries
     golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
     golang-google-protobuf-dev

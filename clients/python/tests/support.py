@@ -168,6 +168,13 @@ class OwnServer:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self):
+        """SIGKILL: no goodbye to clients, ZooKeeper or the broker (a crash,
+        a power cut); the clients find out from their sockets."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def freeze(self):
         self.process.send_signal(signal.SIGSTOP)
 

@@ -3,8 +3,22 @@ of our own (re-watch + reconcile)."""
 
 import unittest
 
+import grpc
+
 from support import ADDRESS, OwnServer, Recorder, unique, warren
 from warren_client.config_watcher import DELETE, PUT
+
+
+class StreamEnds(grpc.UnaryStreamClientInterceptor):
+    """Records the status code every server-streaming call ended with."""
+
+    def __init__(self):
+        self.codes = Recorder()
+
+    def intercept_unary_stream(self, continuation, details, request):
+        call = continuation(details, request)
+        call.add_callback(lambda: self.codes(call.code()))
+        return call
 
 
 class ConfigWatcherTest(unittest.TestCase):
@@ -13,8 +27,12 @@ class ConfigWatcherTest(unittest.TestCase):
         self.base = unique("py-config")
 
     def tearDown(self):
-        self.client.config.DeleteConfig(
-            warren.config_pb2.DeleteConfigRequest(key=self.base, recursive=True))
+        try:
+            self.client.config.DeleteConfig(
+                warren.config_pb2.DeleteConfigRequest(key=self.base, recursive=True))
+        except grpc.RpcError as error:  # a test that wrote nothing
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
         self.client.close()
 
     def test_key_watch_sees_every_change(self):
@@ -42,6 +60,47 @@ class ConfigWatcherTest(unittest.TestCase):
             self.assertTrue(w.wait_for(
                 lambda e: e.get(self.base + "/a") == b"1" and e.get(self.base + "/deep/b") == b"2", 10))
             self.assertEqual(w.entries[self.base + "/deep/b"], b"2")
+
+    def test_invalid_key_stops_the_watcher(self):
+        reported = Recorder()
+        watcher = self.client.config_watcher("bad//key", on_error=reported)
+        try:
+            with self.assertRaises(warren.FatalError) as caught:
+                watcher.wait_ready(10)
+            self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIs(watcher.error, caught.exception)
+            self.assertEqual(reported.snapshot(), [caught.exception])
+        finally:
+            watcher.close()
+
+    def test_watch_limit_is_waited_out(self):
+        # At the server's max_watches_per_client a WatchConfig stream ends with
+        # RESOURCE_EXHAUSTED: retried with backoff, so the second watcher
+        # watches as soon as the first one frees the slot.
+        key = self.base + "/limited"
+        self.client.put_config(key, "v1")
+        with OwnServer(extra_flags=["--max_watches_per_client=1"]) as server:
+            own = warren.connect(server.address)
+            try:
+                first = own.config_watcher(key)
+                self.assertTrue(first.wait_ready(10))
+                ends = StreamEnds()
+                second = warren.ConfigWatcher(
+                    grpc.intercept_channel(own.channel, ends), key,
+                    backoff=warren.Backoff(0.05, 0.2)).start()
+                try:
+                    ends.codes.wait_for(lambda c: len(c) >= 3, 10)
+                    self.assertEqual(set(ends.codes.snapshot()),
+                                     {grpc.StatusCode.RESOURCE_EXHAUSTED})
+                    self.assertIsNone(second.error)
+                    self.assertIsNone(second.value)
+                    first.close()
+                    self.assertTrue(second.wait_ready(5))
+                    self.assertEqual(second.value, b"v1")
+                finally:
+                    second.close()
+            finally:
+                own.close()
 
     def test_rewatch_after_restart_reconciles(self):
         keys = {n: "%s/%s" % (self.base, n) for n in ("same", "changed", "gone", "new")}

@@ -72,10 +72,22 @@ class ElectorTest(unittest.TestCase):
     def test_invalid_election_name_stops_the_elector(self):
         elector, _ = self.candidate("x")
         elector.close()
-        bad = warren.Elector(self.client.channel, "bad//name").start()
+        reported = Recorder()
+        bad = warren.Elector(self.client.channel, "bad//name", on_error=reported).start()
         self.electors.append(bad)
-        wait_until(lambda: bad.error is not None)
-        self.assertEqual(bad.error.code, grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(warren.FatalError) as caught:
+            bad.wait_elected(10)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIs(bad.error, caught.exception)
+        self.assertEqual(reported.snapshot(), [caught.exception])
+
+    def test_proclaim_while_not_leading_raises_not_leader(self):
+        leader, _ = self.candidate("first")
+        self.assertTrue(leader.wait_elected(10))
+        follower, events = self.candidate("second")
+        events.wait_for(lambda ev: ("following", "first") in ev)
+        with self.assertRaises(warren.NotLeaderError):
+            follower.proclaim("mine")
 
 
 class ElectorFaultTest(unittest.TestCase):

@@ -86,17 +86,37 @@ class PublisherTest(unittest.TestCase):
         log = AttemptLog(fail=1, code=grpc.StatusCode.DEADLINE_EXCEEDED)
         channel = grpc.intercept_channel(self.client.channel, log)
         publisher = warren.Publisher(channel, backoff=warren.Backoff(0.01, 0.05))
-        message_id = publisher.publish(self.queue, b"x", message_id="fixed-id-1")
+        # No queue takes it: not mandatory, so the broker drops it quietly.
+        message_id = publisher.publish(
+            self.queue, b"x", message_id="fixed-id-1", mandatory=False)
         self.assertEqual(message_id, "fixed-id-1")
         self.assertEqual([mid for mid, _ in log.attempts.snapshot()], ["fixed-id-1"] * 2)
 
-    def test_other_errors_surface_at_once(self):
+    def test_fatal_errors_surface_at_once(self):
         log = AttemptLog()
         publisher = warren.Publisher(grpc.intercept_channel(self.client.channel, log))
-        with self.assertRaises(grpc.RpcError) as caught:
+        with self.assertRaises(warren.FatalError) as caught:
             publisher.publish("k", b"x", exchange=unique("py-missing-exchange"))
-        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.NOT_FOUND)
         self.assertEqual(len(log.attempts.snapshot()), 1)
+
+    def test_unroutable_message_is_an_error_unless_not_mandatory(self):
+        publisher = self.client.publisher()
+        with self.assertRaises(warren.FatalError) as caught:
+            publisher.publish(self.queue, b"nobody listens")  # no such queue
+        self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertTrue(publisher.publish(self.queue, b"dropped", mandatory=False))
+
+    def test_closed_publisher_raises_closed_error(self):
+        publisher = warren.Publisher(
+            grpc.intercept_channel(self.client.channel, AttemptLog(fail=1000)),
+            backoff=warren.Backoff(0.5, 0.5))
+        closer = threading.Timer(0.1, publisher.close)
+        closer.start()
+        with self.assertRaises(warren.ClosedError):
+            publisher.publish(self.queue, b"x")  # retrying when closed
+        with self.assertRaises(warren.ClosedError):
+            publisher.publish(self.queue, b"y")  # after close()
 
     def test_retries_end_at_the_overall_timeout(self):
         log = AttemptLog(fail=1000)
@@ -106,11 +126,12 @@ class PublisherTest(unittest.TestCase):
             backoff=warren.Backoff(0.05, 0.1),
         )
         started = time.monotonic()
-        with self.assertRaises(grpc.RpcError) as caught:
+        with self.assertRaises(warren.TransientError) as caught:
             publisher.publish(self.queue, b"x")
-        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.UNAVAILABLE)
         self.assertLess(time.monotonic() - started, 2.0)
         self.assertGreater(len(log.attempts.snapshot()), 2)
+        self.assertEqual(caught.exception.attempts, len(log.attempts.snapshot()))
 
 
 class SubscriberTest(unittest.TestCase):
@@ -211,14 +232,48 @@ class SubscriberTest(unittest.TestCase):
         sub = warren.Subscriber(
             self.client.channel, lambda d: None, queue="bad name with spaces" * 20
         ).start()
-        with self.assertRaises(warren.SubscriptionError) as caught:
+        with self.assertRaises(warren.FatalError) as caught:
             sub.wait_subscribed(10)
         self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIs(sub.error, caught.exception)
         sub.stop()
 
 
 class RestartTest(unittest.TestCase):
     """A warrend of our own is stopped and started again on the same port."""
+
+    def test_retry_goes_out_once_the_channel_reconnects(self):
+        # A backoff far longer than the server is away: the retry must not
+        # wait it out but go as soon as the channel is connected again.
+        queue = unique("py-reconnect")
+        server = OwnServer().start()
+        own = warren.connect(server.address)
+        try:
+            own.publisher().publish(queue, b"warm-up", mandatory=False)  # connected
+            server.stop()
+            log = AttemptLog()
+            publisher = warren.Publisher(
+                grpc.intercept_channel(own.channel, log), timeout=60,
+                backoff=warren.Backoff(20.0, 20.0))  # each wait 10..20 s
+            result = {}
+
+            def publish():
+                result["id"] = publisher.publish(queue, b"x", mandatory=False)
+                result["at"] = time.monotonic()
+
+            publishing = threading.Thread(target=publish)
+            publishing.start()
+            log.attempts.wait_for(lambda a: len(a) >= 1)
+            server.start()
+            back = time.monotonic()
+            publishing.join(30)
+            self.assertIn("id", result)
+            self.assertLess(result["at"] - back, 8.0)
+            self.assertEqual([code for _, code in log.attempts.snapshot()],
+                             [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.OK])
+        finally:
+            own.close()
+            server.stop()
 
     def test_subscriber_resubscribes_and_publisher_retries_across_a_restart(self):
         queue = unique("py-restart")

@@ -13,13 +13,21 @@ thread per stream and calls back on it (handlers on a pool), so it fits plain
 scripts, WSGI apps and threaded services alike. asyncio applications can use
 the generated stubs with grpc.aio directly (`warren_client.messaging_pb2_grpc`
 works with an aio channel) or call these wrappers from a thread.
+
+Errors: the wrappers and the Client's helpers raise (or report) the
+exceptions of warren_client.errors, never grpc.RpcError; the raw stubs
+(Client.config, .messaging, .election) raise grpc.RpcError as gRPC does.
 """
+
+from __future__ import annotations
 
 import collections
 import os
+from typing import Any, Callable, Iterable, Mapping
 
 import grpc
 
+from . import errors, retry_policy
 from ._backoff import Backoff
 from ._proto import (
     common_pb2,
@@ -32,34 +40,44 @@ from ._proto import (
 )
 from .config_watcher import Change, ConfigWatcher
 from .elector import Elector, LostReason
+from .errors import (
+    ClosedError,
+    FatalError,
+    NotLeaderError,
+    TransientError,
+    WarrenError,
+)
 from .publisher import Publisher
-from .subscriber import Reject, Subscriber, SubscriptionError
+from .subscriber import Reject, Subscriber
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 # gRPC's default reconnect backoff grows to 120 s: after a warrend restart a
-# client could stay disconnected for minutes. Cap it near our own retry loops.
-# (Not grpc.min_reconnect_backoff_ms: despite its name it is also the minimum
-# time a connection attempt may take, 20 s by default; lowered, a loaded
-# machine fails handshakes with "timed out before receiving SETTINGS frame".)
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+# client could stay disconnected for minutes. Capped as retry_policy says.
+# grpc.min_reconnect_backoff_ms keeps gRPC's default on purpose: in gRPC core
+# it is not a backoff but the least time a connection attempt is given (20 s);
+# lowered, a loaded machine fails handshakes with "timed out before receiving
+# SETTINGS frame". It does not delay reconnecting to a server that is back:
+# a refused connection fails at once and the next attempt follows the backoff.
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", retry_policy.RECONNECT_INITIAL_BACKOFF_MS),
+    ("grpc.min_reconnect_backoff_ms", 20000),
+    ("grpc.max_reconnect_backoff_ms", retry_policy.RECONNECT_MAX_BACKOFF_MS),
 )
 
 
 def channel(
-    address=None,
+    address: str | None = None,
     *,
-    options=(),
-    credentials=None,
-    tls=False,
-    ca_file=None,
-    cert_file=None,
-    key_file=None,
-    server_name=None,
-    token=None,
-):
+    options: Iterable[tuple[str, Any]] = (),
+    credentials: grpc.ChannelCredentials | None = None,
+    tls: bool = False,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    server_name: str | None = None,
+    token: str | None = None,
+) -> grpc.Channel:
     """A gRPC channel to warrend. `address` defaults to $WARREN_ADDRESS, then
     127.0.0.1:50051.
 
@@ -72,7 +90,7 @@ def channel(
     "authorization: Bearer <token>" (for a server with auth_tokens_file).
     A file that cannot be read raises OSError naming it."""
     address = address or os.environ.get("WARREN_ADDRESS") or DEFAULT_ADDRESS
-    merged = dict(CHANNEL_OPTIONS)
+    merged: dict[str, Any] = dict(CHANNEL_OPTIONS)
     merged.update(dict(options))
     if server_name:
         merged["grpc.ssl_target_name_override"] = server_name
@@ -91,14 +109,16 @@ def channel(
     return grpc.secure_channel(address, credentials, options=list(merged.items()))
 
 
-def tls_credentials(ca_file=None, cert_file=None, key_file=None):
+def tls_credentials(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
     """grpc.ssl_channel_credentials from PEM files: the CA of the server's
     certificate (None: the system's) and a client certificate and key
     (both or neither)."""
     if bool(cert_file) != bool(key_file):
         raise ValueError("TLS client certificate and key go together: give both or neither")
 
-    def read(path):
+    def read(path: str | None) -> bytes | None:
         if not path:
             return None
         with open(path, "rb") as f:
@@ -111,13 +131,13 @@ def tls_credentials(ca_file=None, cert_file=None, key_file=None):
     )
 
 
-def channel_options_from_env(environ=None):
+def channel_options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The keyword arguments of channel() that the environment sets, with the
     names the C++ client and the CLI read: WARREN_TOKEN, and TLS when any of
     WARREN_TLS_CA, WARREN_TLS_CERT, WARREN_TLS_KEY, WARREN_TLS_SERVER_NAME is
     set or WARREN_TLS is neither empty, "0" nor "false"."""
     env = os.environ if environ is None else environ
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, key in (
         ("WARREN_TLS_CA", "ca_file"),
         ("WARREN_TLS_CERT", "cert_file"),
@@ -132,7 +152,7 @@ def channel_options_from_env(environ=None):
     return kwargs
 
 
-def channel_from_env(environ=None, **kwargs):
+def channel_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> grpc.Channel:
     """channel() to $WARREN_ADDRESS (else 127.0.0.1:50051) with the TLS and
     token settings of channel_options_from_env(); `kwargs` (e.g. options=)
     are added."""
@@ -149,10 +169,10 @@ class _BearerInterceptor(
 ):
     """Adds "authorization: Bearer <token>" to every call's metadata."""
 
-    def __init__(self, token):
+    def __init__(self, token: str) -> None:
         self._header = ("authorization", "Bearer " + token)
 
-    def _with_token(self, details):
+    def _with_token(self, details: Any) -> Any:
         metadata = list(details.metadata or ()) + [self._header]
         return _CallDetails(
             details.method,
@@ -163,16 +183,16 @@ class _BearerInterceptor(
             getattr(details, "compression", None),
         )
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._with_token(details), request)
 
-    def intercept_unary_stream(self, continuation, details, request):
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._with_token(details), request)
 
-    def intercept_stream_unary(self, continuation, details, request_iterator):
+    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return continuation(self._with_token(details), request_iterator)
 
-    def intercept_stream_stream(self, continuation, details, request_iterator):
+    def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return continuation(self._with_token(details), request_iterator)
 
 
@@ -188,69 +208,90 @@ class _CallDetails(
 
 class Client:
     """A channel with the three raw stubs and factories for the wrappers.
-    Closing it closes the channel (close the wrappers first)."""
+    Closing it closes the channel (close the wrappers first: a wrapper whose
+    channel closed under it stops with ClosedError)."""
 
-    def __init__(self, address=None, *, grpc_channel=None, **channel_kwargs):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        grpc_channel: grpc.Channel | None = None,
+        **channel_kwargs: Any,
+    ) -> None:
         self.address = address or os.environ.get("WARREN_ADDRESS") or DEFAULT_ADDRESS
         self.channel = grpc_channel or channel(self.address, **channel_kwargs)
         self.config = config_pb2_grpc.ConfigServiceStub(self.channel)
         self.messaging = messaging_pb2_grpc.MessagingServiceStub(self.channel)
         self.election = election_pb2_grpc.ElectionServiceStub(self.channel)
 
-    def publisher(self, **kwargs):
+    def publisher(self, **kwargs: Any) -> Publisher:
         return Publisher(self.channel, **kwargs)
 
-    def subscriber(self, handler, **kwargs):
+    def subscriber(self, handler: Callable[[Any], object], **kwargs: Any) -> Subscriber:
         """A started Subscriber (use it as a context manager or stop() it)."""
         return Subscriber(self.channel, handler, **kwargs).start()
 
-    def elector(self, election, **kwargs):
+    def elector(self, election: str, **kwargs: Any) -> Elector:
         """A started Elector (use it as a context manager or close() it)."""
         return Elector(self.channel, election, **kwargs).start()
 
-    def config_watcher(self, key, **kwargs):
+    def config_watcher(self, key: str, **kwargs: Any) -> ConfigWatcher:
         """A started ConfigWatcher (use it as a context manager or close() it)."""
         return ConfigWatcher(self.channel, key, **kwargs).start()
 
-    def get_config(self, key, *, consistent=False):
-        """The value of `key` (bytes), or None when it does not exist."""
+    def get_config(
+        self, key: str, *, consistent: bool = False, timeout: float | None = None
+    ) -> bytes | None:
+        """The value of `key` (bytes), or None when it does not exist. Not
+        retried: raises FatalError or TransientError (warren_client.errors)."""
+        request = config_pb2.GetConfigRequest(key=key, consistent=consistent)
         try:
-            response = self.config.GetConfig(
-                config_pb2.GetConfigRequest(key=key, consistent=consistent)
-            )
+            response = self.config.GetConfig(request, timeout=timeout)
         except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
+            if errors.status_of(error)[0] == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise
-        return response.entry.value
+            raise errors.from_unary_error(error) from error
+        except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
+            raise ClosedError("the channel was closed: %s" % error) from error
+        return bytes(response.entry.value)
 
-    def put_config(self, key, value, **kwargs):
-        """Writes `key` (str values are UTF-8 encoded); returns the new entry.
-        kwargs: expected_version=, create_only= (see PutConfigRequest)."""
+    def put_config(
+        self, key: str, value: bytes | str, *, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """Writes `key` (str values are UTF-8 encoded); returns the new
+        warren.v1.ConfigEntry. kwargs: expected_version=, create_only= (see
+        PutConfigRequest). Not retried (a compare-and-set whose answer was
+        lost cannot tell on a retry whether it was its own write): raises
+        FatalError (e.g. FAILED_PRECONDITION for a version that moved on,
+        ALREADY_EXISTS for create_only) or TransientError."""
         if isinstance(value, str):
             value = value.encode("utf-8")
-        return self.config.PutConfig(
-            config_pb2.PutConfigRequest(key=key, value=value, **kwargs)
-        ).entry
+        request = config_pb2.PutConfigRequest(key=key, value=value, **kwargs)
+        try:
+            return self.config.PutConfig(request, timeout=timeout).entry
+        except grpc.RpcError as error:
+            raise errors.from_unary_error(error) from error
+        except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
+            raise ClosedError("the channel was closed: %s" % error) from error
 
-    def close(self):
+    def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def connect(address=None, **kwargs):
+def connect(address: str | None = None, **kwargs: Any) -> Client:
     """A Client for `address` (default: $WARREN_ADDRESS, then 127.0.0.1:50051).
     kwargs: channel()'s (ca_file=, cert_file=, key_file=, token=, ...) or
     grpc_channel= for a channel of your own."""
     return Client(address, **kwargs)
 
 
-def connect_from_env(environ=None, **kwargs):
+def connect_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) -> Client:
     """A Client configured like the C++ client's MakeChannelFromEnv and the
     CLI: WARREN_ADDRESS, WARREN_TOKEN and WARREN_TLS_* (see
     channel_options_from_env)."""
@@ -263,13 +304,19 @@ __all__ = [
     "Backoff",
     "Change",
     "Client",
+    "ClosedError",
     "ConfigWatcher",
     "Elector",
+    "FatalError",
     "LostReason",
+    "NotLeaderError",
     "Publisher",
     "Reject",
     "Subscriber",
-    "SubscriptionError",
+    "TransientError",
+    "WarrenError",
+    "errors",
+    "retry_policy",
     "channel",
     "channel_from_env",
     "channel_options_from_env",

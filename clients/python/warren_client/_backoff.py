@@ -1,7 +1,10 @@
-"""Capped exponential backoff with jitter, shared by every reconnect loop."""
+"""Capped exponential backoff with jitter, shared by every retry loop."""
+
+from __future__ import annotations
 
 import random
-import threading
+
+from . import retry_policy
 
 
 class Backoff:
@@ -9,10 +12,17 @@ class Backoff:
 
     Each delay is drawn uniformly from [delay/2, delay] ("equal jitter"), so
     that many clients cut off by the same server restart do not come back in
-    lock-step, while no delay is ever much shorter than planned.
+    lock-step, while no delay is ever much shorter than planned. The
+    defaults are those of retry_policy (100 ms, x2, at most 3 s).
     """
 
-    def __init__(self, initial=0.1, maximum=5.0, multiplier=2.0, rng=None):
+    def __init__(
+        self,
+        initial: float = retry_policy.BACKOFF_INITIAL_SECONDS,
+        maximum: float = retry_policy.BACKOFF_MAX_SECONDS,
+        multiplier: float = retry_policy.BACKOFF_MULTIPLIER,
+        rng: random.Random | None = None,
+    ) -> None:
         if initial <= 0 or maximum < initial or multiplier < 1:
             raise ValueError("need 0 < initial <= maximum and multiplier >= 1")
         self.initial = initial
@@ -21,21 +31,17 @@ class Backoff:
         self._rng = rng or random.Random()
         self._attempt = 0
 
-    def next_delay(self):
+    def next_delay(self) -> float:
         """The delay before the next retry; each call backs off further."""
-        delay = min(self.maximum, self.initial * self.multiplier ** self._attempt)
+        delay = min(self.maximum, self.initial * self.multiplier**self._attempt)
         self._attempt = min(self._attempt + 1, 64)  # no float overflow
         return self._rng.uniform(delay / 2, delay)
 
-    def reset(self):
+    def reset(self) -> None:
         """Call after a success: the next failure starts from `initial`."""
         self._attempt = 0
 
-    def copy(self):
+    def copy(self) -> Backoff:
         """A fresh Backoff with the same settings (one per loop)."""
         return Backoff(self.initial, self.maximum, self.multiplier)
 
-
-def sleep_unless(event: threading.Event, seconds: float) -> bool:
-    """Sleeps up to `seconds`; returns True if `event` was set (stop asked)."""
-    return event.wait(seconds)

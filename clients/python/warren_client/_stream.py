@@ -7,24 +7,31 @@ daemon thread per stream only reads, and the wrapper's own thread waits on
 the queue with a timeout.
 """
 
+from __future__ import annotations
+
 import queue
 import threading
+from typing import Any, Callable, Generic, Iterator, TypeVar, Union
 
 import grpc
+from google.protobuf import duration_pb2
+
+from . import retry_policy
+from .errors import ClosedError, status_of
+
+T = TypeVar("T")
 
 _END = object()
 
 
-def duration(seconds):
+def duration(seconds: float) -> duration_pb2.Duration:
     """A google.protobuf.Duration for `seconds` (float)."""
-    from google.protobuf import duration_pb2
-
     d = duration_pb2.Duration()
     d.FromNanoseconds(int(round(seconds * 1e9)))
     return d
 
 
-class RequestQueue:
+class RequestQueue(Generic[T]):
     """The request iterator of a bidi call, fed from any thread.
 
     gRPC consumes it on a thread of its own; close() half-closes the call once
@@ -32,12 +39,12 @@ class RequestQueue:
     or gRPC's consumer thread waits here forever.
     """
 
-    def __init__(self):
-        self._queue = queue.Queue()
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._closed = False
         self._lock = threading.Lock()
 
-    def put(self, request):
+    def put(self, request: T) -> bool:
         """Queues a request; returns False (and drops it) after close()."""
         with self._lock:
             if self._closed:
@@ -45,13 +52,13 @@ class RequestQueue:
             self._queue.put(request)
             return True
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._queue.put(_END)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
             if item is _END:
@@ -63,16 +70,14 @@ class StreamEnd:
     """The end of a response stream: `code` is grpc.StatusCode.OK when the
     server finished it normally."""
 
-    def __init__(self, error=None):
+    def __init__(self, error: BaseException | None = None) -> None:
         self.error = error
         if error is None:
             self.code, self.details = grpc.StatusCode.OK, ""
-        elif isinstance(error, grpc.RpcError) and hasattr(error, "code"):
-            self.code, self.details = error.code(), error.details()
         else:
-            self.code, self.details = grpc.StatusCode.UNKNOWN, repr(error)
+            self.code, self.details = status_of(error)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "StreamEnd(%s, %r)" % (self.code.name, self.details)
 
 
@@ -84,14 +89,14 @@ class StreamReader:
     """Reads `call` on a daemon thread into `inbox`: responses, then exactly
     one StreamEnd."""
 
-    def __init__(self, call, name):
+    def __init__(self, call: Any, name: str) -> None:
         self.call = call
-        self.inbox = queue.Queue()
+        self.inbox: queue.Queue[Any] = queue.Queue()
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._read, name=name, daemon=True)
         self._thread.start()
 
-    def _read(self):
+    def _read(self) -> None:
         try:
             for response in self.call:
                 self.inbox.put(response)
@@ -101,15 +106,26 @@ class StreamReader:
         self.ended.set()
         self.inbox.put(end)
 
-    def next(self, timeout):
+    def next(self, timeout: float | None) -> Union[Any, StreamEnd, Wake, None]:
         """The next item (response, StreamEnd or Wake), or None on timeout."""
         try:
             return self.inbox.get(timeout=timeout)
         except queue.Empty:
             return None
 
-    def wake(self):
+    def wake(self) -> None:
         self.inbox.put(Wake())
 
-    def cancel(self):
+    def cancel(self) -> None:
         self.call.cancel()
+
+
+def open_stream(method: Callable[..., Any], request: Any, name: str) -> StreamReader:
+    """Calls the stream `method` wait-for-ready (the stream waits while the
+    channel reconnects instead of failing at once) and reads it on a thread
+    called `name`. Raises ClosedError when the channel was closed."""
+    try:
+        call = method(request, wait_for_ready=retry_policy.STREAMS_WAIT_FOR_READY)
+    except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
+        raise ClosedError("the channel was closed: %s" % error) from error
+    return StreamReader(call, name)

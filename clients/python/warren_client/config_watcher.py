@@ -10,32 +10,34 @@ changed keys as PUT, unchanged keys not at all. So the application sees one
 continuous sequence of changes that always ends at the latest state
 (intermediate versions may be coalesced, as ZooKeeper does).
 
+Which stream endings are retried is retry_policy.stream_decision's rule
+(RESOURCE_EXHAUSTED at the server's max_watches included: a slot may free
+up); a fatal code (INVALID_ARGUMENT, PERMISSION_DENIED, ...) stops the
+watcher with a FatalError: its `error`, `on_error(error)`, and raised by
+wait_ready() / wait_for().
+
 Threading: one thread owns the stream and calls on_change(changes) with the
 watcher's state already updated. Reading the state is safe from any thread.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
+from typing import Any, Callable, Sequence
 
 import grpc
 
+from . import retry_policy
 from ._backoff import Backoff
 from ._proto import config_pb2 as pb
 from ._proto import config_pb2_grpc
-from ._stream import StreamEnd, StreamReader, Wake, duration
+from ._stream import StreamEnd, StreamReader, Wake, duration, open_stream
+from .errors import ClosedError, FatalError, WarrenError
 
 log = logging.getLogger("warren_client.config_watcher")
-
-FATAL_CODES = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
 
 PUT = "PUT"
 DELETE = "DELETE"
@@ -62,14 +64,15 @@ class ConfigWatcher:
 
     def __init__(
         self,
-        channel,
-        key,
+        channel: grpc.Channel,
+        key: str,
         *,
-        prefix=False,
-        on_change=None,
-        heartbeat_interval=15.0,
-        backoff=None,
-    ):
+        prefix: bool = False,
+        on_change: Callable[[list[Change]], object] | None = None,
+        heartbeat_interval: float = 15.0,
+        backoff: Backoff | None = None,
+        on_error: Callable[[WarrenError], object] | None = None,
+    ) -> None:
         self._stub = config_pb2_grpc.ConfigServiceStub(channel)
         self._request = pb.WatchConfigRequest(
             key=key, prefix=prefix, heartbeat_interval=duration(heartbeat_interval)
@@ -77,51 +80,57 @@ class ConfigWatcher:
         self.key = key
         self.prefix = prefix
         self._on_change = on_change
+        self._on_error = on_error
         # A quiet stream has a heartbeat at least every interval; 3 intervals
         # of silence means it is dead even if TCP did not notice.
         self._idle_timeout = 3 * heartbeat_interval
         self._backoff = backoff.copy() if backoff else Backoff()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._entries = {}  # key -> warren.v1.ConfigEntry
+        self._entries: dict[str, Any] = {}  # key -> warren.v1.ConfigEntry
         self._ready = False
         self._closing = threading.Event()
-        self._reader = None
-        self._thread = None
+        self._reader: StreamReader | None = None
+        self._thread: threading.Thread | None = None
         self.watches = 0  # how many streams delivered an initial state
-        self.error = None
+        self.error: WarrenError | None = None  # why the watcher gave up
 
     # -- state ------------------------------------------------------------------
 
     @property
-    def entries(self):
+    def entries(self) -> dict[str, bytes]:
         """A copy of the current state: {key: value bytes}."""
         with self._lock:
             return {k: e.value for k, e in self._entries.items()}
 
     @property
-    def value(self):
+    def value(self) -> bytes | None:
         """The watched key's value (bytes), or None while it does not exist."""
         return self.get(self.key)
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: bytes | None = None) -> bytes | None:
         with self._lock:
             entry = self._entries.get(key)
             return default if entry is None else entry.value
 
-    def version(self, key=None):
+    def version(self, key: str | None = None) -> int | None:
         """The version of `key` (default: the watched key), or None."""
         with self._lock:
             entry = self._entries.get(self.key if key is None else key)
             return None if entry is None else entry.version
 
-    def wait_ready(self, timeout=None):
-        """Waits for the first complete state; returns whether it came."""
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Waits for the first complete state; returns whether it came
+        (False on timeout or after close()). Raises the watcher's `error`
+        (FatalError, ClosedError) if it gave up."""
         return self.wait_for(lambda _entries: True, timeout)
 
-    def wait_for(self, predicate, timeout=None):
+    def wait_for(
+        self, predicate: Callable[[dict[str, bytes]], object], timeout: float | None = None
+    ) -> bool:
         """Waits until `predicate({key: value})` is true on a received state;
-        returns whether it became true within `timeout` seconds."""
+        returns whether it became true within `timeout` seconds (False after
+        close()). Raises the watcher's `error` if it gave up."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while True:
@@ -129,6 +138,8 @@ class ConfigWatcher:
                     {k: e.value for k, e in self._entries.items()}
                 ):
                     return True
+                if self.error is not None:
+                    raise self.error
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if (remaining is not None and remaining <= 0) or (
                     self._thread is not None and not self._thread.is_alive()
@@ -138,7 +149,7 @@ class ConfigWatcher:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> ConfigWatcher:
         if self._thread is not None:
             raise RuntimeError("ConfigWatcher.start() called twice")
         self._thread = threading.Thread(
@@ -147,7 +158,7 @@ class ConfigWatcher:
         self._thread.start()
         return self
 
-    def close(self):
+    def close(self) -> None:
         self._closing.set()
         with self._lock:
             if self._reader is not None:
@@ -155,24 +166,27 @@ class ConfigWatcher:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
-    def __enter__(self):
+    def __enter__(self) -> ConfigWatcher:
         if self._thread is None:
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- the stream loop -----------------------------------------------------------
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._closing.is_set():
-            end = self._one_watch()
+            try:
+                end = self._one_watch()
+            except ClosedError as error:
+                self._give_up(error)
+                break
             if self._closing.is_set():
                 break
-            if end.code in FATAL_CODES:
-                self.error = end
-                log.error("watch of %r refused, giving up: %s", self.key, end)
+            if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
+                self._give_up(FatalError(end.code, end.details))
                 break
             delay = self._backoff.next_delay()
             log.warning("watch of %r ended (%s); again in %.2fs", self.key, end, delay)
@@ -181,10 +195,19 @@ class ConfigWatcher:
         with self._changed:
             self._changed.notify_all()
 
-    def _one_watch(self):
-        reader = StreamReader(
-            self._stub.WatchConfig(self._request), "warren-watch-reader"
-        )
+    def _give_up(self, error: WarrenError) -> None:
+        with self._changed:
+            self.error = error
+            self._changed.notify_all()
+        log.error("watch of %r ended for good: %s", self.key, error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("config watcher on_error callback failed")
+
+    def _one_watch(self) -> StreamEnd:
+        reader = open_stream(self._stub.WatchConfig, self._request, "warren-watch-reader")
         with self._lock:
             self._reader = reader
         if self._closing.is_set():  # close() ran before _reader was set
@@ -192,8 +215,9 @@ class ConfigWatcher:
         # A large initial state arrives in several responses: the ones before
         # the one marked initial_state hold PUTs of the same state
         # (docs/config-limits.md). They are gathered and reconciled as one.
-        initial = []
+        initial: list[Any] = []
         synced = False
+        first_response = True
         try:
             while True:
                 item = reader.next(timeout=self._idle_timeout)
@@ -204,12 +228,14 @@ class ConfigWatcher:
                     continue
                 if isinstance(item, StreamEnd):
                     return item
+                if first_response:
+                    first_response = False
+                    self._backoff.reset()
                 if not synced:
                     initial.extend(item.events)
                     if not item.initial_state:
                         continue
                     synced = True
-                    self._backoff.reset()
                     self._apply(self._reconcile(initial))
                     initial = []
                 elif item.events:
@@ -218,7 +244,7 @@ class ConfigWatcher:
             with self._lock:
                 self._reader = None
 
-    def _reconcile(self, events):
+    def _reconcile(self, events: Sequence[Any]) -> list[Change]:
         """A new stream's complete state, as changes against what we hold."""
         fresh = {e.entry.key: e.entry for e in events if e.type == pb.CONFIG_EVENT_TYPE_PUT}
         with self._lock:
@@ -235,7 +261,7 @@ class ConfigWatcher:
                 changes.append(Change(PUT, k, e.value, e.version))
         return changes
 
-    def _changes(self, events):
+    def _changes(self, events: Sequence[Any]) -> list[Change]:
         changes = []
         with self._lock:
             for event in events:
@@ -251,7 +277,7 @@ class ConfigWatcher:
                     changes.append(Change(DELETE, entry.key, value, entry.version))
         return changes
 
-    def _apply(self, changes):
+    def _apply(self, changes: list[Change]) -> None:
         with self._changed:
             self._changed.notify_all()
         if changes and self._on_change is not None:

@@ -14,8 +14,12 @@ when it lost — including the two losses the server cannot report:
 
 After a loss it campaigns again (`recampaign=True`, the default, like
 Curator's LeaderLatch; a resign or close() never re-campaigns) after a
-capped, jittered backoff. With recampaign=False the elector ends after the
-first loss.
+capped, jittered backoff, on a stream opened wait-for-ready (it waits while
+the channel reconnects). With recampaign=False the elector ends after the
+first loss. Which stream endings are campaigned again is
+retry_policy.stream_decision's rule; a fatal code (INVALID_ARGUMENT,
+PERMISSION_DENIED, ...) stops the elector with a FatalError: its `error`,
+`on_error(error)`, and raised by wait_elected().
 
 `heartbeat_interval` (default 1 s) must be at most the server's cap (a third
 of warrend's --zk_session_timeout): the server silently lowers a larger one,
@@ -26,29 +30,27 @@ Keep callbacks short (hand long work to another thread and have it check
 `is_leader` / `fencing_token`).
 """
 
+from __future__ import annotations
+
 import enum
 import logging
 import threading
 import time
+from typing import Any, Callable
 
 import grpc
 
+from . import _defaults, retry_policy
 from ._backoff import Backoff
 from ._proto import election_pb2 as pb
 from ._proto import election_pb2_grpc
-from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration
+from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration, open_stream
+from .errors import ClosedError, FatalError, NotLeaderError, WarrenError
 
 log = logging.getLogger("warren_client.elector")
 
-# Statuses after which campaigning again cannot help.
-FATAL_CODES = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
+# A warren.v1.Leader (the generated classes carry no type information).
+Leader = Any
 
 
 class LostReason(enum.Enum):
@@ -81,18 +83,19 @@ class Elector:
 
     def __init__(
         self,
-        channel,
-        election,
+        channel: grpc.Channel,
+        election: str,
         *,
-        candidate_id="",
-        value=b"",
-        on_elected=None,
-        on_following=None,
-        on_lost=None,
-        recampaign=True,
-        heartbeat_interval=1.0,
-        backoff=None,
-    ):
+        candidate_id: str = "",
+        value: bytes | str = b"",
+        on_elected: Callable[[Leader], object] | None = None,
+        on_following: Callable[[Leader | None], object] | None = None,
+        on_lost: Callable[[LostReason], object] | None = None,
+        recampaign: bool = _defaults.ELECTOR_REJOIN_AFTER_EXPIRY,
+        heartbeat_interval: float = _defaults.ELECTOR_HEARTBEAT_INTERVAL_SECONDS,
+        backoff: Backoff | None = None,
+        on_error: Callable[[WarrenError], object] | None = None,
+    ) -> None:
         if isinstance(value, str):
             value = value.encode("utf-8")
         self._stub = election_pb2_grpc.ElectionServiceStub(channel)
@@ -111,60 +114,69 @@ class Elector:
         self._on_elected = on_elected
         self._on_following = on_following
         self._on_lost = on_lost
+        self._on_error = on_error
         self._recampaign = recampaign
-        self._backoff = backoff.copy() if backoff else Backoff(0.2, 5.0)
+        self._backoff = backoff.copy() if backoff else Backoff()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._leading = False
         self._lease_deadline = 0.0
-        self._leader = None
-        self._requests = None
-        self._reader = None
-        self._thread = None
-        self.error = None  # grpc status end that stopped the elector
+        self._leader: Leader | None = None
+        self._requests: RequestQueue[Any] | None = None
+        self._reader: StreamReader | None = None
+        self._thread: threading.Thread | None = None
+        self.error: WarrenError | None = None  # why the elector gave up
 
     # -- state, safe from any thread -----------------------------------------
 
     @property
-    def is_leader(self):
+    def is_leader(self) -> bool:
         """True only while leading AND within the lease."""
         with self._lock:
             return self._leading and time.monotonic() < self._lease_deadline
 
     @property
-    def fencing_token(self):
+    def fencing_token(self) -> int | None:
         """The token of this candidate's leadership, or None when not leading.
         Send it with every leader-only action so that receivers can reject a
         stale leader (a token lower than one they have seen)."""
         with self._lock:
-            if self._leading and time.monotonic() < self._lease_deadline:
-                return self._leader.fencing_token
+            leader = self._leader
+            if leader is not None and self._leading and time.monotonic() < self._lease_deadline:
+                return int(leader.fencing_token)
             return None
 
     @property
-    def leader(self):
+    def leader(self) -> Leader | None:
         """The last known leader (this candidate or another), or None."""
         with self._lock:
             return self._leader
 
-    def wait_elected(self, timeout=None):
-        """Waits until this candidate leads; returns is_leader."""
+    def wait_elected(self, timeout: float | None = None) -> bool:
+        """Waits until this candidate leads; returns is_leader (False on
+        timeout, after close() or after the loss that ends an elector with
+        recampaign=False). Raises the elector's `error` (FatalError,
+        ClosedError) if it gave up."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while not (self._leading or self._closing.is_set() or self._ended()):
+                if self.error is not None:
+                    break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
+        if self.error is not None and not self._closing.is_set():
+            raise self.error
         return self.is_leader
 
-    def _ended(self):
+    def _ended(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> Elector:
         if self._thread is not None:
             raise RuntimeError("Elector.start() called twice")
         self._thread = threading.Thread(
@@ -173,23 +185,22 @@ class Elector:
         self._thread.start()
         return self
 
-    def proclaim(self, value):
+    def proclaim(self, value: bytes | str) -> None:
         """Updates the value published with this leader. Leader only: raises
-        RuntimeError otherwise (and if leadership was lost just now, the
-        server ends the stream and the elector campaigns again)."""
+        NotLeaderError otherwise. Should leadership be lost just as the
+        proclaim reaches the server, the server refuses it by ending the
+        stream with FAILED_PRECONDITION, which (a fatal code) stops the
+        elector: its `error` and on_error say so."""
         if isinstance(value, str):
             value = value.encode("utf-8")
         with self._lock:
             requests = self._requests if self._leading else None
-        # Only once elected: a proclaim is for leaders (and one sent before
-        # the server set up the campaign trips the same warrend bug as an
-        # early Resign, see _consume).
         if requests is None or not requests.put(
             pb.ElectRequest(proclaim=pb.Proclaim(value=value))
         ):
-            raise RuntimeError("not leading %s" % self.election)
+            raise NotLeaderError("not leading %s" % self.election)
 
-    def close(self, timeout=5.0):
+    def close(self, timeout: float = 5.0) -> None:
         """Resigns (on_lost(RESIGNED) if leading) and stops. Idempotent."""
         self._closing.set()
         with self._lock:
@@ -198,24 +209,27 @@ class Elector:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout + 5.0)
 
-    def __enter__(self):
+    def __enter__(self) -> Elector:
         if self._thread is None:
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- the stream loop --------------------------------------------------------
 
-    def _run(self):
+    def _run(self) -> None:
         while not self._closing.is_set():
-            end = self._one_campaign()
+            try:
+                end = self._one_campaign()
+            except ClosedError as error:
+                self._give_up(error)
+                break
             if self._closing.is_set():
                 break
-            if end.code in FATAL_CODES:
-                self.error = end
-                log.error("campaign refused, giving up: %s", end)
+            if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
+                self._give_up(FatalError(end.code, end.details))
                 break
             if not self._recampaign:
                 break
@@ -226,10 +240,21 @@ class Elector:
         with self._changed:
             self._changed.notify_all()
 
-    def _one_campaign(self):
-        requests = RequestQueue()
+    def _give_up(self, error: WarrenError) -> None:
+        with self._changed:
+            self.error = error
+            self._changed.notify_all()
+        log.error("campaign in %s ended for good: %s", self.election, error)
+        self._call(self._on_error, error)
+
+    def _one_campaign(self) -> StreamEnd:
+        requests: RequestQueue[Any] = RequestQueue()
         requests.put(self._campaign)
-        reader = StreamReader(self._stub.Elect(iter(requests)), "warren-elect-reader")
+        try:
+            reader = open_stream(self._stub.Elect, iter(requests), "warren-elect-reader")
+        except ClosedError:
+            requests.close()
+            raise
         with self._lock:
             self._requests, self._reader = requests, reader
         try:
@@ -239,15 +264,16 @@ class Elector:
                 self._requests = self._reader = None
             requests.close()
 
-    def _consume(self, requests, reader):
+    def _consume(self, requests: RequestQueue[Any], reader: StreamReader) -> StreamEnd:
         resigning = False
+        first_response = True
+        resign_deadline = 0.0
         while True:
             if self._closing.is_set() and not resigning:
                 # Resign by half-closing: the server resigns exactly as for a
                 # Resign request (lost(RESIGNED) if we led, then the stream
-                # ends OK). Not an explicit Resign: warrend (this version)
-                # crashes on a Resign read before its campaign is set up,
-                # i.e. a close() right after start(). Don't wait forever.
+                # ends OK), and a close() right after start() needs no
+                # campaign to refer to. Don't wait forever for the end.
                 resigning = True
                 requests.close()
                 resign_deadline = time.monotonic() + 5.0
@@ -278,9 +304,12 @@ class Elector:
             if isinstance(item, StreamEnd):
                 self._lose(LostReason.RESIGNED if resigning else LostReason.STREAM_BROKEN)
                 return item
+            if first_response:
+                first_response = False
+                self._backoff.reset()
             self._on_response(item)
 
-    def _on_response(self, response):
+    def _on_response(self, response: Any) -> None:
         kind = response.WhichOneof("event")
         now = time.monotonic()
         if kind == "heartbeat":
@@ -294,7 +323,6 @@ class Elector:
                 self._lease_deadline = now + self.lease
                 self._leader = response.elected.leader
                 self._changed.notify_all()
-            self._backoff.reset()
             self._call(self._on_elected, response.elected.leader)
         elif kind == "following":
             leader = (
@@ -307,12 +335,11 @@ class Elector:
             self._lose(LostReason.STREAM_BROKEN)
             with self._lock:
                 self._leader = leader
-            self._backoff.reset()
             self._call(self._on_following, leader)
         elif kind == "lost":
             self._lose(_SERVER_REASONS.get(response.lost.reason, LostReason.STREAM_BROKEN))
 
-    def _lose(self, reason):
+    def _lose(self, reason: LostReason) -> None:
         """Leaves the leading state; calls on_lost once if we were leading."""
         with self._changed:
             was_leading = self._leading
@@ -323,7 +350,7 @@ class Elector:
         if was_leading:
             self._call(self._on_lost, reason)
 
-    def _call(self, callback, *args):
+    def _call(self, callback: Callable[..., object] | None, *args: Any) -> None:
         if callback is None:
             return
         try:
@@ -332,7 +359,7 @@ class Elector:
             log.exception("elector callback %r failed", callback)
 
     @staticmethod
-    def _drain_to_end(reader):
+    def _drain_to_end(reader: StreamReader) -> StreamEnd:
         while True:
             item = reader.next(timeout=10.0)
             if item is None:

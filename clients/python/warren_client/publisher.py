@@ -1,34 +1,41 @@
 """Publisher: Publish with a client-generated message id, retried with the
-SAME id when the outcome is unknown, so consumers can de-duplicate.
+SAME id as retry_policy.unary_decision says, so consumers can de-duplicate.
 
-Retried: UNAVAILABLE (server or broker unreachable, confirm lost: the message
-may or may not be queued) and DEADLINE_EXCEEDED of one attempt (no confirm in
-time: equally unknown). Both mean "maybe published", which a retry with the
-same id turns into "published at least once". Each attempt has its own
-`attempt_timeout`; all attempts together are bounded by `timeout`, after
-which the last error is raised. Every other status (INVALID_ARGUMENT,
-NOT_FOUND for a missing exchange, FAILED_PRECONDITION for an unroutable
-mandatory message, RESOURCE_EXHAUSTED, ...) is raised at once: retrying the
-same request cannot change it.
+A retried failure (UNAVAILABLE: server or broker unreachable, confirm lost;
+DEADLINE_EXCEEDED of one attempt; RESOURCE_EXHAUSTED; ...) may mean "maybe
+published", which a retry with the same id turns into "published at least
+once". Each attempt has its own `attempt_timeout`; all attempts together are
+bounded by `timeout`, after which TransientError is raised. A retry waits
+the policy's backoff, or less when the channel, not connected at the failure,
+connects meanwhile: the lost connection was then the likely cause, and the
+message goes out as soon as warrend is back rather than up to a backoff
+(3 s) later. A fatal code
+(INVALID_ARGUMENT, NOT_FOUND for a missing exchange, FAILED_PRECONDITION for
+an unroutable mandatory message, ...) raises FatalError at once.
+
+Messages are published `mandatory` by default: a message no queue takes is
+an error (FatalError, FAILED_PRECONDITION) instead of a silent drop. Pass
+mandatory=False to publish to a routing key that may have no queue yet.
 """
+
+from __future__ import annotations
 
 import logging
 import threading
 import time
 import uuid
+from typing import Any, Mapping
 
 import grpc
 
+from . import _defaults, retry_policy
 from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
 from ._stream import duration
+from .errors import ClosedError, FatalError, TransientError, status_of
 
 log = logging.getLogger("warren_client.publisher")
-
-RETRYABLE_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-)
 
 
 class Publisher:
@@ -37,30 +44,41 @@ class Publisher:
         publisher = Publisher(channel)
         message_id = publisher.publish("orders", b"{...}")          # default exchange
         publisher.publish("order.created", body, exchange="events")  # an exchange
+
+    Raises FatalError, TransientError or ClosedError (warren_client.errors).
     """
 
-    def __init__(self, channel, *, timeout=30.0, attempt_timeout=10.0, backoff=None):
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        timeout: float = 30.0,
+        attempt_timeout: float = 10.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._channel = channel
         self._stub = messaging_pb2_grpc.MessagingServiceStub(channel)
         self._timeout = timeout
         self._attempt_timeout = attempt_timeout
-        self._backoff = backoff or Backoff(initial=0.1, maximum=2.0)
-        self._stop = threading.Event()
+        self._backoff = backoff or Backoff()
+        self._closed = threading.Event()
+        self._wake = threading.Condition()  # close(), or a channel reconnected
 
     def publish(
         self,
-        routing_key,
-        payload,
+        routing_key: str,
+        payload: bytes | str,
         *,
-        exchange="",
-        headers=None,
-        content_type="",
-        message_id=None,
-        transient=False,
-        priority=0,
-        ttl=None,
-        mandatory=False,
-        timeout=None,
-    ):
+        exchange: str = "",
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "",
+        message_id: str | None = None,
+        transient: bool = False,
+        priority: int = 0,
+        ttl: float | None = None,
+        mandatory: bool = _defaults.PUBLISH_MANDATORY,
+        timeout: float | None = None,
+    ) -> str:
         """Publishes one message and returns its id once the broker confirmed
         it. `payload` is bytes (str is encoded as UTF-8); `ttl` in seconds.
         Pass `message_id` to make the id deterministic (e.g. a task number),
@@ -71,7 +89,7 @@ class Publisher:
             exchange=exchange,
             routing_key=routing_key,
             payload=payload,
-            headers=headers or {},
+            headers=dict(headers or {}),
             content_type=content_type,
             message_id=message_id or str(uuid.uuid4()),
             transient=transient,
@@ -82,10 +100,13 @@ class Publisher:
             request.ttl.CopyFrom(duration(ttl))
         return self.send(request, timeout=timeout)
 
-    def send(self, request, *, timeout=None):
-        """Publishes a ready PublishRequest (an id is filled in when empty)."""
+    def send(self, request: Any, *, timeout: float | None = None) -> str:
+        """Publishes a ready PublishRequest (an id is filled in when empty;
+        its `mandatory` is the caller's)."""
         if not request.message_id:
             request.message_id = str(uuid.uuid4())
+        if self._closed.is_set():
+            raise ClosedError("publisher closed; %s not published" % request.message_id)
         deadline = time.monotonic() + (self._timeout if timeout is None else timeout)
         backoff = self._backoff.copy()
         attempt = 0
@@ -96,29 +117,73 @@ class Publisher:
                 response = self._stub.Publish(
                     request, timeout=max(0.001, min(self._attempt_timeout, remaining))
                 )
-                return response.message_id
+                return str(response.message_id)
             except grpc.RpcError as error:
-                code = error.code()
+                code, details = status_of(error)
+                if retry_policy.unary_decision(code) == retry_policy.FATAL:
+                    raise FatalError(code, details) from error
                 delay = backoff.next_delay()
-                if code not in RETRYABLE_CODES or time.monotonic() + delay >= deadline:
-                    raise
+                if time.monotonic() + delay >= deadline:
+                    raise TransientError(code, details, attempt) from error
                 log.warning(
                     "publish of %s failed (attempt %d, %s: %s); retrying in %.2fs",
                     request.message_id,
                     attempt,
                     code.name,
-                    error.details(),
+                    details,
                     delay,
                 )
-                if self._stop.wait(delay):
-                    raise
+                if self._wait_before_retry(delay):
+                    raise ClosedError(
+                        "publisher closed while retrying %s (last: %s: %s)"
+                        % (request.message_id, code.name, details)
+                    ) from error
+            except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
+                raise ClosedError("the channel was closed: %s" % error) from error
 
-    def close(self):
-        """Ends retries in progress (they raise their last error)."""
-        self._stop.set()
+    def _wait_before_retry(self, delay: float) -> bool:
+        """Waits `delay` seconds, less if the channel turns READY after
+        having been seen otherwise; returns True when close() ended it."""
+        reconnected = _Reconnected(self._wake)
+        self._channel.subscribe(reconnected, try_to_connect=True)
+        try:
+            with self._wake:
+                self._wake.wait_for(
+                    lambda: self._closed.is_set() or reconnected.ready, timeout=delay
+                )
+        finally:
+            self._channel.unsubscribe(reconnected)
+        return self._closed.is_set()
 
-    def __enter__(self):
+    def close(self) -> None:
+        """Ends retries in progress (they raise ClosedError); later publishes
+        raise ClosedError at once. Does not close the channel."""
+        with self._wake:
+            self._closed.set()
+            self._wake.notify_all()
+
+    def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Reconnected:
+    """A channel connectivity callback: `ready` once the channel is READY
+    after a state other than READY (its first report is the current state,
+    so a channel that stayed connected, e.g. while the broker is the one
+    unreachable, never cuts a backoff short)."""
+
+    def __init__(self, wake: threading.Condition) -> None:
+        self._wake = wake
+        self._seen_not_ready = False
+        self.ready = False
+
+    def __call__(self, state: grpc.ChannelConnectivity) -> None:
+        with self._wake:
+            if state != grpc.ChannelConnectivity.READY:
+                self._seen_not_ready = True
+            elif self._seen_not_ready:
+                self.ready = True
+                self._wake.notify_all()

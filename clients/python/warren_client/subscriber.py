@@ -11,43 +11,40 @@ What raw stubs make easy to get wrong, and what this does instead:
   handlers must be idempotent, e.g. de-duplicate by `message_id`);
 - flow control: at most `max_in_flight` handlers run at once (a pool of that
   many threads, and the same number as the server's prefetch);
-- liveness: UNAVAILABLE, a stream the server ends without being asked, or a
-  stream silent for 3 heartbeat intervals is re-opened after a capped,
-  jittered backoff; errors that retrying cannot fix (INVALID_ARGUMENT,
-  NOT_FOUND, FAILED_PRECONDITION, ...) stop the subscriber and are reported;
+- liveness: a stream that ends with a code retry_policy.stream_decision
+  says to resubscribe on (UNAVAILABLE, RESOURCE_EXHAUSTED, OK: the server
+  ended it without being asked, ...) or that is silent for 3 heartbeat
+  intervals is re-opened after a capped, jittered backoff, wait-for-ready
+  (it waits while the channel reconnects); a fatal code (INVALID_ARGUMENT,
+  NOT_FOUND, PERMISSION_DENIED, ...) stops the subscriber with a FatalError
+  (its `error`, `on_error(error)`, raised by wait_subscribed);
 - stop(): no new handlers, running ones finish and are settled, then the
   stream is half-closed so those settlements reach the broker first.
 
 Threading: one thread owns the stream; handlers run on a thread pool.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import logging
 import threading
 import time
+from typing import Any, Callable, Iterable
 
 import grpc
 
+from . import _defaults, retry_policy
 from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
-from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration
+from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration, open_stream
+from .errors import ClosedError, FatalError, WarrenError
 
 log = logging.getLogger("warren_client.subscriber")
 
-# Codes after which subscribing again can succeed; any other code stops the
-# subscriber (the request itself is wrong, or the world must change first).
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.OK,  # the server ended the stream without being asked
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,  # by the server or a proxy, not by us
-    }
-)
+# A warren.v1.Delivery (the generated classes carry no type information).
+Delivery = Any
 
 
 class Reject(Exception):
@@ -55,26 +52,16 @@ class Reject(Exception):
     e.g. for a message that can never be processed."""
 
 
-class SubscriptionError(Exception):
-    """The subscriber gave up: the server refused the subscription with a
-    status that retrying cannot fix."""
-
-    def __init__(self, code, details):
-        super().__init__("%s: %s" % (code.name, details))
-        self.code = code
-        self.details = details
-
-
 class _Session:
     """One Subscribe stream. Settlements go to its own request queue, so a
     handler finishing after the stream died cannot reach the next stream."""
 
-    def __init__(self):
-        self.requests = RequestQueue()
-        self.running = set()  # futures of this stream's handlers
+    def __init__(self) -> None:
+        self.requests: RequestQueue[Any] = RequestQueue()
+        self.running: set[concurrent.futures.Future[None]] = set()  # this stream's handlers
         self.lock = threading.Lock()
 
-    def settle(self, delivery_id, ok, requeue):
+    def settle(self, delivery_id: int, ok: bool, requeue: bool) -> bool:
         if ok:
             request = pb.SubscribeRequest(ack=pb.Ack(delivery_ids=[delivery_id]))
         else:
@@ -95,25 +82,29 @@ class Subscriber:
     Source: `queue=` a queue name (declared durable when missing), or
     `exchange=` + `binding_keys=` (+ `exchange_type=`, `group=` for a shared
     durable queue; without a group an exclusive per-stream queue).
+
+    When it gives up (a fatal code, or its channel was closed) `error` holds
+    the WarrenError, `on_error(error)` is called on its thread and
+    wait_subscribed() raises it.
     """
 
     def __init__(
         self,
-        channel,
-        handler,
+        channel: grpc.Channel,
+        handler: Callable[[Delivery], object],
         *,
-        queue=None,
-        exchange=None,
-        binding_keys=(),
-        exchange_type=pb.EXCHANGE_TYPE_TOPIC,
-        group="",
-        queue_options=None,
-        max_in_flight=10,
-        requeue_on_error=True,
-        heartbeat_interval=15.0,
-        backoff=None,
-        on_error=None,
-    ):
+        queue: str | None = None,
+        exchange: str | None = None,
+        binding_keys: Iterable[str] = (),
+        exchange_type: int = pb.EXCHANGE_TYPE_TOPIC,
+        group: str = "",
+        queue_options: Any = None,
+        max_in_flight: int = _defaults.SUBSCRIBER_MAX_IN_FLIGHT,
+        requeue_on_error: bool = True,
+        heartbeat_interval: float = 15.0,
+        backoff: Backoff | None = None,
+        on_error: Callable[[WarrenError], object] | None = None,
+    ) -> None:
         if (queue is None) == (exchange is None):
             raise ValueError("give exactly one of queue= or exchange=")
         if max_in_flight < 1:
@@ -152,16 +143,16 @@ class Subscriber:
         self._subscribed = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._reader = None
-        self._thread = None
-        self._stop_timeout = None
-        self.queue_name = None  # the queue actually consumed, once subscribed
+        self._reader: StreamReader | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_timeout: float | None = None
+        self.queue_name: str | None = None  # the queue consumed, once subscribed
         self.subscriptions = 0  # how many streams reached `subscribed`
-        self.error = None  # SubscriptionError when the subscriber gave up
+        self.error: WarrenError | None = None  # why the subscriber gave up
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self):
+    def start(self) -> Subscriber:
         """Starts consuming in the background; returns self."""
         if self._thread is not None:
             raise RuntimeError("Subscriber.start() called twice")
@@ -171,15 +162,16 @@ class Subscriber:
         self._thread.start()
         return self
 
-    def wait_subscribed(self, timeout=None):
-        """Waits until a stream is open (the queue exists and is consumed).
-        Raises SubscriptionError if the subscriber gave up."""
+    def wait_subscribed(self, timeout: float | None = None) -> bool:
+        """Waits until a stream is open (the queue exists and is consumed);
+        returns False on timeout or after stop(). Raises the subscriber's
+        `error` (FatalError, ClosedError) if it gave up."""
         deadline_hit = not self._wait_any(self._subscribed, timeout)
         if self.error is not None:
             raise self.error
         return not deadline_hit
 
-    def stop(self, timeout=30.0):
+    def stop(self, timeout: float = 30.0) -> None:
         """Stops: no new handlers; running ones finish (up to `timeout`
         seconds) and are settled; then the stream closes. Idempotent."""
         self._stop_timeout = timeout
@@ -191,17 +183,17 @@ class Subscriber:
             self._thread.join()
         self._pool.shutdown(wait=False)
 
-    def __enter__(self):
+    def __enter__(self) -> Subscriber:
         if self._thread is None:
             self.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- the stream loop ---------------------------------------------------
 
-    def _wait_any(self, event, timeout):
+    def _wait_any(self, event: threading.Event, timeout: float | None) -> bool:
         # Wakes on `event` or when the subscriber ended (gave up or stopped).
         deadline = None if timeout is None else time.monotonic() + timeout
         while not event.is_set() and not self._done.is_set():
@@ -211,17 +203,18 @@ class Subscriber:
             event.wait(0.05 if remaining is None else min(0.05, remaining))
         return event.is_set()
 
-    def _run(self):
+    def _run(self) -> None:
         try:
             while not self._stopping.is_set():
-                end = self._one_stream()
+                try:
+                    end = self._one_stream()
+                except ClosedError as error:
+                    self._give_up(error)
+                    break
                 if self._stopping.is_set():
                     break
-                if end.code not in RETRYABLE_CODES:
-                    self.error = SubscriptionError(end.code, end.details)
-                    log.error("subscription refused, giving up: %s", self.error)
-                    if self._on_error:
-                        self._on_error(self.error)
+                if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
+                    self._give_up(FatalError(end.code, end.details))
                     break
                 delay = self._backoff.next_delay()
                 log.warning(
@@ -235,12 +228,31 @@ class Subscriber:
         finally:
             self._done.set()
 
-    def _one_stream(self):
+    def _give_up(self, error: WarrenError) -> None:
+        self.error = error
+        log.error("subscription of %s ended for good: %s", self._source(), error)
+        if self._on_error:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("subscriber on_error callback failed")
+
+    def _source(self) -> str:
+        start = self._start_request.start
+        return repr(start.queue) if start.HasField("queue") else repr(start.topic.exchange)
+
+    def _one_stream(self) -> StreamEnd:
         """Runs one Subscribe stream until it ends or stop(); returns its end."""
         session = _Session()
         session.requests.put(self._start_request)
-        call = self._stub.Subscribe(iter(session.requests))
-        reader = StreamReader(call, "warren-subscribe-reader")
+        try:
+            reader = open_stream(
+                self._stub.Subscribe, iter(session.requests), "warren-subscribe-reader"
+            )
+        except ClosedError:
+            session.requests.close()
+            raise
+        first_response = True
         with self._lock:
             self._reader = reader
         try:
@@ -256,11 +268,13 @@ class Subscriber:
                     continue
                 if isinstance(item, StreamEnd):
                     return item
+                if first_response:
+                    first_response = False
+                    self._backoff.reset()
                 kind = item.WhichOneof("response")
                 if kind == "subscribed":
                     self.queue_name = item.subscribed.queue
                     self.subscriptions += 1
-                    self._backoff.reset()
                     self._subscribed.set()
                 elif kind == "delivery":
                     # After stop() the message is not handled: closing the
@@ -273,18 +287,18 @@ class Subscriber:
                 self._reader = None
             session.requests.close()  # frees gRPC's request consumer thread
 
-    def _dispatch(self, session, delivery):
+    def _dispatch(self, session: _Session, delivery: Delivery) -> None:
         future = self._pool.submit(self._handle, session, delivery)
         with session.lock:
             session.running.add(future)
         future.add_done_callback(lambda f: self._forget(session, f))
 
     @staticmethod
-    def _forget(session, future):
+    def _forget(session: _Session, future: concurrent.futures.Future[None]) -> None:
         with session.lock:
             session.running.discard(future)
 
-    def _handle(self, session, delivery):
+    def _handle(self, session: _Session, delivery: Delivery) -> None:
         ok, requeue = True, False
         try:
             self._handler(delivery)
@@ -305,7 +319,7 @@ class Subscriber:
                 delivery.message_id,
             )
 
-    def _close_stream(self, session, reader):
+    def _close_stream(self, session: _Session, reader: StreamReader) -> StreamEnd:
         """stop(): wait for this stream's handlers, then half-close so their
         settlements are read by the server before it ends the stream."""
         with session.lock:
@@ -317,7 +331,7 @@ class Subscriber:
         return self._drain_to_end(reader)
 
     @staticmethod
-    def _drain_to_end(reader):
+    def _drain_to_end(reader: StreamReader) -> StreamEnd:
         while True:
             item = reader.next(timeout=10.0)
             if item is None or isinstance(item, StreamEnd):
@@ -325,5 +339,5 @@ class Subscriber:
 
 
 class _Silent(Exception):
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
         super().__init__("no message or heartbeat for %.1fs" % seconds)

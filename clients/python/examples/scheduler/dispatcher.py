@@ -20,8 +20,8 @@ At-least-once, on purpose: if a leader dies (or loses its lease) after a
 task's publish was confirmed but before the counter moved, its successor
 publishes the same task number again, with the same id. Nothing is lost and
 a duplicate is recognisable; workers must de-duplicate by message id. The
-publish is `mandatory`: with no queue to take it (no worker ever declared
-it), it fails and is retried instead of vanishing.
+publish is `mandatory` (the Publisher's default): with no queue to take it
+(no worker ever declared it), it fails and is retried instead of vanishing.
 
 Output, one line per event (with wall-clock time `t=`): ELECTED, FOLLOWING,
 LOST, DISPATCH task=<n> token=<t>, FENCED, RESIGNED.
@@ -57,10 +57,10 @@ def read_counter(client, key):
     try:
         entry = client.config.GetConfig(
             warren.config_pb2.GetConfigRequest(key=key, consistent=True)).entry
-    except grpc.RpcError as error:
+    except grpc.RpcError as error:  # the raw stub's error: same rule as the wrappers'
         if error.code() == grpc.StatusCode.NOT_FOUND:
             return 0, None
-        raise
+        raise warren.errors.from_unary_error(error) from error
     return int(entry.value or b"0"), entry.version
 
 
@@ -116,10 +116,9 @@ def main():
                         message_id="task-%d" % number,
                         headers={"fencing-token": str(token), "dispatcher": name},
                         content_type="application/json",
-                        mandatory=True,
                     )
-                except grpc.RpcError as error:
-                    if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                except warren.FatalError as error:
+                    if error.code != grpc.StatusCode.FAILED_PRECONDITION:
                         raise
                     say(name, "UNROUTABLE", task=number)  # no queue yet: retry
                     stop.wait(args.interval)
@@ -127,17 +126,17 @@ def main():
                 say(name, "DISPATCH", task=number, token=token)
                 try:
                     advance_counter(client, counter_key, number, version)
-                except grpc.RpcError as error:
-                    if error.code() not in (grpc.StatusCode.FAILED_PRECONDITION,
-                                            grpc.StatusCode.ALREADY_EXISTS):
+                except warren.FatalError as error:
+                    if error.code not in (grpc.StatusCode.FAILED_PRECONDITION,
+                                          grpc.StatusCode.ALREADY_EXISTS):
                         raise
                     # Someone else moved the counter: we are not (or no
                     # longer) the only dispatcher. Re-read and go on.
                     say(name, "FENCED", task=number)
-            except grpc.RpcError as error:
+            except warren.WarrenError as error:
                 # UNAVAILABLE after the publisher's own retries, etc.: the
                 # counter was not advanced, so the task is tried again.
-                say(name, "ERROR", code=error.code().name)
+                say(name, "ERROR", code=error.code.name)
             stop.wait(args.interval)
         elector.close()
         say(name, "RESIGNED")
