@@ -180,6 +180,18 @@ func (w *warrend) Stop() {
 	}
 }
 
+// Kill ends the server with SIGKILL, as a crash or a lost machine would:
+// no stream is ended politely, the connections just drop.
+func (w *warrend) Kill() {
+	w.t.Helper()
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.cmd = nil
+	w.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-done
+}
+
 // Restart starts the server again on the same port.
 func (w *warrend) Restart() { w.t.Helper(); w.start(w.Addr()) }
 
