@@ -49,7 +49,8 @@ type SubscriberOptions struct {
 	// stream after the last ack went out. 0 means 5s.
 	StopTimeout time.Duration
 	// OnSubscribed, if set, is called each time a stream is open, with the
-	// name of the queue consumed (the server's name for an exclusive queue).
+	// name of the queue consumed (the server's name for an exclusive queue),
+	// from the goroutine that receives the stream: it must not block.
 	OnSubscribed func(queue string)
 	// OnError, if set, is called with each error that the Subscriber
 	// handles itself: a broken stream before it resubscribes, a handler
