@@ -9,7 +9,8 @@
 # GOPATH mode (GO111MODULE=off), no network: grpc-go, protobuf and x/net come
 # from Debian's /usr/share/gocode; the stubs and the build cache live under
 # build/ (ignored). WARREN_GO_RACE=1 runs the tests under the race detector
-# (its first build takes minutes).
+# (its first build takes minutes); WARREN_OUTAGE_SECONDS (default 40) is how
+# long the outage test keeps its own warrend down.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${WARREN_ADDRESS:?set WARREN_ADDRESS (run through scripts/with-warrend.sh)}"

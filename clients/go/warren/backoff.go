@@ -5,14 +5,11 @@ import (
 	"math/rand"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Backoff says how long to wait between retries: Initial, then times
-// Multiplier per attempt, capped at Max, each delay jittered. The zero value
-// means 100ms, ×2, capped at 10s.
+// Multiplier per attempt, capped at Max, each delay jittered. Zero fields
+// take clients/retry-policy.json's values: 100ms, ×2, capped at 3s.
 type Backoff struct {
 	Initial    time.Duration
 	Max        time.Duration
@@ -26,16 +23,16 @@ type Backoff struct {
 func (b Backoff) Delay(attempt int) time.Duration {
 	initial, max, mult := b.Initial, b.Max, b.Multiplier
 	if initial <= 0 {
-		initial = 100 * time.Millisecond
+		initial = defaultBackoffInitial
 	}
 	if max <= 0 {
-		max = 10 * time.Second
+		max = defaultBackoffMax
 	}
 	if max < initial {
 		max = initial
 	}
 	if mult < 1 {
-		mult = 2
+		mult = defaultBackoffMultiplier
 	}
 	d := float64(initial)
 	for i := 0; i < attempt && d < float64(max); i++ {
@@ -69,20 +66,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// retryableStream says whether a long-lived stream that ended with err
-// should simply be opened again: the server or the network went away
-// (UNAVAILABLE), or the server aborted it (ABORTED, e.g. an expired
-// candidacy). Everything else (INVALID_ARGUMENT, NOT_FOUND,
-// FAILED_PRECONDITION, PERMISSION_DENIED, ...) needs the caller to change
-// something first, so it is returned instead of retried forever.
-func retryableStream(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.Aborted:
-		return true
-	}
-	return false
 }
 
 // detached is a context that keeps ctx's values (e.g. outgoing metadata

@@ -21,10 +21,16 @@ type Client struct {
 // Like grpc.DialContext it does not wait for the connection unless asked to
 // (grpc.WithBlock()): the first RPC fails with UNAVAILABLE if the server is
 // down, which the wrapper's retry loops handle.
+//
+// The connection's reconnect backoff starts at 100 ms and is capped at 2 s
+// (clients/retry-policy.json, "channel"), instead of gRPC's 1 s growing to
+// 120 s, so that the wrappers are back within seconds of a long outage; an
+// option in opts may override it.
 func Dial(ctx context.Context, address string, opts ...grpc.DialOption) (*Client, error) {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithInsecure()}
 	}
+	opts = append(channelOptions(), opts...)
 	conn, err := grpc.DialContext(ctx, address, opts...)
 	if err != nil {
 		return nil, err
@@ -33,6 +39,9 @@ func Dial(ctx context.Context, address string, opts ...grpc.DialOption) (*Client
 }
 
 // NewClient wraps an existing connection; closing it stays the caller's job.
+// The wrappers made from the Client reset the connection's reconnect
+// backoff whenever they retry; a connection dialed without Dial keeps its
+// own reconnect backoff (see channelOptions for what Dial sets).
 func NewClient(conn *grpc.ClientConn) *Client {
 	return &Client{
 		Conn:      conn,
@@ -47,20 +56,24 @@ func (c *Client) Close() error { return c.Conn.Close() }
 
 // NewPublisher returns a Publisher on this client's connection.
 func (c *Client) NewPublisher(opts PublisherOptions) *Publisher {
-	return NewPublisher(c.Messaging, opts)
+	p := NewPublisher(c.Messaging, opts)
+	p.reconnect = c.Conn.ResetConnectBackoff
+	return p
 }
 
 // NewSubscriber returns a Subscriber on this client's connection.
 func (c *Client) NewSubscriber(opts SubscriberOptions) *Subscriber {
-	return NewSubscriber(c.Messaging, opts)
+	s := NewSubscriber(c.Messaging, opts)
+	s.reconnect = c.Conn.ResetConnectBackoff
+	return s
 }
 
 // Campaign starts an Elector on this client's connection.
 func (c *Client) Campaign(ctx context.Context, opts ElectorOptions) *Elector {
-	return Campaign(ctx, c.Election, opts)
+	return campaign(ctx, c.Election, opts, c.Conn.ResetConnectBackoff)
 }
 
 // WatchConfig starts a ConfigWatcher on this client's connection.
 func (c *Client) WatchConfig(ctx context.Context, opts ConfigWatcherOptions) *ConfigWatcher {
-	return WatchConfig(ctx, c.Config, opts)
+	return watchConfig(ctx, c.Config, opts, c.Conn.ResetConnectBackoff)
 }

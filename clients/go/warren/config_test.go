@@ -11,6 +11,8 @@ import (
 
 	"github.com/warren/warren/clients/go/warren"
 	warrenv1 "github.com/warren/warren/gen/go/warren/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // changeLog records a watcher's changes as "put k=v", "delete k".
@@ -147,5 +149,44 @@ func TestConfigWatcherReconcilesAfterServerRestart(t *testing.T) {
 	if len(snap) != 4 || string(snap[prefix+"/keep"].GetValue()) != "same" ||
 		string(snap[prefix+"/change"].GetValue()) != "new" || string(snap[prefix+"/added"].GetValue()) != "hi" {
 		t.Fatalf("snapshot after the re-watch: %v", snap)
+	}
+}
+
+// At the server's watch limit a watch ends with RESOURCE_EXHAUSTED, which
+// clients/retry-policy.json says to retry: the second watcher keeps trying
+// and gets its watch once the first one's slot is free. A fatal code
+// (INVALID_ARGUMENT for a malformed key) ends a watcher at once instead.
+func TestConfigWatcherRetriesAtTheWatchLimitAndStopsOnAFatalCode(t *testing.T) {
+	t.Parallel()
+	srv := startWarrend(t, ownRoot("go-watch-limit"), "--max_watches_per_client=1")
+	client := dial(t, srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first := client.WatchConfig(context.Background(), warren.ConfigWatcherOptions{Key: "limit/first"})
+	defer first.Close()
+	if err := first.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := client.WatchConfig(context.Background(), warren.ConfigWatcherOptions{Key: "limit/second"})
+	defer second.Close()
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if err := second.WaitReady(short); err != context.DeadlineExceeded {
+		t.Fatalf("a second watch over the limit of one: %v, want it still waiting", err)
+	}
+	first.Close()
+	if err := second.WaitReady(ctx); err != nil {
+		t.Fatalf("the second watcher once the first closed: %v", err)
+	}
+
+	bad := client.WatchConfig(context.Background(), warren.ConfigWatcherOptions{Key: "a//b"})
+	defer bad.Close()
+	select {
+	case <-bad.Done():
+		if status.Code(bad.Err()) != codes.InvalidArgument {
+			t.Fatalf("a malformed key ended the watcher with %v, want INVALID_ARGUMENT", bad.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a watcher of a malformed key still runs after 10s")
 	}
 }

@@ -67,11 +67,12 @@ type ConfigWatcherOptions struct {
 // sees every key that changed meanwhile (intermediate versions may be
 // coalesced, as ZooKeeper itself does).
 type ConfigWatcher struct {
-	client warrenv1.ConfigServiceClient
-	opts   ConfigWatcherOptions
-	cancel context.CancelFunc
-	ready  chan struct{}
-	done   chan struct{}
+	client    warrenv1.ConfigServiceClient
+	opts      ConfigWatcherOptions
+	reconnect func() // resets the connection's reconnect backoff; may be nil
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	done      chan struct{}
 
 	mu      sync.Mutex
 	entries map[string]*warrenv1.ConfigEntry
@@ -81,13 +82,19 @@ type ConfigWatcher struct {
 
 // WatchConfig starts watching in the background and returns at once; use
 // WaitReady to wait for the initial state. It runs until ctx is done, Close
-// is called, or the server refuses the watch for a reason retrying cannot
-// fix (Err).
+// is called, or the watch ends with a code clients/retry-policy.json marks
+// fatal (Err: INVALID_ARGUMENT, PERMISSION_DENIED, ...); after any other
+// end (UNAVAILABLE, RESOURCE_EXHAUSTED at the server's watch limit, ...)
+// it watches again after a backoff.
 func WatchConfig(ctx context.Context, client warrenv1.ConfigServiceClient, opts ConfigWatcherOptions) *ConfigWatcher {
+	return watchConfig(ctx, client, opts, nil)
+}
+
+func watchConfig(ctx context.Context, client warrenv1.ConfigServiceClient, opts ConfigWatcherOptions, reconnect func()) *ConfigWatcher {
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = 30 * time.Second
 	}
-	w := &ConfigWatcher{client: client, opts: opts, ready: make(chan struct{}),
+	w := &ConfigWatcher{client: client, opts: opts, reconnect: reconnect, ready: make(chan struct{}),
 		done: make(chan struct{}), entries: map[string]*warrenv1.ConfigEntry{}}
 	ctx, w.cancel = context.WithCancel(ctx)
 	go w.run(ctx)
@@ -170,7 +177,7 @@ func (w *ConfigWatcher) run(ctx context.Context) {
 		if progressed {
 			attempt = 0
 		}
-		if err != errStreamEnded && err != errStreamIdle && !retryableStream(err) {
+		if !resubscribe(err) {
 			w.mu.Lock()
 			w.err = err
 			w.mu.Unlock()
@@ -178,6 +185,9 @@ func (w *ConfigWatcher) run(ctx context.Context) {
 		}
 		if sleep(ctx, w.opts.Backoff.Delay(attempt)) != nil {
 			return
+		}
+		if w.reconnect != nil {
+			w.reconnect()
 		}
 	}
 }
@@ -187,7 +197,7 @@ func (w *ConfigWatcher) runStream(ctx context.Context) (progressed bool, err err
 	defer cancel()
 	stream, err := w.client.WatchConfig(streamCtx, &warrenv1.WatchConfigRequest{
 		Key: w.opts.Key, Prefix: w.opts.Prefix,
-		HeartbeatInterval: durationpb.New(w.opts.HeartbeatInterval)})
+		HeartbeatInterval: durationpb.New(w.opts.HeartbeatInterval)}, streamCallOptions()...)
 	if err != nil {
 		return false, err
 	}

@@ -10,8 +10,14 @@
 //     and resigns on Close.
 //   - ConfigWatcher: keeps the latest value of a key or a prefix, re-watches
 //     after a broken stream and reports what changed meanwhile.
-//   - Publisher: publishes with a client-generated message id and retries
-//     transient failures with that SAME id, so consumers can de-duplicate.
+//   - Publisher: publishes with a client-generated message id (mandatory by
+//     default) and retries transient failures with that SAME id, so
+//     consumers can de-duplicate.
+//
+// Every wrapper retries and gives up by the one rule all Warren clients
+// share, clients/retry-policy.json (see policy.go and docs/semantics.md),
+// and Dial caps gRPC's reconnect backoff so that they come back within
+// seconds of a long outage.
 //
 // Everything takes a context.Context; errors are gRPC status errors (use
 // status.Code(err)). The raw stubs stay available on Client for everything

@@ -3,6 +3,7 @@ package warren_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -207,4 +208,121 @@ func TestElectorStepsDownWhenTheLeaseRunsOut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a Once elector did not end after its loss")
 	}
+}
+
+// Not parallel: it counts the process's goroutines, which only this test
+// may change while it runs (the parallel tests wait until it is over).
+func TestCancelledFollowersEndPromptlyAndLeakNothing(t *testing.T) {
+	client := shared(t)
+	election := unique("go-cancel-followers")
+	leader := client.Campaign(context.Background(), warren.ElectorOptions{
+		Election: election, CandidateID: "leader"})
+	defer leader.Close()
+	awaitEvent(t, leader, warren.Elected, 20*time.Second) // the connection is up too
+	before := runtime.NumGoroutine()
+
+	const n = 20
+	type follower struct {
+		e      *warren.Elector
+		cancel context.CancelFunc
+		read   chan struct{} // closed when its Events channel is
+	}
+	followers := make([]follower, n)
+	for i := range followers {
+		ctx, cancel := context.WithCancel(context.Background())
+		e := client.Campaign(ctx, warren.ElectorOptions{
+			Election: election, CandidateID: fmt.Sprintf("follower-%d", i)})
+		followers[i] = follower{e: e, cancel: cancel, read: make(chan struct{})}
+		defer cancel()
+	}
+	for i, f := range followers {
+		if ev := awaitEvent(t, f.e, warren.Following, 20*time.Second); ev.Leader != nil && ev.Leader.CandidateId != "leader" {
+			t.Fatalf("follower %d follows %v", i, ev.Leader)
+		}
+		go func(f follower) { // a reader, as an application has one
+			for range f.e.Events() {
+			}
+			close(f.read)
+		}(f)
+	}
+
+	cancelled := time.Now()
+	for _, f := range followers {
+		f.cancel()
+	}
+	var slowest time.Duration
+	ended := 0
+	for i, f := range followers {
+		select {
+		case <-f.e.Done():
+			ended++
+		case <-time.After(time.Until(cancelled.Add(2 * time.Second))):
+			t.Errorf("follower %d: Done still open 2s after its context was cancelled", i)
+			continue
+		}
+		if took := time.Since(cancelled); took > slowest {
+			slowest = took
+		}
+		if err := f.e.Err(); err != nil {
+			t.Errorf("follower %d: Err() = %v after a cancel, want nil", i, err)
+		}
+	}
+	t.Logf("%d of %d cancelled followers ended, the last %v after the cancel", ended, n, slowest)
+	for i, f := range followers {
+		closed := make(chan struct{})
+		go func() { f.e.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("follower %d: Close blocked for 2s after the cancel", i)
+		}
+		select {
+		case <-f.read:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("follower %d: Events still open after Close", i)
+		}
+	}
+	// Every goroutine the followers started (theirs, their streams' and
+	// gRPC's for those streams) ends.
+	waitFor(t, 5*time.Second, fmt.Sprintf("the goroutine count back to %d", before), func() bool {
+		return runtime.NumGoroutine() <= before
+	})
+	if _, ok := leader.Leading(); !ok {
+		t.Fatal("the leader lost its leadership while followers came and went")
+	}
+}
+
+func TestLeadersCancelIsReportedAsACancelAtOnce(t *testing.T) {
+	t.Parallel()
+	client := shared(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := client.Campaign(ctx, warren.ElectorOptions{Election: unique("go-cancel-leader")})
+	defer e.Close()
+	elected := awaitEvent(t, e, warren.Elected, 20*time.Second)
+
+	cancelled := time.Now()
+	cancel()
+	// Well below the lease (2 × the 1 s default heartbeat), which is what a
+	// cancel used to be reported as.
+	lost := nextEvent(t, e, 500*time.Millisecond)
+	took := time.Since(cancelled)
+	if lost.Kind != warren.Lost || lost.Reason != warren.LostCancelled || lost.Err != context.Canceled {
+		t.Fatalf("after the cancel: %v, want lost (cancelled: context canceled)", lost)
+	}
+	if elected.Term.Err() == nil {
+		t.Fatal("the term did not end with the cancel")
+	}
+	if _, ok := e.Leading(); ok {
+		t.Fatal("still leading after the cancel")
+	}
+	select {
+	case <-e.Done():
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("Done still open 500ms after the cancel")
+	}
+	if err := e.Err(); err != nil {
+		t.Fatalf("Err() = %v after a cancel, want nil", err)
+	}
+	t.Logf("the leader's cancel was reported %v after it", took)
 }

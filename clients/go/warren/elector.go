@@ -42,7 +42,7 @@ func (k EventKind) String() string {
 }
 
 // LossReason says why leadership ended: the first three come from the
-// server, the last two are the client's own conclusions.
+// server, the others are the client's own conclusions.
 type LossReason int
 
 const (
@@ -60,6 +60,9 @@ const (
 	// LostStreamBroken: the Elect stream failed or ended (Event.Err says
 	// how); without the stream the server resigns the candidate.
 	LostStreamBroken
+	// LostCancelled: the context given to Campaign ended (Event.Err is its
+	// error); the stream ends with it, and the server resigns the candidate.
+	LostCancelled
 )
 
 func (r LossReason) String() string {
@@ -74,6 +77,8 @@ func (r LossReason) String() string {
 		return "lease expired"
 	case LostStreamBroken:
 		return "stream broken"
+	case LostCancelled:
+		return "cancelled"
 	}
 	return fmt.Sprintf("LossReason(%d)", int(r))
 }
@@ -83,7 +88,7 @@ type Event struct {
 	Kind   EventKind
 	Leader *warrenv1.Leader // Elected: this candidate; Following: the leader or nil
 	Reason LossReason       // Lost only
-	Err    error            // Lost with LostStreamBroken: the stream's error
+	Err    error            // Lost with LostStreamBroken or LostCancelled: why
 	// Term, on Elected, is cancelled when this leadership ends, at the same
 	// moment the Lost event is queued (even if nobody reads the events):
 	// run leader-only work under it.
@@ -122,7 +127,8 @@ type ElectorOptions struct {
 	Value []byte
 	// HeartbeatInterval is the lease heartbeat asked of the server; the
 	// Elector declares the leadership lost when two intervals pass without
-	// a message. 0 means 1s. It must not exceed the server's cap (a third
+	// a message. 0 means DefaultHeartbeatInterval. It must not exceed the
+	// server's cap (a third
 	// of its ZooKeeper session timeout): the server lowers a larger value
 	// without telling the client, whose lease would then be too long.
 	HeartbeatInterval time.Duration
@@ -131,23 +137,30 @@ type ElectorOptions struct {
 	// LeaderLatch: a service usually wants to stay a candidate for its
 	// whole life.
 	Once bool
-	// RejoinAfterExpiry asks the server to campaign again by itself on a
-	// new ZooKeeper session after an expiry (Campaign.rejoin_after_expiry).
-	RejoinAfterExpiry bool
-	// Backoff between campaigns.
+	// DisableRejoinAfterExpiry turns Campaign.rejoin_after_expiry off. By
+	// default the server campaigns again by itself on a new ZooKeeper
+	// session after an expiry (clients/defaults.json); with this set the
+	// stream ends instead, and the Elector campaigns again unless Once.
+	DisableRejoinAfterExpiry bool
+	// Backoff between campaigns (zero: clients/retry-policy.json's).
 	Backoff Backoff
 	// ResignTimeout bounds how long Close waits for the server to confirm
 	// the resignation. 0 means 5s.
 	ResignTimeout time.Duration
 }
 
+// DefaultHeartbeatInterval is ElectorOptions.HeartbeatInterval's default
+// (clients/defaults.json).
+const DefaultHeartbeatInterval = time.Second
+
 // Elector campaigns in an election and reports leadership as events.
 type Elector struct {
-	client warrenv1.ElectionServiceClient
-	opts   ElectorOptions
-	queue  *eventQueue
-	cancel context.CancelFunc
-	done   chan struct{}
+	client    warrenv1.ElectionServiceClient
+	opts      ElectorOptions
+	reconnect func() // resets the connection's reconnect backoff; may be nil
+	queue     *eventQueue
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	mu        sync.Mutex
 	stream    *electStream // the current stream, nil between campaigns
@@ -160,17 +173,27 @@ type Elector struct {
 }
 
 // Campaign starts campaigning in the background and returns at once. Read
-// Events until it is closed (events queue up until read). Cancelling ctx
-// ends the candidacy at once (the server resigns it when the stream ends);
-// Close resigns politely first.
+// Events until it is closed: events queue up until read, and a goroutine
+// holds the unread ones. Cancelling ctx ends the candidacy at once: a
+// leader gets Lost with LostCancelled, Done is closed, and the server
+// resigns the candidate when the stream ends. Close resigns politely first.
+//
+// A stream that ends with a code clients/retry-policy.json marks
+// "resubscribe" (UNAVAILABLE, RESOURCE_EXHAUSTED at the server's candidate
+// limit, ...) or an expired lease campaigns again after a backoff (unless
+// Once); the other codes end the Elector (Err).
 func Campaign(ctx context.Context, client warrenv1.ElectionServiceClient, opts ElectorOptions) *Elector {
+	return campaign(ctx, client, opts, nil)
+}
+
+func campaign(ctx context.Context, client warrenv1.ElectionServiceClient, opts ElectorOptions, reconnect func()) *Elector {
 	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = time.Second
+		opts.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if opts.ResignTimeout <= 0 {
 		opts.ResignTimeout = 5 * time.Second
 	}
-	e := &Elector{client: client, opts: opts, queue: newEventQueue(),
+	e := &Elector{client: client, opts: opts, reconnect: reconnect, queue: newEventQueue(),
 		done: make(chan struct{})}
 	ctx, e.cancel = context.WithCancel(ctx)
 	go e.run(ctx)
@@ -259,7 +282,7 @@ func (e *Elector) run(ctx context.Context) {
 		if progressed {
 			attempt = 0
 		}
-		if e.opts.Once || (err != errStreamEnded && err != errLeaseExpired && !retryableStream(err)) {
+		if e.opts.Once || !resubscribe(err) {
 			e.mu.Lock()
 			e.err = err
 			e.mu.Unlock()
@@ -267,6 +290,9 @@ func (e *Elector) run(ctx context.Context) {
 		}
 		if sleep(ctx, e.opts.Backoff.Delay(attempt)) != nil {
 			return
+		}
+		if e.reconnect != nil {
+			e.reconnect()
 		}
 	}
 }
@@ -305,7 +331,7 @@ type electRecv struct {
 func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := e.client.Elect(streamCtx)
+	stream, err := e.client.Elect(streamCtx, streamCallOptions()...)
 	if err != nil {
 		return false, err
 	}
@@ -320,7 +346,7 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 		Election:          e.opts.Election,
 		CandidateId:       e.opts.CandidateID,
 		Value:             e.opts.Value,
-		RejoinAfterExpiry: e.opts.RejoinAfterExpiry,
+		RejoinAfterExpiry: !e.opts.DisableRejoinAfterExpiry,
 		HeartbeatInterval: durationpb.New(e.opts.HeartbeatInterval),
 	}
 	e.mu.Unlock()
@@ -335,8 +361,10 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 
-	// Receive in a goroutine so that the lease timer can fire while Recv
-	// blocks (a frozen server or a silent network is exactly the case).
+	// Receive in a goroutine so that the lease timer and ctx can end the
+	// campaign while Recv blocks (a frozen server or a silent network is
+	// exactly the case). It gives up a result only once streamCtx is done,
+	// that is when the loop below has returned or returns on ctx.Done.
 	recv := make(chan electRecv, 1)
 	go func() {
 		for {
@@ -351,6 +379,20 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 			}
 		}
 	}()
+	// The caller's cancellation (or Close, when the server did not confirm
+	// the resignation in time) ends the campaign here, whatever the stream
+	// is doing: a leader hears it as a cancel, at once.
+	cancelled := func() (bool, error) {
+		e.mu.Lock()
+		closing := e.closing
+		e.mu.Unlock()
+		if closing {
+			e.lose(LostResigned, nil)
+		} else {
+			e.lose(LostCancelled, ctx.Err())
+		}
+		return progressed, ctx.Err()
+	}
 
 	lease := 2 * e.opts.HeartbeatInterval
 	timer := time.NewTimer(lease)
@@ -360,8 +402,16 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 	var following bool
 	var lastFollowed *warrenv1.Leader
 	for {
+		if ctx.Err() != nil {
+			return cancelled()
+		}
 		select {
+		case <-ctx.Done():
+			return cancelled()
 		case r := <-recv:
+			if ctx.Err() != nil {
+				return cancelled() // the stream's CANCELLED, or a late message
+			}
 			if r.err != nil {
 				if r.err == io.EOF {
 					r.err = errStreamEnded
@@ -400,6 +450,9 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 				leaseC = nil
 			}
 		case <-leaseC:
+			if ctx.Err() != nil {
+				return cancelled()
+			}
 			e.lose(LostLeaseExpired, nil)
 			// Leadership is given up: ending the stream makes the server
 			// resign the candidate too, so both sides agree.

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/warren/warren/clients/go/warren"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 )
 
 // The integration tests talk to the warrend in WARREN_ADDRESS (see
@@ -35,15 +33,11 @@ func needEnv(t *testing.T, names ...string) {
 	}
 }
 
-// dial connects with a short reconnect backoff, so that tests that restart
-// a server do not wait for grpc's default (1s, growing to 2 minutes).
+// dial connects with warren.Dial's own options (plaintext): the tests that
+// restart a server rely on its capped reconnect backoff, as users do.
 func dial(t *testing.T, address string) *warren.Client {
 	t.Helper()
-	c, err := warren.Dial(context.Background(), address, grpc.WithInsecure(),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6,
-				Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
-			MinConnectTimeout: 2 * time.Second}))
+	c, err := warren.Dial(context.Background(), address)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +178,18 @@ func (w *warrend) Stop() {
 		_ = cmd.Process.Kill()
 		w.t.Fatalf("warrend did not stop within 20s of SIGTERM")
 	}
+}
+
+// Kill ends the server with SIGKILL, as a crash or a lost machine would:
+// no stream is ended politely, the connections just drop.
+func (w *warrend) Kill() {
+	w.t.Helper()
+	w.mu.Lock()
+	cmd, done := w.cmd, w.done
+	w.cmd = nil
+	w.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-done
 }
 
 // Restart starts the server again on the same port.

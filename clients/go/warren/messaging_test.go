@@ -29,7 +29,7 @@ type receiving struct {
 	err        error // Receive's result, once done is closed
 }
 
-func startReceiving(t *testing.T, client warrenv1.MessagingServiceClient, opts warren.SubscriberOptions, h warren.Handler) *receiving {
+func startReceiving(t *testing.T, client *warren.Client, opts warren.SubscriberOptions, h warren.Handler) *receiving {
 	t.Helper()
 	r := &receiving{done: make(chan struct{})}
 	opts.OnSubscribed = func(string) { atomic.AddInt64(&r.subscribed, 1) }
@@ -39,7 +39,7 @@ func startReceiving(t *testing.T, client warrenv1.MessagingServiceClient, opts w
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() {
-		r.err = warren.NewSubscriber(client, opts).Receive(ctx, h)
+		r.err = client.NewSubscriber(opts).Receive(ctx, h)
 		close(r.done)
 	}()
 	t.Cleanup(func() { r.stop(t) })
@@ -97,7 +97,7 @@ func TestPublishSubscribeRoundTrip(t *testing.T) {
 	var running, maxRunning int64
 	got := newCollector()
 	const inFlight = 4
-	startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: inFlight},
+	startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: inFlight},
 		func(ctx context.Context, d *warrenv1.Delivery) error {
 			n := atomic.AddInt64(&running, 1)
 			defer atomic.AddInt64(&running, -1)
@@ -145,7 +145,7 @@ func TestSubscriberNacksAndTheMessageComesBack(t *testing.T) {
 	q := unique("go-nack")
 	got := newCollector()
 	var failures int64
-	startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: 1},
+	startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: 1},
 		func(ctx context.Context, d *warrenv1.Delivery) error {
 			got.add(d)
 			switch atomic.AddInt64(&failures, 1) {
@@ -179,7 +179,7 @@ func TestSubscriberStopWaitsForRunningHandlersAndAcksThem(t *testing.T) {
 	started := make(chan string, 1)
 	release := make(chan struct{})
 	var finished int64
-	r := startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: 1},
+	r := startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q), MaxInFlight: 1},
 		func(ctx context.Context, d *warrenv1.Delivery) error {
 			started <- d.MessageId
 			<-release
@@ -212,7 +212,7 @@ func TestSubscriberStopWaitsForRunningHandlersAndAcksThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan string, 10)
-	startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q)},
+	startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q)},
 		func(ctx context.Context, d *warrenv1.Delivery) error { got <- d.MessageId; return nil })
 	select {
 	case id := <-got:
@@ -249,7 +249,7 @@ func TestPublisherRetryAfterLostConfirmKeepsTheMessageID(t *testing.T) {
 	client := shared(t)
 	q := unique("go-dedup")
 	got := newCollector()
-	startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q)},
+	startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q)},
 		func(ctx context.Context, d *warrenv1.Delivery) error { got.add(d); return nil })
 	lossy := &lossyMessaging{MessagingServiceClient: client.Messaging}
 	id, err := warren.NewPublisher(lossy, warren.PublisherOptions{Backoff: fast}).Publish(
@@ -284,7 +284,7 @@ func TestSubscriberResubscribesAfterServerRestart(t *testing.T) {
 	q := unique("go-resub")
 	got := newCollector()
 	var streamErrors int64
-	r := startReceiving(t, client.Messaging, warren.SubscriberOptions{Start: queueStart(q),
+	r := startReceiving(t, client, warren.SubscriberOptions{Start: queueStart(q),
 		OnError: func(err error) { atomic.AddInt64(&streamErrors, 1) }},
 		func(ctx context.Context, d *warrenv1.Delivery) error { got.add(d); return nil })
 	pub := client.NewPublisher(warren.PublisherOptions{Backoff: fast, MaxAttempts: 100})

@@ -7,22 +7,26 @@ import (
 	"time"
 
 	warrenv1 "github.com/warren/warren/gen/go/warren/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
 // PublisherOptions configure a Publisher. The zero value is usable.
 type PublisherOptions struct {
-	// Backoff between attempts.
+	// Backoff between attempts (zero: clients/retry-policy.json's).
 	Backoff Backoff
-	// MaxAttempts bounds the attempts of one Publish (the first one
-	// included); 0 means 10. The caller's context bounds them too.
+	// MaxAttempts, when set, bounds the attempts of one Publish (the first
+	// one included). 0 means no bound but the caller's context, as
+	// clients/retry-policy.json says: give Publish a deadline.
 	MaxAttempts int
 	// AttemptTimeout, when set, bounds each attempt; an attempt that runs
 	// out of it is retried (see Publish). 0 means only the caller's context
 	// bounds the attempts.
 	AttemptTimeout time.Duration
+	// AllowUnroutable publishes with mandatory off, so that a message no
+	// queue is bound for is dropped by the broker while Publish succeeds.
+	// By default (false) every request is sent with Mandatory set, and such
+	// a message fails with FAILED_PRECONDITION.
+	AllowUnroutable bool
 }
 
 // Publisher publishes messages with at-least-once semantics: every message
@@ -30,43 +34,44 @@ type PublisherOptions struct {
 // reuses it, so a consumer that sees the same id twice knows it is a
 // duplicate (the broker may have stored a message whose confirm was lost).
 type Publisher struct {
-	client warrenv1.MessagingServiceClient
-	opts   PublisherOptions
+	client    warrenv1.MessagingServiceClient
+	opts      PublisherOptions
+	reconnect func() // resets the connection's reconnect backoff; may be nil
 }
 
 // NewPublisher returns a Publisher over a MessagingService stub.
 func NewPublisher(client warrenv1.MessagingServiceClient, opts PublisherOptions) *Publisher {
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 10
-	}
 	return &Publisher{client: client, opts: opts}
 }
 
 // Publish sends msg and returns its message id once the broker confirmed it.
-// msg is not modified; when its MessageId is empty a UUID is generated.
+// msg is not modified; when its MessageId is empty a UUID is generated, and
+// unless AllowUnroutable is set it is sent with Mandatory on.
 //
-// Retried, with the same message id:
-//   - UNAVAILABLE: the server or its broker connection is down; the publish
-//     may or may not have reached the broker, so retrying is safe only
-//     because the id lets consumers de-duplicate.
-//   - DEADLINE_EXCEEDED, but only when the per-attempt AttemptTimeout ran
-//     out while the caller's context is still alive: the outcome is unknown,
-//     exactly like a lost confirm. A deadline of the caller's own context is
-//     returned at once (the caller has given up).
-//
-// Everything else (NOT_FOUND exchange, FAILED_PRECONDITION unroutable
-// mandatory message, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) is returned
-// at once: repeating the same request cannot succeed.
+// A failure is retried, with the same message id, after the backoff, when
+// clients/retry-policy.json says "retry" for its code (UNAVAILABLE,
+// RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED of an
+// attempt's own AttemptTimeout, ...): the publish may or may not have
+// reached the broker, and the id lets consumers de-duplicate. The other
+// codes (NOT_FOUND exchange, FAILED_PRECONDITION for an unroutable message,
+// INVALID_ARGUMENT, PERMISSION_DENIED, ...) are returned at once, and so is
+// the end of ctx: the caller has given up.
 func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest) (string, error) {
 	req := proto.Clone(msg).(*warrenv1.PublishRequest)
 	if req.MessageId == "" {
 		req.MessageId = NewMessageID()
 	}
+	if !p.opts.AllowUnroutable {
+		req.Mandatory = true
+	}
 	var err error
-	for attempt := 0; attempt < p.opts.MaxAttempts; attempt++ {
+	for attempt := 0; p.opts.MaxAttempts <= 0 || attempt < p.opts.MaxAttempts; attempt++ {
 		if attempt > 0 {
 			if serr := sleep(ctx, p.opts.Backoff.Delay(attempt-1)); serr != nil {
 				return req.MessageId, err // the last real failure says more
+			}
+			if p.reconnect != nil {
+				p.reconnect()
 			}
 		}
 		var resp *warrenv1.PublishResponse
@@ -74,7 +79,7 @@ func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest) (
 		if err == nil {
 			return resp.MessageId, nil
 		}
-		if ctx.Err() != nil || !p.retryable(err) {
+		if !retryUnary(ctx, err) {
 			return req.MessageId, err
 		}
 	}
@@ -88,17 +93,6 @@ func (p *Publisher) attempt(ctx context.Context, req *warrenv1.PublishRequest) (
 		defer cancel()
 	}
 	return p.client.Publish(ctx, req)
-}
-
-func (p *Publisher) retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable:
-		return true
-	case codes.DeadlineExceeded:
-		// Publish checked the caller's context before: this was ours.
-		return p.opts.AttemptTimeout > 0
-	}
-	return false
 }
 
 // NewMessageID returns a random (version 4) UUID, the same shape as the ids

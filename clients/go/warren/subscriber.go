@@ -31,7 +31,8 @@ type SubscriberOptions struct {
 	// MaxInFlight is both the most handlers running at once and the most
 	// unacked deliveries the server sends (the AMQP prefetch), so a
 	// delivery never waits in the client while the broker could give it to
-	// another consumer. 0 means Start.MaxInFlight, or 16 if that is 0 too.
+	// another consumer. 0 means Start.MaxInFlight, or DefaultMaxInFlight if
+	// that is 0 too.
 	MaxInFlight int
 	// DeadLetterOnError nacks failed deliveries without requeue (they go to
 	// the queue's dead-letter exchange, or are dropped). By default they are
@@ -48,7 +49,8 @@ type SubscriberOptions struct {
 	// stream after the last ack went out. 0 means 5s.
 	StopTimeout time.Duration
 	// OnSubscribed, if set, is called each time a stream is open, with the
-	// name of the queue consumed (the server's name for an exclusive queue).
+	// name of the queue consumed (the server's name for an exclusive queue),
+	// from the goroutine that receives the stream: it must not block.
 	OnSubscribed func(queue string)
 	// OnError, if set, is called with each error that the Subscriber
 	// handles itself: a broken stream before it resubscribes, a handler
@@ -56,10 +58,15 @@ type SubscriberOptions struct {
 	OnError func(err error)
 }
 
+// DefaultMaxInFlight is SubscriberOptions.MaxInFlight's default
+// (clients/defaults.json).
+const DefaultMaxInFlight = 16
+
 // Subscriber consumes a queue through MessagingService.Subscribe.
 type Subscriber struct {
-	client warrenv1.MessagingServiceClient
-	opts   SubscriberOptions
+	client    warrenv1.MessagingServiceClient
+	opts      SubscriberOptions
+	reconnect func() // resets the connection's reconnect backoff; may be nil
 }
 
 // NewSubscriber returns a Subscriber over a MessagingService stub.
@@ -68,7 +75,7 @@ func NewSubscriber(client warrenv1.MessagingServiceClient, opts SubscriberOption
 		opts.MaxInFlight = int(opts.Start.MaxInFlight)
 	}
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 16
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = 30 * time.Second
@@ -87,11 +94,13 @@ var (
 // Receive subscribes and runs h for each delivery until ctx is done, then
 // stops cleanly: no new handler starts, running ones finish and are settled,
 // the stream is half-closed (unstarted deliveries go back to the queue) and
-// Receive returns nil. A broken stream (UNAVAILABLE, ABORTED, an unexpected
-// end, silence past three heartbeat intervals) is opened again after a
-// backoff; any other error (e.g. INVALID_ARGUMENT, NOT_FOUND,
-// FAILED_PRECONDITION for mismatched queue options) is returned after the
-// running handlers finished. Call Receive once at a time per Subscriber.
+// Receive returns nil. A stream that ends with a code
+// clients/retry-policy.json marks "resubscribe" (UNAVAILABLE,
+// RESOURCE_EXHAUSTED, ABORTED, INTERNAL, an end without error, silence past
+// three heartbeat intervals, ...) is opened again after a backoff; the
+// others (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION for mismatched
+// queue options, PERMISSION_DENIED, ...) are returned after the running
+// handlers finished. Call Receive once at a time per Subscriber.
 func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 	if s.opts.Start == nil {
 		return errors.New("warren: SubscriberOptions.Start is required")
@@ -111,12 +120,15 @@ func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 		if subscribed {
 			attempt = 0
 		}
-		if err != errStreamEnded && err != errStreamIdle && !retryableStream(err) {
+		if !resubscribe(err) {
 			return err
 		}
 		s.report(fmt.Errorf("warren: subscription broken, resubscribing: %w", err))
 		if sleep(ctx, s.opts.Backoff.Delay(attempt)) != nil {
 			return nil
+		}
+		if s.reconnect != nil {
+			s.reconnect()
 		}
 	}
 }
@@ -169,7 +181,18 @@ func (r *receiver) runStream(ctx context.Context, start *warrenv1.SubscribeStart
 	// The stream outlives ctx by the orderly stop below.
 	streamCtx, cancel := context.WithCancel(detached{ctx})
 	defer cancel()
-	stream, err := r.s.client.Subscribe(streamCtx)
+	// Until the stream is open (wait-for-ready: while the connection is
+	// down, that is until it is back), ctx's end does cut it short.
+	opened := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-opened:
+		}
+	}()
+	stream, err := r.s.client.Subscribe(streamCtx, streamCallOptions()...)
+	close(opened)
 	if err != nil {
 		return false, err
 	}

@@ -43,10 +43,16 @@ func main() {
 	received := make(chan *warrenv1.Delivery, 1)
 	id := warren.NewMessageID()
 	sub := client.NewSubscriber(warren.SubscriberOptions{
-		Start:        &warrenv1.SubscribeStart{Source: &warrenv1.SubscribeStart_Queue{Queue: *queue}},
-		MaxInFlight:  1,
-		OnSubscribed: func(q string) { subscribed <- q },
-		OnError:      func(err error) { log.Printf("subscriber: %v", err) },
+		Start:       &warrenv1.SubscribeStart{Source: &warrenv1.SubscribeStart_Queue{Queue: *queue}},
+		MaxInFlight: 1,
+		// Called again after a resubscription, when nobody waits any more.
+		OnSubscribed: func(q string) {
+			select {
+			case subscribed <- q:
+			default:
+			}
+		},
+		OnError: func(err error) { log.Printf("subscriber: %v", err) },
 	})
 	recvCtx, stopReceiving := context.WithCancel(ctx)
 	receiveDone := make(chan error, 1)
