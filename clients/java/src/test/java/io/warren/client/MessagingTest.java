@@ -114,14 +114,7 @@ public class MessagingTest {
     sub.awaitSubscribed(WAIT);
     warren.publisher().publishToQueue(queue, "A".getBytes(StandardCharsets.UTF_8)).get();
     assertTrue("handler started", started.await(20, TimeUnit.SECONDS));
-    CompletableFuture<Void> closed =
-        CompletableFuture.runAsync(() -> {
-          try {
-            sub.close();
-          } catch (InterruptedException e) {
-            throw new RuntimeException(e);
-          }
-        });
+    CompletableFuture<Void> closed = CompletableFuture.runAsync(sub::close);
     // close() must not return while the handler runs.
     assertFalse("close returned before the handler ended", waitDone(closed, 300));
     release.countDown();
@@ -156,6 +149,22 @@ public class MessagingTest {
       assertEquals(Status.Code.NOT_FOUND, Status.fromThrowable(e.getCause()).getCode());
     }
     assertTrue("no retries for NOT_FOUND", System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(5));
+  }
+
+  @Test
+  public void anUnroutableMessageFailsUnlessTheCallerOptsOut() throws Exception {
+    String nowhere = unique("java-no-such-queue"); // no queue is bound to this routing key
+    try {
+      warren.publisher().publishToQueue(nowhere, new byte[] {1}).get(20, TimeUnit.SECONDS);
+      fail("an unroutable mandatory publish succeeded");
+    } catch (ExecutionException e) {
+      assertEquals(Status.Code.FAILED_PRECONDITION, Status.fromThrowable(e.getCause()).getCode());
+    }
+    // Opted out: the broker drops it and the publish succeeds.
+    String id = warren.publisher(new Publisher.Options().mandatory(false))
+        .publishToQueue(nowhere, new byte[] {2})
+        .get(20, TimeUnit.SECONDS);
+    assertFalse(id.isEmpty());
   }
 
   @Test
