@@ -48,8 +48,8 @@ import java.util.concurrent.TimeUnit;
  * send it leaves the elector with the requested interval, shortened to the
  * smallest spacing observed between two heartbeats (spacings under 100 ms,
  * i.e. bursts after a stall, are ignored) — so ask such a server for no more
- * than a third of its {@code --zk_session_timeout} (the default, 2 s, suits
- * the usual 6 s and more).
+ * than a third of its {@code --zk_session_timeout} (the default, 1 s, suits
+ * 3 s and more).
  *
  * <p>Re-campaigning: by default ({@link Options#recampaign} true) the elector
  * campaigns again, after the jittered {@link BackoffPolicy} and wait-for-ready,
@@ -335,11 +335,12 @@ public final class Elector implements AutoCloseable {
     }
 
     void sendLocked(ElectRequest r) {
-      if (!halfClosed && ended.getCount() > 0) requests.onNext(r);
+      // gRPC refuses a message on a call we cancelled (IllegalStateException).
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
     }
 
     void halfCloseLocked() {
-      if (!halfClosed && ended.getCount() > 0) {
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
         halfClosed = true;
         requests.onCompleted();
       }

@@ -311,7 +311,8 @@ public final class Subscriber implements AutoCloseable {
     }
 
     void sendLocked(SubscribeRequest r) {
-      if (!halfClosed && ended.getCount() > 0) requests.onNext(r);
+      // gRPC refuses a message on a call we cancelled (IllegalStateException).
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
     }
 
     void settleLocked(long id, boolean ack, boolean requeue) {
@@ -328,7 +329,7 @@ public final class Subscriber implements AutoCloseable {
     }
 
     void halfCloseLocked() {
-      if (!halfClosed && ended.getCount() > 0) {
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
         halfClosed = true;
         requests.onCompleted();
       }

@@ -130,6 +130,40 @@ public class MessagingTest {
     }
   }
 
+  @Test
+  public void anInterruptedCloseStopsWaitingAndKeepsTheFlag() throws Exception {
+    String queue = unique("java-interrupt");
+    CountDownLatch started = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    Subscriber sub =
+        warren.subscribe(
+            Subscriber.Options.queue(queue),
+            d -> {
+              started.countDown();
+              release.await();
+            });
+    try {
+      sub.awaitSubscribed(WAIT);
+      warren.publisher().publishToQueue(queue, "A".getBytes(StandardCharsets.UTF_8)).get();
+      assertTrue("handler started", started.await(20, TimeUnit.SECONDS));
+      long t0 = System.nanoTime();
+      Thread.currentThread().interrupt();
+      sub.close(); // would wait up to closeTimeout (30 s) for the handler
+      boolean kept = Thread.interrupted();
+      long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertTrue("the interrupt flag is kept", kept);
+      assertTrue("close stopped waiting for the handler, took " + tookMs + " ms", tookMs < 5000);
+    } finally {
+      release.countDown();
+    }
+    // The unsettled delivery went back to the queue.
+    List<String> next = new CopyOnWriteArrayList<>();
+    try (Subscriber again = warren.subscribe(Subscriber.Options.queue(queue), d -> next.add(text(d)))) {
+      await("A again", WAIT, () -> next.contains("A"));
+      assertTrue(again.awaitSubscribed(WAIT).equals(queue));
+    }
+  }
+
   private static boolean waitDone(CompletableFuture<?> f, long millis) {
     try {
       f.get(millis, TimeUnit.MILLISECONDS);

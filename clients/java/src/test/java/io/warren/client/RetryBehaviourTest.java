@@ -12,6 +12,7 @@ import io.grpc.StatusRuntimeException;
 import io.warren.v1.Leader;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import org.junit.Test;
 
@@ -74,6 +75,27 @@ public class RetryBehaviourTest {
         first.close();
         leader.close();
       }
+    }
+  }
+
+  @Test
+  public void aPublishTheCallerCancelledIsNotRetried() throws Exception {
+    TestSupport.CallLog calls = new TestSupport.CallLog();
+    // Nothing listens on port 1: every attempt fails with UNAVAILABLE, a retried code.
+    try (Warren warren = Warren.connect("127.0.0.1:1", calls)) {
+      // Waits of 25-50 ms, so that a retry after the cancel could not hide.
+      Publisher publisher = warren.publisher(new Publisher.Options()
+          .backoff(new BackoffPolicy(Duration.ofMillis(50), 1.0, Duration.ofMillis(50))));
+      CompletableFuture<String> publish = publisher.publishToQueue("nowhere", new byte[] {1});
+      await("two failed attempts", WAIT, () -> calls.count("Publish", Status.Code.UNAVAILABLE) >= 2);
+      assertFalse(publish.isDone());
+      assertTrue(publish.cancel(true));
+      long attempts = calls.count("Publish");
+      // Not a synchronisation: a window of ten retry waits in which a retry
+      // would show up.
+      Thread.sleep(500);
+      assertTrue("at most the attempt in flight ends after the cancel",
+          calls.count("Publish") <= attempts + 1);
     }
   }
 
