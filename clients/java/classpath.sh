@@ -3,7 +3,8 @@
 # Debian 12 installs in /usr/share/java (JAVA_LIB_DIR overrides the folder).
 #
 #   classpath.sh            the runtime class path (dependencies only)
-#   classpath.sh --test     plus JUnit 4 and Hamcrest
+#   classpath.sh --compile  plus Error Prone's annotations, for javac only
+#   classpath.sh --test     plus those, JUnit 4 and Hamcrest
 #
 # Each jar comes from a Debian package, named beside it so that a fresh
 # machine knows what to install (scripts/install-deps.sh).
@@ -23,9 +24,15 @@ jars=(
                                        # every RPC, but libgrpc-java does not
                                        # depend on it
 )
-if [ "${1:-}" = "--test" ]; then
-  jars+=(junit4 hamcrest)              # junit4, libhamcrest-java
-fi
+case "${1:-}" in
+  --compile|--test)
+    # guava's and grpc's classes carry Error Prone annotations (@DoNotMock,
+    # @DoNotCall) whose class files javac -Xlint:classfile wants to read; not
+    # needed at run time. liberror-prone-java (a dependency of libguava-java).
+    jars+=(error_prone_annotations) ;;&
+  --test)
+    jars+=(junit4 hamcrest) ;;         # junit4, libhamcrest-java
+esac
 cp=""
 for jar in "${jars[@]}"; do
   [ -f "$lib/$jar.jar" ] || { echo "classpath.sh: missing $lib/$jar.jar" >&2; exit 1; }

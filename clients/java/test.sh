@@ -3,7 +3,9 @@
 # in WARREN_ADDRESS (run it under scripts/with-warrend.sh --secure, which also sets
 # WARREN_WARREND, WARREN_ROOT, WARREN_TEST_ZK and WARREN_TEST_AMQP_URL for
 # the fault tests that start servers of their own, and with --secure the TLS +
-# auth warrends of SecurityTest). Exits non-zero on failure.
+# auth warrends of SecurityTest). OutageTest keeps a warrend of its own down
+# for WARREN_OUTAGE_SECONDS (default 40), so the suite takes about a minute
+# more than that. Exits non-zero on failure.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

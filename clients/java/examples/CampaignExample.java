@@ -56,13 +56,7 @@ public final class CampaignExample {
               System.out.println("campaign failed: " + status);
             }
           });
-      Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-        try {
-          elector.close();
-        } catch (InterruptedException ignored) {
-          // exiting anyway
-        }
-      }));
+      Runtime.getRuntime().addShutdownHook(new Thread(elector::close)); // resign on Ctrl-C
       System.out.println("campaigning in \"" + election + "\" as " + id);
       if (untilElected) {
         if (!elected.await(30, TimeUnit.SECONDS)) {

@@ -27,17 +27,19 @@ public final class ConfigExample {
       }
       CountDownLatch remaining = new CountDownLatch(changes);
       try (ConfigWatcher watcher = warren.watchConfig(ConfigWatcher.Options.key(key), change -> {
-        if (change.initial) {
-          System.out.println(key + " = " + change.valueUtf8() + "  (version " + change.entry.getVersion() + ")");
-          return;
-        }
+        if (change.initial) return; // printed below, before "watching"
         System.out.println(change.type == ConfigWatcher.ChangeType.DELETE
             ? key + " was deleted"
             : key + " = " + change.valueUtf8() + "  (changed, version " + change.entry.getVersion() + ")");
         remaining.countDown();
       })) {
-        watcher.awaitInitial(Duration.ofSeconds(10));
-        if (watcher.get().isEmpty()) System.out.println(key + " = <not set>");
+        if (!watcher.awaitInitial(Duration.ofSeconds(10))) {
+          System.out.println("no answer from the server within 10s");
+          System.exit(1);
+        }
+        System.out.println(watcher.get()
+            .map(e -> key + " = " + e.getValue().toStringUtf8() + "  (version " + e.getVersion() + ")")
+            .orElse(key + " = <not set>"));
         System.out.println("watching " + key + " for changes");
         if (changes > 0) {
           if (!remaining.await(60, TimeUnit.SECONDS)) System.exit(1);

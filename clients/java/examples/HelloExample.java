@@ -20,7 +20,9 @@ public final class HelloExample {
     try (Warren warren = Warren.connect(Args.address())) {
       CompletableFuture<String> received = new CompletableFuture<>();
       // Subscribing to a queue by name declares it durable when it is missing,
-      // so subscribe first: the message then has somewhere to go.
+      // so subscribe first and publish only once the subscription is
+      // established: before that the message has nowhere to go (and, being
+      // mandatory, would fail with FAILED_PRECONDITION).
       try (Subscriber sub = warren.subscribe(Subscriber.Options.queue(queue),
           d -> received.complete(d.getPayload().toString(StandardCharsets.UTF_8)
               + "  (message id " + d.getMessageId() + ")"))) {

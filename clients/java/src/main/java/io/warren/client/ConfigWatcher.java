@@ -32,9 +32,12 @@ import java.util.concurrent.TimeUnit;
  * and reports each change.
  *
  * <p>The first state is reported as one {@link ChangeType#PUT} per existing
- * key. When the stream breaks (a retryable status, an unexpected end, or three
- * heartbeat intervals of silence), the watcher watches again after a jittered
- * backoff; the new stream's initial state REPLACES what the watcher held, and
+ * key. When the stream breaks (a code {@link RetryPolicy#stream} resubscribes
+ * on, such as UNAVAILABLE or RESOURCE_EXHAUSTED at the server's watch limit,
+ * an unexpected end, or three heartbeat intervals of silence), the watcher
+ * watches again after the jittered {@link BackoffPolicy}, wait-for-ready;
+ * the other codes (INVALID_ARGUMENT, PERMISSION_DENIED...) stop it and go to
+ * {@link Listener#onError}. The new stream's initial state REPLACES what the watcher held, and
  * the differences are reported as changes (PUT for new or modified keys,
  * DELETE for keys that are gone), so a listener never misses the net effect of
  * what happened while it was disconnected. ZooKeeper may coalesce rapid
@@ -195,8 +198,12 @@ public final class ConfigWatcher implements AutoCloseable {
     }
   }
 
+  /**
+   * Stops watching and waits (up to 5 s) for the stream to end. Idempotent.
+   * An interrupt stops the waiting; the interrupt flag is kept.
+   */
   @Override
-  public void close() throws InterruptedException {
+  public void close() {
     Stream s;
     synchronized (lock) {
       if (closing) return;
@@ -207,7 +214,11 @@ public final class ConfigWatcher implements AutoCloseable {
     }
     if (s != null) {
       s.requests.cancel("watcher closed", null);
-      s.ended.await(5, TimeUnit.SECONDS);
+      try {
+        s.ended.await(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
     }
     if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
   }
@@ -225,7 +236,8 @@ public final class ConfigWatcher implements AutoCloseable {
       s.watchdog =
           warren.scheduler().scheduleAtFixedRate(s::checkAlive, period, period, TimeUnit.NANOSECONDS);
     }
-    ConfigServiceGrpc.newStub(warren.channel()).watchConfig(request.build(), s);
+    RetryPolicy.forStreams(ConfigServiceGrpc.newStub(warren.channel()))
+        .watchConfig(request.build(), s);
   }
 
   /** Applies a response to `state` and returns the changes to report. */
@@ -260,31 +272,18 @@ public final class ConfigWatcher implements AutoCloseable {
     return changes;
   }
 
-  private static boolean retryable(Status.Code code) {
-    switch (code) {
-      case INVALID_ARGUMENT:
-      case NOT_FOUND:
-      case FAILED_PRECONDITION:
-      case PERMISSION_DENIED:
-      case UNAUTHENTICATED:
-      case UNIMPLEMENTED:
-      case OUT_OF_RANGE:
-        return false;
-      default:
-        return true;
-    }
-  }
-
   /** One WatchConfig call; a re-watch makes a new one. */
   private final class Stream implements ClientResponseObserver<WatchConfigRequest, WatchConfigResponse> {
     final CountDownLatch ended = new CountDownLatch(1);
     ClientCallStreamObserver<WatchConfigRequest> requests;
     ScheduledFuture<?> watchdog;
     volatile long lastMessageNanos = System.nanoTime();
-    // A large initial state arrives in several responses: the ones before the
-    // one marked initial_state hold PUTs of the same state
-    // (docs/config-limits.md). gRPC calls onNext one at a time per stream.
+    // A large initial state arrives in several responses (the server keeps
+    // each under the gRPC message limit): the ones before the one marked
+    // initial_state hold PUTs of the same state. gRPC calls onNext one at a
+    // time per stream.
     private WatchConfigResponse.Builder initialParts = WatchConfigResponse.newBuilder();
+    private boolean answered;
 
     @Override
     public void beforeStart(ClientCallStreamObserver<WatchConfigRequest> requestStream) {
@@ -300,6 +299,12 @@ public final class ConfigWatcher implements AutoCloseable {
     @Override
     public void onNext(WatchConfigResponse response) {
       lastMessageNanos = System.nanoTime();
+      if (!answered) {
+        answered = true;
+        synchronized (lock) {
+          failures = 0; // the server took it: the next break starts the backoff over
+        }
+      }
       if (initialParts != null) {
         initialParts.addAllEvents(response.getEventsList());
         if (!response.getInitialState()) return;
@@ -309,7 +314,6 @@ public final class ConfigWatcher implements AutoCloseable {
       if (response.getEventsCount() == 0 && !response.getInitialState()) return; // heartbeat
       synchronized (lock) {
         if (stream != this) return;
-        if (response.getInitialState()) failures = 0;
         for (Change c : applyLocked(response)) {
           try {
             events.execute(() -> listener.onChange(c));
@@ -338,7 +342,7 @@ public final class ConfigWatcher implements AutoCloseable {
         if (watchdog != null) watchdog.cancel(false);
         if (stream != this || closing) return;
         stream = null;
-        if (!retryable(status.getCode())) {
+        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.FATAL) {
           closing = true;
           failedWith = status;
           initial.countDown();
@@ -355,6 +359,7 @@ public final class ConfigWatcher implements AutoCloseable {
                   .scheduler()
                   .schedule(
                       () -> {
+                        warren.resetConnectBackoff();
                         synchronized (lock) {
                           openLocked();
                         }

@@ -48,15 +48,17 @@ import java.util.concurrent.TimeUnit;
  * send it leaves the elector with the requested interval, shortened to the
  * smallest spacing observed between two heartbeats (spacings under 100 ms,
  * i.e. bursts after a stall, are ignored) — so ask such a server for no more
- * than a third of its {@code --zk_session_timeout} (the default, 2 s, suits
- * the usual 6 s and more).
+ * than a third of its {@code --zk_session_timeout} (the default, 1 s, suits
+ * 3 s and more).
  *
  * <p>Re-campaigning: by default ({@link Options#recampaign} true) the elector
- * campaigns again, after a jittered backoff, whenever its stream ended for a
- * retryable reason (server restart, lease expiry, session expiry...), like
- * Curator's LeaderLatch. With false it stays out after the first loss of its
- * stream. Errors that retrying cannot fix (e.g. INVALID_ARGUMENT for a bad
- * election name) stop it and go to {@link Listener#onError}.
+ * campaigns again, after the jittered {@link BackoffPolicy} and wait-for-ready,
+ * whenever its stream ended with a code {@link RetryPolicy#stream}
+ * resubscribes on (server restart, lease expiry, RESOURCE_EXHAUSTED at the
+ * server's candidate limit...), like Curator's LeaderLatch. With false it
+ * stays out after the first loss of its stream. The other codes (e.g.
+ * INVALID_ARGUMENT for a bad election name, PERMISSION_DENIED) stop it and go
+ * to {@link Listener#onError}.
  *
  * <p>{@link #close()} resigns: it sends Resign, ends the stream and waits
  * (up to 5 s) for the server to end it.
@@ -98,8 +100,8 @@ public final class Elector implements AutoCloseable {
     final String election;
     String candidateId = UUID.randomUUID().toString();
     byte[] value = new byte[0];
-    Duration heartbeatInterval = Duration.ofSeconds(2);
-    boolean rejoinAfterExpiry;
+    Duration heartbeatInterval = Duration.ofSeconds(1);
+    boolean rejoinAfterExpiry = true;
     boolean recampaign = true;
     Executor executor;
     BackoffPolicy backoff = BackoffPolicy.DEFAULT;
@@ -120,14 +122,17 @@ public final class Elector implements AutoCloseable {
       return this;
     }
 
-    /** The lease heartbeat interval asked of the server (default 2 s); see the class comment. */
+    /** The lease heartbeat interval asked of the server (default 1 s); see the class comment. */
     public Options heartbeatInterval(Duration d) {
       if (d.toMillis() < 100) throw new IllegalArgumentException("heartbeatInterval < 100ms");
       heartbeatInterval = d;
       return this;
     }
 
-    /** Passed to the server: rejoin on a new ZooKeeper session after expiry (default false). */
+    /**
+     * Passed to the server: after its ZooKeeper session expired, campaign again
+     * on the new session within the same stream (default true).
+     */
     public Options rejoinAfterExpiry(boolean b) {
       rejoinAfterExpiry = b;
       return this;
@@ -221,9 +226,13 @@ public final class Elector implements AutoCloseable {
     }
   }
 
-  /** Resigns and ends the candidacy. Idempotent. */
+  /**
+   * Resigns and ends the candidacy, waiting (up to 5 s) for the server to end
+   * the stream. Idempotent. An interrupt stops the waiting: the stream is
+   * cancelled (the server resigns it as well) and the interrupt flag is kept.
+   */
   @Override
-  public void close() throws InterruptedException {
+  public void close() {
     Stream s;
     synchronized (lock) {
       if (closing) return;
@@ -235,7 +244,14 @@ public final class Elector implements AutoCloseable {
         s.halfCloseLocked();
       }
     }
-    if (s != null && !s.ended.await(5, TimeUnit.SECONDS)) s.cancel("elector closed");
+    if (s != null) {
+      try {
+        if (!s.ended.await(5, TimeUnit.SECONDS)) s.cancel("elector closed");
+      } catch (InterruptedException e) {
+        s.cancel("elector closed");
+        Thread.currentThread().interrupt();
+      }
+    }
     synchronized (lock) {
       stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come
     }
@@ -255,7 +271,7 @@ public final class Elector implements AutoCloseable {
     if (closing) return;
     Stream s = new Stream();
     stream = s;
-    ElectionServiceGrpc.newStub(warren.channel()).elect(s);
+    RetryPolicy.forStreams(ElectionServiceGrpc.newStub(warren.channel())).elect(s);
     s.sendLocked(
         ElectRequest.newBuilder()
             .setCampaign(
@@ -292,22 +308,6 @@ public final class Elector implements AutoCloseable {
     s.cancel("lease expired");
   }
 
-  private static boolean retryable(Status.Code code) {
-    switch (code) {
-      case INVALID_ARGUMENT:
-      case NOT_FOUND:
-      case ALREADY_EXISTS:
-      case FAILED_PRECONDITION:
-      case PERMISSION_DENIED:
-      case UNAUTHENTICATED:
-      case UNIMPLEMENTED:
-      case OUT_OF_RANGE:
-        return false;
-      default:
-        return true;
-    }
-  }
-
   private static LossReason reasonOf(io.warren.v1.LossReason r) {
     switch (r) {
       case LOSS_REASON_RESIGNED:
@@ -335,11 +335,12 @@ public final class Elector implements AutoCloseable {
     }
 
     void sendLocked(ElectRequest r) {
-      if (!halfClosed && ended.getCount() > 0) requests.onNext(r);
+      // gRPC refuses a message on a call we cancelled (IllegalStateException).
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
     }
 
     void halfCloseLocked() {
-      if (!halfClosed && ended.getCount() > 0) {
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
         halfClosed = true;
         requests.onCompleted();
       }
@@ -358,10 +359,10 @@ public final class Elector implements AutoCloseable {
       lastMessageNanos = now;
       synchronized (lock) {
         if (stream != this) return;
+        failures = 0; // the server answered: the next break starts the backoff over
         switch (response.getEventCase()) {
           case ELECTED:
             {
-              failures = 0;
               Leader self = response.getElected().getLeader();
               leading = true;
               leader = self;
@@ -388,7 +389,6 @@ public final class Elector implements AutoCloseable {
             }
           case FOLLOWING:
             {
-              failures = 0;
               // A leader is told "lost" before "following"; in case it was
               // not, it must not go on believing it leads.
               stopLeadingLocked(LossReason.UNKNOWN);
@@ -437,7 +437,7 @@ public final class Elector implements AutoCloseable {
         if (closing) return;
         // The server resigns a candidacy whose stream ended: a loss, now.
         stopLeadingLocked(LossReason.STREAM_BROKEN);
-        if (!retryable(status.getCode())) {
+        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.FATAL) {
           closing = true;
           Status failed = status;
           emit(() -> listener.onError(failed));
@@ -450,6 +450,7 @@ public final class Elector implements AutoCloseable {
                   .scheduler()
                   .schedule(
                       () -> {
+                        warren.resetConnectBackoff();
                         synchronized (lock) {
                           openLocked();
                         }

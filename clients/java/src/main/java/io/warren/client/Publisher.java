@@ -2,6 +2,7 @@ package io.warren.client;
 
 import com.google.common.util.concurrent.FutureCallback;
 import com.google.common.util.concurrent.Futures;
+import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
@@ -11,7 +12,10 @@ import io.warren.v1.PublishResponse;
 import java.time.Duration;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Future;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Publishes messages with at-least-once retries.
@@ -21,25 +25,30 @@ import java.util.concurrent.TimeUnit;
  * broker confirm is lost on the way back, the message may arrive twice, and the
  * consumer can tell the copies apart by id.
  *
- * <p>Retried: {@code UNAVAILABLE} (server or broker down, or reconnecting —
- * docs/status-codes.md: retry is safe) and {@code DEADLINE_EXCEEDED} of one attempt
- * (the server may simply not have had the confirm yet; the same id keeps the
- * retry harmless). Retries stop when {@link Options#retryTimeout} has passed
- * since the first attempt. Every other code (NOT_FOUND exchange,
- * FAILED_PRECONDITION unroutable, INVALID_ARGUMENT, RESOURCE_EXHAUSTED...)
- * completes the future exceptionally at once, with a
- * {@link io.grpc.StatusRuntimeException}.
+ * <p>Retries follow {@link RetryPolicy#unary}: the codes that mean the server
+ * or the broker is down, busy or at a limit (UNAVAILABLE, RESOURCE_EXHAUSTED,
+ * DEADLINE_EXCEEDED of one attempt, ABORTED, INTERNAL, UNKNOWN, CANCELLED)
+ * are retried after the {@link BackoffPolicy}, until
+ * {@link Options#retryTimeout} has passed since the first attempt; the others
+ * (NOT_FOUND exchange, FAILED_PRECONDITION unroutable, INVALID_ARGUMENT,
+ * PERMISSION_DENIED...) complete the future exceptionally at once, with a
+ * {@link io.grpc.StatusRuntimeException}. Cancelling the future cancels the
+ * attempt in flight and stops the retries.
+ *
+ * <p>Messages are published {@code mandatory} by default: one that no queue
+ * receives fails with FAILED_PRECONDITION instead of being dropped by the
+ * broker while the publish succeeds. {@link Options#mandatory(boolean)} opts out.
  *
  * <p>Thread-safe; the futures complete on gRPC or timer threads, so do not
  * block in their callbacks.
  */
 public final class Publisher {
-  /** Retry and timeout settings. */
+  /** Retry, timeout and routing settings. */
   public static final class Options {
     Duration attemptTimeout = Duration.ofSeconds(10);
     Duration retryTimeout = Duration.ofSeconds(30);
-    boolean retryDeadlineExceeded = true;
     BackoffPolicy backoff = BackoffPolicy.DEFAULT;
+    boolean mandatory = true;
 
     /** The deadline of one attempt (default 10 s). */
     public Options attemptTimeout(Duration d) {
@@ -53,14 +62,19 @@ public final class Publisher {
       return this;
     }
 
-    /** Whether an attempt that ran out of time is retried (default true). */
-    public Options retryDeadlineExceeded(boolean b) {
-      retryDeadlineExceeded = b;
+    public Options backoff(BackoffPolicy b) {
+      backoff = b;
       return this;
     }
 
-    public Options backoff(BackoffPolicy b) {
-      backoff = b;
+    /**
+     * Whether a message that no queue receives is an error (default true:
+     * FAILED_PRECONDITION). With false the broker drops it silently and the
+     * publish succeeds. A {@link PublishRequest} that sets mandatory itself
+     * is always published mandatory.
+     */
+    public Options mandatory(boolean b) {
+      mandatory = b;
       return this;
     }
   }
@@ -99,21 +113,37 @@ public final class Publisher {
    * broker confirmed it, or fails with the last error.
    */
   public CompletableFuture<String> publish(PublishRequest request) {
-    PublishRequest withId =
-        request.getMessageId().isEmpty()
-            ? request.toBuilder().setMessageId(UUID.randomUUID().toString()).build()
-            : request;
+    PublishRequest.Builder complete = request.toBuilder();
+    if (request.getMessageId().isEmpty()) complete.setMessageId(UUID.randomUUID().toString());
+    if (options.mandatory) complete.setMandatory(true);
+    PublishRequest withId = complete.build();
     CompletableFuture<String> result = new CompletableFuture<>();
+    AtomicReference<Future<?>> inFlight = new AtomicReference<>();
+    // The caller's cancel reaches the attempt in flight; no retry follows it.
+    result.whenComplete(
+        (id, error) -> {
+          Future<?> call = inFlight.get();
+          if (result.isCancelled() && call != null) call.cancel(true);
+        });
     long giveUpAt = System.nanoTime() + options.retryTimeout.toNanos();
-    attempt(withId, 0, giveUpAt, result);
+    attempt(withId, 0, giveUpAt, result, inFlight);
     return result;
   }
 
-  private void attempt(PublishRequest request, int n, long giveUpAt, CompletableFuture<String> result) {
-    if (result.isDone()) return; // cancelled by the caller
-    Futures.addCallback(
+  private void attempt(
+      PublishRequest request,
+      int n,
+      long giveUpAt,
+      CompletableFuture<String> result,
+      AtomicReference<Future<?>> inFlight) {
+    if (result.isDone()) return; // cancelled by the caller while waiting to retry
+    ListenableFuture<PublishResponse> call =
         stub.withDeadlineAfter(options.attemptTimeout.toNanos(), TimeUnit.NANOSECONDS)
-            .publish(request),
+            .publish(request);
+    inFlight.set(call);
+    if (result.isCancelled()) call.cancel(true); // cancelled before `call` was visible
+    Futures.addCallback(
+        call,
         new FutureCallback<PublishResponse>() {
           @Override
           public void onSuccess(PublishResponse response) {
@@ -124,7 +154,8 @@ public final class Publisher {
           public void onFailure(Throwable t) {
             Status status = Status.fromThrowable(t);
             Duration delay = options.backoff.delay(n);
-            if (!retryable(status.getCode())
+            if (result.isDone()
+                || RetryPolicy.unary(status.getCode()) != RetryPolicy.UnaryAction.RETRY
                 || System.nanoTime() + delay.toNanos() > giveUpAt) {
               result.completeExceptionally(status.asRuntimeException());
               return;
@@ -133,19 +164,14 @@ public final class Publisher {
               warren
                   .scheduler()
                   .schedule(
-                      () -> attempt(request, n + 1, giveUpAt, result),
+                      () -> attempt(request, n + 1, giveUpAt, result, inFlight),
                       delay.toNanos(),
                       TimeUnit.NANOSECONDS);
-            } catch (java.util.concurrent.RejectedExecutionException closed) {
+            } catch (RejectedExecutionException closed) {
               result.completeExceptionally(status.asRuntimeException());
             }
           }
         },
         MoreExecutors.directExecutor());
-  }
-
-  private boolean retryable(Status.Code code) {
-    return code == Status.Code.UNAVAILABLE
-        || (code == Status.Code.DEADLINE_EXCEEDED && options.retryDeadlineExceeded);
   }
 }

@@ -33,14 +33,17 @@ import java.util.logging.Logger;
  *   <li>At most {@link Options#maxInFlight} handlers run at once; the same
  *       number is the server-side prefetch, so the broker never hands this
  *       stream more than that many unacknowledged messages.
- *   <li>When the stream fails with a retryable status (UNAVAILABLE, ABORTED,
- *       RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN, DEADLINE_EXCEEDED, a CANCELLED
- *       that we did not ask for), ends without error, or stays silent for
- *       three heartbeat intervals, it subscribes again after a capped, jittered
- *       backoff. Deliveries of the broken stream are not acked: the server
- *       has already put them back in the queue (at-least-once), so a handler
- *       that was running may see its message again.
- *   <li>Other statuses (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
+ *   <li>When the stream ends with a code that {@link RetryPolicy#stream} says to
+ *       resubscribe on (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, INTERNAL,
+ *       UNKNOWN, DEADLINE_EXCEEDED, a CANCELLED that we did not ask for, or an
+ *       unexpected end without error), or stays silent for three heartbeat
+ *       intervals, it subscribes again after the jittered {@link BackoffPolicy}
+ *       (back to its shortest once a stream answered). Deliveries of the broken
+ *       stream are not acked: the server has already put them back in the
+ *       queue (at-least-once), so a handler that was running may see its
+ *       message again. Streams are opened wait-for-ready, so one opened while
+ *       the server is down waits for it rather than failing.
+ *   <li>The other codes (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
  *       PERMISSION_DENIED...) mean retrying cannot help: the subscriber stops
  *       and reports them through {@link Listener#onFailed} and
  *       {@link #awaitSubscribed}.
@@ -76,7 +79,7 @@ public final class Subscriber implements AutoCloseable {
   /** What to consume and how. */
   public static final class Options {
     final SubscribeStart start;
-    int maxInFlight = 8;
+    int maxInFlight = 16;
     boolean requeueOnError = true;
     Executor executor;
     Duration heartbeatInterval = Duration.ofSeconds(15);
@@ -94,7 +97,7 @@ public final class Subscriber implements AutoCloseable {
       return new Options(SubscribeStart.newBuilder().setQueue(queue).build());
     }
 
-    /** The most handlers running at once, and the server-side prefetch (default 8). */
+    /** The most handlers running at once, and the server-side prefetch (default 16). */
     public Options maxInFlight(int n) {
       if (n < 1) throw new IllegalArgumentException("maxInFlight must be at least 1");
       maxInFlight = n;
@@ -181,9 +184,14 @@ public final class Subscriber implements AutoCloseable {
     }
   }
 
-  /** Stops: see the class comment. Idempotent. */
+  /**
+   * Stops: see the class comment. Idempotent. An interrupt stops the waiting
+   * for running handlers and for the server: the stream is cancelled at once
+   * (their deliveries go back to the queue) and the interrupt flag is kept.
+   */
   @Override
-  public void close() throws InterruptedException {
+  public void close() {
+    boolean interrupted = false;
     Stream s;
     synchronized (lock) {
       if (closing && stream == null && running == 0) return;
@@ -199,16 +207,29 @@ public final class Subscriber implements AutoCloseable {
       while (running > 0) {
         long left = deadline - System.nanoTime();
         if (left <= 0) break; // give up waiting; their deliveries requeue with the stream
-        TimeUnit.NANOSECONDS.timedWait(lock, left);
+        try {
+          TimeUnit.NANOSECONDS.timedWait(lock, left);
+        } catch (InterruptedException e) {
+          interrupted = true;
+          break;
+        }
       }
       s = stream;
       if (s != null) s.halfCloseLocked();
     }
     // The server ends the stream once we half-closed; cancel if it does not.
-    if (s != null && !s.ended.await(5, TimeUnit.SECONDS)) s.cancel("subscriber closed");
+    if (s != null) {
+      try {
+        if (interrupted || !s.ended.await(5, TimeUnit.SECONDS)) s.cancel("subscriber closed");
+      } catch (InterruptedException e) {
+        interrupted = true;
+        s.cancel("subscriber closed");
+      }
+    }
     if (ownedExecutor != null) ownedExecutor.shutdown();
     firstSubscribed.completeExceptionally(
         Status.CANCELLED.withDescription("subscriber closed").asRuntimeException());
+    if (interrupted) Thread.currentThread().interrupt();
   }
 
   private void openLocked() {
@@ -220,7 +241,7 @@ public final class Subscriber implements AutoCloseable {
     }
     Stream s = new Stream();
     stream = s;
-    MessagingServiceGrpc.newStub(warren.channel()).subscribe(s);
+    RetryPolicy.forStreams(MessagingServiceGrpc.newStub(warren.channel())).subscribe(s);
     s.sendLocked(SubscribeRequest.newBuilder().setStart(start).build());
     if (options.heartbeatInterval != null) {
       long period = options.heartbeatInterval.toNanos();
@@ -264,22 +285,6 @@ public final class Subscriber implements AutoCloseable {
     }
   }
 
-  private static boolean retryable(Status.Code code) {
-    switch (code) {
-      case UNAVAILABLE:
-      case ABORTED:
-      case RESOURCE_EXHAUSTED:
-      case INTERNAL:
-      case UNKNOWN:
-      case DEADLINE_EXCEEDED:
-      case CANCELLED: // ours are filtered before; the server's (e.g. shutdown) is retryable
-      case OK: // the stream ended without an error: unexpected, resubscribe
-        return true;
-      default:
-        return false;
-    }
-  }
-
   private static final class Pending {
     final Stream stream;
     final Delivery delivery;
@@ -296,6 +301,7 @@ public final class Subscriber implements AutoCloseable {
     ClientCallStreamObserver<SubscribeRequest> requests;
     ScheduledFuture<?> watchdog;
     volatile long lastMessageNanos = System.nanoTime();
+    boolean answered; // gRPC calls onNext one at a time per stream
     boolean halfClosed; // guarded by lock
     Status ourCancel; // guarded by lock: why we cancelled, if we did
 
@@ -305,7 +311,8 @@ public final class Subscriber implements AutoCloseable {
     }
 
     void sendLocked(SubscribeRequest r) {
-      if (!halfClosed && ended.getCount() > 0) requests.onNext(r);
+      // gRPC refuses a message on a call we cancelled (IllegalStateException).
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
     }
 
     void settleLocked(long id, boolean ack, boolean requeue) {
@@ -322,7 +329,7 @@ public final class Subscriber implements AutoCloseable {
     }
 
     void halfCloseLocked() {
-      if (!halfClosed && ended.getCount() > 0) {
+      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
         halfClosed = true;
         requests.onCompleted();
       }
@@ -345,11 +352,14 @@ public final class Subscriber implements AutoCloseable {
     @Override
     public void onNext(SubscribeResponse response) {
       lastMessageNanos = System.nanoTime();
+      if (!answered) {
+        answered = true;
+        synchronized (lock) {
+          failures = 0; // the server took it: the next break starts the backoff over
+        }
+      }
       switch (response.getResponseCase()) {
         case SUBSCRIBED:
-          synchronized (lock) {
-            failures = 0;
-          }
           options.listener.onSubscribed(response.getSubscribed().getQueue());
           firstSubscribed.complete(response.getSubscribed().getQueue());
           break;
@@ -388,7 +398,7 @@ public final class Subscriber implements AutoCloseable {
         lock.notifyAll();
         if (closing || stream != this) return;
         stream = null;
-        if (retryable(status.getCode())) {
+        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.RESUBSCRIBE) {
           retryIn = options.backoff.delay(failures++);
           try {
             retryTimer =
@@ -409,6 +419,7 @@ public final class Subscriber implements AutoCloseable {
     }
 
     private void reopen() {
+      warren.resetConnectBackoff();
       synchronized (lock) {
         openLocked();
       }

@@ -37,6 +37,7 @@ public final class Warren implements AutoCloseable {
   private final ManagedChannel managed; // null when the caller owns the channel
   private final Channel channel;
   private final ScheduledExecutorService scheduler;
+  private final ReconnectCap reconnectCap; // null when the caller owns the channel
 
   private Warren(ManagedChannel managed, Channel channel) {
     this.managed = managed;
@@ -46,11 +47,21 @@ public final class Warren implements AutoCloseable {
     this.scheduler =
         Executors.newSingleThreadScheduledExecutor(
             daemonThreads("warren-timer"));
+    if (managed != null) {
+      reconnectCap = new ReconnectCap(managed, scheduler);
+      reconnectCap.start();
+    } else {
+      reconnectCap = null;
+    }
   }
 
   /**
    * Connects (lazily, on the first call) to {@code target}, e.g.
    * {@code "127.0.0.1:50051"}, in plaintext.
+   *
+   * <p>The channel waits at most {@link RetryPolicy#MAX_RECONNECT_BACKOFF}
+   * (2 s) between connection attempts, instead of gRPC's 120 s, so the
+   * wrappers are back within seconds of a server that was down for long.
    */
   public static Warren connect(String target, ClientInterceptor... interceptors) {
     return connect(target, new Security(), interceptors);
@@ -91,7 +102,13 @@ public final class Warren implements AutoCloseable {
         address.isEmpty() ? DEFAULT_ADDRESS : address, Security.fromEnv(env), interceptors);
   }
 
-  /** Wraps a channel the caller owns (TLS, credentials...); close() leaves it open. */
+  /**
+   * Wraps a channel the caller owns (TLS, credentials...); close() leaves it
+   * open. Its reconnect backoff stays the caller's: gRPC's default grows to
+   * 120 s (see {@link #connect(String, Security, ClientInterceptor...)} for
+   * the capped one). A retried stream still resets its backoff when it is a
+   * {@link ManagedChannel}.
+   */
   public static Warren using(Channel channel) {
     return new Warren(null, channel);
   }
@@ -103,6 +120,20 @@ public final class Warren implements AutoCloseable {
 
   ScheduledExecutorService scheduler() {
     return scheduler;
+  }
+
+  /** The reconnect backoff cap of a channel this client built (null for {@link #using}). */
+  ReconnectCap reconnectCap() {
+    return reconnectCap;
+  }
+
+  /** For a stream the wrappers retry: a channel that waits to reconnect tries at once. */
+  void resetConnectBackoff() {
+    if (reconnectCap != null) {
+      reconnectCap.reset();
+    } else if (channel instanceof ManagedChannel) {
+      ((ManagedChannel) channel).resetConnectBackoff();
+    }
   }
 
   /** A publisher with the default retry policy. */

@@ -12,7 +12,8 @@ public final class AllTests {
 
   public static void main(String[] args) {
     Class<?>[] classes = {
-      MessagingTest.class, ElectorTest.class, ConfigWatcherTest.class, SecurityTest.class, FaultTest.class
+      SharedPolicyTest.class, MessagingTest.class, ElectorTest.class, ConfigWatcherTest.class,
+      SecurityTest.class, RetryBehaviourTest.class, FaultTest.class, OutageTest.class
     };
     JUnitCore core = new JUnitCore();
     core.addListener(new RunListener() {

@@ -114,14 +114,7 @@ public class MessagingTest {
     sub.awaitSubscribed(WAIT);
     warren.publisher().publishToQueue(queue, "A".getBytes(StandardCharsets.UTF_8)).get();
     assertTrue("handler started", started.await(20, TimeUnit.SECONDS));
-    CompletableFuture<Void> closed =
-        CompletableFuture.runAsync(() -> {
-          try {
-            sub.close();
-          } catch (InterruptedException e) {
-            throw new RuntimeException(e);
-          }
-        });
+    CompletableFuture<Void> closed = CompletableFuture.runAsync(sub::close);
     // close() must not return while the handler runs.
     assertFalse("close returned before the handler ended", waitDone(closed, 300));
     release.countDown();
@@ -134,6 +127,40 @@ public class MessagingTest {
       warren.publisher().publishToQueue(queue, "B".getBytes(StandardCharsets.UTF_8)).get();
       await("B", WAIT, () -> !next.isEmpty());
       assertEquals("B", next.get(0));
+    }
+  }
+
+  @Test
+  public void anInterruptedCloseStopsWaitingAndKeepsTheFlag() throws Exception {
+    String queue = unique("java-interrupt");
+    CountDownLatch started = new CountDownLatch(1);
+    CountDownLatch release = new CountDownLatch(1);
+    Subscriber sub =
+        warren.subscribe(
+            Subscriber.Options.queue(queue),
+            d -> {
+              started.countDown();
+              release.await();
+            });
+    try {
+      sub.awaitSubscribed(WAIT);
+      warren.publisher().publishToQueue(queue, "A".getBytes(StandardCharsets.UTF_8)).get();
+      assertTrue("handler started", started.await(20, TimeUnit.SECONDS));
+      long t0 = System.nanoTime();
+      Thread.currentThread().interrupt();
+      sub.close(); // would wait up to closeTimeout (30 s) for the handler
+      boolean kept = Thread.interrupted();
+      long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+      assertTrue("the interrupt flag is kept", kept);
+      assertTrue("close stopped waiting for the handler, took " + tookMs + " ms", tookMs < 5000);
+    } finally {
+      release.countDown();
+    }
+    // The unsettled delivery went back to the queue.
+    List<String> next = new CopyOnWriteArrayList<>();
+    try (Subscriber again = warren.subscribe(Subscriber.Options.queue(queue), d -> next.add(text(d)))) {
+      await("A again", WAIT, () -> next.contains("A"));
+      assertTrue(again.awaitSubscribed(WAIT).equals(queue));
     }
   }
 
@@ -156,6 +183,22 @@ public class MessagingTest {
       assertEquals(Status.Code.NOT_FOUND, Status.fromThrowable(e.getCause()).getCode());
     }
     assertTrue("no retries for NOT_FOUND", System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(5));
+  }
+
+  @Test
+  public void anUnroutableMessageFailsUnlessTheCallerOptsOut() throws Exception {
+    String nowhere = unique("java-no-such-queue"); // no queue is bound to this routing key
+    try {
+      warren.publisher().publishToQueue(nowhere, new byte[] {1}).get(20, TimeUnit.SECONDS);
+      fail("an unroutable mandatory publish succeeded");
+    } catch (ExecutionException e) {
+      assertEquals(Status.Code.FAILED_PRECONDITION, Status.fromThrowable(e.getCause()).getCode());
+    }
+    // Opted out: the broker drops it and the publish succeeds.
+    String id = warren.publisher(new Publisher.Options().mandatory(false))
+        .publishToQueue(nowhere, new byte[] {2})
+        .get(20, TimeUnit.SECONDS);
+    assertFalse(id.isEmpty());
   }
 
   @Test

@@ -2,13 +2,24 @@ package io.warren.client;
 
 import static org.junit.Assert.fail;
 
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Status;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 import java.util.regex.Matcher;
@@ -35,6 +46,39 @@ final class TestSupport {
     while (!condition.getAsBoolean()) {
       if (System.nanoTime() > deadline) fail("timed out after " + timeout + " waiting for: " + what);
       Thread.sleep(20);
+    }
+  }
+
+  /** Records how each call of a channel ended: "WatchConfig RESOURCE_EXHAUSTED". */
+  static final class CallLog implements ClientInterceptor {
+    final List<String> ends = new CopyOnWriteArrayList<>();
+
+    long count(String method, Status.Code code) {
+      return ends.stream().filter((method + " " + code)::equals).count();
+    }
+
+    long count(String method) {
+      return ends.stream().filter(e -> e.startsWith(method + " ")).count();
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      String name = method.getBareMethodName();
+      return new ForwardingClientCall.SimpleForwardingClientCall<Q, R>(next.newCall(method, options)) {
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(
+              new ForwardingClientCallListener.SimpleForwardingClientCallListener<R>(listener) {
+                @Override
+                public void onClose(Status status, Metadata trailers) {
+                  ends.add(name + " " + status.getCode());
+                  super.onClose(status, trailers);
+                }
+              },
+              headers);
+        }
+      };
     }
   }
 
@@ -115,7 +159,7 @@ final class TestSupport {
     }
 
     /** SIGTERM: open streams end with UNAVAILABLE, then it exits. */
-    void stop() throws Exception {
+    void stop() throws InterruptedException {
       process.destroy();
       if (!process.waitFor(20, TimeUnit.SECONDS)) {
         process.destroyForcibly();
@@ -123,20 +167,31 @@ final class TestSupport {
       }
     }
 
+    /** SIGKILL: gone at once, as in a crash or a lost machine; nothing is drained. */
+    void kill() throws InterruptedException {
+      process.destroyForcibly();
+      process.waitFor();
+    }
+
+    /** Starts it again on the same port and waits until it serves. */
     void restart() throws Exception {
       start(port);
     }
 
-    void signal(String sig) throws Exception {
+    void signal(String sig) throws IOException, InterruptedException {
       Process k = new ProcessBuilder("kill", "-" + sig, Long.toString(pid())).inheritIO().start();
       if (k.waitFor() != 0) fail("kill -" + sig + " failed");
     }
 
     @Override
-    public void close() throws Exception {
-      if (process != null && process.isAlive()) {
+    public void close() throws IOException {
+      if (process == null || !process.isAlive()) return;
+      try {
         signal("CONT"); // in case a test left it frozen
         stop();
+      } catch (InterruptedException e) {
+        process.destroyForcibly();
+        Thread.currentThread().interrupt();
       }
     }
   }
