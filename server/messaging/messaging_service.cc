@@ -339,7 +339,9 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
   uint32_t in_flight = start.max_in_flight();
   if (in_flight == 0) in_flight = options.default_max_in_flight;
   if (in_flight > options.max_in_flight_cap) {
-    return absl::ResourceExhaustedError(absl::StrCat(
+    // A request that can never succeed here: INVALID_ARGUMENT, so that a
+    // client does not retry it as it would a limit that frees up.
+    return absl::InvalidArgumentError(absl::StrCat(
         "start.max_in_flight ", in_flight, " exceeds this server's limit of ",
         options.max_in_flight_cap));
   }

@@ -138,7 +138,7 @@ TEST(ToSubscribeSpecTest, RefusesIncoherentStarts) {
   greedy.set_queue("q");
   greedy.set_max_in_flight(51);
   absl::Status over = ToSubscribeSpec(greedy, options).status();
-  EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(over.message(), HasSubstr("50"));
 }
 

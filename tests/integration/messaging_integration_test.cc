@@ -229,7 +229,7 @@ TEST_F(MessagingTest, BadInputGetsItsCodeAndTheServerStaysHealthy) {
   const Case cases[] = {
       {[](auto&) {}, grpc::StatusCode::INVALID_ARGUMENT, "start.queue or"},
       {[](auto& s) { s.set_max_in_flight(1000000); },
-       grpc::StatusCode::RESOURCE_EXHAUSTED, "max_in_flight"},
+       grpc::StatusCode::INVALID_ARGUMENT, "start.max_in_flight"},
       {[](auto& s) { s.mutable_topic()->set_exchange(std::string(300, 'e')); },
        grpc::StatusCode::INVALID_ARGUMENT, "start.topic.exchange"},
       // A queue that exists with other arguments: the broker's 406.

@@ -542,10 +542,19 @@ TEST_F(CliTest, PublishErrorsHaveTheirExitCodes) {
 }
 
 TEST_F(CliTest, OtherErrorsExitOne) {
-  // Beyond the server's max_in_flight_cap (10000): RESOURCE_EXHAUSTED.
-  Result r = Cli({"subscribe", Unique("cli-cap"), "--max-in-flight=20000"});
+  // The broker reserves amq.* queue names: PERMISSION_DENIED.
+  Result r = Cli({"subscribe", "amq." + Unique("cli-reserved")});
   EXPECT_EQ(r.code, 1) << r;
-  EXPECT_TRUE(absl::StartsWith(r.err, "warren: RESOURCE_EXHAUSTED: ")) << r;
+  EXPECT_TRUE(absl::StartsWith(r.err, "warren: PERMISSION_DENIED: ")) << r;
+}
+
+TEST_F(CliTest, ARequestNoServerCanGrantExitsTwo) {
+  // Beyond the server's max_in_flight_cap (10000): INVALID_ARGUMENT, as no
+  // retry would succeed.
+  Result r = Cli({"subscribe", Unique("cli-cap"), "--max-in-flight=20000"});
+  EXPECT_EQ(r.code, 2) << r;
+  EXPECT_TRUE(absl::StartsWith(r.err, "warren: INVALID_ARGUMENT: ")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "start.max_in_flight")) << r;
 }
 
 // -------------------------------------------------------------- election
