@@ -103,7 +103,7 @@ Exit codes:
      (INVALID_ARGUMENT, OUT_OF_RANGE)
   3  not found (NOT_FOUND): no such key or exchange, no leader
   4  precondition failed: FAILED_PRECONDITION (version mismatch, key has
-     children, unroutable --mandatory message), ABORTED, ALREADY_EXISTS
+     children, unroutable message), ABORTED, ALREADY_EXISTS
      (create-only put of an existing key)
   5  unavailable: UNAVAILABLE, DEADLINE_EXCEEDED, --timeout of a streaming
      command, a broken stream, an election lease that ran out; retrying

@@ -74,7 +74,10 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto transient = args.GetBool("transient");
   if (!transient.ok()) return transient.status();
   request.set_transient(*transient);
-  auto mandatory = args.GetBool("mandatory");
+  // Mandatory unless turned off, like the client wrappers: a message no
+  // queue receives is an error, not a silent drop.
+  auto mandatory = args.Has("mandatory") ? args.GetBool("mandatory")
+                                         : absl::StatusOr<bool>(true);
   if (!mandatory.ok()) return mandatory.status();
   request.set_mandatory(*mandatory);
   auto priority = args.GetInt("priority");
@@ -332,8 +335,8 @@ publishing to Q through it. Without PAYLOAD (or with -) the payload is read
 from stdin, byte for byte. Prints the message id.
 
 Publishing to an exchange that does not exist fails with NOT_FOUND (exit 3);
-a --mandatory message that no queue receives fails with FAILED_PRECONDITION
-(exit 4). The CLI chooses the message id (a UUID) unless --message-id gives
+a message that no queue receives fails with FAILED_PRECONDITION (exit 4)
+unless --mandatory=false lets the broker drop it. The CLI chooses the message id (a UUID) unless --message-id gives
 one; when the publish fails with UNAVAILABLE or DEADLINE_EXCEEDED (exit 5)
 the message may still have been published: retry with the id named in the
 error so that consumers can de-duplicate.
@@ -346,7 +349,8 @@ Options:
   --transient             not persisted by the broker (default: persistent)
   --priority=N            0-255 (effective on priority queues only)
   --ttl=DURATION          per-message time to live, e.g. 30s
-  --mandatory             fail when no queue receives the message
+  --mandatory=false       let the broker drop a message no queue receives
+                          (default: true, such a message fails)
 
 Output: "published ID"; with --json {"messageId": ID}.
 )txt",

@@ -516,7 +516,9 @@ TEST_F(CliTest, TopicSubscriptionReceivesMatchingRoutingKeys) {
   auto sub = StartCli({"--json", "subscribe", "--exchange=" + exchange,
                        "--binding-key=orders.*", "--max=1"});
   AwaitSubscribed(*sub);
-  ASSERT_EQ(Cli({"publish", exchange, "invoices.new", "not for us"}).code, kOk);
+  // No queue is bound for it: the (mandatory) publish says so.
+  ASSERT_EQ(Cli({"publish", exchange, "invoices.new", "not for us"}).code,
+            kPrecondition);
   ASSERT_EQ(Cli({"publish", exchange, "orders.new", "order 1"}).code, kOk);
   ASSERT_EQ(sub->Wait(), kOk) << sub->Stderr();
   auto lines = sub->StdoutLines();
@@ -534,11 +536,18 @@ TEST_F(CliTest, PublishErrorsHaveTheirExitCodes) {
   EXPECT_TRUE(absl::StartsWith(no_exchange.err, "warren: NOT_FOUND: "))
       << no_exchange;
 
+  // Mandatory by default, like the client wrappers: a message no queue
+  // receives is an error...
   Result unroutable =
-      Cli({"publish", "--queue=" + Unique("cli-no-queue"), "x", "--mandatory"});
+      Cli({"publish", "--queue=" + Unique("cli-no-queue"), "x"});
   EXPECT_EQ(unroutable.code, kPrecondition) << unroutable;
   EXPECT_TRUE(absl::StartsWith(unroutable.err, "warren: FAILED_PRECONDITION: "))
       << unroutable;
+  // ...unless the caller lets the broker drop it.
+  Result dropped = Cli({"publish", "--queue=" + Unique("cli-no-queue"), "x",
+                        "--mandatory=false"});
+  EXPECT_EQ(dropped.code, 0) << dropped;
+  EXPECT_TRUE(absl::StartsWith(dropped.out, "published ")) << dropped;
 }
 
 TEST_F(CliTest, OtherErrorsExitOne) {
