@@ -16,13 +16,22 @@
 //   at once: the server deletes the candidate's node when the stream ends.
 //
 // By default (`recampaign: true`) the elector stays a candidate until
-// close(): after a loss it keeps (or reopens, with capped jittered backoff)
-// its candidacy, like Curator's LeaderLatch. With `recampaign: false` it ends
+// close(): after a loss it keeps (or reopens, with capped jittered backoff,
+// when the stream ends with a code the shared policy resubscribes on) its
+// candidacy, like Curator's LeaderLatch. With `recampaign: false` it ends
 // after the first loss of leadership or of its stream ('close' follows).
+//
+// An aborted `signal` ends the candidacy at once: the stream is cancelled
+// (the server deletes the candidate's node when it sees that), a leader
+// reports 'lost' (reason 'aborted') synchronously, and `closed` rejects with
+// an AbortError.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { Backoff, Timer, durationFromMs, isFatal, leaderFromProto, statusError, toBytes, unexpectedEnd } from './util.js';
+import { DEFAULTS, streamDecision } from './policy.js';
+import {
+  AbortError, Backoff, Timer, durationFromMs, leaderFromProto, statusError, streamMetadata, toBytes, unexpectedEnd,
+} from './util.js';
 
 const LOSS_REASONS = {
   LOSS_REASON_RESIGNED: 'resigned',
@@ -37,6 +46,7 @@ export class Elector extends EventEmitter {
   #heartbeatIntervalMs;
   #backoff;
   #call = null;
+  #answered = false; // the current stream has sent something
   #generation = 0;
   #leading = false;
   #leader = null;
@@ -44,16 +54,19 @@ export class Elector extends EventEmitter {
   #finished = false;
   #leaseTimer = new Timer();
   #reconnectTimer = new Timer();
+  #signal;
+  #onAbort = () => this.#abort();
   #closed;
   #resolveClosed;
+  #rejectClosed;
 
   /**
    * @param {object} client a raw warren.v1.ElectionService client
    * @param {object} options see index.d.ts (ElectOptions)
    */
   constructor(client, {
-    election, candidateId = randomUUID(), value = '', heartbeatIntervalMs = 3000,
-    recampaign = true, rejoinAfterExpiry = recampaign, backoff = {},
+    election, candidateId = randomUUID(), value = '', heartbeatIntervalMs = DEFAULTS.elector.heartbeatIntervalMs,
+    recampaign = true, rejoinAfterExpiry = recampaign && DEFAULTS.elector.rejoinAfterExpiry, backoff = {}, signal,
   } = {}) {
     super();
     if (typeof election !== 'string' || election === '') throw new TypeError('elect: election is required');
@@ -68,8 +81,11 @@ export class Elector extends EventEmitter {
       rejoinAfterExpiry,
       heartbeatInterval: durationFromMs(heartbeatIntervalMs),
     };
-    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
-    process.nextTick(() => this.#connect());
+    this.#closed = new Promise((resolve, reject) => { this.#resolveClosed = resolve; this.#rejectClosed = reject; });
+    this.#closed.catch(() => {}); // an abort need not be awaited to be harmless
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    process.nextTick(() => (signal?.aborted ? this.#abort() : this.#connect()));
   }
 
   /** This candidate's id (generated once, kept across re-campaigns). */
@@ -92,7 +108,10 @@ export class Elector extends EventEmitter {
     return this.#leading ? this.#leader.fencingToken : null;
   }
 
-  /** Resolves after close() or after the elector ended by itself. */
+  /**
+   * Resolves after close() or after the elector ended by itself; rejects
+   * with an AbortError when `signal` aborted it.
+   */
   get closed() {
     return this.#closed;
   }
@@ -114,7 +133,10 @@ export class Elector extends EventEmitter {
     this.#closing = true;
     this.#reconnectTimer.stop();
     const call = this.#call;
-    if (call) {
+    // A stream not answered yet (e.g. still waiting for the server to be
+    // back) holds no leadership to hand over: cancel it rather than wait.
+    if (call && !this.#answered) call.cancel();
+    else if (call) {
       await new Promise((resolve) => {
         const fallback = setTimeout(() => { call.cancel(); resolve(); }, 5000);
         call.on('status', () => { clearTimeout(fallback); resolve(); });
@@ -132,8 +154,9 @@ export class Elector extends EventEmitter {
   #connect() {
     if (this.#closing) return;
     const generation = ++this.#generation;
-    const call = this.#client.elect();
+    const call = this.#client.elect(streamMetadata());
     this.#call = call;
+    this.#answered = false;
     call.on('error', () => {}); // handled through 'status'
     call.on('data', (response) => this.#onResponse(generation, response));
     call.on('status', (status) => this.#onStatus(generation, status));
@@ -144,9 +167,10 @@ export class Elector extends EventEmitter {
     if (generation !== this.#generation) return;
     // Any message while leading renews the lease, not only heartbeats.
     if (this.#leading) this.#armLease(generation);
+    this.#answered = true;
+    this.#backoff.reset();
     switch (response.event) {
       case 'elected': {
-        this.#backoff.reset();
         const leader = leaderFromProto(response.elected.leader);
         this.#leading = true;
         this.#leader = leader;
@@ -155,7 +179,6 @@ export class Elector extends EventEmitter {
         break;
       }
       case 'following': {
-        this.#backoff.reset();
         // Never both: a following while leading means leadership is gone.
         this.#loseLeadership('superseded');
         this.#leader = leaderFromProto(response.following.leader);
@@ -179,7 +202,7 @@ export class Elector extends EventEmitter {
     const error = status.code === Status.OK ? unexpectedEnd('elect') : statusError('elect', status);
     this.#loseLeadership('stream_broken', error);
     this.#leader = null;
-    if (isFatal(status.code)) {
+    if (streamDecision(status.code) === 'fatal') {
       this.#closing = true;
       this.emit('error', error);
       this.#finish();
@@ -233,12 +256,26 @@ export class Elector extends EventEmitter {
     this.#finish();
   }
 
-  #finish() {
+  #abort() {
+    if (this.#finished) return;
+    this.#closing = true;
+    const call = this.#call;
+    this.#generation++;
+    this.#call = null;
+    call?.cancel();
+    this.#loseLeadership('aborted');
+    this.#leader = null;
+    this.#finish(new AbortError(this.#signal.reason));
+  }
+
+  #finish(error) {
     if (this.#finished) return;
     this.#finished = true;
     this.#leaseTimer.stop();
     this.#reconnectTimer.stop();
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.emit('close');
-    this.#resolveClosed();
+    if (error) this.#rejectClosed(error);
+    else this.#resolveClosed();
   }
 }

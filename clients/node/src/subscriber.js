@@ -6,15 +6,23 @@
 // - at most `maxInFlight` handlers at once, across reconnects: the same
 //   number is sent as the stream's prefetch, so the server never hands this
 //   client more than it will run;
-// - a stream that ends (UNAVAILABLE, an unexpected OK, a heartbeat watchdog)
-//   is reopened with capped, jittered backoff. Deliveries of the old stream
-//   are not settled any more: the server already put them back in the queue
-//   (at-least-once), so a handler still running for one may see it again;
+// - a stream that ends with a code the shared policy resubscribes on
+//   (UNAVAILABLE, RESOURCE_EXHAUSTED, an unexpected OK, ...), or goes silent
+//   past the heartbeat watchdog, is reopened with capped, jittered backoff.
+//   Deliveries of the old stream are not settled any more: the server already
+//   put them back in the queue (at-least-once), so a handler still running
+//   for one may see it again;
 // - stop(): no new handlers, running ones finish and are settled, queued ones
-//   are nacked back to the queue, then the stream is half-closed.
+//   are nacked back to the queue, then the stream is half-closed;
+// - an aborted `signal`: no new handlers, queued ones are nacked, the stream
+//   is cancelled at once (running handlers are not waited for; their
+//   deliveries go back to the queue) and `closed` rejects with an AbortError.
 import { EventEmitter } from 'node:events';
 import { status as Status } from '@grpc/grpc-js';
-import { Backoff, Timer, dateFromTimestamp, durationFromMs, isFatal, statusError, unexpectedEnd } from './util.js';
+import { DEFAULTS, streamDecision } from './policy.js';
+import {
+  AbortError, Backoff, Timer, dateFromTimestamp, durationFromMs, statusError, streamMetadata, unexpectedEnd,
+} from './util.js';
 
 /** One delivery, as given to the handler. */
 export class Message {
@@ -44,6 +52,7 @@ export class Subscriber extends EventEmitter {
   #start;
   #backoff;
   #call = null;
+  #answered = false; // the current stream has sent something
   #generation = 0;
   #pending = []; // deliveries received and not started yet: { generation, delivery }
   #running = 0;
@@ -52,8 +61,11 @@ export class Subscriber extends EventEmitter {
   #reconnectTimer = new Timer();
   #idleTimer = new Timer();
   #idle = []; // resolvers waiting for #running === 0
+  #signal;
+  #onAbort = () => this.#abort();
   #closed;
   #resolveClosed;
+  #rejectClosed;
 
   /**
    * @param {object} client a raw warren.v1.MessagingService client
@@ -64,8 +76,8 @@ export class Subscriber extends EventEmitter {
     super();
     if (typeof handler !== 'function') throw new TypeError('subscribe: a handler function is required');
     const {
-      queue, topic, group = '', queueOptions, maxInFlight = 10, requeueOnError = true,
-      heartbeatIntervalMs = 15_000, backoff = {},
+      queue, topic, group = '', queueOptions, maxInFlight = DEFAULTS.subscriber.maxInFlight, requeueOnError = true,
+      heartbeatIntervalMs = 15_000, backoff = {}, signal,
     } = options ?? {};
     if ((queue == null) === (topic == null)) throw new TypeError('subscribe: exactly one of queue and topic is required');
     if (!(Number.isInteger(maxInFlight) && maxInFlight > 0)) throw new RangeError('subscribe: maxInFlight must be a positive integer');
@@ -93,10 +105,13 @@ export class Subscriber extends EventEmitter {
     };
     /** The name of the queue consumed (known once subscribed). */
     this.queue = null;
-    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    this.#closed = new Promise((resolve, reject) => { this.#resolveClosed = resolve; this.#rejectClosed = reject; });
+    this.#closed.catch(() => {}); // an abort need not be awaited to be harmless
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
     // Connect on the next tick, so that listeners added right after
-    // construction see the first 'subscribed'.
-    process.nextTick(() => this.#connect());
+    // construction see the first 'subscribed' (or the 'close' of an abort).
+    process.nextTick(() => (signal?.aborted ? this.#abort() : this.#connect()));
   }
 
   /** Handlers running right now. */
@@ -104,7 +119,10 @@ export class Subscriber extends EventEmitter {
     return this.#running;
   }
 
-  /** Resolves when the subscriber has stopped (by stop() or a fatal error). */
+  /**
+   * Resolves when the subscriber has stopped (by stop() or a fatal error);
+   * rejects with an AbortError when `signal` aborted it.
+   */
   get closed() {
     return this.#closed;
   }
@@ -138,8 +156,9 @@ export class Subscriber extends EventEmitter {
   #connect() {
     if (this.#stopping) return;
     const generation = ++this.#generation;
-    const call = this.#client.subscribe();
+    const call = this.#client.subscribe(streamMetadata());
     this.#call = call;
+    this.#answered = false;
     // Every way the stream ends arrives as 'status'; the 'error' listener
     // only keeps an error status from being thrown as an unhandled event.
     call.on('error', () => {});
@@ -152,9 +171,10 @@ export class Subscriber extends EventEmitter {
   #onResponse(generation, response) {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
+    this.#answered = true;
+    this.#backoff.reset();
     switch (response.response) {
       case 'subscribed':
-        this.#backoff.reset();
         this.queue = response.subscribed.queue;
         this.emit('subscribed', { queue: this.queue });
         break;
@@ -217,7 +237,7 @@ export class Subscriber extends EventEmitter {
     this.#pending = [];
     if (this.#stopping) return;
     const error = status.code === Status.OK ? unexpectedEnd('subscribe') : statusError('subscribe', status);
-    if (isFatal(status.code)) {
+    if (streamDecision(status.code) === 'fatal') {
       this.#stopping = true;
       this.emit('error', error);
       this.#finish();
@@ -254,6 +274,13 @@ export class Subscriber extends EventEmitter {
     const call = this.#call;
     if (!call) return;
     const generation = this.#generation;
+    if (!this.#answered) {
+      // Not subscribed yet (e.g. waiting for the server to be back): nothing
+      // to settle, so nothing to wait for.
+      call.cancel();
+      if (generation === this.#generation) this.#call = null;
+      return;
+    }
     // Half-close: the server then ends the stream with OK once it has read
     // (and handed to the broker) every ack before it.
     await new Promise((resolve) => {
@@ -264,12 +291,29 @@ export class Subscriber extends EventEmitter {
     if (generation === this.#generation) this.#call = null;
   }
 
-  #finish() {
+  #abort() {
+    if (this.#stopped) return;
+    this.#stopping = true;
+    this.#reconnectTimer.stop();
+    const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
+    this.#pending = [];
+    if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
+    const call = this.#call;
+    this.#generation++; // running handlers settle nothing on it any more
+    this.#call = null;
+    call?.cancel();
+    this.#idle.splice(0).forEach((resolve) => resolve()); // a stop() in progress need not wait
+    this.#finish(new AbortError(this.#signal.reason));
+  }
+
+  #finish(error) {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#reconnectTimer.stop();
     this.#idleTimer.stop();
+    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.emit('close');
-    this.#resolveClosed();
+    if (error) this.#rejectClosed(error);
+    else this.#resolveClosed();
   }
 }

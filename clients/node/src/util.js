@@ -1,16 +1,21 @@
-// Small helpers shared by the wrappers: backoff, status-code classes and the
-// conversions between the wire shapes of @grpc/proto-loader and plain JS
-// values (Buffer, Date, bigint, milliseconds).
-import { status as Status } from '@grpc/grpc-js';
+// Small helpers shared by the wrappers: backoff, abort errors, stream call
+// metadata and the conversions between the wire shapes of @grpc/proto-loader
+// and plain JS values (Buffer, Date, bigint, milliseconds).
+import { status as Status, Metadata } from '@grpc/grpc-js';
+import { BACKOFF, CHANNEL } from './policy.js';
 
 /**
  * Exponential backoff with jitter, capped. Each delay is drawn from
- * [base * (1 - jitter), base] where base doubles (by `multiplier`) from
+ * [base * (1 - jitter), base] where base grows by `multiplier` from
  * `initialMs` up to `maxMs`, so clients that lost the same server do not come
  * back in lockstep, and a long outage costs at most one attempt per `maxMs`.
+ * The defaults are the shared policy's (BACKOFF): 100 ms, x2, 3 s, [d/2, d].
  */
 export class Backoff {
-  constructor({ initialMs = 200, maxMs = 5000, multiplier = 2, jitter = 0.5, random = Math.random } = {}) {
+  constructor({
+    initialMs = BACKOFF.initialMs, maxMs = BACKOFF.maxMs, multiplier = BACKOFF.multiplier, jitter = 0.5,
+    random = Math.random,
+  } = {}) {
     if (!(initialMs > 0) || !(maxMs >= initialMs)) throw new RangeError('backoff: need 0 < initialMs <= maxMs');
     this.initialMs = initialMs;
     this.maxMs = maxMs;
@@ -33,24 +38,34 @@ export class Backoff {
   }
 }
 
-// Codes after which trying the same stream again cannot help: the request
-// itself is wrong, or the caller may not make it. Every other way a stream
-// ends (UNAVAILABLE, an unexpected OK, CANCELLED by a proxy, INTERNAL, ...)
-// is treated as transient by the long-lived wrappers.
-const FATAL = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.NOT_FOUND,
-  Status.ALREADY_EXISTS,
-  Status.FAILED_PRECONDITION,
-  Status.OUT_OF_RANGE,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.UNIMPLEMENTED,
-]);
+/**
+ * What every call, stream and wrapper rejects with when the caller's
+ * AbortSignal aborts: named 'AbortError' like Node's own (events.once,
+ * timers/promises), with the signal's reason as `cause`, and the gRPC code of
+ * a cancelled call (CANCELLED) as `code`, so code that sorts errors by
+ * `err.code` sees what it would for a cancelled raw call.
+ */
+export class AbortError extends Error {
+  constructor(reason) {
+    super('The operation was aborted', reason === undefined ? undefined : { cause: reason });
+    this.name = 'AbortError';
+    this.code = Status.CANCELLED;
+    this.details = 'aborted by the caller';
+  }
+}
 
-/** True when a stream that ended with `code` should not be reopened. */
-export function isFatal(code) {
-  return FATAL.has(code);
+/** Throws an AbortError when `signal` has aborted. */
+export function throwIfAborted(signal) {
+  if (signal?.aborted) throw new AbortError(signal.reason);
+}
+
+/**
+ * Metadata for opening a stream: wait-for-ready, so a stream opened while the
+ * channel reconnects waits for it instead of failing at once; no deadline
+ * (a stream lives until it is closed).
+ */
+export function streamMetadata() {
+  return new Metadata({ waitForReady: CHANNEL.streamsWaitForReady });
 }
 
 /** The name of a status code, e.g. 'UNAVAILABLE'. */
@@ -143,11 +158,11 @@ export class Timer {
   }
 }
 
-/** Resolves after `ms`; rejects with the signal's reason when it aborts first. */
+/** Resolves after `ms`; rejects with an AbortError when `signal` aborts first. */
 export function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(signal.reason);
+      reject(new AbortError(signal.reason));
       return;
     }
     const t = setTimeout(done, ms);
@@ -157,7 +172,7 @@ export function sleep(ms, signal) {
     }
     function onAbort() {
       clearTimeout(t);
-      reject(signal.reason);
+      reject(new AbortError(signal.reason));
     }
     signal?.addEventListener('abort', onAbort, { once: true });
   });
