@@ -210,6 +210,9 @@ export class Warren {
     for (;;) {
       throwIfAborted(signal);
       const call = this.raw.election.observeLeader({ election }, streamMetadata());
+      // The loop below sees the error; this keeps a cancel after it was
+      // left from throwing as an unhandled 'error' event.
+      call.on('error', () => {});
       const onAbort = () => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       let error = null;

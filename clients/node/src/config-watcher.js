@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { status as Status } from '@grpc/grpc-js';
 import { streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, durationFromMs, entryFromProto, statusError, streamMetadata, unexpectedEnd,
+  AbortError, Backoff, Timer, durationFromMs, entryFromProto, settled, statusError, streamMetadata, unexpectedEnd,
 } from './util.js';
 
 export class ConfigWatcher extends EventEmitter {
@@ -99,10 +99,10 @@ export class ConfigWatcher extends EventEmitter {
     return this.#closed;
   }
 
-  /** Stops watching. */
+  /** Stops watching; resolves once it has stopped, however it stopped. */
   async close() {
     this.#shutDown(null);
-    return this.#closed;
+    return settled(this.#closed);
   }
 
   // `abortError`: why ready() and closed reject (null: close() or a fatal

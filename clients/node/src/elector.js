@@ -30,7 +30,8 @@ import { randomUUID } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, durationFromMs, leaderFromProto, statusError, streamMetadata, toBytes, unexpectedEnd,
+  AbortError, Backoff, Timer, durationFromMs, leaderFromProto, settled, statusError, streamMetadata, toBytes,
+  unexpectedEnd,
 } from './util.js';
 
 const LOSS_REASONS = {
@@ -127,9 +128,13 @@ export class Elector extends EventEmitter {
     this.#campaign.value = bytes; // a re-campaign carries the latest value
   }
 
-  /** Resigns (a leader reports 'lost' with reason 'resigned') and ends the candidacy. */
+  /**
+   * Resigns (a leader reports 'lost' with reason 'resigned') and ends the
+   * candidacy. Resolves once it has ended, however it ended (also after an
+   * abort: `closed` is what rejects then).
+   */
   async close() {
-    if (this.#closing) return this.#closed;
+    if (this.#closing) return settled(this.#closed);
     this.#closing = true;
     this.#reconnectTimer.stop();
     const call = this.#call;
@@ -148,7 +153,7 @@ export class Elector extends EventEmitter {
     this.#call = null;
     this.#loseLeadership('resigned');
     this.#finish();
-    return this.#closed;
+    return settled(this.#closed);
   }
 
   #connect() {

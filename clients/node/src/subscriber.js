@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import { status as Status } from '@grpc/grpc-js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, dateFromTimestamp, durationFromMs, statusError, streamMetadata, unexpectedEnd,
+  AbortError, Backoff, Timer, dateFromTimestamp, durationFromMs, settled, statusError, streamMetadata, unexpectedEnd,
 } from './util.js';
 
 /** One delivery, as given to the handler. */
@@ -132,9 +132,11 @@ export class Subscriber extends EventEmitter {
    * the queue; running handlers finish and are acked or nacked; then the
    * stream is closed. With `timeoutMs`, handlers still running then are
    * abandoned (their deliveries go back to the queue when the stream ends).
+   * Resolves once the subscriber has stopped, however it stopped (also after
+   * an abort: `closed` is what rejects then).
    */
   async stop({ timeoutMs } = {}) {
-    if (this.#stopping) return this.#closed;
+    if (this.#stopping) return settled(this.#closed);
     this.#stopping = true;
     this.#reconnectTimer.stop();
     const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
@@ -150,7 +152,7 @@ export class Subscriber extends EventEmitter {
     clearTimeout(timer);
     await this.#closeStream();
     this.#finish();
-    return this.#closed;
+    return settled(this.#closed);
   }
 
   #connect() {

@@ -54,6 +54,15 @@ export class AbortError extends Error {
   }
 }
 
+/**
+ * Resolves when `promise` settles, either way. stop() and close() use it:
+ * they resolve once their wrapper has ended, however it ended (an abort
+ * rejects `closed`, not the clean-up that follows it).
+ */
+export function settled(promise) {
+  return promise.then(() => {}, () => {});
+}
+
 /** Throws an AbortError when `signal` has aborted. */
 export function throwIfAborted(signal) {
   if (signal?.aborted) throw new AbortError(signal.reason);

@@ -4,10 +4,11 @@ import { EventEmitter } from 'node:events';
 import { status as Status, Metadata } from '@grpc/grpc-js';
 
 export class FakeCall extends EventEmitter {
-  constructor(request, metadata) {
+  constructor(request, metadata, options) {
     super();
     this.request = request; // server-streaming calls: the request
     this.metadata = metadata; // what the wrapper opened the stream with
+    this.options = options;
     this.writes = [];
     this.writable = true;
     this.ended = false;
@@ -77,16 +78,16 @@ export class FakeCall extends EventEmitter {
 export function fakeStreamingClient() {
   const client = new EventEmitter();
   client.calls = [];
-  const open = (request, metadata) => {
-    const call = new FakeCall(request, metadata);
+  const open = (request, metadata, options) => {
+    const call = new FakeCall(request, metadata, options);
     client.calls.push(call);
     client.emit('call', call);
     return call;
   };
-  client.subscribe = (metadata) => open(undefined, metadata);
-  client.elect = (metadata) => open(undefined, metadata);
-  client.watchConfig = (request, metadata) => open(request, metadata);
-  client.observeLeader = (request, metadata) => open(request, metadata);
+  client.subscribe = (metadata, options) => open(undefined, metadata, options);
+  client.elect = (metadata, options) => open(undefined, metadata, options);
+  client.watchConfig = (request, metadata, options) => open(request, metadata, options);
+  client.observeLeader = (request, metadata, options) => open(request, metadata, options);
   client.last = () => client.calls[client.calls.length - 1];
   return client;
 }
