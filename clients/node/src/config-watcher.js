@@ -14,17 +14,16 @@
 // state it rejects ready() instead), 'close'. An aborted `signal` closes it
 // and rejects ready() (if still pending) and `closed` with an AbortError.
 import { EventEmitter } from 'node:events';
-import { status as Status } from '@grpc/grpc-js';
 import { streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, durationFromMs, entryFromProto, settled, statusError, streamMetadata, unexpectedEnd,
+  Ending, Redial, Timer, durationFromMs, entryFromProto, silenceError, streamEndError, streamMetadata,
 } from './util.js';
 
 export class ConfigWatcher extends EventEmitter {
   #client;
   #request;
   #heartbeatIntervalMs;
-  #backoff;
+  #redial;
   #entries = new Map();
   #call = null;
   #generation = 0;
@@ -33,15 +32,10 @@ export class ConfigWatcher extends EventEmitter {
   #isReady = false;
   #closing = false;
   #idleTimer = new Timer();
-  #reconnectTimer = new Timer();
   #ready;
   #readyResolve;
   #readyReject;
-  #signal;
-  #onAbort = () => this.#shutDown(new AbortError(this.#signal.reason));
-  #closed;
-  #resolveClosed;
-  #rejectClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.ConfigService client
@@ -55,15 +49,12 @@ export class ConfigWatcher extends EventEmitter {
     this.key = key;
     this.prefix = prefix;
     this.#heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#request = { key, prefix, heartbeatInterval: durationFromMs(heartbeatIntervalMs) };
     this.#ready = new Promise((resolve, reject) => { this.#readyResolve = resolve; this.#readyReject = reject; });
     this.#ready.catch(() => {}); // a fatal error is also emitted as 'error'
-    this.#closed = new Promise((resolve, reject) => { this.#resolveClosed = resolve; this.#rejectClosed = reject; });
-    this.#closed.catch(() => {}); // an abort need not be awaited to be harmless
-    this.#signal = signal;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
-    process.nextTick(() => (signal?.aborted ? this.#onAbort() : this.#connect()));
+    this.#ending = new Ending(signal, (error) => this.#shutDown(error));
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /**
@@ -96,13 +87,13 @@ export class ConfigWatcher extends EventEmitter {
 
   /** Resolves after close() or a fatal error; rejects with an AbortError after an abort. */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
   /** Stops watching; resolves once it has stopped, however it stopped. */
   async close() {
     this.#shutDown(null);
-    return settled(this.#closed);
+    return this.#ending.settled();
   }
 
   // `abortError`: why ready() and closed reject (null: close() or a fatal
@@ -110,17 +101,15 @@ export class ConfigWatcher extends EventEmitter {
   #shutDown(abortError) {
     if (this.#closing) return;
     this.#closing = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     this.#idleTimer.stop();
-    this.#signal?.removeEventListener('abort', this.#onAbort);
     const call = this.#call;
     this.#call = null;
     this.#generation++;
     call?.cancel();
     if (!this.#isReady) this.#readyReject(abortError ?? new Error(`watchConfig ${this.key}: closed before the first state`));
     this.emit('close');
-    if (abortError) this.#rejectClosed(abortError);
-    else this.#resolveClosed();
+    this.#ending.end(abortError);
   }
 
   #connect() {
@@ -139,7 +128,7 @@ export class ConfigWatcher extends EventEmitter {
   #onResponse(generation, response) {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
-    this.#backoff.reset();
+    this.#redial.reset();
     if (!this.#synced) {
       // A large initial state arrives in several responses: the ones before
       // the one marked initialState hold PUTs of the same state
@@ -194,7 +183,7 @@ export class ConfigWatcher extends EventEmitter {
     if (generation !== this.#generation || this.#closing) return;
     this.#idleTimer.stop();
     this.#call = null;
-    const error = status.code === Status.OK ? unexpectedEnd('watchConfig') : statusError('watchConfig', status);
+    const error = streamEndError('watchConfig', status);
     if (streamDecision(status.code) === 'fatal') {
       // Before the first state the error goes to whoever awaits ready();
       // 'error' is emitted then only if someone listens for it.
@@ -203,13 +192,7 @@ export class ConfigWatcher extends EventEmitter {
       this.close();
       return;
     }
-    this.#scheduleReconnect(error);
-  }
-
-  #scheduleReconnect(error) {
-    const delayMs = this.#backoff.next();
-    this.emit('reconnecting', { error, delayMs });
-    this.#reconnectTimer.start(delayMs, () => this.#connect());
+    this.#redial.schedule(error);
   }
 
   // Nothing, not even a heartbeat, for three intervals: the stream is dead
@@ -221,9 +204,7 @@ export class ConfigWatcher extends EventEmitter {
       this.#generation++;
       this.#call = null;
       call?.cancel();
-      const error = new Error('no message or heartbeat on the watch stream for 3 heartbeat intervals');
-      error.code = Status.DEADLINE_EXCEEDED;
-      this.#scheduleReconnect(error);
+      this.#redial.schedule(silenceError('no message or heartbeat on the watch stream for 3 heartbeat intervals'));
     });
   }
 }

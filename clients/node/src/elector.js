@@ -27,11 +27,9 @@
 // an AbortError.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { status as Status } from '@grpc/grpc-js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, durationFromMs, leaderFromProto, settled, statusError, streamMetadata, toBytes,
-  unexpectedEnd,
+  Ending, Redial, Timer, durationFromMs, leaderFromProto, silenceError, streamEndError, streamMetadata, toBytes,
 } from './util.js';
 
 const LOSS_REASONS = {
@@ -45,21 +43,15 @@ export class Elector extends EventEmitter {
   #campaign;
   #recampaign;
   #heartbeatIntervalMs;
-  #backoff;
+  #redial;
   #call = null;
   #answered = false; // the current stream has sent something
   #generation = 0;
   #leading = false;
   #leader = null;
   #closing = false;
-  #finished = false;
   #leaseTimer = new Timer();
-  #reconnectTimer = new Timer();
-  #signal;
-  #onAbort = () => this.#abort();
-  #closed;
-  #resolveClosed;
-  #rejectClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.ElectionService client
@@ -74,7 +66,7 @@ export class Elector extends EventEmitter {
     this.#client = client;
     this.#recampaign = recampaign;
     this.#heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#campaign = {
       election,
       candidateId,
@@ -82,11 +74,8 @@ export class Elector extends EventEmitter {
       rejoinAfterExpiry,
       heartbeatInterval: durationFromMs(heartbeatIntervalMs),
     };
-    this.#closed = new Promise((resolve, reject) => { this.#resolveClosed = resolve; this.#rejectClosed = reject; });
-    this.#closed.catch(() => {}); // an abort need not be awaited to be harmless
-    this.#signal = signal;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
-    process.nextTick(() => (signal?.aborted ? this.#abort() : this.#connect()));
+    this.#ending = new Ending(signal, (error) => this.#abort(error));
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /** This candidate's id (generated once, kept across re-campaigns). */
@@ -114,7 +103,7 @@ export class Elector extends EventEmitter {
    * with an AbortError when `signal` aborted it.
    */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
   /**
@@ -134,9 +123,9 @@ export class Elector extends EventEmitter {
    * abort: `closed` is what rejects then).
    */
   async close() {
-    if (this.#closing) return settled(this.#closed);
+    if (this.#closing) return this.#ending.settled();
     this.#closing = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     const call = this.#call;
     // A stream not answered yet (e.g. still waiting for the server to be
     // back) holds no leadership to hand over: cancel it rather than wait.
@@ -153,7 +142,7 @@ export class Elector extends EventEmitter {
     this.#call = null;
     this.#loseLeadership('resigned');
     this.#finish();
-    return settled(this.#closed);
+    return this.#ending.settled();
   }
 
   #connect() {
@@ -173,7 +162,7 @@ export class Elector extends EventEmitter {
     // Any message while leading renews the lease, not only heartbeats.
     if (this.#leading) this.#armLease(generation);
     this.#answered = true;
-    this.#backoff.reset();
+    this.#redial.reset();
     switch (response.event) {
       case 'elected': {
         const leader = leaderFromProto(response.elected.leader);
@@ -204,7 +193,7 @@ export class Elector extends EventEmitter {
     if (generation !== this.#generation) return;
     this.#call = null;
     if (this.#closing) return; // close() is waiting for this
-    const error = status.code === Status.OK ? unexpectedEnd('elect') : statusError('elect', status);
+    const error = streamEndError('elect', status);
     this.#loseLeadership('stream_broken', error);
     this.#leader = null;
     if (streamDecision(status.code) === 'fatal') {
@@ -212,9 +201,7 @@ export class Elector extends EventEmitter {
       this.emit('error', error);
       this.#finish();
     } else if (this.#recampaign) {
-      const delayMs = this.#backoff.next();
-      this.emit('reconnecting', { error, delayMs });
-      this.#reconnectTimer.start(delayMs, () => this.#connect());
+      this.#redial.schedule(error);
     } else {
       this.#closing = true;
       this.#finish();
@@ -233,11 +220,7 @@ export class Elector extends EventEmitter {
       this.#call = null;
       call?.cancel();
       if (this.#recampaign && !this.#closing) {
-        const delayMs = this.#backoff.next();
-        const error = new Error('no heartbeat for 2 intervals while leading');
-        error.code = Status.DEADLINE_EXCEEDED;
-        this.emit('reconnecting', { error, delayMs });
-        this.#reconnectTimer.start(delayMs, () => this.#connect());
+        this.#redial.schedule(silenceError('no heartbeat for 2 intervals while leading'));
       } else {
         this.#closing = true;
         this.#finish();
@@ -261,8 +244,8 @@ export class Elector extends EventEmitter {
     this.#finish();
   }
 
-  #abort() {
-    if (this.#finished) return;
+  #abort(error) {
+    if (this.#ending.done) return;
     this.#closing = true;
     const call = this.#call;
     this.#generation++;
@@ -270,17 +253,12 @@ export class Elector extends EventEmitter {
     call?.cancel();
     this.#loseLeadership('aborted');
     this.#leader = null;
-    this.#finish(new AbortError(this.#signal.reason));
+    this.#finish(error);
   }
 
   #finish(error) {
-    if (this.#finished) return;
-    this.#finished = true;
     this.#leaseTimer.stop();
-    this.#reconnectTimer.stop();
-    this.#signal?.removeEventListener('abort', this.#onAbort);
-    this.emit('close');
-    if (error) this.#rejectClosed(error);
-    else this.#resolveClosed();
+    this.#redial.stop();
+    if (this.#ending.end(error)) this.emit('close');
   }
 }

@@ -18,10 +18,9 @@
 //   is cancelled at once (running handlers are not waited for; their
 //   deliveries go back to the queue) and `closed` rejects with an AbortError.
 import { EventEmitter } from 'node:events';
-import { status as Status } from '@grpc/grpc-js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  AbortError, Backoff, Timer, dateFromTimestamp, durationFromMs, settled, statusError, streamMetadata, unexpectedEnd,
+  Ending, Redial, Timer, dateFromTimestamp, durationFromMs, silenceError, streamEndError, streamMetadata,
 } from './util.js';
 
 /** One delivery, as given to the handler. */
@@ -50,22 +49,16 @@ export class Subscriber extends EventEmitter {
   #handler;
   #opts;
   #start;
-  #backoff;
+  #redial;
   #call = null;
   #answered = false; // the current stream has sent something
   #generation = 0;
   #pending = []; // deliveries received and not started yet: { generation, delivery }
   #running = 0;
   #stopping = false;
-  #stopped = false;
-  #reconnectTimer = new Timer();
   #idleTimer = new Timer();
   #idle = []; // resolvers waiting for #running === 0
-  #signal;
-  #onAbort = () => this.#abort();
-  #closed;
-  #resolveClosed;
-  #rejectClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.MessagingService client
@@ -84,7 +77,7 @@ export class Subscriber extends EventEmitter {
     this.#client = client;
     this.#handler = handler;
     this.#opts = { maxInFlight, requeueOnError, heartbeatIntervalMs };
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#start = {
       queue: queue ?? undefined,
       topic: topic == null ? undefined : {
@@ -105,13 +98,10 @@ export class Subscriber extends EventEmitter {
     };
     /** The name of the queue consumed (known once subscribed). */
     this.queue = null;
-    this.#closed = new Promise((resolve, reject) => { this.#resolveClosed = resolve; this.#rejectClosed = reject; });
-    this.#closed.catch(() => {}); // an abort need not be awaited to be harmless
-    this.#signal = signal;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    this.#ending = new Ending(signal, (error) => this.#abort(error));
     // Connect on the next tick, so that listeners added right after
     // construction see the first 'subscribed' (or the 'close' of an abort).
-    process.nextTick(() => (signal?.aborted ? this.#abort() : this.#connect()));
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /** Handlers running right now. */
@@ -124,7 +114,7 @@ export class Subscriber extends EventEmitter {
    * rejects with an AbortError when `signal` aborted it.
    */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
   /**
@@ -136,9 +126,9 @@ export class Subscriber extends EventEmitter {
    * an abort: `closed` is what rejects then).
    */
   async stop({ timeoutMs } = {}) {
-    if (this.#stopping) return settled(this.#closed);
+    if (this.#stopping) return this.#ending.settled();
     this.#stopping = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
     this.#pending = [];
     if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
@@ -152,7 +142,7 @@ export class Subscriber extends EventEmitter {
     clearTimeout(timer);
     await this.#closeStream();
     this.#finish();
-    return settled(this.#closed);
+    return this.#ending.settled();
   }
 
   #connect() {
@@ -174,7 +164,7 @@ export class Subscriber extends EventEmitter {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
     this.#answered = true;
-    this.#backoff.reset();
+    this.#redial.reset();
     switch (response.response) {
       case 'subscribed':
         this.queue = response.subscribed.queue;
@@ -238,20 +228,14 @@ export class Subscriber extends EventEmitter {
     this.#call = null;
     this.#pending = [];
     if (this.#stopping) return;
-    const error = status.code === Status.OK ? unexpectedEnd('subscribe') : statusError('subscribe', status);
+    const error = streamEndError('subscribe', status);
     if (streamDecision(status.code) === 'fatal') {
       this.#stopping = true;
       this.emit('error', error);
       this.#finish();
       return;
     }
-    this.#scheduleReconnect(error);
-  }
-
-  #scheduleReconnect(error) {
-    const delayMs = this.#backoff.next();
-    this.emit('reconnecting', { error, delayMs });
-    this.#reconnectTimer.start(delayMs, () => this.#connect());
+    this.#redial.schedule(error);
   }
 
   // A stream that carries nothing, not even a heartbeat, for three intervals
@@ -265,9 +249,7 @@ export class Subscriber extends EventEmitter {
       this.#call = null;
       this.#pending = [];
       call?.cancel();
-      const error = new Error('no message or heartbeat on the subscribe stream for 3 heartbeat intervals');
-      error.code = Status.DEADLINE_EXCEEDED;
-      this.#scheduleReconnect(error);
+      this.#redial.schedule(silenceError('no message or heartbeat on the subscribe stream for 3 heartbeat intervals'));
     });
   }
 
@@ -293,10 +275,10 @@ export class Subscriber extends EventEmitter {
     if (generation === this.#generation) this.#call = null;
   }
 
-  #abort() {
-    if (this.#stopped) return;
+  #abort(error) {
+    if (this.#ending.done) return;
     this.#stopping = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
     this.#pending = [];
     if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
@@ -305,17 +287,12 @@ export class Subscriber extends EventEmitter {
     this.#call = null;
     call?.cancel();
     this.#idle.splice(0).forEach((resolve) => resolve()); // a stop() in progress need not wait
-    this.#finish(new AbortError(this.#signal.reason));
+    this.#finish(error);
   }
 
   #finish(error) {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     this.#idleTimer.stop();
-    this.#signal?.removeEventListener('abort', this.#onAbort);
-    this.emit('close');
-    if (error) this.#rejectClosed(error);
-    else this.#resolveClosed();
+    if (this.#ending.end(error)) this.emit('close');
   }
 }

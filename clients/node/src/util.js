@@ -55,12 +55,96 @@ export class AbortError extends Error {
 }
 
 /**
- * Resolves when `promise` settles, either way. stop() and close() use it:
- * they resolve once their wrapper has ended, however it ended (an abort
- * rejects `closed`, not the clean-up that follows it).
+ * How a long-lived wrapper opens its stream again: it waits the backoff,
+ * announced as 'reconnecting' { error, delayMs } on the wrapper, then calls
+ * `connect`. reset() when a stream has answered (the policy starts the
+ * backoff over then); stop() when the wrapper ends.
  */
-export function settled(promise) {
-  return promise.then(() => {}, () => {});
+export class Redial {
+  #backoff;
+  #timer = new Timer();
+  #emitter;
+  #connect;
+
+  constructor(emitter, backoffOptions, connect) {
+    this.#backoff = new Backoff(backoffOptions);
+    this.#emitter = emitter;
+    this.#connect = connect;
+  }
+
+  schedule(error) {
+    const delayMs = this.#backoff.next();
+    this.#emitter.emit('reconnecting', { error, delayMs });
+    this.#timer.start(delayMs, this.#connect);
+  }
+
+  reset() {
+    this.#backoff.reset();
+  }
+
+  stop() {
+    this.#timer.stop();
+  }
+}
+
+/** Why a wrapper dropped a stream that went silent (a frozen server, a proxy that swallowed it). */
+export function silenceError(message) {
+  const err = new Error(message);
+  err.code = Status.DEADLINE_EXCEEDED;
+  return err;
+}
+
+/**
+ * The end of a long-lived wrapper (Subscriber, ConfigWatcher, Elector), which
+ * comes once: `closed` resolves after stop()/close() or a fatal error, and
+ * rejects with an AbortError when the caller's `signal` aborted it. The
+ * wrapper passes `onAbort`, which must end it (calling end()); a signal that
+ * has aborted already is left to the wrapper to check before it connects.
+ */
+export class Ending {
+  #resolve;
+  #reject;
+  #signal;
+  #onAbort;
+  #done = false;
+
+  constructor(signal, onAbort) {
+    this.closed = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
+    this.closed.catch(() => {}); // an abort need not be awaited to be harmless
+    this.#signal = signal;
+    this.#onAbort = () => onAbort(new AbortError(signal.reason));
+    if (signal && !signal.aborted) signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** True once end() ran. */
+  get done() {
+    return this.#done;
+  }
+
+  /** Calls onAbort if the signal has aborted; true then. */
+  abortIfAborted() {
+    if (!this.#signal?.aborted) return false;
+    this.#onAbort();
+    return true;
+  }
+
+  /** Ends: `closed` resolves, or rejects with `error`. False if it had ended already. */
+  end(error) {
+    if (this.#done) return false;
+    this.#done = true;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    if (error) this.#reject(error);
+    else this.#resolve();
+    return true;
+  }
+
+  /**
+   * Resolves once `closed` has settled, either way: what stop() and close()
+   * return, since they are clean-up (an abort rejects `closed`, not them).
+   */
+  settled() {
+    return this.closed.then(() => {}, () => {});
+  }
 }
 
 /** Throws an AbortError when `signal` has aborted. */
@@ -96,6 +180,11 @@ export function statusError(what, status) {
   err.details = status.details;
   err.metadata = status.metadata;
   return err;
+}
+
+/** The Error for a stream that ended with `status` without the caller closing it. */
+export function streamEndError(what, status) {
+  return status.code === Status.OK ? unexpectedEnd(what) : statusError(what, status);
 }
 
 /** Milliseconds to a google.protobuf.Duration. */
