@@ -11,6 +11,8 @@
 #     bash scripts/with-warrend.sh --secure -- bash clients/node/test.sh
 #
 # Without WARREN_ADDRESS but with WARREN_TEST_ZK set, it does that itself.
+# test/integration/outage.test.js keeps a warrend of its own down for
+# WARREN_OUTAGE_SECONDS (default 40) and needs about that plus 5 s.
 # Exits non-zero on any failure and ends with "node: N passed, N failed".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

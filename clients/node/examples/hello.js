@@ -23,8 +23,10 @@ const done = new Promise((resolve) => { received = resolve; });
 let expectedId = null;
 
 // Subscribing to a queue by name declares it durable when it is missing, so
-// subscribe first: a message published to a queue that does not exist yet
-// would be dropped by the default exchange.
+// subscribe first and publish only once 'subscribed' says the queue exists:
+// a message published to a queue that does not exist yet is unroutable (the
+// publish, mandatory by default, fails with FAILED_PRECONDITION; with
+// mandatory: false the broker would drop it silently).
 const subscriber = warren.subscribe({ queue: args.queue }, (message) => {
   // The queue may hold older messages (e.g. from an earlier run); they are
   // acked too, but we wait for ours.

@@ -2,11 +2,15 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadWarrenProtos } from './proto.js';
-import { Publisher, unaryCall } from './publisher.js';
+import { callWithRetry } from './calls.js';
+import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
 import { Elector } from './elector.js';
 import { ConfigWatcher } from './config-watcher.js';
-import { Backoff, entryFromProto, isFatal, leaderFromProto, sleep, toBytes, unexpectedEnd } from './util.js';
+import { CHANNEL, streamDecision } from './policy.js';
+import {
+  Backoff, entryFromProto, leaderFromProto, sleep, streamMetadata, throwIfAborted, toBytes, unexpectedEnd,
+} from './util.js';
 
 export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 
@@ -15,16 +19,17 @@ export const DEFAULT_ADDRESS = '127.0.0.1:50051';
  * without calls) and answers faster pings with GOAWAY "too_many_pings", so the
  * client pings every 20 s: a dead connection (a frozen server, a dropped NAT
  * entry) is noticed within ~30 s even on a quiet Elect stream, where a
- * follower gets no application heartbeats. Reconnect backoff is capped at 5 s
- * (grpc-js default: 120 s) because the long-lived wrappers do their own
- * jittered backoff on top, and a sidecar-style server is usually back quickly.
+ * follower gets no application heartbeats. Reconnect backoff: the shared
+ * policy's (CHANNEL: 100 ms, at most 2 s; grpc-js's own cap is 120 s), so the
+ * streams, which wait for the channel to be ready, are back within about 2 s
+ * of their server, however long it was away.
  */
 export const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
   'grpc.keepalive_time_ms': 20_000,
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
-  'grpc.initial_reconnect_backoff_ms': 250,
-  'grpc.max_reconnect_backoff_ms': 5_000,
+  'grpc.initial_reconnect_backoff_ms': CHANNEL.initialReconnectBackoffMs,
+  'grpc.max_reconnect_backoff_ms': CHANNEL.maxReconnectBackoffMs,
 });
 
 /**
@@ -150,6 +155,12 @@ export class Warren {
     });
   }
 
+  // One unary call under the shared retry rule, within timeoutMs overall.
+  async #unary(client, method, request, { timeoutMs = this.#timeoutMs, signal } = {}) {
+    const { response } = await callWithRetry(client, method, request, { deadlineMs: Date.now() + timeoutMs, signal });
+    return response;
+  }
+
   // --- Messaging ---------------------------------------------------------
 
   /** A Publisher with its own retry settings. */
@@ -176,9 +187,9 @@ export class Warren {
   }
 
   /** The current leader of an election, or null when nobody leads. */
-  async getLeader(election, { timeoutMs = this.#timeoutMs, signal } = {}) {
+  async getLeader(election, options) {
     try {
-      const r = await unaryCall(this.raw.election, 'getLeader', { election }, Date.now() + timeoutMs, signal);
+      const r = await this.#unary(this.raw.election, 'getLeader', { election }, options);
       return leaderFromProto(r.leader);
     } catch (err) {
       if (err.code === grpc.status.NOT_FOUND) return null;
@@ -188,14 +199,20 @@ export class Warren {
 
   /**
    * Yields the current leader of an election (null while nobody leads), then
-   * every change, until `signal` aborts or the loop is left. A broken stream
-   * is reopened with backoff (the first answer of the new stream is the
-   * current leader again, so a change missed meanwhile is not lost).
+   * every change, until the loop is left. A stream that ends with a code the
+   * shared policy resubscribes on is reopened with backoff (the first answer
+   * of the new stream is the current leader again, so a change missed
+   * meanwhile is not lost); a fatal code is thrown. When `signal` aborts,
+   * the stream is cancelled and the loop throws an AbortError.
    */
   async *observeLeader(election, { signal, backoff = {} } = {}) {
     const retry = new Backoff(backoff);
-    while (!signal?.aborted) {
-      const call = this.raw.election.observeLeader({ election });
+    for (;;) {
+      throwIfAborted(signal);
+      const call = this.raw.election.observeLeader({ election }, streamMetadata());
+      // The loop below sees the error; this keeps a cancel after it was
+      // left from throwing as an unhandled 'error' event.
+      call.on('error', () => {});
       const onAbort = () => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
       let error = null;
@@ -211,22 +228,18 @@ export class Warren {
         signal?.removeEventListener('abort', onAbort);
         call.cancel(); // also when the consumer left the loop early
       }
-      if (signal?.aborted) return;
-      if (isFatal(error.code)) throw error;
-      try {
-        await sleep(retry.next(), signal);
-      } catch {
-        return; // aborted
-      }
+      throwIfAborted(signal);
+      if (streamDecision(error.code) === 'fatal') throw error;
+      await sleep(retry.next(), signal);
     }
   }
 
   // --- Config ------------------------------------------------------------
 
   /** Reads a key: its entry { key, value, version, modifyTime }, or null when missing. */
-  async getConfig(key, { consistent = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+  async getConfig(key, { consistent = false, ...options } = {}) {
     try {
-      const r = await unaryCall(this.raw.config, 'getConfig', { key, consistent }, Date.now() + timeoutMs, signal);
+      const r = await this.#unary(this.raw.config, 'getConfig', { key, consistent }, options);
       return entryFromProto(r.entry);
     } catch (err) {
       if (err.code === grpc.status.NOT_FOUND) return null;
@@ -237,27 +250,29 @@ export class Warren {
   /**
    * Writes a key and returns its new entry. `expectedVersion`: compare-and-set
    * (FAILED_PRECONDITION on mismatch); `createOnly`: ALREADY_EXISTS if present.
+   * Like every call here it is retried on the codes the policy marks 'retry';
+   * a retry of a write whose answer was lost can find its own write
+   * (FAILED_PRECONDITION, ALREADY_EXISTS): read the key back when that matters.
    */
-  async putConfig(key, value, { expectedVersion, createOnly = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+  async putConfig(key, value, { expectedVersion, createOnly = false, ...options } = {}) {
     const request = { key, value: toBytes(value), createOnly };
     if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
-    const r = await unaryCall(this.raw.config, 'putConfig', request, Date.now() + timeoutMs, signal);
+    const r = await this.#unary(this.raw.config, 'putConfig', request, options);
     return entryFromProto(r.entry);
   }
 
   /** Deletes a key (optionally version-checked, optionally its whole subtree). */
-  async deleteConfig(key, { expectedVersion, recursive = false, timeoutMs = this.#timeoutMs, signal } = {}) {
+  async deleteConfig(key, { expectedVersion, recursive = false, ...options } = {}) {
     const request = { key, recursive };
     if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
-    await unaryCall(this.raw.config, 'deleteConfig', request, Date.now() + timeoutMs, signal);
+    await this.#unary(this.raw.config, 'deleteConfig', request, options);
   }
 
-  /** Yields every entry under `prefix` in path order, fetching page by page. */
-  async *listConfig(prefix = '', { keysOnly = false, pageSize = 0, timeoutMs = this.#timeoutMs, signal } = {}) {
+  /** Yields every entry under `prefix` in path order, fetching page by page (timeoutMs per page). */
+  async *listConfig(prefix = '', { keysOnly = false, pageSize = 0, ...options } = {}) {
     let pageToken = '';
     do {
-      const r = await unaryCall(this.raw.config, 'listConfig', { prefix, pageSize, pageToken, keysOnly },
-        Date.now() + timeoutMs, signal);
+      const r = await this.#unary(this.raw.config, 'listConfig', { prefix, pageSize, pageToken, keysOnly }, options);
       for (const e of r.entries) yield entryFromProto(e);
       pageToken = r.nextPageToken;
     } while (pageToken);

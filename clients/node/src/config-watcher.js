@@ -2,23 +2,28 @@
 //
 // Holds the latest entry of one key (or of every key under a prefix) and
 // emits 'change' { type: 'put' | 'delete', key, entry, previous } for every
-// change after the first state. When the stream breaks it re-watches with
-// capped, jittered backoff; the new initial state then REPLACES the old one,
+// change after the first state. When the stream ends with a code the shared
+// policy resubscribes on (UNAVAILABLE, RESOURCE_EXHAUSTED at the server's
+// watch limit, ...) it re-watches with capped, jittered backoff; the new
+// initial state then REPLACES the old one,
 // and the differences (keys written or deleted while the stream was down)
 // are emitted as changes, so a listener never misses the latest state.
 //
 // Events: 'ready' (the first state is in), 'change', 'reconnecting'
 // { error, delayMs }, 'error' (fatal: e.g. an invalid key; before the first
-// state it rejects ready() instead), 'close'.
+// state it rejects ready() instead), 'close'. An aborted `signal` closes it
+// and rejects ready() (if still pending) and `closed` with an AbortError.
 import { EventEmitter } from 'node:events';
-import { status as Status } from '@grpc/grpc-js';
-import { Backoff, Timer, durationFromMs, entryFromProto, isFatal, statusError, unexpectedEnd } from './util.js';
+import { streamDecision } from './policy.js';
+import {
+  Ending, Redial, Timer, durationFromMs, entryFromProto, silenceError, streamEndError, streamMetadata,
+} from './util.js';
 
 export class ConfigWatcher extends EventEmitter {
   #client;
   #request;
   #heartbeatIntervalMs;
-  #backoff;
+  #redial;
   #entries = new Map();
   #call = null;
   #generation = 0;
@@ -27,36 +32,34 @@ export class ConfigWatcher extends EventEmitter {
   #isReady = false;
   #closing = false;
   #idleTimer = new Timer();
-  #reconnectTimer = new Timer();
   #ready;
   #readyResolve;
   #readyReject;
-  #closed;
-  #resolveClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.ConfigService client
    * @param {string} key the key, or with `prefix` the prefix ('' = every key)
    * @param {object} [options] see index.d.ts (WatchConfigOptions)
    */
-  constructor(client, key, { prefix = false, heartbeatIntervalMs = 15_000, backoff = {} } = {}) {
+  constructor(client, key, { prefix = false, heartbeatIntervalMs = 15_000, backoff = {}, signal } = {}) {
     super();
     if (typeof key !== 'string') throw new TypeError('watchConfig: key must be a string');
     this.#client = client;
     this.key = key;
     this.prefix = prefix;
     this.#heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#request = { key, prefix, heartbeatInterval: durationFromMs(heartbeatIntervalMs) };
     this.#ready = new Promise((resolve, reject) => { this.#readyResolve = resolve; this.#readyReject = reject; });
     this.#ready.catch(() => {}); // a fatal error is also emitted as 'error'
-    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
-    process.nextTick(() => this.#connect());
+    this.#ending = new Ending(signal, (error) => this.#shutDown(error));
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /**
    * Resolves once the first state is in; rejects on a fatal error, on
-   * close() before that, or after `timeoutMs`.
+   * close() or an abort before that, or after `timeoutMs`.
    */
   ready({ timeoutMs } = {}) {
     if (timeoutMs == null || this.#isReady) return this.#ready;
@@ -82,25 +85,31 @@ export class ConfigWatcher extends EventEmitter {
     return new Map(this.#entries);
   }
 
-  /** Resolves after close() or a fatal error. */
+  /** Resolves after close() or a fatal error; rejects with an AbortError after an abort. */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
-  /** Stops watching. */
+  /** Stops watching; resolves once it has stopped, however it stopped. */
   async close() {
-    if (this.#closing) return this.#closed;
+    this.#shutDown(null);
+    return this.#ending.settled();
+  }
+
+  // `abortError`: why ready() and closed reject (null: close() or a fatal
+  // error, after which closed resolves).
+  #shutDown(abortError) {
+    if (this.#closing) return;
     this.#closing = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     this.#idleTimer.stop();
     const call = this.#call;
     this.#call = null;
     this.#generation++;
     call?.cancel();
-    if (!this.#isReady) this.#readyReject(new Error(`watchConfig ${this.key}: closed before the first state`));
+    if (!this.#isReady) this.#readyReject(abortError ?? new Error(`watchConfig ${this.key}: closed before the first state`));
     this.emit('close');
-    this.#resolveClosed();
-    return this.#closed;
+    this.#ending.end(abortError);
   }
 
   #connect() {
@@ -108,7 +117,7 @@ export class ConfigWatcher extends EventEmitter {
     const generation = ++this.#generation;
     this.#synced = false;
     this.#initialParts = [];
-    const call = this.#client.watchConfig(this.#request);
+    const call = this.#client.watchConfig(this.#request, streamMetadata());
     this.#call = call;
     call.on('error', () => {}); // handled through 'status'
     call.on('data', (response) => this.#onResponse(generation, response));
@@ -119,13 +128,13 @@ export class ConfigWatcher extends EventEmitter {
   #onResponse(generation, response) {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
+    this.#redial.reset();
     if (!this.#synced) {
       // A large initial state arrives in several responses: the ones before
       // the one marked initialState hold PUTs of the same state
       // (docs/config-limits.md). They are gathered and applied as one state.
       this.#initialParts.push(...response.events);
       if (!response.initialState) return;
-      this.#backoff.reset();
       this.#synced = true;
       const fresh = new Map();
       for (const ev of this.#initialParts) {
@@ -174,8 +183,8 @@ export class ConfigWatcher extends EventEmitter {
     if (generation !== this.#generation || this.#closing) return;
     this.#idleTimer.stop();
     this.#call = null;
-    const error = status.code === Status.OK ? unexpectedEnd('watchConfig') : statusError('watchConfig', status);
-    if (isFatal(status.code)) {
+    const error = streamEndError('watchConfig', status);
+    if (streamDecision(status.code) === 'fatal') {
       // Before the first state the error goes to whoever awaits ready();
       // 'error' is emitted then only if someone listens for it.
       if (!this.#isReady) this.#readyReject(error);
@@ -183,13 +192,7 @@ export class ConfigWatcher extends EventEmitter {
       this.close();
       return;
     }
-    this.#scheduleReconnect(error);
-  }
-
-  #scheduleReconnect(error) {
-    const delayMs = this.#backoff.next();
-    this.emit('reconnecting', { error, delayMs });
-    this.#reconnectTimer.start(delayMs, () => this.#connect());
+    this.#redial.schedule(error);
   }
 
   // Nothing, not even a heartbeat, for three intervals: the stream is dead
@@ -201,9 +204,7 @@ export class ConfigWatcher extends EventEmitter {
       this.#generation++;
       this.#call = null;
       call?.cancel();
-      const error = new Error('no message or heartbeat on the watch stream for 3 heartbeat intervals');
-      error.code = Status.DEADLINE_EXCEEDED;
-      this.#scheduleReconnect(error);
+      this.#redial.schedule(silenceError('no message or heartbeat on the watch stream for 3 heartbeat intervals'));
     });
   }
 }

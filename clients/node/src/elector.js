@@ -16,13 +16,21 @@
 //   at once: the server deletes the candidate's node when the stream ends.
 //
 // By default (`recampaign: true`) the elector stays a candidate until
-// close(): after a loss it keeps (or reopens, with capped jittered backoff)
-// its candidacy, like Curator's LeaderLatch. With `recampaign: false` it ends
+// close(): after a loss it keeps (or reopens, with capped jittered backoff,
+// when the stream ends with a code the shared policy resubscribes on) its
+// candidacy, like Curator's LeaderLatch. With `recampaign: false` it ends
 // after the first loss of leadership or of its stream ('close' follows).
+//
+// An aborted `signal` ends the candidacy at once: the stream is cancelled
+// (the server deletes the candidate's node when it sees that), a leader
+// reports 'lost' (reason 'aborted') synchronously, and `closed` rejects with
+// an AbortError.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { status as Status } from '@grpc/grpc-js';
-import { Backoff, Timer, durationFromMs, isFatal, leaderFromProto, statusError, toBytes, unexpectedEnd } from './util.js';
+import { DEFAULTS, streamDecision } from './policy.js';
+import {
+  Ending, Redial, Timer, durationFromMs, leaderFromProto, silenceError, streamEndError, streamMetadata, toBytes,
+} from './util.js';
 
 const LOSS_REASONS = {
   LOSS_REASON_RESIGNED: 'resigned',
@@ -35,32 +43,30 @@ export class Elector extends EventEmitter {
   #campaign;
   #recampaign;
   #heartbeatIntervalMs;
-  #backoff;
+  #redial;
   #call = null;
+  #answered = false; // the current stream has sent something
   #generation = 0;
   #leading = false;
   #leader = null;
   #closing = false;
-  #finished = false;
   #leaseTimer = new Timer();
-  #reconnectTimer = new Timer();
-  #closed;
-  #resolveClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.ElectionService client
    * @param {object} options see index.d.ts (ElectOptions)
    */
   constructor(client, {
-    election, candidateId = randomUUID(), value = '', heartbeatIntervalMs = 3000,
-    recampaign = true, rejoinAfterExpiry = recampaign, backoff = {},
+    election, candidateId = randomUUID(), value = '', heartbeatIntervalMs = DEFAULTS.elector.heartbeatIntervalMs,
+    recampaign = true, rejoinAfterExpiry = recampaign && DEFAULTS.elector.rejoinAfterExpiry, backoff = {}, signal,
   } = {}) {
     super();
     if (typeof election !== 'string' || election === '') throw new TypeError('elect: election is required');
     this.#client = client;
     this.#recampaign = recampaign;
     this.#heartbeatIntervalMs = heartbeatIntervalMs;
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#campaign = {
       election,
       candidateId,
@@ -68,8 +74,8 @@ export class Elector extends EventEmitter {
       rejoinAfterExpiry,
       heartbeatInterval: durationFromMs(heartbeatIntervalMs),
     };
-    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
-    process.nextTick(() => this.#connect());
+    this.#ending = new Ending(signal, (error) => this.#abort(error));
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /** This candidate's id (generated once, kept across re-campaigns). */
@@ -92,9 +98,12 @@ export class Elector extends EventEmitter {
     return this.#leading ? this.#leader.fencingToken : null;
   }
 
-  /** Resolves after close() or after the elector ended by itself. */
+  /**
+   * Resolves after close() or after the elector ended by itself; rejects
+   * with an AbortError when `signal` aborted it.
+   */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
   /**
@@ -108,13 +117,20 @@ export class Elector extends EventEmitter {
     this.#campaign.value = bytes; // a re-campaign carries the latest value
   }
 
-  /** Resigns (a leader reports 'lost' with reason 'resigned') and ends the candidacy. */
+  /**
+   * Resigns (a leader reports 'lost' with reason 'resigned') and ends the
+   * candidacy. Resolves once it has ended, however it ended (also after an
+   * abort: `closed` is what rejects then).
+   */
   async close() {
-    if (this.#closing) return this.#closed;
+    if (this.#closing) return this.#ending.settled();
     this.#closing = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     const call = this.#call;
-    if (call) {
+    // A stream not answered yet (e.g. still waiting for the server to be
+    // back) holds no leadership to hand over: cancel it rather than wait.
+    if (call && !this.#answered) call.cancel();
+    else if (call) {
       await new Promise((resolve) => {
         const fallback = setTimeout(() => { call.cancel(); resolve(); }, 5000);
         call.on('status', () => { clearTimeout(fallback); resolve(); });
@@ -126,14 +142,15 @@ export class Elector extends EventEmitter {
     this.#call = null;
     this.#loseLeadership('resigned');
     this.#finish();
-    return this.#closed;
+    return this.#ending.settled();
   }
 
   #connect() {
     if (this.#closing) return;
     const generation = ++this.#generation;
-    const call = this.#client.elect();
+    const call = this.#client.elect(streamMetadata());
     this.#call = call;
+    this.#answered = false;
     call.on('error', () => {}); // handled through 'status'
     call.on('data', (response) => this.#onResponse(generation, response));
     call.on('status', (status) => this.#onStatus(generation, status));
@@ -144,9 +161,10 @@ export class Elector extends EventEmitter {
     if (generation !== this.#generation) return;
     // Any message while leading renews the lease, not only heartbeats.
     if (this.#leading) this.#armLease(generation);
+    this.#answered = true;
+    this.#redial.reset();
     switch (response.event) {
       case 'elected': {
-        this.#backoff.reset();
         const leader = leaderFromProto(response.elected.leader);
         this.#leading = true;
         this.#leader = leader;
@@ -155,7 +173,6 @@ export class Elector extends EventEmitter {
         break;
       }
       case 'following': {
-        this.#backoff.reset();
         // Never both: a following while leading means leadership is gone.
         this.#loseLeadership('superseded');
         this.#leader = leaderFromProto(response.following.leader);
@@ -176,17 +193,15 @@ export class Elector extends EventEmitter {
     if (generation !== this.#generation) return;
     this.#call = null;
     if (this.#closing) return; // close() is waiting for this
-    const error = status.code === Status.OK ? unexpectedEnd('elect') : statusError('elect', status);
+    const error = streamEndError('elect', status);
     this.#loseLeadership('stream_broken', error);
     this.#leader = null;
-    if (isFatal(status.code)) {
+    if (streamDecision(status.code) === 'fatal') {
       this.#closing = true;
       this.emit('error', error);
       this.#finish();
     } else if (this.#recampaign) {
-      const delayMs = this.#backoff.next();
-      this.emit('reconnecting', { error, delayMs });
-      this.#reconnectTimer.start(delayMs, () => this.#connect());
+      this.#redial.schedule(error);
     } else {
       this.#closing = true;
       this.#finish();
@@ -205,11 +220,7 @@ export class Elector extends EventEmitter {
       this.#call = null;
       call?.cancel();
       if (this.#recampaign && !this.#closing) {
-        const delayMs = this.#backoff.next();
-        const error = new Error('no heartbeat for 2 intervals while leading');
-        error.code = Status.DEADLINE_EXCEEDED;
-        this.emit('reconnecting', { error, delayMs });
-        this.#reconnectTimer.start(delayMs, () => this.#connect());
+        this.#redial.schedule(silenceError('no heartbeat for 2 intervals while leading'));
       } else {
         this.#closing = true;
         this.#finish();
@@ -233,12 +244,21 @@ export class Elector extends EventEmitter {
     this.#finish();
   }
 
-  #finish() {
-    if (this.#finished) return;
-    this.#finished = true;
+  #abort(error) {
+    if (this.#ending.done) return;
+    this.#closing = true;
+    const call = this.#call;
+    this.#generation++;
+    this.#call = null;
+    call?.cancel();
+    this.#loseLeadership('aborted');
+    this.#leader = null;
+    this.#finish(error);
+  }
+
+  #finish(error) {
     this.#leaseTimer.stop();
-    this.#reconnectTimer.stop();
-    this.emit('close');
-    this.#resolveClosed();
+    this.#redial.stop();
+    if (this.#ending.end(error)) this.emit('close');
   }
 }

@@ -6,21 +6,58 @@ import type { ChannelCredentials, ChannelOptions, Client, Interceptor, ServiceEr
 export { status, Metadata, credentials } from '@grpc/grpc-js';
 
 export declare const DEFAULT_ADDRESS: string;
+/** Keepalive every 20 s; reconnect backoff from CHANNEL (100 ms, at most 2 s). */
 export declare const DEFAULT_CHANNEL_OPTIONS: Readonly<ChannelOptions>;
-export declare const DEFAULT_RETRY_CODES: readonly number[];
 export declare const LOADER_OPTIONS: Readonly<Record<string, unknown>>;
+
+// --- The retry rule and defaults shared by every Warren client (a copy of
+// clients/retry-policy.json and clients/defaults.json) ---
+
+export type UnaryDecision = 'done' | 'retry' | 'fatal';
+export type StreamDecision = 'resubscribe' | 'fatal';
+export type StatusName =
+  | 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND' | 'ALREADY_EXISTS'
+  | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED' | 'OUT_OF_RANGE'
+  | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED';
+
+/** Every status code by name: its number, and what a wrapper does when a unary call or a stream ends with it. */
+export declare const RETRY_POLICY: Readonly<Record<StatusName, Readonly<{ number: number; unary: UnaryDecision; stream: StreamDecision }>>>;
+/** What a wrapper does when a unary call ends with `code` (a code-less error: 'fatal'). */
+export declare function unaryDecision(code: number | undefined): UnaryDecision;
+/** What a wrapper does when a stream it did not close ends with `code`. */
+export declare function streamDecision(code: number | undefined): StreamDecision;
+/** The wait before retry n: d = min(maxMs, initialMs * multiplier^n), picked in [d/2, d]. */
+export declare const BACKOFF: Readonly<{ initialMs: number; multiplier: number; maxMs: number }>;
+export declare const CHANNEL: Readonly<{ initialReconnectBackoffMs: number; maxReconnectBackoffMs: number; streamsWaitForReady: boolean }>;
+export declare const DEFAULTS: Readonly<{
+  publisher: Readonly<{ mandatory: boolean }>;
+  subscriber: Readonly<{ maxInFlight: number }>;
+  elector: Readonly<{ heartbeatIntervalMs: number; rejoinAfterExpiry: boolean }>;
+}>;
+
+/**
+ * What calls, streams and wrappers reject with when the caller's AbortSignal
+ * aborts: name 'AbortError', code CANCELLED, the signal's reason as `cause`.
+ */
+export declare class AbortError extends Error {
+  constructor(reason?: unknown);
+  readonly name: 'AbortError';
+  readonly code: number;
+  readonly details: string;
+}
 
 /** Strings are sent as UTF-8. */
 export type Bytes = string | Buffer | Uint8Array;
 
+/** Defaults: the shared policy's BACKOFF (100 ms, x2, at most 3 s, each wait in [d/2, d]). */
 export interface BackoffOptions {
-  /** First delay (default 200 ms). */
+  /** First delay (default 100 ms). */
   initialMs?: number;
-  /** Cap (default 5000 ms). */
+  /** Cap (default 3000 ms). */
   maxMs?: number;
   /** Growth per attempt (default 2). */
   multiplier?: number;
-  /** Fraction of each delay that is random, 0..1 (default 0.5). */
+  /** Fraction of each delay that is random, 0..1 (default 0.5: [d/2, d]). */
   jitter?: number;
   random?: () => number;
 }
@@ -48,17 +85,19 @@ export interface WarrenOptions extends TlsFiles {
   serverName?: string;
   /** Sent on every call, streams included, as "authorization: Bearer <token>". */
   token?: string;
-  /** Merged over DEFAULT_CHANNEL_OPTIONS (keepalive 20 s, reconnect backoff ≤ 5 s). */
+  /** Merged over DEFAULT_CHANNEL_OPTIONS (keepalive 20 s, reconnect backoff ≤ 2 s). */
   channelOptions?: ChannelOptions;
   interceptors?: Interceptor[];
-  /** Deadline of unary calls (default 15 s). */
+  /** Overall deadline of the unary helpers, retries included (default 15 s). */
   timeoutMs?: number;
   /** Where the .proto files are (default generated/protos, or WARREN_PROTO_DIR). */
   protoDir?: string;
 }
 
+/** Unary helpers: retried on the codes RETRY_POLICY marks 'retry' until `timeoutMs`. */
 export interface CallOptions {
   timeoutMs?: number;
+  /** Aborting cancels the call and rejects with an AbortError; nothing is retried after it. */
   signal?: AbortSignal;
 }
 
@@ -93,6 +132,7 @@ export interface PublishMessage {
   transient?: boolean;
   priority?: number;
   ttlMs?: number;
+  /** An unroutable message is an error (FAILED_PRECONDITION); default: the Publisher's (true). */
   mandatory?: boolean;
 }
 
@@ -102,7 +142,7 @@ export interface PublishResult {
   attempts: number;
 }
 
-/** A rejected publish: the gRPC error, plus the id that was used. */
+/** A rejected publish: the gRPC error (or an AbortError), plus the id that was used. */
 export interface PublishError extends ServiceError {
   messageId: string;
   attempts: number;
@@ -113,8 +153,8 @@ export interface PublisherOptions {
   attemptTimeoutMs?: number;
   /** Overall deadline across retries (default 60 s). */
   timeoutMs?: number;
-  /** Status codes retried (default UNAVAILABLE, DEADLINE_EXCEEDED). */
-  retryCodes?: number[];
+  /** `mandatory` of messages that do not say (default DEFAULTS.publisher.mandatory: true). */
+  mandatory?: boolean;
   backoff?: BackoffOptions;
   newMessageId?: () => string;
 }
@@ -141,13 +181,19 @@ export interface SubscribeOptions {
     messageTtlMs?: number;
     maxLength?: number;
   };
-  /** Most handlers running at once, also sent as the prefetch (default 10). */
+  /** Most handlers running at once, also sent as the prefetch (default 16). */
   maxInFlight?: number;
   /** Nack with requeue when a handler throws (default true); `err.requeue` overrides. */
   requeueOnError?: boolean;
   /** Server heartbeat on a quiet stream (default 15 s); no message for 3 of them = dead stream. */
   heartbeatIntervalMs?: number;
   backoff?: BackoffOptions;
+  /**
+   * Aborting ends the subscriber at once: queued deliveries are nacked, the
+   * stream is cancelled (running handlers are not waited for), `closed`
+   * rejects with an AbortError; it is never resubscribed.
+   */
+  signal?: AbortSignal;
 }
 
 export declare class Message {
@@ -171,7 +217,9 @@ export declare class Subscriber extends EventEmitter {
   /** The queue consumed, once subscribed. */
   queue: string | null;
   readonly running: number;
+  /** Resolves after stop() or a fatal error; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
+  /** Resolves once stopped, however it stopped. */
   stop(options?: { timeoutMs?: number }): Promise<void>;
   on(event: 'subscribed', listener: (info: { queue: string }) => void): this;
   on(event: 'reconnecting', listener: (info: { error: Error & { code?: number }; delayMs: number }) => void): this;
@@ -186,25 +234,33 @@ export interface ElectOptions {
   /** Default: a random UUID, kept across re-campaigns. */
   candidateId?: string;
   value?: Bytes;
-  /** Lease heartbeat (default 3 s); keep it ≤ the server's session timeout / 3. */
+  /** Lease heartbeat (default 1 s); keep it ≤ the server's session timeout / 3. */
   heartbeatIntervalMs?: number;
   /** Stay a candidate after a loss until close() (default true). */
   recampaign?: boolean;
-  /** Let the server start a new candidacy after session expiry (default: recampaign). */
+  /** Let the server start a new candidacy after session expiry (default true; false with recampaign: false). */
   rejoinAfterExpiry?: boolean;
   backoff?: BackoffOptions;
+  /**
+   * Aborting ends the candidacy at once: the stream is cancelled, a leader
+   * reports 'lost' ('aborted') synchronously, `closed` rejects with an AbortError.
+   */
+  signal?: AbortSignal;
 }
 
 export type LossReason =
-  | 'resigned' | 'connection_suspended' | 'session_expired' | 'lease_expired' | 'stream_broken' | 'superseded' | 'unknown';
+  | 'resigned' | 'connection_suspended' | 'session_expired' | 'lease_expired' | 'stream_broken' | 'superseded'
+  | 'aborted' | 'unknown';
 
 export declare class Elector extends EventEmitter {
   readonly candidateId: string;
   readonly isLeader: boolean;
   readonly leader: Leader | null;
   readonly fencingToken: bigint | null;
+  /** Resolves after close() or the end of the candidacy; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
   proclaim(value: Bytes): void;
+  /** Resigns; resolves once the candidacy has ended, however it ended. */
   close(): Promise<void>;
   on(event: 'elected', listener: (info: { leader: Leader; fencingToken: bigint }) => void): this;
   on(event: 'following', listener: (leader: Leader | null) => void): this;
@@ -221,6 +277,8 @@ export interface WatchConfigOptions {
   /** Server heartbeat on a quiet stream (default 15 s). */
   heartbeatIntervalMs?: number;
   backoff?: BackoffOptions;
+  /** Aborting closes the watcher: ready() (while pending) and `closed` reject with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface ConfigChange {
@@ -237,9 +295,11 @@ export declare class ConfigWatcher extends EventEmitter {
   readonly prefix: boolean;
   readonly value: Buffer | undefined;
   readonly entries: Map<string, ConfigEntry>;
+  /** Resolves after close() or a fatal error; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
   ready(options?: { timeoutMs?: number }): Promise<void>;
   get(key?: string): ConfigEntry | undefined;
+  /** Resolves once closed, however it closed. */
   close(): Promise<void>;
   on(event: 'ready', listener: () => void): this;
   on(event: 'change', listener: (change: ConfigChange) => void): this;
@@ -272,6 +332,7 @@ export declare class Warren {
 
   elect(options: ElectOptions): Elector;
   getLeader(election: string, options?: CallOptions): Promise<Leader | null>;
+  /** The leader now, then every change; an abort cancels the stream and the loop throws an AbortError. */
   observeLeader(election: string, options?: { signal?: AbortSignal; backoff?: BackoffOptions }): AsyncGenerator<Leader | null>;
 
   getConfig(key: string, options?: CallOptions & { consistent?: boolean }): Promise<ConfigEntry | null>;

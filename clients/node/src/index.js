@@ -5,10 +5,11 @@
 //
 // See README.md and index.d.ts for the API.
 export { Warren, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, tlsCredentials, bearerInterceptor, optionsFromEnv } from './client.js';
-export { Publisher, DEFAULT_RETRY_CODES } from './publisher.js';
+export { Publisher } from './publisher.js';
 export { Subscriber, Message } from './subscriber.js';
 export { Elector } from './elector.js';
 export { ConfigWatcher } from './config-watcher.js';
-export { Backoff } from './util.js';
+export { AbortError, Backoff } from './util.js';
+export { BACKOFF, CHANNEL, DEFAULTS, RETRY_POLICY, streamDecision, unaryDecision } from './policy.js';
 export { loadWarrenProtos, LOADER_OPTIONS } from './proto.js';
 export { status, Metadata, credentials } from '@grpc/grpc-js';

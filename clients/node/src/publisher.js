@@ -7,19 +7,9 @@
 // then the only way not to lose it, and reusing the id is what lets consumers
 // drop the duplicate (at-least-once + idempotent consumer).
 import { randomUUID } from 'node:crypto';
-import { status as Status, Metadata } from '@grpc/grpc-js';
-import { Backoff, durationFromMs, sleep, toBytes } from './util.js';
-
-/**
- * Codes retried by default. UNAVAILABLE: the server or the broker is down or
- * reconnecting (the server's contract says a retry is safe). DEADLINE_EXCEEDED
- * of one attempt: the broker's confirm did not come in time, so the message
- * may or may not have been published; retrying with the same id is exactly
- * the case the id exists for. Both stop at the overall deadline. Everything
- * else (NOT_FOUND exchange, FAILED_PRECONDITION unroutable mandatory message,
- * INVALID_ARGUMENT, RESOURCE_EXHAUSTED flow control, ...) surfaces at once.
- */
-export const DEFAULT_RETRY_CODES = Object.freeze([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED]);
+import { callWithRetry } from './calls.js';
+import { DEFAULTS } from './policy.js';
+import { durationFromMs, toBytes } from './util.js';
 
 export class Publisher {
   #client;
@@ -32,43 +22,43 @@ export class Publisher {
   constructor(client, {
     attemptTimeoutMs = 10_000,
     timeoutMs = 60_000,
-    retryCodes = DEFAULT_RETRY_CODES,
+    mandatory = DEFAULTS.publisher.mandatory,
     backoff = {},
     newMessageId = randomUUID,
   } = {}) {
     this.#client = client;
-    this.#options = { attemptTimeoutMs, timeoutMs, retryCodes: new Set(retryCodes), backoff, newMessageId };
+    this.#options = { attemptTimeoutMs, timeoutMs, mandatory, backoff, newMessageId };
   }
 
   /**
    * Publishes one message and resolves after the broker's confirm with
-   * `{ messageId, attempts }`. Rejects with the gRPC error (carrying
-   * `messageId` and `attempts`) on a non-retryable code, when the overall
-   * timeout passes, or when `signal` aborts.
+   * `{ messageId, attempts }`. The codes the shared policy marks 'retry'
+   * (UNAVAILABLE, DEADLINE_EXCEEDED: the confirm did not come in time, so the
+   * message may or may not be out; RESOURCE_EXHAUSTED, ...) are retried with
+   * the same message id until `timeoutMs`; a fatal code (NOT_FOUND exchange,
+   * FAILED_PRECONDITION unroutable mandatory message, INVALID_ARGUMENT, ...)
+   * rejects at once. The error carries `messageId` and `attempts`; an aborted
+   * `signal` rejects with an AbortError and is never retried.
    */
   async publish(message, { timeoutMs = this.#options.timeoutMs, signal } = {}) {
-    const request = toPublishRequest(message, this.#options.newMessageId);
-    const deadline = Date.now() + timeoutMs;
-    const backoff = new Backoff(this.#options.backoff);
-    for (let attempts = 1; ; attempts++) {
-      signal?.throwIfAborted();
-      const attemptDeadline = Math.min(deadline, Date.now() + this.#options.attemptTimeoutMs);
-      try {
-        await unaryCall(this.#client, 'publish', request, attemptDeadline, signal);
-        return { messageId: request.messageId, attempts };
-      } catch (err) {
-        err.messageId = request.messageId;
-        err.attempts = attempts;
-        const delay = backoff.next();
-        if (!this.#options.retryCodes.has(err.code) || Date.now() + delay >= deadline || signal?.aborted) throw err;
-        await sleep(delay, signal);
-      }
+    const request = toPublishRequest(message, this.#options.newMessageId, this.#options.mandatory);
+    try {
+      const { attempts } = await callWithRetry(this.#client, 'publish', request, {
+        deadlineMs: Date.now() + timeoutMs,
+        attemptTimeoutMs: this.#options.attemptTimeoutMs,
+        signal,
+        backoff: this.#options.backoff,
+      });
+      return { messageId: request.messageId, attempts };
+    } catch (err) {
+      err.messageId = request.messageId;
+      throw err;
     }
   }
 }
 
 /** The wrapper's message shape to a warren.v1.PublishRequest (with an id). */
-export function toPublishRequest(m, newMessageId = randomUUID) {
+export function toPublishRequest(m, newMessageId = randomUUID, mandatory = DEFAULTS.publisher.mandatory) {
   if (!m || typeof m !== 'object') throw new TypeError('publish: a message object is required');
   const routingKey = m.routingKey ?? m.queue;
   if (typeof routingKey !== 'string') throw new TypeError('publish: routingKey (or queue) is required');
@@ -82,21 +72,6 @@ export function toPublishRequest(m, newMessageId = randomUUID) {
     transient: Boolean(m.transient),
     priority: m.priority ?? 0,
     ttl: m.ttlMs == null ? null : durationFromMs(m.ttlMs),
-    mandatory: Boolean(m.mandatory),
+    mandatory: Boolean(m.mandatory ?? mandatory),
   };
-}
-
-/** One unary call as a Promise, with an absolute deadline and an AbortSignal. */
-export function unaryCall(client, method, request, deadlineMs, signal) {
-  return new Promise((resolve, reject) => {
-    const call = client[method](request, new Metadata(), { deadline: new Date(deadlineMs) }, (err, response) => {
-      signal?.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve(response);
-    });
-    function onAbort() {
-      call.cancel();
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

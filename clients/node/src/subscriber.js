@@ -6,15 +6,22 @@
 // - at most `maxInFlight` handlers at once, across reconnects: the same
 //   number is sent as the stream's prefetch, so the server never hands this
 //   client more than it will run;
-// - a stream that ends (UNAVAILABLE, an unexpected OK, a heartbeat watchdog)
-//   is reopened with capped, jittered backoff. Deliveries of the old stream
-//   are not settled any more: the server already put them back in the queue
-//   (at-least-once), so a handler still running for one may see it again;
+// - a stream that ends with a code the shared policy resubscribes on
+//   (UNAVAILABLE, RESOURCE_EXHAUSTED, an unexpected OK, ...), or goes silent
+//   past the heartbeat watchdog, is reopened with capped, jittered backoff.
+//   Deliveries of the old stream are not settled any more: the server already
+//   put them back in the queue (at-least-once), so a handler still running
+//   for one may see it again;
 // - stop(): no new handlers, running ones finish and are settled, queued ones
-//   are nacked back to the queue, then the stream is half-closed.
+//   are nacked back to the queue, then the stream is half-closed;
+// - an aborted `signal`: no new handlers, queued ones are nacked, the stream
+//   is cancelled at once (running handlers are not waited for; their
+//   deliveries go back to the queue) and `closed` rejects with an AbortError.
 import { EventEmitter } from 'node:events';
-import { status as Status } from '@grpc/grpc-js';
-import { Backoff, Timer, dateFromTimestamp, durationFromMs, isFatal, statusError, unexpectedEnd } from './util.js';
+import { DEFAULTS, streamDecision } from './policy.js';
+import {
+  Ending, Redial, Timer, dateFromTimestamp, durationFromMs, silenceError, streamEndError, streamMetadata,
+} from './util.js';
 
 /** One delivery, as given to the handler. */
 export class Message {
@@ -42,18 +49,16 @@ export class Subscriber extends EventEmitter {
   #handler;
   #opts;
   #start;
-  #backoff;
+  #redial;
   #call = null;
+  #answered = false; // the current stream has sent something
   #generation = 0;
   #pending = []; // deliveries received and not started yet: { generation, delivery }
   #running = 0;
   #stopping = false;
-  #stopped = false;
-  #reconnectTimer = new Timer();
   #idleTimer = new Timer();
   #idle = []; // resolvers waiting for #running === 0
-  #closed;
-  #resolveClosed;
+  #ending;
 
   /**
    * @param {object} client a raw warren.v1.MessagingService client
@@ -64,15 +69,15 @@ export class Subscriber extends EventEmitter {
     super();
     if (typeof handler !== 'function') throw new TypeError('subscribe: a handler function is required');
     const {
-      queue, topic, group = '', queueOptions, maxInFlight = 10, requeueOnError = true,
-      heartbeatIntervalMs = 15_000, backoff = {},
+      queue, topic, group = '', queueOptions, maxInFlight = DEFAULTS.subscriber.maxInFlight, requeueOnError = true,
+      heartbeatIntervalMs = 15_000, backoff = {}, signal,
     } = options ?? {};
     if ((queue == null) === (topic == null)) throw new TypeError('subscribe: exactly one of queue and topic is required');
     if (!(Number.isInteger(maxInFlight) && maxInFlight > 0)) throw new RangeError('subscribe: maxInFlight must be a positive integer');
     this.#client = client;
     this.#handler = handler;
     this.#opts = { maxInFlight, requeueOnError, heartbeatIntervalMs };
-    this.#backoff = new Backoff(backoff);
+    this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#start = {
       queue: queue ?? undefined,
       topic: topic == null ? undefined : {
@@ -93,10 +98,10 @@ export class Subscriber extends EventEmitter {
     };
     /** The name of the queue consumed (known once subscribed). */
     this.queue = null;
-    this.#closed = new Promise((resolve) => { this.#resolveClosed = resolve; });
+    this.#ending = new Ending(signal, (error) => this.#abort(error));
     // Connect on the next tick, so that listeners added right after
-    // construction see the first 'subscribed'.
-    process.nextTick(() => this.#connect());
+    // construction see the first 'subscribed' (or the 'close' of an abort).
+    process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
   /** Handlers running right now. */
@@ -104,9 +109,12 @@ export class Subscriber extends EventEmitter {
     return this.#running;
   }
 
-  /** Resolves when the subscriber has stopped (by stop() or a fatal error). */
+  /**
+   * Resolves when the subscriber has stopped (by stop() or a fatal error);
+   * rejects with an AbortError when `signal` aborted it.
+   */
   get closed() {
-    return this.#closed;
+    return this.#ending.closed;
   }
 
   /**
@@ -114,11 +122,13 @@ export class Subscriber extends EventEmitter {
    * the queue; running handlers finish and are acked or nacked; then the
    * stream is closed. With `timeoutMs`, handlers still running then are
    * abandoned (their deliveries go back to the queue when the stream ends).
+   * Resolves once the subscriber has stopped, however it stopped (also after
+   * an abort: `closed` is what rejects then).
    */
   async stop({ timeoutMs } = {}) {
-    if (this.#stopping) return this.#closed;
+    if (this.#stopping) return this.#ending.settled();
     this.#stopping = true;
-    this.#reconnectTimer.stop();
+    this.#redial.stop();
     const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
     this.#pending = [];
     if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
@@ -132,14 +142,15 @@ export class Subscriber extends EventEmitter {
     clearTimeout(timer);
     await this.#closeStream();
     this.#finish();
-    return this.#closed;
+    return this.#ending.settled();
   }
 
   #connect() {
     if (this.#stopping) return;
     const generation = ++this.#generation;
-    const call = this.#client.subscribe();
+    const call = this.#client.subscribe(streamMetadata());
     this.#call = call;
+    this.#answered = false;
     // Every way the stream ends arrives as 'status'; the 'error' listener
     // only keeps an error status from being thrown as an unhandled event.
     call.on('error', () => {});
@@ -152,9 +163,10 @@ export class Subscriber extends EventEmitter {
   #onResponse(generation, response) {
     if (generation !== this.#generation) return;
     this.#armIdleWatchdog(generation);
+    this.#answered = true;
+    this.#redial.reset();
     switch (response.response) {
       case 'subscribed':
-        this.#backoff.reset();
         this.queue = response.subscribed.queue;
         this.emit('subscribed', { queue: this.queue });
         break;
@@ -216,20 +228,14 @@ export class Subscriber extends EventEmitter {
     this.#call = null;
     this.#pending = [];
     if (this.#stopping) return;
-    const error = status.code === Status.OK ? unexpectedEnd('subscribe') : statusError('subscribe', status);
-    if (isFatal(status.code)) {
+    const error = streamEndError('subscribe', status);
+    if (streamDecision(status.code) === 'fatal') {
       this.#stopping = true;
       this.emit('error', error);
       this.#finish();
       return;
     }
-    this.#scheduleReconnect(error);
-  }
-
-  #scheduleReconnect(error) {
-    const delayMs = this.#backoff.next();
-    this.emit('reconnecting', { error, delayMs });
-    this.#reconnectTimer.start(delayMs, () => this.#connect());
+    this.#redial.schedule(error);
   }
 
   // A stream that carries nothing, not even a heartbeat, for three intervals
@@ -243,9 +249,7 @@ export class Subscriber extends EventEmitter {
       this.#call = null;
       this.#pending = [];
       call?.cancel();
-      const error = new Error('no message or heartbeat on the subscribe stream for 3 heartbeat intervals');
-      error.code = Status.DEADLINE_EXCEEDED;
-      this.#scheduleReconnect(error);
+      this.#redial.schedule(silenceError('no message or heartbeat on the subscribe stream for 3 heartbeat intervals'));
     });
   }
 
@@ -254,6 +258,13 @@ export class Subscriber extends EventEmitter {
     const call = this.#call;
     if (!call) return;
     const generation = this.#generation;
+    if (!this.#answered) {
+      // Not subscribed yet (e.g. waiting for the server to be back): nothing
+      // to settle, so nothing to wait for.
+      call.cancel();
+      if (generation === this.#generation) this.#call = null;
+      return;
+    }
     // Half-close: the server then ends the stream with OK once it has read
     // (and handed to the broker) every ack before it.
     await new Promise((resolve) => {
@@ -264,12 +275,24 @@ export class Subscriber extends EventEmitter {
     if (generation === this.#generation) this.#call = null;
   }
 
-  #finish() {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#reconnectTimer.stop();
+  #abort(error) {
+    if (this.#ending.done) return;
+    this.#stopping = true;
+    this.#redial.stop();
+    const queued = this.#pending.filter((p) => p.generation === this.#generation).map((p) => p.delivery.deliveryId);
+    this.#pending = [];
+    if (queued.length) this.#write({ nack: { deliveryIds: queued, requeue: true } });
+    const call = this.#call;
+    this.#generation++; // running handlers settle nothing on it any more
+    this.#call = null;
+    call?.cancel();
+    this.#idle.splice(0).forEach((resolve) => resolve()); // a stop() in progress need not wait
+    this.#finish(error);
+  }
+
+  #finish(error) {
+    this.#redial.stop();
     this.#idleTimer.stop();
-    this.emit('close');
-    this.#resolveClosed();
+    if (this.#ending.end(error)) this.emit('close');
   }
 }

@@ -1,16 +1,21 @@
-// Small helpers shared by the wrappers: backoff, status-code classes and the
-// conversions between the wire shapes of @grpc/proto-loader and plain JS
-// values (Buffer, Date, bigint, milliseconds).
-import { status as Status } from '@grpc/grpc-js';
+// Small helpers shared by the wrappers: backoff, abort errors, stream call
+// metadata and the conversions between the wire shapes of @grpc/proto-loader
+// and plain JS values (Buffer, Date, bigint, milliseconds).
+import { status as Status, Metadata } from '@grpc/grpc-js';
+import { BACKOFF, CHANNEL } from './policy.js';
 
 /**
  * Exponential backoff with jitter, capped. Each delay is drawn from
- * [base * (1 - jitter), base] where base doubles (by `multiplier`) from
+ * [base * (1 - jitter), base] where base grows by `multiplier` from
  * `initialMs` up to `maxMs`, so clients that lost the same server do not come
  * back in lockstep, and a long outage costs at most one attempt per `maxMs`.
+ * The defaults are the shared policy's (BACKOFF): 100 ms, x2, 3 s, [d/2, d].
  */
 export class Backoff {
-  constructor({ initialMs = 200, maxMs = 5000, multiplier = 2, jitter = 0.5, random = Math.random } = {}) {
+  constructor({
+    initialMs = BACKOFF.initialMs, maxMs = BACKOFF.maxMs, multiplier = BACKOFF.multiplier, jitter = 0.5,
+    random = Math.random,
+  } = {}) {
     if (!(initialMs > 0) || !(maxMs >= initialMs)) throw new RangeError('backoff: need 0 < initialMs <= maxMs');
     this.initialMs = initialMs;
     this.maxMs = maxMs;
@@ -33,24 +38,127 @@ export class Backoff {
   }
 }
 
-// Codes after which trying the same stream again cannot help: the request
-// itself is wrong, or the caller may not make it. Every other way a stream
-// ends (UNAVAILABLE, an unexpected OK, CANCELLED by a proxy, INTERNAL, ...)
-// is treated as transient by the long-lived wrappers.
-const FATAL = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.NOT_FOUND,
-  Status.ALREADY_EXISTS,
-  Status.FAILED_PRECONDITION,
-  Status.OUT_OF_RANGE,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.UNIMPLEMENTED,
-]);
+/**
+ * What every call, stream and wrapper rejects with when the caller's
+ * AbortSignal aborts: named 'AbortError' like Node's own (events.once,
+ * timers/promises), with the signal's reason as `cause`, and the gRPC code of
+ * a cancelled call (CANCELLED) as `code`, so code that sorts errors by
+ * `err.code` sees what it would for a cancelled raw call.
+ */
+export class AbortError extends Error {
+  constructor(reason) {
+    super('The operation was aborted', reason === undefined ? undefined : { cause: reason });
+    this.name = 'AbortError';
+    this.code = Status.CANCELLED;
+    this.details = 'aborted by the caller';
+  }
+}
 
-/** True when a stream that ended with `code` should not be reopened. */
-export function isFatal(code) {
-  return FATAL.has(code);
+/**
+ * How a long-lived wrapper opens its stream again: it waits the backoff,
+ * announced as 'reconnecting' { error, delayMs } on the wrapper, then calls
+ * `connect`. reset() when a stream has answered (the policy starts the
+ * backoff over then); stop() when the wrapper ends.
+ */
+export class Redial {
+  #backoff;
+  #timer = new Timer();
+  #emitter;
+  #connect;
+
+  constructor(emitter, backoffOptions, connect) {
+    this.#backoff = new Backoff(backoffOptions);
+    this.#emitter = emitter;
+    this.#connect = connect;
+  }
+
+  schedule(error) {
+    const delayMs = this.#backoff.next();
+    this.#emitter.emit('reconnecting', { error, delayMs });
+    this.#timer.start(delayMs, this.#connect);
+  }
+
+  reset() {
+    this.#backoff.reset();
+  }
+
+  stop() {
+    this.#timer.stop();
+  }
+}
+
+/** Why a wrapper dropped a stream that went silent (a frozen server, a proxy that swallowed it). */
+export function silenceError(message) {
+  const err = new Error(message);
+  err.code = Status.DEADLINE_EXCEEDED;
+  return err;
+}
+
+/**
+ * The end of a long-lived wrapper (Subscriber, ConfigWatcher, Elector), which
+ * comes once: `closed` resolves after stop()/close() or a fatal error, and
+ * rejects with an AbortError when the caller's `signal` aborted it. The
+ * wrapper passes `onAbort`, which must end it (calling end()); a signal that
+ * has aborted already is left to the wrapper to check before it connects.
+ */
+export class Ending {
+  #resolve;
+  #reject;
+  #signal;
+  #onAbort;
+  #done = false;
+
+  constructor(signal, onAbort) {
+    this.closed = new Promise((resolve, reject) => { this.#resolve = resolve; this.#reject = reject; });
+    this.closed.catch(() => {}); // an abort need not be awaited to be harmless
+    this.#signal = signal;
+    this.#onAbort = () => onAbort(new AbortError(signal.reason));
+    if (signal && !signal.aborted) signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** True once end() ran. */
+  get done() {
+    return this.#done;
+  }
+
+  /** Calls onAbort if the signal has aborted; true then. */
+  abortIfAborted() {
+    if (!this.#signal?.aborted) return false;
+    this.#onAbort();
+    return true;
+  }
+
+  /** Ends: `closed` resolves, or rejects with `error`. False if it had ended already. */
+  end(error) {
+    if (this.#done) return false;
+    this.#done = true;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    if (error) this.#reject(error);
+    else this.#resolve();
+    return true;
+  }
+
+  /**
+   * Resolves once `closed` has settled, either way: what stop() and close()
+   * return, since they are clean-up (an abort rejects `closed`, not them).
+   */
+  settled() {
+    return this.closed.then(() => {}, () => {});
+  }
+}
+
+/** Throws an AbortError when `signal` has aborted. */
+export function throwIfAborted(signal) {
+  if (signal?.aborted) throw new AbortError(signal.reason);
+}
+
+/**
+ * Metadata for opening a stream: wait-for-ready, so a stream opened while the
+ * channel reconnects waits for it instead of failing at once; no deadline
+ * (a stream lives until it is closed).
+ */
+export function streamMetadata() {
+  return new Metadata({ waitForReady: CHANNEL.streamsWaitForReady });
 }
 
 /** The name of a status code, e.g. 'UNAVAILABLE'. */
@@ -72,6 +180,11 @@ export function statusError(what, status) {
   err.details = status.details;
   err.metadata = status.metadata;
   return err;
+}
+
+/** The Error for a stream that ended with `status` without the caller closing it. */
+export function streamEndError(what, status) {
+  return status.code === Status.OK ? unexpectedEnd(what) : statusError(what, status);
 }
 
 /** Milliseconds to a google.protobuf.Duration. */
@@ -143,11 +256,11 @@ export class Timer {
   }
 }
 
-/** Resolves after `ms`; rejects with the signal's reason when it aborts first. */
+/** Resolves after `ms`; rejects with an AbortError when `signal` aborts first. */
 export function sleep(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(signal.reason);
+      reject(new AbortError(signal.reason));
       return;
     }
     const t = setTimeout(done, ms);
@@ -157,7 +270,7 @@ export function sleep(ms, signal) {
     }
     function onAbort() {
       clearTimeout(t);
-      reject(signal.reason);
+      reject(new AbortError(signal.reason));
     }
     signal?.addEventListener('abort', onAbort, { once: true });
   });

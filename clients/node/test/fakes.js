@@ -4,9 +4,11 @@ import { EventEmitter } from 'node:events';
 import { status as Status, Metadata } from '@grpc/grpc-js';
 
 export class FakeCall extends EventEmitter {
-  constructor(request) {
+  constructor(request, metadata, options) {
     super();
     this.request = request; // server-streaming calls: the request
+    this.metadata = metadata; // what the wrapper opened the stream with
+    this.options = options;
     this.writes = [];
     this.writable = true;
     this.ended = false;
@@ -42,21 +44,50 @@ export class FakeCall extends EventEmitter {
     if (code !== Status.OK) this.emit('error', Object.assign(new Error(details), { code, details }));
     this.emit('status', { code, details, metadata: new Metadata() });
   }
+
+  // As grpc-js's streams: yields each response, ends on OK, throws on any
+  // other status.
+  async* [Symbol.asyncIterator]() {
+    const queue = [];
+    let end = null;
+    let wake = null;
+    const onData = (d) => { queue.push(d); wake?.(); };
+    const onStatus = (s) => { end = s; wake?.(); };
+    this.on('data', onData);
+    this.on('status', onStatus);
+    try {
+      for (;;) {
+        if (queue.length) {
+          yield queue.shift();
+        } else if (end) {
+          if (end.code !== Status.OK) throw Object.assign(new Error(end.details), { code: end.code, details: end.details });
+          return;
+        } else {
+          await new Promise((resolve) => { wake = resolve; });
+          wake = null;
+        }
+      }
+    } finally {
+      this.off('data', onData);
+      this.off('status', onStatus);
+    }
+  }
 }
 
 /** A raw client whose streaming methods hand out FakeCalls (kept in `calls`). */
 export function fakeStreamingClient() {
   const client = new EventEmitter();
   client.calls = [];
-  const open = (request) => {
-    const call = new FakeCall(request);
+  const open = (request, metadata, options) => {
+    const call = new FakeCall(request, metadata, options);
     client.calls.push(call);
     client.emit('call', call);
     return call;
   };
-  client.subscribe = () => open();
-  client.elect = () => open();
-  client.watchConfig = (request) => open(request);
+  client.subscribe = (metadata, options) => open(undefined, metadata, options);
+  client.elect = (metadata, options) => open(undefined, metadata, options);
+  client.watchConfig = (request, metadata, options) => open(request, metadata, options);
+  client.observeLeader = (request, metadata, options) => open(request, metadata, options);
   client.last = () => client.calls[client.calls.length - 1];
   return client;
 }
@@ -72,4 +103,27 @@ export function deferred() {
 /** Lets pending promise callbacks and nextTicks run. */
 export function flush() {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * A raw unary client: every method answers from `script` (a list of status
+ * codes, OK when it runs out) and records { method, request, deadline }.
+ */
+export function scriptedUnaryClient(script = [], response = (method, request) => ({})) {
+  const client = { requests: [] };
+  const answer = (method) => (request, metadata, options, callback) => {
+    client.requests.push({ method, request, deadline: options.deadline });
+    const code = script.length ? script.shift() : Status.OK;
+    let cancelled = false;
+    setImmediate(() => {
+      if (cancelled) callback(Object.assign(new Error('Cancelled on client'), { code: Status.CANCELLED }));
+      else if (code === Status.OK) callback(null, response(method, request));
+      else callback(Object.assign(new Error(Status[code]), { code, details: Status[code] }));
+    });
+    return { cancel() { cancelled = true; } };
+  };
+  for (const method of ['publish', 'getConfig', 'putConfig', 'deleteConfig', 'listConfig', 'getLeader']) {
+    client[method] = answer(method);
+  }
+  return client;
 }

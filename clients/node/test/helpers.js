@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import net from 'node:net';
 import readline from 'node:readline';
 
 /** A name unique to this run, e.g. node_ab12cd34 (the test stack is shared). */
@@ -44,6 +45,27 @@ export function recordEvents(emitter, names) {
   for (const name of names) emitter.on(name, (...args) => log.push({ name, args, at: Date.now() }));
   log.of = (name) => log.filter((e) => e.name === name);
   return log;
+}
+
+/**
+ * A loopback port free right now, below the kernel's ephemeral range
+ * (32768 and up), so that no outgoing connection is given it while a test's
+ * warrend is down and about to be restarted on it.
+ */
+export async function freeLoopbackPort() {
+  for (let i = 0; i < 100; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    const server = net.createServer();
+    const free = await new Promise((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    }
+  }
+  throw new Error('no free loopback port in 20000-29999');
 }
 
 export function requireEnv(...names) {

@@ -92,3 +92,36 @@ test('after its server restarts, the watcher re-watches and reports what changed
     await warren.deleteConfig(base, { recursive: true });
   }
 });
+
+test('at the server\'s watch limit (RESOURCE_EXHAUSTED) a watcher retries until a slot frees; a fatal code stops it', async () => {
+  const server = await new PrivateWarrend({ root: requireEnv('WARREN_ROOT').WARREN_ROOT, flags: ['--max_watches_per_client=1'] }).start();
+  const client = new Warren(server.address);
+  const base = `node/${uniq('limit')}`;
+  const first = client.watchConfig(`${base}/a`);
+  const second = client.watchConfig(`${base}/b`, { backoff: { initialMs: 50, maxMs: 200 } });
+  try {
+    await first.ready({ timeoutMs: 10_000 });
+    const refused = [];
+    second.on('reconnecting', ({ error }) => refused.push(error.code));
+    second.on('error', (e) => assert.fail(`fatal: ${e.message}`));
+    await waitFor(() => refused.length >= 3, { what: 'the second watcher to be refused and retry' });
+    assert.deepEqual([...new Set(refused)], [grpc.status.RESOURCE_EXHAUSTED]);
+    await first.close(); // frees the slot
+    await second.ready({ timeoutMs: 10_000 });
+    const changed = nextEvent(second, 'change');
+    await warren.putConfig(`${base}/b`, 'seen');
+    assert.equal((await changed).entry.value.toString(), 'seen');
+    await second.close();
+
+    const bad = client.watchConfig('bad//key');
+    const reconnects = recordEvents(bad, ['reconnecting']);
+    await assert.rejects(bad.ready(), (e) => e.code === grpc.status.INVALID_ARGUMENT);
+    await bad.closed;
+    assert.equal(reconnects.length, 0, 'INVALID_ARGUMENT is not retried');
+  } finally {
+    await Promise.all([first.close(), second.close()]);
+    client.close();
+    await server.stop();
+    await warren.deleteConfig(base, { recursive: true });
+  }
+});

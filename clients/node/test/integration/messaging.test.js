@@ -82,18 +82,21 @@ test('topic binding without group: every subscriber gets every message (fan-out)
   ));
   await Promise.all(subs.map((s) => nextEvent(s, 'subscribed')));
   await warren.publish({ exchange, routingKey: 'orders.created', payload: 'o1' });
-  await warren.publish({ exchange, routingKey: 'invoices.created', payload: 'not bound' });
+  // Bound to nobody: dropped, which this publish says it accepts.
+  await warren.publish({ exchange, routingKey: 'invoices.created', payload: 'not bound', mandatory: false });
   await warren.publish({ exchange, routingKey: 'orders.paid', payload: 'o2' });
   await waitFor(() => got.every((l) => l.length === 2), { what: 'both subscribers' });
   for (const list of got) assert.deepEqual(list, ['orders.created:o1', 'orders.paid:o2']);
   await Promise.all(subs.map((s) => s.stop()));
 });
 
-test('publish errors other than UNAVAILABLE/DEADLINE_EXCEEDED surface at once', async () => {
+test('fatal publish errors surface at once; an unroutable message is one unless the caller opts out', async () => {
   await assert.rejects(warren.publish({ exchange: uniq('node_missing'), routingKey: 'x', payload: 'p' }),
     (err) => err.code === grpc.status.NOT_FOUND && err.attempts === 1 && typeof err.messageId === 'string');
-  await assert.rejects(warren.publish({ queue: uniq('node_nobody'), payload: 'p', mandatory: true }),
+  // mandatory by default: a queue nobody declared does not silently swallow it.
+  await assert.rejects(warren.publish({ queue: uniq('node_nobody'), payload: 'p' }),
     (err) => err.code === grpc.status.FAILED_PRECONDITION && err.attempts === 1);
+  assert.equal((await warren.publish({ queue: uniq('node_nobody'), payload: 'p', mandatory: false })).attempts, 1);
 });
 
 test('the subscriber resubscribes after its server restarts', async () => {

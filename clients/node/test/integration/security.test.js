@@ -26,6 +26,9 @@ const code = (want) => (e) => {
   assert.equal(e.code, want, e.message);
   return true;
 };
+// A failed handshake is UNAVAILABLE, which the retry rule retries until the
+// deadline: a short one keeps these tests quick.
+const briefly = { timeoutMs: 1000 };
 
 test('TLS with the CA and a token succeeds; without a token, or a wrong one, UNAUTHENTICATED', { skip }, async () => {
   const key = `node/${uniq('secure')}/k`;
@@ -40,7 +43,7 @@ test('TLS with the CA and a token succeeds; without a token, or a wrong one, UNA
 
 test('mutual TLS: no client certificate fails the handshake, the right one succeeds', { skip }, async () => {
   const key = `node/${uniq('mtls')}/k`;
-  await assert.rejects(connect(mtlsAddress, { caFile, token }).getConfig(key), code(grpc.status.UNAVAILABLE));
+  await assert.rejects(connect(mtlsAddress, { caFile, token }).getConfig(key, briefly), code(grpc.status.UNAVAILABLE));
   // The certificate alone authenticates (principal CN=warren-test-client).
   const client = connect(mtlsAddress, { caFile, certFile, keyFile });
   await client.putConfig(key, 'mutual');
@@ -50,8 +53,8 @@ test('mutual TLS: no client certificate fails the handshake, the right one succe
 test("the server's certificate is verified", { skip }, async () => {
   const key = `node/${uniq('verify')}/k`;
   // Not signed by the system's CAs; not issued to another name.
-  await assert.rejects(connect(tlsAddress, { tls: true, token }).getConfig(key), code(grpc.status.UNAVAILABLE));
-  await assert.rejects(connect(tlsAddress, { caFile, serverName: 'other.example', token }).getConfig(key),
+  await assert.rejects(connect(tlsAddress, { tls: true, token }).getConfig(key, briefly), code(grpc.status.UNAVAILABLE));
+  await assert.rejects(connect(tlsAddress, { caFile, serverName: 'other.example', token }).getConfig(key, briefly),
     code(grpc.status.UNAVAILABLE));
   // The certificate names localhost too (getConfig: null for a missing key).
   assert.equal(await connect(tlsAddress, { caFile, serverName: 'localhost', token }).getConfig(key), null);

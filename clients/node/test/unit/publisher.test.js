@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status as Status } from '@grpc/grpc-js';
-import { Publisher } from '../../src/index.js';
+import { AbortError, Publisher } from '../../src/index.js';
 
 // A raw MessagingService client whose publish answers from a script of codes.
 function scriptedClient(codes) {
@@ -39,8 +39,8 @@ test("keeps the caller's message id", async () => {
   assert.deepEqual(client.requests.map((r) => r.request.messageId), ['my-id', 'my-id']);
 });
 
-test('other errors surface at once, carrying the message id', async () => {
-  for (const code of [Status.NOT_FOUND, Status.FAILED_PRECONDITION, Status.INVALID_ARGUMENT, Status.RESOURCE_EXHAUSTED]) {
+test('fatal errors surface at once, carrying the message id', async () => {
+  for (const code of [Status.NOT_FOUND, Status.FAILED_PRECONDITION, Status.INVALID_ARGUMENT, Status.PERMISSION_DENIED]) {
     const client = scriptedClient([code]);
     await assert.rejects(new Publisher(client, { backoff: fast }).publish({ queue: 'q', payload: 'x', messageId: 'id1' }),
       (err) => err.code === code && err.messageId === 'id1' && err.attempts === 1);
@@ -62,11 +62,18 @@ test('gives up at the overall timeout with the last error', async () => {
   for (const { deadline } of client.requests) assert.equal(deadline.getTime(), overall);
 });
 
-test('an aborted signal stops the retries', async () => {
+test('an aborted signal stops the retries with an AbortError carrying the message id', async () => {
   const client = scriptedClient(Array(1000).fill(Status.UNAVAILABLE));
   const controller = new AbortController();
-  setTimeout(() => controller.abort(new Error('stop')), 50);
-  await assert.rejects(new Publisher(client, { backoff: { initialMs: 10, maxMs: 10 } }).publish({ queue: 'q' }, { signal: controller.signal }));
+  const reason = new Error('stop');
+  setTimeout(() => controller.abort(reason), 50);
+  await assert.rejects(
+    new Publisher(client, { backoff: { initialMs: 10, maxMs: 10 } }).publish({ queue: 'q', messageId: 'm1' }, { signal: controller.signal }),
+    (err) => err instanceof AbortError && err.name === 'AbortError' && err.cause === reason && err.code === Status.CANCELLED &&
+      err.messageId === 'm1' && err.attempts >= 1);
+  const attempts = client.requests.length;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(client.requests.length, attempts, 'no attempt after the abort');
 });
 
 test('maps the message to a PublishRequest', async () => {
@@ -85,4 +92,13 @@ test('maps the message to a PublishRequest', async () => {
   assert.deepEqual(r.ttl, { seconds: '1', nanos: 500_000_000 });
   assert.equal(r.mandatory, true);
   await assert.rejects(new Publisher(client).publish({ payload: 'no routing key' }), TypeError);
+});
+
+test('mandatory by default; a message or a publisher opts out', async () => {
+  const client = scriptedClient([]);
+  await new Publisher(client).publish({ queue: 'q' });
+  await new Publisher(client).publish({ queue: 'q', mandatory: false });
+  await new Publisher(client, { mandatory: false }).publish({ queue: 'q' });
+  await new Publisher(client, { mandatory: false }).publish({ queue: 'q', mandatory: true });
+  assert.deepEqual(client.requests.map((r) => r.request.mandatory), [true, false, false, true]);
 });
