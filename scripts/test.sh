@@ -58,7 +58,7 @@ done
 # The cluster fault suite (tests/cluster, label `cluster`): once, in the
 # plain tree, alone (it starts its own three-node ZooKeeper ensemble and
 # RabbitMQ cluster and three warrend replicas with scripts/cluster.sh, and
-# stops them). Verbose: its per-fault table is the README's numbers.
+# stops them). Verbose: its per-fault table is docs/operations.md's numbers.
 # WARREN_CLUSTER_REPEATS / WARREN_CLUSTER_ROLLING_REPEATS lengthen it.
 start=$SECONDS
 log "tests: cluster fault suite (build/plain, label cluster)"

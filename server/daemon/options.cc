@@ -162,9 +162,10 @@ ABSL_FLAG(bool, metrics_allow_remote, false,
           "Let metrics_listen be a non-loopback address (e.g. 0.0.0.0:9090 "
           "in a pod that Prometheus scrapes): anyone who reaches it can read "
           "the metrics.");
-ABSL_FLAG(std::string, auth_tokens_file, "",
-          "YAML file of bearer tokens and their principals (docs/policy.md). "
-          "Setting it or auth_policy_file turns authentication on.");
+ABSL_FLAG(
+    std::string, auth_tokens_file, "",
+    "YAML file of bearer tokens and their principals (docs/operations.md). "
+    "Setting it or auth_policy_file turns authentication on.");
 ABSL_FLAG(std::string, auth_policy_file, "",
           "YAML policy: which principal may do which action on which "
           "resources (docs/policy.md). Without it, every authenticated caller "

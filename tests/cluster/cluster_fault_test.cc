@@ -15,7 +15,7 @@
 // fencing tokens growing, no stream silent past a bound; and where the
 // design promises it (a RabbitMQ node killed), publishing back within
 // seconds while the node is still down. A markdown table per fault kind goes to
-// stdout (the README's numbers come from it).
+// stdout (the numbers of docs/operations.md come from it).
 //
 // Environment: WARREN_CLUSTER_REPEATS (2) repeats of each single fault,
 // WARREN_CLUSTER_ROLLING_REPEATS (1) of each rolling restart,
