@@ -100,7 +100,7 @@ TEST(HelpTextTest, EverySettingOnceInAGroupWithDefaultAndVariable) {
   const std::string help = HelpText();
   for (absl::string_view group :
        {"\nListen and TLS:\n", "\nBackends:\n", "\nAuth:\n", "\nLimits:\n",
-        "\nStreams and messaging:\n", "\nLogging and metrics:\n"}) {
+        "\nStreams:\n", "\nLogging and metrics:\n"}) {
     EXPECT_THAT(help, HasSubstr(group));
   }
   int settings = 0;

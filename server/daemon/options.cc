@@ -328,7 +328,7 @@ const std::vector<SettingGroup> kSettingGroups = {
       "max_candidates_per_client", "max_observers", "max_observers_per_client",
       "max_health_watches", "max_health_watches_per_client",
       "max_in_flight_cap", "worker_threads"}},
-    {"Streams and messaging",
+    {"Streams",
      {"heartbeat_interval", "publish_window", "default_max_in_flight",
       "publish_config_changes", "config_change_exchange", "shutdown_grace"}},
     {"Logging and metrics",

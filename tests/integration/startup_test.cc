@@ -26,8 +26,8 @@ TEST(StartupTest, HelpListsWarrensSettingsGroupedAndExitsZero) {
   EXPECT_EQ(result.code, 0) << result.stderr_text;
   EXPECT_THAT(result.stdout_text, Not(HasSubstr("No flags matched")));
   for (const char* expected :
-       {"Listen and TLS:", "Backends:", "Auth:", "Limits:",
-        "Streams and messaging:", "Logging and metrics:",
+       {"Listen and TLS:", "Backends:", "Auth:", "Limits:", "Streams:",
+        "Logging and metrics:",
         "--zk_connect=127.0.0.1:2181  [WARREN_ZK_CONNECT]",
         "--amqp_max_connections=8  [WARREN_AMQP_MAX_CONNECTIONS]",
         "--auth_policy_file=\"\"  [WARREN_AUTH_POLICY_FILE]",
