@@ -13,6 +13,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/random/random.h"
@@ -310,7 +313,6 @@ void AmqpClient::IoLoop::Run() {
   absl::BitGen rng;
   absl::Duration backoff = absl::Milliseconds(200);
   size_t next = 0;  // counted from AmqpOptions::first_url
-  bool ever_connected = false;
   const auto& brokers = client_.brokers_;
   while (!client_.stopping_.load()) {
     const BrokerAddress& broker =
@@ -319,7 +321,6 @@ void AmqpClient::IoLoop::Run() {
     absl::Status ended = Serve(broker);
     const bool was_connected = client_.reachable();
     if (was_connected) {
-      ever_connected = true;
       backoff = absl::Milliseconds(200);
     }
     FailAll(absl::UnavailableError(absl::StrCat(
@@ -334,7 +335,6 @@ void AmqpClient::IoLoop::Run() {
                     client_.options_.connection_name, ended.message());
     // Try the other brokers of a cluster at once; back off after a round.
     if (!was_connected && next % brokers.size() != 0) continue;
-    (void)ever_connected;
     const absl::Duration wait =
         backoff + absl::Milliseconds(absl::Uniform(
                       rng, 0, absl::ToInt64Milliseconds(backoff) / 2 + 1));
