@@ -43,9 +43,10 @@ class ConfirmTracker {
     Done done;  // empty once answered
   };
 
-  // How often ExpireDeadlines looks at every tracked publish: a scan per
-  // loop turn costs more than the publishing itself under load, so
-  // deadlines are answered within this much.
+  // How often ExpireDeadlines looks at every tracked publish at most: a
+  // scan per loop turn costs more than the publishing itself under load. A
+  // deadline is answered at the first scan after it (the I/O loop wakes at
+  // least every 50 ms while publishes are unconfirmed).
   static constexpr absl::Duration kDeadlineScanInterval =
       absl::Milliseconds(10);
 
