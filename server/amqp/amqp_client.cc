@@ -13,14 +13,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <deque>
-#include <set>
+#include <map>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/random/random.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/amqp/amqp_codec.h"
+#include "server/amqp/confirm_tracker.h"
+#include "server/amqp/consumer_book.h"
 #include "server/amqp/publish_refusals.h"
 #include "server/common/logging.h"
 
@@ -60,143 +62,7 @@ const char* StateName(BrokerState state) {
   return "unknown";
 }
 
-amqp_bytes_t Bytes(const std::string& s) {
-  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
-}
-
-std::string String(amqp_bytes_t b) {
-  return b.bytes == nullptr
-             ? std::string()
-             : std::string(static_cast<const char*>(b.bytes), b.len);
-}
-
-// A broker's channel.close or connection.close as a status: its reply code
-// decides the canonical code, its text is kept.
-absl::Status FromReplyCode(int code, const std::string& text) {
-  const std::string message = absl::StrCat("RabbitMQ: ", text);
-  switch (code) {
-    case 404:
-      return absl::NotFoundError(message);
-    case 403:
-    case 530:
-      return absl::PermissionDeniedError(message);
-    case 405:
-    case 406:
-      return absl::FailedPreconditionError(message);
-    case 311:
-      return absl::InvalidArgumentError(message);
-    default:
-      return absl::UnavailableError(message);
-  }
-}
-
-const char* ExchangeType(ExchangeKind kind) {
-  switch (kind) {
-    case ExchangeKind::kTopic:
-      return "topic";
-    case ExchangeKind::kDirect:
-      return "direct";
-    case ExchangeKind::kFanout:
-      return "fanout";
-    case ExchangeKind::kHeaders:
-      return "headers";
-  }
-  return "topic";
-}
-
-std::string FieldToString(const amqp_field_value_t& v) {
-  switch (v.kind) {
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-      return String(v.value.bytes);
-    case AMQP_FIELD_KIND_BOOLEAN:
-      return v.value.boolean ? "true" : "false";
-    case AMQP_FIELD_KIND_I8:
-      return absl::StrCat(v.value.i8);
-    case AMQP_FIELD_KIND_U8:
-      return absl::StrCat(v.value.u8);
-    case AMQP_FIELD_KIND_I16:
-      return absl::StrCat(v.value.i16);
-    case AMQP_FIELD_KIND_U16:
-      return absl::StrCat(v.value.u16);
-    case AMQP_FIELD_KIND_I32:
-      return absl::StrCat(v.value.i32);
-    case AMQP_FIELD_KIND_U32:
-      return absl::StrCat(v.value.u32);
-    case AMQP_FIELD_KIND_I64:
-      return absl::StrCat(v.value.i64);
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-      return absl::StrCat(v.value.u64);
-    case AMQP_FIELD_KIND_F32:
-      return absl::StrCat(v.value.f32);
-    case AMQP_FIELD_KIND_F64:
-      return absl::StrCat(v.value.f64);
-    default:
-      return "";  // arrays, tables, decimals: not representable as a string
-  }
-}
-
-// Builds an AMQP field table that points into strings owned by the caller.
-class TableBuilder {
- public:
-  void AddString(const std::string& key, const std::string& value) {
-    amqp_table_entry_t e;
-    e.key = Bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_UTF8;
-    e.value.value.bytes = Bytes(value);
-    entries_.push_back(e);
-  }
-  void AddLong(const std::string& key, int64_t value) {
-    amqp_table_entry_t e;
-    e.key = Bytes(key);
-    e.value.kind = AMQP_FIELD_KIND_I64;
-    e.value.value.i64 = value;
-    entries_.push_back(e);
-  }
-  amqp_table_t table() {
-    return amqp_table_t{static_cast<int>(entries_.size()),
-                        entries_.empty() ? nullptr : entries_.data()};
-  }
-
- private:
-  std::vector<amqp_table_entry_t> entries_;
-};
-
 }  // namespace
-
-absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url) {
-  std::vector<char> buffer(url.begin(), url.end());
-  buffer.push_back('\0');
-  amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  // Redact before parsing so that no error message carries the password.
-  std::string redacted = url;
-  const size_t at = redacted.rfind('@');
-  const size_t scheme = redacted.find("://");
-  if (at != std::string::npos && scheme != std::string::npos) {
-    const size_t colon = redacted.find(':', scheme + 3);
-    if (colon != std::string::npos && colon < at) {
-      redacted.replace(colon + 1, at - colon - 1, "****");
-    }
-  }
-  if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "amqp_urls: '", redacted,
-        "' is not an AMQP URL (amqp[s]://user:password@host:port/vhost)"));
-  }
-  BrokerAddress address;
-  address.host = info.host;
-  address.port = info.port;
-  address.user = info.user;
-  address.password = info.password;
-  // "amqp://host/" names the empty vhost by the letter of the URI spec;
-  // like most clients, take it as the default vhost "/".
-  address.vhost = *info.vhost == '\0' ? "/" : info.vhost;
-  address.tls = info.ssl != 0;
-  address.redacted = std::move(redacted);
-  return address;
-}
 
 struct AmqpClient::Command {
   enum class Kind {
@@ -218,32 +84,19 @@ struct AmqpClient::Command {
   ExchangeKind exchange_kind = ExchangeKind::kTopic;
 };
 
-// Everything that belongs to the I/O thread.
+// Everything that belongs to the I/O thread: the connection and the
+// channels, the state of its publishes (ConfirmTracker) and subscriptions
+// (ConsumerBook), and the messages arriving in frames.
 class AmqpClient::IoLoop {
  public:
-  explicit IoLoop(AmqpClient& client) : client_(client) {}
+  explicit IoLoop(AmqpClient& client)
+      : client_(client),
+        confirms_(client.options_.on_confirm),
+        consumers_(kFirstSubscriptionChannel) {}
 
   void Run();
 
  private:
-  struct PendingPublish {
-    OutgoingMessage message;
-    absl::Time deadline;
-    absl::Time published;                         // for AmqpOptions::on_confirm
-    absl::AnyInvocable<void(absl::Status)> done;  // empty once answered
-    bool returned = false;
-    std::string return_text;
-  };
-  struct Subscription {
-    uint16_t channel;
-    std::shared_ptr<SubscriptionSink> sink;
-    // Delivered and not settled yet (bounded by the prefetch).
-    std::set<uint64_t> unacked = {};
-    // Acks taken from the command queue and not yet sent: they go out at
-    // the end of the batch, where a run of them that covers every unacked
-    // delivery up to its last tag becomes one basic.ack with `multiple`.
-    std::vector<uint64_t> pending_acks = {};
-  };
   // A message arriving in frames: method, then header, then body.
   struct Content {
     enum class What { kDeliver, kReturn } what;
@@ -257,7 +110,10 @@ class AmqpClient::IoLoop {
   // Commands that arrive while there is no connection fail at once.
   void TakeCommands(bool connected, absl::Status* connection_error);
   absl::Status Execute(Command& command);
-  absl::Status DoPublish(Command& command);
+  // Answers `done` itself whenever it does not hand the message to the
+  // confirm tracker; a non-OK status is a connection error.
+  absl::Status DoPublish(OutgoingMessage& message, absl::Time deadline,
+                         ConfirmTracker::Done& done);
   absl::Status DoDeclareExchange(Command& command);
   absl::Status EnsureScratchChannel(absl::Status* connection_error);
   absl::Status DoSubscribe(Command& command);
@@ -266,8 +122,7 @@ class AmqpClient::IoLoop {
   absl::Status HandleFrame(const amqp_frame_t& frame);
   absl::Status HandleMethod(uint16_t channel, const amqp_method_t& method);
   void CompleteContent(uint16_t channel, Content content);
-  void ResolveConfirms(uint64_t tag, bool multiple, bool ack);
-  void ExpireDeadlines();
+  void OnConfirm(uint64_t tag, bool multiple, bool ack);
   // The outcome of a synchronous call on `channel`: OK, a channel error
   // (the channel is closed and acknowledged), or a connection error, which
   // is also stored in `*connection_error`.
@@ -284,19 +139,14 @@ class AmqpClient::IoLoop {
   // a fresh one (the other publish channel number).
   absl::Status ReplacePublishChannel();
   absl::Status ReplayUnconfirmed(const absl::Status& channel_error);
-  uint16_t AllocateChannel();
-  // Takes back a subscription channel once it is closed (close-ok received,
-  // or never opened); it is reused only after ReleaseClosedChannels().
-  void FreeChannel(uint16_t channel);
-  // Makes the channels closed so far reusable; only while rabbitmq-c holds
-  // no queued frame.
+  // Makes the subscription channels closed so far reusable; only while
+  // rabbitmq-c holds no queued frame (see ConsumerBook).
   void ReleaseClosedChannels();
   void EndSubscription(uint16_t channel, absl::Status status);
   void FailAll(const absl::Status& status);
-  absl::Status FlushAcks(Subscription& subscription);
+  absl::Status SendAcks(const std::vector<ConsumerBook::Ack>& acks);
   // Whether executing `command` waits for an answer from the broker.
   bool WaitsForBroker(const Command& command) const;
-  absl::Status FlushAllAcks();
 
   AmqpClient& client_;
   Connection conn_;
@@ -304,25 +154,9 @@ class AmqpClient::IoLoop {
   bool scratch_open_ = false;
   uint16_t publish_channel_ = kPublishChannel;
   PublishRefusals refusals_;
-  uint64_t next_publish_tag_ = 1;
-  std::map<uint64_t, PendingPublish> unconfirmed_;
-  absl::Time next_deadline_scan_ = absl::InfinitePast();
+  ConfirmTracker confirms_;
   std::map<std::string, absl::Time> known_exchanges_;
-  std::map<SubscriptionId, Subscription> subscriptions_;
-  std::map<uint16_t, SubscriptionId> subscription_by_channel_;
-  std::vector<SubscriptionId> with_pending_acks_;
-  std::deque<uint16_t> free_channels_;  // oldest first
-  // Subscription channels closed since rabbitmq-c's frame queue was last
-  // empty. While it waits for a reply (the channel.close-ok, or anything
-  // synchronous on another channel), rabbitmq-c queues every other frame
-  // that arrives, and the broker sends deliveries until it has our close:
-  // so the queue may still hold deliveries of the closed channel's consumer
-  // after its close-ok. Those frames are dropped, and the number is not
-  // reused until they are gone: a new subscription on the same number would
-  // otherwise take them for its own and ack tags its channel does not know
-  // (PRECONDITION_FAILED), or settle a message of its own it never saw.
-  std::set<uint16_t> closed_channels_;
-  int next_channel_ = kFirstSubscriptionChannel;
+  ConsumerBook consumers_;
   std::map<uint16_t, Content> content_;
 };
 
@@ -479,7 +313,6 @@ void AmqpClient::IoLoop::Run() {
   absl::BitGen rng;
   absl::Duration backoff = absl::Milliseconds(200);
   size_t next = 0;  // counted from AmqpOptions::first_url
-  bool ever_connected = false;
   const auto& brokers = client_.brokers_;
   while (!client_.stopping_.load()) {
     const BrokerAddress& broker =
@@ -488,7 +321,6 @@ void AmqpClient::IoLoop::Run() {
     absl::Status ended = Serve(broker);
     const bool was_connected = client_.reachable();
     if (was_connected) {
-      ever_connected = true;
       backoff = absl::Milliseconds(200);
     }
     FailAll(absl::UnavailableError(absl::StrCat(
@@ -503,7 +335,6 @@ void AmqpClient::IoLoop::Run() {
                     client_.options_.connection_name, ended.message());
     // Try the other brokers of a cluster at once; back off after a round.
     if (!was_connected && next % brokers.size() != 0) continue;
-    (void)ever_connected;
     const absl::Duration wait =
         backoff + absl::Milliseconds(absl::Uniform(
                       rng, 0, absl::ToInt64Milliseconds(backoff) / 2 + 1));
@@ -527,22 +358,11 @@ void AmqpClient::IoLoop::Run() {
 }
 
 void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
-  auto unconfirmed = std::move(unconfirmed_);
-  unconfirmed_.clear();
+  confirms_.FailAll(status);
   client_.unconfirmed_publishes_.store(0, std::memory_order_relaxed);
-  for (auto& [tag, pending] : unconfirmed) {
-    if (pending.done) pending.done(status);
-  }
-  auto subscriptions = std::move(subscriptions_);
-  subscriptions_.clear();
-  subscription_by_channel_.clear();
-  with_pending_acks_.clear();
-  for (auto& [id, sub] : subscriptions) sub.sink->OnEnded(status);
+  for (auto& sink : consumers_.Clear()) sink->OnEnded(status);
   content_.clear();
   known_exchanges_.clear();
-  free_channels_.clear();
-  closed_channels_.clear();
-  next_channel_ = kFirstSubscriptionChannel;
   publish_channel_ = kPublishChannel;
   blocked_ = false;
   scratch_open_ = false;
@@ -640,13 +460,15 @@ void AmqpClient::IoLoop::TakeCommands(bool connected,
         break;  // the broker requeued everything with the connection
     }
   }
-  if (connected && connection_error->ok()) *connection_error = FlushAllAcks();
+  if (connected && connection_error->ok()) {
+    *connection_error = SendAcks(consumers_.TakeAcks());
+  }
 }
 
 absl::Status AmqpClient::IoLoop::Execute(Command& command) {
   switch (command.kind) {
     case Command::Kind::kPublish:
-      return DoPublish(command);
+      return DoPublish(command.message, command.deadline, command.done);
     case Command::Kind::kDeclareExchange:
       return DoDeclareExchange(command);
     case Command::Kind::kSubscribe:
@@ -741,13 +563,13 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
 
   const int sock_fd = amqp_get_sockfd(conn_.get());
   while (!client_.stopping_.load()) {
-    client_.unconfirmed_publishes_.store(unconfirmed_.size(),
+    client_.unconfirmed_publishes_.store(confirms_.size(),
                                          std::memory_order_relaxed);
     if (amqp_frames_enqueued(conn_.get()) == 0 &&
         !amqp_data_in_buffer(conn_.get())) {
       // Wake twice per heartbeat interval so that ours go out in time, and
       // often enough to answer publish deadlines promptly.
-      const int wait_ms = unconfirmed_.empty() ? heartbeat_s * 500 : 50;
+      const int wait_ms = confirms_.empty() ? heartbeat_s * 500 : 50;
       pollfd fds[2] = {{sock_fd, POLLIN, 0}, {client_.wake_fd_, POLLIN, 0}};
       const int ready = poll(fds, 2, wait_ms);
       if (ready < 0 && errno != EINTR) {
@@ -777,7 +599,7 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
     }
     // Nothing queued is left: no stale frame of a closed channel either.
     ReleaseClosedChannels();
-    ExpireDeadlines();
+    confirms_.ExpireDeadlines(absl::Now());
     switch (refusals_.Next(absl::Now())) {
       case PublishRefusals::Action::kNone:
         break;
@@ -807,45 +629,30 @@ absl::Status AmqpClient::IoLoop::CheckReplyOf(const amqp_rpc_reply_t& reply,
                                               uint16_t channel,
                                               absl::string_view what,
                                               absl::Status* connection_error) {
-  switch (reply.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-      return absl::OkStatus();
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-      if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-        const auto* close =
-            static_cast<amqp_channel_close_t*>(reply.reply.decoded);
-        absl::Status status =
-            FromReplyCode(close->reply_code, String(close->reply_text));
-        amqp_channel_close_ok_t close_ok;
-        if (amqp_send_method(conn_.get(), channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
-                             &close_ok) != AMQP_STATUS_OK) {
-          *connection_error = absl::UnavailableError("cannot send close-ok");
-        }
-        return status;
+  ReplyOutcome outcome = ClassifyReply(reply, what);
+  switch (outcome.kind) {
+    case ReplyOutcome::Kind::kOk:
+      break;
+    case ReplyOutcome::Kind::kChannelClosed: {
+      amqp_channel_close_ok_t close_ok;
+      if (amqp_send_method(conn_.get(), channel, AMQP_CHANNEL_CLOSE_OK_METHOD,
+                           &close_ok) != AMQP_STATUS_OK) {
+        *connection_error = absl::UnavailableError("cannot send close-ok");
       }
-      if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-        const auto* close =
-            static_cast<amqp_connection_close_t*>(reply.reply.decoded);
-        amqp_connection_close_ok_t close_ok;
-        amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
-                         &close_ok);
-        *connection_error =
-            FromReplyCode(close->reply_code, String(close->reply_text));
-        return *connection_error;
-      }
-      *connection_error = absl::UnavailableError(
-          absl::StrCat(what, ": unexpected broker method ", reply.reply.id));
-      return *connection_error;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-    case AMQP_RESPONSE_NONE:
-    default:
-      *connection_error = absl::UnavailableError(
-          absl::StrCat(what, " failed: ",
-                       reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-                           ? amqp_error_string2(reply.library_error)
-                           : "no reply"));
-      return *connection_error;
+      break;
+    }
+    case ReplyOutcome::Kind::kConnectionClosed: {
+      amqp_connection_close_ok_t close_ok;
+      amqp_send_method(conn_.get(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD,
+                       &close_ok);
+      *connection_error = outcome.status;
+      break;
+    }
+    case ReplyOutcome::Kind::kConnectionFailed:
+      *connection_error = outcome.status;
+      break;
   }
+  return outcome.status;
 }
 
 absl::Status AmqpClient::IoLoop::OpenChannel(uint16_t channel,
@@ -865,19 +672,20 @@ absl::Status AmqpClient::IoLoop::OpenPublishChannel() {
   // A channel that cannot be opened on a healthy connection is a broker
   // problem we cannot work around: reconnect.
   if (!s.ok()) return absl::UnavailableError(s.message());
-  next_publish_tag_ = 1;
+  confirms_.OnChannelOpened();
   return absl::OkStatus();
 }
 
-absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
-  OutgoingMessage& m = command.message;
-  if (absl::Now() >= command.deadline) {
-    command.done(absl::DeadlineExceededError(
+absl::Status AmqpClient::IoLoop::DoPublish(OutgoingMessage& m,
+                                           absl::Time deadline,
+                                           ConfirmTracker::Done& done) {
+  if (absl::Now() >= deadline) {
+    done(absl::DeadlineExceededError(
         "the deadline passed before the message was published"));
     return absl::OkStatus();
   }
   if (blocked_) {
-    command.done(absl::ResourceExhaustedError(
+    done(absl::ResourceExhaustedError(
         "RabbitMQ applies flow control (connection blocked: a resource "
         "alarm); retry later"));
     return absl::OkStatus();
@@ -890,7 +698,7 @@ absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
       absl::Status connection_error;
       absl::Status opened = EnsureScratchChannel(&connection_error);
       if (!opened.ok()) {
-        command.done(opened);
+        done(opened);
         return connection_error;
       }
       amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(m.exchange),
@@ -900,65 +708,34 @@ absl::Status AmqpClient::IoLoop::DoPublish(Command& command) {
       absl::Status exists =
           CheckReply(kScratchChannel, "exchange.declare", &connection_error);
       if (!connection_error.ok()) {
-        command.done(connection_error);
+        done(connection_error);
         return connection_error;
       }
       if (!exists.ok()) {
         scratch_open_ = false;  // the broker closed it
         known_exchanges_.erase(m.exchange);
-        command.done(exists.code() == absl::StatusCode::kNotFound
-                         ? absl::NotFoundError(absl::StrCat(
-                               "exchange '", m.exchange, "' does not exist"))
-                         : exists);
+        done(exists.code() == absl::StatusCode::kNotFound
+                 ? absl::NotFoundError(absl::StrCat("exchange '", m.exchange,
+                                                    "' does not exist"))
+                 : exists);
         return absl::OkStatus();
       }
       known_exchanges_[m.exchange] = absl::Now() + kExchangeCheckTtl;
     }
   }
 
-  amqp_basic_properties_t props;
-  std::memset(&props, 0, sizeof(props));
-  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
-                 AMQP_BASIC_TIMESTAMP_FLAG;
-  props.delivery_mode = m.persistent ? 2 : 1;
-  props.message_id = Bytes(m.message_id);
-  props.timestamp = static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now()));
-  if (!m.content_type.empty()) {
-    props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-    props.content_type = Bytes(m.content_type);
-  }
-  if (m.priority.has_value()) {
-    props._flags |= AMQP_BASIC_PRIORITY_FLAG;
-    props.priority = *m.priority;
-  }
-  std::string expiration;
-  if (m.ttl.has_value()) {
-    expiration = absl::StrCat(absl::ToInt64Milliseconds(*m.ttl));
-    props._flags |= AMQP_BASIC_EXPIRATION_FLAG;
-    props.expiration = Bytes(expiration);
-  }
-  TableBuilder headers;
-  for (const auto& [key, value] : m.headers) headers.AddString(key, value);
-  if (!m.headers.empty()) {
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers = headers.table();
-  }
+  const PublishProperties props(m, absl::Now());
   const int sent = amqp_basic_publish(
       conn_.get(), publish_channel_, Bytes(m.exchange), Bytes(m.routing_key),
-      m.mandatory ? 1 : 0, 0, &props, Bytes(m.payload));
+      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
   if (sent != AMQP_STATUS_OK) {
     absl::Status lost = absl::UnavailableError(
         absl::StrCat("connection to RabbitMQ lost while publishing: ",
                      amqp_error_string2(sent)));
-    command.done(lost);
+    done(lost);
     return lost;
   }
-  PendingPublish pending;
-  pending.message = std::move(command.message);
-  pending.deadline = command.deadline;
-  pending.published = absl::Now();
-  pending.done = std::move(command.done);
-  unconfirmed_.emplace(next_publish_tag_++, std::move(pending));
+  confirms_.OnPublished({std::move(m), deadline, std::move(done)}, absl::Now());
   return absl::OkStatus();
 }
 
@@ -989,54 +766,14 @@ absl::Status AmqpClient::IoLoop::DoDeclareExchange(Command& command) {
   return connection_error;
 }
 
-void AmqpClient::IoLoop::ResolveConfirms(uint64_t tag, bool multiple,
-                                         bool ack) {
-  auto end = unconfirmed_.upper_bound(tag);
-  auto begin = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
-  if (begin == unconfirmed_.end()) return;
-  std::vector<PendingPublish> settled;
-  for (auto it = begin; it != end;) {
-    settled.push_back(std::move(it->second));
-    it = unconfirmed_.erase(it);
-  }
+void AmqpClient::IoLoop::OnConfirm(uint64_t tag, bool multiple, bool ack) {
   const absl::Time now = absl::Now();
-  for (auto& p : settled) {
-    if (ack && client_.options_.on_confirm) {
-      client_.options_.on_confirm(now - p.published);
-    }
+  const size_t settled = confirms_.OnConfirm(tag, multiple, ack, now);
+  for (size_t i = 0; i < settled; ++i) {
     if (ack) {
       refusals_.OnConfirmed();
     } else {
       refusals_.OnRefused(now);
-    }
-    if (!p.done) continue;  // answered already (deadline)
-    if (!ack) {
-      p.done(absl::UnavailableError(
-          "RabbitMQ refused the message (basic.nack); retry"));
-    } else if (p.returned) {
-      p.done(absl::FailedPreconditionError(absl::StrCat(
-          "message is unroutable: no queue is bound for routing key '",
-          p.message.routing_key, "' on exchange '", p.message.exchange, "' (",
-          p.return_text, ")")));
-    } else {
-      p.done(absl::OkStatus());
-    }
-  }
-}
-
-void AmqpClient::IoLoop::ExpireDeadlines() {
-  const absl::Time now = absl::Now();
-  // A scan of every unconfirmed publish per loop turn costs more than the
-  // publishing itself under load; deadlines are answered within 10 ms.
-  if (now < next_deadline_scan_) return;
-  next_deadline_scan_ = now + absl::Milliseconds(10);
-  for (auto& [tag, pending] : unconfirmed_) {
-    if (pending.done && pending.deadline <= now) {
-      // The confirm may still come; the answer stays not-OK regardless.
-      pending.done(absl::DeadlineExceededError(
-          "RabbitMQ did not confirm the message before the deadline; it may "
-          "or may not have been delivered: retry with the same message_id"));
-      pending.done = nullptr;
     }
   }
 }
@@ -1061,47 +798,30 @@ absl::Status AmqpClient::IoLoop::ReplacePublishChannel() {
 
 absl::Status AmqpClient::IoLoop::ReplayUnconfirmed(
     const absl::Status& channel_error) {
-  // The confirm channel was closed by the broker. Everything not yet
-  // confirmed goes out again on a fresh channel (same message ids, so a
-  // rare duplicate can be recognised); each message is checked again, so
-  // the one that caused the error fails alone.
+  // The confirm channel was closed. Everything not yet confirmed goes out
+  // again on a fresh channel (same message ids, so a rare duplicate can be
+  // recognised), or fails, as ConfirmTracker::Replayable decides.
   WARREN_LOG_WARN(
       "rabbitmq: confirm channel closed by the broker ({}); "
       "republishing {} unconfirmed messages",
-      channel_error.message(), unconfirmed_.size());
-  auto replay = std::move(unconfirmed_);
-  unconfirmed_.clear();
+      channel_error.message(), confirms_.size());
+  std::vector<ConfirmTracker::Publish> replay = confirms_.TakeUnanswered();
   known_exchanges_.clear();
   if (absl::Status s = OpenPublishChannel(); !s.ok()) {
-    for (auto& [tag, p] : replay) {
-      if (p.done) p.done(s);
-    }
+    ConfirmTracker::AnswerAll(replay, s);
     return s;
   }
-  const bool specific =
-      !absl::StrContains(channel_error.message(), "no exchange");
-  for (auto& [tag, p] : replay) {
-    if (!p.done) continue;
-    if (specific && channel_error.code() != absl::StatusCode::kUnavailable) {
-      // An error we cannot pin on one message: all of them get it.
-      p.done(channel_error);
-      continue;
-    }
-    Command c;
-    c.kind = Command::Kind::kPublish;
-    c.message = std::move(p.message);
-    c.deadline = p.deadline;
-    c.done = std::move(p.done);
-    if (absl::Status s = DoPublish(c); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+  return ConfirmTracker::Replay(
+      std::move(replay), channel_error, [this](ConfirmTracker::Publish& p) {
+        return DoPublish(p.message, p.deadline, p.done);
+      });
 }
 
 absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
   const uint16_t channel = frame.channel;
-  // A frame that reached us after its channel was closed (see
-  // closed_channels_) belongs to no subscription.
-  if (closed_channels_.count(channel) != 0) return absl::OkStatus();
+  // A frame that reached us after its channel was closed belongs to no
+  // subscription (see ConsumerBook::ReleaseClosedChannels).
+  if (consumers_.IsClosed(channel)) return absl::OkStatus();
   if (frame.frame_type == AMQP_FRAME_METHOD) {
     return HandleMethod(channel, frame.payload.method);
   }
@@ -1111,37 +831,10 @@ absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
   if (frame.frame_type == AMQP_FRAME_HEADER) {
     content.have_header = true;
     content.body_size = frame.payload.properties.body_size;
-    const auto* p = static_cast<const amqp_basic_properties_t*>(
-        frame.payload.properties.decoded);
-    Delivery& d = content.delivery;
-    if (p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) {
-      d.content_type = String(p->content_type);
-    }
-    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
-      d.message_id = String(p->message_id);
-    }
-    if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) {
-      d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(p->timestamp));
-    }
-    if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
-      for (int i = 0; i < p->headers.num_entries; ++i) {
-        const amqp_table_entry_t& e = p->headers.entries[i];
-        const std::string key = String(e.key);
-        if (key == "x-delivery-count") {
-          uint32_t count = 0;
-          if (absl::SimpleAtoi(FieldToString(e.value), &count)) {
-            d.delivery_count = count;
-          }
-          continue;
-        }
-        if (e.value.kind == AMQP_FIELD_KIND_ARRAY ||
-            e.value.kind == AMQP_FIELD_KIND_TABLE) {
-          continue;  // x-death and the like
-        }
-        d.headers.emplace_back(key, FieldToString(e.value));
-      }
-    }
-    d.payload.reserve(content.body_size);
+    DecodeProperties(*static_cast<const amqp_basic_properties_t*>(
+                         frame.payload.properties.decoded),
+                     content.delivery);
+    content.delivery.payload.reserve(content.body_size);
   } else if (frame.frame_type == AMQP_FRAME_BODY) {
     content.delivery.payload.append(
         static_cast<const char*>(frame.payload.body_fragment.bytes),
@@ -1162,22 +855,13 @@ void AmqpClient::IoLoop::CompleteContent(uint16_t channel, Content content) {
   if (content.what == Content::What::kReturn) {
     // A replaced channel's returns: its messages are republished.
     if (channel != publish_channel_) return;
-    // The return comes before the confirm of the same message; mark the
-    // oldest unconfirmed message with this id that is not marked yet.
-    for (auto& [tag, p] : unconfirmed_) {
-      if (!p.returned && p.message.message_id == content.delivery.message_id) {
-        p.returned = true;
-        p.return_text = content.return_text;
-        break;
-      }
-    }
+    confirms_.OnReturned(content.delivery.message_id,
+                         std::move(content.return_text));
     return;
   }
-  auto sub = subscription_by_channel_.find(channel);
-  if (sub == subscription_by_channel_.end()) return;
-  Subscription& subscription = subscriptions_[sub->second];
-  subscription.unacked.insert(content.delivery.delivery_tag);
-  subscription.sink->OnDelivery(std::move(content.delivery));
+  SubscriptionSink* sink =
+      consumers_.OnDelivery(channel, content.delivery.delivery_tag);
+  if (sink != nullptr) sink->OnDelivery(std::move(content.delivery));
 }
 
 absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
@@ -1186,14 +870,14 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
     case AMQP_BASIC_ACK_METHOD: {
       const auto* m = static_cast<amqp_basic_ack_t*>(method.decoded);
       if (channel == publish_channel_) {
-        ResolveConfirms(m->delivery_tag, m->multiple != 0, true);
+        OnConfirm(m->delivery_tag, m->multiple != 0, true);
       }
       return absl::OkStatus();
     }
     case AMQP_BASIC_NACK_METHOD: {
       const auto* m = static_cast<amqp_basic_nack_t*>(method.decoded);
       if (channel == publish_channel_) {
-        ResolveConfirms(m->delivery_tag, m->multiple != 0, false);
+        OnConfirm(m->delivery_tag, m->multiple != 0, false);
       }
       return absl::OkStatus();
     }
@@ -1223,7 +907,7 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
       absl::Status connection_error;
       (void)CheckReply(channel, "channel.close", &connection_error);
-      FreeChannel(channel);
+      consumers_.OnChannelClosed(channel);
       return connection_error;
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
@@ -1245,7 +929,7 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
         return absl::OkStatus();
       }
       EndSubscription(channel, status);
-      FreeChannel(channel);
+      consumers_.OnChannelClosed(channel);
       return absl::OkStatus();
     }
     case AMQP_CONNECTION_BLOCKED_METHOD:
@@ -1272,48 +956,23 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
 
 void AmqpClient::IoLoop::EndSubscription(uint16_t channel,
                                          absl::Status status) {
-  auto it = subscription_by_channel_.find(channel);
-  if (it == subscription_by_channel_.end()) return;
-  auto sub = subscriptions_.find(it->second);
-  std::shared_ptr<SubscriptionSink> sink = std::move(sub->second.sink);
-  subscriptions_.erase(sub);
-  subscription_by_channel_.erase(it);
-  sink->OnEnded(std::move(status));
-}
-
-uint16_t AmqpClient::IoLoop::AllocateChannel() {
-  // Numbers never used on this connection first, then the one freed
-  // longest ago: a number comes back as late as possible. Closing a channel
-  // is not over for the broker when we see its close-ok if it closed the
-  // channel at the same time (a refused ack crossing our channel.close): a
-  // channel.open of the same number right after is a connection error
-  // ("second 'channel.open' seen") that would end every subscription.
-  const int max = amqp_get_channel_max(conn_.get());
-  if (next_channel_ <= (max == 0 ? 65535 : max)) {
-    return static_cast<uint16_t>(next_channel_++);
-  }
-  if (free_channels_.empty()) return 0;
-  const uint16_t channel = free_channels_.front();
-  free_channels_.pop_front();
-  return channel;
-}
-
-void AmqpClient::IoLoop::FreeChannel(uint16_t channel) {
-  closed_channels_.insert(channel);
+  std::shared_ptr<SubscriptionSink> sink = consumers_.RemoveByChannel(channel);
+  if (sink != nullptr) sink->OnEnded(std::move(status));
 }
 
 void AmqpClient::IoLoop::ReleaseClosedChannels() {
-  if (closed_channels_.empty() || amqp_frames_enqueued(conn_.get())) return;
-  for (uint16_t channel : closed_channels_) {
-    amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
-    free_channels_.push_back(channel);
+  if (!consumers_.has_closed_channels() || amqp_frames_enqueued(conn_.get())) {
+    return;
   }
-  closed_channels_.clear();
+  for (uint16_t channel : consumers_.ReleaseClosedChannels()) {
+    amqp_maybe_release_buffers_on_channel(conn_.get(), channel);
+  }
 }
 
 absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   const SubscribeSpec& spec = command.spec;
-  const uint16_t channel = AllocateChannel();
+  const uint16_t channel =
+      consumers_.AllocateChannel(amqp_get_channel_max(conn_.get()));
   if (channel == 0) {
     command.sink->OnEnded(absl::ResourceExhaustedError(
         "every AMQP channel of this RabbitMQ connection is in use"));
@@ -1329,7 +988,7 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
           CheckReply(channel, "channel.close", &connection_error);
       (void)ignored;
     }
-    FreeChannel(channel);
+    consumers_.OnChannelClosed(channel);
     command.sink->OnEnded(std::move(status));
     return connection_error;
   };
@@ -1345,26 +1004,8 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   }
 
   const QueueSpec& q = spec.queue;
-  const std::string kXQueueType = "x-queue-type";
-  const std::string kDlx = "x-dead-letter-exchange";
-  const std::string kDlrk = "x-dead-letter-routing-key";
-  const std::string kTtl = "x-message-ttl";
-  const std::string kMaxLength = "x-max-length";
-  const std::string quorum = "quorum";
   TableBuilder args;
-  if (q.quorum) args.AddString(kXQueueType, quorum);
-  if (!q.dead_letter_exchange.empty()) {
-    args.AddString(kDlx, q.dead_letter_exchange);
-  }
-  if (!q.dead_letter_routing_key.empty()) {
-    args.AddString(kDlrk, q.dead_letter_routing_key);
-  }
-  if (q.message_ttl.has_value()) {
-    args.AddLong(kTtl, absl::ToInt64Milliseconds(*q.message_ttl));
-  }
-  if (q.max_length > 0) {
-    args.AddLong(kMaxLength, static_cast<int64_t>(q.max_length));
-  }
+  AddQueueArguments(q, args);
   amqp_queue_declare_ok_t* declared = nullptr;
   if (q.use_existing) {
     declared = amqp_queue_declare(conn_.get(), channel, Bytes(q.name),
@@ -1408,26 +1049,21 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   s = CheckReply(channel, "basic.consume", &connection_error);
   if (!s.ok()) return fail(s, false);
 
-  subscriptions_[command.subscription] = Subscription{channel, command.sink};
-  subscription_by_channel_[channel] = command.subscription;
+  consumers_.Add(command.subscription, channel, command.sink);
   command.sink->OnSubscribed(queue);
   return absl::OkStatus();
 }
 
 absl::Status AmqpClient::IoLoop::DoSettle(Command& command) {
-  auto it = subscriptions_.find(command.subscription);
-  if (it == subscriptions_.end()) return absl::OkStatus();
-  Subscription& sub = it->second;
   if (command.settle == amqp::Settle::kAck) {
-    if (sub.pending_acks.empty()) {
-      with_pending_acks_.push_back(command.subscription);
-    }
-    sub.pending_acks.push_back(command.delivery_tag);
+    consumers_.QueueAck(command.subscription, command.delivery_tag);
     return absl::OkStatus();
   }
-  sub.unacked.erase(command.delivery_tag);
+  const std::optional<uint16_t> channel =
+      consumers_.TakeForNack(command.subscription, command.delivery_tag);
+  if (!channel.has_value()) return absl::OkStatus();
   const int rc = amqp_basic_nack(
-      conn_.get(), sub.channel, command.delivery_tag, /*multiple=*/0,
+      conn_.get(), *channel, command.delivery_tag, /*multiple=*/0,
       command.settle == amqp::Settle::kRequeue ? 1 : 0);
   if (rc != AMQP_STATUS_OK) {
     return absl::UnavailableError(
@@ -1437,67 +1073,38 @@ absl::Status AmqpClient::IoLoop::DoSettle(Command& command) {
   return absl::OkStatus();
 }
 
-absl::Status AmqpClient::IoLoop::FlushAcks(Subscription& sub) {
-  std::vector<uint64_t> tags = std::move(sub.pending_acks);
-  sub.pending_acks.clear();
-  if (tags.empty()) return absl::OkStatus();
-  std::sort(tags.begin(), tags.end());
-  // The longest run of acked tags that are also the oldest unacked
-  // deliveries: `multiple` acks exactly those. A consumer that acks in
-  // order under load sends one frame per batch instead of one per message,
-  // which spares the broker (it shares two cores with everything else).
-  size_t covered = 0;
-  auto oldest = sub.unacked.begin();
-  while (covered < tags.size() && oldest != sub.unacked.end() &&
-         *oldest == tags[covered]) {
-    ++covered;
-    ++oldest;
-  }
-  sub.unacked.erase(sub.unacked.begin(), oldest);
-  int rc = AMQP_STATUS_OK;
-  if (covered > 0) {
-    rc = amqp_basic_ack(conn_.get(), sub.channel, tags[covered - 1],
-                        /*multiple=*/covered > 1 ? 1 : 0);
-  }
-  for (size_t i = covered; i < tags.size() && rc == AMQP_STATUS_OK; ++i) {
-    sub.unacked.erase(tags[i]);
-    rc = amqp_basic_ack(conn_.get(), sub.channel, tags[i], /*multiple=*/0);
-  }
-  if (rc != AMQP_STATUS_OK) {
-    return absl::UnavailableError(
-        absl::StrCat("connection to RabbitMQ lost while settling: ",
-                     amqp_error_string2(rc)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status AmqpClient::IoLoop::FlushAllAcks() {
-  std::vector<SubscriptionId> ids = std::move(with_pending_acks_);
-  with_pending_acks_.clear();
-  for (SubscriptionId id : ids) {
-    auto it = subscriptions_.find(id);
-    if (it == subscriptions_.end()) continue;  // ended: the broker requeued
-    if (absl::Status s = FlushAcks(it->second); !s.ok()) return s;
+absl::Status AmqpClient::IoLoop::SendAcks(
+    const std::vector<ConsumerBook::Ack>& acks) {
+  for (const ConsumerBook::Ack& ack : acks) {
+    const int rc = amqp_basic_ack(conn_.get(), ack.channel, ack.delivery_tag,
+                                  ack.multiple ? 1 : 0);
+    if (rc != AMQP_STATUS_OK) {
+      return absl::UnavailableError(
+          absl::StrCat("connection to RabbitMQ lost while settling: ",
+                       amqp_error_string2(rc)));
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status AmqpClient::IoLoop::DoUnsubscribe(Command& command) {
-  auto it = subscriptions_.find(command.subscription);
-  if (it == subscriptions_.end()) return absl::OkStatus();
+  const std::optional<uint16_t> channel =
+      consumers_.ChannelOf(command.subscription);
+  if (!channel.has_value()) return absl::OkStatus();
   // Acks taken before the unsubscribe go out before the channel closes:
   // closing it requeues whatever is still unacked.
-  if (absl::Status s = FlushAcks(it->second); !s.ok()) return s;
-  const uint16_t channel = it->second.channel;
-  subscription_by_channel_.erase(channel);
-  subscriptions_.erase(it);
-  content_.erase(channel);
+  if (absl::Status s = SendAcks(consumers_.TakeAcks(command.subscription));
+      !s.ok()) {
+    return s;
+  }
+  consumers_.Remove(command.subscription);
+  content_.erase(*channel);
   // Closing the channel hands every unacknowledged delivery back to the
   // queue (and deletes an auto-delete queue with its last consumer).
-  amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
+  amqp_channel_close(conn_.get(), *channel, AMQP_REPLY_SUCCESS);
   absl::Status connection_error;
-  (void)CheckReply(channel, "channel.close", &connection_error);
-  FreeChannel(channel);
+  (void)CheckReply(*channel, "channel.close", &connection_error);
+  consumers_.OnChannelClosed(*channel);
   return connection_error;
 }
 

@@ -18,34 +18,6 @@ namespace warren::amqp {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
-
-TEST(ParseBrokerUrlTest, ParsesEveryPart) {
-  auto a = ParseBrokerUrl("amqps://user:secret@broker.example:5671/prod");
-  ASSERT_TRUE(a.ok()) << a.status();
-  EXPECT_EQ(a->host, "broker.example");
-  EXPECT_EQ(a->port, 5671);
-  EXPECT_EQ(a->user, "user");
-  EXPECT_EQ(a->password, "secret");
-  EXPECT_EQ(a->vhost, "prod");
-  EXPECT_TRUE(a->tls);
-  EXPECT_EQ(a->redacted, "amqps://user:****@broker.example:5671/prod");
-
-  auto defaults = ParseBrokerUrl("amqp://localhost");
-  ASSERT_TRUE(defaults.ok());
-  EXPECT_EQ(defaults->port, 5672);
-  EXPECT_EQ(defaults->user, "guest");
-  EXPECT_EQ(defaults->vhost, "/");
-  EXPECT_FALSE(defaults->tls);
-}
-
-TEST(ParseBrokerUrlTest, RefusesMalformedUrlsWithoutEchoingThePassword) {
-  auto bad = ParseBrokerUrl("http://u:hunter2@host/");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(bad.status().message(), HasSubstr("amqp_urls"));
-  EXPECT_THAT(bad.status().message(), Not(HasSubstr("hunter2")));
-}
 
 TEST(AmqpClientTest, ReportsAnUnreachableBrokerAsUnavailable) {
   AmqpOptions options;

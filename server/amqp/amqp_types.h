@@ -1,0 +1,111 @@
+// The value types of the AMQP client (what is published, delivered,
+// declared and consumed) and the parsing of broker URLs (amqp_codec.cc).
+// Plain data, free of rabbitmq-c, so that the pure-state units
+// (confirm_tracker.h, consumer_book.h) and the services can use them
+// without the connection.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace warren::amqp {
+
+// A parsed amqp:// or amqps:// URL.
+struct BrokerAddress {
+  std::string host;
+  int port = 5672;
+  std::string user;
+  std::string password;
+  std::string vhost;
+  bool tls = false;
+  // For logs: the URL without its password.
+  std::string redacted;
+};
+
+// Parses `amqp[s]://user:password@host:port/vhost`; INVALID_ARGUMENT naming
+// the URL (without its password) when it is malformed. An empty vhost is
+// the default vhost "/".
+absl::StatusOr<BrokerAddress> ParseBrokerUrl(const std::string& url);
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct OutgoingMessage {
+  std::string exchange;
+  std::string routing_key;
+  std::string payload;
+  Headers headers;
+  std::string content_type;
+  std::string message_id;
+  bool persistent = true;
+  std::optional<uint8_t> priority;
+  std::optional<absl::Duration> ttl;
+  bool mandatory = false;
+};
+
+struct Delivery {
+  uint64_t delivery_tag = 0;
+  std::string exchange;
+  std::string routing_key;
+  std::string payload;
+  Headers headers;
+  std::string content_type;
+  std::string message_id;
+  bool redelivered = false;
+  uint32_t delivery_count = 0;
+  std::optional<absl::Time> timestamp;
+};
+
+enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };
+
+struct QueueSpec {
+  // Empty: a server-named, exclusive queue deleted with its consumer.
+  std::string name;
+  bool durable = true;
+  bool exclusive = false;
+  bool auto_delete = false;
+  bool quorum = false;
+  std::string dead_letter_exchange;
+  std::string dead_letter_routing_key;
+  std::optional<absl::Duration> message_ttl;
+  uint64_t max_length = 0;
+  // Consume an existing queue as it is (whatever its arguments); declare it
+  // with the fields above only when it does not exist.
+  bool use_existing = false;
+};
+
+struct BindingSpec {
+  std::string exchange;
+  ExchangeKind kind = ExchangeKind::kTopic;
+  std::vector<std::string> keys;
+};
+
+struct SubscribeSpec {
+  QueueSpec queue;
+  std::optional<BindingSpec> binding;
+  uint16_t prefetch = 100;
+};
+
+// What a subscription tells its owner, on the I/O thread.
+class SubscriptionSink {
+ public:
+  virtual ~SubscriptionSink() = default;
+  // Consuming started on `queue` (the broker's name for a server-named one).
+  virtual void OnSubscribed(const std::string& queue) = 0;
+  virtual void OnDelivery(Delivery delivery) = 0;
+  // The subscription ended on the broker's side or with the connection;
+  // not called after Unsubscribe.
+  virtual void OnEnded(absl::Status status) = 0;
+};
+
+enum class Settle { kAck, kRequeue, kReject };
+
+using SubscriptionId = uint64_t;
+
+}  // namespace warren::amqp
