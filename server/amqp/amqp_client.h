@@ -1,6 +1,8 @@
-// AmqpClient: Warren's one connection to RabbitMQ (or to the first reachable
-// broker of a cluster's URL list), and everything that goes over it:
-// confirmed publishes, subscriptions, acks.
+// AmqpClient: one connection to RabbitMQ (or to the first reachable broker
+// of a cluster's URL list), and everything that goes over it: confirmed
+// publishes, subscriptions, acks. warrend holds up to amqp_max_connections
+// of them in an AmqpPool (amqp_pool.h), which spreads subscriptions over
+// them.
 //
 // Threading: the rabbitmq-c connection, its state and all its channels belong
 // to one I/O thread. Other threads hand it commands through a queue and wake

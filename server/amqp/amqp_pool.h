@@ -34,12 +34,13 @@
 namespace warren::amqp {
 
 struct AmqpPoolOptions {
-  // 8 connections of 2045 subscriptions each: 16,360 with RabbitMQ's
+  // 8 connections of 2044 subscriptions each: 16,352 with RabbitMQ's
   // default channel_max.
   size_t max_connections = 8;
   // Subscriptions per connection while its capacity is not known yet (it
-  // has not logged in): RabbitMQ's default channel_max less two.
-  size_t default_capacity = 2045;
+  // has not logged in): RabbitMQ's default channel_max (2047) less the
+  // three publish channels (amqp_client.cc, kFirstSubscriptionChannel).
+  size_t default_capacity = 2044;
 };
 
 // Opens connection number `index` (0 is the primary); it connects in the

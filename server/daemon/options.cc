@@ -91,8 +91,8 @@ ABSL_FLAG(absl::Duration, amqp_heartbeat, absl::Seconds(10),
 ABSL_FLAG(int64_t, amqp_max_connections, 8,
           "Most AMQP connections to RabbitMQ. Each Subscribe stream takes a "
           "channel, a connection has at most channel_max of them (2047 by "
-          "default, two kept for publishing), and more connections are "
-          "opened as they fill up: 8 carry 16,360 subscriptions.");
+          "default, three kept for publishing), and more connections are "
+          "opened as they fill up: 8 carry 16,352 subscriptions.");
 ABSL_FLAG(absl::Duration, backend_wait, absl::Seconds(30),
           "How long start-up waits for ZooKeeper and RabbitMQ.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
