@@ -1,0 +1,57 @@
+// A stream reactor's life from its handler to gRPC's OnDone, as every
+// streaming RPC of the server needs it: the reference that keeps the reactor
+// alive until OnDone (gRPC holds only a raw pointer), its place in the
+// StreamRegistry (so that shutdown drains it, max_streams counts it and a
+// reload can revoke it), and the quota slot it may hold. End(), from
+// OnDone, gives all of them back, exactly once, however the stream ended:
+// refused at the start, finished, cancelled, drained or revoked.
+//
+// A member of the reactor it keeps alive. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/common/client_quota.h"
+#include "server/common/mutex.h"
+#include "server/common/stream_registry.h"
+
+namespace warren {
+
+class StreamLifetime {
+ public:
+  // `lease`: the stream's slot of a per-service limit (e.g. max_watches),
+  // given back in End().
+  explicit StreamLifetime(ClientQuota::Lease lease = {})
+      : lease_(std::move(lease)) {}
+  StreamLifetime(const StreamLifetime&) = delete;
+  StreamLifetime& operator=(const StreamLifetime&) = delete;
+
+  // Keeps `stream` alive until End() and registers it for `client`
+  // (StreamRegistry::Add), with `reauthorize` when given. Answers OK, or why
+  // the stream may not open: the reactor then finishes with that status,
+  // and its OnDone still calls End().
+  absl::Status Begin(std::shared_ptr<Drainable> stream,
+                     StreamRegistry& registry, const std::string& client,
+                     StreamRegistry::Reauthorizer reauthorize = nullptr);
+
+  // What the stream must still be allowed for, once known (e.g. after a
+  // Subscribe's start); nothing when it was not admitted.
+  void SetReauthorizer(StreamRegistry::Reauthorizer reauthorize);
+
+  // From OnDone, as its last call: leaves the registry, gives the lease
+  // back and drops the reference, which may destroy the reactor (and this
+  // with it). Later calls do nothing.
+  void End();
+
+ private:
+  warren::Mutex mu_;
+  std::shared_ptr<Drainable> self_ ABSL_GUARDED_BY(mu_);
+  StreamRegistry* registry_ ABSL_GUARDED_BY(mu_) = nullptr;
+  StreamRegistry::Id id_ ABSL_GUARDED_BY(mu_) = 0;
+  ClientQuota::Lease lease_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace warren
