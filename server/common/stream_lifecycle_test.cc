@@ -89,12 +89,22 @@ class FakeReactor : public Drainable {
   absl::Status revoked ABSL_GUARDED_BY(mu);
 };
 
+ClientQuota::Limits TenSlots() {
+  return {"max_x", "max_x_per_client", "xs", 10, 10};
+}
+
+// A reactor holding one slot of `quota`.
+std::shared_ptr<FakeReactor> NewReactorWithSlot(ClientQuota& quota) {
+  auto lease = quota.Acquire("alice");
+  EXPECT_TRUE(lease.ok());
+  return std::make_shared<FakeReactor>(lease.ok() ? *std::move(lease)
+                                                  : ClientQuota::Lease());
+}
+
 TEST(StreamLifetimeTest, KeepsTheStreamAliveUntilEndThenGivesEverythingBack) {
   StreamRegistry registry;
-  ClientQuota quota({"max_x", "max_x_per_client", "xs", 10, 10});
-  auto lease = quota.Acquire("alice");
-  ASSERT_TRUE(lease.ok());
-  auto reactor = std::make_shared<FakeReactor>(*std::move(lease));
+  ClientQuota quota(TenSlots());
+  auto reactor = NewReactorWithSlot(quota);
   std::weak_ptr<FakeReactor> weak = reactor;
   FakeReactor* raw = reactor.get();
   ASSERT_TRUE(raw->lifetime.Begin(std::move(reactor), registry, "alice").ok());
@@ -116,10 +126,8 @@ TEST(StreamLifetimeTest, ARefusedStreamStillLivesUntilEndAndEndsOnce) {
   auto other = std::make_shared<FakeReactor>();
   ASSERT_TRUE(other->lifetime.Begin(other, registry, "bob").ok());
 
-  ClientQuota quota({"max_x", "max_x_per_client", "xs", 10, 10});
-  auto lease = quota.Acquire("alice");
-  ASSERT_TRUE(lease.ok());
-  auto reactor = std::make_shared<FakeReactor>(*std::move(lease));
+  ClientQuota quota(TenSlots());
+  auto reactor = NewReactorWithSlot(quota);
   std::weak_ptr<FakeReactor> weak = reactor;
   FakeReactor* raw = reactor.get();
   absl::Status admitted = raw->lifetime.Begin(reactor, registry, "alice");
@@ -227,6 +235,11 @@ struct HeartbeatOwner {
     ++writes;
     heartbeat.NoteWrite();
   }
+  void Tick() { StreamHeartbeatPeer::Tick(heartbeat, mu); }
+  int sent() {
+    warren::MutexLock lock(&mu);
+    return heartbeats;
+  }
   bool AwaitHeartbeats(int n) {
     warren::MutexLock lock(&mu);
     auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -254,17 +267,23 @@ void StartIdle(std::shared_ptr<HeartbeatOwner> owner, absl::Duration interval) {
   });
 }
 
-// Proofs wait in pending_proof until the test answers them.
-void StartLease(std::shared_ptr<HeartbeatOwner> owner,
-                absl::Duration interval) {
+using Prove = absl::AnyInvocable<void(absl::AnyInvocable<void(absl::Status)>)>;
+
+// Proofs wait in pending_proof until the test answers them, unless `prove`
+// answers them otherwise.
+void StartLease(std::shared_ptr<HeartbeatOwner> owner, absl::Duration interval,
+                Prove prove = nullptr) {
   HeartbeatOwner* raw = owner.get();
   StreamHeartbeat::Lease lease;
   lease.leading = [raw] { return raw->leading; };
-  lease.prove = [raw](absl::AnyInvocable<void(absl::Status)> done) {
-    warren::MutexLock lock(&raw->mu);
-    ++raw->proofs_asked;
-    raw->pending_proof = std::move(done);
-  };
+  if (prove == nullptr) {
+    prove = [raw](absl::AnyInvocable<void(absl::Status)> done) {
+      warren::MutexLock lock(&raw->mu);
+      ++raw->proofs_asked;
+      raw->pending_proof = std::move(done);
+    };
+  }
+  lease.prove = std::move(prove);
   lease.session_timeout = [raw] { return raw->session_timeout; };
   lease.send = [raw] { ++raw->heartbeats; };
   warren::MutexLock lock(&raw->mu);
@@ -286,22 +305,18 @@ TEST(StreamHeartbeatTest, IdleModeSendsOnlyAfterAnIntervalWithoutWrites) {
   TimerQueue timers;
   auto owner = std::make_shared<HeartbeatOwner>(timers);
   StartIdle(owner, kNever);
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   {
     warren::MutexLock lock(&owner->mu);
     EXPECT_EQ(owner->heartbeats, 1);
     owner->WriteLocked();
   }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
-  {
-    warren::MutexLock lock(&owner->mu);
-    EXPECT_EQ(owner->heartbeats, 1);  // the interval had a write
-  }
+  owner->Tick();
+  EXPECT_EQ(owner->sent(), 1);  // the interval had a write
   // The heartbeat of the first tick did not count toward the next interval.
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
-  warren::MutexLock lock(&owner->mu);
-  EXPECT_EQ(owner->heartbeats, 3);
+  owner->Tick();
+  owner->Tick();
+  EXPECT_EQ(owner->sent(), 3);
 }
 
 TEST(StreamHeartbeatTest, IdleModeTicksOnItsTimerUntilStopped) {
@@ -316,9 +331,8 @@ TEST(StreamHeartbeatTest, IdleModeTicksOnItsTimerUntilStopped) {
     sent = owner->heartbeats;
   }
   // A tick after Stop (one already on its way) sends nothing.
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
-  warren::MutexLock lock(&owner->mu);
-  EXPECT_EQ(owner->heartbeats, sent);
+  owner->Tick();
+  EXPECT_EQ(owner->sent(), sent);
 }
 
 TEST(StreamHeartbeatTest, AnOwnerMayGoWhileItsTicksAreDue) {
@@ -340,15 +354,15 @@ TEST(StreamHeartbeatTest,
     owner->leading = false;
   }
   StartLease(owner, kNever);
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   {
     warren::MutexLock lock(&owner->mu);
     EXPECT_EQ(owner->proofs_asked, 0);  // a follower has no lease
     owner->leading = true;
   }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   // The tick sent nothing by itself, and asks once while a proof is due.
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   {
     warren::MutexLock lock(&owner->mu);
     EXPECT_EQ(owner->proofs_asked, 1);
@@ -361,14 +375,14 @@ TEST(StreamHeartbeatTest,
     // Writes do not matter in lease mode.
     owner->WriteLocked();
   }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   AnswerProof(*owner, absl::UnavailableError("connection loss"));
   {
     warren::MutexLock lock(&owner->mu);
     EXPECT_EQ(owner->proofs_asked, 2);
     EXPECT_EQ(owner->heartbeats, 1);  // a failed proof renews nothing
   }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   {
     // Lost the lead while the proof was on its way.
     warren::MutexLock lock(&owner->mu);
@@ -380,7 +394,7 @@ TEST(StreamHeartbeatTest,
     EXPECT_EQ(owner->heartbeats, 1);
     owner->leading = true;
   }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   {
     warren::MutexLock lock(&owner->mu);
     owner->heartbeat.Stop();  // the stream ended meanwhile
@@ -400,7 +414,7 @@ TEST(StreamHeartbeatTest, LeaseModeDropsAProofTooOldToRenewTheLease) {
     owner->session_timeout = absl::Seconds(1);
   }
   StartLease(owner, kNever);
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
+  owner->Tick();
   AnswerProof(*owner, absl::OkStatus());
   warren::MutexLock lock(&owner->mu);
   EXPECT_EQ(owner->proofs_asked, 1);
@@ -429,13 +443,9 @@ TEST(StreamHeartbeatTest, ANewIntervalReplacesTheTicksOfTheOld) {
     EXPECT_EQ(owner->heartbeat.interval(), kNever + absl::Seconds(1));
   }
   StreamHeartbeatPeer::TickStaleChain(owner->heartbeat, owner->mu);
-  {
-    warren::MutexLock lock(&owner->mu);
-    EXPECT_EQ(owner->heartbeats, 0);
-  }
-  StreamHeartbeatPeer::Tick(owner->heartbeat, owner->mu);
-  warren::MutexLock lock(&owner->mu);
-  EXPECT_EQ(owner->heartbeats, 1);
+  EXPECT_EQ(owner->sent(), 0);
+  owner->Tick();
+  EXPECT_EQ(owner->sent(), 1);
 }
 
 // Proofs answered on another thread while the timer ticks, the owner
@@ -447,18 +457,11 @@ TEST(StreamHeartbeatTest, LeaseProofsFromAnotherThreadRaceNothing) {
   warren::Mutex answers_mu;
   std::vector<absl::AnyInvocable<void(absl::Status)>> answers;
   bool stop_answering = false;
-  StreamHeartbeat::Lease lease;
-  lease.leading = [raw] { return raw->leading; };
-  lease.prove = [&](absl::AnyInvocable<void(absl::Status)> done) {
-    warren::MutexLock lock(&answers_mu);
-    answers.push_back(std::move(done));
-  };
-  lease.session_timeout = [raw] { return raw->session_timeout; };
-  lease.send = [raw] { ++raw->heartbeats; };
-  {
-    warren::MutexLock lock(&raw->mu);
-    raw->heartbeat.StartLease(owner, absl::Milliseconds(2), std::move(lease));
-  }
+  StartLease(owner, absl::Milliseconds(2),
+             [&](absl::AnyInvocable<void(absl::Status)> done) {
+               warren::MutexLock lock(&answers_mu);
+               answers.push_back(std::move(done));
+             });
   std::thread ensemble([&] {
     for (;;) {
       std::vector<absl::AnyInvocable<void(absl::Status)>> batch;
