@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -73,20 +74,26 @@ TEST(HeartbeatIntervalTest, UnsetIsTheDefaultAndNoneIsBelowTheMinimum) {
       min);
 }
 
-// A reactor as the lifetime sees it: Drainable, holding its lifetime.
-class FakeReactor : public Drainable {
+// A reactor as the lifetime sees it: endable, holding its lifetime.
+class FakeReactor : public EndableStream {
  public:
   explicit FakeReactor(ClientQuota::Lease lease = {})
-      : lifetime(std::move(lease)) {}
-  void Drain() override { drained.fetch_add(1); }
-  void Revoke(const absl::Status& status) override {
+      : EndableStream("draining; again"), lifetime(std::move(lease)) {}
+  // How it ended: the status of the first EndStream, and how many came.
+  std::pair<grpc::Status, int> ended() {
     warren::MutexLock lock(&mu);
-    revoked = status;
+    return {status, ends};
   }
   StreamLifetime lifetime;
-  std::atomic<int> drained{0};
+
+ private:
+  void EndStream(grpc::Status end) override {
+    warren::MutexLock lock(&mu);
+    if (ends++ == 0) status = std::move(end);
+  }
   warren::Mutex mu;
-  absl::Status revoked ABSL_GUARDED_BY(mu);
+  grpc::Status status ABSL_GUARDED_BY(mu);
+  int ends ABSL_GUARDED_BY(mu) = 0;
 };
 
 ClientQuota::Limits TenSlots() {
@@ -107,13 +114,15 @@ TEST(StreamLifetimeTest, KeepsTheStreamAliveUntilEndThenGivesEverythingBack) {
   auto reactor = NewReactorWithSlot(quota);
   std::weak_ptr<FakeReactor> weak = reactor;
   FakeReactor* raw = reactor.get();
-  ASSERT_TRUE(raw->lifetime.Begin(std::move(reactor), registry, "alice").ok());
+  ASSERT_TRUE(raw->lifetime.Begin(std::move(reactor), registry, "alice"));
   // gRPC holds only the raw pointer now: the lifetime keeps it alive.
   EXPECT_FALSE(weak.expired());
   EXPECT_EQ(registry.size(), 1u);
   EXPECT_EQ(quota.total(), 1u);
+  EXPECT_EQ(raw->ended().second, 0);
   registry.DrainAll();
-  EXPECT_EQ(raw->drained.load(), 1);
+  EXPECT_EQ(raw->ended().first.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(raw->ended().first.error_message(), "draining; again");
 
   raw->lifetime.End();  // OnDone
   EXPECT_TRUE(weak.expired());
@@ -124,16 +133,17 @@ TEST(StreamLifetimeTest, KeepsTheStreamAliveUntilEndThenGivesEverythingBack) {
 TEST(StreamLifetimeTest, ARefusedStreamStillLivesUntilEndAndEndsOnce) {
   StreamRegistry registry(/*max_streams=*/1);
   auto other = std::make_shared<FakeReactor>();
-  ASSERT_TRUE(other->lifetime.Begin(other, registry, "bob").ok());
+  ASSERT_TRUE(other->lifetime.Begin(other, registry, "bob"));
 
   ClientQuota quota(TenSlots());
   auto reactor = NewReactorWithSlot(quota);
   std::weak_ptr<FakeReactor> weak = reactor;
   FakeReactor* raw = reactor.get();
-  absl::Status admitted = raw->lifetime.Begin(reactor, registry, "alice");
-  EXPECT_EQ(admitted.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(raw->lifetime.Begin(reactor, registry, "alice"));
   reactor.reset();
-  // The reactor finishes with that status; gRPC calls OnDone after it.
+  // Ended with the reason; gRPC calls OnDone after it.
+  EXPECT_EQ(raw->ended().first.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_FALSE(weak.expired());
   EXPECT_EQ(quota.total(), 1u);
 
@@ -150,31 +160,23 @@ TEST(StreamLifetimeTest, ARefusedStreamStillLivesUntilEndAndEndsOnce) {
 TEST(StreamLifetimeTest, ReauthorizesWithTheCheckGivenAtBeginOrLater) {
   StreamRegistry registry;
   auto at_begin = std::make_shared<FakeReactor>();
-  ASSERT_TRUE(at_begin->lifetime
-                  .Begin(at_begin, registry, "alice",
-                         [] { return absl::PermissionDeniedError("gone"); })
-                  .ok());
+  ASSERT_TRUE(at_begin->lifetime.Begin(at_begin, registry, "alice", [] {
+    return absl::PermissionDeniedError("gone");
+  }));
   auto later = std::make_shared<FakeReactor>();
-  ASSERT_TRUE(later->lifetime.Begin(later, registry, "alice").ok());
+  ASSERT_TRUE(later->lifetime.Begin(later, registry, "alice"));
   auto allowed = std::make_shared<FakeReactor>();
-  ASSERT_TRUE(allowed->lifetime.Begin(allowed, registry, "alice").ok());
+  ASSERT_TRUE(allowed->lifetime.Begin(allowed, registry, "alice"));
   EXPECT_EQ(registry.ReauthorizeAll(), 1u);
   later->lifetime.SetReauthorizer(
       [] { return absl::UnauthenticatedError("expired"); });
   allowed->lifetime.SetReauthorizer([] { return absl::OkStatus(); });
   EXPECT_EQ(registry.ReauthorizeAll(), 2u);
-  {
-    warren::MutexLock lock(&at_begin->mu);
-    EXPECT_EQ(at_begin->revoked.code(), absl::StatusCode::kPermissionDenied);
-  }
-  {
-    warren::MutexLock lock(&later->mu);
-    EXPECT_EQ(later->revoked.code(), absl::StatusCode::kUnauthenticated);
-  }
-  {
-    warren::MutexLock lock(&allowed->mu);
-    EXPECT_TRUE(allowed->revoked.ok());
-  }
+  EXPECT_EQ(at_begin->ended().first.error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(later->ended().first.error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(allowed->ended().second, 0);
   for (auto* r : {at_begin.get(), later.get(), allowed.get()}) {
     r->lifetime.End();
   }

@@ -4,10 +4,10 @@
 
 namespace warren {
 
-absl::Status StreamLifetime::Begin(std::shared_ptr<Drainable> stream,
-                                   StreamRegistry& registry,
-                                   const std::string& client,
-                                   StreamRegistry::Reauthorizer reauthorize) {
+bool StreamLifetime::Begin(std::shared_ptr<EndableStream> stream,
+                           StreamRegistry& registry, const std::string& client,
+                           StreamRegistry::Reauthorizer reauthorize) {
+  EndableStream* raw = stream.get();
   std::weak_ptr<Drainable> weak = stream;
   {
     warren::MutexLock lock(&mu_);
@@ -18,7 +18,10 @@ absl::Status StreamLifetime::Begin(std::shared_ptr<Drainable> stream,
   // its OnDone may end this at once.
   absl::StatusOr<StreamRegistry::Id> admitted =
       registry.Add(std::move(weak), client);
-  if (!admitted.ok()) return admitted.status();
+  if (!admitted.ok()) {
+    raw->EndStream(ToGrpcStatus(admitted.status()));
+    return false;
+  }
   bool ended;
   {
     warren::MutexLock lock(&mu_);
@@ -30,7 +33,7 @@ absl::Status StreamLifetime::Begin(std::shared_ptr<Drainable> stream,
   } else if (reauthorize) {
     registry.SetReauthorizer(*admitted, std::move(reauthorize));
   }
-  return absl::OkStatus();
+  return true;
 }
 
 void StreamLifetime::SetReauthorizer(StreamRegistry::Reauthorizer reauthorize) {

@@ -13,11 +13,42 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "grpcpp/support/status.h"
 #include "server/common/client_quota.h"
+#include "server/common/grpc_status.h"
 #include "server/common/mutex.h"
 #include "server/common/stream_registry.h"
 
 namespace warren {
+
+// A stream ended from outside its own protocol ends one way, whoever ends
+// it: the server draining (UNAVAILABLE with `drain_message`, which tells the
+// client what to do again), a reload revoking it (the status its check
+// failed with), the client cancelling (CANCELLED, from the reactor's
+// OnCancel), or StreamLifetime::Begin refusing it. All of them call
+// EndStream, which the reactor implements: take its lock, finish once.
+class EndableStream : public Drainable {
+ public:
+  void Drain() final {
+    EndStream(grpc::Status(grpc::StatusCode::UNAVAILABLE, drain_message_));
+  }
+  void Revoke(const absl::Status& status) final {
+    EndStream(ToGrpcStatus(status));
+  }
+
+ protected:
+  explicit EndableStream(absl::string_view drain_message)
+      : drain_message_(drain_message) {}
+  // Finishes the stream with `status` after the write in flight; later
+  // calls do nothing. Must not block.
+  virtual void EndStream(grpc::Status status) = 0;
+
+ private:
+  friend class StreamLifetime;  // ends a stream it refuses
+
+  const std::string drain_message_;
+};
 
 class StreamLifetime {
  public:
@@ -29,12 +60,12 @@ class StreamLifetime {
   StreamLifetime& operator=(const StreamLifetime&) = delete;
 
   // Keeps `stream` alive until End() and registers it for `client`
-  // (StreamRegistry::Add), with `reauthorize` when given. Answers OK, or why
-  // the stream may not open: the reactor then finishes with that status,
-  // and its OnDone still calls End().
-  absl::Status Begin(std::shared_ptr<Drainable> stream,
-                     StreamRegistry& registry, const std::string& client,
-                     StreamRegistry::Reauthorizer reauthorize = nullptr);
+  // (StreamRegistry::Add), with `reauthorize` when given. Answers whether
+  // it may open; if not, it has been ended with the reason (and its
+  // OnDone still calls End()).
+  bool Begin(std::shared_ptr<EndableStream> stream, StreamRegistry& registry,
+             const std::string& client,
+             StreamRegistry::Reauthorizer reauthorize = nullptr);
 
   // What the stream must still be allowed for, once known (e.g. after a
   // Subscribe's start); nothing when it was not admitted.

@@ -85,13 +85,14 @@ absl::Status ValidateExpectedVersion(int64_t version) {
 class WatchReactor final
     : public grpc::ServerWriteReactor<v1::WatchConfigResponse>,
       public WatchListener,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<WatchReactor> {
  public:
   // `lease`: the stream's slot of max_watches(_per_client).
   WatchReactor(WatchCache& cache, TimerQueue& timers, size_t max_response_bytes,
                ClientQuota::Lease lease)
-      : cache_(cache),
+      : EndableStream("server is shutting down; watch again"),
+        cache_(cache),
         max_response_bytes_(max_response_bytes),
         lifetime_(std::move(lease)),
         heartbeat_(timers, mu_) {}
@@ -104,11 +105,8 @@ class WatchReactor final
                              StreamRegistry::Reauthorizer reauthorize) {
     auto reactor = std::make_shared<WatchReactor>(
         cache, timers, max_response_bytes, std::move(lease));
-    absl::Status admitted = reactor->lifetime_.Begin(reactor, streams, client,
-                                                     std::move(reauthorize));
-    if (!admitted.ok()) {
-      warren::MutexLock lock(&reactor->mu_);
-      reactor->FinishLocked(ToGrpcStatus(admitted));
+    if (!reactor->lifetime_.Begin(reactor, streams, client,
+                                  std::move(reauthorize))) {
       return reactor.get();
     }
     // May deliver the initial state at once, from this thread.
@@ -141,25 +139,12 @@ class WatchReactor final
     MaybeWriteLocked();
   }
 
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; watch again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
-
   void OnWriteDone(bool ok) override {
     warren::MutexLock lock(&mu_);
     if (writes_.WriteDone(this, ok)) MaybeWriteLocked();
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     uint64_t subscription = 0;
@@ -176,7 +161,8 @@ class WatchReactor final
   }
 
  private:
-  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
     writes_.Finish(this, std::move(status));
   }
 

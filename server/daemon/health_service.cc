@@ -18,18 +18,18 @@ using grpc::health::v1::HealthCheckResponse;
 // status when changes come faster than the client reads.
 class HealthWatcher final
     : public grpc::ServerWriteReactor<HealthCheckResponse>,
-      public Drainable {
+      public EndableStream {
  public:
   HealthWatcher(HealthService& service, std::string name,
                 ClientQuota::Lease lease)
-      : service_(service),
+      : EndableStream("server is shutting down"),
+        service_(service),
         name_(std::move(name)),
         lifetime_(std::move(lease)) {}
 
-  // Counts in the server's max_streams (for no client of its own); OK or
-  // why the stream may not open.
-  absl::Status Begin(std::shared_ptr<HealthWatcher> self,
-                     StreamRegistry& streams) {
+  // Counts in the server's max_streams (for no client of its own); answers
+  // whether it may open (if not, it has ended).
+  bool Begin(std::shared_ptr<HealthWatcher> self, StreamRegistry& streams) {
     return lifetime_.Begin(std::move(self), streams, "");
   }
   const std::string& name() const { return name_; }
@@ -42,13 +42,7 @@ class HealthWatcher final
     writer_.MaybeWrite(this);
   }
 
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writer_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "server is shutting down"));
-  }
-
-  void FinishWith(grpc::Status status) {
+  void EndStream(grpc::Status status) override {
     warren::MutexLock lock(&mu_);
     writer_.Finish(this, std::move(status));
   }
@@ -58,10 +52,7 @@ class HealthWatcher final
     if (writer_.WriteDone(this, ok)) writer_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writer_.Finish(this, grpc::Status::CANCELLED);
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     service_.Unwatch(this, name_);
@@ -181,11 +172,9 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
   }
   auto watcher = std::make_shared<HealthWatcher>(*this, request->service(),
                                                  *std::move(lease));
-  if (absl::Status admitted = watcher->Begin(watcher, streams_);
-      !admitted.ok()) {
-    // OnDone runs after this Finish: it gives the lease back, and Unwatch
-    // finds nothing to remove.
-    watcher->FinishWith(ToGrpcStatus(admitted));
+  if (!watcher->Begin(watcher, streams_)) {
+    // OnDone follows: it gives the lease back, and Unwatch finds nothing to
+    // remove.
     return watcher.get();
   }
   warren::MutexLock lock(&mu_);

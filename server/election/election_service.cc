@@ -53,13 +53,14 @@ v1::LossReason ToProto(LossReason reason) {
 class ElectReactor final
     : public grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>,
       public CandidacyObserver,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<ElectReactor> {
  public:
   ElectReactor(ElectionManager& manager, TimerQueue& timers,
                ClientQuota& candidates, const ElectionServiceOptions& options,
                auth::Caller caller, std::string client)
-      : manager_(manager),
+      : EndableStream("server is shutting down; campaign again"),
+        manager_(manager),
         candidates_(candidates),
         options_(options),
         caller_(std::move(caller)),
@@ -73,12 +74,8 @@ class ElectReactor final
     auto reactor =
         std::make_shared<ElectReactor>(manager, timers, candidates, options,
                                        std::move(caller), std::move(client));
-    absl::Status admitted =
-        reactor->lifetime_.Begin(reactor, streams, reactor->client_);
-    warren::MutexLock lock(&reactor->mu_);
-    if (!admitted.ok()) {
-      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted));
-    } else {
+    if (reactor->lifetime_.Begin(reactor, streams, reactor->client_)) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->StartRead(&reactor->request_);
     }
     return reactor.get();
@@ -216,21 +213,7 @@ class ElectReactor final
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this,
-                   grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                "server is shutting down; campaign again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     std::shared_ptr<Candidacy> candidacy;
@@ -364,6 +347,11 @@ class ElectReactor final
         TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(since));
   }
 
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, std::move(status));
+  }
+
   void FailLocked(const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writes_.Finish(this,
@@ -452,11 +440,12 @@ class ElectReactor final
 
 class ObserveReactor final
     : public grpc::ServerWriteReactor<v1::ObserveLeaderResponse>,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<ObserveReactor> {
  public:
   explicit ObserveReactor(ClientQuota::Lease lease)
-      : lifetime_(std::move(lease)) {}
+      : EndableStream("server is shutting down; observe again"),
+        lifetime_(std::move(lease)) {}
 
   // `lease`: the stream's slot of max_observers(_per_client), given back
   // when the stream is done.
@@ -467,11 +456,8 @@ class ObserveReactor final
                                const std::string& client,
                                StreamRegistry::Reauthorizer reauthorize) {
     auto reactor = std::make_shared<ObserveReactor>(std::move(lease));
-    absl::Status admitted = reactor->lifetime_.Begin(reactor, streams, client,
-                                                     std::move(reauthorize));
-    if (!admitted.ok()) {
-      warren::MutexLock lock(&reactor->mu_);
-      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted));
+    if (!reactor->lifetime_.Begin(reactor, streams, client,
+                                  std::move(reauthorize))) {
       return reactor.get();
     }
     auto watch = manager.Watch(election);
@@ -499,20 +485,7 @@ class ObserveReactor final
     warren::MutexLock lock(&mu_);
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status::CANCELLED);
-  }
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "server is shutting down; observe "
-                                      "again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
   void OnDone() override {
     std::shared_ptr<LeaderWatch> watch;
     uint64_t id;
@@ -527,6 +500,11 @@ class ObserveReactor final
   }
 
  private:
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, std::move(status));
+  }
+
   StreamLifetime lifetime_;
   warren::Mutex mu_;
   std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);

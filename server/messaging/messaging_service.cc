@@ -43,13 +43,16 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
 class PublishStreamReactor final
     : public grpc::ServerBidiReactor<v1::PublishStreamRequest,
                                      v1::PublishStreamResponse>,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<PublishStreamReactor> {
  public:
   PublishStreamReactor(amqp::AmqpBroker& amqp,
                        const MessagingServiceOptions& options,
                        absl::Time call_deadline, auth::Caller caller)
-      : amqp_(amqp),
+      : EndableStream(
+            "server is shutting down; publish again elsewhere with the same "
+            "message ids"),
+        amqp_(amqp),
         options_(options),
         call_deadline_(call_deadline),
         caller_(std::move(caller)) {}
@@ -64,13 +67,10 @@ class PublishStreamReactor final
         amqp, options, call_deadline, std::move(caller));
     // Each message is checked on its own; the stream itself only needs its
     // caller's token to stay valid.
-    absl::Status admitted = reactor->lifetime_.Begin(
-        reactor, streams, client,
-        [caller = reactor->caller_] { return caller.Reauthenticate(); });
-    warren::MutexLock lock(&reactor->mu_);
-    if (!admitted.ok()) {
-      reactor->FinishLocked(ToGrpcStatus(admitted));
-    } else {
+    if (reactor->lifetime_.Begin(
+            reactor, streams, client,
+            [caller = reactor->caller_] { return caller.Reauthenticate(); })) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->MaybeReadLocked();
     }
     return reactor.get();
@@ -127,21 +127,7 @@ class PublishStreamReactor final
     MaybeFinishLocked();
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; publish again "
-                              "elsewhere with the same message ids"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     {
@@ -185,6 +171,11 @@ class PublishStreamReactor final
 
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writes_.Finish(this, std::move(status));
+  }
+
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
   }
 
   amqp::AmqpBroker& amqp_;
@@ -348,13 +339,14 @@ class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
                                      v1::SubscribeResponse>,
       public amqp::SubscriptionSink,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<SubscribeReactor> {
  public:
   SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
                    const MessagingServiceOptions& options,
                    std::atomic<int64_t>& unacked, auth::Caller caller)
-      : amqp_(amqp),
+      : EndableStream("server is shutting down; subscribe again"),
+        amqp_(amqp),
         options_(options),
         unacked_(unacked),
         caller_(std::move(caller)),
@@ -368,11 +360,8 @@ class SubscribeReactor final
                                  const std::string& client) {
     auto reactor = std::make_shared<SubscribeReactor>(
         amqp, timers, options, unacked, std::move(caller));
-    absl::Status admitted = reactor->lifetime_.Begin(reactor, streams, client);
-    warren::MutexLock lock(&reactor->mu_);
-    if (!admitted.ok()) {
-      reactor->FinishLocked(ToGrpcStatus(admitted));
-    } else {
+    if (reactor->lifetime_.Begin(reactor, streams, client)) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->StartRead(&reactor->request_);
     }
     return reactor.get();
@@ -415,20 +404,7 @@ class SubscribeReactor final
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; subscribe again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     {
@@ -580,6 +556,11 @@ class SubscribeReactor final
     // Closing the channel hands every unacked delivery back to the queue.
     UnsubscribeLocked();
     writes_.Finish(this, std::move(status));
+  }
+
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
   }
 
   // After an interval in which nothing else was written.
