@@ -7,6 +7,13 @@
 // refused at the start, finished, cancelled, drained or revoked.
 //
 // A member of the reactor it keeps alive. Thread-safe.
+//
+// A new stream (WatchConfig's WatchReactor is the model) derives from
+// EndableStream, holds a StreamLifetime and, if it heartbeats, a
+// StreamHeartbeat (stream_heartbeat.h) under its lock; its Start makes it
+// with std::make_shared and calls lifetime_.Begin before any backend work;
+// its OnCancel calls EndStream(CANCELLED); its OnDone stops the heartbeat,
+// lets go of its backend resources, and calls lifetime_.End() last.
 #pragma once
 
 #include <memory>
