@@ -66,7 +66,7 @@ ctest --test-dir build/plain -L cluster -V --timeout 1200 --no-tests=error || st
 log "tests: cluster fault suite took $((SECONDS - start))s"
 log "tests: build/tsan (unit tests of concurrent code)"
 ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
-  -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|ClientQuota|QuotaClient|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
+  -R '^(ValidateName|LogRateLimit|TimerQueue|WorkerPool|StreamRegistry|StreamLifetime|StreamHeartbeat|LeaseProofIsFresh|DurationTest|HeartbeatInterval|ClientQuota|QuotaClient|KeySpace|PathLess|WatchCache|ParseBrokerUrl|AmqpClient|AmqpPool|ValidatePublish|ToOutgoing|ToSubscribeSpec|ElectionTest)' || status=1
 
 # Fuzzing smoke run: each libFuzzer target (tests/fuzz) for a bounded time
 # over a copy of its seed corpus (the repository is never written); a crash,

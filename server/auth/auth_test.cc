@@ -413,12 +413,10 @@ class WhoAmIService final : public v1::ConfigService::CallbackService {
       grpc::CallbackServerContext* context, const v1::GetConfigRequest* request,
       v1::GetConfigResponse* response) override {
     auto* reactor = context->DefaultReactor();
-    auto caller = Authenticate(authorizer_, *context, "GetConfig");
-    absl::Status status =
-        caller.ok() ? caller->Check(Action::kConfigRead, {request->key()})
-                    : caller.status();
-    if (status.ok()) response->mutable_entry()->set_key(caller->principal());
-    reactor->Finish(ToGrpcStatus(status));
+    auto caller = Authorize(authorizer_, *context, "GetConfig",
+                            Action::kConfigRead, {request->key()});
+    if (caller.ok()) response->mutable_entry()->set_key(caller->principal());
+    reactor->Finish(ToGrpcStatus(caller.status()));
     return reactor;
   }
 
@@ -524,6 +522,10 @@ TEST(AuthorizerTest, NullAuthorizerIsAuthOff) {
   auto caller = Authenticate(nullptr, unused, "Elect");
   ASSERT_TRUE(caller.ok());
   EXPECT_TRUE(caller->Check(Action::kCampaign, {"x"}).ok());
+  auto authorized =
+      Authorize(nullptr, unused, "WatchConfig", Action::kConfigRead, {"x"});
+  ASSERT_TRUE(authorized.ok());
+  EXPECT_TRUE(authorized->Recheck(Action::kConfigRead, {"x"}).ok());
 }
 
 TEST(AuthorizerTest, BadFilesAreRefusedAtStartWithTheirName) {

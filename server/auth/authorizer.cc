@@ -298,14 +298,23 @@ absl::StatusOr<Caller> Authenticate(const Authorizer* authorizer,
   return authorizer->Authenticate(context, method);
 }
 
+absl::StatusOr<Caller> Authorize(const Authorizer* authorizer,
+                                 const grpc::ServerContextBase& context,
+                                 absl::string_view method, Action action,
+                                 const Resource& resource) {
+  absl::StatusOr<Caller> caller = Authenticate(authorizer, context, method);
+  if (!caller.ok()) return caller;
+  if (absl::Status allowed = caller->Check(action, resource); !allowed.ok()) {
+    return allowed;
+  }
+  return caller;
+}
+
 absl::Status Check(const Authorizer* authorizer,
                    const grpc::ServerContextBase& context,
                    absl::string_view method, Action action,
                    const Resource& resource) {
-  if (authorizer == nullptr) return absl::OkStatus();
-  auto caller = authorizer->Authenticate(context, method);
-  if (!caller.ok()) return caller.status();
-  return caller->Check(action, resource);
+  return Authorize(authorizer, context, method, action, resource).status();
 }
 
 }  // namespace warren::auth

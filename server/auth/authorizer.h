@@ -153,7 +153,14 @@ class Authorizer {
 absl::StatusOr<Caller> Authenticate(const Authorizer* authorizer,
                                     const grpc::ServerContextBase& context,
                                     absl::string_view method);
-// Authenticate, then Caller::Check: the check at the top of a handler.
+// Authenticate, then Caller::Check: the caller, or why it may not. The
+// check at the top of a stream's handler, which keeps the caller to check
+// again later.
+absl::StatusOr<Caller> Authorize(const Authorizer* authorizer,
+                                 const grpc::ServerContextBase& context,
+                                 absl::string_view method, Action action,
+                                 const Resource& resource);
+// Authorize, without the caller: the check at the top of a unary handler.
 absl::Status Check(const Authorizer* authorizer,
                    const grpc::ServerContextBase& context,
                    absl::string_view method, Action action,

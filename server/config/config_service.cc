@@ -11,11 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/common/duration.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
 #include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_heartbeat.h"
+#include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 
 namespace warren::config {
@@ -76,24 +79,23 @@ absl::Status ValidateExpectedVersion(int64_t version) {
   return absl::OkStatus();
 }
 
-// One WatchConfig stream. Owned by itself (self_) from start until OnDone;
-// the cache, the timer and the registry reach it through weak pointers or
-// under the cache's subscription contract.
+// One WatchConfig stream. Kept alive by its lifetime from start until
+// OnDone; the cache, the timer and the registry reach it through weak
+// pointers or under the cache's subscription contract.
 class WatchReactor final
     : public grpc::ServerWriteReactor<v1::WatchConfigResponse>,
       public WatchListener,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<WatchReactor> {
  public:
-  WatchReactor(WatchCache& cache, TimerQueue& timers, StreamRegistry& streams,
-               absl::Duration heartbeat, size_t max_response_bytes,
+  // `lease`: the stream's slot of max_watches(_per_client).
+  WatchReactor(WatchCache& cache, TimerQueue& timers, size_t max_response_bytes,
                ClientQuota::Lease lease)
-      : cache_(cache),
-        timers_(timers),
-        streams_(streams),
-        heartbeat_(heartbeat),
+      : EndableStream("server is shutting down; watch again"),
+        cache_(cache),
         max_response_bytes_(max_response_bytes),
-        lease_(std::move(lease)) {}
+        lifetime_(std::move(lease)),
+        heartbeat_(timers, mu_) {}
 
   static WatchReactor* Start(WatchCache& cache, TimerQueue& timers,
                              StreamRegistry& streams, absl::Duration heartbeat,
@@ -101,25 +103,23 @@ class WatchReactor final
                              ClientQuota::Lease lease, const std::string& key,
                              bool prefix, const std::string& client,
                              StreamRegistry::Reauthorizer reauthorize) {
-    auto reactor =
-        std::make_shared<WatchReactor>(cache, timers, streams, heartbeat,
-                                       max_response_bytes, std::move(lease));
-    reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
-    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
-    if (reactor->registry_id_ == 0) {
-      warren::MutexLock lock(&reactor->mu_);
-      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
+    auto reactor = std::make_shared<WatchReactor>(
+        cache, timers, max_response_bytes, std::move(lease));
+    if (!reactor->lifetime_.Begin(reactor, streams, client,
+                                  std::move(reauthorize))) {
       return reactor.get();
     }
-    streams.SetReauthorizer(reactor->registry_id_, std::move(reauthorize));
     // May deliver the initial state at once, from this thread.
     const auto id = cache.Subscribe(key, prefix, reactor.get());
     {
       warren::MutexLock lock(&reactor->mu_);
       reactor->subscription_ = id;
       reactor->subscribed_ = true;
-      reactor->ScheduleHeartbeatLocked();
+      reactor->heartbeat_.StartIdle(
+          reactor, heartbeat,
+          [raw = reactor.get()]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            raw->SendHeartbeatLocked();  // under mu_ (stream_heartbeat.h)
+          });
     }
     return reactor.get();
   }
@@ -139,48 +139,30 @@ class WatchReactor final
     MaybeWriteLocked();
   }
 
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; watch again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
-
   void OnWriteDone(bool ok) override {
     warren::MutexLock lock(&mu_);
     if (writes_.WriteDone(this, ok)) MaybeWriteLocked();
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     uint64_t subscription = 0;
     bool subscribed;
-    TimerQueue::TimerId timer;
     {
       warren::MutexLock lock(&mu_);
       subscribed = subscribed_;
       subscription = subscription_;
-      timer = timer_;
-      done_ = true;
+      heartbeat_.Stop();
     }
     // Outside our lock: the cache calls us with its lock held.
     if (subscribed) cache_.Unsubscribe(subscription);
-    if (timer != 0) timers_.Cancel(timer);
-    if (registry_id_ != 0) streams_.Remove(registry_id_);
-    // Now, not with the reactor: a timer may still hold it for a moment.
-    lease_.Release();
-    self_.reset();  // may delete this
+    lifetime_.End();  // may delete this
   }
 
  private:
-  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
     writes_.Finish(this, std::move(status));
   }
 
@@ -248,45 +230,30 @@ class WatchReactor final
 
   void SendLocked(v1::WatchConfigResponse response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    wrote_since_tick_ = true;
+    heartbeat_.NoteWrite();
     writes_.Push(std::move(response));
     writes_.MaybeWrite(this);
   }
 
-  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->OnHeartbeatTick();
-    });
-  }
-
-  void OnHeartbeatTick() {
-    warren::MutexLock lock(&mu_);
-    if (done_ || writes_.finishing()) return;
-    if (!wrote_since_tick_ && !writes_.writing() && initial_sent_) {
-      v1::WatchConfigResponse heartbeat;
-      *heartbeat.mutable_heartbeat()->mutable_server_time() =
-          google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-              absl::ToUnixNanos(absl::Now()));
-      SendLocked(std::move(heartbeat));
-    }
-    wrote_since_tick_ = false;
-    ScheduleHeartbeatLocked();
+  // After an interval without events; none before the initial state is
+  // complete.
+  void SendHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writes_.writing() || writes_.finishing() || !initial_sent_) return;
+    v1::WatchConfigResponse heartbeat;
+    *heartbeat.mutable_heartbeat()->mutable_server_time() =
+        google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+            absl::ToUnixNanos(absl::Now()));
+    SendLocked(std::move(heartbeat));
   }
 
   WatchCache& cache_;
-  TimerQueue& timers_;
-  StreamRegistry& streams_;
-  const absl::Duration heartbeat_;
   const size_t max_response_bytes_;
-  // The stream's slot of max_watches(_per_client); given back in OnDone.
-  ClientQuota::Lease lease_;
-  std::shared_ptr<WatchReactor> self_;
-  StreamRegistry::Id registry_id_ = 0;
+  StreamLifetime lifetime_;
 
   warren::Mutex mu_;
+  StreamHeartbeat heartbeat_ ABSL_GUARDED_BY(mu_);
   WatchCache::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
-  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<CachedEntry> initial_ ABSL_GUARDED_BY(mu_);
   // The first entry of initial_ not sent yet.
   size_t next_initial_ ABSL_GUARDED_BY(mu_) = 0;
@@ -294,8 +261,6 @@ class WatchReactor final
   bool initial_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Change> pending_ ABSL_GUARDED_BY(mu_);
   StreamWriter<v1::WatchConfigResponse> writes_ ABSL_GUARDED_BY(mu_);
-  bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -551,18 +516,14 @@ grpc::ServerWriteReactor<v1::WatchConfigResponse>*
 ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
                                const v1::WatchConfigRequest* request) {
   absl::Status valid = ValidateWatch(*request);
-  absl::StatusOr<auth::Caller> caller = absl::UnauthenticatedError("");
-  if (valid.ok()) {
-    caller = auth::Authenticate(options_.authorizer, *context, "WatchConfig");
-    valid = caller.status();
-  }
-  if (valid.ok()) {
-    valid = caller->Check(auth::Action::kConfigRead,
-                          {request->key(), request->prefix()});
-  }
-  if (!valid.ok()) {
+  absl::StatusOr<auth::Caller> caller =
+      valid.ok() ? auth::Authorize(options_.authorizer, *context, "WatchConfig",
+                                   auth::Action::kConfigRead,
+                                   {request->key(), request->prefix()})
+                 : absl::StatusOr<auth::Caller>(valid);
+  if (!caller.ok()) {
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
-        ToGrpcStatus(valid));
+        ToGrpcStatus(caller.status()));
   }
   // Last, so that a refused request takes no slot; before any backend work.
   const std::string client = QuotaClient(caller->principal(), context->peer());
@@ -571,11 +532,9 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
     return new RejectingWriteReactor<v1::WatchConfigResponse>(
         ToGrpcStatus(lease.status()));
   }
-  absl::Duration heartbeat =
-      absl::Seconds(request->heartbeat_interval().seconds()) +
-      absl::Nanoseconds(request->heartbeat_interval().nanos());
-  if (heartbeat == absl::ZeroDuration()) heartbeat = options_.default_heartbeat;
-  heartbeat = std::max(heartbeat, options_.min_heartbeat);
+  const absl::Duration heartbeat =
+      HeartbeatInterval(FromProtoDuration(request->heartbeat_interval()),
+                        options_.default_heartbeat, options_.min_heartbeat);
   return WatchReactor::Start(
       cache_, timers_, streams_, heartbeat, options_.max_response_bytes,
       *std::move(lease), request->key(), request->prefix(), client,

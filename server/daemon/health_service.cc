@@ -5,6 +5,7 @@
 
 #include "server/common/grpc_status.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 
 namespace warren::daemon {
@@ -12,18 +13,25 @@ namespace warren::daemon {
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
-// One Watch stream. Owned by the service's table while it watches (and by
-// itself until OnDone); sends only the latest status when changes come
-// faster than the client reads.
+// One Watch stream. Kept alive by its lifetime until OnDone, and found
+// through the service's table while it watches; sends only the latest
+// status when changes come faster than the client reads.
 class HealthWatcher final
     : public grpc::ServerWriteReactor<HealthCheckResponse>,
-      public Drainable {
+      public EndableStream {
  public:
   HealthWatcher(HealthService& service, std::string name,
                 ClientQuota::Lease lease)
-      : service_(service), name_(std::move(name)), lease_(std::move(lease)) {}
+      : EndableStream("server is shutting down"),
+        service_(service),
+        name_(std::move(name)),
+        lifetime_(std::move(lease)) {}
 
-  void set_registry_id(StreamRegistry::Id id) { registry_id_ = id; }
+  // Counts in the server's max_streams (for no client of its own); answers
+  // whether it may open (if not, it has ended).
+  bool Begin(std::shared_ptr<HealthWatcher> self, StreamRegistry& streams) {
+    return lifetime_.Begin(std::move(self), streams, "");
+  }
   const std::string& name() const { return name_; }
 
   void Send(HealthService::ServingStatus status) {
@@ -34,13 +42,7 @@ class HealthWatcher final
     writer_.MaybeWrite(this);
   }
 
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writer_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "server is shutting down"));
-  }
-
-  void FinishWith(grpc::Status status) {
+  void EndStream(grpc::Status status) override {
     warren::MutexLock lock(&mu_);
     writer_.Finish(this, std::move(status));
   }
@@ -50,23 +52,17 @@ class HealthWatcher final
     if (writer_.WriteDone(this, ok)) writer_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writer_.Finish(this, grpc::Status::CANCELLED);
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    if (registry_id_ != 0) service_.streams_.Remove(registry_id_);
-    lease_.Release();
-    // May destroy this.
     service_.Unwatch(this, name_);
+    lifetime_.End();  // may destroy this
   }
 
  private:
   HealthService& service_;
   const std::string name_;
-  ClientQuota::Lease lease_;
-  StreamRegistry::Id registry_id_ = 0;
+  StreamLifetime lifetime_;
   warren::Mutex mu_;
   StreamWriter<HealthCheckResponse> writer_ ABSL_GUARDED_BY(mu_);
 };
@@ -176,20 +172,11 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthService::Watch(
   }
   auto watcher = std::make_shared<HealthWatcher>(*this, request->service(),
                                                  *std::move(lease));
-  absl::StatusOr<StreamRegistry::Id> admitted = streams_.Add(watcher);
-  if (!admitted.ok()) {
-    // OnDone runs after this Finish: it releases the lease, and Unwatch
-    // finds nothing to remove.
-    auto* raw = watcher.get();
-    {
-      // Kept alive until OnDone through the table, like any watcher.
-      warren::MutexLock lock(&mu_);
-      watchers_[request->service()][raw] = watcher;
-    }
-    raw->FinishWith(ToGrpcStatus(admitted.status()));
-    return raw;
+  if (!watcher->Begin(watcher, streams_)) {
+    // OnDone follows: it gives the lease back, and Unwatch finds nothing to
+    // remove.
+    return watcher.get();
   }
-  watcher->set_registry_id(*admitted);
   warren::MutexLock lock(&mu_);
   watchers_[request->service()][watcher.get()] = watcher;
   // Under the lock: no newer status can overtake this one.

@@ -8,10 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/common/duration.h"
 #include "server/common/grpc_status.h"
 #include "server/common/mutex.h"
 #include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_heartbeat.h"
+#include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
 #include "server/election/candidate_node.h"
@@ -47,44 +50,32 @@ v1::LossReason ToProto(LossReason reason) {
   return v1::LOSS_REASON_UNSPECIFIED;
 }
 
-absl::Duration RequestedInterval(const v1::Campaign& campaign) {
-  return absl::Seconds(campaign.heartbeat_interval().seconds()) +
-         absl::Nanoseconds(campaign.heartbeat_interval().nanos());
-}
-
 class ElectReactor final
     : public grpc::ServerBidiReactor<v1::ElectRequest, v1::ElectResponse>,
       public CandidacyObserver,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<ElectReactor> {
  public:
   ElectReactor(ElectionManager& manager, TimerQueue& timers,
-               StreamRegistry& streams, ClientQuota& candidates,
-               const ElectionServiceOptions& options, auth::Caller caller,
-               std::string client)
-      : manager_(manager),
-        timers_(timers),
-        streams_(streams),
+               ClientQuota& candidates, const ElectionServiceOptions& options,
+               auth::Caller caller, std::string client)
+      : EndableStream("server is shutting down; campaign again"),
+        manager_(manager),
         candidates_(candidates),
         options_(options),
         caller_(std::move(caller)),
-        client_(std::move(client)) {}
+        client_(std::move(client)),
+        heartbeat_(timers, mu_) {}
 
   static ElectReactor* Start(ElectionManager& manager, TimerQueue& timers,
                              StreamRegistry& streams, ClientQuota& candidates,
                              const ElectionServiceOptions& options,
                              auth::Caller caller, std::string client) {
-    auto reactor = std::make_shared<ElectReactor>(
-        manager, timers, streams, candidates, options, std::move(caller),
-        std::move(client));
-    reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted =
-        streams.Add(reactor, reactor->client_);
-    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
-    warren::MutexLock lock(&reactor->mu_);
-    if (reactor->registry_id_ == 0) {
-      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted.status()));
-    } else {
+    auto reactor =
+        std::make_shared<ElectReactor>(manager, timers, candidates, options,
+                                       std::move(caller), std::move(client));
+    if (reactor->lifetime_.Begin(reactor, streams, reactor->client_)) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->StartRead(&reactor->request_);
     }
     return reactor.get();
@@ -137,9 +128,9 @@ class ElectReactor final
             }
             lease_ = *std::move(lease);
             campaigned_ = true;
-            requested_heartbeat_ = RequestedInterval(request_.campaign());
-            heartbeat_ =
-                LeaseInterval(requested_heartbeat_, SessionTimeoutInForce());
+            requested_heartbeat_ =
+                FromProtoDuration(request_.campaign().heartbeat_interval());
+            StartLeaseHeartbeatLocked();
             const auto& c = request_.campaign();
             params.election = c.election();
             params.candidate_id =
@@ -149,10 +140,9 @@ class ElectReactor final
             election_ = params.election;
             // A reload that takes the grant (or the token) away ends the
             // stream, and with it the candidacy.
-            streams_.SetReauthorizer(
-                registry_id_, [caller = caller_, election = election_] {
-                  return caller.Recheck(auth::Action::kCampaign, {election});
-                });
+            lifetime_.SetReauthorizer([caller = caller_, election = election_] {
+              return caller.Recheck(auth::Action::kCampaign, {election});
+            });
             candidate_id_ = params.candidate_id;
             value_ = params.value;
             action = Action::kCampaign;
@@ -223,46 +213,29 @@ class ElectReactor final
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this,
-                   grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                "server is shutting down; campaign again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     std::shared_ptr<Candidacy> candidacy;
     std::shared_ptr<LeaderWatch> watch;
     uint64_t watch_id;
-    TimerQueue::TimerId timer;
     {
       warren::MutexLock lock(&mu_);
       done_ = true;
       candidacy = std::move(candidacy_);
       watch = std::move(watch_);
       watch_id = watch_id_;
-      timer = timer_;
+      heartbeat_.Stop();
     }
     // However the stream ended, the candidate node goes now.
     if (candidacy) candidacy->Stop();
     if (watch) watch->Unsubscribe(watch_id);
-    if (timer != 0) timers_.Cancel(timer);
-    if (registry_id_ != 0) streams_.Remove(registry_id_);
     {
       // Now, not with the reactor: a timer may still hold it for a moment.
       warren::MutexLock lock(&mu_);
       lease_.Release();
     }
-    self_.reset();
+    lifetime_.End();
   }
 
   // CandidacyObserver.
@@ -273,18 +246,14 @@ class ElectReactor final
     token_ = token;
     // The interval in force follows the session the ensemble granted now
     // (a new session may have been granted another timeout).
-    const absl::Duration interval =
-        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce());
-    if (interval != heartbeat_) {
-      heartbeat_ = interval;
-      ScheduleHeartbeatLocked();
-    }
+    heartbeat_.SetInterval(
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()));
     v1::ElectResponse response;
     FillSelfLocked(response.mutable_elected()->mutable_leader(), since);
     // The client's lease must use the interval actually in force, which the
     // cap may have shortened.
     *response.mutable_elected()->mutable_heartbeat_interval() =
-        TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(heartbeat_));
+        ToProtoDuration(heartbeat_.interval());
     PushLocked(std::move(response));
   }
 
@@ -331,7 +300,6 @@ class ElectReactor final
         candidacy_ = std::move(candidacy);
         watch_ = std::move(watch);
         watch_id_ = watch_id;
-        ScheduleHeartbeatLocked();
         StartRead(&request_);
         return;
       }
@@ -379,6 +347,11 @@ class ElectReactor final
         TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(since));
   }
 
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, std::move(status));
+  }
+
   void FailLocked(const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writes_.Finish(this,
@@ -398,65 +371,50 @@ class ElectReactor final
                                              : options_.session_timeout;
   }
 
-  // A newer schedule replaces an older one: ticks of the older chain stop.
-  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const uint64_t chain = ++tick_chain_;
-    timer_ =
-        timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this(), chain] {
-          if (auto self = weak.lock()) self->OnHeartbeatTick(chain);
-        });
-  }
-
-  // A tick never sends a heartbeat by itself: a process that was frozen
-  // past its session timeout fires overdue timers while it still believes
-  // its session is connected, and a successor may already lead. The tick
-  // asks the ensemble for proof; the heartbeat follows the answer.
-  void OnHeartbeatTick(uint64_t chain) {
-    std::shared_ptr<Candidacy> candidacy;
-    {
-      warren::MutexLock lock(&mu_);
-      if (done_ || writes_.finishing() || chain != tick_chain_) return;
-      ScheduleHeartbeatLocked();
-      if (role_ != Role::kLeader || proving_ || candidacy_ == nullptr) return;
-      proving_ = true;
-      candidacy = candidacy_;
-    }
-    const absl::Time asked = absl::Now();
-    candidacy->ConfirmLeadership(
-        [weak = weak_from_this(), asked](absl::Status proof) {
-          if (auto self = weak.lock()) self->OnLeadershipProof(asked, proof);
-        });
-  }
-
-  void OnLeadershipProof(absl::Time asked, const absl::Status& proof) {
-    warren::MutexLock lock(&mu_);
-    proving_ = false;
-    if (done_ || writes_.finishing() || role_ != Role::kLeader) return;
-    if (!proof.ok()) return;
-    // The session lives on the ensemble until at least `asked` + the
-    // session timeout; the client's lease runs from the heartbeat's arrival
-    // for two intervals. A proof older than half the margin between them
-    // (the other half is for the way to the client) renews nothing.
-    const absl::Duration margin = SessionTimeoutInForce() - 2 * heartbeat_;
-    if (absl::Now() - asked > margin / 2) return;
-    v1::ElectResponse response;
-    *response.mutable_heartbeat()->mutable_server_time() =
-        TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
-    PushLocked(std::move(response));
+  // The leader's lease heartbeats (stream_heartbeat.h): each follows fresh
+  // proof from the ensemble, through the candidacy, never a timer alone.
+  void StartLeaseHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    StreamHeartbeat::Lease lease;
+    lease.leading = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return role_ == Role::kLeader && candidacy_ != nullptr &&
+             !writes_.finishing();
+    };
+    lease.prove = [this](absl::AnyInvocable<void(absl::Status)> done) {
+      std::shared_ptr<Candidacy> candidacy;
+      {
+        warren::MutexLock lock(&mu_);
+        candidacy = candidacy_;
+      }
+      if (candidacy == nullptr) {
+        done(absl::FailedPreconditionError("the stream has ended"));
+        return;
+      }
+      candidacy->ConfirmLeadership(std::move(done));
+    };
+    lease.session_timeout = [this] { return SessionTimeoutInForce(); };
+    lease.send = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      v1::ElectResponse response;
+      *response.mutable_heartbeat()->mutable_server_time() =
+          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+      PushLocked(std::move(response));
+    };
+    heartbeat_.StartLease(
+        weak_from_this(),
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
+        std::move(lease));
   }
 
   ElectionManager& manager_;
-  TimerQueue& timers_;
-  StreamRegistry& streams_;
   ClientQuota& candidates_;
   const ElectionServiceOptions& options_;
   const auth::Caller caller_;
   // Who the stream counts against in max_candidates_per_client.
   const std::string client_;
-  std::shared_ptr<ElectReactor> self_;
-  StreamRegistry::Id registry_id_ = 0;
+  StreamLifetime lifetime_;
 
   warren::Mutex mu_;
+  // Ticks from the campaign on; in force: capped by the session timeout.
+  StreamHeartbeat heartbeat_ ABSL_GUARDED_BY(mu_);
   v1::ElectRequest request_ ABSL_GUARDED_BY(mu_);
   bool campaigned_ ABSL_GUARDED_BY(mu_) = false;
   // The slot of max_candidates(_per_client), held from the campaign until
@@ -465,13 +423,8 @@ class ElectReactor final
   std::string election_ ABSL_GUARDED_BY(mu_);
   std::string candidate_id_ ABSL_GUARDED_BY(mu_);
   std::string value_ ABSL_GUARDED_BY(mu_);
-  // As the campaign asked (0: the longest allowed), and in force: capped by
-  // the session timeout.
+  // As the campaign asked (0: the longest allowed).
   absl::Duration requested_heartbeat_ ABSL_GUARDED_BY(mu_);
-  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
-  uint64_t tick_chain_ ABSL_GUARDED_BY(mu_) = 0;
-  // A proof for a heartbeat is on its way.
-  bool proving_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<Candidacy> candidacy_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);
   uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -481,18 +434,18 @@ class ElectReactor final
   std::optional<v1::Leader> leader_ ABSL_GUARDED_BY(mu_);
   bool following_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_following_ ABSL_GUARDED_BY(mu_);
-  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
   StreamWriter<v1::ElectResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class ObserveReactor final
     : public grpc::ServerWriteReactor<v1::ObserveLeaderResponse>,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<ObserveReactor> {
  public:
-  ObserveReactor(StreamRegistry& streams, ClientQuota::Lease lease)
-      : streams_(streams), lease_(std::move(lease)) {}
+  explicit ObserveReactor(ClientQuota::Lease lease)
+      : EndableStream("server is shutting down; observe again"),
+        lifetime_(std::move(lease)) {}
 
   // `lease`: the stream's slot of max_observers(_per_client), given back
   // when the stream is done.
@@ -502,16 +455,11 @@ class ObserveReactor final
                                const std::string& election,
                                const std::string& client,
                                StreamRegistry::Reauthorizer reauthorize) {
-    auto reactor = std::make_shared<ObserveReactor>(streams, std::move(lease));
-    reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
-    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
-    if (reactor->registry_id_ == 0) {
-      warren::MutexLock lock(&reactor->mu_);
-      reactor->writes_.Finish(reactor.get(), ToGrpcStatus(admitted.status()));
+    auto reactor = std::make_shared<ObserveReactor>(std::move(lease));
+    if (!reactor->lifetime_.Begin(reactor, streams, client,
+                                  std::move(reauthorize))) {
       return reactor.get();
     }
-    streams.SetReauthorizer(reactor->registry_id_, std::move(reauthorize));
     auto watch = manager.Watch(election);
     const uint64_t id =
         watch->Subscribe([weak = std::weak_ptr<ObserveReactor>(reactor)](
@@ -537,20 +485,7 @@ class ObserveReactor final
     warren::MutexLock lock(&mu_);
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status::CANCELLED);
-  }
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                      "server is shutting down; observe "
-                                      "again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    writes_.Finish(this, ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
   void OnDone() override {
     std::shared_ptr<LeaderWatch> watch;
     uint64_t id;
@@ -561,17 +496,16 @@ class ObserveReactor final
       id = watch_id_;
     }
     if (watch) watch->Unsubscribe(id);
-    if (registry_id_ != 0) streams_.Remove(registry_id_);
-    lease_.Release();
-    self_.reset();
+    lifetime_.End();
   }
 
  private:
-  StreamRegistry& streams_;
-  // Only OnDone touches it after construction.
-  ClientQuota::Lease lease_;
-  std::shared_ptr<ObserveReactor> self_;
-  StreamRegistry::Id registry_id_ = 0;
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    writes_.Finish(this, std::move(status));
+  }
+
+  StreamLifetime lifetime_;
   warren::Mutex mu_;
   std::shared_ptr<LeaderWatch> watch_ ABSL_GUARDED_BY(mu_);
   uint64_t watch_id_ ABSL_GUARDED_BY(mu_) = 0;
@@ -598,7 +532,8 @@ absl::StatusOr<absl::Duration> ValidateCampaign(
     return absl::InvalidArgumentError(
         "campaign.heartbeat_interval must not be negative");
   }
-  return LeaseInterval(RequestedInterval(campaign), options.session_timeout);
+  return LeaseInterval(FromProtoDuration(campaign.heartbeat_interval()),
+                       options.session_timeout);
 }
 
 absl::Duration LeaseInterval(absl::Duration requested,
@@ -678,18 +613,16 @@ grpc::ServerWriteReactor<v1::ObserveLeaderResponse>*
 ElectionServiceImpl::ObserveLeader(grpc::CallbackServerContext* context,
                                    const v1::ObserveLeaderRequest* request) {
   absl::Status s = ValidateRecipeName(request->election(), "election");
-  absl::StatusOr<auth::Caller> caller = absl::UnauthenticatedError("");
-  if (s.ok()) {
-    caller = auth::Authenticate(options_.authorizer, *context, "ObserveLeader");
-    s = caller.status();
-  }
-  if (s.ok()) s = caller->Check(auth::Action::kObserve, {request->election()});
+  absl::StatusOr<auth::Caller> caller =
+      s.ok() ? auth::Authorize(options_.authorizer, *context, "ObserveLeader",
+                               auth::Action::kObserve, {request->election()})
+             : absl::StatusOr<auth::Caller>(s);
   // Before the watch exists: a refused stream costs ZooKeeper nothing.
   const std::string client =
-      s.ok() ? QuotaClient(caller->principal(), context->peer()) : "";
+      caller.ok() ? QuotaClient(caller->principal(), context->peer()) : "";
   absl::StatusOr<ClientQuota::Lease> lease =
-      s.ok() ? observer_quota_.Acquire(client)
-             : absl::StatusOr<ClientQuota::Lease>(s);
+      caller.ok() ? observer_quota_.Acquire(client)
+                  : absl::StatusOr<ClientQuota::Lease>(caller.status());
   if (!lease.ok()) {
     return new RejectingWriteReactor<v1::ObserveLeaderResponse>(
         ToGrpcStatus(lease.status()));

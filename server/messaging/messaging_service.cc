@@ -9,10 +9,13 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/client_quota.h"
+#include "server/common/duration.h"
 #include "server/common/grpc_status.h"
 #include "server/common/logging.h"
 #include "server/common/mutex.h"
 #include "server/common/rejecting_reactors.h"
+#include "server/common/stream_heartbeat.h"
+#include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
 #include "server/messaging/authorization.h"
@@ -35,23 +38,21 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
 // ---------------------------------------------------------------------------
 
 class PublishStreamReactor final
     : public grpc::ServerBidiReactor<v1::PublishStreamRequest,
                                      v1::PublishStreamResponse>,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<PublishStreamReactor> {
  public:
-  PublishStreamReactor(amqp::AmqpBroker& amqp, StreamRegistry& streams,
+  PublishStreamReactor(amqp::AmqpBroker& amqp,
                        const MessagingServiceOptions& options,
                        absl::Time call_deadline, auth::Caller caller)
-      : amqp_(amqp),
-        streams_(streams),
+      : EndableStream(
+            "server is shutting down; publish again elsewhere with the same "
+            "message ids"),
+        amqp_(amqp),
         options_(options),
         call_deadline_(call_deadline),
         caller_(std::move(caller)) {}
@@ -63,21 +64,13 @@ class PublishStreamReactor final
                                      auth::Caller caller,
                                      const std::string& client) {
     auto reactor = std::make_shared<PublishStreamReactor>(
-        amqp, streams, options, call_deadline, std::move(caller));
-    reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
-    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
-    if (reactor->registry_id_ != 0) {
-      // Each message is checked on its own; the stream itself only needs
-      // its caller's token to stay valid.
-      streams.SetReauthorizer(
-          reactor->registry_id_,
-          [caller = reactor->caller_] { return caller.Reauthenticate(); });
-    }
-    warren::MutexLock lock(&reactor->mu_);
-    if (reactor->registry_id_ == 0) {
-      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
-    } else {
+        amqp, options, call_deadline, std::move(caller));
+    // Each message is checked on its own; the stream itself only needs its
+    // caller's token to stay valid.
+    if (reactor->lifetime_.Begin(
+            reactor, streams, client,
+            [caller = reactor->caller_] { return caller.Reauthenticate(); })) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->MaybeReadLocked();
     }
     return reactor.get();
@@ -134,29 +127,14 @@ class PublishStreamReactor final
     MaybeFinishLocked();
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; publish again "
-                              "elsewhere with the same message ids"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
     {
       warren::MutexLock lock(&mu_);
       done_ = true;
     }
-    if (registry_id_ != 0) streams_.Remove(registry_id_);
-    self_.reset();
+    lifetime_.End();
   }
 
  private:
@@ -195,13 +173,16 @@ class PublishStreamReactor final
     writes_.Finish(this, std::move(status));
   }
 
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
+  }
+
   amqp::AmqpBroker& amqp_;
-  StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
   const absl::Time call_deadline_;
   const auth::Caller caller_;
-  std::shared_ptr<PublishStreamReactor> self_;
-  StreamRegistry::Id registry_id_ = 0;
+  StreamLifetime lifetime_;
 
   warren::Mutex mu_;
   v1::PublishStreamRequest request_ ABSL_GUARDED_BY(mu_);
@@ -324,7 +305,7 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
   spec.queue.dead_letter_exchange = q.dead_letter_exchange();
   spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
   if (q.has_message_ttl()) {
-    const absl::Duration ttl = FromProto(q.message_ttl());
+    const absl::Duration ttl = FromProtoDuration(q.message_ttl());
     if (ttl < absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           "start.queue_options.message_ttl must not be negative");
@@ -347,7 +328,7 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
   }
   spec.prefetch = static_cast<uint16_t>(std::min<uint32_t>(in_flight, 65535));
   if (start.has_heartbeat_interval() &&
-      FromProto(start.heartbeat_interval()) < absl::ZeroDuration()) {
+      FromProtoDuration(start.heartbeat_interval()) < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "start.heartbeat_interval must not be negative");
   }
@@ -360,19 +341,18 @@ class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
                                      v1::SubscribeResponse>,
       public amqp::SubscriptionSink,
-      public Drainable,
+      public EndableStream,
       public std::enable_shared_from_this<SubscribeReactor> {
  public:
   SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
-                   StreamRegistry& streams,
                    const MessagingServiceOptions& options,
                    std::atomic<int64_t>& unacked, auth::Caller caller)
-      : amqp_(amqp),
-        timers_(timers),
-        streams_(streams),
+      : EndableStream("server is shutting down; subscribe again"),
+        amqp_(amqp),
         options_(options),
         unacked_(unacked),
-        caller_(std::move(caller)) {}
+        caller_(std::move(caller)),
+        heartbeat_(timers, mu_) {}
 
   static SubscribeReactor* Start(amqp::AmqpBroker& amqp, TimerQueue& timers,
                                  StreamRegistry& streams,
@@ -381,14 +361,9 @@ class SubscribeReactor final
                                  auth::Caller caller,
                                  const std::string& client) {
     auto reactor = std::make_shared<SubscribeReactor>(
-        amqp, timers, streams, options, unacked, std::move(caller));
-    reactor->self_ = reactor;
-    absl::StatusOr<StreamRegistry::Id> admitted = streams.Add(reactor, client);
-    reactor->registry_id_ = admitted.ok() ? *admitted : 0;
-    warren::MutexLock lock(&reactor->mu_);
-    if (reactor->registry_id_ == 0) {
-      reactor->FinishLocked(ToGrpcStatus(admitted.status()));
-    } else {
+        amqp, timers, options, unacked, std::move(caller));
+    if (reactor->lifetime_.Begin(reactor, streams, client)) {
+      warren::MutexLock lock(&reactor->mu_);
       reactor->StartRead(&reactor->request_);
     }
     return reactor.get();
@@ -431,34 +406,18 @@ class SubscribeReactor final
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
-  void OnCancel() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
-  }
-
-  void Drain() override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server is shutting down; subscribe again"));
-  }
-  void Revoke(const absl::Status& status) override {
-    warren::MutexLock lock(&mu_);
-    FinishLocked(ToGrpcStatus(status));
-  }
+  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    TimerQueue::TimerId timer;
     {
       warren::MutexLock lock(&mu_);
       done_ = true;
-      timer = timer_;
+      heartbeat_.Stop();
       UnsubscribeLocked();
       unacked_.fetch_sub(static_cast<int64_t>(outstanding_.size()));
       outstanding_.clear();
     }
-    if (timer != 0) timers_.Cancel(timer);
-    if (registry_id_ != 0) streams_.Remove(registry_id_);
-    self_.reset();  // the AMQP client may hold the sink a little longer
+    lifetime_.End();  // the AMQP client may hold the sink a little longer
   }
 
   // amqp::SubscriptionSink, on the AMQP I/O thread.
@@ -526,21 +485,24 @@ class SubscribeReactor final
     }
     started_ = true;
     // A reload that takes a grant it needed (or the token) away ends it.
-    streams_.SetReauthorizer(
-        registry_id_, [caller = caller_,
-                       requirements = SubscribeRequirements(request_.start())] {
+    lifetime_.SetReauthorizer(
+        [caller = caller_,
+         requirements = SubscribeRequirements(request_.start())] {
           if (absl::Status valid = caller.Reauthenticate(); !valid.ok()) {
             return valid;
           }
           return CheckAll(caller, requirements);
         });
-    absl::Duration heartbeat = FromProto(request_.start().heartbeat_interval());
-    if (heartbeat == absl::ZeroDuration())
-      heartbeat = options_.default_heartbeat;
-    heartbeat_ = std::max(heartbeat, options_.min_heartbeat);
     subscribed_ = true;
     subscription_ = amqp_.Subscribe(*std::move(spec), shared_from_this());
-    ScheduleHeartbeatLocked();
+    heartbeat_.StartIdle(
+        weak_from_this(),
+        HeartbeatInterval(
+            FromProtoDuration(request_.start().heartbeat_interval()),
+            options_.default_heartbeat, options_.min_heartbeat),
+        [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          SendHeartbeatLocked();  // under mu_ (stream_heartbeat.h)
+        });
   }
 
   template <typename Ids>
@@ -580,7 +542,7 @@ class SubscribeReactor final
 
   void PushLocked(v1::SubscribeResponse response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    wrote_since_tick_ = true;
+    heartbeat_.NoteWrite();
     writes_.Push(std::move(response));
     writes_.MaybeWrite(this);
   }
@@ -598,36 +560,28 @@ class SubscribeReactor final
     writes_.Finish(this, std::move(status));
   }
 
-  void ScheduleHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    timer_ = timers_.ScheduleAfter(heartbeat_, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) self->OnHeartbeatTick();
-    });
+  void EndStream(grpc::Status status) override {
+    warren::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
   }
 
-  void OnHeartbeatTick() {
-    warren::MutexLock lock(&mu_);
-    if (done_ || writes_.finishing()) return;
-    if (!wrote_since_tick_ && !writes_.writing()) {
-      v1::SubscribeResponse response;
-      *response.mutable_heartbeat()->mutable_server_time() =
-          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
-      writes_.Push(std::move(response));
-      writes_.MaybeWrite(this);
-    }
-    wrote_since_tick_ = false;
-    ScheduleHeartbeatLocked();
+  // After an interval in which nothing else was written.
+  void SendHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writes_.writing() || writes_.finishing()) return;
+    v1::SubscribeResponse response;
+    *response.mutable_heartbeat()->mutable_server_time() =
+        TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+    PushLocked(std::move(response));
   }
 
   amqp::AmqpBroker& amqp_;
-  TimerQueue& timers_;
-  StreamRegistry& streams_;
   const MessagingServiceOptions& options_;
   std::atomic<int64_t>& unacked_;  // the service's, across streams
   const auth::Caller caller_;
-  std::shared_ptr<SubscribeReactor> self_;
-  StreamRegistry::Id registry_id_ = 0;
+  StreamLifetime lifetime_;
 
   warren::Mutex mu_;
+  StreamHeartbeat heartbeat_ ABSL_GUARDED_BY(mu_);
   v1::SubscribeRequest request_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
@@ -635,9 +589,6 @@ class SubscribeReactor final
   // Delivered and not yet settled: bounded by the prefetch.
   std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
-  absl::Duration heartbeat_ ABSL_GUARDED_BY(mu_);
-  TimerQueue::TimerId timer_ ABSL_GUARDED_BY(mu_) = 0;
-  bool wrote_since_tick_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -695,7 +646,7 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
         name("priority"), " is ", request.priority(), "; at most 255"));
   }
   if (request.has_ttl()) {
-    const absl::Duration ttl = FromProto(request.ttl());
+    const absl::Duration ttl = FromProtoDuration(request.ttl());
     if (ttl < absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat(name("ttl"), " must not be negative"));
@@ -719,7 +670,7 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   if (request.priority() > 0) {
     m.priority = static_cast<uint8_t>(request.priority());
   }
-  if (request.has_ttl()) m.ttl = FromProto(request.ttl());
+  if (request.has_ttl()) m.ttl = FromProtoDuration(request.ttl());
   m.mandatory = request.mandatory();
   return m;
 }
