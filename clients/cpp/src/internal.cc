@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "warren/client/retry_policy.h"
 
 namespace warren::client::internal {
 
@@ -90,22 +91,12 @@ void Watchdog::Run() {
 
 namespace warren::client::internal {
 
-bool IsRetryableStreamEnd(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kUnavailable:
-    // Not ours (our own cancels are Stop() and the silence check, which
-    // the callers tell apart): a server shutting down cancels the calls
-    // it still has, e.g. one that arrived while it was draining.
-    case absl::StatusCode::kCancelled:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kDeadlineExceeded:
-      return true;
-    default:
-      return false;
-  }
+void ConfigureStreamContext(grpc::ClientContext& context) {
+  context.set_wait_for_ready(kStreamsWaitForReady);
+}
+
+void ResetReconnectBackoff(grpc::Channel& channel) {
+  grpc::experimental::ChannelResetConnectionBackoff(&channel);
 }
 
 bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,

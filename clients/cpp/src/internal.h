@@ -63,15 +63,13 @@ class Watchdog {
 
 namespace warren::client::internal {
 
-// Whether a long-lived stream that ended with `status` is worth opening
-// again: the server or the connection went away (UNAVAILABLE, or the
-// transport's UNKNOWN/INTERNAL for a reset stream), the server ended it
-// without an error (it should not), a session-expiry ABORTED, a CANCELLED
-// from a server shutting down, or our own silence detection
-// (DEADLINE_EXCEEDED). Anything else (INVALID_ARGUMENT,
-// NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, ...) needs a change
-// that retrying cannot bring.
-bool IsRetryableStreamEnd(const absl::Status& status);
+// A long-lived stream's context as clients/retry-policy.json asks for it:
+// the stream waits for the channel to (re)connect instead of failing at once.
+void ConfigureStreamContext(grpc::ClientContext& context);
+
+// Called before a stream is opened again: the channel tries to connect now
+// instead of after what is left of its reconnect backoff.
+void ResetReconnectBackoff(grpc::Channel& channel);
 
 // Sleeps `delay` on `mu` (held by the caller) unless `*stop` becomes true
 // first; answers whether it is still not stopping.
