@@ -59,8 +59,10 @@ step "examples: configure and build against the installed package"
 # ccache (when there is one) keyed relative to this run's directory, so that
 # the next run's compiles are hits.
 launcher=()
+cxx=(g++)
 if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  cxx=(ccache g++)
   export CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=true
 fi
 cmake -S "$source_dir/clients/cpp/examples" -B "$work/examples" \
@@ -109,7 +111,7 @@ int main() {
 PROGRAM
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 # shellcheck disable=SC2046 # one word per flag
-g++ -std=c++17 -o "$work/tiny" "$work/tiny.cc" $(pkg-config --cflags --libs warren-client) ||
+"${cxx[@]}" -std=c++17 -o "$work/tiny" "$work/tiny.cc" $(pkg-config --cflags --libs warren-client) ||
   fail "the pkg-config compile"
 "$work/tiny" || fail "the pkg-config program: an unroutable message was not an error"
 
