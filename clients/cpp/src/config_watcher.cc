@@ -159,17 +159,9 @@ absl::Status ConfigWatcher::Impl::status() const {
 void ConfigWatcher::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
   for (bool again = false;; again = true) {
-    auto session = std::make_shared<Session>();
-    internal::ConfigureStreamContext(session->context);
-    {
-      warren::MutexLock lock(&mu_);
-      if (stopping_) break;
-      // Published before the call starts, so Stop() can always cancel it
-      // (a cancel before the call starts cancels it when it does): waiting
-      // for the channel, the call blocks in WatchConfig().
-      current_ = session;
-    }
-    if (again) internal::ResetReconnectBackoff(*channel_);
+    auto session = internal::NewStreamSession(mu_, &stopping_, &current_,
+                                              *channel_, again);
+    if (session == nullptr) break;
     const absl::Status ended = RunSession(session);
     warren::MutexLock lock(&mu_);
     if (session->responded) backoff.Reset();
@@ -178,13 +170,10 @@ void ConfigWatcher::Impl::ReadLoop() {
     const bool retry =
         StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
     if (!retry) status_ = ended;
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
+    if (!internal::ReportAndBackOff(mu_, &stopping_, ended, retry, backoff,
+                                    options_.on_stream_error)) {
+      break;
     }
-    if (!retry) break;
-    if (!internal::SleepUnlessStopped(mu_, &stopping_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   done_ = true;

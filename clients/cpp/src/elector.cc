@@ -229,37 +229,27 @@ absl::Status Elector::Impl::status() const {
 void Elector::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
   for (bool again = false;; again = true) {
-    auto session = std::make_shared<Session>();
-    internal::ConfigureStreamContext(session->context);
-    {
-      warren::MutexLock lock(&mu_);
-      if (closing_) break;
-      // Published before the call starts, so Close() can always cancel it:
-      // waiting for the channel, the call blocks in Elect() and in its
-      // first Write().
-      current_ = session;
-    }
-    if (again) internal::ResetReconnectBackoff(*channel_);
+    auto session =
+        internal::NewStreamSession(mu_, &closing_, &current_, *channel_, again);
+    if (session == nullptr) break;
     session->stream = stub_->Elect(&session->context);
     const absl::Status ended = RunSession(session);
     warren::MutexLock lock(&mu_);
     current_ = nullptr;
     if (closing_) break;
     if (session->responded) backoff.Reset();
-    const bool permanent =
-        StreamDecisionFor(ended.code()) == StreamDecision::kFatal;
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
-    }
-    if (permanent || !options_.recampaign) {
+    const bool recampaign =
+        options_.recampaign &&
+        StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
+    if (!recampaign) {
       status_ = ended.ok()
                     ? absl::UnavailableError("the server ended the candidacy")
                     : ended;
+    }
+    if (!internal::ReportAndBackOff(mu_, &closing_, ended, recampaign, backoff,
+                                    options_.on_stream_error)) {
       break;
     }
-    if (!internal::SleepUnlessStopped(mu_, &closing_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   done_ = true;

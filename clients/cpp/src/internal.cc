@@ -105,4 +105,16 @@ bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
   return !*stop;
 }
 
+bool ReportAndBackOff(
+    warren::Mutex& mu, const bool* stop, const absl::Status& ended,
+    bool resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error) {
+  if (on_stream_error) {
+    mu.Unlock();
+    on_stream_error(ended);
+    mu.Lock();
+  }
+  return resubscribe && SleepUnlessStopped(mu, stop, backoff.Next());
+}
+
 }  // namespace warren::client::internal

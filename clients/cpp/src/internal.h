@@ -11,6 +11,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/common/mutex.h"
+#include "warren/client/backoff.h"
 
 namespace warren::client::internal {
 
@@ -75,6 +76,37 @@ void ResetReconnectBackoff(grpc::Channel& channel);
 // first; answers whether it is still not stopping.
 bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
                         absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+// The start of each attempt of a stream wrapper's reader loop: a session
+// whose context waits for ready, published in `*current` (under `mu`)
+// before its call starts, so that the wrapper's Stop()/Close() can always
+// cancel it (a call waiting for the channel blocks when it starts). Null
+// when `*stop` is set. A retry (`again`) first resets the channel's
+// reconnect backoff.
+template <typename Session>
+std::shared_ptr<Session> NewStreamSession(warren::Mutex& mu, const bool* stop,
+                                          std::shared_ptr<Session>* current,
+                                          grpc::Channel& channel, bool again) {
+  auto session = std::make_shared<Session>();
+  ConfigureStreamContext(session->context);
+  {
+    warren::MutexLock lock(&mu);
+    if (*stop) return nullptr;
+    *current = session;
+  }
+  if (again) ResetReconnectBackoff(channel);
+  return session;
+}
+
+// The end of an attempt that the wrapper did not stop itself (`mu` held):
+// reports `ended` through `on_stream_error` (called without `mu`), then,
+// when `resubscribe`, waits the backoff. Answers whether to open the
+// stream again.
+bool ReportAndBackOff(
+    warren::Mutex& mu, const bool* stop, const absl::Status& ended,
+    bool resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 }  // namespace warren::client::internal
 

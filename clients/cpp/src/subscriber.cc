@@ -184,17 +184,9 @@ absl::Status Subscriber::Impl::status() const {
 void Subscriber::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
   for (bool again = false;; again = true) {
-    auto session = std::make_shared<Session>();
-    internal::ConfigureStreamContext(session->context);
-    {
-      warren::MutexLock lock(&mu_);
-      if (stopping_) break;
-      // Published before the call starts, so Stop() can always cancel it:
-      // waiting for the channel, the call blocks in Subscribe() and in its
-      // first Write().
-      current_ = session;
-    }
-    if (again) internal::ResetReconnectBackoff(*channel_);
+    auto session = internal::NewStreamSession(mu_, &stopping_, &current_,
+                                              *channel_, again);
+    if (session == nullptr) break;
     session->stream = stub_->Subscribe(&session->context);
     const absl::Status ended = RunSession(session);
     warren::MutexLock lock(&mu_);
@@ -209,13 +201,10 @@ void Subscriber::Impl::ReadLoop() {
     const bool retry =
         StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
     if (!retry) status_ = ended;
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
+    if (!internal::ReportAndBackOff(mu_, &stopping_, ended, retry, backoff,
+                                    options_.on_stream_error)) {
+      break;
     }
-    if (!retry) break;
-    if (!internal::SleepUnlessStopped(mu_, &stopping_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   reader_done_ = true;
