@@ -8,7 +8,6 @@
 #include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
-#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -167,11 +166,9 @@ void ConfigWatcher::Impl::ReadLoop() {
     if (session->responded) backoff.Reset();
     current_ = nullptr;
     if (stopping_) break;
-    const bool retry =
-        StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
-    if (!retry) status_ = ended;
-    if (!internal::ReportAndBackOff(mu_, &stopping_, ended, retry, backoff,
-                                    options_.on_stream_error)) {
+    if (!internal::ResubscribeAfter(mu_, &stopping_, ended,
+                                    /*may_resubscribe=*/true, backoff,
+                                    options_.on_stream_error, &status_)) {
       break;
     }
   }

@@ -8,7 +8,6 @@
 #include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
-#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -238,16 +237,9 @@ void Elector::Impl::ReadLoop() {
     current_ = nullptr;
     if (closing_) break;
     if (session->responded) backoff.Reset();
-    const bool recampaign =
-        options_.recampaign &&
-        StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
-    if (!recampaign) {
-      status_ = ended.ok()
-                    ? absl::UnavailableError("the server ended the candidacy")
-                    : ended;
-    }
-    if (!internal::ReportAndBackOff(mu_, &closing_, ended, recampaign, backoff,
-                                    options_.on_stream_error)) {
+    if (!internal::ResubscribeAfter(mu_, &closing_, ended, options_.recampaign,
+                                    backoff, options_.on_stream_error,
+                                    &status_)) {
       break;
     }
   }

@@ -105,10 +105,18 @@ bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
   return !*stop;
 }
 
-bool ReportAndBackOff(
+bool ResubscribeAfter(
     warren::Mutex& mu, const bool* stop, const absl::Status& ended,
-    bool resubscribe, Backoff& backoff,
-    const std::function<void(const absl::Status&)>& on_stream_error) {
+    bool may_resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error,
+    absl::Status* final_status) {
+  const bool resubscribe = may_resubscribe && StreamDecisionFor(ended.code()) ==
+                                                  StreamDecision::kResubscribe;
+  if (!resubscribe) {
+    *final_status = ended.ok()
+                        ? absl::UnavailableError("the server ended the stream")
+                        : ended;
+  }
   if (on_stream_error) {
     mu.Unlock();
     on_stream_error(ended);

@@ -99,14 +99,15 @@ std::shared_ptr<Session> NewStreamSession(warren::Mutex& mu, const bool* stop,
 }
 
 // The end of an attempt that the wrapper did not stop itself (`mu` held):
-// reports `ended` through `on_stream_error` (called without `mu`), then,
-// when `resubscribe`, waits the backoff. Answers whether to open the
-// stream again.
-bool ReportAndBackOff(
+// decides by clients/retry-policy.json (and `may_resubscribe`, false when
+// the wrapper was told not to), leaves a final end in `*final_status`,
+// reports `ended` through `on_stream_error` (called without `mu`) and, to
+// resubscribe, waits the backoff. Answers whether to open the stream again.
+bool ResubscribeAfter(
     warren::Mutex& mu, const bool* stop, const absl::Status& ended,
-    bool resubscribe, Backoff& backoff,
-    const std::function<void(const absl::Status&)>& on_stream_error)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+    bool may_resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error,
+    absl::Status* final_status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 }  // namespace warren::client::internal
 

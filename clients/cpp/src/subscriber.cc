@@ -10,7 +10,6 @@
 #include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
-#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -198,11 +197,9 @@ void Subscriber::Impl::ReadLoop() {
       it = it->session == session ? tasks_.erase(it) : std::next(it);
     }
     if (stopping_) break;
-    const bool retry =
-        StreamDecisionFor(ended.code()) == StreamDecision::kResubscribe;
-    if (!retry) status_ = ended;
-    if (!internal::ReportAndBackOff(mu_, &stopping_, ended, retry, backoff,
-                                    options_.on_stream_error)) {
+    if (!internal::ResubscribeAfter(mu_, &stopping_, ended,
+                                    /*may_resubscribe=*/true, backoff,
+                                    options_.on_stream_error, &status_)) {
       break;
     }
   }
