@@ -13,7 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "examples/example_util.h"
+#include "example_util.h"
 #include "warren/client/channel.h"
 #include "warren/client/elector.h"
 

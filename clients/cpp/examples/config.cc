@@ -5,13 +5,13 @@
 //
 // Change it from elsewhere (e.g. `warren config put example/greeting hi`,
 // or any client's PutConfig) and watch it change here.
+#include <atomic>
 #include <cstdio>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "examples/example_util.h"
-#include "server/common/mutex.h"
+#include "example_util.h"
 #include "warren/client/channel.h"
 #include "warren/client/config_watcher.h"
 
@@ -26,8 +26,7 @@ namespace client = warren::client;
 int main(int argc, char** argv) {
   warren::examples::Setup();
   absl::ParseCommandLine(argc, argv);
-  warren::Mutex mu;
-  int changes = 0;
+  std::atomic<int> changes{0};
 
   client::ConfigWatcherOptions options;
   options.key = absl::GetFlag(FLAGS_key);
@@ -39,7 +38,6 @@ int main(int argc, char** argv) {
     } else {
       std::printf("deleted: %s\n", change.key.c_str());
     }
-    warren::MutexLock lock(&mu);
     ++changes;
   };
   options.on_stream_error = [](const absl::Status& status) {
@@ -63,10 +61,8 @@ int main(int argc, char** argv) {
                 entry.value().c_str(), static_cast<long long>(entry.version()));
   }
   const int limit = absl::GetFlag(FLAGS_changes);
-  warren::examples::WaitForStop(absl::GetFlag(FLAGS_duration), [&] {
-    warren::MutexLock lock(&mu);
-    return limit > 0 && changes >= limit;
-  });
+  warren::examples::WaitForStop(absl::GetFlag(FLAGS_duration),
+                                [&] { return limit > 0 && changes >= limit; });
   (*watcher)->Stop();
   std::printf("done\n");
   return 0;

@@ -2,20 +2,22 @@
 //
 //   WARREN_ADDRESS=127.0.0.1:50051 hello [--queue=test_queue]
 //
-// It subscribes first, which declares the queue (durable) when it is
-// missing, so the message has somewhere to go; then it publishes with its own
-// message id and waits until that very message comes back (a message left
-// over from an earlier run is printed and acked on the way).
+// It subscribes first and waits until the subscription is established, which
+// declares the queue (durable) when it is missing, so the message has
+// somewhere to go (the publish is mandatory: a message no queue takes is an
+// error, not a silent drop); then it publishes with its own message id and
+// waits until that very message comes back (a message left over from an
+// earlier run is printed and acked on the way).
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
-#include "examples/example_util.h"
-#include "server/common/mutex.h"
+#include "example_util.h"
 #include "warren/client/channel.h"
 #include "warren/client/publisher.h"
 #include "warren/client/subscriber.h"
@@ -41,8 +43,7 @@ int main(int argc, char** argv) {
   // Publish() returns.
   const std::string id =
       absl::StrCat("hello-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
-  warren::Mutex mu;
-  bool received = false;
+  std::atomic<bool> received{false};
 
   client::SubscriberOptions options;
   options.start.set_queue(queue);
@@ -51,10 +52,7 @@ int main(int argc, char** argv) {
       channel, options, [&](const warren::v1::Delivery& delivery) {
         std::printf("received \"%s\" (message %s)\n",
                     delivery.payload().c_str(), delivery.message_id().c_str());
-        if (delivery.message_id() == id) {
-          warren::MutexLock lock(&mu);
-          received = true;
-        }
+        if (delivery.message_id() == id) received = true;
         return absl::OkStatus();  // ack
       });
   if (!subscriber.ok()) {
@@ -78,12 +76,9 @@ int main(int argc, char** argv) {
   std::printf("published \"%s\" (message %s)\n", request.payload().c_str(),
               published->c_str());
 
-  warren::examples::WaitForStop(absl::GetFlag(FLAGS_timeout), [&] {
-    warren::MutexLock lock(&mu);
-    return received;
-  });
+  warren::examples::WaitForStop(absl::GetFlag(FLAGS_timeout),
+                                [&] { return received.load(); });
   (*subscriber)->Stop();
-  warren::MutexLock lock(&mu);
   if (!received) {
     std::fprintf(stderr, "the message did not come back\n");
     return 1;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/support/client_interceptor.h"
+#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -37,14 +38,17 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
 
 grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
-  // Reconnect quickly after a server restart: the wrappers retry on their
-  // own schedule (with jitter), and a channel stuck in a long reconnect
-  // backoff would fail every one of those retries.
-  // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also uses it as the
-  // connect timeout, and a busy server may need more than a second for the
-  // handshake.)
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Reconnect soon after a server restart (clients/retry-policy.json,
+  // "channel"): gRPC's default backoff grows to 120 s, and streams that wait
+  // for the channel would wait that long. The wrappers also reset it when
+  // they open a stream again.
+  // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC uses it as the timeout of
+  // one connection attempt, handshake included, not as a backoff; its
+  // default of 20 s suits a server across a slow network.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              absl::ToInt64Milliseconds(kInitialReconnectBackoff));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              absl::ToInt64Milliseconds(kMaxReconnectBackoff));
   // Detect a dead connection under quiet streams; the application-level
   // heartbeats cover what a proxy in between might hide.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);

@@ -1,9 +1,11 @@
 #include "warren/client/config_watcher.h"
 
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
 
@@ -11,10 +13,51 @@ namespace warren::client {
 
 namespace v1 = ::warren::v1;
 
-struct ConfigWatcher::Session {
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> stream;
-  bool silent = false;  // guarded by ConfigWatcher::mu_
+// Everything of a ConfigWatcher behind its handle: the threads hold `this`,
+// so it stays at one address for its whole life.
+class ConfigWatcher::Impl {
+ public:
+  Impl(std::shared_ptr<grpc::Channel> channel, ConfigWatcherOptions options);
+  ~Impl() { Stop(); }
+
+  absl::Status AwaitFirstLoad();
+  void Stop();
+  const std::string& key() const { return options_.key; }
+  std::optional<std::string> Get(const std::string& key) const;
+  std::map<std::string, v1::ConfigEntry> Snapshot() const;
+  int loads() const;
+  absl::Status status() const;
+
+ private:
+  struct Session {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::WatchConfigResponse>> stream;
+    bool silent = false;     // guarded by Impl::mu_
+    bool responded = false;  // guarded by Impl::mu_
+  };
+
+  void ReadLoop();
+  absl::Status RunSession(const std::shared_ptr<Session>& session);
+  void Apply(const v1::WatchConfigResponse& response);
+  void OnSilence(uint64_t generation);
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::ConfigService::Stub> stub_;
+  const ConfigWatcherOptions options_;
+
+  mutable warren::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  int loads_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, v1::ConfigEntry> entries_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
+  uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread reader_;
+  // Last: destroyed first, so its callback never sees a dead Impl.
+  std::unique_ptr<internal::Watchdog> watchdog_;
 };
 
 namespace {
@@ -34,32 +77,46 @@ ConfigChange MakeChange(ConfigChange::Type type, const v1::ConfigEntry& entry,
 
 absl::StatusOr<std::unique_ptr<ConfigWatcher>> ConfigWatcher::Start(
     std::shared_ptr<grpc::Channel> channel, ConfigWatcherOptions options) {
-  std::unique_ptr<ConfigWatcher> watcher(
-      new ConfigWatcher(std::move(channel), std::move(options)));
-  ConfigWatcher& w = *watcher;
-  const absl::Status failed = internal::AwaitFirstLoad(
-      w.mu_, [&w]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return w.loads_ > 0; },
-      [&w]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return w.done_; }, &w.status_,
-      w.options_.start_timeout, "no config state");
-  if (!failed.ok()) {
-    watcher->Stop();
-    return failed;
-  }
-  return watcher;
+  auto impl = std::make_unique<Impl>(std::move(channel), std::move(options));
+  const absl::Status failed = impl->AwaitFirstLoad();
+  if (!failed.ok()) return failed;  // ~Impl stops it
+  return std::unique_ptr<ConfigWatcher>(new ConfigWatcher(std::move(impl)));
 }
 
-ConfigWatcher::ConfigWatcher(std::shared_ptr<grpc::Channel> channel,
-                             ConfigWatcherOptions options)
-    : stub_(v1::ConfigService::NewStub(std::move(channel))),
+ConfigWatcher::ConfigWatcher(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+ConfigWatcher::~ConfigWatcher() = default;
+void ConfigWatcher::Stop() { impl_->Stop(); }
+std::optional<std::string> ConfigWatcher::Value() const {
+  return impl_->Get(impl_->key());
+}
+std::optional<std::string> ConfigWatcher::Get(const std::string& key) const {
+  return impl_->Get(key);
+}
+std::map<std::string, v1::ConfigEntry> ConfigWatcher::Snapshot() const {
+  return impl_->Snapshot();
+}
+int ConfigWatcher::loads() const { return impl_->loads(); }
+absl::Status ConfigWatcher::status() const { return impl_->status(); }
+
+absl::Status ConfigWatcher::Impl::AwaitFirstLoad() {
+  return internal::AwaitFirstLoad(
+      mu_, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return loads_ > 0; },
+      [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return done_; }, &status_,
+      options_.start_timeout, "no config state");
+}
+
+ConfigWatcher::Impl::Impl(std::shared_ptr<grpc::Channel> channel,
+                          ConfigWatcherOptions options)
+    : channel_(std::move(channel)),
+      stub_(v1::ConfigService::NewStub(channel_)),
       options_(std::move(options)) {
   watchdog_ = std::make_unique<internal::Watchdog>(
       [this](uint64_t generation) { OnSilence(generation); });
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
-ConfigWatcher::~ConfigWatcher() { Stop(); }
-
-void ConfigWatcher::Stop() {
+void ConfigWatcher::Impl::Stop() {
   {
     warren::MutexLock lock(&mu_);
     if (stop_called_) {
@@ -75,64 +132,51 @@ void ConfigWatcher::Stop() {
   reader_.join();
 }
 
-std::optional<std::string> ConfigWatcher::Value() const {
-  return Get(options_.key);
-}
-
-std::optional<std::string> ConfigWatcher::Get(const std::string& key) const {
+std::optional<std::string> ConfigWatcher::Impl::Get(
+    const std::string& key) const {
   warren::MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   return it->second.value();
 }
 
-std::map<std::string, v1::ConfigEntry> ConfigWatcher::Snapshot() const {
+std::map<std::string, v1::ConfigEntry> ConfigWatcher::Impl::Snapshot() const {
   warren::MutexLock lock(&mu_);
   return entries_;
 }
 
-int ConfigWatcher::loads() const {
+int ConfigWatcher::Impl::loads() const {
   warren::MutexLock lock(&mu_);
   return loads_;
 }
 
-absl::Status ConfigWatcher::status() const {
+absl::Status ConfigWatcher::Impl::status() const {
   warren::MutexLock lock(&mu_);
   return status_;
 }
 
-void ConfigWatcher::ReadLoop() {
+void ConfigWatcher::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
-  while (true) {
-    auto session = std::make_shared<Session>();
-    {
-      warren::MutexLock lock(&mu_);
-      if (stopping_) break;
-      // Published before the call starts, so Stop() can always cancel it
-      // (a cancel before the call starts cancels it when it does).
-      current_ = session;
-    }
-    const int before = loads();
+  for (bool again = false;; again = true) {
+    auto session = internal::NewStreamSession(mu_, &stopping_, &current_,
+                                              *channel_, again);
+    if (session == nullptr) break;
     const absl::Status ended = RunSession(session);
-    if (loads() > before) backoff.Reset();
     warren::MutexLock lock(&mu_);
+    if (session->responded) backoff.Reset();
     current_ = nullptr;
     if (stopping_) break;
-    const bool retry = internal::IsRetryableStreamEnd(ended);
-    if (!retry) status_ = ended;
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
+    if (!internal::ResubscribeAfter(mu_, &stopping_, ended,
+                                    /*may_resubscribe=*/true, backoff,
+                                    options_.on_stream_error, &status_)) {
+      break;
     }
-    if (!retry) break;
-    if (!internal::SleepUnlessStopped(mu_, &stopping_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   done_ = true;
 }
 
-absl::Status ConfigWatcher::RunSession(
+absl::Status ConfigWatcher::Impl::RunSession(
     const std::shared_ptr<Session>& session) {
   const absl::Duration silence = 3 * options_.heartbeat_interval;
   auto arm = [&] {
@@ -149,11 +193,15 @@ absl::Status ConfigWatcher::RunSession(
   v1::WatchConfigResponse response;
   // A large initial state arrives in several responses: the ones before
   // the one marked initial_state hold PUTs of the same state
-  // (docs/config-limits.md). They are gathered and applied as one state.
+  // (a size limit of the server). They are gathered and applied as one state.
   v1::WatchConfigResponse initial;
   bool synced = false;
   while (session->stream->Read(&response)) {
-    arm();
+    {
+      warren::MutexLock lock(&mu_);
+      session->responded = true;
+      silence_generation_ = watchdog_->Arm(silence);
+    }
     if (synced) {
       Apply(response);
       continue;
@@ -176,7 +224,7 @@ absl::Status ConfigWatcher::RunSession(
   return status;
 }
 
-void ConfigWatcher::Apply(const v1::WatchConfigResponse& response) {
+void ConfigWatcher::Impl::Apply(const v1::WatchConfigResponse& response) {
   std::vector<ConfigChange> changes;
   {
     warren::MutexLock lock(&mu_);
@@ -235,7 +283,7 @@ void ConfigWatcher::Apply(const v1::WatchConfigResponse& response) {
   }
 }
 
-void ConfigWatcher::OnSilence(uint64_t generation) {
+void ConfigWatcher::Impl::OnSilence(uint64_t generation) {
   warren::MutexLock lock(&mu_);
   if (current_ == nullptr || generation != silence_generation_) return;
   current_->silent = true;

@@ -1,9 +1,11 @@
 #include "warren/client/elector.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
 
@@ -11,8 +13,57 @@ namespace warren::client {
 
 namespace v1 = ::warren::v1;
 
-struct Elector::Session
-    : internal::BidiSession<v1::ElectRequest, v1::ElectResponse> {};
+// Everything of an Elector behind its handle: the threads hold `this`, so it
+// stays at one address for its whole life.
+class Elector::Impl {
+ public:
+  Impl(std::shared_ptr<grpc::Channel> channel, ElectorOptions options);
+  ~Impl() { Close(); }
+
+  absl::Status AwaitFirstEvent();
+  void Close();
+  absl::Status Proclaim(const std::string& value);
+  bool leading() const;
+  uint64_t fencing_token() const;
+  std::optional<v1::Leader> leader() const;
+  absl::Status status() const;
+
+ private:
+  struct Session : internal::BidiSession<v1::ElectRequest, v1::ElectResponse> {
+    bool responded = false;  // guarded by Impl::mu_
+  };
+
+  void ReadLoop();
+  absl::Status RunSession(const std::shared_ptr<Session>& session);
+  void Handle(const v1::ElectResponse& response);
+  void OnLeaseExpired(uint64_t generation);
+  void ArmLeaseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::ElectionService::Stub> stub_;
+  const ElectorOptions options_;
+
+  // Held while an event is decided and its callback runs: callbacks never
+  // overlap, and a lease expiry cannot interleave with a server event.
+  warren::Mutex events_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable warren::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool established_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
+  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<v1::Leader> leader_ ABSL_GUARDED_BY(mu_);
+  // The lease: armed at election and at every message while leading.
+  absl::Duration lease_interval_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t lease_generation_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread reader_;
+  // Last: destroyed first, so its callback never sees a dead Impl.
+  std::unique_ptr<internal::Watchdog> lease_;
+};
 
 const char* LossReasonName(LossReason reason) {
   switch (reason) {
@@ -56,34 +107,42 @@ absl::StatusOr<std::unique_ptr<Elector>> Elector::Start(
   if (options.heartbeat_interval < kMinHeartbeat) {
     return absl::InvalidArgumentError("heartbeat_interval is below 100ms");
   }
-  std::unique_ptr<Elector> elector(
-      new Elector(std::move(channel), std::move(options)));
-  absl::Status failed;
-  {
-    Elector& e = *elector;
-    warren::MutexLock lock(&e.mu_);
-    auto settled = [&e]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu_) {
-      return e.established_ || e.done_;
-    };
-    if (!e.mu_.AwaitWithTimeout(absl::Condition(&settled),
-                                e.options_.start_timeout)) {
-      failed = absl::DeadlineExceededError(
-          absl::StrCat("no election event within ",
-                       absl::FormatDuration(e.options_.start_timeout)));
-    } else if (!e.established_) {
-      failed =
-          e.status_.ok() ? absl::UnavailableError("campaign ended") : e.status_;
-    }
-  }
-  if (!failed.ok()) {
-    elector->Close();
-    return failed;
-  }
-  return elector;
+  auto impl = std::make_unique<Impl>(std::move(channel), std::move(options));
+  const absl::Status failed = impl->AwaitFirstEvent();
+  if (!failed.ok()) return failed;  // ~Impl closes it
+  return std::unique_ptr<Elector>(new Elector(std::move(impl)));
 }
 
-Elector::Elector(std::shared_ptr<grpc::Channel> channel, ElectorOptions options)
-    : stub_(v1::ElectionService::NewStub(std::move(channel))),
+Elector::Elector(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Elector::~Elector() = default;
+void Elector::Close() { impl_->Close(); }
+absl::Status Elector::Proclaim(const std::string& value) {
+  return impl_->Proclaim(value);
+}
+bool Elector::leading() const { return impl_->leading(); }
+uint64_t Elector::fencing_token() const { return impl_->fencing_token(); }
+std::optional<v1::Leader> Elector::leader() const { return impl_->leader(); }
+absl::Status Elector::status() const { return impl_->status(); }
+
+absl::Status Elector::Impl::AwaitFirstEvent() {
+  warren::MutexLock lock(&mu_);
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return established_ || done_;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&settled),
+                            options_.start_timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("no election event within ",
+                     absl::FormatDuration(options_.start_timeout)));
+  }
+  if (established_) return absl::OkStatus();
+  return status_.ok() ? absl::UnavailableError("campaign ended") : status_;
+}
+
+Elector::Impl::Impl(std::shared_ptr<grpc::Channel> channel,
+                    ElectorOptions options)
+    : channel_(std::move(channel)),
+      stub_(v1::ElectionService::NewStub(channel_)),
       options_(std::move(options)),
       lease_interval_(options_.heartbeat_interval) {
   lease_ = std::make_unique<internal::Watchdog>(
@@ -91,9 +150,7 @@ Elector::Elector(std::shared_ptr<grpc::Channel> channel, ElectorOptions options)
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
-Elector::~Elector() { Close(); }
-
-void Elector::Close() {
+void Elector::Impl::Close() {
   std::shared_ptr<Session> session;
   {
     warren::MutexLock lock(&mu_);
@@ -105,6 +162,12 @@ void Elector::Close() {
     close_called_ = true;
     closing_ = true;
     session = current_;
+    // A stream that has not answered yet may still wait for the channel,
+    // its campaign write blocked: there is nothing to resign from yet.
+    if (session != nullptr && !session->responded) {
+      session->context.TryCancel();
+      session = nullptr;
+    }
   }
   if (session != nullptr) {
     // Resign explicitly (the server answers "lost: resigned" to a leader),
@@ -127,7 +190,7 @@ void Elector::Close() {
   reader_.join();
 }
 
-absl::Status Elector::Proclaim(const std::string& value) {
+absl::Status Elector::Impl::Proclaim(const std::string& value) {
   std::shared_ptr<Session> session;
   {
     warren::MutexLock lock(&mu_);
@@ -142,64 +205,50 @@ absl::Status Elector::Proclaim(const std::string& value) {
   return absl::OkStatus();
 }
 
-bool Elector::leading() const {
+bool Elector::Impl::leading() const {
   warren::MutexLock lock(&mu_);
   return leading_;
 }
 
-uint64_t Elector::fencing_token() const {
+uint64_t Elector::Impl::fencing_token() const {
   warren::MutexLock lock(&mu_);
   return leading_ && leader_.has_value() ? leader_->fencing_token() : 0;
 }
 
-std::optional<v1::Leader> Elector::leader() const {
+std::optional<v1::Leader> Elector::Impl::leader() const {
   warren::MutexLock lock(&mu_);
   return leader_;
 }
 
-absl::Status Elector::status() const {
+absl::Status Elector::Impl::status() const {
   warren::MutexLock lock(&mu_);
   return status_;
 }
 
-void Elector::ReadLoop() {
+void Elector::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
-  while (true) {
-    auto session = std::make_shared<Session>();
+  for (bool again = false;; again = true) {
+    auto session =
+        internal::NewStreamSession(mu_, &closing_, &current_, *channel_, again);
+    if (session == nullptr) break;
     session->stream = stub_->Elect(&session->context);
-    {
-      warren::MutexLock lock(&mu_);
-      if (closing_) {
-        session->context.TryCancel();
-        break;
-      }
-      current_ = session;
-      established_in_session_ = false;
-    }
     const absl::Status ended = RunSession(session);
     warren::MutexLock lock(&mu_);
     current_ = nullptr;
     if (closing_) break;
-    if (established_in_session_) backoff.Reset();
-    const bool permanent = !internal::IsRetryableStreamEnd(ended);
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
-    }
-    if (permanent || !options_.recampaign) {
-      status_ = ended.ok()
-                    ? absl::UnavailableError("the server ended the candidacy")
-                    : ended;
+    if (session->responded) backoff.Reset();
+    if (!internal::ResubscribeAfter(mu_, &closing_, ended, options_.recampaign,
+                                    backoff, options_.on_stream_error,
+                                    &status_)) {
       break;
     }
-    if (!internal::SleepUnlessStopped(mu_, &closing_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   done_ = true;
 }
 
-absl::Status Elector::RunSession(const std::shared_ptr<Session>& session) {
+absl::Status Elector::Impl::RunSession(
+    const std::shared_ptr<Session>& session) {
   v1::ElectRequest campaign;
   auto* c = campaign.mutable_campaign();
   c->set_election(options_.election);
@@ -212,6 +261,10 @@ absl::Status Elector::RunSession(const std::shared_ptr<Session>& session) {
     v1::ElectResponse response;
     while (session->stream->Read(&response)) {
       warren::MutexLock events(&events_mu_);
+      {
+        warren::MutexLock lock(&mu_);
+        session->responded = true;
+      }
       Handle(response);
     }
   }
@@ -238,14 +291,14 @@ absl::Status Elector::RunSession(const std::shared_ptr<Session>& session) {
   return status;
 }
 
-void Elector::Handle(const v1::ElectResponse& response) {
+void Elector::Impl::Handle(const v1::ElectResponse& response) {
   switch (response.event_case()) {
     case v1::ElectResponse::kElected: {
       {
         warren::MutexLock lock(&mu_);
         leading_ = true;
         leader_ = response.elected().leader();
-        established_ = established_in_session_ = true;
+        established_ = true;
         // A new term: heartbeat gaps of an earlier term say nothing.
         last_heartbeat_ = absl::InfinitePast();
         lease_interval_ = options_.heartbeat_interval;
@@ -277,7 +330,7 @@ void Elector::Handle(const v1::ElectResponse& response) {
         } else {
           leader_.reset();
         }
-        established_ = established_in_session_ = true;
+        established_ = true;
       }
       // The server says "lost" before "following"; should that ever be
       // missing, the application must still hear that it lost.
@@ -326,11 +379,11 @@ void Elector::Handle(const v1::ElectResponse& response) {
   }
 }
 
-void Elector::ArmLeaseLocked() {
+void Elector::Impl::ArmLeaseLocked() {
   lease_generation_ = lease_->Arm(2 * lease_interval_);
 }
 
-void Elector::OnLeaseExpired(uint64_t generation) {
+void Elector::Impl::OnLeaseExpired(uint64_t generation) {
   warren::MutexLock events(&events_mu_);
   std::shared_ptr<Session> session;
   absl::Duration lease;

@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "warren/client/retry_policy.h"
 
 namespace warren::client::internal {
 
@@ -90,28 +91,38 @@ void Watchdog::Run() {
 
 namespace warren::client::internal {
 
-bool IsRetryableStreamEnd(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kUnavailable:
-    // Not ours (our own cancels are Stop() and the silence check, which
-    // the callers tell apart): a server shutting down cancels the calls
-    // it still has, e.g. one that arrived while it was draining.
-    case absl::StatusCode::kCancelled:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kDeadlineExceeded:
-      return true;
-    default:
-      return false;
-  }
+void ConfigureStreamContext(grpc::ClientContext& context) {
+  context.set_wait_for_ready(kStreamsWaitForReady);
+}
+
+void ResetReconnectBackoff(grpc::Channel& channel) {
+  grpc::experimental::ChannelResetConnectionBackoff(&channel);
 }
 
 bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
                         absl::Duration delay) {
   mu.AwaitWithTimeout(absl::Condition(stop), delay);
   return !*stop;
+}
+
+bool ResubscribeAfter(
+    warren::Mutex& mu, const bool* stop, const absl::Status& ended,
+    bool may_resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error,
+    absl::Status* final_status) {
+  const bool resubscribe = may_resubscribe && StreamDecisionFor(ended.code()) ==
+                                                  StreamDecision::kResubscribe;
+  if (!resubscribe) {
+    *final_status = ended.ok()
+                        ? absl::UnavailableError("the server ended the stream")
+                        : ended;
+  }
+  if (on_stream_error) {
+    mu.Unlock();
+    on_stream_error(ended);
+    mu.Lock();
+  }
+  return resubscribe && SleepUnlessStopped(mu, stop, backoff.Next());
 }
 
 }  // namespace warren::client::internal

@@ -11,6 +11,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/common/mutex.h"
+#include "warren/client/backoff.h"
 
 namespace warren::client::internal {
 
@@ -63,20 +64,50 @@ class Watchdog {
 
 namespace warren::client::internal {
 
-// Whether a long-lived stream that ended with `status` is worth opening
-// again: the server or the connection went away (UNAVAILABLE, or the
-// transport's UNKNOWN/INTERNAL for a reset stream), the server ended it
-// without an error (it should not), a session-expiry ABORTED, a CANCELLED
-// from a server shutting down, or our own silence detection
-// (DEADLINE_EXCEEDED). Anything else (INVALID_ARGUMENT,
-// NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, ...) needs a change
-// that retrying cannot bring.
-bool IsRetryableStreamEnd(const absl::Status& status);
+// A long-lived stream's context as clients/retry-policy.json asks for it:
+// the stream waits for the channel to (re)connect instead of failing at once.
+void ConfigureStreamContext(grpc::ClientContext& context);
+
+// Called before a stream is opened again: the channel tries to connect now
+// instead of after what is left of its reconnect backoff.
+void ResetReconnectBackoff(grpc::Channel& channel);
 
 // Sleeps `delay` on `mu` (held by the caller) unless `*stop` becomes true
 // first; answers whether it is still not stopping.
 bool SleepUnlessStopped(warren::Mutex& mu, const bool* stop,
                         absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+// The start of each attempt of a stream wrapper's reader loop: a session
+// whose context waits for ready, published in `*current` (under `mu`)
+// before its call starts, so that the wrapper's Stop()/Close() can always
+// cancel it (a call waiting for the channel blocks when it starts). Null
+// when `*stop` is set. A retry (`again`) first resets the channel's
+// reconnect backoff.
+template <typename Session>
+std::shared_ptr<Session> NewStreamSession(warren::Mutex& mu, const bool* stop,
+                                          std::shared_ptr<Session>* current,
+                                          grpc::Channel& channel, bool again) {
+  auto session = std::make_shared<Session>();
+  ConfigureStreamContext(session->context);
+  {
+    warren::MutexLock lock(&mu);
+    if (*stop) return nullptr;
+    *current = session;
+  }
+  if (again) ResetReconnectBackoff(channel);
+  return session;
+}
+
+// The end of an attempt that the wrapper did not stop itself (`mu` held):
+// decides by clients/retry-policy.json (and `may_resubscribe`, false when
+// the wrapper was told not to), leaves a final end in `*final_status`,
+// reports `ended` through `on_stream_error` (called without `mu`) and, to
+// resubscribe, waits the backoff. Answers whether to open the stream again.
+bool ResubscribeAfter(
+    warren::Mutex& mu, const bool* stop, const absl::Status& ended,
+    bool may_resubscribe, Backoff& backoff,
+    const std::function<void(const absl::Status&)>& on_stream_error,
+    absl::Status* final_status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 }  // namespace warren::client::internal
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
+#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -14,6 +15,7 @@ Publisher::Publisher(std::shared_ptr<grpc::Channel> channel,
       options_(std::move(options)) {}
 
 absl::StatusOr<std::string> Publisher::Publish(v1::PublishRequest request) {
+  if (options_.mandatory) request.set_mandatory(true);
   if (request.message_id().empty()) {
     request.set_message_id(internal::NewMessageId());
   }
@@ -27,11 +29,10 @@ absl::StatusOr<std::string> Publisher::Publish(v1::PublishRequest request) {
     const absl::Status status =
         ToStatus(stub_->Publish(&context, request, &response));
     if (status.ok()) return response.message_id();
-    const bool retryable =
-        absl::IsUnavailable(status) ||
-        (options_.retry_deadline_exceeded && absl::IsDeadlineExceeded(status));
+    if (UnaryDecisionFor(status.code()) != UnaryDecision::kRetry) {
+      return status;
+    }
     const absl::Duration delay = backoff.Next();
-    if (!retryable) return status;
     if (absl::Now() + delay >= give_up) {
       // Name the id: the caller may still retry later with the same one.
       return absl::Status(

@@ -1,9 +1,13 @@
 #include "warren/client/subscriber.h"
 
+#include <deque>
 #include <exception>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
 
@@ -11,12 +15,62 @@ namespace warren::client {
 
 namespace v1 = ::warren::v1;
 
-// One Subscribe stream. Delivery ids are only valid on the stream that
-// delivered them, so every task keeps its session, and a settlement for a
-// closed session is dropped (the server requeued that delivery already).
-struct Subscriber::Session
-    : internal::BidiSession<v1::SubscribeRequest, v1::SubscribeResponse> {
-  bool silent = false;  // guarded by Subscriber::mu_
+// Everything of a Subscriber behind its handle: the threads hold `this`, so
+// it stays at one address for its whole life.
+class Subscriber::Impl {
+ public:
+  Impl(std::shared_ptr<grpc::Channel> channel, SubscriberOptions options,
+       DeliveryHandler handler);
+  ~Impl() { Stop(); }
+
+  absl::Status AwaitFirstSubscription();
+  void Stop();
+  std::string queue() const;
+  int subscriptions() const;
+  absl::Status status() const;
+
+ private:
+  // One Subscribe stream. Delivery ids are only valid on the stream that
+  // delivered them, so every task keeps its session, and a settlement for a
+  // closed session is dropped (the server requeued that delivery already).
+  struct Session
+      : internal::BidiSession<v1::SubscribeRequest, v1::SubscribeResponse> {
+    bool silent = false;     // guarded by Impl::mu_
+    bool responded = false;  // guarded by Impl::mu_
+  };
+  struct Task {
+    std::shared_ptr<Session> session;
+    v1::Delivery delivery;
+  };
+
+  void ReadLoop();
+  // Runs one stream until it ends; answers how it ended.
+  absl::Status RunSession(const std::shared_ptr<Session>& session);
+  void WorkLoop();
+  void OnSilence(uint64_t generation);
+
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::MessagingService::Stub> stub_;
+  const SubscriberOptions options_;
+  const DeliveryHandler handler_;
+
+  mutable warren::Mutex mu_;
+  bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // no new handlers
+  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  int subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
+  uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread reader_;
+  std::vector<std::thread> workers_;
+  // Last: destroyed first, so its callback never sees a dead Impl.
+  std::unique_ptr<internal::Watchdog> watchdog_;
 };
 
 absl::StatusOr<std::unique_ptr<Subscriber>> Subscriber::Start(
@@ -26,24 +80,32 @@ absl::StatusOr<std::unique_ptr<Subscriber>> Subscriber::Start(
     return absl::InvalidArgumentError("max_in_flight must be at least 1");
   }
   if (!handler) return absl::InvalidArgumentError("handler is empty");
-  std::unique_ptr<Subscriber> subscriber(new Subscriber(
-      std::move(channel), std::move(options), std::move(handler)));
-  Subscriber& s = *subscriber;
-  const absl::Status failed = internal::AwaitFirstLoad(
-      s.mu_,
-      [&s]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return s.subscriptions_ > 0; },
-      [&s]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return s.reader_done_; },
-      &s.status_, s.options_.start_timeout, "not subscribed");
-  if (!failed.ok()) {
-    subscriber->Stop();
-    return failed;
-  }
-  return subscriber;
+  auto impl = std::make_unique<Impl>(std::move(channel), std::move(options),
+                                     std::move(handler));
+  const absl::Status failed = impl->AwaitFirstSubscription();
+  if (!failed.ok()) return failed;  // ~Impl stops it
+  return std::unique_ptr<Subscriber>(new Subscriber(std::move(impl)));
 }
 
-Subscriber::Subscriber(std::shared_ptr<grpc::Channel> channel,
+Subscriber::Subscriber(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Subscriber::~Subscriber() = default;
+void Subscriber::Stop() { impl_->Stop(); }
+std::string Subscriber::queue() const { return impl_->queue(); }
+int Subscriber::subscriptions() const { return impl_->subscriptions(); }
+absl::Status Subscriber::status() const { return impl_->status(); }
+
+absl::Status Subscriber::Impl::AwaitFirstSubscription() {
+  return internal::AwaitFirstLoad(
+      mu_,
+      [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return subscriptions_ > 0; },
+      [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return reader_done_; },
+      &status_, options_.start_timeout, "not subscribed");
+}
+
+Subscriber::Impl::Impl(std::shared_ptr<grpc::Channel> channel,
                        SubscriberOptions options, DeliveryHandler handler)
-    : stub_(v1::MessagingService::NewStub(std::move(channel))),
+    : channel_(std::move(channel)),
+      stub_(v1::MessagingService::NewStub(channel_)),
       options_(std::move(options)),
       handler_(std::move(handler)) {
   watchdog_ = std::make_unique<internal::Watchdog>(
@@ -54,9 +116,7 @@ Subscriber::Subscriber(std::shared_ptr<grpc::Channel> channel,
   reader_ = std::thread([this] { ReadLoop(); });
 }
 
-Subscriber::~Subscriber() { Stop(); }
-
-void Subscriber::Stop() {
+void Subscriber::Impl::Stop() {
   std::shared_ptr<Session> session;
   {
     warren::MutexLock lock(&mu_);
@@ -77,6 +137,12 @@ void Subscriber::Stop() {
     };
     mu_.Await(absl::Condition(&idle));
     session = current_;
+    // A stream that has not answered yet may still wait for the channel,
+    // its first write blocked: it has nothing to settle, so it is cancelled.
+    if (session != nullptr && !session->responded) {
+      session->context.TryCancel();
+      session = nullptr;
+    }
   }
   // Half-close: the server applies the acks it read before, then ends the
   // stream with OK and requeues whatever is still unacked.
@@ -99,38 +165,31 @@ void Subscriber::Stop() {
   for (auto& worker : workers_) worker.join();
 }
 
-std::string Subscriber::queue() const {
+std::string Subscriber::Impl::queue() const {
   warren::MutexLock lock(&mu_);
   return queue_;
 }
 
-int Subscriber::subscriptions() const {
+int Subscriber::Impl::subscriptions() const {
   warren::MutexLock lock(&mu_);
   return subscriptions_;
 }
 
-absl::Status Subscriber::status() const {
+absl::Status Subscriber::Impl::status() const {
   warren::MutexLock lock(&mu_);
   return status_;
 }
 
-void Subscriber::ReadLoop() {
+void Subscriber::Impl::ReadLoop() {
   Backoff backoff(options_.backoff);
-  while (true) {
-    auto session = std::make_shared<Session>();
+  for (bool again = false;; again = true) {
+    auto session = internal::NewStreamSession(mu_, &stopping_, &current_,
+                                              *channel_, again);
+    if (session == nullptr) break;
     session->stream = stub_->Subscribe(&session->context);
-    {
-      warren::MutexLock lock(&mu_);
-      if (stopping_) {
-        session->context.TryCancel();
-        break;
-      }
-      current_ = session;
-    }
-    const int before = subscriptions();
     const absl::Status ended = RunSession(session);
-    if (subscriptions() > before) backoff.Reset();
     warren::MutexLock lock(&mu_);
+    if (session->responded) backoff.Reset();
     current_ = nullptr;
     // Tasks of the dead stream cannot be settled any more; the server has
     // returned them to the queue.
@@ -138,21 +197,18 @@ void Subscriber::ReadLoop() {
       it = it->session == session ? tasks_.erase(it) : std::next(it);
     }
     if (stopping_) break;
-    const bool retry = internal::IsRetryableStreamEnd(ended);
-    if (!retry) status_ = ended;
-    if (options_.on_stream_error) {
-      mu_.Unlock();
-      options_.on_stream_error(ended);
-      mu_.Lock();
+    if (!internal::ResubscribeAfter(mu_, &stopping_, ended,
+                                    /*may_resubscribe=*/true, backoff,
+                                    options_.on_stream_error, &status_)) {
+      break;
     }
-    if (!retry) break;
-    if (!internal::SleepUnlessStopped(mu_, &stopping_, backoff.Next())) break;
   }
   warren::MutexLock lock(&mu_);
   reader_done_ = true;
 }
 
-absl::Status Subscriber::RunSession(const std::shared_ptr<Session>& session) {
+absl::Status Subscriber::Impl::RunSession(
+    const std::shared_ptr<Session>& session) {
   const absl::Duration silence = 3 * options_.heartbeat_interval;
   auto arm = [&] {
     warren::MutexLock lock(&mu_);
@@ -167,7 +223,12 @@ absl::Status Subscriber::RunSession(const std::shared_ptr<Session>& session) {
   if (session->Write(start)) {
     v1::SubscribeResponse response;
     while (session->stream->Read(&response)) {
-      arm();  // any message proves the stream alive
+      {
+        // Any message proves the stream alive.
+        warren::MutexLock lock(&mu_);
+        session->responded = true;
+        silence_generation_ = watchdog_->Arm(silence);
+      }
       switch (response.response_case()) {
         case v1::SubscribeResponse::kSubscribed: {
           {
@@ -207,14 +268,14 @@ absl::Status Subscriber::RunSession(const std::shared_ptr<Session>& session) {
   return status;
 }
 
-void Subscriber::OnSilence(uint64_t generation) {
+void Subscriber::Impl::OnSilence(uint64_t generation) {
   warren::MutexLock lock(&mu_);
   if (current_ == nullptr || generation != silence_generation_) return;
   current_->silent = true;
   current_->context.TryCancel();
 }
 
-void Subscriber::WorkLoop() {
+void Subscriber::Impl::WorkLoop() {
   while (true) {
     Task task;
     bool run;

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -140,11 +141,20 @@ TEST_F(ConfigWatcherTest, KeepsAMapOfAPrefix) {
 }
 
 TEST_F(ConfigWatcherTest, InvalidKeyFailsAtStart) {
+  // INVALID_ARGUMENT is fatal (clients/retry-policy.json): the watcher stops
+  // after the first stream, long before start_timeout.
   EventLog changes;
-  auto watcher =
-      ConfigWatcher::Start(channel_, Options("bad//key", false, &changes));
+  EventLog errors;
+  ConfigWatcherOptions options = Options("bad//key", false, &changes);
+  options.on_stream_error = [&](const absl::Status& s) {
+    errors.Add(absl::StatusCodeToString(s.code()));
+  };
+  const absl::Time start = absl::Now();
+  auto watcher = ConfigWatcher::Start(channel_, options);
   EXPECT_EQ(watcher.status().code(), absl::StatusCode::kInvalidArgument)
       << watcher.status();
+  EXPECT_LT(absl::Now() - start, options.start_timeout / 2);
+  EXPECT_THAT(errors.Lines(), ElementsAre("INVALID_ARGUMENT"));
 }
 
 class ConfigWatcherFaultTest : public ConfigWatcherTest {};
@@ -195,6 +205,36 @@ TEST_F(ConfigWatcherFaultTest, WatchesAgainAndReconcilesAfterRestart) {
                            Pair(base_ + "/changed", "new"),
                            Pair(base_ + "/created", "fresh")));
   EXPECT_TRUE((*watcher)->status().ok());
+}
+
+TEST_F(ConfigWatcherFaultTest, ResourceExhaustedIsRetriedUntilASlotFrees) {
+  // One watch per client: a second watcher is refused with
+  // RESOURCE_EXHAUSTED, which every wrapper retries with backoff
+  // (clients/retry-policy.json), and gets the slot once the first one stops.
+  auto warrend = RestartableWarrend::Start({"--max_watches_per_client=1"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto channel = MakeChannel((*warrend)->address());
+  EventLog changes;
+  auto first =
+      ConfigWatcher::Start(channel, Options(base_ + "/a", false, &changes));
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  EventLog errors;
+  ConfigWatcherOptions options = Options(base_ + "/b", false, &changes);
+  options.on_stream_error = [&](const absl::Status& s) {
+    errors.Add(absl::StatusCodeToString(s.code()));
+  };
+  absl::StatusOr<std::unique_ptr<ConfigWatcher>> second;
+  std::thread starting(
+      [&] { second = ConfigWatcher::Start(channel, options); });
+  ASSERT_TRUE(WaitFor([&] { return errors.Count("RESOURCE_EXHAUSTED") >= 2; },
+                      absl::Seconds(30)));
+  (*first)->Stop();
+  starting.join();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ((*second)->loads(), 1);
+  EXPECT_TRUE((*second)->status().ok());
+  EXPECT_EQ(errors.Count("RESOURCE_EXHAUSTED"), errors.Lines().size());
 }
 
 }  // namespace

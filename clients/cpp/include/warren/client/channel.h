@@ -3,9 +3,10 @@
 // Every wrapper takes a std::shared_ptr<grpc::Channel>, so one channel (one
 // HTTP/2 connection) can carry a process's publishers, subscribers, electors
 // and watchers together. MakeChannel sets what long-lived streams need:
-// keepalive pings, and a short reconnect backoff so that a restarted server
-// is found again within about a second instead of gRPC's default of up to
-// two minutes.
+// keepalive pings, and gRPC's reconnect backoff capped at 2 s
+// (retry_policy.h) so that a restarted server is found again within about
+// two seconds instead of gRPC's default of up to two minutes. The wrappers
+// also work on a channel made elsewhere, without that cap.
 #pragma once
 
 #include <memory>
@@ -44,7 +45,7 @@ std::shared_ptr<grpc::Channel> CreateChannelWithToken(
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
                                            const ChannelOptions& options = {});
 
-// TLS to a warrend started with --tls_cert_file (README.md, "TLS").
+// TLS to a warrend started with --tls_cert_file.
 struct TlsOptions {
   // PEM CA bundle that signs the server's certificate; empty: the system's.
   std::string ca_file;

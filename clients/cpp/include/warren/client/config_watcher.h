@@ -3,10 +3,12 @@
 //
 // Start() returns once the current state is loaded; Get()/Value()/Snapshot()
 // then answer from memory. on_change is called for every later change. When
-// the stream breaks (server restart, UNAVAILABLE, silence for 3 heartbeat
-// intervals) the watcher watches again after a jittered backoff and
-// reconciles: the new initial state replaces the old one, and every
-// difference between them is reported through on_change (with
+// the stream ends with a code that clients/retry-policy.json says to
+// resubscribe on (UNAVAILABLE from a server restart, RESOURCE_EXHAUSTED from
+// a watch limit, ...) or is silent for 3 heartbeat intervals, the watcher
+// watches again after a jittered backoff (waiting for the channel while it
+// reconnects) and reconciles: the new initial state replaces the old one,
+// and every difference between them is reported through on_change (with
 // `reconciled` set), so a change made while the stream was down is not
 // missed. ZooKeeper may coalesce rapid writes: the latest state always
 // arrives, not necessarily every intermediate version.
@@ -23,21 +25,15 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
-#include "server/common/mutex.h"
 #include "warren/client/backoff.h"
 #include "warren/v1/config.grpc.pb.h"
 
 namespace warren::client {
-
-namespace internal {
-class Watchdog;
-}  // namespace internal
 
 struct ConfigChange {
   enum class Type { kPut, kDelete };
@@ -61,8 +57,8 @@ struct ConfigWatcherOptions {
   // How long Start() waits for the initial state.
   absl::Duration start_timeout = absl::Seconds(30);
   std::function<void(const ConfigChange& change)> on_change;
-  // Each stream end other than by Stop(): a retryable status before
-  // watching again, a final one before giving up.
+  // Each stream end other than by Stop(): one to resubscribe on before
+  // watching again, a fatal one before giving up.
   std::function<void(const absl::Status& status)> on_stream_error;
 };
 
@@ -91,31 +87,9 @@ class ConfigWatcher {
   absl::Status status() const;
 
  private:
-  struct Session;
-
-  ConfigWatcher(std::shared_ptr<grpc::Channel> channel,
-                ConfigWatcherOptions options);
-  void ReadLoop();
-  absl::Status RunSession(const std::shared_ptr<Session>& session);
-  void Apply(const warren::v1::WatchConfigResponse& response);
-  void OnSilence(uint64_t generation);
-
-  std::unique_ptr<warren::v1::ConfigService::Stub> stub_;
-  const ConfigWatcherOptions options_;
-
-  mutable warren::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  int loads_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, warren::v1::ConfigEntry> entries_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
-  uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
-
-  std::thread reader_;
-  // Last: destroyed first, so its callback never sees a dead watcher.
-  std::unique_ptr<internal::Watchdog> watchdog_;
+  class Impl;
+  explicit ConfigWatcher(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace warren::client

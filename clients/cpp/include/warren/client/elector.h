@@ -15,18 +15,20 @@
 // server's "lost" message may never arrive:
 //   kStreamBroken  the stream ended while leading: reported at once;
 //   kLeaseExpired  while leading, no message (heartbeat or other) arrived
-//                  within 2 heartbeat intervals (API.md "Heartbeats"): the
+//                  within 2 heartbeat intervals (the lease): the
 //                  server sends lease heartbeats only while its ZooKeeper
 //                  session is connected, so silence means the leadership may
 //                  already be gone. The stream is then cancelled (the server
 //                  removes the candidate node) and, with recampaign, a new
 //                  candidacy starts.
 // After a loss, with ElectorOptions::recampaign (the default: true), the
-// elector campaigns again on a new stream once its stream has ended (after a
-// jittered backoff); a CONNECTION_SUSPENDED loss keeps the stream, and the
-// server itself says "elected" again if the session survives. Close()
-// resigns: on_lost(kResigned) if leading, and the next candidate takes over
-// at once.
+// elector campaigns again on a new stream once its stream has ended with a
+// code clients/retry-policy.json says to resubscribe on (after a jittered
+// backoff, waiting for the channel while it reconnects); a fatal code
+// (INVALID_ARGUMENT, PERMISSION_DENIED, ...) ends the candidacy. A
+// CONNECTION_SUSPENDED loss keeps the stream, and the server itself says
+// "elected" again if the session survives. Close() resigns:
+// on_lost(kResigned) if leading, and the next candidate takes over at once.
 //
 // The heartbeat interval is asked of the server, which caps it at a third of
 // its ZooKeeper session timeout without saying so. The lease therefore uses
@@ -43,21 +45,15 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
-#include "server/common/mutex.h"
 #include "warren/client/backoff.h"
 #include "warren/v1/election.grpc.pb.h"
 
 namespace warren::client {
-
-namespace internal {
-class Watchdog;
-}  // namespace internal
 
 enum class LossReason {
   kResigned,             // Close() (or a resign) ended it
@@ -70,18 +66,19 @@ const char* LossReasonName(LossReason reason);
 
 struct ElectorOptions {
   // The election's name: `/`-separated segments of [A-Za-z0-9._-], none of
-  // them starting with "c_" (docs/elections.md).
+  // them starting with "c_".
   std::string election;
   // This candidate's id; empty lets the server generate one (see
   // Elector::candidate_id() once elected or following).
   std::string candidate_id;
   // Published while this candidate leads, e.g. its address.
   std::string value;
-  // The lease heartbeat interval asked of the server (see above).
-  absl::Duration heartbeat_interval = absl::Seconds(2);
+  // The lease heartbeat interval asked of the server (see above);
+  // clients/defaults.json.
+  absl::Duration heartbeat_interval = absl::Seconds(1);
   // Server side: a candidacy ended by session expiry starts again on the
-  // new session instead of ending the stream.
-  bool rejoin_after_expiry = false;
+  // new session instead of ending the stream; clients/defaults.json.
+  bool rejoin_after_expiry = true;
   // Campaign again on a new stream after the stream ended (broken, lease
   // expired, session expired). Default true: a service usually wants to stay
   // a candidate; on_lost has already told it to stop leading.
@@ -128,39 +125,9 @@ class Elector {
   absl::Status status() const;
 
  private:
-  struct Session;
-
-  Elector(std::shared_ptr<grpc::Channel> channel, ElectorOptions options);
-  void ReadLoop();
-  absl::Status RunSession(const std::shared_ptr<Session>& session);
-  void Handle(const warren::v1::ElectResponse& response);
-  void OnLeaseExpired(uint64_t generation);
-  void ArmLeaseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  std::unique_ptr<warren::v1::ElectionService::Stub> stub_;
-  const ElectorOptions options_;
-
-  // Held while an event is decided and its callback runs: callbacks never
-  // overlap, and a lease expiry cannot interleave with a server event.
-  warren::Mutex events_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  mutable warren::Mutex mu_;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  bool close_called_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  bool established_ ABSL_GUARDED_BY(mu_) = false;
-  bool established_in_session_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
-  bool leading_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<warren::v1::Leader> leader_ ABSL_GUARDED_BY(mu_);
-  // The lease: armed at election and at every message while leading.
-  absl::Duration lease_interval_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  uint64_t lease_generation_ ABSL_GUARDED_BY(mu_) = 0;
-
-  std::thread reader_;
-  // Last: destroyed first, so its callback never sees a dead Elector.
-  std::unique_ptr<internal::Watchdog> lease_;
+  class Impl;
+  explicit Elector(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace warren::client

@@ -4,17 +4,18 @@
 // Every message gets a message id on the client before the first attempt,
 // and every retry sends the SAME id: a publish whose confirm was lost (the
 // server or the connection died after the broker took it) may reach the
-// queue twice, and consumers de-duplicate on the id. Only outcomes that say
-// "unknown, try again" are retried:
-//   - UNAVAILABLE: the server or its broker connection is down or
-//     restarting (docs/status-codes.md: retry is safe);
-//   - DEADLINE_EXCEEDED of one attempt (on by default, see
-//     PublisherOptions::retry_deadline_exceeded): the attempt's own timeout
-//     says nothing about whether the broker has the message, so it is the
-//     same "unknown" as a lost confirm, and the reused id keeps it safe.
-// Everything else (NOT_FOUND exchange, FAILED_PRECONDITION unroutable,
-// INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) is answered at once: the world
-// has to change before a retry could succeed.
+// queue twice, and consumers de-duplicate on the id. Which outcomes are
+// retried is the one rule of every Warren client (retry_policy.h,
+// clients/retry-policy.json): "unknown, try again" (UNAVAILABLE, an
+// attempt's DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, ...)
+// is retried with the shared backoff until total_timeout; everything else
+// (NOT_FOUND exchange, FAILED_PRECONDITION unroutable, INVALID_ARGUMENT,
+// PERMISSION_DENIED, ...) is answered at once: the world has to change
+// before a retry could succeed.
+//
+// Messages are published `mandatory` by default (clients/defaults.json): a
+// message no queue is bound for is an error (FAILED_PRECONDITION), not a
+// silent drop. PublisherOptions::mandatory = false opts out.
 //
 // Thread-safe: one Publisher may be shared by any number of threads. Publish
 // blocks the calling thread until the broker confirmed (or it gave up).
@@ -40,8 +41,9 @@ struct PublisherOptions {
   absl::Duration attempt_timeout = absl::Seconds(10);
   // No new attempt starts after this much time since the first one.
   absl::Duration total_timeout = absl::Seconds(60);
-  // Whether an attempt that ran out of time is retried (see above).
-  bool retry_deadline_exceeded = true;
+  // Whether every message is published mandatory (see above); a request
+  // that sets mandatory itself is mandatory either way.
+  bool mandatory = true;
   // Called before each retry with the failed attempt's number (1 = the
   // first), its status and the message id the retry will carry again; for
   // logging and metrics.

@@ -8,8 +8,12 @@
 //   - runs at most `max_in_flight` handlers at once (and asks the server for
 //     the same prefetch, so no delivery waits in this process for long);
 //   - opens the subscription again, after a capped, jittered backoff, when
-//     the stream breaks: UNAVAILABLE (server restart or broker reconnect),
-//     an unexpected end, or silence for 3 heartbeat intervals. Deliveries
+//     the stream ends with a code that clients/retry-policy.json says to
+//     resubscribe on (UNAVAILABLE from a server restart or broker reconnect,
+//     RESOURCE_EXHAUSTED from a limit, an unexpected end, ...) or is silent
+//     for 3 heartbeat intervals; a fatal code (INVALID_ARGUMENT,
+//     PERMISSION_DENIED, ...) ends it. The stream waits for the channel
+//     while it reconnects (wait-for-ready). Deliveries
 //     that were running when their stream broke are not acked on the new
 //     stream (delivery ids belong to one stream): the server has already put
 //     them back in the queue and they come again, so handlers must be
@@ -28,26 +32,19 @@
 // Subscriber from a handler or callback (it waits for them).
 #pragma once
 
-#include <deque>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
-#include "server/common/mutex.h"
 #include "warren/client/backoff.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::client {
-
-namespace internal {
-class Watchdog;
-}  // namespace internal
 
 // Handles one delivery: OK acks it, an error nacks it.
 using DeliveryHandler =
@@ -58,8 +55,9 @@ struct SubscriberOptions {
   // missing) or a topic binding with an optional group, plus queue options.
   // Its max_in_flight and heartbeat_interval are set from the fields below.
   warren::v1::SubscribeStart start;
-  // The most handlers running at once (and the stream's prefetch).
-  uint32_t max_in_flight = 8;
+  // The most handlers running at once (and the stream's prefetch);
+  // clients/defaults.json.
+  uint32_t max_in_flight = 16;
   // Whether a failed delivery goes back to the queue (true) or to the
   // dead-letter exchange, if the queue has one, or is dropped (false).
   bool requeue_on_error = true;
@@ -75,8 +73,8 @@ struct SubscriberOptions {
   // Called each time a subscription is (re-)established, with the queue
   // actually consumed.
   std::function<void(const std::string& queue)> on_subscribed;
-  // Called each time a stream ends with `status` other than by Stop(): a
-  // retryable status before subscribing again, a final one before giving up.
+  // Called each time a stream ends with `status` other than by Stop(): one to
+  // resubscribe on before subscribing again, a fatal one before giving up.
   std::function<void(const absl::Status& status)> on_stream_error;
 };
 
@@ -105,41 +103,9 @@ class Subscriber {
   absl::Status status() const;
 
  private:
-  struct Session;
-  struct Task {
-    std::shared_ptr<Session> session;
-    warren::v1::Delivery delivery;
-  };
-
-  Subscriber(std::shared_ptr<grpc::Channel> channel, SubscriberOptions options,
-             DeliveryHandler handler);
-  void ReadLoop();
-  // Runs one stream until it ends; answers how it ended.
-  absl::Status RunSession(const std::shared_ptr<Session>& session);
-  void WorkLoop();
-  void OnSilence(uint64_t generation);
-
-  std::unique_ptr<warren::v1::MessagingService::Stub> stub_;
-  const SubscriberOptions options_;
-  const DeliveryHandler handler_;
-
-  mutable warren::Mutex mu_;
-  bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;  // no new handlers
-  bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool workers_exit_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  std::string queue_ ABSL_GUARDED_BY(mu_);
-  int subscriptions_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
-  uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
-  int running_ ABSL_GUARDED_BY(mu_) = 0;
-
-  std::thread reader_;
-  std::vector<std::thread> workers_;
-  // Last: destroyed first, so its callback never sees a dead Subscriber.
-  std::unique_ptr<internal::Watchdog> watchdog_;
+  class Impl;
+  explicit Subscriber(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace warren::client
