@@ -90,7 +90,8 @@ absl::Status RunElect(Context& context, const Args& args) {
   const absl::Time deadline = context.StreamDeadline();
   bool leading = false;
   // While leading: the time by which the next message (a heartbeat or any
-  // other) must have come, or the lease is over (API.md, "Heartbeats").
+  // other) must have come, or the lease is over (docs/semantics.md,
+  // "Fencing and the lease").
   absl::Time lease_end = absl::InfiniteFuture();
   // Set once we resign: SIGINT/SIGTERM or --timeout.
   bool resigning = false;
