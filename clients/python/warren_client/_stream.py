@@ -1,5 +1,6 @@
-"""Plumbing shared by the stream wrappers: a request queue for bidi calls and
-a reader thread that turns a response iterator into a queue with timeouts.
+"""Plumbing shared by the stream wrappers: a request queue for bidi calls, a
+reader thread that turns a response iterator into a queue with timeouts, and
+the loop that re-opens a stream by retry_policy's rule.
 
 The sync gRPC API blocks in `next(call)` with no timeout, yet every wrapper
 must notice a silent stream (missed heartbeats) and a stop request. So one
@@ -17,7 +18,8 @@ import grpc
 from google.protobuf import duration_pb2
 
 from . import retry_policy
-from .errors import ClosedError, status_of
+from ._backoff import Backoff
+from .errors import ClosedError, FatalError, WarrenError, status_of
 
 T = TypeVar("T")
 
@@ -87,10 +89,12 @@ class Wake:
 
 class StreamReader:
     """Reads `call` on a daemon thread into `inbox`: responses, then exactly
-    one StreamEnd."""
+    one StreamEnd. The first response next() returns resets `backoff`: a
+    stream that answered counts as a success for the retry delays."""
 
-    def __init__(self, call: Any, name: str) -> None:
+    def __init__(self, call: Any, name: str, backoff: Backoff) -> None:
         self.call = call
+        self._backoff: Backoff | None = backoff
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._read, name=name, daemon=True)
@@ -109,9 +113,24 @@ class StreamReader:
     def next(self, timeout: float | None) -> Union[Any, StreamEnd, Wake, None]:
         """The next item (response, StreamEnd or Wake), or None on timeout."""
         try:
-            return self.inbox.get(timeout=timeout)
+            item = self.inbox.get(timeout=timeout)
         except queue.Empty:
             return None
+        if self._backoff is not None and not isinstance(item, (StreamEnd, Wake)):
+            self._backoff.reset()
+            self._backoff = None
+        return item
+
+    def drain_to_end(self) -> StreamEnd:
+        """Skips what is left, up to the StreamEnd (after cancel() or a
+        half-close). A stream that does not end within 10 s counts as ended OK."""
+        while True:
+            try:
+                item = self.inbox.get(timeout=10.0)
+            except queue.Empty:
+                return StreamEnd()
+            if isinstance(item, StreamEnd):
+                return item
 
     def wake(self) -> None:
         self.inbox.put(Wake())
@@ -120,12 +139,49 @@ class StreamReader:
         self.call.cancel()
 
 
-def open_stream(method: Callable[..., Any], request: Any, name: str) -> StreamReader:
+def open_stream(
+    method: Callable[..., Any], request: Any, name: str, backoff: Backoff
+) -> StreamReader:
     """Calls the stream `method` wait-for-ready (the stream waits while the
     channel reconnects instead of failing at once) and reads it on a thread
-    called `name`. Raises ClosedError when the channel was closed."""
+    called `name`; its first response resets `backoff`. Raises ClosedError
+    when the channel was closed."""
     try:
         call = method(request, wait_for_ready=retry_policy.STREAMS_WAIT_FOR_READY)
     except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
         raise ClosedError("the channel was closed: %s" % error) from error
-    return StreamReader(call, name)
+    return StreamReader(call, name, backoff)
+
+
+def run_stream_loop(
+    attempt: Callable[[], StreamEnd],
+    stopping: threading.Event,
+    backoff: Backoff,
+    give_up: Callable[[WarrenError], None],
+    log_retry: Callable[[StreamEnd, float], None],
+    retries: bool = True,
+) -> None:
+    """Runs `attempt` (one stream, to its end) until `stopping` is set, the
+    end is fatal by retry_policy.stream_decision, or the channel was closed;
+    in between waits backoff.next_delay(), cut short by `stopping`.
+
+    `give_up(error)` is called with the ClosedError, or a FatalError for a
+    fatal end; `log_retry(end, delay)` before each wait. With retries=False
+    the loop ends quietly after the first non-fatal end."""
+    while not stopping.is_set():
+        try:
+            end = attempt()
+        except ClosedError as error:
+            give_up(error)
+            return
+        if stopping.is_set():
+            return
+        if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
+            give_up(FatalError(end.code, end.details))
+            return
+        if not retries:
+            return
+        delay = backoff.next_delay()
+        log_retry(end, delay)
+        if stopping.wait(delay):
+            return

@@ -30,12 +30,18 @@ from typing import Any, Callable, Sequence
 
 import grpc
 
-from . import retry_policy
 from ._backoff import Backoff
 from ._proto import config_pb2 as pb
 from ._proto import config_pb2_grpc
-from ._stream import StreamEnd, StreamReader, Wake, duration, open_stream
-from .errors import ClosedError, FatalError, WarrenError
+from ._stream import (
+    StreamEnd,
+    StreamReader,
+    Wake,
+    duration,
+    open_stream,
+    run_stream_loop,
+)
+from .errors import WarrenError
 
 log = logging.getLogger("warren_client.config_watcher")
 
@@ -177,21 +183,9 @@ class ConfigWatcher:
     # -- the stream loop -----------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                end = self._one_watch()
-            except ClosedError as error:
-                self._give_up(error)
-                break
-            if self._closing.is_set():
-                break
-            if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
-                self._give_up(FatalError(end.code, end.details))
-                break
-            delay = self._backoff.next_delay()
-            log.warning("watch of %r ended (%s); again in %.2fs", self.key, end, delay)
-            if self._closing.wait(delay):
-                break
+        run_stream_loop(
+            self._one_watch, self._closing, self._backoff, self._give_up, self._log_retry
+        )
         with self._changed:
             self._changed.notify_all()
 
@@ -206,8 +200,13 @@ class ConfigWatcher:
             except Exception:
                 log.exception("config watcher on_error callback failed")
 
+    def _log_retry(self, end: StreamEnd, delay: float) -> None:
+        log.warning("watch of %r ended (%s); again in %.2fs", self.key, end, delay)
+
     def _one_watch(self) -> StreamEnd:
-        reader = open_stream(self._stub.WatchConfig, self._request, "warren-watch-reader")
+        reader = open_stream(
+            self._stub.WatchConfig, self._request, "warren-watch-reader", self._backoff
+        )
         with self._lock:
             self._reader = reader
         if self._closing.is_set():  # close() ran before _reader was set
@@ -217,7 +216,6 @@ class ConfigWatcher:
         # (docs/config-limits.md). They are gathered and reconciled as one.
         initial: list[Any] = []
         synced = False
-        first_response = True
         try:
             while True:
                 item = reader.next(timeout=self._idle_timeout)
@@ -228,9 +226,6 @@ class ConfigWatcher:
                     continue
                 if isinstance(item, StreamEnd):
                     return item
-                if first_response:
-                    first_response = False
-                    self._backoff.reset()
                 if not synced:
                     initial.extend(item.events)
                     if not item.initial_state:

@@ -40,12 +40,20 @@ from typing import Any, Callable
 
 import grpc
 
-from . import _defaults, retry_policy
+from . import _defaults
 from ._backoff import Backoff
 from ._proto import election_pb2 as pb
 from ._proto import election_pb2_grpc
-from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration, open_stream
-from .errors import ClosedError, FatalError, NotLeaderError, WarrenError
+from ._stream import (
+    RequestQueue,
+    StreamEnd,
+    StreamReader,
+    Wake,
+    duration,
+    open_stream,
+    run_stream_loop,
+)
+from .errors import ClosedError, NotLeaderError, WarrenError
 
 log = logging.getLogger("warren_client.elector")
 
@@ -220,23 +228,14 @@ class Elector:
     # -- the stream loop --------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                end = self._one_campaign()
-            except ClosedError as error:
-                self._give_up(error)
-                break
-            if self._closing.is_set():
-                break
-            if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
-                self._give_up(FatalError(end.code, end.details))
-                break
-            if not self._recampaign:
-                break
-            delay = self._backoff.next_delay()
-            log.info("elect stream ended (%s); campaigning again in %.2fs", end, delay)
-            if self._closing.wait(delay):
-                break
+        run_stream_loop(
+            self._one_campaign,
+            self._closing,
+            self._backoff,
+            self._give_up,
+            self._log_retry,
+            retries=self._recampaign,
+        )
         with self._changed:
             self._changed.notify_all()
 
@@ -247,11 +246,17 @@ class Elector:
         log.error("campaign in %s ended for good: %s", self.election, error)
         self._call(self._on_error, error)
 
+    @staticmethod
+    def _log_retry(end: StreamEnd, delay: float) -> None:
+        log.info("elect stream ended (%s); campaigning again in %.2fs", end, delay)
+
     def _one_campaign(self) -> StreamEnd:
         requests: RequestQueue[Any] = RequestQueue()
         requests.put(self._campaign)
         try:
-            reader = open_stream(self._stub.Elect, iter(requests), "warren-elect-reader")
+            reader = open_stream(
+                self._stub.Elect, iter(requests), "warren-elect-reader", self._backoff
+            )
         except ClosedError:
             requests.close()
             raise
@@ -266,7 +271,6 @@ class Elector:
 
     def _consume(self, requests: RequestQueue[Any], reader: StreamReader) -> StreamEnd:
         resigning = False
-        first_response = True
         resign_deadline = 0.0
         while True:
             if self._closing.is_set() and not resigning:
@@ -298,15 +302,12 @@ class Elector:
                         self.election,
                     )
                     self._lose(LostReason.LEASE_EXPIRED)
-                return self._drain_to_end(reader)
+                return reader.drain_to_end()
             if isinstance(item, Wake):
                 continue
             if isinstance(item, StreamEnd):
                 self._lose(LostReason.RESIGNED if resigning else LostReason.STREAM_BROKEN)
                 return item
-            if first_response:
-                first_response = False
-                self._backoff.reset()
             self._on_response(item)
 
     def _on_response(self, response: Any) -> None:
@@ -357,12 +358,3 @@ class Elector:
             callback(*args)
         except Exception:
             log.exception("elector callback %r failed", callback)
-
-    @staticmethod
-    def _drain_to_end(reader: StreamReader) -> StreamEnd:
-        while True:
-            item = reader.next(timeout=10.0)
-            if item is None:
-                return StreamEnd()
-            if isinstance(item, StreamEnd):
-                return item

@@ -34,12 +34,20 @@ from typing import Any, Callable, Iterable
 
 import grpc
 
-from . import _defaults, retry_policy
+from . import _defaults
 from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
-from ._stream import RequestQueue, StreamEnd, StreamReader, Wake, duration, open_stream
-from .errors import ClosedError, FatalError, WarrenError
+from ._stream import (
+    RequestQueue,
+    StreamEnd,
+    StreamReader,
+    Wake,
+    duration,
+    open_stream,
+    run_stream_loop,
+)
+from .errors import ClosedError, WarrenError
 
 log = logging.getLogger("warren_client.subscriber")
 
@@ -205,28 +213,24 @@ class Subscriber:
 
     def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
-                try:
-                    end = self._one_stream()
-                except ClosedError as error:
-                    self._give_up(error)
-                    break
-                if self._stopping.is_set():
-                    break
-                if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
-                    self._give_up(FatalError(end.code, end.details))
-                    break
-                delay = self._backoff.next_delay()
-                log.warning(
-                    "subscribe stream ended (%s: %s); again in %.2fs",
-                    end.code.name,
-                    end.details,
-                    delay,
-                )
-                if self._stopping.wait(delay):
-                    break
+            run_stream_loop(
+                self._one_stream,
+                self._stopping,
+                self._backoff,
+                self._give_up,
+                self._log_retry,
+            )
         finally:
             self._done.set()
+
+    @staticmethod
+    def _log_retry(end: StreamEnd, delay: float) -> None:
+        log.warning(
+            "subscribe stream ended (%s: %s); again in %.2fs",
+            end.code.name,
+            end.details,
+            delay,
+        )
 
     def _give_up(self, error: WarrenError) -> None:
         self.error = error
@@ -247,12 +251,14 @@ class Subscriber:
         session.requests.put(self._start_request)
         try:
             reader = open_stream(
-                self._stub.Subscribe, iter(session.requests), "warren-subscribe-reader"
+                self._stub.Subscribe,
+                iter(session.requests),
+                "warren-subscribe-reader",
+                self._backoff,
             )
         except ClosedError:
             session.requests.close()
             raise
-        first_response = True
         with self._lock:
             self._reader = reader
         try:
@@ -262,15 +268,12 @@ class Subscriber:
                 item = reader.next(timeout=self._idle_timeout)
                 if item is None:
                     reader.cancel()  # silent too long: treat as broken
-                    self._drain_to_end(reader)
+                    reader.drain_to_end()
                     return StreamEnd(_Silent(self._idle_timeout))
                 if isinstance(item, Wake):
                     continue
                 if isinstance(item, StreamEnd):
                     return item
-                if first_response:
-                    first_response = False
-                    self._backoff.reset()
                 kind = item.WhichOneof("response")
                 if kind == "subscribed":
                     self.queue_name = item.subscribed.queue
@@ -328,14 +331,7 @@ class Subscriber:
         session.requests.close()
         if not reader.ended.wait(5.0):
             reader.cancel()
-        return self._drain_to_end(reader)
-
-    @staticmethod
-    def _drain_to_end(reader: StreamReader) -> StreamEnd:
-        while True:
-            item = reader.next(timeout=10.0)
-            if item is None or isinstance(item, StreamEnd):
-                return StreamEnd() if item is None else item
+        return reader.drain_to_end()
 
 
 class _Silent(Exception):
