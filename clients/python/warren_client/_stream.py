@@ -1,6 +1,7 @@
 """Plumbing shared by the stream wrappers: a request queue for bidi calls, a
 reader thread that turns a response iterator into a queue with timeouts, and
-the loop that re-opens a stream by retry_policy's rule.
+the loop that re-opens a stream by retry_policy's rule, run on the thread
+of a StreamThread.
 
 The sync gRPC API blocks in `next(call)` with no timeout, yet every wrapper
 must notice a silent stream (missed heartbeats) and a stop request. So one
@@ -22,6 +23,7 @@ from ._backoff import Backoff
 from .errors import ClosedError, FatalError, WarrenError, status_of
 
 T = TypeVar("T")
+W = TypeVar("W", bound="StreamThread")
 
 _END = object()
 
@@ -185,3 +187,30 @@ def run_stream_loop(
         log_retry(end, delay)
         if stopping.wait(delay):
             return
+
+
+class StreamThread:
+    """start() and `with` of a wrapper whose streams run on one daemon thread
+    of its own, named `thread_name`, running `_run`. The wrapper sets
+    `_thread = None` in __init__ and ends the thread in its __exit__."""
+
+    thread_name = "warren-stream"
+    _thread: threading.Thread | None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self: W) -> W:
+        """Starts the stream thread; returns self."""
+        if self._thread is not None:
+            raise RuntimeError("%s.start() called twice" % type(self).__name__)
+        self._thread = threading.Thread(
+            target=self._run, name=self.thread_name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __enter__(self: W) -> W:
+        if self._thread is None:
+            self.start()
+        return self

@@ -33,14 +33,8 @@ import grpc
 from ._backoff import Backoff
 from ._proto import config_pb2 as pb
 from ._proto import config_pb2_grpc
-from ._stream import (
-    StreamEnd,
-    StreamReader,
-    Wake,
-    duration,
-    open_stream,
-    run_stream_loop,
-)
+from ._stream import StreamEnd, StreamReader, StreamThread, Wake
+from ._stream import duration, open_stream, run_stream_loop
 from .errors import WarrenError
 
 log = logging.getLogger("warren_client.config_watcher")
@@ -60,13 +54,15 @@ class Change:
     version: int
 
 
-class ConfigWatcher:
+class ConfigWatcher(StreamThread):
     """Watches `key` (with prefix=True: the key and everything below it).
 
         with ConfigWatcher(channel, "app/db/url", on_change=print) as w:
             w.wait_ready(5)
             url = w.value           # bytes, or None while the key is absent
     """
+
+    thread_name = "warren-config-watcher"
 
     def __init__(
         self,
@@ -155,15 +151,6 @@ class ConfigWatcher:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> ConfigWatcher:
-        if self._thread is not None:
-            raise RuntimeError("ConfigWatcher.start() called twice")
-        self._thread = threading.Thread(
-            target=self._run, name="warren-config-watcher", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def close(self) -> None:
         self._closing.set()
         with self._lock:
@@ -171,11 +158,6 @@ class ConfigWatcher:
                 self._reader.cancel()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-
-    def __enter__(self) -> ConfigWatcher:
-        if self._thread is None:
-            self.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

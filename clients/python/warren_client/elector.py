@@ -44,15 +44,8 @@ from . import _defaults
 from ._backoff import Backoff
 from ._proto import election_pb2 as pb
 from ._proto import election_pb2_grpc
-from ._stream import (
-    RequestQueue,
-    StreamEnd,
-    StreamReader,
-    Wake,
-    duration,
-    open_stream,
-    run_stream_loop,
-)
+from ._stream import RequestQueue, StreamEnd, StreamReader, StreamThread, Wake
+from ._stream import duration, open_stream, run_stream_loop
 from .errors import ClosedError, NotLeaderError, WarrenError
 
 log = logging.getLogger("warren_client.elector")
@@ -78,7 +71,7 @@ _SERVER_REASONS = {
 }
 
 
-class Elector:
+class Elector(StreamThread):
     """Campaigns in `election` until closed.
 
         def elected(leader):  print("leading with token", leader.fencing_token)
@@ -88,6 +81,8 @@ class Elector:
     Callbacks: on_elected(leader), on_following(leader or None while nobody
     leads), on_lost(LostReason); `leader` is a warren.v1.Leader.
     """
+
+    thread_name = "warren-elector"
 
     def __init__(
         self,
@@ -184,15 +179,6 @@ class Elector:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> Elector:
-        if self._thread is not None:
-            raise RuntimeError("Elector.start() called twice")
-        self._thread = threading.Thread(
-            target=self._run, name="warren-elector", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def proclaim(self, value: bytes | str) -> None:
         """Updates the value published with this leader. Leader only: raises
         NotLeaderError otherwise. Should leadership be lost just as the
@@ -216,11 +202,6 @@ class Elector:
                 self._reader.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout + 5.0)
-
-    def __enter__(self) -> Elector:
-        if self._thread is None:
-            self.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

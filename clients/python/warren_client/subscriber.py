@@ -38,15 +38,8 @@ from . import _defaults
 from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
-from ._stream import (
-    RequestQueue,
-    StreamEnd,
-    StreamReader,
-    Wake,
-    duration,
-    open_stream,
-    run_stream_loop,
-)
+from ._stream import RequestQueue, StreamEnd, StreamReader, StreamThread, Wake
+from ._stream import duration, open_stream, run_stream_loop
 from .errors import ClosedError, WarrenError
 
 log = logging.getLogger("warren_client.subscriber")
@@ -79,7 +72,7 @@ class _Session:
         return self.requests.put(request)
 
 
-class Subscriber:
+class Subscriber(StreamThread):
     """Consumes a queue (or a topic binding) and calls `handler(delivery)` for
     each message, with `delivery` a warren.v1.Delivery (payload, headers,
     message_id, redelivered, ...).
@@ -95,6 +88,8 @@ class Subscriber:
     the WarrenError, `on_error(error)` is called on its thread and
     wait_subscribed() raises it.
     """
+
+    thread_name = "warren-subscriber"
 
     def __init__(
         self,
@@ -160,16 +155,6 @@ class Subscriber:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> Subscriber:
-        """Starts consuming in the background; returns self."""
-        if self._thread is not None:
-            raise RuntimeError("Subscriber.start() called twice")
-        self._thread = threading.Thread(
-            target=self._run, name="warren-subscriber", daemon=True
-        )
-        self._thread.start()
-        return self
-
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Waits until a stream is open (the queue exists and is consumed);
         returns False on timeout or after stop(). Raises the subscriber's
@@ -190,11 +175,6 @@ class Subscriber:
         if self._thread is not None:
             self._thread.join()
         self._pool.shutdown(wait=False)
-
-    def __enter__(self) -> Subscriber:
-        if self._thread is None:
-            self.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
