@@ -2,8 +2,6 @@ package io.warren.client;
 
 import com.google.common.util.concurrent.MoreExecutors;
 import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigEvent;
 import io.warren.v1.ConfigEventType;
@@ -24,7 +22,6 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -143,6 +140,7 @@ public final class ConfigWatcher implements AutoCloseable {
   private final Listener listener;
   private final Executor events;
   private final ExecutorService ownedExecutor;
+  private final StreamRetry retry;
   private final CountDownLatch initial = new CountDownLatch(1);
 
   // Guarded by `lock`.
@@ -150,8 +148,6 @@ public final class ConfigWatcher implements AutoCloseable {
   private TreeMap<String, ConfigEntry> state = new TreeMap<>();
   private Stream stream;
   private boolean closing;
-  private int failures;
-  private ScheduledFuture<?> retryTimer;
   private Status failedWith;
   private boolean hadInitial;
 
@@ -159,6 +155,7 @@ public final class ConfigWatcher implements AutoCloseable {
     this.warren = warren;
     this.options = options;
     this.listener = listener;
+    this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
     if (options.executor != null) {
       ownedExecutor = null;
       events = MoreExecutors.newSequentialExecutor(options.executor);
@@ -208,12 +205,12 @@ public final class ConfigWatcher implements AutoCloseable {
     synchronized (lock) {
       if (closing) return;
       closing = true;
-      if (retryTimer != null) retryTimer.cancel(false);
+      retry.cancelLocked();
       s = stream;
       stream = null;
     }
     if (s != null) {
-      s.requests.cancel("watcher closed", null);
+      s.cancel("watcher closed");
       try {
         s.ended.await(5, TimeUnit.SECONDS);
       } catch (InterruptedException e) {
@@ -224,7 +221,6 @@ public final class ConfigWatcher implements AutoCloseable {
   }
 
   private void openLocked() {
-    retryTimer = null;
     if (closing) return;
     Stream s = new Stream();
     stream = s;
@@ -232,9 +228,7 @@ public final class ConfigWatcher implements AutoCloseable {
         WatchConfigRequest.newBuilder().setKey(options.key).setPrefix(options.prefix);
     if (options.heartbeatInterval != null) {
       request.setHeartbeatInterval(Protos.duration(options.heartbeatInterval));
-      long period = options.heartbeatInterval.toNanos();
-      s.watchdog =
-          warren.scheduler().scheduleAtFixedRate(s::checkAlive, period, period, TimeUnit.NANOSECONDS);
+      s.watchHeartbeats(warren, options.heartbeatInterval);
     }
     RetryPolicy.forStreams(ConfigServiceGrpc.newStub(warren.channel()))
         .watchConfig(request.build(), s);
@@ -273,38 +267,20 @@ public final class ConfigWatcher implements AutoCloseable {
   }
 
   /** One WatchConfig call; a re-watch makes a new one. */
-  private final class Stream implements ClientResponseObserver<WatchConfigRequest, WatchConfigResponse> {
-    final CountDownLatch ended = new CountDownLatch(1);
-    ClientCallStreamObserver<WatchConfigRequest> requests;
-    ScheduledFuture<?> watchdog;
-    volatile long lastMessageNanos = System.nanoTime();
+  private final class Stream extends StreamCall<WatchConfigRequest, WatchConfigResponse> {
     // A large initial state arrives in several responses (the server keeps
     // each under the gRPC message limit): the ones before the one marked
     // initial_state hold PUTs of the same state. gRPC calls onNext one at a
     // time per stream.
     private WatchConfigResponse.Builder initialParts = WatchConfigResponse.newBuilder();
-    private boolean answered;
 
-    @Override
-    public void beforeStart(ClientCallStreamObserver<WatchConfigRequest> requestStream) {
-      requests = requestStream;
-    }
-
-    void checkAlive() {
-      if (System.nanoTime() - lastMessageNanos > 3 * options.heartbeatInterval.toNanos()) {
-        requests.cancel("no message or heartbeat for 3 intervals", null);
-      }
+    Stream() {
+      super(lock, retry);
     }
 
     @Override
     public void onNext(WatchConfigResponse response) {
-      lastMessageNanos = System.nanoTime();
-      if (!answered) {
-        answered = true;
-        synchronized (lock) {
-          failures = 0; // the server took it: the next break starts the backoff over
-        }
-      }
+      received();
       if (initialParts != null) {
         initialParts.addAllEvents(response.getEventsList());
         if (!response.getInitialState()) return;
@@ -327,22 +303,11 @@ public final class ConfigWatcher implements AutoCloseable {
     }
 
     @Override
-    public void onError(Throwable t) {
-      ended(Status.fromThrowable(t));
-    }
-
-    @Override
-    public void onCompleted() {
-      ended(Status.OK);
-    }
-
-    private void ended(Status status) {
+    void ended(Status status) {
       synchronized (lock) {
-        ended.countDown();
-        if (watchdog != null) watchdog.cancel(false);
         if (stream != this || closing) return;
         stream = null;
-        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.FATAL) {
+        if (!StreamRetry.resubscribes(status)) {
           closing = true;
           failedWith = status;
           initial.countDown();
@@ -353,22 +318,7 @@ public final class ConfigWatcher implements AutoCloseable {
           }
           return;
         }
-        try {
-          retryTimer =
-              warren
-                  .scheduler()
-                  .schedule(
-                      () -> {
-                        warren.resetConnectBackoff();
-                        synchronized (lock) {
-                          openLocked();
-                        }
-                      },
-                      options.backoff.delay(failures++).toNanos(),
-                      TimeUnit.NANOSECONDS);
-        } catch (RejectedExecutionException e) {
-          // The Warren client was closed under us.
-        }
+        retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us
       }
     }
   }
