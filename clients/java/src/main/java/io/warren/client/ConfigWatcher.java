@@ -1,6 +1,5 @@
 package io.warren.client;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import io.grpc.Status;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigEvent;
@@ -19,9 +18,6 @@ import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executor;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -138,8 +134,7 @@ public final class ConfigWatcher implements AutoCloseable {
   private final Warren warren;
   private final Options options;
   private final Listener listener;
-  private final Executor events;
-  private final ExecutorService ownedExecutor;
+  private final SerialCallbacks events;
   private final StreamRetry retry;
   private final CountDownLatch initial = new CountDownLatch(1);
 
@@ -156,13 +151,7 @@ public final class ConfigWatcher implements AutoCloseable {
     this.options = options;
     this.listener = listener;
     this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
-    if (options.executor != null) {
-      ownedExecutor = null;
-      events = MoreExecutors.newSequentialExecutor(options.executor);
-    } else {
-      ownedExecutor = Executors.newSingleThreadExecutor(Warren.daemonThreads("warren-config"));
-      events = ownedExecutor;
-    }
+    this.events = new SerialCallbacks(options.executor, "warren-config");
     synchronized (lock) {
       openLocked();
     }
@@ -217,7 +206,7 @@ public final class ConfigWatcher implements AutoCloseable {
         Thread.currentThread().interrupt();
       }
     }
-    if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
+    events.shutdownAfterQueued();
   }
 
   private void openLocked() {
@@ -291,11 +280,7 @@ public final class ConfigWatcher implements AutoCloseable {
       synchronized (lock) {
         if (stream != this) return;
         for (Change c : applyLocked(response)) {
-          try {
-            events.execute(() -> listener.onChange(c));
-          } catch (RejectedExecutionException closed) {
-            break;
-          }
+          if (!events.run(() -> listener.onChange(c))) break;
         }
       }
       // After the changes are queued, so a waiter sees the initial state.
@@ -311,11 +296,7 @@ public final class ConfigWatcher implements AutoCloseable {
           closing = true;
           failedWith = status;
           initial.countDown();
-          try {
-            events.execute(() -> listener.onError(status));
-          } catch (RejectedExecutionException ignored) {
-            // Nobody listens any more.
-          }
+          events.run(() -> listener.onError(status));
           return;
         }
         retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us

@@ -1,6 +1,5 @@
 package io.warren.client;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
 import io.warren.v1.Campaign;
@@ -13,9 +12,6 @@ import io.warren.v1.Resign;
 import java.time.Duration;
 import java.util.UUID;
 import java.util.concurrent.Executor;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -156,8 +152,7 @@ public final class Elector implements AutoCloseable {
   private final Warren warren;
   private final Options options;
   private final Listener listener;
-  private final Executor events; // serialized
-  private final ExecutorService ownedExecutor;
+  private final SerialCallbacks events;
   private final StreamRetry retry;
 
   // Guarded by `lock`.
@@ -176,13 +171,7 @@ public final class Elector implements AutoCloseable {
     this.options = options;
     this.listener = listener;
     this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
-    if (options.executor != null) {
-      ownedExecutor = null;
-      events = MoreExecutors.newSequentialExecutor(options.executor);
-    } else {
-      ownedExecutor = Executors.newSingleThreadExecutor(Warren.daemonThreads("warren-elector"));
-      events = ownedExecutor;
-    }
+    this.events = new SerialCallbacks(options.executor, "warren-elector");
     synchronized (lock) {
       openLocked();
     }
@@ -252,15 +241,11 @@ public final class Elector implements AutoCloseable {
     synchronized (lock) {
       stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come
     }
-    if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
+    events.shutdownAfterQueued();
   }
 
   private void emit(Runnable r) {
-    try {
-      events.execute(r);
-    } catch (RejectedExecutionException ignored) {
-      // Closed: nobody listens any more.
-    }
+    events.run(r);
   }
 
   private void openLocked() {
