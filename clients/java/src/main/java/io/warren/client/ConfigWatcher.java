@@ -17,7 +17,6 @@ import java.util.Optional;
 import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -91,12 +90,10 @@ public final class ConfigWatcher implements AutoCloseable {
   }
 
   /** What to watch. */
-  public static final class Options {
+  public static final class Options extends ListenerOptions<Options> {
     final String key;
     final boolean prefix;
     Duration heartbeatInterval = Duration.ofSeconds(15);
-    Executor executor;
-    BackoffPolicy backoff = BackoffPolicy.DEFAULT;
 
     private Options(String key, boolean prefix) {
       this.key = key;
@@ -116,17 +113,6 @@ public final class ConfigWatcher implements AutoCloseable {
     /** The heartbeat interval asked of the server (default 15 s); 3 missed = a dead stream. */
     public Options heartbeatInterval(Duration d) {
       heartbeatInterval = d;
-      return this;
-    }
-
-    /** Where listener callbacks run (serialized; default: a watcher thread). */
-    public Options executor(Executor e) {
-      executor = e;
-      return this;
-    }
-
-    public Options backoff(BackoffPolicy b) {
-      backoff = b;
       return this;
     }
   }

@@ -11,7 +11,6 @@ import io.warren.v1.Proclaim;
 import io.warren.v1.Resign;
 import java.time.Duration;
 import java.util.UUID;
-import java.util.concurrent.Executor;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -89,15 +88,13 @@ public final class Elector implements AutoCloseable {
   }
 
   /** The candidacy and its policies. */
-  public static final class Options {
+  public static final class Options extends ListenerOptions<Options> {
     final String election;
     String candidateId = UUID.randomUUID().toString();
     byte[] value = new byte[0];
     Duration heartbeatInterval = Duration.ofSeconds(1);
     boolean rejoinAfterExpiry = true;
     boolean recampaign = true;
-    Executor executor;
-    BackoffPolicy backoff = BackoffPolicy.DEFAULT;
 
     public Options(String election) {
       this.election = election;
@@ -134,17 +131,6 @@ public final class Elector implements AutoCloseable {
     /** Campaign again after the stream ended (default true). */
     public Options recampaign(boolean b) {
       recampaign = b;
-      return this;
-    }
-
-    /** Where listener callbacks run (serialized; default: an elector thread). */
-    public Options executor(Executor e) {
-      executor = e;
-      return this;
-    }
-
-    public Options backoff(BackoffPolicy b) {
-      backoff = b;
       return this;
     }
   }
