@@ -1,9 +1,6 @@
 package io.warren.client;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigEvent;
 import io.warren.v1.ConfigEventType;
@@ -20,11 +17,6 @@ import java.util.Optional;
 import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executor;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -98,12 +90,10 @@ public final class ConfigWatcher implements AutoCloseable {
   }
 
   /** What to watch. */
-  public static final class Options {
+  public static final class Options extends ListenerOptions<Options> {
     final String key;
     final boolean prefix;
     Duration heartbeatInterval = Duration.ofSeconds(15);
-    Executor executor;
-    BackoffPolicy backoff = BackoffPolicy.DEFAULT;
 
     private Options(String key, boolean prefix) {
       this.key = key;
@@ -125,24 +115,13 @@ public final class ConfigWatcher implements AutoCloseable {
       heartbeatInterval = d;
       return this;
     }
-
-    /** Where listener callbacks run (serialized; default: a watcher thread). */
-    public Options executor(Executor e) {
-      executor = e;
-      return this;
-    }
-
-    public Options backoff(BackoffPolicy b) {
-      backoff = b;
-      return this;
-    }
   }
 
   private final Warren warren;
   private final Options options;
   private final Listener listener;
-  private final Executor events;
-  private final ExecutorService ownedExecutor;
+  private final SerialCallbacks events;
+  private final StreamRetry retry;
   private final CountDownLatch initial = new CountDownLatch(1);
 
   // Guarded by `lock`.
@@ -150,8 +129,6 @@ public final class ConfigWatcher implements AutoCloseable {
   private TreeMap<String, ConfigEntry> state = new TreeMap<>();
   private Stream stream;
   private boolean closing;
-  private int failures;
-  private ScheduledFuture<?> retryTimer;
   private Status failedWith;
   private boolean hadInitial;
 
@@ -159,13 +136,8 @@ public final class ConfigWatcher implements AutoCloseable {
     this.warren = warren;
     this.options = options;
     this.listener = listener;
-    if (options.executor != null) {
-      ownedExecutor = null;
-      events = MoreExecutors.newSequentialExecutor(options.executor);
-    } else {
-      ownedExecutor = Executors.newSingleThreadExecutor(Warren.daemonThreads("warren-config"));
-      events = ownedExecutor;
-    }
+    this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
+    this.events = new SerialCallbacks(options.executor, "warren-config");
     synchronized (lock) {
       openLocked();
     }
@@ -208,23 +180,22 @@ public final class ConfigWatcher implements AutoCloseable {
     synchronized (lock) {
       if (closing) return;
       closing = true;
-      if (retryTimer != null) retryTimer.cancel(false);
+      retry.cancelLocked();
       s = stream;
       stream = null;
     }
     if (s != null) {
-      s.requests.cancel("watcher closed", null);
+      s.cancel("watcher closed");
       try {
         s.ended.await(5, TimeUnit.SECONDS);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
     }
-    if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
+    events.shutdownAfterQueued();
   }
 
   private void openLocked() {
-    retryTimer = null;
     if (closing) return;
     Stream s = new Stream();
     stream = s;
@@ -232,9 +203,7 @@ public final class ConfigWatcher implements AutoCloseable {
         WatchConfigRequest.newBuilder().setKey(options.key).setPrefix(options.prefix);
     if (options.heartbeatInterval != null) {
       request.setHeartbeatInterval(Protos.duration(options.heartbeatInterval));
-      long period = options.heartbeatInterval.toNanos();
-      s.watchdog =
-          warren.scheduler().scheduleAtFixedRate(s::checkAlive, period, period, TimeUnit.NANOSECONDS);
+      s.watchHeartbeats(warren, options.heartbeatInterval);
     }
     RetryPolicy.forStreams(ConfigServiceGrpc.newStub(warren.channel()))
         .watchConfig(request.build(), s);
@@ -273,38 +242,20 @@ public final class ConfigWatcher implements AutoCloseable {
   }
 
   /** One WatchConfig call; a re-watch makes a new one. */
-  private final class Stream implements ClientResponseObserver<WatchConfigRequest, WatchConfigResponse> {
-    final CountDownLatch ended = new CountDownLatch(1);
-    ClientCallStreamObserver<WatchConfigRequest> requests;
-    ScheduledFuture<?> watchdog;
-    volatile long lastMessageNanos = System.nanoTime();
+  private final class Stream extends StreamCall<WatchConfigRequest, WatchConfigResponse> {
     // A large initial state arrives in several responses (the server keeps
     // each under the gRPC message limit): the ones before the one marked
     // initial_state hold PUTs of the same state. gRPC calls onNext one at a
     // time per stream.
     private WatchConfigResponse.Builder initialParts = WatchConfigResponse.newBuilder();
-    private boolean answered;
 
-    @Override
-    public void beforeStart(ClientCallStreamObserver<WatchConfigRequest> requestStream) {
-      requests = requestStream;
-    }
-
-    void checkAlive() {
-      if (System.nanoTime() - lastMessageNanos > 3 * options.heartbeatInterval.toNanos()) {
-        requests.cancel("no message or heartbeat for 3 intervals", null);
-      }
+    Stream() {
+      super(lock, retry);
     }
 
     @Override
     public void onNext(WatchConfigResponse response) {
-      lastMessageNanos = System.nanoTime();
-      if (!answered) {
-        answered = true;
-        synchronized (lock) {
-          failures = 0; // the server took it: the next break starts the backoff over
-        }
-      }
+      received();
       if (initialParts != null) {
         initialParts.addAllEvents(response.getEventsList());
         if (!response.getInitialState()) return;
@@ -315,11 +266,7 @@ public final class ConfigWatcher implements AutoCloseable {
       synchronized (lock) {
         if (stream != this) return;
         for (Change c : applyLocked(response)) {
-          try {
-            events.execute(() -> listener.onChange(c));
-          } catch (RejectedExecutionException closed) {
-            break;
-          }
+          if (!events.run(() -> listener.onChange(c))) break;
         }
       }
       // After the changes are queued, so a waiter sees the initial state.
@@ -327,48 +274,18 @@ public final class ConfigWatcher implements AutoCloseable {
     }
 
     @Override
-    public void onError(Throwable t) {
-      ended(Status.fromThrowable(t));
-    }
-
-    @Override
-    public void onCompleted() {
-      ended(Status.OK);
-    }
-
-    private void ended(Status status) {
+    void ended(Status status) {
       synchronized (lock) {
-        ended.countDown();
-        if (watchdog != null) watchdog.cancel(false);
         if (stream != this || closing) return;
         stream = null;
-        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.FATAL) {
+        if (!StreamRetry.resubscribes(status)) {
           closing = true;
           failedWith = status;
           initial.countDown();
-          try {
-            events.execute(() -> listener.onError(status));
-          } catch (RejectedExecutionException ignored) {
-            // Nobody listens any more.
-          }
+          events.run(() -> listener.onError(status));
           return;
         }
-        try {
-          retryTimer =
-              warren
-                  .scheduler()
-                  .schedule(
-                      () -> {
-                        warren.resetConnectBackoff();
-                        synchronized (lock) {
-                          openLocked();
-                        }
-                      },
-                      options.backoff.delay(failures++).toNanos(),
-                      TimeUnit.NANOSECONDS);
-        } catch (RejectedExecutionException e) {
-          // The Warren client was closed under us.
-        }
+        retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us
       }
     }
   }

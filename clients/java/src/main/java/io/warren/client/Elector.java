@@ -1,10 +1,7 @@
 package io.warren.client;
 
-import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.warren.v1.Campaign;
 import io.warren.v1.ElectRequest;
 import io.warren.v1.ElectResponse;
@@ -14,11 +11,6 @@ import io.warren.v1.Proclaim;
 import io.warren.v1.Resign;
 import java.time.Duration;
 import java.util.UUID;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.Executor;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
@@ -96,15 +88,13 @@ public final class Elector implements AutoCloseable {
   }
 
   /** The candidacy and its policies. */
-  public static final class Options {
+  public static final class Options extends ListenerOptions<Options> {
     final String election;
     String candidateId = UUID.randomUUID().toString();
     byte[] value = new byte[0];
     Duration heartbeatInterval = Duration.ofSeconds(1);
     boolean rejoinAfterExpiry = true;
     boolean recampaign = true;
-    Executor executor;
-    BackoffPolicy backoff = BackoffPolicy.DEFAULT;
 
     public Options(String election) {
       this.election = election;
@@ -143,31 +133,18 @@ public final class Elector implements AutoCloseable {
       recampaign = b;
       return this;
     }
-
-    /** Where listener callbacks run (serialized; default: an elector thread). */
-    public Options executor(Executor e) {
-      executor = e;
-      return this;
-    }
-
-    public Options backoff(BackoffPolicy b) {
-      backoff = b;
-      return this;
-    }
   }
 
   private final Warren warren;
   private final Options options;
   private final Listener listener;
-  private final Executor events; // serialized
-  private final ExecutorService ownedExecutor;
+  private final SerialCallbacks events;
+  private final StreamRetry retry;
 
   // Guarded by `lock`.
   private final Object lock = new Object();
   private Stream stream;
   private boolean closing;
-  private int failures;
-  private ScheduledFuture<?> retryTimer;
   private volatile boolean leading;
   private volatile Leader leader; // self while leading, else the followed leader
   private long leaseNanos;
@@ -179,13 +156,8 @@ public final class Elector implements AutoCloseable {
     this.warren = warren;
     this.options = options;
     this.listener = listener;
-    if (options.executor != null) {
-      ownedExecutor = null;
-      events = MoreExecutors.newSequentialExecutor(options.executor);
-    } else {
-      ownedExecutor = Executors.newSingleThreadExecutor(Warren.daemonThreads("warren-elector"));
-      events = ownedExecutor;
-    }
+    this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
+    this.events = new SerialCallbacks(options.executor, "warren-elector");
     synchronized (lock) {
       openLocked();
     }
@@ -237,7 +209,7 @@ public final class Elector implements AutoCloseable {
     synchronized (lock) {
       if (closing) return;
       closing = true;
-      if (retryTimer != null) retryTimer.cancel(false);
+      retry.cancelLocked();
       s = stream;
       if (s != null) {
         s.sendLocked(ElectRequest.newBuilder().setResign(Resign.getDefaultInstance()).build());
@@ -255,19 +227,14 @@ public final class Elector implements AutoCloseable {
     synchronized (lock) {
       stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come
     }
-    if (ownedExecutor != null) events.execute(ownedExecutor::shutdown);
+    events.shutdownAfterQueued();
   }
 
   private void emit(Runnable r) {
-    try {
-      events.execute(r);
-    } catch (RejectedExecutionException ignored) {
-      // Closed: nobody listens any more.
-    }
+    events.run(r);
   }
 
   private void openLocked() {
-    retryTimer = null;
     if (closing) return;
     Stream s = new Stream();
     stream = s;
@@ -322,44 +289,16 @@ public final class Elector implements AutoCloseable {
   }
 
   /** One Elect call; a re-campaign makes a new one. */
-  private final class Stream implements ClientResponseObserver<ElectRequest, ElectResponse> {
-    final CountDownLatch ended = new CountDownLatch(1);
-    ClientCallStreamObserver<ElectRequest> requests;
-    volatile long lastMessageNanos = System.nanoTime();
-    boolean halfClosed; // guarded by lock
-    Status ourCancel; // guarded by lock
-
-    @Override
-    public void beforeStart(ClientCallStreamObserver<ElectRequest> requestStream) {
-      requests = requestStream;
-    }
-
-    void sendLocked(ElectRequest r) {
-      // gRPC refuses a message on a call we cancelled (IllegalStateException).
-      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
-    }
-
-    void halfCloseLocked() {
-      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
-        halfClosed = true;
-        requests.onCompleted();
-      }
-    }
-
-    void cancel(String why) {
-      synchronized (lock) {
-        if (ourCancel == null) ourCancel = Status.UNAVAILABLE.withDescription(why);
-      }
-      requests.cancel(why, null);
+  private final class Stream extends StreamCall<ElectRequest, ElectResponse> {
+    Stream() {
+      super(lock, retry);
     }
 
     @Override
     public void onNext(ElectResponse response) {
-      long now = System.nanoTime();
-      lastMessageNanos = now;
+      long now = received();
       synchronized (lock) {
         if (stream != this) return;
-        failures = 0; // the server answered: the next break starts the backoff over
         switch (response.getEventCase()) {
           case ELECTED:
             {
@@ -419,47 +358,20 @@ public final class Elector implements AutoCloseable {
     }
 
     @Override
-    public void onError(Throwable t) {
-      ended(Status.fromThrowable(t));
-    }
-
-    @Override
-    public void onCompleted() {
-      ended(Status.OK);
-    }
-
-    private void ended(Status status) {
+    void ended(Status status) {
       synchronized (lock) {
-        ended.countDown();
-        if (ourCancel != null) status = ourCancel;
         if (stream != this) return;
         stream = null;
         if (closing) return;
         // The server resigns a candidacy whose stream ended: a loss, now.
         stopLeadingLocked(LossReason.STREAM_BROKEN);
-        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.FATAL) {
+        if (!StreamRetry.resubscribes(status)) {
           closing = true;
-          Status failed = status;
-          emit(() -> listener.onError(failed));
+          emit(() -> listener.onError(status));
           return;
         }
         if (!options.recampaign) return;
-        try {
-          retryTimer =
-              warren
-                  .scheduler()
-                  .schedule(
-                      () -> {
-                        warren.resetConnectBackoff();
-                        synchronized (lock) {
-                          openLocked();
-                        }
-                      },
-                      options.backoff.delay(failures++).toNanos(),
-                      TimeUnit.NANOSECONDS);
-        } catch (RejectedExecutionException e) {
-          // The Warren client was closed under us: nothing to campaign with.
-        }
+        retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us
       }
     }
   }

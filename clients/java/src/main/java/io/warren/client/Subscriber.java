@@ -1,8 +1,6 @@
 package io.warren.client;
 
 import io.grpc.Status;
-import io.grpc.stub.ClientCallStreamObserver;
-import io.grpc.stub.ClientResponseObserver;
 import io.warren.v1.Ack;
 import io.warren.v1.Delivery;
 import io.warren.v1.MessagingServiceGrpc;
@@ -18,7 +16,6 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.logging.Level;
@@ -144,6 +141,7 @@ public final class Subscriber implements AutoCloseable {
   private final Handler handler;
   private final Executor executor;
   private final ExecutorService ownedExecutor;
+  private final StreamRetry retry;
   private final CompletableFuture<String> firstSubscribed = new CompletableFuture<>();
 
   // Everything below is guarded by `lock`.
@@ -151,14 +149,13 @@ public final class Subscriber implements AutoCloseable {
   private final ArrayDeque<Pending> pending = new ArrayDeque<>();
   private Stream stream;
   private int running;
-  private int failures; // consecutive, for the backoff
   private boolean closing;
-  private ScheduledFuture<?> retryTimer;
 
   Subscriber(Warren warren, Options options, Handler handler) {
     this.warren = warren;
     this.options = options;
     this.handler = handler;
+    this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
     if (options.executor != null) {
       executor = options.executor;
       ownedExecutor = null;
@@ -196,7 +193,7 @@ public final class Subscriber implements AutoCloseable {
     synchronized (lock) {
       if (closing && stream == null && running == 0) return;
       closing = true;
-      if (retryTimer != null) retryTimer.cancel(false);
+      retry.cancelLocked();
       // Deliveries whose handler has not started go back at once rather than
       // when the stream ends, so another consumer can take them now.
       while (!pending.isEmpty()) {
@@ -233,7 +230,6 @@ public final class Subscriber implements AutoCloseable {
   }
 
   private void openLocked() {
-    retryTimer = null;
     if (closing) return;
     SubscribeStart.Builder start = options.start.toBuilder().setMaxInFlight(options.maxInFlight);
     if (options.heartbeatInterval != null) {
@@ -243,11 +239,7 @@ public final class Subscriber implements AutoCloseable {
     stream = s;
     RetryPolicy.forStreams(MessagingServiceGrpc.newStub(warren.channel())).subscribe(s);
     s.sendLocked(SubscribeRequest.newBuilder().setStart(start).build());
-    if (options.heartbeatInterval != null) {
-      long period = options.heartbeatInterval.toNanos();
-      s.watchdog =
-          warren.scheduler().scheduleAtFixedRate(s::checkAlive, period, period, TimeUnit.NANOSECONDS);
-    }
+    if (options.heartbeatInterval != null) s.watchHeartbeats(warren, options.heartbeatInterval);
   }
 
   private void dispatchLocked() {
@@ -296,23 +288,9 @@ public final class Subscriber implements AutoCloseable {
   }
 
   /** One Subscribe call; a resubscribe makes a new one. */
-  private final class Stream implements ClientResponseObserver<SubscribeRequest, SubscribeResponse> {
-    final java.util.concurrent.CountDownLatch ended = new java.util.concurrent.CountDownLatch(1);
-    ClientCallStreamObserver<SubscribeRequest> requests;
-    ScheduledFuture<?> watchdog;
-    volatile long lastMessageNanos = System.nanoTime();
-    boolean answered; // gRPC calls onNext one at a time per stream
-    boolean halfClosed; // guarded by lock
-    Status ourCancel; // guarded by lock: why we cancelled, if we did
-
-    @Override
-    public void beforeStart(ClientCallStreamObserver<SubscribeRequest> requestStream) {
-      requests = requestStream;
-    }
-
-    void sendLocked(SubscribeRequest r) {
-      // gRPC refuses a message on a call we cancelled (IllegalStateException).
-      if (!halfClosed && ourCancel == null && ended.getCount() > 0) requests.onNext(r);
+  private final class Stream extends StreamCall<SubscribeRequest, SubscribeResponse> {
+    Stream() {
+      super(lock, retry);
     }
 
     void settleLocked(long id, boolean ack, boolean requeue) {
@@ -328,36 +306,9 @@ public final class Subscriber implements AutoCloseable {
       }
     }
 
-    void halfCloseLocked() {
-      if (!halfClosed && ourCancel == null && ended.getCount() > 0) {
-        halfClosed = true;
-        requests.onCompleted();
-      }
-    }
-
-    void cancel(String why) {
-      synchronized (lock) {
-        if (ourCancel == null) ourCancel = Status.UNAVAILABLE.withDescription(why);
-      }
-      requests.cancel(why, null);
-    }
-
-    void checkAlive() {
-      long silent = System.nanoTime() - lastMessageNanos;
-      if (silent > 3 * options.heartbeatInterval.toNanos()) {
-        cancel("no message or heartbeat for " + Duration.ofNanos(silent));
-      }
-    }
-
     @Override
     public void onNext(SubscribeResponse response) {
-      lastMessageNanos = System.nanoTime();
-      if (!answered) {
-        answered = true;
-        synchronized (lock) {
-          failures = 0; // the server took it: the next break starts the backoff over
-        }
-      }
+      received();
       switch (response.getResponseCase()) {
         case SUBSCRIBED:
           options.listener.onSubscribed(response.getSubscribed().getQueue());
@@ -379,34 +330,15 @@ public final class Subscriber implements AutoCloseable {
     }
 
     @Override
-    public void onError(Throwable t) {
-      ended(Status.fromThrowable(t));
-    }
-
-    @Override
-    public void onCompleted() {
-      ended(Status.OK);
-    }
-
-    private void ended(Status status) {
+    void ended(Status status) {
       Duration retryIn = null;
       synchronized (lock) {
-        ended.countDown();
-        if (watchdog != null) watchdog.cancel(false);
-        if (ourCancel != null) status = ourCancel;
         pending.removeIf(p -> p.stream == this);
         lock.notifyAll();
         if (closing || stream != this) return;
         stream = null;
-        if (RetryPolicy.stream(status.getCode()) == RetryPolicy.StreamAction.RESUBSCRIBE) {
-          retryIn = options.backoff.delay(failures++);
-          try {
-            retryTimer =
-                warren.scheduler().schedule(this::reopen, retryIn.toNanos(), TimeUnit.NANOSECONDS);
-          } catch (RejectedExecutionException e) {
-            retryIn = null; // the Warren client was closed under us
-          }
-        }
+        // Null when the stream is not retried, or the Warren client was closed under us.
+        if (StreamRetry.resubscribes(status)) retryIn = retry.scheduleLocked();
         if (retryIn == null) closing = true;
       }
       if (retryIn != null) {
@@ -415,13 +347,6 @@ public final class Subscriber implements AutoCloseable {
         options.listener.onFailed(status);
         firstSubscribed.completeExceptionally(status.asRuntimeException());
         if (ownedExecutor != null) ownedExecutor.shutdown();
-      }
-    }
-
-    private void reopen() {
-      warren.resetConnectBackoff();
-      synchronized (lock) {
-        openLocked();
       }
     }
   }
