@@ -212,13 +212,8 @@ absl::Status RunWatch(Context& context, const Args& args) {
         (void)session.CancelAndFinish();
         return absl::DeadlineExceededError(
             absl::StrCat("--timeout passed after ", changes, " changes"));
-      case Session::Kind::kEnded: {
-        absl::Status status = session.Finish();
-        if (status.ok()) {
-          return absl::UnavailableError("the server ended the watch");
-        }
-        return status;
-      }
+      case Session::Kind::kEnded:
+        return session.FinishEnded("watch");
       case Session::Kind::kMessage:
         break;
     }

@@ -217,13 +217,8 @@ absl::Status RunLeader(Context& context, const Args& args) {
       case Session::Kind::kTimeout:
         (void)session.CancelAndFinish();
         return absl::DeadlineExceededError("--timeout passed");
-      case Session::Kind::kEnded: {
-        absl::Status status = session.Finish();
-        if (status.ok()) {
-          return absl::UnavailableError("the server ended the stream");
-        }
-        return status;
-      }
+      case Session::Kind::kEnded:
+        return session.FinishEnded("stream");
       case Session::Kind::kMessage:
         break;
     }

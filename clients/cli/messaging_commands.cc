@@ -283,13 +283,8 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
       case StreamSession<v1::SubscribeResponse>::Kind::kTimeout:
         return close(absl::DeadlineExceededError(
             absl::StrCat("--timeout passed after ", received, " deliveries")));
-      case StreamSession<v1::SubscribeResponse>::Kind::kEnded: {
-        absl::Status status = session.Finish();
-        if (status.ok()) {
-          return absl::UnavailableError("the server ended the subscription");
-        }
-        return status;
-      }
+      case StreamSession<v1::SubscribeResponse>::Kind::kEnded:
+        return session.FinishEnded("subscription");
       case StreamSession<v1::SubscribeResponse>::Kind::kMessage:
         break;
     }

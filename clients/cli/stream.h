@@ -15,6 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "clients/cli/exit_codes.h"
@@ -123,6 +125,15 @@ class StreamSession {
   absl::Status Finish() {
     finished_ = true;
     return FromGrpc(finish_());
+  }
+
+  // The status a command ends with when the server ended the stream (Next
+  // answered kEnded): the stream's own, or UNAVAILABLE when it ended with
+  // OK, as a streaming command never expects the server to end it.
+  absl::Status FinishEnded(absl::string_view what) {
+    absl::Status status = Finish();
+    if (!status.ok()) return status;
+    return absl::UnavailableError(absl::StrCat("the server ended the ", what));
   }
 
   // Cancels the call, waits for the reader and answers the final status.
