@@ -5,9 +5,9 @@
   code with its number, unary and stream rule; the backoff and the channel
   settings), and its defaults table is clients/defaults.json: the wrappers'
   tests read the JSON files, so a document that drifts from them misleads.
-- No tracked file refers to a document outside the repository (DESIGN.md,
-  ../shared, API.md, STYLE.md, TOOLCHAIN.md) or to a docs/*.md that does
-  not exist.
+- No tracked file refers to a document outside the repository: every
+  Markdown name in capitals (like README.md) is a file of the repository,
+  every ../ path leads to something in it, and every docs/*.md exists.
 - Every relative link of every tracked Markdown file reaches a file, and
   its #anchor a heading of that file.
 - Every warrend flag (ABSL_FLAG in server/daemon/) is in the settings of
@@ -164,16 +164,31 @@ def check_semantics():
 
 # ---- references to documents ----------------------------------------------
 
-FORBIDDEN = [
-    (re.compile(r'DESIGN\.md'), 'DESIGN.md (not in the repository)'),
-    (re.compile(r'\.\./shared'), '../shared (outside the repository)'),
-    (re.compile(r'(?<![\w/.-])(API|STYLE|TOOLCHAIN)\.md'),
-     'a brief document (API.md, STYLE.md, TOOLCHAIN.md) not in the repository'),
-]
+# A document named in capitals, as project documents are (README.md).
+CAPITAL_DOC = re.compile(r'(?<![\w/.-])([A-Z][A-Z0-9_-]*\.md)\b')
+# A relative path that climbs into a folder (../folder/file; a bare ../name
+# is more often a bad name a test feeds the server): from the file's folder
+# it must stay in the repository and lead to something there.
+CLIMBING_PATH = re.compile(
+    r'(?<![\w/.$}-])((?:\.\./)+[\w.-]+(?:/[\w.-]+)+)')
+
+
+def tracked_names(files):
+    return {os.path.basename(path) for path in files}
+
+
+def leads_into_repository(path, relative):
+    target = os.path.normpath(os.path.join(ROOT, os.path.dirname(path),
+                                           relative))
+    inside = target == ROOT or target.startswith(ROOT + os.sep)
+    return inside and os.path.exists(target)
+
+
 DOCS_MENTION = re.compile(r'(?<![\w.-])docs/([\w.-]+\.md)')
 
 
 def check_references(files):
+    names = tracked_names(files)
     for path in files:
         if path == SELF:
             continue
@@ -181,9 +196,13 @@ def check_references(files):
         if text is None:
             continue
         for number, line in enumerate(text.splitlines(), 1):
-            for pattern, what in FORBIDDEN:
-                if pattern.search(line):
-                    finding(f'{path}:{number}: refers to {what}')
+            for name in CAPITAL_DOC.findall(line):
+                if name not in names:
+                    finding(f'{path}:{number}: {name} is not in the repository')
+            for relative in CLIMBING_PATH.findall(line):
+                if not leads_into_repository(path, relative):
+                    finding(f'{path}:{number}: {relative} leads outside the '
+                            'repository or to nothing')
             for name in DOCS_MENTION.findall(line):
                 if not os.path.isfile(os.path.join(ROOT, 'docs', name)):
                     finding(f'{path}:{number}: docs/{name} does not exist')
