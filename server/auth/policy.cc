@@ -13,7 +13,8 @@ namespace {
 
 constexpr Action kActions[] = {Action::kPublish,    Action::kSubscribe,
                                Action::kCampaign,   Action::kObserve,
-                               Action::kConfigRead, Action::kConfigWrite};
+                               Action::kConfigRead, Action::kConfigWrite,
+                               Action::kLock};
 
 std::string Where(const YAML::Node& node) {
   const YAML::Mark mark = node.Mark();
@@ -37,6 +38,8 @@ absl::string_view ActionName(Action action) {
       return "config_read";
     case Action::kConfigWrite:
       return "config_write";
+    case Action::kLock:
+      return "lock";
   }
   return "unknown";
 }

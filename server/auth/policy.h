@@ -39,9 +39,11 @@ enum class Action {
   kPublish,      // exchange name; the default exchange is "(default)"
   kSubscribe,    // queue name, or the exchange (and group) of a topic
   kCampaign,     // election name (Elect)
-  kObserve,      // election name (GetLeader, ObserveLeader)
+  kObserve,      // election name (GetLeader, ObserveLeader, a fence naming
+                 // the election)
   kConfigRead,   // config key (GetConfig, ListConfig, WatchConfig)
-  kConfigWrite,  // config key (PutConfig, DeleteConfig)
+  kConfigWrite,  // config key (PutConfig, DeleteConfig, Txn, HoldKey)
+  kLock,         // lock name (Lock, GetLock, a fence naming the lock)
 };
 
 // The name used in policy files and messages, e.g. "config_read".
