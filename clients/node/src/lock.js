@@ -86,8 +86,9 @@ export class Locker {
       name, holderId, value: toBytes(value), limit, heartbeatInterval: durationFromMs(heartbeatIntervalMs),
     };
     for (;;) {
-      acquire.waitTimeout = deadline === Infinity ? null : durationFromMs(Math.max(0, deadline - Date.now()));
-      const { lock, error, answered } = await this.#attempt(acquire, { heartbeatIntervalMs, onQueued, signal });
+      const waitTimeout = deadline === Infinity ? null : durationFromMs(Math.max(0, deadline - Date.now()));
+      const attempt = { ...acquire, waitTimeout };
+      const { lock, error, answered } = await this.#attempt(attempt, { heartbeatIntervalMs, onQueued, signal });
       if (lock) return lock;
       if (error instanceof AbortError || streamDecision(error.code) === 'fatal') throw error;
       if (answered) retry.reset();
