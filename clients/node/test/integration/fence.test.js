@@ -25,8 +25,7 @@ test('a leader\'s fenced publish and config writes go through; after it resigned
   const sub = warren.subscribe({ queue }, (m) => { received.push(m); });
   const elector = warren.elect({ election });
   try {
-    await nextEvent(sub, 'subscribed');
-    await nextEvent(elector, 'elected');
+    await Promise.all([nextEvent(sub, 'subscribed'), nextEvent(elector, 'elected')]);
     const fence = fenceFromElector(elector);
     assert.deepEqual(fence, { election, fencingToken: elector.fencingToken });
     assert.deepEqual(elector.fence, fence);
