@@ -346,6 +346,7 @@ struct Services {
     probes.election_leaders = [this] { return elections.leaders(); };
     probes.config_watches = [this] { return cache.subscription_count(); };
     probes.config_cache_hits = [this] { return config.cache_hits(); };
+    probes.held_keys = [this] { return config.held_keys(); };
     probes.config_cache_misses = [this] { return config.cache_misses(); };
     if (certificate_expiry != nullptr) {
       probes.tls_certificate_expiry = [this] {
