@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/duration.h"
@@ -21,6 +22,7 @@
 #include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 #include "server/config/hold_key_stream.h"
+#include "server/fence/fence_resolver.h"
 
 namespace warren::config {
 namespace {
@@ -290,11 +292,13 @@ class WatchReactor final
 }  // namespace
 
 ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
+                                     fence::FenceResolver& fences,
                                      WorkerPool& workers, TimerQueue& timers,
                                      StreamRegistry& streams,
                                      ConfigServiceOptions options)
     : store_(store),
       cache_(cache),
+      fences_(fences),
       workers_(workers),
       timers_(timers),
       streams_(streams),
@@ -521,12 +525,6 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
   return reactor;
 }
 
-// PENDING-FENCE: fence_resolver's implementation lands separately.
-absl::Status ValidateFencePending(const v1::Fence&, absl::string_view field) {
-  return absl::UnimplementedError(
-      absl::StrCat(field, ": fences are not available on this server yet"));
-}
-
 absl::Status ConfigServiceImpl::AuthorizeFence(
     const grpc::CallbackServerContext& context, absl::string_view method,
     const v1::Fence& fence) const {
@@ -538,13 +536,45 @@ absl::Status ConfigServiceImpl::AuthorizeFence(
                    fence.election());
 }
 
+absl::StatusOr<fence::HeldFence> ConfigServiceImpl::ResolveFence(
+    const v1::Fence& fence, absl::Time deadline) {
+  // The answer may come after the deadline, when nobody waits any more.
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<fence::HeldFence> held;
+  };
+  auto answer = std::make_shared<Answer>();
+  fences_.Resolve(fence,
+                  [answer](absl::StatusOr<fence::HeldFence> held) mutable {
+                    answer->held = std::move(held);
+                    answer->done.Notify();
+                  });
+  if (!answer->done.WaitForNotificationWithDeadline(deadline)) {
+    return absl::DeadlineExceededError(
+        "fence: ZooKeeper did not answer before the deadline; retry");
+  }
+  return answer->held;
+}
+
 absl::StatusOr<WriteOutcome> ConfigServiceImpl::Write(const v1::Fence* fence,
                                                       WriteBatch batch,
                                                       absl::Time deadline) {
   if (fence != nullptr) {
-    return absl::UnimplementedError("fence: not available on this server yet");
+    auto held = ResolveFence(*fence, deadline);
+    if (!held.ok()) {
+      if (held.status().code() == absl::StatusCode::kFailedPrecondition) {
+        fences_.CountRejection(fence::RejectionSite::kConfig);
+      }
+      return held.status();
+    }
+    batch.guard = fence::FenceResolver::CheckOp(*held);
+    batch.guard_failed = fence::FenceNotHeld(*fence, "its holder is gone");
   }
   auto outcome = store_.Write(batch, deadline);
+  if (fence != nullptr && !outcome.ok() &&
+      outcome.status() == batch.guard_failed) {
+    fences_.CountRejection(fence::RejectionSite::kConfig);
+  }
   if (outcome.ok() && options_.on_change) {
     for (const Change& change : outcome->changes) {
       options_.on_change(change.type, change.entry);
@@ -559,7 +589,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidatePut(*request, options_);
   if (valid.ok() && request->has_fence()) {
-    valid = ValidateFencePending(request->fence(), "fence");
+    valid = fence::ValidateFence(request->fence(), "fence");
   }
   if (valid.ok()) {
     valid = CheckPutFits(store_.request_limits(), request->key(),
@@ -595,7 +625,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidateDelete(*request);
   if (valid.ok() && request->has_fence()) {
-    valid = ValidateFencePending(request->fence(), "fence");
+    valid = fence::ValidateFence(request->fence(), "fence");
   }
   if (valid.ok()) {
     valid = Authorize(options_, *context, "DeleteConfig",
@@ -625,7 +655,7 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::Txn(
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidateTxn(*request, options_);
   if (valid.ok() && request->has_fence()) {
-    valid = ValidateFencePending(request->fence(), "fence");
+    valid = fence::ValidateFence(request->fence(), "fence");
   }
   if (valid.ok()) {
     // The multi holds every put at its largest (all parents missing).

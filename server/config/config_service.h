@@ -18,6 +18,7 @@
 #include "server/config/config_limits.h"
 #include "server/config/config_store.h"
 #include "server/config/watch_cache.h"
+#include "server/fence/fence_resolver.h"
 #include "warren/v1/config.grpc.pb.h"
 
 namespace warren::config {
@@ -76,7 +77,8 @@ std::string MakePageToken(const std::string& last_key);
 class ConfigServiceImpl final
     : public warren::v1::ConfigService::CallbackService {
  public:
-  ConfigServiceImpl(ConfigStore& store, WatchCache& cache, WorkerPool& workers,
+  ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
+                    fence::FenceResolver& fences, WorkerPool& workers,
                     TimerQueue& timers, StreamRegistry& streams,
                     ConfigServiceOptions options);
 
@@ -126,11 +128,15 @@ class ConfigServiceImpl final
                               const warren::v1::Fence& fence) const;
   // Every write: with a fence, its check is the multi's first step. Then
   // announces what changed (on_change).
+  // Blocks a worker until the fence is resolved (fence_resolver.h).
+  absl::StatusOr<fence::HeldFence> ResolveFence(const warren::v1::Fence& fence,
+                                                absl::Time deadline);
   absl::StatusOr<WriteOutcome> Write(const warren::v1::Fence* fence,
                                      WriteBatch batch, absl::Time deadline);
 
   ConfigStore& store_;
   WatchCache& cache_;
+  fence::FenceResolver& fences_;
   WorkerPool& workers_;
   TimerQueue& timers_;
   StreamRegistry& streams_;

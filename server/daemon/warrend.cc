@@ -308,7 +308,7 @@ struct Services {
                       ? std::make_unique<ConfigChangePublisher>(
                             *backends.amqp, options.config_change_exchange)
                       : nullptr),
-        config(store, cache, workers, timers, streams,
+        config(store, cache, fences, workers, timers, streams,
                ConfigOptions(options, authorizer, announcer.get())),
         messaging(*backends.amqp, timers, streams,
                   With(options.messaging, authorizer)),

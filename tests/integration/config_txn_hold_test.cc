@@ -14,8 +14,10 @@
 #include "gtest/gtest.h"
 #include "server/common/mutex.h"
 #include "tests/integration/config_clients.h"
+#include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
 #include "warren/v1/config.grpc.pb.h"
+#include "warren/v1/election.grpc.pb.h"
 
 namespace warren::testing {
 namespace {
@@ -434,6 +436,85 @@ TEST_F(TxnTest, BadTransactionsAreRefusedNamingTheField) {
   ASSERT_TRUE(config_->Txn(full).ok());
   EXPECT_EQ(config_->State("tx4").size(), 100u);
   ASSERT_TRUE(config_->Delete("tx4", true).ok());
+}
+
+v1::Fence ElectionFence(const std::string& election, uint64_t token) {
+  v1::Fence fence;
+  fence.set_election(election);
+  fence.set_fencing_token(token);
+  return fence;
+}
+
+TEST_F(TxnTest, FencedWritesHoldOnlyWhileTheLeaderLeads) {
+  auto elections = v1::ElectionService::NewStub(warrend_->channel());
+  TestCandidate leader(*elections, MakeCampaign("fenced-config", "a"));
+  const int elected = leader.WaitElected();
+  ASSERT_GE(elected, 0);
+  const uint64_t token =
+      leader.events()[elected].response.elected().leader().fencing_token();
+  const v1::Fence fence = ElectionFence("fenced-config", token);
+
+  v1::PutConfigRequest put;
+  put.set_key("fc/counter");
+  put.set_value("1");
+  *put.mutable_fence() = fence;
+  v1::PutConfigResponse written;
+  grpc::Status status =
+      config_->stub().PutConfig(CallContext().get(), put, &written);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  v1::TxnRequest txn;
+  *txn.add_ops() = PutOp("fc/other", "o");
+  *txn.mutable_fence() = fence;
+  ASSERT_TRUE(config_->Txn(txn).ok());
+
+  // A stale token does not hold even while the election has a leader.
+  v1::PutConfigRequest stale = put;
+  stale.mutable_fence()->set_fencing_token(token - 1);
+  stale.set_value("stale");
+  status = config_->stub().PutConfig(CallContext().get(), stale, &written);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(),
+              StartsWith("fence: election:fenced-config"));
+
+  ASSERT_TRUE(leader.Resign());
+  grpc::Status ended;
+  ASSERT_TRUE(leader.WaitEnded(&ended));
+  put.set_value("2");
+  status = config_->stub().PutConfig(CallContext().get(), put, &written);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), StartsWith("fence: "));
+  EXPECT_EQ(config_->Get("fc/counter")->value(), "1");
+  v1::DeleteConfigRequest del;
+  del.set_key("fc/counter");
+  *del.mutable_fence() = fence;
+  v1::DeleteConfigResponse deleted;
+  status = config_->stub().DeleteConfig(CallContext().get(), del, &deleted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  *txn.mutable_ops(0) = PutOp("fc/other", "changed");
+  EXPECT_EQ(config_->Txn(txn).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(config_->State("fc"),
+            (std::map<std::string, std::string>{{"fc/counter", "1@0"},
+                                                {"fc/other", "o@0"}}));
+
+  // Bad fences, and a fence naming an election that does not exist.
+  std::vector<std::pair<v1::Fence, std::string>> bad = {
+      {v1::Fence(), "fence"},
+      {ElectionFence("no/such/../x", 5), "fence.election"},
+      {ElectionFence("fenced-config", 0), "fence.fencing_token"}};
+  for (const auto& [f, field] : bad) {
+    v1::PutConfigRequest request = put;
+    *request.mutable_fence() = f;
+    status = config_->stub().PutConfig(CallContext().get(), request, &written);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << field << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(), StartsWith(field));
+  }
+  *put.mutable_fence() = ElectionFence("never-held", 42);
+  status = config_->stub().PutConfig(CallContext().get(), put, &written);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(config_->Get("fc/counter")->value(), "1");
+  ASSERT_TRUE(config_->Delete("fc", true).ok());
 }
 
 class HoldKeyTest : public TxnTest {};
