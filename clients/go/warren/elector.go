@@ -41,8 +41,9 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// LossReason says why leadership ended: the first three come from the
-// server, the others are the client's own conclusions.
+// LossReason says why leadership, a Lock or a held key (Registration) was
+// lost: the first three come from the server, the others are the client's
+// own conclusions.
 type LossReason int
 
 const (
@@ -63,6 +64,8 @@ const (
 	// LostCancelled: the context given to Campaign ended (Event.Err is its
 	// error); the stream ends with it, and the server resigns the candidate.
 	LostCancelled
+	// LostReleased: the holder released its Lock (Lock.Release).
+	LostReleased
 )
 
 func (r LossReason) String() string {
@@ -79,6 +82,8 @@ func (r LossReason) String() string {
 		return "stream broken"
 	case LostCancelled:
 		return "cancelled"
+	case LostReleased:
+		return "released"
 	}
 	return fmt.Sprintf("LossReason(%d)", int(r))
 }
