@@ -258,12 +258,7 @@ func (e *Elector) Close() error {
 			_ = st.send(&warrenv1.ElectRequest{Request: &warrenv1.ElectRequest_Resign{
 				Resign: &warrenv1.Resign{}}})
 			st.closeSend()
-			t := time.NewTimer(e.opts.ResignTimeout)
-			select {
-			case <-e.done:
-			case <-t.C:
-			}
-			t.Stop()
+			waitAtMost(e.done, e.opts.ResignTimeout)
 		}
 		e.cancel()
 		<-e.done
@@ -302,33 +297,11 @@ func (e *Elector) run(ctx context.Context) {
 	}
 }
 
-type electStream struct {
-	mu     sync.Mutex
-	stream warrenv1.ElectionService_ElectClient
-	closed bool
-}
+// electStream is one Elect stream's sending side.
+type electStream = serialSender[*warrenv1.ElectRequest]
 
-func (st *electStream) send(req *warrenv1.ElectRequest) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return status.Error(codes.FailedPrecondition, "warren: the candidacy is closing")
-	}
-	return st.stream.Send(req)
-}
-
-func (st *electStream) closeSend() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.closed {
-		st.closed = true
-		_ = st.stream.CloseSend()
-	}
-}
-
-type electRecv struct {
-	resp *warrenv1.ElectResponse
-	err  error
+func newElectStream(stream warrenv1.ElectionService_ElectClient) *electStream {
+	return &electStream{stream: stream, closedErr: status.Error(codes.FailedPrecondition, "warren: the candidacy is closing")}
 }
 
 // runStream runs one campaign. progressed says whether the server answered
@@ -340,7 +313,7 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	st := &electStream{stream: stream}
+	st := newElectStream(stream)
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
@@ -366,24 +339,7 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 
-	// Receive in a goroutine so that the lease timer and ctx can end the
-	// campaign while Recv blocks (a frozen server or a silent network is
-	// exactly the case). It gives up a result only once streamCtx is done,
-	// that is when the loop below has returned or returns on ctx.Done.
-	recv := make(chan electRecv, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case recv <- electRecv{resp, err}:
-			case <-streamCtx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	recv := receive(streamCtx, stream.Recv)
 	// The caller's cancellation (or Close, when the server did not confirm
 	// the resignation in time) ends the campaign here, whatever the stream
 	// is doing: a leader hears it as a cancel, at once.

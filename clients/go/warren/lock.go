@@ -132,45 +132,12 @@ func (l *Locker) Acquire(ctx context.Context, name string, opts AcquireOptions) 
 	}
 }
 
-type lockRecv struct {
-	resp *warrenv1.LockResponse
-	err  error
-}
-
-// lockStream is one Lock stream; its receiver goroutine gives up a result
-// only once the stream's context is done.
+// lockStream is one Lock stream: its results, and its sending side.
 type lockStream struct {
-	stream warrenv1.LockService_LockClient
+	serialSender[*warrenv1.LockRequest]
 	ctx    context.Context
 	cancel context.CancelFunc
-	recv   chan lockRecv
-	sendMu sync.Mutex
-}
-
-func (ls *lockStream) receive() {
-	for {
-		resp, err := ls.stream.Recv()
-		select {
-		case ls.recv <- lockRecv{resp, err}:
-		case <-ls.ctx.Done():
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (ls *lockStream) send(req *warrenv1.LockRequest) error {
-	ls.sendMu.Lock()
-	defer ls.sendMu.Unlock()
-	return ls.stream.Send(req)
-}
-
-func (ls *lockStream) closeSend() {
-	ls.sendMu.Lock()
-	defer ls.sendMu.Unlock()
-	_ = ls.stream.CloseSend()
+	recv   <-chan received[*warrenv1.LockResponse]
 }
 
 // try runs one Lock stream until the lock is acquired or the stream ends.
@@ -185,7 +152,8 @@ func (l *Locker) try(ctx context.Context, name string, opts AcquireOptions,
 		cancel()
 		return nil, false, err
 	}
-	ls := &lockStream{stream: stream, ctx: streamCtx, cancel: cancel, recv: make(chan lockRecv, 1)}
+	ls := &lockStream{serialSender: serialSender[*warrenv1.LockRequest]{stream: stream, closedErr: io.EOF},
+		ctx: streamCtx, cancel: cancel}
 	if err := ls.send(&warrenv1.LockRequest{Request: &warrenv1.LockRequest_Acquire{Acquire: &warrenv1.Acquire{
 		Name: name, HolderId: l.opts.HolderID, Value: opts.Value, Limit: opts.Limit,
 		WaitTimeout: wait, HeartbeatInterval: durationpb.New(l.opts.HeartbeatInterval)}}}); err != nil {
@@ -193,7 +161,7 @@ func (l *Locker) try(ctx context.Context, name string, opts AcquireOptions,
 		cancel()
 		return nil, false, err
 	}
-	go ls.receive()
+	ls.recv = receive(streamCtx, stream.Recv)
 	for {
 		select {
 		case <-ctx.Done():
@@ -319,12 +287,7 @@ func (l *Lock) Release() error {
 		if l.finish(LostReleased, nil) {
 			_ = l.stream.send(&warrenv1.LockRequest{Request: &warrenv1.LockRequest_Release{Release: &warrenv1.Release{}}})
 			l.stream.closeSend()
-			t := time.NewTimer(l.releaseTimeout)
-			select {
-			case <-l.done:
-			case <-t.C:
-			}
-			t.Stop()
+			waitAtMost(l.done, l.releaseTimeout)
 			l.mu.Lock()
 			switch err := l.streamErr; {
 			case err == nil:
@@ -363,15 +326,11 @@ func (l *Lock) run() {
 		select {
 		case r := <-l.stream.recv:
 			if r.err != nil {
-				l.mu.Lock()
-				l.streamErr = r.err
-				l.mu.Unlock()
+				l.ended(r.err)
 				if r.err == io.EOF {
 					r.err = errStreamEnded
 				}
-				if l.finish(LostStreamBroken, r.err) {
-					l.stream.cancel()
-				}
+				l.lose(LostStreamBroken, r.err)
 				return
 			}
 			l.mu.Lock()
@@ -398,9 +357,7 @@ func (l *Lock) run() {
 				select {
 				case r := <-l.stream.recv:
 					if r.err != nil {
-						l.mu.Lock()
-						l.streamErr = r.err
-						l.mu.Unlock()
+						l.ended(r.err)
 						return
 					}
 				case <-l.stream.ctx.Done():
@@ -409,6 +366,13 @@ func (l *Lock) run() {
 			}
 		}
 	}
+}
+
+// ended records how the stream ended, for Release.
+func (l *Lock) ended(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.streamErr = err
 }
 
 // lose ends the lock after a loss and ends the stream with it.

@@ -2,7 +2,6 @@ package warren
 
 import (
 	"context"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -17,46 +16,7 @@ import (
 // The Lock's client side (lease, losses, release, timeouts) over a
 // scripted LockService: each test feeds the stream's responses itself.
 
-type scriptedLockStream struct {
-	grpc.ClientStream
-	ctx        context.Context
-	in         chan interface{} // *warrenv1.LockResponse or error
-	halfClosed chan struct{}
-	closeOnce  sync.Once
-	mu         sync.Mutex
-	sent       []*warrenv1.LockRequest
-}
-
-func (s *scriptedLockStream) Context() context.Context { return s.ctx }
-func (s *scriptedLockStream) CloseSend() error {
-	s.closeOnce.Do(func() { close(s.halfClosed) })
-	return nil
-}
-func (s *scriptedLockStream) Send(m *warrenv1.LockRequest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent = append(s.sent, m)
-	return nil
-}
-func (s *scriptedLockStream) Recv() (*warrenv1.LockResponse, error) {
-	select {
-	case m := <-s.in:
-		if err, ok := m.(error); ok {
-			return nil, err
-		}
-		return m.(*warrenv1.LockResponse), nil
-	case <-s.ctx.Done():
-		return nil, status.FromContextError(s.ctx.Err()).Err()
-	case <-s.halfClosed: // as warrend: a half-close releases, then ends OK
-		return nil, io.EOF
-	}
-}
-
-func (s *scriptedLockStream) requests() []*warrenv1.LockRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*warrenv1.LockRequest(nil), s.sent...)
-}
+type scriptedLockStream = scriptedStream[*warrenv1.LockRequest, *warrenv1.LockResponse]
 
 type scriptedLocks struct {
 	warrenv1.LockServiceClient
@@ -70,7 +30,7 @@ func newScriptedLocks() *scriptedLocks {
 }
 
 func (f *scriptedLocks) Lock(ctx context.Context, _ ...grpc.CallOption) (warrenv1.LockService_LockClient, error) {
-	s := &scriptedLockStream{ctx: ctx, in: make(chan interface{}, 100), halfClosed: make(chan struct{})}
+	s := newScriptedStream[*warrenv1.LockRequest, *warrenv1.LockResponse](ctx)
 	f.mu.Lock()
 	f.streams = append(f.streams, s)
 	f.mu.Unlock()

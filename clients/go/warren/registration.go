@@ -171,12 +171,7 @@ func (r *Registration) Close() error {
 		r.mu.Unlock()
 		if st != nil {
 			st.closeSend()
-			t := time.NewTimer(r.opts.CloseTimeout)
-			select {
-			case <-r.done:
-			case <-t.C:
-			}
-			t.Stop()
+			waitAtMost(r.done, r.opts.CloseTimeout)
 		}
 		r.cancel()
 		<-r.done
@@ -229,34 +224,8 @@ func (r *Registration) ownNodeLingers(ctx context.Context, err error) bool {
 	return resp.GetEntry().GetHeld() && bytes.Equal(resp.GetEntry().GetValue(), r.value)
 }
 
-type holdStream struct {
-	mu     sync.Mutex
-	stream warrenv1.ConfigService_HoldKeyClient
-	closed bool
-}
-
-func (st *holdStream) send(req *warrenv1.HoldKeyRequest) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return io.EOF
-	}
-	return st.stream.Send(req)
-}
-
-func (st *holdStream) closeSend() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.closed {
-		st.closed = true
-		_ = st.stream.CloseSend()
-	}
-}
-
-type holdRecv struct {
-	resp *warrenv1.HoldKeyResponse
-	err  error
-}
+// holdStream is one HoldKey stream's sending side.
+type holdStream = serialSender[*warrenv1.HoldKeyRequest]
 
 // runStream holds the key on one stream until it ends. progressed says
 // whether the server answered at all (which resets the backoff).
@@ -267,7 +236,7 @@ func (r *Registration) runStream(ctx context.Context) (progressed bool, err erro
 	if err != nil {
 		return false, err
 	}
-	st := &holdStream{stream: stream}
+	st := &holdStream{stream: stream, closedErr: io.EOF}
 	r.mu.Lock()
 	if r.closing {
 		r.mu.Unlock()
@@ -296,20 +265,7 @@ func (r *Registration) runStream(ctx context.Context) (progressed bool, err erro
 		_ = st.send(&warrenv1.HoldKeyRequest{Key: r.opts.Key, Value: latest})
 	}
 
-	recv := make(chan holdRecv, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case recv <- holdRecv{resp, err}:
-			case <-streamCtx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	recv := receive(streamCtx, stream.Recv)
 	timer := time.NewTimer(r.lease)
 	timer.Stop()
 	defer timer.Stop()

@@ -2,7 +2,6 @@ package warren
 
 import (
 	"context"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -15,46 +14,7 @@ import (
 
 // The Registration's client side over a scripted HoldKey stream.
 
-type scriptedHoldStream struct {
-	grpc.ClientStream
-	ctx        context.Context
-	in         chan interface{} // *warrenv1.HoldKeyResponse or error
-	halfClosed chan struct{}
-	closeOnce  sync.Once
-	mu         sync.Mutex
-	sent       []*warrenv1.HoldKeyRequest
-}
-
-func (s *scriptedHoldStream) Context() context.Context { return s.ctx }
-func (s *scriptedHoldStream) CloseSend() error {
-	s.closeOnce.Do(func() { close(s.halfClosed) })
-	return nil
-}
-func (s *scriptedHoldStream) Send(m *warrenv1.HoldKeyRequest) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.sent = append(s.sent, m)
-	return nil
-}
-func (s *scriptedHoldStream) Recv() (*warrenv1.HoldKeyResponse, error) {
-	select {
-	case m := <-s.in:
-		if err, ok := m.(error); ok {
-			return nil, err
-		}
-		return m.(*warrenv1.HoldKeyResponse), nil
-	case <-s.ctx.Done():
-		return nil, status.FromContextError(s.ctx.Err()).Err()
-	case <-s.halfClosed:
-		return nil, io.EOF
-	}
-}
-
-func (s *scriptedHoldStream) requests() []*warrenv1.HoldKeyRequest {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*warrenv1.HoldKeyRequest(nil), s.sent...)
-}
+type scriptedHoldStream = scriptedStream[*warrenv1.HoldKeyRequest, *warrenv1.HoldKeyResponse]
 
 type scriptedHolds struct {
 	warrenv1.ConfigServiceClient
@@ -63,7 +23,7 @@ type scriptedHolds struct {
 }
 
 func (f *scriptedHolds) HoldKey(ctx context.Context, _ ...grpc.CallOption) (warrenv1.ConfigService_HoldKeyClient, error) {
-	s := &scriptedHoldStream{ctx: ctx, in: make(chan interface{}, 100), halfClosed: make(chan struct{})}
+	s := newScriptedStream[*warrenv1.HoldKeyRequest, *warrenv1.HoldKeyResponse](ctx)
 	f.opened <- s
 	return s, nil
 }
