@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -251,5 +252,26 @@ func TestLockIsLostWhenTheStreamBreaks(t *testing.T) {
 	defer other.Release()
 	if lock.Held() || other.FencingToken() <= lock.FencingToken() {
 		t.Fatalf("old lock held %v; new token %d after %d", lock.Held(), other.FencingToken(), lock.FencingToken())
+	}
+}
+
+func TestAcquireRefusesBadInputAtOnce(t *testing.T) {
+	t.Parallel()
+	client := shared(t)
+	locker := client.NewLocker(warren.LockerOptions{Backoff: fast})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		name  string
+		opts  warren.AcquireOptions
+		field string
+	}{
+		{"bad name!", warren.AcquireOptions{}, "acquire.name"},
+		{unique("go-lock-limit"), warren.AcquireOptions{Limit: 1001}, "acquire.limit"},
+	} {
+		_, err := locker.Acquire(ctx, c.name, c.opts)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), c.field) {
+			t.Fatalf("acquire %q %+v: %v, want INVALID_ARGUMENT naming %s", c.name, c.opts, err, c.field)
+		}
 	}
 }
