@@ -84,12 +84,6 @@ func TestFencedPublishAndConfigAreRefusedAfterTheLeaderResigns(t *testing.T) {
 	if _, ok := e.Fence(); ok {
 		t.Fatal("a fence after resigning")
 	}
-	_, err = client.PutConfig(ctx, key, []byte("by a deposed leader"), warren.WithFence(fence))
-	refusedFence(t, "put", err)
-	refusedFence(t, "delete", client.DeleteConfig(ctx, key, warren.WithFence(fence)))
-	if v := value(t, client, key); v != "by the leader" {
-		t.Fatalf("value after refused writes: %q", v)
-	}
 	_, err = pub.Publish(ctx, &warrenv1.PublishRequest{RoutingKey: q, Payload: []byte("late task")}, warren.WithFence(fence))
 	refusedFence(t, "publish", err)
 	// Unfenced, the same publish goes through (the queue was reachable).
@@ -100,6 +94,12 @@ func TestFencedPublishAndConfigAreRefusedAfterTheLeaderResigns(t *testing.T) {
 	waitFor(t, 20*time.Second, "the unfenced message", func() bool { return got.count(late) == 1 })
 	if got.distinct() != 2 {
 		t.Fatalf("%d messages delivered, want the two accepted ones", got.distinct())
+	}
+	_, err = client.PutConfig(ctx, key, []byte("by a deposed leader"), warren.WithFence(fence))
+	refusedFence(t, "put", err)
+	refusedFence(t, "delete", client.DeleteConfig(ctx, key, warren.WithFence(fence)))
+	if v := value(t, client, key); v != "by the leader" {
+		t.Fatalf("value after refused writes: %q", v)
 	}
 }
 
