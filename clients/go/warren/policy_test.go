@@ -618,6 +618,31 @@ func TestDefaultsMatchTheSharedFile(t *testing.T) {
 		}
 	}()
 	e.Close()
+
+	// Locker and Registration ask for the Elector's lease heartbeat (the
+	// same lease rule).
+	o = newOpener(nil, nil)
+	ctx, cancel = context.WithCancel(context.Background())
+	acquired := make(chan struct{})
+	go func() {
+		_, _ = NewLocker(fakeStubs{o: o}, LockerOptions{}).Acquire(ctx, "l", AcquireOptions{})
+		close(acquired)
+	}()
+	<-o.opened
+	waitUntil(t, func() bool { return o.stream(0).sentCount() > 0 })
+	if got := o.stream(0).sent[0].(*warrenv1.LockRequest).GetAcquire().GetHeartbeatInterval().AsDuration(); got != want.AsDuration() {
+		t.Errorf("Locker asks for heartbeats every %v, the file says %v", got, want.AsDuration())
+	}
+	cancel()
+	<-acquired
+	o = newOpener(nil, nil)
+	r := HoldKey(context.Background(), fakeStubs{o: o}, RegistrationOptions{Key: "k"})
+	<-o.opened
+	waitUntil(t, func() bool { return o.stream(0).sentCount() > 0 })
+	if got := o.stream(0).sent[0].(*warrenv1.HoldKeyRequest).GetHeartbeatInterval().AsDuration(); got != want.AsDuration() {
+		t.Errorf("Registration asks for heartbeats every %v, the file says %v", got, want.AsDuration())
+	}
+	r.Close()
 }
 
 func waitUntil(t *testing.T, cond func() bool) {
