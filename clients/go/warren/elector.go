@@ -271,30 +271,18 @@ var errLeaseExpired = errors.New("warren: lease expired: no heartbeat within two
 func (e *Elector) run(ctx context.Context) {
 	defer close(e.done)
 	defer e.queue.close()
-	for attempt := 0; ; attempt++ {
-		progressed, err := e.runStream(ctx)
-		e.mu.Lock()
-		closing := e.closing
-		e.mu.Unlock()
-		if ctx.Err() != nil || closing {
-			return
-		}
-		if progressed {
-			attempt = 0
-		}
-		if e.opts.Once || !resubscribe(err) {
-			e.mu.Lock()
-			e.err = err
-			e.mu.Unlock()
-			return
-		}
-		if sleep(ctx, e.opts.Backoff.Delay(attempt)) != nil {
-			return
-		}
-		if e.reconnect != nil {
-			e.reconnect()
-		}
-	}
+	err := runStreams(ctx, e.opts.Backoff, e.reconnect, e.isClosing, e.runStream, func(err error) bool {
+		return !e.opts.Once && resubscribe(err)
+	})
+	e.mu.Lock()
+	e.err = err
+	e.mu.Unlock()
+}
+
+func (e *Elector) isClosing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closing
 }
 
 // electStream is one Elect stream's sending side.

@@ -182,30 +182,21 @@ func (r *Registration) Close() error {
 func (r *Registration) run(ctx context.Context) {
 	defer close(r.done)
 	defer r.setHeld(false, nil)
-	for attempt := 0; ; attempt++ {
-		progressed, err := r.runStream(ctx)
+	err := runStreams(ctx, r.opts.Backoff, r.reconnect, r.isClosing, r.runStream, func(err error) bool {
 		r.mu.Lock()
-		closing, everHeld := r.closing, r.everHeld
+		everHeld := r.everHeld
 		r.mu.Unlock()
-		if ctx.Err() != nil || closing {
-			return
-		}
-		if progressed {
-			attempt = 0
-		}
-		if !resubscribe(err) && !(everHeld && r.ownNodeLingers(ctx, err)) {
-			r.mu.Lock()
-			r.err = err
-			r.mu.Unlock()
-			return
-		}
-		if sleep(ctx, r.opts.Backoff.Delay(attempt)) != nil {
-			return
-		}
-		if r.reconnect != nil {
-			r.reconnect()
-		}
-	}
+		return resubscribe(err) || everHeld && r.ownNodeLingers(ctx, err)
+	})
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *Registration) isClosing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closing
 }
 
 // ownNodeLingers says whether err is ALREADY_EXISTS for a held key with

@@ -8,6 +8,34 @@ import (
 
 // What the streaming wrappers (Elector, Locker, Registration) share.
 
+// runStreams runs one stream after another (runStream) until ctx is done,
+// closing says the wrapper is closing, or again refuses how a stream ended:
+// then it returns that stream's error (nil after ctx or closing). Between
+// streams it waits the backoff, counted from the start again after a
+// stream that progressed (got an answer), and resets the connection's
+// reconnect backoff (reconnect may be nil).
+func runStreams(ctx context.Context, backoff Backoff, reconnect func(), closing func() bool,
+	runStream func(context.Context) (progressed bool, err error), again func(error) bool) error {
+	for attempt := 0; ; attempt++ {
+		progressed, err := runStream(ctx)
+		if ctx.Err() != nil || closing() {
+			return nil
+		}
+		if progressed {
+			attempt = 0
+		}
+		if !again(err) {
+			return err
+		}
+		if sleep(ctx, backoff.Delay(attempt)) != nil {
+			return nil
+		}
+		if reconnect != nil {
+			reconnect()
+		}
+	}
+}
+
 // received is one result of a stream's Recv.
 type received[T any] struct {
 	resp T
