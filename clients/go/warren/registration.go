@@ -267,13 +267,10 @@ func (r *Registration) runStream(ctx context.Context) (progressed bool, err erro
 			return progressed, ctx.Err()
 		case m := <-recv:
 			if m.err != nil {
-				r.mu.Lock()
-				closing := r.closing
-				r.mu.Unlock()
 				if m.err == io.EOF {
 					m.err = errStreamEnded
 				}
-				if !closing {
+				if !r.isClosing() {
 					r.lose(LostStreamBroken, m.err)
 				}
 				return progressed, m.err
