@@ -229,6 +229,25 @@ TEST_F(FencedPublishTest, ALockHoldersPublishHoldsUntilItReleases) {
             absl::StrCat(second_token));
 }
 
+TEST_F(FencedPublishTest, EverySemaphoreHolderHoldsItsFence) {
+  const std::string lock = Name("fence/pool");
+  std::vector<std::unique_ptr<TestLocker>> holders;
+  for (const char* id : {"a", "b"}) {
+    holders.push_back(
+        std::make_unique<TestLocker>(*locks_, MakeAcquire(lock, id, 2)));
+  }
+  for (auto& holder : holders) {
+    const int at = holder->WaitAcquired();
+    ASSERT_GE(at, 0);
+    v1::Fence fence;
+    fence.set_lock(lock);
+    fence.set_fencing_token(
+        holder->events()[at].response.acquired().holder().fencing_token());
+    EXPECT_TRUE(Publish(Fenced("holder", fence)).ok());
+  }
+  EXPECT_EQ(Drain(2).size(), 2u);
+}
+
 TEST_F(FencedPublishTest, APublishStreamRefusesAStaleFenceAndKeepsTheOrder) {
   const std::string election = Name("fence/stream");
   auto [leader, token] = Lead(election, "only");
