@@ -275,6 +275,15 @@ ServiceOptions With(ServiceOptions service_options,
   service_options.authorizer = authorizer;
   return service_options;
 }
+messaging::MessagingServiceOptions MessagingOptions(
+    const Options& options, const auth::Authorizer* authorizer,
+    fence::FenceResolver& fences) {
+  messaging::MessagingServiceOptions messaging_options =
+      With(options.messaging, authorizer);
+  messaging_options.fences = &fences;
+  return messaging_options;
+}
+
 config::ConfigServiceOptions ConfigOptions(const Options& options,
                                            const auth::Authorizer* authorizer,
                                            ConfigChangePublisher* announcer) {
@@ -311,7 +320,7 @@ struct Services {
         config(store, cache, workers, timers, streams,
                ConfigOptions(options, authorizer, announcer.get())),
         messaging(*backends.amqp, timers, streams,
-                  With(options.messaging, authorizer)),
+                  MessagingOptions(options, authorizer, fences)),
         elections(*backends.zk, options.root),
         election(elections, workers, timers, streams,
                  With(options.election, authorizer)),
