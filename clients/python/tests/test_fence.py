@@ -43,13 +43,12 @@ class FenceTest(unittest.TestCase):
             "warren-fencing-token": str(fence.fencing_token),
         })
 
-    def test_after_resigning_fenced_writes_and_publishes_are_refused(self):
+    def test_after_resigning_fenced_config_writes_are_refused(self):
         fence = self.elector.fence()
         self.client.put_config(self.key, "mine", fence=fence)
         self.elector.close()  # resigns: the fence no longer holds
         with self.assertRaises(warren.NotLeaderError):
             self.elector.fence()
-
         with self.assertRaises(warren.FenceError) as caught:
             self.client.put_config(self.key, "late", fence=fence)
         self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
@@ -62,8 +61,16 @@ class FenceTest(unittest.TestCase):
             self.client.txn([], [warren.txn.put(self.key, "late")], fence=fence)
         self.assertEqual(self.client.get_config(self.key, consistent=True), b"mine")
 
-        with self.assertRaises(warren.FenceError):
+    def test_after_resigning_a_fenced_publish_is_refused(self):
+        fence = self.elector.fence()
+        self.publisher.publish(self.name, b"mine", fence=fence)
+        self.assertEqual(self.next_delivery().payload, b"mine")
+        self.elector.close()
+        with self.assertRaises(warren.FenceError) as caught:
             self.publisher.publish(self.name, b"late", fence=fence)
+        self.assertTrue(caught.exception.details.startswith(
+            "fence: election:%s token %d" % (self.name, fence.fencing_token)),
+            caught.exception.details)
         # Nothing of the refused publish reaches the queue: the next
         # delivery is the marker published after it.
         self.publisher.publish(self.name, b"marker")
@@ -89,6 +96,8 @@ class FenceTest(unittest.TestCase):
     def test_a_fence_of_an_election_that_does_not_exist_does_not_hold(self):
         fence = warren.election_fence(unique("py-no-such-election"), 12345)
         with self.assertRaises(warren.FenceError):
+            self.publisher.publish(self.name, b"x", fence=fence)
+        with self.assertRaises(warren.FenceError):
             self.client.put_config(self.key, "x", fence=fence)
         self.assertIsNone(self.client.get_config(self.key, consistent=True))
 
@@ -103,11 +112,15 @@ class FenceTest(unittest.TestCase):
     def test_malformed_fences_are_refused(self):
         with self.assertRaises(ValueError):
             warren.lock_fence(self.name, 0)
-        fence = warren.common_pb2.Fence(fencing_token=3)  # no owner
-        with self.assertRaises(warren.FatalError) as caught:
-            self.client.put_config(self.key, "x", fence=fence)
-        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertIn("fence", caught.exception.details)
+        no_owner = warren.common_pb2.Fence(fencing_token=3)
+        no_token = warren.common_pb2.Fence(election=self.name)
+        for fence in (no_owner, no_token):
+            for write in (lambda f: self.publisher.publish(self.name, b"x", fence=f),
+                          lambda f: self.client.put_config(self.key, "x", fence=f)):
+                with self.assertRaises(warren.FatalError) as caught:
+                    write(fence)
+                self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn("fence", caught.exception.details)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class Lock:
         with self._lock:
             return (
                 not self._ended
+                and not self._releasing
                 and not self._suspended
                 and time.monotonic() < self._lease_deadline
             )
@@ -288,6 +289,9 @@ class Locker:
                 )
             outcome = self._attempt(acquire, deadline, backoff, on_lost, on_queued)
             if isinstance(outcome, Lock):
+                if self._closing.is_set():  # close() did not see it to release it
+                    outcome.release()
+                    raise ClosedError("locker closed while acquiring %s" % name)
                 return outcome
             end = outcome
             if end.code == grpc.StatusCode.DEADLINE_EXCEEDED and end.details.startswith(
