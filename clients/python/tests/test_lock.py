@@ -175,11 +175,11 @@ class LockerTest(unittest.TestCase):
         self.assertEqual(lock.fence().lock, self.name)
         lock.release()
         with self.assertRaises(warren.FenceError) as caught:
-            self.client.put_config(key, "late", fence=lock.fence())
+            publisher.publish(unique("py-nobody"), b"late", fence=lock.fence())
         self.assertEqual(caught.exception.code, grpc.StatusCode.FAILED_PRECONDITION)
         self.assertIn("lock:" + self.name, caught.exception.details)
         with self.assertRaises(warren.FenceError):
-            publisher.publish(unique("py-nobody"), b"late", fence=lock.fence())
+            self.client.put_config(key, "late", fence=lock.fence())
         self.assertEqual(self.client.get_config(key, consistent=True), b"first")
 
     def test_bad_name_is_refused(self):
