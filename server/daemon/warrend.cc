@@ -319,7 +319,7 @@ struct Services {
                       ? std::make_unique<ConfigChangePublisher>(
                             *backends.amqp, options.config_change_exchange)
                       : nullptr),
-        config(store, cache, workers, timers, streams,
+        config(store, cache, fences, workers, timers, streams,
                ConfigOptions(options, authorizer, announcer.get())),
         messaging(*backends.amqp, timers, streams,
                   MessagingOptions(options, authorizer, fences)),
@@ -370,6 +370,7 @@ struct Services {
     probes.lock_waiters = [this] { return locks.waiting(); };
     probes.config_watches = [this] { return cache.subscription_count(); };
     probes.config_cache_hits = [this] { return config.cache_hits(); };
+    probes.held_keys = [this] { return config.held_keys(); };
     probes.config_cache_misses = [this] { return config.cache_misses(); };
     if (certificate_expiry != nullptr) {
       probes.tls_certificate_expiry = [this] {

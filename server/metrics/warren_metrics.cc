@@ -221,6 +221,13 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Gauge,
                          static_cast<double>(p.config_watches())));
   }
+  if (p.held_keys) {
+    out.push_back(Single("warren_held_keys",
+                         "Open HoldKey streams (keys held by clients of this "
+                         "server).",
+                         MetricType::Gauge,
+                         static_cast<double>(p.held_keys())));
+  }
   if (p.config_cache_hits) {
     out.push_back(Single("warren_config_cache_hits_total",
                          "GetConfig reads answered from the watch cache.",

@@ -18,6 +18,7 @@
 //   warren_locks_held, warren_lock_waiters                 gauges
 //   warren_config_watches                                  gauge
 //   warren_config_cache_hits_total, ..._misses_total       counters
+//   warren_held_keys                                       gauge
 //   warren_listener_accepting                              gauge 1/0
 //   warren_connections                                     gauge
 //   warren_connections_refused_total{reason}               counter
@@ -73,6 +74,7 @@ struct WarrenProbes {
   std::function<size_t()> lock_waiters;
   std::function<size_t()> config_watches;
   std::function<uint64_t()> config_cache_hits;
+  std::function<size_t()> held_keys;
   std::function<uint64_t()> config_cache_misses;
 
   // With TLS: when the served certificate expires (nullopt until read).
