@@ -120,7 +120,7 @@ class SchedulerTest(unittest.TestCase):
         old_fence = old.fence()
         self.assertEqual(dispatcher.dispatch_one(
             client, publisher, self.queue, counter, old_fence, "old"), (dispatcher.DISPATCH, 0))
-        slow.wait_line(r" START task=0 token=%d$" % old_fence.fencing_token)
+        slow.wait_line(r" START .* task=0 token=%d$" % old_fence.fencing_token)
 
         # Deposed: it resigns, and the example's dispatcher leads.
         fast = self.start("worker.py", "fast")
@@ -147,7 +147,7 @@ class SchedulerTest(unittest.TestCase):
         # The slow worker dies: its unfinished task 0 of the old leader is
         # redelivered, now after the new leader's tasks, and dropped.
         slow.process.kill()
-        fast.wait_line(r" STALE task=0 token=%d newest=%d$"
+        fast.wait_line(r" STALE .* task=0 token=%d newest=%d$"
                        % (old_fence.fencing_token, new_token))
 
         # Fence headers cannot be forged, and a task without them is dropped.
@@ -157,7 +157,7 @@ class SchedulerTest(unittest.TestCase):
                 "warren-fencing-token": str(new_token + 1)})
         self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
         publisher.publish(self.queue, json.dumps({"task": next_task}), message_id="unfenced")
-        fast.wait_line(r" UNFENCED task=%d$" % next_task)
+        fast.wait_line(r" UNFENCED .* task=%d$" % next_task)
 
         # Acted on: only the new leader's tasks; the late one never arrived.
         acted = fast.events("START")
