@@ -104,6 +104,34 @@ class RegistrationFaultTest(unittest.TestCase):
         main.delete_config(base, recursive=True)
         main.close()
 
+    def test_gone_when_its_warrend_crashes_and_held_again_once_it_is_back(self):
+        # kill -9: nobody deletes the key; it goes with warrend's ZooKeeper
+        # session (4 s here). Back after that, the registration holds it again.
+        base = unique("py-reg-crash")
+        key = base + "/node"
+        main = warren.connect(ADDRESS)
+        server = OwnServer().start()
+        own = warren.connect(server.address)
+        lost = Recorder()
+        reg = own.hold_key(key, "here", on_lost=lost, backoff=warren.Backoff(0.05, 0.5))
+        try:
+            self.assertTrue(reg.wait_held(10))
+            server.kill()
+            lost.wait_for(lambda l: l == [warren.LostReason.STREAM_BROKEN], 10)
+            wait_until(lambda: main.get_config(key, consistent=True) is None, 15,
+                       message="the key outlived its warrend's session")
+            server.start()  # the same port
+            wait_until(lambda: reg.holds == 2, 15, message="not held again")
+            self.assertIsNone(reg.error)
+            self.assertEqual(main.get_config(key, consistent=True), b"here")
+        finally:
+            reg.close()
+            own.close()
+            server.stop()
+        self.assertIsNone(main.get_config(key, consistent=True))
+        main.delete_config(base, recursive=True)
+        main.close()
+
 
 if __name__ == "__main__":
     unittest.main()
