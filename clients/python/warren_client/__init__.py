@@ -14,9 +14,14 @@ scripts, WSGI apps and threaded services alike. asyncio applications can use
 the generated stubs with grpc.aio directly (`warren_client.messaging_pb2_grpc`
 works with an aio channel) or call these wrappers from a thread.
 
+Coordination: Client.locker() (locks and semaphores with fencing tokens),
+fence= on publishes and config writes (Elector.fence(), Lock.fence()),
+Client.txn() (see warren_client.txn), Client.hold_key() (a Registration).
+
 Errors: the wrappers and the Client's helpers raise (or report) the
 exceptions of warren_client.errors, never grpc.RpcError; the raw stubs
-(Client.config, .messaging, .election) raise grpc.RpcError as gRPC does.
+(Client.config, .messaging, .election, .lock) raise grpc.RpcError as gRPC
+does.
 """
 
 from __future__ import annotations

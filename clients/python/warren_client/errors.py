@@ -28,12 +28,15 @@ an error is its __cause__.
     └── LockTimeoutError   Locker.acquire(): the lock was not acquired within
                            its timeout; code DEADLINE_EXCEEDED
 
-Who raises what: Publisher.publish() raises FatalError, TransientError or
-ClosedError. The stream wrappers retry every non-fatal ending themselves, so
-they only ever give up with a FatalError: it is their `.error`, goes to their
-`on_error` callback, and is raised by their wait methods
-(Subscriber.wait_subscribed, ConfigWatcher.wait_ready / wait_for,
-Elector.wait_elected). Wrong arguments (ValueError) and using a wrapper
+Who raises what: Publisher.publish() raises FatalError (FenceError),
+TransientError or ClosedError; Client.put_config / delete_config / txn
+FatalError (FenceError, TxnFailedError) or TransientError;
+Locker.acquire() LockTimeoutError, FatalError or ClosedError. The stream
+wrappers retry every non-fatal ending themselves, so they only ever give up
+with a FatalError: it is their `.error`, goes to their `on_error` callback,
+and is raised by their wait methods (Subscriber.wait_subscribed,
+ConfigWatcher.wait_ready / wait_for, Elector.wait_elected,
+Registration.wait_held). Wrong arguments (ValueError) and using a wrapper
 wrongly (RuntimeError: start() twice) are programming errors, not
 WarrenErrors.
 """
