@@ -110,6 +110,11 @@ final class TestSupport {
       return "127.0.0.1:" + port;
     }
 
+    /** A second warrend of the same cluster (the same ZooKeeper root). */
+    Warrend sameRoot() throws Exception {
+      return new Warrend(root.substring(env("WARREN_ROOT").length() + 1));
+    }
+
     long pid() {
       return process.pid();
     }

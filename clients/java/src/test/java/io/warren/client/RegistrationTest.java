@@ -1,0 +1,137 @@
+package io.warren.client;
+
+import static io.warren.client.TestSupport.await;
+import static io.warren.client.TestSupport.unique;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.warren.v1.ConfigEntry;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import org.junit.After;
+import org.junit.Before;
+import org.junit.Test;
+
+/** Registration (HoldKey) against the live server in WARREN_ADDRESS. */
+public class RegistrationTest {
+  private static final Duration WAIT = Duration.ofSeconds(20);
+  private Warren warren;
+
+  @Before
+  public void connect() {
+    warren = Warren.connect(TestSupport.address());
+  }
+
+  @After
+  public void disconnect() {
+    warren.close();
+  }
+
+  private static byte[] utf8(String s) {
+    return s.getBytes(StandardCharsets.UTF_8);
+  }
+
+  /** Records what a registration reports. */
+  static final class Recorder implements Registration.Listener {
+    final List<String> held = new CopyOnWriteArrayList<>();
+    final List<LossReason> lost = new CopyOnWriteArrayList<>();
+    final List<Status> errors = new CopyOnWriteArrayList<>();
+
+    @Override
+    public void onHeld(ConfigEntry entry) {
+      held.add(entry.getValue().toStringUtf8());
+    }
+
+    @Override
+    public void onLost(LossReason reason) {
+      lost.add(reason);
+    }
+
+    @Override
+    public void onError(Status status) {
+      errors.add(status);
+    }
+  }
+
+  /** Whether any thread whose name starts with {@code prefix} is alive. */
+  static boolean threadsNamed(String prefix) {
+    return Thread.getAllStackTraces().keySet().stream()
+        .anyMatch(t -> t.getName().startsWith(prefix) && t.isAlive());
+  }
+
+  @Test
+  public void aHeldKeyIsVisibleWhileOpenAndGoneAfterClose() throws Exception {
+    String key = unique("java-services") + "/api-1";
+    Recorder events = new Recorder();
+    try (Registration reg = warren.holdKey(new Registration.Options(key, utf8("10.0.0.1:80")), events)) {
+      assertTrue(reg.awaitHeld(WAIT));
+      assertTrue(reg.isHeld());
+      ConfigEntry seen = warren.getConfig(key).orElseThrow();
+      assertTrue("a held key", seen.getHeld());
+      assertEquals("10.0.0.1:80", seen.getValue().toStringUtf8());
+
+      reg.setValue(utf8("10.0.0.1:81"));
+      await("the new value", WAIT, () -> warren.getConfig(key).orElseThrow().getValue().toStringUtf8()
+          .equals("10.0.0.1:81"));
+      await("both holds told", WAIT, () -> events.held.equals(List.of("10.0.0.1:80", "10.0.0.1:81")));
+      assertEquals("10.0.0.1:81", reg.entry().orElseThrow().getValue().toStringUtf8());
+    }
+    assertFalse("gone after close", warren.getConfig(key).isPresent());
+    assertEquals(List.of(), events.lost);
+    assertEquals(List.of(), events.errors);
+  }
+
+  @Test
+  public void anExistingKeyIsRefusedForGoodAndTheCallbackThreadEnds() throws Exception {
+    String key = unique("java-taken") + "/k";
+    warren.putConfig(key, "persistent");
+    Recorder events = new Recorder();
+    Registration reg = warren.holdKey(new Registration.Options(key, utf8("mine")), events);
+    StatusRuntimeException refused =
+        assertThrows(StatusRuntimeException.class, () -> reg.awaitHeld(WAIT));
+    assertEquals(Status.Code.ALREADY_EXISTS, refused.getStatus().getCode());
+    await("the error is told", WAIT, () -> events.errors.size() == 1);
+    assertFalse(reg.isHeld());
+    // Stopped for good: its callback thread ends without close().
+    await("no registration callback thread left", WAIT, () -> !threadsNamed("warren-registration"));
+    assertEquals("persistent", warren.getConfig(key).orElseThrow().getValue().toStringUtf8());
+    reg.close();
+  }
+
+  /**
+   * Breaks: the registration's warrend stops (SIGTERM) and comes back.
+   * Holds: the registration tells the loss, holds the key again on the
+   * restarted server with its latest value, and the key is gone after close.
+   */
+  @Test
+  public void aBrokenStreamIsHeldAgain() throws Exception {
+    try (TestSupport.Warrend server = new TestSupport.Warrend(unique("hold-break"));
+        Warren own = Warren.connect(server.address())) {
+      String key = unique("java-rehold") + "/k";
+      Recorder events = new Recorder();
+      try (Registration reg = own.holdKey(new Registration.Options(key, utf8("first"))
+          .backoff(new BackoffPolicy(Duration.ofMillis(50), Duration.ofMillis(500))), events)) {
+        assertTrue(reg.awaitHeld(WAIT));
+        reg.setValue(utf8("second"));
+        await("the second value held", WAIT, () -> events.held.contains("second"));
+        server.stop();
+        await("the loss", WAIT, () -> events.lost.contains(LossReason.STREAM_BROKEN));
+        assertFalse(reg.isHeld());
+        server.restart();
+        await("held again", WAIT, () -> reg.isHeld() && events.held.size() >= 3);
+        assertEquals("second", events.held.get(events.held.size() - 1));
+        ConfigEntry seen = own.getConfig(key).orElseThrow();
+        assertTrue(seen.getHeld());
+        assertEquals("second", seen.getValue().toStringUtf8());
+        assertEquals(List.of(), events.errors);
+      }
+      assertFalse("gone after close", own.getConfig(key).isPresent());
+    }
+  }
+}
