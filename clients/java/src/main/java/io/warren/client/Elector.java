@@ -352,6 +352,7 @@ public final class Elector implements AutoCloseable {
         if (!StreamRetry.resubscribes(status)) {
           closing = true;
           emit(() -> listener.onError(status));
+          events.shutdownAfterQueued(); // close() has nothing left to end
           return;
         }
         if (!options.recampaign) return;

@@ -123,6 +123,9 @@ public class RetryBehaviourTest {
         assertEquals(1, watchErrors.statuses.size());
         assertEquals(1, electErrors.statuses.size());
         assertFalse(elector.isLeader());
+        // Stopped for good: their callback threads end without close().
+        await("no callback thread left", WAIT, () -> !RegistrationTest.threadsNamed("warren-config")
+            && !RegistrationTest.threadsNamed("warren-elector"));
       }
     }
   }
