@@ -47,6 +47,7 @@
 #include "server/daemon/tls.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
+#include "server/fence/fence_resolver.h"
 #include "server/messaging/messaging_service.h"
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
@@ -302,6 +303,7 @@ struct Services {
         workers(options.worker_threads, 10000),
         streams(options.max_streams, options.max_streams_per_client),
         cache(*backends.zk, keys),
+        fences(*backends.zk, options.root),
         announcer(options.publish_config_changes
                       ? std::make_unique<ConfigChangePublisher>(
                             *backends.amqp, options.config_change_exchange)
@@ -353,6 +355,15 @@ struct Services {
       };
     }
     probes.health_watches = [this] { return health_service.watches(); };
+    probes.fence_rejections = [this](const std::string& where) {
+      uint64_t count = 0;
+      for (fence::RejectionSite site : fence::kRejectionSites) {
+        if (fence::RejectionSiteName(site) == where) {
+          count = fences.rejections(site);
+        }
+      }
+      return count;
+    };
     registration = metrics.Add(std::move(probes));
   }
 
@@ -364,6 +375,8 @@ struct Services {
   WorkerPool workers;
   StreamRegistry streams;
   config::WatchCache cache;
+  // Shared by fenced config writes and publishes (and their metric).
+  fence::FenceResolver fences;
   const std::unique_ptr<ConfigChangePublisher> announcer;
   config::ConfigServiceImpl config;
   messaging::MessagingServiceImpl messaging;

@@ -14,7 +14,9 @@
 // warren.v1.Acquire whose `limit` (0 meaning 1) the oldest holder sets.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 #include "absl/status/status.h"
@@ -41,6 +43,13 @@ absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field);
 // (e.g. "the leader's token is 42", "nobody leads").
 absl::Status FenceNotHeld(const v1::Fence& fence, absl::string_view detail);
 
+// Where a fence was refused (warren_fence_rejections_total{where}).
+enum class RejectionSite { kConfig, kPublish };
+inline constexpr RejectionSite kRejectionSites[] = {RejectionSite::kConfig,
+                                                    RejectionSite::kPublish};
+// The metric's label value: "config" or "publish".
+absl::string_view RejectionSiteName(RejectionSite site);
+
 // A fence that holds now: the node whose existence keeps it holding.
 struct HeldFence {
   std::string holder_node;  // full ZooKeeper path
@@ -62,10 +71,17 @@ class FenceResolver {
   // FenceNotHeld(fence, "its holder is gone").
   static zk::Op CheckOp(const HeldFence& held);
 
+  // Counts a write or publish refused because its fence did not hold (every
+  // FenceNotHeld answered, whether found by Resolve or by a failed CheckOp).
+  // Thread-safe; the metrics read rejections().
+  void CountRejection(RejectionSite site);
+  uint64_t rejections(RejectionSite site) const;
+
  private:
   zk::ZkClient& zk_;
   const std::string elections_base_;
   const std::string locks_base_;
+  std::atomic<uint64_t> rejections_[std::size(kRejectionSites)] = {};
 };
 
 }  // namespace warren::fence
