@@ -12,7 +12,6 @@ import io.warren.v1.Proclaim;
 import io.warren.v1.Resign;
 import java.time.Duration;
 import java.util.UUID;
-import java.util.concurrent.TimeUnit;
 
 /**
  * A candidacy in a leader election, with the client half of the lease.
@@ -229,12 +228,7 @@ public final class Elector implements AutoCloseable {
       }
     }
     if (s != null) {
-      try {
-        if (!s.ended.await(5, TimeUnit.SECONDS)) s.cancel("elector closed");
-      } catch (InterruptedException e) {
-        s.cancel("elector closed");
-        Thread.currentThread().interrupt();
-      }
+      s.awaitEndOrCancel("elector closed");
     }
     synchronized (lock) {
       stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come

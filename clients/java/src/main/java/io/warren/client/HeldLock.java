@@ -221,12 +221,7 @@ public final class HeldLock implements AutoCloseable {
         // Cancelling is how a waiter leaves: the server deletes its node at once.
         s.cancel("stopped waiting");
       } else {
-        try {
-          if (!s.ended.await(5, TimeUnit.SECONDS)) s.cancel("lock released");
-        } catch (InterruptedException e) {
-          s.cancel("lock released");
-          Thread.currentThread().interrupt();
-        }
+        s.awaitEndOrCancel("lock released");
       }
     }
     synchronized (lock) {

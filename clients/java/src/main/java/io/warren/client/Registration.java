@@ -176,12 +176,7 @@ public final class Registration implements AutoCloseable {
       if (s != null) s.halfCloseLocked();
     }
     if (s != null) {
-      try {
-        if (!s.ended.await(5, TimeUnit.SECONDS)) s.cancel("registration closed");
-      } catch (InterruptedException e) {
-        s.cancel("registration closed");
-        Thread.currentThread().interrupt();
-      }
+      s.awaitEndOrCancel("registration closed");
     }
     events.shutdownAfterQueued();
   }
