@@ -171,6 +171,13 @@ absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field) {
   return absl::OkStatus();
 }
 
+FenceGrant RequiredGrant(const v1::Fence& fence) {
+  if (fence.owner_case() == v1::Fence::kLock) {
+    return {auth::Action::kLock, fence.lock()};
+  }
+  return {auth::Action::kObserve, fence.election()};
+}
+
 absl::Status FenceNotHeld(const v1::Fence& fence, absl::string_view detail) {
   return absl::FailedPreconditionError(
       absl::StrCat("fence: ", OwnerName(fence), " token ",
