@@ -1,9 +1,15 @@
 package io.warren.client;
 
+import com.google.common.util.concurrent.FutureCallback;
+import com.google.common.util.concurrent.Futures;
+import com.google.common.util.concurrent.ListenableFuture;
+import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigServiceGrpc;
+import io.warren.v1.GetConfigRequest;
+import io.warren.v1.GetConfigResponse;
 import io.warren.v1.HoldKeyRequest;
 import io.warren.v1.HoldKeyResponse;
 import java.time.Duration;
@@ -25,9 +31,10 @@ import java.util.concurrent.TimeUnit;
  * {@link BackoffPolicy}, wait-for-ready, with the latest value. The other
  * codes stop it and go to {@link Listener#onError}: INVALID_ARGUMENT,
  * PERMISSION_DENIED, and ALREADY_EXISTS when the key is a persistent key or
- * someone else holds it. A server killed without ending its streams leaves
- * its held key until its session expires, so holding it again through
- * another server within the session timeout is refused with ALREADY_EXISTS.
+ * someone else holds it. A re-hold refused with ALREADY_EXISTS because the
+ * key is still this registration's previous node (exactly the entry it last
+ * held: its server has not deleted it yet, or died and leaves it until its
+ * ZooKeeper session expires) is tried again after the backoff instead.
  *
  * <p>State: {@link #isHeld()} follows the lease as the Elector's does (no
  * message for two heartbeat intervals: not held, and the stream is dropped
@@ -194,6 +201,66 @@ public final class Registration implements AutoCloseable {
             .build());
   }
 
+  private void failLocked(Status status) {
+    closing = true;
+    failedWith = status;
+    firstHeld.countDown();
+    events.run(() -> listener.onError(status));
+    events.shutdownAfterQueued(); // close() has nothing left to end
+  }
+
+  /**
+   * A re-hold found the key held: by someone else (a failure for good, as
+   * the retry rule says), or still by this registration's previous node,
+   * which its server has not deleted yet (the cancel of a stream whose lease
+   * expired is still on its way, or a server that died leaves its node until
+   * its ZooKeeper session expires). The node is ours when it is exactly the
+   * entry we last held (same version, same write time): then hold again
+   * after the backoff, as the node goes.
+   */
+  private void whoseIsItLocked(Status refusal, ConfigEntry ours) {
+    ListenableFuture<GetConfigResponse> read =
+        ConfigServiceGrpc.newFutureStub(warren.channel())
+            .withDeadlineAfter(10, TimeUnit.SECONDS)
+            .getConfig(GetConfigRequest.newBuilder().setKey(options.key).setConsistent(true).build());
+    Futures.addCallback(
+        read,
+        new FutureCallback<GetConfigResponse>() {
+          @Override
+          public void onSuccess(GetConfigResponse now) {
+            ConfigEntry e = now.getEntry();
+            boolean stillOurs =
+                e.getHeld()
+                    && e.getVersion() == ours.getVersion()
+                    && e.getModifyTime().equals(ours.getModifyTime());
+            decide(stillOurs);
+          }
+
+          @Override
+          public void onFailure(Throwable t) {
+            // Gone by now (NOT_FOUND), or the server cannot say now (the next
+            // attempt tells); any other answer (e.g. no right to read the
+            // key) leaves the refusal standing.
+            Status.Code code = Status.fromThrowable(t).getCode();
+            decide(
+                code == Status.Code.NOT_FOUND
+                    || RetryPolicy.unary(code) == RetryPolicy.UnaryAction.RETRY);
+          }
+
+          private void decide(boolean holdAgain) {
+            synchronized (lock) {
+              if (closing || stream != null) return;
+              if (holdAgain) {
+                retry.scheduleLocked();
+              } else {
+                failLocked(refusal);
+              }
+            }
+          }
+        },
+        MoreExecutors.directExecutor());
+  }
+
   private void lostLocked(LossReason reason) {
     lease.stopLocked();
     if (!held) return;
@@ -254,15 +321,13 @@ public final class Registration implements AutoCloseable {
         if (closing) return;
         // The server deletes the key of an ended stream.
         lostLocked(LossReason.STREAM_BROKEN);
-        if (!StreamRetry.resubscribes(status)) {
-          closing = true;
-          failedWith = status;
-          firstHeld.countDown();
-          events.run(() -> listener.onError(status));
-          events.shutdownAfterQueued();
-          return;
+        if (status.getCode() == Status.Code.ALREADY_EXISTS && entry != null) {
+          whoseIsItLocked(status, entry);
+        } else if (StreamRetry.resubscribes(status)) {
+          retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us
+        } else {
+          failLocked(status);
         }
-        retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us
       }
     }
   }

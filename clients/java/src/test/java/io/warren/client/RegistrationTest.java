@@ -57,6 +57,11 @@ public class RegistrationTest {
     public void onError(Status status) {
       errors.add(status);
     }
+
+    @Override
+    public String toString() {
+      return "held " + held + ", lost " + lost + ", errors " + errors;
+    }
   }
 
   /** Whether any thread whose name starts with {@code prefix} is alive. */
@@ -102,6 +107,44 @@ public class RegistrationTest {
     await("no registration callback thread left", WAIT, () -> !threadsNamed("warren-registration"));
     assertEquals("persistent", warren.getConfig(key).orElseThrow().getValue().toStringUtf8());
     reg.close();
+  }
+
+  /**
+   * Breaks: the registration's warrend freezes (SIGSTOP): the stream stays
+   * open but silent. Holds: isHeld turns false within about two heartbeat
+   * intervals (LEASE_EXPIRED), and the key is held again once the server runs
+   * again (SIGCONT).
+   */
+  @Test
+  public void theLeaseEndsWhenTheServerFreezesAndTheKeyIsHeldAgain() throws Exception {
+    try (TestSupport.Warrend server = new TestSupport.Warrend(unique("hold-freeze"));
+        Warren own = Warren.connect(server.address())) {
+      String key = unique("java-hold-freeze") + "/k";
+      Recorder events = new Recorder();
+      try (Registration reg = own.holdKey(new Registration.Options(key, utf8("v"))
+          .heartbeatInterval(Duration.ofMillis(300))
+          .backoff(new BackoffPolicy(Duration.ofMillis(50), Duration.ofMillis(500))), events)) {
+        assertTrue(reg.awaitHeld(WAIT));
+        server.signal("STOP");
+        long frozenAt = System.nanoTime();
+        try {
+          await("not held", Duration.ofSeconds(5), () -> !reg.isHeld());
+          long tookMs = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - frozenAt);
+          assertTrue("within ~2 intervals, took " + tookMs + " ms", tookMs < 2000);
+          await("the lost event", Duration.ofSeconds(5), () -> !events.lost.isEmpty());
+          assertEquals(LossReason.LEASE_EXPIRED, events.lost.get(0));
+        } finally {
+          server.signal("CONT");
+        }
+        try {
+          await("held again", WAIT, () -> reg.isHeld() && events.held.size() >= 2);
+        } catch (AssertionError e) {
+          throw new AssertionError(e.getMessage() + "; " + events, e);
+        }
+        assertEquals(List.of(), events.errors);
+        assertTrue(own.getConfig(key).orElseThrow().getHeld());
+      }
+    }
   }
 
   /**
