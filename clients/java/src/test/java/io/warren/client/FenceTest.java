@@ -2,6 +2,7 @@ package io.warren.client;
 
 import static io.warren.client.TestSupport.await;
 import static io.warren.client.TestSupport.unique;
+import static io.warren.client.TestSupport.utf8;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
@@ -10,36 +11,15 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.warren.v1.Delivery;
 import io.warren.v1.Fence;
-import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** Fenced config writes and publishes against the live server in WARREN_ADDRESS. */
-public class FenceTest {
-  private static final Duration WAIT = Duration.ofSeconds(20);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
-
-  private static byte[] utf8(String s) {
-    return s.getBytes(StandardCharsets.UTF_8);
-  }
-
+public class FenceTest extends LiveServerTest {
   private String value(String key) {
     return warren.getConfig(key).map(e -> e.getValue().toStringUtf8()).orElse(null);
   }

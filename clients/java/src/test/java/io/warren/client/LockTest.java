@@ -22,24 +22,11 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** Locker and HeldLock against the live server in WARREN_ADDRESS. */
-public class LockTest {
-  private static final Duration WAIT = Duration.ofSeconds(30);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
+public class LockTest extends LiveServerTest {
+  private static final Duration WAIT = Duration.ofSeconds(30); // five clients take turns
 
   /** Records the losses of held locks. */
   static final class Losses implements HeldLock.Listener {

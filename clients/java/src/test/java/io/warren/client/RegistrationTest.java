@@ -2,6 +2,7 @@ package io.warren.client;
 
 import static io.warren.client.TestSupport.await;
 import static io.warren.client.TestSupport.unique;
+import static io.warren.client.TestSupport.utf8;
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertThrows;
@@ -10,33 +11,13 @@ import static org.junit.Assert.assertTrue;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.warren.v1.ConfigEntry;
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** Registration (HoldKey) against the live server in WARREN_ADDRESS. */
-public class RegistrationTest {
-  private static final Duration WAIT = Duration.ofSeconds(20);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
-
-  private static byte[] utf8(String s) {
-    return s.getBytes(StandardCharsets.UTF_8);
-  }
-
+public class RegistrationTest extends LiveServerTest {
   /** Records what a registration reports. */
   static final class Recorder implements Registration.Listener {
     final List<String> held = new CopyOnWriteArrayList<>();

@@ -40,6 +40,10 @@ final class TestSupport {
     return prefix + "-" + UUID.randomUUID().toString().substring(0, 12);
   }
 
+  static byte[] utf8(String s) {
+    return s.getBytes(StandardCharsets.UTF_8);
+  }
+
   /** Polls {@code condition} until it holds or {@code timeout} passes (no blind sleeps). */
   static void await(String what, Duration timeout, BooleanSupplier condition) throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();

@@ -15,24 +15,16 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import org.junit.After;
 import org.junit.Before;
 import org.junit.Test;
 
 /** Warren.txn against the live server in WARREN_ADDRESS. */
-public class TxnTest {
-  private Warren warren;
+public class TxnTest extends LiveServerTest {
   private String prefix;
 
   @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
+  public void choosePrefix() {
     prefix = unique("java-txn");
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
   }
 
   private String k(String name) {
