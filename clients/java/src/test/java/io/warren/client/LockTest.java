@@ -230,6 +230,8 @@ public class LockTest extends LiveServerTest {
         server.stop();
         await("the loss", WAIT, () -> losses.reasons.contains(LossReason.STREAM_BROKEN));
         assertFalse(held.isHeld());
+        // Lost for good: the lock's callback thread ends without close().
+        await("no lock callback thread left", WAIT, () -> !TestSupport.threadsNamed("warren-lock"));
         server.restart();
         await("the server answers again", WAIT, () -> {
           try {

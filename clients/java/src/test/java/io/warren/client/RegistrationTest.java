@@ -45,12 +45,6 @@ public class RegistrationTest extends LiveServerTest {
     }
   }
 
-  /** Whether any thread whose name starts with {@code prefix} is alive. */
-  static boolean threadsNamed(String prefix) {
-    return Thread.getAllStackTraces().keySet().stream()
-        .anyMatch(t -> t.getName().startsWith(prefix) && t.isAlive());
-  }
-
   @Test
   public void aHeldKeyIsVisibleWhileOpenAndGoneAfterClose() throws Exception {
     String key = unique("java-services") + "/api-1";
@@ -85,7 +79,7 @@ public class RegistrationTest extends LiveServerTest {
     await("the error is told", WAIT, () -> events.errors.size() == 1);
     assertFalse(reg.isHeld());
     // Stopped for good: its callback thread ends without close().
-    await("no registration callback thread left", WAIT, () -> !threadsNamed("warren-registration"));
+    await("no registration callback thread left", WAIT, () -> !TestSupport.threadsNamed("warren-registration"));
     assertEquals("persistent", warren.getConfig(key).orElseThrow().getValue().toStringUtf8());
     reg.close();
   }

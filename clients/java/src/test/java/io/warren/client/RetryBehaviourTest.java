@@ -124,8 +124,8 @@ public class RetryBehaviourTest {
         assertEquals(1, electErrors.statuses.size());
         assertFalse(elector.isLeader());
         // Stopped for good: their callback threads end without close().
-        await("no callback thread left", WAIT, () -> !RegistrationTest.threadsNamed("warren-config")
-            && !RegistrationTest.threadsNamed("warren-elector"));
+        await("no callback thread left", WAIT, () -> !TestSupport.threadsNamed("warren-config")
+            && !TestSupport.threadsNamed("warren-elector"));
       }
     }
   }

@@ -44,6 +44,12 @@ final class TestSupport {
     return s.getBytes(StandardCharsets.UTF_8);
   }
 
+  /** Whether any thread whose name starts with {@code prefix} is alive (a wrapper's own). */
+  static boolean threadsNamed(String prefix) {
+    return Thread.getAllStackTraces().keySet().stream()
+        .anyMatch(t -> t.getName().startsWith(prefix) && t.isAlive());
+  }
+
   /** Polls {@code condition} until it holds or {@code timeout} passes (no blind sleeps). */
   static void await(String what, Duration timeout, BooleanSupplier condition) throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
