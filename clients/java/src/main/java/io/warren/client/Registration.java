@@ -70,9 +70,8 @@ public final class Registration implements AutoCloseable {
 
     /**
      * The lease heartbeat interval asked of the server (default 1 s, as the
-     * Elector's); keep it at most a third of the server's ZooKeeper session
-     * timeout, as the server caps it without saying so (the lease then
-     * follows the spacing of the heartbeats).
+     * Elector's); the server may cap it below its session timeout and says
+     * with each {@code held} which one is in force, which the lease follows.
      */
     public Options heartbeatInterval(Duration d) {
       if (d.toMillis() < 100) throw new IllegalArgumentException("heartbeatInterval < 100ms");
@@ -80,10 +79,6 @@ public final class Registration implements AutoCloseable {
       return this;
     }
   }
-
-  /** HoldKey does not say which heartbeat interval is in force: the lease learns it. */
-  private static final com.google.protobuf.Duration UNSAID =
-      com.google.protobuf.Duration.getDefaultInstance();
 
   private final Warren warren;
   private final Options options;
@@ -295,7 +290,9 @@ public final class Registration implements AutoCloseable {
             {
               ConfigEntry e = response.getHeld();
               entry = e;
-              if (!held) lease.startLocked(UNSAID, options.heartbeatInterval);
+              // The interval in force comes with `held` (a server too old to
+              // send it leaves the lease to learn it from the heartbeats).
+              lease.startLocked(response.getHeartbeatInterval(), options.heartbeatInterval);
               held = true;
               events.run(() -> listener.onHeld(e));
               firstHeld.countDown();
