@@ -221,6 +221,13 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Gauge,
                          static_cast<double>(p.config_watches())));
   }
+  if (p.held_keys) {
+    out.push_back(Single("warren_held_keys",
+                         "Open HoldKey streams (keys held by clients of this "
+                         "server).",
+                         MetricType::Gauge,
+                         static_cast<double>(p.held_keys())));
+  }
   if (p.config_cache_hits) {
     out.push_back(Single("warren_config_cache_hits_total",
                          "GetConfig reads answered from the watch cache.",
@@ -259,6 +266,19 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
     out.push_back(
         Single("warren_health_watches", "Open grpc.health.v1 Watch streams.",
                MetricType::Gauge, static_cast<double>(p.health_watches())));
+  }
+  if (p.fence_rejections) {
+    MetricFamily rejections =
+        Family("warren_fence_rejections_total",
+               "Fenced config writes and publishes refused because their "
+               "fence no longer held: where config or publish.",
+               MetricType::Counter);
+    for (const char* where : {"config", "publish"}) {
+      rejections.metric.push_back(
+          Sample(static_cast<double>(p.fence_rejections(where)),
+                 MetricType::Counter, {{"where", where}}));
+    }
+    out.push_back(std::move(rejections));
   }
   if (p.config_cache_misses) {
     out.push_back(Single("warren_config_cache_misses_total",

@@ -18,10 +18,12 @@
 //   warren_locks_held, warren_lock_waiters                 gauges
 //   warren_config_watches                                  gauge
 //   warren_config_cache_hits_total, ..._misses_total       counters
+//   warren_held_keys                                       gauge
 //   warren_listener_accepting                              gauge 1/0
 //   warren_connections                                     gauge
 //   warren_connections_refused_total{reason}               counter
 //   warren_health_watches                                  gauge
+//   warren_fence_rejections_total{where="config"|"publish"} counter
 //
 // connection is "1" for the pool's primary connection (the one that
 // publishes and that health reports), "2", ... for the others. (*) The one
@@ -72,6 +74,7 @@ struct WarrenProbes {
   std::function<size_t()> lock_waiters;
   std::function<size_t()> config_watches;
   std::function<uint64_t()> config_cache_hits;
+  std::function<size_t()> held_keys;
   std::function<uint64_t()> config_cache_misses;
 
   // With TLS: when the served certificate expires (nullopt until read).
@@ -82,6 +85,9 @@ struct WarrenProbes {
   // By reason: max_connections, max_connections_per_peer, no_descriptors.
   std::function<uint64_t(const std::string&)> connections_refused;
   std::function<size_t()> health_watches;
+  // Writes and publishes refused because their fence did not hold, by
+  // where: "config" or "publish".
+  std::function<uint64_t(const std::string&)> fence_rejections;
 };
 
 class WarrenCollector final : public prometheus::Collectable {
