@@ -47,7 +47,7 @@ constexpr char kPolicy[] = R"yaml(principals:
     subscribe: ["amq.topic"]
     campaign: ["jobs/*"]
     observe: ["jobs/**"]
-    lock: ["jobs/*"]
+    lock: ["locks/*"]
     config_read: ["app/**"]
     config_write: ["app/**"]
   bob:
@@ -480,26 +480,26 @@ TEST_F(AuthTest, GetLeaderAndObserveLeaderNeedObserve) {
 }
 
 TEST_F(AuthTest, LockAndGetLockNeedLockOnTheLock) {
-  TestLocker allowed(*lock_.alice, MakeAcquire("jobs/locked", "a"));
+  TestLocker allowed(*lock_.alice, MakeAcquire("locks/locked", "a"));
   EXPECT_GE(allowed.WaitAcquired(), 0);
   grpc::Status status;
-  TestLocker denied(*lock_.bob, MakeAcquire("jobs/locked", "b"));
+  TestLocker denied(*lock_.bob, MakeAcquire("locks/locked", "b"));
   ASSERT_TRUE(denied.WaitEnded(&status));
-  ExpectDenied(status, "bob", "lock", "jobs/locked");
+  ExpectDenied(status, "bob", "lock", "locks/locked");
   TestLocker denied_deeper(*lock_.alice,
-                           MakeAcquire("jobs/locked/deeper", "a"));
+                           MakeAcquire("locks/locked/deeper", "a"));
   ASSERT_TRUE(denied_deeper.WaitEnded(&status));
-  ExpectDenied(status, "alice", "lock", "jobs/locked/deeper");
+  ExpectDenied(status, "alice", "lock", "locks/locked/deeper");
 
   v1::GetLockRequest request;
-  request.set_name("jobs/locked");
+  request.set_name("locks/locked");
   v1::GetLockResponse response;
   ASSERT_TRUE(
       lock_.alice->GetLock(CallContext().get(), request, &response).ok());
   ASSERT_EQ(response.holders_size(), 1);
   EXPECT_EQ(response.holders(0).holder_id(), "a");
   ExpectDenied(lock_.bob->GetLock(CallContext().get(), request, &response),
-               "bob", "lock", "jobs/locked");
+               "bob", "lock", "locks/locked");
   allowed.Release();
   ASSERT_TRUE(allowed.WaitEnded(&status));
   EXPECT_TRUE(status.ok()) << status.error_message();
