@@ -23,6 +23,7 @@
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
+#include "tests/fuzz/fake_zk_tree.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -66,15 +67,6 @@ World& TheWorld() {
   // Never destroyed: libFuzzer exits without unwinding.
   static World* world = new World();
   return *world;
-}
-
-// Every node below `path`, parents before children.
-void Walk(testing::FakeZk& zk, const std::string& path,
-          std::vector<std::string>* out) {
-  for (const auto& child : zk.Children(path)) {
-    out->push_back(absl::StrCat(path, "/", child));
-    Walk(zk, out->back(), out);
-  }
 }
 
 void RunInput(World& w, const uint8_t* data, size_t size) {
@@ -192,13 +184,7 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         absl::StrCat(where, "; left behind: ", w.streams.size(), " streams, ",
                      w.manager.leaders(), " leaders, ", left.size(),
                      " candidate nodes (", left.empty() ? "" : left[0], ")"));
-  // The election nodes (containers, which ZooKeeper would remove once
-  // empty), so that the tree stays small over millions of inputs.
-  std::vector<std::string> nodes;
-  Walk(w.zk, kBase, &nodes);
-  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
-    w.zk.ExternalDelete(*it);
-  }
+  DeleteEverythingBelow(w.zk, kBase);
 }
 
 }  // namespace
