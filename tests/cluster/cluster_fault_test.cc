@@ -741,8 +741,21 @@ TEST_F(ClusterFaultTest, AFrozenLockHoldersLateFencedWritesAreRefused) {
     }
   }
 
-  // Its late writes, fenced with the old token, are refused.
-  grpc::Status late = put(*config1, "late", old_token);
+  // Its late writes, fenced with the old token, are refused. Right after
+  // the thaw the replica answers UNAVAILABLE until its new session is up,
+  // which a client retries (as it would for real).
+  auto answered = [](const std::function<grpc::Status()>& call) {
+    grpc::Status status;
+    WaitFor(
+        [&] {
+          status = call();
+          return status.error_code() != grpc::StatusCode::UNAVAILABLE;
+        },
+        absl::Seconds(60));
+    return status;
+  };
+  grpc::Status late =
+      answered([&] { return put(*config1, "late", old_token); });
   EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
       << late.error_message();
   EXPECT_THAT(late.error_message(), ::testing::StartsWith("fence: "));
@@ -753,10 +766,12 @@ TEST_F(ClusterFaultTest, AFrozenLockHoldersLateFencedWritesAreRefused) {
     request.set_payload("late");
     request.mutable_fence()->set_lock(lock);
     request.mutable_fence()->set_fencing_token(old_token);
-    v1::PublishResponse response;
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    grpc::Status published = messaging1->Publish(&context, request, &response);
+    grpc::Status published = answered([&] {
+      v1::PublishResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      return messaging1->Publish(&context, request, &response);
+    });
     EXPECT_EQ(published.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
         << published.error_message();
   }
