@@ -23,9 +23,9 @@
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "tests/fakes/fake_zk.h"
-#include "tests/fuzz/fake_zk_tree.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/fuzz/recipe_world.h"
 
 namespace warren::fuzz {
 namespace {
@@ -35,37 +35,13 @@ using Stream = ClientStream<v1::ElectRequest, v1::ElectResponse>;
 
 constexpr char kBase[] = "/w/elections";
 
-struct World {
-  World() : manager(zk, "/w"), workers(2, 1000) {
-    zk.ExternalPut("/w", "");
-    zk.ExternalPut(kBase, "");
-    zk.RunUntilIdle();
-    election::ElectionServiceOptions options;
-    options.session_timeout = absl::Seconds(3);
-    options.max_value_bytes = 1024;
-    service = std::make_unique<election::ElectionServiceImpl>(
-        manager, workers, timers, streams, options);
-    server = StartInProcessServer({service.get()});
-    stub = v1::ElectionService::NewStub(
-        server->InProcessChannel(grpc::ChannelArguments()));
-  }
-  testing::FakeZk zk;
-  election::ElectionManager manager;
-  WorkerPool workers;
-  TimerQueue timers;
-  StreamRegistry streams;
-  std::unique_ptr<election::ElectionServiceImpl> service;
-  std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<v1::ElectionService::Stub> stub;
-  Pump pump{[this] {
-    zk.RunUntilIdle();
-    return false;
-  }};
-};
+using World =
+    RecipeWorld<election::ElectionManager, election::ElectionServiceImpl,
+                election::ElectionServiceOptions, v1::ElectionService>;
 
 World& TheWorld() {
   // Never destroyed: libFuzzer exits without unwinding.
-  static World* world = new World();
+  static World* world = new World(kBase);
   return *world;
 }
 

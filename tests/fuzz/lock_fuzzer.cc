@@ -23,9 +23,9 @@
 #include "server/lock/lock_manager.h"
 #include "server/lock/lock_service.h"
 #include "tests/fakes/fake_zk.h"
-#include "tests/fuzz/fake_zk_tree.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/fuzz/recipe_world.h"
 
 namespace warren::fuzz {
 namespace {
@@ -35,37 +35,12 @@ using Stream = ClientStream<v1::LockRequest, v1::LockResponse>;
 
 constexpr char kBase[] = "/w/locks";
 
-struct World {
-  World() : manager(zk, "/w"), workers(2, 1000) {
-    zk.ExternalPut("/w", "");
-    zk.ExternalPut(kBase, "");
-    zk.RunUntilIdle();
-    lock::LockServiceOptions options;
-    options.session_timeout = absl::Seconds(3);
-    options.max_value_bytes = 1024;
-    service = std::make_unique<lock::LockServiceImpl>(manager, workers, timers,
-                                                      streams, options);
-    server = StartInProcessServer({service.get()});
-    stub = v1::LockService::NewStub(
-        server->InProcessChannel(grpc::ChannelArguments()));
-  }
-  testing::FakeZk zk;
-  lock::LockManager manager;
-  WorkerPool workers;
-  TimerQueue timers;
-  StreamRegistry streams;
-  std::unique_ptr<lock::LockServiceImpl> service;
-  std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<v1::LockService::Stub> stub;
-  Pump pump{[this] {
-    zk.RunUntilIdle();
-    return false;
-  }};
-};
+using World = RecipeWorld<lock::LockManager, lock::LockServiceImpl,
+                          lock::LockServiceOptions, v1::LockService>;
 
 World& TheWorld() {
   // Never destroyed: libFuzzer exits without unwinding.
-  static World* world = new World();
+  static World* world = new World(kBase);
   return *world;
 }
 
