@@ -74,7 +74,7 @@ ctest --test-dir build/tsan -j 2 --output-on-failure --timeout 300 \
 start=$SECONDS
 log "tests: fuzz smoke run (build/fuzz)"
 if bash scripts/build.sh fuzz; then
-  for fuzzer in validation_fuzzer subscribe_fuzzer elect_fuzzer; do
+  for fuzzer in validation_fuzzer subscribe_fuzzer elect_fuzzer lock_fuzzer; do
     work="$(mktemp -d)"
     mkdir "$work/corpus"
     cp "tests/fuzz/corpus/$fuzzer/"* "$work/corpus/"

@@ -171,6 +171,25 @@ TEST_F(LockTest, SuspensionLosesTheHoldAndTheSameSessionGivesItBack) {
   EXPECT_THAT(ao->events[4], ::testing::StartsWith("ended:ABORTED"));
 }
 
+// A waiter that gives up while its create's answer was lost with the
+// connection: the node did get made, and it goes once the session is back,
+// rather than holding for as long as the session lives.
+TEST_F(LockTest, AReleaseWhileTheCreateIsInDoubtDeletesTheNodeOnReconnection) {
+  auto [a, ao] = Acquire("a", 1);  // creates the lock's node
+  zk_.LoseNextCreateResponse();
+  auto [b, bo] = Acquire("b", 1);
+  EXPECT_TRUE(bo->events.empty());
+  EXPECT_EQ(Nodes().size(), 2u);  // it did happen
+  b->Resign();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(bo->events, ElementsAre("ended:OK"));
+  zk_.Reconnect();
+  zk_.RunUntilIdle();
+  EXPECT_EQ(Nodes().size(), 1u);
+  EXPECT_TRUE(a->holds());
+  EXPECT_EQ(manager_.waiting(), 0u);
+}
+
 TEST(ValidateAcquireTest, NamesTheField) {
   LockServiceOptions options;
   options.max_value_bytes = 4;

@@ -8,6 +8,9 @@
 //   the RabbitMQ node that leads the quorum queue; kill -9 of the replica
 //   whose candidate leads; SIGSTOP of it past the session timeout; rolling
 //   restarts of every replica, every RabbitMQ node and every ZooKeeper node.
+// And a lock holder's replica frozen past the session timeout: the next
+// holder acquires only once the frozen one's node is gone, and the frozen
+// holder's late fenced writes are refused after it resumes.
 // After each fault the observer's log must show: no confirmed message lost
 // (duplicates are counted), no acknowledged config write lost and every
 // watcher at the latest value, no two candidates' leases overlapping,
@@ -46,12 +49,16 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "health.grpc.pb.h"
 #include "tests/cluster/recorder.h"
 #include "tests/cluster/workload.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/lock_clients.h"
 #include "warren/v1/config.grpc.pb.h"
+#include "warren/v1/lock.grpc.pb.h"
+#include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::cluster {
 namespace {
@@ -646,6 +653,138 @@ TEST_F(ClusterFaultTest, ClientsKeepWorkingThroughEveryFault) {
   absl::StrAppend(&table, "\nconfirmed messages: ", recorder_.Confirmed(),
                   "; faults took ", FormatSeconds(absl::Now() - begin), "s\n");
   std::cout << table << std::flush;
+}
+
+// A lock holder's replica frozen (SIGSTOP) past the session timeout: its
+// lease heartbeats stop, the next holder (on another replica) acquires only
+// after the frozen holder's node is gone, and once the replica resumes
+// (SIGCONT) the old holder's late fenced config write and publish, which a
+// client acting on a stale belief would send, are refused and change
+// nothing.
+TEST_F(ClusterFaultTest, AFrozenLockHoldersLateFencedWritesAreRefused) {
+  namespace v1 = ::warren::v1;
+  using ::warren::testing::MakeAcquire;
+  using ::warren::testing::TestLocker;
+  const std::string lock = absl::StrCat("cluster-", getpid(), "/lock");
+  const std::string key = absl::StrCat("cluster-", getpid(), "/fenced");
+  auto locks1 = v1::LockService::NewStub(channels_[0]);
+  auto locks2 = v1::LockService::NewStub(channels_[1]);
+  auto config1 = v1::ConfigService::NewStub(channels_[0]);
+  auto config2 = v1::ConfigService::NewStub(channels_[1]);
+  auto messaging1 = v1::MessagingService::NewStub(channels_[0]);
+  auto is_heartbeat = [](const v1::LockResponse& r) {
+    return r.has_heartbeat();
+  };
+
+  v1::Acquire acquire = MakeAcquire(lock, "frozen");
+  acquire.mutable_heartbeat_interval()->set_seconds(1);
+  TestLocker holder(*locks1, acquire);
+  const int acquired = holder.WaitAcquired();
+  ASSERT_GE(acquired, 0);
+  const uint64_t old_token =
+      holder.events()[acquired].response.acquired().holder().fencing_token();
+  ASSERT_GE(holder.WaitFor(is_heartbeat, acquired + 1, absl::Seconds(10)), 0);
+  acquire.set_holder_id("next");
+  TestLocker next(*locks2, acquire);
+  ASSERT_GE(
+      next.WaitFor([](const v1::LockResponse& r) { return r.has_queued(); }),
+      0);
+  auto put = [&](v1::ConfigService::Stub& stub, const std::string& value,
+                 uint64_t token) {
+    v1::PutConfigRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    request.mutable_fence()->set_lock(lock);
+    request.mutable_fence()->set_fencing_token(token);
+    v1::PutConfigResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return stub.PutConfig(&context, request, &response);
+  };
+  grpc::Status written = put(*config1, "by the first holder", old_token);
+  ASSERT_TRUE(written.ok()) << written.error_message();
+
+  Mark("SIGSTOP w1 (lock holder)");
+  const absl::Time frozen = absl::Now();
+  ASSERT_TRUE(cluster_->Run("freeze w1").ok());
+  const int next_acquired = next.WaitAcquired(0, absl::Seconds(60));
+  const absl::Time taken_over = absl::Now();
+  ASSERT_GE(next_acquired, 0) << "the next holder never acquired";
+  // Only once the frozen holder's session (and node) expired.
+  EXPECT_GE(taken_over - frozen, kSessionTimeout - absl::Seconds(1));
+  auto get_lock = v1::LockService::NewStub(channels_[2]);
+  {
+    v1::GetLockRequest request;
+    request.set_name(lock);
+    v1::GetLockResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(get_lock->GetLock(&context, request, &response).ok());
+    ASSERT_EQ(response.holders_size(), 1);
+    EXPECT_EQ(response.holders(0).holder_id(), "next");
+    EXPECT_GT(response.holders(0).fencing_token(), old_token);
+  }
+  const uint64_t new_token =
+      next.events()[next_acquired].response.acquired().holder().fencing_token();
+  Mark("SIGCONT w1");
+  ASSERT_TRUE(cluster_->Run("thaw w1").ok());
+
+  // The frozen holder heard no heartbeat after the freeze (one already on
+  // its way may land), and is told it lost.
+  const int lost =
+      holder.WaitFor([](const v1::LockResponse& r) { return r.has_lost(); },
+                     acquired + 1, absl::Seconds(60));
+  ASSERT_GE(lost, 0);
+  for (const auto& e : holder.events()) {
+    if (e.response.has_heartbeat()) {
+      EXPECT_LT(e.time, frozen + absl::Seconds(1))
+          << "a heartbeat after the freeze";
+    }
+  }
+
+  // Its late writes, fenced with the old token, are refused. Right after
+  // the thaw the replica answers UNAVAILABLE until its new session is up,
+  // which a client retries (as it would for real).
+  auto answered = [](const std::function<grpc::Status()>& call) {
+    grpc::Status status;
+    WaitFor(
+        [&] {
+          status = call();
+          return status.error_code() != grpc::StatusCode::UNAVAILABLE;
+        },
+        absl::Seconds(60));
+    return status;
+  };
+  grpc::Status late =
+      answered([&] { return put(*config1, "late", old_token); });
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << late.error_message();
+  EXPECT_THAT(late.error_message(), ::testing::StartsWith("fence: "));
+  {
+    v1::PublishRequest request;
+    request.set_exchange("amq.topic");
+    request.set_routing_key("cluster.fence.nobody");
+    request.set_payload("late");
+    request.mutable_fence()->set_lock(lock);
+    request.mutable_fence()->set_fencing_token(old_token);
+    grpc::Status published = answered([&] {
+      v1::PublishResponse response;
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      return messaging1->Publish(&context, request, &response);
+    });
+    EXPECT_EQ(published.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << published.error_message();
+  }
+  v1::GetConfigRequest get;
+  get.set_key(key);
+  get.set_consistent(true);
+  v1::GetConfigResponse current;
+  grpc::ClientContext context;
+  ASSERT_TRUE(config2->GetConfig(&context, get, &current).ok());
+  EXPECT_EQ(current.entry().value(), "by the first holder");
+  // The new holder's own token writes.
+  written = put(*config2, "by the next holder", new_token);
+  EXPECT_TRUE(written.ok()) << written.error_message();
 }
 
 }  // namespace

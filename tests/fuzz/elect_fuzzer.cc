@@ -25,6 +25,7 @@
 #include "tests/fakes/fake_zk.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/fuzz/recipe_world.h"
 
 namespace warren::fuzz {
 namespace {
@@ -34,47 +35,14 @@ using Stream = ClientStream<v1::ElectRequest, v1::ElectResponse>;
 
 constexpr char kBase[] = "/w/elections";
 
-struct World {
-  World() : manager(zk, "/w"), workers(2, 1000) {
-    zk.ExternalPut("/w", "");
-    zk.ExternalPut(kBase, "");
-    zk.RunUntilIdle();
-    election::ElectionServiceOptions options;
-    options.session_timeout = absl::Seconds(3);
-    options.max_value_bytes = 1024;
-    service = std::make_unique<election::ElectionServiceImpl>(
-        manager, workers, timers, streams, options);
-    server = StartInProcessServer({service.get()});
-    stub = v1::ElectionService::NewStub(
-        server->InProcessChannel(grpc::ChannelArguments()));
-  }
-  testing::FakeZk zk;
-  election::ElectionManager manager;
-  WorkerPool workers;
-  TimerQueue timers;
-  StreamRegistry streams;
-  std::unique_ptr<election::ElectionServiceImpl> service;
-  std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<v1::ElectionService::Stub> stub;
-  Pump pump{[this] {
-    zk.RunUntilIdle();
-    return false;
-  }};
-};
+using World =
+    RecipeWorld<election::ElectionManager, election::ElectionServiceImpl,
+                election::ElectionServiceOptions, v1::ElectionService>;
 
 World& TheWorld() {
   // Never destroyed: libFuzzer exits without unwinding.
-  static World* world = new World();
+  static World* world = new World(kBase);
   return *world;
-}
-
-// Every node below `path`, parents before children.
-void Walk(testing::FakeZk& zk, const std::string& path,
-          std::vector<std::string>* out) {
-  for (const auto& child : zk.Children(path)) {
-    out->push_back(absl::StrCat(path, "/", child));
-    Walk(zk, out->back(), out);
-  }
 }
 
 void RunInput(World& w, const uint8_t* data, size_t size) {
@@ -192,13 +160,7 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
         absl::StrCat(where, "; left behind: ", w.streams.size(), " streams, ",
                      w.manager.leaders(), " leaders, ", left.size(),
                      " candidate nodes (", left.empty() ? "" : left[0], ")"));
-  // The election nodes (containers, which ZooKeeper would remove once
-  // empty), so that the tree stays small over millions of inputs.
-  std::vector<std::string> nodes;
-  Walk(w.zk, kBase, &nodes);
-  for (auto it = nodes.rbegin(); it != nodes.rend(); ++it) {
-    w.zk.ExternalDelete(*it);
-  }
+  DeleteEverythingBelow(w.zk, kBase);
 }
 
 }  // namespace

@@ -51,4 +51,21 @@ enum ElectOp : uint8_t {
   kElectOps = 8,
 };
 
+// lock_fuzzer: the steps' operations (op byte modulo kLockOps).
+enum LockOp : uint8_t {
+  kLockWrite = 0,  // arg: a serialized LockRequest
+  kLockAwait = 1,  // wait briefly for the next response
+  kLockDisconnect = 2,
+  kLockReconnect = 3,
+  kLockExpire = 4,
+  // Another session's request: flags bit 0 ahead of every node this server
+  // makes (it holds), bit 1 a node no session holds instead (persistent);
+  // the arg's second byte, if any, is its limit, the rest its node's data
+  // (else a valid Acquire's).
+  kHolderJoins = 5,
+  kHolderLeaves = 6,
+  kLockEnd = 7,  // flags bit 0: cancel, else half-close
+  kLockOps = 8,
+};
+
 }  // namespace warren::fuzz

@@ -15,6 +15,7 @@
 #include "tests/fuzz/fuzz_support.h"
 #include "warren/v1/config.pb.h"
 #include "warren/v1/election.pb.h"
+#include "warren/v1/lock.pb.h"
 #include "warren/v1/messaging.pb.h"
 
 namespace warren::fuzz {
@@ -267,6 +268,68 @@ void ElectSeeds() {
   Write(t, "empty_request", El(empty));
 }
 
+std::string Lk(const v1::LockRequest& r) {
+  return Op(kLockWrite, Serialize(r));
+}
+
+void LockSeeds() {
+  const std::string t = "lock_fuzzer";
+  v1::LockRequest mutex;
+  mutex.mutable_acquire()->set_name("jobs/db");
+  mutex.mutable_acquire()->set_holder_id("host-a");
+  mutex.mutable_acquire()->set_value("v1");
+  mutex.mutable_acquire()->mutable_heartbeat_interval()->set_nanos(100000000);
+  v1::LockRequest pool = mutex;
+  pool.mutable_acquire()->set_limit(3);
+  v1::LockRequest once = mutex;
+  once.mutable_acquire()->mutable_wait_timeout();
+  v1::LockRequest timed = mutex;
+  timed.mutable_acquire()->mutable_wait_timeout()->set_nanos(5000000);
+  v1::LockRequest release;
+  release.mutable_release();
+  // Flags: bit 0 ahead, bit 1 a node no session holds; second byte: limit.
+  const std::string ahead("\x01\x01", 2);
+  const std::string ahead_of_three("\x01\x03", 2);
+  Write(t, "acquire_release",
+        Lk(mutex) + Op(kLockAwait) + Lk(release) + Op(kLockAwait));
+  Write(t, "wait_behind_a_holder_then_acquire",
+        Lk(mutex) + Op(kHolderJoins, ahead) + Op(kLockAwait) +
+            Op(kHolderLeaves) + Op(kLockAwait) + Op(kLockAwait));
+  Write(t, "try_once_while_held",
+        Lk(once) + Op(kHolderJoins, ahead) + Op(kLockAwait));
+  Write(t, "timed_wait_runs_out",
+        Lk(timed) + Op(kHolderJoins, ahead) + Op(kLockAwait) + Op(kLockAwait));
+  Write(t, "semaphore_with_others",
+        Lk(pool) + Op(kHolderJoins, ahead_of_three) +
+            Op(kHolderJoins, ahead_of_three) + Op(kLockAwait) +
+            Op(kHolderLeaves) + Op(kLockAwait));
+  Write(t, "limit_differs",
+        Lk(pool) + Op(kHolderJoins, ahead) + Op(kLockAwait));
+  Write(t, "phantom_ahead_is_no_holder",
+        Lk(mutex) + Op(kHolderJoins, std::string("\x03\x01", 2)) +
+            Op(kLockAwait) + Op(kLockAwait));
+  Write(t, "suspend_reconnect",
+        Lk(mutex) + Op(kLockAwait) + Op(kLockDisconnect) + Op(kLockAwait) +
+            Op(kLockReconnect) + Op(kLockAwait));
+  Write(t, "expire",
+        Lk(mutex) + Op(kLockAwait) + Op(kLockExpire) + Op(kLockAwait));
+  Write(t, "cancel_while_suspended",
+        Lk(mutex) + Op(kLockAwait) + Op(kLockDisconnect) +
+            Op(kLockEnd, std::string(1, '\x01')));
+  Write(t, "half_close_while_waiting",
+        Lk(mutex) + Op(kHolderJoins, ahead) + Op(kLockAwait) + Op(kLockEnd));
+  Write(t, "acquire_twice", Lk(mutex) + Lk(mutex));
+  Write(t, "release_first", Lk(release));
+  v1::LockRequest bad = mutex;
+  bad.mutable_acquire()->set_name("jobs/c_x");
+  Write(t, "bad_name", Lk(bad));
+  bad = mutex;
+  bad.mutable_acquire()->set_limit(5000);
+  Write(t, "bad_limit", Lk(bad));
+  v1::LockRequest empty;
+  Write(t, "empty_request", Lk(empty));
+}
+
 }  // namespace
 }  // namespace warren::fuzz
 
@@ -279,5 +342,6 @@ int main(int argc, char** argv) {
   warren::fuzz::ValidationSeeds();
   warren::fuzz::SubscribeSeeds();
   warren::fuzz::ElectSeeds();
+  warren::fuzz::LockSeeds();
   return 0;
 }

@@ -20,10 +20,12 @@
 #include "reflection.grpc.pb.h"
 #include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/lock_clients.h"
 #include "tests/integration/messaging_clients.h"
 #include "warren/client/channel.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/election.grpc.pb.h"
+#include "warren/v1/lock.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::testing {
@@ -45,6 +47,7 @@ constexpr char kPolicy[] = R"yaml(principals:
     subscribe: ["amq.topic"]
     campaign: ["jobs/*"]
     observe: ["jobs/**"]
+    lock: ["locks/*"]
     config_read: ["app/**"]
     config_write: ["app/**"]
   bob:
@@ -102,6 +105,7 @@ class AuthTest : public SharedWarrendTest<AuthFlags> {
     Make(&config_, address);
     Make(&messaging_, address);
     Make(&election_, address);
+    Make(&lock_, address);
   }
 
   template <typename Service>
@@ -193,6 +197,7 @@ class AuthTest : public SharedWarrendTest<AuthFlags> {
   Stubs<v1::ConfigService> config_;
   Stubs<v1::MessagingService> messaging_;
   Stubs<v1::ElectionService> election_;
+  Stubs<v1::LockService> lock_;
 };
 
 void ExpectDenied(const grpc::Status& status, absl::string_view principal,
@@ -472,6 +477,32 @@ TEST_F(AuthTest, GetLeaderAndObserveLeaderNeedObserve) {
   ExpectDenied(Observe(*election_.alice, "other/observed", &first), "alice",
                "observe", "other/observed");
   EXPECT_FALSE(first);
+}
+
+TEST_F(AuthTest, LockAndGetLockNeedLockOnTheLock) {
+  TestLocker allowed(*lock_.alice, MakeAcquire("locks/locked", "a"));
+  EXPECT_GE(allowed.WaitAcquired(), 0);
+  grpc::Status status;
+  TestLocker denied(*lock_.bob, MakeAcquire("locks/locked", "b"));
+  ASSERT_TRUE(denied.WaitEnded(&status));
+  ExpectDenied(status, "bob", "lock", "locks/locked");
+  TestLocker denied_deeper(*lock_.alice,
+                           MakeAcquire("locks/locked/deeper", "a"));
+  ASSERT_TRUE(denied_deeper.WaitEnded(&status));
+  ExpectDenied(status, "alice", "lock", "locks/locked/deeper");
+
+  v1::GetLockRequest request;
+  request.set_name("locks/locked");
+  v1::GetLockResponse response;
+  ASSERT_TRUE(
+      lock_.alice->GetLock(CallContext().get(), request, &response).ok());
+  ASSERT_EQ(response.holders_size(), 1);
+  EXPECT_EQ(response.holders(0).holder_id(), "a");
+  ExpectDenied(lock_.bob->GetLock(CallContext().get(), request, &response),
+               "bob", "lock", "locks/locked");
+  allowed.Release();
+  ASSERT_TRUE(allowed.WaitEnded(&status));
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST_F(AuthTest, ChangedFilesAreReloaded) {
