@@ -422,7 +422,7 @@ export type TxnOp =
   | { delete: { key: string; expectedVersion?: number; recursive?: boolean }; put?: undefined };
 
 export interface HoldKeyOptions {
-  /** Lease heartbeat (default 1 s); keep it ≤ the server's session timeout / 3. */
+  /** Lease heartbeat asked for (default 1 s); the server's answer is what counts. */
   heartbeatIntervalMs?: number;
   backoff?: BackoffOptions;
   /** Aborting ends it at once (the key goes): `closed` rejects with an AbortError. */
@@ -431,15 +431,21 @@ export interface HoldKeyOptions {
 
 export type HoldLossReason = 'connection_suspended' | 'session_expired' | 'lease_expired' | 'stream_broken' | 'aborted' | 'unknown';
 
-/** A key held while this is open (HoldKey); held again after a broken stream. */
+/**
+ * A key held while this is open (HoldKey); held again after a broken stream
+ * (also through ALREADY_EXISTS once it has held its key: a crashed warrend's
+ * node of it lingers until that warrend's session expires).
+ */
 export declare class Registration extends EventEmitter {
   readonly key: string;
   readonly isHeld: boolean;
+  /** The lease heartbeat interval in force (the server's, else the requested one). No message for two of them: lost. */
+  readonly heartbeatIntervalMs: number;
   /** As last held, or null. */
   readonly entry: ConfigEntry | null;
   /** Resolves after close() or a fatal error; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
-  /** The entry once first held; rejects on a fatal error (e.g. ALREADY_EXISTS), close or abort first. */
+  /** The entry once first held; rejects on a fatal error (e.g. ALREADY_EXISTS for the first hold), close or abort first. */
   ready(options?: { timeoutMs?: number }): Promise<ConfigEntry>;
   /** Changes the value; resolves once held with it. */
   update(value: Bytes): Promise<ConfigEntry>;

@@ -13,26 +13,32 @@
 // - A stream that breaks (the server deleted the key when it saw the break,
 //   or it is gone with the server's session) is 'lost' ('stream_broken'), and
 //   the key is held again on a new stream after the backoff when the shared
-//   policy resubscribes on the code. ALREADY_EXISTS is fatal there as
-//   everywhere: a key that someone else holds or put is theirs. After a
-//   warrend crash (no clean stream end), the old key lives until that
-//   warrend's session expires, and a re-hold through another warrend meets
-//   it: that ends the registration with 'error'.
+//   policy resubscribes on the code. ALREADY_EXISTS is fatal for the first
+//   hold: a key that someone else holds or put is theirs. The one exception
+//   to the policy: once this registration has held its key, ALREADY_EXISTS
+//   on a re-hold is retried with the backoff ('reconnecting') until the key
+//   is held again or the registration is closed (not held meanwhile). After
+//   a warrend crash (no clean stream end) the key is most likely our own
+//   node, which lives until that warrend's ZooKeeper session expires;
+//   stopping there would leave the service unregistered for good.
 // - The lease, as the Elector's: while held, the server heartbeats every
-//   `heartbeatIntervalMs`; no message for two intervals is 'lost'
-//   ('lease_expired'), the stream is dropped and the key held again.
+//   `heartbeatIntervalMs` (the interval in force: the server's answer with
+//   each 'held', else the requested one); no message for two intervals is
+//   'lost' ('lease_expired'), the stream is dropped and the key held again.
 import { EventEmitter } from 'node:events';
+import { status as Status } from '@grpc/grpc-js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  Ending, Redial, Timer, durationFromMs, entryFromProto, lossReasonName, silenceError, streamEndError, streamMetadata,
-  toBytes,
+  Ending, Redial, Timer, durationFromMs, entryFromProto, lossReasonName, msFromDuration, silenceError, streamEndError,
+  streamMetadata, toBytes,
 } from './util.js';
 
 export class Registration extends EventEmitter {
   #client;
   #key;
   #value;
-  #heartbeatIntervalMs;
+  #heartbeatIntervalMs; // requested
+  #leaseIntervalMs; // in force
   #redial;
   #call = null;
   #answered = false; // the current stream has sent something
@@ -64,6 +70,7 @@ export class Registration extends EventEmitter {
     this.#key = key;
     this.#value = toBytes(value);
     this.#heartbeatIntervalMs = heartbeatIntervalMs;
+    this.#leaseIntervalMs = heartbeatIntervalMs;
     this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#ready = new Promise((resolve, reject) => { this.#readyResolve = resolve; this.#readyReject = reject; });
     this.#ready.catch(() => {}); // a fatal error is also emitted as 'error'
@@ -74,6 +81,15 @@ export class Registration extends EventEmitter {
   /** The held key. */
   get key() {
     return this.#key;
+  }
+
+  /**
+   * The lease heartbeat interval in force: the server's answer with the last
+   * 'held' (it may lower the requested one), the requested one until then
+   * or when the server gives none. No message for two of them: 'lost'.
+   */
+  get heartbeatIntervalMs() {
+    return this.#leaseIntervalMs;
   }
 
   /** True while the server says the key exists and the lease holds. */
@@ -171,6 +187,7 @@ export class Registration extends EventEmitter {
     switch (response.event) {
       case 'held': {
         const entry = entryFromProto(response.held);
+        this.#leaseIntervalMs = msFromDuration(response.heartbeatInterval) || this.#heartbeatIntervalMs;
         this.#held = true;
         this.#entry = entry;
         this.#armLease(generation);
@@ -201,7 +218,7 @@ export class Registration extends EventEmitter {
     if (this.#closing) return; // close() is waiting for this
     const error = streamEndError('holdKey', status);
     this.#lose('stream_broken', error);
-    if (streamDecision(status.code) === 'fatal') {
+    if (streamDecision(status.code) === 'fatal' && !this.#ownNodeMayLinger(status)) {
       this.#closing = true;
       // Before the first hold the error goes to whoever awaits ready();
       // 'error' is emitted then only if someone listens for it.
@@ -213,8 +230,15 @@ export class Registration extends EventEmitter {
     }
   }
 
+  // ALREADY_EXISTS on a re-hold: most likely our own node of a crashed
+  // warrend's session, gone within that session's timeout (someone else's
+  // key could only be told apart by waiting that long).
+  #ownNodeMayLinger(status) {
+    return status.code === Status.ALREADY_EXISTS && this.#isReady;
+  }
+
   #armLease(generation) {
-    this.#leaseTimer.start(2 * this.#heartbeatIntervalMs, () => {
+    this.#leaseTimer.start(2 * this.#leaseIntervalMs, () => {
       if (generation !== this.#generation || !this.#held || this.#closing) return;
       this.#lose('lease_expired');
       // The stream is suspect: drop it (the server, if alive, deletes the key

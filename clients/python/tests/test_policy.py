@@ -12,6 +12,7 @@ import unittest
 from concurrent import futures
 
 import grpc
+from google.protobuf import duration_pb2
 
 from support import ROOT, Recorder, wait_until, warren
 from warren_client import _defaults, retry_policy
@@ -44,6 +45,10 @@ class _FakeWarren(
     def __init__(self, code):
         self.code = code
         self.break_held_locks = False  # end Lock streams after `acquired`
+        # HoldKey call number -> ("held", end code or None: stay open) or
+        # ("refuse", code); unplanned calls answer `held` and stay open.
+        self.hold_plan = {}
+        self.hold_heartbeat_interval = None  # HoldKeyResponse.heartbeat_interval
         self.calls = collections.Counter()
         self.requests = Recorder()
         self._lock = threading.Lock()
@@ -102,7 +107,14 @@ class _FakeWarren(
         hold = next(request_iterator)
         if self._fails("HoldKey", hold, context):
             return
-        yield pb_cfg.HoldKeyResponse(held=pb_cfg.ConfigEntry(key=hold.key, held=True))
+        with self._lock:
+            action, end = self.hold_plan.get(self.calls["HoldKey"], ("held", None))
+        if action == "refuse":
+            context.abort(end, "key: %s exists (injected by the test)" % hold.key)
+        yield pb_cfg.HoldKeyResponse(held=pb_cfg.ConfigEntry(key=hold.key, held=True),
+                                     heartbeat_interval=self.hold_heartbeat_interval)
+        if end is not None:
+            context.abort(end, "broken by the test")
         for _ in request_iterator:
             pass
 
@@ -290,6 +302,9 @@ class WrapperDecisionTest(unittest.TestCase):
         if wrapper == "Locker":
             return self._check_locker(server, code, decision)
         if wrapper == "Registration":
+            # The first hold follows the column. The one exception, once the
+            # key was held: ALREADY_EXISTS on a re-hold is retried
+            # (RegistrationReholdTest).
             method = "HoldKey"
             w = warren.Registration(server.channel, "k", backoff=FAST, on_error=errors).start()
             wait, close = w.wait_held, w.close
@@ -415,6 +430,79 @@ class LockStreamTest(unittest.TestCase):
             self.assertEqual(len(requests), 1)
         finally:
             server.close()
+
+
+class RegistrationReholdTest(unittest.TestCase):
+    """The Registration's exception to the stream column: once its key was
+    held, ALREADY_EXISTS on a re-hold (its own node of a crashed warrend's
+    session, until that session expires) is retried, not fatal. And its
+    lease follows the interval the server says is in force."""
+
+    def test_already_exists_after_a_hold_is_retried_until_held_again(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["HoldKey"] = 1  # the first stream answers
+        refused = ("refuse", grpc.StatusCode.ALREADY_EXISTS)
+        server.fake.hold_plan = {2: ("held", grpc.StatusCode.UNAVAILABLE), 3: refused, 4: refused}
+        lost, errors = Recorder(), Recorder()
+        reg = warren.Registration(server.channel, "k", backoff=FAST, on_lost=lost,
+                                  on_error=errors).start()
+        try:
+            wait_until(lambda: reg.holds == 2, 5, message="not held again")
+            self.assertTrue(reg.held)
+            self.assertEqual(server.fake.calls["HoldKey"], 5)
+            self.assertIsNone(reg.error)
+            self.assertEqual(errors.snapshot(), [])
+            self.assertEqual(lost.snapshot(), [warren.LostReason.STREAM_BROKEN])
+        finally:
+            reg.close()
+
+    def test_not_held_while_refused(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["HoldKey"] = 1
+        server.fake.hold_plan = {2: ("held", grpc.StatusCode.UNAVAILABLE)}
+        server.fake.hold_plan.update(
+            {n: ("refuse", grpc.StatusCode.ALREADY_EXISTS) for n in range(3, 1000)})
+        reg = warren.Registration(server.channel, "k", backoff=FAST).start()
+        try:
+            wait_until(lambda: server.fake.calls["HoldKey"] >= 6, 5)
+            self.assertFalse(reg.held)
+            self.assertFalse(reg.wait_held(0.2))  # no error raised: still trying
+            self.assertIsNone(reg.error)
+        finally:
+            reg.close()
+        # close() ended the retries (its thread is gone), without an error.
+        self.assertFalse(reg._thread.is_alive())
+        self.assertIsNone(reg.error)
+
+    def test_the_lease_is_the_servers_interval_when_it_gives_one(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["HoldKey"] = 1
+        server.fake.hold_heartbeat_interval = duration_pb2.Duration(nanos=50_000_000)
+        lost = Recorder()
+        # Asked for 30 s; the server says 50 ms and then sends nothing: lost
+        # after 2 x 50 ms, not after a minute.
+        reg = warren.Registration(server.channel, "k", heartbeat_interval=30.0, backoff=FAST,
+                                  on_lost=lost).start()
+        try:
+            self.assertTrue(reg.wait_held(5))
+            self.assertEqual(reg.heartbeat_interval, 0.05)
+            self.assertEqual(reg.lease, 0.1)
+            lost.wait_for(lambda l: warren.LostReason.LEASE_EXPIRED in l, 5)
+            requests = [r for m, r in server.fake.requests.snapshot() if m == "HoldKey"]
+            self.assertEqual(requests[0].heartbeat_interval.ToSeconds(), 30)
+            self.assertEqual(requests[-1].heartbeat_interval.ToSeconds(), 30)  # still asked
+        finally:
+            reg.close()
+
+    def test_the_lease_is_the_requested_interval_when_the_server_gives_none(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["HoldKey"] = 1
+        reg = warren.Registration(server.channel, "k", heartbeat_interval=30.0).start()
+        try:
+            self.assertTrue(reg.wait_held(5))
+            self.assertEqual((reg.heartbeat_interval, reg.lease), (30.0, 60.0))
+        finally:
+            reg.close()
 
 
 class DefaultsFileTest(unittest.TestCase):

@@ -132,6 +132,44 @@ class RegistrationFaultTest(unittest.TestCase):
         main.delete_config(base, recursive=True)
         main.close()
 
+    def test_held_again_through_a_warrend_restarted_at_once_after_a_crash(self):
+        # kill -9 and back at once: the key of the dead warrend's session
+        # is still there, so the re-hold meets ALREADY_EXISTS. That is our
+        # own node, not someone else's key: the registration keeps trying
+        # (not held meanwhile, no error) and holds the key again once the old
+        # session expired (8 s here: long enough for the restart to beat it).
+        base = unique("py-reg-crash-back")
+        key = base + "/node"
+        main = warren.connect(ADDRESS)
+        server = OwnServer(extra_flags=["--zk_session_timeout=8s"]).start()
+        own = warren.connect(server.address)
+        errors = Recorder()
+        reg = own.hold_key(key, "here", on_error=errors, backoff=warren.Backoff(0.05, 0.5))
+        try:
+            self.assertTrue(reg.wait_held(10))
+            with self.assertLogs("warren_client.registration", "WARNING") as logs:
+                server.kill()
+                server.start()  # the same port
+                entry = main.config.GetConfig(
+                    warren.config_pb2.GetConfigRequest(key=key, consistent=True)).entry
+                self.assertTrue(entry.held, "the dead session's key should still be there")
+                wait_until(lambda: "ALREADY_EXISTS" in "\n".join(logs.output), 15,
+                           message="the re-hold never met the lingering key")
+                held_now = reg.held  # only by the retry that succeeded
+                self.assertTrue(not held_now or reg.holds == 2)
+                wait_until(lambda: reg.holds == 2, 30, message="not held again")
+            self.assertTrue(reg.held)
+            self.assertIsNone(reg.error)
+            self.assertEqual(errors.snapshot(), [])
+            self.assertEqual(main.get_config(key, consistent=True), b"here")
+        finally:
+            reg.close()
+            own.close()
+            server.stop()
+        self.assertIsNone(main.get_config(key, consistent=True))
+        main.delete_config(base, recursive=True)
+        main.close()
+
 
 if __name__ == "__main__":
     unittest.main()

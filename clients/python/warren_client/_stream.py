@@ -162,6 +162,7 @@ def run_stream_loop(
     give_up: Callable[[WarrenError], None],
     log_retry: Callable[[StreamEnd, float], None],
     retries: bool = True,
+    retry_anyway: Callable[[StreamEnd], bool] | None = None,
 ) -> None:
     """Runs `attempt` (one stream, to its end) until `stopping` is set, the
     end is fatal by retry_policy.stream_decision, or the channel was closed;
@@ -169,7 +170,9 @@ def run_stream_loop(
 
     `give_up(error)` is called with the ClosedError, or a FatalError for a
     fatal end; `log_retry(end, delay)` before each wait. With retries=False
-    the loop ends quietly after the first non-fatal end."""
+    the loop ends quietly after the first non-fatal end. `retry_anyway(end)`,
+    if given, may turn a fatal end into a retry (a wrapper's documented
+    exception to the table)."""
     while not stopping.is_set():
         try:
             end = attempt()
@@ -178,7 +181,9 @@ def run_stream_loop(
             return
         if stopping.is_set():
             return
-        if retry_policy.stream_decision(end.code) == retry_policy.FATAL:
+        if retry_policy.stream_decision(end.code) == retry_policy.FATAL and not (
+            retry_anyway is not None and retry_anyway(end)
+        ):
             give_up(FatalError(end.code, end.details))
             return
         if not retries:

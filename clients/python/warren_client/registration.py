@@ -16,10 +16,21 @@ code (INVALID_ARGUMENT, PERMISSION_DENIED, ALREADY_EXISTS: another holder
 or a persistent key has it) stops it with a FatalError: its `error`,
 `on_error(error)`, and raised by wait_held().
 
+One exception to that table: ALREADY_EXISTS is fatal only for the first
+hold. Once this registration has held its key, a re-hold that meets
+ALREADY_EXISTS is retried with the same backoff until the key is held again
+or the registration is closed (`held` stays False meanwhile): after a
+warrend crash (kill -9, no clean stream end) the key is most likely our own
+node, which lingers until that warrend's ZooKeeper session expires. Giving
+up there would leave the service unregistered for good.
+
 The lease, as the Elector's: while held, the server sends a heartbeat every
 `heartbeat_interval` only with fresh proof that its session (and so the
 key) lives; `held` is True only within 2 intervals of the last one. When
-they stop, the stream is given up and opened again.
+they stop, the stream is given up and opened again. `heartbeat_interval`
+is the interval in force: the server's answer with each `held` (it may
+lower the requested one below its session timeout), the requested one until
+then or when the server does not say.
 
 Callbacks, on the registration's thread, in order: on_held(entry) (a
 warren.v1.ConfigEntry) after each create, value change or re-hold;
@@ -74,6 +85,9 @@ class Registration(StreamThread):
     ) -> None:
         self._stub = config_pb2_grpc.ConfigServiceStub(channel)
         self.key = key
+        self.requested_heartbeat_interval = heartbeat_interval
+        # The interval in force and its lease: the server's answer with each
+        # `held` replaces them.
         self.heartbeat_interval = heartbeat_interval
         self.lease = 2 * heartbeat_interval
         self._value = value.encode("utf-8") if isinstance(value, str) else value
@@ -161,7 +175,12 @@ class Registration(StreamThread):
 
     def _run(self) -> None:
         run_stream_loop(
-            self._one_hold, self._closing, self._backoff, self._give_up, self._log_retry
+            self._one_hold,
+            self._closing,
+            self._backoff,
+            self._give_up,
+            self._log_retry,
+            retry_anyway=self._own_node_may_linger,
         )
         with self._changed:
             self._holding = False
@@ -174,6 +193,13 @@ class Registration(StreamThread):
         log.error("holding %r ended for good: %s", self.key, error)
         self._call(self._on_error, error)
 
+    def _own_node_may_linger(self, end: StreamEnd) -> bool:
+        """ALREADY_EXISTS on a re-hold: most likely our own node of a crashed
+        warrend's session, gone within that session's timeout (someone
+        else's key can only be told apart by waiting that long)."""
+        with self._lock:
+            return end.code == grpc.StatusCode.ALREADY_EXISTS and self.holds > 0
+
     def _log_retry(self, end: StreamEnd, delay: float) -> None:
         log.warning("hold stream of %r ended (%s); holding again in %.2fs", self.key, end, delay)
 
@@ -184,7 +210,7 @@ class Registration(StreamThread):
                 pb.HoldKeyRequest(
                     key=self.key,
                     value=self._value,
-                    heartbeat_interval=duration(self.heartbeat_interval),
+                    heartbeat_interval=duration(self.requested_heartbeat_interval),
                 )
             )
         try:
@@ -247,7 +273,11 @@ class Registration(StreamThread):
                 if self._holding:
                     self._lease_deadline = time.monotonic() + self.lease
         elif kind == "held":
+            in_force = response.heartbeat_interval.ToNanoseconds() / 1e9
             with self._changed:
+                if in_force > 0:
+                    self.heartbeat_interval = in_force
+                    self.lease = 2 * in_force
                 if not self._holding:
                     self.holds += 1
                 self._holding = True

@@ -89,3 +89,45 @@ test('after a broken stream the key is gone, then held again once the server is 
     await server.stop();
   }
 });
+
+test('after a crash of its warrend, restarted at once, the key is held again once the old session is gone', async () => {
+  // kill -9: nobody deletes the key, it lives until the dead warrend's
+  // ZooKeeper session expires (8 s here: long enough for the restart to beat
+  // it). The re-hold meets it (ALREADY_EXISTS), and since this registration
+  // held the key, that is its own node: it keeps trying, not held
+  // meanwhile, no error, and holds the key again after the session timeout.
+  const server = await new PrivateWarrend({
+    root: requireEnv('WARREN_ROOT').WARREN_ROOT, flags: ['--zk_session_timeout=8s'],
+  }).start();
+  const client = new Warren(server.address);
+  const key = `node/${uniq('svc')}/instance`;
+  const reg = client.holdKey(key, 'v1', { backoff: { initialMs: 50, maxMs: 500 } });
+  const errors = [];
+  reg.on('error', (e) => errors.push(e));
+  const refused = []; // isHeld when each ALREADY_EXISTS re-hold was retried
+  reg.on('reconnecting', ({ error }) => {
+    if (error.code === grpc.status.ALREADY_EXISTS) refused.push(reg.isHeld);
+  });
+  try {
+    await reg.ready({ timeoutMs: 10_000 });
+    const lost = nextEvent(reg, 'lost');
+    await server.stop('SIGKILL');
+    assert.equal((await lost).reason, 'stream_broken');
+    const heldAgain = nextEvent(reg, 'held', { timeoutMs: 30_000 });
+    await server.start(); // the same port
+    const lingering = await warren.getConfig(key, { consistent: true });
+    assert.equal(lingering?.held, true, "the dead session's key is still there");
+    await waitFor(() => refused.length > 0, { what: 'a re-hold to meet the lingering key', timeoutMs: 15_000 });
+    assert.equal((await heldAgain).value.toString(), 'v1');
+    assert.equal(reg.isHeld, true);
+    assert.ok(refused.every((isHeld) => isHeld === false), 'not held while refused');
+    assert.deepEqual(errors, []);
+    assert.equal(await valueOf(key), 'v1');
+    await reg.close();
+    assert.equal(await valueOf(key), null);
+  } finally {
+    await reg.close();
+    client.close();
+    await server.stop();
+  }
+});

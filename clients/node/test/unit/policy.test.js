@@ -90,6 +90,8 @@ const streamWrappers = {
     start: (client, backoff) => new Elector(client, { election: 'e', backoff }),
     stop: (elector) => elector.close(),
   },
+  // The first hold follows the column. The one exception, once the key was
+  // held: ALREADY_EXISTS on a re-hold is retried (test/unit/registration.test.js).
   Registration: {
     start: (client, backoff) => new Registration(client, 'k', 'v', { backoff }),
     stop: (registration) => registration.close(),

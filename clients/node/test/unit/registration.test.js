@@ -107,7 +107,7 @@ test('the lease: silence for 2 intervals is lost; the stream is dropped and the 
   await reg.close();
 });
 
-test('ALREADY_EXISTS (someone else\'s key) is fatal: ready() rejects, nothing reopened', async () => {
+test('ALREADY_EXISTS on the first hold (someone else\'s key) is fatal: ready() rejects, nothing reopened', async () => {
   const client = fakeStreamingClient();
   const reg = new Registration(client, 'svc/a', 'v', { backoff: fast });
   await flush();
@@ -116,4 +116,67 @@ test('ALREADY_EXISTS (someone else\'s key) is fatal: ready() rejects, nothing re
   await reg.closed;
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(client.calls.length, 1);
+});
+
+test('ALREADY_EXISTS on a re-hold (our node of a crashed warrend\'s session) is retried, not held meanwhile, until held', async () => {
+  const client = fakeStreamingClient();
+  const reg = new Registration(client, 'svc/a', 'v', { backoff: fast });
+  const log = recordEvents(reg, ['held', 'lost', 'reconnecting', 'error', 'close']);
+  await flush();
+  client.last().push(held('v'));
+  await reg.ready();
+  client.last().finish(Status.UNAVAILABLE, 'connection reset'); // kill -9 of warrend
+  for (let n = 2; n <= 4; n++) {
+    await waitFor(() => client.calls.length === n, { what: `re-hold ${n}` });
+    client.last().finish(Status.ALREADY_EXISTS, 'key: svc/a exists');
+    assert.equal(reg.isHeld, false);
+  }
+  await waitFor(() => client.calls.length === 5, { what: 'the re-hold after the old session expired' });
+  client.last().push(held('v'));
+  assert.equal(reg.isHeld, true);
+  assert.deepEqual(log.map((e) => e.name),
+    ['held', 'lost', 'reconnecting', 'reconnecting', 'reconnecting', 'reconnecting', 'held']);
+  assert.deepEqual(log.of('reconnecting').slice(1).map((e) => e.args[0].error.code), Array(3).fill(Status.ALREADY_EXISTS));
+  client.last().on('ended', () => client.last().finish(Status.OK));
+  await reg.close();
+});
+
+test('close() while re-holds meet ALREADY_EXISTS ends it without an error', async () => {
+  const client = fakeStreamingClient();
+  const reg = new Registration(client, 'svc/a', 'v', { backoff: fast });
+  const errors = [];
+  reg.on('error', (e) => errors.push(e));
+  await flush();
+  client.last().push(held('v'));
+  await reg.ready();
+  client.last().finish(Status.UNAVAILABLE);
+  await waitFor(() => client.calls.length === 2, { what: 'the re-hold' });
+  client.last().finish(Status.ALREADY_EXISTS, 'key: svc/a exists');
+  await waitFor(() => client.calls.length === 3, { what: 'the retry' });
+  await reg.close(); // the unanswered stream is cancelled
+  await reg.closed;
+  assert.equal(client.last().cancelled, true);
+  assert.deepEqual(errors, []);
+  const calls = client.calls.length;
+  await new Promise((r) => setTimeout(r, 20)); // fast's backoff is 1 ms: a retry would show
+  assert.equal(client.calls.length, calls, 'not reopened after close()');
+});
+
+test('the lease follows the interval the server says is in force; the requested one when it says none', async () => {
+  const client = fakeStreamingClient();
+  // Asked for 30 s; the server says 50 ms, then stays silent: lost after
+  // 2 x 50 ms, not after a minute.
+  const reg = new Registration(client, 'svc/a', 'v', { heartbeatIntervalMs: 30_000, backoff: fast });
+  await flush();
+  assert.equal(reg.heartbeatIntervalMs, 30_000);
+  client.last().push({ ...held('v'), heartbeatInterval: { seconds: '0', nanos: 50_000_000 } });
+  assert.equal(reg.heartbeatIntervalMs, 50);
+  const lost = await nextEvent(reg, 'lost', { timeoutMs: 2000 });
+  assert.equal(lost.reason, 'lease_expired');
+  await waitFor(() => client.calls.length === 2, { what: 'the re-hold' });
+  assert.equal(ms(client.last().writes[0].heartbeatInterval), 30_000, 'still asks for its own');
+  client.last().push({ ...held('v'), heartbeatInterval: null }); // an older server
+  assert.equal(reg.heartbeatIntervalMs, 30_000);
+  client.last().on('ended', () => client.last().finish(Status.OK));
+  await reg.close();
 });
