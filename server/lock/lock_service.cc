@@ -230,11 +230,17 @@ class LockReactor final
 
   void StartAcquire(LockRequestParams params) {
     auto candidacy = manager_.Acquire(params, shared_from_this());
+    bool gave_up_early = false;
+    bool ended = false;
     {
       warren::MutexLock lock(&mu_);
-      if (!done_) {
-        candidacy_ = std::move(candidacy);
-        if (wait_timeout_ > absl::ZeroDuration() &&
+      ended = done_;
+      if (!ended) {
+        candidacy_ = candidacy;
+        // A try-once that was already told it waits (its recipe answered
+        // before Acquire returned) gave up with no candidacy to resign.
+        gave_up_early = giving_up_;
+        if (!gave_up_early && wait_timeout_ > absl::ZeroDuration() &&
             wait_timeout_ != absl::InfiniteDuration()) {
           wait_timer_ =
               timers_.ScheduleAfter(wait_timeout_, [weak = weak_from_this()] {
@@ -242,12 +248,13 @@ class LockReactor final
               });
         }
         StartRead(&request_);
-        return;
       }
     }
-    // The stream ended meanwhile (outside our lock: lock order is always
-    // the candidacy first, then this reactor).
-    candidacy->Stop();
+    // Outside our lock: lock order is always the candidacy first, then this
+    // reactor.
+    if (gave_up_early) candidacy->Resign();
+    // The stream ended meanwhile.
+    if (ended) candidacy->Stop();
   }
 
   void OnWaitTimeout() {
