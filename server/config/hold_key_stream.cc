@@ -17,7 +17,6 @@
 #include "server/common/stream_heartbeat.h"
 #include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
-#include "server/election/election_service.h"
 
 namespace warren::config {
 namespace {
@@ -414,7 +413,7 @@ class HoldKeyReactor final
     };
     heartbeat_.StartLease(
         weak_from_this(),
-        election::LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
         std::move(lease));
   }
 

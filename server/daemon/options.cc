@@ -129,7 +129,8 @@ ABSL_FLAG(int64_t, max_observers_per_client, 10000,
           "principal with auth on, else its IP address).");
 ABSL_FLAG(int64_t, max_streams, 30000,
           "Most long-lived streams (PublishStream, Subscribe, Elect, "
-          "ObserveLeader, WatchConfig) open at once over all clients; more "
+          "ObserveLeader, Lock, WatchConfig) open at once over all clients; "
+          "more "
           "get RESOURCE_EXHAUSTED. Each idle one costs about 30 KiB.");
 ABSL_FLAG(int64_t, max_streams_per_client, 30000,
           "Most long-lived streams of every kind open at once for one client "
@@ -689,6 +690,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.election.max_observers = Size(absl::GetFlag(FLAGS_max_observers));
   o.election.max_observers_per_client =
       Size(absl::GetFlag(FLAGS_max_observers_per_client));
+
+  o.lock.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.lock.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
 
   o.health.max_watches = Size(absl::GetFlag(FLAGS_max_health_watches));
   o.health.max_watches_per_client =

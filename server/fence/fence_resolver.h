@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "server/auth/policy.h"
 #include "server/zk/zk_client.h"
 #include "warren/v1/common.pb.h"
 
@@ -38,6 +39,15 @@ std::string OwnerName(const v1::Fence& fence);
 // "fence.fencing_token") unless exactly one owner with a valid recipe name
 // is set and the token is not 0.
 absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field);
+
+// The grant a fence needs besides the write's or publish's own: `observe`
+// on its election, `lock` on its lock. A fence reveals whether its owner
+// still leads or holds, which those grants are for.
+struct FenceGrant {
+  auth::Action action;
+  std::string name;
+};
+FenceGrant RequiredGrant(const v1::Fence& fence);
 
 // The FAILED_PRECONDITION for a fence that does not hold; `detail` says why
 // (e.g. "the leader's token is 42", "nobody leads").

@@ -202,6 +202,20 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Gauge,
                          static_cast<double>(p.election_leaders())));
   }
+  if (p.locks_held) {
+    out.push_back(Single("warren_locks_held",
+                         "Lock streams of this server that hold their lock "
+                         "now.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.locks_held())));
+  }
+  if (p.lock_waiters) {
+    out.push_back(Single("warren_lock_waiters",
+                         "Lock streams of this server that wait for their "
+                         "lock.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.lock_waiters())));
+  }
   if (p.config_watches) {
     out.push_back(Single("warren_config_watches", "Open WatchConfig streams.",
                          MetricType::Gauge,
