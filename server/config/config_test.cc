@@ -1,12 +1,16 @@
-// Unit tests of the config component's logic: the key space and the watch
-// cache against an in-memory ZooKeeper (FakeZk). The RPCs themselves are
+// Unit tests of the config component's logic: the key space, the write
+// planning of ConfigStore and the watch cache against an in-memory ZooKeeper
+// (FakeZk). The RPCs themselves are
 // tested end to end against a real ZooKeeper in tests/integration.
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/config/config_limits.h"
+#include "server/config/config_store.h"
 #include "server/config/key_space.h"
 #include "server/config/watch_cache.h"
 #include "server/zk/request_size.h"
@@ -332,6 +336,202 @@ TEST_F(WatchCacheTest, ReconnectsDoNotMultiplyWatches) {
   EXPECT_EQ(zk_.registered_watch_count(), watches);
   EXPECT_THAT(listener.events, IsEmpty());
   cache_.Unsubscribe(id);
+}
+
+TEST_F(WatchCacheTest, NamespaceNodesAreWatchedButNotReported) {
+  RecordingListener listener;
+  auto id = cache_.Subscribe("ns", true, &listener);
+  zk_.RunUntilIdle();
+  // A key put below two namespace nodes, in one multi as ConfigStore does.
+  zk_.Multi(
+      {zk::Op::CreateNull("/w/config/ns"), zk::Op::CreateNull("/w/config/ns/a"),
+       zk::Op::Create("/w/config/ns/a/k", "v")},
+      [](zk::MultiResult r) { ASSERT_TRUE(r.status.ok()); });
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events, ElementsAre("PUT ns/a/k=v@0"));
+  // Served from the cache, and not found.
+  auto cached = cache_.Lookup("ns/a");
+  ASSERT_TRUE(cached.has_value());
+  EXPECT_FALSE(cached->has_value());
+  // A key with children deleted: a namespace node, reported as a DELETE.
+  zk_.Multi({zk::Op::SetData("/w/config/ns/a", "now a key")},
+            [](zk::MultiResult) {});
+  zk_.RunUntilIdle();
+  zk_.Multi({zk::Op::SetNull("/w/config/ns/a")}, [](zk::MultiResult) {});
+  zk_.RunUntilIdle();
+  EXPECT_THAT(listener.events,
+              ElementsAre("PUT ns/a/k=v@0", "PUT ns/a=now a key@1",
+                          "DELETE ns/a=now a key@1"));
+  cache_.Unsubscribe(id);
+}
+
+PutParams PutOf(const std::string& key, const std::string& value) {
+  PutParams params;
+  params.key = key;
+  params.value = value;
+  return params;
+}
+DeleteParams DeleteOf(const std::string& key) {
+  DeleteParams params;
+  params.key = key;
+  return params;
+}
+
+// ConfigStore's blocking calls run on a thread of their own while the test
+// runs the fake's callbacks.
+class ConfigStoreTest : public ::testing::Test {
+ protected:
+  ConfigStoreTest() : store_(zk_, KeySpace("/w")) {
+    zk_.ExternalPut("/w", "");
+    zk_.ExternalPut("/w/config", "");
+    zk_.RunUntilIdle();
+  }
+
+  absl::StatusOr<WriteOutcome> Write(const WriteBatch& batch) {
+    absl::StatusOr<WriteOutcome> result;
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      result = store_.Write(batch, absl::Now() + absl::Seconds(10));
+      done = true;
+    });
+    while (!done) {
+      if (!zk_.RunOne()) std::this_thread::yield();
+    }
+    writer.join();
+    zk_.RunUntilIdle();
+    return result;
+  }
+  absl::StatusOr<WriteOutcome> Put(const std::string& key,
+                                   const std::string& value) {
+    WriteBatch batch;
+    batch.ops.push_back(PutOf(key, value));
+    return Write(batch);
+  }
+  absl::StatusOr<WriteOutcome> Delete(const std::string& key) {
+    WriteBatch batch;
+    batch.ops.push_back(DeleteOf(key));
+    return Write(batch);
+  }
+  // "<key>" for a key, "<key>/" for a namespace node, in path order.
+  std::vector<std::string> Tree() {
+    std::vector<std::string> out;
+    std::vector<std::string> stack = {"/w/config"};
+    while (!stack.empty()) {
+      const std::string path = stack.back();
+      stack.pop_back();
+      if (path != "/w/config") {
+        absl::StatusOr<zk::NodeData> data;
+        zk_.Get(path, nullptr,
+                [&](absl::StatusOr<zk::NodeData> r) { data = std::move(r); });
+        zk_.RunUntilIdle();
+        out.push_back(path.substr(10) + (data->null_data ? "/" : ""));
+      }
+      auto children = zk_.Children(path);
+      std::sort(children.rbegin(), children.rend());
+      for (const auto& c : children) stack.push_back(path + "/" + c);
+    }
+    return out;
+  }
+
+  testing::FakeZk zk_;
+  ConfigStore store_;
+};
+
+TEST_F(ConfigStoreTest, APutCreatesNamespaceParentsInOneStep) {
+  auto put = Put("a/b/c", "v");
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b/", "a/b/c"));
+  ASSERT_EQ(put->changes.size(), 1u);
+  EXPECT_EQ(put->changes[0].entry.key, "a/b/c");
+  // A put on a namespace node makes it a key; create-only counts it as
+  // missing, expected_version as not a key.
+  WriteBatch version;
+  PutParams versioned = PutOf("a/b", "x");
+  versioned.expected_version = 0;
+  version.ops.push_back(versioned);
+  EXPECT_EQ(Write(version).status().code(), absl::StatusCode::kNotFound);
+  WriteBatch create;
+  PutParams create_only = PutOf("a/b", "x");
+  create_only.create_only = true;
+  create.ops.push_back(create_only);
+  ASSERT_TRUE(Write(create).ok());
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b", "a/b/c"));
+  // An empty value is a key.
+  ASSERT_TRUE(Put("a/e", "").ok());
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b", "a/b/c", "a/e"));
+}
+
+TEST_F(ConfigStoreTest, ADeleteKeepsChildrenAndRemovesEmptyNamespaces) {
+  ASSERT_TRUE(Put("a/b", "parent").ok());
+  ASSERT_TRUE(Put("a/b/c/d", "child").ok());
+  auto deleted = Delete("a/b");
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b/", "a/b/c/", "a/b/c/d"));
+  ASSERT_EQ(deleted->changes.size(), 1u);
+  EXPECT_EQ(deleted->changes[0].type, Change::Type::kDelete);
+  EXPECT_EQ(Delete("a/b").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Delete("a/b/c/d").ok());
+  EXPECT_THAT(Tree(), IsEmpty());
+}
+
+TEST_F(ConfigStoreTest, ATransactionRefusalNamesTheStepAndChangesNothing) {
+  ASSERT_TRUE(Put("k", "v").ok());
+  const auto before = Tree();
+  WriteBatch txn;
+  txn.txn = true;
+  txn.checks.push_back(CheckParams{"k", 0, std::nullopt});
+  txn.checks.push_back(CheckParams{"missing/deep", std::nullopt, false});
+  txn.ops.push_back(PutOf("n/new", "x"));
+  txn.ops.push_back(DeleteOf("gone"));
+  auto refused = Write(txn);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::StartsWith("ops[1]: "));
+  EXPECT_EQ(Tree(), before);
+  // The same without the failing op: the "does not exist" check is a
+  // create and delete that leave nothing.
+  txn.ops.pop_back();
+  ASSERT_TRUE(Write(txn).ok());
+  EXPECT_THAT(Tree(), ElementsAre("k", "n/", "n/new"));
+}
+
+TEST_F(ConfigStoreTest, AFailedGuardAnswersItsStatusAndWritesNothing) {
+  WriteBatch batch;
+  batch.ops.push_back(PutOf("fenced", "v"));
+  batch.guard = zk::Op::Check("/w/elections/e/c_1-0000000001", -1);
+  batch.guard_failed = absl::FailedPreconditionError("fence: gone");
+  EXPECT_EQ(Write(batch).status(), batch.guard_failed);
+  EXPECT_THAT(Tree(), IsEmpty());
+  zk_.ExternalPut("/w/elections", "");
+  zk_.ExternalPut("/w/elections/e", "");
+  zk_.ExternalPut("/w/elections/e/c_1-0000000001", "");
+  ASSERT_TRUE(Write(batch).ok());
+  EXPECT_THAT(Tree(), ElementsAre("fenced"));
+}
+
+TEST_F(ConfigStoreTest, AHeldKeyIsEphemeralAndHasNoChildren) {
+  WriteBatch hold;
+  PutParams create_held = PutOf("svc/one", "addr");
+  create_held.hold = true;
+  hold.ops.push_back(create_held);
+  auto held = Write(hold);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_NE(held->puts[0].stat.ephemeral_owner, 0);
+  EXPECT_EQ(zk_.EphemeralNodes(),
+            std::vector<std::string>{"/w/config/svc/one"});
+  EXPECT_EQ(Write(hold).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(Put("svc/one/below", "x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Only its holder's session may write or delete it through `holder`.
+  WriteBatch other;
+  DeleteParams release = DeleteOf("svc/one");
+  release.holder = held->puts[0].stat.ephemeral_owner + 1;
+  other.ops.push_back(release);
+  EXPECT_EQ(Write(other).status().code(), absl::StatusCode::kNotFound);
+  release.holder = held->puts[0].stat.ephemeral_owner;
+  other.ops[0] = release;
+  ASSERT_TRUE(Write(other).ok());
+  EXPECT_THAT(Tree(), IsEmpty());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <utility>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -213,6 +214,9 @@ class HoldKeyReactor final
       if (done_ || writes_.finishing()) return;
       value = value_;
       owner = owner_;
+      // A create whose answer was lost made the node in this session, or
+      // nothing.
+      if (owner == 0 && create_in_doubt_) owner = zk_.session_id();
     }
     const absl::Time deadline = Deadline();
     absl::StatusOr<CachedEntry> entry = store_.Read(key_, deadline);
@@ -243,6 +247,12 @@ class HoldKeyReactor final
     if (!batch.ops.empty()) {
       auto written = store_.Write(batch, deadline);
       if (!written.ok()) {
+        if (batch.ops.size() == 1 && std::get<PutParams>(batch.ops[0]).hold &&
+            (written.status().code() == absl::StatusCode::kUnavailable ||
+             written.status().code() == absl::StatusCode::kDeadlineExceeded)) {
+          warren::MutexLock lock(&mu_);
+          create_in_doubt_ = true;
+        }
         Failed(AboutKey(written.status()));
         return;
       }
@@ -253,6 +263,7 @@ class HoldKeyReactor final
     }
     warren::MutexLock lock(&mu_);
     owner_ = entry->stat.ephemeral_owner;
+    create_in_doubt_ = false;
     generation_ = zk_.session_generation();
     if (done_) return;  // the release queued behind us deletes it
     phase_ = Phase::kHeld;
@@ -286,6 +297,7 @@ class HoldKeyReactor final
     {
       warren::MutexLock lock(&mu_);
       owner = owner_;
+      if (owner == 0 && create_in_doubt_) owner = zk_.session_id();
       phase_ = Phase::kLost;
     }
     absl::Status released = absl::OkStatus();
@@ -308,7 +320,10 @@ class HoldKeyReactor final
                         released.ToString());
       }
       warren::MutexLock lock(&mu_);
-      if (released.ok()) owner_ = 0;
+      if (released.ok()) {
+        owner_ = 0;
+        create_in_doubt_ = false;
+      }
     }
     if (finish) End(released);
   }
@@ -325,6 +340,7 @@ class HoldKeyReactor final
       case zk::SessionState::kExpired:
         // The node went with the session.
         owner_ = 0;
+        create_in_doubt_ = false;
         if (phase_ != Phase::kStarting) {
           SendLostLocked(v1::LOSS_REASON_SESSION_EXPIRED);
         }
@@ -425,6 +441,8 @@ class HoldKeyReactor final
   // The ephemeralOwner (session id) of the node this stream made, and the
   // session generation it was seen in; 0 when it has none now.
   int64_t owner_ ABSL_GUARDED_BY(mu_) = 0;
+  // A create of the node got no answer: it may exist, as this session's.
+  bool create_in_doubt_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   bool heartbeat_started_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Step> steps_ ABSL_GUARDED_BY(mu_);

@@ -188,6 +188,10 @@ class ZkClient {
   // Increments with every new session: lets callers tell "reconnected to the
   // same session" (watches survived) from "a new session" (they did not).
   virtual uint64_t session_generation() const = 0;
+  // The session's id: the ephemeralOwner of the ephemeral nodes it creates
+  // (so that a node made by a create whose answer was lost is still known
+  // as this session's); 0 before the first session.
+  virtual int64_t session_id() const = 0;
   // The session timeout the ensemble granted (within its min/max session
   // timeout, so it may differ from the one asked for); 0 while not
   // connected. Leases are capped by it.

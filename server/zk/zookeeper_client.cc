@@ -394,6 +394,13 @@ void ZooKeeperClient::OnAuthProbeDone(int rc, const ::Stat* /*stat*/,
   client->PromoteLocked();
 }
 
+int64_t ZooKeeperClient::session_id() const {
+  warren::ReaderMutexLock lock(&handle_mu_);
+  if (handle_ == nullptr) return 0;
+  const clientid_t* id = zoo_client_id(handle_);
+  return id == nullptr ? 0 : id->client_id;
+}
+
 void ZooKeeperClient::PromoteLocked() {
   auth_failed_.store(false);
   auth_backoff_ = absl::Milliseconds(500);

@@ -73,6 +73,7 @@ class ZooKeeperClient final : public ZkClient {
   uint64_t reconnects() const { return reconnects_.load(); }
   uint64_t session_expiries() const { return expiries_.load(); }
   uint64_t session_generation() const override { return generation_.load(); }
+  int64_t session_id() const override;
   int AddSessionListener(SessionListener listener) override;
   void RemoveSessionListener(int id) override;
 

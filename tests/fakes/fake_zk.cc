@@ -130,6 +130,11 @@ uint64_t FakeZk::session_generation() const {
   return generation_;
 }
 
+int64_t FakeZk::session_id() const {
+  warren::MutexLock lock(&mu_);
+  return static_cast<int64_t>(generation_);
+}
+
 int FakeZk::AddSessionListener(zk::SessionListener listener) {
   warren::MutexLock lock(&mu_);
   const int id = next_listener_++;

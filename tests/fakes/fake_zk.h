@@ -83,6 +83,8 @@ class FakeZk final : public zk::ZkClient {
   zk::SessionState state() const override;
   const zk::AclPolicy& acl_policy() const override;
   uint64_t session_generation() const override;
+  // The generation: what this fake writes as ephemeralOwner.
+  int64_t session_id() const override;
   absl::Duration negotiated_session_timeout() const override;
   int AddSessionListener(zk::SessionListener listener) override;
   void RemoveSessionListener(int id) override;

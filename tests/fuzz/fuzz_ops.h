@@ -19,7 +19,9 @@ enum Validator : uint8_t {
   kWatchConfig = 6,
   kCampaign = 7,
   kName = 8,
-  kValidators = 9,
+  kTxn = 9,
+  kHoldKey = 10,  // the first request of a stream
+  kValidators = 11,
 };
 
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).

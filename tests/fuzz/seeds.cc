@@ -137,6 +137,26 @@ void ValidationSeeds() {
   watch.mutable_heartbeat_interval()->set_seconds(5);
   Write(t, "watch_all", Validation(kWatchConfig, watch));
 
+  v1::TxnRequest txn;
+  auto* check = txn.add_checks();
+  check->set_key("app/db/url");
+  check->set_version(3);
+  txn.add_checks()->set_key("app/flag");
+  txn.mutable_checks(1)->set_exists(false);
+  txn.add_ops()->mutable_put()->set_key("app/db/url");
+  txn.mutable_ops(0)->mutable_put()->set_value("postgres://db2");
+  txn.add_ops()->mutable_delete_()->set_key("app/old");
+  Write(t, "txn_ok", Validation(kTxn, txn));
+  txn.add_ops()->mutable_delete_()->set_key("app/db/url");
+  Write(t, "txn_same_key", Validation(kTxn, txn));
+  v1::HoldKeyRequest hold;
+  hold.set_key("services/api/instance-1");
+  hold.set_value("10.0.0.1:8080");
+  hold.mutable_heartbeat_interval()->set_seconds(2);
+  Write(t, "hold_ok", Validation(kHoldKey, hold));
+  hold.mutable_heartbeat_interval()->set_seconds(-2);
+  Write(t, "hold_negative_heartbeat", Validation(kHoldKey, hold));
+
   v1::Campaign c;
   c.set_election("jobs/leader");
   c.set_candidate_id("host-a");

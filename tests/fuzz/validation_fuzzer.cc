@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "server/common/names.h"
 #include "server/config/config_service.h"
+#include "server/config/hold_key_stream.h"
 #include "server/config/key_space.h"
 #include "server/election/election_service.h"
 #include "server/fence/fence_resolver.h"
@@ -40,6 +42,7 @@ messaging::MessagingServiceOptions MessagingOptions() {
 config::ConfigServiceOptions ConfigOptions() {
   config::ConfigServiceOptions options;
   options.max_value_bytes = 1024;
+  options.max_txn_ops = 8;
   return options;
 }
 election::ElectionServiceOptions ElectionOptions() {
@@ -224,6 +227,66 @@ void FuzzDelete(const v1::DeleteConfigRequest& request) {
         "an expected_version out of range accepted");
 }
 
+void FuzzTxn(const v1::TxnRequest& request) {
+  const auto options = ConfigOptions();
+  absl::Status valid = config::ValidateTxn(request, options);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"ops", "checks["});
+    return;
+  }
+  Check(request.ops_size() > 0, "a transaction without ops accepted");
+  Check(static_cast<size_t>(request.checks_size() + request.ops_size()) <=
+            options.max_txn_ops,
+        "a transaction over max_txn_ops accepted");
+  for (const auto& check : request.checks()) {
+    CheckValidName(check.key(), /*allow_empty=*/false);
+    Check(check.condition_case() != v1::TxnCheck::CONDITION_NOT_SET,
+          "a check without a condition accepted");
+    Check(!check.has_version() ||
+              (check.version() >= 0 &&
+               check.version() <= std::numeric_limits<int32_t>::max()),
+          "a check's version out of range accepted");
+  }
+  std::set<std::string> keys;
+  for (const auto& op : request.ops()) {
+    Check(op.op_case() != v1::TxnOp::OP_NOT_SET, "an empty op accepted");
+    const bool put = op.has_put();
+    Check(put ? !op.put().has_fence() : !op.delete_().has_fence(),
+          "a fence inside a transaction's op accepted");
+    // Each op passes its own RPC's validation.
+    Check(put ? config::ValidatePut(op.put(), options).ok()
+              : config::ValidateDelete(op.delete_()).ok(),
+          "an op its own RPC refuses accepted");
+    Check(keys.insert(put ? op.put().key() : op.delete_().key()).second,
+          "a key written twice accepted");
+  }
+}
+
+void FuzzHoldKey(const v1::HoldKeyRequest& request) {
+  const auto options = ConfigOptions();
+  absl::Status valid = config::ValidateHoldKey(request, options);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"key", "value", "heartbeat_interval"});
+    return;
+  }
+  CheckValidName(request.key(), /*allow_empty=*/false);
+  Check(request.value().size() <= options.max_value_bytes,
+        "value over the limit");
+  Check(request.heartbeat_interval().seconds() >= 0 &&
+            request.heartbeat_interval().nanos() >= 0,
+        "a negative heartbeat_interval accepted");
+  // A later request of the same stream: its key empty or the same.
+  v1::HoldKeyRequest later = request;
+  later.set_key(request.key() + "x");
+  absl::Status other =
+      config::ValidateHoldKeyUpdate(later, request.key(), options);
+  Check(!other.ok(), "a later request naming another key accepted");
+  CheckRejection(other, {"key"});
+  later.clear_key();
+  Check(config::ValidateHoldKeyUpdate(later, request.key(), options).ok(),
+        "a later request without a key refused");
+}
+
 void FuzzList(const v1::ListConfigRequest& request) {
   auto after = config::ValidateList(request);
   if (!after.ok()) {
@@ -344,6 +407,16 @@ void FuzzOne(const uint8_t* data, size_t size) {
     case kName:
       FuzzName(rest, /*allow_empty=*/(data[0] & 0x80) != 0);
       break;
+    case kTxn: {
+      v1::TxnRequest r;
+      if (Parse(rest, &r)) FuzzTxn(r);
+      break;
+    }
+    case kHoldKey: {
+      v1::HoldKeyRequest r;
+      if (Parse(rest, &r)) FuzzHoldKey(r);
+      break;
+    }
   }
 }
 
