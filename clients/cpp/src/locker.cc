@@ -34,6 +34,10 @@ class HeldLock::Impl {
   ~Impl() { Release(); }
 
   absl::Status AwaitAcquired();
+  // Stops waiting without a word to the server: cancelling the stream is
+  // the quickest way out of the line (the server deletes the node), also
+  // with a server that does not answer.
+  void Abandon();
   void Release();
   bool held() const;
   const std::string& name() const { return name_; }
@@ -98,7 +102,10 @@ absl::StatusOr<std::unique_ptr<HeldLock>> Locker::Acquire(
   auto impl =
       std::make_unique<HeldLock::Impl>(channel_, name, std::move(options));
   const absl::Status acquired = impl->AwaitAcquired();
-  if (!acquired.ok()) return acquired;  // ~Impl gives up the place in line
+  if (!acquired.ok()) {
+    impl->Abandon();
+    return acquired;
+  }
   return std::unique_ptr<HeldLock>(new HeldLock(std::move(impl)));
 }
 
@@ -156,6 +163,18 @@ absl::Status HeldLock::Impl::AwaitAcquired() {
   return absl::DeadlineExceededError(absl::StrCat(
       "lock ", name_, " not acquired within ",
       absl::FormatDuration(*options_.timeout), " (no answer from the server)"));
+}
+
+void HeldLock::Impl::Abandon() {
+  {
+    warren::MutexLock lock(&mu_);
+    release_called_ = true;
+    stopping_ = true;
+    held_ = false;
+    lease_->Disarm();
+    if (current_ != nullptr) current_->context.TryCancel();
+  }
+  reader_.join();  // it sets done_ as it ends
 }
 
 void HeldLock::Impl::Release() {

@@ -74,12 +74,36 @@ class FakeServer final : public v1::LockService::Service,
     return streams_;
   }
 
-  grpc::Status Lock(grpc::ServerContext*,
+  // A server that takes the request and never answers (frozen).
+  void NeverAnswer() {
+    warren::MutexLock lock(&mu_);
+    never_answer_ = true;
+  }
+  // Whether the silent stream was cancelled by the client, within 10 s.
+  bool AwaitCancelled() const {
+    warren::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&cancelled_),
+                                absl::Seconds(10));
+  }
+
+  grpc::Status Lock(grpc::ServerContext* context,
                     grpc::ServerReaderWriter<v1::LockResponse, v1::LockRequest>*
                         stream) override {
     v1::LockRequest request;
     if (!stream->Read(&request)) return grpc::Status::CANCELLED;
     const int n = NextStream();
+    bool silent;
+    {
+      warren::MutexLock lock(&mu_);
+      silent = never_answer_;
+    }
+    if (silent) {
+      while (stream->Read(&request)) {
+      }
+      warren::MutexLock lock(&mu_);
+      cancelled_ = context->IsCancelled();
+      return grpc::Status::CANCELLED;
+    }
     if (n == 1 && !acquire_first_) return First();
     v1::LockResponse acquired;
     acquired.mutable_acquired()->mutable_holder()->set_fencing_token(40 + n);
@@ -124,6 +148,8 @@ class FakeServer final : public v1::LockService::Service,
   std::unique_ptr<grpc::Server> server_;
   mutable warren::Mutex mu_;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  bool never_answer_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 BackoffPolicy Fast() {
@@ -184,6 +210,23 @@ TEST(StreamPolicyTest, AHeldLockIsLostWhateverEndsItsStream) {
     // Never acquired again behind the caller's back.
     EXPECT_EQ(server.streams(), 1);
   }
+}
+
+TEST(StreamPolicyTest, ATimedWaitOnASilentServerEndsAndCancels) {
+  FakeServer server(absl::StatusCode::kOk);
+  server.NeverAnswer();
+  Locker locker(MakeChannel(server.address()));
+  LockOptions options;
+  options.timeout = absl::Milliseconds(200);
+  const absl::Time start = absl::Now();
+  auto lock = locker.Acquire("name", options);
+  EXPECT_EQ(lock.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << lock.status();
+  // The timeout plus the time the server is given to answer it itself,
+  // not the release timeout on top.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // The stream was cancelled: the server drops the place in line.
+  EXPECT_TRUE(server.AwaitCancelled());
 }
 
 TEST(StreamPolicyTest, TheServersDeadlineExceededEndsATimedWait) {
