@@ -146,6 +146,11 @@ absl::Status RunLock(Context& context, const Args& args) {
                name.c_str(), (*held)->holder().holder_id().c_str(),
                static_cast<unsigned long long>(token));
 
+  // SIGINT/SIGTERM go on to COMMAND; the lock is released once it exits.
+  StopSignals::Scope stop([&state] {
+    absl::MutexLock lock(&state.mu);
+    state.stop_requested = true;
+  });
   auto pid = Spawn(command, {absl::StrCat("WARREN_LOCK_NAME=", name),
                              absl::StrCat("WARREN_FENCING_TOKEN=", token),
                              absl::StrCat("WARREN_LOCK_HOLDER=",
@@ -158,11 +163,6 @@ absl::Status RunLock(Context& context, const Args& args) {
     absl::MutexLock lock(&state.mu);
     state.exited = true;
     state.wait_status = status;
-  });
-  // SIGINT/SIGTERM go on to COMMAND; the lock is released once it exits.
-  StopSignals::Scope stop([&state] {
-    absl::MutexLock lock(&state.mu);
-    state.stop_requested = true;
   });
 
   bool forwarded = false;
