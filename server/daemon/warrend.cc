@@ -47,6 +47,7 @@
 #include "server/daemon/tls.h"
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
+#include "server/fence/fence_resolver.h"
 #include "server/messaging/messaging_service.h"
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
@@ -274,6 +275,15 @@ ServiceOptions With(ServiceOptions service_options,
   service_options.authorizer = authorizer;
   return service_options;
 }
+messaging::MessagingServiceOptions MessagingOptions(
+    const Options& options, const auth::Authorizer* authorizer,
+    fence::FenceResolver& fences) {
+  messaging::MessagingServiceOptions messaging_options =
+      With(options.messaging, authorizer);
+  messaging_options.fences = &fences;
+  return messaging_options;
+}
+
 config::ConfigServiceOptions ConfigOptions(const Options& options,
                                            const auth::Authorizer* authorizer,
                                            ConfigChangePublisher* announcer) {
@@ -302,6 +312,7 @@ struct Services {
         workers(options.worker_threads, 10000),
         streams(options.max_streams, options.max_streams_per_client),
         cache(*backends.zk, keys),
+        fences(*backends.zk, options.root),
         announcer(options.publish_config_changes
                       ? std::make_unique<ConfigChangePublisher>(
                             *backends.amqp, options.config_change_exchange)
@@ -309,7 +320,7 @@ struct Services {
         config(store, cache, workers, timers, streams,
                ConfigOptions(options, authorizer, announcer.get())),
         messaging(*backends.amqp, timers, streams,
-                  With(options.messaging, authorizer)),
+                  MessagingOptions(options, authorizer, fences)),
         elections(*backends.zk, options.root),
         election(elections, workers, timers, streams,
                  With(options.election, authorizer)),
@@ -353,6 +364,15 @@ struct Services {
       };
     }
     probes.health_watches = [this] { return health_service.watches(); };
+    probes.fence_rejections = [this](const std::string& where) {
+      uint64_t count = 0;
+      for (fence::RejectionSite site : fence::kRejectionSites) {
+        if (fence::RejectionSiteName(site) == where) {
+          count = fences.rejections(site);
+        }
+      }
+      return count;
+    };
     registration = metrics.Add(std::move(probes));
   }
 
@@ -364,6 +384,8 @@ struct Services {
   WorkerPool workers;
   StreamRegistry streams;
   config::WatchCache cache;
+  // Shared by fenced config writes and publishes (and their metric).
+  fence::FenceResolver fences;
   const std::unique_ptr<ConfigChangePublisher> announcer;
   config::ConfigServiceImpl config;
   messaging::MessagingServiceImpl messaging;

@@ -14,11 +14,14 @@
 // warren.v1.Acquire whose `limit` (0 meaning 1) the oldest holder sets.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <iterator>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "server/auth/policy.h"
 #include "server/zk/zk_client.h"
 #include "warren/v1/common.pb.h"
 
@@ -37,9 +40,25 @@ std::string OwnerName(const v1::Fence& fence);
 // is set and the token is not 0.
 absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field);
 
+// The grant a fence needs besides the write's or publish's own: `observe`
+// on its election, `lock` on its lock. A fence reveals whether its owner
+// still leads or holds, which those grants are for.
+struct FenceGrant {
+  auth::Action action;
+  std::string name;
+};
+FenceGrant RequiredGrant(const v1::Fence& fence);
+
 // The FAILED_PRECONDITION for a fence that does not hold; `detail` says why
 // (e.g. "the leader's token is 42", "nobody leads").
 absl::Status FenceNotHeld(const v1::Fence& fence, absl::string_view detail);
+
+// Where a fence was refused (warren_fence_rejections_total{where}).
+enum class RejectionSite { kConfig, kPublish };
+inline constexpr RejectionSite kRejectionSites[] = {RejectionSite::kConfig,
+                                                    RejectionSite::kPublish};
+// The metric's label value: "config" or "publish".
+absl::string_view RejectionSiteName(RejectionSite site);
 
 // A fence that holds now: the node whose existence keeps it holding.
 struct HeldFence {
@@ -62,10 +81,17 @@ class FenceResolver {
   // FenceNotHeld(fence, "its holder is gone").
   static zk::Op CheckOp(const HeldFence& held);
 
+  // Counts a write or publish refused because its fence did not hold (every
+  // FenceNotHeld answered, whether found by Resolve or by a failed CheckOp).
+  // Thread-safe; the metrics read rejections().
+  void CountRejection(RejectionSite site);
+  uint64_t rejections(RejectionSite site) const;
+
  private:
   zk::ZkClient& zk_;
   const std::string elections_base_;
   const std::string locks_base_;
+  std::atomic<uint64_t> rejections_[std::size(kRejectionSites)] = {};
 };
 
 }  // namespace warren::fence

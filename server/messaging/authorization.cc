@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/fence/fence_resolver.h"
 
 namespace warren::messaging {
 
@@ -11,6 +12,20 @@ namespace v1 = ::warren::v1;
 
 auth::Resource PublishTarget(const v1::PublishRequest& request) {
   return auth::PublishResource(request.exchange(), request.routing_key());
+}
+
+std::vector<Requirement> PublishRequirements(
+    const v1::PublishRequest& request) {
+  std::vector<Requirement> needs = {
+      {auth::Action::kPublish, PublishTarget(request), ""}};
+  if (request.has_fence()) {
+    fence::FenceGrant grant = fence::RequiredGrant(request.fence());
+    needs.push_back({grant.action,
+                     {std::move(grant.name)},
+                     "fence: a fenced publish reads whether the fence's "
+                     "owner still holds"});
+  }
+  return needs;
 }
 
 std::vector<Requirement> SubscribeRequirements(

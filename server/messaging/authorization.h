@@ -33,6 +33,11 @@ struct Requirement {
 // (the queue the message goes to).
 auth::Resource PublishTarget(const warren::v1::PublishRequest& request);
 
+// Every grant a publish needs: publish on its target and, with a fence,
+// the fence's own grant (fence::RequiredGrant).
+std::vector<Requirement> PublishRequirements(
+    const warren::v1::PublishRequest& request);
+
 // Every grant a SubscribeStart needs: subscribe on its queue, or on its
 // topic's exchange (and group); publish on its queue's dead-letter exchange
 // with its dead-letter routing key, or with any routing key when it has

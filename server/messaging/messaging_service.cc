@@ -1,10 +1,12 @@
 #include "server/messaging/messaging_service.h"
 
+#include <deque>
 #include <memory>
 #include <set>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
@@ -36,6 +38,33 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
                      " bytes long; AMQP allows at most ", kMaxShortString));
   }
   return absl::OkStatus();
+}
+
+// What a publish needs before it can be checked against its fence.
+absl::Status CanCheckFence(const v1::PublishRequest& request,
+                           const MessagingServiceOptions& options) {
+  if (request.has_fence() && options.fences == nullptr) {
+    return absl::UnimplementedError(
+        "fence: this server cannot check fences (no ZooKeeper)");
+  }
+  return absl::OkStatus();
+}
+
+// Checks a publish's fence just before its publish: `done` gets OK while
+// it holds, else why not (a refusal is counted). `done` runs on a
+// ZooKeeper callback thread, never inline. Every form of publish with a
+// fence goes through it (a batch form would check each fenced message and
+// keep the order, as PublishStream does).
+void CheckFence(fence::FenceResolver& fences, const v1::Fence& fence,
+                absl::AnyInvocable<void(absl::Status)> done) {
+  fences.Resolve(fence, [&fences, done = std::move(done)](
+                            absl::StatusOr<fence::HeldFence> held) mutable {
+    // The resolver's only FAILED_PRECONDITION: the fence does not hold.
+    if (held.status().code() == absl::StatusCode::kFailedPrecondition) {
+      fences.CountRejection(fence::RejectionSite::kPublish);
+    }
+    done(held.status());
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -90,9 +119,9 @@ class PublishStreamReactor final
             ? ValidatePublish(request_.message(), options_, "message.")
             : absl::InvalidArgumentError("message is required");
     // Per message: a denied one gets PERMISSION_DENIED, the stream goes on.
+    if (valid.ok()) valid = CanCheckFence(request_.message(), options_);
     if (valid.ok()) {
-      valid = caller_.Check(auth::Action::kPublish,
-                            PublishTarget(request_.message()));
+      valid = CheckAll(caller_, PublishRequirements(request_.message()));
     }
     if (!valid.ok()) {
       v1::PublishStreamResponse response;
@@ -105,18 +134,24 @@ class PublishStreamReactor final
       MaybeReadLocked();
       return;
     }
-    amqp::OutgoingMessage message = ToOutgoing(request_.message());
-    const std::string id = message.message_id;
+    auto pending = std::make_shared<Pending>();
+    pending->sequence = sequence;
+    pending->message = ToOutgoing(request_.message());
     ++in_flight_;
-    const absl::Time deadline =
-        std::min(call_deadline_, absl::Now() + options_.operation_timeout);
-    amqp_.Publish(std::move(message), deadline,
-                  [weak = weak_from_this(), sequence, id](absl::Status status) {
-                    if (auto self = weak.lock()) {
-                      self->OnConfirmed(sequence, id, status);
-                    }
-                  });
-    MaybeReadLocked();
+    if (request_.message().has_fence()) {
+      pending->checked = false;
+      CheckFence(*options_.fences, request_.message().fence(),
+                 [weak = weak_from_this(), pending](absl::Status held) {
+                   auto self = weak.lock();
+                   if (!self) return;
+                   warren::MutexLock lock(&self->mu_);
+                   pending->checked = true;
+                   pending->fence = std::move(held);
+                   self->PublishCheckedLocked();
+                 });
+    }
+    pending_.push_back(std::move(pending));
+    PublishCheckedLocked();
   }
 
   void OnWriteDone(bool ok) override {
@@ -138,11 +173,61 @@ class PublishStreamReactor final
   }
 
  private:
+  // A message read and not yet handed to the broker: an unfenced one is
+  // ready at once, a fenced one once its fence was checked.
+  struct Pending {
+    uint64_t sequence = 0;
+    amqp::OutgoingMessage message;
+    bool checked = true;
+    absl::Status fence;
+  };
+
+  // Hands the messages at the front of the queue whose checks are done to
+  // the broker, in the order they were read; answers those whose fence did
+  // not hold.
+  void PublishCheckedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!pending_.empty() && pending_.front()->checked) {
+      std::shared_ptr<Pending> next = std::move(pending_.front());
+      pending_.pop_front();
+      if (done_ || writes_.finishing()) {
+        // Nobody would learn the outcome.
+        --in_flight_;
+        continue;
+      }
+      if (!next->fence.ok()) {
+        --in_flight_;
+        RespondLocked(next->sequence, next->message.message_id, next->fence);
+        continue;
+      }
+      const std::string id = next->message.message_id;
+      const uint64_t sequence = next->sequence;
+      const absl::Time deadline =
+          std::min(call_deadline_, absl::Now() + options_.operation_timeout);
+      amqp_.Publish(
+          std::move(next->message), deadline,
+          [weak = weak_from_this(), sequence, id](absl::Status status) {
+            if (auto self = weak.lock()) {
+              self->OnConfirmed(sequence, id, status);
+            }
+          });
+    }
+    MaybeReadLocked();
+    MaybeFinishLocked();
+  }
+
   void OnConfirmed(uint64_t sequence, const std::string& id,
                    const absl::Status& status) {
     warren::MutexLock lock(&mu_);
     --in_flight_;
     if (done_ || writes_.finishing()) return;
+    RespondLocked(sequence, id, status);
+    MaybeReadLocked();
+    MaybeFinishLocked();
+  }
+
+  void RespondLocked(uint64_t sequence, const std::string& id,
+                     const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     v1::PublishStreamResponse response;
     response.set_sequence(sequence);
     response.set_message_id(id);
@@ -150,8 +235,6 @@ class PublishStreamReactor final
     if (!status.ok()) response.set_error_message(std::string(status.message()));
     writes_.Push(std::move(response));
     writes_.MaybeWrite(this);
-    MaybeReadLocked();
-    MaybeFinishLocked();
   }
 
   // Reads the next request while the window has room: unconfirmed
@@ -188,7 +271,9 @@ class PublishStreamReactor final
   v1::PublishStreamRequest request_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Read and not yet confirmed (or refused): pending_ and the broker's.
   size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::shared_ptr<Pending>> pending_ ABSL_GUARDED_BY(mu_);
   StreamWriter<v1::PublishStreamResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -628,6 +713,16 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
     // RabbitMQ reads these as extra routing keys (sender-selected
     // distribution) and closes the channel over a string-typed one: the
     // confirm channel every publisher shares.
+    // The fence headers are the server's word that a fence held: a client
+    // must not be able to forge them (nor a variant a consumer might read
+    // case-insensitively).
+    if (absl::EqualsIgnoreCase(key, fence::kFenceHeader) ||
+        absl::EqualsIgnoreCase(key, fence::kFencingTokenHeader)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name("headers"), " key '", key,
+          "' is reserved: the server sets it on fenced publishes (set ",
+          name("fence"), " instead)"));
+    }
     if (key == "CC" || key == "BCC") {
       return absl::InvalidArgumentError(
           absl::StrCat(name("headers"), " key '", key,
@@ -652,6 +747,9 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
           absl::StrCat(name("ttl"), " must not be negative"));
     }
   }
+  if (request.has_fence()) {
+    return fence::ValidateFence(request.fence(), name("fence"));
+  }
   return absl::OkStatus();
 }
 
@@ -662,6 +760,12 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   m.payload = request.payload();
   for (const auto& [key, value] : request.headers()) {
     m.headers.emplace_back(key, value);
+  }
+  if (request.has_fence()) {
+    m.headers.emplace_back(fence::kFenceHeader,
+                           fence::OwnerName(request.fence()));
+    m.headers.emplace_back(fence::kFencingTokenHeader,
+                           absl::StrCat(request.fence().fencing_token()));
   }
   m.content_type = request.content_type();
   m.message_id =
@@ -687,9 +791,11 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
   auto* reactor = context->DefaultReactor();
   // Validated before authorized: a refusal never echoes an oversized name.
   absl::Status valid = ValidatePublish(*request, options_);
+  if (valid.ok()) valid = CanCheckFence(*request, options_);
   if (valid.ok()) {
-    valid = auth::Check(options_.authorizer, *context, "Publish",
-                        auth::Action::kPublish, PublishTarget(*request));
+    auto caller = auth::Authenticate(options_.authorizer, *context, "Publish");
+    valid = caller.ok() ? CheckAll(*caller, PublishRequirements(*request))
+                        : caller.status();
   }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
@@ -697,11 +803,27 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
   }
   amqp::OutgoingMessage message = ToOutgoing(*request);
   response->set_message_id(message.message_id);
-  amqp_.Publish(std::move(message),
-                OperationDeadline(*context, options_.operation_timeout),
-                [reactor](absl::Status status) {
-                  reactor->Finish(ToGrpcStatus(status));
-                });
+  auto publish = [this, reactor,
+                  deadline =
+                      OperationDeadline(*context, options_.operation_timeout)](
+                     amqp::OutgoingMessage message) {
+    amqp_.Publish(std::move(message), deadline, [reactor](absl::Status status) {
+      reactor->Finish(ToGrpcStatus(status));
+    });
+  };
+  if (!request->has_fence()) {
+    publish(std::move(message));
+    return reactor;
+  }
+  CheckFence(*options_.fences, request->fence(),
+             [publish, reactor,
+              message = std::move(message)](absl::Status held) mutable {
+               if (!held.ok()) {
+                 reactor->Finish(ToGrpcStatus(held));
+                 return;
+               }
+               publish(std::move(message));
+             });
   return reactor;
 }
 

@@ -9,6 +9,13 @@
 // unacknowledged deliveries than that, so a slow reader slows the broker,
 // not the server's memory; whatever a stream did not ack goes back to the
 // queue when it ends.
+//
+// A fenced publish is checked by reading who holds the fence's election or
+// lock just before the message goes to the broker (a publish cannot be
+// atomic with ZooKeeper), and the message carries the fence in its headers
+// so that consumers can drop a deposed holder's late messages. On a
+// PublishStream, messages still go to the broker in the order they came:
+// an unfenced message waits behind an earlier fenced one being checked.
 #pragma once
 
 #include <atomic>
@@ -21,6 +28,7 @@
 #include "server/auth/authorizer.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
+#include "server/fence/fence_resolver.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::messaging {
@@ -38,6 +46,9 @@ struct MessagingServiceOptions {
   // Checks every call (publish per message, subscribe at start); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
+  // Checks fences (and counts their refusals); null: a fenced publish is
+  // refused with UNIMPLEMENTED.
+  fence::FenceResolver* fences = nullptr;
 };
 
 // Checks a publish request against the API's rules and the limits; answers
@@ -48,7 +59,7 @@ absl::Status ValidatePublish(const warren::v1::PublishRequest& request,
                              absl::string_view field = "");
 
 // The request as the AMQP layer's message; generates a message id (a UUID)
-// when the request has none.
+// when the request has none, and stamps a fenced request's fence headers.
 amqp::OutgoingMessage ToOutgoing(const warren::v1::PublishRequest& request);
 
 // The AMQP side of a SubscribeStart: the queue to declare (a named durable

@@ -81,6 +81,60 @@ TEST(ToOutgoingTest, MapsFieldsAndGeneratesUniqueIds) {
   EXPECT_TRUE(ToOutgoing(r).persistent);
 }
 
+TEST(ToOutgoingTest, AFencedMessageCarriesTheFenceHeaders) {
+  v1::PublishRequest r;
+  r.set_routing_key("q");
+  (*r.mutable_headers())["tenant"] = "acme";
+  r.mutable_fence()->set_lock("jobs/printer");
+  r.mutable_fence()->set_fencing_token(4294967312);
+  const amqp::OutgoingMessage m = ToOutgoing(r);
+  EXPECT_THAT(m.headers,
+              ::testing::UnorderedElementsAre(
+                  std::pair<std::string, std::string>("tenant", "acme"),
+                  std::pair<std::string, std::string>("warren-fence",
+                                                      "lock:jobs/printer"),
+                  std::pair<std::string, std::string>("warren-fencing-token",
+                                                      "4294967312")));
+  r.clear_fence();
+  EXPECT_EQ(ToOutgoing(r).headers.size(), 1u);
+}
+
+TEST(ValidatePublishTest, RefusesForgedFenceHeadersAndBadFences) {
+  for (const char* key : {"warren-fence", "WARREN-FENCING-TOKEN"}) {
+    v1::PublishRequest r;
+    (*r.mutable_headers())[key] = "1";
+    const absl::Status s =
+        ValidatePublish(r, MessagingServiceOptions(), "message.");
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << key;
+    EXPECT_THAT(std::string(s.message()),
+                ::testing::StartsWith("message.headers key"));
+  }
+  v1::PublishRequest r;
+  r.mutable_fence()->set_election("jobs");
+  EXPECT_THAT(
+      std::string(ValidatePublish(r, MessagingServiceOptions()).message()),
+      ::testing::StartsWith("fence.fencing_token"));
+  r.mutable_fence()->set_fencing_token(3);
+  EXPECT_TRUE(ValidatePublish(r, MessagingServiceOptions()).ok());
+}
+
+TEST(AuthorizationTest, AFencedPublishNeedsTheFencesGrant) {
+  v1::PublishRequest r;
+  r.set_exchange("orders");
+  EXPECT_EQ(PublishRequirements(r).size(), 1u);
+  r.mutable_fence()->set_election("jobs/dispatcher");
+  std::vector<Requirement> needs = PublishRequirements(r);
+  ASSERT_EQ(needs.size(), 2u);
+  EXPECT_EQ(needs[0].action, auth::Action::kPublish);
+  EXPECT_EQ(needs[1].action, auth::Action::kObserve);
+  EXPECT_EQ(needs[1].resource.name, "jobs/dispatcher");
+  r.mutable_fence()->set_lock("jobs/printer");
+  needs = PublishRequirements(r);
+  ASSERT_EQ(needs.size(), 2u);
+  EXPECT_EQ(needs[1].action, auth::Action::kLock);
+  EXPECT_EQ(needs[1].resource.name, "jobs/printer");
+}
+
 TEST(ToSubscribeSpecTest, GroupIsADurableSharedQueueAndNoGroupAnExclusiveOne) {
   MessagingServiceOptions options;
   v1::SubscribeStart start;

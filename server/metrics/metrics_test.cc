@@ -388,6 +388,9 @@ TEST(WarrenCollectorTest, ReadsTheProbesAtScrapeTime) {
   probes.config_watches = [&] { return watches; };
   probes.config_cache_hits = [] { return uint64_t{9}; };
   probes.config_cache_misses = [] { return uint64_t{1}; };
+  probes.fence_rejections = [](const std::string& where) {
+    return where == "publish" ? uint64_t{6} : uint64_t{0};
+  };
   WarrenCollector collector(std::move(probes));
 
   std::string text = Text(collector);
@@ -414,6 +417,8 @@ TEST(WarrenCollectorTest, ReadsTheProbesAtScrapeTime) {
            "warren_config_watches 2",
            "warren_config_cache_hits_total 9",
            "warren_config_cache_misses_total 1",
+           "warren_fence_rejections_total{where=\"config\"} 0",
+           "warren_fence_rejections_total{where=\"publish\"} 6",
            "# TYPE warren_amqp_reconnects_total counter",
            "# TYPE warren_config_watches gauge",
        }) {

@@ -246,6 +246,19 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
         Single("warren_health_watches", "Open grpc.health.v1 Watch streams.",
                MetricType::Gauge, static_cast<double>(p.health_watches())));
   }
+  if (p.fence_rejections) {
+    MetricFamily rejections =
+        Family("warren_fence_rejections_total",
+               "Fenced config writes and publishes refused because their "
+               "fence no longer held: where config or publish.",
+               MetricType::Counter);
+    for (const char* where : {"config", "publish"}) {
+      rejections.metric.push_back(
+          Sample(static_cast<double>(p.fence_rejections(where)),
+                 MetricType::Counter, {{"where", where}}));
+    }
+    out.push_back(std::move(rejections));
+  }
   if (p.config_cache_misses) {
     out.push_back(Single("warren_config_cache_misses_total",
                          "GetConfig reads (not consistent ones) that no "

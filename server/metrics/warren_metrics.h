@@ -21,6 +21,7 @@
 //   warren_connections                                     gauge
 //   warren_connections_refused_total{reason}               counter
 //   warren_health_watches                                  gauge
+//   warren_fence_rejections_total{where="config"|"publish"} counter
 //
 // connection is "1" for the pool's primary connection (the one that
 // publishes and that health reports), "2", ... for the others. (*) The one
@@ -78,6 +79,9 @@ struct WarrenProbes {
   // By reason: max_connections, max_connections_per_peer, no_descriptors.
   std::function<uint64_t(const std::string&)> connections_refused;
   std::function<size_t()> health_watches;
+  // Writes and publishes refused because their fence did not hold, by
+  // where: "config" or "publish".
+  std::function<uint64_t(const std::string&)> fence_rejections;
 };
 
 class WarrenCollector final : public prometheus::Collectable {

@@ -526,7 +526,8 @@ void FakeZk::Multi(std::vector<zk::Op> ops,
                          CheckPermLocked(op.path, zk::kPermRead);
                      !allowed.ok()) {
             status = allowed;
-          } else if (op.version != it->second.stat.version) {
+          } else if (op.version != -1 &&
+                     op.version != it->second.stat.version) {
             status = zk::MakeZkError(zk::ZkError::kBadVersion, "fake: version");
           }
           break;

@@ -352,6 +352,34 @@ TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
                "(default)/warren-auth-test-nowhere");
 }
 
+// A fence reveals whether its owner still leads or holds: it needs observe
+// on the election or lock on the lock, besides publish.
+TEST_F(AuthTest, AFencedPublishNeedsTheFencesGrantToo) {
+  v1::PublishRequest request;
+  request.set_routing_key("warren-auth-test-nowhere");
+  request.set_payload("p");
+  request.mutable_fence()->set_election("other/dispatcher");
+  request.mutable_fence()->set_fencing_token(7);
+  v1::PublishResponse response;
+  grpc::Status status =
+      messaging_.alice->Publish(CallContext().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("may not observe on 'other/dispatcher'"));
+
+  request.mutable_fence()->set_lock("jobs/printer");
+  status = messaging_.alice->Publish(CallContext().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("may not lock on 'jobs/printer'"));
+
+  // Granted: the fence is checked (nobody leads this election).
+  request.mutable_fence()->set_election("jobs/dispatcher");
+  status = messaging_.alice->Publish(CallContext().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << status.error_message();
+}
+
 // Alice's plain "(default)" still grants every queue, and the log says so
 // (docs/policy.md: "(default)/<queue pattern>" narrows it).
 TEST_F(AuthTest, PlainDefaultExchangeGrantIsWarnedAboutAtStartup) {
