@@ -847,6 +847,31 @@ TEST_F(CliTest, FencedWritesUnderALockAndAfterIt) {
   EXPECT_EQ(no_leader.code, kPrecondition) << no_leader;
 }
 
+TEST_F(CliTest, AFencedPublishStopsWithTheLeadership) {
+  const std::string election = Unique("cli-fence");
+  auto leader = StartCli({"--json", "elect", election});
+  ASSERT_TRUE(leader->WaitForLines(1)) << leader->Stderr();
+  auto elected = ParseJson<v1::ElectResponse>(leader->StdoutLines()[0]);
+  ASSERT_TRUE(elected.has_elected()) << leader->Stdout();
+  const std::vector<std::string> publish = {
+      "publish",
+      "--queue=" + Unique("cli-nobody"),
+      "x",
+      "--mandatory=false",
+      "--fence-election=" + election,
+      absl::StrCat("--fence-token=",
+                   elected.elected().leader().fencing_token())};
+  Result leading = Cli(publish);
+  EXPECT_EQ(leading.code, kOk) << leading;
+  leader->Signal(SIGTERM);
+  ASSERT_EQ(leader->Wait(), kOk) << leader->Stderr();
+  Result deposed = Cli(publish);
+  EXPECT_EQ(deposed.code, kPrecondition) << deposed;
+  EXPECT_TRUE(
+      absl::StartsWith(deposed.err, "warren: FAILED_PRECONDITION: fence: "))
+      << deposed;
+}
+
 // ------------------------------------------------------- txn and hold
 
 TEST_F(CliTest, ConfigTxnAppliesEveryStepOrNone) {

@@ -240,6 +240,30 @@ TEST_F(LockerTest, FencedWritesApplyOnlyWhileLeading) {
   EXPECT_EQ(config.Get(key)->value(), "by the leader");
 }
 
+TEST_F(LockerTest, FencedPublishesStopWithTheLeadership) {
+  ElectorOptions options;
+  options.election = UniqueName("cpp-fenced-election");
+  options.heartbeat_interval = absl::Milliseconds(500);
+  auto elector = Elector::Start(channel_, options);
+  ASSERT_TRUE(elector.ok()) << elector.status();
+  ASSERT_TRUE(
+      WaitFor([&] { return (*elector)->leading(); }, absl::Seconds(30)));
+  auto fence = FenceOf(**elector);
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  // Not mandatory: no queue needs to take it.
+  PublisherOptions unrouted;
+  unrouted.mandatory = false;
+  Publisher publisher(channel_, unrouted);
+  const std::string queue = UniqueName("cpp-nobody");
+  EXPECT_TRUE(publisher.PublishToQueue(queue, "leading", *fence).ok());
+  (*elector)->Close();
+  auto late = publisher.PublishToQueue(queue, "deposed", *fence);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition)
+      << late.status();
+  EXPECT_TRUE(absl::StartsWith(late.status().message(), "fence: "))
+      << late.status();
+}
+
 TEST_F(LockerTest, FencedPublishesCarryTheFenceAndStopWithTheLock) {
   auto admin = warren::testing::AmqpAdmin::Connect(
       warren::testing::TestEnv("WARREN_TEST_AMQP_URL"));
