@@ -23,4 +23,14 @@ absl::Duration HeartbeatInterval(absl::Duration requested,
   return std::max(requested, min_interval);
 }
 
+absl::Duration LeaseInterval(absl::Duration requested,
+                             absl::Duration session_timeout) {
+  // The lease: two missed heartbeats must come before the session could
+  // expire.
+  const absl::Duration cap = session_timeout / 3;
+  absl::Duration interval = requested;
+  if (interval <= absl::ZeroDuration() || interval > cap) interval = cap;
+  return std::max(interval, absl::Milliseconds(100));
+}
+
 }  // namespace warren

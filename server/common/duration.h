@@ -19,4 +19,11 @@ absl::Duration HeartbeatInterval(absl::Duration requested,
                                  absl::Duration default_interval,
                                  absl::Duration min_interval);
 
+// The heartbeat interval of a lease (an Elect leader, a Lock holder): the
+// one asked for (0: the longest), capped at a third of the session timeout
+// so that two missed heartbeats come before the session could expire, at
+// least 100 ms.
+absl::Duration LeaseInterval(absl::Duration requested,
+                             absl::Duration session_timeout);
+
 }  // namespace warren

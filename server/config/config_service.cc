@@ -9,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/common/duration.h"
@@ -20,6 +21,8 @@
 #include "server/common/stream_heartbeat.h"
 #include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
+#include "server/config/hold_key_stream.h"
+#include "server/fence/fence_resolver.h"
 
 namespace warren::config {
 namespace {
@@ -43,6 +46,7 @@ void FillEntry(const CachedEntry& entry, bool with_value,
   *out->mutable_modify_time() =
       google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
           entry.stat.mtime_ms);
+  out->set_held(entry.stat.ephemeral_owner != 0);
 }
 
 absl::StatusOr<std::string> ParsePageToken(const std::string& token,
@@ -71,12 +75,34 @@ absl::Status Authorize(const ConfigServiceOptions& options,
                      {key, subtree});
 }
 
-absl::Status ValidateExpectedVersion(int64_t version) {
+// `field`: e.g. "expected_version", "ops[2].put.expected_version".
+absl::Status ValidateVersion(int64_t version, absl::string_view field) {
   if (version < 0 || version > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("expected_version ", version, " is out of range"));
+        absl::StrCat(field, " ", version, " is out of range"));
   }
   return absl::OkStatus();
+}
+
+PutParams PutParamsOf(const v1::PutConfigRequest& request) {
+  PutParams params;
+  params.key = request.key();
+  params.value = request.value();
+  if (request.has_expected_version()) {
+    params.expected_version = request.expected_version();
+  }
+  params.create_only = request.create_only();
+  return params;
+}
+
+DeleteParams DeleteParamsOf(const v1::DeleteConfigRequest& request) {
+  DeleteParams params;
+  params.key = request.key();
+  if (request.has_expected_version()) {
+    params.expected_version = request.expected_version();
+  }
+  params.recursive = request.recursive();
+  return params;
 }
 
 // One WatchConfig stream. Kept alive by its lifetime from start until
@@ -266,11 +292,13 @@ class WatchReactor final
 }  // namespace
 
 ConfigServiceImpl::ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
+                                     fence::FenceResolver& fences,
                                      WorkerPool& workers, TimerQueue& timers,
                                      StreamRegistry& streams,
                                      ConfigServiceOptions options)
     : store_(store),
       cache_(cache),
+      fences_(fences),
       workers_(workers),
       timers_(timers),
       streams_(streams),
@@ -295,25 +323,120 @@ std::string MakePageToken(const std::string& last_key) {
 }
 
 absl::Status ValidatePut(const v1::PutConfigRequest& request,
-                         const ConfigServiceOptions& options) {
-  if (auto s = ValidateName(request.key(), "key"); !s.ok()) return s;
-  if (request.value().size() > options.max_value_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("value is ", request.value().size(), " bytes; at most ",
-                     options.max_value_bytes, " are allowed"));
+                         const ConfigServiceOptions& options,
+                         absl::string_view field_prefix) {
+  const auto field = [&](absl::string_view name) {
+    return absl::StrCat(field_prefix, name);
+  };
+  if (auto s = ValidateName(request.key(), field("key")); !s.ok()) return s;
+  if (auto s = ValidateValueSize(request.value(), options, field("value"));
+      !s.ok()) {
+    return s;
   }
   if (!request.has_expected_version()) return absl::OkStatus();
   if (request.create_only()) {
     return absl::InvalidArgumentError(
-        "expected_version and create_only cannot both be set");
+        absl::StrCat(field("expected_version"), " and ", field("create_only"),
+                     " cannot both be set"));
   }
-  return ValidateExpectedVersion(request.expected_version());
+  return ValidateVersion(request.expected_version(), field("expected_version"));
 }
 
-absl::Status ValidateDelete(const v1::DeleteConfigRequest& request) {
-  if (auto s = ValidateName(request.key(), "key"); !s.ok()) return s;
+absl::Status ValidateDelete(const v1::DeleteConfigRequest& request,
+                            absl::string_view field_prefix) {
+  const auto field = [&](absl::string_view name) {
+    return absl::StrCat(field_prefix, name);
+  };
+  if (auto s = ValidateName(request.key(), field("key")); !s.ok()) return s;
   if (!request.has_expected_version()) return absl::OkStatus();
-  return ValidateExpectedVersion(request.expected_version());
+  return ValidateVersion(request.expected_version(), field("expected_version"));
+}
+
+absl::Status ValidateValueSize(absl::string_view value,
+                               const ConfigServiceOptions& options,
+                               absl::string_view field) {
+  if (value.size() <= options.max_value_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " is ", value.size(), " bytes; at most ",
+                   options.max_value_bytes, " are allowed"));
+}
+
+absl::Status ValidateTxn(const v1::TxnRequest& request,
+                         const ConfigServiceOptions& options) {
+  const size_t steps = request.checks_size() + request.ops_size();
+  if (steps > options.max_txn_ops) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ops: the transaction has ", steps, " checks and ops; at most ",
+        options.max_txn_ops, " (max_txn_ops) are allowed"));
+  }
+  if (request.ops_size() == 0) {
+    return absl::InvalidArgumentError(
+        "ops: a transaction needs at least one op");
+  }
+  for (int i = 0; i < request.checks_size(); ++i) {
+    const v1::TxnCheck& check = request.checks(i);
+    const std::string field = absl::StrCat("checks[", i, "]");
+    if (auto s = ValidateName(check.key(), field + ".key"); !s.ok()) return s;
+    switch (check.condition_case()) {
+      case v1::TxnCheck::kVersion:
+        if (auto s = ValidateVersion(check.version(), field + ".version");
+            !s.ok()) {
+          return s;
+        }
+        break;
+      case v1::TxnCheck::kExists:
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": a check must set version or exists"));
+    }
+  }
+  // Which op writes each key: a key written twice would depend on the
+  // order ZooKeeper applies a multi's steps in, which nobody should need.
+  std::map<std::string, int> writers;
+  for (int i = 0; i < request.ops_size(); ++i) {
+    const v1::TxnOp& op = request.ops(i);
+    std::string field = absl::StrCat("ops[", i, "]");
+    const std::string* key = nullptr;
+    switch (op.op_case()) {
+      case v1::TxnOp::kPut:
+        field += ".put";
+        if (auto s = ValidatePut(op.put(), options, field + "."); !s.ok()) {
+          return s;
+        }
+        if (op.put().has_fence()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              field,
+              ".fence must be unset: the transaction's fence covers "
+              "every op"));
+        }
+        key = &op.put().key();
+        break;
+      case v1::TxnOp::kDelete:
+        field += ".delete";
+        if (auto s = ValidateDelete(op.delete_(), field + "."); !s.ok()) {
+          return s;
+        }
+        if (op.delete_().has_fence()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              field,
+              ".fence must be unset: the transaction's fence covers "
+              "every op"));
+        }
+        key = &op.delete_().key();
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": an op must set put or delete"));
+    }
+    auto [it, fresh] = writers.emplace(*key, i);
+    if (!fresh) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".key: key '", *key, "' is also written by ops[",
+                       it->second, "]; a transaction writes a key once"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ValidateList(const v1::ListConfigRequest& request) {
@@ -402,11 +525,72 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::GetConfig(
   return reactor;
 }
 
+absl::Status ConfigServiceImpl::AuthorizeFence(
+    const grpc::CallbackServerContext& context, absl::string_view method,
+    const v1::Fence& fence) const {
+  if (fence.owner_case() == v1::Fence::kLock) {
+    return Authorize(options_, context, method, auth::Action::kLock,
+                     fence.lock());
+  }
+  return Authorize(options_, context, method, auth::Action::kObserve,
+                   fence.election());
+}
+
+absl::StatusOr<fence::HeldFence> ConfigServiceImpl::ResolveFence(
+    const v1::Fence& fence, absl::Time deadline) {
+  // The answer may come after the deadline, when nobody waits any more.
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<fence::HeldFence> held;
+  };
+  auto answer = std::make_shared<Answer>();
+  fences_.Resolve(fence,
+                  [answer](absl::StatusOr<fence::HeldFence> held) mutable {
+                    answer->held = std::move(held);
+                    answer->done.Notify();
+                  });
+  if (!answer->done.WaitForNotificationWithDeadline(deadline)) {
+    return absl::DeadlineExceededError(
+        "fence: ZooKeeper did not answer before the deadline; retry");
+  }
+  return answer->held;
+}
+
+absl::StatusOr<WriteOutcome> ConfigServiceImpl::Write(const v1::Fence* fence,
+                                                      WriteBatch batch,
+                                                      absl::Time deadline) {
+  if (fence != nullptr) {
+    auto held = ResolveFence(*fence, deadline);
+    if (!held.ok()) {
+      if (held.status().code() == absl::StatusCode::kFailedPrecondition) {
+        fences_.CountRejection(fence::RejectionSite::kConfig);
+      }
+      return held.status();
+    }
+    batch.guard = fence::FenceResolver::CheckOp(*held);
+    batch.guard_failed = fence::FenceNotHeld(*fence, "its holder is gone");
+  }
+  auto outcome = store_.Write(batch, deadline);
+  if (fence != nullptr && !outcome.ok() &&
+      outcome.status() == batch.guard_failed) {
+    fences_.CountRejection(fence::RejectionSite::kConfig);
+  }
+  if (outcome.ok() && options_.on_change) {
+    for (const Change& change : outcome->changes) {
+      options_.on_change(change.type, change.entry);
+    }
+  }
+  return outcome;
+}
+
 grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
     grpc::CallbackServerContext* context, const v1::PutConfigRequest* request,
     v1::PutConfigResponse* response) {
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidatePut(*request, options_);
+  if (valid.ok() && request->has_fence()) {
+    valid = fence::ValidateFence(request->fence(), "fence");
+  }
   if (valid.ok()) {
     valid = CheckPutFits(store_.request_limits(), request->key(),
                          request->value().size(), options_.max_value_bytes);
@@ -415,22 +599,20 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::PutConfig(
     valid = Authorize(options_, *context, "PutConfig",
                       auth::Action::kConfigWrite, request->key());
   }
+  if (valid.ok() && request->has_fence()) {
+    valid = AuthorizeFence(*context, "PutConfig", request->fence());
+  }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
   Offload(context, reactor, [this, request, response](absl::Time deadline) {
-    PutParams params;
-    params.key = request->key();
-    params.value = request->value();
-    if (request->has_expected_version()) {
-      params.expected_version = request->expected_version();
-    }
-    params.create_only = request->create_only();
-    auto entry = store_.Put(params, deadline);
-    if (!entry.ok()) return entry.status();
-    FillEntry(*entry, true, response->mutable_entry());
-    if (options_.on_change) options_.on_change(Change::Type::kPut, *entry);
+    WriteBatch batch;
+    batch.ops.push_back(PutParamsOf(*request));
+    auto outcome = Write(request->has_fence() ? &request->fence() : nullptr,
+                         std::move(batch), deadline);
+    if (!outcome.ok()) return outcome.status();
+    FillEntry(outcome->puts.front(), true, response->mutable_entry());
     return absl::OkStatus();
   });
   return reactor;
@@ -442,28 +624,103 @@ grpc::ServerUnaryReactor* ConfigServiceImpl::DeleteConfig(
     v1::DeleteConfigResponse* /*response*/) {
   auto* reactor = context->DefaultReactor();
   absl::Status valid = ValidateDelete(*request);
+  if (valid.ok() && request->has_fence()) {
+    valid = fence::ValidateFence(request->fence(), "fence");
+  }
   if (valid.ok()) {
     valid = Authorize(options_, *context, "DeleteConfig",
                       auth::Action::kConfigWrite, request->key(),
                       request->recursive());
+  }
+  if (valid.ok() && request->has_fence()) {
+    valid = AuthorizeFence(*context, "DeleteConfig", request->fence());
   }
   if (!valid.ok()) {
     reactor->Finish(ToGrpcStatus(valid));
     return reactor;
   }
   Offload(context, reactor, [this, request](absl::Time deadline) {
-    DeleteParams params;
-    params.key = request->key();
-    if (request->has_expected_version()) {
-      params.expected_version = request->expected_version();
+    WriteBatch batch;
+    batch.ops.push_back(DeleteParamsOf(*request));
+    return Write(request->has_fence() ? &request->fence() : nullptr,
+                 std::move(batch), deadline)
+        .status();
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ConfigServiceImpl::Txn(
+    grpc::CallbackServerContext* context, const v1::TxnRequest* request,
+    v1::TxnResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::Status valid = ValidateTxn(*request, options_);
+  if (valid.ok() && request->has_fence()) {
+    valid = fence::ValidateFence(request->fence(), "fence");
+  }
+  if (valid.ok()) {
+    // The multi holds every put at its largest (all parents missing).
+    const RequestLimits limits = store_.request_limits();
+    size_t bound = 0;
+    for (const auto& op : request->ops()) {
+      if (op.has_put()) {
+        bound +=
+            PutRequestBound(limits, op.put().key(), op.put().value().size());
+      }
     }
-    params.recursive = request->recursive();
-    absl::Status deleted = store_.Delete(params, deadline);
-    if (deleted.ok() && options_.on_change) {
-      options_.on_change(Change::Type::kDelete,
-                         CachedEntry{request->key(), "", {}});
+    if (bound > limits.max_request_bytes) {
+      valid = absl::InvalidArgumentError(absl::StrCat(
+          "ops: the transaction's ZooKeeper request could reach ", bound,
+          " bytes; zk_max_request_bytes is ", limits.max_request_bytes,
+          "; split it or send smaller values"));
     }
-    return deleted;
+  }
+  for (int i = 0; valid.ok() && i < request->checks_size(); ++i) {
+    valid = Authorize(options_, *context, "Txn", auth::Action::kConfigRead,
+                      request->checks(i).key());
+  }
+  for (int i = 0; valid.ok() && i < request->ops_size(); ++i) {
+    const v1::TxnOp& op = request->ops(i);
+    valid =
+        op.has_put()
+            ? Authorize(options_, *context, "Txn", auth::Action::kConfigWrite,
+                        op.put().key())
+            : Authorize(options_, *context, "Txn", auth::Action::kConfigWrite,
+                        op.delete_().key(), op.delete_().recursive());
+  }
+  if (valid.ok() && request->has_fence()) {
+    valid = AuthorizeFence(*context, "Txn", request->fence());
+  }
+  if (!valid.ok()) {
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  Offload(context, reactor, [this, request, response](absl::Time deadline) {
+    WriteBatch batch;
+    batch.txn = true;
+    for (const v1::TxnCheck& check : request->checks()) {
+      CheckParams params;
+      params.key = check.key();
+      if (check.has_version()) {
+        params.version = check.version();
+      } else {
+        params.exists = check.exists();
+      }
+      batch.checks.push_back(std::move(params));
+    }
+    for (const v1::TxnOp& op : request->ops()) {
+      if (op.has_put()) {
+        batch.ops.push_back(PutParamsOf(op.put()));
+      } else {
+        batch.ops.push_back(DeleteParamsOf(op.delete_()));
+      }
+    }
+    auto outcome = Write(request->has_fence() ? &request->fence() : nullptr,
+                         std::move(batch), deadline);
+    if (!outcome.ok()) return outcome.status();
+    for (const CachedEntry& entry : outcome->puts) {
+      FillEntry(entry, true, response->add_entries());
+    }
+    return absl::OkStatus();
   });
   return reactor;
 }
@@ -542,6 +799,20 @@ ConfigServiceImpl::WatchConfig(grpc::CallbackServerContext* context,
        prefix = request->prefix()] {
         return caller.Recheck(auth::Action::kConfigRead, {key, prefix});
       });
+}
+
+grpc::ServerBidiReactor<v1::HoldKeyRequest, v1::HoldKeyResponse>*
+ConfigServiceImpl::HoldKey(grpc::CallbackServerContext* context) {
+  // The key comes with the first request: it is authorized then.
+  auto caller = auth::Authenticate(options_.authorizer, *context, "HoldKey");
+  if (!caller.ok()) {
+    return new RejectingBidiReactor<v1::HoldKeyRequest, v1::HoldKeyResponse>(
+        ToGrpcStatus(caller.status()));
+  }
+  const std::string client = QuotaClient(caller->principal(), context->peer());
+  return StartHoldKey(
+      {store_, workers_, timers_, streams_, options_, held_keys_},
+      *std::move(caller), client);
 }
 
 }  // namespace warren::config

@@ -18,12 +18,15 @@
 #include "server/config/config_limits.h"
 #include "server/config/config_store.h"
 #include "server/config/watch_cache.h"
+#include "server/fence/fence_resolver.h"
 #include "warren/v1/config.grpc.pb.h"
 
 namespace warren::config {
 
 struct ConfigServiceOptions {
   size_t max_value_bytes = kDefaultMaxValueBytes;
+  // The most checks and ops one Txn may hold.
+  size_t max_txn_ops = 100;
   // The most one ListConfig page or WatchConfig response holds
   // (config_limits.h, ResponseBudget of max_message_bytes).
   size_t max_response_bytes = ResponseBudget(4 << 20);
@@ -31,6 +34,9 @@ struct ConfigServiceOptions {
   // deadline.
   absl::Duration operation_timeout = absl::Seconds(10);
   absl::Duration default_heartbeat = absl::Seconds(30);
+  // The ZooKeeper session timeout asked for: HoldKey's lease cap until the
+  // ensemble's negotiated one is known.
+  absl::Duration session_timeout = absl::Seconds(10);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
   // WatchConfig streams open at once over all clients, and per client
   // (client_quota.h: the principal, or the peer's address); 0: no limit.
@@ -46,9 +52,20 @@ struct ConfigServiceOptions {
 // The checks at the edge of each RPC, before any backend work:
 // INVALID_ARGUMENT naming the field. (GetConfig's is ValidateName of its key;
 // WatchConfig's limit, max_watches, is the service's.)
+// `field_prefix` names the request inside a larger one (e.g. "ops[2].put.").
 absl::Status ValidatePut(const warren::v1::PutConfigRequest& request,
+                         const ConfigServiceOptions& options,
+                         absl::string_view field_prefix = "");
+absl::Status ValidateDelete(const warren::v1::DeleteConfigRequest& request,
+                            absl::string_view field_prefix = "");
+// The value size limit (PutConfig's, HoldKey's).
+absl::Status ValidateValueSize(absl::string_view value,
+                               const ConfigServiceOptions& options,
+                               absl::string_view field);
+// max_txn_ops, at least one op, each check and op, and each key written at
+// most once. (The fence is validated by the handler, fence_resolver.h.)
+absl::Status ValidateTxn(const warren::v1::TxnRequest& request,
                          const ConfigServiceOptions& options);
-absl::Status ValidateDelete(const warren::v1::DeleteConfigRequest& request);
 // Answers the key the page starts after: the one in page_token, empty for
 // the first page.
 absl::StatusOr<std::string> ValidateList(
@@ -60,7 +77,8 @@ std::string MakePageToken(const std::string& last_key);
 class ConfigServiceImpl final
     : public warren::v1::ConfigService::CallbackService {
  public:
-  ConfigServiceImpl(ConfigStore& store, WatchCache& cache, WorkerPool& workers,
+  ConfigServiceImpl(ConfigStore& store, WatchCache& cache,
+                    fence::FenceResolver& fences, WorkerPool& workers,
                     TimerQueue& timers, StreamRegistry& streams,
                     ConfigServiceOptions options);
 
@@ -83,6 +101,15 @@ class ConfigServiceImpl final
   grpc::ServerWriteReactor<warren::v1::WatchConfigResponse>* WatchConfig(
       grpc::CallbackServerContext* context,
       const warren::v1::WatchConfigRequest* request) override;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext* context,
+                                const warren::v1::TxnRequest* request,
+                                warren::v1::TxnResponse* response) override;
+  grpc::ServerBidiReactor<warren::v1::HoldKeyRequest,
+                          warren::v1::HoldKeyResponse>*
+  HoldKey(grpc::CallbackServerContext* context) override;
+
+  // HoldKey streams open on this server (warren_held_keys).
+  size_t held_keys() const { return held_keys_.load(); }
 
   // Counters of cached reads, for metrics and tests.
   uint64_t cache_hits() const { return cache_hits_.load(); }
@@ -94,13 +121,28 @@ class ConfigServiceImpl final
   void Offload(grpc::CallbackServerContext* context,
                grpc::ServerUnaryReactor* reactor, Work work);
 
+  // A fence needs `observe` on its election or `lock` on its lock, besides
+  // the write's own grant.
+  absl::Status AuthorizeFence(const grpc::CallbackServerContext& context,
+                              absl::string_view method,
+                              const warren::v1::Fence& fence) const;
+  // Every write: with a fence, its check is the multi's first step. Then
+  // announces what changed (on_change).
+  // Blocks a worker until the fence is resolved (fence_resolver.h).
+  absl::StatusOr<fence::HeldFence> ResolveFence(const warren::v1::Fence& fence,
+                                                absl::Time deadline);
+  absl::StatusOr<WriteOutcome> Write(const warren::v1::Fence* fence,
+                                     WriteBatch batch, absl::Time deadline);
+
   ConfigStore& store_;
   WatchCache& cache_;
+  fence::FenceResolver& fences_;
   WorkerPool& workers_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const ConfigServiceOptions options_;
   ClientQuota watch_quota_;
+  std::atomic<size_t> held_keys_{0};
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};
 };

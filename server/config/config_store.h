@@ -4,11 +4,16 @@
 // the status codes of the API with messages that name the key, and never leaves
 // partial state: writes that need more than one node change go through one
 // atomic multi-operation.
+//
+// Keys are what was put: a node with non-null data is a key (an empty value
+// included); a node with ZooKeeper's null data is a namespace node, a parent
+// made for the keys below it, which no read reports.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -25,12 +30,51 @@ struct PutParams {
   std::string value;
   std::optional<int64_t> expected_version;
   bool create_only = false;
+  // HoldKey: create the key as an ephemeral node of this session (where no
+  // key is: ALREADY_EXISTS otherwise), or, with `holder`, write the value
+  // of the key that session holds.
+  bool hold = false;
+  std::optional<int64_t> holder;
 };
 
 struct DeleteParams {
   std::string key;
   std::optional<int64_t> expected_version;
   bool recursive = false;
+  // HoldKey's end: delete the key only while this session holds it.
+  std::optional<int64_t> holder;
+};
+
+// A condition of a transaction: the key exists at `version`, or exists (or
+// not) as `exists` says.
+struct CheckParams {
+  std::string key;
+  std::optional<int64_t> version;
+  std::optional<bool> exists;
+};
+
+using WriteOp = std::variant<PutParams, DeleteParams>;
+
+// One atomic write: checks, then ops, as one ZooKeeper multi.
+struct WriteBatch {
+  std::vector<CheckParams> checks;
+  std::vector<WriteOp> ops;
+  // When set, the multi's first step (a fence's check); when that step
+  // fails, the write answers `guard_failed`.
+  std::optional<zk::Op> guard;
+  absl::Status guard_failed;
+  // A transaction: every refusal is FAILED_PRECONDITION naming the check
+  // or op (`checks[i]: `, `ops[i]: `). A single write (one op) keeps its
+  // codes (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION).
+  bool txn = false;
+};
+
+struct WriteOutcome {
+  // The new state of each put, in op order.
+  std::vector<CachedEntry> puts;
+  // What happened to keys, in op order, for announcements: each put, and
+  // each delete of a key (not of a namespace node).
+  std::vector<Change> changes;
 };
 
 struct ListParams {
@@ -65,9 +109,20 @@ class ConfigStore {
   // round trip instead of two.
   void GetAsync(const std::string& key, bool consistent,
                 zk::Callback<CachedEntry> done);
-  absl::StatusOr<CachedEntry> Put(const PutParams& params, absl::Time deadline);
-  absl::Status Delete(const DeleteParams& params, absl::Time deadline);
+  // The same read, blocking (for worker threads): NOT_FOUND for a missing
+  // key or a namespace node.
+  absl::StatusOr<CachedEntry> Read(const std::string& key, absl::Time deadline);
+  // Every write: plans the multi from what it reads (namespace parents
+  // for puts, a namespace node for a delete of a key with children), runs
+  // it, and plans again when something it read changed meanwhile. After a
+  // delete, namespace nodes left without children are removed upwards
+  // (best effort: a concurrent create keeps them).
+  absl::StatusOr<WriteOutcome> Write(const WriteBatch& batch,
+                                     absl::Time deadline);
   absl::StatusOr<ListPage> List(const ListParams& params, absl::Time deadline);
+
+  zk::ZkClient& zk() const { return zk_; }
+  const KeySpace& keys() const { return keys_; }
 
   // What a write's size is checked against (config_limits.h).
   RequestLimits request_limits() const {
@@ -79,9 +134,7 @@ class ConfigStore {
   static constexpr size_t kMaxRecursiveDelete = 10000;
 
  private:
-  absl::StatusOr<CachedEntry> CreateWithParents(const std::string& key,
-                                                const std::string& value,
-                                                absl::Time deadline);
+  void RemoveEmptyNamespaces(const std::string& path, absl::Time deadline);
 
   zk::ZkClient& zk_;
   const KeySpace keys_;

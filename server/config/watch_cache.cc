@@ -23,9 +23,11 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
 
   void AddSubscriber(SubscriptionId id, WatchListener* listener) {
     warren::MutexLock lock(&mu_);
-    subscribers_[id] = Subscriber{listener, false};
+    subscribers_[id] = Subscriber{listener, false, 0};
     if (synced_) {
       subscribers_[id].initialized = true;
+      // Its snapshot holds the changes not flushed yet.
+      subscribers_[id].skip = unflushed_.size();
       listener->OnInitialState(SnapshotLocked());
     }
   }
@@ -64,44 +66,80 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
     warren::MutexLock lock(&mu_);
     if (!synced_) return std::nullopt;
     auto it = nodes_.find(path);
-    if (it == nodes_.end()) return std::optional<CachedEntry>();
+    if (it == nodes_.end() || !IsKey(it->first, it->second)) {
+      return std::optional<CachedEntry>();
+    }
     return std::optional<CachedEntry>(EntryOf(it->first, it->second));
   }
 
  private:
   struct Node {
     std::string value;
+    bool null_data = false;  // a namespace node: watched, never reported
     zk::NodeStat stat;
     uint64_t seen_epoch = 0;
   };
   struct Subscriber {
     WatchListener* listener;
     bool initialized;
+    // How many of unflushed_ its initial state already holds.
+    size_t skip;
   };
 
   CachedEntry EntryOf(const std::string& path, const Node& node) const {
     return CachedEntry{keys_.KeyOf(path).value_or(path), node.value, node.stat};
   }
 
-  // The base node of all keys is not itself a key.
-  bool IsKeyPath(const std::string& path) const { return path != keys_.base(); }
+  // Neither the base node of all keys nor a namespace node is a key.
+  bool IsKey(const std::string& path, const Node& node) const {
+    return path != keys_.base() && !node.null_data;
+  }
 
   std::vector<CachedEntry> SnapshotLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<CachedEntry> entries;
     entries.reserve(nodes_.size());
     for (const auto& [path, node] : nodes_) {
-      if (IsKeyPath(path)) entries.push_back(EntryOf(path, node));
+      if (IsKey(path, node)) entries.push_back(EntryOf(path, node));
     }
     return entries;
   }
 
+  // Changes wait until every read in flight has been answered, so that the
+  // changes of one write (one multi) reach subscribers together: ZooKeeper
+  // sends all of a transaction's watch events before its answer to any
+  // later request, and each event starts a read (a barrier for a delete).
   void EmitLocked(std::vector<Change> changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (changes.empty()) return;
+    for (auto& change : changes) unflushed_.push_back(std::move(change));
+  }
+
+  void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unflushed_.empty()) return;
     for (auto& [id, subscriber] : subscribers_) {
-      if (subscriber.initialized) subscriber.listener->OnChanges(changes);
+      if (!subscriber.initialized) continue;
+      if (subscriber.skip == 0) {
+        subscriber.listener->OnChanges(unflushed_);
+      } else if (subscriber.skip < unflushed_.size()) {
+        subscriber.listener->OnChanges(std::vector<Change>(
+            unflushed_.begin() + subscriber.skip, unflushed_.end()));
+      }
+      subscriber.skip = 0;
     }
+    unflushed_.clear();
+  }
+
+  // A read whose answer comes after every watch event already sent.
+  void BarrierLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++pending_;
+    zk_.Exists(root_path_, nullptr,
+               [weak = weak()](absl::StatusOr<std::optional<zk::NodeStat>>) {
+                 auto tree = weak.lock();
+                 if (!tree) return;
+                 warren::MutexLock lock(&tree->mu_);
+                 --tree->pending_;
+                 tree->MaybeFinishLocked();
+               });
   }
 
   void StartEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -148,11 +186,19 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
       const bool changed = node.seen_epoch == 0 ||
                            node.stat.mzxid != result->stat.mzxid ||
                            node.stat.czxid != result->stat.czxid;
+      // A key deleted while it had children turns into a namespace node.
+      std::optional<CachedEntry> deleted;
+      if (node.seen_epoch != 0 && IsKey(path, node) && result->null_data) {
+        deleted = EntryOf(path, node);
+      }
       node.value = result->value;
+      node.null_data = result->null_data;
       node.stat = result->stat;
       node.seen_epoch = epoch_;
-      if (changed && IsKeyPath(path)) {
+      if (changed && IsKey(path, node)) {
         EmitLocked({Change{Change::Type::kPut, EntryOf(path, node)}});
+      } else if (deleted.has_value()) {
+        EmitLocked({Change{Change::Type::kDelete, *std::move(deleted)}});
       }
       if (prefix_) LoadChildrenLocked(path);
     } else {
@@ -236,7 +282,11 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
       // first, so this removes the node alone (or a remnant subtree).
       child_watched_.erase(event.path);
       RemoveLocked(event.path);
-      if (event.path == root_path_) WatchRootCreationLocked();
+      if (event.path == root_path_) {
+        WatchRootCreationLocked();
+      } else {
+        BarrierLocked();
+      }
     } else {
       LoadLocked(event.path);
     }
@@ -257,7 +307,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
     auto it = nodes_.find(path);
     if (it == nodes_.end()) it = nodes_.upper_bound(path);
     while (it != nodes_.end() && IsSelfOrDescendant(it->first, path)) {
-      if (IsKeyPath(it->first)) {
+      if (IsKey(it->first, it->second)) {
         changes.push_back(
             Change{Change::Type::kDelete, EntryOf(it->first, it->second)});
       }
@@ -277,28 +327,33 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (pending_ != 0 || epoch_failed_ || epoch_ == 0) return;
-    if (!synced_) {
-      // Whatever this reading did not see is gone.
-      std::vector<std::string> stale;
-      for (const auto& [path, node] : nodes_) {
-        if (node.seen_epoch < epoch_) stale.push_back(path);
+    if (pending_ != 0) return;
+    if (epoch_failed_ || epoch_ == 0 || synced_) {
+      FlushLocked();
+      return;
+    }
+    // Whatever this reading did not see is gone.
+    std::vector<std::string> stale;
+    for (const auto& [path, node] : nodes_) {
+      if (node.seen_epoch < epoch_) stale.push_back(path);
+    }
+    for (auto it = stale.rbegin(); it != stale.rend(); ++it) {
+      if (nodes_.count(*it) != 0) RemoveLocked(*it);
+    }
+    // To the subscribers that had a state before this reading; the new
+    // ones get the state as it is now.
+    FlushLocked();
+    synced_ = true;
+    std::vector<CachedEntry> snapshot;
+    bool snapshot_taken = false;
+    for (auto& [id, subscriber] : subscribers_) {
+      if (subscriber.initialized) continue;
+      if (!snapshot_taken) {
+        snapshot = SnapshotLocked();
+        snapshot_taken = true;
       }
-      for (auto it = stale.rbegin(); it != stale.rend(); ++it) {
-        if (nodes_.count(*it) != 0) RemoveLocked(*it);
-      }
-      synced_ = true;
-      std::vector<CachedEntry> snapshot;
-      bool snapshot_taken = false;
-      for (auto& [id, subscriber] : subscribers_) {
-        if (subscriber.initialized) continue;
-        if (!snapshot_taken) {
-          snapshot = SnapshotLocked();
-          snapshot_taken = true;
-        }
-        subscriber.initialized = true;
-        subscriber.listener->OnInitialState(snapshot);
-      }
+      subscriber.initialized = true;
+      subscriber.listener->OnInitialState(snapshot);
     }
   }
 
@@ -314,6 +369,7 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   std::set<std::string> data_watched_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> child_watched_ ABSL_GUARDED_BY(mu_);
   std::map<SubscriptionId, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
+  std::vector<Change> unflushed_ ABSL_GUARDED_BY(mu_);
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool epoch_failed_ ABSL_GUARDED_BY(mu_) = false;

@@ -113,6 +113,9 @@ ABSL_FLAG(int64_t, max_watches, 10000,
 ABSL_FLAG(int64_t, max_watches_per_client, 10000,
           "Most WatchConfig streams served at once to one client (its "
           "principal with auth on, else its IP address).");
+ABSL_FLAG(int64_t, max_txn_ops, 100,
+          "Most checks and ops one config Txn may hold (all in one ZooKeeper "
+          "multi-operation).");
 ABSL_FLAG(int64_t, max_candidates, 20000,
           "Most Elect streams that have campaigned, open at once.");
 ABSL_FLAG(int64_t, max_candidates_per_client, 20000,
@@ -126,7 +129,8 @@ ABSL_FLAG(int64_t, max_observers_per_client, 10000,
           "principal with auth on, else its IP address).");
 ABSL_FLAG(int64_t, max_streams, 30000,
           "Most long-lived streams (PublishStream, Subscribe, Elect, "
-          "ObserveLeader, WatchConfig) open at once over all clients; more "
+          "ObserveLeader, Lock, WatchConfig) open at once over all clients; "
+          "more "
           "get RESOURCE_EXHAUSTED. Each idle one costs about 30 KiB.");
 ABSL_FLAG(int64_t, max_streams_per_client, 30000,
           "Most long-lived streams of every kind open at once for one client "
@@ -320,14 +324,16 @@ const std::vector<SettingGroup> kSettingGroups = {
       "amqp_cert_file", "amqp_key_file", "amqp_heartbeat",
       "amqp_max_connections", "backend_wait", "operation_timeout"}},
     {"Auth", {"auth_tokens_file", "auth_policy_file", "auth_reload_interval"}},
-    {"Limits",
-     {"max_connections", "max_connections_per_peer", "max_concurrent_streams",
-      "max_message_bytes", "max_config_value_bytes", "max_payload_bytes",
-      "max_header_bytes", "max_streams", "max_streams_per_client",
-      "max_watches", "max_watches_per_client", "max_candidates",
-      "max_candidates_per_client", "max_observers", "max_observers_per_client",
-      "max_health_watches", "max_health_watches_per_client",
-      "max_in_flight_cap", "worker_threads"}},
+    {"Limits", {"max_connections",        "max_connections_per_peer",
+                "max_concurrent_streams", "max_message_bytes",
+                "max_config_value_bytes", "max_payload_bytes",
+                "max_header_bytes",       "max_streams",
+                "max_streams_per_client", "max_watches",
+                "max_watches_per_client", "max_txn_ops",
+                "max_candidates",         "max_candidates_per_client",
+                "max_observers",          "max_observers_per_client",
+                "max_health_watches",     "max_health_watches_per_client",
+                "max_in_flight_cap",      "worker_threads"}},
     {"Streams",
      {"heartbeat_interval", "publish_window", "default_max_in_flight",
       "publish_config_changes", "config_change_exchange", "shutdown_grace"}},
@@ -536,6 +542,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "(max_config_value_bytes + 4096) and be at most 64 MiB"),
       Check(absl::GetFlag(FLAGS_max_watches) > 0,
             "max_watches must be positive"),
+      Check(absl::GetFlag(FLAGS_max_txn_ops) > 0,
+            "max_txn_ops must be positive"),
       Check(absl::GetFlag(FLAGS_max_watches_per_client) > 0,
             "max_watches_per_client must be positive"),
       Check(absl::GetFlag(FLAGS_max_candidates) > 0,
@@ -658,6 +666,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.config.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
   o.config.default_heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
   o.config.max_watches = Size(absl::GetFlag(FLAGS_max_watches));
+  o.config.max_txn_ops = Size(absl::GetFlag(FLAGS_max_txn_ops));
+  o.config.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
   o.config.max_watches_per_client =
       Size(absl::GetFlag(FLAGS_max_watches_per_client));
 
@@ -680,6 +690,9 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.election.max_observers = Size(absl::GetFlag(FLAGS_max_observers));
   o.election.max_observers_per_client =
       Size(absl::GetFlag(FLAGS_max_observers_per_client));
+
+  o.lock.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
+  o.lock.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
 
   o.health.max_watches = Size(absl::GetFlag(FLAGS_max_health_watches));
   o.health.max_watches_per_client =

@@ -21,6 +21,7 @@
 #include "server/daemon/listener.h"
 #include "server/daemon/tls.h"
 #include "server/election/election_service.h"
+#include "server/lock/lock_service.h"
 #include "server/messaging/messaging_service.h"
 #include "server/zk/zookeeper_client.h"
 
@@ -61,6 +62,7 @@ struct Options {
   config::ConfigServiceOptions config;
   messaging::MessagingServiceOptions messaging;
   election::ElectionServiceOptions election;
+  lock::LockServiceOptions lock;
   HealthServiceOptions health;
   size_t max_streams = 0;
   size_t max_streams_per_client = 0;

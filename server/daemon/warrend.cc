@@ -48,6 +48,8 @@
 #include "server/election/election_manager.h"
 #include "server/election/election_service.h"
 #include "server/fence/fence_resolver.h"
+#include "server/lock/lock_manager.h"
+#include "server/lock/lock_service.h"
 #include "server/messaging/messaging_service.h"
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
@@ -317,13 +319,15 @@ struct Services {
                       ? std::make_unique<ConfigChangePublisher>(
                             *backends.amqp, options.config_change_exchange)
                       : nullptr),
-        config(store, cache, workers, timers, streams,
+        config(store, cache, fences, workers, timers, streams,
                ConfigOptions(options, authorizer, announcer.get())),
         messaging(*backends.amqp, timers, streams,
                   MessagingOptions(options, authorizer, fences)),
         elections(*backends.zk, options.root),
         election(elections, workers, timers, streams,
                  With(options.election, authorizer)),
+        locks(*backends.zk, options.root),
+        lock(locks, workers, timers, streams, With(options.lock, authorizer)),
         health_service(streams, With(options.health, authorizer)),
         health(*backends.zk, *backends.amqp) {
     if (certificate_expiry != nullptr) {
@@ -333,7 +337,8 @@ struct Services {
     if (announcer != nullptr) announcer->DeclareExchange();
   }
 
-  // The base nodes of config and elections, before anything is served.
+  // The base nodes of config, elections and locks, before anything is
+  // served.
   absl::Status CreateBaseNodes(absl::Duration timeout) {
     if (absl::Status s = store.EnsureBase(absl::Now() + timeout); !s.ok()) {
       return absl::Status(s.code(),
@@ -346,6 +351,12 @@ struct Services {
                                        "node in ZooKeeper: ",
                                        s.message()));
     }
+    if (absl::Status s = locks.EnsureBase(absl::Now() + timeout); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("cannot create or use the locks node "
+                                       "in ZooKeeper: ",
+                                       s.message()));
+    }
     return absl::OkStatus();
   }
 
@@ -355,8 +366,11 @@ struct Services {
       return messaging.unacked_deliveries();
     };
     probes.election_leaders = [this] { return elections.leaders(); };
+    probes.locks_held = [this] { return locks.held(); };
+    probes.lock_waiters = [this] { return locks.waiting(); };
     probes.config_watches = [this] { return cache.subscription_count(); };
     probes.config_cache_hits = [this] { return config.cache_hits(); };
+    probes.held_keys = [this] { return config.held_keys(); };
     probes.config_cache_misses = [this] { return config.cache_misses(); };
     if (certificate_expiry != nullptr) {
       probes.tls_certificate_expiry = [this] {
@@ -391,6 +405,8 @@ struct Services {
   messaging::MessagingServiceImpl messaging;
   election::ElectionManager elections;
   election::ElectionServiceImpl election;
+  lock::LockManager locks;
+  lock::LockServiceImpl lock;
   HealthService health_service;
   BackendHealth health;
 
@@ -481,6 +497,7 @@ absl::StatusOr<std::unique_ptr<Serving>> Serve(const Options& options,
   builder.RegisterService(&services.config);
   builder.RegisterService(&services.messaging);
   builder.RegisterService(&services.election);
+  builder.RegisterService(&services.lock);
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -490,7 +507,7 @@ absl::StatusOr<std::unique_ptr<Serving>> Serve(const Options& options,
     // and calls to made-up methods are not counted.
     for (const char* service :
          {"warren.v1.ConfigService", "warren.v1.MessagingService",
-          "warren.v1.ElectionService",
+          "warren.v1.ElectionService", "warren.v1.LockService",
           "grpc.reflection.v1alpha.ServerReflection"}) {
       if (!metrics.grpc->InitializeService(service)) {
         WARREN_LOG_WARN("metrics: service {} not found", service);

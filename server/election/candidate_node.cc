@@ -84,4 +84,17 @@ absl::Status ValidateRecipeName(absl::string_view name,
   return absl::OkStatus();
 }
 
+absl::Status ValidateCandidateId(absl::string_view id,
+                                 absl::string_view field) {
+  if (id.size() > 255) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", id.size(), " bytes; at most 255"));
+  }
+  if (id.find('/') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be one segment: no '/'"));
+  }
+  return ValidateName(id, field, /*allow_empty=*/true);
+}
+
 }  // namespace warren::election

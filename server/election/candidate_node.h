@@ -57,4 +57,9 @@ std::vector<std::string> SortCandidates(std::vector<std::string> names);
 absl::Status ValidateRecipeName(absl::string_view name,
                                 absl::string_view field);
 
+// A candidate's (or lock holder's) id: one segment of ValidateName's rule,
+// at most 255 bytes, may be empty. INVALID_ARGUMENT naming `field`
+// otherwise.
+absl::Status ValidateCandidateId(absl::string_view id, absl::string_view field);
+
 }  // namespace warren::election

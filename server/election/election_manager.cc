@@ -32,15 +32,10 @@ absl::Status ElectionManager::EnsureBase(absl::Time deadline) {
 
 std::shared_ptr<Candidacy> ElectionManager::Campaign(
     CandidacyParams params, std::shared_ptr<CandidacyObserver> observer) {
-  params.election_path = PathOf(params.election);
+  params.path = PathOf(params.name);
   auto candidacy =
       Candidacy::Start(zk_, std::move(params), std::move(observer));
-  warren::MutexLock lock(&mu_);
-  candidacies_.erase(
-      std::remove_if(candidacies_.begin(), candidacies_.end(),
-                     [](const auto& weak) { return weak.expired(); }),
-      candidacies_.end());
-  candidacies_.push_back(candidacy);
+  candidacies_.Add(candidacy);
   return candidacy;
 }
 
@@ -62,28 +57,14 @@ std::shared_ptr<LeaderWatch> ElectionManager::Watch(
   return watch;
 }
 
-size_t ElectionManager::leaders() const {
-  std::vector<std::shared_ptr<Candidacy>> candidacies;
-  {
-    warren::MutexLock lock(&mu_);
-    for (const auto& weak : candidacies_) {
-      if (auto c = weak.lock()) candidacies.push_back(std::move(c));
-    }
-  }
-  // Outside the lock: a candidacy takes its own lock to answer.
-  size_t leading = 0;
-  for (const auto& c : candidacies) leading += c->leading() ? 1 : 0;
-  return leading;
-}
+size_t ElectionManager::leaders() const { return candidacies_.holding(); }
 
 void ElectionManager::OnSessionState(zk::SessionState state) {
-  std::vector<std::shared_ptr<Candidacy>> candidacies;
+  const std::vector<std::shared_ptr<Candidacy>> candidacies =
+      candidacies_.Live();
   std::vector<std::shared_ptr<LeaderWatch>> watches;
   {
     warren::MutexLock lock(&mu_);
-    for (auto& weak : candidacies_) {
-      if (auto c = weak.lock()) candidacies.push_back(std::move(c));
-    }
     for (auto& [name, weak] : watches_) {
       if (auto w = weak.lock()) watches.push_back(std::move(w));
     }

@@ -57,7 +57,7 @@ class ElectionManager {
       std::make_shared<RequestGate>(kMaxLeaderReadsInFlight);
 
   mutable warren::Mutex mu_;
-  std::vector<std::weak_ptr<Candidacy>> candidacies_ ABSL_GUARDED_BY(mu_);
+  CandidacySet candidacies_;
   std::map<std::string, std::weak_ptr<LeaderWatch>> watches_
       ABSL_GUARDED_BY(mu_);
   // Expired entries are swept when the map has doubled since the last

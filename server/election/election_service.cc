@@ -10,6 +10,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/common/duration.h"
 #include "server/common/grpc_status.h"
+#include "server/common/logging.h"
 #include "server/common/mutex.h"
 #include "server/common/names.h"
 #include "server/common/rejecting_reactors.h"
@@ -17,6 +18,7 @@
 #include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
+#include "server/election/candidacy_lease.h"
 #include "server/election/candidate_node.h"
 #include "server/zk/zk_sync.h"
 
@@ -25,18 +27,6 @@ namespace {
 
 namespace v1 = ::warren::v1;
 using google::protobuf::util::TimeUtil;
-
-absl::Status ValidateCandidateId(const std::string& id) {
-  if (id.size() > 255) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "campaign.candidate_id is ", id.size(), " bytes; at most 255"));
-  }
-  if (id.find('/') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        "campaign.candidate_id must be one segment: no '/'");
-  }
-  return ValidateName(id, "campaign.candidate_id", /*allow_empty=*/true);
-}
 
 v1::LossReason ToProto(LossReason reason) {
   switch (reason) {
@@ -132,12 +122,12 @@ class ElectReactor final
                 FromProtoDuration(request_.campaign().heartbeat_interval());
             StartLeaseHeartbeatLocked();
             const auto& c = request_.campaign();
-            params.election = c.election();
+            params.name = c.election();
             params.candidate_id =
                 c.candidate_id().empty() ? NewUuid() : c.candidate_id();
             params.value = c.value();
             params.rejoin_after_expiry = c.rejoin_after_expiry();
-            election_ = params.election;
+            election_ = params.name;
             // A reload that takes the grant (or the token) away ends the
             // stream, and with it the candidacy.
             lifetime_.SetReauthorizer([caller = caller_, election = election_] {
@@ -188,17 +178,31 @@ class ElectReactor final
         StartCampaign(std::move(params));
         break;
       case Action::kProclaim:
-        candidacy->Proclaim(
-            value, [weak = weak_from_this(), value](absl::Status status) {
-              auto self = weak.lock();
-              if (!self) return;
-              warren::MutexLock lock(&self->mu_);
-              if (status.ok()) {
-                self->value_ = value;
-              } else {
-                self->writes_.Finish(self.get(), ToGrpcStatus(status));
-              }
-            });
+        candidacy->Proclaim(value, [weak = weak_from_this(), candidacy,
+                                    value](absl::Status status) {
+          auto self = weak.lock();
+          if (!self) return;
+          // A proclaim that raced a loss of leadership (or came from a
+          // candidate that does not lead) is dropped: the candidate has
+          // been, or is about to be, told `lost` or `following`, and its
+          // stream stays a candidacy. Only other failures end it.
+          const bool dropped =
+              !status.ok() &&
+              (!candidacy->holds() ||
+               status.code() == absl::StatusCode::kNotFound ||
+               status.code() == absl::StatusCode::kFailedPrecondition);
+          warren::MutexLock lock(&self->mu_);
+          if (status.ok()) {
+            self->value_ = value;
+          } else if (dropped) {
+            WARREN_LOG_INFO(
+                "election {}: proclaim from {} dropped: it does not lead "
+                "now ({})",
+                self->election_, self->candidate_id_, status.message());
+          } else {
+            self->writes_.Finish(self.get(), ToGrpcStatus(status));
+          }
+        });
         break;
       case Action::kResign:
         candidacy->Resign();
@@ -257,7 +261,7 @@ class ElectReactor final
     PushLocked(std::move(response));
   }
 
-  void OnFollowing(uint64_t own_token) override {
+  void OnFollowing(uint64_t own_token, uint32_t) override {
     warren::MutexLock lock(&mu_);
     if (done_) return;
     role_ = Role::kFollower;
@@ -288,7 +292,7 @@ class ElectReactor final
   enum class Role { kNone, kLeader, kFollower };
 
   void StartCampaign(CandidacyParams params) {
-    auto watch = manager_.Watch(params.election);
+    auto watch = manager_.Watch(params.name);
     auto candidacy = manager_.Campaign(std::move(params), shared_from_this());
     const uint64_t watch_id = watch->Subscribe(
         [weak = weak_from_this()](const std::optional<v1::Leader>& leader) {
@@ -365,43 +369,29 @@ class ElectReactor final
   }
 
   absl::Duration SessionTimeoutInForce() const {
-    const absl::Duration negotiated =
-        manager_.zk().negotiated_session_timeout();
-    return negotiated > absl::ZeroDuration() ? negotiated
-                                             : options_.session_timeout;
+    return election::SessionTimeoutInForce(manager_.zk(),
+                                           options_.session_timeout);
   }
 
-  // The leader's lease heartbeats (stream_heartbeat.h): each follows fresh
-  // proof from the ensemble, through the candidacy, never a timer alone.
+  // The leader's lease heartbeats (candidacy_lease.h).
   void StartLeaseHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    StreamHeartbeat::Lease lease;
-    lease.leading = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    CandidacyLease lease;
+    lease.zk = &manager_.zk();
+    lease.asked_session_timeout = options_.session_timeout;
+    lease.requested_interval = requested_heartbeat_;
+    lease.holding = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       return role_ == Role::kLeader && candidacy_ != nullptr &&
              !writes_.finishing();
     };
-    lease.prove = [this](absl::AnyInvocable<void(absl::Status)> done) {
-      std::shared_ptr<Candidacy> candidacy;
-      {
-        warren::MutexLock lock(&mu_);
-        candidacy = candidacy_;
-      }
-      if (candidacy == nullptr) {
-        done(absl::FailedPreconditionError("the stream has ended"));
-        return;
-      }
-      candidacy->ConfirmLeadership(std::move(done));
-    };
-    lease.session_timeout = [this] { return SessionTimeoutInForce(); };
-    lease.send = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      v1::ElectResponse response;
-      *response.mutable_heartbeat()->mutable_server_time() =
-          TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
-      PushLocked(std::move(response));
-    };
-    heartbeat_.StartLease(
-        weak_from_this(),
-        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
-        std::move(lease));
+    lease.candidacy = [this]()
+                          ABSL_NO_THREAD_SAFETY_ANALYSIS { return candidacy_; };
+    lease.send = [this](const v1::Heartbeat& beat)
+                     ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                       v1::ElectResponse response;
+                       *response.mutable_heartbeat() = beat;
+                       PushLocked(std::move(response));
+                     };
+    StartCandidacyLease(heartbeat_, weak_from_this(), mu_, std::move(lease));
   }
 
   ElectionManager& manager_;
@@ -521,7 +511,11 @@ absl::StatusOr<absl::Duration> ValidateCampaign(
       !s.ok()) {
     return s;
   }
-  if (auto s = ValidateCandidateId(campaign.candidate_id()); !s.ok()) return s;
+  if (auto s =
+          ValidateCandidateId(campaign.candidate_id(), "campaign.candidate_id");
+      !s.ok()) {
+    return s;
+  }
   if (campaign.value().size() > options.max_value_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("campaign.value is ", campaign.value().size(),
@@ -534,16 +528,6 @@ absl::StatusOr<absl::Duration> ValidateCampaign(
   }
   return LeaseInterval(FromProtoDuration(campaign.heartbeat_interval()),
                        options.session_timeout);
-}
-
-absl::Duration LeaseInterval(absl::Duration requested,
-                             absl::Duration session_timeout) {
-  // The lease: two missed heartbeats must come before the session could
-  // expire.
-  const absl::Duration cap = session_timeout / 3;
-  absl::Duration interval = requested;
-  if (interval <= absl::ZeroDuration() || interval > cap) interval = cap;
-  return std::max(interval, absl::Milliseconds(100));
 }
 
 ElectionServiceImpl::ElectionServiceImpl(ElectionManager& manager,

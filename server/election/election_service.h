@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "server/auth/authorizer.h"
 #include "server/common/client_quota.h"
+#include "server/common/duration.h"
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/common/worker_pool.h"
@@ -48,11 +49,6 @@ struct ElectionServiceOptions {
 absl::StatusOr<absl::Duration> ValidateCampaign(
     const warren::v1::Campaign& campaign,
     const ElectionServiceOptions& options);
-
-// The lease's heartbeat interval: the one asked for (0: the longest),
-// capped at a third of the session timeout, at least 100 ms.
-absl::Duration LeaseInterval(absl::Duration requested,
-                             absl::Duration session_timeout);
 
 class ElectionServiceImpl final
     : public warren::v1::ElectionService::CallbackService {

@@ -34,7 +34,9 @@ class RecordingObserver : public CandidacyObserver {
     events.push_back("elected");
     tokens.push_back(token);
   }
-  void OnFollowing(uint64_t) override { events.push_back("following"); }
+  void OnFollowing(uint64_t, uint32_t) override {
+    events.push_back("following");
+  }
   void OnLost(LossReason reason) override {
     events.push_back(reason == LossReason::kResigned ? "lost:resigned"
                      : reason == LossReason::kConnectionSuspended
@@ -60,7 +62,7 @@ class ElectionTest : public ::testing::Test {
   Campaign(const std::string& id, bool rejoin = false) {
     auto observer = std::make_shared<RecordingObserver>();
     CandidacyParams params;
-    params.election = "jobs/dispatcher";
+    params.name = "jobs/dispatcher";
     params.candidate_id = id;
     params.value = id + "-address";
     params.rejoin_after_expiry = rejoin;
@@ -82,8 +84,8 @@ TEST_F(ElectionTest, LowestLeadsOthersFollowAndTokensGrow) {
   EXPECT_THAT(ao->events, ElementsAre("elected"));
   EXPECT_THAT(bo->events, ElementsAre("following"));
   EXPECT_THAT(co->events, ElementsAre("following"));
-  EXPECT_TRUE(a->leading());
-  EXPECT_FALSE(b->leading());
+  EXPECT_TRUE(a->holds());
+  EXPECT_FALSE(b->holds());
   EXPECT_EQ(ao->tokens[0], a->token());
 
   a->Resign();
@@ -124,7 +126,7 @@ TEST_F(ElectionTest, ThousandCandidatesWatchOnlyTheirPredecessor) {
     for (const auto& e : observers[i]->events) elected += e == "elected";
   }
   EXPECT_EQ(elected, 1);
-  EXPECT_TRUE(candidacies[1]->leading());
+  EXPECT_TRUE(candidacies[1]->holds());
 }
 
 TEST_F(ElectionTest, SuspensionTakesLeadershipAwayUntilTheSessionIsBack) {
@@ -133,7 +135,7 @@ TEST_F(ElectionTest, SuspensionTakesLeadershipAwayUntilTheSessionIsBack) {
   const uint64_t token = a->token();
   zk_.Disconnect();
   zk_.RunUntilIdle();
-  EXPECT_FALSE(a->leading());
+  EXPECT_FALSE(a->holds());
   EXPECT_THAT(ao->events, ElementsAre("elected", "lost:suspended"));
   zk_.Reconnect();
   zk_.RunUntilIdle();
@@ -158,7 +160,7 @@ TEST_F(ElectionTest, ANodeThatCouldNotGoWhileSuspendedGoesOnReconnection) {
   zk_.Reconnect();
   zk_.RunUntilIdle();
   EXPECT_EQ(Nodes().size(), 1u);
-  EXPECT_TRUE(b->leading());
+  EXPECT_TRUE(b->holds());
   EXPECT_THAT(bo->events, ElementsAre("following", "elected"));
   EXPECT_TRUE(weak_a.expired());  // and then it lets go
 }
@@ -169,7 +171,7 @@ TEST_F(ElectionTest, ANodeThatCouldNotGoWhileSuspendedGoesOnReconnection) {
 TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
   auto observer = std::make_shared<RecordingObserver>();
   CandidacyParams params;
-  params.election = "jobs/dispatcher";
+  params.name = "jobs/dispatcher";
   params.candidate_id = "a";
   params.rejoin_after_expiry = true;
   auto a = manager_.Campaign(params, observer);
@@ -179,7 +181,7 @@ TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
   zk_.Expire();
   zk_.RunUntilIdle();
   EXPECT_EQ(Nodes().size(), 1u);
-  EXPECT_TRUE(a->leading());
+  EXPECT_TRUE(a->holds());
   a->Stop();
   zk_.RunUntilIdle();
   EXPECT_TRUE(Nodes().empty());
@@ -191,7 +193,7 @@ TEST_F(ElectionTest, ACreateRacingTheExpiryLeavesNoStrayNode) {
 TEST_F(ElectionTest, AStoppedCandidacyStaysStoppedWhenItsParentsFail) {
   auto observer = std::make_shared<RecordingObserver>();
   CandidacyParams params;
-  params.election = "jobs/dispatcher";
+  params.name = "jobs/dispatcher";
   params.candidate_id = "a";
   auto a = manager_.Campaign(params, observer);
   zk_.Disconnect();
@@ -347,7 +349,7 @@ TEST_F(ElectionTest, OnlySessionHeldCandidatesLead) {
   const std::string phantom = absl::StrCat("c_", kGuid, "-0000000000");
   // As an old release would for the nested name: a container.
   CandidacyParams nested;
-  nested.election = "jobs/dispatcher/" + phantom;
+  nested.name = "jobs/dispatcher/" + phantom;
   nested.candidate_id = "alice";
   auto nested_observer = std::make_shared<RecordingObserver>();
   auto alice = manager_.Campaign(nested, nested_observer);
@@ -365,7 +367,7 @@ TEST_F(ElectionTest, OnlySessionHeldCandidatesLead) {
 
   auto [b, bo] = Campaign("b");
   EXPECT_THAT(bo->events, ElementsAre("elected"));
-  ASSERT_TRUE(b->leading());
+  ASSERT_TRUE(b->holds());
   const std::string bob = absl::StrCat("b@", b->token());
   EXPECT_EQ(seen.back(), bob);
 
@@ -373,12 +375,12 @@ TEST_F(ElectionTest, OnlySessionHeldCandidatesLead) {
   b->Stop();
   zk_.RunUntilIdle();
   auto [c, co] = Campaign("c");
-  ASSERT_TRUE(c->leading());
+  ASSERT_TRUE(c->holds());
   zk_.ExternalPut(
       base + absl::StrCat("c_", kGuid, "-0000000001"),
       EncodeCandidate("jobs/dispatcher", "phantom", "", absl::Now()));
   zk_.RunUntilIdle();
-  EXPECT_TRUE(c->leading());
+  EXPECT_TRUE(c->holds());
   EXPECT_EQ(seen.back(), absl::StrCat("c@", c->token()));
   for (const auto& s : seen)
     EXPECT_THAT(s, ::testing::Not(::testing::StartsWith("phantom")));
@@ -392,7 +394,7 @@ TEST_F(ElectionTest, OnlySessionHeldCandidatesLead) {
   zk_.RunUntilIdle();
   c->Stop();
   zk_.RunUntilIdle();
-  EXPECT_FALSE(d->leading());  // the rival is before it
+  EXPECT_FALSE(d->holds());  // the rival is before it
   EXPECT_THAT(seen.back(), ::testing::StartsWith("rival@"));
   watch->Unsubscribe(id);
   alice->Stop();
@@ -604,6 +606,42 @@ TEST_F(ElectStreamTest, TheLeaseIsCappedByTheNegotiatedSessionTimeout) {
   ASSERT_TRUE(response.has_elected()) << response.DebugString();
   EXPECT_EQ(response.elected().heartbeat_interval().seconds(), 1);
   EXPECT_EQ(response.elected().heartbeat_interval().nanos(), 0);
+  ASSERT_TRUE(stream->WritesDone());
+  while (stream->Read(&response)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// A proclaim that races a loss of leadership (here: sent after the
+// suspension took it away, before the client heard `lost`) is dropped: the
+// stream goes on, and leads again when the session comes back.
+TEST_F(ElectStreamTest, AProclaimAfterALossIsDroppedNotFatal) {
+  Serve(absl::Seconds(30));
+  grpc::ClientContext context;
+  auto stream = stub_->Elect(&context);
+  ASSERT_TRUE(stream->Write(CampaignRequest(absl::Seconds(5))));
+  warren::v1::ElectResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.has_elected()) << response.DebugString();
+  const uint64_t token = response.elected().leader().fencing_token();
+
+  zk_.Disconnect();
+  warren::v1::ElectRequest proclaim;
+  proclaim.mutable_proclaim()->set_value("too late");
+  ASSERT_TRUE(stream->Write(proclaim));
+  while (stream->Read(&response) && !response.has_lost()) {
+  }
+  ASSERT_TRUE(response.has_lost()) << response.DebugString();
+  EXPECT_EQ(response.lost().reason(),
+            warren::v1::LOSS_REASON_CONNECTION_SUSPENDED);
+  // And one sent after the loss was heard.
+  ASSERT_TRUE(stream->Write(proclaim));
+
+  zk_.Reconnect();
+  while (stream->Read(&response) && !response.has_elected()) {
+  }
+  ASSERT_TRUE(response.has_elected()) << response.DebugString();
+  EXPECT_EQ(response.elected().leader().fencing_token(), token);
   ASSERT_TRUE(stream->WritesDone());
   while (stream->Read(&response)) {
   }

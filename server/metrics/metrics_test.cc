@@ -385,6 +385,8 @@ TEST(WarrenCollectorTest, ReadsTheProbesAtScrapeTime) {
   probes.amqp_unconfirmed_publishes = [] { return size_t{4}; };
   probes.unacked_deliveries = [] { return int64_t{5}; };
   probes.election_leaders = [] { return size_t{1}; };
+  probes.locks_held = [] { return size_t{3}; };
+  probes.lock_waiters = [] { return size_t{7}; };
   probes.config_watches = [&] { return watches; };
   probes.config_cache_hits = [] { return uint64_t{9}; };
   probes.config_cache_misses = [] { return uint64_t{1}; };
@@ -414,6 +416,9 @@ TEST(WarrenCollectorTest, ReadsTheProbesAtScrapeTime) {
            "warren_amqp_unconfirmed_publishes 4",
            "warren_subscribe_unacked_deliveries 5",
            "warren_election_leaders 1",
+           "warren_locks_held 3",
+           "warren_lock_waiters 7",
+           "# TYPE warren_lock_waiters gauge",
            "warren_config_watches 2",
            "warren_config_cache_hits_total 9",
            "warren_config_cache_misses_total 1",

@@ -202,10 +202,31 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                          MetricType::Gauge,
                          static_cast<double>(p.election_leaders())));
   }
+  if (p.locks_held) {
+    out.push_back(Single("warren_locks_held",
+                         "Lock streams of this server that hold their lock "
+                         "now.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.locks_held())));
+  }
+  if (p.lock_waiters) {
+    out.push_back(Single("warren_lock_waiters",
+                         "Lock streams of this server that wait for their "
+                         "lock.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.lock_waiters())));
+  }
   if (p.config_watches) {
     out.push_back(Single("warren_config_watches", "Open WatchConfig streams.",
                          MetricType::Gauge,
                          static_cast<double>(p.config_watches())));
+  }
+  if (p.held_keys) {
+    out.push_back(Single("warren_held_keys",
+                         "Open HoldKey streams (keys held by clients of this "
+                         "server).",
+                         MetricType::Gauge,
+                         static_cast<double>(p.held_keys())));
   }
   if (p.config_cache_hits) {
     out.push_back(Single("warren_config_cache_hits_total",

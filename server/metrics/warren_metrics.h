@@ -15,8 +15,10 @@
 //   warren_amqp_publish_confirm_seconds                    histogram (*)
 //   warren_subscribe_unacked_deliveries                    gauge
 //   warren_election_leaders                                gauge
+//   warren_locks_held, warren_lock_waiters                 gauges
 //   warren_config_watches                                  gauge
 //   warren_config_cache_hits_total, ..._misses_total       counters
+//   warren_held_keys                                       gauge
 //   warren_listener_accepting                              gauge 1/0
 //   warren_connections                                     gauge
 //   warren_connections_refused_total{reason}               counter
@@ -67,8 +69,12 @@ struct WarrenProbes {
 
   std::function<int64_t()> unacked_deliveries;
   std::function<size_t()> election_leaders;
+  // Lock streams of this server that hold their lock, that wait for it.
+  std::function<size_t()> locks_held;
+  std::function<size_t()> lock_waiters;
   std::function<size_t()> config_watches;
   std::function<uint64_t()> config_cache_hits;
+  std::function<size_t()> held_keys;
   std::function<uint64_t()> config_cache_misses;
 
   // With TLS: when the served certificate expires (nullopt until read).

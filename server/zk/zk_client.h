@@ -60,6 +60,9 @@ struct NodeStat {
 
 struct NodeData {
   std::string value;
+  // ZooKeeper tells "no data" (null) from empty data; Warren's config marks
+  // namespace nodes (parents nobody put) with null data.
+  bool null_data = false;
   NodeStat stat;
 };
 
@@ -107,7 +110,8 @@ struct Op {
   std::string path;
   std::string value;                          // kCreate, kSetData
   CreateMode mode = CreateMode::kPersistent;  // kCreate
-  int32_t version = -1;  // kDelete, kSetData, kCheck; -1 = any
+  int32_t version = -1;    // kDelete, kSetData, kCheck; -1 = any
+  bool null_data = false;  // kCreate, kSetData: write null, not `value`
 
   static Op Create(std::string path, std::string value,
                    CreateMode mode = CreateMode::kPersistent) {
@@ -120,6 +124,17 @@ struct Op {
   static Op SetData(std::string path, std::string value, int32_t version = -1) {
     return Op{Kind::kSetData, std::move(path), std::move(value),
               CreateMode::kPersistent, version};
+  }
+  // Creates a node, or sets one, with null data (NodeData::null_data).
+  static Op CreateNull(std::string path) {
+    Op op = Create(std::move(path), "");
+    op.null_data = true;
+    return op;
+  }
+  static Op SetNull(std::string path, int32_t version = -1) {
+    Op op = SetData(std::move(path), "", version);
+    op.null_data = true;
+    return op;
   }
   static Op Check(std::string path, int32_t version) {
     return Op{

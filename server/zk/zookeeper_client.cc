@@ -549,6 +549,7 @@ void ZooKeeperClient::Get(const std::string& path, WatchFn watch,
     p->client->RegisterWatch(false, p->path, std::move(p->watch));
     NodeData out;
     if (value != nullptr && value_len > 0) out.value.assign(value, value_len);
+    out.null_data = value_len < 0;
     out.stat = FromZkStat(stat);
     p->done(std::move(out));
   };
@@ -839,19 +840,22 @@ void ZooKeeperClient::Multi(std::vector<Op> ops,
     switch (op.kind) {
       case Op::Kind::kCreate:
         p->path_buffers[i].assign(op.path.size() + 32, '\0');
-        zoo_create_op_init(&p->zk_ops[i], op.path.c_str(), op.value.data(),
-                           static_cast<int>(op.value.size()),
-                           &native_acl_->vector, ZkCreateFlags(op.mode),
-                           p->path_buffers[i].data(),
-                           static_cast<int>(p->path_buffers[i].size()));
+        zoo_create_op_init(
+            &p->zk_ops[i], op.path.c_str(),
+            op.null_data ? nullptr : op.value.data(),
+            op.null_data ? -1 : static_cast<int>(op.value.size()),
+            &native_acl_->vector, ZkCreateFlags(op.mode),
+            p->path_buffers[i].data(),
+            static_cast<int>(p->path_buffers[i].size()));
         break;
       case Op::Kind::kDelete:
         zoo_delete_op_init(&p->zk_ops[i], op.path.c_str(), op.version);
         break;
       case Op::Kind::kSetData:
-        zoo_set_op_init(&p->zk_ops[i], op.path.c_str(), op.value.data(),
-                        static_cast<int>(op.value.size()), op.version,
-                        &p->stats[i]);
+        zoo_set_op_init(&p->zk_ops[i], op.path.c_str(),
+                        op.null_data ? nullptr : op.value.data(),
+                        op.null_data ? -1 : static_cast<int>(op.value.size()),
+                        op.version, &p->stats[i]);
         break;
       case Op::Kind::kCheck:
         zoo_check_op_init(&p->zk_ops[i], op.path.c_str(), op.version);

@@ -208,6 +208,11 @@ absl::Status FakeZk::CreateLocked(const std::string& path,
   if (p == nodes_.end()) {
     return zk::MakeZkError(zk::ZkError::kNoNode, "fake: no parent");
   }
+  if (p->second.stat.ephemeral_owner != 0 &&
+      p->second.stat.ephemeral_owner != kContainerOwner) {
+    return zk::MakeZkError(zk::ZkError::kOther,
+                           "fake: no children for ephemerals");
+  }
   Node node;
   if (!external) node.acl = policy_.node_acl();
   node.value = value;
@@ -239,6 +244,7 @@ absl::StatusOr<zk::NodeStat> FakeZk::SetLocked(const std::string& path,
     return zk::MakeZkError(zk::ZkError::kBadVersion, "fake: bad version");
   }
   it->second.value = value;
+  it->second.null_data = false;
   it->second.stat.version++;
   it->second.stat.mzxid = ++zxid_;
   it->second.stat.mtime_ms = 1000 * zxid_;
@@ -330,7 +336,8 @@ void FakeZk::Get(const std::string& path, zk::WatchFn watch,
              !allowed.ok()) {
     result = allowed;
   } else {
-    result = zk::NodeData{it->second.value, it->second.stat};
+    result =
+        zk::NodeData{it->second.value, it->second.null_data, it->second.stat};
     if (watch) data_watches_[path].push_back(std::move(watch));
   }
   queue_.push_back(
@@ -505,17 +512,25 @@ void FakeZk::Multi(std::vector<zk::Op> ops,
       const zk::Op& op = ops[i];
       absl::Status status;
       switch (op.kind) {
-        case zk::Op::Kind::kCreate:
-          status = CreateLocked(op.path, op.value, &result.results[i].stat);
+        case zk::Op::Kind::kCreate: {
+          const bool ephemeral = op.mode == zk::CreateMode::kEphemeral;
+          status =
+              CreateLocked(op.path, op.value, &result.results[i].stat,
+                           ephemeral ? static_cast<int64_t>(generation_) : 0);
           result.results[i].created_path = op.path;
+          if (status.ok()) nodes_[op.path].null_data = op.null_data;
           break;
+        }
         case zk::Op::Kind::kDelete:
           status = DeleteLocked(op.path, op.version);
           break;
         case zk::Op::Kind::kSetData: {
           auto stat = SetLocked(op.path, op.value, op.version);
           status = stat.status();
-          if (stat.ok()) result.results[i].stat = *stat;
+          if (stat.ok()) {
+            result.results[i].stat = *stat;
+            nodes_[op.path].null_data = op.null_data;
+          }
           break;
         }
         case zk::Op::Kind::kCheck: {

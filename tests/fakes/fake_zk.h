@@ -107,6 +107,7 @@ class FakeZk final : public zk::ZkClient {
  private:
   struct Node {
     std::string value;
+    bool null_data = false;
     zk::NodeStat stat;
     std::set<std::string> children;
     std::vector<zk::AclEntry> acl = {{"world", "anyone", zk::kPermAll}};
