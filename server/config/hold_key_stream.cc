@@ -16,7 +16,6 @@
 #include "server/common/stream_heartbeat.h"
 #include "server/common/stream_lifetime.h"
 #include "server/common/stream_writer.h"
-#include "server/election/election_service.h"
 
 namespace warren::config {
 namespace {
@@ -398,7 +397,7 @@ class HoldKeyReactor final
     };
     heartbeat_.StartLease(
         weak_from_this(),
-        election::LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
         std::move(lease));
   }
 
