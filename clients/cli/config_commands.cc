@@ -433,9 +433,13 @@ absl::Status RunHold(Context& context, const Args& args) {
   bool stop = false;
   bool stream_ended = false;
   // Wakes the wait below: the registration may have given up.
+  bool started = false;
   options.on_stream_error = [&](const absl::Status& status) {
-    std::fprintf(stderr, "the stream ended: %s\n", status.ToString().c_str());
     absl::MutexLock lock(&mu);
+    // Before it started, Start() answers the error itself.
+    if (started) {
+      std::fprintf(stderr, "the stream ended: %s\n", status.ToString().c_str());
+    }
     stream_ended = true;
   };
   StopSignals::Scope stop_scope([&] {
@@ -449,6 +453,7 @@ absl::Status RunHold(Context& context, const Args& args) {
   absl::Status ended;
   {
     absl::MutexLock lock(&mu);
+    started = true;
     auto news = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       return stop || stream_ended;
     };

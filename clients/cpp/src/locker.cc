@@ -9,6 +9,7 @@
 #include "src/internal.h"
 #include "warren/client/channel.h"
 #include "warren/client/fence.h"
+#include "warren/client/retry_policy.h"
 
 namespace warren::client {
 
@@ -246,6 +247,12 @@ void HeldLock::Impl::ReadLoop() {
     // back: the stream's end was the loss.
     if (stopping_ || acquired_) break;
     if (session->responded) backoff.Reset();
+    // A fatal code is the answer, whatever time is left (a limit other
+    // than the lock's, a bad name, ...).
+    if (StreamDecisionFor(ended.code()) == StreamDecision::kFatal) {
+      status_ = ended;
+      break;
+    }
     if (options_.timeout.has_value()) {
       // The server's own DEADLINE_EXCEEDED answers the wait_timeout we
       // sent: the wait is over, whatever the table says of that code.

@@ -180,6 +180,24 @@ TEST(StreamPolicyTest, AWaitingLockerFollowsTheTable) {
   }
 }
 
+TEST(StreamPolicyTest, TryingOnceAnswersAFatalCodeAsItIs) {
+  for (const auto& [code, decision] : StreamRows()) {
+    SCOPED_TRACE(absl::StatusCodeToString(code));
+    FakeServer server(code);
+    Locker locker(MakeChannel(server.address()));
+    LockOptions options;
+    options.backoff = Fast();
+    options.timeout = absl::ZeroDuration();
+    auto lock = locker.Acquire("name", options);
+    // No time to try again: a code to resubscribe on ends the wait
+    // (DEADLINE_EXCEEDED), a fatal one is the answer.
+    EXPECT_EQ(lock.status().code(),
+              decision == "fatal" ? code : absl::StatusCode::kDeadlineExceeded)
+        << lock.status();
+    EXPECT_EQ(server.streams(), 1);
+  }
+}
+
 TEST(StreamPolicyTest, AHeldLockIsLostWhateverEndsItsStream) {
   for (const auto& [code, decision] : StreamRows()) {
     SCOPED_TRACE(absl::StatusCodeToString(code));
