@@ -53,6 +53,8 @@ struct Options {
   int idle_streams = 10000;
   int idle_candidates = 10000;
   int candidates_per_election = 10;
+  int lock_clients = 10;   // contending for one mutex
+  int lock_mutexes = 100;  // independent mutexes, one client each
   int streams_per_channel = 500;
 
   std::string prefix;       // unique per invocation: queues, keys, elections

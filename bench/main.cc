@@ -31,7 +31,7 @@ ABSL_FLAG(bool, quick, false,
           "a short run (under a minute) to prove the benchmark works");
 ABSL_FLAG(std::string, scenarios, "",
           "comma-separated subset of publish,consume,latency,config,fanout,"
-          "failover,idle (default: all)");
+          "failover,lock,idle (default: all)");
 ABSL_FLAG(int, runs, 0, "runs per figure (default 3; quick 2)");
 ABSL_FLAG(double, warmup_s, 0, "warm-up seconds (default 1; quick 0.3)");
 ABSL_FLAG(double, duration_s, 0,
@@ -63,6 +63,9 @@ ABSL_FLAG(int, idle_streams, 0,
 ABSL_FLAG(int, idle_candidates, 0,
           "idle candidates (default 10000; quick 1000)");
 ABSL_FLAG(int, candidates_per_election, 10, "idle candidates per election");
+ABSL_FLAG(int, lock_clients, 0,
+          "clients contending for one mutex (default 10; quick 4)");
+ABSL_FLAG(int, lock_mutexes, 100, "independent mutexes, one client each");
 ABSL_FLAG(std::string, out, "", "directory for report.md and results.json");
 ABSL_FLAG(std::string, label, "", "the report's title");
 ABSL_FLAG(std::string, machine_file, "",
@@ -115,6 +118,8 @@ Options LoadOptions(int argc, char** argv) {
   o.idle_candidates =
       Pick(absl::GetFlag(FLAGS_idle_candidates), 10000, 1000, q);
   o.candidates_per_election = absl::GetFlag(FLAGS_candidates_per_election);
+  o.lock_clients = Pick(absl::GetFlag(FLAGS_lock_clients), 10, 4, q);
+  o.lock_mutexes = absl::GetFlag(FLAGS_lock_mutexes);
   o.prefix = absl::StrCat("wb", getpid(), "x",
                           absl::ToUnixSeconds(absl::Now()) % 100000);
   o.direct_root = absl::StrCat("/warren-bench-direct/", o.prefix);
@@ -181,7 +186,7 @@ int Main(int argc, char** argv) {
       {"publish", RunPublish}, {"consume", RunConsume},
       {"latency", RunLatency}, {"config", RunConfig},
       {"fanout", RunFanout},   {"failover", RunFailover},
-      {"idle", RunIdle},
+      {"lock", RunLock},       {"idle", RunIdle},
   };
   const int64_t started = NowNs();
   for (const Scenario& s : scenarios) {

@@ -39,5 +39,6 @@ absl::Status RunConfig(Env& env);
 absl::Status RunFanout(Env& env);
 absl::Status RunFailover(Env& env);
 absl::Status RunIdle(Env& env);
+absl::Status RunLock(Env& env);
 
 }  // namespace warren::bench

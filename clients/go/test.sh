@@ -17,7 +17,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GO111MODULE=off GOFLAGS= GOPROXY=off \
   GOPATH="$here/build/gopath:/usr/share/gocode" GOCACHE="$here/build/gocache"
 pkg=github.com/warren/warren/clients/go
-examples=("$pkg/examples/hello" "$pkg/examples/campaign" "$pkg/examples/config")
+examples=("$pkg/examples/hello" "$pkg/examples/campaign" "$pkg/examples/config" "$pkg/examples/lock")
 bin="$here/build/bin"
 logs="$(mktemp -d "${TMPDIR:-/tmp}/warren-go-test.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
@@ -111,6 +111,35 @@ example_config() {
   grep -q "changed: $key = \"hello again\" (version 1)" "$out" || fail "the second change was not printed"
 }
 
+example_lock() {
+  local lock="go-lock-$suffix" a="$logs/lock-a" b="$logs/lock-b" pa pb
+  timeout 60 "$bin/lock" -lock "$lock" -value one -hold 2s >"$a" 2>&1 & pa=$!
+  timeout 60 "$bin/lock" -lock "$lock" -value two -hold 2s >"$b" 2>&1 & pb=$!
+  local sa=0 sb=0
+  wait $pa || sa=$?
+  wait $pb || sb=$?
+  sed 's/^/[one] /' "$a"; sed 's/^/[two] /' "$b"
+  [ $sa -eq 0 ] && [ $sb -eq 0 ] || fail "lock exited with $sa and $sb" || return 1
+  # Both held it and released it, one after the other: the second waited,
+  # and its token is the larger one.
+  grep -q '^released$' "$a" && grep -q '^released$' "$b" || fail "not both released" || return 1
+  local ta tb waited
+  ta="$(sed -n 's/^acquired .*fencing token \([0-9]*\)$/\1/p' "$a")"
+  tb="$(sed -n 's/^acquired .*fencing token \([0-9]*\)$/\1/p' "$b")"
+  [ -n "$ta" ] && [ -n "$tb" ] && [ "$ta" != "$tb" ] || fail "tokens '$ta' and '$tb'" || return 1
+  waited="$b"
+  [ "$ta" -gt "$tb" ] && waited="$a"
+  grep -q '^waiting: 0 ahead, 1 holding$' "$waited" || fail "the second holder did not wait for the first"
+  # Try-once on a lock someone holds fails at once.
+  timeout 60 "$bin/lock" -lock "$lock" -hold 3s >"$a" 2>&1 & pa=$!
+  wait_for "$a" '^acquired ' 20 || { kill "$pa"; wait "$pa"; return 1; }
+  local status=0
+  timeout 60 "$bin/lock" -lock "$lock" -try-once >"$b" 2>&1 || status=$?
+  wait $pa
+  cat "$b"
+  [ $status -ne 0 ] && grep -q '^not acquired: ' "$b" || fail "try-once on a held lock: exit $status"
+}
+
 step "generate stubs" bash "$here/generate.sh"
 step "gofmt" gofmt_clean
 step "go vet" go vet "$pkg/warren" "${examples[@]}"
@@ -119,6 +148,7 @@ step "go test (unit + integration)" unit_and_integration
 step "example hello" example_hello
 step "example campaign" example_campaign
 step "example config" example_config
+step "example lock" example_lock
 
 echo
 echo "== Go client summary ($((SECONDS - start_all))s, against $WARREN_ADDRESS)"

@@ -43,7 +43,7 @@ node node_modules/@grpc/proto-loader/build/bin/proto-loader-gen-types.js \
   --longs=String --enums=String --defaults --oneofs --includeComments \
   --grpcLib=@grpc/grpc-js -I "$tmp/protos" -O "$tmp/types" \
   warren/v1/common.proto warren/v1/config.proto warren/v1/election.proto \
-  warren/v1/messaging.proto >/dev/null
+  warren/v1/lock.proto warren/v1/messaging.proto >/dev/null
 
 # Swap in the new output at once, so a failed run leaves the old one intact.
 rm -rf "$out"

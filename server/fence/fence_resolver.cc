@@ -17,6 +17,15 @@ std::string BaseUnder(absl::string_view root, absl::string_view kind) {
   return root == "/" ? absl::StrCat("/", kind) : absl::StrCat(root, "/", kind);
 }
 
+bool IsElection(const v1::Fence& fence) {
+  return fence.owner_case() == v1::Fence::kElection;
+}
+
+// The election's or lock's name.
+const std::string& OwnerRecipe(const v1::Fence& fence) {
+  return IsElection(fence) ? fence.election() : fence.lock();
+}
+
 // One resolution: lists the owner's candidates, then reads them in order
 // until the fence is proven to hold or not. It keeps itself alive through
 // the callbacks it is waiting for.
@@ -44,9 +53,7 @@ class Resolution : public std::enable_shared_from_this<Resolution> {
   }
 
  private:
-  bool is_election() const {
-    return fence_.owner_case() == v1::Fence::kElection;
-  }
+  bool is_election() const { return IsElection(fence_); }
   uint64_t token() const { return fence_.fencing_token(); }
 
   void OnChildren(absl::StatusOr<zk::Children> children) {
@@ -145,24 +152,15 @@ std::string OwnerName(const v1::Fence& fence) {
 }
 
 absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field) {
-  switch (fence.owner_case()) {
-    case v1::Fence::kElection:
-      if (absl::Status s = election::ValidateRecipeName(
-              fence.election(), absl::StrCat(field, ".election"));
-          !s.ok()) {
-        return s;
-      }
-      break;
-    case v1::Fence::kLock:
-      if (absl::Status s = election::ValidateRecipeName(
-              fence.lock(), absl::StrCat(field, ".lock"));
-          !s.ok()) {
-        return s;
-      }
-      break;
-    case v1::Fence::OWNER_NOT_SET:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " must name an election or a lock"));
+  if (fence.owner_case() == v1::Fence::OWNER_NOT_SET) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must name an election or a lock"));
+  }
+  if (absl::Status s = election::ValidateRecipeName(
+          OwnerRecipe(fence),
+          absl::StrCat(field, IsElection(fence) ? ".election" : ".lock"));
+      !s.ok()) {
+    return s;
   }
   if (fence.fencing_token() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -172,10 +170,8 @@ absl::Status ValidateFence(const v1::Fence& fence, absl::string_view field) {
 }
 
 FenceGrant RequiredGrant(const v1::Fence& fence) {
-  if (fence.owner_case() == v1::Fence::kLock) {
-    return {auth::Action::kLock, fence.lock()};
-  }
-  return {auth::Action::kObserve, fence.election()};
+  return {IsElection(fence) ? auth::Action::kObserve : auth::Action::kLock,
+          OwnerRecipe(fence)};
 }
 
 absl::Status FenceNotHeld(const v1::Fence& fence, absl::string_view detail) {
@@ -201,9 +197,9 @@ FenceResolver::FenceResolver(zk::ZkClient& zk, absl::string_view root)
 
 void FenceResolver::Resolve(const v1::Fence& fence,
                             zk::Callback<HeldFence> done) {
-  const bool election = fence.owner_case() == v1::Fence::kElection;
-  std::string path = absl::StrCat(election ? elections_base_ : locks_base_, "/",
-                                  election ? fence.election() : fence.lock());
+  std::string path =
+      absl::StrCat(IsElection(fence) ? elections_base_ : locks_base_, "/",
+                   OwnerRecipe(fence));
   std::make_shared<Resolution>(zk_, fence, std::move(path), std::move(done))
       ->Start();
 }

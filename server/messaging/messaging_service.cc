@@ -134,10 +134,16 @@ class PublishStreamReactor final
       MaybeReadLocked();
       return;
     }
+    ++in_flight_;
+    if (!request_.message().has_fence() && pending_.empty()) {
+      // The common case: nothing to wait for.
+      PublishLocked(sequence, ToOutgoing(request_.message()));
+      MaybeReadLocked();
+      return;
+    }
     auto pending = std::make_shared<Pending>();
     pending->sequence = sequence;
     pending->message = ToOutgoing(request_.message());
-    ++in_flight_;
     if (request_.message().has_fence()) {
       pending->checked = false;
       CheckFence(*options_.fences, request_.message().fence(),
@@ -199,20 +205,23 @@ class PublishStreamReactor final
         RespondLocked(next->sequence, next->message.message_id, next->fence);
         continue;
       }
-      const std::string id = next->message.message_id;
-      const uint64_t sequence = next->sequence;
-      const absl::Time deadline =
-          std::min(call_deadline_, absl::Now() + options_.operation_timeout);
-      amqp_.Publish(
-          std::move(next->message), deadline,
-          [weak = weak_from_this(), sequence, id](absl::Status status) {
-            if (auto self = weak.lock()) {
-              self->OnConfirmed(sequence, id, status);
-            }
-          });
+      PublishLocked(next->sequence, std::move(next->message));
     }
     MaybeReadLocked();
     MaybeFinishLocked();
+  }
+
+  void PublishLocked(uint64_t sequence, amqp::OutgoingMessage message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string id = message.message_id;
+    const absl::Time deadline =
+        std::min(call_deadline_, absl::Now() + options_.operation_timeout);
+    amqp_.Publish(std::move(message), deadline,
+                  [weak = weak_from_this(), sequence, id](absl::Status status) {
+                    if (auto self = weak.lock()) {
+                      self->OnConfirmed(sequence, id, status);
+                    }
+                  });
   }
 
   void OnConfirmed(uint64_t sequence, const std::string& id,

@@ -74,6 +74,17 @@ void ValidationSeeds() {
   *ps.mutable_message() = p;
   ps.mutable_message()->set_payload(std::string(5000, 'p'));
   Write(t, "publish_stream_big", Validation(kPublishStream, ps));
+  v1::PublishRequest fenced = p;
+  fenced.mutable_fence()->set_election("jobs/dispatcher");
+  fenced.mutable_fence()->set_fencing_token(4294967312);
+  Write(t, "publish_fenced", Validation(kPublish, fenced));
+  bad = fenced;
+  bad.mutable_fence()->set_lock("jobs/c_x");
+  bad.mutable_fence()->set_fencing_token(0);
+  Write(t, "publish_bad_fence", Validation(kPublish, bad));
+  bad = fenced;
+  (*bad.mutable_headers())["warren-fencing-token"] = "9";
+  Write(t, "publish_forged_fence_header", Validation(kPublish, bad));
 
   v1::SubscribeStart s;
   s.set_queue("orders");

@@ -14,10 +14,12 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/common/names.h"
 #include "server/config/config_service.h"
 #include "server/config/key_space.h"
 #include "server/election/election_service.h"
+#include "server/fence/fence_resolver.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -96,8 +98,27 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
           "a rejection without the field prefix: " + valid.ToString());
     CheckRejection(valid,
                    {"exchange", "routing_key", "content_type", "message_id",
-                    "payload", "headers", "priority", "ttl"});
+                    "payload", "headers", "priority", "ttl", "fence"});
     return;
+  }
+  // Only the server sets the fence headers: a client's never pass.
+  for (const auto& [key, value] : request.headers()) {
+    Check(!absl::EqualsIgnoreCase(key, fence::kFenceHeader) &&
+              !absl::EqualsIgnoreCase(key, fence::kFencingTokenHeader),
+          "a client-set fence header accepted: " + key);
+  }
+  if (request.has_fence()) {
+    const v1::Fence& f = request.fence();
+    Check(f.fencing_token() != 0, "a fence without a token accepted");
+    Check(f.owner_case() != v1::Fence::OWNER_NOT_SET,
+          "a fence without an owner accepted");
+    const std::string& owner =
+        f.owner_case() == v1::Fence::kElection ? f.election() : f.lock();
+    CheckValidName(owner, /*allow_empty=*/false);
+    for (absl::string_view segment : absl::StrSplit(owner, '/')) {
+      Check(!absl::StartsWith(segment, "c_"),
+            "a fence owner with a candidate-like segment accepted: " + owner);
+    }
   }
   const amqp::OutgoingMessage m = messaging::ToOutgoing(request);
   CheckShortString(m.exchange, "exchange");
@@ -108,14 +129,33 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   Check(m.payload.size() <= options.max_payload_bytes,
         "payload over the limit");
   size_t header_bytes = 0;
+  int stamped = 0;
   for (const auto& [key, value] : m.headers) {
     Check(!key.empty(), "an empty header key accepted");
     CheckShortString(key, "a header key");
+    // The fence headers are the server's (a name and a number), outside
+    // the client's limit.
+    if (key == fence::kFenceHeader) {
+      ++stamped;
+      Check(request.has_fence() && value == fence::OwnerName(request.fence()),
+            "a fence header that is not the request's fence: " + value);
+      continue;
+    }
+    if (key == fence::kFencingTokenHeader) {
+      ++stamped;
+      Check(request.has_fence() &&
+                value == absl::StrCat(request.fence().fencing_token()),
+            "a fencing token header that is not the request's: " + value);
+      continue;
+    }
     header_bytes += key.size() + value.size();
   }
   Check(header_bytes <= options.max_header_bytes, "headers over the limit");
-  Check(m.headers.size() == static_cast<size_t>(request.headers_size()),
-        "headers lost");
+  Check(stamped == (request.has_fence() ? 2 : 0),
+        "a fenced message without both fence headers");
+  Check(
+      m.headers.size() == static_cast<size_t>(request.headers_size()) + stamped,
+      "headers lost");
   Check(!m.priority.has_value() || *m.priority == request.priority(),
         "priority changed");
   Check(!m.ttl.has_value() || *m.ttl >= absl::ZeroDuration(),

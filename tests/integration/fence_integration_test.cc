@@ -16,9 +16,11 @@
 #include "tests/integration/amqp_admin.h"
 #include "tests/integration/election_clients.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/lock_clients.h"
 #include "tests/integration/messaging_clients.h"
 #include "tests/util/http_get.h"
 #include "warren/v1/election.grpc.pb.h"
+#include "warren/v1/lock.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::testing {
@@ -74,6 +76,7 @@ class FencedPublishTest : public SharedWarrendTest<FenceFlags> {
     if (HasFatalFailure()) return;
     messaging_ = v1::MessagingService::NewStub(warrend_->channel());
     elections_ = v1::ElectionService::NewStub(warrend_->channel());
+    locks_ = v1::LockService::NewStub(warrend_->channel());
     auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
     ASSERT_TRUE(admin.ok()) << admin.status();
     admin_ = *std::move(admin);
@@ -130,6 +133,7 @@ class FencedPublishTest : public SharedWarrendTest<FenceFlags> {
 
   std::unique_ptr<v1::MessagingService::Stub> messaging_;
   std::unique_ptr<v1::ElectionService::Stub> elections_;
+  std::unique_ptr<v1::LockService::Stub> locks_;
   std::unique_ptr<AmqpAdmin> admin_;
   std::string queue_;
 };
@@ -177,6 +181,71 @@ TEST_F(FencedPublishTest,
             absl::StrCat(next_token));
   EXPECT_EQ(got[2].payload(), "marker");
   EXPECT_EQ(got[2].headers().count("warren-fence"), 0u);
+}
+
+TEST_F(FencedPublishTest, ALockHoldersPublishHoldsUntilItReleases) {
+  const std::string lock = Name("fence/printer");
+  auto fence = [&](uint64_t token) {
+    v1::Fence f;
+    f.set_lock(lock);
+    f.set_fencing_token(token);
+    return f;
+  };
+  auto token_of = [](TestLocker& locker) -> uint64_t {
+    const int at = locker.WaitAcquired();
+    if (at < 0) return 0;
+    return locker.events()[at].response.acquired().holder().fencing_token();
+  };
+  TestLocker first(*locks_, MakeAcquire(lock, "first"));
+  const uint64_t first_token = token_of(first);
+  ASSERT_NE(first_token, 0u);
+  TestLocker second(*locks_, MakeAcquire(lock, "second"));
+  ASSERT_GE(
+      second.WaitFor([](const v1::LockResponse& r) { return r.has_queued(); }),
+      0);
+
+  ASSERT_TRUE(Publish(Fenced("first holds", fence(first_token))).ok());
+  first.Release();
+  grpc::Status ended;
+  ASSERT_TRUE(first.WaitEnded(&ended));
+  EXPECT_TRUE(ended.ok()) << ended.error_message();
+  const uint64_t second_token = token_of(second);
+  ASSERT_NE(second_token, 0u);
+
+  const grpc::Status late = Publish(Fenced("first again", fence(first_token)));
+  EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(late.error_message(),
+            absl::StrCat("fence: lock:", lock, " token ", first_token,
+                         " no longer holds (the holder's token is ",
+                         second_token, ")"));
+  ASSERT_TRUE(Publish(Fenced("second holds", fence(second_token))).ok());
+
+  const std::vector<v1::Delivery> got = Drain(2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].payload(), "first holds");
+  EXPECT_EQ(got[0].headers().at("warren-fence"), absl::StrCat("lock:", lock));
+  EXPECT_EQ(got[1].payload(), "second holds");
+  EXPECT_EQ(got[1].headers().at("warren-fencing-token"),
+            absl::StrCat(second_token));
+}
+
+TEST_F(FencedPublishTest, EverySemaphoreHolderHoldsItsFence) {
+  const std::string lock = Name("fence/pool");
+  std::vector<std::unique_ptr<TestLocker>> holders;
+  for (const char* id : {"a", "b"}) {
+    holders.push_back(
+        std::make_unique<TestLocker>(*locks_, MakeAcquire(lock, id, 2)));
+  }
+  for (auto& holder : holders) {
+    const int at = holder->WaitAcquired();
+    ASSERT_GE(at, 0);
+    v1::Fence fence;
+    fence.set_lock(lock);
+    fence.set_fencing_token(
+        holder->events()[at].response.acquired().holder().fencing_token());
+    EXPECT_TRUE(Publish(Fenced("holder", fence)).ok());
+  }
+  EXPECT_EQ(Drain(2).size(), 2u);
 }
 
 TEST_F(FencedPublishTest, APublishStreamRefusesAStaleFenceAndKeepsTheOrder) {

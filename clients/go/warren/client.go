@@ -8,12 +8,13 @@ import (
 )
 
 // Client holds one connection to a warrend (or a load balancer in front of
-// several) and the three service stubs. It is safe for concurrent use.
+// several) and the four service stubs. It is safe for concurrent use.
 type Client struct {
 	Conn      *grpc.ClientConn
 	Messaging warrenv1.MessagingServiceClient
 	Election  warrenv1.ElectionServiceClient
 	Config    warrenv1.ConfigServiceClient
+	Lock      warrenv1.LockServiceClient
 }
 
 // Dial connects to address ("host:port"). Without options it uses a
@@ -48,6 +49,7 @@ func NewClient(conn *grpc.ClientConn) *Client {
 		Messaging: warrenv1.NewMessagingServiceClient(conn),
 		Election:  warrenv1.NewElectionServiceClient(conn),
 		Config:    warrenv1.NewConfigServiceClient(conn),
+		Lock:      warrenv1.NewLockServiceClient(conn),
 	}
 }
 
@@ -76,4 +78,32 @@ func (c *Client) Campaign(ctx context.Context, opts ElectorOptions) *Elector {
 // WatchConfig starts a ConfigWatcher on this client's connection.
 func (c *Client) WatchConfig(ctx context.Context, opts ConfigWatcherOptions) *ConfigWatcher {
 	return watchConfig(ctx, c.Config, opts, c.Conn.ResetConnectBackoff)
+}
+
+// NewLocker returns a Locker on this client's connection.
+func (c *Client) NewLocker(opts LockerOptions) *Locker {
+	l := NewLocker(c.Lock, opts)
+	l.reconnect = c.Conn.ResetConnectBackoff
+	return l
+}
+
+// HoldKey starts a Registration on this client's connection.
+func (c *Client) HoldKey(ctx context.Context, opts RegistrationOptions) *Registration {
+	return holdKey(ctx, c.Config, opts, c.Conn.ResetConnectBackoff)
+}
+
+// PutConfig writes a key (see the package-level PutConfig).
+func (c *Client) PutConfig(ctx context.Context, key string, value []byte, opts ...ConfigOption) (*warrenv1.ConfigEntry, error) {
+	return PutConfig(ctx, c.Config, key, value, opts...)
+}
+
+// DeleteConfig deletes a key (see the package-level DeleteConfig).
+func (c *Client) DeleteConfig(ctx context.Context, key string, opts ...ConfigOption) error {
+	return DeleteConfig(ctx, c.Config, key, opts...)
+}
+
+// Txn applies checks and ops all or nothing (see the package-level Txn).
+func (c *Client) Txn(ctx context.Context, checks []*warrenv1.TxnCheck, ops []*warrenv1.TxnOp,
+	fence *warrenv1.Fence) ([]*warrenv1.ConfigEntry, error) {
+	return Txn(ctx, c.Config, checks, ops, fence)
 }

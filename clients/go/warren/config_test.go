@@ -83,10 +83,10 @@ func TestConfigWatcherFollowsAKeyAndAPrefix(t *testing.T) {
 	if _, ok := single.Value(); ok {
 		t.Fatal("the single key exists before it was written")
 	}
-	// The prefix itself exists too: PutConfig creates missing parents
-	// (with an empty value), and a prefix watch includes its root.
-	waitFor(t, 5*time.Second, "the initial state", func() bool { return log.len() == 2 })
-	if got := log.since(0); got[0] != "put "+prefix+"= (initial)" || got[1] != "put "+prefix+"/a=1 (initial)" {
+	// Only what was put: the parent PutConfig created for prefix/a is a
+	// namespace node, not a key, and no watch reports it.
+	waitFor(t, 5*time.Second, "the initial state", func() bool { return log.len() == 1 })
+	if got := log.since(0); got[0] != "put "+prefix+"/a=1 (initial)" {
 		t.Fatalf("initial state reported as %v", got)
 	}
 
@@ -94,8 +94,8 @@ func TestConfigWatcherFollowsAKeyAndAPrefix(t *testing.T) {
 	put(t, client.Config, prefix+"/a", "3")
 	del(t, client.Config, prefix+"/a")
 	want := []string{"put " + prefix + "/b=2", "put " + prefix + "/a=3", "delete " + prefix + "/a"}
-	waitFor(t, 20*time.Second, "three changes", func() bool { return log.len() >= 5 })
-	if got := log.since(2); strings.Join(got, ", ") != strings.Join(want, ", ") {
+	waitFor(t, 20*time.Second, "three changes", func() bool { return log.len() >= 4 })
+	if got := log.since(1); strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Fatalf("changes %v, want %v", got, want)
 	}
 	waitFor(t, 20*time.Second, "the single-key watcher", func() bool {
@@ -103,7 +103,7 @@ func TestConfigWatcherFollowsAKeyAndAPrefix(t *testing.T) {
 		return ok && string(v) == "2"
 	})
 	snap := w.Snapshot()
-	if len(snap) != 2 || string(snap[prefix+"/b"].GetValue()) != "2" {
+	if len(snap) != 1 || string(snap[prefix+"/b"].GetValue()) != "2" {
 		t.Fatalf("snapshot %v", snap)
 	}
 }
@@ -130,7 +130,7 @@ func TestConfigWatcherReconcilesAfterServerRestart(t *testing.T) {
 	if err := w.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the initial state", func() bool { return log.len() == 4 }) // with "app" itself
+	waitFor(t, 5*time.Second, "the initial state", func() bool { return log.len() == 3 }) // "app" is no key
 
 	watched.Stop()
 	put(t, oc.Config, prefix+"/change", "new")
@@ -138,15 +138,15 @@ func TestConfigWatcherReconcilesAfterServerRestart(t *testing.T) {
 	put(t, oc.Config, prefix+"/added", "hi")
 	watched.Restart()
 
-	waitFor(t, 30*time.Second, "the re-watch", func() bool { return w.Watches() == 2 && log.len() >= 7 })
-	got := log.since(4)
+	waitFor(t, 30*time.Second, "the re-watch", func() bool { return w.Watches() == 2 && log.len() >= 6 })
+	got := log.since(3)
 	sort.Strings(got)
 	want := []string{"delete " + prefix + "/gone", "put " + prefix + "/added=hi", "put " + prefix + "/change=new"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Fatalf("changes reported after the re-watch: %v, want %v", got, want)
 	}
 	snap := w.Snapshot()
-	if len(snap) != 4 || string(snap[prefix+"/keep"].GetValue()) != "same" ||
+	if len(snap) != 3 || string(snap[prefix+"/keep"].GetValue()) != "same" ||
 		string(snap[prefix+"/change"].GetValue()) != "new" || string(snap[prefix+"/added"].GetValue()) != "hi" {
 		t.Fatalf("snapshot after the re-watch: %v", snap)
 	}

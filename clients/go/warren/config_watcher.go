@@ -169,27 +169,10 @@ func (w *ConfigWatcher) Close() error {
 
 func (w *ConfigWatcher) run(ctx context.Context) {
 	defer close(w.done)
-	for attempt := 0; ; attempt++ {
-		progressed, err := w.runStream(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if progressed {
-			attempt = 0
-		}
-		if !resubscribe(err) {
-			w.mu.Lock()
-			w.err = err
-			w.mu.Unlock()
-			return
-		}
-		if sleep(ctx, w.opts.Backoff.Delay(attempt)) != nil {
-			return
-		}
-		if w.reconnect != nil {
-			w.reconnect()
-		}
-	}
+	err := runStreams(ctx, w.opts.Backoff, w.reconnect, func() bool { return false }, w.runStream, resubscribe)
+	w.mu.Lock()
+	w.err = err
+	w.mu.Unlock()
 }
 
 func (w *ConfigWatcher) runStream(ctx context.Context) (progressed bool, err error) {

@@ -12,7 +12,17 @@
 //     after a broken stream and reports what changed meanwhile.
 //   - Publisher: publishes with a client-generated message id (mandatory by
 //     default) and retries transient failures with that SAME id, so
-//     consumers can de-duplicate.
+//     consumers can de-duplicate; WithFence publishes only while a
+//     leadership or a lock still holds.
+//   - Locker: acquires mutexes and semaphores (with a timeout, or trying
+//     once) and returns a held Lock with its fencing token, the lease rule
+//     of the Elector (Held), a Lost channel and Release (`defer
+//     lock.Release()`); a loss is final, never silently re-acquired.
+//   - Registration: holds a config key while open (service registration)
+//     and holds it again after a broken stream.
+//   - PutConfig, DeleteConfig (WithFence, ExpectVersion, CreateOnly,
+//     Recursive) and Txn (checks and ops all or nothing, optionally fenced);
+//     ElectionFence, LockFence, Elector.Fence and Lock.Fence make fences.
 //
 // Every wrapper retries and gives up by the one rule all Warren clients
 // share, clients/retry-policy.json (see policy.go and docs/semantics.md),
@@ -21,5 +31,5 @@
 //
 // Everything takes a context.Context; errors are gRPC status errors (use
 // status.Code(err)). The raw stubs stay available on Client for everything
-// else (GetConfig, PutConfig, ListConfig, GetLeader, PublishStream, ...).
+// else (GetConfig, ListConfig, GetLeader, GetLock, PublishStream, ...).
 package warren

@@ -41,8 +41,9 @@ func (k EventKind) String() string {
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
-// LossReason says why leadership ended: the first three come from the
-// server, the others are the client's own conclusions.
+// LossReason says why leadership, a Lock or a held key (Registration) was
+// lost: the first three come from the server, the others are the client's
+// own conclusions.
 type LossReason int
 
 const (
@@ -63,6 +64,8 @@ const (
 	// LostCancelled: the context given to Campaign ended (Event.Err is its
 	// error); the stream ends with it, and the server resigns the candidate.
 	LostCancelled
+	// LostReleased: the holder released its Lock (Lock.Release).
+	LostReleased
 )
 
 func (r LossReason) String() string {
@@ -79,6 +82,8 @@ func (r LossReason) String() string {
 		return "stream broken"
 	case LostCancelled:
 		return "cancelled"
+	case LostReleased:
+		return "released"
 	}
 	return fmt.Sprintf("LossReason(%d)", int(r))
 }
@@ -253,12 +258,7 @@ func (e *Elector) Close() error {
 			_ = st.send(&warrenv1.ElectRequest{Request: &warrenv1.ElectRequest_Resign{
 				Resign: &warrenv1.Resign{}}})
 			st.closeSend()
-			t := time.NewTimer(e.opts.ResignTimeout)
-			select {
-			case <-e.done:
-			case <-t.C:
-			}
-			t.Stop()
+			waitAtMost(e.done, e.opts.ResignTimeout)
 		}
 		e.cancel()
 		<-e.done
@@ -271,59 +271,25 @@ var errLeaseExpired = errors.New("warren: lease expired: no heartbeat within two
 func (e *Elector) run(ctx context.Context) {
 	defer close(e.done)
 	defer e.queue.close()
-	for attempt := 0; ; attempt++ {
-		progressed, err := e.runStream(ctx)
-		e.mu.Lock()
-		closing := e.closing
-		e.mu.Unlock()
-		if ctx.Err() != nil || closing {
-			return
-		}
-		if progressed {
-			attempt = 0
-		}
-		if e.opts.Once || !resubscribe(err) {
-			e.mu.Lock()
-			e.err = err
-			e.mu.Unlock()
-			return
-		}
-		if sleep(ctx, e.opts.Backoff.Delay(attempt)) != nil {
-			return
-		}
-		if e.reconnect != nil {
-			e.reconnect()
-		}
-	}
+	err := runStreams(ctx, e.opts.Backoff, e.reconnect, e.isClosing, e.runStream, func(err error) bool {
+		return !e.opts.Once && resubscribe(err)
+	})
+	e.mu.Lock()
+	e.err = err
+	e.mu.Unlock()
 }
 
-type electStream struct {
-	mu     sync.Mutex
-	stream warrenv1.ElectionService_ElectClient
-	closed bool
+func (e *Elector) isClosing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closing
 }
 
-func (st *electStream) send(req *warrenv1.ElectRequest) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.closed {
-		return status.Error(codes.FailedPrecondition, "warren: the candidacy is closing")
-	}
-	return st.stream.Send(req)
-}
+// electStream is one Elect stream's sending side.
+type electStream = serialSender[*warrenv1.ElectRequest]
 
-func (st *electStream) closeSend() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if !st.closed {
-		st.closed = true
-		_ = st.stream.CloseSend()
-	}
-}
-
-type electRecv struct {
-	resp *warrenv1.ElectResponse
-	err  error
+func newElectStream(stream warrenv1.ElectionService_ElectClient) *electStream {
+	return &electStream{stream: stream, closedErr: status.Error(codes.FailedPrecondition, "warren: the candidacy is closing")}
 }
 
 // runStream runs one campaign. progressed says whether the server answered
@@ -335,7 +301,7 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	st := &electStream{stream: stream}
+	st := newElectStream(stream)
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
@@ -361,24 +327,7 @@ func (e *Elector) runStream(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 
-	// Receive in a goroutine so that the lease timer and ctx can end the
-	// campaign while Recv blocks (a frozen server or a silent network is
-	// exactly the case). It gives up a result only once streamCtx is done,
-	// that is when the loop below has returned or returns on ctx.Done.
-	recv := make(chan electRecv, 1)
-	go func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case recv <- electRecv{resp, err}:
-			case <-streamCtx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	recv := receive(streamCtx, stream.Recv)
 	// The caller's cancellation (or Close, when the server did not confirm
 	// the resignation in time) ends the campaign here, whatever the stream
 	// is doing: a leader hears it as a cancel, at once.

@@ -335,11 +335,42 @@ func (s fakeWatchStream) Recv() (*warrenv1.WatchConfigResponse, error) {
 	return m.(*warrenv1.WatchConfigResponse), nil
 }
 
+type fakeLockStream struct{ *fakeStream }
+
+func (s fakeLockStream) Send(m *warrenv1.LockRequest) error { return s.send(m) }
+func (s fakeLockStream) Recv() (*warrenv1.LockResponse, error) {
+	m, err := s.recv()
+	if err != nil {
+		return nil, err
+	}
+	return m.(*warrenv1.LockResponse), nil
+}
+
+type fakeHoldStream struct{ *fakeStream }
+
+func (s fakeHoldStream) Send(m *warrenv1.HoldKeyRequest) error { return s.send(m) }
+func (s fakeHoldStream) Recv() (*warrenv1.HoldKeyResponse, error) {
+	m, err := s.recv()
+	if err != nil {
+		return nil, err
+	}
+	return m.(*warrenv1.HoldKeyResponse), nil
+}
+
 type fakeStubs struct {
 	warrenv1.MessagingServiceClient
 	warrenv1.ElectionServiceClient
 	warrenv1.ConfigServiceClient
+	warrenv1.LockServiceClient
 	o *opener
+}
+
+func (f fakeStubs) Lock(ctx context.Context, opts ...grpc.CallOption) (warrenv1.LockService_LockClient, error) {
+	return fakeLockStream{f.o.open(ctx, opts)}, nil
+}
+
+func (f fakeStubs) HoldKey(ctx context.Context, opts ...grpc.CallOption) (warrenv1.ConfigService_HoldKeyClient, error) {
+	return fakeHoldStream{f.o.open(ctx, opts)}, nil
 }
 
 func (f fakeStubs) Subscribe(ctx context.Context, opts ...grpc.CallOption) (warrenv1.MessagingService_SubscribeClient, error) {
@@ -393,6 +424,29 @@ var streamWrappers = []streamWrapper{
 				}
 			}()
 			return e.Done(), e.Err, func() { e.cancel(); <-e.Done() }
+		}},
+	// A Locker while it waits (a resubscribed stream is queued): a broken
+	// stream while holding is a loss, never a new attempt (lock_test.go).
+	{"Locker", &warrenv1.LockResponse{Event: &warrenv1.LockResponse_Queued{Queued: &warrenv1.Queued{Position: 1}}},
+		func(ctx context.Context, o *opener) (<-chan struct{}, func() error, func()) {
+			ctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			var err error
+			go func() {
+				_, err = NewLocker(fakeStubs{o: o}, LockerOptions{Backoff: quick}).Acquire(ctx, "l", AcquireOptions{})
+				// Acquire returns the caller's cancellation as its result;
+				// what matters here is whether it opened the stream again.
+				if ctx.Err() != nil && status.Code(err) == codes.Canceled {
+					err = nil
+				}
+				close(done)
+			}()
+			return done, func() error { return err }, func() { cancel(); <-done }
+		}},
+	{"Registration", &warrenv1.HoldKeyResponse{Event: &warrenv1.HoldKeyResponse_Held{Held: &warrenv1.ConfigEntry{Key: "k", Held: true}}},
+		func(ctx context.Context, o *opener) (<-chan struct{}, func() error, func()) {
+			r := HoldKey(ctx, fakeStubs{o: o}, RegistrationOptions{Key: "k", Backoff: quick})
+			return r.Done(), r.Err, func() { r.Close() }
 		}},
 }
 
@@ -564,6 +618,31 @@ func TestDefaultsMatchTheSharedFile(t *testing.T) {
 		}
 	}()
 	e.Close()
+
+	// Locker and Registration ask for the Elector's lease heartbeat (the
+	// same lease rule).
+	o = newOpener(nil, nil)
+	ctx, cancel = context.WithCancel(context.Background())
+	acquired := make(chan struct{})
+	go func() {
+		_, _ = NewLocker(fakeStubs{o: o}, LockerOptions{}).Acquire(ctx, "l", AcquireOptions{})
+		close(acquired)
+	}()
+	<-o.opened
+	waitUntil(t, func() bool { return o.stream(0).sentCount() > 0 })
+	if got := o.stream(0).sent[0].(*warrenv1.LockRequest).GetAcquire().GetHeartbeatInterval().AsDuration(); got != want.AsDuration() {
+		t.Errorf("Locker asks for heartbeats every %v, the file says %v", got, want.AsDuration())
+	}
+	cancel()
+	<-acquired
+	o = newOpener(nil, nil)
+	r := HoldKey(context.Background(), fakeStubs{o: o}, RegistrationOptions{Key: "k"})
+	<-o.opened
+	waitUntil(t, func() bool { return o.stream(0).sentCount() > 0 })
+	if got := o.stream(0).sent[0].(*warrenv1.HoldKeyRequest).GetHeartbeatInterval().AsDuration(); got != want.AsDuration() {
+		t.Errorf("Registration asks for heartbeats every %v, the file says %v", got, want.AsDuration())
+	}
+	r.Close()
 }
 
 func waitUntil(t *testing.T, cond func() bool) {

@@ -56,8 +56,18 @@ func NewPublisher(client warrenv1.MessagingServiceClient, opts PublisherOptions)
 // codes (NOT_FOUND exchange, FAILED_PRECONDITION for an unroutable message,
 // INVALID_ARGUMENT, PERMISSION_DENIED, ...) are returned at once, and so is
 // the end of ctx: the caller has given up.
-func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest) (string, error) {
+//
+// WithFence(fence) publishes only while the fence holds (checked by the
+// server just before the publish): a fence that no longer holds fails with
+// FAILED_PRECONDITION, nothing published, and is not retried. The message
+// carries the fence in its headers `warren-fence` and
+// `warren-fencing-token`, so that consumers can drop a deposed holder's
+// messages.
+func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest, opts ...PublishOption) (string, error) {
 	req := proto.Clone(msg).(*warrenv1.PublishRequest)
+	for _, o := range opts {
+		o.applyPublish(req)
+	}
 	if req.MessageId == "" {
 		req.MessageId = NewMessageID()
 	}
@@ -84,6 +94,11 @@ func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest) (
 		}
 	}
 	return req.MessageId, err
+}
+
+// PublishOption changes one Publish: WithFence.
+type PublishOption interface {
+	applyPublish(*warrenv1.PublishRequest)
 }
 
 func (p *Publisher) attempt(ctx context.Context, req *warrenv1.PublishRequest) (*warrenv1.PublishResponse, error) {

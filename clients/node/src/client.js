@@ -7,6 +7,9 @@ import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
 import { Elector } from './elector.js';
 import { ConfigWatcher } from './config-watcher.js';
+import { fenceToProto } from './fence.js';
+import { Locker, holderFromProto } from './lock.js';
+import { Registration } from './registration.js';
 import { CHANNEL, streamDecision } from './policy.js';
 import {
   Backoff, entryFromProto, leaderFromProto, sleep, streamMetadata, throwIfAborted, toBytes, unexpectedEnd,
@@ -124,13 +127,14 @@ export class Warren {
     this.address = address;
     this.#timeoutMs = timeoutMs;
     const messaging = new pkg.MessagingService(address, credentials, options);
-    // One HTTP/2 connection for all three services.
+    // One HTTP/2 connection for all the services.
     const shared = { ...options, channelOverride: messaging.getChannel() };
     /** The raw generated stubs, for what the wrappers do not cover. */
     this.raw = {
       messaging,
       config: new pkg.ConfigService(address, credentials, shared),
       election: new pkg.ElectionService(address, credentials, shared),
+      lock: new pkg.LockService(address, credentials, shared),
     };
   }
 
@@ -143,7 +147,7 @@ export class Warren {
     return new Warren(env.WARREN_ADDRESS || DEFAULT_ADDRESS, { ...options, ...optionsFromEnv(env) });
   }
 
-  /** Closes the channel. Close subscribers, electors and watchers first. */
+  /** Closes the channel. Close subscribers, electors, watchers, locks and registrations first. */
   close() {
     this.raw.messaging.close();
   }
@@ -234,6 +238,32 @@ export class Warren {
     }
   }
 
+  // --- Locks -------------------------------------------------------------
+
+  /** A Locker with its own defaults ({ heartbeatIntervalMs, backoff }). */
+  locker(options) {
+    return new Locker(this.raw.lock, options);
+  }
+
+  /** Waits for a lock and resolves with the held Lock: see Locker.acquire. */
+  lock(name, options) {
+    return new Locker(this.raw.lock).acquire(name, options);
+  }
+
+  /** Runs `fn(lock)` while holding the lock, releasing after however it ends: see Locker.withLock. */
+  withLock(name, options, fn) {
+    return new Locker(this.raw.lock).withLock(name, options, fn);
+  }
+
+  /**
+   * Who holds a lock now: { holders (in acquisition order), waiting, limit
+   * (0 when nobody holds) }; all empty for a lock nobody uses.
+   */
+  async getLock(name, options) {
+    const r = await this.#unary(this.raw.lock, 'getLock', { name }, options);
+    return { holders: r.holders.map(holderFromProto), waiting: r.waiting, limit: r.limit };
+  }
+
   // --- Config ------------------------------------------------------------
 
   /** Reads a key: its entry { key, value, version, modifyTime }, or null when missing. */
@@ -249,23 +279,51 @@ export class Warren {
 
   /**
    * Writes a key and returns its new entry. `expectedVersion`: compare-and-set
-   * (FAILED_PRECONDITION on mismatch); `createOnly`: ALREADY_EXISTS if present.
+   * (FAILED_PRECONDITION on mismatch); `createOnly`: ALREADY_EXISTS if present;
+   * `fence`: only while the fence holds, checked atomically with the write
+   * (FAILED_PRECONDITION "fence: ..." otherwise).
    * Like every call here it is retried on the codes the policy marks 'retry';
    * a retry of a write whose answer was lost can find its own write
    * (FAILED_PRECONDITION, ALREADY_EXISTS): read the key back when that matters.
    */
-  async putConfig(key, value, { expectedVersion, createOnly = false, ...options } = {}) {
-    const request = { key, value: toBytes(value), createOnly };
-    if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+  async putConfig(key, value, { expectedVersion, createOnly = false, fence, ...options } = {}) {
+    const request = { ...putRequest({ key, value, expectedVersion, createOnly }), fence: fenceToProto(fence) };
     const r = await this.#unary(this.raw.config, 'putConfig', request, options);
     return entryFromProto(r.entry);
   }
 
-  /** Deletes a key (optionally version-checked, optionally its whole subtree). */
-  async deleteConfig(key, { expectedVersion, recursive = false, ...options } = {}) {
-    const request = { key, recursive };
-    if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+  /**
+   * Deletes a key (optionally version-checked, optionally its whole subtree;
+   * `fence` as for putConfig). A key with children (not recursive) keeps them
+   * and stops being a key.
+   */
+  async deleteConfig(key, { expectedVersion, recursive = false, fence, ...options } = {}) {
+    const request = { ...deleteRequest({ key, expectedVersion, recursive }), fence: fenceToProto(fence) };
     await this.#unary(this.raw.config, 'deleteConfig', request, options);
+  }
+
+  /**
+   * Applies `ops` if every check passes, all or nothing, and resolves with
+   * the new entry of each put, in op order. `checks`: { key, version } (the
+   * key exists at that version) or { key, exists }; `ops`: { put: { key,
+   * value, expectedVersion?, createOnly? } } or { delete: { key,
+   * expectedVersion?, recursive? } }; `fence` as for putConfig. The first
+   * failing check or op: FAILED_PRECONDITION naming it (`checks[i]: ...`,
+   * `ops[i]: ...`), and nothing changed. Retried like putConfig (a retry
+   * whose first answer was lost can fail on its own writes).
+   */
+  async txn(checks = [], ops = [], { fence, ...options } = {}) {
+    const request = { checks: checks.map(checkToProto), ops: ops.map(opToProto), fence: fenceToProto(fence) };
+    const r = await this.#unary(this.raw.config, 'txn', request, options);
+    return r.entries.map(entryFromProto);
+  }
+
+  /**
+   * Holds a key while the returned Registration is open (service
+   * registration): see Registration. `value` can be changed with update().
+   */
+  holdKey(key, value, options) {
+    return new Registration(this.raw.config, key, value, options);
   }
 
   /** Yields every entry under `prefix` in path order, fetching page by page (timeoutMs per page). */
@@ -282,4 +340,27 @@ export class Warren {
   watchConfig(key, options) {
     return new ConfigWatcher(this.raw.config, key, options);
   }
+}
+
+function putRequest({ key, value, expectedVersion, createOnly = false }) {
+  const request = { key, value: toBytes(value), createOnly };
+  if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+  return request;
+}
+
+function deleteRequest({ key, expectedVersion, recursive = false }) {
+  const request = { key, recursive };
+  if (expectedVersion != null) request.expectedVersion = String(expectedVersion);
+  return request;
+}
+
+function checkToProto(check) {
+  const hasVersion = check?.version != null;
+  if (hasVersion === (check?.exists != null)) throw new TypeError('txn: a check sets exactly one of version and exists');
+  return hasVersion ? { key: check.key, version: String(check.version) } : { key: check.key, exists: Boolean(check.exists) };
+}
+
+function opToProto(op) {
+  if ((op?.put == null) === (op?.delete == null)) throw new TypeError('txn: an op sets exactly one of put and delete');
+  return op.put ? { put: putRequest(op.put) } : { delete: deleteRequest(op.delete) };
 }

@@ -27,16 +27,12 @@
 // an AbortError.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import { fenceFromElector } from './fence.js';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
-  Ending, Redial, Timer, durationFromMs, leaderFromProto, silenceError, streamEndError, streamMetadata, toBytes,
+  Ending, Redial, Timer, durationFromMs, leaderFromProto, lossReasonName, silenceError, streamEndError, streamMetadata,
+  toBytes,
 } from './util.js';
-
-const LOSS_REASONS = {
-  LOSS_REASON_RESIGNED: 'resigned',
-  LOSS_REASON_CONNECTION_SUSPENDED: 'connection_suspended',
-  LOSS_REASON_SESSION_EXPIRED: 'session_expired',
-};
 
 export class Elector extends EventEmitter {
   #client;
@@ -78,6 +74,11 @@ export class Elector extends EventEmitter {
     process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
   }
 
+  /** The election's name. */
+  get election() {
+    return this.#campaign.election;
+  }
+
   /** This candidate's id (generated once, kept across re-campaigns). */
   get candidateId() {
     return this.#campaign.candidateId;
@@ -96,6 +97,14 @@ export class Elector extends EventEmitter {
   /** The fencing token while leading (a bigint), else null. */
   get fencingToken() {
     return this.#leading ? this.#leader.fencingToken : null;
+  }
+
+  /**
+   * The fence of this leadership ({ election, fencingToken }) for fenced
+   * writes and publishes, while leading; else null.
+   */
+  get fence() {
+    return this.#leading ? fenceFromElector(this) : null;
   }
 
   /**
@@ -180,7 +189,7 @@ export class Elector extends EventEmitter {
         break;
       }
       case 'lost': {
-        this.#loseLeadership(LOSS_REASONS[response.lost.reason] ?? 'unknown');
+        this.#loseLeadership(lossReasonName(response.lost.reason));
         if (!this.#recampaign && !this.#closing) this.#endCandidacy();
         break;
       }

@@ -107,7 +107,23 @@ export interface ConfigEntry {
   /** ZooKeeper's data version: 0 after creation, +1 per write. */
   version: number;
   modifyTime: Date | null;
+  /** True for a key held by a HoldKey stream (a Registration): it goes when its holder does. */
+  held: boolean;
 }
+
+/**
+ * Makes a write or publish conditional on still holding a leadership or a
+ * lock: exactly one of `election` and `lock`, with the token. A fence that no
+ * longer holds is refused with FAILED_PRECONDITION ("fence: ...").
+ */
+export type Fence =
+  | { election: string; lock?: undefined; fencingToken: bigint | number | string }
+  | { lock: string; election?: undefined; fencingToken: bigint | number | string };
+
+/** The fence of an Elector's current leadership; throws when it does not lead. */
+export declare function fenceFromElector(elector: Elector): Fence;
+/** The fence of a held Lock; throws when it is not held. */
+export declare function fenceFromLock(lock: Lock): Fence;
 
 export interface Leader {
   election: string;
@@ -159,9 +175,21 @@ export interface PublisherOptions {
   newMessageId?: () => string;
 }
 
+export interface PublishOptions {
+  /** Overall deadline across retries (default: the Publisher's). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /**
+   * Published only while the fence holds (checked just before the publish,
+   * on every attempt); the message carries `warren-fence` and
+   * `warren-fencing-token` headers.
+   */
+  fence?: Fence;
+}
+
 export declare class Publisher {
   constructor(client: Client, options?: PublisherOptions);
-  publish(message: PublishMessage, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<PublishResult>;
+  publish(message: PublishMessage, options?: PublishOptions): Promise<PublishResult>;
 }
 
 export type ExchangeType =
@@ -253,10 +281,13 @@ export type LossReason =
   | 'aborted' | 'unknown';
 
 export declare class Elector extends EventEmitter {
+  readonly election: string;
   readonly candidateId: string;
   readonly isLeader: boolean;
   readonly leader: Leader | null;
   readonly fencingToken: bigint | null;
+  /** The fence of this leadership while leading, else null. */
+  readonly fence: Fence | null;
   /** Resolves after close() or the end of the candidacy; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
   proclaim(value: Bytes): void;
@@ -309,6 +340,119 @@ export declare class ConfigWatcher extends EventEmitter {
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
+export interface LockHolder {
+  name: string;
+  holderId: string;
+  value: Buffer;
+  /** The holder node's creation zxid: never reused, grows with every acquisition. */
+  fencingToken: bigint;
+  acquiredTime: Date | null;
+}
+
+export interface LockerOptions {
+  /** Lease heartbeat asked for (default 1 s); the server's answer is what counts. */
+  heartbeatIntervalMs?: number;
+  /** Between attempts while waiting (default: the shared policy's). */
+  backoff?: BackoffOptions;
+}
+
+export interface AcquireOptions extends LockerOptions {
+  /** The most holders at once: 1 (or 0) a mutex, N a semaphore (default 1). Everyone on one lock must agree. */
+  limit?: number;
+  /** Unset: wait as long as it takes; 0: try once; else DEADLINE_EXCEEDED when it passes, nothing left behind. */
+  timeoutMs?: number;
+  /** Shown to others (default: a random UUID, kept across retries). */
+  holderId?: string;
+  value?: Bytes;
+  /** Where this client waits: sent when it starts waiting and when its place changes. */
+  onQueued?: (queued: { position: number; holders: LockHolder[] }) => void;
+  /** Aborting stops the wait (AbortError); no effect once held (release() then). */
+  signal?: AbortSignal;
+}
+
+export type LockLossReason =
+  | 'connection_suspended' | 'session_expired' | 'lease_expired' | 'stream_broken' | 'superseded' | 'unknown';
+
+/** A held lock (or semaphore permit). `await using` releases it where the runtime supports that. */
+export declare class Lock extends EventEmitter {
+  readonly name: string;
+  readonly holderId: string;
+  readonly value: Buffer;
+  readonly acquiredTime: Date | null;
+  readonly fencingToken: bigint;
+  readonly limit: number;
+  /** The lease heartbeat interval in force (the server's). No message for two of them: lost. */
+  readonly heartbeatIntervalMs: number;
+  /** True while held and the lease holds. */
+  readonly isHeld: boolean;
+  /** The fence of this lock while held, else null. */
+  readonly fence: Fence | null;
+  /** Aborted at the first loss (also a suspension the lock may come back from) or release. */
+  readonly signal: AbortSignal;
+  /** Resolves once the lock has ended (released, or lost for good). */
+  readonly closed: Promise<void>;
+  /** Gives the lock up; resolves once the server deleted the holder's node. Safe to call again. */
+  release(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+  on(event: 'lost', listener: (info: { reason: LockLossReason; error?: Error }) => void): this;
+  on(event: 'reacquired', listener: (info: { fencingToken: bigint }) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export declare class Locker {
+  constructor(client: Client, options?: LockerOptions);
+  /** Waits for the lock; resolves with it held. Retries a broken stream within `timeoutMs`. */
+  acquire(name: string, options?: AcquireOptions): Promise<Lock>;
+  /** Acquires, runs `fn`, releases however it ends. */
+  withLock<T>(name: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>;
+}
+
+export interface LockState {
+  /** In acquisition order. */
+  holders: LockHolder[];
+  waiting: number;
+  /** 0 when nobody holds. */
+  limit: number;
+}
+
+export type TxnCheck = { key: string; version: number; exists?: undefined } | { key: string; exists: boolean; version?: undefined };
+export type TxnOp =
+  | { put: { key: string; value: Bytes; expectedVersion?: number; createOnly?: boolean }; delete?: undefined }
+  | { delete: { key: string; expectedVersion?: number; recursive?: boolean }; put?: undefined };
+
+export interface HoldKeyOptions {
+  /** Lease heartbeat (default 1 s); keep it ≤ the server's session timeout / 3. */
+  heartbeatIntervalMs?: number;
+  backoff?: BackoffOptions;
+  /** Aborting ends it at once (the key goes): `closed` rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export type HoldLossReason = 'connection_suspended' | 'session_expired' | 'lease_expired' | 'stream_broken' | 'aborted' | 'unknown';
+
+/** A key held while this is open (HoldKey); held again after a broken stream. */
+export declare class Registration extends EventEmitter {
+  readonly key: string;
+  readonly isHeld: boolean;
+  /** As last held, or null. */
+  readonly entry: ConfigEntry | null;
+  /** Resolves after close() or a fatal error; rejects with an AbortError after an abort. */
+  readonly closed: Promise<void>;
+  /** The entry once first held; rejects on a fatal error (e.g. ALREADY_EXISTS), close or abort first. */
+  ready(options?: { timeoutMs?: number }): Promise<ConfigEntry>;
+  /** Changes the value; resolves once held with it. */
+  update(value: Bytes): Promise<ConfigEntry>;
+  /** Deletes the key and ends; resolves once ended, however it ended. */
+  close(): Promise<void>;
+  on(event: 'held', listener: (entry: ConfigEntry) => void): this;
+  on(event: 'lost', listener: (info: { reason: HoldLossReason; error?: Error }) => void): this;
+  on(event: 'reconnecting', listener: (info: { error: Error & { code?: number }; delayMs: number }) => void): this;
+  on(event: 'error', listener: (error: ServiceError) => void): this;
+  on(event: 'close', listener: () => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /** grpc.credentials.createSsl from PEM files; throws naming a file it cannot read. */
 export declare function tlsCredentials(files?: TlsFiles): ChannelCredentials;
 /** A client interceptor adding "authorization: Bearer <token>" to every call. */
@@ -322,12 +466,17 @@ export declare class Warren {
   static fromEnv(options?: WarrenOptions, env?: Record<string, string | undefined>): Warren;
   readonly address: string;
   /** The raw grpc-js clients (messages as in generated/types, longs as strings). */
-  readonly raw: { messaging: Client & Record<string, any>; config: Client & Record<string, any>; election: Client & Record<string, any> };
+  readonly raw: {
+    messaging: Client & Record<string, any>;
+    config: Client & Record<string, any>;
+    election: Client & Record<string, any>;
+    lock: Client & Record<string, any>;
+  };
   close(): void;
   waitForReady(timeoutMs?: number): Promise<void>;
 
   publisher(options?: PublisherOptions): Publisher;
-  publish(message: PublishMessage, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<PublishResult>;
+  publish(message: PublishMessage, options?: PublishOptions): Promise<PublishResult>;
   subscribe(options: SubscribeOptions, handler: Handler): Subscriber;
 
   elect(options: ElectOptions): Elector;
@@ -335,9 +484,17 @@ export declare class Warren {
   /** The leader now, then every change; an abort cancels the stream and the loop throws an AbortError. */
   observeLeader(election: string, options?: { signal?: AbortSignal; backoff?: BackoffOptions }): AsyncGenerator<Leader | null>;
 
+  locker(options?: LockerOptions): Locker;
+  lock(name: string, options?: AcquireOptions): Promise<Lock>;
+  withLock<T>(name: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>;
+  getLock(name: string, options?: CallOptions): Promise<LockState>;
+
   getConfig(key: string, options?: CallOptions & { consistent?: boolean }): Promise<ConfigEntry | null>;
-  putConfig(key: string, value: Bytes, options?: CallOptions & { expectedVersion?: number; createOnly?: boolean }): Promise<ConfigEntry>;
-  deleteConfig(key: string, options?: CallOptions & { expectedVersion?: number; recursive?: boolean }): Promise<void>;
+  putConfig(key: string, value: Bytes, options?: CallOptions & { expectedVersion?: number; createOnly?: boolean; fence?: Fence }): Promise<ConfigEntry>;
+  deleteConfig(key: string, options?: CallOptions & { expectedVersion?: number; recursive?: boolean; fence?: Fence }): Promise<void>;
+  /** All or nothing; resolves with the new entry of each put, in op order. */
+  txn(checks: TxnCheck[], ops: TxnOp[], options?: CallOptions & { fence?: Fence }): Promise<ConfigEntry[]>;
+  holdKey(key: string, value: Bytes, options?: HoldKeyOptions): Registration;
   listConfig(prefix?: string, options?: CallOptions & { keysOnly?: boolean; pageSize?: number }): AsyncGenerator<ConfigEntry>;
   watchConfig(key: string, options?: WatchConfigOptions): ConfigWatcher;
 }

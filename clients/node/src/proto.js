@@ -22,14 +22,14 @@ export const LOADER_OPTIONS = Object.freeze({
   oneofs: true,
 });
 
-const PROTO_FILES = ['warren/v1/config.proto', 'warren/v1/election.proto', 'warren/v1/messaging.proto'];
+const PROTO_FILES = ['warren/v1/config.proto', 'warren/v1/election.proto', 'warren/v1/lock.proto', 'warren/v1/messaging.proto'];
 
 let cached = null;
 
 /**
- * The warren.v1 package: { ConfigService, ElectionService, MessagingService }
- * client constructors. `protoDir` defaults to generated/protos (made by
- * generate.sh), or WARREN_PROTO_DIR.
+ * The warren.v1 package: { ConfigService, ElectionService, LockService,
+ * MessagingService } client constructors. `protoDir` defaults to
+ * generated/protos (made by generate.sh), or WARREN_PROTO_DIR.
  */
 export function loadWarrenProtos(protoDir = process.env.WARREN_PROTO_DIR ?? path.join(here, '..', 'generated', 'protos')) {
   if (cached && cached.dir === protoDir) return cached.pkg;

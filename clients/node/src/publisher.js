@@ -8,6 +8,7 @@
 // drop the duplicate (at-least-once + idempotent consumer).
 import { randomUUID } from 'node:crypto';
 import { callWithRetry } from './calls.js';
+import { fenceToProto } from './fence.js';
 import { DEFAULTS } from './policy.js';
 import { durationFromMs, toBytes } from './util.js';
 
@@ -38,10 +39,15 @@ export class Publisher {
    * the same message id until `timeoutMs`; a fatal code (NOT_FOUND exchange,
    * FAILED_PRECONDITION unroutable mandatory message, INVALID_ARGUMENT, ...)
    * rejects at once. The error carries `messageId` and `attempts`; an aborted
-   * `signal` rejects with an AbortError and is never retried.
+   * `signal` rejects with an AbortError and is never retried. `fence`
+   * ({ election | lock, fencingToken }): published only while it holds
+   * (checked just before the publish, every attempt; FAILED_PRECONDITION
+   * "fence: ..." otherwise), and the message carries the headers
+   * `warren-fence` and `warren-fencing-token` for consumers.
    */
-  async publish(message, { timeoutMs = this.#options.timeoutMs, signal } = {}) {
+  async publish(message, { timeoutMs = this.#options.timeoutMs, signal, fence } = {}) {
     const request = toPublishRequest(message, this.#options.newMessageId, this.#options.mandatory);
+    request.fence = fenceToProto(fence);
     try {
       const { attempts } = await callWithRetry(this.#client, 'publish', request, {
         deadlineMs: Date.now() + timeoutMs,

@@ -187,11 +187,26 @@ export function streamEndError(what, status) {
   return status.code === Status.OK ? unexpectedEnd(what) : statusError(what, status);
 }
 
+/** warren.v1.LossReason to the wrappers' reason names. */
+export function lossReasonName(reason) {
+  return {
+    LOSS_REASON_RESIGNED: 'resigned',
+    LOSS_REASON_CONNECTION_SUSPENDED: 'connection_suspended',
+    LOSS_REASON_SESSION_EXPIRED: 'session_expired',
+  }[reason] ?? 'unknown';
+}
+
 /** Milliseconds to a google.protobuf.Duration. */
 export function durationFromMs(ms) {
   if (ms == null) return null;
   const whole = Math.floor(ms / 1000);
   return { seconds: String(whole), nanos: Math.round((ms - whole * 1000) * 1e6) };
+}
+
+/** A google.protobuf.Duration (longs as strings) to milliseconds, or null when unset. */
+export function msFromDuration(d) {
+  if (!d) return null;
+  return Number(d.seconds) * 1000 + Math.floor((d.nanos ?? 0) / 1e6);
 }
 
 /** A google.protobuf.Timestamp (longs as strings) to a Date, or null. */
@@ -215,6 +230,7 @@ export function entryFromProto(e) {
     value: e.value ?? Buffer.alloc(0),
     version: Number(e.version),
     modifyTime: dateFromTimestamp(e.modifyTime),
+    held: Boolean(e.held),
   };
 }
 

@@ -86,6 +86,8 @@ export function fakeStreamingClient() {
   };
   client.subscribe = (metadata, options) => open(undefined, metadata, options);
   client.elect = (metadata, options) => open(undefined, metadata, options);
+  client.lock = (metadata, options) => open(undefined, metadata, options);
+  client.holdKey = (metadata, options) => open(undefined, metadata, options);
   client.watchConfig = (request, metadata, options) => open(request, metadata, options);
   client.observeLeader = (request, metadata, options) => open(request, metadata, options);
   client.last = () => client.calls[client.calls.length - 1];
@@ -122,7 +124,7 @@ export function scriptedUnaryClient(script = [], response = (method, request) =>
     });
     return { cancel() { cancelled = true; } };
   };
-  for (const method of ['publish', 'getConfig', 'putConfig', 'deleteConfig', 'listConfig', 'getLeader']) {
+  for (const method of ['publish', 'getConfig', 'putConfig', 'deleteConfig', 'listConfig', 'txn', 'getLeader', 'getLock']) {
     client[method] = answer(method);
   }
   return client;

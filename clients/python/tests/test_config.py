@@ -27,12 +27,7 @@ class ConfigWatcherTest(unittest.TestCase):
         self.base = unique("py-config")
 
     def tearDown(self):
-        try:
-            self.client.config.DeleteConfig(
-                warren.config_pb2.DeleteConfigRequest(key=self.base, recursive=True))
-        except grpc.RpcError as error:  # a test that wrote nothing
-            if error.code() != grpc.StatusCode.NOT_FOUND:
-                raise
+        self.client.delete_config(self.base, recursive=True)  # False: nothing written
         self.client.close()
 
     def test_key_watch_sees_every_change(self):
@@ -52,14 +47,22 @@ class ConfigWatcherTest(unittest.TestCase):
             [(PUT, b"hello"), (PUT, b"bonjour"), (DELETE, b"bonjour")],
         )
 
-    def test_prefix_watch_keeps_a_map(self):
+    def test_prefix_watch_keeps_a_map_of_what_was_put(self):
         with self.client.config_watcher(self.base, prefix=True) as w:
             self.assertTrue(w.wait_ready(10))
             self.client.put_config(self.base + "/a", "1")
             self.client.put_config(self.base + "/deep/b", "2")
             self.assertTrue(w.wait_for(
                 lambda e: e.get(self.base + "/a") == b"1" and e.get(self.base + "/deep/b") == b"2", 10))
-            self.assertEqual(w.entries[self.base + "/deep/b"], b"2")
+            # The parents the puts created are namespace nodes, not keys.
+            self.assertEqual(w.entries, {self.base + "/a": b"1", self.base + "/deep/b": b"2"})
+            self.assertIsNone(self.client.get_config(self.base + "/deep", consistent=True))
+            # A key with children that is deleted becomes a namespace node.
+            self.client.put_config(self.base + "/deep", "3")
+            self.assertTrue(w.wait_for(lambda e: e.get(self.base + "/deep") == b"3", 10))
+            self.assertTrue(self.client.delete_config(self.base + "/deep"))
+            self.assertTrue(w.wait_for(lambda e: self.base + "/deep" not in e, 10))
+            self.assertEqual(self.client.get_config(self.base + "/deep/b", consistent=True), b"2")
 
     def test_invalid_key_stops_the_watcher(self):
         reported = Recorder()
@@ -129,8 +132,8 @@ class ConfigWatcherTest(unittest.TestCase):
                 (DELETE, keys["gone"], b"v1"),
                 (PUT, keys["new"], b"v1"),
             })
+            # The parent the puts created is a namespace node, not a key.
             self.assertEqual(watcher.entries, {
-                self.base: watcher.entries.get(self.base, b""),  # the implicit parent
                 keys["same"]: b"v1", keys["changed"]: b"v2", keys["new"]: b"v1"})
             watcher.close()
             own.close()

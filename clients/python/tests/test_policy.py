@@ -25,13 +25,16 @@ with open(DEFAULTS_FILE) as f:
     DEFAULTS = json.load(f)
 
 pb_msg, pb_cfg, pb_elect = warren.messaging_pb2, warren.config_pb2, warren.election_pb2
+pb_lock = warren.lock_pb2
 FAST = warren.Backoff(0.01, 0.02)
+STREAM_METHODS = ("Subscribe", "WatchConfig", "Elect", "Lock", "HoldKey")
 
 
 class _FakeWarren(
     warren.messaging_pb2_grpc.MessagingServiceServicer,
     warren.config_pb2_grpc.ConfigServiceServicer,
     warren.election_pb2_grpc.ElectionServiceServicer,
+    warren.lock_pb2_grpc.LockServiceServicer,
 ):
     """The first call of each method ends with `code` (before any response;
     OK: a stream the server ends at once); later calls succeed, and streams
@@ -40,6 +43,7 @@ class _FakeWarren(
 
     def __init__(self, code):
         self.code = code
+        self.break_held_locks = False  # end Lock streams after `acquired`
         self.calls = collections.Counter()
         self.requests = Recorder()
         self._lock = threading.Lock()
@@ -82,6 +86,38 @@ class _FakeWarren(
         for _ in request_iterator:
             pass
 
+    def Lock(self, request_iterator, context):
+        acquire = next(request_iterator)
+        if self._fails("Lock", acquire, context):
+            return
+        yield pb_lock.LockResponse(acquired=pb_lock.Acquired(
+            holder=pb_lock.LockHolder(name=acquire.acquire.name, fencing_token=7),
+            heartbeat_interval=acquire.acquire.heartbeat_interval))
+        if self.break_held_locks:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "broken by the test")
+        for _ in request_iterator:  # Release, then the half-close
+            pass
+
+    def HoldKey(self, request_iterator, context):
+        hold = next(request_iterator)
+        if self._fails("HoldKey", hold, context):
+            return
+        yield pb_cfg.HoldKeyResponse(held=pb_cfg.ConfigEntry(key=hold.key, held=True))
+        for _ in request_iterator:
+            pass
+
+    def PutConfig(self, request, context):
+        self._fails("PutConfig", request, context)
+        return pb_cfg.PutConfigResponse(entry=pb_cfg.ConfigEntry(key=request.key))
+
+    def DeleteConfig(self, request, context):
+        self._fails("DeleteConfig", request, context)
+        return pb_cfg.DeleteConfigResponse()
+
+    def Txn(self, request, context):
+        self._fails("Txn", request, context)
+        return pb_cfg.TxnResponse()
+
 
 class _FakeServer:
     def __init__(self, code):
@@ -90,6 +126,7 @@ class _FakeServer:
         warren.messaging_pb2_grpc.add_MessagingServiceServicer_to_server(self.fake, self.server)
         warren.config_pb2_grpc.add_ConfigServiceServicer_to_server(self.fake, self.server)
         warren.election_pb2_grpc.add_ElectionServiceServicer_to_server(self.fake, self.server)
+        warren.lock_pb2_grpc.add_LockServiceServicer_to_server(self.fake, self.server)
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
         self.channel = warren.channel("127.0.0.1:%d" % port)
@@ -136,6 +173,8 @@ class RetryPolicyFileTest(unittest.TestCase):
                 "Subscriber": warren.Subscriber(channel, print, queue="q"),
                 "ConfigWatcher": warren.ConfigWatcher(channel, "k"),
                 "Elector": warren.Elector(channel, "e"),
+                "Locker": warren.Locker(channel),
+                "Registration": warren.Registration(channel, "k"),
             }
             for name, wrapper in wrappers.items():
                 with self.subTest(wrapper=name):
@@ -185,21 +224,76 @@ class WrapperDecisionTest(unittest.TestCase):
             finally:
                 server.close()
 
+    def test_config_helpers_follow_the_unary_column_without_retrying(self):
+        # put_config, delete_config and txn are never retried (a write whose
+        # answer was lost cannot tell on a retry whether it was its own), so
+        # the column decides only which error they raise.
+        calls = {
+            "PutConfig": lambda c: c.put_config("k", "v"),
+            "DeleteConfig": lambda c: c.delete_config("k"),
+            "Txn": lambda c: c.txn([], [warren.txn.put("k", "v")]),
+        }
+        for name, row in POLICY["codes"].items():
+            code = grpc.StatusCode[name]
+            server = _FakeServer(code)
+            client = warren.connect(grpc_channel=server.channel)
+            try:
+                for method, call in calls.items():
+                    with self.subTest(code=name, method=method, expected=row["unary"]):
+                        if row["unary"] == "done":
+                            call(client)
+                        elif code == grpc.StatusCode.NOT_FOUND and method == "DeleteConfig":
+                            self.assertFalse(call(client))  # nothing to delete
+                        else:
+                            expected = (warren.FatalError if row["unary"] == "fatal"
+                                        else warren.TransientError)
+                            with self.assertRaises(expected) as caught:
+                                call(client)
+                            self.assertEqual(caught.exception.code, code)
+                        self.assertEqual(server.fake.calls[method], 1)
+            finally:
+                server.close()
+
     def test_stream_wrappers_follow_the_stream_column(self):
         for name, row in POLICY["codes"].items():
             code = grpc.StatusCode[name]
             server = _FakeServer(code)
             try:
-                for wrapper in ("Subscriber", "ConfigWatcher", "Elector"):
+                for wrapper in ("Subscriber", "ConfigWatcher", "Elector", "Registration",
+                                "Locker"):
                     with self.subTest(code=name, wrapper=wrapper, expected=row["stream"]):
                         self._check_stream(server, wrapper, code, row["stream"])
             finally:
                 server.close()
 
+    def _check_locker(self, server, code, decision):
+        # While waiting, a broken stream is opened again (within the
+        # timeout: here none); a fatal code ends the acquire.
+        locker = warren.Locker(server.channel, backoff=FAST)
+        try:
+            if decision == "fatal":
+                with self.assertRaises(warren.FatalError) as caught:
+                    locker.acquire("l")
+                self.assertEqual(caught.exception.code, code)
+                self.assertEqual(server.fake.calls["Lock"], 1)
+            else:
+                with locker.acquire("l") as lock:
+                    self.assertEqual(lock.fencing_token, 7)
+                    self.assertTrue(lock.held)
+                self.assertEqual(server.fake.calls["Lock"], 2)
+        finally:
+            locker.close()
+
     def _check_stream(self, server, wrapper, code, decision):
         errors = Recorder()
         following = Recorder()
-        if wrapper == "Subscriber":
+        if wrapper == "Locker":
+            return self._check_locker(server, code, decision)
+        if wrapper == "Registration":
+            method = "HoldKey"
+            w = warren.Registration(server.channel, "k", backoff=FAST, on_error=errors).start()
+            wait, close = w.wait_held, w.close
+        elif wrapper == "Subscriber":
             method = "Subscribe"
             w = warren.Subscriber(server.channel, print, queue="q", backoff=FAST,
                                   on_error=errors).start()
@@ -243,6 +337,7 @@ class ClosingTest(unittest.TestCase):
                 channel, print, queue="q", backoff=FAST, **kwargs),
             "WatchConfig": lambda: warren.ConfigWatcher(channel, "k", backoff=FAST, **kwargs),
             "Elect": lambda: warren.Elector(channel, "e", backoff=FAST, **kwargs),
+            "HoldKey": lambda: warren.Registration(channel, "k", backoff=FAST, **kwargs),
         }
 
     @staticmethod
@@ -263,7 +358,7 @@ class ClosingTest(unittest.TestCase):
             server.close()
 
     def test_channel_closed_under_a_wrapper_is_a_closed_error(self):
-        for method in ("Subscribe", "WatchConfig", "Elect"):
+        for method in ("Subscribe", "WatchConfig", "Elect", "HoldKey"):
             server = _FakeServer(grpc.StatusCode.OK)
             try:
                 with self.subTest(method=method):
@@ -280,6 +375,48 @@ class ClosingTest(unittest.TestCase):
                 server.close()
 
 
+class LockStreamTest(unittest.TestCase):
+    """A Lock stream is opened again only while waiting: once held, a broken
+    stream is a loss, never a silent re-acquire; a released lock's stream
+    is not opened again."""
+
+    def test_a_broken_stream_while_holding_is_lost_for_good(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["Lock"] = 1  # the first stream answers
+        server.fake.break_held_locks = True
+        lost = Recorder()
+        try:
+            locker = warren.Locker(server.channel, backoff=FAST)
+            lock = locker.acquire("l", on_lost=lost)
+            self.assertTrue(lock.lost.wait(5))
+            self.assertEqual(lost.snapshot(), [warren.LostReason.STREAM_BROKEN])
+            self.assertEqual(lock.lost_reason, warren.LostReason.STREAM_BROKEN)
+            self.assertFalse(lock.held)
+            lock.release()
+            locker.close()
+            self.assertEqual(server.fake.calls["Lock"], 2)  # one stream only
+        finally:
+            server.close()
+
+    def test_a_released_lock_is_not_reopened_nor_lost(self):
+        server = _FakeServer(grpc.StatusCode.OK)
+        server.fake.calls["Lock"] = 1
+        lost = Recorder()
+        try:
+            with warren.Locker(server.channel, backoff=FAST) as locker:
+                lock = locker.acquire("l", on_lost=lost)
+                lock.release()
+                lock.release()  # idempotent
+                self.assertFalse(lock.held)
+            self.assertFalse(lock.lost.is_set())
+            self.assertEqual(lost.snapshot(), [])
+            self.assertEqual(server.fake.calls["Lock"], 2)
+            requests = [r for m, r in server.fake.requests.snapshot() if m == "Lock"]
+            self.assertEqual(len(requests), 1)
+        finally:
+            server.close()
+
+
 class DefaultsFileTest(unittest.TestCase):
     """What the wrappers send when the caller chooses nothing is what
     clients/defaults.json says; and streams are opened wait-for-ready."""
@@ -294,12 +431,16 @@ class DefaultsFileTest(unittest.TestCase):
             sub = warren.Subscriber(channel, print, queue="q").start()
             watcher = warren.ConfigWatcher(channel, "k").start()
             elector = warren.Elector(channel, "e").start()
+            registration = warren.Registration(channel, "k").start()
             # Each stream ends once (OK) and is opened again.
-            wait_until(lambda: all(server.fake.calls[m] == 2
-                                   for m in ("Subscribe", "WatchConfig", "Elect")), 10)
+            wait_until(lambda: all(server.fake.calls[m] == 2 for m in STREAM_METHODS
+                                   if m != "Lock"), 10)
+            with warren.Locker(channel).acquire("l"):
+                pass
             sub.stop()
             watcher.close()
             elector.close()
+            registration.close()
         finally:
             server.close()
         first = {}
@@ -312,8 +453,13 @@ class DefaultsFileTest(unittest.TestCase):
         self.assertEqual(campaign.heartbeat_interval.ToMilliseconds(),
                          DEFAULTS["elector"]["heartbeat_interval_ms"])
         self.assertEqual(campaign.rejoin_after_expiry, DEFAULTS["elector"]["rejoin_after_expiry"])
+        # Locks and held keys have the Elector's lease.
+        self.assertEqual(first["Lock"].acquire.heartbeat_interval.ToMilliseconds(),
+                         DEFAULTS["elector"]["heartbeat_interval_ms"])
+        self.assertEqual(first["HoldKey"].heartbeat_interval.ToMilliseconds(),
+                         DEFAULTS["elector"]["heartbeat_interval_ms"])
         opened = streams.calls.snapshot()
-        self.assertEqual({m for m, _ in opened}, {"Subscribe", "WatchConfig", "Elect"})
+        self.assertEqual({m for m, _ in opened}, set(STREAM_METHODS))
         self.assertTrue(all(ready for _, ready in opened), opened)
 
 

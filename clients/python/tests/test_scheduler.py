@@ -1,11 +1,21 @@
 """The distributed task scheduler example: two dispatchers (one elected) and
 two workers (competing consumers), all separate processes; then the leading
-dispatcher is stopped and the other takes over."""
+dispatcher is stopped and the other takes over. And fencing: a deposed
+dispatcher's late publish and counter update are refused, and its task,
+redelivered after the new leader's, is dropped by the workers."""
 
+import json
+import os
+import sys
 import unittest
 
+import grpc
+
 from procs import Program
-from support import ADDRESS, unique, wait_until, warren
+from support import ADDRESS, ROOT, unique, wait_until, warren
+
+sys.path.insert(0, os.path.join(ROOT, "examples", "scheduler"))
+import dispatcher  # noqa: E402  (the example's own dispatch step)
 
 
 def tasks(events):
@@ -28,10 +38,10 @@ class SchedulerTest(unittest.TestCase):
         finally:
             client.close()
 
-    def start(self, script, name):
+    def start(self, script, name, *args):
         program = Program("scheduler/" + script, "--name", name, "--queue", self.queue,
-                          *(["--election", self.election, "--interval", "0.1"]
-                            if script == "dispatcher.py" else []))
+                          "--election", self.election,
+                          *(["--interval", "0.1"] if script == "dispatcher.py" else []), *args)
         self.programs.append(program)
         return program
 
@@ -91,6 +101,69 @@ class SchedulerTest(unittest.TestCase):
         print("\n  tasks dispatched=%d (old leader %d, new leader %d), processed per worker %s, duplicates %d"
               % (len(dispatched), len(old), len(follower.events("DISPATCH")), per_worker,
                  sum(len(w.events("DUPLICATE")) for w in workers)))
+
+        self.assertEqual([e for w in workers for e in w.events("STALE") + w.events("UNFENCED")],
+                         [])
+
+    def test_a_deposed_dispatchers_tasks_cannot_be_acted_on(self):
+        client = warren.connect(ADDRESS)
+        self.addCleanup(client.close)
+        publisher = client.publisher()
+        counter = self.election + "/next-task"
+        # A slow worker takes the first task and keeps it unfinished.
+        slow = self.start("worker.py", "slow", "--work", "120")
+        slow.wait_line(r" READY ")
+
+        # The test is the first dispatcher, with the example's own step.
+        old = client.elector(self.election, candidate_id="old")
+        self.assertTrue(old.wait_elected(10))
+        old_fence = old.fence()
+        self.assertEqual(dispatcher.dispatch_one(
+            client, publisher, self.queue, counter, old_fence, "old"), (dispatcher.DISPATCH, 0))
+        slow.wait_line(r" START .* task=0 token=%d$" % old_fence.fencing_token)
+
+        # Deposed: it resigns, and the example's dispatcher leads.
+        fast = self.start("worker.py", "fast")
+        fast.wait_line(r" READY ")
+        old.close()
+        new = self.start("dispatcher.py", "new")
+        new.wait_line(r" ELECTED ")
+        new_token = int(new.events("ELECTED")[0]["token"])
+        self.assertGreater(new_token, old_fence.fencing_token)
+        wait_until(lambda: len(fast.events("PROCESSED")) >= 3, 30,
+                   message="the new leader's tasks do not reach the free worker")
+        self.assertEqual(new.terminate(), 0)
+
+        # Its late dispatch, with the fence it had: refused at the publish,
+        # and a late counter update is refused too.
+        next_task = dispatcher.read_counter(client, counter)
+        self.assertEqual(dispatcher.dispatch_one(
+            client, publisher, self.queue, counter, old_fence, "old"),
+            (dispatcher.DEPOSED, next_task))
+        with self.assertRaises(warren.FenceError):
+            client.put_config(counter, "0", fence=old_fence)
+        self.assertEqual(dispatcher.read_counter(client, counter), next_task)
+
+        # The slow worker dies: its unfinished task 0 of the old leader is
+        # redelivered, now after the new leader's tasks, and dropped.
+        slow.process.kill()
+        fast.wait_line(r" STALE .* task=0 token=%d newest=%d$"
+                       % (old_fence.fencing_token, new_token))
+
+        # Fence headers cannot be forged, and a task without them is dropped.
+        with self.assertRaises(warren.FatalError) as caught:
+            publisher.publish(self.queue, json.dumps({"task": next_task}), headers={
+                "warren-fence": "election:" + self.election,
+                "warren-fencing-token": str(new_token + 1)})
+        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        publisher.publish(self.queue, json.dumps({"task": next_task}), message_id="unfenced")
+        fast.wait_line(r" UNFENCED .* task=%d$" % next_task)
+
+        # Acted on: only the new leader's tasks; the late one never arrived.
+        acted = fast.events("START")
+        self.assertEqual({int(e["token"]) for e in acted}, {new_token})
+        self.assertNotIn(0, tasks(acted))
+        self.assertNotIn(next_task, tasks(acted))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ scripts, WSGI apps and threaded services alike. asyncio applications can use
 the generated stubs with grpc.aio directly (`warren_client.messaging_pb2_grpc`
 works with an aio channel) or call these wrappers from a thread.
 
+Coordination: Client.locker() (locks and semaphores with fencing tokens),
+fence= on publishes and config writes (Elector.fence(), Lock.fence()),
+Client.txn() (see warren_client.txn), Client.hold_key() (a Registration).
+
 Errors: the wrappers and the Client's helpers raise (or report) the
 exceptions of warren_client.errors, never grpc.RpcError; the raw stubs
-(Client.config, .messaging, .election) raise grpc.RpcError as gRPC does.
+(Client.config, .messaging, .election, .lock) raise grpc.RpcError as gRPC
+does.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import grpc
 
-from . import errors, retry_policy
+from . import errors, retry_policy, txn
 from ._backoff import Backoff
 from ._proto import (
     common_pb2,
@@ -35,6 +40,8 @@ from ._proto import (
     config_pb2_grpc,
     election_pb2,
     election_pb2_grpc,
+    lock_pb2,
+    lock_pb2_grpc,
     messaging_pb2,
     messaging_pb2_grpc,
 )
@@ -43,11 +50,17 @@ from .elector import Elector, LostReason
 from .errors import (
     ClosedError,
     FatalError,
+    FenceError,
+    LockTimeoutError,
     NotLeaderError,
     TransientError,
+    TxnFailedError,
     WarrenError,
 )
+from .fence import Fence, election_fence, lock_fence
+from .locker import Lock, Locker
 from .publisher import Publisher
+from .registration import Registration
 from .subscriber import Reject, Subscriber
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -207,7 +220,8 @@ class _CallDetails(
 
 
 class Client:
-    """A channel with the three raw stubs and factories for the wrappers.
+    """A channel with the raw stubs (config, messaging, election, lock) and
+    factories for the wrappers.
     Closing it closes the channel (close the wrappers first: a wrapper whose
     channel closed under it stops with ClosedError)."""
 
@@ -223,6 +237,7 @@ class Client:
         self.config = config_pb2_grpc.ConfigServiceStub(self.channel)
         self.messaging = messaging_pb2_grpc.MessagingServiceStub(self.channel)
         self.election = election_pb2_grpc.ElectionServiceStub(self.channel)
+        self.lock = lock_pb2_grpc.LockServiceStub(self.channel)
 
     def publisher(self, **kwargs: Any) -> Publisher:
         return Publisher(self.channel, **kwargs)
@@ -239,6 +254,17 @@ class Client:
         """A started ConfigWatcher (use it as a context manager or close() it)."""
         return ConfigWatcher(self.channel, key, **kwargs).start()
 
+    def locker(self, **kwargs: Any) -> Locker:
+        """A Locker: locker.acquire(name, limit=, timeout=) -> a Lock (use it
+        as a context manager). Close the locker (or use it in a `with`) to
+        release what it still holds."""
+        return Locker(self.channel, **kwargs)
+
+    def hold_key(self, key: str, value: bytes | str = b"", **kwargs: Any) -> Registration:
+        """A started Registration holding `key` while it is open (use it as
+        a context manager or close() it)."""
+        return Registration(self.channel, key, value, **kwargs).start()
+
     def get_config(
         self, key: str, *, consistent: bool = False, timeout: float | None = None
     ) -> bytes | None:
@@ -246,29 +272,85 @@ class Client:
         retried: raises FatalError or TransientError (warren_client.errors)."""
         request = config_pb2.GetConfigRequest(key=key, consistent=consistent)
         try:
-            response = self.config.GetConfig(request, timeout=timeout)
-        except grpc.RpcError as error:
-            if errors.status_of(error)[0] == grpc.StatusCode.NOT_FOUND:
+            response = self._unary(self.config.GetConfig, request, timeout)
+        except FatalError as error:
+            if error.code == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise errors.from_unary_error(error) from error
-        except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
-            raise ClosedError("the channel was closed: %s" % error) from error
+            raise
         return bytes(response.entry.value)
 
     def put_config(
-        self, key: str, value: bytes | str, *, timeout: float | None = None, **kwargs: Any
+        self,
+        key: str,
+        value: bytes | str,
+        *,
+        fence: Fence | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Writes `key` (str values are UTF-8 encoded); returns the new
         warren.v1.ConfigEntry. kwargs: expected_version=, create_only= (see
-        PutConfigRequest). Not retried (a compare-and-set whose answer was
-        lost cannot tell on a retry whether it was its own write): raises
-        FatalError (e.g. FAILED_PRECONDITION for a version that moved on,
-        ALREADY_EXISTS for create_only) or TransientError."""
+        PutConfigRequest). `fence` (Elector.fence(), Lock.fence()): written
+        only if it still holds, checked atomically with the write. Not
+        retried (a compare-and-set whose answer was lost cannot tell on a
+        retry whether it was its own write): raises FatalError (e.g.
+        FAILED_PRECONDITION for a version that moved on, ALREADY_EXISTS for
+        create_only, FenceError for a fence that no longer holds) or
+        TransientError."""
         if isinstance(value, str):
             value = value.encode("utf-8")
-        request = config_pb2.PutConfigRequest(key=key, value=value, **kwargs)
+        request = config_pb2.PutConfigRequest(key=key, value=value, fence=fence, **kwargs)
+        return self._unary(self.config.PutConfig, request, timeout).entry
+
+    def delete_config(
+        self,
+        key: str,
+        *,
+        expected_version: int | None = None,
+        recursive: bool = False,
+        fence: Fence | None = None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Deletes `key` (with `recursive`, its subtree; without, a key with
+        children keeps them and becomes a namespace node). Returns False when
+        there was no such key. `fence` as for put_config. Not retried: raises
+        FatalError (FAILED_PRECONDITION for a version that moved on,
+        FenceError) or TransientError."""
+        request = config_pb2.DeleteConfigRequest(
+            key=key, expected_version=expected_version, recursive=recursive, fence=fence
+        )
         try:
-            return self.config.PutConfig(request, timeout=timeout).entry
+            self._unary(self.config.DeleteConfig, request, timeout)
+        except FatalError as error:
+            if error.code == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def txn(
+        self,
+        checks: Iterable[Any] = (),
+        ops: Iterable[Any] = (),
+        *,
+        fence: Fence | None = None,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Applies `ops` (warren_client.txn.put / delete) if every one of
+        `checks` (txn.version_is / exists / missing) passes and `fence`, if
+        given, holds — all or nothing, in one atomic step. Returns the new
+        warren.v1.ConfigEntry of each put, in op order. Not retried: raises
+        TxnFailedError naming the first check or op that failed (.field,
+        .index), FenceError, another FatalError (INVALID_ARGUMENT for a bad
+        key or too many ops) or TransientError; on any of them nothing
+        changed, except that a TransientError may hide an applied txn."""
+        request = config_pb2.TxnRequest(checks=list(checks), ops=list(ops), fence=fence)
+        return list(self._unary(self.config.Txn, request, timeout).entries)
+
+    @staticmethod
+    def _unary(method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        """Calls `method` once, its errors as WarrenErrors."""
+        try:
+            return method(request, timeout=timeout)
         except grpc.RpcError as error:
             raise errors.from_unary_error(error) from error
         except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
@@ -308,15 +390,25 @@ __all__ = [
     "ConfigWatcher",
     "Elector",
     "FatalError",
+    "Fence",
+    "FenceError",
+    "Lock",
+    "LockTimeoutError",
+    "Locker",
     "LostReason",
     "NotLeaderError",
     "Publisher",
+    "Registration",
     "Reject",
     "Subscriber",
     "TransientError",
+    "TxnFailedError",
     "WarrenError",
+    "election_fence",
     "errors",
+    "lock_fence",
     "retry_policy",
+    "txn",
     "channel",
     "channel_from_env",
     "channel_options_from_env",
@@ -328,6 +420,8 @@ __all__ = [
     "config_pb2_grpc",
     "election_pb2",
     "election_pb2_grpc",
+    "lock_pb2",
+    "lock_pb2_grpc",
     "messaging_pb2",
     "messaging_pb2_grpc",
 ]

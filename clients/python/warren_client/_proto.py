@@ -17,6 +17,7 @@ try:
     from warren.v1 import common_pb2  # noqa: E402
     from warren.v1 import config_pb2, config_pb2_grpc  # noqa: E402
     from warren.v1 import election_pb2, election_pb2_grpc  # noqa: E402
+    from warren.v1 import lock_pb2, lock_pb2_grpc  # noqa: E402
     from warren.v1 import messaging_pb2, messaging_pb2_grpc  # noqa: E402
 except ImportError as error:  # pragma: no cover - only without generate.sh
     raise ImportError(
@@ -30,6 +31,8 @@ __all__ = [
     "config_pb2_grpc",
     "election_pb2",
     "election_pb2_grpc",
+    "lock_pb2",
+    "lock_pb2_grpc",
     "messaging_pb2",
     "messaging_pb2_grpc",
 ]

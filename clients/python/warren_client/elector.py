@@ -47,6 +47,7 @@ from ._proto import election_pb2_grpc
 from ._stream import RequestQueue, StreamEnd, StreamReader, StreamThread, Wake
 from ._stream import duration, open_stream, run_stream_loop
 from .errors import ClosedError, NotLeaderError, WarrenError
+from .fence import Fence, election_fence
 
 log = logging.getLogger("warren_client.elector")
 
@@ -149,6 +150,16 @@ class Elector(StreamThread):
             if leader is not None and self._leading and time.monotonic() < self._lease_deadline:
                 return int(leader.fencing_token)
             return None
+
+    def fence(self) -> Fence:
+        """A warren.v1.Fence of this leadership, for fenced config writes
+        and publishes: the server refuses them (FenceError) once this
+        candidate no longer leads, even if it still believes it does.
+        Raises NotLeaderError when not leading now (the lease included)."""
+        token = self.fencing_token
+        if token is None:
+            raise NotLeaderError("not leading %s: no fence" % self.election)
+        return election_fence(self.election, token)
 
     @property
     def leader(self) -> Leader | None:

@@ -4,32 +4,46 @@ an error is its __cause__.
 
     WarrenError            .code (grpc.StatusCode) and .details (str)
     ├── FatalError         the server refused with a code that retry_policy
-    │                      classifies fatal (INVALID_ARGUMENT, NOT_FOUND,
-    │                      PERMISSION_DENIED, UNAUTHENTICATED, an unroutable
-    │                      mandatory message's FAILED_PRECONDITION, ...):
-    │                      the same request cannot succeed; fix it first
+    │   │                  classifies fatal (INVALID_ARGUMENT, NOT_FOUND,
+    │   │                  PERMISSION_DENIED, UNAUTHENTICATED, an unroutable
+    │   │                  mandatory message's FAILED_PRECONDITION, ...):
+    │   │                  the same request cannot succeed; fix it first
+    │   ├── FenceError     FAILED_PRECONDITION "fence: ...": the leadership
+    │   │                  or lock of a fenced write or publish no longer
+    │   │                  holds; nothing was written or published
+    │   └── TxnFailedError FAILED_PRECONDITION "checks[i]: ..." or
+    │                      "ops[i]: ...": a transaction's check or op failed
+    │                      (.field, .index); nothing changed
     ├── TransientError     a code worth retrying (UNAVAILABLE,
     │                      RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, ...) that
     │                      was not retried any longer: the Publisher's
     │                      `timeout` ran out (.attempts says how many were
     │                      made), or a helper that never retries met it
-    │                      (Client.get_config / put_config)
+    │                      (Client.get_config / put_config / delete_config /
+    │                      txn)
     ├── ClosedError        the caller closed the wrapper or its channel while
     │                      (or before) it worked; code CANCELLED
-    └── NotLeaderError     Elector.proclaim() while not leading;
-                           code FAILED_PRECONDITION
+    ├── NotLeaderError     Elector.proclaim() or Elector.fence() while not
+    │                      leading; code FAILED_PRECONDITION
+    └── LockTimeoutError   Locker.acquire(): the lock was not acquired within
+                           its timeout; code DEADLINE_EXCEEDED
 
-Who raises what: Publisher.publish() raises FatalError, TransientError or
-ClosedError. The stream wrappers retry every non-fatal ending themselves, so
-they only ever give up with a FatalError: it is their `.error`, goes to their
-`on_error` callback, and is raised by their wait methods
-(Subscriber.wait_subscribed, ConfigWatcher.wait_ready / wait_for,
-Elector.wait_elected). Wrong arguments (ValueError) and using a wrapper
+Who raises what: Publisher.publish() raises FatalError (FenceError),
+TransientError or ClosedError; Client.put_config / delete_config / txn
+FatalError (FenceError, TxnFailedError) or TransientError;
+Locker.acquire() LockTimeoutError, FatalError or ClosedError. The stream
+wrappers retry every non-fatal ending themselves, so they only ever give up
+with a FatalError: it is their `.error`, goes to their `on_error` callback,
+and is raised by their wait methods (Subscriber.wait_subscribed,
+ConfigWatcher.wait_ready / wait_for, Elector.wait_elected,
+Registration.wait_held). Wrong arguments (ValueError) and using a wrapper
 wrongly (RuntimeError: start() twice) are programming errors, not
 WarrenErrors.
 """
 
 from __future__ import annotations
+
+import re
 
 import grpc
 
@@ -51,6 +65,22 @@ class WarrenError(Exception):
 
 class FatalError(WarrenError):
     """Refused with a code that retrying cannot change."""
+
+
+class FenceError(FatalError):
+    """A fenced write or publish was refused: the fence (an election's
+    leadership or a lock's hold) no longer holds. Nothing was written or
+    published; the one who fenced must stop acting as leader or holder."""
+
+
+class TxnFailedError(FatalError):
+    """A transaction was refused: the check or op named by `field`
+    ("checks" or "ops") and `index` failed. Nothing changed."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, field: str, index: int) -> None:
+        super().__init__(code, details)
+        self.field = field
+        self.index = index
 
 
 class TransientError(WarrenError):
@@ -83,6 +113,34 @@ class NotLeaderError(WarrenError):
         super().__init__(grpc.StatusCode.FAILED_PRECONDITION, details)
 
 
+class LockTimeoutError(WarrenError):
+    """The lock was not acquired within the timeout given to acquire();
+    nothing of the attempt is left behind on the server."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, details)
+
+
+# How the server names what failed in a FAILED_PRECONDITION
+# (docs/semantics.md): a fence that no longer holds, or a transaction's
+# check or op by its index.
+_FENCE_PREFIX = "fence: "
+_TXN_PART = re.compile(r"^(checks|ops)\[(\d+)\]")
+
+
+def fatal_error(code: grpc.StatusCode, details: str) -> FatalError:
+    """The FatalError for a fatal `code`: a FenceError or TxnFailedError
+    when the server's details say that a fence or a transaction's check or
+    op failed, a plain FatalError otherwise."""
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        if details.startswith(_FENCE_PREFIX):
+            return FenceError(code, details)
+        match = _TXN_PART.match(details)
+        if match:
+            return TxnFailedError(code, details, match.group(1), int(match.group(2)))
+    return FatalError(code, details)
+
+
 def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """(code, details) of an exception raised by a gRPC call: its status for
     a grpc.RpcError that has one, UNKNOWN for anything else."""
@@ -98,16 +156,20 @@ def from_unary_error(error: BaseException, attempts: int = 1) -> WarrenError:
     retried: FatalError or TransientError as retry_policy classifies it."""
     code, details = status_of(error)
     if retry_policy.unary_decision(code) == retry_policy.FATAL:
-        return FatalError(code, details)
+        return fatal_error(code, details)
     return TransientError(code, details, attempts)
 
 
 __all__ = [
     "ClosedError",
     "FatalError",
+    "FenceError",
+    "LockTimeoutError",
     "NotLeaderError",
     "TransientError",
+    "TxnFailedError",
     "WarrenError",
+    "fatal_error",
     "from_unary_error",
     "status_of",
 ]

@@ -13,6 +13,14 @@ message goes out as soon as warrend is back rather than up to a backoff
 (INVALID_ARGUMENT, NOT_FOUND for a missing exchange, FAILED_PRECONDITION for
 an unroutable mandatory message, ...) raises FatalError at once.
 
+A publish with a `fence` (Elector.fence(), Lock.fence()) goes out only if
+that leadership or lock still holds just before the publish; otherwise
+FenceError (a FatalError), nothing published. The server stamps the
+message's headers `warren-fence` and `warren-fencing-token`, which consumers
+use to drop messages of a deposed holder (headers of those names set by the
+caller are refused: they cannot be forged). A retry of a fenced publish is
+checked again, so a holder deposed between attempts publishes nothing more.
+
 Messages are published `mandatory` by default: a message no queue takes is
 an error (FatalError, FAILED_PRECONDITION) instead of a silent drop. Pass
 mandatory=False to publish to a routing key that may have no queue yet.
@@ -33,7 +41,7 @@ from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
 from ._stream import duration
-from .errors import ClosedError, FatalError, TransientError, status_of
+from .errors import ClosedError, TransientError, fatal_error, status_of
 
 log = logging.getLogger("warren_client.publisher")
 
@@ -45,7 +53,8 @@ class Publisher:
         message_id = publisher.publish("orders", b"{...}")          # default exchange
         publisher.publish("order.created", body, exchange="events")  # an exchange
 
-    Raises FatalError, TransientError or ClosedError (warren_client.errors).
+    Raises FatalError (FenceError for a fence that no longer holds),
+    TransientError or ClosedError (warren_client.errors).
     """
 
     def __init__(
@@ -77,12 +86,15 @@ class Publisher:
         priority: int = 0,
         ttl: float | None = None,
         mandatory: bool = _defaults.PUBLISH_MANDATORY,
+        fence: Any = None,
         timeout: float | None = None,
     ) -> str:
         """Publishes one message and returns its id once the broker confirmed
         it. `payload` is bytes (str is encoded as UTF-8); `ttl` in seconds.
         Pass `message_id` to make the id deterministic (e.g. a task number),
-        so that a re-publish after a crash is recognisable too."""
+        so that a re-publish after a crash is recognisable too. `fence`: a
+        warren.v1.Fence (Elector.fence(), Lock.fence()); FenceError when it
+        no longer holds."""
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         request = pb.PublishRequest(
@@ -98,11 +110,13 @@ class Publisher:
         )
         if ttl is not None:
             request.ttl.CopyFrom(duration(ttl))
+        if fence is not None:
+            request.fence.CopyFrom(fence)
         return self.send(request, timeout=timeout)
 
     def send(self, request: Any, *, timeout: float | None = None) -> str:
         """Publishes a ready PublishRequest (an id is filled in when empty;
-        its `mandatory` is the caller's)."""
+        its `mandatory` and `fence` are the caller's)."""
         if not request.message_id:
             request.message_id = str(uuid.uuid4())
         if self._closed.is_set():
@@ -121,7 +135,7 @@ class Publisher:
             except grpc.RpcError as error:
                 code, details = status_of(error)
                 if retry_policy.unary_decision(code) == retry_policy.FATAL:
-                    raise FatalError(code, details) from error
+                    raise fatal_error(code, details) from error
                 delay = backoff.next_delay()
                 if time.monotonic() + delay >= deadline:
                     raise TransientError(code, details, attempt) from error

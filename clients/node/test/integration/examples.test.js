@@ -82,3 +82,36 @@ test('config: prints the value, then again on each change', async () => {
     assert.equal(await cfg.exit, 0, cfg.stderr);
   }
 });
+
+test('lock: runs the command while holding the lock; a second one waits for it; try-once gives up', async () => {
+  const name = `node/${uniq('demo')}`;
+  const gate = `node/${uniq('demo')}/gate`;
+  // The command holds the lock until the test opens the gate (a config key).
+  const waitForGate = `import('@warren/client').then(async ({ Warren }) => {
+    console.log('token ' + process.env.WARREN_FENCING_TOKEN);
+    const w = new Warren(); const g = w.watchConfig('${gate}'); await g.ready();
+    while (!g.value) await new Promise((r) => g.once('change', r));
+    await g.close(); w.close(); })`;
+  const a = run('lock.js', [`--name=${name}`, '--', process.execPath, '--input-type=module', '-e', waitForGate]);
+  let b = null;
+  try {
+    await waitFor(() => a.has(/^token \d+$/), { what: 'the first command to run' });
+    assert.ok(a.has(/^holding .* \(fencing token \d+\)$/), a.lines.join('\n'));
+    const busy = run('lock.js', [`--name=${name}`, '--timeout=0', '--', 'true']);
+    assert.equal(await busy.exit, 2, busy.stderr + busy.lines.join('\n'));
+    assert.ok(busy.has(/^not acquired: /));
+    b = run('lock.js', [`--name=${name}`, '--', process.execPath, '-e', 'console.log("token " + process.env.WARREN_FENCING_TOKEN)']);
+    await waitFor(() => b.has(/^waiting for /), { what: 'the second to wait' });
+    assert.equal(b.has(/^token/), undefined, 'the second command does not run while the first holds');
+    await warren.putConfig(gate, 'open');
+    assert.equal(await a.exit, 0, a.stderr);
+    assert.ok(a.has(/^released /));
+    assert.equal(await b.exit, 0, b.stderr);
+    const token = (out) => BigInt(out.has(/^token/).split(' ')[1]);
+    assert.ok(token(b) > token(a));
+  } finally {
+    a.child.kill('SIGTERM');
+    b?.child.kill('SIGTERM');
+    await warren.deleteConfig(gate).catch(() => {});
+  }
+});

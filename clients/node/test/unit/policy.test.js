@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { status as Status } from '@grpc/grpc-js';
 import {
-  BACKOFF, Backoff, CHANNEL, ConfigWatcher, DEFAULTS, DEFAULT_CHANNEL_OPTIONS, Elector, Publisher, RETRY_POLICY,
-  Subscriber, Warren, streamDecision, unaryDecision,
+  BACKOFF, Backoff, CHANNEL, ConfigWatcher, DEFAULTS, DEFAULT_CHANNEL_OPTIONS, Elector, Locker, Publisher,
+  RETRY_POLICY, Registration, Subscriber, Warren, streamDecision, unaryDecision,
 } from '../../src/index.js';
 import { fakeStreamingClient, flush, scriptedUnaryClient } from '../fakes.js';
 import { waitFor } from '../helpers.js';
@@ -40,19 +40,25 @@ for (const [name, row] of codes) {
   test(`unary ${name}: ${row.unary}`, async () => {
     const client = scriptedUnaryClient([row.number]);
     const publisher = new Publisher(client, { backoff: fast });
-    const published = publisher.publish({ queue: 'q', messageId: 'id' });
+    const fence = { election: 'e', fencingToken: 5n };
+    const published = publisher.publish({ queue: 'q', messageId: 'id' }, { fence });
     const config = scriptedUnaryClient([row.number], () => ({ entry: { key: 'k', version: '0' } }));
+    const txnConfig = scriptedUnaryClient([row.number], () => ({ entries: [{ key: 'k', version: '0' }] }));
     const warren = new Warren('127.0.0.1:1');
     warren.raw.config = config;
-    const put = warren.putConfig('k', 'v');
+    const put = warren.putConfig('k', 'v', { fence });
+    warren.raw.config = txnConfig;
+    const txn = warren.txn([{ key: 'c', exists: false }], [{ put: { key: 'k', value: 'v' } }], { fence });
     try {
       if (row.unary === 'fatal') {
         await assert.rejects(published, (e) => e.code === row.number && e.attempts === 1 && e.messageId === 'id');
         await assert.rejects(put, (e) => e.code === row.number);
+        await assert.rejects(txn, (e) => e.code === row.number);
       } else {
         // done: answered at once; retry: answered by the second attempt.
         assert.deepEqual(await published, { messageId: 'id', attempts: row.unary === 'retry' ? 2 : 1 });
         assert.equal((await put).key, 'k');
+        assert.equal((await txn)[0].key, 'k');
       }
     } finally {
       warren.close();
@@ -60,6 +66,11 @@ for (const [name, row] of codes) {
     const expected = row.unary === 'retry' ? 2 : 1;
     assert.equal(client.requests.length, expected, 'publish attempts');
     assert.equal(config.requests.length, expected, 'putConfig attempts');
+    assert.equal(txnConfig.requests.length, expected, 'txn attempts');
+    // Every attempt carries the same fence: a retry is checked again.
+    for (const { request } of [...client.requests, ...config.requests, ...txnConfig.requests]) {
+      assert.deepEqual(request.fence, { election: 'e', fencingToken: '5' });
+    }
   });
 }
 
@@ -78,6 +89,10 @@ const streamWrappers = {
   Elector: {
     start: (client, backoff) => new Elector(client, { election: 'e', backoff }),
     stop: (elector) => elector.close(),
+  },
+  Registration: {
+    start: (client, backoff) => new Registration(client, 'k', 'v', { backoff }),
+    stop: (registration) => registration.close(),
   },
 };
 
@@ -135,6 +150,49 @@ for (const [name, row] of codes) {
   });
 }
 
+// A Lock waiting for the lock reopens its stream (within its timeout) when
+// the policy resubscribes; a Lock that holds never does: a broken stream
+// while holding is a loss, whatever the code.
+const acquiredResponse = {
+  event: 'acquired',
+  acquired: { holder: { name: 'l', holderId: 'h', fencingToken: '9' }, heartbeatInterval: { seconds: '1', nanos: 0 } },
+};
+for (const [name, row] of codes) {
+  test(`stream ${name}: Locker.acquire while waiting ${row.stream === 'fatal' ? 'rejects' : 'retries'}`, async () => {
+    const client = fakeStreamingClient();
+    const pending = new Locker(client, { backoff: fast }).acquire('l', { timeoutMs: 10_000 });
+    await flush();
+    client.last().push({ event: 'queued', queued: { position: 0, holders: [] } });
+    client.last().finish(row.number, `ended with ${name}`);
+    if (row.stream === 'fatal') {
+      await assert.rejects(pending, (e) => e.code === row.number);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(client.calls.length, 1, 'not reopened');
+    } else {
+      await waitFor(() => client.calls.length === 2, { what: 'the second stream' });
+      client.last().push(acquiredResponse);
+      const lock = await pending;
+      client.last().on('ended', () => client.last().finish(Status.OK));
+      await lock.release();
+    }
+  });
+
+  test(`stream ${name}: a held Lock is lost and never re-acquired`, async () => {
+    const client = fakeStreamingClient();
+    const pending = new Locker(client, { backoff: fast }).acquire('l');
+    await flush();
+    client.last().push(acquiredResponse);
+    const lock = await pending;
+    const lost = [];
+    lock.on('lost', (e) => lost.push(e));
+    client.last().finish(row.number, `ended with ${name}`);
+    await lock.closed;
+    assert.deepEqual(lost.map((e) => [e.reason, e.error.code]), [['stream_broken', row.number]]);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(client.calls.length, 1, 'not reopened');
+  });
+}
+
 // --- backoff ---
 
 test('the backoff numbers are the file\'s: d = min(max, initial * multiplier^n), picked in [d/2, d]', () => {
@@ -159,6 +217,7 @@ const firstResponse = {
   Subscriber: { response: 'subscribed', subscribed: { queue: 'q' } },
   ConfigWatcher: { events: [], initialState: true },
   Elector: { event: 'following', following: { leader: null } },
+  Registration: { event: 'held', held: { key: 'k', value: Buffer.from('v'), version: '0' } },
 };
 for (const [wrapper, { start, stop }] of Object.entries(streamWrappers)) {
   test(`${wrapper} waits the policy's backoff, reset by a stream's first response`, async () => {
@@ -196,19 +255,24 @@ test('the channel caps the reconnect backoff as the file says; every stream open
     new Subscriber(client, { queue: 'q' }, () => {}),
     new ConfigWatcher(client, 'k'),
     new Elector(client, { election: 'e' }),
+    new Registration(client, 'k', 'v'),
   ];
+  const controller = new AbortController();
+  const acquiring = new Locker(client).acquire('l', { signal: controller.signal }).catch((e) => e);
   const warren = new Warren('127.0.0.1:1');
   warren.raw.election = client;
   const observed = warren.observeLeader('e');
   const next = observed.next();
   await flush();
-  assert.equal(client.calls.length, 4);
+  assert.equal(client.calls.length, 6);
   for (const call of client.calls) {
     assert.equal(call.metadata.getOptions().waitForReady, policy.channel.streams_wait_for_ready);
     assert.equal(call.options?.deadline, undefined, 'a stream has no deadline');
   }
   // A stream not answered yet is cancelled on close, not waited for.
-  await Promise.all([opened[0].stop(), opened[1].close(), opened[2].close()]);
+  await Promise.all([opened[0].stop(), opened[1].close(), opened[2].close(), opened[3].close()]);
+  controller.abort();
+  assert.equal((await acquiring).name, 'AbortError');
   const observing = client.calls.find((c) => c.request?.election === 'e');
   observing.push({ leader: null });
   await next;

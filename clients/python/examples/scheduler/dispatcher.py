@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """dispatcher: publishes numbered tasks to a durable work queue, but only
 while it leads an election, so that any number of dispatchers can run and
-exactly one dispatches at a time.
+exactly one dispatches at a time — and a deposed one's late tasks cannot be
+acted on.
 
     WARREN_ADDRESS=... examples/scheduler/dispatcher.py --name d1 [--election scheduler]
         [--queue scheduler-tasks] [--interval 0.2]
@@ -9,12 +10,20 @@ exactly one dispatches at a time.
 Each task:
 - has a deterministic message id, `task-<n>`: a task published twice (see
   below) is recognisable, and workers de-duplicate by it;
-- carries the leader's fencing token in the header `fencing-token` (and its
-  name in `dispatcher`), so a consumer can tell tasks of a newer leader from
-  those of an older one and reject a stale leader's writes downstream;
-- is numbered by a counter in ConfigService (`<election>/next-task`), advanced
-  with compare-and-set after the publish was confirmed. A new leader carries
-  on where the old one stopped.
+- is published FENCED with the leadership (Elector.fence()): warrend
+  publishes it only if this dispatcher still leads just before the publish,
+  and stamps the headers `warren-fence` (`election:<election>`) and
+  `warren-fencing-token`, which nobody can set by hand. Workers drop tasks
+  whose token is older than the newest they have seen;
+- is numbered by a counter in ConfigService (`<election>/next-task`),
+  advanced after the publish was confirmed by a FENCED put: warrend writes
+  it only while this dispatcher leads, checked atomically with the write.
+  A new leader carries on where the old one stopped.
+
+A dispatcher that was deposed while it believed it led (its lease not yet
+run out, a pause at the wrong moment) has its late publish and its late
+counter update refused (FenceError): it prints DEPOSED, and nothing of it
+reaches a worker or the counter.
 
 At-least-once, on purpose: if a leader dies (or loses its lease) after a
 task's publish was confirmed but before the counter moved, its successor
@@ -24,7 +33,7 @@ publish is `mandatory` (the Publisher's default): with no queue to take it
 (no worker ever declared it), it fails and is retried instead of vanishing.
 
 Output, one line per event (with wall-clock time `t=`): ELECTED, FOLLOWING,
-LOST, DISPATCH task=<n> token=<t>, FENCED, RESIGNED.
+LOST, DISPATCH task=<n> token=<t>, DEPOSED task=<n>, UNROUTABLE, RESIGNED.
 """
 
 import argparse
@@ -53,23 +62,44 @@ def say(name, event, **fields):
 
 
 def read_counter(client, key):
-    """(next task number, version or None when the key does not exist)."""
+    """The next task number (0 when the counter does not exist yet)."""
+    value = client.get_config(key, consistent=True)
+    return int(value or b"0")
+
+
+DISPATCH, DEPOSED, UNROUTABLE = "DISPATCH", "DEPOSED", "UNROUTABLE"
+
+
+def dispatch_one(client, publisher, queue, counter_key, fence, name):
+    """Dispatches the next task under `fence` (this dispatcher's leadership):
+    publishes it, then advances the counter, both fenced. Returns (outcome,
+    task number): DISPATCH; DEPOSED when the fence no longer held (nothing
+    published, or the counter not advanced); UNROUTABLE when no queue takes
+    the task yet. Raises WarrenError for anything else (e.g. UNAVAILABLE
+    after the publisher's retries): the counter did not move, so the task
+    is tried again."""
+    number = read_counter(client, counter_key)
     try:
-        entry = client.config.GetConfig(
-            warren.config_pb2.GetConfigRequest(key=key, consistent=True)).entry
-    except grpc.RpcError as error:  # the raw stub's error: same rule as the wrappers'
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            return 0, None
-        raise warren.errors.from_unary_error(error) from error
-    return int(entry.value or b"0"), entry.version
-
-
-def advance_counter(client, key, number, version):
-    """Sets the counter to number+1 iff nobody moved it since we read it."""
-    if version is None:
-        client.put_config(key, str(number + 1), create_only=True)
-    else:
-        client.put_config(key, str(number + 1), expected_version=version)
+        publisher.publish(
+            queue,
+            json.dumps({"task": number, "created_by": name}),
+            message_id="task-%d" % number,
+            headers={"dispatcher": name},
+            content_type="application/json",
+            fence=fence,
+        )
+    except warren.FenceError:
+        return DEPOSED, number
+    except warren.FatalError as error:
+        if error.code != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        return UNROUTABLE, number
+    try:
+        # No compare-and-set needed: only the current leader can write.
+        client.put_config(counter_key, str(number + 1), fence=fence)
+    except warren.FenceError:
+        return DEPOSED, number
+    return DISPATCH, number
 
 
 def main():
@@ -104,39 +134,24 @@ def main():
             if not elector.wait_elected(timeout=0.5):
                 continue
             try:
-                number, version = read_counter(client, counter_key)
-                # fencing_token checks the lease: never publish on a stale belief.
-                token = elector.fencing_token
-                if token is None or stop.is_set():
-                    continue
-                try:
-                    publisher.publish(
-                        args.queue,
-                        json.dumps({"task": number, "created_by": name}),
-                        message_id="task-%d" % number,
-                        headers={"fencing-token": str(token), "dispatcher": name},
-                        content_type="application/json",
-                    )
-                except warren.FatalError as error:
-                    if error.code != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
-                    say(name, "UNROUTABLE", task=number)  # no queue yet: retry
-                    stop.wait(args.interval)
-                    continue
-                say(name, "DISPATCH", task=number, token=token)
-                try:
-                    advance_counter(client, counter_key, number, version)
-                except warren.FatalError as error:
-                    if error.code not in (grpc.StatusCode.FAILED_PRECONDITION,
-                                          grpc.StatusCode.ALREADY_EXISTS):
-                        raise
-                    # Someone else moved the counter: we are not (or no
-                    # longer) the only dispatcher. Re-read and go on.
-                    say(name, "FENCED", task=number)
+                # The fence is the lease-checked leadership: never dispatch
+                # on a stale belief, and if the belief goes stale on the
+                # way, warrend refuses.
+                fence = elector.fence()
+            except warren.NotLeaderError:
+                continue
+            if stop.is_set():
+                break
+            try:
+                outcome, number = dispatch_one(
+                    client, publisher, args.queue, counter_key, fence, name)
             except warren.WarrenError as error:
-                # UNAVAILABLE after the publisher's own retries, etc.: the
-                # counter was not advanced, so the task is tried again.
                 say(name, "ERROR", code=error.code.name)
+            else:
+                if outcome == DISPATCH:
+                    say(name, DISPATCH, task=number, token=fence.fencing_token)
+                else:
+                    say(name, outcome, task=number)
             stop.wait(args.interval)
         elector.close()
         say(name, "RESIGNED")

@@ -3,6 +3,22 @@
 (competing consumers: each task goes to one worker at a time).
 
     WARREN_ADDRESS=... examples/scheduler/worker.py --name w1 [--queue scheduler-tasks]
+        [--election scheduler]
+
+Fencing: a task counts only if the dispatcher published it fenced with its
+leadership of `--election`: warrend stamped the headers `warren-fence`
+(`election:<election>`) and `warren-fencing-token` after checking that the
+fence held, and refuses those headers from anyone else, so they cannot be
+forged. A task whose token is OLDER than the newest this worker has seen
+comes from a deposed dispatcher (e.g. redelivered after the worker that had
+it died, once a newer leader's tasks were already flowing): it is dropped
+(acked, not processed), so a deposed dispatcher's tasks cannot be acted on
+after its successor's. A task without the fence is dropped too. (This
+worker keeps the newest token in memory; a real one keeps it where its
+effects go, e.g. compared in the same transaction as its writes, so that
+it holds across workers and restarts.) Dropping is what fencing means: a
+deposed dispatcher's task that must still be done is the new leader's to
+dispatch again.
 
 Delivery is at-least-once: a task can come twice (redelivered after a worker
 or server failure, or re-dispatched by a new leader around a failover, with
@@ -10,8 +26,10 @@ the same message id). This worker skips ids it has already processed; a real
 one would keep that record where its effects go (a database unique key, or a
 ConfigService create_only key) so that the check holds across workers too.
 
-Output: READY, then one line per task: PROCESSED task=<n> token=<t>
-from=<dispatcher> redelivered=<bool>, or DUPLICATE task=<n>.
+Output: READY, then per task: START task=<n> token=<t> when it starts on
+it, PROCESSED task=<n> token=<t> from=<dispatcher> redelivered=<bool> when
+done, or DUPLICATE task=<n>, STALE task=<n> token=<t> newest=<t>, UNFENCED
+task=<n>.
 """
 
 import argparse
@@ -41,6 +59,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="worker-%d" % os.getpid())
     parser.add_argument("--queue", default="scheduler-tasks")
+    parser.add_argument("--election", default="scheduler",
+                        help="the dispatchers' election, whose fence tasks must carry")
     parser.add_argument("--work", type=float, default=0.05, help="seconds per task")
     parser.add_argument("--parallel", type=int, default=1, help="tasks at once")
     args = parser.parse_args()
@@ -50,19 +70,30 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     done = set()
+    newest = [0]  # the newest fencing token seen
     lock = threading.Lock()
+    fence_name = "election:" + args.election
 
     def handle(delivery):
         task = json.loads(delivery.payload)["task"]
+        token = delivery.headers.get("warren-fencing-token")
+        if delivery.headers.get("warren-fence") != fence_name or not token:
+            say(name, "UNFENCED", task=task)
+            return  # ack: drop it
+        token = int(token)
         with lock:
+            if token < newest[0]:
+                say(name, "STALE", task=task, token=token, newest=newest[0])
+                return  # ack: a deposed dispatcher's task, dropped
+            newest[0] = token
             if delivery.message_id in done:
                 say(name, "DUPLICATE", task=task)
                 return  # ack: it was done already
+        say(name, "START", task=task, token=token)
         time.sleep(args.work)  # the work; raising here would requeue the task
         with lock:
             done.add(delivery.message_id)
-        say(name, "PROCESSED", task=task,
-            token=delivery.headers.get("fencing-token", "?"),
+        say(name, "PROCESSED", task=task, token=token,
             **{"from": delivery.headers.get("dispatcher", "?")},
             redelivered=delivery.redelivered)
 
