@@ -77,9 +77,18 @@ example_config() {
   cat "$out/config"
   expect "$out/config" "$key = first" && expect "$out/config" "$key = second  (changed"
 }
+example_lock() {
+  local name="java-example-$suffix"
+  examples/run.sh lock --lock="$name" --timeout=20 >"$out/lock" 2>&1 || { cat "$out/lock"; return 1; }
+  cat "$out/lock"
+  expect "$out/lock" "acquired lock \"$name\", fencing token " &&
+    expect "$out/lock" "wrote example-locks/$name fenced by the lock" &&
+    expect "$out/lock" "released"
+}
 step "example hello" example_hello
 step "example campaign" example_campaign
 step "example config" example_config
+step "example lock" example_lock
 
 echo
 echo "== summary (java client)"

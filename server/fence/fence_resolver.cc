@@ -44,7 +44,14 @@ class Resolution : public std::enable_shared_from_this<Resolution> {
         path_(std::move(path)),
         done_(std::move(done)) {}
 
-  void Start() {
+  void Start(bool sync_first) {
+    if (sync_first) {
+      zk_.Sync(path_, [self = shared_from_this()](absl::Status synced) {
+        if (!synced.ok()) return self->Finish(synced);
+        self->Start(/*sync_first=*/false);
+      });
+      return;
+    }
     zk_.GetChildren(
         path_, {},
         [self = shared_from_this()](absl::StatusOr<zk::Children> children) {
@@ -197,11 +204,21 @@ FenceResolver::FenceResolver(zk::ZkClient& zk, absl::string_view root)
 
 void FenceResolver::Resolve(const v1::Fence& fence,
                             zk::Callback<HeldFence> done) {
+  Start(fence, /*sync_first=*/false, std::move(done));
+}
+
+void FenceResolver::ResolveSynced(const v1::Fence& fence,
+                                  zk::Callback<HeldFence> done) {
+  Start(fence, /*sync_first=*/true, std::move(done));
+}
+
+void FenceResolver::Start(const v1::Fence& fence, bool sync_first,
+                          zk::Callback<HeldFence> done) {
   std::string path =
       absl::StrCat(IsElection(fence) ? elections_base_ : locks_base_, "/",
                    OwnerRecipe(fence));
   std::make_shared<Resolution>(zk_, fence, std::move(path), std::move(done))
-      ->Start();
+      ->Start(sync_first);
 }
 
 zk::Op FenceResolver::CheckOp(const HeldFence& held) {

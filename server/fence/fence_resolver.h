@@ -76,6 +76,14 @@ class FenceResolver {
   // thread.
   void Resolve(const v1::Fence& fence, zk::Callback<HeldFence> done);
 
+  // Resolve, after a sync through the ensemble's leader: the answer is at
+  // least as recent as the moment of the call. For a check that nothing
+  // else backs (a publish): warrend's session may be on a follower that
+  // lags, and would still show a holder whose session the leader has
+  // expired and whose successor already holds. A write needs no sync: the
+  // check step of its multi is applied by the leader.
+  void ResolveSynced(const v1::Fence& fence, zk::Callback<HeldFence> done);
+
   // The multi step that keeps a resolved fence's promise: a check that the
   // holder node still exists. When a multi fails at this step, answer
   // FenceNotHeld(fence, "its holder is gone").
@@ -88,6 +96,9 @@ class FenceResolver {
   uint64_t rejections(RejectionSite site) const;
 
  private:
+  void Start(const v1::Fence& fence, bool sync_first,
+             zk::Callback<HeldFence> done);
+
   zk::ZkClient& zk_;
   const std::string elections_base_;
   const std::string locks_base_;

@@ -77,10 +77,15 @@ class FenceTest : public ::testing::Test {
     return {path, token};
   }
 
-  absl::StatusOr<HeldFence> Resolve(const v1::Fence& fence) {
+  absl::StatusOr<HeldFence> Resolve(const v1::Fence& fence,
+                                    bool synced = false) {
     std::optional<absl::StatusOr<HeldFence>> result;
-    resolver_.Resolve(
-        fence, [&](absl::StatusOr<HeldFence> r) { result = std::move(r); });
+    auto done = [&](absl::StatusOr<HeldFence> r) { result = std::move(r); };
+    if (synced) {
+      resolver_.ResolveSynced(fence, done);
+    } else {
+      resolver_.Resolve(fence, done);
+    }
     zk_.RunUntilIdle();
     if (!result.has_value()) return absl::InternalError("no answer");
     return *std::move(result);
@@ -255,6 +260,25 @@ TEST_F(FenceTest, ConnectionErrorsPassThrough) {
   zk_.Disconnect();
   absl::StatusOr<HeldFence> result = Resolve(ElectionFence("jobs", token));
   EXPECT_EQ(result.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// What publishes use: the same answers, after a sync (whose failure, like
+// a read's, passes through).
+TEST_F(FenceTest, ASyncedResolutionAnswersAsAPlainOne) {
+  zk_.ExternalPut("/w/elections/jobs", "");
+  auto [leader, token] = AddNode("/w/elections/jobs", 1);
+  absl::StatusOr<HeldFence> held =
+      Resolve(ElectionFence("jobs", token), /*synced=*/true);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->holder_node, leader);
+  EXPECT_EQ(Resolve(ElectionFence("jobs", token + 1), /*synced=*/true)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  zk_.Disconnect();
+  EXPECT_EQ(
+      Resolve(ElectionFence("jobs", token), /*synced=*/true).status().code(),
+      absl::StatusCode::kUnavailable);
 }
 
 TEST_F(FenceTest, TheCheckOpFailsAMultiOnceTheHolderIsGone) {

@@ -52,19 +52,21 @@ absl::Status CanCheckFence(const v1::PublishRequest& request,
 
 // Checks a publish's fence just before its publish: `done` gets OK while
 // it holds, else why not (a refusal is counted). `done` runs on a
-// ZooKeeper callback thread, never inline. Every form of publish with a
+// ZooKeeper callback thread, never inline; synced first, since nothing
+// else backs the check (see ResolveSynced). Every form of publish with a
 // fence goes through it (a batch form would check each fenced message and
 // keep the order, as PublishStream does).
 void CheckFence(fence::FenceResolver& fences, const v1::Fence& fence,
                 absl::AnyInvocable<void(absl::Status)> done) {
-  fences.Resolve(fence, [&fences, done = std::move(done)](
-                            absl::StatusOr<fence::HeldFence> held) mutable {
-    // The resolver's only FAILED_PRECONDITION: the fence does not hold.
-    if (held.status().code() == absl::StatusCode::kFailedPrecondition) {
-      fences.CountRejection(fence::RejectionSite::kPublish);
-    }
-    done(held.status());
-  });
+  fences.ResolveSynced(
+      fence, [&fences, done = std::move(done)](
+                 absl::StatusOr<fence::HeldFence> held) mutable {
+        // The resolver's only FAILED_PRECONDITION: the fence does not hold.
+        if (held.status().code() == absl::StatusCode::kFailedPrecondition) {
+          fences.CountRejection(fence::RejectionSite::kPublish);
+        }
+        done(held.status());
+      });
 }
 
 // ---------------------------------------------------------------------------

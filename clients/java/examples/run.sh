@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs an example: examples/run.sh hello|campaign|config [--flag=value ...]
+# Runs an example: examples/run.sh hello|campaign|config|lock [--flag=value ...]
 # (build first: ./generate.sh && ./build.sh). Server: WARREN_ADDRESS.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,7 +7,8 @@ case "${1:-}" in
   hello) main=io.warren.examples.HelloExample ;;
   campaign) main=io.warren.examples.CampaignExample ;;
   config) main=io.warren.examples.ConfigExample ;;
-  *) echo "usage: examples/run.sh hello|campaign|config [--flag=value ...]" >&2; exit 2 ;;
+  lock) main=io.warren.examples.LockExample ;;
+  *) echo "usage: examples/run.sh hello|campaign|config|lock [--flag=value ...]" >&2; exit 2 ;;
 esac
 shift
 exec java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \

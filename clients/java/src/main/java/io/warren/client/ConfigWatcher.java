@@ -283,6 +283,7 @@ public final class ConfigWatcher implements AutoCloseable {
           failedWith = status;
           initial.countDown();
           events.run(() -> listener.onError(status));
+          events.shutdownAfterQueued(); // close() has nothing left to end
           return;
         }
         retry.scheduleLocked(); // null (nothing scheduled) when the Warren client was closed under us

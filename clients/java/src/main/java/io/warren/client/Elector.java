@@ -6,13 +6,12 @@ import io.warren.v1.Campaign;
 import io.warren.v1.ElectRequest;
 import io.warren.v1.ElectResponse;
 import io.warren.v1.ElectionServiceGrpc;
+import io.warren.v1.Fence;
 import io.warren.v1.Leader;
 import io.warren.v1.Proclaim;
 import io.warren.v1.Resign;
 import java.time.Duration;
 import java.util.UUID;
-import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.TimeUnit;
 
 /**
  * A candidacy in a leader election, with the client half of the lease.
@@ -147,10 +146,7 @@ public final class Elector implements AutoCloseable {
   private boolean closing;
   private volatile boolean leading;
   private volatile Leader leader; // self while leading, else the followed leader
-  private long leaseNanos;
-  private boolean leaseIsServers; // the interval came from Elected.heartbeat_interval
-  private long lastHeartbeatNanos;
-  private ScheduledFuture<?> leaseCheck;
+  private final Lease lease;
 
   Elector(Warren warren, Options options, Listener listener) {
     this.warren = warren;
@@ -158,6 +154,7 @@ public final class Elector implements AutoCloseable {
     this.listener = listener;
     this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
     this.events = new SerialCallbacks(options.executor, "warren-elector");
+    this.lease = new Lease(warren, this::checkLease);
     synchronized (lock) {
       openLocked();
     }
@@ -176,7 +173,21 @@ public final class Elector implements AutoCloseable {
   /** The lease's heartbeat interval in force (for tests). */
   Duration leaseInterval() {
     synchronized (lock) {
-      return Duration.ofNanos(leaseNanos);
+      return lease.intervalLocked();
+    }
+  }
+
+  /**
+   * The fence of this candidate's leadership, for fenced writes and publishes
+   * ({@link Warren#putConfig(String, byte[], Fence)}, {@link Publisher}): it
+   * holds while this leadership lasts and is refused once it ended.
+   *
+   * @throws IllegalStateException when this candidate does not lead
+   */
+  public Fence fence() {
+    synchronized (lock) {
+      if (!leading) throw new IllegalStateException("not the leader of " + options.election);
+      return Fences.of(leader);
     }
   }
 
@@ -217,12 +228,7 @@ public final class Elector implements AutoCloseable {
       }
     }
     if (s != null) {
-      try {
-        if (!s.ended.await(5, TimeUnit.SECONDS)) s.cancel("elector closed");
-      } catch (InterruptedException e) {
-        s.cancel("elector closed");
-        Thread.currentThread().interrupt();
-      }
+      s.awaitEndOrCancel("elector closed");
     }
     synchronized (lock) {
       stopLeadingLocked(LossReason.RESIGNED); // if the server's own "lost" did not come
@@ -252,10 +258,7 @@ public final class Elector implements AutoCloseable {
   }
 
   private void stopLeadingLocked(LossReason reason) {
-    if (leaseCheck != null) {
-      leaseCheck.cancel(false);
-      leaseCheck = null;
-    }
+    lease.stopLocked();
     if (!leading) return;
     leading = false;
     leader = null;
@@ -267,8 +270,7 @@ public final class Elector implements AutoCloseable {
     synchronized (lock) {
       s = stream;
       if (!leading || s == null) return;
-      long silent = System.nanoTime() - s.lastMessageNanos;
-      if (silent <= 2 * leaseNanos) return;
+      if (!lease.expiredLocked(s.lastMessageNanos)) return;
       stopLeadingLocked(LossReason.LEASE_EXPIRED);
     }
     // Drop the stream: if the server still lives, that resigns us there too.
@@ -305,24 +307,8 @@ public final class Elector implements AutoCloseable {
               Leader self = response.getElected().getLeader();
               leading = true;
               leader = self;
-              com.google.protobuf.Duration inForce = response.getElected().getHeartbeatInterval();
-              long serverNanos = inForce.getSeconds() * 1_000_000_000L + inForce.getNanos();
-              leaseIsServers = serverNanos > 0;
-              leaseNanos = leaseIsServers ? serverNanos : options.heartbeatInterval.toNanos();
-              lastHeartbeatNanos = 0;
-              if (leaseCheck == null) {
-                // Small enough to notice expiry promptly even if the interval
-                // is learned (shortened) later.
-                long period =
-                    Math.max(
-                        TimeUnit.MILLISECONDS.toNanos(25),
-                        Math.min(leaseNanos / 4, TimeUnit.MILLISECONDS.toNanos(250)));
-                leaseCheck =
-                    warren
-                        .scheduler()
-                        .scheduleAtFixedRate(
-                            Elector.this::checkLease, period, period, TimeUnit.NANOSECONDS);
-              }
+              lease.startLocked(
+                  response.getElected().getHeartbeatInterval(), options.heartbeatInterval);
               emit(() -> listener.onElected(self));
               break;
             }
@@ -341,15 +327,7 @@ public final class Elector implements AutoCloseable {
             stopLeadingLocked(reasonOf(response.getLost().getReason()));
             break;
           case HEARTBEAT:
-            // An older server does not say which interval is in force: learn
-            // it (it may have capped ours).
-            if (leading && !leaseIsServers && lastHeartbeatNanos != 0) {
-              long gap = now - lastHeartbeatNanos;
-              if (gap >= TimeUnit.MILLISECONDS.toNanos(100) && gap < leaseNanos * 3 / 4) {
-                leaseNanos = gap;
-              }
-            }
-            lastHeartbeatNanos = now;
+            if (leading) lease.heartbeatLocked(now);
             break;
           default:
             break;
@@ -368,6 +346,7 @@ public final class Elector implements AutoCloseable {
         if (!StreamRetry.resubscribes(status)) {
           closing = true;
           emit(() -> listener.onError(status));
+          events.shutdownAfterQueued(); // close() has nothing left to end
           return;
         }
         if (!options.recampaign) return;

@@ -6,6 +6,7 @@ import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
+import io.warren.v1.Fence;
 import io.warren.v1.MessagingServiceGrpc;
 import io.warren.v1.PublishRequest;
 import io.warren.v1.PublishResponse;
@@ -91,26 +92,46 @@ public final class Publisher {
 
   /** Publishes to a queue through the default exchange (routing key = queue). */
   public CompletableFuture<String> publishToQueue(String queue, byte[] payload) {
-    return publish(
-        PublishRequest.newBuilder()
-            .setRoutingKey(queue)
-            .setPayload(ByteString.copyFrom(payload))
-            .build());
+    return publishToQueue(queue, payload, null);
+  }
+
+  /**
+   * Publishes to a queue if {@code fence} holds just before the publish (null:
+   * unconditionally); see {@link #publish(String, String, byte[], Fence)}.
+   */
+  public CompletableFuture<String> publishToQueue(String queue, byte[] payload, Fence fence) {
+    return publish("", queue, payload, fence);
   }
 
   /** Publishes to an exchange with a routing key. */
   public CompletableFuture<String> publish(String exchange, String routingKey, byte[] payload) {
-    return publish(
+    return publish(exchange, routingKey, payload, null);
+  }
+
+  /**
+   * Publishes to an exchange if {@code fence} (see {@link Fences}) holds just
+   * before the publish; otherwise the future fails with FAILED_PRECONDITION
+   * ({@code fence: ...}) and nothing is published. The message carries the
+   * headers {@code warren-fence} ({@code election:<name>} or
+   * {@code lock:<name>}) and {@code warren-fencing-token} (decimal), so
+   * consumers can drop messages whose token is older than the newest they
+   * saw. Null publishes unconditionally.
+   */
+  public CompletableFuture<String> publish(
+      String exchange, String routingKey, byte[] payload, Fence fence) {
+    PublishRequest.Builder request =
         PublishRequest.newBuilder()
             .setExchange(exchange)
             .setRoutingKey(routingKey)
-            .setPayload(ByteString.copyFrom(payload))
-            .build());
+            .setPayload(ByteString.copyFrom(payload));
+    if (fence != null) request.setFence(fence);
+    return publish(request.build());
   }
 
   /**
    * Publishes one message; the future completes with its message id once the
-   * broker confirmed it, or fails with the last error.
+   * broker confirmed it, or fails with the last error. A request with a
+   * {@code fence} is fenced (see {@link #publish(String, String, byte[], Fence)}).
    */
   public CompletableFuture<String> publish(PublishRequest request) {
     PublishRequest.Builder complete = request.toBuilder();

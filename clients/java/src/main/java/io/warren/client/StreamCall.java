@@ -59,6 +59,19 @@ abstract class StreamCall<ReqT, RespT> implements ClientResponseObserver<ReqT, R
     requests.cancel(why, null);
   }
 
+  /**
+   * After a half-close: waits (up to 5 s) for the server to end the call,
+   * else cancels it. An interrupt cancels it at once and keeps the flag.
+   */
+  void awaitEndOrCancel(String why) {
+    try {
+      if (!ended.await(5, TimeUnit.SECONDS)) cancel(why);
+    } catch (InterruptedException e) {
+      cancel(why);
+      Thread.currentThread().interrupt();
+    }
+  }
+
   /** Cancels the call when no message arrives for three heartbeat intervals. */
   void watchHeartbeats(Warren warren, Duration interval) {
     long period = interval.toNanos();

@@ -50,7 +50,22 @@ final class StreamRetry {
    * or null when the Warren client was closed under us (nothing to open with).
    */
   Duration scheduleLocked() {
-    Duration delay = backoff.delay(failures++);
+    return scheduleLocked(backoff.delay(failures++));
+  }
+
+  /**
+   * As {@link #scheduleLocked()}, unless the stream would open again at or
+   * after {@code deadlineNanos} ({@link System#nanoTime}): then null, and
+   * nothing is scheduled.
+   */
+  Duration scheduleBeforeLocked(long deadlineNanos) {
+    Duration delay = backoff.delay(failures);
+    if (System.nanoTime() + delay.toNanos() >= deadlineNanos) return null;
+    failures++;
+    return scheduleLocked(delay);
+  }
+
+  private Duration scheduleLocked(Duration delay) {
     try {
       timer = warren.scheduler().schedule(this::reopen, delay.toNanos(), TimeUnit.NANOSECONDS);
       return delay;

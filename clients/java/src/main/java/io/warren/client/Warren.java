@@ -10,11 +10,18 @@ import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigServiceGrpc;
+import io.warren.v1.DeleteConfigRequest;
 import io.warren.v1.ElectionServiceGrpc;
+import io.warren.v1.Fence;
 import io.warren.v1.GetConfigRequest;
+import io.warren.v1.LockServiceGrpc;
 import io.warren.v1.MessagingServiceGrpc;
 import io.warren.v1.PutConfigRequest;
+import io.warren.v1.TxnCheck;
+import io.warren.v1.TxnOp;
+import io.warren.v1.TxnRequest;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
@@ -23,8 +30,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A connection to a Warren server ({@code warrend}) and the entry point to
- * the wrappers: {@link Publisher}, {@link Subscriber}, {@link Elector} and
- * {@link ConfigWatcher}. The raw gRPC stubs stay available through
+ * the wrappers: {@link Publisher}, {@link Subscriber}, {@link Elector},
+ * {@link ConfigWatcher}, {@link Locker} and {@link Registration}. The raw gRPC stubs stay available through
  * {@link #channel()} for everything the wrappers do not cover.
  *
  * <p>Thread-safe. Closing it closes the channel; close the wrappers first.
@@ -161,12 +168,25 @@ public final class Warren implements AutoCloseable {
     return new ConfigWatcher(this, options, listener);
   }
 
+  /** Takes locks and semaphores; see {@link Locker}. */
+  public Locker locker() {
+    return new Locker(this, new Locker.Options());
+  }
+
+  public Locker locker(Locker.Options options) {
+    return new Locker(this, options);
+  }
+
+  /** Holds a key while the registration is open; see {@link Registration}. */
+  public Registration holdKey(Registration.Options options, Registration.Listener listener) {
+    return new Registration(this, options, listener);
+  }
+
   /** Reads a key; empty when it does not exist. Other errors throw. */
   public Optional<ConfigEntry> getConfig(String key) {
     try {
       return Optional.of(
-          ConfigServiceGrpc.newBlockingStub(channel)
-              .withDeadlineAfter(10, TimeUnit.SECONDS)
+          unary()
               .getConfig(GetConfigRequest.newBuilder().setKey(key).build())
               .getEntry());
     } catch (StatusRuntimeException e) {
@@ -181,14 +201,56 @@ public final class Warren implements AutoCloseable {
   }
 
   public ConfigEntry putConfig(String key, byte[] value) {
-    return ConfigServiceGrpc.newBlockingStub(channel)
-        .withDeadlineAfter(10, TimeUnit.SECONDS)
-        .putConfig(
-            PutConfigRequest.newBuilder()
-                .setKey(key)
-                .setValue(ByteString.copyFrom(value))
-                .build())
-        .getEntry();
+    return putConfig(key, value, null);
+  }
+
+  /**
+   * Writes a key if {@code fence} still holds, checked atomically with the
+   * write (null: unconditionally); a fence that no longer holds throws
+   * FAILED_PRECONDITION ({@code fence: ...}) and nothing is written. See
+   * {@link Fences}.
+   */
+  public ConfigEntry putConfig(String key, byte[] value, Fence fence) {
+    PutConfigRequest.Builder request =
+        PutConfigRequest.newBuilder().setKey(key).setValue(ByteString.copyFrom(value));
+    if (fence != null) request.setFence(fence);
+    return unary().putConfig(request.build()).getEntry();
+  }
+
+  public ConfigEntry putConfig(String key, String value, Fence fence) {
+    return putConfig(key, value.getBytes(StandardCharsets.UTF_8), fence);
+  }
+
+  /**
+   * Deletes a key (one with children becomes a namespace node, its children
+   * stay). NOT_FOUND throws.
+   */
+  public void deleteConfig(String key) {
+    deleteConfig(key, null);
+  }
+
+  /** Deletes a key if {@code fence} still holds, atomically (null: unconditionally). */
+  public void deleteConfig(String key, Fence fence) {
+    DeleteConfigRequest.Builder request = DeleteConfigRequest.newBuilder().setKey(key);
+    if (fence != null) request.setFence(fence);
+    unary().deleteConfig(request.build());
+  }
+
+  /**
+   * Applies {@code ops} if every check passes and {@code fence} (null: none)
+   * holds, all or nothing, and returns the new entry of each put in op order.
+   * {@link Txn} makes the checks and ops. A failing check or op throws
+   * FAILED_PRECONDITION naming it ({@code checks[i]: ...}, {@code ops[i]: ...})
+   * and nothing changes.
+   */
+  public List<ConfigEntry> txn(List<TxnCheck> checks, List<TxnOp> ops, Fence fence) {
+    TxnRequest.Builder request = TxnRequest.newBuilder().addAllChecks(checks).addAllOps(ops);
+    if (fence != null) request.setFence(fence);
+    return unary().txn(request.build()).getEntriesList();
+  }
+
+  private ConfigServiceGrpc.ConfigServiceBlockingStub unary() {
+    return ConfigServiceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS);
   }
 
   /** The raw stubs, for what the wrappers leave out. */
@@ -202,6 +264,10 @@ public final class Warren implements AutoCloseable {
 
   public ConfigServiceGrpc.ConfigServiceBlockingStub config() {
     return ConfigServiceGrpc.newBlockingStub(channel);
+  }
+
+  public LockServiceGrpc.LockServiceBlockingStub lock() {
+    return LockServiceGrpc.newBlockingStub(channel);
   }
 
   @Override

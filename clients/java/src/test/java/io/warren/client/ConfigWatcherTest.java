@@ -6,29 +6,13 @@ import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
 
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CopyOnWriteArrayList;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** ConfigWatcher against the live server in WARREN_ADDRESS. */
-public class ConfigWatcherTest {
-  private static final Duration WAIT = Duration.ofSeconds(20);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
-
+public class ConfigWatcherTest extends LiveServerTest {
   static String value(java.util.Optional<io.warren.v1.ConfigEntry> e) {
     return e.map(x -> x.getValue().toString(StandardCharsets.UTF_8)).orElse(null);
   }

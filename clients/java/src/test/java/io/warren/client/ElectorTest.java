@@ -7,29 +7,13 @@ import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertTrue;
 
 import io.warren.v1.Leader;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** Elector against the live server in WARREN_ADDRESS. */
-public class ElectorTest {
-  private static final Duration WAIT = Duration.ofSeconds(20);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
-
+public class ElectorTest extends LiveServerTest {
   /** Records events of one elector. */
   static final class Recorder implements Elector.Listener {
     final List<String> events = new CopyOnWriteArrayList<>();

@@ -60,7 +60,7 @@ public class FaultTest {
     try (TestSupport.Warrend server = new TestSupport.Warrend(unique("restart"));
         Warren warren = Warren.connect(server.address(), attempts)) {
       // A second warrend of the same cluster writes config while `server` is down.
-      try (TestSupport.Warrend writer = sameRoot(server);
+      try (TestSupport.Warrend writer = server.sameRoot();
           Warren writerClient = Warren.connect(writer.address())) {
         String queue = unique("java-restart");
         String key = unique("java-restart") + "/flag";
@@ -141,11 +141,6 @@ public class FaultTest {
         }
       }
     }
-  }
-
-  private static TestSupport.Warrend sameRoot(TestSupport.Warrend server) throws Exception {
-    String base = TestSupport.Warrend.env("WARREN_ROOT");
-    return new TestSupport.Warrend(server.root.substring(base.length() + 1));
   }
 
   /**

@@ -10,7 +10,6 @@ import static org.junit.Assert.fail;
 import io.grpc.Status;
 import io.warren.v1.Delivery;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -23,25 +22,10 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.After;
-import org.junit.Before;
 import org.junit.Test;
 
 /** Publisher and Subscriber against the live server in WARREN_ADDRESS. */
-public class MessagingTest {
-  private static final Duration WAIT = Duration.ofSeconds(20);
-  private Warren warren;
-
-  @Before
-  public void connect() {
-    warren = Warren.connect(TestSupport.address());
-  }
-
-  @After
-  public void disconnect() {
-    warren.close();
-  }
-
+public class MessagingTest extends LiveServerTest {
   private static String text(Delivery d) {
     return d.getPayload().toString(StandardCharsets.UTF_8);
   }

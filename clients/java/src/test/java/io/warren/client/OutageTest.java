@@ -2,10 +2,10 @@ package io.warren.client;
 
 import static io.warren.client.TestSupport.await;
 import static io.warren.client.TestSupport.unique;
+import static io.warren.client.TestSupport.utf8;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
-import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -32,10 +32,6 @@ public class OutageTest {
   private static int outageSeconds() {
     String s = System.getenv("WARREN_OUTAGE_SECONDS");
     return s == null || s.isEmpty() ? 40 : Integer.parseInt(s);
-  }
-
-  private static byte[] utf8(String s) {
-    return s.getBytes(StandardCharsets.UTF_8);
   }
 
   @Test

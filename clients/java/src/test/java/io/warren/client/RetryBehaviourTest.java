@@ -123,6 +123,32 @@ public class RetryBehaviourTest {
         assertEquals(1, watchErrors.statuses.size());
         assertEquals(1, electErrors.statuses.size());
         assertFalse(elector.isLeader());
+        // Stopped for good: their callback threads end without close().
+        await("no callback thread left", WAIT, () -> !TestSupport.threadsNamed("warren-config")
+            && !TestSupport.threadsNamed("warren-elector"));
+      }
+    }
+  }
+
+  @Test
+  public void locksAndRegistrationsRefusedForTheirRequestStopAtOnce() throws Exception {
+    TestSupport.CallLog calls = new TestSupport.CallLog();
+    try (Warren warren = Warren.connect(TestSupport.address(), calls)) {
+      StatusRuntimeException refused = assertThrows(StatusRuntimeException.class,
+          () -> warren.locker().acquire("not a valid lock!", 1, WAIT));
+      assertEquals(Status.Code.INVALID_ARGUMENT, refused.getStatus().getCode());
+      RegistrationTest.Recorder events = new RegistrationTest.Recorder();
+      try (Registration reg = warren.holdKey(
+          new Registration.Options("not a valid key!", new byte[0]), events)) {
+        refused = assertThrows(StatusRuntimeException.class, () -> reg.awaitHeld(WAIT));
+        assertEquals(Status.Code.INVALID_ARGUMENT, refused.getStatus().getCode());
+        await("the registration's error", WAIT, () -> !events.errors.isEmpty());
+        // Not a synchronisation: a window five times the longest first retry
+        // wait (100 ms) in which a wrongly retried stream would show up.
+        Thread.sleep(500);
+        assertEquals("one Lock call, not retried", 1, calls.count("Lock"));
+        assertEquals("one HoldKey call, not retried", 1, calls.count("HoldKey"));
+        assertEquals(1, events.errors.size());
       }
     }
   }

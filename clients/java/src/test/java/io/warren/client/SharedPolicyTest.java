@@ -68,6 +68,8 @@ public class SharedPolicyTest {
     assertSame(b, Subscriber.Options.queue("q").backoff);
     assertSame(b, ConfigWatcher.Options.key("k").backoff);
     assertSame(b, new Elector.Options("e").backoff);
+    assertSame(b, new Locker.Options().backoff);
+    assertSame(b, new Registration.Options("k", new byte[0]).backoff);
   }
 
   @Test

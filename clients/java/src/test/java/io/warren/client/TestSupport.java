@@ -40,6 +40,16 @@ final class TestSupport {
     return prefix + "-" + UUID.randomUUID().toString().substring(0, 12);
   }
 
+  static byte[] utf8(String s) {
+    return s.getBytes(StandardCharsets.UTF_8);
+  }
+
+  /** Whether any thread whose name starts with {@code prefix} is alive (a wrapper's own). */
+  static boolean threadsNamed(String prefix) {
+    return Thread.getAllStackTraces().keySet().stream()
+        .anyMatch(t -> t.getName().startsWith(prefix) && t.isAlive());
+  }
+
   /** Polls {@code condition} until it holds or {@code timeout} passes (no blind sleeps). */
   static void await(String what, Duration timeout, BooleanSupplier condition) throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
@@ -108,6 +118,11 @@ final class TestSupport {
 
     String address() {
       return "127.0.0.1:" + port;
+    }
+
+    /** A second warrend of the same cluster (the same ZooKeeper root). */
+    Warrend sameRoot() throws Exception {
+      return new Warrend(root.substring(env("WARREN_ROOT").length() + 1));
     }
 
     long pid() {
