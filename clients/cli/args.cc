@@ -45,6 +45,7 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
     }
     if (word == "--") {
       flags_ended = true;
+      args.positional_before_dashes_ = args.positional_.size();
       continue;
     }
     if (word == "-h") {
@@ -66,6 +67,7 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
     }
     if (spec->kind == FlagSpec::Kind::kBool) {
       args.values_[spec->name].push_back(value.value_or("true"));
+      args.in_order_.emplace_back(spec->name, value.value_or("true"));
       continue;
     }
     if (!value.has_value()) {
@@ -78,6 +80,7 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
     if (spec->kind == FlagSpec::Kind::kValue && !values.empty()) {
       return UsageError(absl::StrCat("option --", body, " given twice"));
     }
+    args.in_order_.emplace_back(spec->name, *value);
     values.push_back(*std::move(value));
   }
   return args;
@@ -91,6 +94,17 @@ std::optional<std::string> Args::Get(absl::string_view name) const {
   auto it = values_.find(name);
   if (it == values_.end() || it->second.empty()) return std::nullopt;
   return it->second.back();
+}
+
+std::vector<std::pair<std::string, std::string>> Args::InOrder(
+    const std::vector<std::string>& names) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, value] : in_order_) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      out.emplace_back(name, value);
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> Args::GetAll(absl::string_view name) const {

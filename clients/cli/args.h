@@ -51,6 +51,15 @@ class Args {
   // The value of a flag (the last one for repeated flags).
   std::optional<std::string> Get(absl::string_view name) const;
   std::vector<std::string> GetAll(absl::string_view name) const;
+  // The values of the flags named in `names`, in command-line order, each
+  // with its flag's name (for flags whose order matters across names).
+  std::vector<std::pair<std::string, std::string>> InOrder(
+      const std::vector<std::string>& names) const;
+  // How many positional arguments came before `--` (nullopt without one):
+  // the rest are another command's arguments.
+  std::optional<size_t> positional_before_dashes() const {
+    return positional_before_dashes_;
+  }
   // A boolean flag: present (or `=true`) means true.
   absl::StatusOr<bool> GetBool(absl::string_view name) const;
   absl::StatusOr<std::optional<int64_t>> GetInt(absl::string_view name) const;
@@ -63,6 +72,8 @@ class Args {
 
  private:
   std::vector<std::string> positional_;
+  std::optional<size_t> positional_before_dashes_;
+  std::vector<std::pair<std::string, std::string>> in_order_;
   std::map<std::string, std::vector<std::string>, std::less<>> values_;
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -41,8 +42,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
 const std::vector<Command>& AllCommands() {
   static const auto* commands = [] {
     auto* all = new std::vector<Command>();
-    for (auto part :
-         {MessagingCommands(), ElectionCommands(), ConfigCommands()}) {
+    for (auto part : {MessagingCommands(), ElectionCommands(), LockCommands(),
+                      ConfigCommands()}) {
       for (auto& command : part) all->push_back(std::move(command));
     }
     return all;
@@ -89,8 +90,9 @@ Global options (before or after the command):
                        $WARREN_TOKEN); for a server with authentication on
   --timeout=DURATION   deadline of each call, e.g. 500ms, 5s, 1m (default 10s);
                        streaming commands (subscribe, elect, leader --watch,
-                       config watch) run until stopped unless it is given,
-                       and then stop after it with exit code 5
+                       config watch, config hold) run until stopped unless
+                       it is given, and then stop after it with exit code 5;
+                       warren lock waits at most this long for the lock
   --json               print one JSON object per line (protobuf's JSON
                        mapping: camelCase names, bytes in base64, 64-bit
                        integers as strings)
@@ -106,8 +108,10 @@ Exit codes:
      children, unroutable message), ABORTED, ALREADY_EXISTS
      (create-only put of an existing key)
   5  unavailable: UNAVAILABLE, DEADLINE_EXCEEDED, --timeout of a streaming
-     command, a broken stream, an election lease that ran out; retrying
-     may help
+     command, a broken stream, an election lease that ran out, a lock not
+     acquired within --timeout; retrying may help
+  6  warren lock: the lock was lost while COMMAND ran (COMMAND was sent
+     SIGTERM); otherwise warren lock exits with COMMAND's status
 Errors go to stderr as "warren: CODE: message".
 )txt");
 }
@@ -135,19 +139,27 @@ bool IsGroup(const std::string& word) {
 
 // Finds the command named by words[0] (and words[1] for a group), and
 // answers how many words it took; nullptr (and 0 or 1) when there is none.
+// A word that is a command and a group (`lock NAME -- COMMAND`, `lock get
+// NAME`) names the command when words[1] is no subcommand, or when the
+// command line has `--`, which only the command itself takes.
 const Command* Resolve(const std::vector<std::string>& words, size_t* used) {
   *used = 0;
   if (words.empty()) return nullptr;
+  const Command* single = FindCommand(words[0]);
   if (IsGroup(words[0])) {
     *used = 1;
-    if (words.size() < 2) return nullptr;
-    const Command* command = FindCommand(words[0] + " " + words[1]);
-    if (command != nullptr) *used = 2;
-    return command;
+    const bool has_dashes =
+        std::find(words.begin(), words.end(), "--") != words.end();
+    if (words.size() >= 2 && !(single != nullptr && has_dashes)) {
+      if (const Command* command = FindCommand(words[0] + " " + words[1])) {
+        *used = 2;
+        return command;
+      }
+    }
+    return single;
   }
-  const Command* command = FindCommand(words[0]);
-  if (command != nullptr) *used = 1;
-  return command;
+  if (single != nullptr) *used = 1;
+  return single;
 }
 
 int PrintUsageError(const absl::Status& status, const std::string& command) {
@@ -183,6 +195,74 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   const int64_t seconds = absl::IDivDuration(d, absl::Seconds(1), &d);
   out->set_seconds(seconds);
   out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d)));
+}
+
+std::vector<FlagSpec> FenceFlags() {
+  return {{"fence-election"},
+          {"fence-lock"},
+          {"fence-token"},
+          {"fenced", FlagSpec::Kind::kBool}};
+}
+
+std::vector<FlagSpec> WithFenceFlags(std::vector<FlagSpec> flags) {
+  for (FlagSpec& flag : FenceFlags()) flags.push_back(std::move(flag));
+  return flags;
+}
+
+absl::StatusOr<std::optional<v1::Fence>> ParseFence(const Args& args) {
+  auto fenced = args.GetBool("fenced");
+  if (!fenced.ok()) return fenced.status();
+  const auto election = args.Get("fence-election");
+  const auto lock = args.Get("fence-lock");
+  const auto token_text = args.Get("fence-token");
+  if (*fenced) {
+    if (election || lock || token_text) {
+      return UsageError("--fenced takes no other --fence-* option");
+    }
+    const char* name = std::getenv("WARREN_LOCK_NAME");
+    const char* token = std::getenv("WARREN_FENCING_TOKEN");
+    if (name == nullptr || token == nullptr) {
+      return UsageError(
+          "--fenced needs $WARREN_LOCK_NAME and $WARREN_FENCING_TOKEN (run "
+          "it under 'warren lock')");
+    }
+    v1::Fence fence;
+    fence.set_lock(name);
+    uint64_t value = 0;
+    if (!absl::SimpleAtoi(token, &value) || value == 0) {
+      return UsageError(
+          absl::StrCat("$WARREN_FENCING_TOKEN is no fencing token: ", token));
+    }
+    fence.set_fencing_token(value);
+    return fence;
+  }
+  if (!election && !lock) {
+    if (token_text) {
+      return UsageError("--fence-token needs --fence-election or --fence-lock");
+    }
+    return std::optional<v1::Fence>();
+  }
+  if (election && lock) {
+    return UsageError("--fence-election and --fence-lock exclude each other");
+  }
+  if (!token_text) {
+    return UsageError(absl::StrCat("--fence-", election ? "election" : "lock",
+                                   " needs --fence-token"));
+  }
+  uint64_t token = 0;
+  if (!absl::SimpleAtoi(*token_text, &token) || token == 0) {
+    return UsageError(
+        absl::StrCat("--fence-token takes a fencing token (a number > 0), not ",
+                     *token_text));
+  }
+  v1::Fence fence;
+  if (election) {
+    fence.set_election(*election);
+  } else {
+    fence.set_lock(*lock);
+  }
+  fence.set_fencing_token(token);
+  return fence;
 }
 
 std::unique_ptr<grpc::ClientContext> Context::UnaryContext() const {
@@ -330,6 +410,13 @@ int Main(int argc, char** argv) {
 
   absl::Status status = command->run(context, *args);
   if (status.ok()) return kExitOk;
+  if (const std::optional<int> code = ExplicitExitCode(status)) {
+    if (!status.message().empty()) {
+      std::fprintf(stderr, "warren: %s\n",
+                   std::string(status.message()).c_str());
+    }
+    return *code;
+  }
   if (IsUsageError(status)) return PrintUsageError(status, command->name);
   std::fprintf(stderr, "warren: %s: %s\n",
                absl::StatusCodeToString(status.code()).c_str(),

@@ -16,6 +16,7 @@
 #include "google/protobuf/duration.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "warren/v1/common.pb.h"
 
 namespace warren::cli {
 
@@ -46,8 +47,30 @@ struct Command {
 // `d` (not negative) as a protobuf Duration.
 void SetDuration(absl::Duration d, google::protobuf::Duration* out);
 
+// The options that fence a write or a publish (publish, config put, delete
+// and txn): --fence-election=NAME or --fence-lock=NAME with
+// --fence-token=N, or --fenced (the lock of an enclosing `warren lock`, from
+// $WARREN_LOCK_NAME and $WARREN_FENCING_TOKEN).
+std::vector<FlagSpec> FenceFlags();
+// `flags` and FenceFlags().
+std::vector<FlagSpec> WithFenceFlags(std::vector<FlagSpec> flags);
+// The fence those options give (nullopt: none), or a usage error.
+absl::StatusOr<std::optional<v1::Fence>> ParseFence(const Args& args);
+// The options text of FenceFlags for a command's help.
+inline constexpr char kFenceHelp[] =
+    R"txt(  --fence-election=NAME      write only while the leader of election NAME
+                             has --fence-token (else exit 4, nothing done)
+  --fence-lock=NAME          write only while a holder of lock NAME has
+                             --fence-token (else exit 4, nothing done)
+  --fence-token=N            the fencing token (from elect, lock, ...)
+  --fenced                   fence with the lock of the enclosing
+                             'warren lock' ($WARREN_LOCK_NAME,
+                             $WARREN_FENCING_TOKEN)
+)txt";
+
 std::vector<Command> MessagingCommands();
 std::vector<Command> ElectionCommands();
+std::vector<Command> LockCommands();
 std::vector<Command> ConfigCommands();
 
 // The program: answers the exit code.

@@ -1,18 +1,28 @@
 // warren config get|put|delete|list|watch.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "clients/cli/cli.h"
 #include "clients/cli/stream.h"
+#include "warren/client/registration.h"
 #include "warren/v1/config.grpc.pb.h"
 
 namespace warren::cli {
 namespace {
 
 using Kind = FlagSpec::Kind;
+namespace client = ::warren::client;
 
 absl::Status RunGet(Context& context, const Args& args) {
   if (auto s = args.ExpectPositional(1, 1); !s.ok()) return s;
@@ -58,6 +68,9 @@ absl::Status RunPut(Context& context, const Args& args) {
   }
   if (expect->has_value()) request.set_expected_version(**expect);
   request.set_create_only(*create_only);
+  auto fence = ParseFence(args);
+  if (!fence.ok()) return fence.status();
+  if (fence->has_value()) *request.mutable_fence() = **fence;
   v1::PutConfigResponse response;
   auto stub = v1::ConfigService::NewStub(context.channel);
   auto call = context.UnaryContext();
@@ -83,6 +96,9 @@ absl::Status RunDelete(Context& context, const Args& args) {
   request.set_key(args.positional()[0]);
   if (expect->has_value()) request.set_expected_version(**expect);
   request.set_recursive(*recursive);
+  auto fence = ParseFence(args);
+  if (!fence.ok()) return fence.status();
+  if (fence->has_value()) *request.mutable_fence() = **fence;
   v1::DeleteConfigResponse response;
   auto stub = v1::ConfigService::NewStub(context.channel);
   auto call = context.UnaryContext();
@@ -234,6 +250,229 @@ absl::Status RunWatch(Context& context, const Args& args) {
   }
 }
 
+// --------------------------------------------------------------- txn
+
+// The steps of a transaction, as options or as lines of stdin (the same
+// words without the dashes): each check or op is one.
+const std::vector<std::string>& TxnStepNames() {
+  static const auto* names = new std::vector<std::string>{
+      "if-version", "if-exists", "if-missing",
+      "put",        "delete",    "delete-recursive"};
+  return *names;
+}
+
+// Adds one step (`name` with its argument `text`) to `request`.
+absl::Status AddTxnStep(const std::string& name, const std::string& text,
+                        v1::TxnRequest* request) {
+  // Keys cannot contain '=' (nor spaces), so the first one ends the key.
+  auto split = [&](absl::string_view what)
+      -> absl::StatusOr<std::pair<std::string, std::string>> {
+    const size_t eq = text.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(
+          absl::StrCat("--", name, " takes KEY=", what, ", not ", text));
+    }
+    return std::make_pair(text.substr(0, eq), text.substr(eq + 1));
+  };
+  if (name == "if-version") {
+    auto parts = split("VERSION");
+    if (!parts.ok()) return parts.status();
+    int64_t version = 0;
+    if (!absl::SimpleAtoi(parts->second, &version)) {
+      return UsageError(
+          absl::StrCat("--if-version takes KEY=VERSION, not ", text));
+    }
+    v1::TxnCheck* check = request->add_checks();
+    check->set_key(parts->first);
+    check->set_version(version);
+  } else if (name == "if-exists" || name == "if-missing") {
+    v1::TxnCheck* check = request->add_checks();
+    check->set_key(text);
+    check->set_exists(name == "if-exists");
+  } else if (name == "put") {
+    auto parts = split("VALUE");
+    if (!parts.ok()) return parts.status();
+    v1::PutConfigRequest* put = request->add_ops()->mutable_put();
+    put->set_key(parts->first);
+    put->set_value(parts->second);
+  } else {
+    v1::DeleteConfigRequest* del = request->add_ops()->mutable_delete_();
+    del->set_key(text);
+    del->set_recursive(name == "delete-recursive");
+  }
+  return absl::OkStatus();
+}
+
+// Lines of stdin: "STEP ARGUMENT" (e.g. "put app/a=1", "if-version
+// app/b=3"); blank lines and lines starting with '#' are skipped.
+absl::Status ReadTxnSteps(v1::TxnRequest* request) {
+  std::string line;
+  int number = 0;
+  while (std::getline(std::cin, line)) {
+    ++number;
+    absl::string_view rest = absl::StripAsciiWhitespace(line);
+    if (rest.empty() || rest[0] == '#') continue;
+    const size_t space = rest.find(' ');
+    const std::string name(rest.substr(0, space));
+    const std::string argument(
+        space == absl::string_view::npos ? "" : rest.substr(space + 1));
+    if (std::find(TxnStepNames().begin(), TxnStepNames().end(), name) ==
+            TxnStepNames().end() ||
+        argument.empty()) {
+      return UsageError(
+          absl::StrCat("stdin line ", number, ": expected STEP ARGUMENT (",
+                       absl::StrJoin(TxnStepNames(), ", "), "), not ", line));
+    }
+    if (auto s = AddTxnStep(name, argument, request); !s.ok()) {
+      return UsageError(absl::StrCat("stdin line ", number, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunTxn(Context& context, const Args& args) {
+  if (auto s = args.ExpectPositional(0, 1); !s.ok()) return s;
+  v1::TxnRequest request;
+  const auto steps = args.InOrder(TxnStepNames());
+  const bool from_stdin =
+      !args.positional().empty() && args.positional()[0] == "-";
+  if (!args.positional().empty() && !from_stdin) {
+    return UsageError(absl::StrCat("unexpected argument ", args.positional()[0],
+                                   " (steps are options, or '-' for stdin)"));
+  }
+  if (from_stdin == !steps.empty()) {
+    return UsageError(
+        "give the steps as options (--put=KEY=VALUE, ...) or '-' to read "
+        "them from stdin, not both");
+  }
+  for (const auto& [name, text] : steps) {
+    if (auto s = AddTxnStep(name, text, &request); !s.ok()) return s;
+  }
+  if (from_stdin) {
+    if (auto s = ReadTxnSteps(&request); !s.ok()) return s;
+  }
+  auto fence = ParseFence(args);
+  if (!fence.ok()) return fence.status();
+  if (fence->has_value()) *request.mutable_fence() = **fence;
+  v1::TxnResponse response;
+  auto stub = v1::ConfigService::NewStub(context.channel);
+  auto call = context.UnaryContext();
+  absl::Status status = FromGrpc(stub->Txn(call.get(), request, &response));
+  if (!status.ok()) return status;
+  if (context.out.json()) {
+    context.out.Json(response);
+    return absl::OkStatus();
+  }
+  int put = 0;
+  for (const v1::TxnOp& op : request.ops()) {
+    if (op.has_put() && put < response.entries_size()) {
+      const v1::ConfigEntry& entry = response.entries(put++);
+      context.out.Line(
+          absl::StrCat(entry.key(), ": version ", entry.version()));
+    } else if (op.has_delete_()) {
+      context.out.Line(absl::StrCat("deleted ", op.delete_().key()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// -------------------------------------------------------------- hold
+
+void PrintHoldEvent(const Context& context, const v1::HoldKeyResponse& event) {
+  if (context.out.json()) {
+    context.out.Json(event);
+  } else if (event.has_held()) {
+    context.out.Line(absl::StrCat("held: ", FormatEntry(event.held())));
+  } else if (event.has_lost()) {
+    context.out.Line(absl::StrCat("lost: ", LossName(event.lost().reason())));
+  }
+}
+
+absl::Status RunHold(Context& context, const Args& args) {
+  if (auto s = args.ExpectPositional(1, 2); !s.ok()) return s;
+  auto heartbeat = args.GetDuration("heartbeat-interval");
+  if (!heartbeat.ok()) return heartbeat.status();
+  client::RegistrationOptions options;
+  options.key = args.positional()[0];
+  if (args.positional().size() == 2 && args.positional()[1] != "-") {
+    options.value = args.positional()[1];
+  } else {
+    options.value = std::string(std::istreambuf_iterator<char>(std::cin),
+                                std::istreambuf_iterator<char>());
+  }
+  if (heartbeat->has_value()) options.heartbeat_interval = **heartbeat;
+  // Printed by the registration's threads, one event at a time.
+  options.on_held = [&context](const v1::ConfigEntry& entry) {
+    v1::HoldKeyResponse event;
+    *event.mutable_held() = entry;
+    PrintHoldEvent(context, event);
+  };
+  options.on_lost = [&context](client::LossReason reason, const absl::Status&) {
+    v1::HoldKeyResponse event;
+    switch (reason) {
+      case client::LossReason::kConnectionSuspended:
+        event.mutable_lost()->set_reason(v1::LOSS_REASON_CONNECTION_SUSPENDED);
+        break;
+      case client::LossReason::kSessionExpired:
+        event.mutable_lost()->set_reason(v1::LOSS_REASON_SESSION_EXPIRED);
+        break;
+      default:
+        // The client's own conclusions have no LossReason on the wire.
+        PrintClientLost(context.out, reason == client::LossReason::kLeaseExpired
+                                         ? "CLIENT_LEASE_EXPIRED"
+                                         : "STREAM_BROKEN");
+        return;
+    }
+    PrintHoldEvent(context, event);
+  };
+  if (context.timeout.has_value()) {
+    options.start_timeout = *context.timeout;
+  }
+  const absl::Time deadline = context.StreamDeadline();
+  absl::Mutex mu;
+  bool stop = false;
+  bool stream_ended = false;
+  // Wakes the wait below: the registration may have given up.
+  bool started = false;
+  options.on_stream_error = [&](const absl::Status& status) {
+    absl::MutexLock lock(&mu);
+    // Before it started, Start() answers the error itself.
+    if (started) {
+      std::fprintf(stderr, "the stream ended: %s\n", status.ToString().c_str());
+    }
+    stream_ended = true;
+  };
+  StopSignals::Scope stop_scope([&] {
+    absl::MutexLock lock(&mu);
+    stop = true;
+  });
+  auto registration =
+      client::Registration::Start(context.channel, std::move(options));
+  if (!registration.ok()) return registration.status();
+  // Until a signal, --timeout, or a fatal end of the registration.
+  absl::Status ended;
+  {
+    absl::MutexLock lock(&mu);
+    started = true;
+    auto news = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return stop || stream_ended;
+    };
+    while (true) {
+      if (!mu.AwaitWithDeadline(absl::Condition(&news), deadline)) {
+        ended = absl::DeadlineExceededError("--timeout passed; key released");
+        break;
+      }
+      if (stop) break;
+      stream_ended = false;
+      // Its status is final before on_stream_error is called.
+      ended = (*registration)->status();
+      if (!ended.ok()) break;
+    }
+  }
+  (*registration)->Close();
+  return ended;
+}
+
 }  // namespace
 
 std::vector<Command> ConfigCommands() {
@@ -255,13 +494,13 @@ Output: the value and a newline; with --json the entry:
 )txt",
        {{"consistent", Kind::kBool}, {"raw", Kind::kBool}},
        RunGet},
-      {"config put",
-       "write a key (unconditionally, create-only, or CAS)",
+      {"config put", "write a key (unconditionally, create-only, or CAS)",
        R"txt(Usage: warren config put KEY [VALUE|-] [--expect-version=N | --create-only]
 
 Writes KEY; without VALUE (or with -) the value is read from stdin. Missing
-parent keys are created. Prints the new version (0 after creation, +1 per
-write).
+parents are created as namespace nodes, not keys (they are not listed, and
+get answers NOT_FOUND for them). Prints the new version (0 after creation,
++1 per write).
 
 Options:
   --expect-version=N   compare-and-set: write only if KEY is at version N,
@@ -270,23 +509,27 @@ Options:
                        (exit 4)
 
 Output: "KEY: version N"; with --json the entry, as for get.
-)txt",
-       {{"expect-version"}, {"create-only", Kind::kBool}},
+
+Fences (exit 4, nothing written, when the fence no longer holds):
+)txt" + std::string(kFenceHelp),
+       WithFenceFlags({{"expect-version"}, {"create-only", Kind::kBool}}),
        RunPut},
-      {"config delete",
-       "delete a key (optionally its subtree, or CAS)",
+      {"config delete", "delete a key (optionally its subtree, or CAS)",
        R"txt(Usage: warren config delete KEY [--recursive] [--expect-version=N]
 
-Deletes KEY. Exit 3 when it does not exist; exit 4 when it has children and
---recursive is not given, or when --expect-version does not match.
+Deletes KEY. Exit 3 when it does not exist; exit 4 when --expect-version
+does not match. Without --recursive, a KEY with children keeps them and
+becomes a namespace node (no longer a key).
 
 Options:
   --recursive          delete KEY and everything below it, atomically
   --expect-version=N   delete only if KEY is at version N
 
 Output: "deleted KEY"; with --json {"key":KEY,"deleted":true}.
-)txt",
-       {{"recursive", Kind::kBool}, {"expect-version"}},
+
+Fences (exit 4, nothing deleted, when the fence no longer holds):
+)txt" + std::string(kFenceHelp),
+       WithFenceFlags({{"recursive", Kind::kBool}, {"expect-version"}}),
        RunDelete},
       {"config list",
        "list a key and everything below it",
@@ -301,8 +544,9 @@ Options:
   --page-token=TOKEN   start at this page (from an earlier --single-page)
   --single-page        fetch one page only, and print the token of the next
 
-Output: one line per key: "KEY = VALUE (version N)", or just KEY with
---keys-only; with --single-page the next token goes to stderr as
+Output: one line per key: "KEY = VALUE (version N)" ("(version N, held)"
+for a key held by a HoldKey stream, e.g. 'warren config hold'), or just KEY
+with --keys-only; with --single-page the next token goes to stderr as
 "next page: --page-token=TOKEN". With --json one entry per line (as for
 get), then {"nextPageToken":TOKEN} when --single-page stopped before the
 end.
@@ -338,7 +582,74 @@ last with "initialState":true), then {"events":[{"type":
 )txt",
        {{"prefix", Kind::kBool}, {"max"}, {"heartbeat-interval"}},
        RunWatch},
-  };  // namespace warren::cli
+      {"config txn", "apply checks, puts and deletes all or nothing",
+       R"txt(Usage: warren config txn STEP... [fence options]
+       warren config txn - [fence options]      (steps from stdin)
+
+Applies every step in one atomic ZooKeeper transaction: all checks pass and
+all ops apply, or nothing changes. Steps, in order (at most the server's
+--max_txn_ops, 100 by default, checks and ops together):
+  --if-version=KEY=N         check: KEY exists at version N
+  --if-exists=KEY            check: KEY exists
+  --if-missing=KEY           check: KEY does not exist
+  --put=KEY=VALUE            op: write KEY (its namespace parents as needed)
+  --delete=KEY               op: delete KEY (with children: it becomes a
+                             namespace node)
+  --delete-recursive=KEY     op: delete KEY and everything below it
+Checks are numbered in the order given (checks[0], checks[1], ...), and so
+are ops. When one fails, nothing changes and the command exits 4 with the
+server's message naming it: "checks[1]: ..." or "ops[0]: ...".
+
+With '-' the steps are read from stdin instead, one per line, the same words
+without the dashes: "put app/a=1", "if-version app/b=3", "delete app/c";
+blank lines and lines starting with # are skipped.
+
+Output: one line per op: "KEY: version N" for a put, "deleted KEY" for a
+delete; with --json the TxnResponse, {"entries":[...]} (the entry of each
+put, in op order).
+
+Fences (exit 4, nothing changed, when the fence no longer holds):
+)txt" + std::string(kFenceHelp),
+       WithFenceFlags({{"if-version", Kind::kRepeated},
+                       {"if-exists", Kind::kRepeated},
+                       {"if-missing", Kind::kRepeated},
+                       {"put", Kind::kRepeated},
+                       {"delete", Kind::kRepeated},
+                       {"delete-recursive", Kind::kRepeated}}),
+       RunTxn},
+      {"config hold",
+       "hold a key while running (service registration), printing events",
+       R"txt(Usage: warren config hold KEY [VALUE|-] [--heartbeat-interval=DUR]
+
+Creates KEY (without VALUE, or with -, the value is read from stdin) as a
+held key: it exists while this command runs, and is deleted at once when it
+stops (SIGINT/SIGTERM: exit 0; --timeout: exit 5). Others see it with get,
+list and watch, marked held. If this process or its server dies, the key
+goes within the server's ZooKeeper session timeout. Exit 4
+(ALREADY_EXISTS) when KEY exists (a key someone put, or someone else's
+held key).
+
+Prints every event: "held: KEY = VALUE (version N, held)" once held (and
+again after the server recreated it on a new ZooKeeper session), "lost:
+CONNECTION_SUSPENDED" or "lost: SESSION_EXPIRED" while it may be or is
+gone, "lost: CLIENT_LEASE_EXPIRED" when two heartbeat intervals passed
+without a message, "lost: STREAM_BROKEN" when the stream broke. After
+those two it holds the key again on a new stream (stderr says why), as the
+client libraries' Registration does; a code that retrying cannot fix
+(ALREADY_EXISTS, PERMISSION_DENIED, ...) ends the command with its exit
+code.
+
+Options:
+  --heartbeat-interval=DUR   lease heartbeat (default 1s)
+
+Output with --json: one HoldKeyResponse per event, {"held":{entry}},
+{"lost":{"reason":"LOSS_REASON_CONNECTION_SUSPENDED"}}, and the CLI's own
+{"lost":{"reason":"CLIENT_LEASE_EXPIRED"}} and
+{"lost":{"reason":"STREAM_BROKEN"}}. Heartbeats are not printed.
+)txt",
+       {{"heartbeat-interval"}},
+       RunHold},
+  };
 }
 
 }  // namespace warren::cli

@@ -19,22 +19,6 @@ using Kind = FlagSpec::Kind;
 // keeps the client's lease (two intervals) inside the session timeout.
 constexpr absl::Duration kDefaultLeaseHeartbeat = absl::Seconds(1);
 
-std::string ReasonName(v1::LossReason reason) {
-  return std::string(
-      absl::StripPrefix(v1::LossReason_Name(reason), "LOSS_REASON_"));
-}
-
-// A "lost" that the client decides by itself (no such LossReason exists on
-// the wire), printed in the same shape as the server's.
-void PrintClientLost(const Context& context, const std::string& reason) {
-  if (context.out.json()) {
-    context.out.Json(
-        JsonObject().Set("lost", JsonObject().Set("reason", reason)).proto());
-  } else {
-    context.out.Line(absl::StrCat("lost: ", reason));
-  }
-}
-
 void PrintElectEvent(const Context& context, const v1::ElectResponse& event) {
   if (context.out.json()) {
     context.out.Json(event);
@@ -53,8 +37,7 @@ void PrintElectEvent(const Context& context, const v1::ElectResponse& event) {
               : std::string("following: no leader yet"));
       break;
     case v1::ElectResponse::kLost:
-      context.out.Line(
-          absl::StrCat("lost: ", ReasonName(event.lost().reason())));
+      context.out.Line(absl::StrCat("lost: ", LossName(event.lost().reason())));
       break;
     default:
       break;
@@ -127,7 +110,7 @@ absl::Status RunElect(Context& context, const Args& args) {
           // Two heartbeats missed: the server may have lost its session
           // and another candidate may be elected soon. Step down now, and
           // end the candidacy rather than trust a stream that went quiet.
-          PrintClientLost(context, "CLIENT_LEASE_EXPIRED");
+          PrintClientLost(context.out, "CLIENT_LEASE_EXPIRED");
           (void)session.CancelAndFinish();
           return absl::UnavailableError(absl::StrCat(
               "no heartbeat from the server for ",
@@ -143,7 +126,7 @@ absl::Status RunElect(Context& context, const Args& args) {
         if (resigning) return status.ok() ? result : status;
         // A broken stream ends leadership at once: nothing renews the lease
         // any more.
-        if (leading) PrintClientLost(context, "STREAM_BROKEN");
+        if (leading) PrintClientLost(context.out, "STREAM_BROKEN");
         if (status.ok()) {
           return absl::UnavailableError("the server ended the election stream");
         }

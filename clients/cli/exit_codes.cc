@@ -1,5 +1,9 @@
 #include "clients/cli/exit_codes.h"
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
 namespace warren::cli {
 
 ExitCode ExitCodeFor(const absl::Status& status) {
@@ -21,6 +25,28 @@ ExitCode ExitCodeFor(const absl::Status& status) {
     default:
       return kExitError;
   }
+}
+
+namespace {
+
+constexpr absl::string_view kExitPayloadUrl = "warren.cli/exit";
+
+}  // namespace
+
+absl::Status ExitWith(int code, absl::string_view message) {
+  // The status code only matters to code that ignores the payload.
+  absl::Status status = absl::UnknownError(message);
+  status.SetPayload(kExitPayloadUrl, absl::Cord(absl::StrCat(code)));
+  return status;
+}
+
+std::optional<int> ExplicitExitCode(const absl::Status& status) {
+  const auto payload = status.GetPayload(kExitPayloadUrl);
+  int code = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &code)) {
+    return std::nullopt;
+  }
+  return code;
 }
 
 absl::Status FromGrpc(const grpc::Status& status) {

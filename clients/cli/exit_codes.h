@@ -3,7 +3,10 @@
 // status becomes an absl::Status.
 #pragma once
 
+#include <optional>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/support/status.h"
 
 namespace warren::cli {
@@ -24,11 +27,22 @@ enum ExitCode : int {
   kExitPrecondition = 4,
   // The server could not be reached or did not answer in time: UNAVAILABLE,
   // DEADLINE_EXCEEDED (also --timeout on a streaming command, a stream that
-  // broke, and an election lease that ran out). Retrying may help.
+  // broke, an election lease that ran out, and a lock not acquired within
+  // --timeout). Retrying may help.
   kExitUnavailable = 5,
+  // `warren lock`: the lock was lost while COMMAND ran, and COMMAND was
+  // sent SIGTERM. (Otherwise `warren lock` exits with COMMAND's status.)
+  kExitLockLost = 6,
 };
 
 ExitCode ExitCodeFor(const absl::Status& status);
+
+// A command's end with an exit code of its own (`warren lock` passes on
+// COMMAND's), and a message for stderr ("" for none). Main exits with
+// `code` instead of the one ExitCodeFor would choose.
+absl::Status ExitWith(int code, absl::string_view message);
+// The code of an ExitWith status; nullopt for any other.
+std::optional<int> ExplicitExitCode(const absl::Status& status);
 
 // grpc::Status -> absl::Status; the codes are numerically the same.
 absl::Status FromGrpc(const grpc::Status& status);

@@ -91,6 +91,9 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto ttl = args.GetDuration("ttl");
   if (!ttl.ok()) return ttl.status();
   if (ttl->has_value()) SetDuration(**ttl, request.mutable_ttl());
+  auto fence = ParseFence(args);
+  if (!fence.ok()) return fence.status();
+  if (fence->has_value()) *request.mutable_fence() = **fence;
 
   auto stub = v1::MessagingService::NewStub(context.channel);
   auto call = context.UnaryContext();
@@ -319,8 +322,7 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
 
 std::vector<Command> MessagingCommands() {
   return {
-      {"publish",
-       "publish one message (answers after the broker's confirm)",
+      {"publish", "publish one message (answers after the broker's confirm)",
        R"txt(Usage: warren publish EXCHANGE ROUTING_KEY [PAYLOAD|-] [options]
        warren publish --queue=QUEUE [PAYLOAD|-] [options]
 
@@ -348,15 +350,20 @@ Options:
                           (default: true, such a message fails)
 
 Output: "published ID"; with --json {"messageId": ID}.
-)txt",
-       {{"queue"},
-        {"header", Kind::kRepeated},
-        {"content-type"},
-        {"message-id"},
-        {"transient", Kind::kBool},
-        {"priority"},
-        {"ttl"},
-        {"mandatory", Kind::kBool}},
+
+Fences: the message is published only while the fence holds, checked just
+before the publish (else exit 4, nothing published), and carries the
+headers warren-fence (election:NAME or lock:NAME) and warren-fencing-token
+(the token), which consumers can use to drop a deposed holder's messages:
+)txt" + std::string(kFenceHelp),
+       WithFenceFlags({{"queue"},
+                       {"header", Kind::kRepeated},
+                       {"content-type"},
+                       {"message-id"},
+                       {"transient", Kind::kBool},
+                       {"priority"},
+                       {"ttl"},
+                       {"mandatory", Kind::kBool}}),
        RunPublish},
       {"subscribe",
        "consume a queue: print each delivery, then ack it",

@@ -4,6 +4,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -77,7 +78,22 @@ std::string FormatLeader(const v1::Leader& leader) {
 
 std::string FormatEntry(const v1::ConfigEntry& entry) {
   return absl::StrCat(entry.key(), " = ", Printable(entry.value()),
-                      " (version ", entry.version(), ")");
+                      " (version ", entry.version(),
+                      entry.held() ? ", held)" : ")");
+}
+
+std::string LossName(v1::LossReason reason) {
+  return std::string(
+      absl::StripPrefix(v1::LossReason_Name(reason), "LOSS_REASON_"));
+}
+
+void PrintClientLost(const Output& out, const std::string& reason) {
+  if (out.json()) {
+    out.Json(
+        JsonObject().Set("lost", JsonObject().Set("reason", reason)).proto());
+  } else {
+    out.Line(absl::StrCat("lost: ", reason));
+  }
 }
 
 }  // namespace warren::cli

@@ -50,7 +50,13 @@ std::string Printable(absl::string_view bytes);
 std::string FormatTime(const google::protobuf::Timestamp& time);
 // `candidate-id (value=..., fencing_token=..., elected ...)`.
 std::string FormatLeader(const v1::Leader& leader);
-// `key = value (version N)`.
+// `key = value (version N)`, `(version N, held)` for a held key.
 std::string FormatEntry(const v1::ConfigEntry& entry);
+// A LossReason without its prefix: RESIGNED, CONNECTION_SUSPENDED, ...
+std::string LossName(v1::LossReason reason);
+// A "lost" that the client decides by itself (no such LossReason exists on
+// the wire: CLIENT_LEASE_EXPIRED, STREAM_BROKEN), printed in the shape of
+// the server's.
+void PrintClientLost(const Output& out, const std::string& reason);
 
 }  // namespace warren::cli

@@ -16,8 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -28,6 +30,7 @@
 #include "tests/integration/harness.h"
 #include "warren/v1/config.pb.h"
 #include "warren/v1/election.pb.h"
+#include "warren/v1/lock.pb.h"
 #include "warren/v1/messaging.pb.h"
 
 extern char** environ;
@@ -182,8 +185,9 @@ TEST_F(CliTest, EveryCommandHasHelp) {
   EXPECT_TRUE(absl::StrContains(main_help.out, "Exit codes:")) << main_help;
   EXPECT_EQ(RunWarren({"help"}).out, main_help.out);
   for (std::string command :
-       {"publish", "subscribe", "elect", "leader", "config get", "config put",
-        "config delete", "config list", "config watch"}) {
+       {"publish", "subscribe", "elect", "leader", "lock", "lock get",
+        "config get", "config put", "config delete", "config list",
+        "config watch", "config txn", "config hold"}) {
     std::vector<std::string> words = absl::StrSplit(command, ' ');
     std::vector<std::string> help_args = {"help"};
     help_args.insert(help_args.end(), words.begin(), words.end());
@@ -229,6 +233,26 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
       {"elect"},
       {"elect", "e", "--heartbeat-interval=1ms"},
       {"leader"},
+      {"lock"},
+      {"lock", "name"},
+      {"lock", "name", "true"},
+      {"lock", "--", "true"},
+      {"lock", "a", "b", "--", "true"},
+      {"lock", "name", "--limit=0", "--", "true"},
+      {"lock", "name", "--no-wait", "--timeout=1s", "--", "true"},
+      {"lock", "get"},
+      {"config", "txn"},
+      {"config", "txn", "--put=novalue"},
+      {"config", "txn", "--if-version=k=one", "--put=k=v"},
+      {"config", "txn", "-", "--put=k=v"},
+      {"config", "put", "k", "v", "--fence-token=5"},
+      {"config", "put", "k", "v", "--fence-lock=l"},
+      {"config", "put", "k", "v", "--fence-lock=l", "--fence-election=e",
+       "--fence-token=1"},
+      {"config", "put", "k", "v", "--fence-lock=l", "--fence-token=0"},
+      {"config", "delete", "k", "--fenced"},
+      {"publish", "--queue=q", "x", "--fence-election=e"},
+      {"config", "hold"},
   };
   for (const auto& args : wrong) {
     Result r = Cli(args);
@@ -281,15 +305,20 @@ TEST_F(CliTest, ConfigPutGetCompareAndSetDelete) {
   EXPECT_EQ(Cli({"config", "get", "app/x"}).out, "two\n");
 
   ASSERT_EQ(Cli({"config", "put", "app/x/child", "c"}).code, kOk);
-  Result has_children = Cli({"config", "delete", "app/x"});
-  EXPECT_EQ(has_children.code, kPrecondition) << has_children;
   Result wrong_version =
       Cli({"config", "delete", "app/x", "--recursive", "--expect-version=0"});
   EXPECT_EQ(wrong_version.code, kPrecondition) << wrong_version;
-  Result deleted = Cli({"--json", "config", "delete", "app/x", "--recursive"});
+  // Without --recursive, a key with children keeps them and is no longer a
+  // key (a namespace node, as a parent that was never put).
+  Result unkeyed = Cli({"config", "delete", "app/x"});
+  EXPECT_EQ(unkeyed.code, kOk) << unkeyed;
+  EXPECT_EQ(Cli({"config", "get", "app/x"}).code, kNotFound);
+  EXPECT_EQ(Cli({"config", "get", "app/x/child"}).out, "c\n");
+  EXPECT_EQ(Cli({"config", "list", "app", "--keys-only"}).out, "app/x/child\n");
+  Result deleted = Cli({"--json", "config", "delete", "app/x/child"});
   EXPECT_EQ(deleted.code, kOk) << deleted;
   auto deleted_json = ParseJson<google::protobuf::Struct>(deleted.out);
-  EXPECT_EQ(deleted_json.fields().at("key").string_value(), "app/x");
+  EXPECT_EQ(deleted_json.fields().at("key").string_value(), "app/x/child");
   EXPECT_TRUE(deleted_json.fields().at("deleted").bool_value());
 
   Result gone = Cli({"config", "get", "app/x/child"});
@@ -297,6 +326,12 @@ TEST_F(CliTest, ConfigPutGetCompareAndSetDelete) {
   EXPECT_TRUE(absl::StartsWith(gone.err, "warren: NOT_FOUND: ")) << gone;
   EXPECT_EQ(gone.out, "");
   EXPECT_EQ(Cli({"config", "delete", "app/x"}).code, kNotFound);
+
+  // --recursive takes the subtree with it.
+  ASSERT_EQ(Cli({"config", "put", "app/y", "1"}).code, kOk);
+  ASSERT_EQ(Cli({"config", "put", "app/y/z", "2"}).code, kOk);
+  EXPECT_EQ(Cli({"config", "delete", "app/y", "--recursive"}).code, kOk);
+  EXPECT_EQ(Cli({"config", "get", "app/y/z"}).code, kNotFound);
 }
 
 TEST_F(CliTest, ConfigValueFromStdinIsKeptByteForByte) {
@@ -325,12 +360,11 @@ TEST_F(CliTest, ConfigListFollowsOrHandsOutPages) {
   }
   Result all = Cli({"--json", "config", "list", "list", "--page-size=2"});
   ASSERT_EQ(all.code, kOk) << all;
-  // The parent key, which the first put created (with an empty value),
-  // comes first.
-  ASSERT_EQ(all.lines().size(), 6u) << all;
-  EXPECT_EQ(ParseJson<v1::ConfigEntry>(all.lines()[0]).key(), "list");
+  // Only what was put: the parent "list", which the first put created, is
+  // a namespace, not a key.
+  ASSERT_EQ(all.lines().size(), 5u) << all;
   for (int i = 1; i <= 5; ++i) {
-    auto entry = ParseJson<v1::ConfigEntry>(all.lines()[i]);
+    auto entry = ParseJson<v1::ConfigEntry>(all.lines()[i - 1]);
     EXPECT_EQ(entry.key(), absl::StrCat("list/k", i));
     EXPECT_EQ(entry.value(), absl::StrCat("v", i));
   }
@@ -347,7 +381,7 @@ TEST_F(CliTest, ConfigListFollowsOrHandsOutPages) {
   Result next = Cli({"config", "list", "list", "--page-size=2", "--single-page",
                      "--keys-only", "--page-token=" + token});
   ASSERT_EQ(next.code, kOk) << next;
-  EXPECT_EQ(next.out, "list/k2\nlist/k3\n");
+  EXPECT_EQ(next.out, "list/k3\nlist/k4\n");
   EXPECT_TRUE(absl::StrContains(next.err, "next page: --page-token=")) << next;
 
   Result human = Cli({"config", "list", "list/k5"});
@@ -383,11 +417,10 @@ TEST_F(CliTest, ConfigWatchPrintsStateThenChangesUntilStopped) {
   ASSERT_TRUE(watch->WaitForLines(1)) << watch->Stderr();
   auto initial = ParseJson<v1::WatchConfigResponse>(watch->StdoutLines()[0]);
   EXPECT_TRUE(initial.initial_state());
-  // The prefix key itself (created as a parent) and its child.
-  ASSERT_EQ(initial.events_size(), 2) << watch->Stdout();
-  EXPECT_EQ(initial.events(0).entry().key(), "watched");
-  EXPECT_EQ(initial.events(1).entry().key(), "watched/a");
-  EXPECT_EQ(initial.events(1).entry().value(), "1");
+  // Only the key put: its parent "watched" is a namespace, not a key.
+  ASSERT_EQ(initial.events_size(), 1) << watch->Stdout();
+  EXPECT_EQ(initial.events(0).entry().key(), "watched/a");
+  EXPECT_EQ(initial.events(0).entry().value(), "1");
 
   ASSERT_EQ(Cli({"config", "put", "watched/b/deep", "2"}).code, kOk);
   ASSERT_TRUE(WaitFor(
@@ -398,6 +431,8 @@ TEST_F(CliTest, ConfigWatchPrintsStateThenChangesUntilStopped) {
       << watch->Stdout();
   auto second = ParseJson<v1::WatchConfigResponse>(watch->StdoutLines()[1]);
   EXPECT_FALSE(second.initial_state());
+  // Its new parent watched/b is no key: no event for it.
+  EXPECT_FALSE(HasEvent(*watch, v1::CONFIG_EVENT_TYPE_PUT, "watched/b"));
   for (const auto& event : WatchEvents(*watch)) {
     if (event.entry().key() == "watched/b/deep") {
       EXPECT_EQ(event.entry().value(), "2");
@@ -661,6 +696,265 @@ TEST_F(CliTest, StreamingTimeoutStopsWithExitFive) {
   EXPECT_TRUE(absl::StrContains(elect.out, "\nlost: RESIGNED\n")) << elect;
 }
 
+// ------------------------------------------------------------------ lock
+
+// `sh -c SCRIPT` under `warren lock`: the command's stdout is warren's.
+std::vector<std::string> Sh(const std::string& script) {
+  return {"sh", "-c", script};
+}
+
+TEST_F(CliTest, LockRunsTheCommandWithTheTokenThenReleases) {
+  const std::string name = Unique("cli-lock");
+  std::vector<std::string> args = {"lock", name, "--holder=me", "--"};
+  for (const std::string& word :
+       Sh("echo \"$WARREN_LOCK_NAME $WARREN_LOCK_HOLDER "
+          "$WARREN_FENCING_TOKEN\"; exit 3")) {
+    args.push_back(word);
+  }
+  Result run = Cli(args);
+  // COMMAND's status is warren's.
+  EXPECT_EQ(run.code, 3) << run;
+  const std::vector<std::string> words = absl::StrSplit(run.out, ' ');
+  ASSERT_EQ(words.size(), 3u) << run;
+  EXPECT_EQ(words[0], name);
+  EXPECT_EQ(words[1], "me");
+  uint64_t token = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(words[2]), &token))
+      << run;
+  EXPECT_GT(token, 0u);
+  EXPECT_TRUE(absl::StrContains(run.err, absl::StrCat("acquired lock ", name,
+                                                      " (holder me, "
+                                                      "fencing_token=",
+                                                      token, ")")))
+      << run;
+
+  // Released: nobody holds it, and the next holder gets a larger token.
+  Result after = Cli({"lock", "get", name});
+  EXPECT_EQ(after.code, kOk) << after;
+  EXPECT_EQ(after.out, "no holder\nlimit: 0, waiting: 0\n");
+  Result again = Cli({"lock", name, "--no-wait", "--", "sh", "-c",
+                      "echo $WARREN_FENCING_TOKEN"});
+  EXPECT_EQ(again.code, kOk) << again;
+  uint64_t next = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(again.out), &next));
+  EXPECT_GT(next, token);
+
+  // A signal ends a command; a command that cannot run is 127.
+  Result killed = Cli({"lock", name, "--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(killed.code, 128 + 9) << killed;
+  Result missing = Cli({"lock", name, "--", "/no/such/command"});
+  EXPECT_EQ(missing.code, 127) << missing;
+}
+
+TEST_F(CliTest, LockExcludesOthersWhoWaitOrTimeOut) {
+  const std::string name = Unique("cli-lock");
+  auto holder = StartCli({"lock", name, "--holder=first", "--value=job-1", "--",
+                          "sh", "-c", "echo started; exec sleep 60"});
+  ASSERT_TRUE(holder->WaitForOutput("started")) << holder->Stderr();
+
+  Result busy = Cli({"lock", name, "--no-wait", "--", "true"});
+  EXPECT_EQ(busy.code, kUnavailable) << busy;
+  EXPECT_TRUE(absl::StartsWith(busy.err, "warren: DEADLINE_EXCEEDED: "))
+      << busy;
+  Result timed = Cli({"--timeout=500ms", "lock", name, "--", "true"});
+  EXPECT_EQ(timed.code, kUnavailable) << timed;
+
+  auto waiter = StartCli(
+      {"lock", name, "--holder=second", "--", "sh", "-c", "echo second ran"});
+  ASSERT_TRUE(WaitFor(
+      [&] { return absl::StrContains(waiter->Stderr(), "waiting for lock"); },
+      absl::Seconds(30)))
+      << waiter->Stderr();
+  EXPECT_TRUE(absl::StrContains(waiter->Stderr(), "0 ahead, held by first"))
+      << waiter->Stderr();
+  Result info = Cli({"--json", "lock", "get", name});
+  ASSERT_EQ(info.code, kOk) << info;
+  auto response = ParseJson<v1::GetLockResponse>(info.out);
+  ASSERT_EQ(response.holders_size(), 1) << info;
+  EXPECT_EQ(response.holders(0).holder_id(), "first");
+  EXPECT_EQ(response.holders(0).value(), "job-1");
+  EXPECT_EQ(response.waiting(), 1u);
+  EXPECT_EQ(response.limit(), 1u);
+  Result human = Cli({"lock", "get", name});
+  EXPECT_TRUE(absl::StartsWith(human.out, "holder: first (value=job-1, "))
+      << human;
+  EXPECT_TRUE(absl::EndsWith(human.out, "\nlimit: 1, waiting: 1\n")) << human;
+
+  // SIGTERM goes on to COMMAND; the lock is released once it has exited,
+  // and the waiter runs.
+  holder->Signal(SIGTERM);
+  EXPECT_EQ(holder->Wait(), 128 + SIGTERM) << holder->Stderr();
+  EXPECT_EQ(waiter->Wait(), kOk) << waiter->Stderr();
+  EXPECT_EQ(waiter->Stdout(), "second ran\n");
+}
+
+TEST_F(CliTest, ASemaphoreRunsUpToItsLimit) {
+  const std::string name = Unique("cli-semaphore");
+  std::vector<std::unique_ptr<CliProcess>> holders;
+  for (int i = 0; i < 2; ++i) {
+    holders.push_back(StartCli({"lock", name, "--limit=2", "--", "sh", "-c",
+                                "echo started; exec sleep 60"}));
+    ASSERT_TRUE(holders.back()->WaitForOutput("started"))
+        << holders.back()->Stderr();
+  }
+  Result third = Cli({"lock", name, "--limit=2", "--no-wait", "--", "true"});
+  EXPECT_EQ(third.code, kUnavailable) << third;
+  Result other_limit = Cli({"lock", name, "--no-wait", "--", "true"});
+  EXPECT_EQ(other_limit.code, kPrecondition) << other_limit;
+  EXPECT_TRUE(
+      absl::StartsWith(other_limit.err, "warren: FAILED_PRECONDITION: "))
+      << other_limit;
+  for (auto& holder : holders) holder->Signal(SIGTERM);
+  for (auto& holder : holders) EXPECT_EQ(holder->Wait(), 128 + SIGTERM);
+}
+
+TEST_F(CliTest, FencedWritesUnderALockAndAfterIt) {
+  const std::string name = Unique("cli-lock");
+  const std::string queue = Unique("cli-fenced");
+  RunOptions env;
+  env.env = {"WARREN_ADDRESS=" + warrend_->address()};
+  // Under the lock: --fenced takes the lock's name and token from the
+  // environment.
+  const std::string script = absl::StrCat(
+      "echo $WARREN_FENCING_TOKEN && '", CliBinary(),
+      "' config put fenced/key under-lock --fenced >&2 && '", CliBinary(),
+      "' publish --queue=", queue, " x --mandatory=false --fenced >&2");
+  Result run = RunWarren({"lock", name, "--", "sh", "-c", script}, env);
+  ASSERT_EQ(run.code, kOk) << run;
+  const std::string token(absl::StripAsciiWhitespace(run.out));
+  EXPECT_EQ(Cli({"config", "get", "fenced/key"}).out, "under-lock\n");
+
+  // The lock is released: its token no longer fences anything.
+  Result late = Cli({"config", "put", "fenced/key", "late",
+                     "--fence-lock=" + name, "--fence-token=" + token});
+  EXPECT_EQ(late.code, kPrecondition) << late;
+  EXPECT_TRUE(
+      absl::StartsWith(late.err, "warren: FAILED_PRECONDITION: fence: "))
+      << late;
+  Result late_delete = Cli({"config", "delete", "fenced/key",
+                            "--fence-lock=" + name, "--fence-token=" + token});
+  EXPECT_EQ(late_delete.code, kPrecondition) << late_delete;
+  Result late_publish =
+      Cli({"publish", "--queue=" + queue, "x", "--mandatory=false",
+           "--fence-lock=" + name, "--fence-token=" + token});
+  EXPECT_EQ(late_publish.code, kPrecondition) << late_publish;
+  EXPECT_EQ(Cli({"config", "get", "fenced/key"}).out, "under-lock\n");
+
+  // An election that nobody leads fences nothing either.
+  Result no_leader =
+      Cli({"config", "put", "fenced/key", "x",
+           "--fence-election=" + Unique("cli-nobody"), "--fence-token=1"});
+  EXPECT_EQ(no_leader.code, kPrecondition) << no_leader;
+}
+
+TEST_F(CliTest, AFencedPublishStopsWithTheLeadership) {
+  const std::string election = Unique("cli-fence");
+  auto leader = StartCli({"--json", "elect", election});
+  ASSERT_TRUE(leader->WaitForLines(1)) << leader->Stderr();
+  auto elected = ParseJson<v1::ElectResponse>(leader->StdoutLines()[0]);
+  ASSERT_TRUE(elected.has_elected()) << leader->Stdout();
+  const std::vector<std::string> publish = {
+      "publish",
+      "--queue=" + Unique("cli-nobody"),
+      "x",
+      "--mandatory=false",
+      "--fence-election=" + election,
+      absl::StrCat("--fence-token=",
+                   elected.elected().leader().fencing_token())};
+  Result leading = Cli(publish);
+  EXPECT_EQ(leading.code, kOk) << leading;
+  leader->Signal(SIGTERM);
+  ASSERT_EQ(leader->Wait(), kOk) << leader->Stderr();
+  Result deposed = Cli(publish);
+  EXPECT_EQ(deposed.code, kPrecondition) << deposed;
+  EXPECT_TRUE(
+      absl::StartsWith(deposed.err, "warren: FAILED_PRECONDITION: fence: "))
+      << deposed;
+}
+
+// ------------------------------------------------------- txn and hold
+
+TEST_F(CliTest, ConfigTxnAppliesEveryStepOrNone) {
+  Result applied = Cli({"config", "txn", "--if-missing=txn/a", "--put=txn/a=1",
+                        "--put=txn/b=x=y"});
+  ASSERT_EQ(applied.code, kOk) << applied;
+  EXPECT_EQ(applied.out, "txn/a: version 0\ntxn/b: version 0\n");
+  // The value is everything after the key's '='.
+  EXPECT_EQ(Cli({"config", "get", "txn/b"}).out, "x=y\n");
+
+  // The second check fails: exit 4, naming it, nothing changed.
+  Result refused =
+      Cli({"config", "txn", "--if-exists=txn/a", "--if-version=txn/b=3",
+           "--put=txn/a=2", "--delete=txn/b"});
+  EXPECT_EQ(refused.code, kPrecondition) << refused;
+  EXPECT_TRUE(
+      absl::StartsWith(refused.err, "warren: FAILED_PRECONDITION: checks[1]"))
+      << refused;
+  EXPECT_EQ(Cli({"config", "get", "txn/a"}).out, "1\n");
+  EXPECT_EQ(Cli({"config", "get", "txn/b"}).out, "x=y\n");
+
+  // Steps from stdin, with --json.
+  Result from_stdin =
+      Cli({"--json", "config", "txn", "-"}, Stdin("# bump a, drop b\n"
+                                                  "if-version txn/a=0\n"
+                                                  "\n"
+                                                  "put txn/a=2\n"
+                                                  "delete txn/b\n"));
+  ASSERT_EQ(from_stdin.code, kOk) << from_stdin;
+  auto response = ParseJson<v1::TxnResponse>(from_stdin.out);
+  ASSERT_EQ(response.entries_size(), 1) << from_stdin;
+  EXPECT_EQ(response.entries(0).key(), "txn/a");
+  EXPECT_EQ(response.entries(0).version(), 1);
+  EXPECT_EQ(Cli({"config", "get", "txn/b"}).code, kNotFound);
+
+  Result bad_line = Cli({"config", "txn", "-"}, Stdin("frobnicate txn/a\n"));
+  EXPECT_EQ(bad_line.code, kUsage) << bad_line;
+  EXPECT_TRUE(absl::StrContains(bad_line.err, "stdin line 1")) << bad_line;
+}
+
+TEST_F(CliTest, ConfigHoldKeepsTheKeyUntilStopped) {
+  const std::string key = Unique("cli-services") + "/instance";
+  auto hold = StartCli({"--json", "config", "hold", key, "10.0.0.1:80"});
+  ASSERT_TRUE(hold->WaitForLines(1)) << hold->Stderr();
+  auto held = ParseJson<v1::HoldKeyResponse>(hold->StdoutLines()[0]);
+  ASSERT_TRUE(held.has_held()) << hold->Stdout();
+  EXPECT_EQ(held.held().key(), key);
+  EXPECT_EQ(held.held().value(), "10.0.0.1:80");
+  EXPECT_TRUE(held.held().held());
+
+  EXPECT_EQ(Cli({"config", "get", key, "--consistent"}).out, "10.0.0.1:80\n");
+  // Listed, marked held.
+  Result list = Cli({"config", "list", key});
+  EXPECT_EQ(list.out, key + " = 10.0.0.1:80 (version 0, held)\n") << list;
+  // Taken: another holder, or a put of it, is refused.
+  Result second = Cli({"config", "hold", key, "other"});
+  EXPECT_EQ(second.code, kPrecondition) << second;
+  EXPECT_TRUE(absl::StartsWith(second.err, "warren: ALREADY_EXISTS: "))
+      << second;
+
+  hold->Signal(SIGTERM);
+  EXPECT_EQ(hold->Wait(), kOk) << hold->Stderr();
+  EXPECT_EQ(hold->StdoutLines().size(), 1u) << hold->Stdout();
+  EXPECT_EQ(Cli({"config", "get", key, "--consistent"}).code, kNotFound);
+
+  // A key someone put cannot be held.
+  ASSERT_EQ(Cli({"config", "put", key, "persistent"}).code, kOk);
+  Result on_put = Cli({"config", "hold", key, "mine"});
+  EXPECT_EQ(on_put.code, kPrecondition) << on_put;
+  EXPECT_EQ(Cli({"config", "get", key}).out, "persistent\n");
+}
+
+TEST_F(CliTest, ConfigHoldTimeoutReleasesWithExitFive) {
+  const std::string key = Unique("cli-services") + "/timed";
+  Result timed = Cli({"--timeout=1s", "config", "hold", key, "v"});
+  EXPECT_EQ(timed.code, kUnavailable) << timed;
+  EXPECT_TRUE(absl::StartsWith(timed.out, "held: " + key +
+                                              " = v (version 0, "
+                                              "held)\n"))
+      << timed;
+  EXPECT_EQ(Cli({"config", "get", key, "--consistent"}).code, kNotFound);
+}
+
 TEST(CliNoServerTest, EveryCommandExitsFiveWhenNothingListens) {
   const std::string closed = absl::StrCat("127.0.0.1:", FreePort());
   const std::vector<std::vector<std::string>> commands = {
@@ -673,6 +967,8 @@ TEST(CliNoServerTest, EveryCommandExitsFiveWhenNothingListens) {
       {"elect", "e"},
       {"leader", "e"},
       {"leader", "e", "--watch"},
+      {"lock", "get", "l"},
+      {"config", "txn", "--put=k=v"},
   };
   for (auto args : commands) {
     args.insert(args.begin(), "--server=" + closed);
@@ -685,6 +981,31 @@ TEST(CliNoServerTest, EveryCommandExitsFiveWhenNothingListens) {
                               "--message-id=retry-me"});
   EXPECT_TRUE(absl::StrContains(publish.err, "--message-id=retry-me"))
       << publish;
+}
+
+// A server of its own, frozen: the lock's lease runs out, COMMAND is sent
+// SIGTERM and warren lock exits 6.
+TEST(CliLockLeaseTest, ALostLockTerminatesTheCommandWithExitSix) {
+  auto warrend = WarrendProcess::Start({"--log_level=warn"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  const std::string server = "--server=" + (*warrend)->address();
+  auto lock = CliProcess::Start({server, "lock", Unique("lease"),
+                                 "--heartbeat-interval=200ms", "--", "sh", "-c",
+                                 "echo started; exec sleep 60"});
+  ASSERT_TRUE(lock->WaitForOutput("started")) << lock->Stderr();
+  (*warrend)->Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  const int code = lock->Wait(absl::Seconds(20));
+  const absl::Duration took = absl::Now() - stopped;
+  (*warrend)->Signal(SIGCONT);
+  EXPECT_EQ(code, 6) << lock->Stderr();
+  EXPECT_LT(took, absl::Seconds(5));
+  EXPECT_TRUE(absl::StrContains(lock->Stderr(),
+                                "lease expired): sending "
+                                "SIGTERM to sh"))
+      << lock->Stderr();
+  EXPECT_TRUE(absl::StrContains(lock->Stderr(), "warren: lost lock "))
+      << lock->Stderr();
 }
 
 // A server of its own: the tests stop and end it.

@@ -65,34 +65,7 @@ class Elector::Impl {
   std::unique_ptr<internal::Watchdog> lease_;
 };
 
-const char* LossReasonName(LossReason reason) {
-  switch (reason) {
-    case LossReason::kResigned:
-      return "resigned";
-    case LossReason::kConnectionSuspended:
-      return "connection suspended";
-    case LossReason::kSessionExpired:
-      return "session expired";
-    case LossReason::kStreamBroken:
-      return "stream broken";
-    case LossReason::kLeaseExpired:
-      return "lease expired";
-  }
-  return "unknown";
-}
-
 namespace {
-
-LossReason FromProto(v1::LossReason reason) {
-  switch (reason) {
-    case v1::LOSS_REASON_RESIGNED:
-      return LossReason::kResigned;
-    case v1::LOSS_REASON_CONNECTION_SUSPENDED:
-      return LossReason::kConnectionSuspended;
-    default:
-      return LossReason::kSessionExpired;
-  }
-}
 
 // The server never sends heartbeats more often than this.
 constexpr absl::Duration kMinHeartbeat = absl::Milliseconds(100);
@@ -355,7 +328,8 @@ void Elector::Impl::Handle(const v1::ElectResponse& response) {
       }
       // Not twice: the lease may have declared the loss already.
       if (was_leading && options_.on_lost) {
-        options_.on_lost(FromProto(response.lost().reason()), absl::OkStatus());
+        options_.on_lost(internal::FromProto(response.lost().reason()),
+                         absl::OkStatus());
       }
       return;
     }

@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "warren/client/channel.h"
 #include "warren/client/retry_policy.h"
 
 namespace warren::client::internal {
@@ -31,6 +32,32 @@ google::protobuf::Duration ToProto(absl::Duration d) {
   out.set_seconds(nanos / 1000000000);
   out.set_nanos(static_cast<int32_t>(nanos % 1000000000));
   return out;
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Status CallWithRetry(
+    const UnaryRetry& retry,
+    const std::function<grpc::Status(grpc::ClientContext* context)>& attempt,
+    int* attempts) {
+  const absl::Time give_up = absl::Now() + retry.total_timeout;
+  Backoff backoff(retry.backoff);
+  for (int n = 1;; ++n) {
+    if (attempts != nullptr) *attempts = n;
+    grpc::ClientContext context;
+    context.set_deadline(
+        absl::ToChronoTime(absl::Now() + retry.attempt_timeout));
+    const absl::Status status = ToStatus(attempt(&context));
+    if (UnaryDecisionFor(status.code()) != UnaryDecision::kRetry) {
+      return status;
+    }
+    const absl::Duration delay = backoff.Next();
+    if (absl::Now() + delay >= give_up) return status;
+    if (retry.on_retry) retry.on_retry(n, status);
+    absl::SleepFor(delay);
+  }
 }
 
 absl::Status AwaitFirstLoad(warren::Mutex& mu,

@@ -12,6 +12,8 @@
 #include "grpcpp/grpcpp.h"
 #include "server/common/mutex.h"
 #include "warren/client/backoff.h"
+#include "warren/client/loss_reason.h"
+#include "warren/v1/election.pb.h"
 
 namespace warren::client::internal {
 
@@ -19,6 +21,33 @@ namespace warren::client::internal {
 std::string NewMessageId();
 
 google::protobuf::Duration ToProto(absl::Duration d);
+absl::Duration FromProto(const google::protobuf::Duration& d);
+
+// A loss the server reported, in the wrappers' vocabulary.
+LossReason FromProto(warren::v1::LossReason reason);
+
+// How a wrapper's unary calls are retried (clients/retry-policy.json).
+struct UnaryRetry {
+  BackoffPolicy backoff;
+  // The deadline of one attempt.
+  absl::Duration attempt_timeout = absl::Seconds(10);
+  // No new attempt starts after this much time since the first one.
+  absl::Duration total_timeout = absl::Seconds(60);
+  // Called before each retry with the failed attempt's number (1 = the
+  // first) and its status.
+  std::function<void(int attempt, const absl::Status& status)> on_retry;
+};
+
+// Runs `attempt` (on a fresh context with the attempt's deadline) until it
+// answers a code the policy does not retry, or the next backoff would pass
+// total_timeout; answers the last status and, in `*attempts`, how many
+// attempts were made. The request must be the same on every attempt, so a
+// retried write whose first attempt did apply fails its own condition (a
+// create-only or compare-and-set) or is applied again (unconditional).
+absl::Status CallWithRetry(
+    const UnaryRetry& retry,
+    const std::function<grpc::Status(grpc::ClientContext* context)>& attempt,
+    int* attempts = nullptr);
 
 // Start() of a stream wrapper: waits (taking `mu`) until `loaded` or
 // `gave_up` holds, both read under `mu`, for at most `timeout`. Answers OK

@@ -14,44 +14,46 @@ Publisher::Publisher(std::shared_ptr<grpc::Channel> channel,
     : stub_(v1::MessagingService::NewStub(std::move(channel))),
       options_(std::move(options)) {}
 
-absl::StatusOr<std::string> Publisher::Publish(v1::PublishRequest request) {
+absl::StatusOr<std::string> Publisher::Publish(
+    v1::PublishRequest request, const std::optional<v1::Fence>& fence) {
   if (options_.mandatory) request.set_mandatory(true);
+  if (fence.has_value()) *request.mutable_fence() = *fence;
   if (request.message_id().empty()) {
     request.set_message_id(internal::NewMessageId());
   }
-  const absl::Time give_up = absl::Now() + options_.total_timeout;
-  Backoff backoff(options_.backoff);
-  for (int attempt = 1;; ++attempt) {
-    grpc::ClientContext context;
-    context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options_.attempt_timeout));
-    v1::PublishResponse response;
-    const absl::Status status =
-        ToStatus(stub_->Publish(&context, request, &response));
-    if (status.ok()) return response.message_id();
-    if (UnaryDecisionFor(status.code()) != UnaryDecision::kRetry) {
-      return status;
-    }
-    const absl::Duration delay = backoff.Next();
-    if (absl::Now() + delay >= give_up) {
-      // Name the id: the caller may still retry later with the same one.
-      return absl::Status(
-          status.code(),
-          absl::StrCat(status.message(), " (gave up after ", attempt,
-                       " attempts; message id ", request.message_id(), ")"));
-    }
-    if (options_.on_retry)
+  internal::UnaryRetry retry;
+  retry.backoff = options_.backoff;
+  retry.attempt_timeout = options_.attempt_timeout;
+  retry.total_timeout = options_.total_timeout;
+  if (options_.on_retry) {
+    retry.on_retry = [&](int attempt, const absl::Status& status) {
       options_.on_retry(attempt, status, request.message_id());
-    absl::SleepFor(delay);
+    };
   }
+  v1::PublishResponse response;
+  int attempts = 0;
+  const absl::Status status = internal::CallWithRetry(
+      retry,
+      [&](grpc::ClientContext* context) {
+        return stub_->Publish(context, request, &response);
+      },
+      &attempts);
+  if (status.ok()) return response.message_id();
+  if (UnaryDecisionFor(status.code()) != UnaryDecision::kRetry) return status;
+  // Name the id: the caller may still retry later with the same one.
+  return absl::Status(
+      status.code(),
+      absl::StrCat(status.message(), " (gave up after ", attempts,
+                   " attempts; message id ", request.message_id(), ")"));
 }
 
-absl::StatusOr<std::string> Publisher::PublishToQueue(const std::string& queue,
-                                                      std::string payload) {
+absl::StatusOr<std::string> Publisher::PublishToQueue(
+    const std::string& queue, std::string payload,
+    const std::optional<v1::Fence>& fence) {
   v1::PublishRequest request;
   request.set_routing_key(queue);
   request.set_payload(std::move(payload));
-  return Publish(std::move(request));
+  return Publish(std::move(request), fence);
 }
 
 }  // namespace warren::client

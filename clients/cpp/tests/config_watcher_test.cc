@@ -126,10 +126,9 @@ TEST_F(ConfigWatcherTest, KeepsAMapOfAPrefix) {
   EventLog changes;
   auto watcher = ConfigWatcher::Start(channel_, Options(base_, true, &changes));
   ASSERT_TRUE(watcher.ok()) << watcher.status();
-  // The parent key exists too: PutConfig created it (empty).
-  EXPECT_THAT(Values(**watcher),
-              UnorderedElementsAre(Pair(base_, ""), Pair(base_ + "/a", "1"),
-                                   Pair(base_ + "/b", "2")));
+  // Only the keys put: their parent is a namespace, not a key.
+  EXPECT_THAT(Values(**watcher), UnorderedElementsAre(Pair(base_ + "/a", "1"),
+                                                      Pair(base_ + "/b", "2")));
   Put(*stub_, base_ + "/c/d", "3");
   ASSERT_TRUE(changes.WaitFor("put " + base_ + "/c/d=3"));
   Delete(*stub_, base_ + "/a");
@@ -137,6 +136,7 @@ TEST_F(ConfigWatcherTest, KeepsAMapOfAPrefix) {
   EXPECT_EQ((*watcher)->Get(base_ + "/b"), "2");
   EXPECT_EQ((*watcher)->Get(base_ + "/a"), std::nullopt);
   EXPECT_EQ((*watcher)->Snapshot().count(base_ + "/c/d"), 1u);
+  EXPECT_EQ((*watcher)->Snapshot().count(base_ + "/c"), 0u);
   EXPECT_EQ((*watcher)->Snapshot().count(base_ + "/a"), 0u);
 }
 
@@ -175,7 +175,7 @@ TEST_F(ConfigWatcherFaultTest, WatchesAgainAndReconcilesAfterRestart) {
   };
   auto watcher = ConfigWatcher::Start(channel, options);
   ASSERT_TRUE(watcher.ok()) << watcher.status();
-  ASSERT_EQ((*watcher)->Snapshot().size(), 4u);  // with the parent key
+  ASSERT_EQ((*watcher)->Snapshot().size(), 3u);  // the parent is no key
 
   // While the watcher's server is down, the state changes through another
   // server of the same cluster (same ZooKeeper root).
@@ -199,11 +199,10 @@ TEST_F(ConfigWatcherFaultTest, WatchesAgainAndReconcilesAfterRestart) {
               UnorderedElementsAre("put " + base_ + "/changed=new reconciled",
                                    "put " + base_ + "/created=fresh reconciled",
                                    "delete " + base_ + "/deleted reconciled"));
-  EXPECT_THAT(
-      Values(**watcher),
-      UnorderedElementsAre(Pair(base_, ""), Pair(base_ + "/kept", "same"),
-                           Pair(base_ + "/changed", "new"),
-                           Pair(base_ + "/created", "fresh")));
+  EXPECT_THAT(Values(**watcher),
+              UnorderedElementsAre(Pair(base_ + "/kept", "same"),
+                                   Pair(base_ + "/changed", "new"),
+                                   Pair(base_ + "/created", "fresh")));
   EXPECT_TRUE((*watcher)->status().ok());
 }
 

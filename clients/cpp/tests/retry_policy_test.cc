@@ -14,9 +14,12 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "warren/client/backoff.h"
+#include "warren/client/config_client.h"
 #include "warren/client/config_watcher.h"
 #include "warren/client/elector.h"
+#include "warren/client/locker.h"
 #include "warren/client/publisher.h"
+#include "warren/client/registration.h"
 #include "warren/client/subscriber.h"
 
 namespace warren::client {
@@ -96,6 +99,9 @@ TEST(RetryPolicyTest, BackoffDefaultsAreThePolicyFiles) {
   EXPECT_EQ(SubscriberOptions().backoff.max, defaults.max);
   EXPECT_EQ(ConfigWatcherOptions().backoff.max, defaults.max);
   EXPECT_EQ(ElectorOptions().backoff.max, defaults.max);
+  EXPECT_EQ(LockOptions().backoff.max, defaults.max);
+  EXPECT_EQ(RegistrationOptions().backoff.max, defaults.max);
+  EXPECT_EQ(ConfigClientOptions().backoff.max, defaults.max);
 }
 
 TEST(RetryPolicyTest, BackoffDelaysGrowWithEqualJitterUpToTheCap) {
@@ -146,6 +152,11 @@ TEST(DefaultsTest, WrapperDefaultsAreTheDefaultsFiles) {
                 Field(elector, "heartbeat_interval_ms").number_value()));
   EXPECT_EQ(ElectorOptions().rejoin_after_expiry,
             Field(elector, "rejoin_after_expiry").bool_value());
+  // Locks and held keys follow the Elector's lease, with its heartbeat.
+  EXPECT_EQ(LockOptions().heartbeat_interval,
+            ElectorOptions().heartbeat_interval);
+  EXPECT_EQ(RegistrationOptions().heartbeat_interval,
+            ElectorOptions().heartbeat_interval);
 }
 
 }  // namespace

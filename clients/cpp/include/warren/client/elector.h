@@ -51,18 +51,10 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "warren/client/backoff.h"
+#include "warren/client/loss_reason.h"
 #include "warren/v1/election.grpc.pb.h"
 
 namespace warren::client {
-
-enum class LossReason {
-  kResigned,             // Close() (or a resign) ended it
-  kConnectionSuspended,  // server's ZooKeeper connection suspended
-  kSessionExpired,       // server's ZooKeeper session expired
-  kStreamBroken,         // the stream ended while leading
-  kLeaseExpired,         // no heartbeat within 2 intervals while leading
-};
-const char* LossReasonName(LossReason reason);
 
 struct ElectorOptions {
   // The election's name: `/`-separated segments of [A-Za-z0-9._-], none of

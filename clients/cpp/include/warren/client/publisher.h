@@ -23,6 +23,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -59,11 +60,19 @@ class Publisher {
 
   // Publishes `request` and answers its message id once the broker confirmed
   // it. An empty `request.message_id()` is filled with a new UUID first.
-  absl::StatusOr<std::string> Publish(warren::v1::PublishRequest request);
+  // With a `fence` (fence.h: from a leadership or a held lock), the server
+  // publishes only while the fence holds, checked just before the publish:
+  // otherwise FAILED_PRECONDITION naming it (not retried), nothing
+  // published. The message then carries the headers `warren-fence` and
+  // `warren-fencing-token`, so consumers can drop a deposed holder's.
+  absl::StatusOr<std::string> Publish(
+      warren::v1::PublishRequest request,
+      const std::optional<warren::v1::Fence>& fence = std::nullopt);
 
   // To the default exchange: `queue` receives `payload`.
-  absl::StatusOr<std::string> PublishToQueue(const std::string& queue,
-                                             std::string payload);
+  absl::StatusOr<std::string> PublishToQueue(
+      const std::string& queue, std::string payload,
+      const std::optional<warren::v1::Fence>& fence = std::nullopt);
 
  private:
   std::unique_ptr<warren::v1::MessagingService::Stub> stub_;
