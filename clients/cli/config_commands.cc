@@ -637,7 +637,9 @@ without a message, "lost: STREAM_BROKEN" when the stream broke. After
 those two it holds the key again on a new stream (stderr says why), as the
 client libraries' Registration does; a code that retrying cannot fix
 (ALREADY_EXISTS, PERMISSION_DENIED, ...) ends the command with its exit
-code.
+code. ALREADY_EXISTS does so only before the key was first held: on a
+re-hold it is most likely the key of a killed server's session, and the
+command keeps trying until that session expires.
 
 Options:
   --heartbeat-interval=DUR   lease heartbeat (default 1s)

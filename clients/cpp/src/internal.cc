@@ -136,9 +136,10 @@ bool ResubscribeAfter(
     warren::Mutex& mu, const bool* stop, const absl::Status& ended,
     bool may_resubscribe, Backoff& backoff,
     const std::function<void(const absl::Status&)>& on_stream_error,
-    absl::Status* final_status) {
-  const bool resubscribe = may_resubscribe && StreamDecisionFor(ended.code()) ==
-                                                  StreamDecision::kResubscribe;
+    absl::Status* final_status, bool retry_anyway) {
+  const bool resubscribe =
+      may_resubscribe && (retry_anyway || StreamDecisionFor(ended.code()) ==
+                                              StreamDecision::kResubscribe);
   if (!resubscribe) {
     *final_status = ended.ok()
                         ? absl::UnavailableError("the server ended the stream")

@@ -132,11 +132,14 @@ std::shared_ptr<Session> NewStreamSession(warren::Mutex& mu, const bool* stop,
 // the wrapper was told not to), leaves a final end in `*final_status`,
 // reports `ended` through `on_stream_error` (called without `mu`) and, to
 // resubscribe, waits the backoff. Answers whether to open the stream again.
+// `retry_anyway` turns a fatal end into a retry: a wrapper's documented
+// exception to the table.
 bool ResubscribeAfter(
     warren::Mutex& mu, const bool* stop, const absl::Status& ended,
     bool may_resubscribe, Backoff& backoff,
     const std::function<void(const absl::Status&)>& on_stream_error,
-    absl::Status* final_status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+    absl::Status* final_status, bool retry_anyway = false)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 }  // namespace warren::client::internal
 

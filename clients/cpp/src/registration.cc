@@ -60,6 +60,8 @@ class Registration::Impl {
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<Session> current_ ABSL_GUARDED_BY(mu_);
   absl::Duration lease_interval_ ABSL_GUARDED_BY(mu_);
+  // Whether the server said its interval with the last `held`.
+  bool interval_told_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time lease_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t lease_generation_ ABSL_GUARDED_BY(mu_) = 0;
@@ -208,9 +210,17 @@ void Registration::Impl::ReadLoop() {
     current_ = nullptr;
     if (closing_) break;
     if (session->responded) backoff.Reset();
+    // The one exception to the table: once this Registration has held its
+    // key, ALREADY_EXISTS is most likely its own node of a crashed warrend's
+    // ZooKeeper session, gone within that session's timeout (someone else's
+    // key can only be told apart by waiting that long). Giving up would
+    // leave the service unregistered for good.
+    const bool own_node_may_linger =
+        ended.code() == absl::StatusCode::kAlreadyExists && holds_ > 0;
     if (!internal::ResubscribeAfter(mu_, &closing_, ended,
                                     /*may_resubscribe=*/true, backoff,
-                                    options_.on_stream_error, &status_)) {
+                                    options_.on_stream_error, &status_,
+                                    /*retry_anyway=*/own_node_may_linger)) {
       break;
     }
   }
@@ -270,7 +280,14 @@ void Registration::Impl::Handle(const std::shared_ptr<Session>& session,
         entry_ = response.held();
         // A new holding: heartbeat gaps of an earlier one say nothing.
         last_heartbeat_ = absl::InfinitePast();
-        lease_interval_ = options_.heartbeat_interval;
+        // The server says which interval it uses (it caps long ones below
+        // its session timeout); older servers leave it out.
+        const absl::Duration told =
+            response.has_heartbeat_interval()
+                ? internal::FromProto(response.heartbeat_interval())
+                : absl::ZeroDuration();
+        interval_told_ = told > absl::ZeroDuration();
+        lease_interval_ = interval_told_ ? told : options_.heartbeat_interval;
         ArmLeaseLocked();
       }
       if (options_.on_held) options_.on_held(response.held());
@@ -294,9 +311,9 @@ void Registration::Impl::Handle(const std::shared_ptr<Session>& session,
       warren::MutexLock lock(&mu_);
       if (!held_) return;
       const absl::Time now = absl::Now();
-      if (last_heartbeat_ != absl::InfinitePast()) {
-        // The server may have capped the interval we asked for (it does not
-        // say so on this stream); the gap between two heartbeats shows it.
+      if (!interval_told_ && last_heartbeat_ != absl::InfinitePast()) {
+        // A server that does not say its interval may have capped the one
+        // we asked for; the gap between two heartbeats shows it.
         lease_interval_ = std::max(
             std::min(options_.heartbeat_interval, now - last_heartbeat_),
             kMinHeartbeat);

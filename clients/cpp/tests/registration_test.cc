@@ -140,5 +140,43 @@ TEST_F(RegistrationFaultTest, TheKeyIsHeldAgainAfterAServerRestart) {
   EXPECT_EQ(config.Get(key, true).status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(RegistrationFaultTest, TheKeyIsHeldAgainAfterAKilledServer) {
+  // A session long enough that the restarted warrend meets the dead one's
+  // node: the re-hold is refused with ALREADY_EXISTS until it expires.
+  auto warrend = RestartableWarrend::Start({"--zk_session_timeout=8s"});
+  ASSERT_TRUE(warrend.ok()) << warrend.status();
+  auto channel = MakeChannel((*warrend)->address());
+  const std::string key = UniqueName("cpp-services/killed");
+  EventLog events;
+  RegistrationOptions options = Options(key, "v", &events);
+  options.on_stream_error = [&events](const absl::Status& status) {
+    events.Add(absl::StrCat("ended ", absl::StatusCodeToString(status.code())));
+  };
+  auto registration = Registration::Start(channel, options);
+  ASSERT_TRUE(registration.ok()) << registration.status();
+
+  // kill -9: no clean stream end, the key stays with the dead session.
+  (*warrend)->Kill();
+  ASSERT_TRUE(events.WaitFor("lost"));
+  EXPECT_FALSE((*registration)->held());
+  ASSERT_TRUE((*warrend)->Restart().ok());
+
+  ASSERT_TRUE(WaitFor([&] { return (*registration)->holds() >= 2; },
+                      absl::Seconds(60)));
+  EXPECT_TRUE((*registration)->held());
+  EXPECT_TRUE((*registration)->status().ok()) << (*registration)->status();
+  // The path this test is about was taken: refused while the dead
+  // session's node lived, retried rather than given up.
+  EXPECT_GE(events.Count("ended ALREADY_EXISTS"), 1u);
+  ConfigClient config(channel);
+  auto read = config.Get(key, true);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE(read->held());
+  EXPECT_EQ(read->value(), "v");
+  (*registration)->Close();
+  EXPECT_TRUE((*registration)->status().ok()) << (*registration)->status();
+  EXPECT_EQ(config.Get(key, true).status().code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace warren::client::testing

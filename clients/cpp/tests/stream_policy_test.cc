@@ -4,10 +4,13 @@
 // a second stream (and the lock acquired, the key held again), a fatal one
 // is answered (Acquire) or ends the registration (status()). No warrend
 // needed: these are unit tests.
+#include <algorithm>
+#include <cstddef>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -74,6 +77,21 @@ class FakeServer final : public v1::LockService::Service,
     return streams_;
   }
 
+  // HoldKey streams from the `first`th on are refused with ALREADY_EXISTS
+  // (a key someone holds), `count` of them.
+  void RefuseHolds(int first, int count) {
+    warren::MutexLock lock(&mu_);
+    refuse_first_ = first;
+    refuse_count_ = count;
+  }
+
+  // `held` says this heartbeat interval, and the stream stays open with no
+  // heartbeat (the first one too: it does not end with `first_end`).
+  void TellInterval(absl::Duration interval) {
+    warren::MutexLock lock(&mu_);
+    told_interval_ = interval;
+  }
+
   // A server that takes the request and never answers (frozen).
   void NeverAnswer() {
     warren::MutexLock lock(&mu_);
@@ -122,11 +140,26 @@ class FakeServer final : public v1::LockService::Service,
     v1::HoldKeyRequest request;
     if (!stream->Read(&request)) return grpc::Status::CANCELLED;
     const int n = NextStream();
+    {
+      warren::MutexLock lock(&mu_);
+      if (n >= refuse_first_ && n < refuse_first_ + refuse_count_) {
+        return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "key: taken");
+      }
+    }
     v1::HoldKeyResponse held;
     held.mutable_held()->set_key(request.key());
     held.mutable_held()->set_held(true);
+    bool tells_interval;
+    {
+      warren::MutexLock lock(&mu_);
+      tells_interval = told_interval_ > absl::ZeroDuration();
+      if (tells_interval) {
+        held.mutable_heartbeat_interval()->set_nanos(
+            static_cast<int32_t>(absl::ToInt64Nanoseconds(told_interval_)));
+      }
+    }
     stream->Write(held);
-    if (n == 1) return First();
+    if (n == 1 && !tells_interval) return First();
     while (stream->Read(&request)) {
     }
     return grpc::Status::OK;
@@ -150,6 +183,9 @@ class FakeServer final : public v1::LockService::Service,
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
   bool never_answer_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int refuse_first_ ABSL_GUARDED_BY(mu_) = 0;
+  int refuse_count_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration told_interval_ ABSL_GUARDED_BY(mu_);
 };
 
 BackoffPolicy Fast() {
@@ -258,49 +294,67 @@ TEST(StreamPolicyTest, TheServersDeadlineExceededEndsATimedWait) {
   EXPECT_EQ(server.streams(), 1);
 }
 
-TEST(StreamPolicyTest, ARegistrationFollowsTheTable) {
-  for (const auto& [code, decision] : StreamRows()) {
-    SCOPED_TRACE(absl::StatusCodeToString(code));
-    FakeServer server(code);
-    // "held", "lost <reason>", "ended <code>", in order.
-    warren::Mutex mu;
-    std::vector<std::string> events;
+// What a Registration of "k" is told, as lines: "held", "lost <reason>",
+// "ended <code>", in order.
+class Recorder {
+ public:
+  RegistrationOptions Options() {
     RegistrationOptions options;
     options.key = "k";
     options.backoff = Fast();
     options.heartbeat_interval = absl::Seconds(5);
-    options.on_held = [&](const v1::ConfigEntry&) {
-      warren::MutexLock lock(&mu);
-      events.push_back("held");
+    options.on_held = [this](const v1::ConfigEntry&) { Add("held"); };
+    options.on_lost = [this](LossReason reason, const absl::Status&) {
+      Add(absl::StrCat("lost ", LossReasonName(reason)));
     };
-    options.on_lost = [&](LossReason reason, const absl::Status&) {
-      warren::MutexLock lock(&mu);
-      events.push_back(absl::StrCat("lost ", LossReasonName(reason)));
+    options.on_stream_error = [this](const absl::Status& status) {
+      Add(absl::StrCat("ended ", absl::StatusCodeToString(status.code())));
     };
-    options.on_stream_error = [&](const absl::Status& status) {
-      warren::MutexLock lock(&mu);
-      events.push_back(
-          absl::StrCat("ended ", absl::StatusCodeToString(status.code())));
+    return options;
+  }
+  // The first `count` lines (fewer after `timeout`).
+  std::vector<std::string> Await(
+      size_t count, absl::Duration timeout = absl::Seconds(10)) const {
+    warren::MutexLock lock(&mu_);
+    auto reported = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return lines_.size() >= count;
     };
+    mu_.AwaitWithTimeout(absl::Condition(&reported), timeout);
+    return {lines_.begin(),
+            lines_.begin() +
+                static_cast<std::ptrdiff_t>(std::min(count, lines_.size()))};
+  }
+
+ private:
+  void Add(std::string line) {
+    warren::MutexLock lock(&mu_);
+    lines_.push_back(std::move(line));
+  }
+  mutable warren::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(StreamPolicyTest, ARegistrationFollowsTheTable) {
+  for (const auto& [code, decision] : StreamRows()) {
+    SCOPED_TRACE(absl::StatusCodeToString(code));
+    FakeServer server(code);
+    Recorder events;
     auto registration =
-        Registration::Start(MakeChannel(server.address()), options);
+        Registration::Start(MakeChannel(server.address()), events.Options());
     ASSERT_TRUE(registration.ok()) << registration.status();
-    const size_t expected = decision == "resubscribe" ? 4 : 3;
-    {
-      warren::MutexLock lock(&mu);
-      auto reported = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-        return events.size() >= expected;
-      };
-      ASSERT_TRUE(
-          mu.AwaitWithTimeout(absl::Condition(&reported), absl::Seconds(10)));
-      std::vector<std::string> want = {
-          "held", "lost stream broken",
-          absl::StrCat("ended ", absl::StatusCodeToString(code))};
-      // Held again on a new stream, or given up.
-      if (decision == "resubscribe") want.push_back("held");
-      EXPECT_EQ(events, want);
-    }
-    if (decision == "resubscribe") {
+    // The Registration's one exception to the table: once it has held its
+    // key, ALREADY_EXISTS (most likely its own node of a crashed warrend's
+    // session) is retried.
+    const bool retried =
+        decision == "resubscribe" || code == absl::StatusCode::kAlreadyExists;
+    const size_t expected = retried ? 4 : 3;
+    std::vector<std::string> want = {
+        "held", "lost stream broken",
+        absl::StrCat("ended ", absl::StatusCodeToString(code))};
+    // Held again on a new stream, or given up.
+    if (retried) want.push_back("held");
+    EXPECT_EQ(events.Await(expected), want);
+    if (retried) {
       EXPECT_TRUE((*registration)->held());
       EXPECT_EQ((*registration)->holds(), 2);
       EXPECT_TRUE((*registration)->status().ok());
@@ -312,6 +366,53 @@ TEST(StreamPolicyTest, ARegistrationFollowsTheTable) {
     }
     (*registration)->Close();
   }
+}
+
+TEST(StreamPolicyTest, AlreadyExistsIsFatalForTheFirstHoldOnly) {
+  // First hold: someone else has the key.
+  {
+    FakeServer server(absl::StatusCode::kUnavailable);
+    server.RefuseHolds(1, 1);
+    Recorder events;
+    auto registration =
+        Registration::Start(MakeChannel(server.address()), events.Options());
+    EXPECT_EQ(registration.status().code(), absl::StatusCode::kAlreadyExists)
+        << registration.status();
+    EXPECT_EQ(server.streams(), 1);
+  }
+  // A re-hold: held on stream 1 (which breaks), refused on streams 2 to 4
+  // (the dead session's node lingering), held again on stream 5.
+  FakeServer server(absl::StatusCode::kUnavailable);
+  server.RefuseHolds(2, 3);
+  Recorder events;
+  auto registration =
+      Registration::Start(MakeChannel(server.address()), events.Options());
+  ASSERT_TRUE(registration.ok()) << registration.status();
+  EXPECT_EQ(events.Await(7),
+            (std::vector<std::string>{
+                "held", "lost stream broken", "ended UNAVAILABLE",
+                "ended ALREADY_EXISTS", "ended ALREADY_EXISTS",
+                "ended ALREADY_EXISTS", "held"}));
+  EXPECT_TRUE((*registration)->held());
+  EXPECT_EQ((*registration)->holds(), 2);
+  EXPECT_TRUE((*registration)->status().ok()) << (*registration)->status();
+  EXPECT_EQ(server.streams(), 5);
+  (*registration)->Close();
+}
+
+TEST(StreamPolicyTest, TheLeaseFollowsTheIntervalTheServerSays) {
+  // Asked for 5 s (a 10 s lease); the server says 200 ms and then falls
+  // silent: the lease is 400 ms.
+  FakeServer server(absl::StatusCode::kUnavailable);
+  server.TellInterval(absl::Milliseconds(200));
+  Recorder events;
+  auto registration =
+      Registration::Start(MakeChannel(server.address()), events.Options());
+  ASSERT_TRUE(registration.ok()) << registration.status();
+  // Well before the 10 s lease of the requested interval.
+  const std::vector<std::string> told = events.Await(2, absl::Seconds(5));
+  EXPECT_EQ(told, (std::vector<std::string>{"held", "lost lease expired"}));
+  (*registration)->Close();
 }
 
 }  // namespace

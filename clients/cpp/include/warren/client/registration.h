@@ -19,12 +19,21 @@
 // or is gone (kConnectionSuspended, kSessionExpired); lease heartbeats while
 // it is held. held() follows the Elector's lease rule: false from a loss, or
 // when no message came within 2 heartbeat intervals (then on_lost
-// (kLeaseExpired), and the stream is opened again). A stream that ends
-// (warrend restarting, ...) is kStreamBroken, and the key is held again on a
-// new stream after a backoff, per clients/retry-policy.json's stream rule;
-// a fatal code ends the registration (status() says why). Note that a key
-// left by a warrend that was killed lives until its session times out: a
-// new stream meanwhile is refused with ALREADY_EXISTS, which is fatal.
+// (kLeaseExpired), and the stream is opened again); the interval is the one
+// the server says with each `held` (it may cap the requested one below its
+// session timeout), the requested one when it does not say. A stream that
+// ends (warrend restarting, ...) is kStreamBroken, and the key is held again
+// on a new stream after a backoff, per clients/retry-policy.json's stream
+// rule; a fatal code ends the registration (status() says why).
+//
+// One exception to that rule: ALREADY_EXISTS is fatal only for the first
+// hold. Once this Registration has held its key, a re-hold refused with
+// ALREADY_EXISTS is retried with the same backoff until the key is held
+// again or the Registration is closed (held() false meanwhile, status()
+// OK; on_stream_error hears each refusal): after a warrend was killed, the
+// key is most likely its own node of that warrend's ZooKeeper session,
+// which lives until the session times out. Giving up there would leave the
+// service unregistered for good.
 //
 // Threading: a reader thread and a lease timer. Callbacks run on them, one
 // at a time; never call Close() or destroy the Registration from them.
