@@ -431,6 +431,17 @@ class HoldKeyReactor final
         // takes the node): this object lives until then.
         release_pending_ = true;
         if (done_) keepalive_ = shared_from_this();
+        if (zk_.state() == zk::SessionState::kConnected) {
+          // Connected again before this was marked pending (that event is
+          // past), or slow to answer: no event will come to retry it.
+          timers_.ScheduleAfter(kReleaseRetryDelay,
+                                [self = shared_from_this()] {
+                                  warren::MutexLock lock(&self->mu_);
+                                  if (self->release_pending_) {
+                                    self->EnqueueLocked(Step::kRelease);
+                                  }
+                                });
+        }
         return;
       }
       release_pending_ = false;
@@ -551,6 +562,8 @@ class HoldKeyReactor final
 
   // How long a release waits for room in a full worker queue.
   static constexpr absl::Duration kRequeueDelay = absl::Milliseconds(50);
+  // How long a release that failed while connected waits to try again.
+  static constexpr absl::Duration kReleaseRetryDelay = absl::Seconds(1);
   // How long a new stream waits for a live stream of its key here to end.
   static constexpr absl::Duration kLiveHolderGrace = absl::Seconds(1);
 
