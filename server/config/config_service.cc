@@ -810,9 +810,9 @@ ConfigServiceImpl::HoldKey(grpc::CallbackServerContext* context) {
         ToGrpcStatus(caller.status()));
   }
   const std::string client = QuotaClient(caller->principal(), context->peer());
-  return StartHoldKey(
-      {store_, workers_, timers_, streams_, options_, held_keys_},
-      *std::move(caller), client);
+  return StartHoldKey({store_, workers_, timers_, streams_, options_,
+                       held_keys_, held_key_streams_},
+                      *std::move(caller), client);
 }
 
 }  // namespace warren::config

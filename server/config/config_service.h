@@ -17,6 +17,7 @@
 #include "server/common/worker_pool.h"
 #include "server/config/config_limits.h"
 #include "server/config/config_store.h"
+#include "server/config/held_keys.h"
 #include "server/config/watch_cache.h"
 #include "server/fence/fence_resolver.h"
 #include "warren/v1/config.grpc.pb.h"
@@ -143,6 +144,8 @@ class ConfigServiceImpl final
   const ConfigServiceOptions options_;
   ClientQuota watch_quota_;
   std::atomic<size_t> held_keys_{0};
+  // Shared by the HoldKey streams (held_keys.h).
+  HeldKeys held_key_streams_;
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};
 };

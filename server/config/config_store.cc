@@ -248,9 +248,17 @@ class WritePlan {
                          s.held() ? " (held by a HoldKey stream)" : ""));
       }
       if (put.hold && s.exists) {
-        return Refuse(absl::StatusCode::kFailedPrecondition,
-                      absl::StrCat("key '", put.key,
-                                   "' has keys below it; a held key cannot"));
+        if (s.children > 0) {
+          return Refuse(absl::StatusCode::kFailedPrecondition,
+                        absl::StrCat("key '", put.key,
+                                     "' has keys below it; a held key cannot"));
+        }
+        // A namespace node nobody removed (its keys went with an expired
+        // holder's session): it goes, and the ephemeral takes its place.
+        // The version pins it as read: a key created below it meanwhile
+        // fails the step, and the plan is made again.
+        Add(zk::Op::Delete(path, s.version), owner_);
+        MarkDeleted(path);
       }
     }
     if (put.expected_version.has_value()) {

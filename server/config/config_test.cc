@@ -225,6 +225,28 @@ TEST_F(WatchCacheTest, PrefixWatchSeesDescendantsCreatedLaterAtAnyDepth) {
   cache_.Unsubscribe(id);
 }
 
+TEST_F(WatchCacheTest, ChangesReachSubscribersWhileWritesKeepComing) {
+  Put("busy", "");
+  Put("busy/a", "");
+  Put("busy/b", "");
+  RecordingListener listener;
+  auto id = cache_.Subscribe("busy", true, &listener);
+  zk_.RunUntilIdle();
+  // Writes to two keys between the answers: some read is always in flight,
+  // so without a cap on the wait nothing would ever be flushed.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  int writes = 0;
+  while (listener.events.empty() && absl::Now() < give_up) {
+    Put("busy/a", std::to_string(writes));
+    Put("busy/b", std::to_string(writes++));
+    zk_.RunOne();
+  }
+  ASSERT_FALSE(listener.events.empty());
+  EXPECT_THAT(listener.events.front(), ::testing::StartsWith("PUT busy/"));
+  zk_.RunUntilIdle();
+  cache_.Unsubscribe(id);
+}
+
 TEST_F(WatchCacheTest, WholeTreeWatchDoesNotReportTheBaseAsAKey) {
   Put("x", "1");
   RecordingListener listener;
@@ -459,6 +481,34 @@ TEST_F(ConfigStoreTest, APutCreatesNamespaceParentsInOneStep) {
   // An empty value is a key.
   ASSERT_TRUE(Put("a/e", "").ok());
   EXPECT_THAT(Tree(), ElementsAre("a/", "a/b", "a/b/c", "a/e"));
+}
+
+TEST_F(ConfigStoreTest, AHoldTakesTheEmptyNamespaceNodeAnExpiredHolderLeft) {
+  WriteBatch below;
+  PutParams held_below = PutOf("a/b/c", "v");
+  held_below.hold = true;
+  below.ops.push_back(held_below);
+  ASSERT_TRUE(Write(below).ok());
+  // The holder's session ends: its key goes, the namespace nodes stay.
+  zk_.Expire();
+  zk_.RunUntilIdle();
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b/"));
+  WriteBatch on_empty;
+  PutParams held = PutOf("a/b", "x");
+  held.hold = true;
+  on_empty.ops.push_back(held);
+  auto written = Write(on_empty);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_NE(written->puts.at(0).stat.ephemeral_owner, 0);
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b"));
+  // A namespace node with keys below it is still refused.
+  WriteBatch on_parent;
+  PutParams parent = PutOf("a", "y");
+  parent.hold = true;
+  on_parent.ops.push_back(parent);
+  EXPECT_EQ(Write(on_parent).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Tree(), ElementsAre("a/", "a/b"));
 }
 
 TEST_F(ConfigStoreTest, ADeleteKeepsChildrenAndRemovesEmptyNamespaces) {

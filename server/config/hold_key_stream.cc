@@ -1,5 +1,6 @@
 #include "server/config/hold_key_stream.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -52,8 +53,11 @@ class HoldKeyReactor final
         store_(deps.store),
         zk_(deps.store.zk()),
         workers_(deps.workers),
+        timers_(deps.timers),
         options_(deps.options),
         open_streams_(deps.open_streams),
+        held_keys_(deps.held_keys),
+        id_(deps.held_keys.NewStreamId()),
         caller_(std::move(caller)),
         heartbeat_(deps.timers, mu_) {}
 
@@ -128,24 +132,28 @@ class HoldKeyReactor final
     if (writes_.WriteDone(this, ok)) writes_.MaybeWrite(this);
   }
 
-  void OnCancel() override { EndStream(grpc::Status::CANCELLED); }
+  void OnCancel() override {
+    {
+      // A new stream for the key may be under way: it waits for this one.
+      warren::MutexLock lock(&mu_);
+      if (claimed_) held_keys_.Releasing(key_, id_);
+    }
+    EndStream(grpc::Status::CANCELLED);
+  }
 
   void OnDone() override {
-    std::optional<int> listener;
     {
       warren::MutexLock lock(&mu_);
       done_ = true;
       heartbeat_.Stop();
       if (started_) {
         open_streams_.fetch_sub(1);
-        listener = listener_id_;
+        if (claimed_) held_keys_.Releasing(key_, id_);
         // However the stream ended, the key goes now (after a step in
-        // progress, which may still be creating it).
+        // progress, which may still be creating it). The release keeps
+        // this object (and its session listener) until it is over.
         EnqueueLocked(Step::kRelease);
       }
-    }
-    if (listener.has_value() && *listener != 0) {
-      zk_.RemoveSessionListener(*listener);
     }
     lifetime_.End();
   }
@@ -168,15 +176,30 @@ class HoldKeyReactor final
 
   void EnqueueLocked(Step step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     steps_.push_back(step);
-    if (running_) return;
+    SubmitLocked();
+  }
+
+  void SubmitLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (running_ || steps_.empty()) return;
     running_ = true;
     absl::Status queued =
         workers_.Submit([self = shared_from_this()] { self->RunSteps(); });
-    if (!queued.ok()) {
-      running_ = false;
-      steps_.clear();
-      if (!done_) writes_.Finish(this, ToGrpcStatus(queued));
+    if (queued.ok()) return;
+    running_ = false;
+    std::deque<Step> releases;
+    for (Step step : steps_) {
+      if (step != Step::kReconcile) releases.push_back(step);
     }
+    steps_ = std::move(releases);
+    if (!done_ && steps_.empty()) writes_.Finish(this, ToGrpcStatus(queued));
+    if (steps_.empty()) return;
+    // A release is never dropped (the key would outlive its stream): it
+    // waits for room in the queue. Not run here: this may be ZooKeeper's
+    // callback thread, which a blocking write would deadlock.
+    timers_.ScheduleAfter(kRequeueDelay, [self = shared_from_this()] {
+      warren::MutexLock lock(&self->mu_);
+      self->SubmitLocked();
+    });
   }
 
   void RunSteps() {
@@ -209,14 +232,19 @@ class HoldKeyReactor final
   void Reconcile() {
     std::string value;
     int64_t owner;
+    uint64_t generation_before;
+    uint64_t expiries_before;
     {
       warren::MutexLock lock(&mu_);
       if (done_ || writes_.finishing()) return;
+      if (!ClaimLocked()) return;
       value = value_;
       owner = owner_;
       // A create whose answer was lost made the node in this session, or
       // nothing.
       if (owner == 0 && create_in_doubt_) owner = zk_.session_id();
+      generation_before = zk_.session_generation();
+      expiries_before = expiries_;
     }
     const absl::Time deadline = Deadline();
     absl::StatusOr<CachedEntry> entry = store_.Read(key_, deadline);
@@ -262,18 +290,83 @@ class HoldKeyReactor final
       }
     }
     warren::MutexLock lock(&mu_);
+    if (expiries_ != expiries_before ||
+        zk_.session_generation() != generation_before) {
+      // The session changed while this step ran: what it read or wrote
+      // may have gone with the old one, so it claims nothing. The node may
+      // still be the new session's (a write that went out in it): the next
+      // reconcile looks as after a create whose answer was lost.
+      owner_ = 0;
+      create_in_doubt_ = true;
+      phase_ = Phase::kLost;
+      if (!done_ && std::find(steps_.begin(), steps_.end(), Step::kReconcile) ==
+                        steps_.end()) {
+        EnqueueLocked(Step::kReconcile);
+      }
+      return;
+    }
     owner_ = entry->stat.ephemeral_owner;
     create_in_doubt_ = false;
     generation_ = zk_.session_generation();
     if (done_) return;  // the release queued behind us deletes it
     phase_ = Phase::kHeld;
+    const absl::Duration interval =
+        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce());
     v1::HoldKeyResponse response;
     FillHeld(*entry, response.mutable_held());
+    *response.mutable_heartbeat_interval() = ToProtoDuration(interval);
     PushLocked(std::move(response));
     if (!heartbeat_started_) {
       heartbeat_started_ = true;
-      StartLeaseHeartbeatLocked();
+      StartLeaseHeartbeatLocked(interval);
+    } else if (heartbeat_.interval() != interval) {
+      heartbeat_.SetInterval(interval);
     }
+  }
+
+  // Claims the key among this warrend's streams (held_keys.h); false when
+  // the stream must wait for another stream here, or ended.
+  bool ClaimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (claimed_) return true;
+    if (waiting_) return false;
+    const uint64_t wait = ++wait_;
+    const HeldKeys::Claim claim = held_keys_.TryClaim(
+        key_, id_, take_over_, [weak = weak_from_this(), wait] {
+          if (auto self = weak.lock()) self->WaitOver(wait, false);
+        });
+    absl::Duration bound;
+    switch (claim) {
+      case HeldKeys::Claim::kClaimed:
+        claimed_ = true;
+        return true;
+      case HeldKeys::Claim::kWaitForLiveStream:
+        // Its holder's end would release it soon after a cancel; past the
+        // grace, ZooKeeper answers (ALREADY_EXISTS while it is held).
+        if (live_grace_over_) return true;
+        bound = kLiveHolderGrace;
+        break;
+      case HeldKeys::Claim::kWaitForRelease:
+        // Bounded as the create itself would be; then it goes ahead (and
+        // meets the old node, if it is still there).
+        bound = options_.operation_timeout;
+        break;
+    }
+    waiting_ = true;
+    timers_.ScheduleAfter(bound, [weak = weak_from_this(), wait] {
+      if (auto self = weak.lock()) self->WaitOver(wait, true);
+    });
+    return false;
+  }
+
+  void WaitOver(uint64_t wait, bool timed_out) {
+    warren::MutexLock lock(&mu_);
+    if (!waiting_ || wait != wait_) return;
+    waiting_ = false;
+    if (timed_out) {
+      take_over_ = true;
+      live_grace_over_ = true;
+    }
+    if (!done_ && !writes_.finishing()) EnqueueLocked(Step::kReconcile);
   }
 
   // A reconcile that did not get through: connection trouble waits for the
@@ -326,11 +419,59 @@ class HoldKeyReactor final
       }
     }
     if (finish) End(released);
+    const bool retry = released.code() == absl::StatusCode::kUnavailable ||
+                       released.code() == absl::StatusCode::kDeadlineExceeded;
+    std::optional<int> listener;
+    bool claimed;
+    {
+      warren::MutexLock lock(&mu_);
+      claimed = claimed_;
+      if (retry) {
+        // Tried again on the next connection (or given up on expiry, which
+        // takes the node): this object lives until then.
+        release_pending_ = true;
+        if (done_) keepalive_ = shared_from_this();
+        if (zk_.state() == zk::SessionState::kConnected) {
+          // Connected again before this was marked pending (that event is
+          // past), or slow to answer: no event will come to retry it.
+          timers_.ScheduleAfter(kReleaseRetryDelay,
+                                [self = shared_from_this()] {
+                                  warren::MutexLock lock(&self->mu_);
+                                  if (self->release_pending_) {
+                                    self->EnqueueLocked(Step::kRelease);
+                                  }
+                                });
+        }
+        return;
+      }
+      release_pending_ = false;
+      if (!done_ || released_) return;
+      released_ = true;
+      listener = listener_id_;
+    }
+    if (listener.has_value() && *listener != 0) {
+      zk_.RemoveSessionListener(*listener);
+    }
+    if (claimed) held_keys_.Released(key_, id_);
+    warren::MutexLock lock(&mu_);
+    keepalive_.reset();  // the running step still holds a reference
   }
 
   void OnSessionState(zk::SessionState state) {
     warren::MutexLock lock(&mu_);
-    if (done_ || writes_.finishing()) return;
+    if (state == zk::SessionState::kExpired) ++expiries_;
+    if (done_ || writes_.finishing()) {
+      if (!release_pending_) return;
+      if (state == zk::SessionState::kExpired) {
+        // The node went with the session: the release only finishes.
+        owner_ = 0;
+        create_in_doubt_ = false;
+        EnqueueLocked(Step::kRelease);
+      } else if (state == zk::SessionState::kConnected) {
+        EnqueueLocked(Step::kRelease);
+      }
+      return;
+    }
     switch (state) {
       case zk::SessionState::kSuspended:
         if (phase_ == Phase::kHeld) {
@@ -343,6 +484,10 @@ class HoldKeyReactor final
         create_in_doubt_ = false;
         if (phase_ != Phase::kStarting) {
           SendLostLocked(v1::LOSS_REASON_SESSION_EXPIRED);
+        } else {
+          // A create in progress may answer from the old session: the
+          // next connection makes the key again whatever it says.
+          phase_ = Phase::kLost;
         }
         break;
       case zk::SessionState::kConnected:
@@ -369,7 +514,8 @@ class HoldKeyReactor final
 
   // Lease heartbeats (stream_heartbeat.h): each follows a sync and a read
   // of the node answered in the session that holds it, as the leader's do.
-  void StartLeaseHeartbeatLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void StartLeaseHeartbeatLocked(absl::Duration interval)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StreamHeartbeat::Lease lease;
     lease.leading = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       return phase_ == Phase::kHeld && !writes_.finishing() && !done_;
@@ -411,17 +557,24 @@ class HoldKeyReactor final
           TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
       PushLocked(std::move(response));
     };
-    heartbeat_.StartLease(
-        weak_from_this(),
-        LeaseInterval(requested_heartbeat_, SessionTimeoutInForce()),
-        std::move(lease));
+    heartbeat_.StartLease(weak_from_this(), interval, std::move(lease));
   }
+
+  // How long a release waits for room in a full worker queue.
+  static constexpr absl::Duration kRequeueDelay = absl::Milliseconds(50);
+  // How long a release that failed while connected waits to try again.
+  static constexpr absl::Duration kReleaseRetryDelay = absl::Seconds(1);
+  // How long a new stream waits for a live stream of its key here to end.
+  static constexpr absl::Duration kLiveHolderGrace = absl::Seconds(1);
 
   ConfigStore& store_;
   zk::ZkClient& zk_;
   WorkerPool& workers_;
+  TimerQueue& timers_;
   const ConfigServiceOptions& options_;
   std::atomic<size_t>& open_streams_;
+  HeldKeys& held_keys_;
+  const uint64_t id_;
   const auth::Caller caller_;
   StreamLifetime lifetime_;
 
@@ -447,6 +600,20 @@ class HoldKeyReactor final
   bool heartbeat_started_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<Step> steps_ ABSL_GUARDED_BY(mu_);
   bool running_ ABSL_GUARDED_BY(mu_) = false;
+  // Session expiries heard of: a step that saw this change claims nothing.
+  uint64_t expiries_ ABSL_GUARDED_BY(mu_) = 0;
+  // This stream's claim on the key among this warrend's streams.
+  bool claimed_ ABSL_GUARDED_BY(mu_) = false;
+  // Waiting for another stream of the key here; wait_ numbers the waits.
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t wait_ ABSL_GUARDED_BY(mu_) = 0;
+  bool take_over_ ABSL_GUARDED_BY(mu_) = false;
+  bool live_grace_over_ ABSL_GUARDED_BY(mu_) = false;
+  // A release that could not get through, waiting for the connection.
+  bool release_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  // This object, while a release outlives the stream.
+  std::shared_ptr<HoldKeyReactor> keepalive_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -6,7 +6,10 @@
 // and in order: "reconcile" (make the node match what the client asked:
 // create it, or write the latest value, or confirm it after a reconnect)
 // and "release" (delete it, at the stream's end). Session events arrive on
-// ZooKeeper's callback thread and only queue steps or send `lost`. Lease
+// ZooKeeper's callback thread and only queue steps or send `lost`. A release
+// that cannot get through (no connection) outlives the stream: it is tried
+// again on the next connection, and given up only when the session expires
+// (the node went with it). Lease
 // heartbeats follow the Elect stream's honesty rule (stream_heartbeat.h):
 // each one follows fresh word from the ensemble that the node is still this
 // session's.
@@ -22,6 +25,7 @@
 #include "server/common/worker_pool.h"
 #include "server/config/config_service.h"
 #include "server/config/config_store.h"
+#include "server/config/held_keys.h"
 #include "warren/v1/config.grpc.pb.h"
 
 namespace warren::config {
@@ -44,6 +48,7 @@ struct HoldKeyDeps {
   const ConfigServiceOptions& options;
   // Streams holding (or trying to hold) a key now: warren_held_keys.
   std::atomic<size_t>& open_streams;
+  HeldKeys& held_keys;
 };
 
 grpc::ServerBidiReactor<warren::v1::HoldKeyRequest,

@@ -14,6 +14,9 @@ namespace warren::config {
 // ignores the answers still in flight.
 class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
  public:
+  // How long changes may wait for the reads in flight to be answered.
+  static constexpr absl::Duration kMaxFlushDelay = absl::Milliseconds(100);
+
   Tree(zk::ZkClient& zk, const KeySpace& keys, std::string root_path,
        bool prefix)
       : zk_(zk),
@@ -109,8 +112,15 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   // changes of one write (one multi) reach subscribers together: ZooKeeper
   // sends all of a transaction's watch events before its answer to any
   // later request, and each event starts a read (a barrier for a delete).
+  // Under a steady stream of writes below the watched root some read is
+  // always in flight, so the wait is capped (kMaxFlushDelay): then what is
+  // gathered goes out as it is, and one transaction's changes may arrive
+  // split in two.
   void EmitLocked(std::vector<Change> changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unflushed_.empty() && !changes.empty()) {
+      oldest_unflushed_ = absl::Now();
+    }
     for (auto& change : changes) unflushed_.push_back(std::move(change));
   }
 
@@ -327,7 +337,15 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   }
 
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (pending_ != 0) return;
+    if (pending_ != 0) {
+      // Each answered read comes here: under churn the answers keep coming,
+      // and so does this check.
+      if (!unflushed_.empty() &&
+          absl::Now() - oldest_unflushed_ > kMaxFlushDelay) {
+        FlushLocked();
+      }
+      return;
+    }
     if (epoch_failed_ || epoch_ == 0 || synced_) {
       FlushLocked();
       return;
@@ -370,6 +388,8 @@ class WatchCache::Tree : public std::enable_shared_from_this<Tree> {
   std::set<std::string> child_watched_ ABSL_GUARDED_BY(mu_);
   std::map<SubscriptionId, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
   std::vector<Change> unflushed_ ABSL_GUARDED_BY(mu_);
+  // When the first of unflushed_ was gathered.
+  absl::Time oldest_unflushed_ ABSL_GUARDED_BY(mu_);
   int pending_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool epoch_failed_ ABSL_GUARDED_BY(mu_) = false;

@@ -531,6 +531,13 @@ TEST_F(HoldKeyTest, AHeldKeyLivesAsLongAsItsStream) {
   EXPECT_EQ(held.key(), "hk1/svc/instance-1");
   EXPECT_EQ(held.value(), "10.0.0.1:80");
   EXPECT_TRUE(held.held());
+  // The lease interval in force comes with every `held`.
+  for (const auto& r : hold.responses()) {
+    if (r.has_held()) {
+      EXPECT_EQ(r.heartbeat_interval().seconds(), 0);
+      EXPECT_EQ(r.heartbeat_interval().nanos(), 200000000);
+    }
+  }
   auto got = config_->Get("hk1/svc/instance-1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(got->held());
@@ -577,6 +584,21 @@ TEST_F(HoldKeyTest, ACancelledStreamDeletesItsKey) {
                absl::StatusCode::kNotFound;
       },
       absl::Seconds(10)));
+}
+
+TEST_F(HoldKeyTest, AKeyIsHeldAgainAtOnceAfterItsStreamIsCancelled) {
+  // The new stream's create must not meet the old stream's node, which the
+  // same warrend is still deleting.
+  for (int i = 0; i < 20; ++i) {
+    auto old_stream =
+        std::make_unique<HoldStream>(config_->stub(), "hk5/again", "old");
+    ASSERT_TRUE(old_stream->WaitHeld()) << "round " << i;
+    old_stream->Cancel();
+    HoldStream next(config_->stub(), "hk5/again", "new");
+    ASSERT_TRUE(next.WaitHeld()) << "round " << i;
+    EXPECT_EQ(next.LastHeld().value(), "new");
+    old_stream.reset();
+  }
 }
 
 TEST_F(HoldKeyTest, AnExistingKeyIsNotHeld) {
@@ -683,6 +705,37 @@ TEST_F(HoldKeyFaultTest, AKeyGoesWithinTheSessionTimeoutOfAKilledHolder) {
       absl::Seconds(30)));
   // The session timeout (2s) plus the server's expiry tick and our polling.
   EXPECT_LT(absl::Now() - killed, absl::Seconds(8));
+}
+
+TEST_F(HoldKeyFaultTest, AReleaseThatFailsForWantOfAConnectionIsRetried) {
+  // The reader's session (10s) outlives a brief ZooKeeper outage.
+  Config config(reader_->channel());
+  auto hold = std::make_unique<HoldStream>(config.stub(), "reg/outage", "v");
+  ASSERT_TRUE(hold->WaitHeld());
+  zk_->Kill9();
+  ASSERT_TRUE(hold->WaitFor([](const auto& r) {
+    return r.has_lost() &&
+           r.lost().reason() == v1::LOSS_REASON_CONNECTION_SUSPENDED;
+  })) << reader_->Log();
+  hold.reset();  // cancelled while there is no connection
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(reader_->Log(),
+                                 "releasing key 'reg/outage' failed");
+      },
+      absl::Seconds(30)))
+      << reader_->Log();
+  ASSERT_TRUE(zk_->Restart().ok());
+  // Back in the same session (its node alive), the delete goes through.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return config.Get("reg/outage").status().code() ==
+               absl::StatusCode::kNotFound;
+      },
+      absl::Seconds(30)))
+      << reader_->Log();
+  HoldStream again(config.stub(), "reg/outage", "again");
+  EXPECT_TRUE(again.WaitHeld()) << reader_->Log();
 }
 
 TEST_F(HoldKeyFaultTest, AKeyIsHeldAgainAfterASessionExpiry) {
