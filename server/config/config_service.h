@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -111,6 +112,11 @@ class ConfigServiceImpl final
 
   // HoldKey streams open on this server (warren_held_keys).
   size_t held_keys() const { return held_keys_.load(); }
+  // Draining: waits until every HoldKey stream's key is deleted (or given
+  // up), at most until `deadline`; false if some are left.
+  bool AwaitHeldKeysReleased(absl::Time deadline) {
+    return held_key_streams_->AwaitNone(deadline);
+  }
 
   // Counters of cached reads, for metrics and tests.
   uint64_t cache_hits() const { return cache_hits_.load(); }
@@ -144,8 +150,10 @@ class ConfigServiceImpl final
   const ConfigServiceOptions options_;
   ClientQuota watch_quota_;
   std::atomic<size_t> held_keys_{0};
-  // Shared by the HoldKey streams (held_keys.h).
-  HeldKeys held_key_streams_;
+  // Shared by the HoldKey streams (held_keys.h), which co-own it: a
+  // stream's release can outlive this service.
+  const std::shared_ptr<HeldKeys> held_key_streams_ =
+      std::make_shared<HeldKeys>();
   std::atomic<uint64_t> cache_hits_{0};
   std::atomic<uint64_t> cache_misses_{0};
 };

@@ -43,6 +43,14 @@ void HeldKeys::Released(const std::string& key, uint64_t stream) {
   for (auto& waiter : waiters) waiter();
 }
 
+bool HeldKeys::AwaitNone(absl::Time deadline) {
+  warren::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return holders_.empty();
+  };
+  return mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
+
 uint64_t HeldKeys::NewStreamId() {
   warren::MutexLock lock(&mu_);
   return ++next_stream_;

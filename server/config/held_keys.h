@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
 #include "server/common/mutex.h"
 
 namespace warren::config {
@@ -40,6 +41,12 @@ class HeldKeys {
   void Released(const std::string& key, uint64_t stream);
 
   uint64_t NewStreamId();
+
+  // Waits until no stream of this warrend holds, creates or releases a key
+  // (every node deleted or given up), at most until `deadline`; false if
+  // some are still there. A draining warrend calls it before it tears down
+  // what the releases use.
+  bool AwaitNone(absl::Time deadline);
 
  private:
   struct Holder {

@@ -57,7 +57,7 @@ class HoldKeyReactor final
         options_(deps.options),
         open_streams_(deps.open_streams),
         held_keys_(deps.held_keys),
-        id_(deps.held_keys.NewStreamId()),
+        id_(deps.held_keys->NewStreamId()),
         caller_(std::move(caller)),
         heartbeat_(deps.timers, mu_) {}
 
@@ -136,7 +136,7 @@ class HoldKeyReactor final
     {
       // A new stream for the key may be under way: it waits for this one.
       warren::MutexLock lock(&mu_);
-      if (claimed_) held_keys_.Releasing(key_, id_);
+      if (claimed_) held_keys_->Releasing(key_, id_);
     }
     EndStream(grpc::Status::CANCELLED);
   }
@@ -148,7 +148,7 @@ class HoldKeyReactor final
       heartbeat_.Stop();
       if (started_) {
         open_streams_.fetch_sub(1);
-        if (claimed_) held_keys_.Releasing(key_, id_);
+        if (claimed_) held_keys_->Releasing(key_, id_);
         // However the stream ended, the key goes now (after a step in
         // progress, which may still be creating it). The release keeps
         // this object (and its session listener) until it is over.
@@ -330,7 +330,7 @@ class HoldKeyReactor final
     if (claimed_) return true;
     if (waiting_) return false;
     const uint64_t wait = ++wait_;
-    const HeldKeys::Claim claim = held_keys_.TryClaim(
+    const HeldKeys::Claim claim = held_keys_->TryClaim(
         key_, id_, take_over_, [weak = weak_from_this(), wait] {
           if (auto self = weak.lock()) self->WaitOver(wait, false);
         });
@@ -452,7 +452,7 @@ class HoldKeyReactor final
     if (listener.has_value() && *listener != 0) {
       zk_.RemoveSessionListener(*listener);
     }
-    if (claimed) held_keys_.Released(key_, id_);
+    if (claimed) held_keys_->Released(key_, id_);
     warren::MutexLock lock(&mu_);
     keepalive_.reset();  // the running step still holds a reference
   }
@@ -573,7 +573,7 @@ class HoldKeyReactor final
   TimerQueue& timers_;
   const ConfigServiceOptions& options_;
   std::atomic<size_t>& open_streams_;
-  HeldKeys& held_keys_;
+  const std::shared_ptr<HeldKeys> held_keys_;
   const uint64_t id_;
   const auth::Caller caller_;
   StreamLifetime lifetime_;

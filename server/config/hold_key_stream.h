@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -48,7 +49,7 @@ struct HoldKeyDeps {
   const ConfigServiceOptions& options;
   // Streams holding (or trying to hold) a key now: warren_held_keys.
   std::atomic<size_t>& open_streams;
-  HeldKeys& held_keys;
+  std::shared_ptr<HeldKeys> held_keys;
 };
 
 grpc::ServerBidiReactor<warren::v1::HoldKeyRequest,

@@ -663,6 +663,14 @@ void Drain(const Options& options, Serving& serving, Services& services,
   serving.server->Shutdown(
       absl::ToChronoTime(absl::Now() + options.shutdown_grace));
   serving.server->Wait();
+  // Ended HoldKey streams delete their keys on workers, with what the
+  // services own: let them finish before the services go.
+  if (!services.config.AwaitHeldKeysReleased(absl::Now() +
+                                             options.shutdown_grace)) {
+    WARREN_LOG_WARN(
+        "drain: held keys not yet deleted; they go with the "
+        "ZooKeeper session");
+  }
   // Before the streams registry it rechecks goes away.
   if (authorizer != nullptr) authorizer->StopPolling();
 }
