@@ -81,6 +81,10 @@ class AmqpPool final : public AmqpBroker {
                        absl::AnyInvocable<void(absl::Status)> done) override {
     primary_->DeclareExchange(std::move(name), kind, std::move(done));
   }
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override {
+    primary_->DeclareDelayQueue(std::move(spec), std::move(done));
+  }
 
   // Across every connection the pool may open.
   size_t subscription_capacity() const override;
