@@ -30,8 +30,8 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/fence/fence_resolver.h"
-#include "server/messaging/subscribe_spec.h"
 #include "server/messaging/delay_queues.h"
+#include "server/messaging/subscribe_spec.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::messaging {
