@@ -1025,6 +1025,11 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
                                   q.durable ? 1 : 0, q.exclusive ? 1 : 0,
                                   q.auto_delete ? 1 : 0, args.table());
     s = CheckReply(channel, "queue.declare", &connection_error);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      // The broker's text names the argument that differs.
+      s = absl::FailedPreconditionError(absl::StrCat(
+          "queue ", q.name, " exists with other arguments: ", s.message()));
+    }
     if (!s.ok() || declared == nullptr) return fail(s, false);
   }
   const std::string queue = String(declared->queue);
@@ -1033,10 +1038,12 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
     std::vector<std::string> keys = spec.binding->keys;
     if (keys.empty())
       keys.push_back(spec.binding->kind == ExchangeKind::kTopic ? "#" : "");
+    TableBuilder binding_args;
+    AddBindingArguments(*spec.binding, binding_args);
     for (const std::string& key : keys) {
       amqp_queue_bind(conn_.get(), channel, Bytes(queue),
                       Bytes(spec.binding->exchange), Bytes(key),
-                      amqp_empty_table);
+                      binding_args.table());
       s = CheckReply(channel, "queue.bind", &connection_error);
       if (!s.ok()) return fail(s, false);
     }
@@ -1044,8 +1051,10 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   amqp_basic_qos(conn_.get(), channel, 0, spec.prefetch, 0);
   s = CheckReply(channel, "basic.qos", &connection_error);
   if (!s.ok()) return fail(s, false);
+  TableBuilder consume_args;
+  AddConsumeArguments(spec, consume_args);
   amqp_basic_consume(conn_.get(), channel, Bytes(queue), amqp_empty_bytes, 0,
-                     /*no_ack=*/0, 0, amqp_empty_table);
+                     /*no_ack=*/0, 0, consume_args.table());
   s = CheckReply(channel, "basic.consume", &connection_error);
   if (!s.ok()) return fail(s, false);
 

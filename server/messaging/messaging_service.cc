@@ -21,6 +21,7 @@
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
 #include "server/messaging/authorization.h"
+#include "server/messaging/delivery_view.h"
 
 namespace warren::messaging {
 namespace {
@@ -384,29 +385,15 @@ class SubscribeReactor final
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
+    if (BelowStreamStart(d, stream_start_)) {
+      if (subscribed_)
+        amqp_.Settle(subscription_, d.delivery_tag, amqp::Settle::kAck);
+      return;
+    }
     outstanding_.insert(d.delivery_tag);
     unacked_.fetch_add(1);
     v1::SubscribeResponse response;
-    auto* out = response.mutable_delivery();
-    out->set_delivery_id(d.delivery_tag);
-    out->set_exchange(std::move(d.exchange));
-    out->set_routing_key(std::move(d.routing_key));
-    out->set_payload(std::move(d.payload));
-    for (auto& [key, value] : d.headers) (*out->mutable_headers())[key] = value;
-    out->set_content_type(std::move(d.content_type));
-    out->set_message_id(std::move(d.message_id));
-    out->set_redelivered(d.redelivered);
-    out->set_delivery_count(d.delivery_count);
-    // Any publisher may set the timestamp property to any 64 bits; one that
-    // a Timestamp cannot hold (outside years 1 to 9999) is left out: the
-    // conversion would abort the server.
-    if (d.timestamp.has_value()) {
-      const int64_t seconds = absl::ToUnixSeconds(*d.timestamp);
-      if (seconds >= TimeUtil::kTimestampMinSeconds &&
-          seconds <= TimeUtil::kTimestampMaxSeconds) {
-        *out->mutable_timestamp() = TimeUtil::SecondsToTimestamp(seconds);
-      }
-    }
+    ToV1Delivery(std::move(d), *response.mutable_delivery());
     PushLocked(std::move(response));
   }
 
@@ -436,6 +423,8 @@ class SubscribeReactor final
       return;
     }
     started_ = true;
+    stream_start_ = spec->stream_start;
+    on_stream_queue_ = spec->queue.stream;
     // A reload that takes a grant it needed (or the token) away ends it.
     lifetime_.SetReauthorizer(
         [caller = caller_,
@@ -487,7 +476,12 @@ class SubscribeReactor final
     }
     for (uint64_t id : ids) {
       outstanding_.erase(id);
-      if (subscribed_) amqp_.Settle(subscription_, id, how);
+      // A stream keeps every message and cannot requeue one: a nack there
+      // only settles the delivery.
+      if (subscribed_) {
+        amqp_.Settle(subscription_, id,
+                     on_stream_queue_ ? amqp::Settle::kAck : how);
+      }
     }
     unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
   }
@@ -540,6 +534,9 @@ class SubscribeReactor final
   amqp::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   // Delivered and not yet settled: bounded by the prefetch.
   std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
+  // Where a stream subscription asked to start: nothing below is delivered.
+  std::optional<amqp::StreamStart> stream_start_ ABSL_GUARDED_BY(mu_);
+  bool on_stream_queue_ ABSL_GUARDED_BY(mu_) = false;
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
