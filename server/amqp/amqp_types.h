@@ -47,6 +47,9 @@ struct OutgoingMessage {
   std::optional<uint8_t> priority;
   std::optional<absl::Duration> ttl;
   bool mandatory = false;
+  // AMQP reply_to / correlation_id properties; empty: not sent.
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 struct Delivery {
@@ -62,6 +65,9 @@ struct Delivery {
   // Stream queues: the message's offset (the broker's x-stream-offset).
   std::optional<uint64_t> stream_offset;
   std::optional<absl::Time> timestamp;
+  // AMQP reply_to / correlation_id properties (request/reply).
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };

@@ -22,6 +22,8 @@ void ToV1Delivery(amqp::Delivery d, warren::v1::Delivery& out) {
   out.set_redelivered(d.redelivered);
   out.set_delivery_count(d.redelivered ? std::max<uint32_t>(d.delivery_count, 1)
                                        : d.delivery_count);
+  out.set_reply_to(std::move(d.reply_to));
+  out.set_correlation_id(std::move(d.correlation_id));
   if (d.stream_offset.has_value()) out.set_stream_offset(*d.stream_offset);
   // Any publisher may set the timestamp property to any 64 bits; one that
   // a Timestamp cannot hold (outside years 1 to 9999) is left out: the

@@ -21,6 +21,7 @@
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
 #include "server/messaging/authorization.h"
+#include "server/messaging/call_handler.h"
 #include "server/messaging/delivery_view.h"
 
 namespace warren::messaging {
@@ -547,11 +548,14 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                              const MessagingServiceOptions& options,
                              absl::string_view field) {
   auto name = [&](absl::string_view f) { return absl::StrCat(field, f); };
-  for (const auto& [value, f] : {std::pair<const std::string&, const char*>{
-                                     request.exchange(), "exchange"},
-                                 {request.routing_key(), "routing_key"},
-                                 {request.content_type(), "content_type"},
-                                 {request.message_id(), "message_id"}}) {
+  for (const auto& [value, f] :
+       {std::pair<const std::string&, const char*>{request.exchange(),
+                                                   "exchange"},
+        {request.routing_key(), "routing_key"},
+        {request.content_type(), "content_type"},
+        {request.message_id(), "message_id"},
+        {request.reply_to(), "reply_to"},
+        {request.correlation_id(), "correlation_id"}}) {
     if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
   }
   if (auto s = CheckExchangeName(request.exchange(), name("exchange"));
@@ -640,6 +644,8 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   }
   if (request.has_ttl()) m.ttl = FromProtoDuration(request.ttl());
   m.mandatory = request.mandatory();
+  m.reply_to = request.reply_to();
+  m.correlation_id = request.correlation_id();
   return m;
 }
 
@@ -647,7 +653,19 @@ MessagingServiceImpl::MessagingServiceImpl(amqp::AmqpBroker& amqp,
                                            TimerQueue& timers,
                                            StreamRegistry& streams,
                                            MessagingServiceOptions options)
-    : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
+    : amqp_(amqp),
+      timers_(timers),
+      streams_(streams),
+      options_(options),
+      calls_(std::make_unique<CallHandler>(amqp_, options_)) {}
+
+MessagingServiceImpl::~MessagingServiceImpl() = default;
+
+grpc::ServerUnaryReactor* MessagingServiceImpl::Call(
+    grpc::CallbackServerContext* context, const v1::CallRequest* request,
+    v1::CallResponse* response) {
+  return calls_->Call(context, request, response);
+}
 
 grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
@@ -34,11 +35,15 @@
 
 namespace warren::messaging {
 
+class CallHandler;
+
 struct MessagingServiceOptions {
   size_t max_payload_bytes = 1 << 20;
   size_t max_header_bytes = 64 << 10;
   // Longest wait for a confirm when the call has no earlier deadline.
   absl::Duration operation_timeout = absl::Seconds(10);
+  // How long a Call waits for its reply when the call has no deadline.
+  absl::Duration call_timeout = absl::Seconds(30);
   uint32_t publish_window = 512;
   uint32_t default_max_in_flight = 100;
   uint32_t max_in_flight_cap = 10000;
@@ -69,6 +74,7 @@ class MessagingServiceImpl final
   MessagingServiceImpl(amqp::AmqpBroker& amqp, TimerQueue& timers,
                        StreamRegistry& streams,
                        MessagingServiceOptions options);
+  ~MessagingServiceImpl() override;
 
   grpc::ServerUnaryReactor* Publish(
       grpc::CallbackServerContext* context,
@@ -80,10 +86,14 @@ class MessagingServiceImpl final
   grpc::ServerBidiReactor<warren::v1::SubscribeRequest,
                           warren::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
+                                 const warren::v1::CallRequest* request,
+                                 warren::v1::CallResponse* response) override;
 
   // For metrics: deliveries handed to Subscribe streams and not yet acked
   // or nacked (they go back to the queue when their stream ends).
   int64_t unacked_deliveries() const { return unacked_deliveries_.load(); }
+  const CallHandler& calls() const { return *calls_; }
 
  private:
   amqp::AmqpBroker& amqp_;
@@ -91,6 +101,7 @@ class MessagingServiceImpl final
   StreamRegistry& streams_;
   const MessagingServiceOptions options_;
   std::atomic<int64_t> unacked_deliveries_{0};
+  std::unique_ptr<CallHandler> calls_;
 };
 
 }  // namespace warren::messaging
