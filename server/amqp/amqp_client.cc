@@ -1067,17 +1067,19 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
     case AMQP_BASIC_CANCEL_METHOD: {
       if (channel == kCallChannel) {
         LoseCallChannel("the broker cancelled the reply consumer");
-        amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
         absl::Status connection_error;
-        (void)CheckReply(channel, "channel.close", &connection_error);
+        (void)CheckReplyOf(
+            amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS),
+            channel, "channel.close", &connection_error);
         return connection_error;
       }
       // The broker cancelled the consumer (its queue was deleted).
       EndSubscription(
           channel, absl::NotFoundError("the subscription's queue was deleted"));
-      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
       absl::Status connection_error;
-      (void)CheckReply(channel, "channel.close", &connection_error);
+      (void)CheckReplyOf(
+          amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS), channel,
+          "channel.close", &connection_error);
       consumers_.OnChannelClosed(channel);
       return connection_error;
     }
@@ -1158,9 +1160,9 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   // closed by the broker (or never opened).
   auto fail = [&](absl::Status status, bool channel_open) {
     if (channel_open && connection_error.ok()) {
-      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
-      absl::Status ignored =
-          CheckReply(channel, "channel.close", &connection_error);
+      absl::Status ignored = CheckReplyOf(
+          amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS), channel,
+          "channel.close", &connection_error);
       (void)ignored;
     }
     consumers_.OnChannelClosed(channel);
@@ -1285,9 +1287,10 @@ absl::Status AmqpClient::IoLoop::DoUnsubscribe(Command& command) {
   content_.erase(*channel);
   // Closing the channel hands every unacknowledged delivery back to the
   // queue (and deletes an auto-delete queue with its last consumer).
-  amqp_channel_close(conn_.get(), *channel, AMQP_REPLY_SUCCESS);
   absl::Status connection_error;
-  (void)CheckReply(*channel, "channel.close", &connection_error);
+  (void)CheckReplyOf(
+      amqp_channel_close(conn_.get(), *channel, AMQP_REPLY_SUCCESS), *channel,
+      "channel.close", &connection_error);
   consumers_.OnChannelClosed(*channel);
   return connection_error;
 }

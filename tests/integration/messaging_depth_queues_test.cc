@@ -330,9 +330,12 @@ TEST_F(QueueDepthTest, SingleActiveConsumerHandsOverWithNothingLost) {
   start.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_FANOUT);
   start.set_group(group);
   start.mutable_queue_options()->set_single_active_consumer(true);
+  start.set_max_in_flight(4);
   auto active = std::make_unique<TestSubscriber>(*stub_, start);
   ASSERT_EQ(active->WaitSubscribed(), group);
-  TestSubscriber standby(*stub_, start);
+  v1::SubscribeStart roomy = start;
+  roomy.set_max_in_flight(0);
+  TestSubscriber standby(*stub_, roomy);
   ASSERT_EQ(standby.WaitSubscribed(), group);
   for (const auto& p : Numbered(0, 10)) {
     v1::PublishRequest r;
@@ -340,11 +343,16 @@ TEST_F(QueueDepthTest, SingleActiveConsumerHandsOverWithNothingLost) {
     r.set_payload(p);
     Publish(r);
   }
-  ASSERT_TRUE(active->WaitDeliveries(10));
-  EXPECT_EQ(standby.delivery_count(), 0u);
+  // Four in flight: once the broker has the acks of the first four, it
+  // hands out the next four, so the test knows what was settled when the
+  // stream breaks.
+  ASSERT_TRUE(active->WaitDeliveries(4));
   auto ds = active->deliveries();
-  for (size_t i = 0; i < 4; ++i)
+  for (size_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(active->Ack({ds[i].delivery_id()}));
+  }
+  ASSERT_TRUE(active->WaitDeliveries(8));
+  EXPECT_EQ(standby.delivery_count(), 0u);
   active->Cancel();
   grpc::Status ended;
   ASSERT_TRUE(active->WaitEnded(&ended));
@@ -479,7 +487,11 @@ TEST_F(QueueDepthTest, EveryBadStartIsRefusedNamingItsField) {
   fine.mutable_topic()->set_exchange(Name("any-alone"));
   fine.mutable_topic()->set_match_any(true);
   TestSubscriber sub(*stub_, fine);
-  EXPECT_NE(sub.WaitSubscribed(), "");
+  EXPECT_NE(sub.WaitSubscribed(), "") << [&] {
+    grpc::Status ended;
+    sub.WaitEnded(&ended, absl::ZeroDuration());
+    return ended.error_message();
+  }();
 }
 
 }  // namespace
