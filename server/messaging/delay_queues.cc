@@ -41,11 +41,6 @@ std::string BucketName(absl::string_view kind, absl::Duration bucket,
   return absl::StrCat(prefix, TargetPart(prefix, target));
 }
 
-bool IsRetryHeader(absl::string_view key) {
-  return key == kRetriesHeader || key == kRetryExchangeHeader ||
-         key == kRetryRoutingKeyHeader;
-}
-
 const std::string* FindHeader(const amqp::Headers& headers,
                               absl::string_view key) {
   for (const auto& [k, v] : headers) {
@@ -77,6 +72,11 @@ std::string DelayQueueName(absl::Duration bucket, absl::string_view exchange) {
 
 absl::Duration DelayQueueExpiry(absl::Duration bucket, absl::Duration slack) {
   return 2 * bucket + slack;
+}
+
+bool IsRetryHeader(absl::string_view key) {
+  return key == kRetriesHeader || key == kRetryExchangeHeader ||
+         key == kRetryRoutingKeyHeader;
 }
 
 uint32_t RetriesOf(const amqp::Delivery& delivery) {
