@@ -30,6 +30,7 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/fence/fence_resolver.h"
+#include "server/messaging/subscribe_spec.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::messaging {
@@ -66,14 +67,6 @@ absl::Status ValidatePublish(const warren::v1::PublishRequest& request,
 // The request as the AMQP layer's message; generates a message id (a UUID)
 // when the request has none, and stamps a fenced request's fence headers.
 amqp::OutgoingMessage ToOutgoing(const warren::v1::PublishRequest& request);
-
-// The AMQP side of a SubscribeStart: the queue to declare (a named durable
-// queue, a shared group queue, or an exclusive per-stream one), the binding,
-// the prefetch. INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED for a
-// max_in_flight over the cap.
-absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
-    const warren::v1::SubscribeStart& start,
-    const MessagingServiceOptions& options);
 
 class MessagingServiceImpl final
     : public warren::v1::MessagingService::CallbackService {
