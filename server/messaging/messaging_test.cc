@@ -411,19 +411,9 @@ TEST_F(SubscribeStreamTest, ATimestampOutOfRangeIsLeftOutNotFatal) {
   AwaitOpen(0);
 }
 
-// The Call handler on an in-process server over FakeAmqp.
-class CallRpcTest : public ::testing::Test {
+// The Call handler on the same in-process server.
+class CallRpcTest : public SubscribeStreamTest {
  protected:
-  CallRpcTest()
-      : service_(broker_, timers_, streams_, MessagingServiceOptions()) {
-    grpc::ServerBuilder builder;
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    stub_ = v1::MessagingService::NewStub(
-        server_->InProcessChannel(grpc::ChannelArguments()));
-  }
-  ~CallRpcTest() override { server_->Shutdown(); }
-
   // Calls on a thread of its own while this one runs the broker's events.
   grpc::Status Call(const v1::CallRequest& request,
                     v1::CallResponse* response) {
@@ -440,13 +430,6 @@ class CallRpcTest : public ::testing::Test {
     caller.join();
     return status;
   }
-
-  testing::FakeAmqp broker_;
-  TimerQueue timers_;
-  StreamRegistry streams_;
-  MessagingServiceImpl service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::MessagingService::Stub> stub_;
 };
 
 TEST_F(CallRpcTest, TheReplyIsADeliveryThatNeedsNoAck) {

@@ -63,6 +63,18 @@ double Metric(const std::string& name, const std::string& labels = "") {
   return -1;
 }
 
+// Answers `request` as a responder does: a publish on the default
+// exchange to its reply_to, with its correlation id.
+grpc::Status Reply(v1::MessagingService::Stub& stub,
+                   const v1::Delivery& request, const std::string& payload) {
+  v1::PublishRequest reply;
+  reply.set_routing_key(request.reply_to());
+  reply.set_correlation_id(request.correlation_id());
+  reply.set_payload(payload);
+  v1::PublishResponse ignored;
+  return stub.Publish(CallContext().get(), reply, &ignored);
+}
+
 // A responder: answers every request of its subscription with
 // "<request payload> by <name>" (or not at all, when `replies` is false),
 // then acks it.
@@ -103,12 +115,9 @@ class Responder {
         // Counted before the reply goes out: a caller that has its reply
         // sees it counted.
         ++answered_;
-        v1::PublishRequest reply;
-        reply.set_routing_key(request.reply_to());
-        reply.set_correlation_id(request.correlation_id());
-        reply.set_payload(absl::StrCat(request.payload(), " by ", name_));
-        v1::PublishResponse ignored;
-        EXPECT_TRUE(stub_.Publish(CallContext().get(), reply, &ignored).ok());
+        EXPECT_TRUE(Reply(stub_, request,
+                          absl::StrCat(request.payload(), " by ", name_))
+                        .ok());
         sub_.Ack({request.delivery_id()});
       }
     }
@@ -268,12 +277,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
 
   ASSERT_TRUE(slow.WaitDeliveries(1));
   const v1::Delivery d = slow.deliveries()[0];
-  v1::PublishRequest reply;
-  reply.set_routing_key(d.reply_to());
-  reply.set_correlation_id(d.correlation_id());
-  reply.set_payload("too late");
-  v1::PublishResponse published;
-  ASSERT_TRUE(stub_->Publish(CallContext().get(), reply, &published).ok());
+  ASSERT_TRUE(Reply(*stub_, d, "too late").ok());
   EXPECT_TRUE(WaitFor(
       [&] {
         return Metric("warren_call_replies_dropped_total") >=
