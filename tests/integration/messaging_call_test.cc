@@ -153,6 +153,12 @@ class CallTest : public SharedWarrendTest<CallFlags> {
     return start;
   }
 
+  static v1::SubscribeStart QueueStart(const std::string& queue) {
+    v1::SubscribeStart start;
+    start.set_queue(queue);
+    return start;
+  }
+
   static v1::CallRequest Request(const std::string& exchange,
                                  const std::string& key,
                                  const std::string& payload) {
@@ -256,8 +262,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
   const double dropped_before = Metric("warren_call_replies_dropped_total");
   const double deadlines_before =
       Metric("warren_calls_total", "code=\"DeadlineExceeded\"");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   TestSubscriber slow(*stub_, start);
   ASSERT_EQ(slow.WaitSubscribed(), queue);
 
@@ -291,8 +296,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
 
 TEST_F(CallTest, NoResponderIsADeadlineAtTheCallersDeadline) {
   const std::string queue = Name("rpc-nobody");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   {
     // Declares the queue; nobody consumes it afterwards.
     TestSubscriber declare(*stub_, start);
@@ -325,8 +329,7 @@ TEST_F(CallTest, AnUnroutableMandatoryRequestIsAFailedPrecondition) {
   v1::CallRequest missing = Request(Name("no-such-exchange"), "k", "x");
   EXPECT_EQ(Call(missing, &response).error_code(), grpc::StatusCode::NOT_FOUND);
   const std::string queue = Name("rpc-after");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   Responder responder(*stub_, start, "after");
   ASSERT_EQ(responder.Start(), queue);
   v1::CallRequest ok;
@@ -338,8 +341,7 @@ TEST_F(CallTest, AnUnroutableMandatoryRequestIsAFailedPrecondition) {
 
 TEST_F(CallTest, PublishCarriesReplyToAndCorrelationId) {
   const std::string queue = Name("reply-props");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   TestSubscriber sub(*stub_, start);
   ASSERT_EQ(sub.WaitSubscribed(), queue);
   v1::PublishRequest request;
