@@ -100,9 +100,10 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   if (!valid.ok()) {
     Check(absl::StartsWith(valid.message(), prefix),
           "a rejection without the field prefix: " + valid.ToString());
-    CheckRejection(valid, {"exchange", "routing_key", "content_type",
-                           "message_id", "payload", "headers", "priority",
-                           "ttl", "fence", "reply_to", "correlation_id"});
+    CheckRejection(
+        valid, {"exchange", "routing_key", "content_type", "message_id",
+                "payload", "headers", "priority", "ttl", "fence", "reply_to",
+                "correlation_id", "delay"});
     return;
   }
   // Only the server sets the fence headers: a client's never pass.
