@@ -65,6 +65,11 @@ void FakeAmqp::DeclareDelayQueue(amqp::DelayQueueSpec spec,
   Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
 }
 
+std::vector<amqp::Settle> FakeAmqp::settle_kinds() {
+  warren::MutexLock lock(&mu_);
+  return settle_kinds_;
+}
+
 std::vector<amqp::OutgoingMessage> FakeAmqp::published() {
   warren::MutexLock lock(&mu_);
   return published_;
@@ -106,9 +111,11 @@ amqp::SubscriptionId FakeAmqp::Subscribe(
   return id;
 }
 
-void FakeAmqp::Settle(SubscriptionId id, uint64_t delivery_tag, amqp::Settle) {
+void FakeAmqp::Settle(SubscriptionId id, uint64_t delivery_tag,
+                      amqp::Settle how) {
   warren::MutexLock lock(&mu_);
   settled_.emplace_back(id, delivery_tag);
+  settle_kinds_.push_back(how);
   auto it = subscriptions_.find(id);
   // Settling on a subscription that ended is ignored, as by AmqpClient.
   if (it == subscriptions_.end()) return;

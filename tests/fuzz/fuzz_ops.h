@@ -21,7 +21,9 @@ enum Validator : uint8_t {
   kName = 8,
   kTxn = 9,
   kHoldKey = 10,  // the first request of a stream
-  kValidators = 11,
+  // A Nack; the first byte's bit 7: the subscription is on a stream queue.
+  kNack = 11,
+  kValidators = 12,
 };
 
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).
