@@ -187,6 +187,7 @@ int Main(int argc, char** argv) {
       {"latency", RunLatency}, {"config", RunConfig},
       {"fanout", RunFanout},   {"failover", RunFailover},
       {"lock", RunLock},       {"idle", RunIdle},
+      {"delay", RunDelay},
   };
   const int64_t started = NowNs();
   for (const Scenario& s : scenarios) {
