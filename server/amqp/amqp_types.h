@@ -47,6 +47,9 @@ struct OutgoingMessage {
   std::optional<uint8_t> priority;
   std::optional<absl::Duration> ttl;
   bool mandatory = false;
+  // AMQP reply_to / correlation_id properties; empty: not sent.
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 struct Delivery {
@@ -63,6 +66,9 @@ struct Delivery {
   // Delivery mode 2; kept so that a retry republishes the message as it was.
   bool persistent = true;
   std::optional<uint8_t> priority;
+  // AMQP reply_to / correlation_id properties (request/reply).
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };

@@ -238,6 +238,9 @@ void DelayQueues::Retry(const amqp::Delivery& d, const RetryTarget& target,
   m.message_id = d.message_id;
   m.persistent = d.persistent;
   m.priority = d.priority;
+  // A request retried still wants its reply.
+  m.reply_to = d.reply_to;
+  m.correlation_id = d.correlation_id;
   // The origin of a message retried before is in its headers already.
   const std::string* exchange = FindHeader(d.headers, kRetryExchangeHeader);
   const std::string* key = FindHeader(d.headers, kRetryRoutingKeyHeader);

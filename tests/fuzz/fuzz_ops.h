@@ -21,9 +21,11 @@ enum Validator : uint8_t {
   kName = 8,
   kTxn = 9,
   kHoldKey = 10,  // the first request of a stream
-  // A Nack; the first byte's bit 7: the subscription is on a stream queue.
-  kNack = 11,
-  kValidators = 12,
+  kCall = 11,
+  // A Nack; the first byte divided by kValidators, when odd: the
+  // subscription is on a stream queue.
+  kNack = 12,
+  kValidators = 13,
 };
 
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).

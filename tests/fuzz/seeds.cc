@@ -86,6 +86,12 @@ void ValidationSeeds() {
   bad = fenced;
   (*bad.mutable_headers())["warren-fencing-token"] = "9";
   Write(t, "publish_forged_fence_header", Validation(kPublish, bad));
+  v1::CallRequest call;
+  *call.mutable_message() = p;
+  Write(t, "call_ok", Validation(kCall, call));
+  call.mutable_message()->set_reply_to("amq.rabbitmq.reply-to");
+  call.mutable_message()->set_correlation_id("c-1");
+  Write(t, "call_own_reply_to", Validation(kCall, call));
 
   v1::SubscribeStart s;
   s.set_queue("orders");
@@ -167,8 +173,9 @@ void ValidationSeeds() {
   nack.add_delivery_ids(1);
   nack.mutable_retry_after()->set_seconds(1);
   Write(t, "nack_retry_ok", Validation(kNack, nack));
-  Write(t, "nack_retry_stream",
-        std::string(1, static_cast<char>(kNack | 0x80)) + Serialize(nack));
+  Write(
+      t, "nack_retry_stream",
+      std::string(1, static_cast<char>(kNack + kValidators)) + Serialize(nack));
   nack.mutable_retry_after()->set_seconds(-1);
   Write(t, "nack_retry_negative", Validation(kNack, nack));
 
