@@ -142,6 +142,10 @@ class AmqpClient::IoLoop {
   // exchange would close the channel and fail everything else on it.
   absl::Status CheckExchange(const std::string& exchange,
                              absl::Status* connection_error);
+  // basic.publish of `m` on `channel`; UNAVAILABLE when the connection
+  // failed.
+  absl::Status SendPublish(uint16_t channel, const OutgoingMessage& m,
+                           absl::Time now);
   absl::Status HandleFrame(const amqp_frame_t& frame);
   absl::Status HandleMethod(uint16_t channel, const amqp_method_t& method);
   void CompleteContent(uint16_t channel, Content content);
@@ -769,19 +773,26 @@ absl::Status AmqpClient::IoLoop::DoPublish(OutgoingMessage& m,
     }
   }
 
-  const PublishProperties props(m, absl::Now());
-  const int sent = amqp_basic_publish(
-      conn_.get(), publish_channel_, Bytes(m.exchange), Bytes(m.routing_key),
-      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
-  if (sent != AMQP_STATUS_OK) {
-    absl::Status lost = absl::UnavailableError(
-        absl::StrCat("connection to RabbitMQ lost while publishing: ",
-                     amqp_error_string2(sent)));
+  if (absl::Status lost = SendPublish(publish_channel_, m, absl::Now());
+      !lost.ok()) {
     done(lost);
     return lost;
   }
   confirms_.OnPublished({std::move(m), deadline, std::move(done)}, absl::Now());
   return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::SendPublish(uint16_t channel,
+                                             const OutgoingMessage& m,
+                                             absl::Time now) {
+  const PublishProperties props(m, now);
+  const int sent = amqp_basic_publish(conn_.get(), channel, Bytes(m.exchange),
+                                      Bytes(m.routing_key), m.mandatory ? 1 : 0,
+                                      0, props.get(), Bytes(m.payload));
+  if (sent == AMQP_STATUS_OK) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("connection to RabbitMQ lost while publishing: ",
+                   amqp_error_string2(sent)));
 }
 
 absl::Status AmqpClient::IoLoop::CheckExchange(const std::string& exchange,
@@ -881,14 +892,7 @@ absl::Status AmqpClient::IoLoop::DoCall(Command& command) {
   const absl::Time now = absl::Now();
   calls_.Add(correlation_id, command.deadline, now,
              std::move(command.call_done));
-  const PublishProperties props(m, now);
-  const int sent = amqp_basic_publish(
-      conn_.get(), kCallChannel, Bytes(m.exchange), Bytes(m.routing_key),
-      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
-  if (sent != AMQP_STATUS_OK) {
-    absl::Status lost = absl::UnavailableError(
-        absl::StrCat("connection to RabbitMQ lost while publishing: ",
-                     amqp_error_string2(sent)));
+  if (absl::Status lost = SendPublish(kCallChannel, m, now); !lost.ok()) {
     calls_.Fail(correlation_id, lost);
     return lost;
   }

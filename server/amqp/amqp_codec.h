@@ -82,6 +82,12 @@ class TableBuilder {
 // x-max-length-bytes), added to `args`; they point into `queue`.
 void AddQueueArguments(const QueueSpec& queue, TableBuilder& args);
 
+// The queue.declare arguments of a delay queue (x-message-ttl,
+// x-dead-letter-*, x-expires, and for quorum queues x-queue-type,
+// x-dead-letter-strategy and x-overflow), added to `args`; they point into
+// `queue`.
+void AddDelayQueueArguments(const DelayQueueSpec& queue, TableBuilder& args);
+
 // The queue.bind arguments of a headers binding (x-match and the headers to
 // match), added to `args`; nothing for other bindings. They point into
 // `binding`.
@@ -90,12 +96,6 @@ void AddBindingArguments(const BindingSpec& binding, TableBuilder& args);
 // The basic.consume arguments `spec` asks for (x-stream-offset), added to
 // `args`; they point into `spec`.
 void AddConsumeArguments(const SubscribeSpec& spec, TableBuilder& args);
-
-// The queue.declare arguments of a delay queue (x-message-ttl,
-// x-dead-letter-*, x-expires, and for quorum queues x-queue-type,
-// x-dead-letter-strategy and x-overflow), added to `args`; they point into
-// `queue`.
-void AddDelayQueueArguments(const DelayQueueSpec& queue, TableBuilder& args);
 
 // The basic properties of a publish: persistent or not, message id and
 // timestamp always, the rest when set. Points into `message`, which must

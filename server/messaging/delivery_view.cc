@@ -4,7 +4,6 @@
 #include <utility>
 
 #include "google/protobuf/util/time_util.h"
-#include "server/messaging/delay_queues.h"
 
 namespace warren::messaging {
 
@@ -16,12 +15,6 @@ void ToV1Delivery(amqp::Delivery d, warren::v1::Delivery& out) {
   out.set_routing_key(std::move(d.routing_key));
   out.set_payload(std::move(d.payload));
   for (auto& [key, value] : d.headers) {
-    // The server's own bookkeeping of retries is shown as delivery_count
-    // and the restored exchange and routing key.
-    if (key == kRetriesHeader || key == kRetryExchangeHeader ||
-        key == kRetryRoutingKeyHeader) {
-      continue;
-    }
     (*out.mutable_headers())[key] = std::move(value);
   }
   out.set_content_type(std::move(d.content_type));

@@ -12,10 +12,9 @@
 namespace warren::messaging {
 
 // Fills `out` from `delivery`: `delivery_count` is the count the delivery
-// carries (the caller adds the server's retries), and at least 1 when the
-// broker says it was delivered before (classic queues count nothing
-// themselves). A timestamp a Timestamp cannot hold is left out, and so are the
-// server's retry headers.
+// carries, and at least 1 when the broker says it was delivered before
+// (classic queues count nothing themselves). A timestamp a Timestamp cannot
+// hold is left out.
 void ToV1Delivery(amqp::Delivery delivery, warren::v1::Delivery& out);
 
 // True for a stream delivery below the numeric offset a subscription asked
