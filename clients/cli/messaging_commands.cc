@@ -1,12 +1,14 @@
 // warren publish, warren subscribe.
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <random>
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cli/cli.h"
@@ -42,7 +44,8 @@ std::string ReadStdin() {
 
 // --------------------------------------------------------------- publish
 
-absl::Status RunPublish(Context& context, const Args& args) {
+// The message of `publish` and `call`: its address, payload and options.
+absl::StatusOr<v1::PublishRequest> BuildPublishRequest(const Args& args) {
   v1::PublishRequest request;
   size_t payload_index = 0;
   if (auto queue = args.Get("queue")) {
@@ -74,10 +77,22 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto transient = args.GetBool("transient");
   if (!transient.ok()) return transient.status();
   request.set_transient(*transient);
+  auto delay = args.GetDuration("delay");
+  if (!delay.ok()) return delay.status();
+  if (delay->has_value()) {
+    if (**delay <= absl::ZeroDuration()) {
+      return UsageError("--delay must be positive");
+    }
+    SetDuration(**delay, request.mutable_delay());
+  }
+  if (auto v = args.Get("reply-to")) request.set_reply_to(*v);
+  if (auto v = args.Get("correlation-id")) request.set_correlation_id(*v);
   // Mandatory unless turned off, like the client wrappers: a message no
-  // queue receives is an error, not a silent drop.
-  auto mandatory = args.Has("mandatory") ? args.GetBool("mandatory")
-                                         : absl::StatusOr<bool>(true);
+  // queue receives is an error, not a silent drop. Not a delayed one: its
+  // route is taken later, so the server cannot check it (and refuses both).
+  auto mandatory = args.Has("mandatory")
+                       ? args.GetBool("mandatory")
+                       : absl::StatusOr<bool>(!delay->has_value());
   if (!mandatory.ok()) return mandatory.status();
   request.set_mandatory(*mandatory);
   auto priority = args.GetInt("priority");
@@ -94,7 +109,13 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto fence = ParseFence(args);
   if (!fence.ok()) return fence.status();
   if (fence->has_value()) *request.mutable_fence() = **fence;
+  return request;
+}
 
+absl::Status RunPublish(Context& context, const Args& args) {
+  auto built = BuildPublishRequest(args);
+  if (!built.ok()) return built.status();
+  const v1::PublishRequest& request = *built;
   auto stub = v1::MessagingService::NewStub(context.channel);
   auto call = context.UnaryContext();
   v1::PublishResponse response;
@@ -121,6 +142,37 @@ absl::Status RunPublish(Context& context, const Args& args) {
   return absl::OkStatus();
 }
 
+// ------------------------------------------------------------------ call
+
+absl::Status RunCall(Context& context, const Args& args) {
+  auto built = BuildPublishRequest(args);
+  if (!built.ok()) return built.status();
+  auto raw = args.GetBool("raw");
+  if (!raw.ok()) return raw.status();
+  v1::CallRequest request;
+  *request.mutable_message() = *std::move(built);
+  auto stub = v1::MessagingService::NewStub(context.channel);
+  auto call = context.UnaryContext();
+  v1::CallResponse response;
+  absl::Status status = FromGrpc(stub->Call(call.get(), request, &response));
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    // Not retried, and said so: the request may have been handled.
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no reply within ",
+        absl::FormatDuration(context.timeout.value_or(kDefaultUnaryTimeout)),
+        " (", status.message(), "; the request may have been handled)"));
+  }
+  if (!status.ok()) return status;
+  if (context.out.json()) {
+    context.out.Json(response);
+  } else if (*raw) {
+    context.out.Raw(response.reply().payload());
+  } else {
+    context.out.Line(response.reply().payload());
+  }
+  return absl::OkStatus();
+}
+
 // ------------------------------------------------------------- subscribe
 
 absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
@@ -131,6 +183,35 @@ absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
   if (lower == "headers") return v1::EXCHANGE_TYPE_HEADERS;
   return UsageError(absl::StrCat(
       "--exchange-type takes topic, direct, fanout or headers, not ", text));
+}
+
+// --offset: first, last, next, an offset, or an RFC 3339 time.
+absl::StatusOr<v1::StreamOffset> ParseStreamOffset(const std::string& text) {
+  v1::StreamOffset offset;
+  const std::string lower = absl::AsciiStrToLower(text);
+  uint64_t number = 0;
+  absl::Time time;
+  std::string error;
+  if (lower == "first") {
+    offset.set_first(true);
+  } else if (lower == "last") {
+    offset.set_last(true);
+  } else if (lower == "next") {
+    offset.set_next(true);
+  } else if (absl::SimpleAtoi(text, &number)) {
+    offset.set_offset(number);
+  } else if (absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+    const int64_t seconds = absl::ToUnixSeconds(time);
+    offset.mutable_timestamp()->set_seconds(seconds);
+    offset.mutable_timestamp()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  } else {
+    return UsageError(absl::StrCat(
+        "--offset takes first, last, next, an offset or an RFC 3339 time "
+        "(2026-01-02T15:04:05Z), not ",
+        text));
+  }
+  return offset;
 }
 
 absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
@@ -151,10 +232,23 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
     for (const std::string& key : args.GetAll("binding-key")) {
       topic->add_binding_keys(key);
     }
+    for (const std::string& header : args.GetAll("match-header")) {
+      const size_t eq = header.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(
+            absl::StrCat("--match-header takes NAME=VALUE, not ", header));
+      }
+      (*topic->mutable_match_headers())[header.substr(0, eq)] =
+          header.substr(eq + 1);
+    }
+    auto match_any = args.GetBool("match-any");
+    if (!match_any.ok()) return match_any.status();
+    topic->set_match_any(*match_any);
     start.set_group(args.Get("group").value_or(""));
   } else {
     if (auto s = args.ExpectPositional(1, 1); !s.ok()) return s;
-    for (const char* topic_only : {"exchange-type", "binding-key", "group"}) {
+    for (const char* topic_only : {"exchange-type", "binding-key", "group",
+                                   "match-header", "match-any"}) {
       if (args.Has(topic_only)) {
         return UsageError(absl::StrCat("--", topic_only, " needs --exchange"));
       }
@@ -172,9 +266,11 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
       options.set_queue_type(v1::QUEUE_TYPE_CLASSIC);
     } else if (lower == "quorum") {
       options.set_queue_type(v1::QUEUE_TYPE_QUORUM);
+    } else if (lower == "stream") {
+      options.set_queue_type(v1::QUEUE_TYPE_STREAM);
     } else {
-      return UsageError(
-          absl::StrCat("--queue-type takes classic or quorum, not ", *type));
+      return UsageError(absl::StrCat(
+          "--queue-type takes classic, quorum or stream, not ", *type));
     }
     has_options = true;
   }
@@ -199,7 +295,53 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
     options.set_max_length(static_cast<uint64_t>(**max_length));
     has_options = true;
   }
+  // The server checks the ranges and names the field; here only what
+  // would not fit the message.
+  auto unsigned_flag =
+      [&](const char* name, uint64_t max,
+          const std::function<void(uint64_t)>& set) -> absl::Status {
+    auto value = args.GetInt(name);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return absl::OkStatus();
+    if (**value < 0 || static_cast<uint64_t>(**value) > max) {
+      return UsageError(absl::StrCat("--", name, " is out of range"));
+    }
+    set(static_cast<uint64_t>(**value));
+    has_options = true;
+    return absl::OkStatus();
+  };
+  for (const absl::Status& status : {
+           unsigned_flag("max-priority", UINT32_MAX,
+                         [&](uint64_t v) {
+                           options.set_max_priority(static_cast<uint32_t>(v));
+                         }),
+           unsigned_flag("delivery-limit", UINT32_MAX,
+                         [&](uint64_t v) {
+                           options.set_delivery_limit(static_cast<uint32_t>(v));
+                         }),
+           unsigned_flag("max-length-bytes", INT64_MAX,
+                         [&](uint64_t v) { options.set_max_length_bytes(v); }),
+       }) {
+    if (!status.ok()) return status;
+  }
+  auto single_active = args.GetBool("single-active");
+  if (!single_active.ok()) return single_active.status();
+  if (*single_active) {
+    options.set_single_active_consumer(true);
+    has_options = true;
+  }
+  auto max_age = args.GetDuration("max-age");
+  if (!max_age.ok()) return max_age.status();
+  if (max_age->has_value()) {
+    SetDuration(**max_age, options.mutable_max_age());
+    has_options = true;
+  }
   if (has_options) *start.mutable_queue_options() = options;
+  if (auto offset = args.Get("offset")) {
+    auto parsed = ParseStreamOffset(*offset);
+    if (!parsed.ok()) return parsed.status();
+    *start.mutable_offset() = *parsed;
+  }
 
   auto max_in_flight = args.GetInt("max-in-flight");
   if (!max_in_flight.ok()) return max_in_flight.status();
@@ -225,7 +367,7 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
   return start;
 }
 
-std::string FormatDelivery(const v1::Delivery& d) {
+std::string FormatDelivery(const v1::Delivery& d, bool stream_queue) {
   std::string text = absl::StrCat(Printable(d.payload()), "  (");
   if (!d.exchange().empty()) {
     absl::StrAppend(&text, "exchange=", d.exchange(), ", ");
@@ -242,7 +384,19 @@ std::string FormatDelivery(const v1::Delivery& d) {
   for (const auto& [name, value] : headers) {
     absl::StrAppend(&text, ", header ", name, "=", Printable(value));
   }
+  if (!d.reply_to().empty())
+    absl::StrAppend(&text, ", reply_to=", d.reply_to());
+  if (!d.correlation_id().empty()) {
+    absl::StrAppend(&text, ", correlation_id=", d.correlation_id());
+  }
+  // Offset 0 is a stream's first message, so it is shown whenever the
+  // queue is a stream.
+  if (stream_queue)
+    absl::StrAppend(&text, ", stream_offset=", d.stream_offset());
   if (d.redelivered()) absl::StrAppend(&text, ", redelivered");
+  if (d.delivery_count() > 0) {
+    absl::StrAppend(&text, ", delivery_count=", d.delivery_count());
+  }
   absl::StrAppend(&text, ")");
   return text;
 }
@@ -308,7 +462,9 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
     if (context.out.json()) {
       context.out.Json(response);
     } else {
-      context.out.Line(FormatDelivery(response.delivery()));
+      context.out.Line(FormatDelivery(
+          response.delivery(),
+          start->queue_options().queue_type() == v1::QUEUE_TYPE_STREAM));
     }
     v1::SubscribeRequest ack;
     ack.mutable_ack()->add_delivery_ids(response.delivery().delivery_id());
@@ -347,7 +503,15 @@ Options:
   --priority=N            0-255 (effective on priority queues only)
   --ttl=DURATION          per-message time to live, e.g. 30s
   --mandatory=false       let the broker drop a message no queue receives
-                          (default: true, such a message fails)
+                          (default: true, such a message fails; false with
+                          --delay)
+  --delay=DURATION        deliver after this delay, e.g. 90s (rounded up by
+                          the server to two significant digits: up to 10 %
+                          late, never early; at most its --max_publish_delay,
+                          24h by default); no --ttl or --mandatory with it
+  --reply-to=ADDRESS      where the consumer should reply (AMQP reply_to)
+  --correlation-id=ID     ties a reply to its request: a responder copies
+                          the request's correlation id here
 
 Output: "published ID"; with --json {"messageId": ID}.
 
@@ -363,8 +527,53 @@ headers warren-fence (election:NAME or lock:NAME) and warren-fencing-token
                        {"transient", Kind::kBool},
                        {"priority"},
                        {"ttl"},
-                       {"mandatory", Kind::kBool}}),
+                       {"mandatory", Kind::kBool},
+                       {"delay"},
+                       {"reply-to"},
+                       {"correlation-id"}}),
        RunPublish},
+      {"call",
+       "request/reply: publish a request, print the first reply",
+       R"txt(Usage: warren call EXCHANGE ROUTING_KEY [PAYLOAD|-] [options]
+       warren call --queue=QUEUE [PAYLOAD|-] [options]
+
+Publishes a request with the server's reply address and a fresh correlation
+id, waits for the first reply (a responder publishes it to the request's
+reply_to with its correlation_id: `warren respond`, or any client's
+responder helper) and prints its payload. Without PAYLOAD (or with -) the
+request is read from stdin, byte for byte. Waits --timeout (default 10s):
+no reply by then exits 5 (DEADLINE_EXCEEDED). A call is never retried: the
+request may have been handled even when the reply did not come.
+
+A request that no queue receives fails with FAILED_PRECONDITION (exit 4)
+unless --mandatory=false; an exchange that does not exist with NOT_FOUND
+(exit 3).
+
+Options:
+  --queue=QUEUE           send to QUEUE through the default exchange
+  --header=NAME=VALUE     an application header of the request (repeatable)
+  --content-type=TYPE     the MIME type of the request's payload
+  --message-id=ID         the request's message id (default: a new UUID)
+  --transient             not persisted by the broker (default: persistent)
+  --priority=N            0-255 (effective on priority queues only)
+  --ttl=DURATION          the request's time to live in its queue
+  --mandatory=false       let the broker drop a request no queue receives
+  --raw                   print the reply's payload byte for byte, without a
+                          newline
+
+Output: the reply's payload; with --json the CallResponse:
+{"reply":{"payload" (base64),"headers","contentType","correlationId",...}}.
+)txt",
+       {{"queue"},
+        {"header", Kind::kRepeated},
+        {"content-type"},
+        {"message-id"},
+        {"transient", Kind::kBool},
+        {"priority"},
+        {"ttl"},
+        {"mandatory", Kind::kBool},
+        {"raw", Kind::kBool}},
+       RunCall},
       {"subscribe",
        "consume a queue: print each delivery, then ack it",
        R"txt(Usage: warren subscribe QUEUE [options]
@@ -393,14 +602,30 @@ Options:
   --heartbeat-interval=DUR     server heartbeat on a quiet stream
 Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
 if it exists with other arguments):
-  --queue-type=TYPE            classic or quorum
+  --queue-type=TYPE            classic, quorum or stream
   --dead-letter-exchange=X     where rejected or expired messages go
   --dead-letter-routing-key=K  their routing key there
   --message-ttl=DUR            how long a message may wait in the queue
   --max-length=N               the most messages the queue holds
+  --max-length-bytes=N         the most bytes the queue keeps
+  --max-priority=N             classic: a priority queue, priorities 1 to N
+  --delivery-limit=N           quorum: at most N deliveries of a message,
+                               then it is dead-lettered (or dropped)
+  --single-active              classic or quorum with a name (QUEUE or
+                               --group): one subscriber at a time receives
+  --max-age=DUR                stream: how long it keeps messages
+Streams (--queue-type=stream, with QUEUE or --group; every subscriber reads
+the stream on its own, and acks keep the messages):
+  --offset=WHERE               first, last, next (default), an offset N
+                               (resume at the last printed stream_offset + 1),
+                               or an RFC 3339 time (2026-01-02T15:04:05Z)
+Headers exchanges (--exchange-type=headers):
+  --match-header=NAME=VALUE    a header a message must carry (repeatable)
+  --match-any                  one matching header is enough (default: all)
 
 Output: one line per delivery: PAYLOAD  (routing_key=..., message_id=...,
-header NAME=VALUE..., redelivered); "subscribed to queue Q" goes to stderr. With
+header NAME=VALUE..., reply_to, correlation_id, stream_offset (streams),
+redelivered, delivery_count); "subscribed to queue Q" goes to stderr. With
 --json one line per response: {"subscribed":{"queue":...}} first, then
 {"delivery":{"deliveryId","exchange","routingKey","payload" (base64),
 "headers","contentType","messageId","redelivered",...}}.
@@ -416,7 +641,15 @@ header NAME=VALUE..., redelivered); "subscribed to queue Q" goes to stderr. With
         {"dead-letter-exchange"},
         {"dead-letter-routing-key"},
         {"message-ttl"},
-        {"max-length"}},
+        {"max-length"},
+        {"max-length-bytes"},
+        {"max-priority"},
+        {"delivery-limit"},
+        {"single-active", Kind::kBool},
+        {"max-age"},
+        {"offset"},
+        {"match-header", Kind::kRepeated},
+        {"match-any", Kind::kBool}},
        RunSubscribe},
   };
 }
