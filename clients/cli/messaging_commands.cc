@@ -1,4 +1,7 @@
 // warren publish, warren subscribe.
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <functional>
@@ -12,14 +15,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cli/cli.h"
+#include "clients/cli/spawn.h"
 #include "clients/cli/stream.h"
 #include "google/protobuf/duration.pb.h"
+#include "warren/client/responder.h"
+#include "warren/client/retry_policy.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::cli {
 namespace {
 
 using Kind = FlagSpec::Kind;
+namespace client = ::warren::client;
 
 // A random (version 4) UUID. The CLI picks the message id itself, rather
 // than let the server do it, so that it can name the id when the publish
@@ -174,6 +181,62 @@ absl::Status RunCall(Context& context, const Args& args) {
 }
 
 // ------------------------------------------------------------- subscribe
+
+// What subscribe and respond consume: their flags and help.
+constexpr char kSubscriptionHelp[] =
+    R"txt(  --exchange=EXCHANGE          bind to EXCHANGE instead of consuming QUEUE
+  --exchange-type=TYPE         topic (default), direct, fanout or headers
+  --binding-key=KEY            a binding key (repeatable)
+  --group=GROUP                the shared durable queue of a consumer group
+  --max-in-flight=N            most unacknowledged deliveries (AMQP prefetch;
+                               default: the server's, or --max)
+  --heartbeat-interval=DUR     server heartbeat on a quiet stream
+Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
+if it exists with other arguments):
+  --queue-type=TYPE            classic, quorum or stream
+  --dead-letter-exchange=X     where rejected or expired messages go
+  --dead-letter-routing-key=K  their routing key there
+  --message-ttl=DUR            how long a message may wait in the queue
+  --max-length=N               the most messages the queue holds
+  --max-length-bytes=N         the most bytes the queue keeps
+  --max-priority=N             classic: a priority queue, priorities 1 to N
+  --delivery-limit=N           quorum: at most N deliveries of a message,
+                               then it is dead-lettered (or dropped)
+  --single-active              classic or quorum with a name (QUEUE or
+                               --group): one subscriber at a time receives
+  --max-age=DUR                stream: how long it keeps messages
+Streams (--queue-type=stream, with QUEUE or --group; every subscriber reads
+the stream on its own, and acks keep the messages):
+  --offset=WHERE               first, last, next (default), an offset N
+                               (resume at the last printed stream_offset + 1),
+                               or an RFC 3339 time (2026-01-02T15:04:05Z)
+Headers exchanges (--exchange-type=headers):
+  --match-header=NAME=VALUE    a header a message must carry (repeatable)
+  --match-any                  one matching header is enough (default: all)
+)txt";
+
+std::vector<FlagSpec> SubscriptionFlags() {
+  return {{"max"},
+          {"exchange"},
+          {"exchange-type"},
+          {"binding-key", Kind::kRepeated},
+          {"group"},
+          {"max-in-flight"},
+          {"heartbeat-interval"},
+          {"queue-type"},
+          {"dead-letter-exchange"},
+          {"dead-letter-routing-key"},
+          {"message-ttl"},
+          {"max-length"},
+          {"max-length-bytes"},
+          {"max-priority"},
+          {"delivery-limit"},
+          {"single-active", Kind::kBool},
+          {"max-age"},
+          {"offset"},
+          {"match-header", Kind::kRepeated},
+          {"match-any", Kind::kBool}};
+}
 
 absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
   const std::string lower = absl::AsciiStrToLower(text);
@@ -474,6 +537,132 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
   }
 }
 
+// --------------------------------------------------------------- respond
+
+// What the responder's threads, the signal thread and the command's own
+// thread share.
+struct RespondState {
+  absl::Mutex mu;
+  int64_t replied ABSL_GUARDED_BY(mu) = 0;
+  bool stop_requested ABSL_GUARDED_BY(mu) = false;
+  absl::Status failed ABSL_GUARDED_BY(mu);
+};
+
+absl::Status RunRespond(Context& context, const Args& args) {
+  const Args own = args.BeforeDashes();
+  std::vector<std::string> command;
+  if (args.positional_before_dashes().has_value()) {
+    command.assign(args.positional().begin() + *args.positional_before_dashes(),
+                   args.positional().end());
+    if (command.empty()) return UsageError("give a COMMAND after --");
+  }
+  auto start = BuildStart(own);
+  if (!start.ok()) return start.status();
+  const std::optional<int64_t> max = *args.GetInt("max");  // checked above
+  // A COMMAND that does not read its request closes the pipe: that must
+  // not end this process.
+  signal(SIGPIPE, SIG_IGN);
+
+  RespondState state;
+  client::ResponderOptions options;
+  options.subscriber.start = *start;
+  options.subscriber.max_in_flight =
+      start->max_in_flight() > 0 ? start->max_in_flight() : 1;
+  if (start->has_heartbeat_interval()) {
+    options.subscriber.heartbeat_interval =
+        absl::Seconds(start->heartbeat_interval().seconds()) +
+        absl::Nanoseconds(start->heartbeat_interval().nanos());
+  }
+  options.subscriber.on_subscribed = [](const std::string& queue) {
+    std::fprintf(stderr, "responding on queue %s\n", queue.c_str());
+  };
+  options.subscriber.on_stream_error = [&state](const absl::Status& status) {
+    std::fprintf(stderr, "warren: subscription ended: %s\n",
+                 status.ToString().c_str());
+    if (client::StreamDecisionFor(status.code()) ==
+        client::StreamDecision::kFatal) {
+      absl::MutexLock lock(&state.mu);
+      state.failed = status;
+    }
+  };
+  options.on_dropped = [](const v1::Delivery& request,
+                          const absl::Status& why) {
+    std::fprintf(stderr, "warren: request %s acked without a reply: %s\n",
+                 request.message_id().c_str(), why.ToString().c_str());
+  };
+  const Output& out = context.out;
+  auto handler =
+      [&](const v1::Delivery& request) -> absl::StatusOr<client::Reply> {
+    {
+      absl::MutexLock lock(&state.mu);
+      // Beyond --max: back to the queue for another responder.
+      if (max.has_value() && state.replied >= *max) {
+        return absl::UnavailableError("--max replies sent");
+      }
+    }
+    client::Reply reply;
+    reply.content_type = request.content_type();
+    if (command.empty()) {
+      reply.payload = request.payload();
+    } else {
+      auto ran = RunWithInput(
+          command,
+          {absl::StrCat("WARREN_CORRELATION_ID=", request.correlation_id()),
+           absl::StrCat("WARREN_MESSAGE_ID=", request.message_id()),
+           absl::StrCat("WARREN_REPLY_TO=", request.reply_to())},
+          request.payload());
+      if (!ran.ok()) return ran.status();
+      if (!WIFEXITED(ran->wait_status) || WEXITSTATUS(ran->wait_status) != 0) {
+        std::fprintf(stderr,
+                     "warren: %s failed for request %s: no reply, the "
+                     "request goes back to the queue\n",
+                     command[0].c_str(), request.message_id().c_str());
+        return absl::InternalError("COMMAND failed");
+      }
+      reply.payload = std::move(ran->stdout_text);
+    }
+    absl::MutexLock lock(&state.mu);
+    ++state.replied;
+    if (out.json()) {
+      out.Json(JsonObject()
+                   .Set("messageId", request.message_id())
+                   .Set("correlationId", request.correlation_id())
+                   .Set("replyTo", request.reply_to())
+                   .proto());
+    } else {
+      out.Line(absl::StrCat("replied to ", request.message_id(),
+                            " (correlation_id=", request.correlation_id(),
+                            ")"));
+    }
+    return reply;
+  };
+  auto responder = client::Responder::Start(context.channel, options, handler);
+  if (!responder.ok()) return responder.status();
+
+  StopSignals::Scope stop([&state] {
+    absl::MutexLock lock(&state.mu);
+    state.stop_requested = true;
+  });
+  const absl::Time deadline = context.StreamDeadline();
+  absl::Status result;
+  {
+    absl::MutexLock lock(&state.mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
+      return state.stop_requested || !state.failed.ok() ||
+             (max.has_value() && state.replied >= *max);
+    };
+    if (!state.mu.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+      result = absl::DeadlineExceededError(
+          absl::StrCat("--timeout passed after ", state.replied, " replies"));
+    }
+    if (!state.failed.ok()) result = state.failed;
+  }
+  // Running handlers finish, their replies are published and their
+  // requests acked; the rest go back to the queue.
+  (*responder)->Stop();
+  return result;
+}
+
 }  // namespace
 
 std::vector<Command> MessagingCommands() {
@@ -574,8 +763,7 @@ Output: the reply's payload; with --json the CallResponse:
         {"mandatory", Kind::kBool},
         {"raw", Kind::kBool}},
        RunCall},
-      {"subscribe",
-       "consume a queue: print each delivery, then ack it",
+      {"subscribe", "consume a queue: print each delivery, then ack it",
        R"txt(Usage: warren subscribe QUEUE [options]
        warren subscribe --exchange=EXCHANGE [--binding-key=KEY...] [--group=GROUP] [options]
 
@@ -593,36 +781,8 @@ without --group an exclusive queue deleted when the command ends (fan-out).
 Options:
   --max=N                      exit 0 after N deliveries (and ask the server
                                for at most N in flight)
-  --exchange=EXCHANGE          bind to EXCHANGE instead of consuming QUEUE
-  --exchange-type=TYPE         topic (default), direct, fanout or headers
-  --binding-key=KEY            a binding key (repeatable)
-  --group=GROUP                the shared durable queue of a consumer group
-  --max-in-flight=N            most unacknowledged deliveries (AMQP prefetch;
-                               default: the server's, or --max)
-  --heartbeat-interval=DUR     server heartbeat on a quiet stream
-Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
-if it exists with other arguments):
-  --queue-type=TYPE            classic, quorum or stream
-  --dead-letter-exchange=X     where rejected or expired messages go
-  --dead-letter-routing-key=K  their routing key there
-  --message-ttl=DUR            how long a message may wait in the queue
-  --max-length=N               the most messages the queue holds
-  --max-length-bytes=N         the most bytes the queue keeps
-  --max-priority=N             classic: a priority queue, priorities 1 to N
-  --delivery-limit=N           quorum: at most N deliveries of a message,
-                               then it is dead-lettered (or dropped)
-  --single-active              classic or quorum with a name (QUEUE or
-                               --group): one subscriber at a time receives
-  --max-age=DUR                stream: how long it keeps messages
-Streams (--queue-type=stream, with QUEUE or --group; every subscriber reads
-the stream on its own, and acks keep the messages):
-  --offset=WHERE               first, last, next (default), an offset N
-                               (resume at the last printed stream_offset + 1),
-                               or an RFC 3339 time (2026-01-02T15:04:05Z)
-Headers exchanges (--exchange-type=headers):
-  --match-header=NAME=VALUE    a header a message must carry (repeatable)
-  --match-any                  one matching header is enough (default: all)
-
+)txt" + std::string(kSubscriptionHelp) +
+           R"txt(
 Output: one line per delivery: PAYLOAD  (routing_key=..., message_id=...,
 header NAME=VALUE..., reply_to, correlation_id, stream_offset (streams),
 redelivered, delivery_count); "subscribed to queue Q" goes to stderr. With
@@ -630,27 +790,32 @@ redelivered, delivery_count); "subscribed to queue Q" goes to stderr. With
 {"delivery":{"deliveryId","exchange","routingKey","payload" (base64),
 "headers","contentType","messageId","redelivered",...}}.
 )txt",
-       {{"max"},
-        {"exchange"},
-        {"exchange-type"},
-        {"binding-key", Kind::kRepeated},
-        {"group"},
-        {"max-in-flight"},
-        {"heartbeat-interval"},
-        {"queue-type"},
-        {"dead-letter-exchange"},
-        {"dead-letter-routing-key"},
-        {"message-ttl"},
-        {"max-length"},
-        {"max-length-bytes"},
-        {"max-priority"},
-        {"delivery-limit"},
-        {"single-active", Kind::kBool},
-        {"max-age"},
-        {"offset"},
-        {"match-header", Kind::kRepeated},
-        {"match-any", Kind::kBool}},
-       RunSubscribe},
+       SubscriptionFlags(), RunSubscribe},
+      {"respond",
+       "answer requests (warren call): run a command per request, or echo",
+       R"txt(Usage: warren respond QUEUE [options] [-- COMMAND [ARGS...]]
+       warren respond --exchange=EXCHANGE [--binding-key=KEY...] [--group=GROUP] [options] [-- COMMAND [ARGS...]]
+
+A responder for request/reply: consumes requests like subscribe and answers
+each one (that has a reply_to) by publishing the reply to its reply_to with
+its correlation_id, then acks it. Without COMMAND the reply is the request's
+payload (an echo); with COMMAND, COMMAND runs once per request with the
+request's payload on stdin and $WARREN_CORRELATION_ID, $WARREN_MESSAGE_ID,
+$WARREN_REPLY_TO set, and its stdout is the reply. A COMMAND that exits
+non-zero sends no reply: the request goes back to the queue (nacked with
+requeue). A request without reply_to is acked without a reply (noted on
+stderr). Runs until --max replies, SIGINT/SIGTERM (exit 0) or --timeout
+(exit 5). One request at a time unless --max-in-flight says more.
+
+Options:
+  --max=N                      exit 0 after N replies
+)txt" + std::string(kSubscriptionHelp) +
+           R"txt(
+Output: "replied to MESSAGE_ID (correlation_id=ID)" per reply; with --json
+{"messageId","correlationId","replyTo"}. "responding on queue Q" goes to
+stderr.
+)txt",
+       SubscriptionFlags(), RunRespond},
   };
 }
 
