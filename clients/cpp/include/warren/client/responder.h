@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +40,15 @@ namespace warren::client {
 
 // What a request handler answers.
 struct Reply {
+  Reply() = default;
+  // Reply{payload}, Reply{payload, headers, content_type}.
+  explicit Reply(std::string payload,
+                 std::map<std::string, std::string> headers = {},
+                 std::string content_type = "")
+      : payload(std::move(payload)),
+        headers(std::move(headers)),
+        content_type(std::move(content_type)) {}
+
   std::string payload;
   std::map<std::string, std::string> headers;
   std::string content_type;
