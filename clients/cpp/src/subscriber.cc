@@ -305,22 +305,29 @@ absl::Status Subscriber::Impl::RunSession(
           break;
         }
         case v1::SubscribeResponse::kDelivery: {
-          warren::MutexLock lock(&mu_);
-          // While stopping, a new delivery stays unacked: the server
-          // requeues it when the stream ends.
-          if (stopping_) break;
-          // A resumed stream never goes back, whatever the broker's chunks
-          // hand out: what a handler had is settled, not handled again.
-          if (stream_queue_ && last_stream_offset_.has_value() &&
-              response.delivery().stream_offset() <= *last_stream_offset_) {
+          bool repeated;
+          {
+            warren::MutexLock lock(&mu_);
+            // While stopping, a new delivery stays unacked: the server
+            // requeues it when the stream ends.
+            if (stopping_) break;
+            // A resumed stream never goes back, whatever the broker's
+            // chunks hand out: what a handler had is settled, not handled
+            // again.
+            repeated =
+                stream_queue_ && last_stream_offset_.has_value() &&
+                response.delivery().stream_offset() <= *last_stream_offset_;
+            if (!repeated) {
+              tasks_.push_back(
+                  Task{session, std::move(*response.mutable_delivery())});
+            }
+          }
+          if (repeated) {
             v1::SubscribeRequest ack;
             ack.mutable_ack()->add_delivery_ids(
                 response.delivery().delivery_id());
             session->Write(ack);
-            break;
           }
-          tasks_.push_back(
-              Task{session, std::move(*response.mutable_delivery())});
           break;
         }
         default:  // heartbeat

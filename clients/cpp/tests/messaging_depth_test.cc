@@ -129,10 +129,16 @@ TEST_F(MessagingDepthTest, ADelayedPublishArrivesAfterItsDelay) {
 TEST_F(MessagingDepthTest, ARetryComesBackAfterItsDelayCountedAndOthersFlow) {
   const std::string queue = NewQueue();
   Received received;
+  warren::Mutex mu;
+  std::vector<absl::Time> poison_times;
   SubscriberOptions options = OptionsFor(queue);
   auto subscriber = Subscriber::Start(
       channel_, options, [&](const v1::Delivery& d) -> absl::Status {
         received.Add(d);
+        if (d.payload() == "poison") {
+          warren::MutexLock lock(&mu);
+          poison_times.push_back(absl::Now());
+        }
         if (d.payload() == "poison" && d.delivery_count() == 0) {
           return RetryAfter(absl::Milliseconds(500));
         }
@@ -150,6 +156,11 @@ TEST_F(MessagingDepthTest, ARetryComesBackAfterItsDelayCountedAndOthersFlow) {
   // Warren's own bookkeeping stays out of the headers.
   EXPECT_EQ(deliveries[2].headers().count("warren-retries"), 0u);
   EXPECT_EQ(deliveries[2].routing_key(), queue);
+  warren::MutexLock lock(&mu);
+  ASSERT_EQ(poison_times.size(), 2u);
+  // Never early; late by at most the broker's expiry pass and our slack.
+  EXPECT_GE(poison_times[1] - poison_times[0], absl::Milliseconds(500));
+  EXPECT_LT(poison_times[1] - poison_times[0], absl::Seconds(3));
 }
 
 TEST_F(MessagingDepthTest, TwoSubscribersReplayAStreamFromTheFirstMessage) {
