@@ -601,9 +601,9 @@ absl::Status RunRespond(Context& context, const Args& args) {
       }
     }
     client::Reply reply;
-    reply.content_type = request.content_type();
     if (command.empty()) {
       reply.payload = request.payload();
+      reply.content_type = request.content_type();
     } else {
       auto ran = RunWithInput(
           command,
