@@ -39,7 +39,6 @@ public final class RequestReplyExample {
         System.out.println("no reply: " + e.getMessage());
         System.exit(1);
       }
-      }
     }
   }
 }
