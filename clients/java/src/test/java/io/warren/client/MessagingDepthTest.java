@@ -248,6 +248,68 @@ public class MessagingDepthTest extends LiveServerTest {
   }
 
   @Test
+  public void aPriorityQueueDeliversItsBacklogHighestFirst() throws Exception {
+    String queue = unique("java-priority");
+    Subscriber.Options options =
+        new Subscriber.Options(SubscribeStart.newBuilder().setQueue(queue)
+            .setQueueOptions(QueueOptions.newBuilder().setMaxPriority(10)).build())
+            .maxInFlight(1);
+    try (Subscriber declare = warren.subscribe(options, d -> {})) {
+      declare.awaitSubscribed(WAIT);
+    }
+    Publisher pub = warren.publisher();
+    int[] priorities = {1, 5, 3, 9};
+    for (int p : priorities) {
+      pub.publish(PublishRequest.newBuilder().setRoutingKey(queue).setPriority(p)
+          .setPayload(ByteString.copyFromUtf8("p" + p)).build()).get();
+    }
+    List<String> got = new CopyOnWriteArrayList<>();
+    try (Subscriber sub = warren.subscribe(options, d -> got.add(text(d)))) {
+      sub.awaitSubscribed(WAIT);
+      await("the backlog", WAIT, () -> got.size() == 4);
+    }
+    assertEquals(List.of("p9", "p5", "p3", "p1"), got);
+  }
+
+  @Test
+  public void aDeliveryLimitDeadLettersAfterThatManyDeliveries() throws Exception {
+    String queue = unique("java-limited");
+    String dead = queue + "-dead";
+    List<Delivery> deadLettered = new CopyOnWriteArrayList<>();
+    List<Delivery> deliveries = new CopyOnWriteArrayList<>();
+    // An empty dead_letter_exchange means "drop": dead-letter through a fanout exchange.
+    Subscriber.Options deadLetters =
+        new Subscriber.Options(SubscribeStart.newBuilder()
+            .setTopic(TopicBinding.newBuilder().setExchange(dead)
+                .setExchangeType(ExchangeType.EXCHANGE_TYPE_FANOUT))
+            .setGroup(dead).build());
+    try (Subscriber dlq = warren.subscribe(deadLetters, deadLettered::add)) {
+      dlq.awaitSubscribed(WAIT);
+      Subscriber.Options options =
+          new Subscriber.Options(SubscribeStart.newBuilder().setQueue(queue)
+              .setQueueOptions(QueueOptions.newBuilder()
+                  .setQueueType(io.warren.v1.QueueType.QUEUE_TYPE_QUORUM)
+                  .setDeliveryLimit(3)
+                  .setDeadLetterExchange(dead)).build());
+      try (Subscriber sub =
+          warren.subscribe(
+              options,
+              d -> {
+                deliveries.add(d);
+                throw new IllegalStateException("poison"); // nacked with requeue, forever
+              })) {
+        sub.awaitSubscribed(WAIT);
+        warren.publisher().publishToQueue(queue, utf8("poison")).get();
+        await("the dead-lettered message", WAIT, () -> deadLettered.size() == 1);
+      }
+    }
+    assertEquals(3, deliveries.size());
+    assertEquals(List.of(0, 1, 2),
+        deliveries.stream().map(Delivery::getDeliveryCount).collect(Collectors.toList()));
+    assertEquals("poison", text(deadLettered.get(0)));
+  }
+
+  @Test
   public void headersBindingsMatchAllOrAny() throws Exception {
     String exchange = unique("java-headers");
     List<String> all = new CopyOnWriteArrayList<>();
