@@ -144,20 +144,44 @@ public class MessagingDepthTest extends LiveServerTest {
     assertConsecutive(offsets(b));
   }
 
-  /** Cancels the Subscribe calls of its channel on demand, as a broken connection would end them. */
+  /**
+   * Breaks the latest Subscribe call of its channel on demand, as a lost
+   * connection would: the call ends with CANCELLED, which the subscriber did
+   * not ask for, and later sends on it are dropped as on a dead transport.
+   */
   private static final class StreamBreaker implements ClientInterceptor {
-    final AtomicReference<ClientCall<?, ?>> subscribe = new AtomicReference<>();
+    private final AtomicReference<Runnable> breakLatest = new AtomicReference<>();
 
     void breakSubscribe() {
-      subscribe.get().cancel("test breaks the stream", null);
+      breakLatest.get().run();
     }
 
     @Override
     public <Q, R> ClientCall<Q, R> interceptCall(
         MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
       ClientCall<Q, R> call = next.newCall(method, options);
-      if (method.getBareMethodName().equals("Subscribe")) subscribe.set(call);
-      return new ForwardingClientCall.SimpleForwardingClientCall<Q, R>(call) {};
+      if (!method.getBareMethodName().equals("Subscribe")) return call;
+      java.util.concurrent.atomic.AtomicBoolean broken = new java.util.concurrent.atomic.AtomicBoolean();
+      ClientCall<Q, R> breakable = new ForwardingClientCall.SimpleForwardingClientCall<Q, R>(call) {
+        @Override
+        public void sendMessage(Q message) {
+          if (!broken.get()) super.sendMessage(message);
+        }
+
+        @Override
+        public void halfClose() {
+          if (!broken.get()) super.halfClose();
+        }
+
+        @Override
+        public void cancel(String message, Throwable cause) {
+          if (!broken.get()) super.cancel(message, cause);
+        }
+      };
+      breakLatest.set(() -> {
+        if (broken.compareAndSet(false, true)) call.cancel("test breaks the stream", null);
+      });
+      return breakable;
     }
   }
 
