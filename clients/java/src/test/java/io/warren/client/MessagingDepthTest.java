@@ -74,7 +74,7 @@ public class MessagingDepthTest extends LiveServerTest {
   public void delayedPublishesArriveInDelayOrder() throws Exception {
     String queue = unique("java-delay-order");
     List<String> got = new CopyOnWriteArrayList<>();
-    try (Subscriber sub = warren.subscribe(Subscriber.Options.queue(queue), d -> got.add(text(d)))) {
+    try (Subscriber sub = warren.subscribe(Subscriber.Options.queue(queue).maxInFlight(1), d -> got.add(text(d)))) {
       sub.awaitSubscribed(WAIT);
       Publisher pub = warren.publisher();
       List<CompletableFuture<String>> sent = new ArrayList<>();
@@ -96,7 +96,7 @@ public class MessagingDepthTest extends LiveServerTest {
     List<Long> seenAt = new CopyOnWriteArrayList<>();
     try (Subscriber sub =
         warren.subscribe(
-            Subscriber.Options.queue(queue),
+            Subscriber.Options.queue(queue).maxInFlight(1),
             d -> {
               seen.add(d);
               seenAt.add(System.nanoTime());
@@ -128,12 +128,12 @@ public class MessagingDepthTest extends LiveServerTest {
     List<Delivery> a = new CopyOnWriteArrayList<>();
     List<Delivery> b = new CopyOnWriteArrayList<>();
     try (Subscriber first =
-        warren.subscribe(Subscriber.Options.stream(stream).startAt(StreamOffsets.first()), a::add)) {
+        warren.subscribe(Subscriber.Options.stream(stream).startAt(StreamOffsets.first()).maxInFlight(1), a::add)) {
       first.awaitSubscribed(WAIT); // declares the stream
       for (int i = 0; i < 5; i++) warren.publisher().publishToQueue(stream, utf8("m" + i)).get();
       await("5 messages on the first subscriber", WAIT, () -> a.size() == 5);
       try (Subscriber second =
-          warren.subscribe(Subscriber.Options.stream(stream).startAt(StreamOffsets.first()), b::add)) {
+          warren.subscribe(Subscriber.Options.stream(stream).startAt(StreamOffsets.first()).maxInFlight(1), b::add)) {
         second.awaitSubscribed(WAIT);
         await("5 messages replayed on the second", WAIT, () -> b.size() == 5);
       }
@@ -233,7 +233,7 @@ public class MessagingDepthTest extends LiveServerTest {
     }
     List<Delivery> after = new CopyOnWriteArrayList<>();
     try (Subscriber sub =
-        warren.subscribe(Subscriber.Options.stream(stream).resumeFrom(stored), after::add)) {
+        warren.subscribe(Subscriber.Options.stream(stream).resumeFrom(stored).maxInFlight(1), after::add)) {
       sub.awaitSubscribed(WAIT);
       await("m3..m5", WAIT, () -> after.size() >= 3);
       warren.publisher().publishToQueue(stream, utf8("m6")).get();
@@ -249,7 +249,8 @@ public class MessagingDepthTest extends LiveServerTest {
     String queue = unique("java-sac");
     Subscriber.Options options =
         new Subscriber.Options(SubscribeStart.newBuilder().setQueue(queue)
-            .setQueueOptions(QueueOptions.newBuilder().setSingleActiveConsumer(true)).build());
+            .setQueueOptions(QueueOptions.newBuilder().setSingleActiveConsumer(true)).build())
+            .maxInFlight(1);
     List<String> one = new CopyOnWriteArrayList<>();
     List<String> two = new CopyOnWriteArrayList<>();
     Subscriber first = warren.subscribe(options, d -> one.add(text(d)));
@@ -360,7 +361,7 @@ public class MessagingDepthTest extends LiveServerTest {
         .setTopic(TopicBinding.newBuilder().setExchange(exchange)
             .setExchangeType(ExchangeType.EXCHANGE_TYPE_HEADERS)
             .putAllMatchHeaders(match).setMatchAny(any))
-        .build());
+        .build()).maxInFlight(1); // one at a time: the test checks the order
   }
 
   private static PublishRequest withHeaders(String exchange, String body, Map<String, String> h) {
