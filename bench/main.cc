@@ -188,6 +188,7 @@ int Main(int argc, char** argv) {
       {"fanout", RunFanout},   {"failover", RunFailover},
       {"lock", RunLock},       {"call", RunCall},
       {"idle", RunIdle},       {"stream", RunStream},
+      {"delay", RunDelay},
   };
   const int64_t started = NowNs();
   for (const Scenario& s : scenarios) {

@@ -42,5 +42,6 @@ absl::Status RunIdle(Env& env);
 absl::Status RunLock(Env& env);
 absl::Status RunStream(Env& env);
 absl::Status RunCall(Env& env);
+absl::Status RunDelay(Env& env);
 
 }  // namespace warren::bench

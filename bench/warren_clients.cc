@@ -113,6 +113,10 @@ UnaryPublisher::UnaryPublisher(v1::MessagingService::Stub* stub,
   request_.set_payload(std::move(payload));
 }
 
+UnaryPublisher::UnaryPublisher(v1::MessagingService::Stub* stub,
+                               v1::PublishRequest request, int callers)
+    : stub_(stub), request_(std::move(request)), callers_(callers) {}
+
 void UnaryPublisher::Start() {
   active_.store(callers_);
   for (int i = 0; i < callers_; ++i) Issue();

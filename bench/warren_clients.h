@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/notification.h"
@@ -77,6 +78,9 @@ class UnaryPublisher {
  public:
   UnaryPublisher(v1::MessagingService::Stub* stub, std::string queue,
                  std::string payload, int callers);
+  // Publishes `request` as it is (any exchange, delay, ...).
+  UnaryPublisher(v1::MessagingService::Stub* stub, v1::PublishRequest request,
+                 int callers);
   void Start();
   void Stop();
   bool WaitDone(absl::Duration timeout);

@@ -147,6 +147,8 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
   d.message_id = "m1";
   d.persistent = false;
   d.priority = 3;
+  d.reply_to = "replies";
+  d.correlation_id = "c-1";
   d.headers = {{"k", "v"}};
   const RetryTarget target{"jobs", /*quorum=*/true};
   EXPECT_TRUE(Run([&](auto done) {
@@ -168,6 +170,8 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
   EXPECT_EQ(m.message_id, "m1");
   EXPECT_FALSE(m.persistent);
   EXPECT_EQ(m.priority, 3);
+  EXPECT_EQ(m.reply_to, "replies");
+  EXPECT_EQ(m.correlation_id, "c-1");
   EXPECT_THAT(m.headers,
               UnorderedElementsAre(Pair("k", "v"), Pair(kRetriesHeader, "1"),
                                    Pair(kRetryExchangeHeader, "events"),

@@ -24,6 +24,7 @@
 #include "server/messaging/authorization.h"
 #include "server/messaging/call_handler.h"
 #include "server/messaging/delay_queues.h"
+#include "server/messaging/delay_validation.h"
 #include "server/messaging/delivery_view.h"
 #include "server/messaging/unsettled_deliveries.h"
 
@@ -41,41 +42,6 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is ", value.size(),
                      " bytes long; AMQP allows at most ", kMaxShortString));
-  }
-  return absl::OkStatus();
-}
-
-// A Duration that absl cannot hold exactly (seconds and nanos of opposite
-// signs, out of range) is refused with the rest.
-absl::Status CheckDelay(const google::protobuf::Duration& proto,
-                        absl::Duration max, const std::string& field) {
-  if (proto.seconds() < 0 || proto.nanos() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must not be negative"));
-  }
-  const absl::Duration delay = FromProtoDuration(proto);
-  if (delay > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " is ", absl::FormatDuration(delay),
-        "; this server allows at most ", absl::FormatDuration(max)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateDelay(const v1::PublishRequest& request,
-                           absl::Duration max, const std::string& field) {
-  if (auto s = CheckDelay(request.delay(), max, field); !s.ok()) return s;
-  if (FromProtoDuration(request.delay()) <= absl::ZeroDuration()) {
-    return absl::OkStatus();
-  }
-  // Neither can be checked for a message that is routed later.
-  if (request.has_ttl()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " cannot be combined with ttl"));
-  }
-  if (request.mandatory()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " cannot be combined with mandatory"));
   }
   return absl::OkStatus();
 }
@@ -524,20 +490,13 @@ class SubscribeReactor final
       HandleSettleLocked(nack.delivery_ids(), how, "nack");
       return;
     }
-    if (absl::Status valid = CheckDelay(
-            nack.retry_after(), options_.max_retry_delay, "nack.retry_after");
+    if (absl::Status valid = ValidateRetryAfter(nack, on_stream_queue_,
+                                                options_.max_retry_delay);
         !valid.ok()) {
       FinishLocked(ToGrpcStatus(valid));
       return;
     }
     const absl::Duration after = FromProtoDuration(nack.retry_after());
-    if (after > absl::ZeroDuration() && on_stream_queue_) {
-      FinishLocked(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          "nack.retry_after: a stream queue keeps every message and cannot "
-          "retry one (replay it by offset instead)"));
-      return;
-    }
     if (after <= absl::ZeroDuration()) {
       HandleSettleLocked(nack.delivery_ids(), how, "nack");
       return;
@@ -743,12 +702,10 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
           absl::StrCat(name("ttl"), " must not be negative"));
     }
   }
-  if (request.has_delay()) {
-    if (auto s =
-            ValidateDelay(request, options.max_publish_delay, name("delay"));
-        !s.ok()) {
-      return s;
-    }
+  if (auto s = ValidatePublishDelay(request, options.max_publish_delay,
+                                    name("delay"));
+      !s.ok()) {
+    return s;
   }
   if (request.has_fence()) {
     return fence::ValidateFence(request.fence(), name("fence"));

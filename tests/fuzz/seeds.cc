@@ -190,6 +190,22 @@ void ValidationSeeds() {
   Write(t, "hold_ok", Validation(kHoldKey, hold));
   hold.mutable_heartbeat_interval()->set_seconds(-2);
   Write(t, "hold_negative_heartbeat", Validation(kHoldKey, hold));
+  v1::PublishRequest delayed;
+  delayed.set_exchange("events");
+  delayed.set_routing_key("a.b");
+  delayed.mutable_delay()->set_nanos(300000000);
+  Write(t, "publish_delay_ok", Validation(kPublish, delayed));
+  delayed.set_mandatory(true);
+  Write(t, "publish_delay_mandatory", Validation(kPublish, delayed));
+  v1::Nack nack;
+  nack.add_delivery_ids(1);
+  nack.mutable_retry_after()->set_seconds(1);
+  Write(t, "nack_retry_ok", Validation(kNack, nack));
+  Write(
+      t, "nack_retry_stream",
+      std::string(1, static_cast<char>(kNack + kValidators)) + Serialize(nack));
+  nack.mutable_retry_after()->set_seconds(-1);
+  Write(t, "nack_retry_negative", Validation(kNack, nack));
 
   v1::Campaign c;
   c.set_election("jobs/leader");
