@@ -120,8 +120,8 @@ func receiveInBackground(t *testing.T, s *Subscriber, h Handler) {
 
 func TestOffsetTrackerResumesAtTheLowestUnhandledOffset(t *testing.T) {
 	tr := newOffsetTracker(OffsetFirst())
-	if _, ok := tr.resume(); ok {
-		t.Fatal("resume before any delivery should keep the first start")
+	if o := tr.resume(); o != nil {
+		t.Fatalf("resume before any delivery = %v, want the first start again", o)
 	}
 	for o := uint64(5); o <= 9; o++ {
 		tr.received(o)
@@ -129,13 +129,13 @@ func TestOffsetTrackerResumesAtTheLowestUnhandledOffset(t *testing.T) {
 	tr.handled(5)
 	tr.handled(7) // out of order: 6 still runs
 	tr.handled(8)
-	if next, _ := tr.resume(); next != 6 {
+	if next := tr.resume().GetOffset(); next != 6 {
 		t.Fatalf("resume = %d, want 6 (the lowest unhandled)", next)
 	}
 	// A stream that broke before delivering anything resumes at the same
 	// place, and deliveries below it (the broker's earlier chunk) are not
 	// handed out.
-	if next, _ := tr.resume(); next != 6 {
+	if next := tr.resume().GetOffset(); next != 6 {
 		t.Fatalf("second resume = %d, want 6", next)
 	}
 	if tr.received(5) {
@@ -145,8 +145,29 @@ func TestOffsetTrackerResumesAtTheLowestUnhandledOffset(t *testing.T) {
 		tr.received(o)
 		tr.handled(o)
 	}
-	if next, _ := tr.resume(); next != 13 {
+	if next := tr.resume().GetOffset(); next != 13 {
 		t.Fatalf("resume = %d, want 13", next)
+	}
+}
+
+func TestOffsetTrackerResumesANextStartAtItsSubscriptionTime(t *testing.T) {
+	tr := newOffsetTracker(nil) // unset: next
+	if o := tr.resume(); o != nil {
+		t.Fatalf("resume before the first Subscribed = %v, want next again", o)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600e6, time.UTC)
+	tr.subscribed(at)
+	tr.subscribed(at.Add(time.Minute)) // a later stream: the first one counts
+	if got := tr.resume().GetTimestamp().AsTime(); !got.Equal(at.Truncate(time.Second)) {
+		t.Errorf("resume at %v, want %v", got, at.Truncate(time.Second))
+	}
+	tr.received(40)
+	tr.handled(40)
+	if next := tr.resume().GetOffset(); next != 41 {
+		t.Errorf("resume = %d after offset 40, want 41", next)
+	}
+	if o := newOffsetTracker(OffsetFirst()); o.relative {
+		t.Error("a start at first is not relative")
 	}
 }
 

@@ -57,14 +57,31 @@ type offsetTracker struct {
 	next    uint64              // just after the highest offset seen
 	seen    bool
 	floor   uint64 // nothing below it is handed to the handler
+	// A subscription that starts at "next" or "last" and is broken before
+	// its first delivery resumes at the time it was first subscribed:
+	// "next" again would skip what arrived while it was away.
+	relative     bool
+	subscribedAt time.Time
 }
 
 func newOffsetTracker(start *warrenv1.StreamOffset) *offsetTracker {
 	t := &offsetTracker{pending: map[uint64]struct{}{}}
-	if o, ok := start.GetStart().(*warrenv1.StreamOffset_Offset); ok {
+	switch o := start.GetStart().(type) {
+	case *warrenv1.StreamOffset_Offset:
 		t.floor = o.Offset
+	case nil, *warrenv1.StreamOffset_Next, *warrenv1.StreamOffset_Last:
+		t.relative = true
 	}
 	return t
+}
+
+// subscribed records when a stream was open (the first time counts).
+func (t *offsetTracker) subscribed(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subscribedAt.IsZero() {
+		t.subscribedAt = now
+	}
 }
 
 // received records a delivery's offset and says whether it is to be
@@ -90,14 +107,18 @@ func (t *offsetTracker) handled(offset uint64) {
 	delete(t.pending, offset)
 }
 
-// resume returns where the next stream starts, and false when nothing was
-// received yet (the next stream starts as the first one did). Call it only
-// once the broken stream's handlers have returned.
-func (t *offsetTracker) resume() (uint64, bool) {
+// resume returns where the next stream starts, nil to start as the first
+// one did. Call it only once the broken stream's handlers have returned.
+func (t *offsetTracker) resume() *warrenv1.StreamOffset {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.seen {
-		return 0, false
+		if t.relative && !t.subscribedAt.IsZero() {
+			// Second precision, by chunk: a few earlier messages may come,
+			// none is lost.
+			return OffsetTime(t.subscribedAt.Truncate(time.Second))
+		}
+		return nil
 	}
 	for o := range t.pending {
 		if o < t.next {
@@ -106,5 +127,5 @@ func (t *offsetTracker) resume() (uint64, bool) {
 	}
 	t.pending = map[uint64]struct{}{}
 	t.floor = t.next
-	return t.next, true
+	return OffsetAt(t.next)
 }

@@ -116,7 +116,9 @@ var (
 // handlers have returned, the next stream starts at the lowest offset
 // received but not handled (a handler that returned nil, or an error while
 // its stream was still open, handled its delivery), else just after the
-// highest offset seen — no gap, no repeat. To survive a restart of the
+// highest offset seen — no gap, no repeat (a subscription from "next" or
+// "last" broken before its first delivery resumes at the time it first
+// subscribed: a few earlier messages may come, none is lost). To survive a restart of the
 // process, store each handled Delivery.StreamOffset and start the next
 // Receive at OffsetAt(stored + 1).
 func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
@@ -153,8 +155,8 @@ func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 			if r.lastStream != nil {
 				r.lastStream.wg.Wait()
 			}
-			if next, ok := r.offsets.resume(); ok {
-				start.Offset = OffsetAt(next)
+			if offset := r.offsets.resume(); offset != nil {
+				start.Offset = offset
 			}
 		}
 		s.report(fmt.Errorf("warren: subscription broken, resubscribing: %w", err))
@@ -260,6 +262,9 @@ func (r *receiver) runStream(ctx context.Context, start *warrenv1.SubscribeStart
 			switch x := resp.Response.(type) {
 			case *warrenv1.SubscribeResponse_Subscribed:
 				atomic.StoreInt64(&gotSubscribed, 1)
+				if r.offsets != nil {
+					r.offsets.subscribed(time.Now())
+				}
 				if r.s.opts.OnSubscribed != nil {
 					r.s.opts.OnSubscribed(x.Subscribed.Queue)
 				}
