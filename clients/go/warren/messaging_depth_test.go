@@ -62,6 +62,12 @@ func (s *sequence) add(d *warrenv1.Delivery) {
 	s.offsets = append(s.offsets, d.StreamOffset)
 }
 
+// receive runs a Subscriber that records every delivery in s and acks it.
+func (s *sequence) receive(t *testing.T, client *warren.Client, opts warren.SubscriberOptions) *receiving {
+	t.Helper()
+	return startReceiving(t, client, opts, func(ctx context.Context, d *warrenv1.Delivery) error { s.add(d); return nil })
+}
+
 func (s *sequence) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,10 +174,9 @@ func TestTwoSubscribersReplayAStreamFromTheFirstMessage(t *testing.T) {
 	const n = 20
 	publishNumbered(t, client, q, 0, n)
 	var a, b sequence
-	startReceiving(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()), MaxInFlight: 1},
-		func(ctx context.Context, d *warrenv1.Delivery) error { a.add(d); return nil })
-	startReceiving(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()), MaxInFlight: 1},
-		func(ctx context.Context, d *warrenv1.Delivery) error { b.add(d); return nil })
+	for _, s := range []*sequence{&a, &b} {
+		s.receive(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()), MaxInFlight: 1})
+	}
 	waitFor(t, 20*time.Second, "both replays", func() bool { return a.len() >= n && b.len() >= n })
 	time.Sleep(300 * time.Millisecond) // nothing more may come: no repeats
 	for name, s := range map[string]*sequence{"first": &a, "second": &b} {
@@ -207,8 +212,7 @@ func TestAStreamResumesFromAStoredOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishNumbered(t, client, q, n, 2*n)
-	startReceiving(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetAt(stored+1)), MaxInFlight: 4},
-		func(ctx context.Context, d *warrenv1.Delivery) error { handled.add(d); return nil })
+	handled.receive(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetAt(stored+1)), MaxInFlight: 4})
 	waitFor(t, 20*time.Second, "the rest", func() bool { return handled.len() >= 2*n })
 	time.Sleep(300 * time.Millisecond)
 	handled.sortByPayload() // MaxInFlight 4: handlers finish in any order
@@ -243,8 +247,7 @@ func TestAStreamSubscriptionResumesAfterAKilledServerWithNoGapAndNoRepeat(t *tes
 	const n = 30
 	publishNumbered(t, publisher, q, 0, n/2)
 	var got sequence
-	r := startReceiving(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()),
-		MaxInFlight: 1}, func(ctx context.Context, d *warrenv1.Delivery) error { got.add(d); return nil })
+	r := got.receive(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()), MaxInFlight: 1})
 	waitFor(t, 20*time.Second, "the first half", func() bool { return got.len() >= n/2 })
 	srv.Kill()
 	publishNumbered(t, publisher, q, n/2, n)
@@ -266,10 +269,8 @@ func TestSingleActiveConsumerHandsOverWithNothingLost(t *testing.T) {
 	start := &warrenv1.SubscribeStart{Source: &warrenv1.SubscribeStart_Queue{Queue: q},
 		QueueOptions: &warrenv1.QueueOptions{SingleActiveConsumer: true}}
 	var a, b sequence
-	ra := startReceiving(t, client, warren.SubscriberOptions{Start: start, MaxInFlight: 1},
-		func(ctx context.Context, d *warrenv1.Delivery) error { a.add(d); return nil })
-	startReceiving(t, client, warren.SubscriberOptions{Start: start, MaxInFlight: 1},
-		func(ctx context.Context, d *warrenv1.Delivery) error { b.add(d); return nil })
+	ra := a.receive(t, client, warren.SubscriberOptions{Start: start, MaxInFlight: 1})
+	b.receive(t, client, warren.SubscriberOptions{Start: start, MaxInFlight: 1})
 	const n = 10
 	publishNumbered(t, client, q, 0, n)
 	waitFor(t, 20*time.Second, "the first batch", func() bool { return a.len()+b.len() >= n })
