@@ -118,9 +118,9 @@ var (
 // its stream was still open, handled its delivery), else just after the
 // highest offset seen — no gap, no repeat (a subscription from "next" or
 // "last" broken before its first delivery resumes at the time it first
-// subscribed: a few earlier messages may come, none is lost). To survive a restart of the
-// process, store each handled Delivery.StreamOffset and start the next
-// Receive at OffsetAt(stored + 1).
+// subscribed: a few earlier messages may come, none is lost). To survive a
+// restart of the process, store each handled Delivery.StreamOffset and
+// start the next Receive at OffsetAt(stored + 1).
 func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 	if s.opts.Start == nil {
 		return errors.New("warren: SubscriberOptions.Start is required")
@@ -369,42 +369,6 @@ func (r *receiver) handle(ctx context.Context, st *subStream, d *warrenv1.Delive
 func ackRequest(id uint64) *warrenv1.SubscribeRequest {
 	return &warrenv1.SubscribeRequest{Request: &warrenv1.SubscribeRequest_Ack{
 		Ack: &warrenv1.Ack{DeliveryIds: []uint64{id}}}}
-}
-
-// RetryError is a handler's error that asks for the delivery to come back
-// after Delay (Nack.retry_after); see RetryAfter.
-type RetryError struct {
-	Delay time.Duration
-	Err   error
-}
-
-func (e *RetryError) Error() string {
-	return fmt.Sprintf("retry after %v: %v", e.Delay, e.Err)
-}
-
-func (e *RetryError) Unwrap() error { return e.Err }
-
-// RetryAfter wraps a handler's error so that the delivery is nacked with
-// Nack.retry_after = delay: the message comes back to its queue after the
-// delay (rounded up to two significant digits in milliseconds: up to 10 %
-// late, never early), counted in Delivery.DeliveryCount, while the other
-// messages flow. At most the server's max_retry_delay (1 h by default);
-// not on a stream queue (the server ends the subscription with
-// INVALID_ARGUMENT).
-//
-//	return warren.RetryAfter(30*time.Second, err)
-func RetryAfter(delay time.Duration, err error) error {
-	return &RetryError{Delay: delay, Err: err}
-}
-
-// retryDelay is the retry delay for a handler's error: its RetryError's, or
-// the Subscriber's RetryAfter.
-func retryDelay(err error, fallback time.Duration) time.Duration {
-	var r *RetryError
-	if errors.As(err, &r) {
-		return r.Delay
-	}
-	return fallback
 }
 
 // call runs the handler, turning a panic into an error so that one bad
