@@ -410,3 +410,56 @@ func TestCallWithoutAResponderTimesOut(t *testing.T) {
 		t.Errorf("Call to a missing queue: %v, want FAILED_PRECONDITION", err)
 	}
 }
+
+func TestAReplyForACallerThatGaveUpIsDroppedAndItsRequestAcked(t *testing.T) {
+	t.Parallel()
+	client := shared(t)
+	q := unique("go-rpc-late")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	subscribed := make(chan struct{}, 1)
+	reported := make(chan error, 10)
+	var requests int64
+	callerGone := make(chan struct{})
+	responder := client.NewResponder(warren.ResponderOptions{SubscriberOptions: warren.SubscriberOptions{
+		Start: queueStart(q), Backoff: fast,
+		OnSubscribed: func(string) {
+			select {
+			case subscribed <- struct{}{}:
+			default:
+			}
+		},
+		OnError: func(err error) { reported <- err }}})
+	go func() {
+		served <- responder.Serve(ctx, func(ctx context.Context, req *warrenv1.Delivery) (*warren.Reply, error) {
+			atomic.AddInt64(&requests, 1)
+			<-callerGone
+			return &warren.Reply{Payload: []byte("too late")}, nil
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	<-subscribed
+	_, err := client.Call(context.Background(), &warrenv1.PublishRequest{RoutingKey: q, Payload: []byte("slow")},
+		300*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call: %v, want a timeout", err)
+	}
+	close(callerGone)
+	select {
+	case err := <-reported:
+		if status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
+			t.Errorf("reported %v, want the dropped reply", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late reply was not reported")
+	}
+	time.Sleep(500 * time.Millisecond) // a requeued request would run again
+	if n := atomic.LoadInt64(&requests); n != 1 {
+		t.Errorf("the request ran %d times, want once (acked after its reply was dropped)", n)
+	}
+}
