@@ -109,6 +109,7 @@ func TestDelayedPublishArrivesAfterItsDelay(t *testing.T) {
 	select {
 	case at := <-arrived:
 		// Rounded up to two significant digits (1500 ms stays), never early.
+		t.Logf("a %v delay arrived after %v", delay, at.Sub(sent))
 		if early := at.Sub(sent); early < delay {
 			t.Errorf("arrived %v after the publish, before its %v delay", early, delay)
 		} else if early > delay+5*time.Second {
@@ -153,6 +154,7 @@ func TestRetryAfterRedeliversWithADeliveryCount(t *testing.T) {
 	if first.count != 0 || second.count != 1 {
 		t.Errorf("delivery counts %d, %d; want 0 then 1", first.count, second.count)
 	}
+	t.Logf("retry_after 500ms came back after %v", second.at.Sub(first.at))
 	if d := second.at.Sub(first.at); d < 500*time.Millisecond {
 		t.Errorf("retried after %v, before its 500ms", d)
 	}
