@@ -402,7 +402,9 @@ func TestCallWithoutAResponderTimesOut(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("Call without a responder: %v, want a timeout", err)
 	}
-	if d := time.Since(start); d < time.Second || d > 6*time.Second {
+	// The server gets the deadline as a timeout and may answer a hair
+	// before the client's own clock reaches it.
+	if d := time.Since(start); d < 900*time.Millisecond || d > 6*time.Second {
 		t.Errorf("timed out after %v, want about 1s", d)
 	}
 	// Nobody bound at all: refused at once rather than waiting out the timeout.
