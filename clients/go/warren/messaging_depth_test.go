@@ -338,34 +338,45 @@ func TestHeadersRoutingMatchesAllOrAny(t *testing.T) {
 	}
 }
 
-func TestCallGetsItsReplyFromAResponder(t *testing.T) {
-	t.Parallel()
-	client := shared(t)
-	q := unique("go-rpc")
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
+// serving runs a Responder on queue q until the test ends and waits until
+// it is subscribed.
+func serving(t *testing.T, client *warren.Client, q string, onError func(error), h warren.RequestHandler) {
+	t.Helper()
 	subscribed := make(chan struct{}, 1)
 	responder := client.NewResponder(warren.ResponderOptions{SubscriberOptions: warren.SubscriberOptions{
-		Start: queueStart(q), Backoff: fast,
+		Start: queueStart(q), Backoff: fast, OnError: onError,
 		OnSubscribed: func(string) {
 			select {
 			case subscribed <- struct{}{}:
 			default:
 			}
 		}}})
-	go func() {
-		served <- responder.Serve(ctx, func(ctx context.Context, req *warrenv1.Delivery) (*warren.Reply, error) {
-			return &warren.Reply{Payload: append([]byte("echo: "), req.Payload...),
-				Headers: map[string]string{"served-by": "go"}, ContentType: "text/plain"}, nil
-		})
-	}()
-	defer func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- responder.Serve(ctx, h) }()
+	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-	}()
-	<-subscribed
+	})
+	select {
+	case <-subscribed:
+	case err := <-served:
+		t.Fatalf("Serve: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the responder did not subscribe within 15s")
+	}
+}
+
+func TestCallGetsItsReplyFromAResponder(t *testing.T) {
+	t.Parallel()
+	client := shared(t)
+	q := unique("go-rpc")
+	serving(t, client, q, nil, func(ctx context.Context, req *warrenv1.Delivery) (*warren.Reply, error) {
+		return &warren.Reply{Payload: append([]byte("echo: "), req.Payload...),
+			Headers: map[string]string{"served-by": "go"}, ContentType: "text/plain"}, nil
+	})
 	var wg sync.WaitGroup
 	var failures int64
 	for i := 0; i < 20; i++ {
@@ -419,41 +430,24 @@ func TestAReplyForACallerThatGaveUpIsDroppedAndItsRequestAcked(t *testing.T) {
 	t.Parallel()
 	client := shared(t)
 	q := unique("go-rpc-late")
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	subscribed := make(chan struct{}, 1)
 	reported := make(chan error, 10)
 	var requests int64
 	callerGone := make(chan struct{})
-	responder := client.NewResponder(warren.ResponderOptions{SubscriberOptions: warren.SubscriberOptions{
-		Start: queueStart(q), Backoff: fast,
-		OnSubscribed: func(string) {
-			select {
-			case subscribed <- struct{}{}:
-			default:
-			}
-		},
-		OnError: func(err error) { reported <- err }}})
-	go func() {
-		served <- responder.Serve(ctx, func(ctx context.Context, req *warrenv1.Delivery) (*warren.Reply, error) {
+	var goneOnce sync.Once
+	leave := func() { goneOnce.Do(func() { close(callerGone) }) }
+	defer leave() // the responder's stop waits for the handler
+	serving(t, client, q, func(err error) { reported <- err },
+		func(ctx context.Context, req *warrenv1.Delivery) (*warren.Reply, error) {
 			atomic.AddInt64(&requests, 1)
 			<-callerGone
 			return &warren.Reply{Payload: []byte("too late")}, nil
 		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	<-subscribed
 	_, err := client.Call(context.Background(), &warrenv1.PublishRequest{RoutingKey: q, Payload: []byte("slow")},
 		300*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Call: %v, want a timeout", err)
 	}
-	close(callerGone)
+	leave()
 	select {
 	case err := <-reported:
 		if status.Code(errors.Unwrap(err)) != codes.FailedPrecondition {
