@@ -35,6 +35,17 @@ func declareStream(t *testing.T, client *warren.Client, q string) {
 	r.stop(t)
 }
 
+// numberedStream declares a stream queue named after prefix on the shared
+// warrend and publishes "0".."n-1" to it.
+func numberedStream(t *testing.T, prefix string, n int) (*warren.Client, string) {
+	t.Helper()
+	client := shared(t)
+	q := unique(prefix)
+	declareStream(t, client, q)
+	publishNumbered(t, client, q, 0, n)
+	return client, q
+}
+
 // publishNumbered publishes payloads "<from>".."<to-1>" to queue q in order.
 func publishNumbered(t *testing.T, client *warren.Client, q string, from, to int) {
 	t.Helper()
@@ -170,11 +181,8 @@ func TestRetryAfterRedeliversWithADeliveryCount(t *testing.T) {
 
 func TestTwoSubscribersReplayAStreamFromTheFirstMessage(t *testing.T) {
 	t.Parallel()
-	client := shared(t)
-	q := unique("go-replay")
-	declareStream(t, client, q)
 	const n = 20
-	publishNumbered(t, client, q, 0, n)
+	client, q := numberedStream(t, "go-replay", n)
 	var a, b sequence
 	for _, s := range []*sequence{&a, &b} {
 		s.receive(t, client, warren.SubscriberOptions{Start: streamQueueStart(q, warren.OffsetFirst()), MaxInFlight: 1})
@@ -190,11 +198,8 @@ func TestTwoSubscribersReplayAStreamFromTheFirstMessage(t *testing.T) {
 
 func TestAStreamResumesFromAStoredOffset(t *testing.T) {
 	t.Parallel()
-	client := shared(t)
-	q := unique("go-stored")
-	declareStream(t, client, q)
 	const n = 10
-	publishNumbered(t, client, q, 0, n)
+	client, q := numberedStream(t, "go-stored", n)
 	// The first reader handles four messages, stores the offset of the
 	// last, and stops: the application's own store, across processes.
 	var stored uint64
