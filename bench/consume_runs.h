@@ -26,4 +26,9 @@ absl::StatusOr<double> DirectConsume(Env& env, const std::string& queue,
                                      CpuUsage* cpu,
                                      amqp_table_t arguments = amqp_empty_table);
 
+// Adds one side's rate and CPU use to `row`, or a note saying why the run
+// has none.
+void RecordRun(Row& row, bool warren_side, int run,
+               const absl::StatusOr<double>& rate, const CpuUsage& cpu);
+
 }  // namespace warren::bench

@@ -270,6 +270,17 @@ absl::StatusOr<double> DirectConsume(Env& env, const std::string& queue,
   return clock.Rate();
 }
 
+void RecordRun(Row& row, bool warren_side, int run,
+               const absl::StatusOr<double>& rate, const CpuUsage& cpu) {
+  if (!rate.ok()) {
+    row.notes.push_back(absl::StrCat(warren_side ? "Warren" : "direct", " run ",
+                                     run + 1, ": ", rate.status().message()));
+    return;
+  }
+  (warren_side ? row.warren : row.direct).push_back(*rate);
+  (warren_side ? row.warren_cpu : row.direct_cpu).push_back(cpu);
+}
+
 absl::Status RunConsume(Env& env) {
   const Options& o = env.options;
   const std::string queue = absl::StrCat(o.prefix, ".consume");
@@ -296,14 +307,7 @@ absl::Status RunConsume(Env& env) {
       CpuUsage cpu;
       auto rate = warren_side ? WarrenConsume(env, queue, &cpu)
                               : DirectConsume(env, queue, &cpu);
-      if (!rate.ok()) {
-        row.notes.push_back(absl::StrCat(warren_side ? "Warren" : "direct",
-                                         " run ", run + 1, ": ",
-                                         rate.status().message()));
-        continue;
-      }
-      (warren_side ? row.warren : row.direct).push_back(*rate);
-      (warren_side ? row.warren_cpu : row.direct_cpu).push_back(cpu);
+      RecordRun(row, warren_side, run, rate, cpu);
     }
   }
   (void)Purge(env, queue);

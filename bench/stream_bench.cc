@@ -76,14 +76,7 @@ absl::Status RunStream(Env& env) {
                                 on_stream ? &stream_options : nullptr)
                 : DirectConsume(env, queue, &cpu,
                                 on_stream ? first_args : amqp_empty_table);
-        if (!rate.ok()) {
-          row.notes.push_back(absl::StrCat(warren_side ? "Warren" : "direct",
-                                           " run ", run + 1, ": ",
-                                           rate.status().message()));
-          continue;
-        }
-        (warren_side ? row.warren : row.direct).push_back(*rate);
-        (warren_side ? row.warren_cpu : row.direct_cpu).push_back(cpu);
+        RecordRun(row, warren_side, run, rate, cpu);
       }
     }
   }

@@ -939,6 +939,20 @@ absl::Status AmqpClient::IoLoop::DoDeclareDelayQueue(Command& command) {
   const DelayQueueSpec& q = command.delay_queue;
   absl::Status connection_error;
   absl::Status s = EnsureScratchChannel(&connection_error);
+  // A delayed message is dead-lettered into its target later, where a
+  // missing exchange would drop it unseen: refuse it now, as a publish.
+  if (s.ok() && q.with_exchange && !q.dead_letter_exchange.empty()) {
+    amqp_exchange_declare(
+        conn_.get(), kScratchChannel, Bytes(q.dead_letter_exchange),
+        amqp_cstring_bytes("topic"), /*passive=*/1, 0, 0, 0, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+    if (s.code() == absl::StatusCode::kNotFound) {
+      scratch_open_ = false;  // the broker closed it
+      command.done(absl::NotFoundError(absl::StrCat(
+          "exchange '", q.dead_letter_exchange, "' does not exist")));
+      return connection_error;
+    }
+  }
   if (s.ok() && q.with_exchange) {
     amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(q.name),
                           amqp_cstring_bytes("fanout"), 0, /*durable=*/1,

@@ -77,8 +77,9 @@ class TableBuilder {
 };
 
 // The queue.declare arguments `queue` asks for (x-queue-type,
-// x-dead-letter-*, x-message-ttl, x-max-length), added to `args`; they
-// point into `queue`.
+// x-dead-letter-*, x-message-ttl, x-max-length, x-max-priority,
+// x-delivery-limit, x-single-active-consumer, x-max-age,
+// x-max-length-bytes), added to `args`; they point into `queue`.
 void AddQueueArguments(const QueueSpec& queue, TableBuilder& args);
 
 // The queue.declare arguments of a delay queue (x-message-ttl,

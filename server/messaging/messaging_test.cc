@@ -561,73 +561,75 @@ TEST(ToSubscribeSpecTest, RefusesDepthOptionsWhereTheyDoNotApply) {
                 type(s, v1::QUEUE_TYPE_STREAM);
               }),
               HasSubstr("start.queue_options.queue_type"));
-  // The Call handler on the same in-process server.
-  class CallRpcTest : public SubscribeStreamTest {
-   protected:
-    // Calls on a thread of its own while this one runs the broker's events.
-    grpc::Status Call(const v1::CallRequest& request,
-                      v1::CallResponse* response) {
-      std::atomic<bool> done{false};
-      grpc::Status status;
-      std::thread caller([&] {
-        grpc::ClientContext context;
-        status = stub_->Call(&context, request, response);
-        done = true;
-      });
-      while (!done) {
-        if (!broker_.RunUntilIdle()) absl::SleepFor(absl::Milliseconds(1));
-      }
-      caller.join();
-      return status;
+}
+
+// The Call handler on the same in-process server.
+class CallRpcTest : public SubscribeStreamTest {
+ protected:
+  // Calls on a thread of its own while this one runs the broker's events.
+  grpc::Status Call(const v1::CallRequest& request,
+                    v1::CallResponse* response) {
+    std::atomic<bool> done{false};
+    grpc::Status status;
+    std::thread caller([&] {
+      grpc::ClientContext context;
+      status = stub_->Call(&context, request, response);
+      done = true;
+    });
+    while (!done) {
+      if (!broker_.RunUntilIdle()) absl::SleepFor(absl::Milliseconds(1));
     }
+    caller.join();
+    return status;
+  }
+};
+
+TEST_F(CallRpcTest, TheReplyIsADeliveryThatNeedsNoAck) {
+  broker_.call_answer = [](const amqp::OutgoingMessage& request) {
+    amqp::Delivery reply;
+    reply.delivery_tag = 42;
+    reply.payload = "re: " + request.payload;
+    reply.content_type = "text/plain";
+    return reply;
   };
+  v1::CallRequest request;
+  request.mutable_message()->set_routing_key("rpc");
+  request.mutable_message()->set_payload("hi");
+  v1::CallResponse response;
+  ASSERT_TRUE(Call(request, &response).ok());
+  EXPECT_EQ(response.reply().payload(), "re: hi");
+  EXPECT_EQ(response.reply().content_type(), "text/plain");
+  EXPECT_EQ(response.reply().delivery_id(), 0u);
+  EXPECT_EQ(response.reply().correlation_id(), "fake-call-1");
+  EXPECT_EQ(service_.calls().calls(absl::StatusCode::kOk), 1u);
+  EXPECT_EQ(service_.calls().in_flight(), 0);
+}
 
-  TEST_F(CallRpcTest, TheReplyIsADeliveryThatNeedsNoAck) {
-    broker_.call_answer = [](const amqp::OutgoingMessage& request) {
-      amqp::Delivery reply;
-      reply.delivery_tag = 42;
-      reply.payload = "re: " + request.payload;
-      reply.content_type = "text/plain";
-      return reply;
-    };
-    v1::CallRequest request;
-    request.mutable_message()->set_routing_key("rpc");
-    request.mutable_message()->set_payload("hi");
-    v1::CallResponse response;
-    ASSERT_TRUE(Call(request, &response).ok());
-    EXPECT_EQ(response.reply().payload(), "re: hi");
-    EXPECT_EQ(response.reply().content_type(), "text/plain");
-    EXPECT_EQ(response.reply().delivery_id(), 0u);
-    EXPECT_EQ(response.reply().correlation_id(), "fake-call-1");
-    EXPECT_EQ(service_.calls().calls(absl::StatusCode::kOk), 1u);
-    EXPECT_EQ(service_.calls().in_flight(), 0);
-  }
+TEST_F(CallRpcTest, NoReplySaysHowLongTheCallWaited) {
+  v1::CallRequest request;
+  request.mutable_message()->set_routing_key("rpc");
+  v1::CallResponse response;
+  const grpc::Status status = Call(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // No deadline of the caller's: the server's call_timeout.
+  EXPECT_EQ(status.error_message(), "no reply within 30s");
+  EXPECT_EQ(service_.calls().calls(absl::StatusCode::kDeadlineExceeded), 1u);
+}
 
-  TEST_F(CallRpcTest, NoReplySaysHowLongTheCallWaited) {
-    v1::CallRequest request;
-    request.mutable_message()->set_routing_key("rpc");
-    v1::CallResponse response;
-    const grpc::Status status = Call(request, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-    // No deadline of the caller's: the server's call_timeout.
-    EXPECT_EQ(status.error_message(), "no reply within 30s");
-    EXPECT_EQ(service_.calls().calls(absl::StatusCode::kDeadlineExceeded), 1u);
-  }
-
-  TEST_F(CallRpcTest, AnInvalidCallNeverReachesTheBroker) {
-    v1::CallRequest request;
-    request.mutable_message()->set_reply_to("mine");
-    v1::CallResponse response;
-    EXPECT_EQ(Call(request, &response).error_code(),
-              grpc::StatusCode::INVALID_ARGUMENT);
-    request.mutable_message()->clear_reply_to();
-    request.mutable_message()->mutable_fence()->set_election("e");
-    request.mutable_message()->mutable_fence()->set_fencing_token(1);
-    const grpc::Status fenced = Call(request, &response);
-    EXPECT_EQ(fenced.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(fenced.error_message(), ::testing::StartsWith("message.fence"));
-    EXPECT_EQ(broker_.calls_.load(), 0);
-  }
+TEST_F(CallRpcTest, AnInvalidCallNeverReachesTheBroker) {
+  v1::CallRequest request;
+  request.mutable_message()->set_reply_to("mine");
+  v1::CallResponse response;
+  EXPECT_EQ(Call(request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  request.mutable_message()->clear_reply_to();
+  request.mutable_message()->mutable_fence()->set_election("e");
+  request.mutable_message()->mutable_fence()->set_fencing_token(1);
+  const grpc::Status fenced = Call(request, &response);
+  EXPECT_EQ(fenced.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(fenced.error_message(), ::testing::StartsWith("message.fence"));
+  EXPECT_EQ(broker_.calls_.load(), 0);
+}
 
 }  // namespace
 }  // namespace warren::messaging
