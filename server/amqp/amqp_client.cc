@@ -78,8 +78,8 @@ struct AmqpClient::Command {
     kSubscribe,
     kSettle,
     kUnsubscribe,
-    kDeclareDelayQueue,
-    kCall
+    kCall,
+    kDeclareDelayQueue
   };
   Kind kind;
   OutgoingMessage message;
@@ -91,8 +91,8 @@ struct AmqpClient::Command {
   uint64_t delivery_tag = 0;
   amqp::Settle settle = amqp::Settle::kAck;
   ExchangeKind exchange_kind = ExchangeKind::kTopic;
-  DelayQueueSpec delay_queue;
   AmqpBroker::CallDone call_done;
+  DelayQueueSpec delay_queue;
 };
 
 // Everything that belongs to the I/O thread: the connection and the
@@ -537,10 +537,10 @@ absl::Status AmqpClient::IoLoop::Execute(Command& command) {
       return DoSettle(command);
     case Command::Kind::kUnsubscribe:
       return DoUnsubscribe(command);
-    case Command::Kind::kDeclareDelayQueue:
-      return DoDeclareDelayQueue(command);
     case Command::Kind::kCall:
       return DoCall(command);
+    case Command::Kind::kDeclareDelayQueue:
+      return DoDeclareDelayQueue(command);
   }
   return absl::OkStatus();
 }

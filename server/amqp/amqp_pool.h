@@ -82,10 +82,6 @@ class AmqpPool final : public AmqpBroker {
                        absl::AnyInvocable<void(absl::Status)> done) override {
     primary_->DeclareExchange(std::move(name), kind, std::move(done));
   }
-  void DeclareDelayQueue(DelayQueueSpec spec,
-                         absl::AnyInvocable<void(absl::Status)> done) override {
-    primary_->DeclareDelayQueue(std::move(spec), std::move(done));
-  }
   // Calls go over the primary, like publishes.
   void Call(OutgoingMessage request, absl::Time deadline,
             CallDone done) override {
@@ -93,6 +89,10 @@ class AmqpPool final : public AmqpBroker {
   }
   uint64_t call_replies_dropped() const override {
     return primary_->call_replies_dropped();
+  }
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override {
+    primary_->DeclareDelayQueue(std::move(spec), std::move(done));
   }
 
   // Across every connection the pool may open.

@@ -63,12 +63,12 @@ struct Delivery {
   bool redelivered = false;
   uint32_t delivery_count = 0;
   std::optional<absl::Time> timestamp;
-  // Delivery mode 2; kept so that a retry republishes the message as it was.
-  bool persistent = true;
-  std::optional<uint8_t> priority;
   // AMQP reply_to / correlation_id properties (request/reply).
   std::string reply_to;
   std::string correlation_id;
+  // Delivery mode 2; kept so that a retry republishes the message as it was.
+  bool persistent = true;
+  std::optional<uint8_t> priority;
 };
 
 enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };
