@@ -171,6 +171,10 @@ void SubscribeClient::Start() {
   v1::SubscribeRequest start;
   start.mutable_start()->set_queue(queue_);
   start.mutable_start()->set_max_in_flight(static_cast<uint32_t>(prefetch_));
+  if (queue_options_.has_value()) {
+    *start.mutable_start()->mutable_queue_options() = *queue_options_;
+    *start.mutable_start()->mutable_offset() = offset_;
+  }
   queue_writes_.push_back(std::move(start));
   StartRead(&response_);
   StartCall();

@@ -196,6 +196,21 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
                                    Pair(kRetryRoutingKeyHeader, "a.b")));
 }
 
+TEST_F(DelayQueuesTest, ARetriedRequestKeepsItsReplyAddress) {
+  amqp::Delivery d;
+  d.routing_key = "rpc";
+  d.reply_to = "amq.rabbitmq.reply-to.abc.def";
+  d.correlation_id = "c-7";
+  EXPECT_TRUE(Run([&](auto done) {
+                delays_.Retry(d, RetryTarget{"rpc", /*quorum=*/false},
+                              absl::Milliseconds(500), absl::InfiniteFuture(),
+                              std::move(done));
+              }).ok());
+  ASSERT_EQ(amqp_.published().size(), 1u);
+  EXPECT_EQ(amqp_.published()[0].reply_to, d.reply_to);
+  EXPECT_EQ(amqp_.published()[0].correlation_id, "c-7");
+}
+
 TEST(RestoreRetriedOriginTest, OnlyForMessagesBackFromTheRetryQueue) {
   amqp::Delivery d;
   d.exchange = "other";

@@ -1,5 +1,6 @@
 #include "server/messaging/messaging_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <set>
@@ -24,6 +25,7 @@
 #include "server/messaging/call_handler.h"
 #include "server/messaging/delay_queues.h"
 #include "server/messaging/delay_validation.h"
+#include "server/messaging/delivery_view.h"
 #include "server/messaging/unsettled_deliveries.h"
 
 namespace warren::messaging {
@@ -390,41 +392,25 @@ class SubscribeReactor final
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
+    if (BelowStreamStart(d, stream_start_)) {
+      if (subscribed_) {
+        amqp_.Settle(subscription_, d.delivery_tag, amqp::Settle::kAck);
+      }
+      return;
+    }
     RestoreRetriedOrigin(queue_, d);
     d.delivery_count += RetriesOf(d);
+    // Kept whole (with the retry headers) in case it is nacked with
+    // retry_after; the subscriber sees the bookkeeping as fields instead.
     unsettled_.Add(d);
     unacked_.fetch_add(1);
+    d.headers.erase(std::remove_if(d.headers.begin(), d.headers.end(),
+                                   [](const auto& header) {
+                                     return IsRetryHeader(header.first);
+                                   }),
+                    d.headers.end());
     v1::SubscribeResponse response;
-    auto* out = response.mutable_delivery();
-    out->set_delivery_id(d.delivery_tag);
-    out->set_exchange(std::move(d.exchange));
-    out->set_routing_key(std::move(d.routing_key));
-    out->set_payload(std::move(d.payload));
-    for (auto& [key, value] : d.headers) {
-      // The server's own bookkeeping of retries is shown as delivery_count
-      // and the restored exchange and routing key.
-      if (key == kRetriesHeader || key == kRetryExchangeHeader ||
-          key == kRetryRoutingKeyHeader) {
-        continue;
-      }
-      (*out->mutable_headers())[key] = value;
-    }
-    out->set_content_type(std::move(d.content_type));
-    out->set_message_id(std::move(d.message_id));
-    out->set_redelivered(d.redelivered);
-    out->set_delivery_count(d.delivery_count);
-    out->set_reply_to(std::move(d.reply_to));
-    out->set_correlation_id(std::move(d.correlation_id));
-    // Any publisher may set the timestamp property to any 64 bits; one that
-    // a Timestamp cannot hold (outside years 1 to 9999) is left out: the
-    // conversion would abort the server.
-    if (d.timestamp.has_value()) {
-      const int64_t seconds = absl::ToUnixSeconds(*d.timestamp);
-      if (seconds >= TimeUtil::kTimestampMinSeconds &&
-          seconds <= TimeUtil::kTimestampMaxSeconds) {
-        *out->mutable_timestamp() = TimeUtil::SecondsToTimestamp(seconds);
-      }
-    }
+    ToV1Delivery(std::move(d), *response.mutable_delivery());
     PushLocked(std::move(response));
   }
 
@@ -455,8 +441,8 @@ class SubscribeReactor final
     }
     started_ = true;
     retry_target_.quorum = spec->queue.quorum;
-    on_stream_queue_ =
-        request_.start().queue_options().queue_type() == v1::QUEUE_TYPE_STREAM;
+    stream_start_ = spec->stream_start;
+    on_stream_queue_ = spec->queue.stream;
     delivery_limit_ = request_.start().queue_options().delivery_limit();
     // A reload that takes a grant it needed (or the token) away ends it.
     lifetime_.SetReauthorizer(
@@ -486,7 +472,12 @@ class SubscribeReactor final
     if (!CheckSettleLocked(ids, verb)) return;
     for (uint64_t id : ids) {
       unsettled_.Take(id);
-      if (subscribed_) amqp_.Settle(subscription_, id, how);
+      // A stream keeps every message and cannot requeue one: a nack there
+      // only settles the delivery.
+      if (subscribed_) {
+        amqp_.Settle(subscription_, id,
+                     on_stream_queue_ ? amqp::Settle::kAck : how);
+      }
     }
     unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
   }
@@ -623,6 +614,8 @@ class SubscribeReactor final
   // The queue consumed (the broker's name for a server-named one).
   std::string queue_ ABSL_GUARDED_BY(mu_);
   RetryTarget retry_target_ ABSL_GUARDED_BY(mu_);
+  // Where a stream subscription asked to start: nothing below is delivered.
+  std::optional<amqp::StreamStart> stream_start_ ABSL_GUARDED_BY(mu_);
   bool on_stream_queue_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t delivery_limit_ ABSL_GUARDED_BY(mu_) = 0;
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);

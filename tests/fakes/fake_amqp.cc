@@ -70,19 +70,6 @@ std::vector<amqp::Settle> FakeAmqp::settle_kinds() {
   return settle_kinds_;
 }
 
-void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
-  ++calls_;
-  request.reply_to = "amq.rabbitmq.reply-to";
-  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
-  absl::StatusOr<amqp::Delivery> answer =
-      call_answer ? call_answer(request)
-                  : absl::DeadlineExceededError("fake: no reply");
-  if (answer.ok()) answer->correlation_id = request.correlation_id;
-  Post([done = std::move(done), answer = std::move(answer)]() mutable {
-    done(std::move(answer));
-  });
-}
-
 std::vector<amqp::OutgoingMessage> FakeAmqp::published() {
   warren::MutexLock lock(&mu_);
   return published_;
@@ -96,6 +83,19 @@ std::vector<amqp::DelayQueueSpec> FakeAmqp::delay_queues() {
 void FakeAmqp::FailNextPublishes(std::vector<absl::Status> statuses) {
   warren::MutexLock lock(&mu_);
   for (auto& s : statuses) publish_failures_.push_back(std::move(s));
+}
+
+void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
+  ++calls_;
+  request.reply_to = "amq.rabbitmq.reply-to";
+  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
+  absl::StatusOr<amqp::Delivery> answer =
+      call_answer ? call_answer(request)
+                  : absl::DeadlineExceededError("fake: no reply");
+  if (answer.ok()) answer->correlation_id = request.correlation_id;
+  Post([done = std::move(done), answer = std::move(answer)]() mutable {
+    done(std::move(answer));
+  });
 }
 
 void FakeAmqp::DeclareExchange(std::string, amqp::ExchangeKind,

@@ -236,7 +236,34 @@ void FuzzSubscribeStart(const v1::SubscribeStart& start) {
   Check(!spec->queue.message_ttl.has_value() ||
             *spec->queue.message_ttl >= absl::ZeroDuration(),
         "a negative message_ttl accepted");
+  const amqp::QueueSpec& q = spec->queue;
+  if (q.stream) {
+    Check(!q.quorum && q.durable && !q.exclusive && !q.name.empty(),
+          "a stream that is not a durable named queue");
+    Check(q.max_priority == 0 && !q.delivery_limit.has_value() &&
+              !q.single_active_consumer && q.dead_letter_exchange.empty() &&
+              q.dead_letter_routing_key.empty() && !q.message_ttl.has_value() &&
+              q.max_length == 0,
+          "a stream with an option streams do not have");
+  }
+  Check(!spec->stream_start.has_value() || q.stream,
+        "an offset on a queue that is not a stream");
+  Check(q.max_age.empty() || q.stream, "max_age on a queue that is no stream");
+  Check(!q.delivery_limit.has_value() || (q.quorum && *q.delivery_limit >= 0),
+        "a delivery limit on a queue that is not quorum");
+  Check(q.max_priority == 0 || (!q.quorum && !q.stream),
+        "a priority queue that is not classic");
+  Check(!q.single_active_consumer || !q.name.empty(),
+        "single active consumer on an exclusive queue");
   if (spec->binding.has_value()) {
+    Check(spec->binding->match_headers.empty() ||
+              spec->binding->kind == amqp::ExchangeKind::kHeaders,
+          "match_headers on an exchange that is not a headers exchange");
+    for (const auto& [key, value] : spec->binding->match_headers) {
+      Check(!key.empty() && !absl::StartsWithIgnoreCase(key, "x-"),
+            "a header match the broker would not make: " + key);
+      CheckShortString(key, "match header");
+    }
     Check(!spec->binding->exchange.empty(),
           "a binding to the default exchange");
     CheckShortString(spec->binding->exchange, "exchange");

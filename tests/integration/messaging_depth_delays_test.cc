@@ -387,7 +387,7 @@ TEST_F(DelaysTest, BadRetriesEndTheStreamNamingTheField) {
   EXPECT_TRUE(sub.deliveries()[0].redelivered());
 }
 
-TEST_F(DelaysTest, DISABLED_RetryAfterOnAStreamQueueIsRefused) {
+TEST_F(DelaysTest, RetryAfterOnAStreamQueueIsRefused) {
   const std::string queue = Name("stream-retry");
   v1::SubscribeStart s;
   s.set_queue(queue);
