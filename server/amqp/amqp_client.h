@@ -97,6 +97,19 @@ class AmqpBroker {
   virtual void Settle(SubscriptionId id, uint64_t delivery_tag,
                       amqp::Settle how) = 0;
   virtual void Unsubscribe(SubscriptionId id) = 0;
+
+  using CallDone = absl::AnyInvocable<void(absl::StatusOr<Delivery>)>;
+  // Request/reply over RabbitMQ direct reply-to: publishes `request` (its
+  // reply_to and correlation_id are the client's to set) with a publisher
+  // confirm and answers `done` once with the first reply carrying the
+  // call's fresh correlation id; DEADLINE_EXCEEDED at `deadline` without
+  // one; FAILED_PRECONDITION when a mandatory request was unroutable;
+  // publish errors as Publish; UNAVAILABLE when the reply channel is lost
+  // while the call waits (the request may have been handled).
+  virtual void Call(OutgoingMessage request, absl::Time deadline,
+                    CallDone done) = 0;
+  // Replies that found no waiting call (late or unknown), for metrics.
+  virtual uint64_t call_replies_dropped() const { return 0; }
 };
 
 class AmqpClient final : public AmqpBroker {
@@ -113,7 +126,7 @@ class AmqpClient final : public AmqpBroker {
   size_t unconfirmed_publishes() const override {
     return unconfirmed_publishes_.load(std::memory_order_relaxed);
   }
-  // The broker's channel_max less the publish and scratch channels; kept
+  // The broker's channel_max less the publish, scratch and call channels; kept
   // from the last login.
   size_t subscription_capacity() const override {
     return subscription_capacity_.load();
@@ -148,6 +161,16 @@ class AmqpClient final : public AmqpBroker {
   // requeues every delivery not acknowledged.
   void Unsubscribe(SubscriptionId id) override;
 
+  // On a channel of its own (opened at the first call, consuming
+  // amq.rabbitmq.reply-to, in confirm mode): direct reply-to answers only
+  // the channel that consumes it, and a reply channel lost fails only the
+  // calls, not the publishes.
+  void Call(OutgoingMessage request, absl::Time deadline,
+            CallDone done) override;
+  uint64_t call_replies_dropped() const override {
+    return call_replies_dropped_.load(std::memory_order_relaxed);
+  }
+
  private:
   class IoLoop;
   struct Command;
@@ -166,6 +189,7 @@ class AmqpClient final : public AmqpBroker {
   std::atomic<uint64_t> next_subscription_{1};
   std::atomic<size_t> subscription_capacity_{0};
   std::atomic<size_t> unconfirmed_publishes_{0};
+  std::atomic<uint64_t> call_replies_dropped_{0};
 
   warren::Mutex listeners_mu_;
   std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_

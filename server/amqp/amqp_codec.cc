@@ -171,6 +171,14 @@ PublishProperties::PublishProperties(const OutgoingMessage& m, absl::Time now) {
     properties_._flags |= AMQP_BASIC_PRIORITY_FLAG;
     properties_.priority = *m.priority;
   }
+  if (!m.reply_to.empty()) {
+    properties_._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    properties_.reply_to = Bytes(m.reply_to);
+  }
+  if (!m.correlation_id.empty()) {
+    properties_._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    properties_.correlation_id = Bytes(m.correlation_id);
+  }
   if (m.ttl.has_value()) {
     expiration_ = absl::StrCat(absl::ToInt64Milliseconds(*m.ttl));
     properties_._flags |= AMQP_BASIC_EXPIRATION_FLAG;
@@ -189,6 +197,10 @@ void DecodeProperties(const amqp_basic_properties_t& p, Delivery& d) {
   }
   if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
     d.message_id = String(p.message_id);
+  }
+  if (p._flags & AMQP_BASIC_REPLY_TO_FLAG) d.reply_to = String(p.reply_to);
+  if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+    d.correlation_id = String(p.correlation_id);
   }
   if (p._flags & AMQP_BASIC_TIMESTAMP_FLAG) {
     d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(p.timestamp));

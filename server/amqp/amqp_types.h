@@ -47,6 +47,9 @@ struct OutgoingMessage {
   std::optional<uint8_t> priority;
   std::optional<absl::Duration> ttl;
   bool mandatory = false;
+  // AMQP reply_to / correlation_id properties; empty: not sent.
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 struct Delivery {
@@ -60,6 +63,9 @@ struct Delivery {
   bool redelivered = false;
   uint32_t delivery_count = 0;
   std::optional<absl::Time> timestamp;
+  // AMQP reply_to / correlation_id properties (request/reply).
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };

@@ -92,13 +92,15 @@ ABSL_FLAG(int64_t, amqp_max_connections, 8,
           "Most AMQP connections to RabbitMQ. Each Subscribe stream takes a "
           "channel, a connection has at most channel_max of them (2047 by "
           "default, three kept for publishing), and more connections are "
-          "opened as they fill up: 8 carry 16,352 subscriptions.");
+          "opened as they fill up: 8 carry 16,344 subscriptions.");
 ABSL_FLAG(absl::Duration, backend_wait, absl::Seconds(30),
           "How long start-up waits for ZooKeeper and RabbitMQ.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long calls in progress may take to finish.");
 ABSL_FLAG(absl::Duration, operation_timeout, absl::Seconds(10),
           "Longest backend operation of a call without an earlier deadline.");
+ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(30),
+          "How long a Call without a deadline waits for its reply.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30),
           "Default heartbeat interval of long-lived streams.");
 ABSL_FLAG(int64_t, max_config_value_bytes, 960 << 10,
@@ -336,7 +338,8 @@ const std::vector<SettingGroup> kSettingGroups = {
                 "max_in_flight_cap",      "worker_threads"}},
     {"Streams",
      {"heartbeat_interval", "publish_window", "default_max_in_flight",
-      "publish_config_changes", "config_change_exchange", "shutdown_grace"}},
+      "publish_config_changes", "config_change_exchange", "shutdown_grace",
+      "call_timeout"}},
     {"Logging and metrics",
      {"log_level", "log_json", "metrics_listen", "metrics_allow_remote"}},
 };
@@ -522,6 +525,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "shutdown_grace must not be negative"),
       Check(absl::GetFlag(FLAGS_operation_timeout) > absl::ZeroDuration(),
             "operation_timeout must be positive"),
+      Check(absl::GetFlag(FLAGS_call_timeout) > absl::ZeroDuration(),
+            "call_timeout must be positive"),
       Check(absl::GetFlag(FLAGS_heartbeat_interval) >= absl::Milliseconds(100),
             "heartbeat_interval must be at least 100ms"),
       // Election writes (a 64 KiB value, names, the ACL) must always fit.
@@ -674,6 +679,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.messaging.max_payload_bytes = Size(absl::GetFlag(FLAGS_max_payload_bytes));
   o.messaging.max_header_bytes = Size(absl::GetFlag(FLAGS_max_header_bytes));
   o.messaging.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.messaging.call_timeout = absl::GetFlag(FLAGS_call_timeout);
   o.messaging.publish_window =
       static_cast<uint32_t>(absl::GetFlag(FLAGS_publish_window));
   o.messaging.default_max_in_flight =

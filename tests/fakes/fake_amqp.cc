@@ -47,6 +47,19 @@ void FakeAmqp::Publish(amqp::OutgoingMessage, absl::Time,
   Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
 }
 
+void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
+  ++calls_;
+  request.reply_to = "amq.rabbitmq.reply-to";
+  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
+  absl::StatusOr<amqp::Delivery> answer =
+      call_answer ? call_answer(request)
+                  : absl::DeadlineExceededError("fake: no reply");
+  if (answer.ok()) answer->correlation_id = request.correlation_id;
+  Post([done = std::move(done), answer = std::move(answer)]() mutable {
+    done(std::move(answer));
+  });
+}
+
 void FakeAmqp::DeclareExchange(std::string, amqp::ExchangeKind,
                                absl::AnyInvocable<void(absl::Status)> done) {
   Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -86,6 +87,14 @@ class FakeAmqp final : public amqp::AmqpBroker {
   void Settle(SubscriptionId id, uint64_t delivery_tag,
               amqp::Settle how) override;
   void Unsubscribe(SubscriptionId id) override;
+  // Answers (queued) with what `call_answer` makes of the request, with the
+  // request's correlation id stamped on a reply; without one, as a call
+  // nobody answers: DEADLINE_EXCEEDED.
+  void Call(amqp::OutgoingMessage request, absl::Time deadline,
+            CallDone done) override;
+  std::function<absl::StatusOr<amqp::Delivery>(const amqp::OutgoingMessage&)>
+      call_answer;
+  std::atomic<int> calls_{0};
 
  private:
   struct Subscription {
