@@ -42,8 +42,8 @@ export class StreamResume {
     if (this.#start?.offset != null) this.#floor = BigInt(this.#start.offset);
     // 'next' and 'last' mean "from when I subscribed": a stream broken before
     // its first delivery resumes at that time, since 'next' again would skip
-    // what arrived while it was away (by chunk: a few earlier messages may
-    // come too, never fewer).
+    // what arrived while it was away (by chunk, and a second early: a few
+    // earlier messages may come too, never fewer).
     this.#relative = this.#start == null || this.#start.next === true || this.#start.last === true;
   }
 
@@ -60,7 +60,9 @@ export class StreamResume {
   /** The StreamOffset to open the next stream with. */
   startOffset() {
     if (this.#last != null) return { offset: String(this.#last + 1n) };
-    if (this.#relative && this.#subscribedAt) return streamOffsetToProto(this.#subscribedAt);
+    // A second early: the broker stamps chunks by its own clock, and a few
+    // messages from before the subscription are better than a gap.
+    if (this.#relative && this.#subscribedAt) return streamOffsetToProto(new Date(this.#subscribedAt.getTime() - 1000));
     return this.#start;
   }
 
