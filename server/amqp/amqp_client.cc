@@ -78,7 +78,8 @@ struct AmqpClient::Command {
     kSubscribe,
     kSettle,
     kUnsubscribe,
-    kCall
+    kCall,
+    kDeclareDelayQueue
   };
   Kind kind;
   OutgoingMessage message;
@@ -91,6 +92,7 @@ struct AmqpClient::Command {
   amqp::Settle settle = amqp::Settle::kAck;
   ExchangeKind exchange_kind = ExchangeKind::kTopic;
   AmqpBroker::CallDone call_done;
+  DelayQueueSpec delay_queue;
 };
 
 // Everything that belongs to the I/O thread: the connection and the
@@ -124,6 +126,7 @@ class AmqpClient::IoLoop {
   absl::Status DoPublish(OutgoingMessage& message, absl::Time deadline,
                          ConfirmTracker::Done& done);
   absl::Status DoDeclareExchange(Command& command);
+  absl::Status DoDeclareDelayQueue(Command& command);
   absl::Status EnsureScratchChannel(absl::Status* connection_error);
   absl::Status DoSubscribe(Command& command);
   absl::Status DoSettle(Command& command);
@@ -313,6 +316,15 @@ void AmqpClient::DeclareExchange(std::string name, ExchangeKind kind,
   Post(std::move(c));
 }
 
+void AmqpClient::DeclareDelayQueue(
+    DelayQueueSpec spec, absl::AnyInvocable<void(absl::Status)> done) {
+  Command c;
+  c.kind = Command::Kind::kDeclareDelayQueue;
+  c.delay_queue = std::move(spec);
+  c.done = std::move(done);
+  Post(std::move(c));
+}
+
 void AmqpClient::Settle(SubscriptionId id, uint64_t delivery_tag,
                         amqp::Settle how) {
   Command c;
@@ -459,6 +471,7 @@ bool AmqpClient::IoLoop::WaitsForBroker(const Command& command) const {
     case Command::Kind::kDeclareExchange:
     case Command::Kind::kSubscribe:
     case Command::Kind::kUnsubscribe:
+    case Command::Kind::kDeclareDelayQueue:
       return true;
   }
   return true;
@@ -493,6 +506,7 @@ void AmqpClient::IoLoop::TakeCommands(bool connected,
     switch (command.kind) {
       case Command::Kind::kPublish:
       case Command::Kind::kDeclareExchange:
+      case Command::Kind::kDeclareDelayQueue:
         command.done(down);
         break;
       case Command::Kind::kSubscribe:
@@ -525,6 +539,8 @@ absl::Status AmqpClient::IoLoop::Execute(Command& command) {
       return DoUnsubscribe(command);
     case Command::Kind::kCall:
       return DoCall(command);
+    case Command::Kind::kDeclareDelayQueue:
+      return DoDeclareDelayQueue(command);
   }
   return absl::OkStatus();
 }
@@ -910,6 +926,42 @@ absl::Status AmqpClient::IoLoop::DoDeclareExchange(Command& command) {
   if (s.ok()) {
     known_exchanges_[command.message.exchange] =
         absl::Now() + kExchangeCheckTtl;
+  }
+  command.done(s);
+  return connection_error;
+}
+
+absl::Status AmqpClient::IoLoop::DoDeclareDelayQueue(Command& command) {
+  const DelayQueueSpec& q = command.delay_queue;
+  absl::Status connection_error;
+  absl::Status s = EnsureScratchChannel(&connection_error);
+  if (s.ok() && q.with_exchange) {
+    amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(q.name),
+                          amqp_cstring_bytes("fanout"), 0, /*durable=*/1,
+                          /*auto_delete=*/1, 0, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+  }
+  if (s.ok()) {
+    TableBuilder args;
+    AddDelayQueueArguments(q, args);
+    amqp_queue_declare(conn_.get(), kScratchChannel, Bytes(q.name), 0,
+                       /*durable=*/1, 0, 0, args.table());
+    s = CheckReply(kScratchChannel, "queue.declare", &connection_error);
+  }
+  if (s.ok() && q.with_exchange) {
+    amqp_queue_bind(conn_.get(), kScratchChannel, Bytes(q.name), Bytes(q.name),
+                    amqp_empty_bytes, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "queue.bind", &connection_error);
+  }
+  if (!s.ok()) {
+    scratch_open_ = false;  // the broker closed it
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat("delay queue ", q.name,
+                       " exists with other arguments: ", s.message()));
+    }
+  } else if (q.with_exchange) {
+    known_exchanges_[q.name] = absl::Now() + kExchangeCheckTtl;
   }
   command.done(s);
   return connection_error;

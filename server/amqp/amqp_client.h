@@ -94,6 +94,11 @@ class AmqpBroker {
                                absl::AnyInvocable<void(absl::Status)> done) = 0;
   virtual SubscriptionId Subscribe(SubscribeSpec spec,
                                    std::shared_ptr<SubscriptionSink> sink) = 0;
+  // Declares a delay queue (and its exchange and binding) on the scratch
+  // channel; idempotent. FAILED_PRECONDITION if it exists with other
+  // arguments.
+  virtual void DeclareDelayQueue(
+      DelayQueueSpec spec, absl::AnyInvocable<void(absl::Status)> done) = 0;
   virtual void Settle(SubscriptionId id, uint64_t delivery_tag,
                       amqp::Settle how) = 0;
   virtual void Unsubscribe(SubscriptionId id) = 0;
@@ -147,6 +152,9 @@ class AmqpClient final : public AmqpBroker {
   // exists with another type.
   void DeclareExchange(std::string name, ExchangeKind kind,
                        absl::AnyInvocable<void(absl::Status)> done) override;
+
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override;
 
   // Declares what `spec` names and starts consuming with `prefetch`
   // unacknowledged deliveries at most. The sink is held until the

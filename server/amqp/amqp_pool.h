@@ -90,6 +90,10 @@ class AmqpPool final : public AmqpBroker {
   uint64_t call_replies_dropped() const override {
     return primary_->call_replies_dropped();
   }
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override {
+    primary_->DeclareDelayQueue(std::move(spec), std::move(done));
+  }
 
   // Across every connection the pool may open.
   size_t subscription_capacity() const override;

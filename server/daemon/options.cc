@@ -153,6 +153,10 @@ ABSL_FLAG(int64_t, default_max_in_flight, 100,
           "Subscribe prefetch when the client asks for 0.");
 ABSL_FLAG(int64_t, max_in_flight_cap, 10000,
           "Largest max_in_flight a subscriber may ask for.");
+ABSL_FLAG(absl::Duration, max_retry_delay, absl::Hours(1),
+          "Longest Nack.retry_after a subscriber may ask for.");
+ABSL_FLAG(absl::Duration, max_publish_delay, absl::Hours(24),
+          "Longest PublishRequest.delay a publisher may ask for.");
 ABSL_FLAG(bool, publish_config_changes, false,
           "Announce every ConfigService change on RabbitMQ.");
 ABSL_FLAG(std::string, config_change_exchange, "warren.config",
@@ -335,7 +339,8 @@ const std::vector<SettingGroup> kSettingGroups = {
                 "max_candidates",         "max_candidates_per_client",
                 "max_observers",          "max_observers_per_client",
                 "max_health_watches",     "max_health_watches_per_client",
-                "max_in_flight_cap",      "worker_threads"}},
+                "max_in_flight_cap",      "worker_threads",
+                "max_retry_delay",        "max_publish_delay"}},
     {"Streams",
      {"heartbeat_interval", "publish_window", "default_max_in_flight",
       "publish_config_changes", "config_change_exchange", "shutdown_grace",
@@ -574,6 +579,12 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
                     absl::GetFlag(FLAGS_max_message_bytes),
             "max_payload_bytes must be positive, and payload plus headers "
             "plus 4096 must fit in max_message_bytes"),
+      Check(absl::GetFlag(FLAGS_max_retry_delay) > absl::ZeroDuration() &&
+                absl::GetFlag(FLAGS_max_retry_delay) <= absl::Hours(24 * 365),
+            "max_retry_delay must be positive and at most a year"),
+      Check(absl::GetFlag(FLAGS_max_publish_delay) > absl::ZeroDuration() &&
+                absl::GetFlag(FLAGS_max_publish_delay) <= absl::Hours(24 * 365),
+            "max_publish_delay must be positive and at most a year"),
       Check(absl::GetFlag(FLAGS_max_header_bytes) >= 0,
             "max_header_bytes must not be negative"),
       Check(absl::GetFlag(FLAGS_publish_window) > 0 &&
@@ -687,6 +698,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.messaging.max_in_flight_cap =
       static_cast<uint32_t>(absl::GetFlag(FLAGS_max_in_flight_cap));
   o.messaging.default_heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
+  o.messaging.max_retry_delay = absl::GetFlag(FLAGS_max_retry_delay);
+  o.messaging.max_publish_delay = absl::GetFlag(FLAGS_max_publish_delay);
 
   o.election.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
   o.election.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);

@@ -30,6 +30,7 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/fence/fence_resolver.h"
+#include "server/messaging/delay_queues.h"
 #include "server/messaging/subscribe_spec.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
@@ -49,6 +50,12 @@ struct MessagingServiceOptions {
   uint32_t max_in_flight_cap = 10000;
   absl::Duration default_heartbeat = absl::Seconds(30);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
+  // The longest Nack.retry_after and PublishRequest.delay accepted.
+  absl::Duration max_retry_delay = absl::Hours(1);
+  absl::Duration max_publish_delay = absl::Hours(24);
+  // Delay queues' x-expires slack and redeclare interval; shorter only in
+  // tests (delay_queues.h).
+  DelayQueuesOptions delay_queues;
   // Checks every call (publish per message, subscribe at start); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
@@ -100,6 +107,7 @@ class MessagingServiceImpl final
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions options_;
+  DelayQueues delays_;
   std::atomic<int64_t> unacked_deliveries_{0};
   std::unique_ptr<CallHandler> calls_;
 };
