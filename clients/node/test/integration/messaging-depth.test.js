@@ -184,3 +184,27 @@ test('a call nobody answers is a TimeoutError; one no queue takes is FAILED_PREC
   await assert.rejects(warren.call({ queue: uniq('node_nobody'), payload: 'x' }, { timeoutMs: 5000 }),
     (err) => err.code === grpc.status.FAILED_PRECONDITION);
 });
+
+test('a priority queue delivers its backlog highest priority first', async () => {
+  const queue = uniq('node_prio');
+  const options = { queue, queueOptions: { maxPriority: 10 } };
+  const declare = await subscribed(warren.subscribe(options, () => {}));
+  await declare.stop();
+  for (const [payload, priority] of [['low', 1], ['high', 9], ['mid', 5], ['none', 0]]) await warren.publish({ queue, payload, priority });
+  const got = [];
+  const sub = warren.subscribe({ ...options, maxInFlight: 1 }, (m) => { got.push(m.text); });
+  try {
+    await waitFor(() => got.length === 4, { what: 'the backlog' });
+    assert.deepEqual(got, ['high', 'mid', 'low', 'none']);
+  } finally {
+    await sub.stop();
+  }
+});
+
+test('options the server refuses end the subscriber with INVALID_ARGUMENT naming the field', async () => {
+  const sub = warren.subscribe({ queue: uniq('node_bad'), queueOptions: { queueType: 'QUEUE_TYPE_QUORUM', maxPriority: 5 } }, () => {});
+  const err = await nextEvent(sub, 'error');
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(err.details, /start\.queue_options\.max_priority/);
+  await sub.closed;
+});
