@@ -208,3 +208,28 @@ test('options the server refuses end the subscriber with INVALID_ARGUMENT naming
   assert.match(err.details, /start\.queue_options\.max_priority/);
   await sub.closed;
 });
+
+test('a quorum queue with deliveryLimit 3: a message failing forever is delivered 3 times, then dead-lettered', async () => {
+  const queue = uniq('node_limited');
+  const dlx = uniq('node_dlx'); // the dead-lettered message keeps its routing key: the queue's name
+  const dead = [];
+  const counts = [];
+  const subs = [];
+  try {
+    subs.push(await subscribed(warren.subscribe({
+      topic: { exchange: dlx, exchangeType: 'EXCHANGE_TYPE_DIRECT', bindingKeys: [queue] }, group: `${queue}.dead`,
+    }, (m) => { dead.push(m.text); })));
+    subs.push(await subscribed(warren.subscribe({
+      queue, queueOptions: { queueType: 'QUEUE_TYPE_QUORUM', deliveryLimit: 3, deadLetterExchange: dlx },
+    }, (m) => {
+      counts.push(m.deliveryCount);
+      throw new Error('always fails'); // nack + requeue
+    })));
+    await warren.publish({ queue, payload: 'poison' });
+    await waitFor(() => dead.length === 1, { what: 'the dead letter' });
+    assert.deepEqual(counts, [0, 1, 2]);
+    assert.deepEqual(dead, ['poison']);
+  } finally {
+    await Promise.all(subs.map((s) => s.stop()));
+  }
+});
