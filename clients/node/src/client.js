@@ -5,6 +5,7 @@ import { loadWarrenProtos } from './proto.js';
 import { callWithRetry } from './calls.js';
 import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
+import { call, respond } from './rpc.js';
 import { Elector } from './elector.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { fenceToProto } from './fence.js';
@@ -181,6 +182,23 @@ export class Warren {
   /** Starts a Subscriber running `handler` for every delivery. */
   subscribe(options, handler) {
     return new Subscriber(this.raw.messaging, options, handler);
+  }
+
+  /**
+   * Request/reply: publishes `message` as a request and resolves with the
+   * reply (a Message); never retried. See rpc.js call().
+   */
+  call(message, options) {
+    return call(this.raw.messaging, message, options);
+  }
+
+  /**
+   * Answers requests from a queue or topic group: `handler(request)` returns
+   * the reply. A Subscriber (plus a 'skipped' event). See rpc.js respond().
+   */
+  respond(options, handler) {
+    this.#publisher ??= new Publisher(this.raw.messaging);
+    return respond(this.raw.messaging, this.#publisher, options, handler);
   }
 
   // --- Election ----------------------------------------------------------

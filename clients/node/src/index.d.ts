@@ -148,8 +148,22 @@ export interface PublishMessage {
   transient?: boolean;
   priority?: number;
   ttlMs?: number;
-  /** An unroutable message is an error (FAILED_PRECONDITION); default: the Publisher's (true). */
+  /**
+   * An unroutable message is an error (FAILED_PRECONDITION); default: the
+   * Publisher's (true), except with `delayMs` (false: a delayed message is
+   * routed later, and the server refuses `mandatory` with a delay).
+   */
   mandatory?: boolean;
+  /**
+   * Delivered to `exchange` only after this delay (waiting in a delay queue
+   * of the broker; rounded up to two significant digits, so up to 10 % late,
+   * never early). Confirmed once the delay queue has it. Not with `ttlMs`.
+   */
+  delayMs?: number;
+  /** Where replies go (AMQP reply_to), for a requester reading its own queue. Not in a call(). */
+  replyTo?: string;
+  /** Ties a reply to its request: a responder copies the request's. Not in a call(). */
+  correlationId?: string;
 }
 
 export interface PublishResult {
@@ -199,16 +213,47 @@ export interface SubscribeOptions {
   /** Consume this queue (declared durable when missing). Exactly one of queue and topic. */
   queue?: string;
   /** Bind a queue to an exchange and consume it. */
-  topic?: { exchange: string; exchangeType?: ExchangeType; bindingKeys?: string[] };
+  topic?: {
+    exchange: string;
+    exchangeType?: ExchangeType;
+    bindingKeys?: string[];
+    /** EXCHANGE_TYPE_HEADERS only: the header values a message must carry (keys not starting with `x-`). */
+    matchHeaders?: Record<string, string>;
+    /** With matchHeaders: one matching header is enough (default: all must match). */
+    matchAny?: boolean;
+  };
   /** With topic: a durable queue shared by the group; empty: exclusive to this stream. */
   group?: string;
   queueOptions?: {
-    queueType?: 'QUEUE_TYPE_CLASSIC' | 'QUEUE_TYPE_QUORUM';
+    queueType?: 'QUEUE_TYPE_CLASSIC' | 'QUEUE_TYPE_QUORUM' | 'QUEUE_TYPE_STREAM';
     deadLetterExchange?: string;
     deadLetterRoutingKey?: string;
     messageTtlMs?: number;
     maxLength?: number;
+    /** Classic queues: a priority queue with priorities 1..maxPriority (1-255). */
+    maxPriority?: number;
+    /** Quorum queues: the most deliveries of a message (retries included); then it is dead-lettered. */
+    deliveryLimit?: number;
+    /** Classic and quorum queues with a name: one subscriber at a time receives, the others stand by. */
+    singleActiveConsumer?: boolean;
+    /** Stream queues: how long messages are kept. */
+    maxAgeMs?: number;
+    /** The most bytes the queue keeps. */
+    maxLengthBytes?: number;
   };
+  /**
+   * Stream queues only: where to start reading. 'first', 'last', 'next'
+   * (the default), an offset (the first message delivered; to resume from
+   * an offset you stored, pass `stored + 1n`) or a Date. After a broken
+   * stream the subscriber resumes by itself just after the last message
+   * handed to the handler.
+   */
+  offset?: StreamOffset;
+  /**
+   * When a handler throws: nack so that the message comes back after this
+   * delay (not on stream queues); `err.retryAfterMs` (see RetryLater) overrides.
+   */
+  retryAfterMs?: number;
   /** Most handlers running at once, also sent as the prefetch (default 16). */
   maxInFlight?: number;
   /** Nack with requeue when a handler throws (default true); `err.requeue` overrides. */
@@ -224,6 +269,36 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
 }
 
+export type StreamOffset = 'first' | 'last' | 'next' | number | bigint | Date;
+
+/** Throw it from a handler to get the message back after `retryAfterMs`. */
+export declare class RetryLater extends Error {
+  constructor(retryAfterMs: number, message?: string, options?: ErrorOptions);
+  readonly name: 'RetryLater';
+  retryAfterMs: number;
+}
+
+/** What call() rejects with when no reply came in time (code DEADLINE_EXCEEDED). */
+export declare class TimeoutError extends Error {
+  readonly name: 'TimeoutError';
+  readonly code: number;
+  readonly details: string;
+  messageId: string;
+}
+
+/** call()'s default timeout (the server's own default --call_timeout): 30 s. */
+export declare const DEFAULT_CALL_TIMEOUT_MS: number;
+
+export interface CallMessageOptions {
+  /** How long to wait for the reply (default 30 s): then a TimeoutError. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A responder handler's reply: a payload, or the payload with headers and content type. */
+export type Reply = Bytes | { payload?: Bytes; headers?: Record<string, string>; contentType?: string } | undefined | void;
+export type ResponderHandler = (request: Message) => Reply | Promise<Reply>;
+
 export declare class Message {
   deliveryId: string;
   messageId: string;
@@ -233,8 +308,15 @@ export declare class Message {
   headers: Record<string, string>;
   contentType: string;
   redelivered: boolean;
+  /** Deliveries before this one: retries (retryAfterMs) plus the broker's requeues (quorum); at least 1 when redelivered. */
   deliveryCount: number;
   timestamp: Date | null;
+  /** Stream queues: the message's offset (store it; resume at it + 1n). null on other queues. */
+  streamOffset: bigint | null;
+  /** Where the publisher wants a reply ('' when none). */
+  replyTo: string;
+  /** The publisher's correlation id, to copy into the reply. */
+  correlationId: string;
   /** The payload as UTF-8. */
   readonly text: string;
 }
@@ -245,6 +327,8 @@ export declare class Subscriber extends EventEmitter {
   /** The queue consumed, once subscribed. */
   queue: string | null;
   readonly running: number;
+  /** Stream queues: the offset of the last message handed to the handler, or null. */
+  readonly lastOffset: bigint | null;
   /** Resolves after stop() or a fatal error; rejects with an AbortError after an abort. */
   readonly closed: Promise<void>;
   /** Resolves once stopped, however it stopped. */
@@ -254,6 +338,8 @@ export declare class Subscriber extends EventEmitter {
   on(event: 'handlerError', listener: (error: unknown, message: Message) => void): this;
   on(event: 'error', listener: (error: ServiceError) => void): this;
   on(event: 'close', listener: () => void): this;
+  /** respond() only: a request without replyTo, acked unanswered. */
+  on(event: 'skipped', listener: (request: Message) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
@@ -484,6 +570,10 @@ export declare class Warren {
   publisher(options?: PublisherOptions): Publisher;
   publish(message: PublishMessage, options?: PublishOptions): Promise<PublishResult>;
   subscribe(options: SubscribeOptions, handler: Handler): Subscriber;
+  /** Publishes a request and resolves with the first reply; never retried; TimeoutError when none comes in time. */
+  call(message: Omit<PublishMessage, 'replyTo' | 'correlationId' | 'delayMs'>, options?: CallMessageOptions): Promise<Message>;
+  /** Answers requests: the handler's reply goes to the request's replyTo; the request is acked once it is confirmed. */
+  respond(options: SubscribeOptions, handler: ResponderHandler): Subscriber;
 
   elect(options: ElectOptions): Elector;
   getLeader(election: string, options?: CallOptions): Promise<Leader | null>;
@@ -506,3 +596,5 @@ export declare class Warren {
 }
 
 export declare function loadWarrenProtos(protoDir?: string): any;
+/** A StreamOffset option as the warren.v1.StreamOffset message. */
+export declare function streamOffsetToProto(offset: StreamOffset | null | undefined): Record<string, unknown> | null;

@@ -6,7 +6,9 @@
 // See README.md and index.d.ts for the API.
 export { Warren, DEFAULT_ADDRESS, DEFAULT_CHANNEL_OPTIONS, tlsCredentials, bearerInterceptor, optionsFromEnv } from './client.js';
 export { Publisher } from './publisher.js';
-export { Subscriber, Message } from './subscriber.js';
+export { Subscriber, Message, RetryLater } from './subscriber.js';
+export { TimeoutError, DEFAULT_CALL_TIMEOUT_MS } from './rpc.js';
+export { streamOffsetToProto } from './stream-offset.js';
 export { Elector } from './elector.js';
 export { ConfigWatcher } from './config-watcher.js';
 export { Locker, Lock } from './lock.js';

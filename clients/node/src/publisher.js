@@ -68,6 +68,9 @@ export function toPublishRequest(m, newMessageId = randomUUID, mandatory = DEFAU
   if (!m || typeof m !== 'object') throw new TypeError('publish: a message object is required');
   const routingKey = m.routingKey ?? m.queue;
   if (typeof routingKey !== 'string') throw new TypeError('publish: routingKey (or queue) is required');
+  if (m.delayMs != null && !(typeof m.delayMs === 'number' && Number.isFinite(m.delayMs) && m.delayMs >= 0)) {
+    throw new RangeError('publish: delayMs must be a non-negative number of milliseconds');
+  }
   return {
     exchange: m.exchange ?? '',
     routingKey,
@@ -78,6 +81,12 @@ export function toPublishRequest(m, newMessageId = randomUUID, mandatory = DEFAU
     transient: Boolean(m.transient),
     priority: m.priority ?? 0,
     ttl: m.ttlMs == null ? null : durationFromMs(m.ttlMs),
-    mandatory: Boolean(m.mandatory ?? mandatory),
+    // A delayed message is routed later, where no one can refuse it: the
+    // server takes `mandatory` with a delay as a mistake, so the default
+    // does not apply to one (an explicit `mandatory: true` is still sent).
+    mandatory: Boolean(m.mandatory ?? (m.delayMs > 0 ? false : mandatory)),
+    delay: m.delayMs == null ? null : durationFromMs(m.delayMs),
+    replyTo: m.replyTo ?? '',
+    correlationId: m.correlationId ?? '',
   };
 }

@@ -16,16 +16,30 @@
 //   are nacked back to the queue, then the stream is half-closed;
 // - an aborted `signal`: no new handlers, queued ones are nacked, the stream
 //   is cancelled at once (running handlers are not waited for; their
-//   deliveries go back to the queue) and `closed` rejects with an AbortError.
+//   deliveries go back to the queue) and `closed` rejects with an AbortError;
+// - a stream queue (QUEUE_TYPE_STREAM) is read from `offset`, and a stream
+//   that breaks is reopened just after the last delivery handed to the
+//   handler (StreamResume): no gap, no repeat;
+// - a handler error with `retryAfterMs` (or the option) is a nack whose
+//   message comes back after that delay, so a failing message does not loop
+//   hot.
 import { EventEmitter } from 'node:events';
 import { DEFAULTS, streamDecision } from './policy.js';
 import {
   Ending, Redial, Timer, dateFromTimestamp, durationFromMs, silenceError, streamEndError, streamMetadata,
 } from './util.js';
+import { StreamResume } from './stream-offset.js';
+
+const STREAM = 'QUEUE_TYPE_STREAM';
 
 /** One delivery, as given to the handler. */
 export class Message {
-  constructor(d) {
+  /**
+   * @param {object} d a warren.v1.Delivery
+   * @param {boolean} [fromStream] whether it came from a stream queue (only
+   *   then is its stream offset meaningful: 0 is also a stream's first offset)
+   */
+  constructor(d, fromStream = false) {
     this.deliveryId = d.deliveryId;
     this.messageId = d.messageId;
     this.exchange = d.exchange;
@@ -34,13 +48,30 @@ export class Message {
     this.headers = d.headers ?? {};
     this.contentType = d.contentType;
     this.redelivered = d.redelivered;
-    this.deliveryCount = d.deliveryCount;
+    this.deliveryCount = d.deliveryCount ?? 0;
     this.timestamp = dateFromTimestamp(d.timestamp);
+    this.streamOffset = fromStream ? BigInt(d.streamOffset ?? 0) : null;
+    this.replyTo = d.replyTo ?? '';
+    this.correlationId = d.correlationId ?? '';
   }
 
   /** The payload decoded as UTF-8. */
   get text() {
     return this.payload.toString('utf8');
+  }
+}
+
+/**
+ * A handler error asking for its message to come back after `retryAfterMs`
+ * (through a delay queue of the broker; each retry counts in
+ * `deliveryCount`): `throw new RetryLater(5000, 'backend busy')`. Any error
+ * with a `retryAfterMs` property does the same.
+ */
+export class RetryLater extends Error {
+  constructor(retryAfterMs, message = `retry after ${retryAfterMs} ms`, options) {
+    super(message, options);
+    this.name = 'RetryLater';
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -59,6 +90,7 @@ export class Subscriber extends EventEmitter {
   #idleTimer = new Timer();
   #idle = []; // resolvers waiting for #running === 0
   #ending;
+  #resume = null; // StreamResume of a stream-queue subscription
 
   /**
    * @param {object} client a raw warren.v1.MessagingService client
@@ -70,13 +102,18 @@ export class Subscriber extends EventEmitter {
     if (typeof handler !== 'function') throw new TypeError('subscribe: a handler function is required');
     const {
       queue, topic, group = '', queueOptions, maxInFlight = DEFAULTS.subscriber.maxInFlight, requeueOnError = true,
-      heartbeatIntervalMs = 15_000, backoff = {}, signal,
+      heartbeatIntervalMs = 15_000, backoff = {}, signal, offset, retryAfterMs,
     } = options ?? {};
     if ((queue == null) === (topic == null)) throw new TypeError('subscribe: exactly one of queue and topic is required');
     if (!(Number.isInteger(maxInFlight) && maxInFlight > 0)) throw new RangeError('subscribe: maxInFlight must be a positive integer');
+    const isStream = queueOptions?.queueType === STREAM;
+    if (offset != null && !isStream) throw new TypeError('subscribe: offset needs queueOptions.queueType QUEUE_TYPE_STREAM');
+    if (retryAfterMs != null && isStream) throw new TypeError('subscribe: retryAfterMs is not possible on a stream queue (replay by offset instead)');
+    checkDelay('retryAfterMs', retryAfterMs);
+    if (isStream) this.#resume = new StreamResume(offset);
     this.#client = client;
     this.#handler = handler;
-    this.#opts = { maxInFlight, requeueOnError, heartbeatIntervalMs };
+    this.#opts = { maxInFlight, requeueOnError, heartbeatIntervalMs, retryAfterMs };
     this.#redial = new Redial(this, backoff, () => this.#connect());
     this.#start = {
       queue: queue ?? undefined,
@@ -84,6 +121,8 @@ export class Subscriber extends EventEmitter {
         exchange: topic.exchange,
         exchangeType: topic.exchangeType ?? 'EXCHANGE_TYPE_UNSPECIFIED',
         bindingKeys: topic.bindingKeys ?? [],
+        matchHeaders: topic.matchHeaders ?? {},
+        matchAny: Boolean(topic.matchAny),
       },
       group,
       queueOptions: queueOptions == null ? null : {
@@ -92,6 +131,11 @@ export class Subscriber extends EventEmitter {
         deadLetterRoutingKey: queueOptions.deadLetterRoutingKey ?? '',
         messageTtl: durationFromMs(queueOptions.messageTtlMs),
         maxLength: String(queueOptions.maxLength ?? 0),
+        maxPriority: queueOptions.maxPriority ?? 0,
+        deliveryLimit: queueOptions.deliveryLimit ?? 0,
+        singleActiveConsumer: Boolean(queueOptions.singleActiveConsumer),
+        maxAge: durationFromMs(queueOptions.maxAgeMs),
+        maxLengthBytes: String(queueOptions.maxLengthBytes ?? 0),
       },
       maxInFlight,
       heartbeatInterval: durationFromMs(heartbeatIntervalMs),
@@ -102,6 +146,16 @@ export class Subscriber extends EventEmitter {
     // Connect on the next tick, so that listeners added right after
     // construction see the first 'subscribed' (or the 'close' of an abort).
     process.nextTick(() => this.#ending.abortIfAborted() || this.#connect());
+  }
+
+  /**
+   * Stream queues: the offset (a bigint) of the last delivery handed to the
+   * handler, or null before the first. The subscriber resumes after it by
+   * itself when its stream breaks; store it (or each message's
+   * `streamOffset`) to resume in another process with `offset: last + 1n`.
+   */
+  get lastOffset() {
+    return this.#resume?.last ?? null;
   }
 
   /** Handlers running right now. */
@@ -156,7 +210,8 @@ export class Subscriber extends EventEmitter {
     call.on('error', () => {});
     call.on('data', (response) => this.#onResponse(generation, response));
     call.on('status', (status) => this.#onStatus(generation, status));
-    call.write({ start: this.#start });
+    const start = this.#resume ? { ...this.#start, offset: this.#resume.startOffset() } : this.#start;
+    call.write({ start });
     this.#armIdleWatchdog(generation);
   }
 
@@ -168,6 +223,7 @@ export class Subscriber extends EventEmitter {
     switch (response.response) {
       case 'subscribed':
         this.queue = response.subscribed.queue;
+        this.#resume?.subscribed();
         this.emit('subscribed', { queue: this.queue });
         break;
       case 'delivery':
@@ -188,20 +244,24 @@ export class Subscriber extends EventEmitter {
     while (!this.#stopping && this.#running < this.#opts.maxInFlight && this.#pending.length > 0) {
       const { generation, delivery } = this.#pending.shift();
       if (generation !== this.#generation) continue; // its stream is gone: already requeued
+      if (this.#resume && !this.#resume.admit(delivery.streamOffset)) {
+        // Before where this subscription starts: settle it unseen.
+        this.#write({ ack: { deliveryIds: [delivery.deliveryId] } });
+        continue;
+      }
       this.#run(generation, delivery);
     }
   }
 
   async #run(generation, delivery) {
     this.#running++;
-    const message = new Message(delivery);
+    const message = new Message(delivery, this.#resume != null);
     let settle;
     try {
       await this.#handler(message);
       settle = { ack: { deliveryIds: [delivery.deliveryId] } };
     } catch (err) {
-      const requeue = typeof err?.requeue === 'boolean' ? err.requeue : this.#opts.requeueOnError;
-      settle = { nack: { deliveryIds: [delivery.deliveryId], requeue } };
+      settle = { nack: this.#nackFor(delivery.deliveryId, err) };
       if (this.listenerCount('handlerError') > 0) this.emit('handlerError', err, message);
     }
     this.#running--;
@@ -209,6 +269,20 @@ export class Subscriber extends EventEmitter {
     if (generation === this.#generation) this.#write(settle);
     if (this.#running === 0) this.#idle.splice(0).forEach((resolve) => resolve());
     this.#pump();
+  }
+
+  // How a handler's error settles its delivery: `err.retryAfterMs` (else the
+  // option) brings the message back after that delay; otherwise `err.requeue`
+  // (else requeueOnError) says requeue or dead-letter. On a stream queue a
+  // nack only settles (a stream cannot requeue, nor retry later).
+  #nackFor(deliveryId, err) {
+    const requeue = typeof err?.requeue === 'boolean' ? err.requeue : this.#opts.requeueOnError;
+    const nack = { deliveryIds: [deliveryId], requeue };
+    const retryAfterMs = err?.retryAfterMs ?? this.#opts.retryAfterMs;
+    if (this.#resume == null && typeof retryAfterMs === 'number' && retryAfterMs > 0) {
+      nack.retryAfter = durationFromMs(retryAfterMs);
+    }
+    return nack;
   }
 
   #write(request) {
@@ -294,5 +368,11 @@ export class Subscriber extends EventEmitter {
     this.#redial.stop();
     this.#idleTimer.stop();
     if (this.#ending.end(error)) this.emit('close');
+  }
+}
+
+function checkDelay(name, ms) {
+  if (ms != null && !(typeof ms === 'number' && Number.isFinite(ms) && ms >= 0)) {
+    throw new RangeError(`subscribe: ${name} must be a non-negative number of milliseconds`);
   }
 }

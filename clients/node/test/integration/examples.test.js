@@ -115,3 +115,37 @@ test('lock: runs the command while holding the lock; a second one waits for it; 
     await warren.deleteConfig(gate).catch(() => {});
   }
 });
+
+test('rpc: serve answers what call asks', async () => {
+  const queue = uniq('node_rpc_demo');
+  const server = run('rpc.js', ['serve', `--queue=${queue}`]);
+  try {
+    await waitFor(() => server.has(/^serving requests from /), { what: 'the responder' });
+    const client = run('rpc.js', ['call', `--queue=${queue}`, '--message=ping']);
+    assert.equal(await client.exit, 0, client.stderr + client.lines.join('\n'));
+    assert.ok(client.has(/^reply: "PING"$/), client.lines.join('\n'));
+    assert.ok(server.has(/^request: "ping"$/), server.lines.join('\n'));
+  } finally {
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exit, 0, server.stderr);
+  }
+  const nobody = run('rpc.js', ['call', `--queue=${queue}`, '--timeout=1']);
+  assert.equal(await nobody.exit, 2);
+  assert.match(nobody.stderr, /no reply within 1s/);
+});
+
+test('replay: reads a stream from the first message, then resumes where it said', async () => {
+  const stream = uniq('node_replay');
+  const declare = warren.subscribe({ queue: stream, queueOptions: { queueType: 'QUEUE_TYPE_STREAM' } }, () => {});
+  await new Promise((resolve) => declare.once('subscribed', resolve));
+  await declare.stop();
+  for (const text of ['a', 'b', 'c']) await warren.publish({ queue: stream, payload: text });
+  const first = run('replay.js', [`--stream=${stream}`, '--from=first', '--count=2']);
+  assert.equal(await first.exit, 0, first.stderr + first.lines.join('\n'));
+  const printed = first.lines.filter((l) => l.startsWith('offset '));
+  assert.deepEqual(printed.map((l) => l.replace(/^offset \d+: /, '')), ['"a"', '"b"'], first.lines.join('\n'));
+  const resume = first.has(/^resume with --from=\d+$/).split('=')[1];
+  const rest = run('replay.js', [`--stream=${stream}`, `--from=${resume}`, '--count=1']);
+  assert.equal(await rest.exit, 0, rest.stderr);
+  assert.ok(rest.has(new RegExp(`^offset ${resume}: "c"$`)), rest.lines.join('\n'));
+});
