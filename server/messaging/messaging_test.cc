@@ -561,6 +561,11 @@ TEST(ToSubscribeSpecTest, RefusesDepthOptionsWhereTheyDoNotApply) {
                 type(s, v1::QUEUE_TYPE_STREAM);
               }),
               HasSubstr("start.queue_options.queue_type"));
+  // Without an exchange the broker would refuse it as a clash of arguments.
+  EXPECT_THAT(refused([&](auto& s) {
+                s.mutable_queue_options()->set_dead_letter_routing_key("k");
+              }),
+              HasSubstr("start.queue_options.dead_letter_routing_key"));
 }
 
 // The Call handler on the same in-process server.

@@ -306,6 +306,14 @@ absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
       !s.ok()) {
     return s;
   }
+  // The broker refuses a routing key without an exchange, and would say so
+  // as a clash of arguments: name the field instead.
+  if (!q.dead_letter_routing_key().empty() &&
+      q.dead_letter_exchange().empty()) {
+    return absl::InvalidArgumentError(
+        "start.queue_options.dead_letter_routing_key needs a "
+        "start.queue_options.dead_letter_exchange");
+  }
   spec.queue.dead_letter_exchange = q.dead_letter_exchange();
   spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
   if (q.has_message_ttl()) {
