@@ -6,6 +6,7 @@ behaviour against the live server)."""
 
 import datetime
 import threading
+import time
 import unittest
 from concurrent import futures
 
@@ -139,6 +140,18 @@ class StreamResumeTest(FakeServerTest):
             self.fake.starts.wait_for(lambda s: len(s) == 2)
         for start in self.fake.starts.snapshot():
             self.assertEqual(start.offset.timestamp.seconds, int(when.timestamp()))
+
+    def test_from_next_without_a_delivery_resumes_at_the_time_it_started(self):
+        self.fake.plans = [([], grpc.StatusCode.UNAVAILABLE)]
+        before = int(time.time())
+        with self.client.subscriber(lambda d: None, queue="s", queue_options=STREAM,
+                                    backoff=FAST):
+            self.fake.starts.wait_for(lambda s: len(s) == 2)
+        first, again = self.fake.starts.snapshot()
+        self.assertFalse(first.HasField("offset"))  # the server's default: next
+        self.assertEqual(again.offset.WhichOneof("start"), "timestamp")
+        self.assertGreaterEqual(again.offset.timestamp.seconds, before)
+        self.assertLessEqual(again.offset.timestamp.seconds, time.time())
 
     def test_handled_offsets_count_only_what_is_handled_in_order(self):
         offsets = HandledOffsets()

@@ -31,6 +31,7 @@ Threading: one thread owns the stream; handlers run on a thread pool.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import logging
 import threading
 import time
@@ -118,8 +119,10 @@ class Subscriber(StreamThread):
     subscription starts ("first", "last", "next" (default), an offset N, a
     datetime). The subscriber remembers the last offset handled
     (`last_offset`, each delivery's `stream_offset`) and re-subscribes after
-    a broken stream at the one after it. To resume across restarts, store
-    `delivery.stream_offset` when handled and pass `offset=stored + 1`.
+    a broken stream at the one after it (before any was handled: from
+    "next" or "last", at the second its first stream opened, so that
+    nothing published meanwhile is skipped). To resume across restarts,
+    store `delivery.stream_offset` when handled and pass `offset=stored + 1`.
 
     A handler that raises Retry(seconds) has its message back after that
     delay; `retry_after=` does the same for any other exception.
@@ -212,6 +215,9 @@ class Subscriber(StreamThread):
         # Stream queues: the last offset handled with every earlier delivery
         # handled too; re-subscribing starts after it.
         self.last_offset: int | None = None
+        # Stream queues read from "next" / "last": when the subscription was
+        # first open, for a stream that breaks before its first delivery.
+        self._subscribed_at: float | None = None
         self.subscriptions = 0  # how many streams reached `subscribed`
         self.error: WarrenError | None = None  # why the subscriber gave up
 
@@ -301,11 +307,18 @@ class Subscriber(StreamThread):
             while running and not self._stopping.is_set():
                 _, pending = concurrent.futures.wait(running, timeout=0.1)
                 running = list(pending)
-        if self.last_offset is None:
+        if self.last_offset is not None:
+            resume = pb.StreamOffset(offset=self.last_offset + 1)
+        elif self._subscribed_at is not None:
+            # Nothing handled yet: "next" again would skip what came while
+            # the stream was broken. From the time it first started instead
+            # (by chunk, so a few older messages may come; no gap).
+            resume = stream_offset(datetime.datetime.fromtimestamp(int(self._subscribed_at)))
+        else:
             return self._start_request
         request = pb.SubscribeRequest()
         request.CopyFrom(self._start_request)
-        request.start.offset.CopyFrom(pb.StreamOffset(offset=self.last_offset + 1))
+        request.start.offset.CopyFrom(resume)
         return request
 
     def _one_stream(self) -> StreamEnd:
@@ -341,6 +354,13 @@ class Subscriber(StreamThread):
                 kind = item.WhichOneof("response")
                 if kind == "subscribed":
                     self.queue_name = item.subscribed.queue
+                    if (
+                        self._is_stream
+                        and self._subscribed_at is None
+                        and self._start_request.start.offset.WhichOneof("start")
+                        in (None, "next", "last")
+                    ):
+                        self._subscribed_at = time.time()
                     self.subscriptions += 1
                     self._subscribed.set()
                 elif kind == "delivery":
