@@ -21,10 +21,12 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "server/amqp/amqp_codec.h"
+#include "server/amqp/call_book.h"
 #include "server/amqp/confirm_tracker.h"
 #include "server/amqp/consumer_book.h"
 #include "server/amqp/publish_refusals.h"
 #include "server/common/logging.h"
+#include "server/common/uuid.h"
 
 namespace warren::amqp {
 namespace {
@@ -35,7 +37,12 @@ namespace {
 constexpr uint16_t kPublishChannel = 1;
 constexpr uint16_t kScratchChannel = 2;
 constexpr uint16_t kSparePublishChannel = 3;
-constexpr uint16_t kFirstSubscriptionChannel = 4;
+// Requests of Call and their replies (direct reply-to needs the request
+// published on the channel that consumes the replies).
+constexpr uint16_t kCallChannel = 4;
+constexpr uint16_t kFirstSubscriptionChannel = 5;
+// RabbitMQ's pseudo-queue for direct reply-to.
+constexpr char kDirectReplyTo[] = "amq.rabbitmq.reply-to";
 // How long a passive check that an exchange exists is trusted.
 constexpr absl::Duration kExchangeCheckTtl = absl::Seconds(30);
 
@@ -70,7 +77,9 @@ struct AmqpClient::Command {
     kDeclareExchange,
     kSubscribe,
     kSettle,
-    kUnsubscribe
+    kUnsubscribe,
+    kCall,
+    kDeclareDelayQueue
   };
   Kind kind;
   OutgoingMessage message;
@@ -82,6 +91,8 @@ struct AmqpClient::Command {
   uint64_t delivery_tag = 0;
   amqp::Settle settle = amqp::Settle::kAck;
   ExchangeKind exchange_kind = ExchangeKind::kTopic;
+  AmqpBroker::CallDone call_done;
+  DelayQueueSpec delay_queue;
 };
 
 // Everything that belongs to the I/O thread: the connection and the
@@ -115,10 +126,22 @@ class AmqpClient::IoLoop {
   absl::Status DoPublish(OutgoingMessage& message, absl::Time deadline,
                          ConfirmTracker::Done& done);
   absl::Status DoDeclareExchange(Command& command);
+  absl::Status DoDeclareDelayQueue(Command& command);
   absl::Status EnsureScratchChannel(absl::Status* connection_error);
   absl::Status DoSubscribe(Command& command);
   absl::Status DoSettle(Command& command);
   absl::Status DoUnsubscribe(Command& command);
+  absl::Status DoCall(Command& command);
+  // Opens the reply channel (confirm mode, consuming direct reply-to) unless
+  // it is open; a non-OK status fails the call that asked.
+  absl::Status EnsureCallChannel(absl::Status* connection_error);
+  // The reply channel is gone: every waiting call fails with UNAVAILABLE.
+  void LoseCallChannel(absl::string_view why);
+  // OK when `exchange` exists (checked on the scratch channel, remembered
+  // for kExchangeCheckTtl); otherwise why not. Publishing to a missing
+  // exchange would close the channel and fail everything else on it.
+  absl::Status CheckExchange(const std::string& exchange,
+                             absl::Status* connection_error);
   absl::Status HandleFrame(const amqp_frame_t& frame);
   absl::Status HandleMethod(uint16_t channel, const amqp_method_t& method);
   void CompleteContent(uint16_t channel, Content content);
@@ -158,6 +181,10 @@ class AmqpClient::IoLoop {
   std::map<std::string, absl::Time> known_exchanges_;
   ConsumerBook consumers_;
   std::map<uint16_t, Content> content_;
+  bool call_channel_open_ = false;
+  // The requests' confirms; a failed one fails its call in `calls_`.
+  ConfirmTracker call_confirms_;
+  CallBook calls_;
 };
 
 absl::StatusOr<std::unique_ptr<AmqpClient>> AmqpClient::Create(
@@ -289,6 +316,15 @@ void AmqpClient::DeclareExchange(std::string name, ExchangeKind kind,
   Post(std::move(c));
 }
 
+void AmqpClient::DeclareDelayQueue(
+    DelayQueueSpec spec, absl::AnyInvocable<void(absl::Status)> done) {
+  Command c;
+  c.kind = Command::Kind::kDeclareDelayQueue;
+  c.delay_queue = std::move(spec);
+  c.done = std::move(done);
+  Post(std::move(c));
+}
+
 void AmqpClient::Settle(SubscriptionId id, uint64_t delivery_tag,
                         amqp::Settle how) {
   Command c;
@@ -296,6 +332,16 @@ void AmqpClient::Settle(SubscriptionId id, uint64_t delivery_tag,
   c.subscription = id;
   c.delivery_tag = delivery_tag;
   c.settle = how;
+  Post(std::move(c));
+}
+
+void AmqpClient::Call(OutgoingMessage request, absl::Time deadline,
+                      CallDone done) {
+  Command c;
+  c.kind = Command::Kind::kCall;
+  c.message = std::move(request);
+  c.deadline = deadline;
+  c.call_done = std::move(done);
   Post(std::move(c));
 }
 
@@ -358,6 +404,7 @@ void AmqpClient::IoLoop::Run() {
 }
 
 void AmqpClient::IoLoop::FailAll(const absl::Status& status) {
+  LoseCallChannel(status.message());
   confirms_.FailAll(status);
   client_.unconfirmed_publishes_.store(0, std::memory_order_relaxed);
   for (auto& sink : consumers_.Clear()) sink->OnEnded(status);
@@ -413,9 +460,18 @@ bool AmqpClient::IoLoop::WaitsForBroker(const Command& command) const {
     }
     case Command::Kind::kSettle:
       return false;
+    case Command::Kind::kCall:
+      if (!call_channel_open_) return true;
+      {
+        const std::string& exchange = command.message.exchange;
+        if (exchange.empty()) return false;
+        auto known = known_exchanges_.find(exchange);
+        return known == known_exchanges_.end() || known->second < absl::Now();
+      }
     case Command::Kind::kDeclareExchange:
     case Command::Kind::kSubscribe:
     case Command::Kind::kUnsubscribe:
+    case Command::Kind::kDeclareDelayQueue:
       return true;
   }
   return true;
@@ -450,10 +506,14 @@ void AmqpClient::IoLoop::TakeCommands(bool connected,
     switch (command.kind) {
       case Command::Kind::kPublish:
       case Command::Kind::kDeclareExchange:
+      case Command::Kind::kDeclareDelayQueue:
         command.done(down);
         break;
       case Command::Kind::kSubscribe:
         command.sink->OnEnded(down);
+        break;
+      case Command::Kind::kCall:
+        command.call_done(down);
         break;
       case Command::Kind::kSettle:
       case Command::Kind::kUnsubscribe:
@@ -477,6 +537,10 @@ absl::Status AmqpClient::IoLoop::Execute(Command& command) {
       return DoSettle(command);
     case Command::Kind::kUnsubscribe:
       return DoUnsubscribe(command);
+    case Command::Kind::kCall:
+      return DoCall(command);
+    case Command::Kind::kDeclareDelayQueue:
+      return DoDeclareDelayQueue(command);
   }
   return absl::OkStatus();
 }
@@ -552,8 +616,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
   }
   if (absl::Status s = OpenPublishChannel(); !s.ok()) return s;
   refusals_.OnConnected(absl::Now());
-  // Channel 0 is the connection's own; 1 to 3 are the publish, scratch
-  // and spare publish channels. A channel_max of 0 means no limit but the
+  // Channel 0 is the connection's own; 1 to 4 are the publish, scratch,
+  // spare publish and call channels. A channel_max of 0 means no limit but the
   // protocol's.
   const int channel_max = amqp_get_channel_max(conn_.get());
   client_.subscription_capacity_.store(
@@ -569,7 +633,8 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
         !amqp_data_in_buffer(conn_.get())) {
       // Wake twice per heartbeat interval so that ours go out in time, and
       // often enough to answer publish deadlines promptly.
-      const int wait_ms = confirms_.empty() ? heartbeat_s * 500 : 50;
+      const int wait_ms =
+          confirms_.empty() && calls_.empty() ? heartbeat_s * 500 : 50;
       pollfd fds[2] = {{sock_fd, POLLIN, 0}, {client_.wake_fd_, POLLIN, 0}};
       const int ready = poll(fds, 2, wait_ms);
       if (ready < 0 && errno != EINTR) {
@@ -600,6 +665,9 @@ absl::Status AmqpClient::IoLoop::Serve(const BrokerAddress& broker) {
     // Nothing queued is left: no stale frame of a closed channel either.
     ReleaseClosedChannels();
     confirms_.ExpireDeadlines(absl::Now());
+    calls_.ExpireDeadlines(absl::Now());
+    client_.call_replies_dropped_.store(calls_.dropped(),
+                                        std::memory_order_relaxed);
     switch (refusals_.Next(absl::Now())) {
       case PublishRefusals::Action::kNone:
         break;
@@ -692,35 +760,12 @@ absl::Status AmqpClient::IoLoop::DoPublish(OutgoingMessage& m,
   }
   // Publishing to a missing exchange would close the shared confirm channel
   // and disturb every other publisher: check first (and remember).
-  if (!m.exchange.empty()) {
-    auto known = known_exchanges_.find(m.exchange);
-    if (known == known_exchanges_.end() || known->second < absl::Now()) {
-      absl::Status connection_error;
-      absl::Status opened = EnsureScratchChannel(&connection_error);
-      if (!opened.ok()) {
-        done(opened);
-        return connection_error;
-      }
-      amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(m.exchange),
-                            amqp_cstring_bytes("topic"), /*passive=*/1,
-                            /*durable=*/0, /*auto_delete=*/0, /*internal=*/0,
-                            amqp_empty_table);
-      absl::Status exists =
-          CheckReply(kScratchChannel, "exchange.declare", &connection_error);
-      if (!connection_error.ok()) {
-        done(connection_error);
-        return connection_error;
-      }
-      if (!exists.ok()) {
-        scratch_open_ = false;  // the broker closed it
-        known_exchanges_.erase(m.exchange);
-        done(exists.code() == absl::StatusCode::kNotFound
-                 ? absl::NotFoundError(absl::StrCat("exchange '", m.exchange,
-                                                    "' does not exist"))
-                 : exists);
-        return absl::OkStatus();
-      }
-      known_exchanges_[m.exchange] = absl::Now() + kExchangeCheckTtl;
+  {
+    absl::Status connection_error;
+    absl::Status exists = CheckExchange(m.exchange, &connection_error);
+    if (!exists.ok()) {
+      done(exists);
+      return connection_error;
     }
   }
 
@@ -736,6 +781,126 @@ absl::Status AmqpClient::IoLoop::DoPublish(OutgoingMessage& m,
     return lost;
   }
   confirms_.OnPublished({std::move(m), deadline, std::move(done)}, absl::Now());
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::CheckExchange(const std::string& exchange,
+                                               absl::Status* connection_error) {
+  if (exchange.empty()) return absl::OkStatus();
+  auto known = known_exchanges_.find(exchange);
+  if (known != known_exchanges_.end() && known->second >= absl::Now()) {
+    return absl::OkStatus();
+  }
+  absl::Status opened = EnsureScratchChannel(connection_error);
+  if (!opened.ok()) return opened;
+  amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(exchange),
+                        amqp_cstring_bytes("topic"), /*passive=*/1,
+                        /*durable=*/0, /*auto_delete=*/0, /*internal=*/0,
+                        amqp_empty_table);
+  absl::Status exists =
+      CheckReply(kScratchChannel, "exchange.declare", connection_error);
+  if (!connection_error->ok()) return *connection_error;
+  if (!exists.ok()) {
+    scratch_open_ = false;  // the broker closed it
+    known_exchanges_.erase(exchange);
+    return exists.code() == absl::StatusCode::kNotFound
+               ? absl::NotFoundError(
+                     absl::StrCat("exchange '", exchange, "' does not exist"))
+               : exists;
+  }
+  known_exchanges_[exchange] = absl::Now() + kExchangeCheckTtl;
+  return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::EnsureCallChannel(
+    absl::Status* connection_error) {
+  if (call_channel_open_) return absl::OkStatus();
+  absl::Status s = OpenChannel(kCallChannel, connection_error);
+  if (s.ok()) {
+    amqp_confirm_select(conn_.get(), kCallChannel);
+    s = CheckReply(kCallChannel, "confirm.select", connection_error);
+  }
+  if (s.ok()) {
+    // Direct reply-to: replies need no ack and the broker wants none.
+    amqp_basic_consume(conn_.get(), kCallChannel,
+                       amqp_cstring_bytes(kDirectReplyTo), amqp_empty_bytes,
+                       /*no_local=*/0, /*no_ack=*/1, /*exclusive=*/0,
+                       amqp_empty_table);
+    s = CheckReply(kCallChannel, "basic.consume", connection_error);
+  }
+  if (!s.ok()) {
+    if (connection_error->ok()) {
+      // The broker closed it (CheckReply acknowledged that); nothing of it
+      // is left to clean up.
+      content_.erase(kCallChannel);
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot open the reply channel: ", s.message()));
+  }
+  call_channel_open_ = true;
+  call_confirms_.OnChannelOpened();
+  return absl::OkStatus();
+}
+
+void AmqpClient::IoLoop::LoseCallChannel(absl::string_view why) {
+  call_channel_open_ = false;
+  content_.erase(kCallChannel);
+  calls_.FailAll(absl::UnavailableError(
+      absl::StrCat("the reply channel was lost (", why,
+                   "); the request may have been handled; no reply can "
+                   "arrive")));
+  // Their calls were answered just above.
+  call_confirms_.FailAll(absl::UnavailableError("reply channel lost"));
+}
+
+absl::Status AmqpClient::IoLoop::DoCall(Command& command) {
+  OutgoingMessage& m = command.message;
+  if (absl::Now() >= command.deadline) {
+    command.call_done(absl::DeadlineExceededError(
+        "the deadline passed before the request was published"));
+    return absl::OkStatus();
+  }
+  if (blocked_) {
+    command.call_done(absl::ResourceExhaustedError(
+        "RabbitMQ applies flow control (connection blocked: a resource "
+        "alarm); retry later"));
+    return absl::OkStatus();
+  }
+  absl::Status connection_error;
+  if (absl::Status s = CheckExchange(m.exchange, &connection_error); !s.ok()) {
+    command.call_done(s);
+    return connection_error;
+  }
+  if (absl::Status s = EnsureCallChannel(&connection_error); !s.ok()) {
+    command.call_done(s);
+    return connection_error;
+  }
+  m.reply_to = kDirectReplyTo;
+  m.correlation_id = NewUuid();
+  const std::string correlation_id = m.correlation_id;
+  const absl::Time now = absl::Now();
+  calls_.Add(correlation_id, command.deadline, now,
+             std::move(command.call_done));
+  const PublishProperties props(m, now);
+  const int sent = amqp_basic_publish(
+      conn_.get(), kCallChannel, Bytes(m.exchange), Bytes(m.routing_key),
+      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
+  if (sent != AMQP_STATUS_OK) {
+    absl::Status lost = absl::UnavailableError(
+        absl::StrCat("connection to RabbitMQ lost while publishing: ",
+                     amqp_error_string2(sent)));
+    calls_.Fail(correlation_id, lost);
+    return lost;
+  }
+  // The call's own deadline is kept by `calls_`; the confirm only matters
+  // when it refuses the request (returned unroutable, or nacked).
+  call_confirms_.OnPublished({std::move(m), absl::InfiniteFuture(),
+                              [this, correlation_id](absl::Status status) {
+                                if (!status.ok())
+                                  calls_.Fail(correlation_id,
+                                              std::move(status));
+                              }},
+                             now);
   return absl::OkStatus();
 }
 
@@ -761,6 +926,42 @@ absl::Status AmqpClient::IoLoop::DoDeclareExchange(Command& command) {
   if (s.ok()) {
     known_exchanges_[command.message.exchange] =
         absl::Now() + kExchangeCheckTtl;
+  }
+  command.done(s);
+  return connection_error;
+}
+
+absl::Status AmqpClient::IoLoop::DoDeclareDelayQueue(Command& command) {
+  const DelayQueueSpec& q = command.delay_queue;
+  absl::Status connection_error;
+  absl::Status s = EnsureScratchChannel(&connection_error);
+  if (s.ok() && q.with_exchange) {
+    amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(q.name),
+                          amqp_cstring_bytes("fanout"), 0, /*durable=*/1,
+                          /*auto_delete=*/1, 0, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+  }
+  if (s.ok()) {
+    TableBuilder args;
+    AddDelayQueueArguments(q, args);
+    amqp_queue_declare(conn_.get(), kScratchChannel, Bytes(q.name), 0,
+                       /*durable=*/1, 0, 0, args.table());
+    s = CheckReply(kScratchChannel, "queue.declare", &connection_error);
+  }
+  if (s.ok() && q.with_exchange) {
+    amqp_queue_bind(conn_.get(), kScratchChannel, Bytes(q.name), Bytes(q.name),
+                    amqp_empty_bytes, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "queue.bind", &connection_error);
+  }
+  if (!s.ok()) {
+    scratch_open_ = false;  // the broker closed it
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      s = absl::FailedPreconditionError(
+          absl::StrCat("delay queue ", q.name,
+                       " exists with other arguments: ", s.message()));
+    }
+  } else if (q.with_exchange) {
+    known_exchanges_[q.name] = absl::Now() + kExchangeCheckTtl;
   }
   command.done(s);
   return connection_error;
@@ -852,6 +1053,15 @@ absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
 }
 
 void AmqpClient::IoLoop::CompleteContent(uint16_t channel, Content content) {
+  if (channel == kCallChannel) {
+    if (content.what == Content::What::kReturn) {
+      call_confirms_.OnReturned(content.delivery.message_id,
+                                std::move(content.return_text));
+    } else {
+      calls_.OnReply(std::move(content.delivery));
+    }
+    return;
+  }
   if (content.what == Content::What::kReturn) {
     // A replaced channel's returns: its messages are republished.
     if (channel != publish_channel_) return;
@@ -871,6 +1081,9 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       const auto* m = static_cast<amqp_basic_ack_t*>(method.decoded);
       if (channel == publish_channel_) {
         OnConfirm(m->delivery_tag, m->multiple != 0, true);
+      } else if (channel == kCallChannel && call_channel_open_) {
+        call_confirms_.OnConfirm(m->delivery_tag, m->multiple != 0, true,
+                                 absl::Now());
       }
       return absl::OkStatus();
     }
@@ -878,6 +1091,9 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       const auto* m = static_cast<amqp_basic_nack_t*>(method.decoded);
       if (channel == publish_channel_) {
         OnConfirm(m->delivery_tag, m->multiple != 0, false);
+      } else if (channel == kCallChannel && call_channel_open_) {
+        call_confirms_.OnConfirm(m->delivery_tag, m->multiple != 0, false,
+                                 absl::Now());
       }
       return absl::OkStatus();
     }
@@ -901,6 +1117,13 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       return absl::OkStatus();
     }
     case AMQP_BASIC_CANCEL_METHOD: {
+      if (channel == kCallChannel) {
+        LoseCallChannel("the broker cancelled the reply consumer");
+        amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
+        absl::Status connection_error;
+        (void)CheckReply(channel, "channel.close", &connection_error);
+        return connection_error;
+      }
       // The broker cancelled the consumer (its queue was deleted).
       EndSubscription(
           channel, absl::NotFoundError("the subscription's queue was deleted"));
@@ -921,6 +1144,10 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
       }
       content_.erase(channel);
       if (channel == publish_channel_) return ReplayUnconfirmed(status);
+      if (channel == kCallChannel) {
+        LoseCallChannel(status.message());
+        return absl::OkStatus();
+      }
       if (channel == kPublishChannel || channel == kSparePublishChannel) {
         return absl::OkStatus();  // a replaced one's
       }

@@ -94,9 +94,27 @@ class AmqpBroker {
                                absl::AnyInvocable<void(absl::Status)> done) = 0;
   virtual SubscriptionId Subscribe(SubscribeSpec spec,
                                    std::shared_ptr<SubscriptionSink> sink) = 0;
+  // Declares a delay queue (and its exchange and binding) on the scratch
+  // channel; idempotent. FAILED_PRECONDITION if it exists with other
+  // arguments.
+  virtual void DeclareDelayQueue(
+      DelayQueueSpec spec, absl::AnyInvocable<void(absl::Status)> done) = 0;
   virtual void Settle(SubscriptionId id, uint64_t delivery_tag,
                       amqp::Settle how) = 0;
   virtual void Unsubscribe(SubscriptionId id) = 0;
+
+  using CallDone = absl::AnyInvocable<void(absl::StatusOr<Delivery>)>;
+  // Request/reply over RabbitMQ direct reply-to: publishes `request` (its
+  // reply_to and correlation_id are the client's to set) with a publisher
+  // confirm and answers `done` once with the first reply carrying the
+  // call's fresh correlation id; DEADLINE_EXCEEDED at `deadline` without
+  // one; FAILED_PRECONDITION when a mandatory request was unroutable;
+  // publish errors as Publish; UNAVAILABLE when the reply channel is lost
+  // while the call waits (the request may have been handled).
+  virtual void Call(OutgoingMessage request, absl::Time deadline,
+                    CallDone done) = 0;
+  // Replies that found no waiting call (late or unknown), for metrics.
+  virtual uint64_t call_replies_dropped() const { return 0; }
 };
 
 class AmqpClient final : public AmqpBroker {
@@ -113,7 +131,7 @@ class AmqpClient final : public AmqpBroker {
   size_t unconfirmed_publishes() const override {
     return unconfirmed_publishes_.load(std::memory_order_relaxed);
   }
-  // The broker's channel_max less the publish and scratch channels; kept
+  // The broker's channel_max less the publish, scratch and call channels; kept
   // from the last login.
   size_t subscription_capacity() const override {
     return subscription_capacity_.load();
@@ -135,6 +153,9 @@ class AmqpClient final : public AmqpBroker {
   void DeclareExchange(std::string name, ExchangeKind kind,
                        absl::AnyInvocable<void(absl::Status)> done) override;
 
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override;
+
   // Declares what `spec` names and starts consuming with `prefetch`
   // unacknowledged deliveries at most. The sink is held until the
   // subscription ends or Unsubscribe.
@@ -147,6 +168,16 @@ class AmqpClient final : public AmqpBroker {
   // Stops consuming and closes the subscription's channel: the broker
   // requeues every delivery not acknowledged.
   void Unsubscribe(SubscriptionId id) override;
+
+  // On a channel of its own (opened at the first call, consuming
+  // amq.rabbitmq.reply-to, in confirm mode): direct reply-to answers only
+  // the channel that consumes it, and a reply channel lost fails only the
+  // calls, not the publishes.
+  void Call(OutgoingMessage request, absl::Time deadline,
+            CallDone done) override;
+  uint64_t call_replies_dropped() const override {
+    return call_replies_dropped_.load(std::memory_order_relaxed);
+  }
 
  private:
   class IoLoop;
@@ -166,6 +197,7 @@ class AmqpClient final : public AmqpBroker {
   std::atomic<uint64_t> next_subscription_{1};
   std::atomic<size_t> subscription_capacity_{0};
   std::atomic<size_t> unconfirmed_publishes_{0};
+  std::atomic<uint64_t> call_replies_dropped_{0};
 
   warren::Mutex listeners_mu_;
   std::map<int, absl::AnyInvocable<void(BrokerState)>> listeners_

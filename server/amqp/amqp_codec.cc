@@ -156,6 +156,20 @@ void AddQueueArguments(const QueueSpec& queue, TableBuilder& args) {
   }
 }
 
+void AddDelayQueueArguments(const DelayQueueSpec& queue, TableBuilder& args) {
+  if (queue.quorum) {
+    args.AddString("x-queue-type", "quorum");
+    args.AddString("x-dead-letter-strategy", "at-least-once");
+    args.AddString("x-overflow", "reject-publish");
+  }
+  args.AddLong("x-message-ttl", absl::ToInt64Milliseconds(queue.message_ttl));
+  args.AddString("x-dead-letter-exchange", queue.dead_letter_exchange);
+  if (queue.dead_letter_routing_key.has_value()) {
+    args.AddString("x-dead-letter-routing-key", *queue.dead_letter_routing_key);
+  }
+  args.AddLong("x-expires", absl::ToInt64Milliseconds(queue.expires));
+}
+
 PublishProperties::PublishProperties(const OutgoingMessage& m, absl::Time now) {
   std::memset(&properties_, 0, sizeof(properties_));
   properties_._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -170,6 +184,14 @@ PublishProperties::PublishProperties(const OutgoingMessage& m, absl::Time now) {
   if (m.priority.has_value()) {
     properties_._flags |= AMQP_BASIC_PRIORITY_FLAG;
     properties_.priority = *m.priority;
+  }
+  if (!m.reply_to.empty()) {
+    properties_._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    properties_.reply_to = Bytes(m.reply_to);
+  }
+  if (!m.correlation_id.empty()) {
+    properties_._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    properties_.correlation_id = Bytes(m.correlation_id);
   }
   if (m.ttl.has_value()) {
     expiration_ = absl::StrCat(absl::ToInt64Milliseconds(*m.ttl));
@@ -190,9 +212,17 @@ void DecodeProperties(const amqp_basic_properties_t& p, Delivery& d) {
   if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
     d.message_id = String(p.message_id);
   }
+  if (p._flags & AMQP_BASIC_REPLY_TO_FLAG) d.reply_to = String(p.reply_to);
+  if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+    d.correlation_id = String(p.correlation_id);
+  }
   if (p._flags & AMQP_BASIC_TIMESTAMP_FLAG) {
     d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(p.timestamp));
   }
+  if (p._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) {
+    d.persistent = p.delivery_mode == 2;
+  }
+  if (p._flags & AMQP_BASIC_PRIORITY_FLAG) d.priority = p.priority;
   if ((p._flags & AMQP_BASIC_HEADERS_FLAG) == 0) return;
   for (int i = 0; i < p.headers.num_entries; ++i) {
     const amqp_table_entry_t& e = p.headers.entries[i];

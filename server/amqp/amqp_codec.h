@@ -78,6 +78,12 @@ class TableBuilder {
 // point into `queue`.
 void AddQueueArguments(const QueueSpec& queue, TableBuilder& args);
 
+// The queue.declare arguments of a delay queue (x-message-ttl,
+// x-dead-letter-*, x-expires, and for quorum queues x-queue-type,
+// x-dead-letter-strategy and x-overflow), added to `args`; they point into
+// `queue`.
+void AddDelayQueueArguments(const DelayQueueSpec& queue, TableBuilder& args);
+
 // The basic properties of a publish: persistent or not, message id and
 // timestamp always, the rest when set. Points into `message`, which must
 // outlive it; not copyable (it points into itself).

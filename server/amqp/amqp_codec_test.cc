@@ -408,6 +408,25 @@ TEST(PublishPropertiesTest, AMinimalMessageCarriesOnlyIdModeAndTimestamp) {
   EXPECT_EQ(d.content_type, "");
   EXPECT_EQ(d.timestamp, absl::FromUnixSeconds(5));
   EXPECT_TRUE(d.headers.empty());
+  EXPECT_EQ(d.reply_to, "");
+  EXPECT_EQ(d.correlation_id, "");
+}
+
+TEST(PublishPropertiesTest, ReplyToAndCorrelationIdTravelAsProperties) {
+  OutgoingMessage m;
+  m.reply_to = "amq.rabbitmq.reply-to.g1h2AA5yZXBseUA0MjYx";
+  m.correlation_id = "3f2a-request-7";
+  PublishProperties props(m, absl::FromUnixSeconds(5));
+
+  std::vector<char> buffer;
+  Pool pool;
+  amqp_basic_properties_t* wire = OverTheWire(props.get(), buffer, pool);
+  ASSERT_NE(wire, nullptr);
+  Delivery d;
+  DecodeProperties(*wire, d);
+  EXPECT_EQ(d.reply_to, m.reply_to);
+  EXPECT_EQ(d.correlation_id, m.correlation_id);
+  EXPECT_TRUE(d.headers.empty());  // properties, not headers
 }
 
 // Headers as a broker may send them, not as Warren publishes them.

@@ -34,13 +34,14 @@
 namespace warren::amqp {
 
 struct AmqpPoolOptions {
-  // 8 connections of 2044 subscriptions each: 16,352 with RabbitMQ's
+  // 8 connections of 2043 subscriptions each: 16,344 with RabbitMQ's
   // default channel_max.
   size_t max_connections = 8;
   // Subscriptions per connection while its capacity is not known yet (it
   // has not logged in): RabbitMQ's default channel_max (2047) less the
-  // three publish channels (amqp_client.cc, kFirstSubscriptionChannel).
-  size_t default_capacity = 2044;
+  // publish, scratch, spare publish and call channels (amqp_client.cc,
+  // kFirstSubscriptionChannel).
+  size_t default_capacity = 2043;
 };
 
 // Opens connection number `index` (0 is the primary); it connects in the
@@ -80,6 +81,18 @@ class AmqpPool final : public AmqpBroker {
   void DeclareExchange(std::string name, ExchangeKind kind,
                        absl::AnyInvocable<void(absl::Status)> done) override {
     primary_->DeclareExchange(std::move(name), kind, std::move(done));
+  }
+  // Calls go over the primary, like publishes.
+  void Call(OutgoingMessage request, absl::Time deadline,
+            CallDone done) override {
+    primary_->Call(std::move(request), deadline, std::move(done));
+  }
+  uint64_t call_replies_dropped() const override {
+    return primary_->call_replies_dropped();
+  }
+  void DeclareDelayQueue(DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override {
+    primary_->DeclareDelayQueue(std::move(spec), std::move(done));
   }
 
   // Across every connection the pool may open.

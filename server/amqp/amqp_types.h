@@ -47,6 +47,9 @@ struct OutgoingMessage {
   std::optional<uint8_t> priority;
   std::optional<absl::Duration> ttl;
   bool mandatory = false;
+  // AMQP reply_to / correlation_id properties; empty: not sent.
+  std::string reply_to;
+  std::string correlation_id;
 };
 
 struct Delivery {
@@ -60,6 +63,12 @@ struct Delivery {
   bool redelivered = false;
   uint32_t delivery_count = 0;
   std::optional<absl::Time> timestamp;
+  // AMQP reply_to / correlation_id properties (request/reply).
+  std::string reply_to;
+  std::string correlation_id;
+  // Delivery mode 2; kept so that a retry republishes the message as it was.
+  bool persistent = true;
+  std::optional<uint8_t> priority;
 };
 
 enum class ExchangeKind { kTopic, kDirect, kFanout, kHeaders };
@@ -102,6 +111,28 @@ class SubscriptionSink {
   // The subscription ended on the broker's side or with the connection;
   // not called after Unsubscribe.
   virtual void OnEnded(absl::Status status) = 0;
+};
+
+// A queue that holds messages for a fixed time and then dead-letters them
+// (server/messaging/delay_queues.h says what it is for). Declared durable,
+// so that waiting messages survive a broker restart.
+struct DelayQueueSpec {
+  // The queue's name, and the fanout exchange's when `with_exchange`.
+  std::string name;
+  // A quorum queue, dead-lettering at least once (x-dead-letter-strategy)
+  // and refusing publishes when full rather than dropping (x-overflow).
+  bool quorum = false;
+  absl::Duration message_ttl;
+  // "" is the default exchange.
+  std::string dead_letter_exchange;
+  // Unset keeps each message's own routing key.
+  std::optional<std::string> dead_letter_routing_key;
+  // x-expires: how long the queue may go unused before the broker deletes
+  // it. A publish does not count as use; a redeclare does.
+  absl::Duration expires;
+  // Also declare a durable, auto-delete fanout exchange named `name` and
+  // bind the queue to it (messages then keep their routing key).
+  bool with_exchange = false;
 };
 
 enum class Settle { kAck, kRequeue, kReject };

@@ -92,13 +92,15 @@ ABSL_FLAG(int64_t, amqp_max_connections, 8,
           "Most AMQP connections to RabbitMQ. Each Subscribe stream takes a "
           "channel, a connection has at most channel_max of them (2047 by "
           "default, three kept for publishing), and more connections are "
-          "opened as they fill up: 8 carry 16,352 subscriptions.");
+          "opened as they fill up: 8 carry 16,344 subscriptions.");
 ABSL_FLAG(absl::Duration, backend_wait, absl::Seconds(30),
           "How long start-up waits for ZooKeeper and RabbitMQ.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM/SIGINT, how long calls in progress may take to finish.");
 ABSL_FLAG(absl::Duration, operation_timeout, absl::Seconds(10),
           "Longest backend operation of a call without an earlier deadline.");
+ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(30),
+          "How long a Call without a deadline waits for its reply.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(30),
           "Default heartbeat interval of long-lived streams.");
 ABSL_FLAG(int64_t, max_config_value_bytes, 960 << 10,
@@ -151,6 +153,10 @@ ABSL_FLAG(int64_t, default_max_in_flight, 100,
           "Subscribe prefetch when the client asks for 0.");
 ABSL_FLAG(int64_t, max_in_flight_cap, 10000,
           "Largest max_in_flight a subscriber may ask for.");
+ABSL_FLAG(absl::Duration, max_retry_delay, absl::Hours(1),
+          "Longest Nack.retry_after a subscriber may ask for.");
+ABSL_FLAG(absl::Duration, max_publish_delay, absl::Hours(24),
+          "Longest PublishRequest.delay a publisher may ask for.");
 ABSL_FLAG(bool, publish_config_changes, false,
           "Announce every ConfigService change on RabbitMQ.");
 ABSL_FLAG(std::string, config_change_exchange, "warren.config",
@@ -333,10 +339,12 @@ const std::vector<SettingGroup> kSettingGroups = {
                 "max_candidates",         "max_candidates_per_client",
                 "max_observers",          "max_observers_per_client",
                 "max_health_watches",     "max_health_watches_per_client",
-                "max_in_flight_cap",      "worker_threads"}},
+                "max_in_flight_cap",      "worker_threads",
+                "max_retry_delay",        "max_publish_delay"}},
     {"Streams",
      {"heartbeat_interval", "publish_window", "default_max_in_flight",
-      "publish_config_changes", "config_change_exchange", "shutdown_grace"}},
+      "publish_config_changes", "config_change_exchange", "shutdown_grace",
+      "call_timeout"}},
     {"Logging and metrics",
      {"log_level", "log_json", "metrics_listen", "metrics_allow_remote"}},
 };
@@ -522,6 +530,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
             "shutdown_grace must not be negative"),
       Check(absl::GetFlag(FLAGS_operation_timeout) > absl::ZeroDuration(),
             "operation_timeout must be positive"),
+      Check(absl::GetFlag(FLAGS_call_timeout) > absl::ZeroDuration(),
+            "call_timeout must be positive"),
       Check(absl::GetFlag(FLAGS_heartbeat_interval) >= absl::Milliseconds(100),
             "heartbeat_interval must be at least 100ms"),
       // Election writes (a 64 KiB value, names, the ACL) must always fit.
@@ -569,6 +579,12 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
                     absl::GetFlag(FLAGS_max_message_bytes),
             "max_payload_bytes must be positive, and payload plus headers "
             "plus 4096 must fit in max_message_bytes"),
+      Check(absl::GetFlag(FLAGS_max_retry_delay) > absl::ZeroDuration() &&
+                absl::GetFlag(FLAGS_max_retry_delay) <= absl::Hours(24 * 365),
+            "max_retry_delay must be positive and at most a year"),
+      Check(absl::GetFlag(FLAGS_max_publish_delay) > absl::ZeroDuration() &&
+                absl::GetFlag(FLAGS_max_publish_delay) <= absl::Hours(24 * 365),
+            "max_publish_delay must be positive and at most a year"),
       Check(absl::GetFlag(FLAGS_max_header_bytes) >= 0,
             "max_header_bytes must not be negative"),
       Check(absl::GetFlag(FLAGS_publish_window) > 0 &&
@@ -674,6 +690,7 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.messaging.max_payload_bytes = Size(absl::GetFlag(FLAGS_max_payload_bytes));
   o.messaging.max_header_bytes = Size(absl::GetFlag(FLAGS_max_header_bytes));
   o.messaging.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);
+  o.messaging.call_timeout = absl::GetFlag(FLAGS_call_timeout);
   o.messaging.publish_window =
       static_cast<uint32_t>(absl::GetFlag(FLAGS_publish_window));
   o.messaging.default_max_in_flight =
@@ -681,6 +698,8 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
   o.messaging.max_in_flight_cap =
       static_cast<uint32_t>(absl::GetFlag(FLAGS_max_in_flight_cap));
   o.messaging.default_heartbeat = absl::GetFlag(FLAGS_heartbeat_interval);
+  o.messaging.max_retry_delay = absl::GetFlag(FLAGS_max_retry_delay);
+  o.messaging.max_publish_delay = absl::GetFlag(FLAGS_max_publish_delay);
 
   o.election.session_timeout = absl::GetFlag(FLAGS_zk_session_timeout);
   o.election.operation_timeout = absl::GetFlag(FLAGS_operation_timeout);

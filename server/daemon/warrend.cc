@@ -50,6 +50,7 @@
 #include "server/fence/fence_resolver.h"
 #include "server/lock/lock_manager.h"
 #include "server/lock/lock_service.h"
+#include "server/messaging/call_handler.h"
 #include "server/messaging/messaging_service.h"
 #include "server/metrics/grpc_metrics.h"
 #include "server/metrics/metrics_server.h"
@@ -254,6 +255,7 @@ absl::StatusOr<std::unique_ptr<Backends>> StartBackends(const Options& options,
     return a->connection_reconnects(i);
   };
   probes.amqp_subscriptions = [a](size_t i) { return a->subscriptions(i); };
+  probes.call_replies_dropped = [a] { return a->call_replies_dropped(); };
   probes.amqp_unconfirmed_publishes = [a] {
     return a->unconfirmed_publishes();
   };
@@ -378,6 +380,10 @@ struct Services {
       };
     }
     probes.health_watches = [this] { return health_service.watches(); };
+    probes.calls = [this](int code) {
+      return messaging.calls().calls(static_cast<absl::StatusCode>(code));
+    };
+    probes.calls_in_flight = [this] { return messaging.calls().in_flight(); };
     probes.fence_rejections = [this](const std::string& where) {
       uint64_t count = 0;
       for (fence::RejectionSite site : fence::kRejectionSites) {

@@ -21,6 +21,9 @@
 #include "server/common/stream_writer.h"
 #include "server/common/uuid.h"
 #include "server/messaging/authorization.h"
+#include "server/messaging/call_handler.h"
+#include "server/messaging/delay_queues.h"
+#include "server/messaging/unsettled_deliveries.h"
 
 namespace warren::messaging {
 namespace {
@@ -36,6 +39,41 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is ", value.size(),
                      " bytes long; AMQP allows at most ", kMaxShortString));
+  }
+  return absl::OkStatus();
+}
+
+// A Duration that absl cannot hold exactly (seconds and nanos of opposite
+// signs, out of range) is refused with the rest.
+absl::Status CheckDelay(const google::protobuf::Duration& proto,
+                        absl::Duration max, const std::string& field) {
+  if (proto.seconds() < 0 || proto.nanos() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must not be negative"));
+  }
+  const absl::Duration delay = FromProtoDuration(proto);
+  if (delay > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " is ", absl::FormatDuration(delay),
+        "; this server allows at most ", absl::FormatDuration(max)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDelay(const v1::PublishRequest& request,
+                           absl::Duration max, const std::string& field) {
+  if (auto s = CheckDelay(request.delay(), max, field); !s.ok()) return s;
+  if (FromProtoDuration(request.delay()) <= absl::ZeroDuration()) {
+    return absl::OkStatus();
+  }
+  // Neither can be checked for a message that is routed later.
+  if (request.has_ttl()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " cannot be combined with ttl"));
+  }
+  if (request.mandatory()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " cannot be combined with mandatory"));
   }
   return absl::OkStatus();
 }
@@ -77,7 +115,7 @@ class PublishStreamReactor final
       public EndableStream,
       public std::enable_shared_from_this<PublishStreamReactor> {
  public:
-  PublishStreamReactor(amqp::AmqpBroker& amqp,
+  PublishStreamReactor(DelayQueues& amqp,
                        const MessagingServiceOptions& options,
                        absl::Time call_deadline, auth::Caller caller)
       : EndableStream(
@@ -88,8 +126,7 @@ class PublishStreamReactor final
         call_deadline_(call_deadline),
         caller_(std::move(caller)) {}
 
-  static PublishStreamReactor* Start(amqp::AmqpBroker& amqp,
-                                     StreamRegistry& streams,
+  static PublishStreamReactor* Start(DelayQueues& amqp, StreamRegistry& streams,
                                      const MessagingServiceOptions& options,
                                      absl::Time call_deadline,
                                      auth::Caller caller,
@@ -139,13 +176,15 @@ class PublishStreamReactor final
     ++in_flight_;
     if (!request_.message().has_fence() && pending_.empty()) {
       // The common case: nothing to wait for.
-      PublishLocked(sequence, ToOutgoing(request_.message()));
+      PublishLocked(sequence, ToOutgoing(request_.message()),
+                    FromProtoDuration(request_.message().delay()));
       MaybeReadLocked();
       return;
     }
     auto pending = std::make_shared<Pending>();
     pending->sequence = sequence;
     pending->message = ToOutgoing(request_.message());
+    pending->delay = FromProtoDuration(request_.message().delay());
     if (request_.message().has_fence()) {
       pending->checked = false;
       CheckFence(*options_.fences, request_.message().fence(),
@@ -186,6 +225,7 @@ class PublishStreamReactor final
   struct Pending {
     uint64_t sequence = 0;
     amqp::OutgoingMessage message;
+    absl::Duration delay;
     bool checked = true;
     absl::Status fence;
   };
@@ -207,18 +247,18 @@ class PublishStreamReactor final
         RespondLocked(next->sequence, next->message.message_id, next->fence);
         continue;
       }
-      PublishLocked(next->sequence, std::move(next->message));
+      PublishLocked(next->sequence, std::move(next->message), next->delay);
     }
     MaybeReadLocked();
     MaybeFinishLocked();
   }
 
-  void PublishLocked(uint64_t sequence, amqp::OutgoingMessage message)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void PublishLocked(uint64_t sequence, amqp::OutgoingMessage message,
+                     absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string id = message.message_id;
     const absl::Time deadline =
         std::min(call_deadline_, absl::Now() + options_.operation_timeout);
-    amqp_.Publish(std::move(message), deadline,
+    amqp_.Publish(std::move(message), delay, deadline,
                   [weak = weak_from_this(), sequence, id](absl::Status status) {
                     if (auto self = weak.lock()) {
                       self->OnConfirmed(sequence, id, status);
@@ -272,7 +312,8 @@ class PublishStreamReactor final
     FinishLocked(std::move(status));
   }
 
-  amqp::AmqpBroker& amqp_;
+  // Publishes directly or, for a delayed message, through a delay queue.
+  DelayQueues& amqp_;
   const MessagingServiceOptions& options_;
   const absl::Time call_deadline_;
   const auth::Caller caller_;
@@ -289,150 +330,6 @@ class PublishStreamReactor final
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace
-
-absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
-    const v1::SubscribeStart& start, const MessagingServiceOptions& options) {
-  amqp::SubscribeSpec spec;
-  const auto& q = start.queue_options();
-  const bool quorum = q.queue_type() == v1::QUEUE_TYPE_QUORUM;
-  switch (start.source_case()) {
-    case v1::SubscribeStart::kQueue:
-      if (start.queue().empty()) {
-        return absl::InvalidArgumentError("start.queue must not be empty");
-      }
-      if (!start.group().empty()) {
-        return absl::InvalidArgumentError(
-            "start.group applies to a topic subscription, not to start.queue");
-      }
-      if (auto s = CheckShort(start.queue(), "start.queue"); !s.ok()) return s;
-      spec.queue.name = start.queue();
-      // Without options, an existing queue is consumed as it is.
-      spec.queue.use_existing = !start.has_queue_options();
-      break;
-    case v1::SubscribeStart::kTopic: {
-      const auto& topic = start.topic();
-      if (topic.exchange().empty()) {
-        return absl::InvalidArgumentError(
-            "start.topic.exchange is required (the default exchange cannot "
-            "be bound)");
-      }
-      if (auto s = CheckShort(topic.exchange(), "start.topic.exchange");
-          !s.ok()) {
-        return s;
-      }
-      if (auto s = CheckExchangeName(topic.exchange(), "start.topic.exchange");
-          !s.ok()) {
-        return s;
-      }
-      spec.binding.emplace();
-      spec.binding->exchange = topic.exchange();
-      switch (topic.exchange_type()) {
-        case v1::EXCHANGE_TYPE_DIRECT:
-          spec.binding->kind = amqp::ExchangeKind::kDirect;
-          break;
-        case v1::EXCHANGE_TYPE_FANOUT:
-          spec.binding->kind = amqp::ExchangeKind::kFanout;
-          break;
-        case v1::EXCHANGE_TYPE_HEADERS:
-          spec.binding->kind = amqp::ExchangeKind::kHeaders;
-          break;
-        case v1::EXCHANGE_TYPE_TOPIC:
-        case v1::EXCHANGE_TYPE_UNSPECIFIED:
-          spec.binding->kind = amqp::ExchangeKind::kTopic;
-          break;
-        default:
-          return absl::InvalidArgumentError(
-              absl::StrCat("start.topic.exchange_type ", topic.exchange_type(),
-                           " is not a known exchange type"));
-      }
-      for (int i = 0; i < topic.binding_keys_size(); ++i) {
-        if (auto s =
-                CheckShort(topic.binding_keys(i),
-                           absl::StrCat("start.topic.binding_keys[", i, "]"));
-            !s.ok()) {
-          return s;
-        }
-        spec.binding->keys.push_back(topic.binding_keys(i));
-      }
-      if (start.group().empty()) {
-        if (quorum) {
-          return absl::InvalidArgumentError(
-              "start.queue_options.queue_type QUORUM needs a start.group: a "
-              "per-stream exclusive queue cannot be a quorum queue");
-        }
-        spec.queue.durable = false;
-        spec.queue.exclusive = true;
-        spec.queue.auto_delete = true;
-      } else {
-        if (auto s = CheckShort(start.group(), "start.group"); !s.ok()) {
-          return s;
-        }
-        spec.queue.name = start.group();
-      }
-      break;
-    }
-    default:
-      return absl::InvalidArgumentError(
-          "start needs a source: start.queue or start.topic");
-  }
-  if (q.queue_type() != v1::QUEUE_TYPE_UNSPECIFIED &&
-      q.queue_type() != v1::QUEUE_TYPE_CLASSIC && !quorum) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("start.queue_options.queue_type ", q.queue_type(),
-                     " is not a known queue type"));
-  }
-  spec.queue.quorum = quorum;
-  if (auto s = CheckShort(q.dead_letter_exchange(),
-                          "start.queue_options.dead_letter_exchange");
-      !s.ok()) {
-    return s;
-  }
-  if (auto s = CheckShort(q.dead_letter_routing_key(),
-                          "start.queue_options.dead_letter_routing_key");
-      !s.ok()) {
-    return s;
-  }
-  if (auto s = CheckExchangeName(q.dead_letter_exchange(),
-                                 "start.queue_options.dead_letter_exchange");
-      !s.ok()) {
-    return s;
-  }
-  spec.queue.dead_letter_exchange = q.dead_letter_exchange();
-  spec.queue.dead_letter_routing_key = q.dead_letter_routing_key();
-  if (q.has_message_ttl()) {
-    const absl::Duration ttl = FromProtoDuration(q.message_ttl());
-    if (ttl < absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          "start.queue_options.message_ttl must not be negative");
-    }
-    spec.queue.message_ttl = ttl;
-  }
-  if (q.max_length() > static_cast<uint64_t>(INT64_MAX)) {
-    return absl::InvalidArgumentError(
-        "start.queue_options.max_length is out of range");
-  }
-  spec.queue.max_length = q.max_length();
-  uint32_t in_flight = start.max_in_flight();
-  if (in_flight == 0) in_flight = options.default_max_in_flight;
-  if (in_flight > options.max_in_flight_cap) {
-    // A request that can never succeed here: INVALID_ARGUMENT, so that a
-    // client does not retry it as it would a limit that frees up.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "start.max_in_flight ", in_flight, " exceeds this server's limit of ",
-        options.max_in_flight_cap));
-  }
-  spec.prefetch = static_cast<uint16_t>(std::min<uint32_t>(in_flight, 65535));
-  if (start.has_heartbeat_interval() &&
-      FromProtoDuration(start.heartbeat_interval()) < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        "start.heartbeat_interval must not be negative");
-  }
-  return spec;
-}
-
-namespace {
-
 class SubscribeReactor final
     : public grpc::ServerBidiReactor<v1::SubscribeRequest,
                                      v1::SubscribeResponse>,
@@ -440,24 +337,25 @@ class SubscribeReactor final
       public EndableStream,
       public std::enable_shared_from_this<SubscribeReactor> {
  public:
-  SubscribeReactor(amqp::AmqpBroker& amqp, TimerQueue& timers,
-                   const MessagingServiceOptions& options,
+  SubscribeReactor(amqp::AmqpBroker& amqp, DelayQueues& delays,
+                   TimerQueue& timers, const MessagingServiceOptions& options,
                    std::atomic<int64_t>& unacked, auth::Caller caller)
       : EndableStream("server is shutting down; subscribe again"),
         amqp_(amqp),
+        delays_(delays),
         options_(options),
         unacked_(unacked),
         caller_(std::move(caller)),
         heartbeat_(timers, mu_) {}
 
-  static SubscribeReactor* Start(amqp::AmqpBroker& amqp, TimerQueue& timers,
-                                 StreamRegistry& streams,
+  static SubscribeReactor* Start(amqp::AmqpBroker& amqp, DelayQueues& delays,
+                                 TimerQueue& timers, StreamRegistry& streams,
                                  const MessagingServiceOptions& options,
                                  std::atomic<int64_t>& unacked,
                                  auth::Caller caller,
                                  const std::string& client) {
     auto reactor = std::make_shared<SubscribeReactor>(
-        amqp, timers, options, unacked, std::move(caller));
+        amqp, delays, timers, options, unacked, std::move(caller));
     if (reactor->lifetime_.Begin(reactor, streams, client)) {
       warren::MutexLock lock(&reactor->mu_);
       reactor->StartRead(&reactor->request_);
@@ -483,10 +381,7 @@ class SubscribeReactor final
                            "ack");
         break;
       case v1::SubscribeRequest::kNack:
-        HandleSettleLocked(request_.nack().delivery_ids(),
-                           request_.nack().requeue() ? amqp::Settle::kRequeue
-                                                     : amqp::Settle::kReject,
-                           "nack");
+        HandleNackLocked(request_.nack());
         break;
       default:
         FinishLocked(
@@ -510,8 +405,8 @@ class SubscribeReactor final
       done_ = true;
       heartbeat_.Stop();
       UnsubscribeLocked();
-      unacked_.fetch_sub(static_cast<int64_t>(outstanding_.size()));
-      outstanding_.clear();
+      unacked_.fetch_sub(static_cast<int64_t>(unsettled_.size()));
+      unsettled_.Clear();
     }
     lifetime_.End();  // the AMQP client may hold the sink a little longer
   }
@@ -520,6 +415,7 @@ class SubscribeReactor final
   void OnSubscribed(const std::string& queue) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
+    queue_ = queue;
     v1::SubscribeResponse response;
     response.mutable_subscribed()->set_queue(queue);
     PushLocked(std::move(response));
@@ -528,7 +424,9 @@ class SubscribeReactor final
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
-    outstanding_.insert(d.delivery_tag);
+    RestoreRetriedOrigin(queue_, d);
+    d.delivery_count += RetriesOf(d);
+    unsettled_.Add(d);
     unacked_.fetch_add(1);
     v1::SubscribeResponse response;
     auto* out = response.mutable_delivery();
@@ -536,11 +434,21 @@ class SubscribeReactor final
     out->set_exchange(std::move(d.exchange));
     out->set_routing_key(std::move(d.routing_key));
     out->set_payload(std::move(d.payload));
-    for (auto& [key, value] : d.headers) (*out->mutable_headers())[key] = value;
+    for (auto& [key, value] : d.headers) {
+      // The server's own bookkeeping of retries is shown as delivery_count
+      // and the restored exchange and routing key.
+      if (key == kRetriesHeader || key == kRetryExchangeHeader ||
+          key == kRetryRoutingKeyHeader) {
+        continue;
+      }
+      (*out->mutable_headers())[key] = value;
+    }
     out->set_content_type(std::move(d.content_type));
     out->set_message_id(std::move(d.message_id));
     out->set_redelivered(d.redelivered);
     out->set_delivery_count(d.delivery_count);
+    out->set_reply_to(std::move(d.reply_to));
+    out->set_correlation_id(std::move(d.correlation_id));
     // Any publisher may set the timestamp property to any 64 bits; one that
     // a Timestamp cannot hold (outside years 1 to 9999) is left out: the
     // conversion would abort the server.
@@ -580,6 +488,10 @@ class SubscribeReactor final
       return;
     }
     started_ = true;
+    retry_target_.quorum = spec->queue.quorum;
+    on_stream_queue_ =
+        request_.start().queue_options().queue_type() == v1::QUEUE_TYPE_STREAM;
+    delivery_limit_ = request_.start().queue_options().delivery_limit();
     // A reload that takes a grant it needed (or the token) away ends it.
     lifetime_.SetReauthorizer(
         [caller = caller_,
@@ -605,35 +517,99 @@ class SubscribeReactor final
   void HandleSettleLocked(const Ids& ids, amqp::Settle how,
                           absl::string_view verb)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!CheckSettleLocked(ids, verb)) return;
+    for (uint64_t id : ids) {
+      unsettled_.Take(id);
+      if (subscribed_) amqp_.Settle(subscription_, id, how);
+    }
+    unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
+  }
+
+  void HandleNackLocked(const v1::Nack& nack)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const amqp::Settle how =
+        nack.requeue() ? amqp::Settle::kRequeue : amqp::Settle::kReject;
+    if (!nack.has_retry_after()) {
+      HandleSettleLocked(nack.delivery_ids(), how, "nack");
+      return;
+    }
+    if (absl::Status valid = CheckDelay(
+            nack.retry_after(), options_.max_retry_delay, "nack.retry_after");
+        !valid.ok()) {
+      FinishLocked(ToGrpcStatus(valid));
+      return;
+    }
+    const absl::Duration after = FromProtoDuration(nack.retry_after());
+    if (after > absl::ZeroDuration() && on_stream_queue_) {
+      FinishLocked(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "nack.retry_after: a stream queue keeps every message and cannot "
+          "retry one (replay it by offset instead)"));
+      return;
+    }
+    if (after <= absl::ZeroDuration()) {
+      HandleSettleLocked(nack.delivery_ids(), how, "nack");
+      return;
+    }
+    if (!CheckSettleLocked(nack.delivery_ids(), "nack")) return;
+    retry_target_.queue = queue_;
+    for (uint64_t id : nack.delivery_ids()) {
+      std::optional<amqp::Delivery> kept = unsettled_.Take(id);
+      unacked_.fetch_sub(1);
+      if (!subscribed_ || !kept.has_value()) continue;
+      // The last delivery the limit allows: dead-lettered, as the broker
+      // would at its own limit.
+      if (delivery_limit_ > 0 && kept->delivery_count + 1 >= delivery_limit_) {
+        amqp_.Settle(subscription_, id, amqp::Settle::kReject);
+        continue;
+      }
+      // Acked only once the copy is safe in the retry queue; if it cannot
+      // be put there, the original goes back to its queue at once.
+      delays_.Retry(
+          *kept, retry_target_, after, absl::Now() + options_.operation_timeout,
+          [&amqp = amqp_, subscription = subscription_,
+           id](absl::Status stored) {
+            if (!stored.ok()) {
+              WARREN_LOG_WARN("retry of delivery {} not stored, requeued: {}",
+                              id, stored.ToString());
+            }
+            amqp.Settle(
+                subscription, id,
+                stored.ok() ? amqp::Settle::kAck : amqp::Settle::kRequeue);
+          });
+    }
+  }
+
+  // All or nothing: every id must be outstanding, once; otherwise the
+  // stream ends and nothing is settled.
+  template <typename Ids>
+  bool CheckSettleLocked(const Ids& ids, absl::string_view verb)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!started_) {
       FinishLocked(grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
           absl::StrCat(verb,
                        " before start: the first request must be start")));
-      return;
+      return false;
     }
     if (ids.empty()) {
       FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                 absl::StrCat(verb, ".delivery_ids is empty")));
-      return;
+      return false;
     }
     // All or nothing: check every id before settling any.
     std::set<uint64_t> seen;
     for (uint64_t id : ids) {
-      if (outstanding_.count(id) == 0 || !seen.insert(id).second) {
+      if (!unsettled_.Contains(id) || !seen.insert(id).second) {
         FinishLocked(grpc::Status(
             grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat(verb, ".delivery_ids: delivery_id ", id,
                          " was never delivered on this stream or is already "
                          "settled")));
-        return;
+        return false;
       }
     }
-    for (uint64_t id : ids) {
-      outstanding_.erase(id);
-      if (subscribed_) amqp_.Settle(subscription_, id, how);
-    }
-    unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
+    return true;
   }
 
   void PushLocked(v1::SubscribeResponse response)
@@ -671,6 +647,7 @@ class SubscribeReactor final
   }
 
   amqp::AmqpBroker& amqp_;
+  DelayQueues& delays_;
   const MessagingServiceOptions& options_;
   std::atomic<int64_t>& unacked_;  // the service's, across streams
   const auth::Caller caller_;
@@ -683,7 +660,12 @@ class SubscribeReactor final
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
   amqp::SubscriptionId subscription_ ABSL_GUARDED_BY(mu_) = 0;
   // Delivered and not yet settled: bounded by the prefetch.
-  std::set<uint64_t> outstanding_ ABSL_GUARDED_BY(mu_);
+  UnsettledDeliveries unsettled_ ABSL_GUARDED_BY(mu_);
+  // The queue consumed (the broker's name for a server-named one).
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  RetryTarget retry_target_ ABSL_GUARDED_BY(mu_);
+  bool on_stream_queue_ ABSL_GUARDED_BY(mu_) = false;
+  uint32_t delivery_limit_ ABSL_GUARDED_BY(mu_) = 0;
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
@@ -694,11 +676,14 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
                              const MessagingServiceOptions& options,
                              absl::string_view field) {
   auto name = [&](absl::string_view f) { return absl::StrCat(field, f); };
-  for (const auto& [value, f] : {std::pair<const std::string&, const char*>{
-                                     request.exchange(), "exchange"},
-                                 {request.routing_key(), "routing_key"},
-                                 {request.content_type(), "content_type"},
-                                 {request.message_id(), "message_id"}}) {
+  for (const auto& [value, f] :
+       {std::pair<const std::string&, const char*>{request.exchange(),
+                                                   "exchange"},
+        {request.routing_key(), "routing_key"},
+        {request.content_type(), "content_type"},
+        {request.message_id(), "message_id"},
+        {request.reply_to(), "reply_to"},
+        {request.correlation_id(), "correlation_id"}}) {
     if (auto s = CheckShort(value, name(f)); !s.ok()) return s;
   }
   if (auto s = CheckExchangeName(request.exchange(), name("exchange"));
@@ -734,6 +719,13 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
           "' is reserved: the server sets it on fenced publishes (set ",
           name("fence"), " instead)"));
     }
+    if (absl::EqualsIgnoreCase(key, kRetriesHeader) ||
+        absl::EqualsIgnoreCase(key, kRetryExchangeHeader) ||
+        absl::EqualsIgnoreCase(key, kRetryRoutingKeyHeader)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name("headers"), " key '", key,
+          "' is reserved: the server sets it on retried messages"));
+    }
     if (key == "CC" || key == "BCC") {
       return absl::InvalidArgumentError(
           absl::StrCat(name("headers"), " key '", key,
@@ -756,6 +748,13 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
     if (ttl < absl::ZeroDuration()) {
       return absl::InvalidArgumentError(
           absl::StrCat(name("ttl"), " must not be negative"));
+    }
+  }
+  if (request.has_delay()) {
+    if (auto s =
+            ValidateDelay(request, options.max_publish_delay, name("delay"));
+        !s.ok()) {
+      return s;
     }
   }
   if (request.has_fence()) {
@@ -787,6 +786,8 @@ amqp::OutgoingMessage ToOutgoing(const v1::PublishRequest& request) {
   }
   if (request.has_ttl()) m.ttl = FromProtoDuration(request.ttl());
   m.mandatory = request.mandatory();
+  m.reply_to = request.reply_to();
+  m.correlation_id = request.correlation_id();
   return m;
 }
 
@@ -794,7 +795,20 @@ MessagingServiceImpl::MessagingServiceImpl(amqp::AmqpBroker& amqp,
                                            TimerQueue& timers,
                                            StreamRegistry& streams,
                                            MessagingServiceOptions options)
-    : amqp_(amqp), timers_(timers), streams_(streams), options_(options) {}
+    : amqp_(amqp),
+      timers_(timers),
+      streams_(streams),
+      options_(options),
+      delays_(amqp, options.delay_queues),
+      calls_(std::make_unique<CallHandler>(amqp_, options_)) {}
+
+MessagingServiceImpl::~MessagingServiceImpl() = default;
+
+grpc::ServerUnaryReactor* MessagingServiceImpl::Call(
+    grpc::CallbackServerContext* context, const v1::CallRequest* request,
+    v1::CallResponse* response) {
+  return calls_->Call(context, request, response);
+}
 
 grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
     grpc::CallbackServerContext* context, const v1::PublishRequest* request,
@@ -814,14 +828,16 @@ grpc::ServerUnaryReactor* MessagingServiceImpl::Publish(
   }
   amqp::OutgoingMessage message = ToOutgoing(*request);
   response->set_message_id(message.message_id);
-  auto publish = [this, reactor,
-                  deadline =
-                      OperationDeadline(*context, options_.operation_timeout)](
-                     amqp::OutgoingMessage message) {
-    amqp_.Publish(std::move(message), deadline, [reactor](absl::Status status) {
-      reactor->Finish(ToGrpcStatus(status));
-    });
-  };
+  auto publish =
+      [this, reactor,
+       deadline = OperationDeadline(*context, options_.operation_timeout),
+       delay =
+           FromProtoDuration(request->delay())](amqp::OutgoingMessage message) {
+        delays_.Publish(std::move(message), delay, deadline,
+                        [reactor](absl::Status status) {
+                          reactor->Finish(ToGrpcStatus(status));
+                        });
+      };
   if (!request->has_fence()) {
     publish(std::move(message));
     return reactor;
@@ -853,7 +869,7 @@ MessagingServiceImpl::PublishStream(grpc::CallbackServerContext* context) {
           ? absl::InfiniteFuture()
           : absl::FromChrono(theirs);
   const std::string client = QuotaClient(caller->principal(), context->peer());
-  return PublishStreamReactor::Start(amqp_, streams_, options_, call_deadline,
+  return PublishStreamReactor::Start(delays_, streams_, options_, call_deadline,
                                      *std::move(caller), client);
 }
 
@@ -866,7 +882,7 @@ MessagingServiceImpl::Subscribe(grpc::CallbackServerContext* context) {
         ToGrpcStatus(caller.status()));
   }
   const std::string client = QuotaClient(caller->principal(), context->peer());
-  return SubscribeReactor::Start(amqp_, timers_, streams_, options_,
+  return SubscribeReactor::Start(amqp_, delays_, timers_, streams_, options_,
                                  unacked_deliveries_, *std::move(caller),
                                  client);
 }

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
@@ -29,20 +30,32 @@
 #include "server/common/stream_registry.h"
 #include "server/common/timer_queue.h"
 #include "server/fence/fence_resolver.h"
+#include "server/messaging/delay_queues.h"
+#include "server/messaging/subscribe_spec.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::messaging {
+
+class CallHandler;
 
 struct MessagingServiceOptions {
   size_t max_payload_bytes = 1 << 20;
   size_t max_header_bytes = 64 << 10;
   // Longest wait for a confirm when the call has no earlier deadline.
   absl::Duration operation_timeout = absl::Seconds(10);
+  // How long a Call waits for its reply when the call has no deadline.
+  absl::Duration call_timeout = absl::Seconds(30);
   uint32_t publish_window = 512;
   uint32_t default_max_in_flight = 100;
   uint32_t max_in_flight_cap = 10000;
   absl::Duration default_heartbeat = absl::Seconds(30);
   absl::Duration min_heartbeat = absl::Milliseconds(100);
+  // The longest Nack.retry_after and PublishRequest.delay accepted.
+  absl::Duration max_retry_delay = absl::Hours(1);
+  absl::Duration max_publish_delay = absl::Hours(24);
+  // Delay queues' x-expires slack and redeclare interval; shorter only in
+  // tests (delay_queues.h).
+  DelayQueuesOptions delay_queues;
   // Checks every call (publish per message, subscribe at start); null: auth
   // off.
   const auth::Authorizer* authorizer = nullptr;
@@ -62,20 +75,13 @@ absl::Status ValidatePublish(const warren::v1::PublishRequest& request,
 // when the request has none, and stamps a fenced request's fence headers.
 amqp::OutgoingMessage ToOutgoing(const warren::v1::PublishRequest& request);
 
-// The AMQP side of a SubscribeStart: the queue to declare (a named durable
-// queue, a shared group queue, or an exclusive per-stream one), the binding,
-// the prefetch. INVALID_ARGUMENT naming the field; RESOURCE_EXHAUSTED for a
-// max_in_flight over the cap.
-absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
-    const warren::v1::SubscribeStart& start,
-    const MessagingServiceOptions& options);
-
 class MessagingServiceImpl final
     : public warren::v1::MessagingService::CallbackService {
  public:
   MessagingServiceImpl(amqp::AmqpBroker& amqp, TimerQueue& timers,
                        StreamRegistry& streams,
                        MessagingServiceOptions options);
+  ~MessagingServiceImpl() override;
 
   grpc::ServerUnaryReactor* Publish(
       grpc::CallbackServerContext* context,
@@ -87,17 +93,23 @@ class MessagingServiceImpl final
   grpc::ServerBidiReactor<warren::v1::SubscribeRequest,
                           warren::v1::SubscribeResponse>*
   Subscribe(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* context,
+                                 const warren::v1::CallRequest* request,
+                                 warren::v1::CallResponse* response) override;
 
   // For metrics: deliveries handed to Subscribe streams and not yet acked
   // or nacked (they go back to the queue when their stream ends).
   int64_t unacked_deliveries() const { return unacked_deliveries_.load(); }
+  const CallHandler& calls() const { return *calls_; }
 
  private:
   amqp::AmqpBroker& amqp_;
   TimerQueue& timers_;
   StreamRegistry& streams_;
   const MessagingServiceOptions options_;
+  DelayQueues delays_;
   std::atomic<int64_t> unacked_deliveries_{0};
+  std::unique_ptr<CallHandler> calls_;
 };
 
 }  // namespace warren::messaging

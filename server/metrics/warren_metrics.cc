@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "prometheus/client_metric.h"
 #include "prometheus/metric_type.h"
+#include "server/metrics/grpc_metrics.h"
 
 namespace warren::metrics {
 namespace {
@@ -279,6 +280,34 @@ std::vector<MetricFamily> WarrenCollector::Collect() const {
                  MetricType::Counter, {{"where", where}}));
     }
     out.push_back(std::move(rejections));
+  }
+  if (p.calls) {
+    MetricFamily calls =
+        Family("warren_calls_total",
+               "MessagingService.Call calls answered, by gRPC status code.",
+               MetricType::Counter);
+    for (int code = 0; code <= 16; ++code) {
+      const uint64_t answered = p.calls(code);
+      // OK always, so that a rate has a series from the start.
+      if (answered == 0 && code != 0) continue;
+      calls.metric.push_back(Sample(
+          static_cast<double>(answered), MetricType::Counter,
+          {{"code", GrpcCodeName(static_cast<grpc::StatusCode>(code))}}));
+    }
+    out.push_back(std::move(calls));
+  }
+  if (p.calls_in_flight) {
+    out.push_back(Single("warren_calls_in_flight",
+                         "MessagingService.Call calls waiting for their reply.",
+                         MetricType::Gauge,
+                         static_cast<double>(p.calls_in_flight())));
+  }
+  if (p.call_replies_dropped) {
+    out.push_back(Single("warren_call_replies_dropped_total",
+                         "Replies that arrived for no waiting Call (after its "
+                         "deadline, a second reply, or an unknown id).",
+                         MetricType::Counter,
+                         static_cast<double>(p.call_replies_dropped())));
   }
   if (p.config_cache_misses) {
     out.push_back(Single("warren_config_cache_misses_total",

@@ -24,6 +24,9 @@
 //   warren_connections_refused_total{reason}               counter
 //   warren_health_watches                                  gauge
 //   warren_fence_rejections_total{where="config"|"publish"} counter
+//   warren_calls_total{code}                               counter
+//   warren_calls_in_flight                                 gauge
+//   warren_call_replies_dropped_total                      counter
 //
 // connection is "1" for the pool's primary connection (the one that
 // publishes and that health reports), "2", ... for the others. (*) The one
@@ -88,6 +91,11 @@ struct WarrenProbes {
   // Writes and publishes refused because their fence did not hold, by
   // where: "config" or "publish".
   std::function<uint64_t(const std::string&)> fence_rejections;
+  // MessagingService.Call: answered calls by gRPC status code (0 to 16),
+  // calls waiting for their reply, replies that found no waiting call.
+  std::function<uint64_t(int)> calls;
+  std::function<int64_t()> calls_in_flight;
+  std::function<uint64_t()> call_replies_dropped;
 };
 
 class WarrenCollector final : public prometheus::Collectable {

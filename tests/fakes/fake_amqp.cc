@@ -41,10 +41,56 @@ std::shared_ptr<amqp::SubscriptionSink> FakeAmqp::CloseLocked(
   return sink;
 }
 
-void FakeAmqp::Publish(amqp::OutgoingMessage, absl::Time,
+void FakeAmqp::Publish(amqp::OutgoingMessage message, absl::Time,
                        absl::AnyInvocable<void(absl::Status)> done) {
   ++publishes_;
+  absl::Status status;
+  {
+    warren::MutexLock lock(&mu_);
+    published_.push_back(std::move(message));
+    if (!publish_failures_.empty()) {
+      status = std::move(publish_failures_.front());
+      publish_failures_.pop_front();
+    }
+  }
+  Post([done = std::move(done), status]() mutable { done(status); });
+}
+
+void FakeAmqp::DeclareDelayQueue(amqp::DelayQueueSpec spec,
+                                 absl::AnyInvocable<void(absl::Status)> done) {
+  {
+    warren::MutexLock lock(&mu_);
+    delay_queues_.push_back(std::move(spec));
+  }
   Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
+}
+
+void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
+  ++calls_;
+  request.reply_to = "amq.rabbitmq.reply-to";
+  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
+  absl::StatusOr<amqp::Delivery> answer =
+      call_answer ? call_answer(request)
+                  : absl::DeadlineExceededError("fake: no reply");
+  if (answer.ok()) answer->correlation_id = request.correlation_id;
+  Post([done = std::move(done), answer = std::move(answer)]() mutable {
+    done(std::move(answer));
+  });
+}
+
+std::vector<amqp::OutgoingMessage> FakeAmqp::published() {
+  warren::MutexLock lock(&mu_);
+  return published_;
+}
+
+std::vector<amqp::DelayQueueSpec> FakeAmqp::delay_queues() {
+  warren::MutexLock lock(&mu_);
+  return delay_queues_;
+}
+
+void FakeAmqp::FailNextPublishes(std::vector<absl::Status> statuses) {
+  warren::MutexLock lock(&mu_);
+  for (auto& s : statuses) publish_failures_.push_back(std::move(s));
 }
 
 void FakeAmqp::DeclareExchange(std::string, amqp::ExchangeKind,

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -56,6 +57,11 @@ class FakeAmqp final : public amqp::AmqpBroker {
   // PRECONDITION_FAILED for that, so the services must never send one.
   size_t bad_settles();
   size_t refused();
+  // Every message published, and every delay queue declared, in order.
+  std::vector<amqp::OutgoingMessage> published();
+  std::vector<amqp::DelayQueueSpec> delay_queues();
+  // What the next publishes answer, in order (then OK).
+  void FailNextPublishes(std::vector<absl::Status> statuses);
 
   std::atomic<amqp::BrokerState> state_{amqp::BrokerState::kConnected};
   std::atomic<size_t> capacity_;
@@ -78,6 +84,9 @@ class FakeAmqp final : public amqp::AmqpBroker {
                absl::AnyInvocable<void(absl::Status)> done) override;
   void DeclareExchange(std::string name, amqp::ExchangeKind kind,
                        absl::AnyInvocable<void(absl::Status)> done) override;
+  // Records the spec and succeeds (queued).
+  void DeclareDelayQueue(amqp::DelayQueueSpec spec,
+                         absl::AnyInvocable<void(absl::Status)> done) override;
   // Opens the subscription and queues OnSubscribed (the queue's name, or a
   // generated one for a server-named queue).
   SubscriptionId Subscribe(
@@ -86,6 +95,14 @@ class FakeAmqp final : public amqp::AmqpBroker {
   void Settle(SubscriptionId id, uint64_t delivery_tag,
               amqp::Settle how) override;
   void Unsubscribe(SubscriptionId id) override;
+  // Answers (queued) with what `call_answer` makes of the request, with the
+  // request's correlation id stamped on a reply; without one, as a call
+  // nobody answers: DEADLINE_EXCEEDED.
+  void Call(amqp::OutgoingMessage request, absl::Time deadline,
+            CallDone done) override;
+  std::function<absl::StatusOr<amqp::Delivery>(const amqp::OutgoingMessage&)>
+      call_answer;
+  std::atomic<int> calls_{0};
 
  private:
   struct Subscription {
@@ -111,6 +128,9 @@ class FakeAmqp final : public amqp::AmqpBroker {
   size_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   size_t bad_settles_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<absl::AnyInvocable<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<amqp::OutgoingMessage> published_ ABSL_GUARDED_BY(mu_);
+  std::vector<amqp::DelayQueueSpec> delay_queues_ ABSL_GUARDED_BY(mu_);
+  std::deque<absl::Status> publish_failures_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace warren::testing

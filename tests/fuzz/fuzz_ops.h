@@ -21,7 +21,8 @@ enum Validator : uint8_t {
   kName = 8,
   kTxn = 9,
   kHoldKey = 10,  // the first request of a stream
-  kValidators = 11,
+  kCall = 11,
+  kValidators = 12,
 };
 
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).

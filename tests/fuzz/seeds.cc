@@ -86,6 +86,12 @@ void ValidationSeeds() {
   bad = fenced;
   (*bad.mutable_headers())["warren-fencing-token"] = "9";
   Write(t, "publish_forged_fence_header", Validation(kPublish, bad));
+  v1::CallRequest call;
+  *call.mutable_message() = p;
+  Write(t, "call_ok", Validation(kCall, call));
+  call.mutable_message()->set_reply_to("amq.rabbitmq.reply-to");
+  call.mutable_message()->set_correlation_id("c-1");
+  Write(t, "call_own_reply_to", Validation(kCall, call));
 
   v1::SubscribeStart s;
   s.set_queue("orders");

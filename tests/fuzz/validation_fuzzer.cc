@@ -22,6 +22,7 @@
 #include "server/config/key_space.h"
 #include "server/election/election_service.h"
 #include "server/fence/fence_resolver.h"
+#include "server/messaging/call_handler.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -99,9 +100,9 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   if (!valid.ok()) {
     Check(absl::StartsWith(valid.message(), prefix),
           "a rejection without the field prefix: " + valid.ToString());
-    CheckRejection(valid,
-                   {"exchange", "routing_key", "content_type", "message_id",
-                    "payload", "headers", "priority", "ttl", "fence"});
+    CheckRejection(valid, {"exchange", "routing_key", "content_type",
+                           "message_id", "payload", "headers", "priority",
+                           "ttl", "fence", "reply_to", "correlation_id"});
     return;
   }
   // Only the server sets the fence headers: a client's never pass.
@@ -128,6 +129,8 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   CheckShortString(m.routing_key, "routing_key");
   CheckShortString(m.content_type, "content_type");
   CheckShortString(m.message_id, "message_id");
+  CheckShortString(m.reply_to, "reply_to");
+  CheckShortString(m.correlation_id, "correlation_id");
   Check(!m.message_id.empty(), "a message without an id");
   Check(m.payload.size() <= options.max_payload_bytes,
         "payload over the limit");
@@ -164,6 +167,25 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   Check(!m.ttl.has_value() || *m.ttl >= absl::ZeroDuration(),
         "a negative ttl accepted");
   Check(m.persistent == !request.transient(), "persistence changed");
+}
+
+// A Call: validated like a publish under "message.", and the reply fields
+// are the server's: a request that sets them is never accepted.
+void FuzzCall(const v1::CallRequest& request) {
+  const auto options = MessagingOptions();
+  absl::Status valid = messaging::ValidateCall(request, options);
+  if (!valid.ok()) {
+    Check(absl::StartsWith(valid.message(), "message"),
+          "a rejection without the field prefix: " + valid.ToString());
+    CheckRejection(valid, {"message"});
+    return;
+  }
+  Check(request.has_message(), "a call without a message accepted");
+  Check(request.message().reply_to().empty() &&
+            request.message().correlation_id().empty(),
+        "a call with its own reply_to or correlation_id accepted");
+  Check(!request.message().has_delay(), "a delayed call accepted");
+  FuzzPublish(request.message(), "message.");
 }
 
 void FuzzSubscribeStart(const v1::SubscribeStart& start) {
@@ -367,6 +389,11 @@ void FuzzOne(const uint8_t* data, size_t size) {
     case kPublish: {
       v1::PublishRequest r;
       if (Parse(rest, &r)) FuzzPublish(r, "");
+      break;
+    }
+    case kCall: {
+      v1::CallRequest r;
+      if (Parse(rest, &r)) FuzzCall(r);
       break;
     }
     case kPublishStream: {

@@ -1,5 +1,7 @@
 #include "tests/integration/messaging_clients.h"
 
+#include "absl/time/clock.h"
+
 namespace warren::testing {
 
 namespace v1 = ::warren::v1;
@@ -19,6 +21,7 @@ TestSubscriber::TestSubscriber(v1::MessagingService::Stub& stub,
         queue_ = response.subscribed().queue();
       } else if (response.has_delivery()) {
         deliveries_.push_back(response.delivery());
+        arrivals_.push_back(absl::Now());
       }
     }
     grpc::Status status = stream_->Finish();
@@ -67,6 +70,11 @@ bool TestSubscriber::WaitEnded(grpc::Status* status, absl::Duration timeout) {
 std::vector<v1::Delivery> TestSubscriber::deliveries() {
   warren::MutexLock lock(&mu_);
   return deliveries_;
+}
+
+std::vector<absl::Time> TestSubscriber::arrivals() {
+  warren::MutexLock lock(&mu_);
+  return arrivals_;
 }
 
 size_t TestSubscriber::delivery_count() {

@@ -33,6 +33,8 @@ class TestSubscriber {
                  absl::Duration timeout = absl::Seconds(30));
   std::vector<warren::v1::Delivery> deliveries();
   size_t delivery_count();
+  // When each delivery was read, in the order of deliveries().
+  std::vector<absl::Time> arrivals();
 
   bool Ack(const std::vector<uint64_t>& ids);
   bool Nack(const std::vector<uint64_t>& ids, bool requeue);
@@ -49,6 +51,7 @@ class TestSubscriber {
   std::string queue_ ABSL_GUARDED_BY(mu_);
   bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<warren::v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> arrivals_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
   warren::Mutex write_mu_;
