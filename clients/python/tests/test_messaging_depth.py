@@ -143,6 +143,54 @@ class MessagingDepthTest(unittest.TestCase):
             wait_until(lambda: sub.subscriptions == 2)
         self.assertEqual(got.snapshot(), [b"m%d" % i for i in range(10)])
 
+    # -- queue options -------------------------------------------------------
+
+    def test_a_priority_queue_delivers_its_backlog_highest_first(self):
+        queue = unique("py-priority")
+        options = warren.queue_options(max_priority=10)
+        self._declare(queue, queue_options=options)
+        for priority in (1, 9, 5):
+            self.publisher.publish(queue, b"p%d" % priority, priority=priority)
+        got = Recorder()
+        with self.client.subscriber(lambda d: got(d.payload), queue=queue,
+                                    queue_options=options, max_in_flight=1):
+            got.wait_for(lambda g: len(g) == 3)
+        self.assertEqual(got.snapshot(), [b"p9", b"p5", b"p1"])
+
+    def test_a_delivery_limit_dead_letters_after_that_many_deliveries(self):
+        dead_letters = unique("py-dlx")
+        dead = Recorder()
+        with self.client.subscriber(lambda d: dead(d.payload), exchange=dead_letters,
+                                    exchange_type=pb.EXCHANGE_TYPE_FANOUT,
+                                    group=unique("py-dlq")) as dlq:
+            dlq.wait_subscribed(10)
+            queue = unique("py-limit")
+            counts = Recorder()
+
+            def always_fail(delivery):
+                counts(delivery.delivery_count)
+                raise RuntimeError("poison")
+
+            options = warren.queue_options(queue_type="quorum", delivery_limit=3,
+                                           dead_letter_exchange=dead_letters)
+            with self.client.subscriber(always_fail, queue=queue, queue_options=options) as sub:
+                sub.wait_subscribed(10)
+                self.publisher.publish(queue, b"poison")
+                dead.wait_for(lambda d: d == [b"poison"], timeout=20)
+        self.assertEqual(counts.snapshot(), [0, 1, 2])
+
+    def test_queue_options_the_server_refuses_name_the_field(self):
+        sub = self.client.subscriber(
+            lambda d: None, queue=unique("py-bad"),
+            queue_options=warren.queue_options(queue_type="quorum", max_priority=5))
+        try:
+            with self.assertRaises(warren.FatalError) as caught:
+                sub.wait_subscribed(10)
+            self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("start.queue_options.max_priority", caught.exception.details)
+        finally:
+            sub.stop()
+
     # -- single active consumer, headers -------------------------------------
 
     def test_only_the_single_active_consumer_receives_until_it_stops(self):
