@@ -52,14 +52,16 @@ class MessagingDepthTest(unittest.TestCase):
         with self.client.subscriber(lambda d: arrived((d.payload, time.monotonic())),
                                     queue=queue) as sub:
             sub.wait_subscribed(10)
-            sent = time.monotonic()
-            for delay in (1.2, 0.4, 0.8):
+            sent = {}
+            # 0.8 s apart: in delay order even when publishing one takes long.
+            for delay in (2.4, 0.8, 1.6):
+                sent[b"%.1f" % delay] = time.monotonic()
                 self.publisher.publish(queue, b"%.1f" % delay, delay=delay)
             arrived.wait_for(lambda a: len(a) == 3, timeout=20)
         got = arrived.snapshot()
-        self.assertEqual([p for p, _ in got], [b"0.4", b"0.8", b"1.2"])
+        self.assertEqual([p for p, _ in got], [b"0.8", b"1.6", b"2.4"])
         for payload, at in got:
-            self.assertGreaterEqual(at - sent, float(payload), payload)
+            self.assertGreaterEqual(at - sent[payload], float(payload), payload)
 
     def test_a_delayed_publish_cannot_have_a_ttl(self):
         with self.assertRaises(warren.FatalError) as caught:
