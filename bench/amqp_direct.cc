@@ -131,11 +131,12 @@ absl::StatusOr<uint32_t> AmqpConnection::QueueDepth(uint16_t channel,
 }
 
 absl::Status AmqpConnection::Consume(uint16_t channel, const std::string& queue,
-                                     uint16_t prefetch) {
+                                     uint16_t prefetch,
+                                     amqp_table_t arguments) {
   amqp_basic_qos(conn_, channel, 0, prefetch, 0);
   if (absl::Status s = Check("basic.qos"); !s.ok()) return s;
   amqp_basic_consume(conn_, channel, Bytes(queue), amqp_empty_bytes, 0,
-                     /*no_ack=*/0, 0, amqp_empty_table);
+                     /*no_ack=*/0, 0, arguments);
   return Check("basic.consume");
 }
 

@@ -39,7 +39,8 @@ class AmqpConnection {
                                       const std::string& name);
   // basic.qos + basic.consume (manual acks).
   absl::Status Consume(uint16_t channel, const std::string& queue,
-                       uint16_t prefetch);
+                       uint16_t prefetch,
+                       amqp_table_t arguments = amqp_empty_table);
   // The outcome of the last synchronous call.
   absl::Status Check(const char* what);
 

@@ -31,7 +31,7 @@ ABSL_FLAG(bool, quick, false,
           "a short run (under a minute) to prove the benchmark works");
 ABSL_FLAG(std::string, scenarios, "",
           "comma-separated subset of publish,consume,latency,config,fanout,"
-          "failover,lock,idle (default: all)");
+          "failover,lock,call,idle,stream (default: all)");
 ABSL_FLAG(int, runs, 0, "runs per figure (default 3; quick 2)");
 ABSL_FLAG(double, warmup_s, 0, "warm-up seconds (default 1; quick 0.3)");
 ABSL_FLAG(double, duration_s, 0,
@@ -186,7 +186,9 @@ int Main(int argc, char** argv) {
       {"publish", RunPublish}, {"consume", RunConsume},
       {"latency", RunLatency}, {"config", RunConfig},
       {"fanout", RunFanout},   {"failover", RunFailover},
-      {"lock", RunLock},       {"idle", RunIdle},
+      {"lock", RunLock},       {"call", RunCall},
+      {"idle", RunIdle},       {"stream", RunStream},
+      {"delay", RunDelay},
   };
   const int64_t started = NowNs();
   for (const Scenario& s : scenarios) {

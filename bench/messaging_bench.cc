@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "bench/consume_runs.h"
 #include "bench/scenarios.h"
 
 namespace warren::bench {
@@ -153,8 +154,6 @@ absl::Status RunPublish(Env& env) {
 // ---------------------------------------------------------------------------
 // Consume.
 
-namespace {
-
 // Fills `queue` with `count` persistent messages (confirmed), directly.
 absl::Status Prefill(Env& env, const std::string& queue, int count) {
   const Options& o = env.options;
@@ -169,6 +168,8 @@ absl::Status Prefill(Env& env, const std::string& queue, int count) {
   p.limit = count;
   return PublishPipelined(**conn, 1, p);
 }
+
+namespace {
 
 // Times from the `warm`-th to the last of `total` deliveries.
 struct ConsumeClock {
@@ -191,8 +192,11 @@ struct ConsumeClock {
   }
 };
 
+}  // namespace
+
 absl::StatusOr<double> WarrenConsume(Env& env, const std::string& queue,
-                                     CpuUsage* cpu) {
+                                     CpuUsage* cpu,
+                                     const v1::QueueOptions* stream_options) {
   const Options& o = env.options;
   ConsumeClock clock;
   clock.total = o.consume_messages;
@@ -202,6 +206,11 @@ absl::StatusOr<double> WarrenConsume(Env& env, const std::string& queue,
   SubscribeClient client(
       env.messaging.get(), queue, o.prefetch, o.ack_batch,
       [&clock](const v1::Delivery&, int64_t now) { clock.Tick(now); });
+  if (stream_options != nullptr) {
+    v1::StreamOffset first;
+    first.set_first(true);
+    client.set_queue_options(*stream_options, first);
+  }
   client.Start();
   const bool finished =
       clock.finished.WaitForNotificationWithTimeout(absl::Seconds(300));
@@ -217,7 +226,7 @@ absl::StatusOr<double> WarrenConsume(Env& env, const std::string& queue,
 }
 
 absl::StatusOr<double> DirectConsume(Env& env, const std::string& queue,
-                                     CpuUsage* cpu) {
+                                     CpuUsage* cpu, amqp_table_t arguments) {
   const Options& o = env.options;
   auto conn = AmqpConnection::Open(o.amqp_url, "bench-direct-consumer");
   if (!conn.ok()) return conn.status();
@@ -228,7 +237,8 @@ absl::StatusOr<double> DirectConsume(Env& env, const std::string& queue,
   clock.warm = std::max(1, o.consume_messages / 10);
   CpuMeter meter(o);
   meter.Start();
-  if (absl::Status s = (*conn)->Consume(1, queue, o.prefetch); !s.ok()) {
+  if (absl::Status s = (*conn)->Consume(1, queue, o.prefetch, arguments);
+      !s.ok()) {
     return s;
   }
   int unacked = 0;
@@ -260,7 +270,16 @@ absl::StatusOr<double> DirectConsume(Env& env, const std::string& queue,
   return clock.Rate();
 }
 
-}  // namespace
+void RecordRun(Row& row, bool warren_side, int run,
+               const absl::StatusOr<double>& rate, const CpuUsage& cpu) {
+  if (!rate.ok()) {
+    row.notes.push_back(absl::StrCat(warren_side ? "Warren" : "direct", " run ",
+                                     run + 1, ": ", rate.status().message()));
+    return;
+  }
+  (warren_side ? row.warren : row.direct).push_back(*rate);
+  (warren_side ? row.warren_cpu : row.direct_cpu).push_back(cpu);
+}
 
 absl::Status RunConsume(Env& env) {
   const Options& o = env.options;
@@ -288,14 +307,7 @@ absl::Status RunConsume(Env& env) {
       CpuUsage cpu;
       auto rate = warren_side ? WarrenConsume(env, queue, &cpu)
                               : DirectConsume(env, queue, &cpu);
-      if (!rate.ok()) {
-        row.notes.push_back(absl::StrCat(warren_side ? "Warren" : "direct",
-                                         " run ", run + 1, ": ",
-                                         rate.status().message()));
-        continue;
-      }
-      (warren_side ? row.warren : row.direct).push_back(*rate);
-      (warren_side ? row.warren_cpu : row.direct_cpu).push_back(cpu);
+      RecordRun(row, warren_side, run, rate, cpu);
     }
   }
   (void)Purge(env, queue);

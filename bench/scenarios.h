@@ -40,5 +40,8 @@ absl::Status RunFanout(Env& env);
 absl::Status RunFailover(Env& env);
 absl::Status RunIdle(Env& env);
 absl::Status RunLock(Env& env);
+absl::Status RunStream(Env& env);
+absl::Status RunCall(Env& env);
+absl::Status RunDelay(Env& env);
 
 }  // namespace warren::bench

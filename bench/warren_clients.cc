@@ -113,6 +113,10 @@ UnaryPublisher::UnaryPublisher(v1::MessagingService::Stub* stub,
   request_.set_payload(std::move(payload));
 }
 
+UnaryPublisher::UnaryPublisher(v1::MessagingService::Stub* stub,
+                               v1::PublishRequest request, int callers)
+    : stub_(stub), request_(std::move(request)), callers_(callers) {}
+
 void UnaryPublisher::Start() {
   active_.store(callers_);
   for (int i = 0; i < callers_; ++i) Issue();
@@ -167,6 +171,10 @@ void SubscribeClient::Start() {
   v1::SubscribeRequest start;
   start.mutable_start()->set_queue(queue_);
   start.mutable_start()->set_max_in_flight(static_cast<uint32_t>(prefetch_));
+  if (queue_options_.has_value()) {
+    *start.mutable_start()->mutable_queue_options() = *queue_options_;
+    *start.mutable_start()->mutable_offset() = offset_;
+  }
   queue_writes_.push_back(std::move(start));
   StartRead(&response_);
   StartCall();

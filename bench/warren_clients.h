@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/synchronization/notification.h"
@@ -77,6 +78,9 @@ class UnaryPublisher {
  public:
   UnaryPublisher(v1::MessagingService::Stub* stub, std::string queue,
                  std::string payload, int callers);
+  // Publishes `request` as it is (any exchange, delay, ...).
+  UnaryPublisher(v1::MessagingService::Stub* stub, v1::PublishRequest request,
+                 int callers);
   void Start();
   void Stop();
   bool WaitDone(absl::Duration timeout);
@@ -108,6 +112,12 @@ class SubscribeClient final
                   int prefetch, int ack_batch, OnDelivery on_delivery,
                   std::atomic<int>* settled = nullptr);
   void Start();
+  // Before Start: subscribe with these queue options and offset (e.g. a
+  // stream from its first message) instead of the queue as it is.
+  void set_queue_options(v1::QueueOptions options, v1::StreamOffset offset) {
+    queue_options_ = std::move(options);
+    offset_ = std::move(offset);
+  }
   // Half-closes: the server ends the stream (unacked deliveries requeued).
   void Stop();
   void Cancel() { context_.TryCancel(); }
@@ -132,6 +142,8 @@ class SubscribeClient final
   const std::string queue_;
   const int prefetch_;
   const int ack_batch_;
+  std::optional<v1::QueueOptions> queue_options_;
+  v1::StreamOffset offset_;
   OnDelivery on_delivery_;
   std::atomic<int>* settled_counter_;
   std::atomic<bool> settled_{false};

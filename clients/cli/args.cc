@@ -149,6 +149,15 @@ absl::StatusOr<std::optional<absl::Duration>> Args::GetDuration(
   return std::optional<absl::Duration>(duration);
 }
 
+Args Args::BeforeDashes() const {
+  Args own = *this;
+  if (positional_before_dashes_.has_value()) {
+    own.positional_.resize(*positional_before_dashes_);
+    own.positional_before_dashes_.reset();
+  }
+  return own;
+}
+
 absl::Status Args::ExpectPositional(size_t min, size_t max) const {
   if (positional_.size() < min) {
     return UsageError("missing arguments");

@@ -60,6 +60,9 @@ class Args {
   std::optional<size_t> positional_before_dashes() const {
     return positional_before_dashes_;
   }
+  // These arguments without what follows `--` (another command's), for
+  // the positional checks of the command's own.
+  Args BeforeDashes() const;
   // A boolean flag: present (or `=true`) means true.
   absl::StatusOr<bool> GetBool(absl::string_view name) const;
   absl::StatusOr<std::optional<int64_t>> GetInt(absl::string_view name) const;

@@ -17,11 +17,10 @@
 #include "absl/synchronization/mutex.h"
 #include "clients/cli/cli.h"
 #include "clients/cli/exit_codes.h"
+#include "clients/cli/spawn.h"
 #include "clients/cli/stream.h"
 #include "warren/client/locker.h"
 #include "warren/v1/lock.grpc.pb.h"
-
-extern char** environ;
 
 namespace warren::cli {
 namespace {
@@ -43,48 +42,6 @@ struct RunState {
   std::string lost_reason ABSL_GUARDED_BY(mu);
   bool stop_requested ABSL_GUARDED_BY(mu) = false;
 };
-
-// COMMAND with this process's environment plus `extra`, its signal mask
-// cleared (this process blocks SIGINT/SIGTERM in every thread, see
-// StopSignals, and a child would inherit that). Answers the pid, or the
-// exit code a shell would give (127 not found, 126 not runnable).
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& command,
-                            const std::vector<std::string>& extra) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry = *e;
-    bool replaced = false;
-    for (const std::string& mine : extra) {
-      const std::string name = mine.substr(0, mine.find('=') + 1);
-      replaced |= entry.rfind(name, 0) == 0;
-    }
-    if (!replaced) env_strings.push_back(entry);
-  }
-  env_strings.insert(env_strings.end(), extra.begin(), extra.end());
-  std::vector<char*> envp;
-  for (std::string& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_strings = command;
-  std::vector<char*> argv;
-  for (std::string& a : argv_strings) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = 0;
-  const int error =
-      posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  if (error != 0) {
-    return ExitWith(error == ENOENT ? 127 : 126,
-                    absl::StrCat(command[0], ": ", std::strerror(error)));
-  }
-  return pid;
-}
 
 std::string HolderIds(const std::vector<v1::LockHolder>& holders) {
   return absl::StrJoin(holders, ", ",

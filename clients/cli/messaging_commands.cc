@@ -1,23 +1,32 @@
 // warren publish, warren subscribe.
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <random>
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cli/cli.h"
+#include "clients/cli/spawn.h"
 #include "clients/cli/stream.h"
 #include "google/protobuf/duration.pb.h"
+#include "warren/client/responder.h"
+#include "warren/client/retry_policy.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::cli {
 namespace {
 
 using Kind = FlagSpec::Kind;
+namespace client = ::warren::client;
 
 // A random (version 4) UUID. The CLI picks the message id itself, rather
 // than let the server do it, so that it can name the id when the publish
@@ -42,7 +51,8 @@ std::string ReadStdin() {
 
 // --------------------------------------------------------------- publish
 
-absl::Status RunPublish(Context& context, const Args& args) {
+// The message of `publish` and `call`: its address, payload and options.
+absl::StatusOr<v1::PublishRequest> BuildPublishRequest(const Args& args) {
   v1::PublishRequest request;
   size_t payload_index = 0;
   if (auto queue = args.Get("queue")) {
@@ -74,10 +84,22 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto transient = args.GetBool("transient");
   if (!transient.ok()) return transient.status();
   request.set_transient(*transient);
+  auto delay = args.GetDuration("delay");
+  if (!delay.ok()) return delay.status();
+  if (delay->has_value()) {
+    if (**delay <= absl::ZeroDuration()) {
+      return UsageError("--delay must be positive");
+    }
+    SetDuration(**delay, request.mutable_delay());
+  }
+  if (auto v = args.Get("reply-to")) request.set_reply_to(*v);
+  if (auto v = args.Get("correlation-id")) request.set_correlation_id(*v);
   // Mandatory unless turned off, like the client wrappers: a message no
-  // queue receives is an error, not a silent drop.
-  auto mandatory = args.Has("mandatory") ? args.GetBool("mandatory")
-                                         : absl::StatusOr<bool>(true);
+  // queue receives is an error, not a silent drop. Not a delayed one: its
+  // route is taken later, so the server cannot check it (and refuses both).
+  auto mandatory = args.Has("mandatory")
+                       ? args.GetBool("mandatory")
+                       : absl::StatusOr<bool>(!delay->has_value());
   if (!mandatory.ok()) return mandatory.status();
   request.set_mandatory(*mandatory);
   auto priority = args.GetInt("priority");
@@ -94,7 +116,13 @@ absl::Status RunPublish(Context& context, const Args& args) {
   auto fence = ParseFence(args);
   if (!fence.ok()) return fence.status();
   if (fence->has_value()) *request.mutable_fence() = **fence;
+  return request;
+}
 
+absl::Status RunPublish(Context& context, const Args& args) {
+  auto built = BuildPublishRequest(args);
+  if (!built.ok()) return built.status();
+  const v1::PublishRequest& request = *built;
   auto stub = v1::MessagingService::NewStub(context.channel);
   auto call = context.UnaryContext();
   v1::PublishResponse response;
@@ -121,7 +149,94 @@ absl::Status RunPublish(Context& context, const Args& args) {
   return absl::OkStatus();
 }
 
+// ------------------------------------------------------------------ call
+
+absl::Status RunCall(Context& context, const Args& args) {
+  auto built = BuildPublishRequest(args);
+  if (!built.ok()) return built.status();
+  auto raw = args.GetBool("raw");
+  if (!raw.ok()) return raw.status();
+  v1::CallRequest request;
+  *request.mutable_message() = *std::move(built);
+  auto stub = v1::MessagingService::NewStub(context.channel);
+  auto call = context.UnaryContext();
+  v1::CallResponse response;
+  absl::Status status = FromGrpc(stub->Call(call.get(), request, &response));
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    // Not retried, and said so: the request may have been handled.
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no reply within ",
+        absl::FormatDuration(context.timeout.value_or(kDefaultUnaryTimeout)),
+        " (", status.message(), "; the request may have been handled)"));
+  }
+  if (!status.ok()) return status;
+  if (context.out.json()) {
+    context.out.Json(response);
+  } else if (*raw) {
+    context.out.Raw(response.reply().payload());
+  } else {
+    context.out.Line(response.reply().payload());
+  }
+  return absl::OkStatus();
+}
+
 // ------------------------------------------------------------- subscribe
+
+// What subscribe and respond consume: their flags and help.
+constexpr char kSubscriptionHelp[] =
+    R"txt(  --exchange=EXCHANGE          bind to EXCHANGE instead of consuming QUEUE
+  --exchange-type=TYPE         topic (default), direct, fanout or headers
+  --binding-key=KEY            a binding key (repeatable)
+  --group=GROUP                the shared durable queue of a consumer group
+  --max-in-flight=N            most unacknowledged deliveries (AMQP prefetch;
+                               default: the server's, or --max)
+  --heartbeat-interval=DUR     server heartbeat on a quiet stream
+Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
+if it exists with other arguments):
+  --queue-type=TYPE            classic, quorum or stream
+  --dead-letter-exchange=X     where rejected or expired messages go
+  --dead-letter-routing-key=K  their routing key there
+  --message-ttl=DUR            how long a message may wait in the queue
+  --max-length=N               the most messages the queue holds
+  --max-length-bytes=N         the most bytes the queue keeps
+  --max-priority=N             classic: a priority queue, priorities 1 to N
+  --delivery-limit=N           quorum: at most N deliveries of a message,
+                               then it is dead-lettered (or dropped)
+  --single-active              classic or quorum with a name (QUEUE or
+                               --group): one subscriber at a time receives
+  --max-age=DUR                stream: how long it keeps messages
+Streams (--queue-type=stream, with QUEUE or --group; every subscriber reads
+the stream on its own, and acks keep the messages):
+  --offset=WHERE               first, last, next (default), an offset N
+                               (resume at the last printed stream_offset + 1),
+                               or an RFC 3339 time (2026-01-02T15:04:05Z)
+Headers exchanges (--exchange-type=headers):
+  --match-header=NAME=VALUE    a header a message must carry (repeatable)
+  --match-any                  one matching header is enough (default: all)
+)txt";
+
+std::vector<FlagSpec> SubscriptionFlags() {
+  return {{"max"},
+          {"exchange"},
+          {"exchange-type"},
+          {"binding-key", Kind::kRepeated},
+          {"group"},
+          {"max-in-flight"},
+          {"heartbeat-interval"},
+          {"queue-type"},
+          {"dead-letter-exchange"},
+          {"dead-letter-routing-key"},
+          {"message-ttl"},
+          {"max-length"},
+          {"max-length-bytes"},
+          {"max-priority"},
+          {"delivery-limit"},
+          {"single-active", Kind::kBool},
+          {"max-age"},
+          {"offset"},
+          {"match-header", Kind::kRepeated},
+          {"match-any", Kind::kBool}};
+}
 
 absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
   const std::string lower = absl::AsciiStrToLower(text);
@@ -131,6 +246,35 @@ absl::StatusOr<v1::ExchangeType> ParseExchangeType(const std::string& text) {
   if (lower == "headers") return v1::EXCHANGE_TYPE_HEADERS;
   return UsageError(absl::StrCat(
       "--exchange-type takes topic, direct, fanout or headers, not ", text));
+}
+
+// --offset: first, last, next, an offset, or an RFC 3339 time.
+absl::StatusOr<v1::StreamOffset> ParseStreamOffset(const std::string& text) {
+  v1::StreamOffset offset;
+  const std::string lower = absl::AsciiStrToLower(text);
+  uint64_t number = 0;
+  absl::Time time;
+  std::string error;
+  if (lower == "first") {
+    offset.set_first(true);
+  } else if (lower == "last") {
+    offset.set_last(true);
+  } else if (lower == "next") {
+    offset.set_next(true);
+  } else if (absl::SimpleAtoi(text, &number)) {
+    offset.set_offset(number);
+  } else if (absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+    const int64_t seconds = absl::ToUnixSeconds(time);
+    offset.mutable_timestamp()->set_seconds(seconds);
+    offset.mutable_timestamp()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  } else {
+    return UsageError(absl::StrCat(
+        "--offset takes first, last, next, an offset or an RFC 3339 time "
+        "(2026-01-02T15:04:05Z), not ",
+        text));
+  }
+  return offset;
 }
 
 absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
@@ -151,10 +295,23 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
     for (const std::string& key : args.GetAll("binding-key")) {
       topic->add_binding_keys(key);
     }
+    for (const std::string& header : args.GetAll("match-header")) {
+      const size_t eq = header.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(
+            absl::StrCat("--match-header takes NAME=VALUE, not ", header));
+      }
+      (*topic->mutable_match_headers())[header.substr(0, eq)] =
+          header.substr(eq + 1);
+    }
+    auto match_any = args.GetBool("match-any");
+    if (!match_any.ok()) return match_any.status();
+    topic->set_match_any(*match_any);
     start.set_group(args.Get("group").value_or(""));
   } else {
     if (auto s = args.ExpectPositional(1, 1); !s.ok()) return s;
-    for (const char* topic_only : {"exchange-type", "binding-key", "group"}) {
+    for (const char* topic_only : {"exchange-type", "binding-key", "group",
+                                   "match-header", "match-any"}) {
       if (args.Has(topic_only)) {
         return UsageError(absl::StrCat("--", topic_only, " needs --exchange"));
       }
@@ -172,9 +329,11 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
       options.set_queue_type(v1::QUEUE_TYPE_CLASSIC);
     } else if (lower == "quorum") {
       options.set_queue_type(v1::QUEUE_TYPE_QUORUM);
+    } else if (lower == "stream") {
+      options.set_queue_type(v1::QUEUE_TYPE_STREAM);
     } else {
-      return UsageError(
-          absl::StrCat("--queue-type takes classic or quorum, not ", *type));
+      return UsageError(absl::StrCat(
+          "--queue-type takes classic, quorum or stream, not ", *type));
     }
     has_options = true;
   }
@@ -199,7 +358,53 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
     options.set_max_length(static_cast<uint64_t>(**max_length));
     has_options = true;
   }
+  // The server checks the ranges and names the field; here only what
+  // would not fit the message.
+  auto unsigned_flag =
+      [&](const char* name, uint64_t max,
+          const std::function<void(uint64_t)>& set) -> absl::Status {
+    auto value = args.GetInt(name);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return absl::OkStatus();
+    if (**value < 0 || static_cast<uint64_t>(**value) > max) {
+      return UsageError(absl::StrCat("--", name, " is out of range"));
+    }
+    set(static_cast<uint64_t>(**value));
+    has_options = true;
+    return absl::OkStatus();
+  };
+  for (const absl::Status& status : {
+           unsigned_flag("max-priority", UINT32_MAX,
+                         [&](uint64_t v) {
+                           options.set_max_priority(static_cast<uint32_t>(v));
+                         }),
+           unsigned_flag("delivery-limit", UINT32_MAX,
+                         [&](uint64_t v) {
+                           options.set_delivery_limit(static_cast<uint32_t>(v));
+                         }),
+           unsigned_flag("max-length-bytes", INT64_MAX,
+                         [&](uint64_t v) { options.set_max_length_bytes(v); }),
+       }) {
+    if (!status.ok()) return status;
+  }
+  auto single_active = args.GetBool("single-active");
+  if (!single_active.ok()) return single_active.status();
+  if (*single_active) {
+    options.set_single_active_consumer(true);
+    has_options = true;
+  }
+  auto max_age = args.GetDuration("max-age");
+  if (!max_age.ok()) return max_age.status();
+  if (max_age->has_value()) {
+    SetDuration(**max_age, options.mutable_max_age());
+    has_options = true;
+  }
   if (has_options) *start.mutable_queue_options() = options;
+  if (auto offset = args.Get("offset")) {
+    auto parsed = ParseStreamOffset(*offset);
+    if (!parsed.ok()) return parsed.status();
+    *start.mutable_offset() = *parsed;
+  }
 
   auto max_in_flight = args.GetInt("max-in-flight");
   if (!max_in_flight.ok()) return max_in_flight.status();
@@ -225,7 +430,7 @@ absl::StatusOr<v1::SubscribeStart> BuildStart(const Args& args) {
   return start;
 }
 
-std::string FormatDelivery(const v1::Delivery& d) {
+std::string FormatDelivery(const v1::Delivery& d, bool stream_queue) {
   std::string text = absl::StrCat(Printable(d.payload()), "  (");
   if (!d.exchange().empty()) {
     absl::StrAppend(&text, "exchange=", d.exchange(), ", ");
@@ -242,7 +447,19 @@ std::string FormatDelivery(const v1::Delivery& d) {
   for (const auto& [name, value] : headers) {
     absl::StrAppend(&text, ", header ", name, "=", Printable(value));
   }
+  if (!d.reply_to().empty())
+    absl::StrAppend(&text, ", reply_to=", d.reply_to());
+  if (!d.correlation_id().empty()) {
+    absl::StrAppend(&text, ", correlation_id=", d.correlation_id());
+  }
+  // Offset 0 is a stream's first message, so it is shown whenever the
+  // queue is a stream.
+  if (stream_queue)
+    absl::StrAppend(&text, ", stream_offset=", d.stream_offset());
   if (d.redelivered()) absl::StrAppend(&text, ", redelivered");
+  if (d.delivery_count() > 0) {
+    absl::StrAppend(&text, ", delivery_count=", d.delivery_count());
+  }
   absl::StrAppend(&text, ")");
   return text;
 }
@@ -308,7 +525,9 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
     if (context.out.json()) {
       context.out.Json(response);
     } else {
-      context.out.Line(FormatDelivery(response.delivery()));
+      context.out.Line(FormatDelivery(
+          response.delivery(),
+          start->queue_options().queue_type() == v1::QUEUE_TYPE_STREAM));
     }
     v1::SubscribeRequest ack;
     ack.mutable_ack()->add_delivery_ids(response.delivery().delivery_id());
@@ -316,6 +535,132 @@ absl::Status RunSubscribe(Context& context, const Args& args) {
     ++received;
     if (max.has_value() && received >= *max) return close(absl::OkStatus());
   }
+}
+
+// --------------------------------------------------------------- respond
+
+// What the responder's threads, the signal thread and the command's own
+// thread share.
+struct RespondState {
+  absl::Mutex mu;
+  int64_t replied ABSL_GUARDED_BY(mu) = 0;
+  bool stop_requested ABSL_GUARDED_BY(mu) = false;
+  absl::Status failed ABSL_GUARDED_BY(mu);
+};
+
+absl::Status RunRespond(Context& context, const Args& args) {
+  const Args own = args.BeforeDashes();
+  std::vector<std::string> command;
+  if (args.positional_before_dashes().has_value()) {
+    command.assign(args.positional().begin() + *args.positional_before_dashes(),
+                   args.positional().end());
+    if (command.empty()) return UsageError("give a COMMAND after --");
+  }
+  auto start = BuildStart(own);
+  if (!start.ok()) return start.status();
+  const std::optional<int64_t> max = *args.GetInt("max");  // checked above
+  // A COMMAND that does not read its request closes the pipe: that must
+  // not end this process.
+  signal(SIGPIPE, SIG_IGN);
+
+  RespondState state;
+  client::ResponderOptions options;
+  options.subscriber.start = *start;
+  options.subscriber.max_in_flight =
+      start->max_in_flight() > 0 ? start->max_in_flight() : 1;
+  if (start->has_heartbeat_interval()) {
+    options.subscriber.heartbeat_interval =
+        absl::Seconds(start->heartbeat_interval().seconds()) +
+        absl::Nanoseconds(start->heartbeat_interval().nanos());
+  }
+  options.subscriber.on_subscribed = [](const std::string& queue) {
+    std::fprintf(stderr, "responding on queue %s\n", queue.c_str());
+  };
+  options.subscriber.on_stream_error = [&state](const absl::Status& status) {
+    std::fprintf(stderr, "warren: subscription ended: %s\n",
+                 status.ToString().c_str());
+    if (client::StreamDecisionFor(status.code()) ==
+        client::StreamDecision::kFatal) {
+      absl::MutexLock lock(&state.mu);
+      state.failed = status;
+    }
+  };
+  options.on_dropped = [](const v1::Delivery& request,
+                          const absl::Status& why) {
+    std::fprintf(stderr, "warren: request %s acked without a reply: %s\n",
+                 request.message_id().c_str(), why.ToString().c_str());
+  };
+  const Output& out = context.out;
+  auto handler =
+      [&](const v1::Delivery& request) -> absl::StatusOr<client::Reply> {
+    {
+      absl::MutexLock lock(&state.mu);
+      // Beyond --max: back to the queue for another responder.
+      if (max.has_value() && state.replied >= *max) {
+        return absl::UnavailableError("--max replies sent");
+      }
+    }
+    client::Reply reply;
+    if (command.empty()) {
+      reply.payload = request.payload();
+      reply.content_type = request.content_type();
+    } else {
+      auto ran = RunWithInput(
+          command,
+          {absl::StrCat("WARREN_CORRELATION_ID=", request.correlation_id()),
+           absl::StrCat("WARREN_MESSAGE_ID=", request.message_id()),
+           absl::StrCat("WARREN_REPLY_TO=", request.reply_to())},
+          request.payload());
+      if (!ran.ok()) return ran.status();
+      if (!WIFEXITED(ran->wait_status) || WEXITSTATUS(ran->wait_status) != 0) {
+        std::fprintf(stderr,
+                     "warren: %s failed for request %s: no reply, the "
+                     "request goes back to the queue\n",
+                     command[0].c_str(), request.message_id().c_str());
+        return absl::InternalError("COMMAND failed");
+      }
+      reply.payload = std::move(ran->stdout_text);
+    }
+    absl::MutexLock lock(&state.mu);
+    ++state.replied;
+    if (out.json()) {
+      out.Json(JsonObject()
+                   .Set("messageId", request.message_id())
+                   .Set("correlationId", request.correlation_id())
+                   .Set("replyTo", request.reply_to())
+                   .proto());
+    } else {
+      out.Line(absl::StrCat("replied to ", request.message_id(),
+                            " (correlation_id=", request.correlation_id(),
+                            ")"));
+    }
+    return reply;
+  };
+  auto responder = client::Responder::Start(context.channel, options, handler);
+  if (!responder.ok()) return responder.status();
+
+  StopSignals::Scope stop([&state] {
+    absl::MutexLock lock(&state.mu);
+    state.stop_requested = true;
+  });
+  const absl::Time deadline = context.StreamDeadline();
+  absl::Status result;
+  {
+    absl::MutexLock lock(&state.mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state.mu) {
+      return state.stop_requested || !state.failed.ok() ||
+             (max.has_value() && state.replied >= *max);
+    };
+    if (!state.mu.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+      result = absl::DeadlineExceededError(
+          absl::StrCat("--timeout passed after ", state.replied, " replies"));
+    }
+    if (!state.failed.ok()) result = state.failed;
+  }
+  // Running handlers finish, their replies are published and their
+  // requests acked; the rest go back to the queue.
+  (*responder)->Stop();
+  return result;
 }
 
 }  // namespace
@@ -347,7 +692,15 @@ Options:
   --priority=N            0-255 (effective on priority queues only)
   --ttl=DURATION          per-message time to live, e.g. 30s
   --mandatory=false       let the broker drop a message no queue receives
-                          (default: true, such a message fails)
+                          (default: true, such a message fails; false with
+                          --delay)
+  --delay=DURATION        deliver after this delay, e.g. 90s (rounded up by
+                          the server to two significant digits: up to 10 %
+                          late, never early; at most its --max_publish_delay,
+                          24h by default); no --ttl or --mandatory with it
+  --reply-to=ADDRESS      where the consumer should reply (AMQP reply_to)
+  --correlation-id=ID     ties a reply to its request: a responder copies
+                          the request's correlation id here
 
 Output: "published ID"; with --json {"messageId": ID}.
 
@@ -363,10 +716,54 @@ headers warren-fence (election:NAME or lock:NAME) and warren-fencing-token
                        {"transient", Kind::kBool},
                        {"priority"},
                        {"ttl"},
-                       {"mandatory", Kind::kBool}}),
+                       {"mandatory", Kind::kBool},
+                       {"delay"},
+                       {"reply-to"},
+                       {"correlation-id"}}),
        RunPublish},
-      {"subscribe",
-       "consume a queue: print each delivery, then ack it",
+      {"call",
+       "request/reply: publish a request, print the first reply",
+       R"txt(Usage: warren call EXCHANGE ROUTING_KEY [PAYLOAD|-] [options]
+       warren call --queue=QUEUE [PAYLOAD|-] [options]
+
+Publishes a request with the server's reply address and a fresh correlation
+id, waits for the first reply (a responder publishes it to the request's
+reply_to with its correlation_id: `warren respond`, or any client's
+responder helper) and prints its payload. Without PAYLOAD (or with -) the
+request is read from stdin, byte for byte. Waits --timeout (default 10s):
+no reply by then exits 5 (DEADLINE_EXCEEDED). A call is never retried: the
+request may have been handled even when the reply did not come.
+
+A request that no queue receives fails with FAILED_PRECONDITION (exit 4)
+unless --mandatory=false; an exchange that does not exist with NOT_FOUND
+(exit 3).
+
+Options:
+  --queue=QUEUE           send to QUEUE through the default exchange
+  --header=NAME=VALUE     an application header of the request (repeatable)
+  --content-type=TYPE     the MIME type of the request's payload
+  --message-id=ID         the request's message id (default: a new UUID)
+  --transient             not persisted by the broker (default: persistent)
+  --priority=N            0-255 (effective on priority queues only)
+  --ttl=DURATION          the request's time to live in its queue
+  --mandatory=false       let the broker drop a request no queue receives
+  --raw                   print the reply's payload byte for byte, without a
+                          newline
+
+Output: the reply's payload; with --json the CallResponse:
+{"reply":{"payload" (base64),"headers","contentType","correlationId",...}}.
+)txt",
+       {{"queue"},
+        {"header", Kind::kRepeated},
+        {"content-type"},
+        {"message-id"},
+        {"transient", Kind::kBool},
+        {"priority"},
+        {"ttl"},
+        {"mandatory", Kind::kBool},
+        {"raw", Kind::kBool}},
+       RunCall},
+      {"subscribe", "consume a queue: print each delivery, then ack it",
        R"txt(Usage: warren subscribe QUEUE [options]
        warren subscribe --exchange=EXCHANGE [--binding-key=KEY...] [--group=GROUP] [options]
 
@@ -384,40 +781,41 @@ without --group an exclusive queue deleted when the command ends (fan-out).
 Options:
   --max=N                      exit 0 after N deliveries (and ask the server
                                for at most N in flight)
-  --exchange=EXCHANGE          bind to EXCHANGE instead of consuming QUEUE
-  --exchange-type=TYPE         topic (default), direct, fanout or headers
-  --binding-key=KEY            a binding key (repeatable)
-  --group=GROUP                the shared durable queue of a consumer group
-  --max-in-flight=N            most unacknowledged deliveries (AMQP prefetch;
-                               default: the server's, or --max)
-  --heartbeat-interval=DUR     server heartbeat on a quiet stream
-Queue options (the queue is declared with them; FAILED_PRECONDITION, exit 4,
-if it exists with other arguments):
-  --queue-type=TYPE            classic or quorum
-  --dead-letter-exchange=X     where rejected or expired messages go
-  --dead-letter-routing-key=K  their routing key there
-  --message-ttl=DUR            how long a message may wait in the queue
-  --max-length=N               the most messages the queue holds
-
+)txt" + std::string(kSubscriptionHelp) +
+           R"txt(
 Output: one line per delivery: PAYLOAD  (routing_key=..., message_id=...,
-header NAME=VALUE..., redelivered); "subscribed to queue Q" goes to stderr. With
+header NAME=VALUE..., reply_to, correlation_id, stream_offset (streams),
+redelivered, delivery_count); "subscribed to queue Q" goes to stderr. With
 --json one line per response: {"subscribed":{"queue":...}} first, then
 {"delivery":{"deliveryId","exchange","routingKey","payload" (base64),
 "headers","contentType","messageId","redelivered",...}}.
 )txt",
-       {{"max"},
-        {"exchange"},
-        {"exchange-type"},
-        {"binding-key", Kind::kRepeated},
-        {"group"},
-        {"max-in-flight"},
-        {"heartbeat-interval"},
-        {"queue-type"},
-        {"dead-letter-exchange"},
-        {"dead-letter-routing-key"},
-        {"message-ttl"},
-        {"max-length"}},
-       RunSubscribe},
+       SubscriptionFlags(), RunSubscribe},
+      {"respond",
+       "answer requests (warren call): run a command per request, or echo",
+       R"txt(Usage: warren respond QUEUE [options] [-- COMMAND [ARGS...]]
+       warren respond --exchange=EXCHANGE [--binding-key=KEY...] [--group=GROUP] [options] [-- COMMAND [ARGS...]]
+
+A responder for request/reply: consumes requests like subscribe and answers
+each one (that has a reply_to) by publishing the reply to its reply_to with
+its correlation_id, then acks it. Without COMMAND the reply is the request's
+payload (an echo); with COMMAND, COMMAND runs once per request with the
+request's payload on stdin and $WARREN_CORRELATION_ID, $WARREN_MESSAGE_ID,
+$WARREN_REPLY_TO set, and its stdout is the reply. A COMMAND that exits
+non-zero sends no reply: the request goes back to the queue (nacked with
+requeue). A request without reply_to is acked without a reply (noted on
+stderr). Runs until --max replies, SIGINT/SIGTERM (exit 0) or --timeout
+(exit 5). One request at a time unless --max-in-flight says more.
+
+Options:
+  --max=N                      exit 0 after N replies
+)txt" + std::string(kSubscriptionHelp) +
+           R"txt(
+Output: "replied to MESSAGE_ID (correlation_id=ID)" per reply; with --json
+{"messageId","correlationId","replyTo"}. "responding on queue Q" goes to
+stderr.
+)txt",
+       SubscriptionFlags(), RunRespond},
   };
 }
 

@@ -17,7 +17,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GO111MODULE=off GOFLAGS= GOPROXY=off \
   GOPATH="$here/build/gopath:/usr/share/gocode" GOCACHE="$here/build/gocache"
 pkg=github.com/warren/warren/clients/go
-examples=("$pkg/examples/hello" "$pkg/examples/campaign" "$pkg/examples/config" "$pkg/examples/lock")
+examples=("$pkg/examples/hello" "$pkg/examples/campaign" "$pkg/examples/config" "$pkg/examples/lock"
+  "$pkg/examples/rpc" "$pkg/examples/replay")
 bin="$here/build/bin"
 logs="$(mktemp -d "${TMPDIR:-/tmp}/warren-go-test.XXXXXX")"
 trap 'rm -rf "$logs"' EXIT
@@ -140,6 +141,42 @@ example_lock() {
   [ $status -ne 0 ] && grep -q '^not acquired: ' "$b" || fail "try-once on a held lock: exit $status"
 }
 
+example_rpc() {
+  local queue="go-rpc-$suffix" served="$logs/rpc-serve" out="$logs/rpc" pid status=0
+  timeout 60 "$bin/rpc" -queue "$queue" -serve >"$served" 2>&1 & pid=$!
+  if ! wait_for "$served" "^serving requests on $queue\$" 20; then
+    kill "$pid" 2>/dev/null; wait "$pid"
+    return 1
+  fi
+  timeout 30 "$bin/rpc" -queue "$queue" -call "hello, responder" >"$out" 2>&1 || status=$?
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  sed 's/^/[serve] /' "$served"; cat "$out"
+  [ $status -eq 0 ] || fail "rpc -call exited with $status" || return 1
+  grep -q '^reply: HELLO, RESPONDER$' "$out" || fail "no upper-cased reply" || return 1
+  # Nobody serves now: the call times out with its own message.
+  status=0
+  timeout 30 "$bin/rpc" -queue "$queue" -call "anyone?" -timeout 1s >"$out" 2>&1 || status=$?
+  cat "$out"
+  [ $status -ne 0 ] && grep -q '^no reply within 1s' "$out" || fail "a call without a responder: exit $status"
+}
+
+example_replay() {
+  local stream="go-replay-$suffix" out="$logs/replay"
+  timeout 60 "$bin/replay" -stream "$stream" -publish 5 >"$out" 2>&1 || { cat "$out"; fail "replay -publish failed"; return 1; }
+  cat "$out"
+  timeout 60 "$bin/replay" -stream "$stream" -from first -count 3 >"$out" 2>&1 || { cat "$out"; fail "replay -from first failed"; return 1; }
+  cat "$out"
+  [ "$(grep -c '^offset [0-9]*: message [0-2]$' "$out")" = 3 ] || fail "the first three messages were not replayed" || return 1
+  local next
+  next="$(sed -n 's/^continue with -from \([0-9]*\)$/\1/p' "$out")"
+  [ -n "$next" ] || fail "no offset to continue from" || return 1
+  timeout 60 "$bin/replay" -stream "$stream" -from "$next" -count 2 >"$out" 2>&1 || { cat "$out"; fail "replay -from $next failed"; return 1; }
+  cat "$out"
+  [ "$(grep -c '^offset ' "$out")" = 2 ] && grep -q '^offset [0-9]*: message 3$' "$out" &&
+    grep -q '^offset [0-9]*: message 4$' "$out" || fail "resuming at $next did not give messages 3 and 4"
+}
+
 step "generate stubs" bash "$here/generate.sh"
 step "gofmt" gofmt_clean
 step "go vet" go vet "$pkg/warren" "${examples[@]}"
@@ -149,6 +186,8 @@ step "example hello" example_hello
 step "example campaign" example_campaign
 step "example config" example_config
 step "example lock" example_lock
+step "example rpc" example_rpc
+step "example replay" example_replay
 
 echo
 echo "== Go client summary ($((SECONDS - start_all))s, against $WARREN_ADDRESS)"

@@ -85,10 +85,24 @@ example_lock() {
     expect "$out/lock" "wrote example-locks/$name fenced by the lock" &&
     expect "$out/lock" "released"
 }
+example_request_reply() {
+  examples/run.sh request-reply --queue="java-rpc-$suffix" --text="ping $suffix" >"$out/rr" 2>&1 || { cat "$out/rr"; return 1; }
+  cat "$out/rr"
+  expect "$out/rr" "reply: PING ${suffix^^}"
+}
+example_stream_replay() {
+  examples/run.sh stream-replay --stream="java-events-$suffix" --count=6 >"$out/sr" 2>&1 || { cat "$out/sr"; return 1; }
+  cat "$out/sr"
+  expect "$out/sr" "read  event-2 at offset 2" && expect "$out/sr" "stored offset 3" &&
+    expect "$out/sr" "resumed event-3 at offset 3" && expect "$out/sr" "resumed event-5 at offset 5" &&
+    ! grep -q "resumed event-2" "$out/sr"
+}
 step "example hello" example_hello
 step "example campaign" example_campaign
 step "example config" example_config
 step "example lock" example_lock
+step "example request-reply" example_request_reply
+step "example stream-replay" example_stream_replay
 
 echo
 echo "== summary (java client)"

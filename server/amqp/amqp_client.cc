@@ -142,6 +142,10 @@ class AmqpClient::IoLoop {
   // exchange would close the channel and fail everything else on it.
   absl::Status CheckExchange(const std::string& exchange,
                              absl::Status* connection_error);
+  // basic.publish of `m` on `channel`; UNAVAILABLE when the connection
+  // failed.
+  absl::Status SendPublish(uint16_t channel, const OutgoingMessage& m,
+                           absl::Time now);
   absl::Status HandleFrame(const amqp_frame_t& frame);
   absl::Status HandleMethod(uint16_t channel, const amqp_method_t& method);
   void CompleteContent(uint16_t channel, Content content);
@@ -769,19 +773,26 @@ absl::Status AmqpClient::IoLoop::DoPublish(OutgoingMessage& m,
     }
   }
 
-  const PublishProperties props(m, absl::Now());
-  const int sent = amqp_basic_publish(
-      conn_.get(), publish_channel_, Bytes(m.exchange), Bytes(m.routing_key),
-      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
-  if (sent != AMQP_STATUS_OK) {
-    absl::Status lost = absl::UnavailableError(
-        absl::StrCat("connection to RabbitMQ lost while publishing: ",
-                     amqp_error_string2(sent)));
+  if (absl::Status lost = SendPublish(publish_channel_, m, absl::Now());
+      !lost.ok()) {
     done(lost);
     return lost;
   }
   confirms_.OnPublished({std::move(m), deadline, std::move(done)}, absl::Now());
   return absl::OkStatus();
+}
+
+absl::Status AmqpClient::IoLoop::SendPublish(uint16_t channel,
+                                             const OutgoingMessage& m,
+                                             absl::Time now) {
+  const PublishProperties props(m, now);
+  const int sent = amqp_basic_publish(conn_.get(), channel, Bytes(m.exchange),
+                                      Bytes(m.routing_key), m.mandatory ? 1 : 0,
+                                      0, props.get(), Bytes(m.payload));
+  if (sent == AMQP_STATUS_OK) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("connection to RabbitMQ lost while publishing: ",
+                   amqp_error_string2(sent)));
 }
 
 absl::Status AmqpClient::IoLoop::CheckExchange(const std::string& exchange,
@@ -881,14 +892,7 @@ absl::Status AmqpClient::IoLoop::DoCall(Command& command) {
   const absl::Time now = absl::Now();
   calls_.Add(correlation_id, command.deadline, now,
              std::move(command.call_done));
-  const PublishProperties props(m, now);
-  const int sent = amqp_basic_publish(
-      conn_.get(), kCallChannel, Bytes(m.exchange), Bytes(m.routing_key),
-      m.mandatory ? 1 : 0, 0, props.get(), Bytes(m.payload));
-  if (sent != AMQP_STATUS_OK) {
-    absl::Status lost = absl::UnavailableError(
-        absl::StrCat("connection to RabbitMQ lost while publishing: ",
-                     amqp_error_string2(sent)));
+  if (absl::Status lost = SendPublish(kCallChannel, m, now); !lost.ok()) {
     calls_.Fail(correlation_id, lost);
     return lost;
   }
@@ -935,6 +939,20 @@ absl::Status AmqpClient::IoLoop::DoDeclareDelayQueue(Command& command) {
   const DelayQueueSpec& q = command.delay_queue;
   absl::Status connection_error;
   absl::Status s = EnsureScratchChannel(&connection_error);
+  // A delayed message is dead-lettered into its target later, where a
+  // missing exchange would drop it unseen: refuse it now, as a publish.
+  if (s.ok() && q.with_exchange && !q.dead_letter_exchange.empty()) {
+    amqp_exchange_declare(
+        conn_.get(), kScratchChannel, Bytes(q.dead_letter_exchange),
+        amqp_cstring_bytes("topic"), /*passive=*/1, 0, 0, 0, amqp_empty_table);
+    s = CheckReply(kScratchChannel, "exchange.declare", &connection_error);
+    if (s.code() == absl::StatusCode::kNotFound) {
+      scratch_open_ = false;  // the broker closed it
+      command.done(absl::NotFoundError(absl::StrCat(
+          "exchange '", q.dead_letter_exchange, "' does not exist")));
+      return connection_error;
+    }
+  }
   if (s.ok() && q.with_exchange) {
     amqp_exchange_declare(conn_.get(), kScratchChannel, Bytes(q.name),
                           amqp_cstring_bytes("fanout"), 0, /*durable=*/1,
@@ -1119,17 +1137,19 @@ absl::Status AmqpClient::IoLoop::HandleMethod(uint16_t channel,
     case AMQP_BASIC_CANCEL_METHOD: {
       if (channel == kCallChannel) {
         LoseCallChannel("the broker cancelled the reply consumer");
-        amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
         absl::Status connection_error;
-        (void)CheckReply(channel, "channel.close", &connection_error);
+        (void)CheckReplyOf(
+            amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS),
+            channel, "channel.close", &connection_error);
         return connection_error;
       }
       // The broker cancelled the consumer (its queue was deleted).
       EndSubscription(
           channel, absl::NotFoundError("the subscription's queue was deleted"));
-      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
       absl::Status connection_error;
-      (void)CheckReply(channel, "channel.close", &connection_error);
+      (void)CheckReplyOf(
+          amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS), channel,
+          "channel.close", &connection_error);
       consumers_.OnChannelClosed(channel);
       return connection_error;
     }
@@ -1210,9 +1230,9 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   // closed by the broker (or never opened).
   auto fail = [&](absl::Status status, bool channel_open) {
     if (channel_open && connection_error.ok()) {
-      amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS);
-      absl::Status ignored =
-          CheckReply(channel, "channel.close", &connection_error);
+      absl::Status ignored = CheckReplyOf(
+          amqp_channel_close(conn_.get(), channel, AMQP_REPLY_SUCCESS), channel,
+          "channel.close", &connection_error);
       (void)ignored;
     }
     consumers_.OnChannelClosed(channel);
@@ -1252,6 +1272,11 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
                                   q.durable ? 1 : 0, q.exclusive ? 1 : 0,
                                   q.auto_delete ? 1 : 0, args.table());
     s = CheckReply(channel, "queue.declare", &connection_error);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) {
+      // The broker's text names the argument that differs.
+      s = absl::FailedPreconditionError(absl::StrCat(
+          "queue ", q.name, " exists with other arguments: ", s.message()));
+    }
     if (!s.ok() || declared == nullptr) return fail(s, false);
   }
   const std::string queue = String(declared->queue);
@@ -1260,10 +1285,12 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
     std::vector<std::string> keys = spec.binding->keys;
     if (keys.empty())
       keys.push_back(spec.binding->kind == ExchangeKind::kTopic ? "#" : "");
+    TableBuilder binding_args;
+    AddBindingArguments(*spec.binding, binding_args);
     for (const std::string& key : keys) {
       amqp_queue_bind(conn_.get(), channel, Bytes(queue),
                       Bytes(spec.binding->exchange), Bytes(key),
-                      amqp_empty_table);
+                      binding_args.table());
       s = CheckReply(channel, "queue.bind", &connection_error);
       if (!s.ok()) return fail(s, false);
     }
@@ -1271,8 +1298,10 @@ absl::Status AmqpClient::IoLoop::DoSubscribe(Command& command) {
   amqp_basic_qos(conn_.get(), channel, 0, spec.prefetch, 0);
   s = CheckReply(channel, "basic.qos", &connection_error);
   if (!s.ok()) return fail(s, false);
+  TableBuilder consume_args;
+  AddConsumeArguments(spec, consume_args);
   amqp_basic_consume(conn_.get(), channel, Bytes(queue), amqp_empty_bytes, 0,
-                     /*no_ack=*/0, 0, amqp_empty_table);
+                     /*no_ack=*/0, 0, consume_args.table());
   s = CheckReply(channel, "basic.consume", &connection_error);
   if (!s.ok()) return fail(s, false);
 
@@ -1328,9 +1357,10 @@ absl::Status AmqpClient::IoLoop::DoUnsubscribe(Command& command) {
   content_.erase(*channel);
   // Closing the channel hands every unacknowledged delivery back to the
   // queue (and deletes an auto-delete queue with its last consumer).
-  amqp_channel_close(conn_.get(), *channel, AMQP_REPLY_SUCCESS);
   absl::Status connection_error;
-  (void)CheckReply(*channel, "channel.close", &connection_error);
+  (void)CheckReplyOf(
+      amqp_channel_close(conn_.get(), *channel, AMQP_REPLY_SUCCESS), *channel,
+      "channel.close", &connection_error);
   consumers_.OnChannelClosed(*channel);
   return connection_error;
 }

@@ -96,7 +96,8 @@ class AmqpBroker {
                                    std::shared_ptr<SubscriptionSink> sink) = 0;
   // Declares a delay queue (and its exchange and binding) on the scratch
   // channel; idempotent. FAILED_PRECONDITION if it exists with other
-  // arguments.
+  // arguments; NOT_FOUND if it has an exchange and dead-letters into a
+  // named exchange that does not exist.
   virtual void DeclareDelayQueue(
       DelayQueueSpec spec, absl::AnyInvocable<void(absl::Status)> done) = 0;
   virtual void Settle(SubscriptionId id, uint64_t delivery_tag,

@@ -134,6 +134,22 @@ void TableBuilder::AddLong(absl::string_view key, int64_t value) {
   entries_.push_back(e);
 }
 
+void TableBuilder::AddBool(absl::string_view key, bool value) {
+  amqp_table_entry_t e;
+  e.key = Bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  e.value.value.boolean = value ? 1 : 0;
+  entries_.push_back(e);
+}
+
+void TableBuilder::AddTimestamp(absl::string_view key, int64_t unix_seconds) {
+  amqp_table_entry_t e;
+  e.key = Bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+  e.value.value.u64 = static_cast<uint64_t>(unix_seconds);
+  entries_.push_back(e);
+}
+
 amqp_table_t TableBuilder::table() {
   return amqp_table_t{static_cast<int>(entries_.size()),
                       entries_.empty() ? nullptr : entries_.data()};
@@ -141,6 +157,7 @@ amqp_table_t TableBuilder::table() {
 
 void AddQueueArguments(const QueueSpec& queue, TableBuilder& args) {
   if (queue.quorum) args.AddString("x-queue-type", "quorum");
+  if (queue.stream) args.AddString("x-queue-type", "stream");
   if (!queue.dead_letter_exchange.empty()) {
     args.AddString("x-dead-letter-exchange", queue.dead_letter_exchange);
   }
@@ -153,6 +170,51 @@ void AddQueueArguments(const QueueSpec& queue, TableBuilder& args) {
   }
   if (queue.max_length > 0) {
     args.AddLong("x-max-length", static_cast<int64_t>(queue.max_length));
+  }
+  if (queue.max_priority > 0)
+    args.AddLong("x-max-priority", queue.max_priority);
+  if (queue.delivery_limit.has_value()) {
+    args.AddLong("x-delivery-limit", *queue.delivery_limit);
+  }
+  if (queue.single_active_consumer) {
+    args.AddBool("x-single-active-consumer", true);
+  }
+  if (!queue.max_age.empty()) args.AddString("x-max-age", queue.max_age);
+  if (queue.max_length_bytes > 0) {
+    args.AddLong("x-max-length-bytes",
+                 static_cast<int64_t>(queue.max_length_bytes));
+  }
+}
+
+void AddBindingArguments(const BindingSpec& binding, TableBuilder& args) {
+  if (binding.kind != ExchangeKind::kHeaders || binding.match_headers.empty()) {
+    return;
+  }
+  args.AddString("x-match", binding.match_any ? "any" : "all");
+  for (const auto& [key, value] : binding.match_headers) {
+    args.AddString(key, value);
+  }
+}
+
+void AddConsumeArguments(const SubscribeSpec& spec, TableBuilder& args) {
+  if (!spec.stream_start.has_value()) return;
+  const StreamStart& start = *spec.stream_start;
+  switch (start.kind) {
+    case StreamStart::Kind::kFirst:
+      args.AddString("x-stream-offset", "first");
+      break;
+    case StreamStart::Kind::kLast:
+      args.AddString("x-stream-offset", "last");
+      break;
+    case StreamStart::Kind::kNext:
+      args.AddString("x-stream-offset", "next");
+      break;
+    case StreamStart::Kind::kOffset:
+      args.AddLong("x-stream-offset", start.value);
+      break;
+    case StreamStart::Kind::kTimestamp:
+      args.AddTimestamp("x-stream-offset", start.value);
+      break;
   }
 }
 
@@ -231,6 +293,13 @@ void DecodeProperties(const amqp_basic_properties_t& p, Delivery& d) {
       uint32_t count = 0;
       if (absl::SimpleAtoi(FieldToString(e.value), &count)) {
         d.delivery_count = count;
+      }
+      continue;
+    }
+    if (key == "x-stream-offset") {
+      uint64_t offset = 0;
+      if (absl::SimpleAtoi(FieldToString(e.value), &offset)) {
+        d.stream_offset = offset;
       }
       continue;
     }

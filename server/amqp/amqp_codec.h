@@ -66,6 +66,9 @@ class TableBuilder {
  public:
   void AddString(absl::string_view key, absl::string_view value);
   void AddLong(absl::string_view key, int64_t value);
+  void AddBool(absl::string_view key, bool value);
+  // An AMQP timestamp: seconds since the Unix epoch.
+  void AddTimestamp(absl::string_view key, int64_t unix_seconds);
   bool empty() const { return entries_.empty(); }
   amqp_table_t table();
 
@@ -74,8 +77,9 @@ class TableBuilder {
 };
 
 // The queue.declare arguments `queue` asks for (x-queue-type,
-// x-dead-letter-*, x-message-ttl, x-max-length), added to `args`; they
-// point into `queue`.
+// x-dead-letter-*, x-message-ttl, x-max-length, x-max-priority,
+// x-delivery-limit, x-single-active-consumer, x-max-age,
+// x-max-length-bytes), added to `args`; they point into `queue`.
 void AddQueueArguments(const QueueSpec& queue, TableBuilder& args);
 
 // The queue.declare arguments of a delay queue (x-message-ttl,
@@ -83,6 +87,15 @@ void AddQueueArguments(const QueueSpec& queue, TableBuilder& args);
 // x-dead-letter-strategy and x-overflow), added to `args`; they point into
 // `queue`.
 void AddDelayQueueArguments(const DelayQueueSpec& queue, TableBuilder& args);
+
+// The queue.bind arguments of a headers binding (x-match and the headers to
+// match), added to `args`; nothing for other bindings. They point into
+// `binding`.
+void AddBindingArguments(const BindingSpec& binding, TableBuilder& args);
+
+// The basic.consume arguments `spec` asks for (x-stream-offset), added to
+// `args`; they point into `spec`.
+void AddConsumeArguments(const SubscribeSpec& spec, TableBuilder& args);
 
 // The basic properties of a publish: persistent or not, message id and
 // timestamp always, the rest when set. Points into `message`, which must
@@ -102,7 +115,8 @@ class PublishProperties {
 };
 
 // Fills what a delivery's content header carries into `delivery`: content
-// type, message id, timestamp, the x-delivery-count of quorum queues, and
+// type, message id, timestamp, the x-delivery-count of quorum queues, the
+// x-stream-offset of stream queues (both taken out of the headers), and
 // the headers that have a text form (nested tables and arrays, such as
 // x-death, are left out).
 void DecodeProperties(const amqp_basic_properties_t& properties,

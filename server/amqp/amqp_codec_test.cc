@@ -522,5 +522,113 @@ TEST(DecodePropertiesTest, IgnoresFieldsWhoseFlagIsNotSet) {
   EXPECT_FALSE(d.timestamp.has_value());
 }
 
+std::vector<std::pair<std::string, std::string>> Entries(TableBuilder& args) {
+  amqp_table_t table = args.table();
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < table.num_entries; ++i) {
+    entries.emplace_back(String(table.entries[i].key),
+                         FieldToString(table.entries[i].value));
+  }
+  return entries;
+}
+
+TEST(AddQueueArgumentsTest, AddsPriorityLimitSingleActiveAndStreamArguments) {
+  QueueSpec q;
+  q.quorum = true;
+  q.max_priority = 10;
+  q.delivery_limit = 2;
+  q.single_active_consumer = true;
+  q.max_length_bytes = 1 << 20;
+  TableBuilder args;
+  AddQueueArguments(q, args);
+  EXPECT_THAT(
+      Entries(args),
+      ElementsAre(Pair("x-queue-type", "quorum"), Pair("x-max-priority", "10"),
+                  Pair("x-delivery-limit", "2"),
+                  Pair("x-single-active-consumer", "true"),
+                  Pair("x-max-length-bytes", "1048576")));
+  EXPECT_EQ(args.table().entries[3].value.kind, AMQP_FIELD_KIND_BOOLEAN);
+
+  QueueSpec stream;
+  stream.stream = true;
+  stream.max_age = "3600s";
+  TableBuilder stream_args;
+  AddQueueArguments(stream, stream_args);
+  EXPECT_THAT(Entries(stream_args), ElementsAre(Pair("x-queue-type", "stream"),
+                                                Pair("x-max-age", "3600s")));
+}
+
+TEST(AddBindingArgumentsTest, AHeadersBindingMatchesAllOrAnyOfItsHeaders) {
+  BindingSpec b;
+  b.kind = ExchangeKind::kHeaders;
+  b.match_headers = {{"kind", "order"}, {"region", "eu"}};
+  TableBuilder all;
+  AddBindingArguments(b, all);
+  EXPECT_THAT(Entries(all),
+              ElementsAre(Pair("x-match", "all"), Pair("kind", "order"),
+                          Pair("region", "eu")));
+  b.match_any = true;
+  TableBuilder any;
+  AddBindingArguments(b, any);
+  EXPECT_THAT(Entries(any),
+              ElementsAre(Pair("x-match", "any"), Pair("kind", "order"),
+                          Pair("region", "eu")));
+}
+
+TEST(AddBindingArgumentsTest, OtherBindingsHaveNoArguments) {
+  BindingSpec topic;
+  topic.match_headers = {{"kind", "order"}};
+  TableBuilder args;
+  AddBindingArguments(topic, args);
+  EXPECT_TRUE(args.empty());
+  BindingSpec every;
+  every.kind = ExchangeKind::kHeaders;
+  AddBindingArguments(every, args);
+  EXPECT_TRUE(args.empty());
+}
+
+TEST(AddConsumeArgumentsTest, SpellsEveryStreamOffset) {
+  using Kind = StreamStart::Kind;
+  auto offset_of = [](Kind kind, int64_t value) {
+    SubscribeSpec spec;
+    spec.stream_start = StreamStart{kind, value};
+    TableBuilder args;
+    AddConsumeArguments(spec, args);
+    EXPECT_EQ(args.table().num_entries, 1);
+    EXPECT_EQ(String(args.table().entries[0].key), "x-stream-offset");
+    return std::make_pair(args.table().entries[0].value.kind,
+                          FieldToString(args.table().entries[0].value));
+  };
+  EXPECT_EQ(
+      offset_of(Kind::kFirst, 0),
+      std::make_pair(uint8_t{AMQP_FIELD_KIND_UTF8}, std::string("first")));
+  EXPECT_EQ(offset_of(Kind::kLast, 0),
+            std::make_pair(uint8_t{AMQP_FIELD_KIND_UTF8}, std::string("last")));
+  EXPECT_EQ(offset_of(Kind::kNext, 0),
+            std::make_pair(uint8_t{AMQP_FIELD_KIND_UTF8}, std::string("next")));
+  EXPECT_EQ(offset_of(Kind::kOffset, 42),
+            std::make_pair(uint8_t{AMQP_FIELD_KIND_I64}, std::string("42")));
+  EXPECT_EQ(offset_of(Kind::kTimestamp, 1700000000),
+            std::make_pair(uint8_t{AMQP_FIELD_KIND_TIMESTAMP},
+                           std::string("1700000000")));
+  TableBuilder none;
+  AddConsumeArguments(SubscribeSpec{}, none);
+  EXPECT_TRUE(none.empty());
+}
+
+TEST(DecodePropertiesTest, TakesTheStreamOffsetOutOfTheHeaders) {
+  ForeignHeaders h;
+  amqp_field_value_t offset = Field(AMQP_FIELD_KIND_I64);
+  offset.value.i64 = 1234;
+  h.Add("x-stream-offset", offset);
+  amqp_field_value_t kept = Field(AMQP_FIELD_KIND_I32);
+  kept.value.i32 = 1;
+  h.Add("kept", kept);
+  Delivery d;
+  DecodeProperties(h.properties(), d);
+  EXPECT_EQ(d.stream_offset, std::optional<uint64_t>(1234));
+  EXPECT_THAT(d.headers, ElementsAre(Pair("kept", "1")));
+}
+
 }  // namespace
 }  // namespace warren::amqp

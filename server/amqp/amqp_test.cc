@@ -3,6 +3,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -455,6 +456,143 @@ TEST(AmqpClientTest, CrossedChannelClosesNeverCostTheConnection) {
   ASSERT_TRUE(last->WaitSubscribed());
   EXPECT_EQ((*client)->reconnects(), 0u);
   EXPECT_TRUE(last->ended().ok()) << last->ended();
+}
+
+// Where a Call's answer lands, awaited by the test.
+class CallOutcome {
+ public:
+  AmqpBroker::CallDone Catch() {
+    return [this](absl::StatusOr<Delivery> answer) {
+      warren::MutexLock lock(&mu_);
+      answer_ = std::move(answer);
+    };
+  }
+  absl::StatusOr<Delivery> Wait() {
+    warren::MutexLock lock(&mu_);
+    auto answered = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return answer_.has_value();
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&answered), absl::Seconds(60))) {
+      return absl::InternalError("the call was never answered");
+    }
+    return *answer_;
+  }
+
+ private:
+  warren::Mutex mu_;
+  std::optional<absl::StatusOr<Delivery>> answer_ ABSL_GUARDED_BY(mu_);
+};
+
+// Keeps every delivery (the requests of a call), unacked.
+class RequestSink : public SubscriptionSink {
+ public:
+  void OnSubscribed(const std::string& queue) override {
+    warren::MutexLock lock(&mu_);
+    queue_ = queue;
+  }
+  void OnDelivery(Delivery d) override {
+    warren::MutexLock lock(&mu_);
+    requests_.push_back(std::move(d));
+  }
+  void OnEnded(absl::Status) override {}
+  std::optional<Delivery> WaitRequest() {
+    warren::MutexLock lock(&mu_);
+    auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !requests_.empty();
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(60))) {
+      return std::nullopt;
+    }
+    return requests_.front();
+  }
+  std::string queue() {
+    warren::MutexLock lock(&mu_);
+    return queue_;
+  }
+
+ private:
+  warren::Mutex mu_;
+  std::string queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<Delivery> requests_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(AmqpClientTest, ACallIsAnsweredOnlyByAReplyWithItsCorrelationId) {
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
+  auto sink = std::make_shared<RequestSink>();
+  SubscribeSpec spec;
+  spec.queue.durable = false;
+  spec.queue.exclusive = true;
+  spec.queue.auto_delete = true;
+  (*client)->Subscribe(spec, sink);
+  ASSERT_TRUE(WaitUntil([&] { return !sink->queue().empty(); }));
+
+  OutgoingMessage request;
+  request.routing_key = sink->queue();
+  request.message_id = "call-1";
+  request.payload = "ping";
+  CallOutcome outcome;
+  (*client)->Call(request, absl::Now() + absl::Seconds(30), outcome.Catch());
+  const std::optional<Delivery> got = sink->WaitRequest();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_THAT(got->reply_to, ::testing::StartsWith("amq.rabbitmq.reply-to."));
+  ASSERT_EQ(got->correlation_id.size(), 36u);  // a UUID
+
+  // A reply with another id is dropped; the one with the call's answers.
+  for (const std::string& id :
+       {std::string("not-this-call"), got->correlation_id}) {
+    OutgoingMessage reply;
+    reply.routing_key = got->reply_to;
+    reply.correlation_id = id;
+    reply.message_id = id;
+    reply.payload = "pong for " + id;
+    absl::Status status;
+    std::atomic<bool> done{false};
+    (*client)->Publish(reply, absl::Now() + absl::Seconds(30),
+                       [&](absl::Status s) {
+                         status = s;
+                         done = true;
+                       });
+    ASSERT_TRUE(WaitUntil([&] { return done.load(); }));
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  absl::StatusOr<Delivery> answer = outcome.Wait();
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->payload, "pong for " + got->correlation_id);
+  EXPECT_EQ(answer->correlation_id, got->correlation_id);
+  EXPECT_TRUE(
+      WaitUntil([&] { return (*client)->call_replies_dropped() == 1; }));
+}
+
+TEST(AmqpClientTest, ALostReplyChannelFailsItsCallsAndTheNextCallReopensIt) {
+  absl::StatusOr<std::unique_ptr<AmqpClient>> client;
+  ASSERT_NO_FATAL_FAILURE(ConnectToTestBroker(&client));
+  // Waits: the broker drops a message no queue takes (not mandatory).
+  OutgoingMessage unanswered;
+  unanswered.routing_key = "warren-amqp-test-nobody-consumes-this";
+  unanswered.message_id = "waits";
+  CallOutcome waiting;
+  (*client)->Call(unanswered, absl::Now() + absl::Seconds(30), waiting.Catch());
+  // A string-typed CC header makes the broker close the channel.
+  OutgoingMessage poison = unanswered;
+  poison.message_id = "poison";
+  poison.headers = {{"CC", "x"}};
+  CallOutcome poisoned;
+  (*client)->Call(poison, absl::Now() + absl::Seconds(30), poisoned.Catch());
+  for (CallOutcome* outcome : {&waiting, &poisoned}) {
+    const absl::StatusOr<Delivery> answer = outcome->Wait();
+    EXPECT_EQ(answer.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(answer.status().message(), HasSubstr("no reply can arrive"));
+  }
+  // The next call opens a fresh reply channel.
+  OutgoingMessage mandatory = unanswered;
+  mandatory.message_id = "mandatory";
+  mandatory.mandatory = true;
+  CallOutcome returned;
+  (*client)->Call(mandatory, absl::Now() + absl::Seconds(30), returned.Catch());
+  EXPECT_EQ(returned.Wait().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*client)->state(), BrokerState::kConnected);
 }
 
 }  // namespace

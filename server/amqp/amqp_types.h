@@ -62,6 +62,8 @@ struct Delivery {
   std::string message_id;
   bool redelivered = false;
   uint32_t delivery_count = 0;
+  // Stream queues: the message's offset (the broker's x-stream-offset).
+  std::optional<uint64_t> stream_offset;
   std::optional<absl::Time> timestamp;
   // AMQP reply_to / correlation_id properties (request/reply).
   std::string reply_to;
@@ -87,18 +89,43 @@ struct QueueSpec {
   // Consume an existing queue as it is (whatever its arguments); declare it
   // with the fields above only when it does not exist.
   bool use_existing = false;
+  // A RabbitMQ stream (x-queue-type: stream); excludes `quorum`.
+  bool stream = false;
+  // x-max-priority; 0: not a priority queue.
+  uint8_t max_priority = 0;
+  // x-delivery-limit as the broker reads it (it dead-letters once a
+  // message's count exceeds it).
+  std::optional<int64_t> delivery_limit;
+  bool single_active_consumer = false;
+  // x-max-age as the broker spells it ("3600s"); empty: none.
+  std::string max_age;
+  uint64_t max_length_bytes = 0;
 };
 
 struct BindingSpec {
   std::string exchange;
   ExchangeKind kind = ExchangeKind::kTopic;
   std::vector<std::string> keys;
+  // Headers exchanges: the headers a message must carry (x-match
+  // arguments of every binding); `match_any` makes one match enough.
+  Headers match_headers;
+  bool match_any = false;
+};
+
+// Where a consumer of a stream queue starts (x-stream-offset).
+struct StreamStart {
+  enum class Kind { kFirst, kLast, kNext, kOffset, kTimestamp };
+  Kind kind = Kind::kNext;
+  // kOffset: the offset; kTimestamp: seconds since the Unix epoch.
+  int64_t value = 0;
 };
 
 struct SubscribeSpec {
   QueueSpec queue;
   std::optional<BindingSpec> binding;
   uint16_t prefetch = 100;
+  // Stream queues only: the consume argument x-stream-offset.
+  std::optional<StreamStart> stream_start;
 };
 
 // What a subscription tells its owner, on the I/O thread.

@@ -160,6 +160,25 @@ Resource DefaultExchange(std::optional<std::string> routing_key) {
   return PublishResource("", routing_key);
 }
 
+// What docs/policy.md tells operators to grant a Call responder: replies
+// to RabbitMQ's direct reply-to addresses (base64 with '/', '+' and '=',
+// and a '.' of their own), and nothing else of the default exchange.
+TEST(PolicyTest, AResponderGrantCoversDirectReplyToAddressesOnly) {
+  auto policy = Policy::Parse(R"yaml(principals:
+  responder:
+    publish: ["(default)/amq.rabbitmq.reply-to.**"]
+)yaml");
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  EXPECT_TRUE(policy->Allows(
+      "responder", Action::kPublish,
+      DefaultExchange("amq.rabbitmq.reply-to.g1h2AA5yZXBseUA0MDUwNDA1MgAACfEAAA"
+                      "ACaxdmlg==.f+xGQzlJC5DS/exdBxAn4A==")));
+  EXPECT_FALSE(
+      policy->Allows("responder", Action::kPublish, DefaultExchange("jobs")));
+  EXPECT_FALSE(policy->Allows("responder", Action::kPublish,
+                              DefaultExchange(std::nullopt)));
+}
+
 TEST(PolicyTest, DefaultExchangeGrantsAreScopedByQueueName) {
   auto policy = Policy::Parse(R"yaml(principals:
   alice:

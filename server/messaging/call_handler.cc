@@ -4,34 +4,20 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/time_util.h"
 #include "server/common/grpc_status.h"
 #include "server/messaging/authorization.h"
+#include "server/messaging/delivery_view.h"
 
 namespace warren::messaging {
 namespace {
 
 namespace v1 = ::warren::v1;
-using google::protobuf::util::TimeUtil;
 
 // The reply as the API shows it: a Delivery that needs no ack.
 v1::Delivery ToReply(amqp::Delivery d) {
   v1::Delivery out;
-  out.set_exchange(std::move(d.exchange));
-  out.set_routing_key(std::move(d.routing_key));
-  out.set_payload(std::move(d.payload));
-  for (auto& [key, value] : d.headers) (*out.mutable_headers())[key] = value;
-  out.set_content_type(std::move(d.content_type));
-  out.set_message_id(std::move(d.message_id));
-  out.set_correlation_id(std::move(d.correlation_id));
-  // A timestamp a Timestamp cannot hold is left out (see Subscribe).
-  if (d.timestamp.has_value()) {
-    const int64_t seconds = absl::ToUnixSeconds(*d.timestamp);
-    if (seconds >= TimeUtil::kTimestampMinSeconds &&
-        seconds <= TimeUtil::kTimestampMaxSeconds) {
-      *out.mutable_timestamp() = TimeUtil::SecondsToTimestamp(seconds);
-    }
-  }
+  ToV1Delivery(std::move(d), out);
+  out.set_delivery_id(0);
   return out;
 }
 

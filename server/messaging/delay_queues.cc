@@ -41,11 +41,6 @@ std::string BucketName(absl::string_view kind, absl::Duration bucket,
   return absl::StrCat(prefix, TargetPart(prefix, target));
 }
 
-bool IsRetryHeader(absl::string_view key) {
-  return key == kRetriesHeader || key == kRetryExchangeHeader ||
-         key == kRetryRoutingKeyHeader;
-}
-
 const std::string* FindHeader(const amqp::Headers& headers,
                               absl::string_view key) {
   for (const auto& [k, v] : headers) {
@@ -77,6 +72,11 @@ std::string DelayQueueName(absl::Duration bucket, absl::string_view exchange) {
 
 absl::Duration DelayQueueExpiry(absl::Duration bucket, absl::Duration slack) {
   return 2 * bucket + slack;
+}
+
+bool IsRetryHeader(absl::string_view key) {
+  return key == kRetriesHeader || key == kRetryExchangeHeader ||
+         key == kRetryRoutingKeyHeader;
 }
 
 uint32_t RetriesOf(const amqp::Delivery& delivery) {
@@ -238,6 +238,9 @@ void DelayQueues::Retry(const amqp::Delivery& d, const RetryTarget& target,
   m.message_id = d.message_id;
   m.persistent = d.persistent;
   m.priority = d.priority;
+  // A request retried must still reach its caller's reply address.
+  m.reply_to = d.reply_to;
+  m.correlation_id = d.correlation_id;
   // The origin of a message retried before is in its headers already.
   const std::string* exchange = FindHeader(d.headers, kRetryExchangeHeader);
   const std::string* key = FindHeader(d.headers, kRetryRoutingKeyHeader);

@@ -59,6 +59,10 @@ std::string DelayQueueName(absl::Duration bucket, absl::string_view exchange);
 absl::Duration DelayQueueExpiry(absl::Duration bucket,
                                 absl::Duration slack = absl::Minutes(10));
 
+// One of the headers above: the server's own, never shown to subscribers
+// and refused from publishers.
+bool IsRetryHeader(absl::string_view key);
+
 // How often a delivered message was retried through a retry queue.
 uint32_t RetriesOf(const amqp::Delivery& delivery);
 

@@ -147,6 +147,8 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
   d.message_id = "m1";
   d.persistent = false;
   d.priority = 3;
+  d.reply_to = "replies";
+  d.correlation_id = "c-1";
   d.headers = {{"k", "v"}};
   const RetryTarget target{"jobs", /*quorum=*/true};
   EXPECT_TRUE(Run([&](auto done) {
@@ -168,6 +170,8 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
   EXPECT_EQ(m.message_id, "m1");
   EXPECT_FALSE(m.persistent);
   EXPECT_EQ(m.priority, 3);
+  EXPECT_EQ(m.reply_to, "replies");
+  EXPECT_EQ(m.correlation_id, "c-1");
   EXPECT_THAT(m.headers,
               UnorderedElementsAre(Pair("k", "v"), Pair(kRetriesHeader, "1"),
                                    Pair(kRetryExchangeHeader, "events"),
@@ -190,6 +194,21 @@ TEST_F(DelayQueuesTest, RetryCountsAndRemembersTheOrigin) {
               UnorderedElementsAre(Pair("k", "v"), Pair(kRetriesHeader, "2"),
                                    Pair(kRetryExchangeHeader, "events"),
                                    Pair(kRetryRoutingKeyHeader, "a.b")));
+}
+
+TEST_F(DelayQueuesTest, ARetriedRequestKeepsItsReplyAddress) {
+  amqp::Delivery d;
+  d.routing_key = "rpc";
+  d.reply_to = "amq.rabbitmq.reply-to.abc.def";
+  d.correlation_id = "c-7";
+  EXPECT_TRUE(Run([&](auto done) {
+                delays_.Retry(d, RetryTarget{"rpc", /*quorum=*/false},
+                              absl::Milliseconds(500), absl::InfiniteFuture(),
+                              std::move(done));
+              }).ok());
+  ASSERT_EQ(amqp_.published().size(), 1u);
+  EXPECT_EQ(amqp_.published()[0].reply_to, d.reply_to);
+  EXPECT_EQ(amqp_.published()[0].correlation_id, "c-7");
 }
 
 TEST(RestoreRetriedOriginTest, OnlyForMessagesBackFromTheRetryQueue) {

@@ -1,5 +1,6 @@
 #include "server/messaging/messaging_service.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <set>
@@ -23,6 +24,8 @@
 #include "server/messaging/authorization.h"
 #include "server/messaging/call_handler.h"
 #include "server/messaging/delay_queues.h"
+#include "server/messaging/delay_validation.h"
+#include "server/messaging/delivery_view.h"
 #include "server/messaging/unsettled_deliveries.h"
 
 namespace warren::messaging {
@@ -39,41 +42,6 @@ absl::Status CheckShort(const std::string& value, absl::string_view field) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, " is ", value.size(),
                      " bytes long; AMQP allows at most ", kMaxShortString));
-  }
-  return absl::OkStatus();
-}
-
-// A Duration that absl cannot hold exactly (seconds and nanos of opposite
-// signs, out of range) is refused with the rest.
-absl::Status CheckDelay(const google::protobuf::Duration& proto,
-                        absl::Duration max, const std::string& field) {
-  if (proto.seconds() < 0 || proto.nanos() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must not be negative"));
-  }
-  const absl::Duration delay = FromProtoDuration(proto);
-  if (delay > max) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " is ", absl::FormatDuration(delay),
-        "; this server allows at most ", absl::FormatDuration(max)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateDelay(const v1::PublishRequest& request,
-                           absl::Duration max, const std::string& field) {
-  if (auto s = CheckDelay(request.delay(), max, field); !s.ok()) return s;
-  if (FromProtoDuration(request.delay()) <= absl::ZeroDuration()) {
-    return absl::OkStatus();
-  }
-  // Neither can be checked for a message that is routed later.
-  if (request.has_ttl()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " cannot be combined with ttl"));
-  }
-  if (request.mandatory()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " cannot be combined with mandatory"));
   }
   return absl::OkStatus();
 }
@@ -424,41 +392,25 @@ class SubscribeReactor final
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
+    if (BelowStreamStart(d, stream_start_)) {
+      if (subscribed_) {
+        amqp_.Settle(subscription_, d.delivery_tag, amqp::Settle::kAck);
+      }
+      return;
+    }
     RestoreRetriedOrigin(queue_, d);
     d.delivery_count += RetriesOf(d);
+    // Kept whole (with the retry headers) in case it is nacked with
+    // retry_after; the subscriber sees the bookkeeping as fields instead.
     unsettled_.Add(d);
     unacked_.fetch_add(1);
+    d.headers.erase(std::remove_if(d.headers.begin(), d.headers.end(),
+                                   [](const auto& header) {
+                                     return IsRetryHeader(header.first);
+                                   }),
+                    d.headers.end());
     v1::SubscribeResponse response;
-    auto* out = response.mutable_delivery();
-    out->set_delivery_id(d.delivery_tag);
-    out->set_exchange(std::move(d.exchange));
-    out->set_routing_key(std::move(d.routing_key));
-    out->set_payload(std::move(d.payload));
-    for (auto& [key, value] : d.headers) {
-      // The server's own bookkeeping of retries is shown as delivery_count
-      // and the restored exchange and routing key.
-      if (key == kRetriesHeader || key == kRetryExchangeHeader ||
-          key == kRetryRoutingKeyHeader) {
-        continue;
-      }
-      (*out->mutable_headers())[key] = value;
-    }
-    out->set_content_type(std::move(d.content_type));
-    out->set_message_id(std::move(d.message_id));
-    out->set_redelivered(d.redelivered);
-    out->set_delivery_count(d.delivery_count);
-    out->set_reply_to(std::move(d.reply_to));
-    out->set_correlation_id(std::move(d.correlation_id));
-    // Any publisher may set the timestamp property to any 64 bits; one that
-    // a Timestamp cannot hold (outside years 1 to 9999) is left out: the
-    // conversion would abort the server.
-    if (d.timestamp.has_value()) {
-      const int64_t seconds = absl::ToUnixSeconds(*d.timestamp);
-      if (seconds >= TimeUtil::kTimestampMinSeconds &&
-          seconds <= TimeUtil::kTimestampMaxSeconds) {
-        *out->mutable_timestamp() = TimeUtil::SecondsToTimestamp(seconds);
-      }
-    }
+    ToV1Delivery(std::move(d), *response.mutable_delivery());
     PushLocked(std::move(response));
   }
 
@@ -489,8 +441,8 @@ class SubscribeReactor final
     }
     started_ = true;
     retry_target_.quorum = spec->queue.quorum;
-    on_stream_queue_ =
-        request_.start().queue_options().queue_type() == v1::QUEUE_TYPE_STREAM;
+    stream_start_ = spec->stream_start;
+    on_stream_queue_ = spec->queue.stream;
     delivery_limit_ = request_.start().queue_options().delivery_limit();
     // A reload that takes a grant it needed (or the token) away ends it.
     lifetime_.SetReauthorizer(
@@ -520,7 +472,12 @@ class SubscribeReactor final
     if (!CheckSettleLocked(ids, verb)) return;
     for (uint64_t id : ids) {
       unsettled_.Take(id);
-      if (subscribed_) amqp_.Settle(subscription_, id, how);
+      // A stream keeps every message and cannot requeue one: a nack there
+      // only settles the delivery.
+      if (subscribed_) {
+        amqp_.Settle(subscription_, id,
+                     on_stream_queue_ ? amqp::Settle::kAck : how);
+      }
     }
     unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
   }
@@ -533,20 +490,13 @@ class SubscribeReactor final
       HandleSettleLocked(nack.delivery_ids(), how, "nack");
       return;
     }
-    if (absl::Status valid = CheckDelay(
-            nack.retry_after(), options_.max_retry_delay, "nack.retry_after");
+    if (absl::Status valid = ValidateRetryAfter(nack, on_stream_queue_,
+                                                options_.max_retry_delay);
         !valid.ok()) {
       FinishLocked(ToGrpcStatus(valid));
       return;
     }
     const absl::Duration after = FromProtoDuration(nack.retry_after());
-    if (after > absl::ZeroDuration() && on_stream_queue_) {
-      FinishLocked(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          "nack.retry_after: a stream queue keeps every message and cannot "
-          "retry one (replay it by offset instead)"));
-      return;
-    }
     if (after <= absl::ZeroDuration()) {
       HandleSettleLocked(nack.delivery_ids(), how, "nack");
       return;
@@ -664,6 +614,8 @@ class SubscribeReactor final
   // The queue consumed (the broker's name for a server-named one).
   std::string queue_ ABSL_GUARDED_BY(mu_);
   RetryTarget retry_target_ ABSL_GUARDED_BY(mu_);
+  // Where a stream subscription asked to start: nothing below is delivered.
+  std::optional<amqp::StreamStart> stream_start_ ABSL_GUARDED_BY(mu_);
   bool on_stream_queue_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t delivery_limit_ ABSL_GUARDED_BY(mu_) = 0;
   StreamWriter<v1::SubscribeResponse> writes_ ABSL_GUARDED_BY(mu_);
@@ -750,12 +702,10 @@ absl::Status ValidatePublish(const v1::PublishRequest& request,
           absl::StrCat(name("ttl"), " must not be negative"));
     }
   }
-  if (request.has_delay()) {
-    if (auto s =
-            ValidateDelay(request, options.max_publish_delay, name("delay"));
-        !s.ok()) {
-      return s;
-    }
+  if (auto s = ValidatePublishDelay(request, options.max_publish_delay,
+                                    name("delay"));
+      !s.ok()) {
+    return s;
   }
   if (request.has_fence()) {
     return fence::ValidateFence(request.fence(), name("fence"));

@@ -2,8 +2,12 @@
 // mapping to the AMQP layer, message ids, and the Subscribe stream over a
 // fake broker. Delivery semantics are tested end to end against RabbitMQ in
 // tests/integration.
+#include <atomic>
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/messaging/authorization.h"
+#include "server/messaging/call_handler.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fakes/fake_amqp.h"
 
@@ -79,6 +84,44 @@ TEST(ToOutgoingTest, MapsFieldsAndGeneratesUniqueIds) {
   r.set_transient(false);
   EXPECT_EQ(ToOutgoing(r).message_id, "mine");
   EXPECT_TRUE(ToOutgoing(r).persistent);
+}
+
+TEST(ToOutgoingTest, ReplyToAndCorrelationIdPassThrough) {
+  v1::PublishRequest r;
+  r.set_routing_key("amq.rabbitmq.reply-to.abc.def");
+  r.set_reply_to("replies");
+  r.set_correlation_id("c-1");
+  const amqp::OutgoingMessage m = ToOutgoing(r);
+  EXPECT_EQ(m.reply_to, "replies");
+  EXPECT_EQ(m.correlation_id, "c-1");
+}
+
+TEST(ValidateCallTest, TheServerOwnsTheReplyFieldsAndTheRestIsAPublish) {
+  const MessagingServiceOptions options;
+  v1::CallRequest r;
+  EXPECT_EQ(ValidateCall(r, options).message(), "message is required");
+  r.mutable_message()->set_routing_key("rpc");
+  EXPECT_TRUE(ValidateCall(r, options).ok());
+  struct Case {
+    void (*change)(v1::PublishRequest&);
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {[](v1::PublishRequest& m) { m.set_reply_to("mine"); },
+            "message.reply_to"},
+           {[](v1::PublishRequest& m) { m.set_correlation_id("c"); },
+            "message.correlation_id"},
+           {[](v1::PublishRequest& m) { m.mutable_delay()->set_nanos(1); },
+            "message.delay"},
+           {[](v1::PublishRequest& m) { m.set_priority(256); },
+            "message.priority"},
+       }) {
+    v1::CallRequest bad = r;
+    c.change(*bad.mutable_message());
+    const absl::Status s = ValidateCall(bad, options);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(std::string(s.message()), ::testing::StartsWith(c.field));
+  }
 }
 
 TEST(ToOutgoingTest, AFencedMessageCarriesTheFenceHeaders) {
@@ -368,6 +411,224 @@ TEST_F(SubscribeStreamTest, ATimestampOutOfRangeIsLeftOutNotFatal) {
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
   AwaitOpen(0);
+}
+
+TEST(ToSubscribeSpecTest, MapsTheDepthOptionsToBrokerArguments) {
+  MessagingServiceOptions options;
+  v1::SubscribeStart start;
+  start.set_queue("jobs");
+  auto* q = start.mutable_queue_options();
+  q->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  q->set_delivery_limit(3);
+  q->set_single_active_consumer(true);
+  q->set_max_length_bytes(4096);
+  auto quorum = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(quorum.ok()) << quorum.status();
+  // At most 3 deliveries: the broker dead-letters past its limit.
+  EXPECT_EQ(quorum->queue.delivery_limit, std::optional<int64_t>(2));
+  EXPECT_TRUE(quorum->queue.single_active_consumer);
+  EXPECT_EQ(quorum->queue.max_length_bytes, 4096u);
+  EXPECT_FALSE(quorum->stream_start.has_value());
+
+  v1::SubscribeStart classic;
+  classic.set_queue("jobs");
+  classic.mutable_queue_options()->set_max_priority(10);
+  auto priority = ToSubscribeSpec(classic, options);
+  ASSERT_TRUE(priority.ok()) << priority.status();
+  EXPECT_EQ(priority->queue.max_priority, 10);
+  EXPECT_FALSE(priority->queue.delivery_limit.has_value());
+}
+
+TEST(ToSubscribeSpecTest, AStreamIsDeclaredDurableWithItsAgeAndOffset) {
+  MessagingServiceOptions options;
+  v1::SubscribeStart start;
+  start.mutable_topic()->set_exchange("events");
+  start.set_group("audit");
+  start.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_STREAM);
+  start.mutable_queue_options()->mutable_max_age()->set_seconds(7200);
+  start.mutable_offset()->set_offset(99);
+  auto spec = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->queue.stream);
+  EXPECT_FALSE(spec->queue.quorum);
+  EXPECT_TRUE(spec->queue.durable);
+  EXPECT_EQ(spec->queue.max_age, "7200s");
+  ASSERT_TRUE(spec->stream_start.has_value());
+  EXPECT_EQ(spec->stream_start->kind, amqp::StreamStart::Kind::kOffset);
+  EXPECT_EQ(spec->stream_start->value, 99);
+
+  start.mutable_offset()->mutable_timestamp()->set_seconds(1700000000);
+  spec = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->stream_start->kind, amqp::StreamStart::Kind::kTimestamp);
+  EXPECT_EQ(spec->stream_start->value, 1700000000);
+
+  // A named queue with stream options is declared with them, not used as is.
+  v1::SubscribeStart named;
+  named.set_queue("log");
+  named.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_STREAM);
+  spec = ToSubscribeSpec(named, options);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->queue.use_existing);
+}
+
+TEST(ToSubscribeSpecTest, HeadersBindingsMatchSortedHeaders) {
+  MessagingServiceOptions options;
+  v1::SubscribeStart start;
+  auto* topic = start.mutable_topic();
+  topic->set_exchange("h");
+  topic->set_exchange_type(v1::EXCHANGE_TYPE_HEADERS);
+  (*topic->mutable_match_headers())["zone"] = "b";
+  (*topic->mutable_match_headers())["app"] = "a";
+  topic->set_match_any(true);
+  auto spec = ToSubscribeSpec(start, options);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->binding->match_any);
+  EXPECT_EQ(spec->binding->match_headers,
+            (amqp::Headers{{"app", "a"}, {"zone", "b"}}));
+}
+
+TEST(ToSubscribeSpecTest, RefusesDepthOptionsWhereTheyDoNotApply) {
+  MessagingServiceOptions options;
+  auto refused = [&](const std::function<void(v1::SubscribeStart&)>& make) {
+    v1::SubscribeStart start;
+    start.set_queue("q");
+    make(start);
+    absl::Status s = ToSubscribeSpec(start, options).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    return std::string(s.message());
+  };
+  auto type = [](v1::SubscribeStart& s, v1::QueueType t) {
+    s.mutable_queue_options()->set_queue_type(t);
+    return s.mutable_queue_options();
+  };
+  EXPECT_THAT(refused([&](auto& s) {
+                type(s, v1::QUEUE_TYPE_CLASSIC)->set_max_priority(256);
+              }),
+              HasSubstr("start.queue_options.max_priority"));
+  EXPECT_THAT(refused([&](auto& s) {
+                type(s, v1::QUEUE_TYPE_QUORUM)->set_max_priority(1);
+              }),
+              HasSubstr("start.queue_options.max_priority"));
+  EXPECT_THAT(refused([&](auto& s) {
+                type(s, v1::QUEUE_TYPE_UNSPECIFIED)->set_delivery_limit(2);
+              }),
+              HasSubstr("start.queue_options.delivery_limit"));
+  EXPECT_THAT(
+      refused([&](auto& s) {
+        type(s, v1::QUEUE_TYPE_STREAM)->set_single_active_consumer(true);
+      }),
+      HasSubstr("start.queue_options.single_active_consumer"));
+  EXPECT_THAT(
+      refused([&](auto& s) {
+        type(s, v1::QUEUE_TYPE_STREAM)->mutable_message_ttl()->set_seconds(5);
+      }),
+      HasSubstr("start.queue_options.message_ttl"));
+  EXPECT_THAT(
+      refused([&](auto& s) {
+        type(s, v1::QUEUE_TYPE_CLASSIC)->mutable_max_age()->set_seconds(5);
+      }),
+      HasSubstr("start.queue_options.max_age"));
+  EXPECT_THAT(refused([&](auto& s) {
+                type(s, v1::QUEUE_TYPE_STREAM)->mutable_max_age()->set_nanos(1);
+              }),
+              HasSubstr("start.queue_options.max_age"));
+  EXPECT_THAT(refused([&](auto& s) { s.mutable_offset()->set_last(true); }),
+              HasSubstr("start.offset"));
+  EXPECT_THAT(refused([&](auto& s) {
+                type(s, v1::QUEUE_TYPE_STREAM);
+                s.mutable_offset();
+              }),
+              HasSubstr("start.offset"));
+  EXPECT_THAT(refused([&](auto& s) {
+                s.mutable_topic()->set_exchange("e");
+                (*s.mutable_topic()->mutable_match_headers())["a"] = "1";
+              }),
+              HasSubstr("start.topic.match_headers"));
+  EXPECT_THAT(refused([&](auto& s) {
+                s.mutable_topic()->set_exchange("e");
+                s.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_HEADERS);
+                (*s.mutable_topic()->mutable_match_headers())["X-Match"] = "1";
+              }),
+              HasSubstr("start.topic.match_headers"));
+  EXPECT_THAT(refused([&](auto& s) {
+                s.mutable_topic()->set_exchange("e");
+                s.mutable_queue_options()->set_single_active_consumer(true);
+              }),
+              HasSubstr("start.queue_options.single_active_consumer"));
+  EXPECT_THAT(refused([&](auto& s) {
+                s.mutable_topic()->set_exchange("e");
+                type(s, v1::QUEUE_TYPE_STREAM);
+              }),
+              HasSubstr("start.queue_options.queue_type"));
+}
+
+// The Call handler on the same in-process server.
+class CallRpcTest : public SubscribeStreamTest {
+ protected:
+  // Calls on a thread of its own while this one runs the broker's events.
+  grpc::Status Call(const v1::CallRequest& request,
+                    v1::CallResponse* response) {
+    std::atomic<bool> done{false};
+    grpc::Status status;
+    std::thread caller([&] {
+      grpc::ClientContext context;
+      status = stub_->Call(&context, request, response);
+      done = true;
+    });
+    while (!done) {
+      if (!broker_.RunUntilIdle()) absl::SleepFor(absl::Milliseconds(1));
+    }
+    caller.join();
+    return status;
+  }
+};
+
+TEST_F(CallRpcTest, TheReplyIsADeliveryThatNeedsNoAck) {
+  broker_.call_answer = [](const amqp::OutgoingMessage& request) {
+    amqp::Delivery reply;
+    reply.delivery_tag = 42;
+    reply.payload = "re: " + request.payload;
+    reply.content_type = "text/plain";
+    return reply;
+  };
+  v1::CallRequest request;
+  request.mutable_message()->set_routing_key("rpc");
+  request.mutable_message()->set_payload("hi");
+  v1::CallResponse response;
+  ASSERT_TRUE(Call(request, &response).ok());
+  EXPECT_EQ(response.reply().payload(), "re: hi");
+  EXPECT_EQ(response.reply().content_type(), "text/plain");
+  EXPECT_EQ(response.reply().delivery_id(), 0u);
+  EXPECT_EQ(response.reply().correlation_id(), "fake-call-1");
+  EXPECT_EQ(service_.calls().calls(absl::StatusCode::kOk), 1u);
+  EXPECT_EQ(service_.calls().in_flight(), 0);
+}
+
+TEST_F(CallRpcTest, NoReplySaysHowLongTheCallWaited) {
+  v1::CallRequest request;
+  request.mutable_message()->set_routing_key("rpc");
+  v1::CallResponse response;
+  const grpc::Status status = Call(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // No deadline of the caller's: the server's call_timeout.
+  EXPECT_EQ(status.error_message(), "no reply within 30s");
+  EXPECT_EQ(service_.calls().calls(absl::StatusCode::kDeadlineExceeded), 1u);
+}
+
+TEST_F(CallRpcTest, AnInvalidCallNeverReachesTheBroker) {
+  v1::CallRequest request;
+  request.mutable_message()->set_reply_to("mine");
+  v1::CallResponse response;
+  EXPECT_EQ(Call(request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  request.mutable_message()->clear_reply_to();
+  request.mutable_message()->mutable_fence()->set_election("e");
+  request.mutable_message()->mutable_fence()->set_fencing_token(1);
+  const grpc::Status fenced = Call(request, &response);
+  EXPECT_EQ(fenced.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(fenced.error_message(), ::testing::StartsWith("message.fence"));
+  EXPECT_EQ(broker_.calls_.load(), 0);
 }
 
 }  // namespace

@@ -56,6 +56,7 @@
 #include "tests/cluster/workload.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/lock_clients.h"
+#include "tests/integration/messaging_clients.h"
 #include "warren/v1/config.grpc.pb.h"
 #include "warren/v1/lock.grpc.pb.h"
 #include "warren/v1/messaging.grpc.pb.h"
@@ -785,6 +786,109 @@ TEST_F(ClusterFaultTest, AFrozenLockHoldersLateFencedWritesAreRefused) {
   // The new holder's own token writes.
   written = put(*config2, "by the next holder", new_token);
   EXPECT_TRUE(written.ok()) << written.error_message();
+}
+
+// Subscribes through `stub` until the stream says `subscribed` (a replica
+// whose broker node is down answers UNAVAILABLE for a while).
+std::unique_ptr<::warren::testing::TestSubscriber> SubscribeWhenServed(
+    ::warren::v1::MessagingService::Stub& stub,
+    const ::warren::v1::SubscribeStart& start) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (true) {
+    auto sub = std::make_unique<::warren::testing::TestSubscriber>(stub, start);
+    if (!sub->WaitSubscribed().empty() || absl::Now() > deadline) return sub;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+}
+
+std::vector<std::string> PayloadsOf(
+    const std::vector<::warren::v1::Delivery>& ds) {
+  std::vector<std::string> out;
+  for (const auto& d : ds) out.push_back(d.payload());
+  return out;
+}
+
+// A stream replicated over the three RabbitMQ nodes: published through one
+// replica, replayed from the first message through another, and resumed at
+// a stored offset through the third while a broker node is down: no gap
+// and no repeat.
+TEST_F(ClusterFaultTest, AStreamReplaysAndResumesAcrossReplicasAndANodeLoss) {
+  namespace v1 = ::warren::v1;
+  const std::string queue = absl::StrCat("cluster-stream-", getpid());
+  v1::SubscribeStart start;
+  start.set_queue(queue);
+  start.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_STREAM);
+  auto messaging1 = v1::MessagingService::NewStub(channels_[0]);
+  auto messaging2 = v1::MessagingService::NewStub(channels_[1]);
+  auto messaging3 = v1::MessagingService::NewStub(channels_[2]);
+  ASSERT_FALSE(
+      SubscribeWhenServed(*messaging1, start)->WaitSubscribed().empty());
+  std::vector<std::string> sent;
+  for (int i = 0; i < 50; ++i) {
+    v1::PublishRequest request;
+    request.set_routing_key(queue);
+    request.set_payload(absl::StrCat("s", i));
+    v1::PublishResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ASSERT_TRUE(messaging1->Publish(&context, request, &response).ok());
+    sent.push_back(request.payload());
+  }
+  start.mutable_offset()->set_first(true);
+  auto replay = SubscribeWhenServed(*messaging2, start);
+  ASSERT_TRUE(replay->WaitDeliveries(50));
+  EXPECT_EQ(PayloadsOf(replay->deliveries()), sent);
+  const uint64_t resume_at = replay->deliveries()[24].stream_offset() + 1;
+  replay->Cancel();
+
+  Mark("kill -9 rmq1 (stream replay)");
+  ASSERT_TRUE(cluster_->Run("kill rmq1").ok());
+  start.mutable_offset()->set_offset(resume_at);
+  auto resumed = SubscribeWhenServed(*messaging3, start);
+  ASSERT_TRUE(resumed->WaitDeliveries(25));
+  EXPECT_EQ(PayloadsOf(resumed->deliveries()),
+            std::vector<std::string>(sent.begin() + 25, sent.end()));
+  Mark("restart rmq1");
+  ASSERT_TRUE(cluster_->Restart("rmq1").ok());
+}
+
+// The quorum delivery limit holds on the cluster: a message nacked with
+// requeue forever is delivered exactly `delivery_limit` times, whichever
+// replica the subscriber uses, then reaches the dead-letter queue.
+TEST_F(ClusterFaultTest, AQuorumDeliveryLimitHoldsOnTheCluster) {
+  namespace v1 = ::warren::v1;
+  const std::string queue = absl::StrCat("cluster-limited-", getpid());
+  const std::string dlx = queue + "-dlx";
+  auto messaging1 = v1::MessagingService::NewStub(channels_[0]);
+  auto messaging2 = v1::MessagingService::NewStub(channels_[1]);
+  v1::SubscribeStart dead;
+  dead.mutable_topic()->set_exchange(dlx);
+  dead.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_FANOUT);
+  dead.set_group(queue + "-dlq");
+  dead.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  auto dead_letters = SubscribeWhenServed(*messaging1, dead);
+  ASSERT_FALSE(dead_letters->WaitSubscribed().empty());
+  v1::SubscribeStart start;
+  start.set_queue(queue);
+  start.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  start.mutable_queue_options()->set_delivery_limit(3);
+  start.mutable_queue_options()->set_dead_letter_exchange(dlx);
+  auto sub = SubscribeWhenServed(*messaging2, start);
+  ASSERT_FALSE(sub->WaitSubscribed().empty());
+  v1::PublishRequest request;
+  request.set_routing_key(queue);
+  request.set_payload("poison");
+  v1::PublishResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  ASSERT_TRUE(messaging1->Publish(&context, request, &response).ok());
+  for (size_t n = 1; n <= 3; ++n) {
+    ASSERT_TRUE(sub->WaitDeliveries(n)) << n;
+    ASSERT_TRUE(sub->Nack({sub->deliveries()[n - 1].delivery_id()}, true));
+  }
+  ASSERT_TRUE(dead_letters->WaitDeliveries(1));
+  EXPECT_EQ(dead_letters->deliveries()[0].payload(), "poison");
+  EXPECT_EQ(sub->delivery_count(), 3u);
 }
 
 }  // namespace

@@ -65,17 +65,9 @@ void FakeAmqp::DeclareDelayQueue(amqp::DelayQueueSpec spec,
   Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
 }
 
-void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
-  ++calls_;
-  request.reply_to = "amq.rabbitmq.reply-to";
-  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
-  absl::StatusOr<amqp::Delivery> answer =
-      call_answer ? call_answer(request)
-                  : absl::DeadlineExceededError("fake: no reply");
-  if (answer.ok()) answer->correlation_id = request.correlation_id;
-  Post([done = std::move(done), answer = std::move(answer)]() mutable {
-    done(std::move(answer));
-  });
+std::vector<amqp::Settle> FakeAmqp::settle_kinds() {
+  warren::MutexLock lock(&mu_);
+  return settle_kinds_;
 }
 
 std::vector<amqp::OutgoingMessage> FakeAmqp::published() {
@@ -91,6 +83,19 @@ std::vector<amqp::DelayQueueSpec> FakeAmqp::delay_queues() {
 void FakeAmqp::FailNextPublishes(std::vector<absl::Status> statuses) {
   warren::MutexLock lock(&mu_);
   for (auto& s : statuses) publish_failures_.push_back(std::move(s));
+}
+
+void FakeAmqp::Call(amqp::OutgoingMessage request, absl::Time, CallDone done) {
+  ++calls_;
+  request.reply_to = "amq.rabbitmq.reply-to";
+  request.correlation_id = absl::StrCat("fake-call-", calls_.load());
+  absl::StatusOr<amqp::Delivery> answer =
+      call_answer ? call_answer(request)
+                  : absl::DeadlineExceededError("fake: no reply");
+  if (answer.ok()) answer->correlation_id = request.correlation_id;
+  Post([done = std::move(done), answer = std::move(answer)]() mutable {
+    done(std::move(answer));
+  });
 }
 
 void FakeAmqp::DeclareExchange(std::string, amqp::ExchangeKind,
@@ -119,9 +124,11 @@ amqp::SubscriptionId FakeAmqp::Subscribe(
   return id;
 }
 
-void FakeAmqp::Settle(SubscriptionId id, uint64_t delivery_tag, amqp::Settle) {
+void FakeAmqp::Settle(SubscriptionId id, uint64_t delivery_tag,
+                      amqp::Settle how) {
   warren::MutexLock lock(&mu_);
   settled_.emplace_back(id, delivery_tag);
+  settle_kinds_.push_back(how);
   auto it = subscriptions_.find(id);
   // Settling on a subscription that ended is ignored, as by AmqpClient.
   if (it == subscriptions_.end()) return;

@@ -52,6 +52,8 @@ class FakeAmqp final : public amqp::AmqpBroker {
   // Deliveries of open subscriptions that were neither settled nor requeued.
   size_t unsettled();
   std::vector<std::pair<SubscriptionId, uint64_t>> settled();
+  // How each of settled() was settled, in the same order.
+  std::vector<amqp::Settle> settle_kinds();
   // Settles of a tag that is not outstanding on its open subscription
   // (never delivered, or settled before): a broker closes the channel with
   // PRECONDITION_FAILED for that, so the services must never send one.
@@ -124,6 +126,7 @@ class FakeAmqp final : public amqp::AmqpBroker {
   std::map<SubscriptionId, Subscription> subscriptions_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<SubscriptionId, uint64_t>> settled_
       ABSL_GUARDED_BY(mu_);
+  std::vector<amqp::Settle> settle_kinds_ ABSL_GUARDED_BY(mu_);
   SubscriptionId next_ ABSL_GUARDED_BY(mu_) = 1;
   size_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   size_t bad_settles_ ABSL_GUARDED_BY(mu_) = 0;

@@ -22,7 +22,10 @@ enum Validator : uint8_t {
   kTxn = 9,
   kHoldKey = 10,  // the first request of a stream
   kCall = 11,
-  kValidators = 12,
+  // A Nack; the first byte divided by kValidators, when odd: the
+  // subscription is on a stream queue.
+  kNack = 12,
+  kValidators = 13,
 };
 
 // subscribe_fuzzer: the steps' operations (op byte modulo kSubscribeOps).

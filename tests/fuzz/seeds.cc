@@ -113,6 +113,34 @@ void ValidationSeeds() {
   Write(t, "subscribe_over_cap", Validation(kSubscribeStart, s));
   v1::SubscribeStart none;
   Write(t, "subscribe_no_source", Validation(kSubscribeStart, none));
+  v1::SubscribeStart stream;
+  stream.set_queue("audit");
+  stream.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_STREAM);
+  stream.mutable_queue_options()->mutable_max_age()->set_seconds(3600);
+  stream.mutable_queue_options()->set_max_length_bytes(1 << 30);
+  stream.mutable_offset()->set_offset(42);
+  Write(t, "subscribe_stream_offset", Validation(kSubscribeStart, stream));
+  stream.mutable_offset()->mutable_timestamp()->set_seconds(1700000000);
+  Write(t, "subscribe_stream_timestamp", Validation(kSubscribeStart, stream));
+  stream.mutable_queue_options()->set_max_priority(3);
+  Write(t, "subscribe_stream_priority", Validation(kSubscribeStart, stream));
+  v1::SubscribeStart limited;
+  limited.set_queue("jobs");
+  limited.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  limited.mutable_queue_options()->set_delivery_limit(3);
+  limited.mutable_queue_options()->set_single_active_consumer(true);
+  Write(t, "subscribe_quorum_limit_sac", Validation(kSubscribeStart, limited));
+  limited.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_CLASSIC);
+  limited.mutable_queue_options()->set_max_priority(10);
+  Write(t, "subscribe_classic_limit", Validation(kSubscribeStart, limited));
+  v1::SubscribeStart headers;
+  headers.mutable_topic()->set_exchange("routing");
+  headers.mutable_topic()->set_exchange_type(v1::EXCHANGE_TYPE_HEADERS);
+  (*headers.mutable_topic()->mutable_match_headers())["region"] = "eu";
+  headers.mutable_topic()->set_match_any(true);
+  Write(t, "subscribe_headers_any", Validation(kSubscribeStart, headers));
+  (*headers.mutable_topic()->mutable_match_headers())["x-match"] = "all";
+  Write(t, "subscribe_headers_x_key", Validation(kSubscribeStart, headers));
 
   v1::PutConfigRequest put;
   put.set_key("app/db/url");
@@ -162,6 +190,22 @@ void ValidationSeeds() {
   Write(t, "hold_ok", Validation(kHoldKey, hold));
   hold.mutable_heartbeat_interval()->set_seconds(-2);
   Write(t, "hold_negative_heartbeat", Validation(kHoldKey, hold));
+  v1::PublishRequest delayed;
+  delayed.set_exchange("events");
+  delayed.set_routing_key("a.b");
+  delayed.mutable_delay()->set_nanos(300000000);
+  Write(t, "publish_delay_ok", Validation(kPublish, delayed));
+  delayed.set_mandatory(true);
+  Write(t, "publish_delay_mandatory", Validation(kPublish, delayed));
+  v1::Nack nack;
+  nack.add_delivery_ids(1);
+  nack.mutable_retry_after()->set_seconds(1);
+  Write(t, "nack_retry_ok", Validation(kNack, nack));
+  Write(
+      t, "nack_retry_stream",
+      std::string(1, static_cast<char>(kNack + kValidators)) + Serialize(nack));
+  nack.mutable_retry_after()->set_seconds(-1);
+  Write(t, "nack_retry_negative", Validation(kNack, nack));
 
   v1::Campaign c;
   c.set_election("jobs/leader");
@@ -230,6 +274,18 @@ void SubscribeSeeds() {
   topic.mutable_start()->mutable_heartbeat_interval()->set_nanos(100000000);
   Write(t, "topic_fanout",
         Sub(topic) + Op(kSubscribeAwait) + Op(kSubscribeAwait));
+  // A stream from offset 5: the broker's chunk also holds 3, which the
+  // server settles without showing it; a nack on a stream settles too.
+  v1::SubscribeRequest stream;
+  stream.mutable_start()->set_queue("audit");
+  stream.mutable_start()->mutable_queue_options()->set_queue_type(
+      v1::QUEUE_TYPE_STREAM);
+  stream.mutable_start()->mutable_offset()->set_offset(5);
+  Write(t, "stream_skips_below_offset",
+        Sub(stream) + Op(kSubscribeAwait) +
+            Op(kDeliver, std::string("\x08\x03", 2)) +
+            Op(kDeliver, std::string("\x08\x05", 2)) + Sub(nack) +
+            Op(kSubscribeWritesDone));
   v1::SubscribeRequest empty;
   Write(t, "empty_request", Sub(empty));
   v1::SubscribeRequest bad;

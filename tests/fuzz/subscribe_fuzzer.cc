@@ -95,6 +95,11 @@ void RunInput(World& w, const uint8_t* data, size_t size) {
           std::memcpy(&seconds, step.arg.data() + 1, sizeof(seconds));
           d.timestamp = absl::FromUnixSeconds(static_cast<int64_t>(seconds));
         }
+        // A stream's offset header (a subscription that starts at a higher
+        // offset must drop it, and settle it all the same).
+        if ((step.flags() & 8) && step.arg.size() >= 2) {
+          d.stream_offset = static_cast<uint8_t>(step.arg[1]);
+        }
         const uint64_t tag = w.broker.Deliver(open.back(), std::move(d));
         if (tag == 0) break;
         // The next steps may ack it: wait until the client has it.

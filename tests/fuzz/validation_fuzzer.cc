@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/common/duration.h"
 #include "server/common/names.h"
 #include "server/config/config_service.h"
 #include "server/config/hold_key_stream.h"
@@ -23,6 +24,8 @@
 #include "server/election/election_service.h"
 #include "server/fence/fence_resolver.h"
 #include "server/messaging/call_handler.h"
+#include "server/messaging/delay_queues.h"
+#include "server/messaging/delay_validation.h"
 #include "server/messaging/messaging_service.h"
 #include "tests/fuzz/fuzz_ops.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -100,10 +103,35 @@ void FuzzPublish(const v1::PublishRequest& request, absl::string_view prefix) {
   if (!valid.ok()) {
     Check(absl::StartsWith(valid.message(), prefix),
           "a rejection without the field prefix: " + valid.ToString());
-    CheckRejection(valid, {"exchange", "routing_key", "content_type",
-                           "message_id", "payload", "headers", "priority",
-                           "ttl", "fence", "reply_to", "correlation_id"});
+    CheckRejection(
+        valid, {"exchange", "routing_key", "content_type", "message_id",
+                "payload", "headers", "priority", "ttl", "fence", "reply_to",
+                "correlation_id", "delay"});
     return;
+  }
+  // A delayed message is routed later: what needs its routing now is
+  // refused with it, and the delay is within the server's limit.
+  if (request.has_delay()) {
+    const absl::Duration delay = FromProtoDuration(request.delay());
+    Check(delay >= absl::ZeroDuration() && delay <= options.max_publish_delay,
+          "a delay out of range accepted");
+    Check(delay == absl::ZeroDuration() ||
+              (!request.has_ttl() && !request.mandatory()),
+          "a delay with ttl or mandatory accepted");
+    if (delay > absl::ZeroDuration()) {
+      const absl::Duration bucket = messaging::DelayBucket(delay);
+      Check(bucket >= delay && bucket <= delay * 1.1 + absl::Milliseconds(1),
+            "a delay bucket early or more than 10 % late");
+      CheckShortString(messaging::DelayQueueName(bucket, request.exchange()),
+                       "delay queue name");
+    }
+  }
+  // Only the server sets the retry headers: a client's never pass.
+  for (const auto& [key, value] : request.headers()) {
+    Check(!absl::EqualsIgnoreCase(key, messaging::kRetriesHeader) &&
+              !absl::EqualsIgnoreCase(key, messaging::kRetryExchangeHeader) &&
+              !absl::EqualsIgnoreCase(key, messaging::kRetryRoutingKeyHeader),
+          "a client-set retry header accepted: " + key);
   }
   // Only the server sets the fence headers: a client's never pass.
   for (const auto& [key, value] : request.headers()) {
@@ -208,7 +236,34 @@ void FuzzSubscribeStart(const v1::SubscribeStart& start) {
   Check(!spec->queue.message_ttl.has_value() ||
             *spec->queue.message_ttl >= absl::ZeroDuration(),
         "a negative message_ttl accepted");
+  const amqp::QueueSpec& q = spec->queue;
+  if (q.stream) {
+    Check(!q.quorum && q.durable && !q.exclusive && !q.name.empty(),
+          "a stream that is not a durable named queue");
+    Check(q.max_priority == 0 && !q.delivery_limit.has_value() &&
+              !q.single_active_consumer && q.dead_letter_exchange.empty() &&
+              q.dead_letter_routing_key.empty() && !q.message_ttl.has_value() &&
+              q.max_length == 0,
+          "a stream with an option streams do not have");
+  }
+  Check(!spec->stream_start.has_value() || q.stream,
+        "an offset on a queue that is not a stream");
+  Check(q.max_age.empty() || q.stream, "max_age on a queue that is no stream");
+  Check(!q.delivery_limit.has_value() || (q.quorum && *q.delivery_limit >= 0),
+        "a delivery limit on a queue that is not quorum");
+  Check(q.max_priority == 0 || (!q.quorum && !q.stream),
+        "a priority queue that is not classic");
+  Check(!q.single_active_consumer || !q.name.empty(),
+        "single active consumer on an exclusive queue");
   if (spec->binding.has_value()) {
+    Check(spec->binding->match_headers.empty() ||
+              spec->binding->kind == amqp::ExchangeKind::kHeaders,
+          "match_headers on an exchange that is not a headers exchange");
+    for (const auto& [key, value] : spec->binding->match_headers) {
+      Check(!key.empty() && !absl::StartsWithIgnoreCase(key, "x-"),
+            "a header match the broker would not make: " + key);
+      CheckShortString(key, "match header");
+    }
     Check(!spec->binding->exchange.empty(),
           "a binding to the default exchange");
     CheckShortString(spec->binding->exchange, "exchange");
@@ -218,6 +273,22 @@ void FuzzSubscribeStart(const v1::SubscribeStart& start) {
   } else {
     Check(!spec->queue.name.empty(), "a queue subscription without a queue");
   }
+}
+
+void FuzzNack(const v1::Nack& nack, bool stream_queue) {
+  const auto options = MessagingOptions();
+  absl::Status valid = messaging::ValidateRetryAfter(nack, stream_queue,
+                                                     options.max_retry_delay);
+  if (!valid.ok()) {
+    CheckRejection(valid, {"nack.retry_after"});
+    return;
+  }
+  if (!nack.has_retry_after()) return;
+  const absl::Duration after = FromProtoDuration(nack.retry_after());
+  Check(after >= absl::ZeroDuration() && after <= options.max_retry_delay,
+        "a retry_after out of range accepted");
+  Check(!stream_queue || after == absl::ZeroDuration(),
+        "a retry_after on a stream queue accepted");
 }
 
 void FuzzPut(const v1::PutConfigRequest& request) {
@@ -442,6 +513,13 @@ void FuzzOne(const uint8_t* data, size_t size) {
     case kHoldKey: {
       v1::HoldKeyRequest r;
       if (Parse(rest, &r)) FuzzHoldKey(r);
+      break;
+    }
+    case kNack: {
+      v1::Nack r;
+      if (Parse(rest, &r)) {
+        FuzzNack(r, /*stream_queue=*/(data[0] / kValidators) % 2 == 1);
+      }
       break;
     }
   }

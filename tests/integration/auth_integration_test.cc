@@ -357,6 +357,23 @@ TEST_F(AuthTest, PublishNeedsPublishOnTheExchange) {
                "(default)/warren-auth-test-nowhere");
 }
 
+// A Call publishes its request: the same grant as a Publish of it.
+TEST_F(AuthTest, CallNeedsPublishOnTheRequestsExchange) {
+  v1::CallRequest request;
+  request.mutable_message()->set_routing_key("warren-auth-test-nowhere");
+  request.mutable_message()->set_mandatory(true);
+  v1::CallResponse response;
+  // Allowed: it then fails at the broker (no queue takes the request).
+  EXPECT_EQ(messaging_.alice->Call(CallContext().get(), request, &response)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  ExpectDenied(messaging_.bob->Call(CallContext().get(), request, &response),
+               "bob", "publish", "(default)/warren-auth-test-nowhere");
+  request.mutable_message()->set_exchange("amq.direct");
+  ExpectDenied(messaging_.alice->Call(CallContext().get(), request, &response),
+               "alice", "publish", "amq.direct");
+}
+
 // A fence reveals whether its owner still leads or holds: it needs observe
 // on the election or lock on the lock, besides publish.
 TEST_F(AuthTest, AFencedPublishNeedsTheFencesGrantToo) {

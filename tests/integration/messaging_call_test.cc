@@ -63,6 +63,18 @@ double Metric(const std::string& name, const std::string& labels = "") {
   return -1;
 }
 
+// Answers `request` as a responder does: a publish on the default
+// exchange to its reply_to, with its correlation id.
+grpc::Status Reply(v1::MessagingService::Stub& stub,
+                   const v1::Delivery& request, const std::string& payload) {
+  v1::PublishRequest reply;
+  reply.set_routing_key(request.reply_to());
+  reply.set_correlation_id(request.correlation_id());
+  reply.set_payload(payload);
+  v1::PublishResponse ignored;
+  return stub.Publish(CallContext().get(), reply, &ignored);
+}
+
 // A responder: answers every request of its subscription with
 // "<request payload> by <name>" (or not at all, when `replies` is false),
 // then acks it.
@@ -103,12 +115,9 @@ class Responder {
         // Counted before the reply goes out: a caller that has its reply
         // sees it counted.
         ++answered_;
-        v1::PublishRequest reply;
-        reply.set_routing_key(request.reply_to());
-        reply.set_correlation_id(request.correlation_id());
-        reply.set_payload(absl::StrCat(request.payload(), " by ", name_));
-        v1::PublishResponse ignored;
-        EXPECT_TRUE(stub_.Publish(CallContext().get(), reply, &ignored).ok());
+        EXPECT_TRUE(Reply(stub_, request,
+                          absl::StrCat(request.payload(), " by ", name_))
+                        .ok());
         sub_.Ack({request.delivery_id()});
       }
     }
@@ -141,6 +150,12 @@ class CallTest : public SharedWarrendTest<CallFlags> {
     start.mutable_topic()->add_binding_keys(key);
     start.set_group(group);
     start.set_max_in_flight(max_in_flight);
+    return start;
+  }
+
+  static v1::SubscribeStart QueueStart(const std::string& queue) {
+    v1::SubscribeStart start;
+    start.set_queue(queue);
     return start;
   }
 
@@ -247,8 +262,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
   const double dropped_before = Metric("warren_call_replies_dropped_total");
   const double deadlines_before =
       Metric("warren_calls_total", "code=\"DeadlineExceeded\"");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   TestSubscriber slow(*stub_, start);
   ASSERT_EQ(slow.WaitSubscribed(), queue);
 
@@ -268,12 +282,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
 
   ASSERT_TRUE(slow.WaitDeliveries(1));
   const v1::Delivery d = slow.deliveries()[0];
-  v1::PublishRequest reply;
-  reply.set_routing_key(d.reply_to());
-  reply.set_correlation_id(d.correlation_id());
-  reply.set_payload("too late");
-  v1::PublishResponse published;
-  ASSERT_TRUE(stub_->Publish(CallContext().get(), reply, &published).ok());
+  ASSERT_TRUE(Reply(*stub_, d, "too late").ok());
   EXPECT_TRUE(WaitFor(
       [&] {
         return Metric("warren_call_replies_dropped_total") >=
@@ -287,8 +296,7 @@ TEST_F(CallTest, AReplyAfterTheDeadlineIsDroppedAndCounted) {
 
 TEST_F(CallTest, NoResponderIsADeadlineAtTheCallersDeadline) {
   const std::string queue = Name("rpc-nobody");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   {
     // Declares the queue; nobody consumes it afterwards.
     TestSubscriber declare(*stub_, start);
@@ -321,8 +329,7 @@ TEST_F(CallTest, AnUnroutableMandatoryRequestIsAFailedPrecondition) {
   v1::CallRequest missing = Request(Name("no-such-exchange"), "k", "x");
   EXPECT_EQ(Call(missing, &response).error_code(), grpc::StatusCode::NOT_FOUND);
   const std::string queue = Name("rpc-after");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   Responder responder(*stub_, start, "after");
   ASSERT_EQ(responder.Start(), queue);
   v1::CallRequest ok;
@@ -334,8 +341,7 @@ TEST_F(CallTest, AnUnroutableMandatoryRequestIsAFailedPrecondition) {
 
 TEST_F(CallTest, PublishCarriesReplyToAndCorrelationId) {
   const std::string queue = Name("reply-props");
-  v1::SubscribeStart start;
-  start.set_queue(queue);
+  const v1::SubscribeStart start = QueueStart(queue);
   TestSubscriber sub(*stub_, start);
   ASSERT_EQ(sub.WaitSubscribed(), queue);
   v1::PublishRequest request;

@@ -185,8 +185,8 @@ TEST_F(CliTest, EveryCommandHasHelp) {
   EXPECT_TRUE(absl::StrContains(main_help.out, "Exit codes:")) << main_help;
   EXPECT_EQ(RunWarren({"help"}).out, main_help.out);
   for (std::string command :
-       {"publish", "subscribe", "elect", "leader", "lock", "lock get",
-        "config get", "config put", "config delete", "config list",
+       {"publish", "call", "subscribe", "respond", "elect", "leader", "lock",
+        "lock get", "config get", "config put", "config delete", "config list",
         "config watch", "config txn", "config hold"}) {
     std::vector<std::string> words = absl::StrSplit(command, ' ');
     std::vector<std::string> help_args = {"help"};
@@ -253,6 +253,14 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
       {"config", "delete", "k", "--fenced"},
       {"publish", "--queue=q", "x", "--fence-election=e"},
       {"config", "hold"},
+      {"call"},
+      {"publish", "--queue=q", "x", "--delay=-1s"},
+      {"subscribe", "q", "--offset=yesterday"},
+      {"subscribe", "q", "--match-header=format=pdf"},
+      {"subscribe", "--exchange=e", "--match-header=novalue"},
+      {"subscribe", "q", "--max-priority=-1"},
+      {"subscribe", "q", "--queue-type=log"},
+      {"respond", "q", "--"},
   };
   for (const auto& args : wrong) {
     Result r = Cli(args);
@@ -522,6 +530,86 @@ TEST_F(CliTest, PublishedMessagesAreSubscribedAndAcked) {
   auto ready = (*admin)->ReadyCount(queue);
   ASSERT_TRUE(ready.ok()) << ready.status();
   EXPECT_EQ(*ready, 0u);
+  EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
+}
+
+TEST_F(CliTest, CallIsAnsweredByRespondRunningACommand) {
+  const std::string queue = Unique("cli-respond");
+  auto responder =
+      StartCli({"respond", queue, "--max=2", "--", "tr", "a-z", "A-Z"});
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return absl::StrContains(responder->Stderr(),
+                                 "responding on queue " + queue);
+      },
+      absl::Seconds(30)))
+      << responder->Stderr();
+  Result call = Cli({"call", "--queue=" + queue, "hello"});
+  EXPECT_EQ(call.code, kOk) << call;
+  EXPECT_EQ(call.out, "HELLO\n");
+  Result json = Cli({"--json", "call", "", queue, "-"}, Stdin("bytes\n"));
+  EXPECT_EQ(json.code, kOk) << json;
+  const auto reply = ParseJson<v1::CallResponse>(json.out).reply();
+  EXPECT_EQ(reply.payload(), "BYTES\n");
+  EXPECT_FALSE(reply.correlation_id().empty()) << json;
+  EXPECT_EQ(responder->Wait(), kOk) << responder->Stderr();
+  EXPECT_EQ(responder->StdoutLines().size(), 2u) << responder->Stdout();
+
+  // Nobody answers now: DEADLINE_EXCEEDED, exit 5, not retried.
+  Result unanswered = Cli({"--timeout=1s", "call", "--queue=" + queue, "x"});
+  EXPECT_EQ(unanswered.code, kUnavailable) << unanswered;
+  EXPECT_TRUE(absl::StrContains(unanswered.err, "no reply within 1s"))
+      << unanswered;
+  auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
+}
+
+TEST_F(CliTest, ADelayedPublishArrivesAfterItsDelay) {
+  const std::string queue = Unique("cli-delay");
+  auto sub = StartCli({"--json", "subscribe", queue, "--max=1"});
+  AwaitSubscribed(*sub);
+  const absl::Time sent = absl::Now();
+  Result publish = Cli({"publish", "--queue=" + queue, "later", "--delay=1s"});
+  ASSERT_EQ(publish.code, kOk) << publish;
+  ASSERT_EQ(sub->Wait(), kOk) << sub->Stderr();
+  EXPECT_GE(absl::Now() - sent, absl::Seconds(1));
+  auto lines = sub->StdoutLines();
+  ASSERT_EQ(lines.size(), 2u) << sub->Stdout();
+  EXPECT_EQ(ParseJson<v1::SubscribeResponse>(lines[1]).delivery().payload(),
+            "later");
+  auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
+}
+
+TEST_F(CliTest, SubscribeReplaysAStreamFromAnOffset) {
+  const std::string queue = Unique("cli-stream");
+  auto live = StartCli(
+      {"--json", "subscribe", queue, "--queue-type=stream", "--max=3"});
+  AwaitSubscribed(*live);
+  for (const char* payload : {"e0", "e1", "e2"}) {
+    ASSERT_EQ(Cli({"publish", "--queue=" + queue, payload}).code, kOk);
+  }
+  ASSERT_EQ(live->Wait(), kOk) << live->Stderr();
+
+  Result replay = Cli(
+      {"subscribe", queue, "--queue-type=stream", "--offset=first", "--max=3"});
+  EXPECT_EQ(replay.code, kOk) << replay;
+  const auto lines = replay.lines();
+  ASSERT_EQ(lines.size(), 3u) << replay;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "e0  (")) << replay;
+  EXPECT_TRUE(absl::StrContains(lines[0], "stream_offset=0")) << replay;
+  // From the offset of e1 on: e1 and e2 only.
+  Result resumed =
+      Cli({"subscribe", queue, "--queue-type=stream", "--offset=1", "--max=2"});
+  EXPECT_EQ(resumed.code, kOk) << resumed;
+  ASSERT_EQ(resumed.lines().size(), 2u) << resumed;
+  EXPECT_TRUE(absl::StartsWith(resumed.lines()[0], "e1  (")) << resumed;
+  EXPECT_TRUE(absl::StrContains(resumed.lines()[1], "stream_offset=2"))
+      << resumed;
+  auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok()) << admin.status();
   EXPECT_TRUE((*admin)->DeleteQueue(queue).ok());
 }
 

@@ -16,7 +16,7 @@ Publisher::Publisher(std::shared_ptr<grpc::Channel> channel,
 
 absl::StatusOr<std::string> Publisher::Publish(
     v1::PublishRequest request, const std::optional<v1::Fence>& fence) {
-  if (options_.mandatory) request.set_mandatory(true);
+  if (options_.mandatory && !request.has_delay()) request.set_mandatory(true);
   if (fence.has_value()) *request.mutable_fence() = *fence;
   if (request.message_id().empty()) {
     request.set_message_id(internal::NewMessageId());
@@ -45,6 +45,37 @@ absl::StatusOr<std::string> Publisher::Publish(
       status.code(),
       absl::StrCat(status.message(), " (gave up after ", attempts,
                    " attempts; message id ", request.message_id(), ")"));
+}
+
+absl::StatusOr<std::string> Publisher::PublishDelayed(
+    v1::PublishRequest request, absl::Duration delay,
+    const std::optional<v1::Fence>& fence) {
+  *request.mutable_delay() = internal::ToProto(delay);
+  return Publish(std::move(request), fence);
+}
+
+absl::StatusOr<v1::Delivery> Publisher::Call(v1::PublishRequest request,
+                                             absl::Duration timeout) {
+  if (options_.mandatory) request.set_mandatory(true);
+  if (request.message_id().empty()) {
+    request.set_message_id(internal::NewMessageId());
+  }
+  v1::CallRequest call;
+  *call.mutable_message() = std::move(request);
+  grpc::ClientContext context;
+  // The whole call, publish and reply, within `timeout`; the channel may be
+  // reconnecting meanwhile, which is no reason to fail earlier.
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  context.set_wait_for_ready(true);
+  v1::CallResponse response;
+  const absl::Status status = ToStatus(stub_->Call(&context, call, &response));
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("no reply within ", absl::FormatDuration(timeout), " (",
+                     status.message(), ")"));
+  }
+  if (!status.ok()) return status;
+  return std::move(*response.mutable_reply());
 }
 
 absl::StatusOr<std::string> Publisher::PublishToQueue(

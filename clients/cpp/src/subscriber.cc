@@ -6,14 +6,43 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/mutex.h"
 #include "src/internal.h"
 #include "warren/client/channel.h"
+#include "warren/client/stream_offset.h"
 
 namespace warren::client {
 
 namespace v1 = ::warren::v1;
+
+namespace {
+
+// Where RetryAfter keeps its delay in a Status (an absl::Status payload).
+constexpr char kRetryAfterPayload[] = "type.warren.dev/client.RetryAfter";
+
+bool IsStreamQueue(const v1::SubscribeStart& start) {
+  return start.queue_options().queue_type() == v1::QUEUE_TYPE_STREAM;
+}
+
+}  // namespace
+
+absl::Status RetryAfter(absl::Duration delay, absl::Status error) {
+  if (error.ok()) error = absl::UnavailableError("retry later");
+  error.SetPayload(kRetryAfterPayload, absl::Cord(absl::FormatDuration(delay)));
+  return error;
+}
+
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status) {
+  const auto payload = status.GetPayload(kRetryAfterPayload);
+  absl::Duration delay;
+  if (!payload.has_value() ||
+      !absl::ParseDuration(std::string(*payload), &delay)) {
+    return std::nullopt;
+  }
+  return delay;
+}
 
 // Everything of a Subscriber behind its handle: the threads hold `this`, so
 // it stays at one address for its whole life.
@@ -27,6 +56,7 @@ class Subscriber::Impl {
   void Stop();
   std::string queue() const;
   int subscriptions() const;
+  std::optional<uint64_t> last_stream_offset() const;
   absl::Status status() const;
 
  private:
@@ -48,11 +78,15 @@ class Subscriber::Impl {
   absl::Status RunSession(const std::shared_ptr<Session>& session);
   void WorkLoop();
   void OnSilence(uint64_t generation);
+  // The settlement of a delivery whose handler answered `result`.
+  v1::SubscribeRequest SettlementFor(const v1::Delivery& delivery,
+                                     const absl::Status& result) const;
 
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::MessagingService::Stub> stub_;
   const SubscriberOptions options_;
   const DeliveryHandler handler_;
+  const bool stream_queue_;
 
   mutable warren::Mutex mu_;
   bool stop_called_ ABSL_GUARDED_BY(mu_) = false;
@@ -66,6 +100,10 @@ class Subscriber::Impl {
   uint64_t silence_generation_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
+  // Stream queues: the offset of the last delivery a handler was given.
+  // Deliveries reach the handlers in offset order (one FIFO of tasks), so a
+  // new stream resumes after it without a gap or a repeat.
+  std::optional<uint64_t> last_stream_offset_ ABSL_GUARDED_BY(mu_);
 
   std::thread reader_;
   std::vector<std::thread> workers_;
@@ -80,6 +118,15 @@ absl::StatusOr<std::unique_ptr<Subscriber>> Subscriber::Start(
     return absl::InvalidArgumentError("max_in_flight must be at least 1");
   }
   if (!handler) return absl::InvalidArgumentError("handler is empty");
+  if (options.retry_after < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("retry_after must not be negative");
+  }
+  if (options.retry_after > absl::ZeroDuration() &&
+      IsStreamQueue(options.start)) {
+    return absl::InvalidArgumentError(
+        "retry_after does not apply to a stream queue (a stream keeps every "
+        "message; replay it by offset instead)");
+  }
   auto impl = std::make_unique<Impl>(std::move(channel), std::move(options),
                                      std::move(handler));
   const absl::Status failed = impl->AwaitFirstSubscription();
@@ -92,6 +139,9 @@ Subscriber::~Subscriber() = default;
 void Subscriber::Stop() { impl_->Stop(); }
 std::string Subscriber::queue() const { return impl_->queue(); }
 int Subscriber::subscriptions() const { return impl_->subscriptions(); }
+std::optional<uint64_t> Subscriber::last_stream_offset() const {
+  return impl_->last_stream_offset();
+}
 absl::Status Subscriber::status() const { return impl_->status(); }
 
 absl::Status Subscriber::Impl::AwaitFirstSubscription() {
@@ -107,7 +157,8 @@ Subscriber::Impl::Impl(std::shared_ptr<grpc::Channel> channel,
     : channel_(std::move(channel)),
       stub_(v1::MessagingService::NewStub(channel_)),
       options_(std::move(options)),
-      handler_(std::move(handler)) {
+      handler_(std::move(handler)),
+      stream_queue_(IsStreamQueue(options_.start)) {
   watchdog_ = std::make_unique<internal::Watchdog>(
       [this](uint64_t generation) { OnSilence(generation); });
   for (uint32_t i = 0; i < options_.max_in_flight; ++i) {
@@ -175,6 +226,11 @@ int Subscriber::Impl::subscriptions() const {
   return subscriptions_;
 }
 
+std::optional<uint64_t> Subscriber::Impl::last_stream_offset() const {
+  warren::MutexLock lock(&mu_);
+  return last_stream_offset_;
+}
+
 absl::Status Subscriber::Impl::status() const {
   warren::MutexLock lock(&mu_);
   return status_;
@@ -219,6 +275,13 @@ absl::Status Subscriber::Impl::RunSession(
   start.mutable_start()->set_max_in_flight(options_.max_in_flight);
   *start.mutable_start()->mutable_heartbeat_interval() =
       internal::ToProto(options_.heartbeat_interval);
+  {
+    warren::MutexLock lock(&mu_);
+    if (last_stream_offset_.has_value()) {
+      *start.mutable_start()->mutable_offset() =
+          ResumeAfter(*last_stream_offset_);
+    }
+  }
   arm();
   if (session->Write(start)) {
     v1::SubscribeResponse response;
@@ -242,12 +305,28 @@ absl::Status Subscriber::Impl::RunSession(
           break;
         }
         case v1::SubscribeResponse::kDelivery: {
-          warren::MutexLock lock(&mu_);
-          // While stopping, a new delivery stays unacked: the server
-          // requeues it when the stream ends.
-          if (!stopping_) {
-            tasks_.push_back(
-                Task{session, std::move(*response.mutable_delivery())});
+          bool repeated;
+          {
+            warren::MutexLock lock(&mu_);
+            // While stopping, a new delivery stays unacked: the server
+            // requeues it when the stream ends.
+            if (stopping_) break;
+            // A resumed stream never goes back, whatever the broker's
+            // chunks hand out: what a handler had is settled, not handled
+            // again.
+            repeated =
+                stream_queue_ && last_stream_offset_.has_value() &&
+                response.delivery().stream_offset() <= *last_stream_offset_;
+            if (!repeated) {
+              tasks_.push_back(
+                  Task{session, std::move(*response.mutable_delivery())});
+            }
+          }
+          if (repeated) {
+            v1::SubscribeRequest ack;
+            ack.mutable_ack()->add_delivery_ids(
+                response.delivery().delivery_id());
+            session->Write(ack);
           }
           break;
         }
@@ -290,6 +369,9 @@ void Subscriber::Impl::WorkLoop() {
       tasks_.pop_front();
       run = !stopping_;
       ++running_;
+      if (run && stream_queue_) {
+        last_stream_offset_ = task.delivery.stream_offset();
+      }
     }
     v1::SubscribeRequest settle;
     if (run) {
@@ -303,12 +385,7 @@ void Subscriber::Impl::WorkLoop() {
       } catch (...) {
         result = absl::InternalError("handler threw");
       }
-      if (result.ok()) {
-        settle.mutable_ack()->add_delivery_ids(task.delivery.delivery_id());
-      } else {
-        settle.mutable_nack()->add_delivery_ids(task.delivery.delivery_id());
-        settle.mutable_nack()->set_requeue(options_.requeue_on_error);
-      }
+      settle = SettlementFor(task.delivery, result);
     } else {
       settle.mutable_nack()->add_delivery_ids(task.delivery.delivery_id());
       settle.mutable_nack()->set_requeue(true);
@@ -319,6 +396,27 @@ void Subscriber::Impl::WorkLoop() {
     warren::MutexLock lock(&mu_);
     --running_;
   }
+}
+
+v1::SubscribeRequest Subscriber::Impl::SettlementFor(
+    const v1::Delivery& delivery, const absl::Status& result) const {
+  v1::SubscribeRequest settle;
+  if (result.ok()) {
+    settle.mutable_ack()->add_delivery_ids(delivery.delivery_id());
+    return settle;
+  }
+  v1::Nack* nack = settle.mutable_nack();
+  nack->add_delivery_ids(delivery.delivery_id());
+  nack->set_requeue(options_.requeue_on_error);
+  // A stream cannot bring a message back (the server refuses a delay there
+  // and ends the stream): its nack only settles.
+  if (stream_queue_) return settle;
+  const absl::Duration delay =
+      RetryDelayOf(result).value_or(options_.retry_after);
+  if (delay > absl::ZeroDuration()) {
+    *nack->mutable_retry_after() = internal::ToProto(delay);
+  }
+  return settle;
 }
 
 }  // namespace warren::client

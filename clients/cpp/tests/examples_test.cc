@@ -139,5 +139,47 @@ TEST_F(ExamplesTest, ConfigPrintsTheValueAndEveryChange) {
   EXPECT_THAT(config->Output(), HasSubstr("deleted: " + key + "\ndone\n"));
 }
 
+TEST_F(ExamplesTest, RequestReplyGetsTheAnswerOfItsResponder) {
+  const std::string queue = UniqueName("cpp-request-reply");
+  auto run = Child::Spawn(WARREN_EXAMPLE_REQUEST_REPLY,
+                          {"--queue=" + queue, "--question=what time is it"},
+                          address());
+  EXPECT_EQ(run->Wait(), 0) << run->Output() << run->Errors();
+  EXPECT_THAT(run->Output(), HasSubstr("responding on queue " + queue + "\n"));
+  EXPECT_THAT(run->Output(),
+              HasSubstr("responder: request \"what time is it\""));
+  EXPECT_THAT(run->Output(), HasSubstr("reply: \"WHAT TIME IS IT\"\n"));
+  auto admin =
+      warren::testing::AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok());
+  EXPECT_EQ(*(*admin)->ReadyCount(queue), 0u);  // the request was acked
+  (void)(*admin)->DeleteQueue(queue);
+}
+
+TEST_F(ExamplesTest, ReplayReadsAStreamAndResumesWhereItStopped) {
+  const std::string stream = UniqueName("cpp-replay");
+  auto first = Child::Spawn(WARREN_EXAMPLE_REPLAY,
+                            {"--stream=" + stream, "--publish=3"}, address());
+  ASSERT_EQ(first->Wait(), 0) << first->Output() << first->Errors();
+  const std::string out = first->Output();
+  EXPECT_THAT(out, HasSubstr("offset 0: run-"));
+  EXPECT_THAT(out, HasSubstr(" event 2\nnext: --from=3\n"));
+
+  // From the offset it printed: only the new event, nothing read twice.
+  auto second = Child::Spawn(WARREN_EXAMPLE_REPLAY,
+                             {"--stream=" + stream, "--from=3", "--publish=1"},
+                             address());
+  ASSERT_EQ(second->Wait(), 0) << second->Output() << second->Errors();
+  const std::vector<std::string> lines =
+      absl::StrSplit(second->Output(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << second->Output();
+  EXPECT_THAT(lines[0], ::testing::StartsWith("offset 3: run-"));
+  EXPECT_EQ(lines[1], "next: --from=4");
+  auto admin =
+      warren::testing::AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+  ASSERT_TRUE(admin.ok());
+  (void)(*admin)->DeleteQueue(stream);
+}
+
 }  // namespace
 }  // namespace warren::client::testing

@@ -30,42 +30,6 @@ using ::testing::UnorderedElementsAreArray;
 using ::warren::testing::TestEnv;
 using ::warren::testing::WaitFor;
 
-BackoffPolicy FastBackoff() {
-  BackoffPolicy policy;
-  policy.initial = absl::Milliseconds(50);
-  policy.max = absl::Milliseconds(500);
-  return policy;
-}
-
-// What a handler saw, thread-safe.
-class Received {
- public:
-  void Add(const v1::Delivery& d) {
-    warren::MutexLock lock(&mu_);
-    deliveries_.push_back(d);
-  }
-  size_t size() const {
-    warren::MutexLock lock(&mu_);
-    return deliveries_.size();
-  }
-  std::vector<v1::Delivery> deliveries() const {
-    warren::MutexLock lock(&mu_);
-    return deliveries_;
-  }
-  std::vector<std::string> payloads() const {
-    std::vector<std::string> out;
-    for (const auto& d : deliveries()) out.push_back(d.payload());
-    return out;
-  }
-  bool WaitSize(size_t n, absl::Duration timeout = absl::Seconds(30)) const {
-    return WaitFor([&] { return size() >= n; }, timeout);
-  }
-
- private:
-  mutable warren::Mutex mu_;
-  std::vector<v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
-};
-
 struct Flags {
   static std::vector<std::string> Args() { return {"--log_level=warn"}; }
 };

@@ -14,6 +14,8 @@
 #include "absl/time/time.h"
 #include "server/common/mutex.h"
 #include "tests/integration/harness.h"
+#include "warren/client/backoff.h"
+#include "warren/v1/messaging.pb.h"
 
 namespace warren::client::testing {
 
@@ -76,6 +78,43 @@ class RestartableWarrend {
   std::string address_;
   std::string root_;
   std::unique_ptr<warren::testing::WarrendProcess> process_;
+};
+
+// Resubscribing within half a second, for the tests' broken streams.
+inline BackoffPolicy FastBackoff() {
+  BackoffPolicy policy;
+  policy.initial = absl::Milliseconds(50);
+  policy.max = absl::Milliseconds(500);
+  return policy;
+}
+
+// What a Subscriber's handler saw, thread-safe.
+class Received {
+ public:
+  void Add(const warren::v1::Delivery& d) {
+    warren::MutexLock lock(&mu_);
+    deliveries_.push_back(d);
+  }
+  size_t size() const {
+    warren::MutexLock lock(&mu_);
+    return deliveries_.size();
+  }
+  std::vector<warren::v1::Delivery> deliveries() const {
+    warren::MutexLock lock(&mu_);
+    return deliveries_;
+  }
+  std::vector<std::string> payloads() const {
+    std::vector<std::string> out;
+    for (const auto& d : deliveries()) out.push_back(d.payload());
+    return out;
+  }
+  bool WaitSize(size_t n, absl::Duration timeout = absl::Seconds(30)) const {
+    return warren::testing::WaitFor([&] { return size() >= n; }, timeout);
+  }
+
+ private:
+  mutable warren::Mutex mu_;
+  std::vector<warren::v1::Delivery> deliveries_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace warren::client::testing

@@ -3,8 +3,12 @@
 // only what is easy to get wrong with the raw streams:
 //
 //   - Subscriber: runs a handler per delivery with bounded concurrency, acks
-//     when it returns nil, nacks when it returns an error or panics, and
-//     resubscribes with capped, jittered backoff when the stream breaks.
+//     when it returns nil, nacks when it returns an error or panics (or
+//     retries it later: RetryAfter), and resubscribes with capped, jittered
+//     backoff when the stream breaks; a stream queue resumes where it
+//     stopped (OffsetFirst, OffsetAt, ... say where it starts).
+//   - Call and Responder: request/reply through the broker (the server's
+//     direct reply-to); a Call is never retried.
 //   - Elector: turns an Elect stream into events (elected with the fencing
 //     token, following, lost), enforces the client side of the leader LEASE
 //     and resigns on Close.
@@ -13,7 +17,7 @@
 //   - Publisher: publishes with a client-generated message id (mandatory by
 //     default) and retries transient failures with that SAME id, so
 //     consumers can de-duplicate; WithFence publishes only while a
-//     leadership or a lock still holds.
+//     leadership or a lock still holds, WithDelay publishes later.
 //   - Locker: acquires mutexes and semaphores (with a timeout, or trying
 //     once) and returns a held Lock with its fencing token, the lease rule
 //     of the Elector (Held), a Lost channel and Release (`defer

@@ -46,7 +46,8 @@ func NewPublisher(client warrenv1.MessagingServiceClient, opts PublisherOptions)
 
 // Publish sends msg and returns its message id once the broker confirmed it.
 // msg is not modified; when its MessageId is empty a UUID is generated, and
-// unless AllowUnroutable is set it is sent with Mandatory on.
+// unless AllowUnroutable is set (or the message is delayed: WithDelay) it is
+// sent with Mandatory on.
 //
 // A failure is retried, with the same message id, after the backoff, when
 // clients/retry-policy.json says "retry" for its code (UNAVAILABLE,
@@ -71,7 +72,8 @@ func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest, o
 	if req.MessageId == "" {
 		req.MessageId = NewMessageID()
 	}
-	if !p.opts.AllowUnroutable {
+	// A delayed message is routed later: the server refuses mandatory.
+	if !p.opts.AllowUnroutable && !delayed(req) {
 		req.Mandatory = true
 	}
 	var err error
@@ -96,7 +98,8 @@ func (p *Publisher) Publish(ctx context.Context, msg *warrenv1.PublishRequest, o
 	return req.MessageId, err
 }
 
-// PublishOption changes one Publish: WithFence.
+// PublishOption changes one Publish: WithFence, WithDelay, WithReplyTo,
+// WithCorrelationID.
 type PublishOption interface {
 	applyPublish(*warrenv1.PublishRequest)
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // Handler processes one delivery. Returning nil acks it; returning an error
-// (or panicking) nacks it. ctx is cancelled when the delivery can no longer
+// (or panicking) nacks it; an error made by RetryAfter brings the message
+// back after a delay. ctx is cancelled when the delivery can no longer
 // be settled because its stream broke: the broker will redeliver it, so the
 // handler may stop early. It is NOT cancelled when Receive's context is:
 // stopping waits for running handlers and settles them.
@@ -37,8 +38,15 @@ type SubscriberOptions struct {
 	// DeadLetterOnError nacks failed deliveries without requeue (they go to
 	// the queue's dead-letter exchange, or are dropped). By default they are
 	// requeued (at-least-once: nothing is lost, but a poison message comes
-	// back forever; use a dead-letter exchange and this flag against that).
+	// back forever; use a dead-letter exchange and this flag against that,
+	// or RetryAfter, or QueueOptions.DeliveryLimit on a quorum queue).
 	DeadLetterOnError bool
+	// RetryAfter, when set, brings every failed delivery back after this
+	// delay (Nack.retry_after: through a delay queue of the broker, so a
+	// failing message does not loop hot while others flow) instead of
+	// requeueing it at once; the error of the RetryAfter function overrides
+	// it per delivery. Not for stream queues (Receive refuses it).
+	RetryAfter time.Duration
 	// HeartbeatInterval is asked of the server; a stream silent for three
 	// intervals is treated as broken and opened again. 0 means 30s.
 	HeartbeatInterval time.Duration
@@ -101,6 +109,18 @@ var (
 // others (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION for mismatched
 // queue options, PERMISSION_DENIED, ...) are returned after the running
 // handlers finished. Call Receive once at a time per Subscriber.
+//
+// A stream queue (QueueOptions.QueueType QUEUE_TYPE_STREAM) starts at
+// Start.Offset (OffsetFirst, OffsetAt, ...; unset: OffsetNext) and is
+// resumed after a broken stream where it stopped: once the broken stream's
+// handlers have returned, the next stream starts at the lowest offset
+// received but not handled (a handler that returned nil, or an error while
+// its stream was still open, handled its delivery), else just after the
+// highest offset seen — no gap, no repeat (a subscription from "next" or
+// "last" broken before its first delivery resumes at the time it first
+// subscribed: a few earlier messages may come, none is lost). To survive a
+// restart of the process, store each handled Delivery.StreamOffset and
+// start the next Receive at OffsetAt(stored + 1).
 func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 	if s.opts.Start == nil {
 		return errors.New("warren: SubscriberOptions.Start is required")
@@ -110,6 +130,13 @@ func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 	start.HeartbeatInterval = durationpb.New(s.opts.HeartbeatInterval)
 
 	r := &receiver{s: s, h: h, slots: make(chan struct{}, s.opts.MaxInFlight)}
+	if isStreamSubscription(start) {
+		if s.opts.RetryAfter > 0 {
+			return errors.New("warren: SubscriberOptions.RetryAfter does not apply to a stream queue " +
+				"(a stream keeps every message: replay it by offset)")
+		}
+		r.offsets = newOffsetTracker(start.Offset)
+	}
 	// Handlers of a broken stream may still run; none outlives Receive.
 	defer r.handlers.Wait()
 	for attempt := 0; ; attempt++ {
@@ -122,6 +149,15 @@ func (s *Subscriber) Receive(ctx context.Context, h Handler) error {
 		}
 		if !resubscribe(err) {
 			return err
+		}
+		if r.offsets != nil {
+			// Where to resume is known once the handlers are done.
+			if r.lastStream != nil {
+				r.lastStream.wg.Wait()
+			}
+			if offset := r.offsets.resume(); offset != nil {
+				start.Offset = offset
+			}
 		}
 		s.report(fmt.Errorf("warren: subscription broken, resubscribing: %w", err))
 		if sleep(ctx, s.opts.Backoff.Delay(attempt)) != nil {
@@ -145,6 +181,9 @@ type receiver struct {
 	h        Handler
 	slots    chan struct{} // one token per running handler
 	handlers sync.WaitGroup
+	// Stream queues only: where a resubscription starts.
+	offsets    *offsetTracker
+	lastStream *subStream
 }
 
 // subStream is one Subscribe stream; sends are serialized (gRPC allows one
@@ -197,6 +236,7 @@ func (r *receiver) runStream(ctx context.Context, start *warrenv1.SubscribeStart
 		return false, err
 	}
 	st := &subStream{stream: stream}
+	r.lastStream = st
 	if err := st.send(&warrenv1.SubscribeRequest{
 		Request: &warrenv1.SubscribeRequest_Start{Start: start}}); err != nil {
 		// A failed Send reports io.EOF; the status comes from Recv.
@@ -222,6 +262,9 @@ func (r *receiver) runStream(ctx context.Context, start *warrenv1.SubscribeStart
 			switch x := resp.Response.(type) {
 			case *warrenv1.SubscribeResponse_Subscribed:
 				atomic.StoreInt64(&gotSubscribed, 1)
+				if r.offsets != nil {
+					r.offsets.subscribed(time.Now())
+				}
 				if r.s.opts.OnSubscribed != nil {
 					r.s.opts.OnSubscribed(x.Subscribed.Queue)
 				}
@@ -254,6 +297,10 @@ func (r *receiver) runStream(ctx context.Context, start *warrenv1.SubscribeStart
 			}
 			if streamCtx.Err() != nil {
 				continue // the stream broke: d cannot be settled, the broker redelivers it
+			}
+			if r.offsets != nil && !r.offsets.received(d.StreamOffset) {
+				_ = st.send(ackRequest(d.DeliveryId)) // before the start asked for
+				continue
 			}
 			select {
 			case r.slots <- struct{}{}:
@@ -301,17 +348,27 @@ func (r *receiver) handle(ctx context.Context, st *subStream, d *warrenv1.Delive
 		st.wg.Done()
 		r.handlers.Done()
 	}()
-	var req *warrenv1.SubscribeRequest
-	if err := r.call(ctx, d); err == nil {
-		req = &warrenv1.SubscribeRequest{Request: &warrenv1.SubscribeRequest_Ack{
-			Ack: &warrenv1.Ack{DeliveryIds: []uint64{d.DeliveryId}}}}
-	} else {
-		req = &warrenv1.SubscribeRequest{Request: &warrenv1.SubscribeRequest_Nack{
-			Nack: &warrenv1.Nack{DeliveryIds: []uint64{d.DeliveryId},
-				Requeue: !r.s.opts.DeadLetterOnError}}}
+	req := ackRequest(d.DeliveryId)
+	err := r.call(ctx, d)
+	if err != nil {
+		nack := &warrenv1.Nack{DeliveryIds: []uint64{d.DeliveryId}, Requeue: !r.s.opts.DeadLetterOnError}
+		if delay := retryDelay(err, r.s.opts.RetryAfter); delay > 0 {
+			nack.RetryAfter = durationpb.New(delay)
+		}
+		req = &warrenv1.SubscribeRequest{Request: &warrenv1.SubscribeRequest_Nack{Nack: nack}}
+	}
+	// A failure after the stream broke is not handled: like the broker's
+	// redelivery of an unsettled message, the resumed stream starts there.
+	if r.offsets != nil && (err == nil || ctx.Err() == nil) {
+		r.offsets.handled(d.StreamOffset)
 	}
 	// A failed send means the stream broke: the broker redelivers d.
 	_ = st.send(req)
+}
+
+func ackRequest(id uint64) *warrenv1.SubscribeRequest {
+	return &warrenv1.SubscribeRequest{Request: &warrenv1.SubscribeRequest_Ack{
+		Ack: &warrenv1.Ack{DeliveryIds: []uint64{id}}}}
 }
 
 // call runs the handler, turning a panic into an error so that one bad

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs an example: examples/run.sh hello|campaign|config|lock [--flag=value ...]
+# Runs an example: examples/run.sh hello|campaign|config|lock|request-reply|stream-replay [--flag=value ...]
 # (build first: ./generate.sh && ./build.sh). Server: WARREN_ADDRESS.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +8,9 @@ case "${1:-}" in
   campaign) main=io.warren.examples.CampaignExample ;;
   config) main=io.warren.examples.ConfigExample ;;
   lock) main=io.warren.examples.LockExample ;;
-  *) echo "usage: examples/run.sh hello|campaign|config|lock [--flag=value ...]" >&2; exit 2 ;;
+  request-reply) main=io.warren.examples.RequestReplyExample ;;
+  stream-replay) main=io.warren.examples.StreamReplayExample ;;
+  *) echo "usage: examples/run.sh hello|campaign|config|lock|request-reply|stream-replay [--flag=value ...]" >&2; exit 2 ;;
 esac
 shift
 exec java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \

@@ -15,7 +15,16 @@
 //
 // Messages are published `mandatory` by default (clients/defaults.json): a
 // message no queue is bound for is an error (FAILED_PRECONDITION), not a
-// silent drop. PublisherOptions::mandatory = false opts out.
+// silent drop. PublisherOptions::mandatory = false opts out. A delayed
+// message (PublishRequest.delay, PublishDelayed) is not made mandatory: the
+// server cannot check a route that is taken later, and refuses the two
+// together.
+//
+// Request/reply: Call() publishes a request and answers the first reply
+// (the server's direct reply-to and a fresh correlation id); a Responder
+// (responder.h) answers such requests. A responder's reply is an ordinary
+// Publish to the default exchange with routing key = the request's
+// Delivery::reply_to() and correlation_id copied from it.
 //
 // Thread-safe: one Publisher may be shared by any number of threads. Publish
 // blocks the calling thread until the broker confirmed (or it gave up).
@@ -68,6 +77,27 @@ class Publisher {
   absl::StatusOr<std::string> Publish(
       warren::v1::PublishRequest request,
       const std::optional<warren::v1::Fence>& fence = std::nullopt);
+
+  // Publish with PublishRequest.delay = `delay`: the message reaches its
+  // exchange only after the delay (rounded up by the server to two
+  // significant digits, so up to 10 % late, never early; at most its
+  // max_publish_delay, 24 h by default), and the answer comes once the
+  // broker has it in a delay queue. No `ttl` or `mandatory` with a delay.
+  absl::StatusOr<std::string> PublishDelayed(
+      warren::v1::PublishRequest request, absl::Duration delay,
+      const std::optional<warren::v1::Fence>& fence = std::nullopt);
+
+  // Request/reply (MessagingService.Call): publishes `request` (mandatory
+  // as any publish of this Publisher) with the server's reply address and a
+  // fresh correlation id, and answers the first reply with that id (its
+  // delivery_id is 0: a reply needs no ack). No reply within `timeout` is
+  // DEADLINE_EXCEEDED; a mandatory request that no queue takes is
+  // FAILED_PRECONDITION; a lost reply channel is UNAVAILABLE. Never
+  // retried: the request may have been handled when the reply was lost, and
+  // only the caller knows whether asking again is safe. `reply_to` and
+  // `correlation_id` must be empty and `delay` unset (INVALID_ARGUMENT).
+  absl::StatusOr<warren::v1::Delivery> Call(warren::v1::PublishRequest request,
+                                            absl::Duration timeout);
 
   // To the default exchange: `queue` receives `payload`.
   absl::StatusOr<std::string> PublishToQueue(

@@ -18,6 +18,16 @@
 //     stream (delivery ids belong to one stream): the server has already put
 //     them back in the queue and they come again, so handlers must be
 //     idempotent (at-least-once; Delivery::message_id() helps de-duplicate);
+//   - a handler that returns RetryAfter(delay, error) (or any error with
+//     SubscriberOptions::retry_after set) has its delivery nacked with
+//     Nack.retry_after: the server brings it back after the delay through a
+//     delay queue, so a failing message does not loop hot while others flow,
+//     and Delivery::delivery_count() says how often it came before;
+//   - stream queues (start.queue_options().queue_type() STREAM, start.offset
+//     from stream_offset.h): after a broken stream it subscribes again at
+//     the offset after the last delivery it handed to a handler, so the
+//     handler sees no gap and no repeat; last_stream_offset() tells it. A
+//     nack on a stream only settles the delivery (a stream cannot requeue);
 //   - Stop(): no new handlers start, running ones finish and are acked or
 //     nacked, queued ones are nacked with requeue, then the stream is closed
 //     (half-close, so the server has applied every ack before it ends).
@@ -35,6 +45,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -50,6 +61,16 @@ namespace warren::client {
 using DeliveryHandler =
     std::function<absl::Status(const warren::v1::Delivery& delivery)>;
 
+// An error for a handler to return when its delivery should come back after
+// `delay` (Nack.retry_after; rounded up by the server to two significant
+// digits, at most its max_retry_delay, 1 h by default): `error` (an
+// UNAVAILABLE "retry later" when OK) with the delay attached. On a stream
+// queue the delay does not apply: the delivery is settled like any failure.
+absl::Status RetryAfter(absl::Duration delay,
+                        absl::Status error = absl::OkStatus());
+// The delay RetryAfter attached to `status`; nullopt for any other status.
+std::optional<absl::Duration> RetryDelayOf(const absl::Status& status);
+
 struct SubscriberOptions {
   // What to consume: a queue (`start.set_queue(...)`, declared durable when
   // missing) or a topic binding with an optional group, plus queue options.
@@ -61,6 +82,10 @@ struct SubscriberOptions {
   // Whether a failed delivery goes back to the queue (true) or to the
   // dead-letter exchange, if the queue has one, or is dropped (false).
   bool requeue_on_error = true;
+  // When positive, every failed delivery comes back after this delay
+  // instead (see RetryAfter, whose delay wins). Not for stream queues:
+  // Start() answers INVALID_ARGUMENT.
+  absl::Duration retry_after = absl::ZeroDuration();
   // Asked of the server; a stream silent for 3 of these is re-opened.
   absl::Duration heartbeat_interval = absl::Seconds(10);
   // Delays between attempts to subscribe again.
@@ -98,6 +123,9 @@ class Subscriber {
   std::string queue() const;
   // How often a subscription was established (1 + resubscriptions).
   int subscriptions() const;
+  // Stream queues: the offset of the last delivery handed to the handler
+  // (where a resubscription resumes: this + 1); nullopt before the first.
+  std::optional<uint64_t> last_stream_offset() const;
   // OK while running and after Stop(); the error that ended the
   // subscription when it gave up.
   absl::Status status() const;

@@ -6,6 +6,7 @@ import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
 import com.google.protobuf.ByteString;
 import io.grpc.Status;
+import io.warren.v1.Delivery;
 import io.warren.v1.Fence;
 import io.warren.v1.MessagingServiceGrpc;
 import io.warren.v1.PublishRequest;
@@ -39,6 +40,10 @@ import java.util.concurrent.atomic.AtomicReference;
  * <p>Messages are published {@code mandatory} by default: one that no queue
  * receives fails with FAILED_PRECONDITION instead of being dropped by the
  * broker while the publish succeeds. {@link Options#mandatory(boolean)} opts out.
+ * Delayed messages ({@link #publishDelayed}, or a request with {@code delay})
+ * and replies ({@link #reply}) are never mandatory: the broker cannot tell
+ * whether a delayed message will be routed, nor route a direct reply-to
+ * address as a queue.
  *
  * <p>Thread-safe; the futures complete on gRPC or timer threads, so do not
  * block in their callbacks.
@@ -129,14 +134,76 @@ public final class Publisher {
   }
 
   /**
+   * Publishes a message that reaches {@code exchange} only after
+   * {@code delay} (at most the server's {@code max_publish_delay}, 24 h by
+   * default); the future completes once the broker holds it in a delay
+   * queue. Delays are rounded up to two significant digits in milliseconds,
+   * so it may arrive up to 10 % late, never early.
+   */
+  public CompletableFuture<String> publishDelayed(
+      String exchange, String routingKey, byte[] payload, Duration delay) {
+    return publish(
+        PublishRequest.newBuilder()
+            .setExchange(exchange)
+            .setRoutingKey(routingKey)
+            .setPayload(ByteString.copyFrom(payload))
+            .setDelay(Protos.duration(delay))
+            .build());
+  }
+
+  /** {@link #publishDelayed} to a queue through the default exchange. */
+  public CompletableFuture<String> publishToQueueDelayed(
+      String queue, byte[] payload, Duration delay) {
+    return publishDelayed("", queue, payload, delay);
+  }
+
+  /**
+   * Answers a request (a delivery with {@link Delivery#getReplyTo()}, e.g.
+   * from {@link Warren#call}): publishes {@code reply} on the default exchange
+   * to the request's reply address with its correlation id, whatever
+   * {@code reply} says of those. Fails with IllegalArgumentException when the
+   * request wants no reply.
+   */
+  public CompletableFuture<String> reply(Delivery request, PublishRequest reply) {
+    if (request.getReplyTo().isEmpty()) {
+      throw new IllegalArgumentException("the request has no reply_to: it wants no reply");
+    }
+    return publish(
+        reply.toBuilder()
+            .setExchange("")
+            .setRoutingKey(request.getReplyTo())
+            .setCorrelationId(request.getCorrelationId())
+            .setReplyTo("")
+            .setMandatory(false)
+            .build(),
+        false);
+  }
+
+  /** {@link #reply(Delivery, PublishRequest)} with just a payload. */
+  public CompletableFuture<String> reply(Delivery request, byte[] payload) {
+    return reply(request, PublishRequest.newBuilder().setPayload(ByteString.copyFrom(payload)).build());
+  }
+
+  /**
    * Publishes one message; the future completes with its message id once the
    * broker confirmed it, or fails with the last error. A request with a
-   * {@code fence} is fenced (see {@link #publish(String, String, byte[], Fence)}).
+   * {@code fence} is fenced (see {@link #publish(String, String, byte[], Fence)});
+   * one with a {@code delay} is delayed (see {@link #publishDelayed}); its
+   * {@code reply_to} and {@code correlation_id} reach the consumer.
    */
   public CompletableFuture<String> publish(PublishRequest request) {
+    return publish(request, !isDelayed(request));
+  }
+
+  private static boolean isDelayed(PublishRequest request) {
+    return request.hasDelay()
+        && (request.getDelay().getSeconds() > 0 || request.getDelay().getNanos() > 0);
+  }
+
+  private CompletableFuture<String> publish(PublishRequest request, boolean mayBeMandatory) {
     PublishRequest.Builder complete = request.toBuilder();
     if (request.getMessageId().isEmpty()) complete.setMessageId(UUID.randomUUID().toString());
-    if (options.mandatory) complete.setMandatory(true);
+    if (options.mandatory && mayBeMandatory) complete.setMandatory(true);
     PublishRequest withId = complete.build();
     CompletableFuture<String> result = new CompletableFuture<>();
     AtomicReference<Future<?>> inFlight = new AtomicReference<>();

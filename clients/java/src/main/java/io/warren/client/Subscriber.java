@@ -5,11 +5,16 @@ import io.warren.v1.Ack;
 import io.warren.v1.Delivery;
 import io.warren.v1.MessagingServiceGrpc;
 import io.warren.v1.Nack;
+import io.warren.v1.QueueOptions;
+import io.warren.v1.QueueType;
+import io.warren.v1.StreamOffset;
 import io.warren.v1.SubscribeRequest;
 import io.warren.v1.SubscribeResponse;
 import io.warren.v1.SubscribeStart;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.OptionalLong;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
@@ -47,6 +52,17 @@ import java.util.logging.Logger;
  *   <li>{@link #close()} stops cleanly: no new handler starts, deliveries that
  *       did not start yet are nacked with requeue, running handlers finish and
  *       are acked or nacked, then the stream is closed.
+ *   <li>A handler that throws {@link RetryAfter}, or any error with
+ *       {@link Options#retryAfter} set, nacks with a retry delay: the message
+ *       comes back after it (through a delay queue of the broker) while others
+ *       flow, and {@link Delivery#getDeliveryCount()} counts the retries.
+ *   <li>On a stream queue ({@link Options#stream}) the subscriber remembers
+ *       the handled offsets: a resubscribe after a broken stream starts at the
+ *       last handled {@link Delivery#getStreamOffset()} + 1, so nothing is
+ *       skipped or handled twice (with {@link Options#maxInFlight} above 1: at
+ *       the oldest delivery whose handler had not finished, so nothing is
+ *       skipped). {@link Options#resumeFrom} starts from an offset the
+ *       application stored itself.
  * </ul>
  */
 public final class Subscriber implements AutoCloseable {
@@ -73,9 +89,37 @@ public final class Subscriber implements AutoCloseable {
     default void onHandlerError(Delivery delivery, Throwable error) {}
   }
 
+  /**
+   * Thrown by a handler: the delivery is nacked with this retry delay and
+   * comes back to its queue after it (at most the server's
+   * {@code max_retry_delay}, 1 h by default; the broker may be up to 10 %
+   * late, never early). On a stream queue, which cannot requeue, it is a
+   * plain nack (logged).
+   */
+  public static final class RetryAfter extends Exception {
+    private static final long serialVersionUID = 1L;
+    private final transient Duration delay;
+
+    public RetryAfter(Duration delay) {
+      this(delay, null);
+    }
+
+    public RetryAfter(Duration delay, Throwable cause) {
+      super("retry after " + delay, cause);
+      if (delay.isNegative() || delay.isZero()) {
+        throw new IllegalArgumentException("a retry delay is positive");
+      }
+      this.delay = delay;
+    }
+
+    public Duration delay() {
+      return delay;
+    }
+  }
+
   /** What to consume and how. */
   public static final class Options {
-    final SubscribeStart start;
+    SubscribeStart start;
     int maxInFlight = 16;
     boolean requeueOnError = true;
     Executor executor;
@@ -83,8 +127,16 @@ public final class Subscriber implements AutoCloseable {
     BackoffPolicy backoff = BackoffPolicy.DEFAULT;
     Listener listener = new Listener() {};
     Duration closeTimeout = Duration.ofSeconds(30);
+    Duration retryAfter;
+    Long resumeFrom;
 
-    /** Everything about the source (queue or topic binding, group, queue options). */
+    /**
+     * Everything about the source (queue or topic binding with
+     * {@code match_headers}, group, queue options such as
+     * {@code single_active_consumer}, {@code max_priority},
+     * {@code delivery_limit}, a stream's {@code offset}), passed to the server
+     * as it is.
+     */
     public Options(SubscribeStart start) {
       this.start = start;
     }
@@ -92,6 +144,53 @@ public final class Subscriber implements AutoCloseable {
     /** Consumes {@code queue}, declaring it durable when missing. */
     public static Options queue(String queue) {
       return new Options(SubscribeStart.newBuilder().setQueue(queue).build());
+    }
+
+    /**
+     * Reads the stream queue {@code queue} (declared as a stream when missing),
+     * from the messages that arrive after the subscription starts unless
+     * {@link #startAt} or {@link #resumeFrom} say otherwise.
+     */
+    public static Options stream(String queue) {
+      return new Options(
+          SubscribeStart.newBuilder()
+              .setQueue(queue)
+              .setQueueOptions(QueueOptions.newBuilder().setQueueType(QueueType.QUEUE_TYPE_STREAM))
+              .build());
+    }
+
+    /**
+     * Where a stream subscription starts ({@link StreamOffsets}); the
+     * subscriber's own resume point replaces it after a broken stream.
+     */
+    public Options startAt(StreamOffset offset) {
+      start = start.toBuilder().setOffset(offset).build();
+      return this;
+    }
+
+    /**
+     * Starts a stream subscription at {@code offset}: the offset after the
+     * last one the application handled and stored (its
+     * {@link Delivery#getStreamOffset()} + 1). No delivery below it reaches
+     * the handler.
+     */
+    public Options resumeFrom(long offset) {
+      startAt(StreamOffsets.offset(offset));
+      resumeFrom = offset;
+      return this;
+    }
+
+    /**
+     * Handler errors nack with this retry delay (the message comes back
+     * after it; see {@link RetryAfter}) instead of at once; null (the
+     * default): {@link #requeueOnError} decides.
+     */
+    public Options retryAfter(Duration delay) {
+      if (delay != null && (delay.isNegative() || delay.isZero())) {
+        throw new IllegalArgumentException("a retry delay is positive");
+      }
+      retryAfter = delay;
+      return this;
     }
 
     /** The most handlers running at once, and the server-side prefetch (default 16). */
@@ -150,11 +249,17 @@ public final class Subscriber implements AutoCloseable {
   private Stream stream;
   private int running;
   private boolean closing;
+  // Stream queues only: offsets delivered but not yet handled (offset ->
+  // count, as a resumed stream may hand out one a stale handler still runs),
+  // and the offset after the newest handled one (-1: none yet).
+  private final TreeMap<Long, Integer> unfinishedOffsets = new TreeMap<>();
+  private long afterHandled = -1;
 
   Subscriber(Warren warren, Options options, Handler handler) {
     this.warren = warren;
     this.options = options;
     this.handler = handler;
+    if (options.resumeFrom != null) afterHandled = options.resumeFrom;
     this.retry = new StreamRetry(warren, options.backoff, lock, this::openLocked);
     if (options.executor != null) {
       executor = options.executor;
@@ -182,6 +287,36 @@ public final class Subscriber implements AutoCloseable {
   }
 
   /**
+   * Stream queues: the offset a resubscribe would start at (the last handled
+   * offset + 1, or the oldest unfinished one); empty before the first
+   * handled delivery (or {@link Options#resumeFrom}). Store it to resume in
+   * another process.
+   */
+  public OptionalLong resumeOffset() {
+    synchronized (lock) {
+      long at = resumeOffsetLocked();
+      return at < 0 ? OptionalLong.empty() : OptionalLong.of(at);
+    }
+  }
+
+  private boolean isStream() {
+    return options.start.getQueueOptions().getQueueType() == QueueType.QUEUE_TYPE_STREAM;
+  }
+
+  private long resumeOffsetLocked() {
+    return unfinishedOffsets.isEmpty() ? afterHandled : unfinishedOffsets.firstKey();
+  }
+
+  private void offsetStartedLocked(long offset) {
+    unfinishedOffsets.merge(offset, 1, Integer::sum);
+  }
+
+  private void offsetDoneLocked(long offset, boolean handled) {
+    unfinishedOffsets.computeIfPresent(offset, (k, n) -> n == 1 ? null : n - 1);
+    if (handled) afterHandled = Math.max(afterHandled, offset + 1);
+  }
+
+  /**
    * Stops: see the class comment. Idempotent. An interrupt stops the waiting
    * for running handlers and for the server: the stream is cancelled at once
    * (their deliveries go back to the queue) and the interrupt flag is kept.
@@ -198,7 +333,8 @@ public final class Subscriber implements AutoCloseable {
       // when the stream ends, so another consumer can take them now.
       while (!pending.isEmpty()) {
         Pending p = pending.poll();
-        p.stream.settleLocked(p.delivery.getDeliveryId(), false, true);
+        p.stream.settleLocked(p.delivery.getDeliveryId(), false, true, null);
+        if (p.stream.onStreamQueue) offsetDoneLocked(p.delivery.getStreamOffset(), false);
       }
       long deadline = System.nanoTime() + options.closeTimeout.toNanos();
       while (running > 0) {
@@ -236,6 +372,13 @@ public final class Subscriber implements AutoCloseable {
       start.setHeartbeatInterval(Protos.duration(options.heartbeatInterval));
     }
     Stream s = new Stream();
+    if (isStream()) {
+      long at = resumeOffsetLocked();
+      if (at >= 0) start.setOffset(StreamOffsets.offset(at));
+      if (start.getOffset().getStartCase() == StreamOffset.StartCase.OFFSET) {
+        s.lowestOffset = start.getOffset().getOffset();
+      }
+    }
     stream = s;
     RetryPolicy.forStreams(MessagingServiceGrpc.newStub(warren.channel())).subscribe(s);
     s.sendLocked(SubscribeRequest.newBuilder().setStart(start).build());
@@ -251,18 +394,27 @@ public final class Subscriber implements AutoCloseable {
         executor.execute(() -> runHandler(p));
       } catch (RejectedExecutionException e) {
         running--;
-        p.stream.settleLocked(p.delivery.getDeliveryId(), false, true);
+        p.stream.settleLocked(p.delivery.getDeliveryId(), false, true, null);
+        if (p.stream.onStreamQueue) offsetDoneLocked(p.delivery.getStreamOffset(), false);
       }
     }
   }
 
   private void runHandler(Pending p) {
     boolean ok = false;
+    Duration retryAfter = null;
     try {
       handler.handle(p.delivery);
       ok = true;
     } catch (Throwable t) {
       log.log(Level.FINE, "handler failed", t);
+      retryAfter = t instanceof RetryAfter ? ((RetryAfter) t).delay() : options.retryAfter;
+      if (retryAfter != null && p.stream.onStreamQueue) {
+        // The server refuses a retry on a stream (it cannot requeue) and
+        // would end the subscription: settle it as a plain nack instead.
+        log.warning("retry delay ignored on stream queue: a stream keeps every message");
+        retryAfter = null;
+      }
       try {
         options.listener.onHandlerError(p.delivery, t);
       } catch (RuntimeException ignored) {
@@ -270,7 +422,10 @@ public final class Subscriber implements AutoCloseable {
       }
     }
     synchronized (lock) {
-      p.stream.settleLocked(p.delivery.getDeliveryId(), ok, options.requeueOnError);
+      p.stream.settleLocked(p.delivery.getDeliveryId(), ok, options.requeueOnError, retryAfter);
+      // A stream keeps the message whatever the handler did: a failed one is
+      // handled too (replay it by offset), so a resume does not loop on it.
+      if (p.stream.onStreamQueue) offsetDoneLocked(p.delivery.getStreamOffset(), true);
       running--;
       dispatchLocked();
       lock.notifyAll();
@@ -289,20 +444,22 @@ public final class Subscriber implements AutoCloseable {
 
   /** One Subscribe call; a resubscribe makes a new one. */
   private final class Stream extends StreamCall<SubscribeRequest, SubscribeResponse> {
+    final boolean onStreamQueue = isStream();
+    long lowestOffset = -1; // deliveries below the offset asked for are skipped
+
     Stream() {
       super(lock, retry);
     }
 
-    void settleLocked(long id, boolean ack, boolean requeue) {
+    void settleLocked(long id, boolean ack, boolean requeue, Duration retryAfter) {
       // On a stream that already ended the id means nothing any more: the
       // server returned the message to the queue when the stream ended.
       if (ack) {
         sendLocked(SubscribeRequest.newBuilder().setAck(Ack.newBuilder().addDeliveryIds(id)).build());
       } else {
-        sendLocked(
-            SubscribeRequest.newBuilder()
-                .setNack(Nack.newBuilder().addDeliveryIds(id).setRequeue(requeue))
-                .build());
+        Nack.Builder nack = Nack.newBuilder().addDeliveryIds(id).setRequeue(requeue);
+        if (retryAfter != null) nack.setRetryAfter(Protos.duration(retryAfter));
+        sendLocked(SubscribeRequest.newBuilder().setNack(nack).build());
       }
     }
 
@@ -316,10 +473,16 @@ public final class Subscriber implements AutoCloseable {
           break;
         case DELIVERY:
           synchronized (lock) {
+            Delivery d = response.getDelivery();
             if (closing) {
-              settleLocked(response.getDelivery().getDeliveryId(), false, true);
+              settleLocked(d.getDeliveryId(), false, true, null);
+            } else if (onStreamQueue && d.getStreamOffset() < lowestOffset) {
+              // Already handled before a resume: the server may hand out the
+              // start of the offset's chunk; a stream keeps it anyway.
+              settleLocked(d.getDeliveryId(), true, false, null);
             } else {
-              pending.add(new Pending(this, response.getDelivery()));
+              if (onStreamQueue) offsetStartedLocked(d.getStreamOffset());
+              pending.add(new Pending(this, d));
               dispatchLocked();
             }
           }
@@ -333,7 +496,12 @@ public final class Subscriber implements AutoCloseable {
     void ended(Status status) {
       Duration retryIn = null;
       synchronized (lock) {
-        pending.removeIf(p -> p.stream == this);
+        pending.removeIf(
+            p -> {
+              if (p.stream != this) return false;
+              if (onStreamQueue) offsetDoneLocked(p.delivery.getStreamOffset(), false);
+              return true;
+            });
         lock.notifyAll();
         if (closing || stream != this) return;
         stream = null;

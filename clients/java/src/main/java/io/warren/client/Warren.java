@@ -11,21 +11,27 @@ import io.grpc.netty.NettyChannelBuilder;
 import io.warren.v1.ConfigEntry;
 import io.warren.v1.ConfigServiceGrpc;
 import io.warren.v1.DeleteConfigRequest;
+import io.warren.v1.Delivery;
 import io.warren.v1.ElectionServiceGrpc;
 import io.warren.v1.Fence;
 import io.warren.v1.GetConfigRequest;
 import io.warren.v1.LockServiceGrpc;
 import io.warren.v1.MessagingServiceGrpc;
+import io.warren.v1.PublishRequest;
 import io.warren.v1.PutConfigRequest;
 import io.warren.v1.TxnCheck;
 import io.warren.v1.TxnOp;
 import io.warren.v1.TxnRequest;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -155,6 +161,68 @@ public final class Warren implements AutoCloseable {
   /** Starts a subscription; see {@link Subscriber}. */
   public Subscriber subscribe(Subscriber.Options options, Subscriber.Handler handler) {
     return new Subscriber(this, options, handler);
+  }
+
+  /**
+   * Starts answering requests: a subscription (a queue, or a topic with a
+   * group) whose handler returns each reply; see {@link Responder}.
+   */
+  public Responder respond(Subscriber.Options options, Responder.Handler handler) {
+    return new Responder(this, options, handler);
+  }
+
+  /**
+   * Request/reply: publishes {@code request} (as a publish: exchange, routing
+   * key, payload, headers...; {@code reply_to}, {@code correlation_id} and
+   * {@code delay} must be unset) and waits for the first reply, a responder's
+   * answer ({@link Responder}, or {@link Publisher#reply}). Never retried, as
+   * the request may have been handled.
+   *
+   * @param timeout how long to wait for the reply; null: the server's call
+   *     timeout (30 s by default)
+   * @throws TimeoutException no reply within the timeout
+   * @throws io.grpc.StatusRuntimeException FAILED_PRECONDITION: a mandatory
+   *     request that no queue received; UNAVAILABLE: the request may have been
+   *     handled but no reply can arrive; INVALID_ARGUMENT, PERMISSION_DENIED...
+   */
+  public Delivery call(PublishRequest request, Duration timeout)
+      throws TimeoutException, InterruptedException {
+    CompletableFuture<Delivery> reply = callAsync(request, timeout);
+    try {
+      return reply.get();
+    } catch (InterruptedException e) {
+      reply.cancel(true);
+      throw e;
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof TimeoutException) {
+        TimeoutException timedOut = new TimeoutException(e.getCause().getMessage());
+        timedOut.initCause(e.getCause());
+        throw timedOut;
+      }
+      if (e.getCause() instanceof RuntimeException) throw (RuntimeException) e.getCause();
+      throw new IllegalStateException(e.getCause());
+    }
+  }
+
+  /** {@link #call(PublishRequest, Duration)} of {@code payload} to a queue (mandatory). */
+  public Delivery call(String queue, byte[] payload, Duration timeout)
+      throws TimeoutException, InterruptedException {
+    return call(
+        PublishRequest.newBuilder()
+            .setRoutingKey(queue)
+            .setPayload(ByteString.copyFrom(payload))
+            .setMandatory(true)
+            .build(),
+        timeout);
+  }
+
+  /**
+   * {@link #call(PublishRequest, Duration)} without blocking: the future
+   * fails with {@link TimeoutException} or the call's
+   * {@link io.grpc.StatusRuntimeException}; cancelling it cancels the call.
+   */
+  public CompletableFuture<Delivery> callAsync(PublishRequest request, Duration timeout) {
+    return Calls.call(this, request, timeout);
   }
 
   /** Starts a candidacy; see {@link Elector}. */

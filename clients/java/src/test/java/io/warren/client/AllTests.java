@@ -37,7 +37,7 @@ public final class AllTests {
 
   public static void main(String[] args) {
     Class<?>[] classes = {
-      SharedPolicyTest.class, MessagingTest.class, ElectorTest.class, ConfigWatcherTest.class,
+      SharedPolicyTest.class, MessagingTest.class, MessagingWrapperTest.class, MessagingDepthTest.class, ElectorTest.class, ConfigWatcherTest.class,
       LockTest.class, FenceTest.class, TxnTest.class, RegistrationTest.class,
       SecurityTest.class, RetryBehaviourTest.class, FaultTest.class, OutageTest.class
     };
