@@ -24,6 +24,23 @@ class ExamplesTest(unittest.TestCase):
         self.assertTrue(any(l.startswith("received 'Hello, Zookeeper & RabbitMQ!'")
                             for l in hello.output()), hello.output())
 
+    def test_request_reply_answers_every_call_and_times_out_without_responder(self):
+        program = Program("request_reply.py", "--queue", unique("py-squares"), "--count", "3")
+        self.assertEqual(program.wait(60), 0, "\n".join(program.output()))
+        out = program.output()
+        self.assertEqual([l for l in out if "squared" in l],
+                         ["1 squared is 1", "2 squared is 4", "3 squared is 9"])
+        self.assertTrue(any(l.startswith("no responder: DEADLINE_EXCEEDED") for l in out), out)
+
+    def test_stream_replay_replays_and_resumes(self):
+        program = Program("stream_replay.py", "--queue", unique("py-events"), "--count", "4")
+        self.assertEqual(program.wait(60), 0, "\n".join(program.output()))
+        out = program.output()
+        self.assertEqual(len([l for l in out if l.startswith("replay: ")]), 4)
+        self.assertIn("second replay is the same: True", out)
+        resumed = [l for l in out if l.startswith("resumed after ")]
+        self.assertEqual([l.split()[-2:] for l in resumed], [["event", "2"], ["event", "3"]])
+
     def test_campaign_exactly_one_elected(self):
         election = unique("py-campaign")
         a = Program("campaign.py", "--election", election, "--id", "a")

@@ -14,6 +14,11 @@ scripts, WSGI apps and threaded services alike. asyncio applications can use
 the generated stubs with grpc.aio directly (`warren_client.messaging_pb2_grpc`
 works with an aio channel) or call these wrappers from a thread.
 
+Messaging beyond publish/subscribe: Client.call() and Client.responder()
+(request/reply), delay= on publishes, Retry from a handler (a retry after
+a delay), stream queues with replay by offset (warren_client.options:
+queue_options(), stream_offset()).
+
 Coordination: Client.locker() (locks and semaphores with fencing tokens),
 fence= on publishes and config writes (Elector.fence(), Lock.fence()),
 Client.txn() (see warren_client.txn), Client.hold_key() (a Registration).
@@ -48,6 +53,7 @@ from ._proto import (
 from .config_watcher import Change, ConfigWatcher
 from .elector import Elector, LostReason
 from .errors import (
+    CallTimeoutError,
     ClosedError,
     FatalError,
     FenceError,
@@ -59,9 +65,11 @@ from .errors import (
 )
 from .fence import Fence, election_fence, lock_fence
 from .locker import Lock, Locker
+from .options import queue_options, stream_offset
 from .publisher import Publisher
 from .registration import Registration
-from .subscriber import Reject, Subscriber
+from .responder import Reply, Responder
+from .subscriber import Reject, Retry, Subscriber
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -246,6 +254,25 @@ class Client:
         """A started Subscriber (use it as a context manager or stop() it)."""
         return Subscriber(self.channel, handler, **kwargs).start()
 
+    def responder(self, handler: Callable[[Any], Any], **kwargs: Any) -> Responder:
+        """A started Responder: `handler(request)` returns the reply (bytes,
+        str or a Reply); Subscriber's kwargs choose the queue."""
+        return Responder(self.channel, handler, **kwargs).start()
+
+    def call(
+        self,
+        routing_key: str,
+        payload: bytes | str,
+        *,
+        timeout: float | None = 30.0,
+        **kwargs: Any,
+    ) -> Any:
+        """Request/reply: Publisher.call() — the reply (a warren.v1.Delivery),
+        CallTimeoutError (a TimeoutError) when none comes within `timeout`
+        seconds. Never retried."""
+        with Publisher(self.channel) as publisher:
+            return publisher.call(routing_key, payload, timeout=timeout, **kwargs)
+
     def elector(self, election: str, **kwargs: Any) -> Elector:
         """A started Elector (use it as a context manager or close() it)."""
         return Elector(self.channel, election, **kwargs).start()
@@ -384,6 +411,7 @@ def connect_from_env(environ: Mapping[str, str] | None = None, **kwargs: Any) ->
 
 __all__ = [
     "Backoff",
+    "CallTimeoutError",
     "Change",
     "Client",
     "ClosedError",
@@ -400,6 +428,9 @@ __all__ = [
     "Publisher",
     "Registration",
     "Reject",
+    "Reply",
+    "Responder",
+    "Retry",
     "Subscriber",
     "TransientError",
     "TxnFailedError",
@@ -407,6 +438,8 @@ __all__ = [
     "election_fence",
     "errors",
     "lock_fence",
+    "queue_options",
+    "stream_offset",
     "retry_policy",
     "txn",
     "channel",

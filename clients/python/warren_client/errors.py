@@ -25,13 +25,17 @@ an error is its __cause__.
     │                      (or before) it worked; code CANCELLED
     ├── NotLeaderError     Elector.proclaim() or Elector.fence() while not
     │                      leading; code FAILED_PRECONDITION
-    └── LockTimeoutError   Locker.acquire(): the lock was not acquired within
-                           its timeout; code DEADLINE_EXCEEDED
+    ├── LockTimeoutError   Locker.acquire(): the lock was not acquired within
+    │                      its timeout; code DEADLINE_EXCEEDED
+    └── CallTimeoutError   Publisher.call() / Client.call(): no reply within
+                           the timeout (also a builtin TimeoutError); code
+                           DEADLINE_EXCEEDED; the request may have been handled
 
 Who raises what: Publisher.publish() raises FatalError (FenceError),
 TransientError or ClosedError; Client.put_config / delete_config / txn
 FatalError (FenceError, TxnFailedError) or TransientError;
-Locker.acquire() LockTimeoutError, FatalError or ClosedError. The stream
+Locker.acquire() LockTimeoutError, FatalError or ClosedError;
+Publisher.call() CallTimeoutError, FatalError, TransientError or ClosedError. The stream
 wrappers retry every non-fatal ending themselves, so they only ever give up
 with a FatalError: it is their `.error`, goes to their `on_error` callback,
 and is raised by their wait methods (Subscriber.wait_subscribed,
@@ -121,6 +125,15 @@ class LockTimeoutError(WarrenError):
         super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, details)
 
 
+class CallTimeoutError(WarrenError, TimeoutError):
+    """No reply to a call within its timeout (the request may still have
+    been handled, and is not sent again). A TimeoutError too, so code that
+    handles timeouts the Python way catches it."""
+
+    def __init__(self, details: str) -> None:
+        WarrenError.__init__(self, grpc.StatusCode.DEADLINE_EXCEEDED, details)
+
+
 # How the server names what failed in a FAILED_PRECONDITION
 # (docs/semantics.md): a fence that no longer holds, or a transaction's
 # check or op by its index.
@@ -161,6 +174,7 @@ def from_unary_error(error: BaseException, attempts: int = 1) -> WarrenError:
 
 
 __all__ = [
+    "CallTimeoutError",
     "ClosedError",
     "FatalError",
     "FenceError",

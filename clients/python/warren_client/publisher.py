@@ -24,6 +24,15 @@ checked again, so a holder deposed between attempts publishes nothing more.
 Messages are published `mandatory` by default: a message no queue takes is
 an error (FatalError, FAILED_PRECONDITION) instead of a silent drop. Pass
 mandatory=False to publish to a routing key that may have no queue yet.
+A delayed message (`delay=`) is routed only when its delay is over, so it
+cannot be mandatory: it is published without unless mandatory=True is
+asked for (which the server refuses).
+
+call() is request/reply: the message goes out with a reply address of the
+server's own, and the first reply that carries its correlation id is the
+answer. It is never retried (a request that may have been handled must not
+be sent again behind the caller's back); no reply in time raises
+CallTimeoutError (a TimeoutError).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
 from ._stream import duration
-from .errors import ClosedError, TransientError, fatal_error, status_of
+from .errors import CallTimeoutError, ClosedError, TransientError, fatal_error, status_of
 
 log = logging.getLogger("warren_client.publisher")
 
@@ -52,6 +61,8 @@ class Publisher:
         publisher = Publisher(channel)
         message_id = publisher.publish("orders", b"{...}")          # default exchange
         publisher.publish("order.created", body, exchange="events")  # an exchange
+        publisher.publish("reminders", b"...", delay=60)            # routed a minute later
+        reply = publisher.call("prices", b"EURUSD", timeout=5)      # request/reply
 
     Raises FatalError (FenceError for a fence that no longer holds),
     TransientError or ClosedError (warren_client.errors).
@@ -85,8 +96,11 @@ class Publisher:
         transient: bool = False,
         priority: int = 0,
         ttl: float | None = None,
-        mandatory: bool = _defaults.PUBLISH_MANDATORY,
+        mandatory: bool | None = None,
         fence: Any = None,
+        delay: float | None = None,
+        reply_to: str = "",
+        correlation_id: str = "",
         timeout: float | None = None,
     ) -> str:
         """Publishes one message and returns its id once the broker confirmed
@@ -94,7 +108,48 @@ class Publisher:
         Pass `message_id` to make the id deterministic (e.g. a task number),
         so that a re-publish after a crash is recognisable too. `fence`: a
         warren.v1.Fence (Elector.fence(), Lock.fence()); FenceError when it
-        no longer holds."""
+        no longer holds. `delay` (seconds): the message reaches the exchange
+        that much later (up to 10 % more: delays are rounded up to two
+        significant digits of milliseconds), confirmed once the broker holds
+        it; not with `ttl`. `reply_to` / `correlation_id`: the AMQP
+        properties, for a requester with a reply queue of its own (a
+        Responder answers to them)."""
+        request = self._request(
+            routing_key,
+            payload,
+            exchange=exchange,
+            headers=headers,
+            content_type=content_type,
+            message_id=message_id,
+            transient=transient,
+            priority=priority,
+            ttl=ttl,
+            mandatory=_defaults.PUBLISH_MANDATORY and delay is None
+            if mandatory is None
+            else mandatory,
+            fence=fence,
+        )
+        if delay is not None:
+            request.delay.CopyFrom(duration(delay))
+        request.reply_to = reply_to
+        request.correlation_id = correlation_id
+        return self.send(request, timeout=timeout)
+
+    @staticmethod
+    def _request(
+        routing_key: str,
+        payload: bytes | str,
+        *,
+        exchange: str,
+        headers: Mapping[str, str] | None,
+        content_type: str,
+        message_id: str | None,
+        transient: bool,
+        priority: int,
+        ttl: float | None,
+        mandatory: bool,
+        fence: Any,
+    ) -> Any:
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         request = pb.PublishRequest(
@@ -112,7 +167,64 @@ class Publisher:
             request.ttl.CopyFrom(duration(ttl))
         if fence is not None:
             request.fence.CopyFrom(fence)
-        return self.send(request, timeout=timeout)
+        return request
+
+    def call(
+        self,
+        routing_key: str,
+        payload: bytes | str,
+        *,
+        exchange: str = "",
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "",
+        message_id: str | None = None,
+        transient: bool = False,
+        priority: int = 0,
+        ttl: float | None = None,
+        mandatory: bool = _defaults.PUBLISH_MANDATORY,
+        fence: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Sends a request and returns the reply, a warren.v1.Delivery
+        (payload, headers, content_type, correlation_id; nothing to ack).
+        Waits up to `timeout` seconds (default: the publisher's `timeout`);
+        none given to the server means its `call_timeout`. Raises
+        CallTimeoutError (a TimeoutError) when no reply came in time — the
+        request may still have been handled —, FatalError
+        (FAILED_PRECONDITION: mandatory and no queue took it; FenceError),
+        TransientError (e.g. UNAVAILABLE: the server lost its reply channel)
+        or ClosedError. Never retried."""
+        request = self._request(
+            routing_key,
+            payload,
+            exchange=exchange,
+            headers=headers,
+            content_type=content_type,
+            message_id=message_id,
+            transient=transient,
+            priority=priority,
+            ttl=ttl,
+            mandatory=mandatory,
+            fence=fence,
+        )
+        if self._closed.is_set():
+            raise ClosedError("publisher closed; call %s not sent" % request.message_id)
+        seconds = self._timeout if timeout is None else timeout
+        try:
+            response = self._stub.Call(pb.CallRequest(message=request), timeout=seconds)
+        except grpc.RpcError as error:
+            code, details = status_of(error)
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise CallTimeoutError(
+                    "no reply to %s within %gs%s"
+                    % (request.message_id, seconds, ": " + details if details else "")
+                ) from error
+            if retry_policy.unary_decision(code) == retry_policy.FATAL:
+                raise fatal_error(code, details) from error
+            raise TransientError(code, details, 1) from error
+        except ValueError as error:  # grpc: "Cannot invoke RPC on closed channel!"
+            raise ClosedError("the channel was closed: %s" % error) from error
+        return response.reply
 
     def send(self, request: Any, *, timeout: float | None = None) -> str:
         """Publishes a ready PublishRequest (an id is filled in when empty;

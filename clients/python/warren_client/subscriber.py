@@ -3,7 +3,11 @@ stream that it re-opens when it breaks.
 
 What raw stubs make easy to get wrong, and what this does instead:
 - settling: the handler returning acks the delivery; raising nacks it
-  (requeued unless `requeue_on_error=False`, or the handler raised Reject);
+  (requeued unless `requeue_on_error=False`, or the handler raised Reject;
+  back after a delay with `retry_after=` or when it raised Retry);
+- stream queues keep their messages, so a stream broken mid-way is resumed
+  at the offset after the last one handled (no gap, no repeat) instead of
+  where the first subscription started; `last_offset` tells the caller too;
 - delivery ids belong to ONE stream: a handler that finishes after its stream
   broke must not ack on the next stream (the id would name another message,
   or end the stream with INVALID_ARGUMENT). Its settlement is dropped; the
@@ -27,10 +31,11 @@ Threading: one thread owns the stream; handlers run on a thread pool.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import grpc
 
@@ -38,9 +43,11 @@ from . import _defaults
 from ._backoff import Backoff
 from ._proto import messaging_pb2 as pb
 from ._proto import messaging_pb2_grpc
+from ._stream_offsets import HandledOffsets
 from ._stream import RequestQueue, StreamEnd, StreamReader, StreamThread, Wake
 from ._stream import duration, open_stream, run_stream_loop
 from .errors import ClosedError, WarrenError
+from .options import Offset, stream_offset
 
 log = logging.getLogger("warren_client.subscriber")
 
@@ -53,6 +60,20 @@ class Reject(Exception):
     e.g. for a message that can never be processed."""
 
 
+class Retry(Exception):
+    """Raise from a handler to have the message come back after `after`
+    seconds (Nack.retry_after: it waits in a delay queue of the broker, so
+    other messages flow meanwhile); `Delivery.delivery_count` counts each
+    retry. Not on stream queues (they cannot requeue)."""
+
+    def __init__(self, after: float, reason: str = "") -> None:
+        super().__init__(after, reason)
+        if after <= 0:
+            raise ValueError("Retry(after=) must be positive, not %r" % after)
+        self.after = after
+        self.reason = reason
+
+
 class _Session:
     """One Subscribe stream. Settlements go to its own request queue, so a
     handler finishing after the stream died cannot reach the next stream."""
@@ -61,14 +82,18 @@ class _Session:
         self.requests: RequestQueue[Any] = RequestQueue()
         self.running: set[concurrent.futures.Future[None]] = set()  # this stream's handlers
         self.lock = threading.Lock()
+        self.offsets = HandledOffsets()
 
-    def settle(self, delivery_id: int, ok: bool, requeue: bool) -> bool:
+    def settle(
+        self, delivery_id: int, ok: bool, requeue: bool, retry_after: float | None = None
+    ) -> bool:
         if ok:
             request = pb.SubscribeRequest(ack=pb.Ack(delivery_ids=[delivery_id]))
         else:
-            request = pb.SubscribeRequest(
-                nack=pb.Nack(delivery_ids=[delivery_id], requeue=requeue)
-            )
+            nack = pb.Nack(delivery_ids=[delivery_id], requeue=requeue)
+            if retry_after is not None:
+                nack.retry_after.CopyFrom(duration(retry_after))
+            request = pb.SubscribeRequest(nack=nack)
         return self.requests.put(request)
 
 
@@ -82,7 +107,25 @@ class Subscriber(StreamThread):
 
     Source: `queue=` a queue name (declared durable when missing), or
     `exchange=` + `binding_keys=` (+ `exchange_type=`, `group=` for a shared
-    durable queue; without a group an exclusive per-stream queue).
+    durable queue; without a group an exclusive per-stream queue). A HEADERS
+    exchange routes by `match_headers=` (every pair must match, or any one
+    with `match_any=True`).
+
+    `queue_options=` (warren_client.queue_options(...) or a
+    warren.v1.QueueOptions) declares the queue with those arguments: a
+    priority queue, a delivery limit, a single active consumer, a stream.
+
+    Stream queues (queue_type "stream"): `offset=` is where the first
+    subscription starts ("first", "last", "next" (default), an offset N, a
+    datetime). The subscriber remembers the last offset handled
+    (`last_offset`, each delivery's `stream_offset`) and re-subscribes after
+    a broken stream at the one after it (before any was handled: from
+    "next" or "last", at the second its first stream opened, so that
+    nothing published meanwhile is skipped). To resume across restarts,
+    store `delivery.stream_offset` when handled and pass `offset=stored + 1`.
+
+    A handler that raises Retry(seconds) has its message back after that
+    delay; `retry_after=` does the same for any other exception.
 
     When it gives up (a fatal code, or its channel was closed) `error` holds
     the WarrenError, `on_error(error)` is called on its thread and
@@ -102,8 +145,12 @@ class Subscriber(StreamThread):
         exchange_type: int = pb.EXCHANGE_TYPE_TOPIC,
         group: str = "",
         queue_options: Any = None,
+        match_headers: Mapping[str, str] | None = None,
+        match_any: bool = False,
+        offset: Offset | None = None,
         max_in_flight: int = _defaults.SUBSCRIBER_MAX_IN_FLIGHT,
         requeue_on_error: bool = True,
+        retry_after: float | None = None,
         heartbeat_interval: float = 15.0,
         backoff: Backoff | None = None,
         on_error: Callable[[WarrenError], object] | None = None,
@@ -112,6 +159,10 @@ class Subscriber(StreamThread):
             raise ValueError("give exactly one of queue= or exchange=")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if match_headers and exchange is None:
+            raise ValueError("match_headers= binds to an exchange: give exchange=")
+        if retry_after is not None and retry_after <= 0:
+            raise ValueError("retry_after must be positive seconds, not %r" % retry_after)
         start = pb.SubscribeStart(
             group=group,
             max_in_flight=max_in_flight,
@@ -125,11 +176,21 @@ class Subscriber(StreamThread):
                     exchange=exchange,
                     exchange_type=exchange_type,
                     binding_keys=list(binding_keys),
+                    match_headers=dict(match_headers or {}),
+                    match_any=match_any,
                 )
             )
         if queue_options is not None:
             start.queue_options.CopyFrom(queue_options)
+        # A stream keeps what was acked: where to read again is the
+        # subscriber's to remember, by offset.
+        self._is_stream = start.queue_options.queue_type == pb.QUEUE_TYPE_STREAM
+        if self._is_stream and retry_after is not None:
+            raise ValueError("retry_after: a stream queue cannot requeue (replay by offset)")
+        if offset is not None:
+            start.offset.CopyFrom(stream_offset(offset))
         self._start_request = pb.SubscribeRequest(start=start)
+        self._retry_after = retry_after
         self._stub = messaging_pb2_grpc.MessagingServiceStub(channel)
         self._handler = handler
         self._requeue_on_error = requeue_on_error
@@ -149,7 +210,14 @@ class Subscriber(StreamThread):
         self._reader: StreamReader | None = None
         self._thread: threading.Thread | None = None
         self._stop_timeout: float | None = None
+        self._previous_session: _Session | None = None
         self.queue_name: str | None = None  # the queue consumed, once subscribed
+        # Stream queues: the last offset handled with every earlier delivery
+        # handled too; re-subscribing starts after it.
+        self.last_offset: int | None = None
+        # Stream queues read from "next" / "last": when the subscription was
+        # first open, for a stream that breaks before its first delivery.
+        self._subscribed_at: float | None = None
         self.subscriptions = 0  # how many streams reached `subscribed`
         self.error: WarrenError | None = None  # why the subscriber gave up
 
@@ -225,10 +293,39 @@ class Subscriber(StreamThread):
         start = self._start_request.start
         return repr(start.queue) if start.HasField("queue") else repr(start.topic.exchange)
 
+    def _start(self) -> Any:
+        """The request that opens a stream: after a broken stream on a stream
+        queue, it starts after the last offset handled."""
+        if not self._is_stream:
+            return self._start_request
+        previous = self._previous_session
+        if previous is not None:
+            # Handlers of the broken stream still count: wait for them so
+            # that resuming neither repeats nor skips what they handle.
+            with previous.lock:
+                running = list(previous.running)
+            while running and not self._stopping.is_set():
+                _, pending = concurrent.futures.wait(running, timeout=0.1)
+                running = list(pending)
+        if self.last_offset is not None:
+            resume = pb.StreamOffset(offset=self.last_offset + 1)
+        elif self._subscribed_at is not None:
+            # Nothing handled yet: "next" again would skip what came while
+            # the stream was broken. From the time it first started instead
+            # (by chunk, so a few older messages may come; no gap).
+            resume = stream_offset(datetime.datetime.fromtimestamp(int(self._subscribed_at)))
+        else:
+            return self._start_request
+        request = pb.SubscribeRequest()
+        request.CopyFrom(self._start_request)
+        request.start.offset.CopyFrom(resume)
+        return request
+
     def _one_stream(self) -> StreamEnd:
         """Runs one Subscribe stream until it ends or stop(); returns its end."""
         session = _Session()
-        session.requests.put(self._start_request)
+        session.requests.put(self._start())
+        self._previous_session = session
         try:
             reader = open_stream(
                 self._stub.Subscribe,
@@ -257,12 +354,21 @@ class Subscriber(StreamThread):
                 kind = item.WhichOneof("response")
                 if kind == "subscribed":
                     self.queue_name = item.subscribed.queue
+                    if (
+                        self._is_stream
+                        and self._subscribed_at is None
+                        and self._start_request.start.offset.WhichOneof("start")
+                        in (None, "next", "last")
+                    ):
+                        self._subscribed_at = time.time()
                     self.subscriptions += 1
                     self._subscribed.set()
                 elif kind == "delivery":
                     # After stop() the message is not handled: closing the
                     # stream puts it back in the queue.
                     if not self._stopping.is_set():
+                        if self._is_stream:
+                            session.offsets.delivered(item.delivery.stream_offset)
                         self._dispatch(session, item.delivery)
                 # heartbeat: only proves the stream alive (handled above)
         finally:
@@ -282,19 +388,37 @@ class Subscriber(StreamThread):
             session.running.discard(future)
 
     def _handle(self, session: _Session, delivery: Delivery) -> None:
-        ok, requeue = True, False
+        ok, requeue, retry_after = True, False, None
         try:
             self._handler(delivery)
         except Reject:
             ok, requeue = False, False
+        except Retry as retry:
+            if self._is_stream:
+                log.error(
+                    "Retry raised for message %s of a stream queue, which "
+                    "cannot requeue; settled without a retry",
+                    delivery.message_id,
+                )
+                ok = False
+            else:
+                ok, retry_after = False, retry.after
         except Exception:
             log.exception(
-                "handler failed for message %s; nack (requeue=%s)",
+                "handler failed for message %s; nack (requeue=%s, retry_after=%s)",
                 delivery.message_id,
                 self._requeue_on_error,
+                self._retry_after,
             )
-            ok, requeue = False, self._requeue_on_error
-        if not session.settle(delivery.delivery_id, ok, requeue):
+            ok, requeue, retry_after = False, self._requeue_on_error, self._retry_after
+        if self._is_stream:
+            # Handled (a nack only settles on a stream: it never comes back).
+            last = session.offsets.handled(delivery.stream_offset)
+            if last is not None:
+                with self._lock:
+                    if self.last_offset is None or last > self.last_offset:
+                        self.last_offset = last
+        if not session.settle(delivery.delivery_id, ok, requeue, retry_after):
             log.info(
                 "stream of delivery %s ended before it was settled; the "
                 "broker redelivers message %s",
