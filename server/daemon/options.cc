@@ -579,12 +579,20 @@ absl::StatusOr<Options> LoadOptions(int argc, char** argv) {
                     absl::GetFlag(FLAGS_max_message_bytes),
             "max_payload_bytes must be positive, and payload plus headers "
             "plus 4096 must fit in max_message_bytes"),
+      // A delay queue's x-message-ttl (up to 1.1 x the delay) and x-expires
+      // (2 x that + 10 min) must fit RabbitMQ's 2^32 - 1 ms (49.7 days).
       Check(absl::GetFlag(FLAGS_max_retry_delay) > absl::ZeroDuration() &&
-                absl::GetFlag(FLAGS_max_retry_delay) <= absl::Hours(24 * 365),
-            "max_retry_delay must be positive and at most a year"),
+                absl::GetFlag(FLAGS_max_retry_delay) <= absl::Hours(24 * 20),
+            "max_retry_delay must be positive and at most 20 days (a delay "
+            "queue's "
+            "expiry, about 2.2 x the delay, must fit RabbitMQ's 49 days)"),
+      // A delay queue's x-message-ttl (up to 1.1 x the delay) and x-expires
+      // (2 x that + 10 min) must fit RabbitMQ's 2^32 - 1 ms (49.7 days).
       Check(absl::GetFlag(FLAGS_max_publish_delay) > absl::ZeroDuration() &&
-                absl::GetFlag(FLAGS_max_publish_delay) <= absl::Hours(24 * 365),
-            "max_publish_delay must be positive and at most a year"),
+                absl::GetFlag(FLAGS_max_publish_delay) <= absl::Hours(24 * 20),
+            "max_publish_delay must be positive and at most 20 days (a delay "
+            "queue's "
+            "expiry, about 2.2 x the delay, must fit RabbitMQ's 49 days)"),
       Check(absl::GetFlag(FLAGS_max_header_bytes) >= 0,
             "max_header_bytes must not be negative"),
       Check(absl::GetFlag(FLAGS_publish_window) > 0 &&

@@ -1,5 +1,6 @@
 #include "server/messaging/call_handler.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -70,10 +71,12 @@ grpc::ServerUnaryReactor* CallHandler::Call(
   }
   const auto theirs = context->deadline();
   const absl::Time now = absl::Now();
+  // At most call_timeout, whatever the caller's deadline: a waiting Call
+  // holds its reactor, and a draining server waits for every reactor.
   const absl::Time deadline =
       theirs == std::chrono::system_clock::time_point::max()
           ? now + options_.call_timeout
-          : absl::FromChrono(theirs);
+          : std::min(absl::FromChrono(theirs), now + options_.call_timeout);
   // As the caller sees it: the timeout it set (or the server's), not what
   // was left of it when the I/O thread got the call.
   const absl::Duration timeout =

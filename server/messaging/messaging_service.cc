@@ -392,6 +392,9 @@ class SubscribeReactor final
   void OnDelivery(amqp::Delivery d) override {
     warren::MutexLock lock(&mu_);
     if (done_ || writes_.finishing()) return;
+    // An existing queue consumed as it is may be a stream: its deliveries
+    // say so (then a nack only settles, and a retry is refused).
+    if (d.stream_offset.has_value()) on_stream_queue_ = true;
     if (BelowStreamStart(d, stream_start_)) {
       if (subscribed_) {
         amqp_.Settle(subscription_, d.delivery_tag, amqp::Settle::kAck);
@@ -471,13 +474,17 @@ class SubscribeReactor final
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!CheckSettleLocked(ids, verb)) return;
     for (uint64_t id : ids) {
-      unsettled_.Take(id);
+      const std::optional<amqp::Delivery> kept = unsettled_.Take(id);
       // A stream keeps every message and cannot requeue one: a nack there
       // only settles the delivery.
-      if (subscribed_) {
-        amqp_.Settle(subscription_, id,
-                     on_stream_queue_ ? amqp::Settle::kAck : how);
+      amqp::Settle settle = on_stream_queue_ ? amqp::Settle::kAck : how;
+      // A retry through a delay queue restarts the broker's own count, so
+      // the limit is also applied here, to the count that includes retries.
+      if (settle == amqp::Settle::kRequeue && delivery_limit_ > 0 &&
+          kept.has_value() && kept->delivery_count + 1 >= delivery_limit_) {
+        settle = amqp::Settle::kReject;
       }
+      if (subscribed_) amqp_.Settle(subscription_, id, settle);
     }
     unacked_.fetch_sub(static_cast<int64_t>(ids.size()));
   }

@@ -137,6 +137,42 @@ TEST_F(RetryStreamTest, TheLastDeliveryTheLimitAllowsIsDeadLettered) {
   EXPECT_TRUE(broker_.published().empty());
 }
 
+// A retried copy is a new message to the broker (its own count restarts),
+// so a plain requeue of the last delivery the limit allows dead-letters it.
+TEST_F(RetryStreamTest, ARequeueAfterRetriesStillHonoursTheLimit) {
+  v1::SubscribeStart start;
+  start.set_group("jobs");
+  start.mutable_topic()->set_exchange("events");
+  start.mutable_queue_options()->set_queue_type(v1::QUEUE_TYPE_QUORUM);
+  start.mutable_queue_options()->set_delivery_limit(3);
+  amqp::Delivery d;
+  d.headers = {{kRetriesHeader, "2"}};
+  const v1::Delivery got = Open(start, d);
+  v1::SubscribeRequest nack;
+  nack.mutable_nack()->add_delivery_ids(got.delivery_id());
+  nack.mutable_nack()->set_requeue(true);
+  ASSERT_TRUE(stream_->Write(nack));
+  AwaitTrue([&] { return !broker_.settled().empty(); });
+  EXPECT_THAT(broker_.settle_kinds(), ElementsAre(amqp::Settle::kReject));
+}
+
+// An existing queue consumed as it is turns out to be a stream: its
+// deliveries carry offsets, and a retry is refused.
+TEST_F(RetryStreamTest, ARetryOnAnExistingStreamIsRefused) {
+  amqp::Delivery d;
+  d.stream_offset = 7;
+  const v1::Delivery got = Open(QueueStart("events-log"), d);
+  EXPECT_EQ(got.stream_offset(), 7u);
+  Nack(got.delivery_id(), absl::Seconds(1));
+  v1::SubscribeResponse response;
+  while (stream_->Read(&response)) {
+  }
+  const grpc::Status status = stream_->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("nack.retry_after"));
+  EXPECT_TRUE(broker_.delay_queues().empty());
+}
+
 TEST_F(RetryStreamTest, BackFromTheRetryQueueItLooksAsPublished) {
   amqp::Delivery d;
   d.exchange = "";
