@@ -1073,8 +1073,8 @@ absl::Status AmqpClient::IoLoop::HandleFrame(const amqp_frame_t& frame) {
 void AmqpClient::IoLoop::CompleteContent(uint16_t channel, Content content) {
   if (channel == kCallChannel) {
     if (content.what == Content::What::kReturn) {
-      call_confirms_.OnReturned(content.delivery.message_id,
-                                std::move(content.return_text));
+      call_confirms_.OnReturnedByCorrelationId(content.delivery.correlation_id,
+                                               std::move(content.return_text));
     } else {
       calls_.OnReply(std::move(content.delivery));
     }

@@ -18,8 +18,19 @@ uint64_t ConfirmTracker::OnPublished(Publish publish, absl::Time now) {
 
 void ConfirmTracker::OnReturned(absl::string_view message_id,
                                 std::string reply) {
+  MarkReturned(&OutgoingMessage::message_id, message_id, std::move(reply));
+}
+
+void ConfirmTracker::OnReturnedByCorrelationId(absl::string_view correlation_id,
+                                               std::string reply) {
+  MarkReturned(&OutgoingMessage::correlation_id, correlation_id,
+               std::move(reply));
+}
+
+void ConfirmTracker::MarkReturned(std::string OutgoingMessage::*field,
+                                  absl::string_view value, std::string reply) {
   for (auto& [tag, pending] : unconfirmed_) {
-    if (!pending.returned && pending.publish.message.message_id == message_id) {
+    if (!pending.returned && pending.publish.message.*field == value) {
       pending.returned = true;
       pending.return_reply = std::move(reply);
       return;

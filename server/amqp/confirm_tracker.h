@@ -69,6 +69,11 @@ class ConfirmTracker {
   // message, and the frame names no delivery tag: the oldest tracked
   // publish with that id that was not returned yet is taken for it.
   void OnReturned(absl::string_view message_id, std::string reply);
+  // The same for a channel whose messages each carry a correlation id of
+  // their own (the Call channel's): matched by it, because callers may
+  // reuse a message id (for de-duplication) across concurrent calls.
+  void OnReturnedByCorrelationId(absl::string_view correlation_id,
+                                 std::string reply);
 
   // basic.ack (`ack`) or basic.nack for `tag`, or with `multiple` for every
   // tracked tag up to it. Answers what it settles that is still unanswered
@@ -114,6 +119,11 @@ class ConfirmTracker {
                         const absl::Status& status);
 
  private:
+  // Marks the oldest tracked publish not yet returned whose `field` is
+  // `value` as returned with `reply`.
+  void MarkReturned(std::string OutgoingMessage::*field,
+                    absl::string_view value, std::string reply);
+
   struct Pending {
     Publish publish;
     absl::Time published;

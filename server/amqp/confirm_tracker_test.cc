@@ -172,6 +172,26 @@ TEST(ConfirmTrackerTest, ReturnsOfOneIdMarkItsPublishesOldestFirst) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Two calls that share a message id (a caller's de-duplication key): the
+// return names the call by its correlation id, so only that one fails.
+TEST(ConfirmTrackerTest, ReturnsByCorrelationIdMarkOnlyThatPublish) {
+  Answers answers;
+  ConfirmTracker tracker;
+  ConfirmTracker::Publish routed = Message("same", answers);
+  routed.message.correlation_id = "call-1";
+  routed.done = answers.For("routed");
+  ConfirmTracker::Publish unroutable = Message("same", answers);
+  unroutable.message.correlation_id = "call-2";
+  unroutable.done = answers.For("unroutable");
+  tracker.OnPublished(std::move(routed), kStart);
+  tracker.OnPublished(std::move(unroutable), kStart);
+  tracker.OnReturnedByCorrelationId("call-2", "312 NO_ROUTE");
+  tracker.OnConfirm(2, true, true, kStart);
+  EXPECT_TRUE(answers.Only("routed").ok());
+  EXPECT_EQ(answers.Only("unroutable").code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(ConfirmTrackerTest, AReturnOfAnUnknownIdChangesNothing) {
   Answers answers;
   ConfirmTracker tracker;
