@@ -34,18 +34,6 @@ namespace {
 namespace v1 = ::warren::v1;
 using google::protobuf::util::TimeUtil;
 
-// AMQP short strings (names, keys, ids) hold at most 255 bytes.
-constexpr size_t kMaxShortString = 255;
-
-absl::Status CheckShort(const std::string& value, absl::string_view field) {
-  if (value.size() > kMaxShortString) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " is ", value.size(),
-                     " bytes long; AMQP allows at most ", kMaxShortString));
-  }
-  return absl::OkStatus();
-}
-
 // What a publish needs before it can be checked against its fence.
 absl::Status CanCheckFence(const v1::PublishRequest& request,
                            const MessagingServiceOptions& options) {

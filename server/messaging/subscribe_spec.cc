@@ -15,18 +15,6 @@ namespace {
 
 namespace v1 = ::warren::v1;
 
-// AMQP short strings (names, keys, ids) hold at most 255 bytes.
-constexpr size_t kMaxShortString = 255;
-
-absl::Status CheckShort(const std::string& value, absl::string_view field) {
-  if (value.size() > kMaxShortString) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " is ", value.size(),
-                     " bytes long; AMQP allows at most ", kMaxShortString));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status HeadersMatchError(absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("start.topic.match_headers ", why));
@@ -190,6 +178,15 @@ absl::Status ToQueueDepthOptions(const v1::SubscribeStart& start,
 }
 
 }  // namespace
+
+absl::Status CheckShort(const std::string& value, absl::string_view field) {
+  if (value.size() > kMaxShortString) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(),
+                     " bytes long; AMQP allows at most ", kMaxShortString));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<amqp::SubscribeSpec> ToSubscribeSpec(
     const v1::SubscribeStart& start, const MessagingServiceOptions& options) {

@@ -4,13 +4,24 @@
 // start is refused before anything touches the broker.
 #pragma once
 
+#include <cstddef>
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/amqp/amqp_types.h"
 #include "warren/v1/messaging.pb.h"
 
 namespace warren::messaging {
 
 struct MessagingServiceOptions;
+
+// AMQP short strings (names, keys, ids) hold at most 255 bytes.
+inline constexpr size_t kMaxShortString = 255;
+
+// INVALID_ARGUMENT naming `field` for a value longer than an AMQP short
+// string.
+absl::Status CheckShort(const std::string& value, absl::string_view field);
 
 // The AMQP side of a SubscribeStart: the queue to declare (a named durable
 // queue, a shared group queue, or an exclusive per-stream one), the binding,
