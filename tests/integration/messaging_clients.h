@@ -1,6 +1,7 @@
 // Test-side clients of MessagingService streams: a subscriber that reads on
-// its own thread and lets the test wait for conditions on what arrived, and
-// a pipelined publisher over PublishStream.
+// its own thread and lets the test wait for conditions on what arrived, a
+// pipelined publisher over PublishStream, and the fixture the messaging
+// integration tests share.
 #pragma once
 
 #include <functional>
@@ -14,6 +15,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/common/mutex.h"
+#include "tests/integration/amqp_admin.h"
+#include "tests/integration/harness.h"
 #include "warren/v1/messaging.grpc.pb.h"
 
 namespace warren::testing {
@@ -101,5 +104,24 @@ std::vector<PublishOutcome> PublishAll(
     const std::function<warren::v1::PublishRequest(size_t)>& make,
     grpc::Status* status,
     const std::function<void(const PublishOutcome&)>& on_response = nullptr);
+
+// A warrend shared by the suite (started with `Flags::Args()`), a
+// MessagingService stub to it and an AMQP connection to the test broker
+// for setting up and inspecting queues directly.
+template <typename Flags>
+class MessagingTestBase : public SharedWarrendTest<Flags> {
+ protected:
+  void SetUp() override {
+    SharedWarrendTest<Flags>::SetUp();
+    if (this->HasFatalFailure()) return;
+    stub_ = warren::v1::MessagingService::NewStub(this->warrend_->channel());
+    auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
+    ASSERT_TRUE(admin.ok()) << admin.status();
+    admin_ = *std::move(admin);
+  }
+
+  std::unique_ptr<warren::v1::MessagingService::Stub> stub_;
+  std::unique_ptr<AmqpAdmin> admin_;
+};
 
 }  // namespace warren::testing

@@ -39,17 +39,8 @@ struct DelayFlags {
   static std::vector<std::string> Args() { return {}; }
 };
 
-class DelaysTest : public SharedWarrendTest<DelayFlags> {
+class DelaysTest : public MessagingTestBase<DelayFlags> {
  protected:
-  void SetUp() override {
-    SharedWarrendTest::SetUp();
-    if (HasFatalFailure()) return;
-    stub_ = v1::MessagingService::NewStub(warrend_->channel());
-    auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
-    ASSERT_TRUE(admin.ok()) << admin.status();
-    admin_ = *std::move(admin);
-  }
-
   grpc::Status Publish(const v1::PublishRequest& request) {
     v1::PublishResponse ignored;
     return stub_->Publish(CallContext().get(), request, &ignored);
@@ -74,9 +65,6 @@ class DelaysTest : public SharedWarrendTest<DelayFlags> {
     *nack.mutable_nack()->mutable_retry_after() = Millis(after_ms);
     return nack;
   }
-
-  std::unique_ptr<v1::MessagingService::Stub> stub_;
-  std::unique_ptr<AmqpAdmin> admin_;
 };
 
 TEST_F(DelaysTest, RetryAfterComesBackLaterWhileOthersFlow) {

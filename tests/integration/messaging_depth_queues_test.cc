@@ -48,17 +48,8 @@ std::vector<std::string> Numbered(int from, int to) {
   return out;
 }
 
-class QueueDepthTest : public SharedWarrendTest<NoFlags> {
+class QueueDepthTest : public MessagingTestBase<NoFlags> {
  protected:
-  void SetUp() override {
-    SharedWarrendTest::SetUp();
-    if (HasFatalFailure()) return;
-    stub_ = v1::MessagingService::NewStub(warrend_->channel());
-    auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
-    ASSERT_TRUE(admin.ok()) << admin.status();
-    admin_ = *std::move(admin);
-  }
-
   void Publish(const v1::PublishRequest& request) {
     v1::PublishResponse ignored;
     grpc::Status s = stub_->Publish(CallContext().get(), request, &ignored);
@@ -98,9 +89,6 @@ class QueueDepthTest : public SharedWarrendTest<NoFlags> {
     }
     return false;
   }
-
-  std::unique_ptr<v1::MessagingService::Stub> stub_;
-  std::unique_ptr<AmqpAdmin> admin_;
 };
 
 TEST_F(QueueDepthTest, HeadersAllAndAnyEachReceiveExactlyTheMatchingMessages) {

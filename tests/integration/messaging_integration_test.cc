@@ -41,17 +41,8 @@ struct MessagingFlags {
   }
 };
 
-class MessagingTest : public SharedWarrendTest<MessagingFlags> {
+class MessagingTest : public MessagingTestBase<MessagingFlags> {
  protected:
-  void SetUp() override {
-    SharedWarrendTest::SetUp();
-    if (HasFatalFailure()) return;
-    stub_ = v1::MessagingService::NewStub(warrend_->channel());
-    auto admin = AmqpAdmin::Connect(TestEnv("WARREN_TEST_AMQP_URL"));
-    ASSERT_TRUE(admin.ok()) << admin.status();
-    admin_ = *std::move(admin);
-  }
-
   grpc::Status Publish(const v1::PublishRequest& request,
                        v1::PublishResponse* response = nullptr) {
     v1::PublishResponse ignored;
@@ -81,9 +72,6 @@ class MessagingTest : public SharedWarrendTest<MessagingFlags> {
     for (const auto& d : ds) ids.push_back(d.delivery_id());
     return ids;
   }
-
-  std::unique_ptr<v1::MessagingService::Stub> stub_;
-  std::unique_ptr<AmqpAdmin> admin_;
 };
 
 TEST_F(MessagingTest, EveryFieldSurvivesTheRoundTrip) {
